@@ -1,0 +1,237 @@
+// Command capi is libbioxen's C ABI, built with -buildmode=c-shared into
+// libbioxen.so. It only translates between C and the Go core: handles to
+// VMs, C strings and buffers to Go slices, core errors to status codes and
+// thread-local messages. include/bioxen.h is the contract.
+package main
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../include -O2
+#include <stdlib.h>
+#include <string.h>
+#include "bioxen.h"
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"context"
+	"runtime/debug"
+	"sync"
+	"time"
+	"unsafe"
+
+	"libbioxen/core"
+	_ "libbioxen/embedded"
+	// _ "libbioxen/luaproc" LUAPROC
+)
+
+func main() {}
+
+// Handles: a counter that never reuses a value, so a stale handle is
+// BIOXEN_E_BADHANDLE rather than someone else's VM.
+var handles = struct {
+	sync.RWMutex
+	next uint64
+	vms  map[uint64]*core.VM
+}{next: 1, vms: map[uint64]*core.VM{}}
+
+func lookup(h C.bioxen_vm) (*core.VM, C.int) {
+	handles.RLock()
+	vm := handles.vms[uint64(h)]
+	handles.RUnlock()
+	if vm == nil {
+		return nil, fail(core.Errorf(core.ErrBadHandle, "", "no VM with handle %d (closed or never opened)", uint64(h)))
+	}
+	return vm, C.BIOXEN_OK
+}
+
+// fail records err as the calling thread's message and returns its code.
+func fail(err error) C.int {
+	msg := err.Error()
+	if len(msg) == 0 {
+		msg = "error"
+	}
+	b := []byte(msg)
+	C.bioxen__set_err((*C.char)(unsafe.Pointer(&b[0])), C.size_t(len(b)))
+	return C.int(core.CodeOf(err))
+}
+
+// guard turns a panic into BIOXEN_ERROR; every export defers it.
+func guard(status *C.int) {
+	if r := recover(); r != nil {
+		*status = fail(core.Errorf(core.ErrGeneric, "", "internal error: %v\n%s", r, debug.Stack()))
+	}
+}
+
+func goString(p *C.char) string {
+	if p == nil {
+		return ""
+	}
+	return C.GoString(p)
+}
+
+//export bioxenGoVMOpen
+func bioxenGoVMOpen(o *C.bioxen_vm_options, out *C.bioxen_vm) (status C.int) {
+	defer guard(&status)
+	if out == nil {
+		return fail(core.Errorf(core.ErrInvalid, "open", "vm_out is NULL"))
+	}
+	*out = 0
+	var opts core.Options
+	if o != nil {
+		if o.size != 0 && o.size < C.size_t(unsafe.Sizeof(*o)) {
+			return fail(core.Errorf(core.ErrInvalid, "open", "options size %d is smaller than this library's %d", o.size, unsafe.Sizeof(*o)))
+		}
+		opts.Engine = goString(o.engine)
+		opts.Interpreter = goString(o.interpreter)
+		opts.Name = goString(o.name)
+		opts.Persistent = o.persistent != 0
+		opts.Limits.MaxSourceBytes = int(o.max_source_bytes)
+		opts.Limits.MaxOutputBytes = int(o.max_output_bytes)
+	}
+	vm, err := core.Open(opts)
+	if err != nil {
+		return fail(err)
+	}
+	handles.Lock()
+	h := handles.next
+	handles.next++
+	handles.vms[h] = vm
+	handles.Unlock()
+	*out = C.bioxen_vm(h)
+	core.Logf(core.LevelDebug, "opened VM %d (%s engine)", h, vm.Options().Engine)
+	return C.BIOXEN_OK
+}
+
+//export bioxenGoVMClose
+func bioxenGoVMClose(h C.bioxen_vm) (status C.int) {
+	defer guard(&status)
+	if h == 0 {
+		return C.BIOXEN_OK
+	}
+	handles.Lock()
+	vm := handles.vms[uint64(h)]
+	delete(handles.vms, uint64(h))
+	handles.Unlock()
+	if vm == nil {
+		return fail(core.Errorf(core.ErrBadHandle, "close", "no VM with handle %d (closed or never opened)", uint64(h)))
+	}
+	if err := vm.Close(); err != nil {
+		return fail(err)
+	}
+	core.Logf(core.LevelDebug, "closed VM %d", uint64(h))
+	return C.BIOXEN_OK
+}
+
+func execOpts(timeoutMS C.int64_t, flags C.int) core.ExecOptions {
+	eo := core.ExecOptions{PrintResults: flags&C.BIOXEN_EXEC_PRINT_RESULTS != 0}
+	if timeoutMS > 0 {
+		eo.Timeout = time.Duration(timeoutMS) * time.Millisecond
+	}
+	return eo
+}
+
+//export bioxenGoVMExec
+func bioxenGoVMExec(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, out **C.bioxen_result) (status C.int) {
+	defer guard(&status)
+	if out == nil {
+		return fail(core.Errorf(core.ErrInvalid, "exec", "result_out is NULL"))
+	}
+	*out = nil
+	if code == nil {
+		return fail(core.Errorf(core.ErrInvalid, "exec", "code is NULL"))
+	}
+	vm, st := lookup(h)
+	if vm == nil {
+		return st
+	}
+	// The bytes are only read during the call, so no copy is needed.
+	src := unsafe.Slice((*byte)(unsafe.Pointer(code)), int(n))
+	res, err := vm.Exec(context.Background(), src, execOpts(timeoutMS, flags))
+	if err != nil {
+		return fail(err)
+	}
+	*out = newResult(res)
+	return C.BIOXEN_OK
+}
+
+//export bioxenGoVMExecFile
+func bioxenGoVMExecFile(h C.bioxen_vm, path *C.char, timeoutMS C.int64_t, out **C.bioxen_result) (status C.int) {
+	defer guard(&status)
+	if out == nil {
+		return fail(core.Errorf(core.ErrInvalid, "exec_file", "result_out is NULL"))
+	}
+	*out = nil
+	if path == nil {
+		return fail(core.Errorf(core.ErrInvalid, "exec_file", "path is NULL"))
+	}
+	vm, st := lookup(h)
+	if vm == nil {
+		return st
+	}
+	res, err := vm.ExecFile(context.Background(), C.GoString(path), execOpts(timeoutMS, 0))
+	if err != nil {
+		return fail(err)
+	}
+	*out = newResult(res)
+	return C.BIOXEN_OK
+}
+
+// newResult copies r into one C block: the struct's four buffers lie in a
+// single allocation (stdout, stderr, values, message, each followed by a
+// NUL), which bioxen_result_free releases with the struct.
+func newResult(r *core.Result) *C.bioxen_result {
+	vals := r.Values
+	if len(vals) == 0 {
+		vals = []byte("[]")
+	}
+	parts := [4][]byte{r.Stdout, r.Stderr, vals, []byte(r.ErrorMessage)}
+	total := 0
+	for _, p := range parts {
+		total += len(p) + 1
+	}
+	block := unsafe.Slice((*byte)(C.malloc(C.size_t(total))), total)
+	var ptrs [4]*C.char
+	off := 0
+	for i, p := range parts {
+		copy(block[off:], p)
+		block[off+len(p)] = 0
+		ptrs[i] = (*C.char)(unsafe.Pointer(&block[off]))
+		off += len(p) + 1
+	}
+	cr := (*C.bioxen_result)(C.calloc(1, C.size_t(unsafe.Sizeof(C.bioxen_result{}))))
+	cr.stdout_data, cr.stdout_len = ptrs[0], C.size_t(len(parts[0]))
+	cr.stderr_data, cr.stderr_len = ptrs[1], C.size_t(len(parts[1]))
+	cr.values_json, cr.values_len = ptrs[2], C.size_t(len(parts[2]))
+	cr.error_message, cr.error_len = ptrs[3], C.size_t(len(parts[3]))
+	cr.return_code = C.int(r.ReturnCode)
+	if r.Success {
+		cr.success = 1
+	}
+	if r.Truncated {
+		cr.truncated = 1
+	}
+	return cr
+}
+
+//export bioxenGoSetLog
+func bioxenGoSetLog(fn C.bioxen_log_fn, ud unsafe.Pointer, min C.int) (status C.int) {
+	defer guard(&status)
+	if fn == nil {
+		core.SetLogger(nil, 0)
+		return C.BIOXEN_OK
+	}
+	core.SetLogger(func(level int, msg string) {
+		cmsg := C.CString(msg)
+		C.bioxen__call_log(fn, ud, C.int(level), cmsg)
+		C.free(unsafe.Pointer(cmsg))
+	}, int(min))
+	return C.BIOXEN_OK
+}
+
+//export bioxenGoLiveHandles
+func bioxenGoLiveHandles() C.int {
+	handles.RLock()
+	defer handles.RUnlock()
+	return C.int(len(handles.vms))
+}

@@ -1,0 +1,103 @@
+/* The public C symbols of libbioxen. Each forwards to a Go export in
+ * capi.go (whose cgo-generated prototypes cannot carry const), or is plain C
+ * where no Go is needed: versions, error strings, thread-local messages and
+ * freeing results. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include "bioxen.h"
+#include "shim.h"
+#include "_cgo_export.h"
+
+const char *bioxen_version(void) { return BIOXEN_VERSION; }
+int bioxen_version_number(void) { return BIOXEN_VERSION_NUMBER; }
+
+/* The last error message of each thread, like errno. A pthread key rather
+ * than __thread: a dlopen()ed library has almost no static TLS to spare, and
+ * the key's destructor frees the buffer when the thread exits. */
+#define ERRBUF_SIZE 4096
+static pthread_key_t errkey;
+static pthread_once_t errkey_once = PTHREAD_ONCE_INIT;
+
+static void errkey_init(void) { pthread_key_create(&errkey, free); }
+
+static char *errbuf(int create) {
+  pthread_once(&errkey_once, errkey_init);
+  char *buf = pthread_getspecific(errkey);
+  if (!buf && create) {
+    buf = calloc(1, ERRBUF_SIZE);
+    if (buf && pthread_setspecific(errkey, buf) != 0) {
+      free(buf);
+      buf = NULL;
+    }
+  }
+  return buf;
+}
+
+const char *bioxen_errmsg(void) {
+  const char *buf = errbuf(0);
+  return buf ? buf : "";
+}
+
+void bioxen__set_err(const char *msg, size_t n) {
+  char *buf = errbuf(1);
+  if (!buf) return;
+  if (n >= ERRBUF_SIZE) {
+    memcpy(buf, msg, ERRBUF_SIZE - 4);
+    memcpy(buf + ERRBUF_SIZE - 4, "...", 4);
+    return;
+  }
+  memcpy(buf, msg, n);
+  buf[n] = 0;
+}
+
+const char *bioxen_errstr(int code) {
+  switch (code) {
+  case BIOXEN_OK: return "ok";
+  case BIOXEN_ERROR: return "error";
+  case BIOXEN_E_INVALID: return "invalid argument";
+  case BIOXEN_E_BADHANDLE: return "unknown or closed handle";
+  case BIOXEN_E_TIMEOUT: return "timeout";
+  case BIOXEN_E_LUA_NOT_FOUND: return "Lua interpreter not found";
+  case BIOXEN_E_FILE_NOT_FOUND: return "file not found";
+  case BIOXEN_E_ENGINE: return "engine failure";
+  case BIOXEN_E_TOOLARGE: return "too large";
+  case BIOXEN_E_UNSUPPORTED: return "unsupported";
+  case BIOXEN_E_NOMEM: return "out of memory";
+  case BIOXEN_E_RANGE: return "buffer too small";
+  case BIOXEN_E_CLOSED: return "closed";
+  default: return "unknown status code";
+  }
+}
+
+void bioxen__call_log(bioxen_log_fn fn, void *ud, int level, const char *msg) {
+  fn(ud, level, msg);
+}
+
+int bioxen_vm_open(const bioxen_vm_options *opts, bioxen_vm *vm_out) {
+  return bioxenGoVMOpen((bioxen_vm_options *)opts, vm_out);
+}
+
+int bioxen_vm_close(bioxen_vm vm) { return bioxenGoVMClose(vm); }
+
+int bioxen_vm_exec(bioxen_vm vm, const char *code, size_t code_len,
+                   int64_t timeout_ms, int flags, bioxen_result **result_out) {
+  return bioxenGoVMExec(vm, (char *)code, code_len, timeout_ms, flags, result_out);
+}
+
+int bioxen_vm_exec_file(bioxen_vm vm, const char *path, int64_t timeout_ms,
+                        bioxen_result **result_out) {
+  return bioxenGoVMExecFile(vm, (char *)path, timeout_ms, result_out);
+}
+
+void bioxen_result_free(bioxen_result *r) {
+  if (!r) return;
+  free(r->stdout_data); /* one block holds all four buffers (capi.go newResult) */
+  free(r);
+}
+
+int bioxen_set_log_callback(bioxen_log_fn fn, void *userdata, int min_level) {
+  return bioxenGoSetLog(fn, userdata, min_level);
+}
+
+int bioxen_live_handles(void) { return bioxenGoLiveHandles(); }

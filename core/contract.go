@@ -1,0 +1,132 @@
+package core
+
+import (
+	"context"
+	"time"
+)
+
+// Limits bound what one call may consume. Zero fields take the defaults
+// below; they are per call unless said otherwise.
+type Limits struct {
+	// MaxSourceBytes refuses code (or a script file) larger than this with
+	// ErrTooLarge before anything runs. Default 16 MiB.
+	MaxSourceBytes int
+	// MaxOutputBytes caps what one call keeps of stdout and of stderr
+	// (each). Past the cap bytes are dropped and counted, and the stream
+	// ends with TruncationMarker. Default 8 MiB.
+	MaxOutputBytes int
+	// MaxValueDepth is the deepest table nesting converted into returned
+	// values; deeper tables become an opaque "<depth limit>" marker.
+	// Default 64.
+	MaxValueDepth int
+	// MaxValueBytes caps the encoded size of the returned values; past it the
+	// remaining values are replaced by an opaque "<size limit>" marker.
+	// Default 16 MiB.
+	MaxValueBytes int
+}
+
+// Default limits.
+const (
+	DefaultMaxSourceBytes = 16 << 20
+	DefaultMaxOutputBytes = 8 << 20
+	DefaultMaxValueDepth  = 64
+	DefaultMaxValueBytes  = 16 << 20
+)
+
+// WithDefaults returns l with zero fields replaced by the defaults.
+func (l Limits) WithDefaults() Limits {
+	if l.MaxSourceBytes <= 0 {
+		l.MaxSourceBytes = DefaultMaxSourceBytes
+	}
+	if l.MaxOutputBytes <= 0 {
+		l.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	if l.MaxValueDepth <= 0 {
+		l.MaxValueDepth = DefaultMaxValueDepth
+	}
+	if l.MaxValueBytes <= 0 {
+		l.MaxValueBytes = DefaultMaxValueBytes
+	}
+	return l
+}
+
+// Options open a VM.
+type Options struct {
+	// Engine names the engine: "embedded" (gopher-lua in process, the
+	// default) or "process" (a real Lua interpreter as a child process).
+	Engine string
+	// Interpreter is the executable the process engine runs ("lua5.4",
+	// "luajit", a path ...). Default "lua".
+	Interpreter string
+	// Persistent keeps globals across calls. When false every call starts
+	// from a clean Lua environment.
+	Persistent bool
+	// Limits bound each call.
+	Limits Limits
+	// Name labels the VM in log lines.
+	Name string
+}
+
+// Request is one chunk for an engine to run.
+type Request struct {
+	// Code is the Lua source text.
+	Code []byte
+	// ChunkName is Lua's chunk name: "=input" for strings, "@path" for files.
+	ChunkName string
+	// Fresh runs the chunk in a clean environment; set from !Persistent.
+	Fresh bool
+	// PrintResults prints the chunk's returned values to stdout the way the
+	// Lua 5.4 REPL does (tostring of each, tab separated, one line).
+	PrintResults bool
+}
+
+// Result is what one call produced. A Lua error (syntax or runtime) is a
+// Result with Success false, not a Go error.
+type Result struct {
+	Stdout     []byte
+	Stderr     []byte
+	ReturnCode int  // 0 on success, 1 on a Lua error, n after os.exit(n)
+	Success    bool // ReturnCode == 0
+	// Values holds the returned values as a JSON array in the encoding
+	// documented in docs/values.md (see ValueEncoder).
+	Values []byte
+	// ErrorMessage is the Lua error message without traceback when
+	// Success is false because of a Lua error ("" otherwise).
+	ErrorMessage string
+	// Truncated reports that stdout or stderr hit MaxOutputBytes.
+	Truncated bool
+}
+
+// Engine runs chunks. An Engine is used by one goroutine at a time (VM holds
+// a lock); Exec must honour ctx's deadline and return an *Error with
+// ErrTimeout when it passes, leaving the engine usable for the next call.
+type Engine interface {
+	Exec(ctx context.Context, req *Request) (*Result, error)
+	// Close releases everything; calling it twice is harmless.
+	Close() error
+}
+
+// Factory opens an engine with the given (defaulted) options.
+type Factory func(opts Options) (Engine, error)
+
+var factories = map[string]Factory{}
+
+// Register makes an engine available under name. Engines call it from init.
+func Register(name string, f Factory) { factories[name] = f }
+
+// Engines lists the registered engine names.
+func Engines() []string {
+	names := make([]string, 0, len(factories))
+	for n := range factories {
+		names = append(names, n)
+	}
+	return names
+}
+
+// TimeoutGrace is how long past a deadline an engine may take to stop a
+// chunk before it gives the engine up (kills the process, drops the state).
+const TimeoutGrace = 20 * time.Millisecond
+
+// TruncationMarker ends an output stream that hit MaxOutputBytes; %d is the
+// number of bytes dropped.
+const TruncationMarker = "\n[bioxen: output truncated, %d bytes dropped]\n"

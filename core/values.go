@@ -1,0 +1,312 @@
+package core
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"math"
+	"strconv"
+	"unicode/utf8"
+)
+
+// ValueEncoder writes Lua values as JSON in libbioxen's value encoding
+// (docs/values.md), which every engine produces and every binding decodes:
+//
+//	nil -> null, boolean -> true/false
+//	number -> a JSON number (integers without a fraction); NaN and the
+//	          infinities -> {"$f":"nan"|"inf"|"-inf"}
+//	string -> a JSON string when it is valid UTF-8, else {"$b":"<base64>"}
+//	table with keys exactly 1..n (n >= 1) -> a JSON array
+//	any other table -> {"$t":[[key,value],...]} (the empty table too)
+//	function, userdata, thread, cycles and cut-offs ->
+//	          {"$o":"<lua type>","s":"<text>"}
+//
+// Every JSON object is one of these tags, so decoding is unambiguous.
+type ValueEncoder struct {
+	buf   []byte
+	limit int
+	full  bool
+	// count[i] is the number of items written at nesting level i; kind[i]
+	// is the container open there ('l' list, 'm' map, 'p' pair).
+	count []int
+	kind  []byte
+}
+
+// NewValueEncoder starts a top-level array of values, capped at limit bytes.
+func NewValueEncoder(limit int) *ValueEncoder {
+	e := &ValueEncoder{limit: limit, buf: make([]byte, 0, 64)}
+	e.buf = append(e.buf, '[')
+	e.count = append(e.count, 0)
+	e.kind = append(e.kind, 'l')
+	return e
+}
+
+// Full reports that the size limit was reached; callers stop encoding and
+// call Finish, which records a "<size limit>" marker.
+func (e *ValueEncoder) Full() bool {
+	if !e.full && len(e.buf) > e.limit {
+		e.full = true
+	}
+	return e.full
+}
+
+func (e *ValueEncoder) sep() {
+	n := len(e.count) - 1
+	if e.count[n] > 0 {
+		e.buf = append(e.buf, ',')
+	}
+	e.count[n]++
+}
+
+// Nil writes null.
+func (e *ValueEncoder) Nil() { e.sep(); e.buf = append(e.buf, "null"...) }
+
+// Bool writes a boolean.
+func (e *ValueEncoder) Bool(b bool) { e.sep(); e.buf = strconv.AppendBool(e.buf, b) }
+
+// Int writes an integer (Lua 5.3+ integer subtype).
+func (e *ValueEncoder) Int(i int64) { e.sep(); e.buf = strconv.AppendInt(e.buf, i, 10) }
+
+// Number writes a float; integral values within ±2^53 are written as
+// integers, so 4.0 from gopher-lua arrives as 4.
+func (e *ValueEncoder) Number(f float64) {
+	e.sep()
+	switch {
+	case math.IsNaN(f):
+		e.buf = append(e.buf, `{"$f":"nan"}`...)
+	case math.IsInf(f, 1):
+		e.buf = append(e.buf, `{"$f":"inf"}`...)
+	case math.IsInf(f, -1):
+		e.buf = append(e.buf, `{"$f":"-inf"}`...)
+	case f == math.Trunc(f) && math.Abs(f) <= 1<<53:
+		if f == 0 && math.Signbit(f) {
+			e.buf = append(e.buf, "-0.0"...)
+		} else {
+			e.buf = strconv.AppendInt(e.buf, int64(f), 10)
+		}
+	default:
+		e.buf = strconv.AppendFloat(e.buf, f, 'g', -1, 64)
+	}
+}
+
+// String writes a Lua string.
+func (e *ValueEncoder) String(s []byte) {
+	e.sep()
+	if utf8.Valid(s) {
+		e.buf = appendJSONString(e.buf, s)
+		return
+	}
+	e.buf = append(e.buf, `{"$b":"`...)
+	e.buf = base64.StdEncoding.AppendEncode(e.buf, s)
+	e.buf = append(e.buf, `"}`...)
+}
+
+// Opaque writes a value that has no data form (function, userdata, thread)
+// or a marker for a cycle or a cut-off.
+func (e *ValueEncoder) Opaque(luaType, text string) {
+	e.sep()
+	e.buf = append(e.buf, `{"$o":`...)
+	e.buf = appendJSONString(e.buf, []byte(luaType))
+	e.buf = append(e.buf, `,"s":`...)
+	e.buf = appendJSONString(e.buf, []byte(text))
+	e.buf = append(e.buf, '}')
+}
+
+// BeginList starts a sequence; items follow, then End.
+func (e *ValueEncoder) BeginList() {
+	e.sep()
+	e.open('[', 'l')
+}
+
+// BeginMap starts a key/value table; write key, value, key, value ... then End.
+func (e *ValueEncoder) BeginMap() {
+	e.sep()
+	e.buf = append(e.buf, `{"$t":[`...)
+	e.count = append(e.count, 0)
+	e.kind = append(e.kind, 'm')
+}
+
+// BeginPair starts one key/value pair inside a map; key, value, then End.
+func (e *ValueEncoder) BeginPair() {
+	e.sep()
+	e.open('[', 'p')
+}
+
+func (e *ValueEncoder) open(c byte, kind byte) {
+	e.buf = append(e.buf, c)
+	e.count = append(e.count, 0)
+	e.kind = append(e.kind, kind)
+}
+
+// End closes the innermost open container (list, map or pair).
+func (e *ValueEncoder) End() {
+	n := len(e.count) - 1
+	if e.kind[n] == 'm' {
+		e.buf = append(e.buf, "]}"...)
+	} else {
+		e.buf = append(e.buf, ']')
+	}
+	e.count = e.count[:n]
+	e.kind = e.kind[:n]
+}
+
+// Depth is the current nesting depth (0 at the top level).
+func (e *ValueEncoder) Depth() int { return len(e.count) - 1 }
+
+// Finish closes every container still open (after a cut-off) and the
+// top-level array and returns the JSON. When the size limit was hit, a
+// "<size limit>" marker stands at the point of the cut.
+func (e *ValueEncoder) Finish() []byte {
+	if e.full {
+		// A pair needs its value before the marker can stand anywhere.
+		if e.kind[len(e.kind)-1] == 'p' && e.count[len(e.count)-1] == 1 {
+			e.Nil()
+		}
+		if e.kind[len(e.kind)-1] != 'm' {
+			e.Opaque("nil", "<size limit>")
+		}
+	}
+	for len(e.count) > 0 {
+		e.End()
+	}
+	return e.buf
+}
+
+func appendJSONString(dst, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// DecodeValues turns the value encoding into Go values for Go callers:
+// nil, bool, int64 or float64, string or []byte, []any, map[any]any (keys
+// that are tables become their Opaque), Opaque.
+func DecodeValues(data []byte) ([]any, error) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, Wrap(ErrGeneric, "decode", "bad value encoding", err)
+	}
+	out := make([]any, len(raw))
+	for i, r := range raw {
+		v, err := decodeValue(r)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// Opaque is a Lua value without a data form, or a cut-off marker.
+type Opaque struct {
+	Type string // Lua type name
+	Text string // tostring() form or a marker such as "<cycle>"
+}
+
+func decodeValue(r json.RawMessage) (any, error) {
+	if len(r) == 0 {
+		return nil, Errorf(ErrGeneric, "decode", "empty value")
+	}
+	switch r[0] {
+	case '[':
+		var items []json.RawMessage
+		if err := json.Unmarshal(r, &items); err != nil {
+			return nil, err
+		}
+		list := make([]any, len(items))
+		for i, it := range items {
+			v, err := decodeValue(it)
+			if err != nil {
+				return nil, err
+			}
+			list[i] = v
+		}
+		return list, nil
+	case '{':
+		var tag map[string]json.RawMessage
+		if err := json.Unmarshal(r, &tag); err != nil {
+			return nil, err
+		}
+		if b, ok := tag["$b"]; ok {
+			var s string
+			if err := json.Unmarshal(b, &s); err != nil {
+				return nil, err
+			}
+			return base64.StdEncoding.DecodeString(s)
+		}
+		if f, ok := tag["$f"]; ok {
+			switch string(f) {
+			case `"nan"`:
+				return math.NaN(), nil
+			case `"inf"`:
+				return math.Inf(1), nil
+			default:
+				return math.Inf(-1), nil
+			}
+		}
+		if o, ok := tag["$o"]; ok {
+			var op Opaque
+			_ = json.Unmarshal(o, &op.Type)
+			_ = json.Unmarshal(tag["s"], &op.Text)
+			return op, nil
+		}
+		var pairs [][2]json.RawMessage
+		if err := json.Unmarshal(tag["$t"], &pairs); err != nil {
+			return nil, err
+		}
+		m := make(map[any]any, len(pairs))
+		for _, p := range pairs {
+			k, err := decodeValue(p[0])
+			if err != nil {
+				return nil, err
+			}
+			v, err := decodeValue(p[1])
+			if err != nil {
+				return nil, err
+			}
+			switch k.(type) {
+			case []any, map[any]any, []byte:
+				k = Opaque{Type: "table", Text: "<table key>"}
+			}
+			m[k] = v
+		}
+		return m, nil
+	default:
+		var v any
+		d := json.NewDecoder(bytes.NewReader(r))
+		d.UseNumber()
+		if err := d.Decode(&v); err != nil {
+			return nil, err
+		}
+		if n, ok := v.(json.Number); ok {
+			if i, err := n.Int64(); err == nil {
+				return i, nil
+			}
+			f, err := n.Float64()
+			return f, err
+		}
+		return v, nil
+	}
+}

@@ -1,0 +1,187 @@
+// Package embedded is the default engine: gopher-lua (Lua 5.1 plus goto)
+// running inside the host process. No Lua installation is needed.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"libbioxen/core"
+)
+
+func init() { core.Register("embedded", Open) }
+
+// Engine runs chunks in one gopher-lua state at a time. It is not safe for
+// concurrent use; core.VM serialises calls.
+type Engine struct {
+	opts core.Options
+	st   *state // nil after the state was given up (timeout in a Go builtin)
+}
+
+// Open opens an embedded engine.
+func Open(opts core.Options) (core.Engine, error) {
+	opts.Limits = opts.Limits.WithDefaults()
+	return &Engine{opts: opts, st: takeState()}, nil
+}
+
+// Close releases the Lua state. Closing twice is harmless.
+func (e *Engine) Close() error {
+	if e.st != nil {
+		e.st.close()
+		e.st = nil
+	}
+	return nil
+}
+
+// Exec runs one chunk.
+func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, error) {
+	ch, err := compile(req.Code, req.ChunkName)
+	if err != nil {
+		var se *syntaxError
+		if errors.As(err, &se) {
+			return &core.Result{ReturnCode: 1, Stderr: []byte(se.msg), ErrorMessage: se.msg, Values: []byte("[]")}, nil
+		}
+		return nil, core.Wrap(core.ErrGeneric, "exec", "compile failed", err)
+	}
+	if e.st == nil {
+		e.st = takeState()
+	}
+	st := e.st
+	st.begin(e.opts.Limits)
+
+	var res *core.Result
+	if ctx.Done() == nil {
+		res = st.run(ch.proto, req, e.opts.Limits)
+	} else {
+		st.L.SetContext(ctx)
+		done := make(chan *core.Result, 1)
+		go func() { done <- st.run(ch.proto, req, e.opts.Limits) }()
+		select {
+		case res = <-done:
+		case <-ctx.Done():
+			grace := time.NewTimer(core.TimeoutGrace)
+			select {
+			case res = <-done:
+				grace.Stop()
+			case <-grace.C:
+				// Stuck in a long Go builtin that does not see the context:
+				// give the state up; it is closed when the builtin returns.
+				e.st = nil
+				go func() { <-done; st.close() }()
+				core.Logf(core.LevelWarn, "embedded VM %q: chunk did not stop within %v of its deadline; state replaced", e.opts.Name, core.TimeoutGrace)
+				return nil, timeoutError(ctx, !req.Fresh)
+			}
+		}
+		st.L.RemoveContext()
+		if ctx.Err() != nil {
+			e.finish(st, req, false)
+			return nil, timeoutError(ctx, false)
+		}
+	}
+	e.finish(st, req, ch.pure)
+	return res, nil
+}
+
+// finish restores a fresh-environment state, or replaces it when the chunk
+// changed more than its own globals. A pure chunk cannot have changed it.
+func (e *Engine) finish(st *state, req *core.Request, pure bool) {
+	st.L.SetTop(0)
+	if !req.Fresh || e.st != st || pure {
+		return
+	}
+	if !st.restore() {
+		core.Logf(core.LevelDebug, "embedded VM %q: chunk changed the standard library; using a new state", e.opts.Name)
+		st.close()
+		e.st = takeState()
+	}
+}
+
+func timeoutError(ctx context.Context, lost bool) error {
+	msg := "Lua code ran past its timeout"
+	if errors.Is(ctx.Err(), context.Canceled) {
+		msg = "Lua code was cancelled"
+	}
+	if lost {
+		msg += "; the VM's state was reset because the chunk was stuck in a builtin"
+	}
+	return core.Wrap(core.ErrTimeout, "exec", msg, ctx.Err())
+}
+
+func (st *state) begin(lim core.Limits) {
+	st.out.Max, st.errw.Max = lim.MaxOutputBytes, lim.MaxOutputBytes
+	st.out.Reset()
+	st.errw.Reset()
+	st.exited, st.exitCode = false, 0
+	st.curOut, st.curIn = st.stdout, st.stdin
+}
+
+// run calls the chunk, then encodes and (if asked) prints its values, all
+// under the call's context so metamethods run by tostring stay bounded.
+func (st *state) run(proto *lua.FunctionProto, req *core.Request, lim core.Limits) *core.Result {
+	L := st.L
+	L.SetTop(0)
+	L.Push(L.NewFunctionFromProto(proto))
+	err := L.PCall(0, lua.MultRet, nil)
+	res := &core.Result{}
+	switch {
+	case st.exited:
+		res.ReturnCode = st.exitCode
+		L.SetTop(0)
+	case err != nil:
+		msg, trace := describeError(err)
+		res.ReturnCode = 1
+		res.ErrorMessage = msg
+		st.errw.WriteString(msg)
+		if trace != "" {
+			st.errw.WriteString("\n" + trace)
+		}
+		L.SetTop(0)
+	}
+	n := L.GetTop()
+	enc := core.NewValueEncoder(lim.MaxValueBytes)
+	for i := 1; i <= n && !enc.Full(); i++ {
+		encodeValue(enc, L.Get(i), lim.MaxValueDepth, nil)
+	}
+	if req.PrintResults && n > 0 && res.ReturnCode == 0 {
+		st.printValues(n)
+	}
+	res.Values = enc.Finish()
+	res.Success = res.ReturnCode == 0
+	res.Stdout = st.out.Bytes()
+	res.Stderr = st.errw.Bytes()
+	res.Truncated = st.out.Dropped() > 0 || st.errw.Dropped() > 0
+	return res
+}
+
+// printValues prints the n values on the stack like the Lua REPL, through a
+// protected call so a failing __tostring becomes stderr, not a crash.
+func (st *state) printValues(n int) {
+	L := st.L
+	L.Insert(st.printer, 1)
+	if err := L.PCall(n, 0, nil); err != nil {
+		msg, _ := describeError(err)
+		st.errw.WriteString("error printing results: " + msg)
+	}
+}
+
+// describeError splits a gopher-lua error into Lua's message and traceback.
+func describeError(err error) (msg, trace string) {
+	var ae *lua.ApiError
+	if !errors.As(err, &ae) {
+		return err.Error(), ""
+	}
+	switch v := ae.Object.(type) {
+	case lua.LString:
+		msg = string(v)
+	case lua.LNumber:
+		msg = v.String()
+	case nil:
+		msg = ae.Error()
+	default:
+		msg = "(error object is a " + v.Type().String() + " value)"
+	}
+	return msg, ae.StackTrace
+}

@@ -1,0 +1,198 @@
+package embedded
+
+import (
+	"sync/atomic"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"libbioxen/core"
+)
+
+// state is one gopher-lua LState with our standard streams installed and a
+// snapshot of its pristine library, so that a fresh-environment call can be
+// verified (and cheaply restored) instead of paying ~110 µs for a new
+// LState every call.
+type state struct {
+	L         *lua.LState
+	out, errw core.Capture
+
+	stdout, stderr, stdin *lua.LUserData
+	curOut, curIn         *lua.LUserData
+	origInput, origOutput *lua.LFunction
+	origLines, origType   *lua.LFunction
+	printer               *lua.LFunction // print for returned values
+
+	exited   bool
+	exitCode int
+
+	snap       []tableSnap
+	probes     []lua.LValue // a value of each type that has a shared metatable
+	typeMts    []lua.LValue // their pristine metatables
+	tombstones int          // distinct user globals deleted so far (gopher-lua keeps their keys)
+}
+
+// tableSnap is a pristine library table: its entries in iteration order, the
+// last key, its metatable and its array length.
+type tableSnap struct {
+	t        *lua.LTable
+	mt       lua.LValue
+	keys     []lua.LValue
+	vals     []lua.LValue
+	pristine map[lua.LValue]struct{}
+	last     lua.LValue
+	arrayLen int
+	globals  bool
+}
+
+// gopher-lua options: the value stack starts small (VMs are cheap to keep
+// many of) and grows in large steps, so big tables and long
+// table.concat/unpack calls neither overflow nor go quadratic; the call stack
+// grows on demand up to a depth that deep recursion in scientific code needs.
+var luaOptions = lua.Options{
+	CallStackSize:       200000,
+	MinimizeStackMemory: true,
+	RegistrySize:        1024,
+	RegistryMaxSize:     1 << 23,
+	RegistryGrowStep:    1 << 16,
+}
+
+// maxTombstones bounds gopher-lua's never-shrinking key list of _G: past it
+// the state is replaced.
+const maxTombstones = 4096
+
+func newState() *state {
+	st := &state{L: lua.NewState(luaOptions)}
+	st.installStdio()
+	st.printer = st.L.NewFunction(st.print)
+	st.curOut, st.curIn = st.stdout, st.stdin
+	st.takeSnapshot()
+	return st
+}
+
+func (st *state) takeSnapshot() {
+	L := st.L
+	seen := map[*lua.LTable]bool{}
+	var add func(t *lua.LTable, depth int, globals bool)
+	add = func(t *lua.LTable, depth int, globals bool) {
+		if seen[t] {
+			return
+		}
+		seen[t] = true
+		ts := tableSnap{t: t, mt: t.Metatable, last: lua.LNil, arrayLen: t.MaxN(), globals: globals,
+			pristine: map[lua.LValue]struct{}{}}
+		var sub []*lua.LTable
+		for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
+			ts.keys = append(ts.keys, k)
+			ts.vals = append(ts.vals, v)
+			ts.pristine[k] = struct{}{}
+			ts.last = k
+			if tt, ok := v.(*lua.LTable); ok {
+				sub = append(sub, tt)
+			}
+		}
+		if mt, ok := t.Metatable.(*lua.LTable); ok {
+			sub = append(sub, mt)
+		}
+		st.snap = append(st.snap, ts)
+		if depth < 3 {
+			for _, s := range sub {
+				add(s, depth+1, false)
+			}
+		}
+	}
+	add(L.G.Global, 0, true)
+	st.probes = []lua.LValue{lua.LNumber(0), lua.LTrue, lua.LNil, lua.LString(""), L.NewFunction(fileEOF)}
+	for _, p := range st.probes {
+		mt := L.GetMetatable(p)
+		st.typeMts = append(st.typeMts, mt)
+		if t, ok := mt.(*lua.LTable); ok {
+			add(t, 1, false)
+		}
+	}
+	for _, ud := range []*lua.LUserData{st.stdout, st.stderr, st.stdin} {
+		if t, ok := ud.Metatable.(*lua.LTable); ok {
+			add(t, 1, false)
+		}
+	}
+}
+
+// restore brings the state back to pristine after a fresh-environment call.
+// It deletes user globals (the common case, cheap) and reports false when
+// anything else changed (a library entry, a metatable, package.loaded ...):
+// the caller then drops the state for a new one.
+func (st *state) restore() bool {
+	L := st.L
+	var added []lua.LValue
+	for i := range st.snap {
+		ts := &st.snap[i]
+		t := ts.t
+		if t.Metatable != ts.mt || t.MaxN() != ts.arrayLen {
+			return false
+		}
+		for j, k := range ts.keys {
+			if t.RawGet(k) != ts.vals[j] {
+				return false
+			}
+		}
+		for k, _ := t.Next(ts.last); k != lua.LNil; k, _ = t.Next(k) {
+			if _, ok := ts.pristine[k]; ok {
+				continue
+			}
+			if !ts.globals {
+				return false
+			}
+			added = append(added, k)
+		}
+	}
+	for i, p := range st.probes {
+		if L.GetMetatable(p) != st.typeMts[i] {
+			return false
+		}
+	}
+	if st.tombstones+len(added) > maxTombstones {
+		return false
+	}
+	g := L.G.Global
+	for _, k := range added {
+		g.RawSet(k, lua.LNil)
+	}
+	st.tombstones += len(added)
+	return true
+}
+
+func (st *state) close() { st.L.Close() }
+
+// A small pool of pristine states, filled in the background, so that
+// opening a VM or replacing a dirtied state rarely pays for NewState on the
+// caller's time.
+var (
+	pool    = make(chan *state, 2)
+	filling atomic.Bool
+)
+
+func takeState() *state {
+	select {
+	case st := <-pool:
+		go refill()
+		return st
+	default:
+		go refill()
+		return newState()
+	}
+}
+
+func refill() {
+	if !filling.CompareAndSwap(false, true) {
+		return
+	}
+	defer filling.Store(false)
+	for len(pool) < cap(pool) {
+		st := newState()
+		select {
+		case pool <- st:
+		default:
+			st.close()
+			return
+		}
+	}
+}

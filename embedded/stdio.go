@@ -1,0 +1,350 @@
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"libbioxen/core"
+)
+
+// The embedded engine never lets Lua code touch the host's file
+// descriptors: print, io.write, io.stdout and io.stderr write to the call's
+// bounded captures, the default input is empty, os.execute's child writes
+// to the captures too, and os.exit ends the chunk instead of the host.
+
+const stdFileType = "bioxen.stdfile"
+
+type stdFile struct {
+	name  string
+	w     *core.Capture // nil for stdin
+	state *state
+}
+
+// exitSignal is raised by os.exit; run() turns it into the return code.
+type exitSignal struct{}
+
+func (st *state) installStdio() {
+	L := st.L
+	mt := L.NewTypeMetatable(stdFileType)
+	methods := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+		"write":   st.fileWrite,
+		"flush":   fileSelf,
+		"setvbuf": fileTrue,
+		"close":   fileNoClose,
+		"seek":    fileNoSeek,
+		"read":    fileEOF,
+		"lines":   fileLines,
+	})
+	mt.RawSetString("__index", methods)
+	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+		f := checkStdFile(L, 1)
+		L.Push(lua.LString("file (" + f.name + ")"))
+		return 1
+	}))
+	newFile := func(name string, w *core.Capture) *lua.LUserData {
+		ud := L.NewUserData()
+		ud.Value = &stdFile{name: name, w: w, state: st}
+		ud.Metatable = mt
+		return ud
+	}
+	st.stdout = newFile("stdout", &st.out)
+	st.stderr = newFile("stderr", &st.errw)
+	st.stdin = newFile("stdin", nil)
+
+	io := L.GetGlobal("io").(*lua.LTable)
+	st.origInput = io.RawGetString("input").(*lua.LFunction)
+	st.origOutput = io.RawGetString("output").(*lua.LFunction)
+	st.origLines = io.RawGetString("lines").(*lua.LFunction)
+	st.origType = io.RawGetString("type").(*lua.LFunction)
+	io.RawSetString("stdout", st.stdout)
+	io.RawSetString("stderr", st.stderr)
+	io.RawSetString("stdin", st.stdin)
+	L.SetFuncs(io, map[string]lua.LGFunction{
+		"write":  st.ioWrite,
+		"read":   st.ioRead,
+		"lines":  st.ioLines,
+		"input":  st.ioInput,
+		"output": st.ioOutput,
+		"flush":  st.ioFlush,
+		"close":  st.ioClose,
+		"type":   st.ioType,
+	})
+	L.SetGlobal("print", L.NewFunction(st.print))
+	osT := L.GetGlobal("os").(*lua.LTable)
+	L.SetFuncs(osT, map[string]lua.LGFunction{
+		"exit":    st.osExit,
+		"execute": st.osExecute,
+	})
+}
+
+func checkStdFile(L *lua.LState, n int) *stdFile {
+	ud := L.CheckUserData(n)
+	f, ok := ud.Value.(*stdFile)
+	if !ok {
+		L.ArgError(n, "file expected")
+	}
+	return f
+}
+
+func (st *state) print(L *lua.LState) int {
+	n := L.GetTop()
+	for i := 1; i <= n; i++ {
+		if i > 1 {
+			st.out.WriteString("\t")
+		}
+		st.out.WriteString(L.ToStringMeta(L.Get(i)).String())
+	}
+	st.out.WriteString("\n")
+	return 0
+}
+
+// writeArgs writes arguments from..top like Lua's io.write: strings and
+// numbers only.
+func writeArgs(L *lua.LState, w *core.Capture, from int) {
+	top := L.GetTop()
+	for i := from; i <= top; i++ {
+		switch v := L.Get(i).(type) {
+		case lua.LString:
+			w.WriteString(string(v))
+		case lua.LNumber:
+			w.WriteString(v.String())
+		default:
+			L.ArgError(i-from+1, "string expected, got "+v.Type().String())
+		}
+	}
+}
+
+func (st *state) fileWrite(L *lua.LState) int {
+	f := checkStdFile(L, 1)
+	if f.w == nil {
+		L.Push(lua.LNil)
+		L.Push(lua.LString("file not opened for writing"))
+		return 2
+	}
+	writeArgs(L, f.w, 2)
+	L.Push(L.Get(1))
+	return 1
+}
+
+func fileSelf(L *lua.LState) int { L.Push(L.Get(1)); return 1 }
+func fileTrue(L *lua.LState) int { L.Push(lua.LTrue); return 1 }
+func fileNoClose(L *lua.LState) int {
+	L.Push(lua.LNil)
+	L.Push(lua.LString("cannot close standard file"))
+	return 2
+}
+func fileNoSeek(L *lua.LState) int {
+	L.Push(lua.LNil)
+	L.Push(lua.LString("Illegal seek"))
+	L.Push(lua.LNumber(29))
+	return 3
+}
+func fileEOF(L *lua.LState) int { L.Push(lua.LNil); return 1 }
+func fileLines(L *lua.LState) int {
+	L.Push(L.NewFunction(fileEOF))
+	return 1
+}
+
+// current default output / input: one of our std files, or a real file
+// opened through the original io.output/io.input.
+func (st *state) ioWrite(L *lua.LState) int {
+	if f, ok := st.curOut.Value.(*stdFile); ok {
+		writeArgs(L, f.w, 1)
+		L.Push(st.curOut)
+		return 1
+	}
+	return st.callMethod(L, st.curOut, "write")
+}
+
+func (st *state) ioRead(L *lua.LState) int {
+	if _, ok := st.curIn.Value.(*stdFile); ok {
+		L.Push(lua.LNil)
+		return 1
+	}
+	return st.callMethod(L, st.curIn, "read")
+}
+
+// callMethod calls file:method(args...) on a real file with this call's
+// arguments and returns its results.
+func (st *state) callMethod(L *lua.LState, file *lua.LUserData, method string) int {
+	args := make([]lua.LValue, 0, L.GetTop()+1)
+	args = append(args, file)
+	for i := 1; i <= L.GetTop(); i++ {
+		args = append(args, L.Get(i))
+	}
+	fn := L.GetField(file, method)
+	top := L.GetTop()
+	L.Push(fn)
+	for _, a := range args {
+		L.Push(a)
+	}
+	L.Call(len(args), lua.MultRet)
+	return L.GetTop() - top
+}
+
+func (st *state) ioLines(L *lua.LState) int {
+	if L.GetTop() == 0 {
+		if _, ok := st.curIn.Value.(*stdFile); ok {
+			L.Push(L.NewFunction(fileEOF))
+			return 1
+		}
+		return st.callMethod(L, st.curIn, "lines")
+	}
+	return st.callOrig(L, st.origLines)
+}
+
+func (st *state) callOrig(L *lua.LState, fn *lua.LFunction) int {
+	top := L.GetTop()
+	L.Push(fn)
+	for i := 1; i <= top; i++ {
+		L.Push(L.Get(i))
+	}
+	L.Call(top, lua.MultRet)
+	return L.GetTop() - top
+}
+
+func (st *state) ioInput(L *lua.LState) int {
+	if L.GetTop() == 0 || L.Get(1) == lua.LNil {
+		L.Push(st.curIn)
+		return 1
+	}
+	if ud, ok := L.Get(1).(*lua.LUserData); ok {
+		if _, ok := ud.Value.(*stdFile); ok {
+			st.curIn = ud
+			L.Push(ud)
+			return 1
+		}
+	}
+	n := st.callOrig(L, st.origInput)
+	if ud, ok := L.Get(-1).(*lua.LUserData); ok && n > 0 {
+		st.curIn = ud
+	}
+	return n
+}
+
+func (st *state) ioOutput(L *lua.LState) int {
+	if L.GetTop() == 0 || L.Get(1) == lua.LNil {
+		L.Push(st.curOut)
+		return 1
+	}
+	if ud, ok := L.Get(1).(*lua.LUserData); ok {
+		if f, ok := ud.Value.(*stdFile); ok && f.w != nil {
+			st.curOut = ud
+			L.Push(ud)
+			return 1
+		}
+	}
+	n := st.callOrig(L, st.origOutput)
+	if ud, ok := L.Get(-1).(*lua.LUserData); ok && n > 0 {
+		st.curOut = ud
+	}
+	return n
+}
+
+func (st *state) ioFlush(L *lua.LState) int {
+	if _, ok := st.curOut.Value.(*stdFile); ok {
+		L.Push(st.curOut)
+		return 1
+	}
+	return st.callMethod(L, st.curOut, "flush")
+}
+
+func (st *state) ioClose(L *lua.LState) int {
+	target := st.curOut
+	if L.GetTop() > 0 {
+		ud, ok := L.Get(1).(*lua.LUserData)
+		if !ok {
+			L.ArgError(1, "file expected")
+		}
+		target = ud
+	}
+	if _, ok := target.Value.(*stdFile); ok {
+		return fileNoClose(L)
+	}
+	L.SetTop(0)
+	return st.callMethod(L, target, "close")
+}
+
+func (st *state) ioType(L *lua.LState) int {
+	if ud, ok := L.Get(1).(*lua.LUserData); ok {
+		if _, ok := ud.Value.(*stdFile); ok {
+			L.Push(lua.LString("file"))
+			return 1
+		}
+	}
+	return st.callOrig(L, st.origType)
+}
+
+func (st *state) osExit(L *lua.LState) int {
+	code := 0
+	switch v := L.Get(1).(type) {
+	case lua.LBool:
+		if !v {
+			code = 1
+		}
+	case lua.LNumber:
+		code = int(v)
+	case *lua.LNilType:
+	default:
+		L.ArgError(1, "number or boolean expected")
+	}
+	st.exitCode = code
+	st.exited = true
+	ud := L.NewUserData()
+	ud.Value = exitSignal{}
+	L.Error(ud, 0)
+	return 0
+}
+
+// osExecute runs a shell command like Lua 5.1's os.execute, with its stdout
+// and stderr going to the call's captures. The sandbox (a later layer)
+// decides whether it is reachable at all.
+func (st *state) osExecute(L *lua.LState) int {
+	if L.GetTop() == 0 {
+		L.Push(lua.LTrue) // a shell is available
+		return 1
+	}
+	ctx := L.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", L.CheckString(1))
+	var out, errb bytes.Buffer
+	cmd.Stdout = &limitedWriter{w: &out, n: int64(st.out.Max)}
+	cmd.Stderr = &limitedWriter{w: &errb, n: int64(st.errw.Max)}
+	err := cmd.Run()
+	st.out.WriteBytes(out.Bytes())
+	st.errw.WriteBytes(errb.Bytes())
+	status := 0
+	if err != nil {
+		status = 1
+		if ee, ok := err.(*exec.ExitError); ok {
+			status = ee.ExitCode()
+			if status < 0 {
+				status = 1
+			}
+		}
+	}
+	L.Push(lua.LNumber(status))
+	return 1
+}
+
+type limitedWriter struct {
+	w interface{ Write([]byte) (int, error) }
+	n int64
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		k := int64(len(p))
+		if k > l.n {
+			k = l.n
+		}
+		l.w.Write(p[:k])
+		l.n -= k
+	}
+	return len(p), nil
+}

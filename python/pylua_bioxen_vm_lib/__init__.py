@@ -1,0 +1,40 @@
+"""pylua_bioxen_vm_lib: run Lua code from Python, safely and fast.
+
+Quick start::
+
+    from pylua_bioxen_vm_lib import create_vm
+    vm = create_vm("my_vm")
+    vm.execute_string("return 2 + 2")["stdout"]   # '4'
+"""
+
+from __future__ import annotations
+
+from . import exceptions
+from ._ffi import version as _core_version
+from .exceptions import *  # noqa: F401,F403  (the original exported every exception)
+from .exceptions import __all__ as _exception_names
+from .factory import VM_TYPES, create_vm
+from .logger import VMLogger
+from .lua_process import LuaProcess
+from .networking import NetworkedLuaVM
+from .values import LuaOpaque
+from .vm import BasicLuaVM, ExecResult
+from .vm_manager import VMManager
+
+__version__ = "0.2.0"
+core_version: str = _core_version().decode()
+
+__all__ = [
+    "__version__",
+    "create_vm",
+    "VM_TYPES",
+    "BasicLuaVM",
+    "ExecResult",
+    "LuaOpaque",
+    "LuaProcess",
+    "NetworkedLuaVM",
+    "VMManager",
+    "VMLogger",
+    "exceptions",
+    *_exception_names,
+]

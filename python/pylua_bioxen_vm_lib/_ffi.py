@@ -1,0 +1,173 @@
+"""ctypes declarations of libbioxen's C ABI (include/bioxen.h).
+
+This module is private. It finds the shared library, declares every function
+with explicit argument and result types, turns status codes into exceptions
+and routes the core's log lines into the ``logging`` module. ctypes releases
+the GIL around every call, so Lua code runs without holding it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char_p,
+    c_int,
+    c_int64,
+    c_size_t,
+    c_uint64,
+    c_void_p,
+)
+from ctypes.util import find_library
+from pathlib import Path
+from typing import Callable, Dict, Optional, Type
+
+from . import exceptions as exc
+
+# Status codes (bioxen.h).
+OK = 0
+ERROR = 1
+E_INVALID = 2
+E_BADHANDLE = 3
+E_TIMEOUT = 4
+E_LUA_NOT_FOUND = 5
+E_FILE_NOT_FOUND = 6
+E_ENGINE = 7
+E_TOOLARGE = 8
+E_UNSUPPORTED = 9
+E_NOMEM = 10
+E_RANGE = 11
+E_CLOSED = 12
+
+EXEC_PRINT_RESULTS = 1
+
+_EXCEPTIONS: Dict[int, Type[exc.LuaVMError]] = {
+    E_INVALID: exc.InvalidArgumentError,
+    E_BADHANDLE: exc.VMClosedError,
+    E_CLOSED: exc.VMClosedError,
+    E_TIMEOUT: exc.VMTimeoutError,
+    E_LUA_NOT_FOUND: exc.LuaNotFoundError,
+    E_FILE_NOT_FOUND: exc.LuaFileNotFoundError,
+    E_ENGINE: exc.LuaProcessError,
+    E_TOOLARGE: exc.CodeTooLargeError,
+    E_UNSUPPORTED: exc.FeatureNotAvailableError,
+    E_NOMEM: exc.LuaMemoryError,
+}
+
+
+class VMOptions(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("engine", c_char_p),
+        ("interpreter", c_char_p),
+        ("name", c_char_p),
+        ("persistent", c_int),
+        ("max_source_bytes", c_int64),
+        ("max_output_bytes", c_int64),
+    ]
+
+
+class Result(Structure):
+    _fields_ = [
+        ("stdout_data", c_void_p),
+        ("stdout_len", c_size_t),
+        ("stderr_data", c_void_p),
+        ("stderr_len", c_size_t),
+        ("values_json", c_void_p),
+        ("values_len", c_size_t),
+        ("error_message", c_void_p),
+        ("error_len", c_size_t),
+        ("return_code", c_int),
+        ("success", c_int),
+        ("truncated", c_int),
+    ]
+
+
+LOG_FN = CFUNCTYPE(None, c_void_p, c_int, c_char_p)
+
+
+def _find_library() -> str:
+    env = os.environ.get("PYLUA_BIOXEN_LIB")
+    if env:
+        return env
+    here = Path(__file__).resolve().parent / "libbioxen.so"
+    if here.exists():
+        return str(here)
+    found = find_library("bioxen")
+    if found:
+        return found
+    raise ImportError(
+        "libbioxen.so was not found: it belongs inside the pylua_bioxen_vm_lib package "
+        f"({here}); build it with `make build` or install the package with `pip install ./python`, "
+        "or point PYLUA_BIOXEN_LIB at it"
+    )
+
+
+lib = ctypes.CDLL(_find_library())
+
+
+def _declare(name: str, argtypes: list, restype: object) -> Callable:
+    fn = getattr(lib, name)
+    fn.argtypes = argtypes
+    fn.restype = restype
+    return fn
+
+
+version = _declare("bioxen_version", [], c_char_p)
+version_number = _declare("bioxen_version_number", [], c_int)
+errmsg = _declare("bioxen_errmsg", [], c_char_p)
+errstr = _declare("bioxen_errstr", [c_int], c_char_p)
+vm_open = _declare("bioxen_vm_open", [POINTER(VMOptions), POINTER(c_uint64)], c_int)
+vm_close = _declare("bioxen_vm_close", [c_uint64], c_int)
+vm_exec = _declare(
+    "bioxen_vm_exec",
+    [c_uint64, c_char_p, c_size_t, c_int64, c_int, POINTER(POINTER(Result))],
+    c_int,
+)
+vm_exec_file = _declare(
+    "bioxen_vm_exec_file", [c_uint64, c_char_p, c_int64, POINTER(POINTER(Result))], c_int
+)
+result_free = _declare("bioxen_result_free", [POINTER(Result)], None)
+set_log_callback = _declare("bioxen_set_log_callback", [LOG_FN, c_void_p, c_int], c_int)
+live_handles = _declare("bioxen_live_handles", [], c_int)
+
+
+def error_for(status: int, context: str = "") -> exc.LuaVMError:
+    """The exception for a failed call; reads this thread's message."""
+    raw = errmsg() or b""
+    message = raw.decode("utf-8", "replace") or (errstr(status) or b"").decode()
+    if context:
+        message = f"{context}: {message}"
+    cls = _EXCEPTIONS.get(status, exc.LuaVMError)
+    return cls(message, code=status)
+
+
+def check(status: int, context: str = "") -> None:
+    if status != OK:
+        raise error_for(status, context)
+
+
+# Core log lines go to the "pylua_bioxen_vm_lib.core" logger.
+core_logger = logging.getLogger("pylua_bioxen_vm_lib.core")
+
+
+@LOG_FN
+def _on_log(_userdata: Optional[int], level: int, message: bytes) -> None:
+    try:
+        core_logger.log(level, message.decode("utf-8", "replace"))
+    except Exception:  # a logging handler must never unwind into Go
+        pass
+
+
+def set_core_log_level(level: int) -> None:
+    """Ask the core for log lines at level and above."""
+    set_log_callback(_on_log, None, level)
+
+
+# The core only logs rare events (VM open/close, state replacement, restarts),
+# so it sends everything and Python's logging filters.
+set_core_log_level(logging.DEBUG)

@@ -1,0 +1,183 @@
+"""Exceptions of pylua_bioxen_vm_lib.
+
+Every exception the library raises derives from :class:`LuaVMError`. The
+names are those of the original library (0.1.x), so existing ``except``
+clauses keep working; a few also derive from the matching built-in exception
+(``TimeoutError``, ``FileNotFoundError``, ``ValueError``, ``MemoryError``)
+so that generic handlers catch them too.
+
+A Lua syntax or runtime error in user code is *not* an exception: it comes
+back as a result with ``success`` False (as the original's did).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class LuaVMError(Exception):
+    """Root of the library's exceptions. ``code`` is the C status code
+    (``BIOXEN_*`` in bioxen.h) when the error came from the core, else None."""
+
+    code: Optional[int] = None
+
+    def __init__(self, message: str = "", *args: object, code: Optional[int] = None) -> None:
+        super().__init__(message, *args)
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class LuaProcessError(LuaVMError):
+    """A Lua engine failed (for example the interpreter process crashed)."""
+
+    def __init__(
+        self,
+        message: str = "",
+        return_code: Optional[int] = None,
+        stderr: Optional[str] = None,
+        *,
+        code: Optional[int] = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.return_code = return_code
+        self.stderr = stderr
+
+
+class LuaNotFoundError(LuaVMError):
+    """The Lua interpreter asked for is not installed."""
+
+
+class LuaFileNotFoundError(LuaVMError, FileNotFoundError):
+    """A script passed to ``execute_file`` does not exist or cannot be read."""
+
+
+class VMTimeoutError(LuaProcessError, TimeoutError):
+    """A call ran past its timeout. The VM stays usable."""
+
+
+class VMConnectionError(LuaVMError):
+    """A connection to a VM (or its host) failed."""
+
+
+class VMClosedError(LuaVMError):
+    """The VM was stopped or closed and cannot run code."""
+
+
+class InvalidArgumentError(LuaVMError, ValueError):
+    """An argument was refused by the core (for example a NUL byte in code)."""
+
+
+class CodeTooLargeError(LuaVMError, ValueError):
+    """Source code over the VM's size limit."""
+
+
+class LuaMemoryError(LuaVMError, MemoryError):
+    """A memory limit was hit."""
+
+
+class ScriptGenerationError(LuaVMError):
+    """Generating a Lua script from a template failed."""
+
+
+class NetworkingError(LuaVMError):
+    """A networking operation of a networked VM failed."""
+
+
+class LuaSocketNotFoundError(NetworkingError):
+    """LuaSocket is required but not installed for the interpreter."""
+
+
+class PTYError(LuaVMError):
+    """Kept for compatibility; this library uses no pseudo-terminals."""
+
+
+class XCPngConnectionError(VMConnectionError):
+    """Talking to an XCP-ng host (XAPI) failed."""
+
+
+class InteractiveSessionError(LuaVMError):
+    """Interactive session management failed."""
+
+
+class AttachError(InteractiveSessionError):
+    """Attaching to a session failed."""
+
+
+class DetachError(InteractiveSessionError):
+    """Detaching from a session failed."""
+
+
+class SessionNotFoundError(InteractiveSessionError):
+    """No session has the given id."""
+
+
+class SessionAlreadyExistsError(InteractiveSessionError):
+    """A session with the given id exists already."""
+
+
+class IOThreadError(InteractiveSessionError):
+    """A session's I/O failed."""
+
+
+class SessionStateError(InteractiveSessionError):
+    """The session is in the wrong state for the operation."""
+
+
+class VMManagerError(LuaVMError):
+    """A VM manager operation failed."""
+
+
+class ProcessRegistryError(VMManagerError):
+    """The registry of persistent VMs failed."""
+
+
+class VMNotFoundError(VMManagerError, SessionNotFoundError):
+    """No VM has the given id (also a SessionNotFoundError, since every VM
+    id names its session)."""
+
+
+class VMAlreadyExistsError(VMManagerError, SessionAlreadyExistsError):
+    """A VM with the given id exists already."""
+
+
+class ConfigurationError(VMManagerError, ValueError):
+    """A VM configuration is missing keys or has wrong values."""
+
+
+class FeatureNotAvailableError(VMManagerError, NotImplementedError):
+    """The feature exists in the API but is not available in this release."""
+
+
+__all__ = [
+    "LuaVMError",
+    "LuaProcessError",
+    "LuaNotFoundError",
+    "LuaFileNotFoundError",
+    "VMTimeoutError",
+    "VMConnectionError",
+    "VMClosedError",
+    "InvalidArgumentError",
+    "CodeTooLargeError",
+    "LuaMemoryError",
+    "ScriptGenerationError",
+    "NetworkingError",
+    "LuaSocketNotFoundError",
+    "PTYError",
+    "XCPngConnectionError",
+    "InteractiveSessionError",
+    "AttachError",
+    "DetachError",
+    "SessionNotFoundError",
+    "SessionAlreadyExistsError",
+    "IOThreadError",
+    "SessionStateError",
+    "VMManagerError",
+    "ProcessRegistryError",
+    "VMNotFoundError",
+    "VMAlreadyExistsError",
+    "ConfigurationError",
+    "FeatureNotAvailableError",
+]

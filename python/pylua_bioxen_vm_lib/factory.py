@@ -1,0 +1,83 @@
+"""create_vm: the original library's VM factory."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional
+
+from . import exceptions as exc
+from .logger import enable_debug, env_debug
+from .vm import BasicLuaVM
+
+VM_TYPES = ("basic", "xcpng")
+
+# XCP-ng configuration keys: the spec's names, then the alternates it also
+# shows. Each required setting may be given under either name.
+XCPNG_REQUIRED = (
+    ("xcp_host", "xapi_url"),
+    ("xcp_username", "username"),
+    ("xcp_password", "password"),
+    ("template_name", "template"),
+)
+
+
+def validate_xcpng_config(config: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Check an XCP-ng VM configuration; raise ConfigurationError naming
+    every missing setting. Secrets are never put into the message."""
+    if config is None:
+        raise exc.ConfigurationError(
+            "vm_type='xcpng' needs a config dict with "
+            + ", ".join(f"{a!r} (or {b!r})" for a, b in XCPNG_REQUIRED)
+        )
+    if not isinstance(config, Mapping):
+        raise exc.ConfigurationError(f"config must be a dict, not {type(config).__name__}")
+    missing = [f"{a!r} (or {b!r})" for a, b in XCPNG_REQUIRED if not config.get(a) and not config.get(b)]
+    if missing:
+        raise exc.ConfigurationError("XCP-ng config is missing " + ", ".join(missing))
+    return dict(config)
+
+
+def create_vm(
+    vm_id: str = "default",
+    vm_type: str = "basic",
+    networked: bool = False,
+    persistent: bool = False,
+    debug_mode: bool = False,
+    lua_executable: str = "lua",
+    config: Optional[Mapping[str, Any]] = None,
+    *,
+    engine: Optional[str] = None,
+) -> BasicLuaVM:
+    """Create a VM.
+
+    ``vm_type="basic"`` gives a :class:`BasicLuaVM` on this machine: the
+    embedded engine by default, or a real interpreter process when
+    ``engine="process"`` or a ``lua_executable`` other than "lua" (e.g.
+    "lua5.4", "luajit") is given. ``vm_type="xcpng"`` validates ``config`` and
+    raises FeatureNotAvailableError: XCP-ng VMs are not available in this
+    release yet.
+    """
+    if not isinstance(vm_type, str) or vm_type not in VM_TYPES:
+        raise exc.VMManagerError(
+            f"unknown vm_type {vm_type!r}; valid types: {', '.join(repr(t) for t in VM_TYPES)}"
+        )
+    if debug_mode or env_debug():
+        enable_debug()
+    if vm_type == "xcpng":
+        validate_xcpng_config(config)
+        raise exc.FeatureNotAvailableError(
+            "vm_type='xcpng' is not available in this release yet (XCP-ng VMs over XAPI and SSH "
+            "are being built); use vm_type='basic'"
+        )
+    if networked:
+        from .networking import NetworkedLuaVM
+
+        return NetworkedLuaVM(
+            vm_id, engine=engine, lua_executable=lua_executable, persistent=persistent, debug_mode=debug_mode
+        )
+    return BasicLuaVM(
+        vm_id,
+        engine=engine,
+        lua_executable=lua_executable,
+        persistent=persistent,
+        debug_mode=debug_mode,
+    )

@@ -1,0 +1,99 @@
+"""VMLogger: the original library's logger, on top of the ``logging`` module.
+
+Log records go to the ``pylua_bioxen_vm_lib.<component>`` logger, so an
+application configures them like any other library's. ``debug_mode=True``
+(or the environment variable ``PYLUA_DEBUG=true``) sets that logger to DEBUG
+and, when the application has configured no handler for the library, adds one
+that prints to stderr — what the original's debug mode did. Nothing is
+written to files unless ``enable_file_logging=True`` is given together with
+``log_dir`` (the original created ``./logs`` in the current directory; this
+one does not).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional, Union
+
+ROOT_LOGGER = "pylua_bioxen_vm_lib"
+_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+
+
+def env_debug() -> bool:
+    """True when PYLUA_DEBUG asks for debug output (true/1/yes/on)."""
+    return os.environ.get("PYLUA_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _ensure_console_handler() -> None:
+    root = logging.getLogger(ROOT_LOGGER)
+    if not root.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        handler._pylua_console = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+
+
+def enable_debug(component_logger: Optional[logging.Logger] = None) -> None:
+    """Turn debug logging on for the library (or one component)."""
+    target = component_logger or logging.getLogger(ROOT_LOGGER)
+    target.setLevel(logging.DEBUG)
+    _ensure_console_handler()
+
+
+class VMLogger:
+    """A named logger for one component of an application or of the library.
+
+    Parameters mirror the original: ``debug_mode`` enables DEBUG output,
+    ``component`` names the logger, ``log_dir``/``enable_file_logging``
+    add a file handler only when both are given.
+    """
+
+    def __init__(
+        self,
+        debug_mode: bool = False,
+        component: str = "VMManager",
+        log_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+        enable_file_logging: bool = False,
+    ) -> None:
+        self.component = component
+        self.debug_mode = bool(debug_mode) or env_debug()
+        self.logger = logging.getLogger(f"{ROOT_LOGGER}.{component}")
+        if self.debug_mode:
+            enable_debug(self.logger)
+        self.log_file: Optional[Path] = None
+        if enable_file_logging and log_dir is not None:
+            directory = Path(log_dir)
+            directory.mkdir(parents=True, exist_ok=True)
+            self.log_file = directory / f"{component}.log"
+            if not any(
+                isinstance(h, logging.FileHandler) and Path(h.baseFilename) == self.log_file.resolve()
+                for h in self.logger.handlers
+            ):
+                handler = logging.FileHandler(self.log_file, encoding="utf-8")
+                handler.setFormatter(logging.Formatter(_FORMAT))
+                self.logger.addHandler(handler)
+
+    def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.logger.debug(msg, *args, **kwargs)
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.logger.info(msg, *args, **kwargs)
+
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.logger.warning(msg, *args, **kwargs)
+
+    warn = warning
+
+    def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.logger.error(msg, *args, **kwargs)
+
+    def critical(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.logger.critical(msg, *args, **kwargs)
+
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.logger.exception(msg, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<VMLogger component={self.component!r} debug_mode={self.debug_mode}>"

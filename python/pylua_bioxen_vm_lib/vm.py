@@ -1,0 +1,282 @@
+"""Basic Lua VMs: the embedded engine (default) and the process engine."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+from typing import Any, Optional, Union
+
+from . import _ffi
+from . import exceptions as exc
+from .values import decode
+
+logger = logging.getLogger("pylua_bioxen_vm_lib.vm")
+
+ENGINES = ("embedded", "process")
+DEFAULT_LUA_EXECUTABLE = "lua"
+
+Code = Union[str, bytes]
+
+
+class ExecResult(dict):
+    """The result of one call, a dict with the original library's keys.
+
+    ``stdout``/``stderr`` (str, stripped like the original's) decode the
+    chunk's bytes as UTF-8, replacing invalid bytes with U+FFFD; the exact
+    bytes are on ``stdout_bytes``/``stderr_bytes``. ``return_code`` is 0 on
+    success, 1 after a Lua error and n after ``os.exit(n)``; ``success`` is
+    ``return_code == 0``. ``values`` holds the chunk's returned values as
+    Python objects (see :mod:`pylua_bioxen_vm_lib.values`) and ``error`` the
+    Lua error message without traceback (None on success).
+    """
+
+    stdout_bytes: bytes
+    stderr_bytes: bytes
+    truncated: bool
+
+    def __repr__(self) -> str:
+        return f"ExecResult({dict.__repr__(self)})"
+
+
+def _result(ptr: "ctypes._Pointer[_ffi.Result]") -> ExecResult:
+    try:
+        r = ptr.contents
+        n_out, n_err, n_val, n_msg = r.stdout_len, r.stderr_len, r.values_len, r.error_len
+        # One copy of the block holding all four buffers (see bioxen.h).
+        block = ctypes.string_at(r.stdout_data, n_out + n_err + n_val + n_msg + 4)
+        rc, success, truncated = r.return_code, bool(r.success), bool(r.truncated)
+    finally:
+        _ffi.result_free(ptr)
+    out = block[:n_out]
+    i = n_out + 1
+    err = block[i : i + n_err]
+    i += n_err + 1
+    values = decode(block[i : i + n_val])
+    i += n_val + 1
+    message = block[i : i + n_msg]
+    res = ExecResult(
+        stdout=out.decode("utf-8", "replace").strip(),
+        stderr=err.decode("utf-8", "replace").strip(),
+        return_code=rc,
+        success=success,
+        values=values,
+        error=message.decode("utf-8", "replace") if message else None,
+    )
+    res.stdout_bytes = out
+    res.stderr_bytes = err
+    res.truncated = truncated
+    return res
+
+
+def _encode_code(code: Any) -> bytes:
+    if isinstance(code, str):
+        data = code.encode("utf-8", "surrogateescape")
+    elif isinstance(code, (bytes, bytearray, memoryview)):
+        data = bytes(code)
+    else:
+        raise TypeError(f"Lua code must be str or bytes, not {type(code).__name__}")
+    if not data.strip():
+        raise ValueError("Lua code is empty")
+    if b"\x00" in data:
+        raise exc.InvalidArgumentError(
+            f"Lua code contains a NUL byte at offset {data.index(0)}", code=_ffi.E_INVALID
+        )
+    return data
+
+
+def _timeout_ms(timeout: Optional[float]) -> int:
+    if timeout is None:
+        return 0
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    if timeout <= 0:
+        raise ValueError(f"timeout must be positive, got {timeout!r}")
+    return max(1, int(round(timeout * 1000)))
+
+
+def resolve_engine(engine: Optional[str], lua_executable: Optional[str]) -> str:
+    """Pick the engine: explicit ``engine`` wins; otherwise a ``lua_executable``
+    other than the default "lua" asks for the process engine; otherwise the
+    embedded engine."""
+    if engine is not None:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
+        return engine
+    if lua_executable and lua_executable != DEFAULT_LUA_EXECUTABLE:
+        return "process"
+    return "embedded"
+
+
+class BasicLuaVM:
+    """A Lua VM on this machine.
+
+    ``engine="embedded"`` (the default) runs gopher-lua, a Lua 5.1
+    interpreter inside this process: no Lua installation needed.
+    ``engine="process"`` runs ``lua_executable`` (``"lua5.4"``, ``"luajit"``,
+    a path ...) as a child process. Without ``engine``, passing a
+    ``lua_executable`` other than ``"lua"`` selects the process engine.
+
+    With ``persistent=False`` (the default) every call starts from a clean
+    Lua environment, as each call of the original library was a new
+    process; with ``persistent=True`` globals survive across calls.
+
+    The VM starts on first use (or with :meth:`start`); :meth:`stop` stops it
+    (``start()`` starts it again, with a clean state); :meth:`close` and
+    leaving a ``with`` block stop it for good. Methods are thread-safe;
+    calls on one VM run one at a time.
+    """
+
+    vm_type = "basic"
+
+    def __init__(
+        self,
+        vm_id: str = "default",
+        *,
+        engine: Optional[str] = None,
+        lua_executable: str = DEFAULT_LUA_EXECUTABLE,
+        persistent: bool = False,
+        debug_mode: bool = False,
+        networked: bool = False,
+        max_output_bytes: Optional[int] = None,
+        max_source_bytes: Optional[int] = None,
+    ) -> None:
+        if not isinstance(vm_id, str) or not vm_id:
+            raise ValueError("vm_id must be a non-empty string")
+        self.vm_id = vm_id
+        self.name = vm_id
+        self.engine = resolve_engine(engine, lua_executable)
+        self.lua_executable = lua_executable or DEFAULT_LUA_EXECUTABLE
+        self.persistent = bool(persistent)
+        self.debug_mode = bool(debug_mode)
+        self.networked = bool(networked)
+        self._max_output = int(max_output_bytes or 0)
+        self._max_source = int(max_source_bytes or 0)
+        self._handle = 0
+        self._closed = False
+        self._lock = threading.Lock()
+        self._log = logging.getLogger(f"pylua_bioxen_vm_lib.vm.{vm_id}")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("running" if self._handle else "stopped")
+        return (
+            f"<{type(self).__name__} {self.vm_id!r} engine={self.engine!r} "
+            f"persistent={self.persistent} {state}>"
+        )
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> "BasicLuaVM":
+        """Start the engine (a no-op when running). Raises LuaNotFoundError
+        when the process engine's interpreter is missing."""
+        with self._lock:
+            self._start_locked()
+        return self
+
+    def _start_locked(self) -> int:
+        if self._closed:
+            raise exc.VMClosedError(f"VM {self.vm_id!r} is closed")
+        if self._handle:
+            return self._handle
+        opts = _ffi.VMOptions()
+        opts.size = ctypes.sizeof(_ffi.VMOptions)
+        opts.engine = self.engine.encode()
+        opts.interpreter = os.fsencode(self.lua_executable)
+        opts.name = self.vm_id.encode("utf-8", "replace")
+        opts.persistent = 1 if self.persistent else 0
+        opts.max_output_bytes = self._max_output
+        opts.max_source_bytes = self._max_source
+        handle = ctypes.c_uint64()
+        _ffi.check(_ffi.vm_open(ctypes.byref(opts), ctypes.byref(handle)), f"VM {self.vm_id!r}")
+        self._handle = handle.value
+        self._log.debug("started (%s engine)", self.engine)
+        return self._handle
+
+    def _running_handle(self) -> int:
+        with self._lock:
+            return self._start_locked()
+
+    def stop(self) -> None:
+        """Stop the engine; its Lua state is gone. Calling it twice is harmless."""
+        with self._lock:
+            handle, self._handle = self._handle, 0
+        if handle:
+            _ffi.check(_ffi.vm_close(handle), f"VM {self.vm_id!r}")
+            self._log.debug("stopped")
+
+    def close(self) -> None:
+        """Stop the VM for good; later calls raise VMClosedError."""
+        self.stop()
+        self._closed = True
+
+    cleanup = close
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def is_running(self) -> bool:
+        return bool(self._handle) and not self._closed
+
+    def __enter__(self) -> "BasicLuaVM":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", 0)
+        if handle:
+            try:
+                _ffi.vm_close(handle)
+            except Exception:
+                pass
+
+    # -- execution -------------------------------------------------------
+    def execute_string(self, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:
+        """Run a chunk of Lua source. Values it returns are printed to stdout
+        the way the Lua 5.4 REPL prints them (``return 2 + 2`` gives "4") and
+        are also in ``result["values"]``."""
+        data = _encode_code(lua_code)
+        ms = _timeout_ms(timeout)
+        handle = self._running_handle()
+        out = ctypes.POINTER(_ffi.Result)()
+        status = _ffi.vm_exec(handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, ctypes.byref(out))
+        if status != _ffi.OK:
+            raise self._error(status)
+        return _result(out)
+
+    execute_temp_script = execute_string
+
+    def execute_file(self, file_path: Union[str, "os.PathLike[str]"], timeout: Optional[float] = None) -> ExecResult:
+        """Run a Lua script file, like ``lua file``: a #! first line is
+        skipped and returned values are not printed (but are in "values")."""
+        if not isinstance(file_path, (str, bytes, os.PathLike)):
+            raise TypeError(f"file_path must be a path, not {type(file_path).__name__}")
+        path = os.fsencode(file_path)
+        ms = _timeout_ms(timeout)
+        handle = self._running_handle()
+        out = ctypes.POINTER(_ffi.Result)()
+        status = _ffi.vm_exec_file(handle, path, ms, ctypes.byref(out))
+        if status != _ffi.OK:
+            raise self._error(status)
+        return _result(out)
+
+    def _error(self, status: int) -> exc.LuaVMError:
+        err = _ffi.error_for(status, f"VM {self.vm_id!r}")
+        if status in (_ffi.E_BADHANDLE, _ffi.E_CLOSED):
+            err = exc.VMClosedError(f"VM {self.vm_id!r} is stopped or closed", code=status)
+        return err
+
+    def get_info(self) -> dict:
+        return {
+            "vm_id": self.vm_id,
+            "vm_type": self.vm_type,
+            "engine": self.engine,
+            "lua_executable": self.lua_executable,
+            "persistent": self.persistent,
+            "networked": self.networked,
+            "running": self.is_running(),
+            "closed": self._closed,
+        }
+

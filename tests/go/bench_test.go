@@ -1,0 +1,29 @@
+package gotests
+
+import (
+	"context"
+	"testing"
+
+	"libbioxen/core"
+	_ "libbioxen/embedded"
+)
+
+func benchExec(b *testing.B, code string, print bool) {
+	vm, err := core.Open(core.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer vm.Close()
+	src := []byte(code)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := vm.Exec(ctx, src, core.ExecOptions{PrintResults: print}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEmbeddedReturn(b *testing.B)      { benchExec(b, "return 2 + 2", true) }
+func BenchmarkEmbeddedReturnNoPrint(b *testing.B) { benchExec(b, "return 2 + 2", false) }
+func BenchmarkEmbeddedGlobal(b *testing.B)      { benchExec(b, "x = 1; print(x)", false) }
