@@ -22,18 +22,30 @@ import (
 
 	"libbioxen/core"
 	_ "libbioxen/embedded"
-	// _ "libbioxen/luaproc" LUAPROC
+	_ "libbioxen/luaproc"
 )
 
 func main() {}
 
-// Handles: a counter that never reuses a value, so a stale handle is
-// BIOXEN_E_BADHANDLE rather than someone else's VM.
+// Handles: one counter for VMs and sessions that never reuses a value, so a
+// stale handle is BIOXEN_E_BADHANDLE rather than someone else's object.
 var handles = struct {
 	sync.RWMutex
-	next uint64
-	vms  map[uint64]*core.VM
-}{next: 1, vms: map[uint64]*core.VM{}}
+	next     uint64
+	vms      map[uint64]*core.VM
+	sessions map[uint64]*sessionEntry
+}{next: 1, vms: map[uint64]*core.VM{}, sessions: map[uint64]*sessionEntry{}}
+
+type sessionEntry struct {
+	s  *core.Session
+	vm uint64 // the VM handle it belongs to; closing the VM closes it
+}
+
+func newHandle() uint64 {
+	h := handles.next
+	handles.next++
+	return h
+}
 
 func lookup(h C.bioxen_vm) (*core.VM, C.int) {
 	handles.RLock()
@@ -43,6 +55,16 @@ func lookup(h C.bioxen_vm) (*core.VM, C.int) {
 		return nil, fail(core.Errorf(core.ErrBadHandle, "", "no VM with handle %d (closed or never opened)", uint64(h)))
 	}
 	return vm, C.BIOXEN_OK
+}
+
+func lookupSession(h C.bioxen_session) (*core.Session, C.int) {
+	handles.RLock()
+	e := handles.sessions[uint64(h)]
+	handles.RUnlock()
+	if e == nil {
+		return nil, fail(core.Errorf(core.ErrBadHandle, "", "no session with handle %d (closed or never opened)", uint64(h)))
+	}
+	return e.s, C.BIOXEN_OK
 }
 
 // fail records err as the calling thread's message and returns its code.
@@ -94,8 +116,7 @@ func bioxenGoVMOpen(o *C.bioxen_vm_options, out *C.bioxen_vm) (status C.int) {
 		return fail(err)
 	}
 	handles.Lock()
-	h := handles.next
-	handles.next++
+	h := newHandle()
 	handles.vms[h] = vm
 	handles.Unlock()
 	*out = C.bioxen_vm(h)
@@ -112,9 +133,19 @@ func bioxenGoVMClose(h C.bioxen_vm) (status C.int) {
 	handles.Lock()
 	vm := handles.vms[uint64(h)]
 	delete(handles.vms, uint64(h))
+	var sessions []*core.Session
+	for sh, e := range handles.sessions {
+		if e.vm == uint64(h) {
+			sessions = append(sessions, e.s)
+			delete(handles.sessions, sh)
+		}
+	}
 	handles.Unlock()
 	if vm == nil {
 		return fail(core.Errorf(core.ErrBadHandle, "close", "no VM with handle %d (closed or never opened)", uint64(h)))
+	}
+	for _, s := range sessions {
+		s.Close()
 	}
 	if err := vm.Close(); err != nil {
 		return fail(err)
@@ -233,5 +264,15 @@ func bioxenGoSetLog(fn C.bioxen_log_fn, ud unsafe.Pointer, min C.int) (status C.
 func bioxenGoLiveHandles() C.int {
 	handles.RLock()
 	defer handles.RUnlock()
-	return C.int(len(handles.vms))
+	return C.int(len(handles.vms) + len(handles.sessions))
+}
+
+// cbytes copies b into C memory with a NUL after it; never NULL. The caller
+// frees it with bioxen_free.
+func cbytes(b []byte) (*C.char, C.size_t) {
+	p := C.malloc(C.size_t(len(b) + 1))
+	buf := unsafe.Slice((*byte)(p), len(b)+1)
+	copy(buf, b)
+	buf[len(b)] = 0
+	return (*C.char)(p), C.size_t(len(b))
 }

@@ -74,6 +74,46 @@ void bioxen__call_log(bioxen_log_fn fn, void *ud, int level, const char *msg) {
   fn(ud, level, msg);
 }
 
+void bioxen__call_output(bioxen_output_fn fn, void *ud, int stream, const char *data, size_t len) {
+  fn(ud, stream, data, len);
+}
+
+void bioxen__call_done(bioxen_exec_done_fn fn, void *ud, int status, bioxen_result *result, const char *msg) {
+  fn(ud, status, result, msg ? msg : "");
+}
+
+void bioxen_free(void *p) { free(p); }
+
+int bioxen_vm_exec_async(bioxen_vm vm, const char *code, size_t code_len, int64_t timeout_ms,
+                         int flags, bioxen_exec_done_fn done, void *userdata) {
+  return bioxenGoVMExecAsync(vm, (char *)code, code_len, timeout_ms, flags, done, userdata);
+}
+
+int bioxen_session_open(bioxen_vm vm, bioxen_session *session_out) {
+  return bioxenGoSessionOpen(vm, session_out);
+}
+int bioxen_session_close(bioxen_session s) { return bioxenGoSessionClose(s); }
+int bioxen_session_send(bioxen_session s, const char *input, size_t len) {
+  return bioxenGoSessionSend(s, (char *)input, len);
+}
+int bioxen_session_read(bioxen_session s, int streams, int64_t timeout_ms, char **data_out, size_t *len_out) {
+  return bioxenGoSessionRead(s, streams, timeout_ms, data_out, len_out);
+}
+int bioxen_session_execute(bioxen_session s, const char *code, size_t code_len, int64_t timeout_ms,
+                           int flags, bioxen_result **result_out) {
+  return bioxenGoSessionExecute(s, (char *)code, code_len, timeout_ms, flags, result_out);
+}
+int bioxen_session_wait(bioxen_session s, int64_t timeout_ms, int *idle_out) {
+  return bioxenGoSessionWait(s, timeout_ms, idle_out);
+}
+int bioxen_session_status(bioxen_session s, int *busy_out, int *pending_out) {
+  return bioxenGoSessionStatus(s, busy_out, pending_out);
+}
+int bioxen_session_interrupt(bioxen_session s) { return bioxenGoSessionInterrupt(s); }
+int bioxen_session_set_listener(bioxen_session s, bioxen_output_fn fn, void *userdata) {
+  return bioxenGoSessionSetListener(s, fn, userdata);
+}
+
 int bioxen_vm_open(const bioxen_vm_options *opts, bioxen_vm *vm_out) {
   return bioxenGoVMOpen((bioxen_vm_options *)opts, vm_out);
 }

@@ -5,7 +5,10 @@ import "fmt"
 // Capture is a bounded output buffer: it keeps the first Max bytes written
 // and counts the rest. It is not safe for concurrent use.
 type Capture struct {
-	Max     int
+	Max int
+	// Tee, when set, receives everything written (also past Max), as it is
+	// written: the streaming path of interactive sessions.
+	Tee     func([]byte)
 	buf     []byte
 	dropped int64
 }
@@ -18,6 +21,9 @@ func (c *Capture) Write(p []byte) (int, error) {
 
 // WriteBytes appends p within the cap.
 func (c *Capture) WriteBytes(p []byte) {
+	if c.Tee != nil && len(p) > 0 {
+		c.Tee(p)
+	}
 	room := c.Max - len(c.buf)
 	if room >= len(p) {
 		c.buf = append(c.buf, p...)
@@ -31,6 +37,9 @@ func (c *Capture) WriteBytes(p []byte) {
 
 // WriteString appends s within the cap.
 func (c *Capture) WriteString(s string) {
+	if c.Tee != nil && len(s) > 0 {
+		c.Tee([]byte(s))
+	}
 	room := c.Max - len(c.buf)
 	if room >= len(s) {
 		c.buf = append(c.buf, s...)

@@ -78,6 +78,33 @@ type Request struct {
 	// PrintResults prints the chunk's returned values to stdout the way the
 	// Lua 5.4 REPL does (tostring of each, tab separated, one line).
 	PrintResults bool
+	// REPL runs Code like one input of the standalone interpreter's
+	// interactive mode: "=expr" means "return expr"; Code is first tried as
+	// "return <Code>" (printing the values); if Code is an incomplete chunk
+	// (its syntax error is at <eof>) nothing runs and Result.Incomplete is
+	// set, so the caller can wait for more input.
+	REPL bool
+	// Output, when set, receives the chunk's output as it is produced, in
+	// order, in addition to the Result's captures. It is called on the
+	// goroutine running the chunk and must not block for long.
+	Output func(stream Stream, p []byte)
+}
+
+// Stream names an output stream.
+type Stream int
+
+// The output streams.
+const (
+	Stdout Stream = 1
+	Stderr Stream = 2
+)
+
+// Interrupter is implemented by engines that can stop the running chunk from
+// another goroutine while keeping the Lua state. The chunk ends with a Lua
+// error ("interrupted"); if it does not stop within a grace period the engine
+// may give its state up.
+type Interrupter interface {
+	Interrupt()
 }
 
 // Result is what one call produced. A Lua error (syntax or runtime) is a
@@ -95,6 +122,9 @@ type Result struct {
 	ErrorMessage string
 	// Truncated reports that stdout or stderr hit MaxOutputBytes.
 	Truncated bool
+	// Incomplete reports, for a REPL request, that Code is not a complete
+	// chunk yet; nothing ran.
+	Incomplete bool
 }
 
 // Engine runs chunks. An Engine is used by one goroutine at a time (VM holds

@@ -3,6 +3,8 @@ package core
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"sort"
 	"strings"
@@ -132,7 +134,13 @@ func (vm *VM) run(ctx context.Context, req *Request, timeout time.Duration) (*Re
 	if vm.closed {
 		return nil, Errorf(ErrClosed, "exec", "VM is closed")
 	}
-	return vm.engine.Exec(ctx, req)
+	res, err := vm.engine.Exec(ctx, req)
+	var e *Error
+	if timeout > 0 && errors.As(err, &e) && e.Code == ErrTimeout && ctx.Err() == context.DeadlineExceeded {
+		// Say which limit was hit; the engine's message says what it did about it.
+		return nil, &Error{Code: ErrTimeout, Op: e.Op, Msg: fmt.Sprintf("timed out after %v: %s", timeout, e.Msg)}
+	}
+	return res, err
 }
 
 // Close closes the engine. Closing twice is harmless.

@@ -76,7 +76,10 @@ func sourceName(chunk string) string {
 
 // syntaxError is a chunk that does not compile; its message reads like
 // Lua's: "input:1: unexpected symbol near 'x'".
-type syntaxError struct{ msg string }
+type syntaxError struct {
+	msg string
+	eof bool // the error is at the end of the input: the chunk is incomplete
+}
 
 func (e *syntaxError) Error() string { return e.msg }
 
@@ -100,7 +103,9 @@ func compile(code []byte, chunkName string) (*chunk, error) {
 	name := sourceName(chunkName)
 	tree, err := parse.Parse(bytes.NewReader(code), name)
 	if err != nil {
-		return nil, &syntaxError{msg: formatParseError(name, err)}
+		var pe *parse.Error
+		eof := errors.As(err, &pe) && pe.Pos.Line == parse.EOF
+		return nil, &syntaxError{msg: formatParseError(name, err), eof: eof}
 	}
 	proto, err := lua.Compile(tree, name)
 	if err != nil {

@@ -38,19 +38,26 @@ func (e *Engine) Close() error {
 
 // Exec runs one chunk.
 func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, error) {
-	ch, err := compile(req.Code, req.ChunkName)
+	ch, printRes, err := compileRequest(req)
 	if err != nil {
 		var se *syntaxError
 		if errors.As(err, &se) {
+			if req.REPL && se.eof {
+				return &core.Result{Incomplete: true, Values: []byte("[]")}, nil
+			}
+			if req.Output != nil {
+				req.Output(core.Stderr, []byte(se.msg))
+			}
 			return &core.Result{ReturnCode: 1, Stderr: []byte(se.msg), ErrorMessage: se.msg, Values: []byte("[]")}, nil
 		}
 		return nil, core.Wrap(core.ErrGeneric, "exec", "compile failed", err)
 	}
+	req.PrintResults = printRes
 	if e.st == nil {
 		e.st = takeState()
 	}
 	st := e.st
-	st.begin(e.opts.Limits)
+	st.begin(e.opts.Limits, req.Output)
 
 	var res *core.Result
 	if ctx.Done() == nil {
@@ -100,18 +107,44 @@ func (e *Engine) finish(st *state, req *core.Request, pure bool) {
 }
 
 func timeoutError(ctx context.Context, lost bool) error {
-	msg := "Lua code ran past its timeout"
+	msg := "the Lua code was stopped; the VM is usable"
 	if errors.Is(ctx.Err(), context.Canceled) {
-		msg = "Lua code was cancelled"
+		msg = "the Lua code was cancelled; the VM is usable"
 	}
 	if lost {
-		msg += "; the VM's state was reset because the chunk was stuck in a builtin"
+		msg += " but its state was reset (the chunk was stuck in a builtin)"
 	}
-	return core.Wrap(core.ErrTimeout, "exec", msg, ctx.Err())
+	return core.Errorf(core.ErrTimeout, "exec", "%s", msg)
 }
 
-func (st *state) begin(lim core.Limits) {
+// compileRequest compiles a request's code; in REPL mode it first tries the
+// code as an expression ("return <code>", or "=expr" as in Lua 5.1) and
+// reports whether returned values are to be printed.
+func compileRequest(req *core.Request) (*chunk, bool, error) {
+	if !req.REPL {
+		ch, err := compile(req.Code, req.ChunkName)
+		return ch, req.PrintResults, err
+	}
+	code := req.Code
+	if len(code) > 0 && code[0] == '=' {
+		code = code[1:]
+	}
+	expr := make([]byte, 0, len(code)+7)
+	expr = append(append(expr, "return "...), code...)
+	if ch, err := compile(expr, req.ChunkName); err == nil {
+		return ch, true, nil
+	}
+	ch, err := compile(req.Code, req.ChunkName)
+	return ch, req.PrintResults, err
+}
+
+func (st *state) begin(lim core.Limits, out func(core.Stream, []byte)) {
 	st.out.Max, st.errw.Max = lim.MaxOutputBytes, lim.MaxOutputBytes
+	st.out.Tee, st.errw.Tee = nil, nil
+	if out != nil {
+		st.out.Tee = func(p []byte) { out(core.Stdout, p) }
+		st.errw.Tee = func(p []byte) { out(core.Stderr, p) }
+	}
 	st.out.Reset()
 	st.errw.Reset()
 	st.exited, st.exitCode = false, 0

@@ -192,6 +192,147 @@ int bioxen_vm_exec_file(bioxen_vm vm, const char *path, int64_t timeout_ms,
 void bioxen_result_free(bioxen_result *result);
 
 /*
+** bioxen_vm_exec_async runs code like bioxen_vm_exec without blocking the
+** caller: the code is copied, the call is queued on the VM (calls on one VM
+** still run one at a time), and done(userdata, status, result, message) is
+** called exactly once from a library thread when it finishes.
+**
+** METHOD: bioxen_vm
+** In done: status is as bioxen_vm_exec would return; on BIOXEN_OK result is
+** a new result that the callback (or whoever it hands it to) frees with
+** bioxen_result_free, otherwise result is NULL and message (valid during the
+** callback only; never NULL) says why. done must not block for long.
+**
+** Returns: BIOXEN_OK when the call was queued (done will be called);
+** otherwise a status as bioxen_vm_exec, and done is not called.
+*/
+typedef void (*bioxen_exec_done_fn)(void *userdata, int status, bioxen_result *result,
+                                    const char *message);
+int bioxen_vm_exec_async(bioxen_vm vm, const char *code, size_t code_len, int64_t timeout_ms,
+                         int flags, bioxen_exec_done_fn done, void *userdata);
+
+/*
+** bioxen_free frees memory the library handed out with a "free with
+** bioxen_free" note (session output). bioxen_free(NULL) is a no-op.
+*/
+void bioxen_free(void *p);
+
+/*
+** CAPI: Interactive sessions
+**
+** A session drives a persistent VM like the standalone interpreter's
+** interactive mode (`lua -i`), without a terminal: input is text sent in
+** pieces; every complete line is added to the chunk being typed; a complete
+** chunk runs (a line that is an expression, or "=expr", prints its values);
+** an incomplete one waits for more lines; an error goes to the session's
+** stderr and the session carries on with its state. Output holds only what
+** the Lua code wrote - no banner, prompt or echo. Chunks run on a library
+** thread, one at a time; bioxen_vm_exec on the same VM sees the same state.
+**
+** Output not taken by a reader is kept up to 4 MiB per session; past that
+** the oldest is dropped and the next read starts with
+** "[bioxen: N bytes of older output dropped]\n". The Lua code never blocks
+** on a slow reader.
+*/
+typedef uint64_t bioxen_session;
+
+#define BIOXEN_STDOUT 1 /* a stream bit: standard output */
+#define BIOXEN_STDERR 2 /* a stream bit: standard error */
+
+/*
+** bioxen_session_open starts a session on vm, which must have been opened
+** with persistent set (BIOXEN_E_INVALID otherwise).
+**
+** CONSTRUCTOR: bioxen_session
+** On success *session_out holds a handle that the caller closes with
+** bioxen_session_close; closing the VM also closes its sessions.
+*/
+int bioxen_session_open(bioxen_vm vm, bioxen_session *session_out);
+
+/*
+** bioxen_session_close interrupts a running chunk and ends the session (the
+** VM stays open). bioxen_session_close(0) is a no-op.
+**
+** DESTRUCTOR: bioxen_session
+*/
+int bioxen_session_close(bioxen_session session);
+
+/*
+** bioxen_session_send queues len bytes of input and returns at once. Input
+** that does not end in a newline is completed with one, like pressing Enter.
+** The bytes are copied.
+**
+** METHOD: bioxen_session
+** Returns: BIOXEN_OK; BIOXEN_E_INVALID (a NUL byte); BIOXEN_E_TOOLARGE;
+** BIOXEN_E_BADHANDLE.
+*/
+int bioxen_session_send(bioxen_session session, const char *input, size_t len);
+
+/*
+** bioxen_session_read takes the output produced so far on streams
+** (BIOXEN_STDOUT, BIOXEN_STDERR or both, interleaved in the order written).
+** When there is none it waits up to timeout_ms for the first output, and
+** returns early, with nothing, when the session is idle (no queued input, no
+** running chunk).
+**
+** METHOD: bioxen_session
+** On BIOXEN_OK *data_out points to *len_out bytes plus a NUL, owned by the
+** caller, freed with bioxen_free (also when *len_out is 0).
+*/
+int bioxen_session_read(bioxen_session session, int streams, int64_t timeout_ms,
+                        char **data_out, size_t *len_out);
+
+/*
+** bioxen_session_execute runs code as one chunk, after the input queued
+** before it, and blocks until it finishes: its complete output and status
+** come back in a result (free it with bioxen_result_free), not through
+** bioxen_session_read. timeout_ms and flags as bioxen_vm_exec.
+**
+** METHOD: bioxen_session
+*/
+int bioxen_session_execute(bioxen_session session, const char *code, size_t code_len,
+                           int64_t timeout_ms, int flags, bioxen_result **result_out);
+
+/*
+** bioxen_session_wait blocks until the session is idle or timeout_ms passes
+** (0: do not wait); *idle_out (may be NULL) is 1 when idle.
+**
+** METHOD: bioxen_session
+*/
+int bioxen_session_wait(bioxen_session session, int64_t timeout_ms, int *idle_out);
+
+/*
+** bioxen_session_status reports whether the session is busy (input queued
+** or a chunk running) and whether an incomplete chunk waits for more lines.
+** Either pointer may be NULL.
+**
+** METHOD: bioxen_session
+*/
+int bioxen_session_status(bioxen_session session, int *busy_out, int *pending_out);
+
+/*
+** bioxen_session_interrupt stops the running chunk, keeping the session's
+** Lua state (the chunk ends with an "interrupted" error on stderr), and drops
+** queued input. It returns at once. If the chunk does not stop within 500 ms
+** (a process engine busy inside one C function) the interpreter is
+** restarted and the state is lost.
+**
+** METHOD: bioxen_session
+*/
+int bioxen_session_interrupt(bioxen_session session);
+
+/*
+** bioxen_session_set_listener streams output to fn(userdata, stream, data,
+** len) as it is produced (data valid during the call only), from a library
+** thread, in order. While a listener is set, output goes to it instead of
+** the buffer that bioxen_session_read takes from. fn NULL removes it.
+**
+** METHOD: bioxen_session
+*/
+typedef void (*bioxen_output_fn)(void *userdata, int stream, const char *data, size_t len);
+int bioxen_session_set_listener(bioxen_session session, bioxen_output_fn fn, void *userdata);
+
+/*
 ** CAPI: Logging
 **
 ** The library never writes to the host's stdout or stderr. Its log lines go
@@ -206,7 +347,8 @@ typedef void (*bioxen_log_fn)(void *userdata, int level, const char *message);
 int bioxen_set_log_callback(bioxen_log_fn fn, void *userdata, int min_level);
 
 /*
-** bioxen_live_handles returns how many handles are open (for leak checks).
+** bioxen_live_handles returns how many handles (VMs and sessions) are open,
+** for leak checks.
 */
 int bioxen_live_handles(void);
 

@@ -8,6 +8,7 @@ the GIL around every call, so Lua code runs without holding it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -88,6 +89,11 @@ class Result(Structure):
 
 
 LOG_FN = CFUNCTYPE(None, c_void_p, c_int, c_char_p)
+OUTPUT_FN = CFUNCTYPE(None, c_void_p, c_int, POINTER(ctypes.c_char), c_size_t)
+DONE_FN = CFUNCTYPE(None, c_void_p, c_int, POINTER(Result), c_char_p)
+
+STDOUT = 1
+STDERR = 2
 
 
 def _find_library() -> str:
@@ -128,12 +134,31 @@ vm_exec = _declare(
     [c_uint64, c_char_p, c_size_t, c_int64, c_int, POINTER(POINTER(Result))],
     c_int,
 )
-vm_exec_file = _declare(
-    "bioxen_vm_exec_file", [c_uint64, c_char_p, c_int64, POINTER(POINTER(Result))], c_int
-)
+vm_exec_file = _declare("bioxen_vm_exec_file", [c_uint64, c_char_p, c_int64, POINTER(POINTER(Result))], c_int)
 result_free = _declare("bioxen_result_free", [POINTER(Result)], None)
+vm_exec_async = _declare(
+    "bioxen_vm_exec_async", [c_uint64, c_char_p, c_size_t, c_int64, c_int, DONE_FN, c_void_p], c_int
+)
+free = _declare("bioxen_free", [c_void_p], None)
+session_open = _declare("bioxen_session_open", [c_uint64, POINTER(c_uint64)], c_int)
+session_close = _declare("bioxen_session_close", [c_uint64], c_int)
+session_send = _declare("bioxen_session_send", [c_uint64, c_char_p, c_size_t], c_int)
+session_read = _declare(
+    "bioxen_session_read", [c_uint64, c_int, c_int64, POINTER(c_void_p), POINTER(c_size_t)], c_int
+)
+session_execute = _declare(
+    "bioxen_session_execute", [c_uint64, c_char_p, c_size_t, c_int64, c_int, POINTER(POINTER(Result))], c_int
+)
+session_wait = _declare("bioxen_session_wait", [c_uint64, c_int64, POINTER(c_int)], c_int)
+session_status = _declare("bioxen_session_status", [c_uint64, POINTER(c_int), POINTER(c_int)], c_int)
+session_interrupt = _declare("bioxen_session_interrupt", [c_uint64], c_int)
+session_set_listener = _declare("bioxen_session_set_listener", [c_uint64, OUTPUT_FN, c_void_p], c_int)
 set_log_callback = _declare("bioxen_set_log_callback", [LOG_FN, c_void_p, c_int], c_int)
 live_handles = _declare("bioxen_live_handles", [], c_int)
+
+
+def exception_class(status: int) -> Type[exc.LuaVMError]:
+    return _EXCEPTIONS.get(status, exc.LuaVMError)
 
 
 def error_for(status: int, context: str = "") -> exc.LuaVMError:
@@ -142,8 +167,7 @@ def error_for(status: int, context: str = "") -> exc.LuaVMError:
     message = raw.decode("utf-8", "replace") or (errstr(status) or b"").decode()
     if context:
         message = f"{context}: {message}"
-    cls = _EXCEPTIONS.get(status, exc.LuaVMError)
-    return cls(message, code=status)
+    return exception_class(status)(message, code=status)
 
 
 def check(status: int, context: str = "") -> None:
@@ -157,10 +181,8 @@ core_logger = logging.getLogger("pylua_bioxen_vm_lib.core")
 
 @LOG_FN
 def _on_log(_userdata: Optional[int], level: int, message: bytes) -> None:
-    try:
+    with contextlib.suppress(Exception):  # a logging handler must never unwind into Go
         core_logger.log(level, message.decode("utf-8", "replace"))
-    except Exception:  # a logging handler must never unwind into Go
-        pass
 
 
 def set_core_log_level(level: int) -> None:

@@ -25,8 +25,7 @@ def validate_xcpng_config(config: Optional[Mapping[str, Any]]) -> Dict[str, Any]
     every missing setting. Secrets are never put into the message."""
     if config is None:
         raise exc.ConfigurationError(
-            "vm_type='xcpng' needs a config dict with "
-            + ", ".join(f"{a!r} (or {b!r})" for a, b in XCPNG_REQUIRED)
+            "vm_type='xcpng' needs a config dict with " + ", ".join(f"{a!r} (or {b!r})" for a, b in XCPNG_REQUIRED)
         )
     if not isinstance(config, Mapping):
         raise exc.ConfigurationError(f"config must be a dict, not {type(config).__name__}")
@@ -57,9 +56,7 @@ def create_vm(
     release yet.
     """
     if not isinstance(vm_type, str) or vm_type not in VM_TYPES:
-        raise exc.VMManagerError(
-            f"unknown vm_type {vm_type!r}; valid types: {', '.join(repr(t) for t in VM_TYPES)}"
-        )
+        raise exc.VMManagerError(f"unknown vm_type {vm_type!r}; valid types: {', '.join(repr(t) for t in VM_TYPES)}")
     if debug_mode or env_debug():
         enable_debug()
     if vm_type == "xcpng":

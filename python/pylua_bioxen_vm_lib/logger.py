@@ -54,7 +54,7 @@ class VMLogger:
         self,
         debug_mode: bool = False,
         component: str = "VMManager",
-        log_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+        log_dir: Optional[Union[str, os.PathLike[str]]] = None,
         enable_file_logging: bool = False,
     ) -> None:
         self.component = component

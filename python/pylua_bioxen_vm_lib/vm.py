@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import asyncio
+import contextlib
 import ctypes
 import logging
 import os
 import threading
-from typing import Any, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from . import _ffi
 from . import exceptions as exc
@@ -40,7 +43,8 @@ class ExecResult(dict):
         return f"ExecResult({dict.__repr__(self)})"
 
 
-def _result(ptr: "ctypes._Pointer[_ffi.Result]") -> ExecResult:
+def result_from(ptr: ctypes._Pointer[_ffi.Result]) -> ExecResult:
+    """Turn a C result into an ExecResult and free the C result."""
     try:
         r = ptr.contents
         n_out, n_err, n_val, n_msg = r.stdout_len, r.stderr_len, r.values_len, r.error_len
@@ -70,7 +74,69 @@ def _result(ptr: "ctypes._Pointer[_ffi.Result]") -> ExecResult:
     return res
 
 
-def _encode_code(code: Any) -> bytes:
+class _PendingCall:
+    """One call of bioxen_vm_exec_async waiting for its callback."""
+
+    def __init__(self, key: int) -> None:
+        self.key = key
+        self.loop = asyncio.get_running_loop()
+        self.future: "asyncio.Future[ExecResult]" = self.loop.create_future()
+
+    async def wait(self) -> ExecResult:
+        return await self.future
+
+
+class _PendingCalls:
+    """Futures keyed by the userdata integer handed to the C callback."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 1
+        self._calls: Dict[int, _PendingCall] = {}
+
+    def new(self) -> _PendingCall:
+        with self._lock:
+            key = self._next
+            self._next += 1
+            call = _PendingCall(key)
+            self._calls[key] = call
+        return call
+
+    def drop(self, key: int) -> Optional[_PendingCall]:
+        with self._lock:
+            return self._calls.pop(key, None)
+
+
+_pending = _PendingCalls()
+
+
+def _settle(future: "asyncio.Future[ExecResult]", outcome: Any) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+@_ffi.DONE_FN
+def _on_done(userdata: Optional[int], status: int, result: Any, message: bytes) -> None:
+    call = _pending.drop(userdata or 0)
+    if call is None:
+        if result:
+            _ffi.result_free(result)
+        return
+    outcome: Any
+    if status == _ffi.OK:
+        outcome = result_from(result)
+    else:
+        cls = _ffi.exception_class(status)
+        outcome = cls(message.decode("utf-8", "replace"), code=status)
+    with contextlib.suppress(RuntimeError):  # the loop may be closed
+        call.loop.call_soon_threadsafe(_settle, call.future, outcome)
+
+
+def encode_code(code: Any) -> bytes:
     if isinstance(code, str):
         data = code.encode("utf-8", "surrogateescape")
     elif isinstance(code, (bytes, bytearray, memoryview)):
@@ -80,13 +146,11 @@ def _encode_code(code: Any) -> bytes:
     if not data.strip():
         raise ValueError("Lua code is empty")
     if b"\x00" in data:
-        raise exc.InvalidArgumentError(
-            f"Lua code contains a NUL byte at offset {data.index(0)}", code=_ffi.E_INVALID
-        )
+        raise exc.InvalidArgumentError(f"Lua code contains a NUL byte at offset {data.index(0)}", code=_ffi.E_INVALID)
     return data
 
 
-def _timeout_ms(timeout: Optional[float]) -> int:
+def timeout_ms(timeout: Optional[float]) -> int:
     if timeout is None:
         return 0
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
@@ -160,13 +224,10 @@ class BasicLuaVM:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._handle else "stopped")
-        return (
-            f"<{type(self).__name__} {self.vm_id!r} engine={self.engine!r} "
-            f"persistent={self.persistent} {state}>"
-        )
+        return f"<{type(self).__name__} {self.vm_id!r} engine={self.engine!r} persistent={self.persistent} {state}>"
 
     # -- lifecycle -------------------------------------------------------
-    def start(self) -> "BasicLuaVM":
+    def start(self) -> BasicLuaVM:
         """Start the engine (a no-op when running). Raises LuaNotFoundError
         when the process engine's interpreter is missing."""
         with self._lock:
@@ -218,7 +279,7 @@ class BasicLuaVM:
     def is_running(self) -> bool:
         return bool(self._handle) and not self._closed
 
-    def __enter__(self) -> "BasicLuaVM":
+    def __enter__(self) -> BasicLuaVM:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -227,40 +288,52 @@ class BasicLuaVM:
     def __del__(self) -> None:
         handle = getattr(self, "_handle", 0)
         if handle:
-            try:
+            with contextlib.suppress(Exception):
                 _ffi.vm_close(handle)
-            except Exception:
-                pass
 
     # -- execution -------------------------------------------------------
     def execute_string(self, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:
         """Run a chunk of Lua source. Values it returns are printed to stdout
         the way the Lua 5.4 REPL prints them (``return 2 + 2`` gives "4") and
         are also in ``result["values"]``."""
-        data = _encode_code(lua_code)
-        ms = _timeout_ms(timeout)
+        data = encode_code(lua_code)
+        ms = timeout_ms(timeout)
         handle = self._running_handle()
         out = ctypes.POINTER(_ffi.Result)()
         status = _ffi.vm_exec(handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, ctypes.byref(out))
         if status != _ffi.OK:
             raise self._error(status)
-        return _result(out)
+        return result_from(out)
 
     execute_temp_script = execute_string
 
-    def execute_file(self, file_path: Union[str, "os.PathLike[str]"], timeout: Optional[float] = None) -> ExecResult:
+    async def execute_async(self, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:
+        """``await vm.execute_async(code)``: run a chunk without blocking the
+        event loop. The core runs it and calls back when done; no Python
+        thread is used per call."""
+        data = encode_code(lua_code)
+        ms = timeout_ms(timeout)
+        handle = self._running_handle()
+        future = _pending.new()
+        status = _ffi.vm_exec_async(handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, _on_done, future.key)
+        if status != _ffi.OK:
+            _pending.drop(future.key)
+            raise self._error(status)
+        return await future.wait()
+
+    def execute_file(self, file_path: Union[str, os.PathLike[str]], timeout: Optional[float] = None) -> ExecResult:
         """Run a Lua script file, like ``lua file``: a #! first line is
         skipped and returned values are not printed (but are in "values")."""
         if not isinstance(file_path, (str, bytes, os.PathLike)):
             raise TypeError(f"file_path must be a path, not {type(file_path).__name__}")
         path = os.fsencode(file_path)
-        ms = _timeout_ms(timeout)
+        ms = timeout_ms(timeout)
         handle = self._running_handle()
         out = ctypes.POINTER(_ffi.Result)()
         status = _ffi.vm_exec_file(handle, path, ms, ctypes.byref(out))
         if status != _ffi.OK:
             raise self._error(status)
-        return _result(out)
+        return result_from(out)
 
     def _error(self, status: int) -> exc.LuaVMError:
         err = _ffi.error_for(status, f"VM {self.vm_id!r}")
@@ -279,4 +352,3 @@ class BasicLuaVM:
             "running": self.is_running(),
             "closed": self._closed,
         }
-

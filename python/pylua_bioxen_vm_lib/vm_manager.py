@@ -28,10 +28,9 @@ class VMManager:
         if self.debug_mode:
             enable_debug()
         self.vms: Dict[str, BasicLuaVM] = {}
-        self._futures: Dict[str, "Future[Dict[str, Any]]"] = {}
+        self._futures: Dict[str, Future[Dict[str, Any]]] = {}
         self._lock = threading.RLock()
         self._executor: Optional[ThreadPoolExecutor] = None
-        self._closed = False
 
     # -- VMs -------------------------------------------------------------
     def create_vm(
@@ -48,7 +47,6 @@ class VMManager:
     ) -> BasicLuaVM:
         """Create and register a VM; its id must be new."""
         with self._lock:
-            self._check_open()
             if vm_id in self.vms:
                 raise exc.VMAlreadyExistsError(f"VM {vm_id!r} already exists")
             vm = _create_vm(
@@ -102,13 +100,10 @@ class VMManager:
         """Run code on a VM and return its result dict."""
         return self._vm(vm_id).execute_string(lua_code, timeout=timeout)
 
-    def execute_vm_async(
-        self, vm_id: str, lua_code: Code, timeout: Optional[float] = None
-    ) -> "Future[Dict[str, Any]]":
+    def execute_vm_async(self, vm_id: str, lua_code: Code, timeout: Optional[float] = None) -> Future[Dict[str, Any]]:
         """Run code on a VM in the background; returns a Future of the result."""
         vm = self._vm(vm_id)
         with self._lock:
-            self._check_open()
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="pylua-vm")
             future = self._executor.submit(vm.execute_string, lua_code, timeout)
@@ -148,12 +143,9 @@ class VMManager:
             }
 
     # -- shutdown --------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise exc.VMManagerError("VMManager is shut down")
-
     def shutdown_all(self) -> None:
-        """Stop every VM and the background workers. Calling it twice is harmless."""
+        """Stop every VM and the background workers. Calling it twice is
+        harmless, and the manager can create new VMs afterwards."""
         with self._lock:
             vms = list(self.vms.values())
             self.vms.clear()
@@ -167,7 +159,7 @@ class VMManager:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> "VMManager":
+    def __enter__(self) -> VMManager:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -24,6 +24,6 @@ func benchExec(b *testing.B, code string, print bool) {
 	}
 }
 
-func BenchmarkEmbeddedReturn(b *testing.B)      { benchExec(b, "return 2 + 2", true) }
+func BenchmarkEmbeddedReturn(b *testing.B)        { benchExec(b, "return 2 + 2", true) }
 func BenchmarkEmbeddedReturnNoPrint(b *testing.B) { benchExec(b, "return 2 + 2", false) }
-func BenchmarkEmbeddedGlobal(b *testing.B)      { benchExec(b, "x = 1; print(x)", false) }
+func BenchmarkEmbeddedGlobal(b *testing.B)        { benchExec(b, "x = 1; print(x)", false) }

@@ -1,0 +1,61 @@
+# libbioxen / pylua_bioxen_vm_lib. `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+GO      ?= go
+PYTHON  ?= python3
+VENV    ?= .venv
+PKG     := python/pylua_bioxen_vm_lib
+LIB     := $(PKG)/libbioxen.so
+GOFILES := $(shell find core embedded luaproc capi -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.lua' 2>/dev/null) include/bioxen.h go.mod go.sum
+VALGRIND := valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	--show-leak-kinds=definite --suppressions=tests/c/go-runtime.supp --quiet
+
+.PHONY: help build demo test deps lint test-go test-c test-python test-install bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+build: $(LIB) ## build libbioxen.so into the Python package
+$(LIB): $(GOFILES)
+	$(GO) build -trimpath -buildmode=c-shared -o build/libbioxen.so ./capi
+	cp build/libbioxen.so $(LIB)
+
+demo: build ## run the demo on the embedded engine (needs only Go and Python)
+	PYTHONPATH=python $(PYTHON) examples/demo.py
+
+deps: ## install what the tests need: Debian packages (as root) and a venv with pytest
+	bash scripts/setup-test-deps.sh $(VENV)
+
+test: deps build lint test-go test-c test-python test-install ## set up and run every test
+
+lint: ## gofmt, go vet, ruff
+	@out=$$(gofmt -l core embedded luaproc capi tests/go); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	$(GO) vet ./...
+	$(VENV)/bin/ruff check python tests/python bench examples
+	$(VENV)/bin/ruff format --check python tests/python bench examples
+
+test-go: ## Go tests with the race detector
+	$(GO) test -race -count=1 ./...
+
+test-c: build ## the C host test under valgrind (fails on leaks and invalid accesses)
+	gcc -O1 -g -Wall -Wextra -Werror -Iinclude tests/c/capi_test.c -L$(PKG) -lbioxen -lpthread \
+		-Wl,-rpath,$(CURDIR)/$(PKG) -o tests/c/capi_test
+	$(VALGRIND) tests/c/capi_test lua5.4
+
+test-python: build ## pytest
+	PYTHONPATH=python $(VENV)/bin/python -m pytest -q tests/python
+
+test-install: ## `pip install ./python` into a scratch venv and use the installed package
+	rm -rf build/install-venv && $(PYTHON) -m venv build/install-venv
+	build/install-venv/bin/pip install -q --disable-pip-version-check ./python
+	cd /tmp && $(CURDIR)/build/install-venv/bin/python -c "import pylua_bioxen_vm_lib as m, os; \
+		assert os.path.dirname(m._ffi.lib._name) == os.path.dirname(m.__file__), m._ffi.lib._name; \
+		assert m.create_vm('installed').execute_string('return 2 + 2')['stdout'] == '4'; print('installed package works')"
+
+bench: build ## benchmarks: ratios against the baselines, measured in the same run
+	$(GO) test -run '^$$' -bench . -benchmem ./tests/go/ ./luaproc/
+	PYTHONPATH=python $(PYTHON) bench/bench_exec.py
+
+clean: ## remove build outputs
+	rm -rf build bin $(LIB) $(PKG)/libbioxen.h tests/c/capi_test

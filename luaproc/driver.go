@@ -1,0 +1,53 @@
+package luaproc
+
+import (
+	_ "embed"
+	"strings"
+)
+
+//go:embed driver.lua
+var driverSource []byte
+
+// DriverChunkName is the chunk name the driver runs under; its frames show
+// in Lua tracebacks as "[bioxen driver]:<line>".
+const DriverChunkName = "=[bioxen driver]"
+
+// DriverSource returns the Lua source of the driver (a copy).
+func DriverSource() []byte { return append([]byte(nil), driverSource...) }
+
+// Bootstrap returns the short Lua program given to the interpreter with
+// -e. It opens inPath, reads one frame "B <len>\n<driver source>" from it,
+// and runs the driver, which keeps reading frames from inPath and writes
+// its frames to outPath. The host sends BootstrapFrame first.
+func Bootstrap(inPath, outPath string) string {
+	return `local f=assert(io.open(` + luaQuote(inPath) + `,"rb"))` +
+		`local h=f:read("*l")` +
+		`local n=tonumber(h and string.match(h,"^B (%d+)$"))` +
+		`if not n then error("bioxen: bad bootstrap frame") end ` +
+		`local fn=assert((loadstring or load)(f:read(n),` + luaQuote(DriverChunkName) + `))` +
+		`fn(f,` + luaQuote(outPath) + `)`
+}
+
+// BootstrapFrame is the frame carrying the driver source, the first bytes
+// the host sends.
+func BootstrapFrame() []byte { return AppendFrame(nil, 'B', nil, driverSource) }
+
+// luaQuote quotes s as a Lua string literal that every Lua version reads
+// the same way (decimal escapes for anything but plain printable ASCII).
+func luaQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f && c != '"' && c != '\\' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('\\')
+		b.WriteByte('0' + c/100)
+		b.WriteByte('0' + c/10%10)
+		b.WriteByte('0' + c%10)
+	}
+	b.WriteByte('"')
+	return b.String()
+}

@@ -1,0 +1,847 @@
+-- libbioxen driver: runs chunks for the host over the frame protocol of
+-- docs/protocol.md. Loaded by the bootstrap (see luaproc/driver.go) as
+-- the chunk "=[bioxen driver]" and called with (input file, output path).
+-- Works on Lua 5.1, 5.2, 5.3, 5.4 and LuaJIT.
+--
+-- The driver never sets a global and, once a call runs, never calls a
+-- string method or a global: everything it needs is captured below, so
+-- user code cannot break it by changing the environment or the libraries.
+
+local inp, outpath = ...
+
+local _G = _G
+local type, tostring, tonumber, select, next, rawget = type, tostring, tonumber, select, next, rawget
+local setmetatable, error, pcall, xpcall = setmetatable, error, pcall, xpcall
+local load, loadstring, setfenv = load, loadstring, setfenv
+local str_format, str_sub, str_byte, str_find, str_match = string.format, string.sub, string.byte, string.find, string.match
+local tconcat = table.concat
+local math_type, floor, huge = math.type, math.floor, math.huge
+local io_open, io_type, io_lines, io_popen = io.open, io.type, io.lines, io.popen
+local os_execute = os.execute
+local real_stdout, real_stderr = io.stdout, io.stderr
+local traceback = debug.traceback
+local getmt = debug.getmetatable
+local sethook = debug.sethook
+local co_resume = coroutine.resume
+
+local FRAME_CHUNK = 1024 * 1024 -- O/E payloads are cut into pieces this big
+local FLUSH_AT = 32 * 1024      -- output gathered before an O/E frame goes
+
+local out = io_open(outpath, "wb")
+if not out then error("bioxen driver: cannot open " .. tostring(outpath)) end
+out:setvbuf("full", 65536)
+
+-- File methods are captured too: user code can reach the FILE* metatable.
+local f_write, f_flush, f_read = out.write, out.flush, out.read
+local function out_write(...) return f_write(out, ...) end
+local function out_flush() return f_flush(out) end
+
+local function send(tag, payload)
+  f_write(out, tag, " ", #payload, "\n", payload)
+end
+
+-- Library snapshot --------------------------------------------------------
+
+-- The pristine globals, taken before any user code runs. Library tables
+-- are copied field by field, so a fresh environment is built from the
+-- snapshot even if user code later reaches a real library table (through
+-- package.loaded, say) and changes it.
+local plain_k, plain_v, nplain = {}, {}, 0
+local libs, nlibs = {}, 0
+for k, v in next, _G do
+  if v ~= _G then
+    if type(v) == "table" then
+      local ks, vs, n = {}, {}, 0
+      for k2, v2 in next, v do n = n + 1; ks[n] = k2; vs[n] = v2 end
+      nlibs = nlibs + 1
+      libs[nlibs] = { name = k, keys = ks, vals = vs, n = n, real = v }
+    else
+      nplain = nplain + 1
+      plain_k[nplain] = k
+      plain_v[nplain] = v
+    end
+  end
+end
+
+-- Metatables shared by every environment (strings, files) are put back
+-- after each call.
+local shared, nshared = {}, 0
+local function snapshot(t)
+  if type(t) ~= "table" then return end
+  local saved = {}
+  for k, v in next, t do saved[k] = v end
+  nshared = nshared + 1
+  shared[nshared] = { t, saved }
+end
+local strmt = getmt("")
+snapshot(strmt)
+local filemt = getmt(out)
+snapshot(filemt)
+if filemt then snapshot(rawget(filemt, "__index")) end
+
+local function restore_shared()
+  for i = 1, nshared do
+    local t, saved = shared[i][1], shared[i][2]
+    for k in next, t do
+      if saved[k] == nil then t[k] = nil end
+    end
+    for k, v in next, saved do t[k] = v end
+  end
+end
+
+-- Per-call state ------------------------------------------------------------
+
+local obuf, on, osize = {}, 0, 0 -- stdout gathered for the next O frame
+local ebuf, en, esize = {}, 0, 0 -- stderr gathered for the next E frame
+local exit_code = nil            -- set by os.exit
+local EXIT = setmetatable({}, { __tostring = function() return "os.exit" end })
+
+local function send_pieces(tag, s)
+  local n = #s
+  if n <= FRAME_CHUNK then
+    send(tag, s)
+  else
+    for i = 1, n, FRAME_CHUNK do send(tag, str_sub(s, i, i + FRAME_CHUNK - 1)) end
+  end
+end
+
+local function flush_out()
+  if on > 0 then
+    local s = on == 1 and obuf[1] or tconcat(obuf, "", 1, on)
+    for i = 1, on do obuf[i] = nil end
+    on, osize = 0, 0
+    send_pieces("O", s)
+  end
+end
+
+local function flush_err()
+  if en > 0 then
+    local s = en == 1 and ebuf[1] or tconcat(ebuf, "", 1, en)
+    for i = 1, en do ebuf[i] = nil end
+    en, esize = 0, 0
+    send_pieces("E", s)
+  end
+end
+
+local function emit_out(s)
+  on = on + 1; obuf[on] = s; osize = osize + #s
+  if osize >= FLUSH_AT then flush_out(); out_flush() end
+end
+
+local function emit_err(s)
+  en = en + 1; ebuf[en] = s; esize = esize + #s
+  if esize >= FLUSH_AT then flush_err(); out_flush() end
+end
+
+-- Everything gathered so far reaches the host, and the C streams of the
+-- interpreter are flushed, so that raw bytes written next come after it.
+local function sync_out()
+  flush_out(); flush_err()
+  out_flush()
+  f_flush(real_stdout); f_flush(real_stderr)
+end
+
+-- io.write's number format: integers as %d, floats as %.14g. The error
+-- level points at the user's call: write_arg <- write_to <- write <- user.
+local function write_arg(emit, i, v)
+  local tv = type(v)
+  if tv == "string" then
+    emit(v)
+  elseif tv == "number" then
+    if math_type and math_type(v) == "integer" then emit(str_format("%d", v))
+    else emit(str_format("%.14g", v)) end
+  else
+    error(str_format("bad argument #%d to 'write' (string expected, got %s)", i, tv), 4)
+  end
+end
+
+-- Fake standard files ---------------------------------------------------------
+
+local fakes = setmetatable({}, { __mode = "k" })
+local file_methods = {}
+local file_mt = {
+  __index = file_methods,
+  __metatable = false,
+  __name = "FILE*",
+  __tostring = function(f) return "file (" .. (fakes[f] or "?") .. ")" end,
+}
+
+local function new_fake(kind)
+  local f = setmetatable({}, file_mt)
+  fakes[f] = kind
+  return f
+end
+
+local function check_fake(f, what)
+  if fakes[f] == nil then
+    error(str_format("bad argument #1 to '%s' (FILE* expected, got %s)", what, type(f)), 3)
+  end
+  return fakes[f]
+end
+
+local function write_to(f, ...)
+  local kind = fakes[f]
+  local emit
+  if kind == "stdout" then emit = emit_out
+  elseif kind == "stderr" then emit = emit_err
+  else return nil end
+  for i = 1, select("#", ...) do write_arg(emit, i, (select(i, ...))) end
+  return f
+end
+
+function file_methods.write(f, ...)
+  check_fake(f, "write")
+  return (write_to(f, ...))
+end
+
+local function read_eof(...)
+  local fmt = ...
+  if select("#", ...) == 0 then return nil end
+  if fmt == "a" or fmt == "*a" then return "" end
+  return nil
+end
+
+function file_methods.read(f, ...)
+  if check_fake(f, "read") ~= "stdin" then return nil, "Bad file descriptor", 9 end
+  return read_eof(...)
+end
+
+function file_methods.lines(f)
+  check_fake(f, "lines")
+  return function() return nil end
+end
+
+function file_methods.flush(f) check_fake(f, "flush"); return f end
+function file_methods.setvbuf(f) check_fake(f, "setvbuf"); return true end
+function file_methods.seek(f) check_fake(f, "seek"); return nil, "Illegal seek", 29 end
+function file_methods.close(f)
+  check_fake(f, "close")
+  return nil, "cannot close standard file"
+end
+
+local fake_stdout, fake_stderr, fake_stdin = new_fake("stdout"), new_fake("stderr"), new_fake("stdin")
+local cur_out, cur_in = fake_stdout, fake_stdin
+
+-- Overrides ---------------------------------------------------------------------
+
+local function lprint(...)
+  local n = select("#", ...)
+  for i = 1, n do
+    local s = tostring((select(i, ...)))
+    if type(s) ~= "string" then error("'tostring' must return a string to 'print'", 2) end
+    if i > 1 then emit_out("\t") end
+    emit_out(s)
+  end
+  emit_out("\n")
+end
+
+local function io_write(...)
+  if fakes[cur_out] then return (write_to(cur_out, ...)) end
+  return cur_out:write(...)
+end
+
+local function io_read(...)
+  if fakes[cur_in] then return file_methods.read(cur_in, ...) end
+  return cur_in:read(...)
+end
+
+local function io_output(f)
+  if f == nil then return cur_out end
+  if type(f) == "string" then
+    local nf, err = io_open(f, "w")
+    if not nf then error(err, 2) end
+    cur_out = nf
+  else
+    cur_out = f
+  end
+  return cur_out
+end
+
+local function io_input(f)
+  if f == nil then return cur_in end
+  if type(f) == "string" then
+    local nf, err = io_open(f, "r")
+    if not nf then error(err, 2) end
+    cur_in = nf
+  else
+    cur_in = f
+  end
+  return cur_in
+end
+
+local function lio_lines(name, ...)
+  if name == nil then
+    if fakes[cur_in] then return function() return nil end end
+    return cur_in:lines(...)
+  end
+  return io_lines(name, ...)
+end
+
+local function lio_close(f)
+  if f == nil then f = cur_out end
+  if fakes[f] then return nil, "cannot close standard file" end
+  return f:close()
+end
+
+local function lio_type(f)
+  if fakes[f] then return "file" end
+  return io_type(f)
+end
+
+local function lio_popen(...)
+  sync_out()
+  return io_popen(...)
+end
+
+local function pack(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack
+
+local function los_execute(...)
+  if select("#", ...) == 0 then return os_execute() end
+  sync_out()
+  local r = pack(os_execute(...))
+  f_flush(real_stdout); f_flush(real_stderr)
+  send("S", "")
+  out_flush()
+  return unpack(r, 1, r.n)
+end
+
+local function los_exit(code)
+  local c
+  if code == nil or code == true then c = 0
+  elseif code == false then c = 1
+  elseif type(code) == "number" and code == floor(code) then
+    c = code
+    if c > 2147483647 then c = 2147483647 elseif c < -2147483648 then c = -2147483648 end
+  else
+    error("bad argument #1 to 'exit' (number expected, got " .. type(code) .. ")", 2)
+  end
+  exit_code = c
+  error(EXIT, 0)
+end
+
+-- os.exit unwinds with an error; these wrappers keep user code from
+-- catching it.
+local function rethrow(ok, ...)
+  if exit_code ~= nil then error(EXIT, 0) end
+  return ok, ...
+end
+
+local function lpcall(f, ...)
+  return rethrow(pcall(f, ...))
+end
+
+local function lxpcall(f, msgh, ...)
+  return rethrow(xpcall(f, function(e)
+    if exit_code ~= nil then return e end
+    return msgh(e)
+  end, ...))
+end
+
+local function lresume(co, ...)
+  return rethrow(co_resume(co, ...))
+end
+
+-- Loading code and modules ---------------------------------------------------
+--
+-- Code loaded by the chunk (load, loadstring, loadfile, dofile, require)
+-- runs in the chunk's environment, as it would in the standalone
+-- interpreter, and require works on the environment's own package table:
+-- its path, cpath, preload, searchers and loaded.
+
+local cur_env, cur_pkg -- the running call's environment and package table
+local real_loadfile, real_loadlib = loadfile, package and package.loadlib
+local real_searchpath = package and package.searchpath
+local str_gsub, str_gmatch = string.gsub, string.gmatch
+local LUA54 = _VERSION == "Lua 5.4"
+
+local function lload(chunk, name, mode, ...)
+  if setfenv then
+    local f, err
+    if type(chunk) == "string" then f, err = loadstring(chunk, name)
+    else f, err = load(chunk, name) end
+    if f then setfenv(f, cur_env) end
+    return f, err
+  end
+  if select("#", ...) > 0 then return load(chunk, name, mode, ...) end
+  return load(chunk, name, mode, cur_env)
+end
+
+local function lloadstring(s, name)
+  return lload(s, name)
+end
+
+local function lloadfile(file, mode, ...)
+  if setfenv then
+    local f, err = real_loadfile(file)
+    if f then setfenv(f, cur_env) end
+    return f, err
+  end
+  if select("#", ...) > 0 then return real_loadfile(file, mode, ...) end
+  return real_loadfile(file, mode, cur_env)
+end
+
+local function ldofile(file)
+  local f, err = lloadfile(file)
+  if not f then error(err, 2) end
+  return f()
+end
+
+local function searchpath(name, path)
+  if real_searchpath then return real_searchpath(name, path) end
+  name = str_gsub(name, "%.", "/")
+  local msg, n = {}, 0
+  for template in str_gmatch(path, "[^;]+") do
+    local file = str_gsub(template, "%?", function() return name end)
+    local f = io_open(file, "r")
+    if f then f:close(); return file end
+    n = n + 1; msg[n] = "\n\tno file '" .. file .. "'"
+  end
+  return nil, tconcat(msg, "", 1, n)
+end
+
+local function pkg_string(field)
+  local v = cur_pkg[field]
+  if type(v) ~= "string" then error("'package." .. field .. "' must be a string", 3) end
+  return v
+end
+
+local function searcher_preload(name)
+  local preload = cur_pkg.preload
+  if type(preload) ~= "table" then error("'package.preload' must be a table", 2) end
+  local f = preload[name]
+  if f == nil then return "\n\tno field package.preload['" .. name .. "']" end
+  return f, ":preload:"
+end
+
+local function searcher_lua(name)
+  local file, err = searchpath(name, pkg_string("path"))
+  if not file then return err end
+  local f, lerr = lloadfile(file)
+  if not f then
+    error(str_format("error loading module '%s' from file '%s':\n\t%s", name, file, tostring(lerr)), 2)
+  end
+  return f, file
+end
+
+local function open_c(name, file, modname)
+  local mark = str_find(modname, "-", 1, true)
+  if mark then modname = str_sub(modname, mark + 1) end
+  local f, lerr = real_loadlib(file, "luaopen_" .. str_gsub(modname, "%.", "_"))
+  if not f then
+    error(str_format("error loading module '%s' from file '%s':\n\t%s", name, file, tostring(lerr)), 3)
+  end
+  return f, file
+end
+
+local function searcher_c(name)
+  local file, err = searchpath(name, pkg_string("cpath"))
+  if not file then return err end
+  return open_c(name, file, name)
+end
+
+local function searcher_croot(name)
+  local dot = str_find(name, ".", 1, true)
+  if not dot then return nil end
+  local file, err = searchpath(str_sub(name, 1, dot - 1), pkg_string("cpath"))
+  if not file then return err end
+  local f, lerr = real_loadlib(file, "luaopen_" .. str_gsub(name, "%.", "_"))
+  if not f then return "\n\tno module '" .. name .. "' in file '" .. file .. "'" end
+  return f, file
+end
+
+local searchers_key = (package and package.searchers) and "searchers" or "loaders"
+
+local function lrequire(name)
+  if type(name) == "number" then name = tostring(name) end
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'require' (string expected, got " .. type(name) .. ")", 2)
+  end
+  local loaded = cur_pkg.loaded
+  if type(loaded) ~= "table" then error("'package.loaded' must be a table", 2) end
+  local v = loaded[name]
+  if v then return v end
+  local searchers = cur_pkg[searchers_key]
+  if type(searchers) ~= "table" then error("'package." .. searchers_key .. "' must be a table", 2) end
+  local msg, n = {}, 0
+  local i = 1
+  while true do
+    local s = searchers[i]
+    if s == nil then
+      error("module '" .. name .. "' not found:" .. tconcat(msg, "", 1, n), 2)
+    end
+    local loader, extra = s(name)
+    if type(loader) == "function" then
+      local r = loader(name, extra)
+      if r ~= nil then loaded[name] = r end
+      if loaded[name] == nil then loaded[name] = true end
+      if LUA54 then return loaded[name], extra end
+      return loaded[name]
+    elseif type(loader) == "string" then
+      n = n + 1; msg[n] = loader
+    end
+    i = i + 1
+  end
+end
+
+-- The pristine package.loaded and package.preload.
+local loaded_k, loaded_v, nloaded = {}, {}, 0
+local preload_k, preload_v, npreload = {}, {}, 0
+local lib_name = {} -- real library table -> its global name
+for i = 1, nlibs do lib_name[libs[i].real] = libs[i].name end
+if type(package) == "table" then
+  if type(package.loaded) == "table" then
+    for k, v in next, package.loaded do
+      nloaded = nloaded + 1; loaded_k[nloaded] = k; loaded_v[nloaded] = v
+    end
+  end
+  if type(package.preload) == "table" then
+    for k, v in next, package.preload do
+      npreload = npreload + 1; preload_k[npreload] = k; preload_v[npreload] = v
+    end
+  end
+end
+
+-- install_package gives env's package table its own loaded (pointing at
+-- env's library copies), preload and searchers, and returns it.
+local function install_package(env)
+  local pkg = env.package
+  if type(pkg) ~= "table" then return nil end
+  local loaded = {}
+  for i = 1, nloaded do
+    local v = loaded_v[i]
+    if v == _G then v = env
+    elseif lib_name[v] then v = env[lib_name[v]] end
+    loaded[loaded_k[i]] = v
+  end
+  pkg.loaded = loaded
+  local preload = {}
+  for i = 1, npreload do preload[preload_k[i]] = preload_v[i] end
+  pkg.preload = preload
+  pkg[searchers_key] = { searcher_preload, searcher_lua, searcher_c, searcher_croot }
+  return pkg
+end
+
+-- Environments --------------------------------------------------------------------
+
+-- The snapshot with the driver's overrides in place: what every new
+-- environment starts from.
+local function override(libname, key, value)
+  for i = 1, nlibs do
+    local lib = libs[i]
+    if lib.name == libname then
+      for j = 1, lib.n do
+        if lib.keys[j] == key then lib.vals[j] = value; return end
+      end
+      lib.n = lib.n + 1
+      lib.keys[lib.n], lib.vals[lib.n] = key, value
+      return
+    end
+  end
+end
+for i = 1, nplain do
+  local k = plain_k[i]
+  if k == "print" then plain_v[i] = lprint
+  elseif k == "pcall" then plain_v[i] = lpcall
+  elseif k == "xpcall" then plain_v[i] = lxpcall
+  elseif k == "load" then plain_v[i] = lload
+  elseif k == "loadstring" then plain_v[i] = lloadstring
+  elseif k == "loadfile" then plain_v[i] = lloadfile
+  elseif k == "dofile" then plain_v[i] = ldofile
+  elseif k == "require" then plain_v[i] = lrequire end
+end
+override("io", "write", io_write); override("io", "read", io_read)
+override("io", "lines", lio_lines); override("io", "output", io_output)
+override("io", "input", io_input); override("io", "close", lio_close)
+override("io", "type", lio_type); override("io", "popen", lio_popen)
+override("io", "stdout", fake_stdout); override("io", "stderr", fake_stderr)
+override("io", "stdin", fake_stdin)
+override("os", "exit", los_exit); override("os", "execute", los_execute)
+override("coroutine", "resume", lresume)
+
+-- make_env builds a new environment from the snapshot. It is generated
+-- as one Lua function made of table constructors, which size each table
+-- once: several times faster than filling tables field by field, and a
+-- fresh environment is built for every call. Keys that are not plain
+-- strings are set after construction.
+local make_env
+do
+  local src, ns = { "local P, L, fix = ...\n" }, 1
+  local function add(s) ns = ns + 1; src[ns] = s end
+  local fixups, nfix = {}, 0
+  for i = 1, nlibs do add(str_format("local L%d = L[%d]\n", i, i)) end
+  add("return function()\nlocal env = {")
+  for i = 1, nplain do
+    local k = plain_k[i]
+    if type(k) == "string" then add(str_format("[%q]=P[%d],", k, i))
+    else nfix = nfix + 1; fixups[nfix] = { nil, k, plain_v[i] } end
+  end
+  for i = 1, nlibs do
+    local lib = libs[i]
+    if type(lib.name) == "string" then
+      add(str_format("[%q]={", lib.name))
+      for j = 1, lib.n do
+        local k = lib.keys[j]
+        if type(k) == "string" then add(str_format("[%q]=L%d[%d],", k, i, j))
+        else nfix = nfix + 1; fixups[nfix] = { lib.name, k, lib.vals[j] } end
+      end
+      add("},")
+    end
+  end
+  add("}\nenv._G = env\n")
+  if nfix > 0 then
+    add("for i = 1, #fix do local f = fix[i] if f[1] == nil then env[f[2]] = f[3] else env[f[1]][f[2]] = f[3] end end\n")
+  end
+  add("return env\nend\n")
+  local lvals = {}
+  for i = 1, nlibs do lvals[i] = libs[i].vals end
+  local code = tconcat(src, "", 1, ns)
+  local gen = setfenv and loadstring(code, "=[bioxen env]") or load(code, "=[bioxen env]", "t")
+  make_env = gen(plain_v, lvals, fixups)
+end
+
+local persistent_env, persistent_string, persistent_pkg
+
+-- Values ------------------------------------------------------------------------------
+
+local sbuf, sn, ssize, sbudget, smaxdepth, scut
+local onpath = {}
+
+local function put(s)
+  sn = sn + 1; sbuf[sn] = s; ssize = ssize + #s
+end
+
+local function put_opaque(t, text)
+  if #text > 1024 then text = str_sub(text, 1, 1024) end
+  local s = t .. " " .. text
+  put("o" .. #s .. ":"); put(s)
+end
+
+local function safe_tostring(v)
+  local ok, s = pcall(tostring, v)
+  if ok and type(s) == "string" then return s end
+  return type(v)
+end
+
+local function ser(v, depth)
+  if scut then return end
+  if ssize >= sbudget then put("z"); scut = true; return end
+  local tv = type(v)
+  if tv == "nil" then
+    put("n")
+  elseif tv == "boolean" then
+    put(v and "t" or "f")
+  elseif tv == "number" then
+    if math_type and math_type(v) == "integer" then
+      put("i" .. str_format("%d", v) .. ";")
+    elseif v ~= v then put("dnan;")
+    elseif v == huge then put("dinf;")
+    elseif v == -huge then put("d-inf;")
+    else put("d" .. str_format("%.17g", v) .. ";") end
+  elseif tv == "string" then
+    if ssize + #v > sbudget then put("z"); scut = true; return end
+    put("s" .. #v .. ":"); put(v)
+  elseif tv == "table" then
+    if onpath[v] then put_opaque("table", "<cycle>"); return end
+    if depth > smaxdepth then put_opaque("table", "<depth limit>"); return end
+    onpath[v] = true
+    local n, maxk, seq = 0, 0, true
+    for k in next, v do
+      n = n + 1
+      if seq then
+        if type(k) == "number" and k >= 1 and k == floor(k) then
+          if k > maxk then maxk = k end
+        else
+          seq = false
+        end
+      end
+    end
+    if seq and n > 0 and maxk == n then
+      put("L" .. n .. ";")
+      for i = 1, n do ser(rawget(v, i), depth + 1) end
+    else
+      put("M" .. n .. ";")
+      for k, x in next, v do ser(k, depth + 1); ser(x, depth + 1) end
+    end
+    onpath[v] = nil
+  else
+    put_opaque(tv, safe_tostring(v))
+  end
+end
+
+local function serialize(res, maxdepth, budget)
+  sbuf, sn, ssize, sbudget, smaxdepth, scut = {}, 0, 0, budget, maxdepth, false
+  put(res.n - 1 .. ";")
+  for i = 2, res.n do ser(res[i], 1) end
+  onpath = {}
+  local s = tconcat(sbuf, "", 1, sn)
+  sbuf = nil
+  return s
+end
+
+-- Errors --------------------------------------------------------------------------------
+
+local ERR = {} -- marks a table made by handler
+
+local function handler(e)
+  if exit_code ~= nil then return EXIT end
+  local msg
+  local te = type(e)
+  if te == "string" then msg = e
+  elseif te == "number" then msg = tostring(e)
+  else msg = "(error object is a " .. te .. " value)" end
+  local tb = traceback("", 2)
+  return { [ERR] = true, msg = msg, tb = tb }
+end
+
+-- The traceback without the driver's frames at its bottom, ending like the
+-- standalone interpreter's.
+local function trim_traceback(tb)
+  if type(tb) ~= "string" then tb = "" end
+  if str_byte(tb, 1) == 10 then tb = str_sub(tb, 2) end
+  local lines, n = {}, 0
+  local pos = 1
+  while true do
+    local s, e = str_find(tb, "\n", pos, true)
+    local line = str_sub(tb, pos, (s or 0) - 1)
+    if s == nil then line = str_sub(tb, pos) end
+    n = n + 1; lines[n] = line
+    if s == nil then break end
+    pos = e + 1
+  end
+  if n == 0 or lines[1] ~= "stack traceback:" then
+    return "stack traceback:\n\t[C]: in ?"
+  end
+  -- The chunk runs under the driver's xpcall, the outermost xpcall on the
+  -- stack: drop it and the driver's frames below it.
+  local last = n
+  for i = n, 2, -1 do
+    if str_find(lines[i], "^%s*%[C%]: in function 'xpcall'") then last = i - 1; break end
+  end
+  return tconcat(lines, "\n", 1, last) .. "\n\t[C]: in ?"
+end
+
+-- Running a chunk -------------------------------------------------------------------------
+
+local function finish_error(msg, tb)
+  sync_out()
+  send("F", msg)
+  send("T", tb)
+  out_write("D 1 0\n")
+  out_flush()
+end
+
+local function finish_exit()
+  sync_out()
+  out_write("D ", exit_code, " 0\n")
+  out_flush()
+end
+
+local function run(flags, maxdepth, budget, name, code)
+  exit_code = nil
+  cur_out, cur_in = fake_stdout, fake_stdin
+  local env, es, pkg
+  if flags % 2 == 1 then
+    env = make_env()
+    es, pkg = env.string, install_package(env)
+  else
+    if not persistent_env then
+      persistent_env = make_env()
+      persistent_string, persistent_pkg = persistent_env.string, install_package(persistent_env)
+    end
+    env, es, pkg = persistent_env, persistent_string, persistent_pkg
+  end
+  cur_env, cur_pkg = env, pkg
+  local print_results = floor(flags / 2) % 2 == 1
+
+  local fn, err
+  if setfenv then
+    if str_byte(code, 1) == 27 then
+      fn, err = nil, "attempt to load a binary chunk (mode is 't')"
+    else
+      fn, err = loadstring(code, name)
+      if fn then setfenv(fn, env) end
+    end
+  else
+    fn, err = load(code, name, "t", env)
+  end
+  if not fn then
+    if type(err) ~= "string" then err = "(error object is a " .. type(err) .. " value)" end
+    finish_error(err, "stack traceback:\n\t[C]: in ?")
+    return
+  end
+
+  if strmt and type(es) == "table" then strmt.__index = es end
+  local res = pack(xpcall(fn, handler))
+  restore_shared()
+  sethook() -- a hook left by the chunk would run in the driver
+
+  if exit_code ~= nil then finish_exit(); return end
+  if not res[1] then
+    local e = res[2]
+    if type(e) == "table" and rawget(e, ERR) then
+      finish_error(e.msg, trim_traceback(e.tb))
+    else
+      -- The handler itself failed (stack overflow in the handler,
+      -- out of memory): e is Lua's message.
+      local msg = type(e) == "string" and e or "(error object is a " .. type(e) .. " value)"
+      finish_error(msg, "stack traceback:\n\t[C]: in ?")
+    end
+    return
+  end
+
+  if print_results and res.n > 1 then
+    local ok, perr = pcall(lprint, unpack(res, 2, res.n))
+    if not ok then
+      local msg = "error calling 'print' (" .. (type(perr) == "string" and perr or "(error object is a " .. type(perr) .. " value)") .. ")"
+      finish_error(msg, "stack traceback:\n\t[C]: in ?")
+      return
+    end
+  end
+  local payload = serialize(res, maxdepth, budget)
+  sync_out()
+  send("R", payload)
+  out_write("D 0 0\n")
+  out_flush()
+end
+
+-- Main loop ---------------------------------------------------------------------------------
+
+local version = _VERSION
+if type(rawget(_G, "jit")) == "table" and type(jit.version) == "string" then
+  version = version .. " " .. jit.version
+end
+send("H", version)
+out_flush()
+
+while true do
+  local line = f_read(inp, "*l")
+  if line == nil then break end
+  local tag = str_sub(line, 1, 1)
+  if tag == "X" then
+    local flags, maxdepth, budget, namelen, len = str_match(line, "^X (%d+) (%d+) (%d+) (%d+) (%d+)$")
+    if not flags then
+      f_write(real_stderr, "bioxen driver: bad frame header: ", line, "\n")
+      break
+    end
+    flags, maxdepth, budget, namelen, len = tonumber(flags), tonumber(maxdepth), tonumber(budget), tonumber(namelen), tonumber(len)
+    local payload = ""
+    if len > 0 then payload = f_read(inp, len) end
+    if payload == nil or #payload ~= len then break end
+    local name, code = str_sub(payload, 1, namelen), str_sub(payload, namelen + 1)
+    payload = nil
+    local ok, err = pcall(run, flags, maxdepth, budget, name, code)
+    if not ok then
+      restore_shared()
+      on, osize, en, esize = 0, 0, 0, 0
+      obuf, ebuf = {}, {}
+      local msg = "bioxen driver internal error: " .. (type(err) == "string" and err or type(err))
+      finish_error(msg, "stack traceback:\n\t[C]: in ?")
+    end
+  elseif tag == "Q" then
+    break
+  else
+    f_write(real_stderr, "bioxen driver: unknown frame: ", line, "\n")
+    break
+  end
+end

@@ -1,0 +1,696 @@
+//go:build linux
+
+// Package luaproc is libbioxen's "process" engine: it runs a real Lua
+// interpreter (lua5.1 ... lua5.4, LuaJIT) as a child process executing our
+// driver (driver.lua) and talks to it with the frame protocol of
+// docs/protocol.md over pipes.
+//
+// The frame codec (Frame, Parser, ReadFrame, WriteFrame, DecodeValues) and
+// the per-call state machine (Call) know nothing of pipes, so another
+// transport (an SSH channel) can drive the same driver with them.
+package luaproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"libbioxen/core"
+)
+
+func init() { core.Register("process", Open) }
+
+// HelloTimeout bounds how long Open (or a restart) waits for the driver's
+// hello frame.
+const HelloTimeout = 10 * time.Second
+
+// quitGrace is how long Close waits for the interpreter to exit after Q
+// before it kills the process group.
+const quitGrace = 200 * time.Millisecond
+
+// Child file descriptors: the driver reads frames from fd 3 and writes
+// frames to fd 4.
+const (
+	childIn  = "/dev/fd/3"
+	childOut = "/dev/fd/4"
+)
+
+// Engine runs chunks in a Lua interpreter child process. Its methods are
+// serialized by a mutex; core.VM adds its own lock on top.
+type Engine struct {
+	mu     sync.Mutex
+	opts   core.Options
+	interp string // as given (for messages)
+	closed bool
+
+	p         *proc // nil when no interpreter runs (not started, or lost)
+	pid       atomic.Int64
+	version   string // the hello payload of the last interpreter
+	persisted bool   // a non-fresh call ran on the current interpreter
+
+	res  Call
+	rbuf []byte
+	wbuf []byte
+
+	// wake is a self-pipe that a cancelled context writes to, so the poll
+	// loop notices cancellation as well as deadlines.
+	wakeMu     sync.Mutex
+	wakeClosed bool
+	wake       [2]int
+}
+
+// proc is one running interpreter.
+type proc struct {
+	process *os.Process
+	pid     int
+	pidfd   int // becomes readable when the process exits; -1 if unsupported
+	in      int // frames to the driver (its fd 3)
+	out     int // frames from the driver (its fd 4)
+	stdout  int // its fd 1
+	stderr  int // its fd 2
+
+	outEOF, stdoutEOF, stderrEOF bool
+	parser                       Parser
+	waited                       bool
+	state                        *os.ProcessState
+}
+
+// Open starts the interpreter named by opts.Interpreter and waits for the
+// driver's hello. It returns *core.Error ErrLuaNotFound when the
+// interpreter cannot be found or executed, ErrEngine when it starts but
+// the driver does not come up.
+func Open(opts core.Options) (core.Engine, error) {
+	opts.Limits = opts.Limits.WithDefaults()
+	if opts.Interpreter == "" {
+		opts.Interpreter = "lua"
+	}
+	e := &Engine{opts: opts, interp: opts.Interpreter, rbuf: make([]byte, 64<<10), wake: [2]int{-1, -1}}
+	var w [2]int
+	if err := syscall.Pipe2(w[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		return nil, core.Wrap(core.ErrEngine, "open", "cannot create a pipe", err)
+	}
+	e.wake = w
+	if err := e.start(context.Background()); err != nil {
+		e.closeWake()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Pid returns the process id of the running interpreter, 0 when none runs
+// (after a crash or timeout, before the next call restarts it).
+// It does not wait for a running call, so a test can signal the process
+// while a chunk runs.
+func (e *Engine) Pid() int { return int(e.pid.Load()) }
+
+// Version returns what the driver reported in its hello frame, e.g.
+// "Lua 5.4" or "Lua 5.1 LuaJIT 2.1.0-beta3".
+func (e *Engine) Version() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.version
+}
+
+// childEnv is the parent's environment without LUA_INIT variables, which
+// would run code before the driver.
+func childEnv() []string {
+	env := os.Environ()
+	out := env[:0:0]
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "LUA_INIT", "LUA_INIT_5_1", "LUA_INIT_5_2", "LUA_INIT_5_3", "LUA_INIT_5_4":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// start launches the interpreter and waits for the hello frame, within
+// HelloTimeout and ctx's deadline.
+func (e *Engine) start(ctx context.Context) error {
+	path, err := exec.LookPath(e.interp)
+	if err != nil {
+		return core.Wrap(core.ErrLuaNotFound, "open", fmt.Sprintf("lua interpreter %q not found or not executable", e.interp), unwrapExec(err))
+	}
+	var pipes [4][2]int // child stdout, child stderr, to driver, from driver
+	var fds []int
+	closeAll := func() {
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+	}
+	for i := range pipes {
+		if err := syscall.Pipe2(pipes[i][:], syscall.O_CLOEXEC); err != nil {
+			closeAll()
+			return core.Wrap(core.ErrEngine, "open", "cannot create a pipe", err)
+		}
+		fds = append(fds, pipes[i][0], pipes[i][1])
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		closeAll()
+		return core.Wrap(core.ErrEngine, "open", "cannot open "+os.DevNull, err)
+	}
+	childFiles := []*os.File{
+		devnull,
+		os.NewFile(uintptr(pipes[0][1]), "stdout"),
+		os.NewFile(uintptr(pipes[1][1]), "stderr"),
+		os.NewFile(uintptr(pipes[2][0]), "frames-in"),
+		os.NewFile(uintptr(pipes[3][1]), "frames-out"),
+	}
+	process, err := os.StartProcess(path, []string{e.interp, "-e", Bootstrap(childIn, childOut)}, &os.ProcAttr{
+		Env:   childEnv(),
+		Files: childFiles,
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	})
+	for _, f := range childFiles {
+		f.Close() // closes the child ends in this process
+	}
+	if err != nil {
+		for _, fd := range []int{pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][0]} {
+			syscall.Close(fd)
+		}
+		code := core.ErrEngine
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) ||
+			errors.Is(err, syscall.ENOEXEC) || errors.Is(err, syscall.EISDIR) {
+			code = core.ErrLuaNotFound
+		}
+		return core.Wrap(code, "open", fmt.Sprintf("cannot run lua interpreter %q (%s)", e.interp, path), unwrapExec(err))
+	}
+	p := &proc{
+		process: process,
+		pid:     process.Pid,
+		pidfd:   -1,
+		stdout:  pipes[0][0],
+		stderr:  pipes[1][0],
+		in:      pipes[2][1],
+		out:     pipes[3][0],
+	}
+	for _, fd := range []int{p.stdout, p.stderr, p.in, p.out} {
+		syscall.SetNonblock(fd, true)
+	}
+	if fd, err := pidfdOpen(p.pid); err == nil {
+		p.pidfd = fd
+	}
+	e.p = p
+	e.pid.Store(int64(p.pid))
+	e.persisted = false
+
+	deadline := time.Now().Add(HelloTimeout)
+	ctxDeadline, hasCtxDeadline := ctx.Deadline()
+	if hasCtxDeadline && ctxDeadline.Before(deadline) {
+		deadline = ctxDeadline
+	}
+	e.res.Reset(core.Limits{MaxOutputBytes: 64 << 10})
+	e.wbuf = append(e.wbuf[:0], BootstrapFrame()...)
+	stop := e.armWake(ctx)
+	err = e.loop(ctx, deadline, true)
+	stop()
+	e.trimBuffers()
+	if err == nil {
+		return nil
+	}
+	// The driver did not come up.
+	e.kill()
+	stderr := strings.TrimSpace(string(e.res.StderrTail(4 << 10)))
+	var msg string
+	switch {
+	case errors.Is(err, errDeadline) && hasCtxDeadline && !ctxDeadline.After(deadline):
+		return core.Wrap(core.ErrTimeout, "exec", "the call's deadline passed while the lua interpreter was starting", context.DeadlineExceeded)
+	case errors.Is(err, errCanceled):
+		return core.Wrap(core.ErrTimeout, "exec", "the call was cancelled while the lua interpreter was starting", ctx.Err())
+	case errors.Is(err, errDeadline):
+		msg = fmt.Sprintf("lua interpreter %q did not start the driver within %v", e.interp, HelloTimeout)
+	case errors.Is(err, errDied):
+		msg = fmt.Sprintf("lua interpreter %q exited before the driver started (%s)", e.interp, p.exitText())
+	default:
+		msg = fmt.Sprintf("lua interpreter %q did not start the driver: %v", e.interp, err)
+	}
+	if stderr != "" {
+		msg += "; stderr: " + stderr
+	}
+	return core.Errorf(core.ErrEngine, "open", "%s", msg)
+}
+
+func unwrapExec(err error) error {
+	var ee *exec.Error
+	if errors.As(err, &ee) {
+		return ee.Err
+	}
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Exec runs one chunk. See core.Engine.
+func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, core.Errorf(core.ErrClosed, "exec", "VM is closed")
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, core.Wrap(core.ErrTimeout, "exec", "the call's deadline passed before it started", err)
+	}
+	if e.p == nil {
+		if err := e.start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	lim := e.opts.Limits
+	name := req.ChunkName
+	if name == "" {
+		name = "=input"
+	}
+	var flags int64
+	if req.Fresh {
+		flags |= 1
+	} else {
+		e.persisted = true
+	}
+	if req.PrintResults {
+		flags |= 2
+	}
+	budget := int64(lim.MaxValueBytes)*2 + 64
+	if budget > MaxFrameSize/2 {
+		budget = MaxFrameSize / 2
+	}
+	e.wbuf = AppendFrameHeader(e.wbuf[:0], 'X', len(name)+len(req.Code), flags, int64(lim.MaxValueDepth), budget, int64(len(name)))
+	e.wbuf = append(e.wbuf, name...)
+	e.wbuf = append(e.wbuf, req.Code...)
+	e.res.Reset(lim)
+
+	deadline, _ := ctx.Deadline()
+	stop := e.armWake(ctx)
+	err := e.loop(ctx, deadline, false)
+	stop()
+	e.trimBuffers()
+	if err == nil {
+		return e.res.Result(), nil
+	}
+
+	lost := ""
+	if e.persisted {
+		lost = "; its global state is lost"
+	}
+	switch {
+	case errors.Is(err, errDeadline), errors.Is(err, errCanceled):
+		e.kill()
+		what, cause := "the call ran past its deadline", error(context.DeadlineExceeded)
+		if errors.Is(err, errCanceled) {
+			what, cause = "the call was cancelled", ctx.Err()
+		}
+		return nil, core.Wrap(core.ErrTimeout, "exec",
+			fmt.Sprintf("%s: the lua interpreter was killed and a new one starts on the next call%s", what, lost), cause)
+	case errors.Is(err, errDied):
+		p := e.p
+		e.kill()
+		msg := fmt.Sprintf("lua interpreter %q (pid %d) died during the call (%s); a new one starts on the next call%s",
+			e.interp, p.pid, p.exitText(), lost)
+		if stderr := strings.TrimSpace(string(e.res.StderrTail(4 << 10))); stderr != "" {
+			msg += "; stderr: " + stderr
+		}
+		return nil, core.Errorf(core.ErrEngine, "exec", "%s", msg)
+	default:
+		e.kill()
+		msg := fmt.Sprintf("lua interpreter %q: %v; it was killed and a new one starts on the next call%s", e.interp, err, lost)
+		if stderr := strings.TrimSpace(string(e.res.StderrTail(4 << 10))); stderr != "" {
+			msg += "; stderr: " + stderr
+		}
+		return nil, core.Errorf(core.ErrEngine, "exec", "%s", msg)
+	}
+}
+
+func (e *Engine) trimBuffers() {
+	if cap(e.wbuf) > 1<<20 {
+		e.wbuf = nil
+	}
+	if e.p != nil && e.p.parser.Buffered() == 0 && cap(e.p.parser.buf) > 1<<20 {
+		e.p.parser = Parser{}
+	}
+}
+
+// Internal loop outcomes.
+var (
+	errDeadline = errors.New("deadline passed")
+	errCanceled = errors.New("context cancelled")
+	errDied     = errors.New("interpreter died")
+)
+
+// armWake makes ctx's cancellation write to the wake pipe while a call
+// runs; the returned func disarms it.
+func (e *Engine) armWake(ctx context.Context) func() bool {
+	if ctx.Done() == nil {
+		return func() bool { return true }
+	}
+	return context.AfterFunc(ctx, func() {
+		e.wakeMu.Lock()
+		defer e.wakeMu.Unlock()
+		if !e.wakeClosed {
+			syscall.Write(e.wake[1], []byte{1})
+		}
+	})
+}
+
+func (e *Engine) closeWake() {
+	e.wakeMu.Lock()
+	defer e.wakeMu.Unlock()
+	if !e.wakeClosed {
+		e.wakeClosed = true
+		syscall.Close(e.wake[0])
+		syscall.Close(e.wake[1])
+	}
+}
+
+// loop writes e.wbuf to the driver and reads frames and raw output until
+// the call's D frame (hello false) or the H frame (hello true). deadline
+// zero means none. It returns nil, errDeadline, errCanceled, errDied or a
+// protocol error; the caller kills the interpreter on an error.
+func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error {
+	p := e.p
+	var pfds [6]pollFd
+	wbuf := e.wbuf
+	// Most requests fit in the pipe: write before the first poll.
+	// A failed write (EPIPE: the interpreter is gone) drops the request;
+	// the loop then sees the exit and gathers the last output.
+	write := func() {
+		n, err := syscall.Write(p.in, wbuf)
+		if n > 0 {
+			wbuf = wbuf[n:]
+		}
+		if err != nil && err != syscall.EAGAIN && err != syscall.EINTR {
+			wbuf = nil
+		}
+	}
+	if len(wbuf) > 0 {
+		write()
+	}
+	for {
+		var ts *syscall.Timespec
+		if !deadline.IsZero() {
+			rem := time.Until(deadline)
+			if rem <= 0 {
+				return errDeadline
+			}
+			t := syscall.NsecToTimespec(int64(rem))
+			ts = &t
+		}
+		fds := pfds[:0]
+		const in = pollIn
+		iOut, iStdout, iStderr, iIn, iPid, iWake := -1, -1, -1, -1, -1, -1
+		if !p.outEOF {
+			iOut = len(fds)
+			fds = append(fds, pollFd{fd: int32(p.out), events: in})
+		}
+		if !p.stdoutEOF {
+			iStdout = len(fds)
+			fds = append(fds, pollFd{fd: int32(p.stdout), events: in})
+		}
+		if !p.stderrEOF {
+			iStderr = len(fds)
+			fds = append(fds, pollFd{fd: int32(p.stderr), events: in})
+		}
+		if len(wbuf) > 0 {
+			iIn = len(fds)
+			fds = append(fds, pollFd{fd: int32(p.in), events: pollOut})
+		}
+		if p.pidfd >= 0 {
+			iPid = len(fds)
+			fds = append(fds, pollFd{fd: int32(p.pidfd), events: in})
+		}
+		if ctx.Done() != nil {
+			iWake = len(fds)
+			fds = append(fds, pollFd{fd: int32(e.wake[0]), events: in})
+		}
+		_, err := ppoll(fds, ts)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			return fmt.Errorf("poll: %w", err)
+		}
+		ready := func(i int) bool { return i >= 0 && fds[i].revents != 0 }
+
+		// Frames first: raw bytes read after them were written after
+		// them, or come before a later S/F/D frame, which drains the raw
+		// pipes before it is applied.
+		if ready(iOut) {
+			done, err := e.readFrames(hello)
+			if err != nil || done {
+				return err
+			}
+		}
+		if ready(iStdout) {
+			e.readRaw(p.stdout, &p.stdoutEOF, false)
+		}
+		if ready(iStderr) {
+			e.readRaw(p.stderr, &p.stderrEOF, true)
+		}
+		if ready(iIn) {
+			write()
+		}
+		if ready(iPid) || p.outEOF {
+			// The interpreter exited (or closed its frame pipe). Take
+			// what it wrote last; a D frame may still be among it.
+			if !p.outEOF {
+				done, err := e.readFrames(hello)
+				if err != nil || done {
+					return err
+				}
+			}
+			e.drainRaw()
+			return errDied
+		}
+		if ready(iWake) {
+			var b [16]byte
+			for {
+				if n, _ := syscall.Read(e.wake[0], b[:]); n <= 0 {
+					break
+				}
+			}
+			if err := ctx.Err(); err != nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					return errDeadline
+				}
+				return errCanceled
+			}
+		}
+	}
+}
+
+// readFrames reads the frame pipe until it would block and applies the
+// frames. It returns done when the awaited frame (H or D) arrived.
+func (e *Engine) readFrames(hello bool) (bool, error) {
+	p := e.p
+	for {
+		n, err := syscall.Read(p.out, e.rbuf)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			return false, nil
+		}
+		if err != nil {
+			p.outEOF = true
+			return false, nil
+		}
+		if n == 0 {
+			p.outEOF = true
+			return false, nil
+		}
+		p.parser.Feed(e.rbuf[:n])
+		for {
+			f, ok, err := p.parser.Next()
+			if err != nil {
+				return false, err
+			}
+			if !ok {
+				break
+			}
+			if hello {
+				if f.Tag != 'H' || len(f.Args) != 0 {
+					return false, protoErr("expected the hello frame, got %q", f.Tag)
+				}
+				e.version = string(f.Payload)
+				return true, nil
+			}
+			switch f.Tag {
+			case 'S', 'F', 'D':
+				// Raw output written before this frame belongs before
+				// what follows it.
+				e.drainRaw()
+			}
+			done, err := e.res.Apply(f)
+			if err != nil {
+				return false, err
+			}
+			if done {
+				if p.parser.Buffered() != 0 {
+					return false, protoErr("%d bytes after the end of the call", p.parser.Buffered())
+				}
+				return true, nil
+			}
+		}
+		if n < len(e.rbuf) {
+			// A short read emptied the pipe; poll again.
+			return false, nil
+		}
+	}
+}
+
+// readRaw reads a raw output pipe until it would block.
+func (e *Engine) readRaw(fd int, eof *bool, stderr bool) {
+	for i := 0; i < 64; i++ {
+		n, err := syscall.Read(fd, e.rbuf)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			if err != syscall.EAGAIN {
+				*eof = true
+			}
+			return
+		}
+		if n == 0 {
+			*eof = true
+			return
+		}
+		if stderr {
+			e.res.RawStderr(e.rbuf[:n])
+		} else {
+			e.res.RawStdout(e.rbuf[:n])
+		}
+		if n < len(e.rbuf) {
+			return
+		}
+	}
+}
+
+// drainRaw takes what is waiting in the raw stdout and stderr pipes.
+func (e *Engine) drainRaw() {
+	p := e.p
+	if !p.stdoutEOF {
+		e.readRaw(p.stdout, &p.stdoutEOF, false)
+	}
+	if !p.stderrEOF {
+		e.readRaw(p.stderr, &p.stderrEOF, true)
+	}
+}
+
+// kill ends the interpreter's process group, reaps it and closes its pipes.
+func (e *Engine) kill() {
+	p := e.p
+	if p == nil {
+		return
+	}
+	e.p = nil
+	e.pid.Store(0)
+	p.killAndWait()
+}
+
+func (p *proc) killAndWait() {
+	if !p.waited {
+		// The process is not reaped yet, so its pid and process group
+		// cannot have been reused.
+		syscall.Kill(-p.pid, syscall.SIGKILL)
+		p.state, _ = p.process.Wait()
+		p.waited = true
+	}
+	for _, fd := range []int{p.in, p.out, p.stdout, p.stderr, p.pidfd} {
+		if fd >= 0 {
+			syscall.Close(fd)
+		}
+	}
+	p.in, p.out, p.stdout, p.stderr, p.pidfd = -1, -1, -1, -1, -1
+}
+
+// exitText describes how the process ended ("signal: segmentation
+// fault", "exit status 1"); it reaps the process first if needed.
+func (p *proc) exitText() string {
+	if !p.waited {
+		syscall.Kill(-p.pid, syscall.SIGKILL)
+		p.state, _ = p.process.Wait()
+		p.waited = true
+	}
+	if p.state == nil {
+		return "unknown status"
+	}
+	if ws, ok := p.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return "killed by signal " + ws.Signal().String()
+	}
+	return p.state.String()
+}
+
+// quit asks the driver to exit, waits up to quitGrace, then kills the
+// process group and reaps the interpreter.
+func (p *proc) quit() {
+	syscall.Write(p.in, []byte("Q 0\n"))
+	deadline := time.Now().Add(quitGrace)
+	var buf [4096]byte
+	for {
+		rem := time.Until(deadline)
+		if rem <= 0 {
+			break
+		}
+		ts := syscall.NsecToTimespec(int64(rem))
+		fds := []pollFd{{fd: int32(p.out), events: pollIn}}
+		if p.pidfd >= 0 {
+			fds = append(fds, pollFd{fd: int32(p.pidfd), events: pollIn})
+		}
+		if _, err := ppoll(fds, &ts); err != nil && err != syscall.EINTR {
+			break
+		}
+		if len(fds) > 1 && fds[1].revents != 0 {
+			break // exited
+		}
+		if fds[0].revents != 0 {
+			n, err := syscall.Read(p.out, buf[:])
+			if n == 0 && err == nil {
+				if p.pidfd < 0 {
+					break // frame pipe closed: the driver is gone
+				}
+				fds[0].fd = -1
+				p.outEOF = true
+			}
+		}
+		if p.outEOF && p.pidfd >= 0 {
+			// Wait on the pidfd alone.
+			ts := syscall.NsecToTimespec(int64(max(time.Until(deadline), 0)))
+			ppoll([]pollFd{{fd: int32(p.pidfd), events: pollIn}}, &ts)
+			break
+		}
+	}
+	p.killAndWait()
+}
+
+// Close stops the interpreter (Q, a short wait, then SIGKILL to its
+// process group) and reaps it. Calling it again does nothing.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	if e.p != nil {
+		e.p.quit()
+		e.p = nil
+		e.pid.Store(0)
+	}
+	e.closeWake()
+	return nil
+}

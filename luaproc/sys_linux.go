@@ -1,0 +1,49 @@
+//go:build linux
+
+package luaproc
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+// The few Linux calls the engine needs beyond package syscall, so the
+// module needs no dependency for them.
+
+type pollFd struct {
+	fd      int32
+	events  int16
+	revents int16
+}
+
+const (
+	pollIn  = 0x1
+	pollOut = 0x4
+)
+
+// ppoll waits for events on fds until timeout (nil: no limit).
+func ppoll(fds []pollFd, timeout *syscall.Timespec) (int, error) {
+	var p unsafe.Pointer
+	if len(fds) > 0 {
+		p = unsafe.Pointer(&fds[0])
+	}
+	r, _, e := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(p), uintptr(len(fds)), uintptr(unsafe.Pointer(timeout)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// sysPidfdOpen is pidfd_open(2), the same number on every Linux
+// architecture (Linux 5.3+).
+const sysPidfdOpen = 434
+
+// pidfdOpen returns a close-on-exec descriptor that becomes readable when
+// process pid exits.
+func pidfdOpen(pid int) (int, error) {
+	r, _, e := syscall.RawSyscall(sysPidfdOpen, uintptr(pid), 0, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}

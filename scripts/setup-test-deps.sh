@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine: Lua
+# interpreters for the process engine, valgrind for the C test, and a Python
+# virtual environment with pytest and ruff. Safe to run again: it installs
+# only what is missing.
+set -euo pipefail
+venv=${1:-.venv}
+
+need=()
+for pair in lua5.4:lua5.4 lua5.1:lua5.1 luajit:luajit valgrind:valgrind gcc:gcc; do
+  cmd=${pair%%:*}; pkg=${pair##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${need[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "installing Debian packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c "import pytest" 2>/dev/null || [ ! -x "$venv/bin/ruff" ]; then
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+fi

@@ -1,0 +1,183 @@
+"""Public names, factories, errors, the manager and logging."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import subprocess
+import sys
+from concurrent.futures import Future
+
+import pylua_bioxen_vm_lib as lib
+import pytest
+from pylua_bioxen_vm_lib import BasicLuaVM, LuaProcess, NetworkedLuaVM, VMLogger, VMManager, create_vm
+from pylua_bioxen_vm_lib import exceptions as exc
+
+ORIGINAL_EXCEPTIONS = [
+    "LuaVMError",
+    "LuaProcessError",
+    "LuaNotFoundError",
+    "VMTimeoutError",
+    "VMConnectionError",
+    "ScriptGenerationError",
+    "NetworkingError",
+    "LuaSocketNotFoundError",
+    "PTYError",
+    "InteractiveSessionError",
+    "AttachError",
+    "DetachError",
+    "SessionNotFoundError",
+    "SessionAlreadyExistsError",
+    "IOThreadError",
+    "SessionStateError",
+    "VMManagerError",
+    "ProcessRegistryError",
+    "XCPngConnectionError",
+]
+
+
+@pytest.mark.parametrize("name", ORIGINAL_EXCEPTIONS)
+def test_exception_names_from_both_modules(name):
+    cls = getattr(exc, name)
+    assert getattr(lib, name) is cls
+    assert issubclass(cls, exc.LuaVMError)
+
+
+def test_exception_hierarchy():
+    for sub in ("AttachError", "DetachError", "SessionNotFoundError", "SessionAlreadyExistsError", "SessionStateError"):
+        assert issubclass(getattr(exc, sub), exc.InteractiveSessionError)
+    assert issubclass(exc.ProcessRegistryError, exc.VMManagerError)
+    assert issubclass(exc.VMTimeoutError, TimeoutError)
+    assert issubclass(exc.LuaProcessError, exc.LuaVMError)
+    err = exc.LuaProcessError("failed", return_code=2, stderr="boom")
+    assert (str(err), err.return_code, err.stderr) == ("failed", 2, "boom")
+
+
+@pytest.mark.parametrize(
+    "module, names",
+    [
+        ("pylua_bioxen_vm_lib.exceptions", ["LuaVMError"]),
+        ("pylua_bioxen_vm_lib.logger", ["VMLogger"]),
+        ("pylua_bioxen_vm_lib.lua_process", ["LuaProcess"]),
+        ("pylua_bioxen_vm_lib.vm_manager", ["VMManager"]),
+        ("pylua_bioxen_vm_lib.networking", ["NetworkedLuaVM"]),
+    ],
+)
+def test_module_paths_import(module, names):
+    mod = importlib.import_module(module)
+    for name in names:
+        assert getattr(mod, name)
+
+
+def test_unknown_vm_type_names_the_valid_ones():
+    with pytest.raises(exc.VMManagerError) as info:
+        create_vm("x", vm_type="docker")
+    assert "'basic'" in str(info.value) and "'xcpng'" in str(info.value)
+
+
+def test_xcpng_config_is_validated_then_not_available():
+    with pytest.raises(exc.ConfigurationError) as info:
+        create_vm("x", vm_type="xcpng")
+    assert "xcp_host" in str(info.value)
+    with pytest.raises(exc.ConfigurationError) as info:
+        create_vm("x", vm_type="xcpng", config={"xcp_host": "h", "xcp_password": "s3cret"})
+    assert "xcp_username" in str(info.value) and "template_name" in str(info.value)
+    assert "s3cret" not in str(info.value)
+    config = {
+        "xcp_host": "192.168.1.100",
+        "xcp_username": "root",
+        "xcp_password": "password",
+        "template_name": "ubuntu-20.04-lua",
+        "vm_username": "ubuntu",
+        "vm_password": "ubuntu",
+    }
+    with pytest.raises(exc.FeatureNotAvailableError) as info:
+        create_vm("xcpng_vm", vm_type="xcpng", config=config)
+    assert "not available" in str(info.value)
+    assert isinstance(info.value, NotImplementedError)
+
+
+def test_engine_selection():
+    assert create_vm("a").engine == "embedded"
+    assert create_vm("b", lua_executable="lua5.4").engine == "process"
+    assert create_vm("c", engine="process").engine == "process"
+    with pytest.raises(ValueError):
+        create_vm("d", engine="jvm")
+
+
+def test_missing_interpreter_is_lua_not_found():
+    vm = create_vm("nolua", lua_executable="lua-does-not-exist")
+    with pytest.raises(exc.LuaNotFoundError) as info:
+        vm.execute_string("return 1")
+    assert "lua-does-not-exist" in str(info.value)
+
+
+def test_lua_process_and_networked_classes():
+    proc = LuaProcess(name="LuaVM")
+    assert isinstance(proc, BasicLuaVM)
+    assert proc.execute_string("return 'p'")["stdout"] == "p"
+    net = create_vm("net", networked=True)
+    assert isinstance(net, NetworkedLuaVM)
+    assert net.execute_string("return 3")["stdout"] == "3"
+    with pytest.raises(exc.FeatureNotAvailableError):
+        net.start_server(8080)
+
+
+def test_vm_manager_lifecycle():
+    with VMManager() as manager:
+        vm = manager.create_vm("one")
+        with pytest.raises(exc.SessionAlreadyExistsError):
+            manager.create_vm("one")
+        assert manager.get_vm("one") is vm
+        assert manager.get_vm("nope") is None
+        assert manager.list_vms() == ["one"]
+        with pytest.raises(exc.SessionNotFoundError):
+            manager.execute_vm_sync("nope", "return 1")
+        future = manager.execute_vm_async("one", "return 6 * 7")
+        assert isinstance(future, Future)
+        assert future.result(timeout=10)["stdout"] == "42"
+        assert manager.wait_for_vm("one")["values"] == [42]
+        assert manager.get_vm_status("one") == "done"
+        info = manager.get_vm_info("one")
+        assert info["vm_id"] == "one" and info["vm_type"] == "basic"
+        assert manager.remove_vm("one") is True
+        assert manager.remove_vm("one") is False
+        assert vm.closed
+    assert manager.list_vms() == []
+    assert manager.create_vm("late").execute_string("return 1")["success"]
+    manager.shutdown_all()
+
+
+def test_core_log_lines_reach_python_logging(caplog):
+    with caplog.at_level(logging.DEBUG, logger="pylua_bioxen_vm_lib.core"):
+        vm = create_vm("logged")
+        vm.execute_string("return 1")
+        vm.close()
+    messages = [r.getMessage() for r in caplog.records if r.name == "pylua_bioxen_vm_lib.core"]
+    assert any("opened VM" in m for m in messages)
+    assert any("closed VM" in m for m in messages)
+
+
+def test_vmlogger_writes_no_files_by_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    VMLogger(debug_mode=True, component="NoFiles").info("hello")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pylua_debug_environment_variable():
+    code = (
+        "import logging; from pylua_bioxen_vm_lib import VMLogger; "
+        "log = VMLogger(component='Env'); log.debug('visible-debug-line'); "
+        "print(log.debug_mode)"
+    )
+    env = {"PYLUA_DEBUG": "true", "PYTHONPATH": ":".join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "True"
+    assert "visible-debug-line" in out.stderr
+
+
+def test_result_repr_and_vm_repr_are_readable():
+    vm = create_vm("reprs")
+    result = vm.execute_string("return 1")
+    assert repr(result).startswith("ExecResult(")
+    assert "reprs" in repr(vm) and "embedded" in repr(vm)
