@@ -1,0 +1,237 @@
+package main
+
+/*
+#include <stdlib.h>
+#include "bioxen.h"
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"context"
+	"time"
+	"unsafe"
+
+	"libbioxen/core"
+)
+
+func millis(ms C.int64_t) time.Duration {
+	if ms <= 0 {
+		return 0
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+//export bioxenGoSessionOpen
+func bioxenGoSessionOpen(vmh C.bioxen_vm, out *C.bioxen_session) (status C.int) {
+	defer guard(&status)
+	if out == nil {
+		return fail(core.Errorf(core.ErrInvalid, "session_open", "session_out is NULL"))
+	}
+	*out = 0
+	vm, st := lookup(vmh)
+	if vm == nil {
+		return st
+	}
+	s, err := vm.NewSession()
+	if err != nil {
+		return fail(err)
+	}
+	handles.Lock()
+	h := newHandle()
+	handles.sessions[h] = &sessionEntry{s: s, vm: uint64(vmh)}
+	handles.Unlock()
+	*out = C.bioxen_session(h)
+	core.Logf(core.LevelDebug, "opened session %d on VM %d", h, uint64(vmh))
+	return C.BIOXEN_OK
+}
+
+//export bioxenGoSessionClose
+func bioxenGoSessionClose(h C.bioxen_session) (status C.int) {
+	defer guard(&status)
+	if h == 0 {
+		return C.BIOXEN_OK
+	}
+	handles.Lock()
+	e := handles.sessions[uint64(h)]
+	delete(handles.sessions, uint64(h))
+	handles.Unlock()
+	if e == nil {
+		return fail(core.Errorf(core.ErrBadHandle, "session_close", "no session with handle %d (closed or never opened)", uint64(h)))
+	}
+	e.s.Close()
+	return C.BIOXEN_OK
+}
+
+//export bioxenGoSessionSend
+func bioxenGoSessionSend(h C.bioxen_session, input *C.char, n C.size_t) (status C.int) {
+	defer guard(&status)
+	if input == nil && n > 0 {
+		return fail(core.Errorf(core.ErrInvalid, "session_send", "input is NULL"))
+	}
+	s, st := lookupSession(h)
+	if s == nil {
+		return st
+	}
+	var data []byte
+	if n > 0 {
+		data = C.GoBytes(unsafe.Pointer(input), C.int(n))
+	}
+	if err := s.Send(data); err != nil {
+		return fail(err)
+	}
+	return C.BIOXEN_OK
+}
+
+//export bioxenGoSessionRead
+func bioxenGoSessionRead(h C.bioxen_session, streams C.int, timeoutMS C.int64_t, out **C.char, outLen *C.size_t) (status C.int) {
+	defer guard(&status)
+	if out == nil || outLen == nil {
+		return fail(core.Errorf(core.ErrInvalid, "session_read", "data_out or len_out is NULL"))
+	}
+	*out, *outLen = nil, 0
+	if streams&^(C.BIOXEN_STDOUT|C.BIOXEN_STDERR) != 0 || streams == 0 {
+		return fail(core.Errorf(core.ErrInvalid, "session_read", "streams must be BIOXEN_STDOUT, BIOXEN_STDERR or both"))
+	}
+	s, st := lookupSession(h)
+	if s == nil {
+		return st
+	}
+	data, err := s.Read(core.Stream(streams), millis(timeoutMS))
+	if err != nil {
+		return fail(err)
+	}
+	*out, *outLen = cbytes(data)
+	return C.BIOXEN_OK
+}
+
+//export bioxenGoSessionExecute
+func bioxenGoSessionExecute(h C.bioxen_session, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, out **C.bioxen_result) (status C.int) {
+	defer guard(&status)
+	if out == nil || code == nil {
+		return fail(core.Errorf(core.ErrInvalid, "session_execute", "code or result_out is NULL"))
+	}
+	*out = nil
+	s, st := lookupSession(h)
+	if s == nil {
+		return st
+	}
+	src := C.GoBytes(unsafe.Pointer(code), C.int(n))
+	res, err := s.Execute(context.Background(), src, execOpts(timeoutMS, flags))
+	if err != nil {
+		return fail(err)
+	}
+	*out = newResult(res)
+	return C.BIOXEN_OK
+}
+
+//export bioxenGoSessionWait
+func bioxenGoSessionWait(h C.bioxen_session, timeoutMS C.int64_t, idle *C.int) (status C.int) {
+	defer guard(&status)
+	s, st := lookupSession(h)
+	if s == nil {
+		return st
+	}
+	ok := s.Wait(millis(timeoutMS))
+	if idle != nil {
+		*idle = 0
+		if ok {
+			*idle = 1
+		}
+	}
+	return C.BIOXEN_OK
+}
+
+//export bioxenGoSessionStatus
+func bioxenGoSessionStatus(h C.bioxen_session, busy, pending *C.int) (status C.int) {
+	defer guard(&status)
+	s, st := lookupSession(h)
+	if s == nil {
+		return st
+	}
+	if busy != nil {
+		*busy = boolInt(s.Busy())
+	}
+	if pending != nil {
+		*pending = boolInt(s.Pending())
+	}
+	return C.BIOXEN_OK
+}
+
+func boolInt(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+//export bioxenGoSessionInterrupt
+func bioxenGoSessionInterrupt(h C.bioxen_session) (status C.int) {
+	defer guard(&status)
+	s, st := lookupSession(h)
+	if s == nil {
+		return st
+	}
+	s.Interrupt()
+	return C.BIOXEN_OK
+}
+
+//export bioxenGoSessionSetListener
+func bioxenGoSessionSetListener(h C.bioxen_session, fn C.bioxen_output_fn, ud unsafe.Pointer) (status C.int) {
+	defer guard(&status)
+	s, st := lookupSession(h)
+	if s == nil {
+		return st
+	}
+	if fn == nil {
+		s.SetListener(nil)
+		return C.BIOXEN_OK
+	}
+	s.SetListener(func(stream core.Stream, p []byte) {
+		if len(p) == 0 {
+			return
+		}
+		C.bioxen__call_output(fn, ud, C.int(stream), (*C.char)(unsafe.Pointer(&p[0])), C.size_t(len(p)))
+	})
+	return C.BIOXEN_OK
+}
+
+//export bioxenGoVMExecAsync
+func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, fn C.bioxen_exec_done_fn, ud unsafe.Pointer) (status C.int) {
+	defer guard(&status)
+	if code == nil || fn == nil {
+		return fail(core.Errorf(core.ErrInvalid, "exec_async", "code or callback is NULL"))
+	}
+	vm, st := lookup(h)
+	if vm == nil {
+		return st
+	}
+	src := C.GoBytes(unsafe.Pointer(code), C.int(n))
+	if err := core.CheckSource(src, vm.Options().Limits); err != nil {
+		return fail(err)
+	}
+	eo := execOpts(timeoutMS, flags)
+	go func() {
+		var status C.int = C.BIOXEN_OK
+		var res *C.bioxen_result
+		var msg *C.char
+		func() {
+			defer guard(&status)
+			r, err := vm.Exec(context.Background(), src, eo)
+			if err != nil {
+				status = C.int(core.CodeOf(err))
+				msg = C.CString(err.Error())
+				return
+			}
+			res = newResult(r)
+		}()
+		if status != C.BIOXEN_OK && msg == nil {
+			msg = C.CString(goString(C.bioxen_errmsg()))
+		}
+		C.bioxen__call_done(fn, ud, status, res, msg)
+		if msg != nil {
+			C.free(unsafe.Pointer(msg))
+		}
+	}()
+	return C.BIOXEN_OK
+}

@@ -1,0 +1,435 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// DefaultSessionBuffer bounds the output a session keeps for readers: past
+// it the oldest output is dropped and the next read starts with
+// DroppedMarker. Writers (the Lua code) never block on a slow reader.
+const DefaultSessionBuffer = 4 << 20
+
+// DroppedMarker starts a read after older output was dropped; %d is the
+// number of bytes dropped.
+const DroppedMarker = "[bioxen: %d bytes of older output dropped]\n"
+
+// InterruptGrace is how long Interrupt waits for an engine's own interrupt
+// to stop the chunk before cancelling it outright (which may cost the state).
+const InterruptGrace = 500 * time.Millisecond
+
+// Session is an interactive session on a persistent VM, driven like the
+// standalone interpreter's interactive mode (`lua -i`) without its terminal:
+// input arrives as text in pieces, each complete line is added to the chunk
+// being typed, a complete chunk runs (an expression prints its values), an
+// incomplete one waits for more lines, an error is written to the error
+// stream and the session carries on. Output holds only what the Lua code
+// wrote: no banner, no prompt, no echo. All methods are safe for concurrent
+// use; chunks run one at a time on a goroutine of the session's own.
+type Session struct {
+	vm *VM
+
+	mu       sync.Mutex
+	changed  *sync.Cond // signalled when output arrives or the session goes idle
+	queue    []sessionItem
+	partial  []byte // input after the last newline of the latest Send
+	pending  []byte // lines of the chunk being typed
+	busy     bool   // input queued or a chunk running
+	closed   bool
+	cancel   context.CancelFunc // of the running chunk
+	listener func(Stream, []byte)
+	log      outputLog
+	kick     chan struct{}
+	done     chan struct{}
+}
+
+type sessionItem struct {
+	input []byte       // REPL input (complete lines)
+	code  []byte       // or a whole chunk to run (Execute)
+	opts  ExecOptions  // for code
+	reply chan execOut // for code
+}
+
+type execOut struct {
+	res *Result
+	err error
+}
+
+// NewSession starts a session on vm, which must be persistent (a session
+// keeps its state between inputs; a non-persistent VM wipes it every call).
+func (vm *VM) NewSession() (*Session, error) {
+	if !vm.opts.Persistent {
+		return nil, Errorf(ErrInvalid, "session", "interactive sessions need a persistent VM")
+	}
+	vm.mu.Lock()
+	closed := vm.closed
+	vm.mu.Unlock()
+	if closed {
+		return nil, Errorf(ErrClosed, "session", "VM is closed")
+	}
+	s := &Session{vm: vm, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	s.changed = sync.NewCond(&s.mu)
+	s.log.max = DefaultSessionBuffer
+	go s.loop()
+	return s, nil
+}
+
+// Send queues input and returns at once. A newline ends each line; input
+// without a final newline is completed with one, like pressing Enter.
+func (s *Session) Send(input []byte) error {
+	if bytes.IndexByte(input, 0) >= 0 {
+		return Errorf(ErrInvalid, "send", "input contains a NUL byte")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return Errorf(ErrClosed, "send", "session is closed")
+	}
+	text := append(append([]byte(nil), s.partial...), input...)
+	s.partial = nil
+	if len(text) == 0 || text[len(text)-1] != '\n' {
+		text = append(text, '\n')
+	}
+	if len(s.pending)+len(text) > s.vm.opts.Limits.MaxSourceBytes {
+		return Errorf(ErrTooLarge, "send", "input would make a chunk over the limit of %d bytes", s.vm.opts.Limits.MaxSourceBytes)
+	}
+	s.queue = append(s.queue, sessionItem{input: text})
+	s.busy = true
+	s.wakeLocked()
+	return nil
+}
+
+// Execute runs code as one chunk after the input queued before it and
+// returns the chunk's complete output and status. Its output is streamed to
+// an attached listener but not added to what Read returns.
+func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Result, error) {
+	if err := CheckSource(code, s.vm.opts.Limits); err != nil {
+		return nil, err
+	}
+	reply := make(chan execOut, 1)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, Errorf(ErrClosed, "execute", "session is closed")
+	}
+	s.queue = append(s.queue, sessionItem{code: code, opts: eo, reply: reply})
+	s.busy = true
+	s.wakeLocked()
+	s.mu.Unlock()
+	select {
+	case out := <-reply:
+		return out.res, out.err
+	case <-ctx.Done():
+		s.Interrupt()
+		out := <-reply
+		if out.err == nil {
+			out.err = Wrap(ErrTimeout, "execute", "cancelled", ctx.Err())
+		}
+		return nil, out.err
+	}
+}
+
+// Read returns the output produced so far on the given streams (Stdout,
+// Stderr or both: Stdout|Stderr, interleaved in the order it was written)
+// and removes it. When there is none it waits up to timeout for the first
+// output, returning early (with nothing) when the session is idle.
+func (s *Session) Read(streams Stream, timeout time.Duration) ([]byte, error) {
+	deadline := time.Now().Add(timeout)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var timer *time.Timer
+	for !s.log.has(streams) && s.busy && !s.closed {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		if timer == nil {
+			timer = time.AfterFunc(left, func() {
+				s.mu.Lock()
+				s.changed.Broadcast()
+				s.mu.Unlock()
+			})
+			defer timer.Stop()
+		}
+		s.changed.Wait()
+	}
+	return s.log.take(streams), nil
+}
+
+// Wait blocks until the session is idle (no queued input, no running chunk)
+// or timeout passes; it reports whether the session is idle.
+func (s *Session) Wait(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var timer *time.Timer
+	for s.busy && !s.closed {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		if timer == nil {
+			timer = time.AfterFunc(left, func() {
+				s.mu.Lock()
+				s.changed.Broadcast()
+				s.mu.Unlock()
+			})
+			defer timer.Stop()
+		}
+		s.changed.Wait()
+	}
+	return true
+}
+
+// Busy reports whether input is queued or a chunk is running.
+func (s *Session) Busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.busy
+}
+
+// Pending reports whether an incomplete chunk is waiting for more lines.
+func (s *Session) Pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending) > 0
+}
+
+// SetListener streams output to fn as it is produced (fn nil: back to
+// buffering for Read). While a listener is set, output goes to it and not
+// to the buffer. fn runs on the session's goroutine.
+func (s *Session) SetListener(fn func(Stream, []byte)) {
+	s.mu.Lock()
+	s.listener = fn
+	s.mu.Unlock()
+}
+
+// Interrupt stops the running chunk, keeping the session's state: the chunk
+// ends with an "interrupted" error on the error stream. Queued input is
+// dropped too, as a terminal's ^C would. It returns at once.
+func (s *Session) Interrupt() {
+	s.mu.Lock()
+	s.queue = s.queue[:0]
+	s.pending = nil
+	cancel := s.cancel
+	s.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	if in, ok := s.vm.engine.(Interrupter); ok {
+		in.Interrupt()
+		time.AfterFunc(InterruptGrace, func() {
+			s.mu.Lock()
+			still := s.cancel != nil
+			s.mu.Unlock()
+			if still {
+				cancel()
+			}
+		})
+		return
+	}
+	cancel()
+}
+
+// Close interrupts a running chunk and stops the session. The VM stays
+// open. Closing twice is harmless.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.wakeLocked()
+	s.changed.Broadcast()
+	s.mu.Unlock()
+	s.Interrupt()
+	<-s.done
+	return nil
+}
+
+func (s *Session) wakeLocked() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Session) loop() {
+	defer close(s.done)
+	for {
+		s.mu.Lock()
+		for len(s.queue) == 0 && !s.closed {
+			s.busy = false
+			s.changed.Broadcast()
+			s.mu.Unlock()
+			<-s.kick
+			s.mu.Lock()
+		}
+		if s.closed {
+			for _, it := range s.queue {
+				if it.reply != nil {
+					it.reply <- execOut{err: Errorf(ErrClosed, "execute", "session closed")}
+				}
+			}
+			s.queue = nil
+			s.busy = false
+			s.changed.Broadcast()
+			s.mu.Unlock()
+			return
+		}
+		item := s.queue[0]
+		s.queue = s.queue[1:]
+		ctx, cancel := context.WithCancel(context.Background())
+		s.cancel = cancel
+		s.mu.Unlock()
+
+		if item.reply != nil {
+			res, err := s.runChunk(ctx, item)
+			item.reply <- execOut{res, err}
+		} else {
+			s.runInput(ctx, item.input)
+		}
+		cancel()
+		s.mu.Lock()
+		s.cancel = nil
+		s.mu.Unlock()
+	}
+}
+
+// emit delivers output to the listener or the buffer.
+func (s *Session) emit(stream Stream, p []byte, buffer bool) {
+	s.mu.Lock()
+	fn := s.listener
+	if fn == nil && buffer {
+		s.log.add(stream, p)
+		s.changed.Broadcast()
+	}
+	s.mu.Unlock()
+	if fn != nil {
+		fn(stream, p)
+	}
+}
+
+func (s *Session) runChunk(ctx context.Context, item sessionItem) (*Result, error) {
+	req := &Request{Code: item.code, ChunkName: "=input", PrintResults: item.opts.PrintResults,
+		Output: func(st Stream, p []byte) { s.emitListenerOnly(st, p) }}
+	return s.vm.run(ctx, req, item.opts.Timeout)
+}
+
+func (s *Session) emitListenerOnly(stream Stream, p []byte) {
+	s.mu.Lock()
+	fn := s.listener
+	s.mu.Unlock()
+	if fn != nil {
+		fn(stream, p)
+	}
+}
+
+// runInput feeds complete lines to the REPL one at a time.
+func (s *Session) runInput(ctx context.Context, input []byte) {
+	out := func(st Stream, p []byte) { s.emit(st, append([]byte(nil), p...), true) }
+	for len(input) > 0 {
+		i := bytes.IndexByte(input, '\n')
+		line := input[:i+1]
+		input = input[i+1:]
+		s.mu.Lock()
+		chunk := append(s.pending, line...)
+		s.mu.Unlock()
+		if len(bytes.TrimSpace(chunk)) == 0 {
+			s.mu.Lock()
+			s.pending = nil
+			s.mu.Unlock()
+			continue
+		}
+		res, err := s.vm.run(ctx, &Request{Code: chunk, ChunkName: "=stdin", REPL: true, PrintResults: true, Output: out}, 0)
+		s.mu.Lock()
+		if err == nil && res.Incomplete {
+			s.pending = chunk
+			s.mu.Unlock()
+			continue
+		}
+		s.pending = nil
+		s.mu.Unlock()
+		if err != nil {
+			msg := err.Error()
+			if CodeOf(err) == ErrTimeout {
+				msg = "interrupted"
+			}
+			out(Stderr, []byte(msg+"\n"))
+			if ctx.Err() != nil {
+				return // interrupted: the rest of this input is dropped
+			}
+			continue
+		}
+		if !res.Success && len(res.Stderr) > 0 && res.Stderr[len(res.Stderr)-1] != '\n' {
+			out(Stderr, []byte("\n"))
+		}
+	}
+}
+
+// outputLog is the bounded, ordered output of a session.
+type outputLog struct {
+	events  []outEvent
+	size    int
+	max     int
+	dropped int64
+}
+
+type outEvent struct {
+	stream Stream
+	data   []byte
+}
+
+func (l *outputLog) add(stream Stream, p []byte) {
+	if n := len(l.events); n > 0 && l.events[n-1].stream == stream {
+		l.events[n-1].data = append(l.events[n-1].data, p...)
+	} else {
+		l.events = append(l.events, outEvent{stream, p})
+	}
+	l.size += len(p)
+	for l.size > l.max && len(l.events) > 0 {
+		ev := &l.events[0]
+		over := l.size - l.max
+		if over >= len(ev.data) {
+			l.size -= len(ev.data)
+			l.dropped += int64(len(ev.data))
+			l.events = l.events[1:]
+			continue
+		}
+		ev.data = ev.data[over:]
+		l.size -= over
+		l.dropped += int64(over)
+	}
+}
+
+func (l *outputLog) has(streams Stream) bool {
+	for _, ev := range l.events {
+		if ev.stream&streams != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *outputLog) take(streams Stream) []byte {
+	var out []byte
+	if l.dropped > 0 {
+		out = fmt.Appendf(out, DroppedMarker, l.dropped)
+		l.dropped = 0
+	}
+	kept := l.events[:0]
+	for _, ev := range l.events {
+		if ev.stream&streams != 0 {
+			out = append(out, ev.data...)
+			l.size -= len(ev.data)
+		} else {
+			kept = append(kept, ev)
+		}
+	}
+	l.events = kept
+	return out
+}
