@@ -211,27 +211,47 @@ func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.in
 		return fail(err)
 	}
 	eo := execOpts(timeoutMS, flags)
-	go func() {
-		var status C.int = C.BIOXEN_OK
-		var res *C.bioxen_result
-		var msg *C.char
-		func() {
-			defer guard(&status)
-			r, err := vm.Exec(context.Background(), src, eo)
-			if err != nil {
-				status = C.int(core.CodeOf(err))
-				msg = C.CString(err.Error())
-				return
-			}
-			res = newResult(r)
-		}()
-		if status != C.BIOXEN_OK && msg == nil {
-			msg = C.CString(goString(C.bioxen_errmsg()))
-		}
-		C.bioxen__call_done(fn, ud, status, res, msg)
-		if msg != nil {
-			C.free(unsafe.Pointer(msg))
-		}
-	}()
+	go deliver(fn, ud, func() (*core.Result, error) { return vm.Exec(context.Background(), src, eo) })
 	return C.BIOXEN_OK
+}
+
+//export bioxenGoSessionExecuteAsync
+func bioxenGoSessionExecuteAsync(h C.bioxen_session, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, fn C.bioxen_exec_done_fn, ud unsafe.Pointer) (status C.int) {
+	defer guard(&status)
+	if code == nil || fn == nil {
+		return fail(core.Errorf(core.ErrInvalid, "session_execute_async", "code or callback is NULL"))
+	}
+	s, st := lookupSession(h)
+	if s == nil {
+		return st
+	}
+	src := C.GoBytes(unsafe.Pointer(code), C.int(n))
+	eo := execOpts(timeoutMS, flags)
+	go deliver(fn, ud, func() (*core.Result, error) { return s.Execute(context.Background(), src, eo) })
+	return C.BIOXEN_OK
+}
+
+// deliver runs fn and reports its outcome to a bioxen_exec_done_fn, exactly
+// once, from this goroutine.
+func deliver(done C.bioxen_exec_done_fn, ud unsafe.Pointer, fn func() (*core.Result, error)) {
+	var status C.int = C.BIOXEN_OK
+	var res *C.bioxen_result
+	var msg *C.char
+	func() {
+		defer guard(&status)
+		r, err := fn()
+		if err != nil {
+			status = C.int(core.CodeOf(err))
+			msg = C.CString(err.Error())
+			return
+		}
+		res = newResult(r)
+	}()
+	if status != C.BIOXEN_OK && msg == nil {
+		msg = C.CString(goString(C.bioxen_errmsg()))
+	}
+	C.bioxen__call_done(done, ud, status, res, msg)
+	if msg != nil {
+		C.free(unsafe.Pointer(msg))
+	}
 }

@@ -103,6 +103,11 @@ int bioxen_session_execute(bioxen_session s, const char *code, size_t code_len, 
                            int flags, bioxen_result **result_out) {
   return bioxenGoSessionExecute(s, (char *)code, code_len, timeout_ms, flags, result_out);
 }
+int bioxen_session_execute_async(bioxen_session s, const char *code, size_t code_len,
+                                 int64_t timeout_ms, int flags, bioxen_exec_done_fn done,
+                                 void *userdata) {
+  return bioxenGoSessionExecuteAsync(s, (char *)code, code_len, timeout_ms, flags, done, userdata);
+}
 int bioxen_session_wait(bioxen_session s, int64_t timeout_ms, int *idle_out) {
   return bioxenGoSessionWait(s, timeout_ms, idle_out);
 }

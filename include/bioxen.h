@@ -294,6 +294,17 @@ int bioxen_session_execute(bioxen_session session, const char *code, size_t code
                            int64_t timeout_ms, int flags, bioxen_result **result_out);
 
 /*
+** bioxen_session_execute_async is bioxen_session_execute without blocking:
+** the code is copied and done is called exactly once from a library thread,
+** with the rules of bioxen_vm_exec_async.
+**
+** METHOD: bioxen_session
+*/
+int bioxen_session_execute_async(bioxen_session session, const char *code, size_t code_len,
+                                 int64_t timeout_ms, int flags, bioxen_exec_done_fn done,
+                                 void *userdata);
+
+/*
 ** bioxen_session_wait blocks until the session is idle or timeout_ms passes
 ** (0: do not wait); *idle_out (may be NULL) is 1 when idle.
 **

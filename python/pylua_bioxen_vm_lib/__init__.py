@@ -14,12 +14,13 @@ from ._ffi import version as _core_version
 from .exceptions import *  # noqa: F401,F403  (the original exported every exception)
 from .exceptions import __all__ as _exception_names
 from .factory import VM_TYPES, create_vm
+from .interactive_session import InteractiveSession, SessionManager
 from .logger import VMLogger
 from .lua_process import LuaProcess
 from .networking import NetworkedLuaVM
 from .values import LuaOpaque
 from .vm import BasicLuaVM, ExecResult
-from .vm_manager import VMManager
+from .vm_manager import VMCluster, VMManager
 
 __version__ = "0.2.0"
 core_version: str = _core_version().decode()
@@ -34,6 +35,9 @@ __all__ = [
     "LuaProcess",
     "NetworkedLuaVM",
     "VMManager",
+    "VMCluster",
+    "InteractiveSession",
+    "SessionManager",
     "VMLogger",
     "exceptions",
     *_exception_names,

@@ -143,11 +143,12 @@ free = _declare("bioxen_free", [c_void_p], None)
 session_open = _declare("bioxen_session_open", [c_uint64, POINTER(c_uint64)], c_int)
 session_close = _declare("bioxen_session_close", [c_uint64], c_int)
 session_send = _declare("bioxen_session_send", [c_uint64, c_char_p, c_size_t], c_int)
-session_read = _declare(
-    "bioxen_session_read", [c_uint64, c_int, c_int64, POINTER(c_void_p), POINTER(c_size_t)], c_int
-)
+session_read = _declare("bioxen_session_read", [c_uint64, c_int, c_int64, POINTER(c_void_p), POINTER(c_size_t)], c_int)
 session_execute = _declare(
     "bioxen_session_execute", [c_uint64, c_char_p, c_size_t, c_int64, c_int, POINTER(POINTER(Result))], c_int
+)
+session_execute_async = _declare(
+    "bioxen_session_execute_async", [c_uint64, c_char_p, c_size_t, c_int64, c_int, DONE_FN, c_void_p], c_int
 )
 session_wait = _declare("bioxen_session_wait", [c_uint64, c_int64, POINTER(c_int)], c_int)
 session_status = _declare("bioxen_session_status", [c_uint64, POINTER(c_int), POINTER(c_int)], c_int)

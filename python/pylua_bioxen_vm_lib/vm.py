@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import asyncio
 import contextlib
 import ctypes
@@ -80,7 +79,7 @@ class _PendingCall:
     def __init__(self, key: int) -> None:
         self.key = key
         self.loop = asyncio.get_running_loop()
-        self.future: "asyncio.Future[ExecResult]" = self.loop.create_future()
+        self.future: asyncio.Future[ExecResult] = self.loop.create_future()
 
     async def wait(self) -> ExecResult:
         return await self.future
@@ -107,10 +106,10 @@ class _PendingCalls:
             return self._calls.pop(key, None)
 
 
-_pending = _PendingCalls()
+pending_calls = _PendingCalls()
 
 
-def _settle(future: "asyncio.Future[ExecResult]", outcome: Any) -> None:
+def _settle(future: asyncio.Future[ExecResult], outcome: Any) -> None:
     if future.done():
         return
     if isinstance(outcome, BaseException):
@@ -120,8 +119,8 @@ def _settle(future: "asyncio.Future[ExecResult]", outcome: Any) -> None:
 
 
 @_ffi.DONE_FN
-def _on_done(userdata: Optional[int], status: int, result: Any, message: bytes) -> None:
-    call = _pending.drop(userdata or 0)
+def on_exec_done(userdata: Optional[int], status: int, result: Any, message: bytes) -> None:
+    call = pending_calls.drop(userdata or 0)
     if call is None:
         if result:
             _ffi.result_free(result)
@@ -314,10 +313,10 @@ class BasicLuaVM:
         data = encode_code(lua_code)
         ms = timeout_ms(timeout)
         handle = self._running_handle()
-        future = _pending.new()
-        status = _ffi.vm_exec_async(handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, _on_done, future.key)
+        future = pending_calls.new()
+        status = _ffi.vm_exec_async(handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, on_exec_done, future.key)
         if status != _ffi.OK:
-            _pending.drop(future.key)
+            pending_calls.drop(future.key)
             raise self._error(status)
         return await future.wait()
 

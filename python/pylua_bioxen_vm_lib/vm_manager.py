@@ -9,8 +9,9 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from . import exceptions as exc
 from .factory import create_vm as _create_vm
+from .interactive_session import InteractiveSession, OutputCallback, SessionManager
 from .logger import enable_debug, env_debug
-from .vm import BasicLuaVM, Code
+from .vm import BasicLuaVM, Code, ExecResult
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.VMManager")
 
@@ -31,6 +32,8 @@ class VMManager:
         self._futures: Dict[str, Future[Dict[str, Any]]] = {}
         self._lock = threading.RLock()
         self._executor: Optional[ThreadPoolExecutor] = None
+        self.session_manager = SessionManager(debug_mode=self.debug_mode)
+        self.clusters: Dict[str, VMCluster] = {}
 
     # -- VMs -------------------------------------------------------------
     def create_vm(
@@ -80,19 +83,29 @@ class VMManager:
             return list(self.vms)
 
     def remove_vm(self, vm_id: str) -> bool:
-        """Stop and forget a VM; False when there was none."""
+        """Stop and forget a VM (and its session); False when there was none."""
         with self._lock:
             vm = self.vms.pop(vm_id, None)
             self._futures.pop(vm_id, None)
+            session = self.session_manager.remove_session(vm_id)
+        if session is not None:
+            session.terminate()
         if vm is None:
-            return False
+            return session is not None
         vm.close()
         return True
 
     def get_vm_info(self, vm_id: str) -> Dict[str, Any]:
         vm = self._vm(vm_id)
         info = vm.get_info()
-        info["vm_name"] = vm.name
+        session = self._session_or_none(vm_id)
+        info.update(
+            vm_name=vm.name,
+            session_exists=session is not None,
+            session_attached=bool(session and session.is_attached()),
+            process_running=vm.is_running(),
+            interactive_capable=vm.persistent,
+        )
         return info
 
     # -- execution -------------------------------------------------------
@@ -138,18 +151,182 @@ class VMManager:
             return {
                 "total_vms": len(self.vms),
                 "running_vms": sum(1 for vm in self.vms.values() if vm.is_running()),
+                "interactive_sessions": len(self.session_manager.list_sessions()),
+                "clusters": len(self.clusters),
                 "pending_async": sum(1 for f in self._futures.values() if not f.done()),
                 "max_workers": self.max_workers,
             }
+
+    # -- interactive sessions ---------------------------------------------
+    def create_interactive_vm(
+        self,
+        vm_id: str,
+        vm_type: str = "basic",
+        config: Optional[Mapping[str, Any]] = None,
+        networked: bool = False,
+        auto_attach: bool = True,
+        *,
+        engine: Optional[str] = None,
+        lua_executable: Optional[str] = None,
+    ) -> InteractiveSession:
+        """Create a persistent VM with an interactive session on it. The
+        session and ``execute_vm_sync`` on this id share one Lua state."""
+        with self._lock:
+            if vm_id in self.vms or self.session_manager.has_session(vm_id):
+                raise exc.VMAlreadyExistsError(f"VM {vm_id!r} already exists")
+            vm = self.create_vm(
+                vm_id,
+                vm_type=vm_type,
+                networked=networked,
+                persistent=True,
+                config=config,
+                engine=engine,
+                lua_executable=lua_executable,
+            )
+            try:
+                session = InteractiveSession(vm_id, vm, debug_mode=self.debug_mode)
+                session.start()
+                self.session_manager.add_session(session)
+            except BaseException:
+                self.vms.pop(vm_id, None)
+                vm.close()
+                raise
+        if auto_attach:
+            session.attach()
+        return session
+
+    def _session(self, vm_id: str) -> InteractiveSession:
+        return self.session_manager.get_session(vm_id)
+
+    def _session_or_none(self, vm_id: str) -> Optional[InteractiveSession]:
+        try:
+            return self.session_manager.get_session(vm_id)
+        except exc.SessionNotFoundError:
+            return None
+
+    def attach_to_vm(self, vm_id: str, output_callback: Optional[OutputCallback] = None) -> InteractiveSession:
+        """Attach to a VM's session (SessionNotFoundError when it has none;
+        AttachError when already attached)."""
+        session = self._session(vm_id)
+        session.attach(output_callback)
+        return session
+
+    def detach_from_vm(self, vm_id: str) -> None:
+        """Detach from a VM's session (DetachError when not attached)."""
+        self._session(vm_id).detach()
+
+    def send_input(self, vm_id: str, input_text: Code) -> None:
+        """Send input to a VM's session; returns at once."""
+        self._session(vm_id).send_input(input_text)
+
+    def read_output(self, vm_id: str, timeout: float = 0.1, stream: str = "both") -> str:
+        """Output of a VM's session produced so far; see InteractiveSession.read_output."""
+        return self._session(vm_id).read_output(timeout=timeout, stream=stream)
+
+    def execute_interactive_command(self, vm_id: str, command: Code, timeout: float = 5.0) -> str:
+        """Run a command in a VM's session and return its output text."""
+        return self._session(vm_id).execute_and_wait(command, timeout=timeout)
+
+    def execute_interactive(self, vm_id: str, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:
+        """Run a chunk in a VM's session and return its complete result."""
+        return self._session(vm_id).execute_interactive(lua_code, timeout=timeout)
+
+    def interrupt_vm(self, vm_id: str) -> None:
+        """Interrupt the chunk running in a VM's session, keeping its state."""
+        self._session(vm_id).interrupt()
+
+    def list_sessions(self) -> Dict[str, Dict[str, Any]]:
+        """``{vm_id: details}`` of every interactive session."""
+        return self.session_manager.list_sessions()
+
+    list_interactive_sessions = list_sessions
+
+    def terminate_vm_session(self, vm_id: str) -> bool:
+        """Terminate a VM's session and the VM. SessionNotFoundError when the
+        id names neither."""
+        with self._lock:
+            known = vm_id in self.vms or self.session_manager.has_session(vm_id)
+        if not known:
+            raise exc.SessionNotFoundError(f"no VM or session with id {vm_id!r}")
+        return self.remove_vm(vm_id)
+
+    # -- clusters ----------------------------------------------------------
+    def create_vm_cluster(
+        self,
+        cluster_id: str,
+        size: int,
+        networked: bool = False,
+        persistent: bool = False,
+        *,
+        engine: Optional[str] = None,
+        lua_executable: Optional[str] = None,
+    ) -> VMCluster:
+        """Create ``size`` VMs named ``<cluster_id>_0`` ... as one cluster."""
+        if size < 1:
+            raise ValueError("a cluster needs at least one VM")
+        with self._lock:
+            if cluster_id in self.clusters:
+                raise exc.VMAlreadyExistsError(f"cluster {cluster_id!r} already exists")
+            ids = []
+            try:
+                for i in range(size):
+                    vm_id = f"{cluster_id}_{i}"
+                    self.create_vm(
+                        vm_id, networked=networked, persistent=persistent, engine=engine, lua_executable=lua_executable
+                    )
+                    ids.append(vm_id)
+            except BaseException:
+                for vm_id in ids:
+                    self.remove_vm(vm_id)
+                raise
+            cluster = VMCluster(cluster_id, ids, self)
+            self.clusters[cluster_id] = cluster
+        return cluster
+
+    def _cluster(self, cluster_id: str) -> VMCluster:
+        with self._lock:
+            cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            raise exc.VMManagerError(f"no cluster with id {cluster_id!r}")
+        return cluster
+
+    def broadcast_to_cluster(
+        self, cluster_id: str, lua_code: Code, timeout: Optional[float] = None
+    ) -> Dict[str, Future[Dict[str, Any]]]:
+        """Run the same code on every VM of a cluster in the background."""
+        return {vm_id: self.execute_vm_async(vm_id, lua_code, timeout) for vm_id in self._cluster(cluster_id).vm_ids}
+
+    def wait_for_cluster(self, cluster_id: str, timeout: Optional[float] = None) -> Dict[str, Dict[str, Any]]:
+        """Results of every VM's last async call; a failed call gives
+        ``{error, success: False, stdout: '', stderr, return_code: -1}``."""
+        results: Dict[str, Dict[str, Any]] = {}
+        for vm_id in self._cluster(cluster_id).vm_ids:
+            try:
+                result = self.wait_for_vm(vm_id, timeout)
+            except Exception as err:  # reported per VM, as the original did
+                result = {"error": str(err), "success": False, "stdout": "", "stderr": str(err), "return_code": -1}
+            if result is not None:
+                results[vm_id] = result
+        return results
+
+    def cleanup_cluster(self, cluster_id: str) -> None:
+        """Stop and forget every VM of a cluster."""
+        cluster = self._cluster(cluster_id)
+        for vm_id in cluster.vm_ids:
+            self.remove_vm(vm_id)
+        with self._lock:
+            self.clusters.pop(cluster_id, None)
 
     # -- shutdown --------------------------------------------------------
     def shutdown_all(self) -> None:
         """Stop every VM and the background workers. Calling it twice is
         harmless, and the manager can create new VMs afterwards."""
+        self.session_manager.cleanup_all()
         with self._lock:
             vms = list(self.vms.values())
             self.vms.clear()
             self._futures.clear()
+            self.clusters.clear()
             executor, self._executor = self._executor, None
         for vm in vms:
             try:
@@ -164,3 +341,27 @@ class VMManager:
 
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown_all()
+
+
+class VMCluster:
+    """A named group of VMs created by :meth:`VMManager.create_vm_cluster`."""
+
+    def __init__(self, cluster_id: str, vm_ids: List[str], manager: VMManager) -> None:
+        self.cluster_id = cluster_id
+        self.vm_ids = list(vm_ids)
+        self._manager = manager
+
+    def __len__(self) -> int:
+        return len(self.vm_ids)
+
+    def __repr__(self) -> str:
+        return f"<VMCluster {self.cluster_id!r} size={len(self.vm_ids)}>"
+
+    def broadcast(self, lua_code: Code, timeout: Optional[float] = None) -> Dict[str, Future[Dict[str, Any]]]:
+        return self._manager.broadcast_to_cluster(self.cluster_id, lua_code, timeout)
+
+    def wait(self, timeout: Optional[float] = None) -> Dict[str, Dict[str, Any]]:
+        return self._manager.wait_for_cluster(self.cluster_id, timeout)
+
+    def cleanup(self) -> None:
+        self._manager.cleanup_cluster(self.cluster_id)

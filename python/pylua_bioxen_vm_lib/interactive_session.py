@@ -1,0 +1,448 @@
+"""Interactive sessions: a persistent Lua VM driven like ``lua -i``.
+
+Input is text sent in pieces (:meth:`InteractiveSession.send_input` returns at
+once); every complete line joins the chunk being typed; a complete chunk runs
+in the core (a line that is an expression, or ``=expr``, prints its values);
+an incomplete one (``for i = 1, 3 do``) waits for more lines; an error goes to
+the session's stderr and the session carries on with its state. Output holds
+only what the Lua code wrote: no banner, prompt, echo, escape codes or CRLF.
+
+Reading: :meth:`read_output` returns what was produced so far (stdout and
+stderr interleaved in the order written, or one stream), waiting up to
+``timeout`` for the first output and returning early when the session is
+idle; :meth:`execute_interactive` runs a chunk and returns its complete
+result, so no caller ever needs to sleep. :meth:`attach` streams output to a
+callback instead. Output nobody reads is kept up to 4 MiB per session; past
+that the oldest is dropped and the next read starts with
+``[bioxen: N bytes of older output dropped]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import ctypes
+import logging
+import re
+import threading
+import time
+from typing import Any, AsyncIterator, Callable, Dict, Optional
+
+from . import _ffi
+from . import exceptions as exc
+from .vm import BasicLuaVM, Code, ExecResult, encode_code, on_exec_done, pending_calls, result_from, timeout_ms
+
+logger = logging.getLogger("pylua_bioxen_vm_lib.session")
+
+OutputCallback = Callable[[str], Any]
+
+_STREAMS = {"both": _ffi.STDOUT | _ffi.STDERR, "stdout": _ffi.STDOUT, "stderr": _ffi.STDERR}
+_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+# Environments a session can bind. The package-management layer registers
+# named environments here; "default" needs no extra package paths.
+KNOWN_ENVIRONMENTS: Dict[str, Dict[str, str]] = {"default": {}}
+
+
+class _Listeners:
+    """Routes the core's output callback (one C function for all sessions)
+    to the Python session it belongs to, by the userdata key."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 1
+        self._sessions: Dict[int, InteractiveSession] = {}
+
+    def add(self, session: InteractiveSession) -> int:
+        with self._lock:
+            key = self._next
+            self._next += 1
+            self._sessions[key] = session
+            return key
+
+    def remove(self, key: int) -> None:
+        with self._lock:
+            self._sessions.pop(key, None)
+
+    def get(self, key: int) -> Optional[InteractiveSession]:
+        with self._lock:
+            return self._sessions.get(key)
+
+
+_listeners = _Listeners()
+
+
+@_ffi.OUTPUT_FN
+def _on_output(userdata: Optional[int], stream: int, data: Any, length: int) -> None:
+    session = _listeners.get(userdata or 0)
+    if session is not None:
+        session._deliver(stream, ctypes.string_at(data, length))
+
+
+class InteractiveSession:
+    """An interactive session on a persistent VM.
+
+    ``InteractiveSession(session_id, vm_instance=None, lua_executable="lua",
+    debug_mode=False)`` — the original's signature. Without ``vm_instance`` a
+    persistent :class:`BasicLuaVM` is created (and closed with the session);
+    a given VM must be persistent (a session keeps its state between inputs).
+    The session starts on first use or with :meth:`start`.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        vm_instance: Optional[BasicLuaVM] = None,
+        lua_executable: str = "lua",
+        debug_mode: bool = False,
+        *,
+        engine: Optional[str] = None,
+    ) -> None:
+        if vm_instance is None:
+            vm_instance = BasicLuaVM(
+                session_id, engine=engine, lua_executable=lua_executable, persistent=True, debug_mode=debug_mode
+            )
+            self._owns_vm = True
+        else:
+            if not isinstance(vm_instance, BasicLuaVM):
+                raise TypeError(f"vm_instance must be a BasicLuaVM, not {type(vm_instance).__name__}")
+            if not vm_instance.persistent:
+                raise exc.SessionStateError(
+                    f"VM {vm_instance.vm_id!r} is not persistent; an interactive session needs persistent=True"
+                )
+            self._owns_vm = False
+        self.session_id = session_id
+        self.vm = vm_instance
+        self.debug_mode = debug_mode
+        self.environment = "default"
+        self._handle = 0
+        self._closed = False
+        self._lock = threading.Lock()
+        self._callback: Optional[OutputCallback] = None
+        self._attached = False
+        self._listener_key = 0
+        self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in (_ffi.STDOUT, _ffi.STDERR, 3)}
+        self.last_activity = time.time()
+        self._async_queues: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Optional[str]]]] = []
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("attached" if self._attached else "detached")
+        return f"<InteractiveSession {self.session_id!r} on {self.vm!r} {state}>"
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> InteractiveSession:
+        with self._lock:
+            self._start_locked()
+        return self
+
+    def _start_locked(self) -> int:
+        if self._closed:
+            raise exc.SessionStateError(f"session {self.session_id!r} is terminated")
+        if not self._handle:
+            vm_handle = self.vm._running_handle()
+            handle = ctypes.c_uint64()
+            status = _ffi.session_open(vm_handle, ctypes.byref(handle))
+            if status != _ffi.OK:
+                raise _ffi.error_for(status, f"session {self.session_id!r}")
+            self._handle = handle.value
+            logger.debug("session %r started", self.session_id)
+        return self._handle
+
+    def _h(self) -> int:
+        with self._lock:
+            return self._start_locked()
+
+    def _check(self, status: int, what: str) -> None:
+        if status == _ffi.OK:
+            return
+        if status in (_ffi.E_BADHANDLE, _ffi.E_CLOSED):
+            raise exc.SessionStateError(f"session {self.session_id!r} is terminated", code=status)
+        raise _ffi.error_for(status, f"session {self.session_id!r}: {what}")
+
+    def is_running(self) -> bool:
+        return bool(self._handle) and not self._closed
+
+    def terminate(self) -> None:
+        """Stop the session (and the VM it created). Calling it twice is harmless."""
+        with self._lock:
+            handle, self._handle = self._handle, 0
+            already = self._closed
+            self._closed = True
+        if handle:
+            if self._listener_key:
+                _listeners.remove(self._listener_key)
+            _ffi.session_close(handle)
+        if self._owns_vm:
+            self.vm.close()
+        for loop, queue in self._async_queues:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+        if not already:
+            logger.debug("session %r terminated", self.session_id)
+
+    close = terminate
+
+    def __enter__(self) -> InteractiveSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.terminate()
+
+    # -- input -----------------------------------------------------------
+    def send_input(self, input_text: Code) -> None:
+        """Queue input and return at once. A line without a final newline
+        is completed with one, like pressing Enter."""
+        if isinstance(input_text, str):
+            data = input_text.encode("utf-8", "surrogateescape")
+        elif isinstance(input_text, (bytes, bytearray)):
+            data = bytes(input_text)
+        else:
+            raise TypeError(f"input must be str or bytes, not {type(input_text).__name__}")
+        handle = self._h()
+        self._check(_ffi.session_send(handle, data, len(data)), "send_input")
+        self.last_activity = time.time()
+
+    send_command = send_input
+
+    # -- output ----------------------------------------------------------
+    def read_output(self, timeout: float = 0.1, stream: str = "both") -> str:
+        """Output produced so far ("" when none). Waits up to ``timeout``
+        seconds for the first output; returns early when the session is idle.
+        ``stream`` is "both" (interleaved as written), "stdout" or "stderr"."""
+        mask = _STREAMS.get(stream)
+        if mask is None:
+            raise ValueError(f"stream must be 'both', 'stdout' or 'stderr', not {stream!r}")
+        if timeout is None or timeout < 0:
+            raise ValueError("timeout must be a number of seconds >= 0")
+        handle = self._h()
+        data = ctypes.c_void_p()
+        size = ctypes.c_size_t()
+        status = _ffi.session_read(handle, mask, int(timeout * 1000), ctypes.byref(data), ctypes.byref(size))
+        self._check(status, "read_output")
+        try:
+            raw = ctypes.string_at(data, size.value) if size.value else b""
+        finally:
+            _ffi.free(data)
+        return self._decoders[mask].decode(raw)
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait until all input sent so far has run; True when idle."""
+        handle = self._h()
+        idle = ctypes.c_int()
+        ms = 0 if timeout is None else timeout_ms(timeout)
+        if timeout is None:
+            ms = 1 << 62
+        self._check(_ffi.session_wait(handle, ms, ctypes.byref(idle)), "wait")
+        return bool(idle.value)
+
+    def is_busy(self) -> bool:
+        busy = ctypes.c_int()
+        self._check(_ffi.session_status(self._h(), ctypes.byref(busy), None), "status")
+        return bool(busy.value)
+
+    def has_pending_input(self) -> bool:
+        """True while an incomplete chunk waits for more lines."""
+        pending = ctypes.c_int()
+        self._check(_ffi.session_status(self._h(), None, ctypes.byref(pending)), "status")
+        return bool(pending.value)
+
+    def execute_interactive(self, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:
+        """Run a chunk after the input queued before it and return its
+        complete result (the dict of execute_string); blocking, no sleeps.
+        Its output is not added to what read_output returns."""
+        data = encode_code(lua_code)
+        ms = timeout_ms(timeout)
+        out = ctypes.POINTER(_ffi.Result)()
+        status = _ffi.session_execute(self._h(), data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, ctypes.byref(out))
+        self._check(status, "execute_interactive")
+        self.last_activity = time.time()
+        return result_from(out)
+
+    def execute_and_wait(self, command: Code, timeout: float = 5.0) -> str:
+        """The original's method: run a command and return its output text."""
+        result = self.execute_interactive(command, timeout=timeout)
+        return "\n".join(part for part in (result["stdout"], result["stderr"]) if part)
+
+    def interrupt(self) -> None:
+        """Stop the running chunk, keeping the session's state (the chunk
+        ends with an "interrupted" error on stderr); queued input is dropped."""
+        self._check(_ffi.session_interrupt(self._h()), "interrupt")
+
+    # -- attach ----------------------------------------------------------
+    def attach(self, output_callback: Optional[OutputCallback] = None) -> None:
+        """Attach; with a callback, output is streamed to it as it is
+        produced (from a core thread, in order) instead of being buffered."""
+        if output_callback is not None and not callable(output_callback):
+            raise TypeError("output_callback must be callable")
+        with self._lock:
+            if self._attached:
+                raise exc.AttachError(f"session {self.session_id!r} is already attached")
+            handle = self._start_locked()
+            self._attached = True
+            self._callback = output_callback
+        if output_callback is not None:
+            self._set_listener(handle)
+
+    def detach(self) -> None:
+        with self._lock:
+            if not self._attached:
+                raise exc.DetachError(f"session {self.session_id!r} is not attached")
+            self._attached = False
+            had_callback = self._callback is not None
+            self._callback = None
+            handle = self._handle
+        if had_callback and handle and not self._async_queues:
+            _ffi.session_set_listener(handle, _ffi.OUTPUT_FN(), None)
+
+    def is_attached(self) -> bool:
+        return self._attached
+
+    def _set_listener(self, handle: int) -> None:
+        if not self._listener_key:
+            self._listener_key = _listeners.add(self)
+        self._check(_ffi.session_set_listener(handle, _on_output, self._listener_key), "attach")
+
+    def _deliver(self, stream: int, data: bytes) -> None:
+        text = self._decoders.get(stream, self._decoders[3]).decode(data)
+        if not text:
+            return
+        callback = self._callback
+        if callback is not None:
+            try:
+                callback(text)
+            except Exception:
+                logger.exception("output callback of session %r failed", self.session_id)
+        for loop, queue in list(self._async_queues):
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, text)
+
+    # -- asyncio ---------------------------------------------------------
+    async def execute_interactive_async(self, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:
+        """``await`` a chunk in this session: the core runs it and calls back
+        when done; no Python thread is used per call."""
+        data = encode_code(lua_code)
+        ms = timeout_ms(timeout)
+        handle = self._h()
+        call = pending_calls.new()
+        status = _ffi.session_execute_async(
+            handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, on_exec_done, call.key
+        )
+        if status != _ffi.OK:
+            pending_calls.drop(call.key)
+            self._check(status, "execute_interactive_async")
+        return await call.wait()
+
+    async def stream_output(self) -> AsyncIterator[str]:
+        """``async for text in session.stream_output()``: output as it is
+        produced, pushed by the core's callback (no thread per session). Ends
+        when the session is terminated or the loop stops iterating."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Optional[str]] = asyncio.Queue()
+        entry = (loop, queue)
+        self._async_queues.append(entry)
+        self._set_listener(self._h())
+        try:
+            # Output produced before the listener was set is in the buffer.
+            earlier = self.read_output(timeout=0)
+            if earlier:
+                yield earlier
+            while True:
+                text = await queue.get()
+                if text is None:
+                    return
+                yield text
+        finally:
+            self._async_queues.remove(entry)
+            if not self._async_queues and self._callback is None and self._handle:
+                _ffi.session_set_listener(self._handle, _ffi.OUTPUT_FN(), None)
+
+    # -- environments ----------------------------------------------------
+    def set_environment(self, env_name: str) -> None:
+        """Bind a named package environment (its package.path/cpath) to the
+        session. Names are letters, digits, '_', '.', '-'; an unknown name
+        is an error. "default" is always known."""
+        if not isinstance(env_name, str) or not _ENV_NAME.match(env_name):
+            raise ValueError(f"invalid environment name {env_name!r}")
+        env = KNOWN_ENVIRONMENTS.get(env_name)
+        if env is None:
+            known = ", ".join(sorted(KNOWN_ENVIRONMENTS))
+            raise exc.SessionStateError(f"unknown environment {env_name!r} (known: {known})")
+        paths = []
+        for key in ("path", "cpath"):
+            if env.get(key):
+                paths.append(f"package.{key} = {env[key]!r}")
+        if paths:
+            result = self.execute_interactive("\n".join(paths))
+            if not result["success"]:
+                raise exc.SessionStateError(f"binding environment {env_name!r} failed: {result['error']}")
+        self.environment = env_name
+
+    def details(self) -> Dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "attached": self._attached,
+            "running": self.is_running(),
+            "engine": self.vm.engine,
+            "environment": self.environment,
+            "last_activity": self.last_activity,
+        }
+
+
+class SessionManager:
+    """Keeps interactive sessions by id (``VMManager.session_manager``)."""
+
+    def __init__(self, debug_mode: bool = False) -> None:
+        self.debug_mode = debug_mode
+        self._sessions: Dict[str, InteractiveSession] = {}
+        self._lock = threading.RLock()
+
+    def create_session(
+        self, session_id: str, vm_instance: Optional[BasicLuaVM] = None, **kwargs: Any
+    ) -> InteractiveSession:
+        with self._lock:
+            if session_id in self._sessions:
+                raise exc.SessionAlreadyExistsError(f"session {session_id!r} already exists")
+            session = InteractiveSession(session_id, vm_instance, **kwargs)
+            self._sessions[session_id] = session
+        return session
+
+    def add_session(self, session: InteractiveSession) -> None:
+        with self._lock:
+            if session.session_id in self._sessions:
+                raise exc.SessionAlreadyExistsError(f"session {session.session_id!r} already exists")
+            self._sessions[session.session_id] = session
+
+    def get_session(self, session_id: str) -> InteractiveSession:
+        with self._lock:
+            session = self._sessions.get(session_id)
+        if session is None:
+            raise exc.SessionNotFoundError(f"no session with id {session_id!r}")
+        return session
+
+    def has_session(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._sessions
+
+    def remove_session(self, session_id: str) -> Optional[InteractiveSession]:
+        with self._lock:
+            return self._sessions.pop(session_id, None)
+
+    def list_sessions(self) -> Dict[str, Dict[str, Any]]:
+        """``{session_id: {attached, running, last_activity, ...}}``."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+        return {s.session_id: s.details() for s in sessions}
+
+    def terminate_session(self, session_id: str) -> None:
+        session = self.remove_session(session_id)
+        if session is None:
+            raise exc.SessionNotFoundError(f"no session with id {session_id!r}")
+        session.terminate()
+
+    def cleanup_all(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for session in sessions:
+            session.terminate()

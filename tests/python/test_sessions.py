@@ -1,0 +1,343 @@
+"""Interactive sessions, the manager's session API and asyncio, on every
+local engine."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from pylua_bioxen_vm_lib import InteractiveSession, VMManager, create_vm
+from pylua_bioxen_vm_lib.aio import AsyncVMManager
+from pylua_bioxen_vm_lib.exceptions import (
+    AttachError,
+    DetachError,
+    SessionAlreadyExistsError,
+    SessionNotFoundError,
+    SessionStateError,
+    VMTimeoutError,
+)
+
+
+@pytest.fixture
+def manager():
+    with VMManager() as m:
+        yield m
+
+
+@pytest.fixture
+def session(engine, manager):
+    kind, executable = engine
+    return manager.create_interactive_vm("s", engine=kind, lua_executable=executable)
+
+
+def settle(session):
+    assert session.wait(timeout=20)
+
+
+# -- the spec's examples, verbatim -------------------------------------------
+def test_spec_interactive_example(capsys):
+    from pylua_bioxen_vm_lib import VMManager
+
+    # Create an interactive session
+    manager = VMManager(debug_mode=True)
+    session = manager.create_interactive_vm("interactive_vm")
+
+    # Send some Lua code
+    manager.send_input("interactive_vm", "x = 42\nprint('Value:', x)\n")
+
+    # Wait a moment for processing
+    time.sleep(0.5)
+
+    # Read the result
+    print(manager.read_output("interactive_vm"))  # Output: Value: 42
+
+    assert capsys.readouterr().out.splitlines()[0] == "Value:\t42"
+    assert isinstance(session, InteractiveSession)
+    manager.shutdown_all()
+
+
+def test_spec_session_management_example(capsys):
+    from pylua_bioxen_vm_lib import VMManager
+
+    manager = VMManager(debug_mode=True)
+    session_manager = manager.session_manager
+
+    # Create a session
+    session = manager.create_interactive_vm("test_session")
+
+    # List active sessions
+    sessions = session_manager.list_sessions()
+    print(sessions)  # Output: {'test_session': <session_details>}
+
+    # Clean up
+    session_manager.terminate_session("test_session")
+
+    assert capsys.readouterr().out.startswith("{'test_session': {")
+    assert session_manager.list_sessions() == {}
+    assert not session.is_running()
+    manager.shutdown_all()
+
+
+def test_spec_pattern_3_interactive_sessions(capsys):
+    from pylua_bioxen_vm_lib import VMManager
+
+    manager = VMManager(debug_mode=True)
+
+    # Create interactive session
+    session = manager.create_interactive_vm("interactive_vm")
+
+    # Send code
+    manager.send_input("interactive_vm", "x = 10\nprint('Value:', x)\n")
+    time.sleep(0.5)
+
+    # Read result
+    print(manager.read_output("interactive_vm"))  # Output: Value: 10
+
+    # Clean up
+    manager.detach_from_vm("interactive_vm")
+    manager.terminate_vm_session("interactive_vm")
+
+    assert capsys.readouterr().out.splitlines()[0] == "Value:\t10"
+    assert manager.list_vms() == [] and manager.list_sessions() == {}
+    assert not session.is_running()
+
+
+def test_spec_error_handling_example(capsys):
+    from pylua_bioxen_vm_lib import VMManager
+    from pylua_bioxen_vm_lib.exceptions import SessionNotFoundError
+
+    try:
+        VMManager().attach_to_vm("nonexistent")
+    except SessionNotFoundError:
+        print("Session not found")
+
+    assert capsys.readouterr().out == "Session not found\n"
+
+
+# -- REPL semantics ------------------------------------------------------------
+def test_repl_pieces_expressions_errors(session):
+    session.send_input("for i = 1, 3 do")
+    settle(session)
+    assert session.has_pending_input()
+    assert session.read_output(timeout=0) == ""
+    session.send_input("  io.write(i, ' ')")
+    session.send_input("end")
+    settle(session)
+    assert session.read_output(timeout=0) == "1 2 3 "
+    session.send_input("y = 6")
+    session.send_input("y * 7")
+    session.send_input("=y + 1")
+    settle(session)
+    assert session.read_output(timeout=0) == "42\n7\n"
+    session.send_input("error('oops')")
+    session.send_input("print(y)")
+    settle(session)
+    assert session.read_output(timeout=0, stream="stdout") == "6\n"
+    err = session.read_output(timeout=0, stream="stderr")
+    assert err.startswith("stdin:1: oops")
+
+
+def test_no_echo_no_prompt_no_escape_codes(session):
+    session.send_input("print('clean')")
+    settle(session)
+    out = session.read_output(timeout=0)
+    assert out == "clean\n"
+    assert "\x1b" not in out and "\r" not in out and ">" not in out
+
+
+def test_read_output_waits_for_first_output(session):
+    session.send_input("local t = os.clock() while os.clock() - t < 0.05 do end print('late')")
+    assert session.read_output(timeout=20) == "late\n"
+
+
+def test_read_output_returns_early_when_idle(session):
+    start = time.monotonic()
+    assert session.read_output(timeout=30) == ""
+    assert time.monotonic() - start < 10  # idle: no need to wait the full timeout
+
+
+def test_stdout_and_stderr_apart_and_interleaved(session):
+    session.send_input("io.write('a') io.stderr:write('b') io.write('c')")
+    settle(session)
+    assert session.read_output(timeout=0, stream="stderr") == "b"
+    assert session.read_output(timeout=0, stream="stdout") == "ac"
+    session.send_input("io.write('1') io.stderr:write('2') io.write('3')")
+    settle(session)
+    assert session.read_output(timeout=0) == "123"
+
+
+def test_execute_interactive_returns_complete_output(session):
+    session.send_input("base = 20")
+    result = session.execute_interactive("print('sum', base + 1) return base")
+    assert result["stdout"] == "sum\t21\n20"
+    assert result["values"] == [20]
+    assert session.read_output(timeout=0) == ""
+    with pytest.raises(VMTimeoutError):
+        session.execute_interactive("while true do end", timeout=0.2)
+    assert session.execute_interactive("return base")["values"] == [20]
+
+
+def test_session_and_execute_vm_sync_share_state(manager, session):
+    session.send_input("shared = 'from session'")
+    settle(session)
+    assert manager.execute_vm_sync("s", "return shared")["stdout"] == "from session"
+    manager.execute_vm_sync("s", "other = 5")
+    assert session.execute_interactive("return other")["values"] == [5]
+
+
+def test_attach_callback_in_order(manager, session):
+    manager.detach_from_vm("s")
+    got = []
+    done = threading.Event()
+
+    def callback(text):
+        got.append(text)
+        if "".join(got).endswith("5\n"):
+            done.set()
+
+    manager.attach_to_vm("s", output_callback=callback)
+    manager.send_input("s", "for i = 1, 5 do print(i) end")
+    assert done.wait(20)
+    assert "".join(got) == "1\n2\n3\n4\n5\n"
+    assert manager.read_output("s", timeout=0) == ""  # went to the callback, not the buffer
+    manager.detach_from_vm("s")
+    manager.send_input("s", "print('buffered')")
+    settle(session)
+    assert manager.read_output("s", timeout=0) == "buffered\n"
+
+
+def test_attach_and_detach_misuse(manager, session):
+    with pytest.raises(AttachError):
+        manager.attach_to_vm("s")  # auto-attached already
+    manager.detach_from_vm("s")
+    with pytest.raises(DetachError):
+        manager.detach_from_vm("s")
+    with pytest.raises(SessionNotFoundError):
+        manager.detach_from_vm("nope")
+    with pytest.raises(SessionNotFoundError):
+        manager.send_input("nope", "print(1)")
+
+
+def test_interrupt_keeps_state(session):
+    session.send_input("kept = 'yes'")
+    session.send_input("print('started') while true do end")
+    assert session.read_output(timeout=20, stream="stdout") == "started\n"
+    session.interrupt()
+    settle(session)
+    assert "interrupted" in session.read_output(timeout=0, stream="stderr")
+    assert session.execute_interactive("return kept")["values"] == ["yes"]
+
+
+def test_duplicate_ids_and_unknown_ids(manager, session):
+    with pytest.raises(SessionAlreadyExistsError):
+        manager.create_interactive_vm("s")
+    with pytest.raises(SessionAlreadyExistsError):
+        manager.create_vm("s")
+    with pytest.raises(SessionNotFoundError):
+        manager.terminate_vm_session("ghost")
+
+
+def test_set_environment(session):
+    session.set_environment("default")
+    assert session.environment == "default"
+    with pytest.raises(SessionStateError):
+        session.set_environment("bio-env")
+    with pytest.raises(ValueError):
+        session.set_environment("../etc")
+
+
+def test_session_needs_a_persistent_vm():
+    with pytest.raises(SessionStateError):
+        InteractiveSession("x", create_vm("not_persistent"))
+
+
+def test_terminated_session_is_an_error(session):
+    session.terminate()
+    session.terminate()
+    with pytest.raises(SessionStateError):
+        session.send_input("print(1)")
+
+
+def test_manager_info_stats_and_clusters(manager, session):
+    info = manager.get_vm_info("s")
+    assert info["session_exists"] and info["session_attached"] and info["interactive_capable"]
+    cluster = manager.create_vm_cluster("c", 3)
+    assert len(cluster) == 3
+    futures = manager.broadcast_to_cluster("c", "return 11")
+    assert sorted(futures) == ["c_0", "c_1", "c_2"]
+    results = manager.wait_for_cluster("c", timeout=30)
+    assert {vm_id: r["values"] for vm_id, r in results.items()} == {f"c_{i}": [11] for i in range(3)}
+    stats = manager.get_stats()
+    assert stats["total_vms"] == 4 and stats["interactive_sessions"] == 1 and stats["clusters"] == 1
+    manager.cleanup_cluster("c")
+    assert manager.list_vms() == ["s"]
+
+
+def test_many_threads_many_sessions(engine):
+    kind, executable = engine
+    with VMManager() as manager:
+        for i in range(4):
+            manager.create_interactive_vm(f"t{i}", engine=kind, lua_executable=executable)
+        errors = []
+
+        def work(i):
+            try:
+                for _ in range(10):
+                    manager.send_input(f"t{i}", "n = (n or 0) + 1")
+                result = manager.execute_interactive(f"t{i}", "return n")
+                assert result["values"] == [10], result
+            except Exception as err:  # collected for the assertion below
+                errors.append(err)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+
+
+# -- asyncio ---------------------------------------------------------------------
+def test_async_manager(engine):
+    kind, executable = engine
+
+    async def main():
+        async with AsyncVMManager() as manager:
+            manager.create_vm("a", engine=kind, lua_executable=executable)
+            manager.create_vm("b", engine=kind, lua_executable=executable)
+            one = await manager.execute("a", "return 2 + 2")
+            many = await manager.execute_many({"a": "return 1", "b": "return 2"})
+            session = manager.create_interactive_vm("s", engine=kind, lua_executable=executable)
+            inter = await manager.execute_interactive("s", "z = 9 return z")
+            session.send_input("for i = 1, 3 do print(i) end")
+            streamed = ""
+            async for text in manager.stream_output("s"):
+                streamed += text
+                if streamed.count("\n") >= 3:
+                    break
+            with pytest.raises(VMTimeoutError):
+                await manager.execute("a", "while true do end", timeout=0.2)
+            return one, many, inter, streamed
+
+    one, many, inter, streamed = asyncio.run(main())
+    assert one["stdout"] == "4"
+    assert {k: v["values"] for k, v in many.items()} == {"a": [1], "b": [2]}
+    assert inter["values"] == [9]
+    assert streamed == "1\n2\n3\n"
+
+
+def test_async_calls_use_no_thread_per_call(engine):
+    kind, executable = engine
+    vm = create_vm("async_threads", engine=kind, lua_executable=executable)
+
+    async def main():
+        before = threading.active_count()
+        results = await asyncio.gather(*(vm.execute_async(f"return {i}") for i in range(50)))
+        return before, threading.active_count(), results
+
+    before, after, results = asyncio.run(main())
+    assert [r["values"][0] for r in results] == list(range(50))
+    assert after <= before
+    vm.close()
