@@ -84,7 +84,7 @@ static void contract(const char *engine, const char *interp) {
   CHECK(rc == BIOXEN_E_INVALID, "NULL result_out: %d", rc);
   rc = bioxen_vm_exec(vm, "while true do end", 17, 50, 0, &r);
   CHECK(rc == BIOXEN_E_TIMEOUT && r == NULL, "timeout: %d", rc);
-  CHECK(strstr(bioxen_errmsg(), "timeout") != NULL, "timeout errmsg '%s'", bioxen_errmsg());
+  CHECK(strstr(bioxen_errmsg(), "timed out") != NULL, "timeout errmsg '%s'", bioxen_errmsg());
   r = run(vm, "print(1 + 1)", 0); /* usable after the timeout */
   if (r) {
     CHECK(strcmp(r->stdout_data, "2\n") == 0, "after timeout '%s'", r->stdout_data);
@@ -113,6 +113,135 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+/* Sessions: REPL input in pieces, reads, a listener, execute, interrupt. */
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+static char streamed[256];
+static size_t streamed_len = 0;
+
+static void on_output(void *ud, int stream, const char *data, size_t len) {
+  (void)ud;
+  (void)stream;
+  pthread_mutex_lock(&out_mu);
+  if (streamed_len + len < sizeof streamed) {
+    memcpy(streamed + streamed_len, data, len);
+    streamed_len += len;
+  }
+  pthread_mutex_unlock(&out_mu);
+}
+
+static char *read_all(bioxen_session s, int streams) {
+  int idle = 0;
+  CHECK(bioxen_session_wait(s, 20000, &idle) == BIOXEN_OK && idle, "wait idle");
+  char *data = NULL;
+  size_t len = 0;
+  int rc = bioxen_session_read(s, streams, 0, &data, &len);
+  CHECK(rc == BIOXEN_OK && data != NULL && strlen(data) == len, "read: %d %s", rc, bioxen_errmsg());
+  return data;
+}
+
+static void sessions(const char *engine, const char *interp) {
+  bioxen_vm_options o;
+  memset(&o, 0, sizeof o);
+  o.size = sizeof o;
+  o.engine = engine;
+  o.interpreter = interp;
+  bioxen_vm plain = 0, vm = 0;
+  bioxen_session s = 0;
+  CHECK(bioxen_vm_open(&o, &plain) == BIOXEN_OK, "open plain");
+  CHECK(bioxen_session_open(plain, &s) == BIOXEN_E_INVALID && s == 0, "session on non-persistent VM");
+  bioxen_vm_close(plain);
+
+  o.persistent = 1;
+  CHECK(bioxen_vm_open(&o, &vm) == BIOXEN_OK, "open persistent %s", bioxen_errmsg());
+  CHECK(bioxen_session_open(vm, &s) == BIOXEN_OK && s != 0, "session open %s", bioxen_errmsg());
+  const char *in1 = "x = 42\nfor i = 1, 2 do";
+  CHECK(bioxen_session_send(s, in1, strlen(in1)) == BIOXEN_OK, "send");
+  int busy = -1, pending = -1;
+  int idle = 0;
+  bioxen_session_wait(s, 20000, &idle);
+  CHECK(bioxen_session_status(s, &busy, &pending) == BIOXEN_OK && busy == 0 && pending == 1, "status %d %d", busy, pending);
+  const char *in2 = "io.write(i) end\nprint('Value:', x)\nerror('bad')";
+  bioxen_session_send(s, in2, strlen(in2));
+  char *out = read_all(s, BIOXEN_STDOUT);
+  CHECK(out && strcmp(out, "12Value:\t42\n") == 0, "session stdout '%s'", out);
+  bioxen_free(out);
+  out = read_all(s, BIOXEN_STDERR);
+  CHECK(out && strncmp(out, "stdin:1: bad", 12) == 0, "session stderr '%s'", out);
+  bioxen_free(out);
+
+  CHECK(bioxen_session_set_listener(s, on_output, NULL) == BIOXEN_OK, "listener");
+  const char *in3 = "print('streamed')";
+  bioxen_session_send(s, in3, strlen(in3));
+  bioxen_session_wait(s, 20000, &idle);
+  bioxen_session_set_listener(s, NULL, NULL);
+  pthread_mutex_lock(&out_mu);
+  CHECK(streamed_len == 9 && memcmp(streamed, "streamed\n", 9) == 0, "listener got %zu bytes", streamed_len);
+  streamed_len = 0;
+  pthread_mutex_unlock(&out_mu);
+
+  bioxen_result *r = NULL;
+  const char *code = "return x + 1";
+  CHECK(bioxen_session_execute(s, code, strlen(code), 0, BIOXEN_EXEC_PRINT_RESULTS, &r) == BIOXEN_OK, "execute");
+  if (r) {
+    CHECK(strcmp(r->stdout_data, "43\n") == 0, "execute stdout '%s'", r->stdout_data);
+    bioxen_result_free(r);
+  }
+  const char *spin = "print('go') while true do end";
+  bioxen_session_send(s, spin, strlen(spin));
+  char *data = NULL;
+  size_t len = 0;
+  bioxen_session_read(s, BIOXEN_STDOUT, 20000, &data, &len);
+  CHECK(data && strcmp(data, "go\n") == 0, "before interrupt '%s'", data);
+  bioxen_free(data);
+  CHECK(bioxen_session_interrupt(s) == BIOXEN_OK, "interrupt");
+  out = read_all(s, BIOXEN_STDERR);
+  CHECK(out && strstr(out, "interrupted") != NULL, "interrupt stderr '%s'", out);
+  bioxen_free(out);
+  r = NULL;
+  code = "return x";
+  bioxen_session_execute(s, code, strlen(code), 0, 0, &r);
+  CHECK(r && strcmp(r->values_json, "[42]") == 0, "state after interrupt");
+  bioxen_result_free(r);
+  CHECK(bioxen_session_close(s) == BIOXEN_OK, "session close");
+  CHECK(bioxen_session_close(s) == BIOXEN_E_BADHANDLE, "session double close");
+  CHECK(bioxen_session_open(vm, &s) == BIOXEN_OK, "second session");
+  CHECK(bioxen_vm_close(vm) == BIOXEN_OK, "close VM with a live session");
+  CHECK(bioxen_session_send(s, "x", 1) == BIOXEN_E_BADHANDLE, "session closed with its VM");
+}
+
+/* Async exec: the callback owns the result. */
+static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
+static int done_count = 0, done_ok = 0;
+
+static void on_done(void *ud, int status, bioxen_result *r, const char *msg) {
+  (void)msg;
+  long want = (long)ud;
+  int ok = status == BIOXEN_OK && r && r->values_len > 0 && atol(r->values_json + 1) == want;
+  bioxen_result_free(r);
+  pthread_mutex_lock(&done_mu);
+  done_count++;
+  done_ok += ok;
+  pthread_cond_broadcast(&done_cv);
+  pthread_mutex_unlock(&done_mu);
+}
+
+static void async_exec(void) {
+  bioxen_vm vm = 0;
+  CHECK(bioxen_vm_open(NULL, &vm) == BIOXEN_OK, "open");
+  char code[32];
+  for (long i = 0; i < 20; i++) {
+    snprintf(code, sizeof code, "return %ld", i);
+    CHECK(bioxen_vm_exec_async(vm, code, strlen(code), 0, 0, on_done, (void *)i) == BIOXEN_OK, "async %ld", i);
+  }
+  CHECK(bioxen_vm_exec_async(vm, "", 0, 0, 0, on_done, NULL) == BIOXEN_E_INVALID, "async empty code");
+  pthread_mutex_lock(&done_mu);
+  while (done_count < 20) pthread_cond_wait(&done_cv, &done_mu);
+  pthread_mutex_unlock(&done_mu);
+  CHECK(done_ok == 20, "async results ok: %d", done_ok);
+  bioxen_vm_close(vm);
+}
+
 static int logged = 0;
 static void on_log(void *ud, int level, const char *msg) {
   (void)ud;
@@ -138,8 +267,11 @@ int main(int argc, char **argv) {
   CHECK(bioxen_vm_open(NULL, NULL) == BIOXEN_E_INVALID, "NULL vm_out");
 
   contract("embedded", NULL);
+  sessions("embedded", NULL);
+  async_exec();
   if (argc > 1) {
     contract("process", argv[1]);
+    sessions("process", argv[1]);
     o.engine = "process";
     o.interpreter = "no-such-lua-interpreter";
     CHECK(bioxen_vm_open(&o, &bad) == BIOXEN_E_LUA_NOT_FOUND, "missing interpreter");
