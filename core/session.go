@@ -38,6 +38,7 @@ type Session struct {
 	partial  []byte // input after the last newline of the latest Send
 	pending  []byte // lines of the chunk being typed
 	busy     bool   // input queued or a chunk running
+	running  bool   // a chunk is running (on the loop or inline in Execute)
 	closed   bool
 	cancel   context.CancelFunc // of the running chunk
 	listener func(Stream, []byte)
@@ -114,6 +115,20 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 	if s.closed {
 		s.mu.Unlock()
 		return nil, Errorf(ErrClosed, "execute", "session is closed")
+	}
+	if !s.running && len(s.queue) == 0 {
+		// Idle: run on the caller's goroutine, saving two goroutine
+		// hand-offs (which cost tens of µs when the caller is a C thread).
+		ctx, cancel := context.WithCancel(ctx)
+		s.running, s.busy, s.cancel = true, true, cancel
+		s.mu.Unlock()
+		res, err := s.runChunk(ctx, sessionItem{code: code, opts: eo})
+		cancel()
+		s.finishRun()
+		if err != nil && CodeOf(err) == ErrTimeout && eo.Timeout == 0 && ctx.Err() != nil {
+			err = Wrap(ErrTimeout, "execute", "interrupted", ctx.Err())
+		}
+		return res, err
 	}
 	s.queue = append(s.queue, sessionItem{code: code, opts: eo, reply: reply})
 	s.busy = true
@@ -223,7 +238,7 @@ func (s *Session) Interrupt() {
 		in.Interrupt()
 		time.AfterFunc(InterruptGrace, func() {
 			s.mu.Lock()
-			still := s.cancel != nil
+			still := s.running
 			s.mu.Unlock()
 			if still {
 				cancel()
@@ -251,6 +266,18 @@ func (s *Session) Close() error {
 	return nil
 }
 
+// finishRun marks the end of a chunk and hands queued input to the loop.
+func (s *Session) finishRun() {
+	s.mu.Lock()
+	s.running, s.cancel = false, nil
+	s.busy = len(s.queue) > 0
+	if s.busy {
+		s.wakeLocked()
+	}
+	s.changed.Broadcast()
+	s.mu.Unlock()
+}
+
 func (s *Session) wakeLocked() {
 	select {
 	case s.kick <- struct{}{}:
@@ -262,8 +289,8 @@ func (s *Session) loop() {
 	defer close(s.done)
 	for {
 		s.mu.Lock()
-		for len(s.queue) == 0 && !s.closed {
-			s.busy = false
+		for (len(s.queue) == 0 || s.running) && !s.closed {
+			s.busy = s.running || len(s.queue) > 0
 			s.changed.Broadcast()
 			s.mu.Unlock()
 			<-s.kick
@@ -284,7 +311,7 @@ func (s *Session) loop() {
 		item := s.queue[0]
 		s.queue = s.queue[1:]
 		ctx, cancel := context.WithCancel(context.Background())
-		s.cancel = cancel
+		s.cancel, s.running = cancel, true
 		s.mu.Unlock()
 
 		if item.reply != nil {
@@ -294,9 +321,7 @@ func (s *Session) loop() {
 			s.runInput(ctx, item.input)
 		}
 		cancel()
-		s.mu.Lock()
-		s.cancel = nil
-		s.mu.Unlock()
+		s.finishRun()
 	}
 }
 

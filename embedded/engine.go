@@ -60,9 +60,24 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	st.begin(e.opts.Limits, req.Output)
 
 	var res *core.Result
-	if ctx.Done() == nil {
+	_, hasDeadline := ctx.Deadline()
+	switch {
+	case ctx.Done() == nil:
 		res = st.run(ch.proto, req, e.opts.Limits)
-	} else {
+	case !hasDeadline:
+		// Cancellable but no deadline (an interactive session): run on the
+		// caller's goroutine; gopher-lua stops at the next instruction when
+		// the context is cancelled.
+		st.L.SetContext(ctx)
+		res = st.run(ch.proto, req, e.opts.Limits)
+		st.L.RemoveContext()
+		if ctx.Err() != nil {
+			e.finish(st, req, false)
+			return nil, timeoutError(ctx, false)
+		}
+	default:
+		// A deadline is a promise to return on time even if the chunk is
+		// stuck in a long Go builtin: run on a goroutine and wait.
 		st.L.SetContext(ctx)
 		done := make(chan *core.Result, 1)
 		go func() { done <- st.run(ch.proto, req, e.opts.Limits) }()
