@@ -13,7 +13,7 @@ import "unsafe"
 
 type testResult struct {
 	stdout, stderr, values, message string
-	rc, success, truncated         int
+	rc, success, truncated          int
 }
 
 func testOpen(engine, interp string, persistent bool) (uint64, int) {
