@@ -7,7 +7,7 @@ PYTHON  ?= python3
 VENV    ?= .venv
 PKG     := python/pylua_bioxen_vm_lib
 LIB     := $(PKG)/libbioxen.so
-GOFILES := $(shell find core embedded luaproc capi -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.lua' 2>/dev/null) include/bioxen.h go.mod go.sum
+GOFILES := $(shell find core embedded luaproc capi xapi sshsession -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.lua' 2>/dev/null) include/bioxen.h go.mod go.sum
 VALGRIND := valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	--show-leak-kinds=definite --suppressions=tests/c/go-runtime.supp --quiet
 
@@ -30,7 +30,7 @@ deps: ## install what the tests need: Debian packages (as root) and a venv with 
 test: deps build lint test-go test-c test-python test-install ## set up and run every test
 
 lint: ## gofmt, go vet, ruff
-	@out=$$(gofmt -l core embedded luaproc capi tests/go); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
 	$(VENV)/bin/ruff check python tests/python bench examples
 	$(VENV)/bin/ruff format --check python tests/python bench examples
@@ -56,6 +56,7 @@ test-install: ## `pip install ./python` into a scratch venv and use the installe
 bench: build ## benchmarks: ratios against the baselines, measured in the same run
 	$(GO) test -run '^$$' -bench . -benchmem ./tests/go/ ./luaproc/
 	PYTHONPATH=python $(PYTHON) bench/bench_exec.py
+	PYTHONPATH=python $(PYTHON) bench/bench_session.py
 
 clean: ## remove build outputs
 	rm -rf build bin $(LIB) $(PKG)/libbioxen.h tests/c/capi_test

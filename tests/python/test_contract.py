@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
+import subprocess
 import threading
 
 import pytest
@@ -12,6 +14,7 @@ from pylua_bioxen_vm_lib import BasicLuaVM, LuaOpaque, create_vm
 from pylua_bioxen_vm_lib.exceptions import (
     CodeTooLargeError,
     LuaFileNotFoundError,
+    LuaProcessError,
     LuaVMError,
     VMClosedError,
     VMTimeoutError,
@@ -285,3 +288,47 @@ def test_no_file_descriptor_leak(engine):
         with create_vm(f"fd{i}", engine=kind, lua_executable=executable) as machine:
             machine.execute_string("return 1")
     assert len(os.listdir("/proc/self/fd")) <= before + 2
+
+
+@pytest.mark.parametrize("executable", ["lua5.4", "luajit"])
+def test_interpreter_crash_is_typed_and_the_vm_restarts(executable):
+    if shutil.which(executable) is None:
+        pytest.skip(f"{executable} is not installed")
+    with create_vm("crashy", lua_executable=executable, persistent=True) as machine:
+        machine.execute_string("before = 1")
+        # The interpreter kills itself with SIGSEGV in the middle of a call
+        # ($PPID of the shell is the interpreter): a real crash, no mock.
+        with pytest.raises(LuaProcessError) as info:
+            machine.execute_string("io.write('partial') os.execute('kill -SEGV $PPID') while true do end")
+        assert "SIGSEGV" in str(info.value) or "segmentation" in str(info.value).lower()
+        result = machine.execute_string("return before")  # a new interpreter: globals are gone
+        assert result["success"] and result["values"] == [None]
+
+
+def test_lua54_coroutine_close_crash_is_typed():
+    """Debian's lua5.4 (5.4.4) segfaults on a deep chain of coroutine.close
+    calls made through __close; the engine reports it and restarts."""
+    if shutil.which("lua5.4") is None:
+        pytest.skip("lua5.4 is not installed")
+    chain = """
+    local co
+    for i = 1, 20000 do
+      local prev = co
+      co = coroutine.create(function()
+        local x <close> = setmetatable({}, {__close = function() if prev then coroutine.close(prev) end end})
+        coroutine.yield()
+      end)
+      coroutine.resume(co)
+    end
+    coroutine.close(co)
+    print('survived')
+    """
+    version = subprocess.run(["lua5.4", "-v"], capture_output=True, text=True).stdout
+    with create_vm("crash54", lua_executable="lua5.4") as machine:
+        if "5.4.4" in version:
+            with pytest.raises(LuaProcessError) as info:
+                machine.execute_string(chain)
+            assert "segmentation fault" in str(info.value)
+        else:  # 5.4.6+ fixed the bug
+            assert machine.execute_string(chain)["stdout"] == "survived"
+        assert machine.execute_string("print(1 + 1)")["stdout"] == "2"
