@@ -1,0 +1,111 @@
+package core
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+)
+
+func TestValueEncoder(t *testing.T) {
+	cases := []struct {
+		name  string
+		write func(e *ValueEncoder)
+		want  string
+	}{
+		{"scalars", func(e *ValueEncoder) { e.Nil(); e.Bool(true); e.Int(-7); e.Number(2.5) }, `[null,true,-7,2.5]`},
+		{"integral floats", func(e *ValueEncoder) { e.Number(4); e.Number(1 << 53); e.Number(1<<53 + 2) }, `[4,9007199254740992,9.007199254740994e+15]`},
+		{"specials", func(e *ValueEncoder) { e.Number(math.NaN()); e.Number(math.Inf(1)); e.Number(math.Inf(-1)); e.Number(math.Copysign(0, -1)) },
+			`[{"$f":"nan"},{"$f":"inf"},{"$f":"-inf"},-0.0]`},
+		{"strings", func(e *ValueEncoder) { e.String([]byte("a\"b\\\n\x01\x7f")); e.String([]byte{0xff, 0}) },
+			`["a\"b\\\n\u0001\u007f",{"$b":"/wA="}]`},
+		{"containers", func(e *ValueEncoder) {
+			e.BeginList()
+			e.Int(1)
+			e.BeginMap()
+			e.BeginPair()
+			e.String([]byte("k"))
+			e.Bool(false)
+			e.End()
+			e.End()
+			e.End()
+			e.Opaque("function", "function: 0x1")
+		}, `[[1,{"$t":[["k",false]]}],{"$o":"function","s":"function: 0x1"}]`},
+	}
+	for _, c := range cases {
+		e := NewValueEncoder(1 << 20)
+		c.write(e)
+		got := string(e.Finish())
+		if got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+		if !json.Valid([]byte(got)) {
+			t.Errorf("%s: invalid JSON %s", c.name, got)
+		}
+	}
+}
+
+func TestValueEncoderCutOff(t *testing.T) {
+	e := NewValueEncoder(10)
+	e.BeginList()
+	for i := 0; i < 100 && !e.Full(); i++ {
+		e.String([]byte("xxxx"))
+	}
+	out := e.Finish()
+	if !json.Valid(out) || !strings.Contains(string(out), "<size limit>") {
+		t.Errorf("cut-off encoding %s", out)
+	}
+	vals, err := DecodeValues(out)
+	if err != nil || len(vals) != 1 {
+		t.Errorf("decode %v %v", vals, err)
+	}
+}
+
+func TestCapture(t *testing.T) {
+	var teed []byte
+	c := Capture{Max: 5, Tee: func(p []byte) { teed = append(teed, p...) }}
+	c.WriteString("abc")
+	c.WriteBytes([]byte("defgh"))
+	if got := string(c.Bytes()); got != "abcde"+fmt.Sprintf(TruncationMarker, 3) {
+		t.Errorf("bytes %q", got)
+	}
+	if string(teed) != "abcdefgh" || c.Dropped() != 3 {
+		t.Errorf("tee %q dropped %d", teed, c.Dropped())
+	}
+	c.Reset()
+	if len(c.Bytes()) != 0 || c.Dropped() != 0 {
+		t.Error("reset")
+	}
+}
+
+func TestOutputLog(t *testing.T) {
+	l := outputLog{max: 10}
+	l.add(Stdout, []byte("aaaa"))
+	l.add(Stderr, []byte("bb"))
+	l.add(Stdout, []byte("cc"))
+	if got := string(l.take(Stderr)); got != "bb" {
+		t.Errorf("stderr %q", got)
+	}
+	if got := string(l.take(Stdout)); got != "aaaacc" {
+		t.Errorf("stdout %q", got)
+	}
+	l.add(Stdout, []byte("0123456789ABCDE"))
+	got := string(l.take(Stdout | Stderr))
+	if got != fmt.Sprintf(DroppedMarker, 5)+"56789ABCDE" {
+		t.Errorf("after overflow %q", got)
+	}
+	if l.size != 0 || l.has(Stdout|Stderr) {
+		t.Errorf("log not empty: %d", l.size)
+	}
+}
+
+func TestCheckSource(t *testing.T) {
+	lim := Limits{}.WithDefaults()
+	lim.MaxSourceBytes = 8
+	for code, want := range map[string]Code{"": ErrInvalid, "  \n": ErrInvalid, "a\x00": ErrInvalid, "return 12345": ErrTooLarge, "x=1": OK} {
+		if got := CodeOf(CheckSource([]byte(code), lim)); got != want {
+			t.Errorf("%q: %v, want %v", code, got, want)
+		}
+	}
+}
