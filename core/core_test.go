@@ -16,7 +16,12 @@ func TestValueEncoder(t *testing.T) {
 	}{
 		{"scalars", func(e *ValueEncoder) { e.Nil(); e.Bool(true); e.Int(-7); e.Number(2.5) }, `[null,true,-7,2.5]`},
 		{"integral floats", func(e *ValueEncoder) { e.Number(4); e.Number(1 << 53); e.Number(1<<53 + 2) }, `[4,9007199254740992,9.007199254740994e+15]`},
-		{"specials", func(e *ValueEncoder) { e.Number(math.NaN()); e.Number(math.Inf(1)); e.Number(math.Inf(-1)); e.Number(math.Copysign(0, -1)) },
+		{"specials", func(e *ValueEncoder) {
+			e.Number(math.NaN())
+			e.Number(math.Inf(1))
+			e.Number(math.Inf(-1))
+			e.Number(math.Copysign(0, -1))
+		},
 			`[{"$f":"nan"},{"$f":"inf"},{"$f":"-inf"},-0.0]`},
 		{"strings", func(e *ValueEncoder) { e.String([]byte("a\"b\\\n\x01\x7f")); e.String([]byte{0xff, 0}) },
 			`["a\"b\\\n\u0001\u007f",{"$b":"/wA="}]`},
