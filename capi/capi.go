@@ -101,15 +101,24 @@ func bioxenGoVMOpen(o *C.bioxen_vm_options, out *C.bioxen_vm) (status C.int) {
 	*out = 0
 	var opts core.Options
 	if o != nil {
-		if o.size != 0 && o.size < C.size_t(unsafe.Sizeof(*o)) {
-			return fail(core.Errorf(core.ErrInvalid, "open", "options size %d is smaller than this library's %d", o.size, unsafe.Sizeof(*o)))
+		size := uintptr(o.size)
+		if size == 0 {
+			size = unsafe.Sizeof(*o) // a caller that did not set size gets this version's layout
 		}
+		if size < unsafe.Offsetof(o.max_output_bytes)+unsafe.Sizeof(o.max_output_bytes) {
+			return fail(core.Errorf(core.ErrInvalid, "open", "options size %d is smaller than the oldest layout", size))
+		}
+		has := func(off, n uintptr) bool { return off+n <= size }
 		opts.Engine = goString(o.engine)
 		opts.Interpreter = goString(o.interpreter)
 		opts.Name = goString(o.name)
 		opts.Persistent = o.persistent != 0
 		opts.Limits.MaxSourceBytes = int(o.max_source_bytes)
 		opts.Limits.MaxOutputBytes = int(o.max_output_bytes)
+		if has(unsafe.Offsetof(o.package_cpath), unsafe.Sizeof(o.package_cpath)) {
+			opts.PackagePath = goString(o.package_path)
+			opts.PackageCPath = goString(o.package_cpath)
+		}
 	}
 	vm, err := core.Open(opts)
 	if err != nil {

@@ -145,4 +145,8 @@ int bioxen_set_log_callback(bioxen_log_fn fn, void *userdata, int min_level) {
   return bioxenGoSetLog(fn, userdata, min_level);
 }
 
+int bioxen_packages(const char *request_json, size_t len, char **response_out, size_t *response_len) {
+  return bioxenGoPackages((char *)request_json, len, response_out, response_len);
+}
+
 int bioxen_live_handles(void) { return bioxenGoLiveHandles(); }

@@ -65,6 +65,11 @@ type Options struct {
 	Limits Limits
 	// Name labels the VM in log lines.
 	Name string
+	// PackagePath and PackageCPath are put in front of the interpreter's
+	// package.path and package.cpath (";"-separated templates), so `require`
+	// finds a package environment's modules. Empty: the defaults only.
+	PackagePath  string
+	PackageCPath string
 }
 
 // Request is one chunk for an engine to run.

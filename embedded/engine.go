@@ -18,13 +18,15 @@ func init() { core.Register("embedded", Open) }
 // concurrent use; core.VM serialises calls.
 type Engine struct {
 	opts core.Options
+	cfg  stateConfig
 	st   *state // nil after the state was given up (timeout in a Go builtin)
 }
 
 // Open opens an embedded engine.
 func Open(opts core.Options) (core.Engine, error) {
 	opts.Limits = opts.Limits.WithDefaults()
-	return &Engine{opts: opts, st: takeState()}, nil
+	cfg := stateConfig{path: opts.PackagePath, cpath: opts.PackageCPath}
+	return &Engine{opts: opts, cfg: cfg, st: takeState(cfg)}, nil
 }
 
 // Close releases the Lua state. Closing twice is harmless.
@@ -54,7 +56,7 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	}
 	req.PrintResults = printRes
 	if e.st == nil {
-		e.st = takeState()
+		e.st = takeState(e.cfg)
 	}
 	st := e.st
 	st.begin(e.opts.Limits, req.Output)
@@ -117,7 +119,7 @@ func (e *Engine) finish(st *state, req *core.Request, pure bool) {
 	if !st.restore() {
 		core.Logf(core.LevelDebug, "embedded VM %q: chunk changed the standard library; using a new state", e.opts.Name)
 		st.close()
-		e.st = takeState()
+		e.st = takeState(e.cfg)
 	}
 }
 

@@ -60,9 +60,24 @@ var luaOptions = lua.Options{
 // the state is replaced.
 const maxTombstones = 4096
 
-func newState() *state {
+// stateConfig is what makes states of different VMs differ.
+type stateConfig struct {
+	path, cpath string
+}
+
+func newState(cfg stateConfig) *state {
 	st := &state{L: lua.NewState(luaOptions)}
 	st.installStdio()
+	st.installCModuleLoader()
+	if cfg.path != "" || cfg.cpath != "" {
+		pkg := st.L.GetGlobal("package").(*lua.LTable)
+		if cfg.path != "" {
+			pkg.RawSetString("path", lua.LString(cfg.path+";"+lua.LVAsString(pkg.RawGetString("path"))))
+		}
+		if cfg.cpath != "" {
+			pkg.RawSetString("cpath", lua.LString(cfg.cpath+";"+lua.LVAsString(pkg.RawGetString("cpath"))))
+		}
+	}
 	st.printer = st.L.NewFunction(st.print)
 	st.curOut, st.curIn = st.stdout, st.stdin
 	st.takeSnapshot()
@@ -170,14 +185,19 @@ var (
 	filling atomic.Bool
 )
 
-func takeState() *state {
+// takeState returns a pristine state: from the pool for the default
+// configuration, else a new one.
+func takeState(cfg stateConfig) *state {
+	if cfg != (stateConfig{}) {
+		return newState(cfg)
+	}
 	select {
 	case st := <-pool:
 		go refill()
 		return st
 	default:
 		go refill()
-		return newState()
+		return newState(cfg)
 	}
 }
 
@@ -187,7 +207,7 @@ func refill() {
 	}
 	defer filling.Store(false)
 	for len(pool) < cap(pool) {
-		st := newState()
+		st := newState(stateConfig{})
 		select {
 		case pool <- st:
 		default:

@@ -90,9 +90,10 @@ typedef uint64_t bioxen_vm;
 
 /*
 ** bioxen_vm_options configures bioxen_vm_open. Zero-initialise it, set size
-** to sizeof(bioxen_vm_options) (so later versions can add fields), then set
-** what you need; zero/NULL fields take the defaults. The strings are read
-** during the call only.
+** to sizeof(bioxen_vm_options), then set what you need; zero/NULL fields
+** take the defaults. New fields are only ever added at the end: a program
+** compiled against an older header passes its smaller size and the library
+** reads only the fields it has. The strings are read during the call only.
 */
 typedef struct bioxen_vm_options {
   size_t size;                /* sizeof(bioxen_vm_options) */
@@ -102,6 +103,8 @@ typedef struct bioxen_vm_options {
   int persistent;             /* non-zero: globals survive across calls */
   int64_t max_source_bytes;   /* refuse larger code; default 16 MiB */
   int64_t max_output_bytes;   /* keep at most this much stdout and stderr per call; default 8 MiB */
+  const char *package_path;   /* put in front of package.path (";"-separated templates); may be NULL */
+  const char *package_cpath;  /* put in front of package.cpath; may be NULL */
 } bioxen_vm_options;
 
 /*
@@ -342,6 +345,29 @@ int bioxen_session_interrupt(bioxen_session session);
 */
 typedef void (*bioxen_output_fn)(void *userdata, int stream, const char *data, size_t len);
 int bioxen_session_set_listener(bioxen_session session, bioxen_output_fn fn, void *userdata);
+
+/*
+** CAPI: Package management
+**
+** bioxen_packages runs one package-management operation described by a
+** JSON request (len bytes at request_json) and returns a JSON response
+** {"result": ...}. The request names the home directory of environments and
+** the operation:
+**
+**   {"op": "...", "home": "/path", "catalogs": ["packages.json", ...],
+**    "default_repos": [{"name": "local", "url": "file:///dir"}], ...}
+**
+** with op one of catalog, search (query), repos, add_repo (name, url,
+** index), remove_repo (name), envs, create_env (env), remove_env (env),
+** paths (env, lua_version, create), install / update (env, package,
+** version), remove (env, package), list (env), lock (env, path), install_lock
+** (env, path or lock), health (env). docs/packages.md describes each.
+**
+** On BIOXEN_OK *response_out points to *response_len bytes plus a NUL,
+** owned by the caller, freed with bioxen_free. Installs run the real
+** luarocks and may take seconds.
+*/
+int bioxen_packages(const char *request_json, size_t len, char **response_out, size_t *response_len);
 
 /*
 ** CAPI: Logging

@@ -36,6 +36,14 @@ class BuildWithGo(build_py):
         header = target.with_suffix(".h")
         if header.exists():
             header.unlink()
+        # The catalogs and the local rocks repository built from lua/.
+        catalog = target.parent / "catalog"
+        shutil.rmtree(catalog, ignore_errors=True)
+        shutil.copytree(ROOT / "lua" / "catalog", catalog)
+        if shutil.which("luarocks"):
+            rocks = target.parent / "rocks"
+            shutil.rmtree(rocks, ignore_errors=True)
+            subprocess.run(["bash", str(ROOT / "lua" / "build_repo.sh"), str(rocks)], cwd=ROOT, check=True)
 
 
 class BinaryDistribution(Distribution):

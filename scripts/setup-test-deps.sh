@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: Lua
-# interpreters for the process engine, valgrind for the C test, and a Python
-# virtual environment with pytest and ruff. Safe to run again: it installs
+# interpreters for the process engine, luarocks for package management,
+# OpenSSH (server and client) for the XCP-ng simulator's guests, valgrind for
+# the C test, and a Python virtual environment with pytest and ruff. Safe to run again: it installs
 # only what is missing.
 set -euo pipefail
 venv=${1:-.venv}
 
 need=()
-for pair in lua5.4:lua5.4 lua5.1:lua5.1 luajit:luajit valgrind:valgrind gcc:gcc; do
+for pair in lua5.4:lua5.4 lua5.1:lua5.1 luajit:luajit luarocks:luarocks valgrind:valgrind gcc:gcc \
+            ssh-keygen:openssh-client ssh:openssh-client /usr/sbin/sshd:openssh-server zip:zip unzip:unzip; do
   cmd=${pair%%:*}; pkg=${pair##*:}
+  if [[ $cmd == /* ]]; then [ -x "$cmd" ] || need+=("$pkg"); continue; fi
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u | sed '/^$/d')
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing Debian packages: ${need[*]} (run as root, or install them)" >&2

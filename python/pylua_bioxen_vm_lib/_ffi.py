@@ -69,6 +69,8 @@ class VMOptions(Structure):
         ("persistent", c_int),
         ("max_source_bytes", c_int64),
         ("max_output_bytes", c_int64),
+        ("package_path", c_char_p),
+        ("package_cpath", c_char_p),
     ]
 
 
@@ -156,6 +158,7 @@ session_interrupt = _declare("bioxen_session_interrupt", [c_uint64], c_int)
 session_set_listener = _declare("bioxen_session_set_listener", [c_uint64, OUTPUT_FN, c_void_p], c_int)
 set_log_callback = _declare("bioxen_set_log_callback", [LOG_FN, c_void_p, c_int], c_int)
 live_handles = _declare("bioxen_live_handles", [], c_int)
+packages = _declare("bioxen_packages", [c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int)
 
 
 def exception_class(status: int) -> Type[exc.LuaVMError]:

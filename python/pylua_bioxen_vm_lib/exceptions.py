@@ -126,6 +126,14 @@ class SessionStateError(InteractiveSessionError):
     """The session is in the wrong state for the operation."""
 
 
+class EnvironmentNotFoundError(LuaVMError, LookupError):
+    """No package environment has the given name."""
+
+
+class PackageError(LuaVMError):
+    """A package operation (install, remove, lock ...) failed."""
+
+
 class VMManagerError(LuaVMError):
     """A VM manager operation failed."""
 
@@ -174,6 +182,8 @@ __all__ = [
     "SessionAlreadyExistsError",
     "IOThreadError",
     "SessionStateError",
+    "EnvironmentNotFoundError",
+    "PackageError",
     "VMManagerError",
     "ProcessRegistryError",
     "VMNotFoundError",

@@ -24,12 +24,11 @@ import codecs
 import contextlib
 import ctypes
 import logging
-import re
 import threading
 import time
 from typing import Any, AsyncIterator, Callable, Dict, Optional
 
-from . import _ffi
+from . import _ffi, _packages
 from . import exceptions as exc
 from .vm import BasicLuaVM, Code, ExecResult, encode_code, on_exec_done, pending_calls, result_from, timeout_ms
 
@@ -37,12 +36,13 @@ logger = logging.getLogger("pylua_bioxen_vm_lib.session")
 
 OutputCallback = Callable[[str], Any]
 
-_STREAMS = {"both": _ffi.STDOUT | _ffi.STDERR, "stdout": _ffi.STDOUT, "stderr": _ffi.STDERR}
-_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-# Environments a session can bind. The package-management layer registers
-# named environments here; "default" needs no extra package paths.
-KNOWN_ENVIRONMENTS: Dict[str, Dict[str, str]] = {"default": {}}
+def _lua_string(s: str) -> str:
+    """A Lua long-bracket-free quoted string literal for s."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+_STREAMS = {"both": _ffi.STDOUT | _ffi.STDERR, "stdout": _ffi.STDOUT, "stderr": _ffi.STDERR}
 
 
 class _Listeners:
@@ -115,7 +115,8 @@ class InteractiveSession:
         self.session_id = session_id
         self.vm = vm_instance
         self.debug_mode = debug_mode
-        self.environment = "default"
+        self.environment = vm_instance.environment or _packages.DEFAULT_ENV
+        self._base_paths: Optional[tuple[str, str]] = None
         self._handle = 0
         self._closed = False
         self._lock = threading.Lock()
@@ -359,23 +360,25 @@ class InteractiveSession:
 
     # -- environments ----------------------------------------------------
     def set_environment(self, env_name: str) -> None:
-        """Bind a named package environment (its package.path/cpath) to the
-        session. Names are letters, digits, '_', '.', '-'; an unknown name
-        is an error. "default" is always known."""
-        if not isinstance(env_name, str) or not _ENV_NAME.match(env_name):
-            raise ValueError(f"invalid environment name {env_name!r}")
-        env = KNOWN_ENVIRONMENTS.get(env_name)
-        if env is None:
-            known = ", ".join(sorted(KNOWN_ENVIRONMENTS))
-            raise exc.SessionStateError(f"unknown environment {env_name!r} (known: {known})")
-        paths = []
-        for key in ("path", "cpath"):
-            if env.get(key):
-                paths.append(f"package.{key} = {env[key]!r}")
-        if paths:
-            result = self.execute_interactive("\n".join(paths))
-            if not result["success"]:
-                raise exc.SessionStateError(f"binding environment {env_name!r} failed: {result['error']}")
+        """Bind a package environment: its package.path/cpath go in front of
+        the VM's own, so ``require`` finds what was installed there. Names
+        are letters, digits, '_', '.', '-'; an unknown name raises
+        EnvironmentNotFoundError. "default" is always accepted."""
+        _packages.check_env_name(env_name)
+        paths = _packages.env_paths(env_name, self.vm.engine, self.vm.lua_executable)
+        if paths is None:
+            if env_name != _packages.DEFAULT_ENV:
+                known = ", ".join(sorted(_packages.call("envs") or [])) or "none"
+                raise exc.EnvironmentNotFoundError(f"unknown environment {env_name!r} (known: {known})")
+            paths = {"path": "", "cpath": ""}
+        if self._base_paths is None:
+            base = self.execute_interactive("return package.path, package.cpath")["values"]
+            self._base_paths = (str(base[0]), str(base[1]))
+        path = ";".join(p for p in (paths["path"], self._base_paths[0]) if p)
+        cpath = ";".join(p for p in (paths["cpath"], self._base_paths[1]) if p)
+        result = self.execute_interactive(f"package.path = {_lua_string(path)}\npackage.cpath = {_lua_string(cpath)}")
+        if not result["success"]:
+            raise exc.SessionStateError(f"binding environment {env_name!r} failed: {result['error']}")
         self.environment = env_name
 
     def details(self) -> Dict[str, Any]:

@@ -10,7 +10,7 @@ import os
 import threading
 from typing import Any, Dict, Optional, Union
 
-from . import _ffi
+from . import _ffi, _packages
 from . import exceptions as exc
 from .values import decode
 
@@ -204,6 +204,7 @@ class BasicLuaVM:
         networked: bool = False,
         max_output_bytes: Optional[int] = None,
         max_source_bytes: Optional[int] = None,
+        environment: Optional[str] = None,
     ) -> None:
         if not isinstance(vm_id, str) or not vm_id:
             raise ValueError("vm_id must be a non-empty string")
@@ -214,6 +215,7 @@ class BasicLuaVM:
         self.persistent = bool(persistent)
         self.debug_mode = bool(debug_mode)
         self.networked = bool(networked)
+        self.environment = _packages.check_env_name(environment) if environment is not None else None
         self._max_output = int(max_output_bytes or 0)
         self._max_source = int(max_source_bytes or 0)
         self._handle = 0
@@ -246,6 +248,15 @@ class BasicLuaVM:
         opts.persistent = 1 if self.persistent else 0
         opts.max_output_bytes = self._max_output
         opts.max_source_bytes = self._max_source
+        # `require` sees a package environment: the one named, else the
+        # default environment when it exists.
+        env = self.environment or _packages.DEFAULT_ENV
+        paths = _packages.env_paths(env, self.engine, self.lua_executable)
+        if paths is None and self.environment is not None:
+            raise exc.EnvironmentNotFoundError(f"no package environment {self.environment!r}")
+        if paths:
+            opts.package_path = paths["path"].encode()
+            opts.package_cpath = paths["cpath"].encode()
         handle = ctypes.c_uint64()
         _ffi.check(_ffi.vm_open(ctypes.byref(opts), ctypes.byref(handle)), f"VM {self.vm_id!r}")
         self._handle = handle.value

@@ -13,6 +13,7 @@ from pylua_bioxen_vm_lib.aio import AsyncVMManager
 from pylua_bioxen_vm_lib.exceptions import (
     AttachError,
     DetachError,
+    EnvironmentNotFoundError,
     SessionAlreadyExistsError,
     SessionNotFoundError,
     SessionStateError,
@@ -239,10 +240,11 @@ def test_duplicate_ids_and_unknown_ids(manager, session):
         manager.terminate_vm_session("ghost")
 
 
-def test_set_environment(session):
+def test_set_environment(session, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYLUA_BIOXEN_HOME", str(tmp_path))
     session.set_environment("default")
     assert session.environment == "default"
-    with pytest.raises(SessionStateError):
+    with pytest.raises(EnvironmentNotFoundError):
         session.set_environment("bio-env")
     with pytest.raises(ValueError):
         session.set_environment("../etc")

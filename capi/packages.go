@@ -1,0 +1,170 @@
+package main
+
+/*
+#include <stdlib.h>
+#include "bioxen.h"
+*/
+import "C"
+
+import (
+	"context"
+	"encoding/json"
+	"unsafe"
+
+	"libbioxen/core"
+	"libbioxen/packages"
+)
+
+// pkgRequest is the JSON request of bioxen_packages; see bioxen.h.
+type pkgRequest struct {
+	Op         string             `json:"op"`
+	Home       string             `json:"home"`
+	Luarocks   string             `json:"luarocks"`
+	Catalogs   []string           `json:"catalogs"`
+	Repos      []packages.Repo    `json:"default_repos"`
+	Env        string             `json:"env"`
+	Package    string             `json:"package"`
+	Version    string             `json:"version"`
+	Query      string             `json:"query"`
+	Name       string             `json:"name"`
+	URL        string             `json:"url"`
+	Index      *int               `json:"index"`
+	Path       string             `json:"path"`
+	LuaVersion string             `json:"lua_version"`
+	Create     bool               `json:"create"`
+	Lock       *packages.LockFile `json:"lock"`
+}
+
+func runPackages(req *pkgRequest) (any, error) {
+	m, err := packages.Open(packages.Config{Home: req.Home, Luarocks: req.Luarocks, Catalogs: req.Catalogs, DefaultRepos: req.Repos})
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	env := func(create bool) (*packages.Env, error) {
+		name := req.Env
+		if name == "" {
+			name = "default"
+		}
+		return m.Env(name, create)
+	}
+	switch req.Op {
+	case "catalog":
+		return map[string]any{"packages": m.Catalog().Packages, "profiles": m.Catalog().Profiles, "sources": m.Catalog().Sources}, nil
+	case "search":
+		matches, errs := m.Search(ctx, req.Query)
+		var warnings []string
+		for _, e := range errs {
+			warnings = append(warnings, e.Error())
+		}
+		return map[string]any{"matches": matches, "warnings": warnings}, nil
+	case "repos":
+		return m.Repos(), nil
+	case "add_repo":
+		idx := -1
+		if req.Index != nil {
+			idx = *req.Index
+		}
+		if err := m.AddRepo(req.Name, req.URL, idx); err != nil {
+			return nil, err
+		}
+		return m.Repos(), nil
+	case "remove_repo":
+		if err := m.RemoveRepo(req.Name); err != nil {
+			return nil, err
+		}
+		return m.Repos(), nil
+	case "envs":
+		return m.EnvNames(), nil
+	case "create_env":
+		e, err := env(true)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]string{"name": e.Name, "tree": e.Tree()}, nil
+	case "remove_env":
+		return nil, m.RemoveEnv(req.Env)
+	case "paths":
+		e, err := env(req.Create)
+		if err != nil {
+			return nil, err
+		}
+		p, cp := e.Paths(req.LuaVersion)
+		return map[string]string{"path": p, "cpath": cp, "tree": e.Tree()}, nil
+	case "install", "update":
+		e, err := env(true)
+		if err != nil {
+			return nil, err
+		}
+		return e.Install(ctx, req.Package, req.Version)
+	case "remove":
+		e, err := env(false)
+		if err != nil {
+			return nil, err
+		}
+		return nil, e.Remove(ctx, req.Package)
+	case "list":
+		e, err := env(req.Create)
+		if err != nil {
+			return nil, err
+		}
+		return e.List(ctx)
+	case "lock":
+		e, err := env(false)
+		if err != nil {
+			return nil, err
+		}
+		lf, err := e.Lock(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if req.Path != "" {
+			if err := packages.WriteLockFile(req.Path, lf); err != nil {
+				return nil, err
+			}
+		}
+		return lf, nil
+	case "install_lock":
+		e, err := env(true)
+		if err != nil {
+			return nil, err
+		}
+		lf := req.Lock
+		if lf == nil {
+			if lf, err = packages.ReadLockFile(req.Path); err != nil {
+				return nil, err
+			}
+		}
+		return e.InstallLock(ctx, lf)
+	case "health":
+		e, err := env(true)
+		if err != nil {
+			return nil, err
+		}
+		return e.Health(ctx), nil
+	}
+	return nil, core.Errorf(core.ErrInvalid, "packages", "unknown op %q", req.Op)
+}
+
+//export bioxenGoPackages
+func bioxenGoPackages(reqJSON *C.char, n C.size_t, out **C.char, outLen *C.size_t) (status C.int) {
+	defer guard(&status)
+	if reqJSON == nil || out == nil || outLen == nil {
+		return fail(core.Errorf(core.ErrInvalid, "packages", "NULL argument"))
+	}
+	*out, *outLen = nil, 0
+	var req pkgRequest
+	if err := json.Unmarshal(C.GoBytes(unsafe.Pointer(reqJSON), C.int(n)), &req); err != nil {
+		return fail(core.Wrap(core.ErrInvalid, "packages", "bad request JSON", err))
+	}
+	res, err := runPackages(&req)
+	if err != nil {
+		return fail(err)
+	}
+	data, err := json.Marshal(map[string]any{"result": res})
+	if err != nil {
+		return fail(core.Wrap(core.ErrGeneric, "packages", "encoding the response", err))
+	}
+	*out, *outLen = cbytes(data)
+	return C.BIOXEN_OK
+}

@@ -1,0 +1,115 @@
+"""Private: the bridge to the core's package manager (bioxen_packages).
+
+Where things live:
+
+* environments: ``$PYLUA_BIOXEN_HOME/envs/<name>`` (default home
+  ``$XDG_DATA_HOME/pylua_bioxen_vm_lib``, i.e. ``~/.local/share/...``), one
+  LuaRocks tree each;
+* repositories: ``$PYLUA_BIOXEN_HOME/repos.json``; until it exists, the
+  rocks repository shipped inside this package (``rocks/``, built from the
+  rockspecs in the source tree) is the only one, so everything works offline;
+* catalogs: ``catalog/*.json`` shipped inside this package, plus any files
+  named by ``PYLUA_BIOXEN_CATALOGS`` (``:``-separated) or passed explicitly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from . import _ffi
+from . import exceptions as exc
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SHIPPED_REPO = PACKAGE_DIR / "rocks"
+SHIPPED_CATALOGS = PACKAGE_DIR / "catalog"
+DEFAULT_ENV = "default"
+
+
+def home() -> Path:
+    explicit = os.environ.get("PYLUA_BIOXEN_HOME")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "pylua_bioxen_vm_lib"
+
+
+def default_catalogs() -> List[str]:
+    files = sorted(str(p) for p in SHIPPED_CATALOGS.glob("*.json")) if SHIPPED_CATALOGS.is_dir() else []
+    extra = os.environ.get("PYLUA_BIOXEN_CATALOGS", "")
+    files += [f for f in extra.split(":") if f]
+    return files
+
+
+def default_repos() -> List[Dict[str, str]]:
+    if (SHIPPED_REPO / "manifest").exists():
+        return [{"name": "bioxen-local", "url": SHIPPED_REPO.as_uri()}]
+    return []
+
+
+def call(op: str, catalogs: Optional[Sequence[str]] = None, **fields: Any) -> Any:
+    """Run one operation in the core; raises the library's exceptions."""
+    request = {
+        "op": op,
+        "home": str(fields.pop("home", None) or home()),
+        "catalogs": list(catalogs) if catalogs is not None else default_catalogs(),
+        "default_repos": default_repos(),
+    }
+    request.update({k: v for k, v in fields.items() if v is not None})
+    data = json.dumps(request).encode()
+    out = ctypes.c_void_p()
+    size = ctypes.c_size_t()
+    status = _ffi.packages(data, len(data), ctypes.byref(out), ctypes.byref(size))
+    if status != _ffi.OK:
+        raise _ffi.error_for(status, f"packages: {op}")
+    try:
+        return json.loads(ctypes.string_at(out, size.value))["result"]
+    finally:
+        _ffi.free(out)
+
+
+def env_exists(name: str) -> bool:
+    return (home() / "envs" / name / "tree").is_dir()
+
+
+def lua_versions_for(engine: str, executable: str) -> List[str]:
+    """Which tree parts a VM can load: the embedded engine and 5.1-family
+    interpreters use 5.1; lua5.4 uses 5.4 (and pure-Lua modules of 5.1)."""
+    if engine == "embedded":
+        return ["5.1"]
+    name = os.path.basename(executable)
+    if "5.4" in name:
+        return ["5.4", "5.1"]
+    if "5.3" in name:
+        return ["5.3", "5.1"]
+    return ["5.1"]
+
+
+def env_paths(name: str, engine: str, executable: str) -> Optional[Dict[str, str]]:
+    """package.path/cpath templates of an environment for a VM, or None when
+    the environment does not exist."""
+    if not env_exists(name):
+        return None
+    versions = lua_versions_for(engine, executable)
+    tree = home() / "envs" / name / "tree"
+    path = ";".join(f"{tree}/share/lua/{v}/?.lua;{tree}/share/lua/{v}/?/init.lua" for v in versions)
+    cpath = f"{tree}/lib/lua/{versions[0]}/?.so" if engine != "embedded" else ""
+    return {"path": path, "cpath": cpath}
+
+
+def check_env_name(name: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"invalid environment name {name!r}")
+    import re
+
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", name):
+        raise ValueError(f"invalid environment name {name!r} (letters, digits, '_', '.', '-')")
+    return name
+
+
+def raise_unknown_env(name: str) -> None:
+    known = call("envs") or []
+    raise exc.SessionStateError(f"unknown environment {name!r} (known: {', '.join(sorted(known)) or 'none'})")

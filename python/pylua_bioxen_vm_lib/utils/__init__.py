@@ -1,0 +1,1 @@
+"""Utilities of pylua_bioxen_vm_lib (the package curator)."""
