@@ -16,6 +16,7 @@ import "C"
 import (
 	"context"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -118,6 +119,12 @@ func bioxenGoVMOpen(o *C.bioxen_vm_options, out *C.bioxen_vm) (status C.int) {
 		if has(unsafe.Offsetof(o.package_cpath), unsafe.Sizeof(o.package_cpath)) {
 			opts.PackagePath = goString(o.package_path)
 			opts.PackageCPath = goString(o.package_cpath)
+		}
+		if has(unsafe.Offsetof(o.allowed_paths), unsafe.Sizeof(o.allowed_paths)) {
+			opts.Trusted = o.trusted != 0
+			if p := goString(o.allowed_paths); p != "" {
+				opts.AllowedPaths = strings.Split(p, ":")
+			}
 		}
 	}
 	vm, err := core.Open(opts)

@@ -70,6 +70,14 @@ type Options struct {
 	// finds a package environment's modules. Empty: the defaults only.
 	PackagePath  string
 	PackageCPath string
+	// Trusted turns the sandbox off: the engine's whole standard library
+	// (os.execute, io.popen, file access anywhere, debug ...) is available.
+	// The default (false) is the sandbox of docs/sandbox.md.
+	Trusted bool
+	// AllowedPaths are directories sandboxed code may read and write
+	// (io.open, dofile, loadfile); the package environment's directories are
+	// always readable.
+	AllowedPaths []string
 }
 
 // Request is one chunk for an engine to run.

@@ -5,6 +5,7 @@ package embedded
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -25,7 +26,8 @@ type Engine struct {
 // Open opens an embedded engine.
 func Open(opts core.Options) (core.Engine, error) {
 	opts.Limits = opts.Limits.WithDefaults()
-	cfg := stateConfig{path: opts.PackagePath, cpath: opts.PackageCPath}
+	cfg := stateConfig{path: opts.PackagePath, cpath: opts.PackageCPath, trusted: opts.Trusted,
+		allowed: strings.Join(opts.AllowedPaths, "\x00")}
 	return &Engine{opts: opts, cfg: cfg, st: takeState(cfg)}, nil
 }
 

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"strings"
 	"sync/atomic"
 
 	lua "github.com/yuin/gopher-lua"
@@ -63,11 +64,14 @@ const maxTombstones = 4096
 // stateConfig is what makes states of different VMs differ.
 type stateConfig struct {
 	path, cpath string
+	trusted     bool   // no sandbox
+	allowed     string // allowed directories, "\x00"-separated (comparable)
 }
 
 func newState(cfg stateConfig) *state {
 	st := &state{L: lua.NewState(luaOptions)}
 	st.installStdio()
+	st.installBuiltins()
 	st.installCModuleLoader()
 	if cfg.path != "" || cfg.cpath != "" {
 		pkg := st.L.GetGlobal("package").(*lua.LTable)
@@ -77,6 +81,13 @@ func newState(cfg stateConfig) *state {
 		if cfg.cpath != "" {
 			pkg.RawSetString("cpath", lua.LString(cfg.cpath+";"+lua.LVAsString(pkg.RawGetString("cpath"))))
 		}
+	}
+	if !cfg.trusted {
+		allowed := append(envDirs(cfg.path), envDirs(cfg.cpath)...)
+		if cfg.allowed != "" {
+			allowed = append(allowed, strings.Split(cfg.allowed, "\x00")...)
+		}
+		st.applySandbox(allowed)
 	}
 	st.printer = st.L.NewFunction(st.print)
 	st.curOut, st.curIn = st.stdout, st.stdin

@@ -105,6 +105,8 @@ typedef struct bioxen_vm_options {
   int64_t max_output_bytes;   /* keep at most this much stdout and stderr per call; default 8 MiB */
   const char *package_path;   /* put in front of package.path (";"-separated templates); may be NULL */
   const char *package_cpath;  /* put in front of package.cpath; may be NULL */
+  int trusted;                /* non-zero: no sandbox (docs/sandbox.md); for trusted code only */
+  const char *allowed_paths;  /* ':'-separated directories sandboxed code may open files in; may be NULL */
 } bioxen_vm_options;
 
 /*

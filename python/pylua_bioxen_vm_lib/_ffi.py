@@ -71,6 +71,8 @@ class VMOptions(Structure):
         ("max_output_bytes", c_int64),
         ("package_path", c_char_p),
         ("package_cpath", c_char_p),
+        ("trusted", c_int),
+        ("allowed_paths", c_char_p),
     ]
 
 

@@ -45,6 +45,8 @@ def create_vm(
     config: Optional[Mapping[str, Any]] = None,
     *,
     engine: Optional[str] = None,
+    sandbox: bool = True,
+    environment: Optional[str] = None,
 ) -> BasicLuaVM:
     """Create a VM.
 
@@ -69,7 +71,13 @@ def create_vm(
         from .networking import NetworkedLuaVM
 
         return NetworkedLuaVM(
-            vm_id, engine=engine, lua_executable=lua_executable, persistent=persistent, debug_mode=debug_mode
+            vm_id,
+            engine=engine,
+            lua_executable=lua_executable,
+            persistent=persistent,
+            debug_mode=debug_mode,
+            sandbox=sandbox,
+            environment=environment,
         )
     return BasicLuaVM(
         vm_id,
@@ -77,4 +85,6 @@ def create_vm(
         lua_executable=lua_executable,
         persistent=persistent,
         debug_mode=debug_mode,
+        sandbox=sandbox,
+        environment=environment,
     )

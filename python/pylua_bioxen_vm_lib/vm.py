@@ -8,7 +8,7 @@ import ctypes
 import logging
 import os
 import threading
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 from . import _ffi, _packages
 from . import exceptions as exc
@@ -185,6 +185,12 @@ class BasicLuaVM:
     Lua environment, as each call of the original library was a new
     process; with ``persistent=True`` globals survive across calls.
 
+    ``sandbox=True`` (the default) runs code in the allow-listed environment
+    of docs/sandbox.md: no shell, no process control, files only under
+    ``allowed_paths`` (and the package environment, read-only use);
+    ``sandbox=False`` is for trusted code and gives the whole standard
+    library.
+
     The VM starts on first use (or with :meth:`start`); :meth:`stop` stops it
     (``start()`` starts it again, with a clean state); :meth:`close` and
     leaving a ``with`` block stop it for good. Methods are thread-safe;
@@ -205,6 +211,8 @@ class BasicLuaVM:
         max_output_bytes: Optional[int] = None,
         max_source_bytes: Optional[int] = None,
         environment: Optional[str] = None,
+        sandbox: bool = True,
+        allowed_paths: Optional[Sequence[Union[str, os.PathLike[str]]]] = None,
     ) -> None:
         if not isinstance(vm_id, str) or not vm_id:
             raise ValueError("vm_id must be a non-empty string")
@@ -216,6 +224,8 @@ class BasicLuaVM:
         self.debug_mode = bool(debug_mode)
         self.networked = bool(networked)
         self.environment = _packages.check_env_name(environment) if environment is not None else None
+        self.sandbox = bool(sandbox)
+        self.allowed_paths = [os.fspath(p) for p in (allowed_paths or [])]
         self._max_output = int(max_output_bytes or 0)
         self._max_source = int(max_source_bytes or 0)
         self._handle = 0
@@ -257,6 +267,9 @@ class BasicLuaVM:
         if paths:
             opts.package_path = paths["path"].encode()
             opts.package_cpath = paths["cpath"].encode()
+        opts.trusted = 0 if self.sandbox else 1
+        if self.allowed_paths:
+            opts.allowed_paths = ":".join(os.path.abspath(p) for p in self.allowed_paths).encode()
         handle = ctypes.c_uint64()
         _ffi.check(_ffi.vm_open(ctypes.byref(opts), ctypes.byref(handle)), f"VM {self.vm_id!r}")
         self._handle = handle.value
@@ -358,6 +371,7 @@ class BasicLuaVM:
             "engine": self.engine,
             "lua_executable": self.lua_executable,
             "persistent": self.persistent,
+            "sandbox": self.sandbox,
             "networked": self.networked,
             "running": self.is_running(),
             "closed": self._closed,

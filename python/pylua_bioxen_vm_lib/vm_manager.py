@@ -47,6 +47,8 @@ class VMManager:
         config: Optional[Mapping[str, Any]] = None,
         *,
         engine: Optional[str] = None,
+        sandbox: bool = True,
+        environment: Optional[str] = None,
     ) -> BasicLuaVM:
         """Create and register a VM; its id must be new."""
         with self._lock:
@@ -61,6 +63,8 @@ class VMManager:
                 lua_executable=lua_executable or self.lua_executable,
                 config=config,
                 engine=engine,
+                sandbox=sandbox,
+                environment=environment,
             )
             self.vms[vm_id] = vm
         logger.debug("created VM %r (%s engine)", vm_id, vm.engine)

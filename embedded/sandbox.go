@@ -1,0 +1,323 @@
+package embedded
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+
+	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/parse"
+)
+
+// The sandbox (on unless a VM is opened Trusted) is an allow-list: the
+// global table keeps only what is named here; everything else gopher-lua
+// defines is removed before the state's pristine snapshot is taken, so user
+// code never sees it. docs/sandbox.md lists it for users.
+var sandboxGlobals = map[string]bool{
+	"assert": true, "error": true, "ipairs": true, "next": true, "pairs": true,
+	"pcall": true, "print": true, "rawequal": true, "rawget": true, "rawset": true,
+	"select": true, "setmetatable": true, "tonumber": true, "tostring": true,
+	"type": true, "unpack": true, "xpcall": true, "_VERSION": true, "_G": true,
+	"getmetatable": true, "load": true, "loadstring": true, "require": true,
+	"collectgarbage": true, "dofile": true, "loadfile": true, "module": true,
+	"string": true, "table": true, "math": true, "coroutine": true, "os": true,
+	"io": true, "debug": true, "package": true,
+}
+
+var sandboxLibs = map[string]map[string]bool{
+	"os":      {"clock": true, "date": true, "difftime": true, "time": true, "exit": true}, // our os.exit only ends the chunk
+	"io":      {"write": true, "read": true, "lines": true, "stdout": true, "stderr": true, "stdin": true, "output": true, "input": true, "type": true, "flush": true, "close": true, "open": true},
+	"debug":   {"traceback": true},
+	"package": {"path": true, "cpath": true, "loaded": true, "preload": true, "loaders": true},
+	"string":  {"byte": true, "char": true, "find": true, "format": true, "gmatch": true, "gsub": true, "len": true, "lower": true, "match": true, "rep": true, "reverse": true, "sub": true, "upper": true},
+}
+
+// pathGuard decides which files Lua code may open: only files under the
+// allowed directories (cleaned, symlinks resolved).
+type pathGuard struct{ dirs []string }
+
+func newPathGuard(allowed []string) *pathGuard {
+	g := &pathGuard{}
+	for _, d := range allowed {
+		if d == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(d); err == nil {
+			if real, err := filepath.EvalSymlinks(abs); err == nil {
+				abs = real
+			}
+			g.dirs = append(g.dirs, abs)
+		}
+	}
+	return g
+}
+
+// check returns the resolved path when it lies in an allowed directory.
+func (g *pathGuard) check(p string) (string, bool) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", false
+	}
+	// Resolve symlinks of the longest existing prefix, so a link inside an
+	// allowed directory cannot point outside it.
+	real := abs
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		real = r
+	} else if r, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		real = filepath.Join(r, filepath.Base(abs))
+	}
+	for _, d := range g.dirs {
+		if real == d || strings.HasPrefix(real, d+string(filepath.Separator)) {
+			return real, true
+		}
+	}
+	return "", false
+}
+
+// envDirs turns package.path templates into the directories they search
+// (".../share/lua/5.1/?.lua" -> ".../share/lua/5.1").
+func envDirs(templates string) []string {
+	var out []string
+	for _, t := range strings.Split(templates, ";") {
+		if i := strings.Index(t, "?"); i > 0 {
+			out = append(out, filepath.Clean(t[:i]))
+		}
+	}
+	return out
+}
+
+func (st *state) applySandbox(allowed []string) {
+	L := st.L
+	guard := newPathGuard(allowed)
+	g := L.G.Global
+	var drop []lua.LValue
+	g.ForEach(func(k, _ lua.LValue) {
+		if s, ok := k.(lua.LString); !ok || !sandboxGlobals[string(s)] {
+			drop = append(drop, k)
+		}
+	})
+	for _, k := range drop {
+		g.RawSet(k, lua.LNil)
+	}
+	for lib, keep := range sandboxLibs {
+		t, ok := g.RawGetString(lib).(*lua.LTable)
+		if !ok {
+			continue
+		}
+		var gone []lua.LValue
+		t.ForEach(func(k, _ lua.LValue) {
+			if s, ok := k.(lua.LString); !ok || !keep[string(s)] {
+				gone = append(gone, k)
+			}
+		})
+		for _, k := range gone {
+			t.RawSet(k, lua.LNil)
+		}
+	}
+	// Registry entries of removed libraries stay unreachable: no debug.
+	if loaded, ok := g.RawGetString("package").(*lua.LTable).RawGetString("loaded").(*lua.LTable); ok {
+		for _, n := range []string{"channel"} {
+			loaded.RawSetString(n, lua.LNil)
+		}
+	}
+
+	// The string metatable can be neither read nor changed.
+	if mt, ok := L.GetMetatable(lua.LString("")).(*lua.LTable); ok {
+		mt.RawSetString("__metatable", lua.LFalse)
+	}
+	L.SetGlobal("getmetatable", L.NewFunction(func(L *lua.LState) int {
+		mt := L.GetMetatable(L.CheckAny(1))
+		if t, ok := mt.(*lua.LTable); ok {
+			if protected := t.RawGetString("__metatable"); protected != lua.LNil {
+				L.Push(protected)
+				return 1
+			}
+		}
+		L.Push(mt)
+		return 1
+	}))
+
+	compile := func(L *lua.LState, src []byte, name string) *lua.LFunction {
+		if len(src) > 0 && src[0] == 0x1b {
+			L.Push(lua.LNil)
+			L.Push(lua.LString("attempt to load a binary chunk (only text chunks are accepted)"))
+			return nil
+		}
+		chunk, err := parse.Parse(strings.NewReader(string(src)), name)
+		if err != nil {
+			L.Push(lua.LNil)
+			L.Push(lua.LString(formatParseError(name, err)))
+			return nil
+		}
+		proto, err := lua.Compile(chunk, name)
+		if err != nil {
+			L.Push(lua.LNil)
+			L.Push(lua.LString(name + ": " + err.Error()))
+			return nil
+		}
+		return L.NewFunctionFromProto(proto)
+	}
+	// load / loadstring: text only; the chunk runs in the sandbox.
+	L.SetGlobal("loadstring", L.NewFunction(func(L *lua.LState) int {
+		src := L.CheckString(1)
+		name := L.OptString(2, src)
+		if fn := compile(L, []byte(src), sourceName(name)); fn != nil {
+			L.Push(fn)
+			return 1
+		}
+		return 2
+	}))
+	L.SetGlobal("load", L.NewFunction(func(L *lua.LState) int {
+		var src []byte
+		switch v := L.CheckAny(1).(type) {
+		case lua.LString:
+			src = []byte(v)
+		case *lua.LFunction:
+			for {
+				L.Push(v)
+				L.Call(0, 1)
+				piece := L.Get(-1)
+				L.Pop(1)
+				s, ok := piece.(lua.LString)
+				if !ok || len(s) == 0 {
+					break
+				}
+				src = append(src, s...)
+				if len(src) > maxStringBytes {
+					tooLong(L, "load")
+				}
+			}
+		default:
+			L.ArgError(1, "string or function expected")
+		}
+		name := L.OptString(2, "=(load)")
+		if fn := compile(L, src, sourceName(name)); fn != nil {
+			L.Push(fn)
+			return 1
+		}
+		return 2
+	}))
+	readAllowed := func(L *lua.LState, p string) ([]byte, string, bool) {
+		real, ok := guard.check(p)
+		if !ok {
+			L.Push(lua.LNil)
+			L.Push(lua.LString(p + ": access outside the VM's allowed directories"))
+			return nil, "", false
+		}
+		data, err := os.ReadFile(real)
+		if err != nil {
+			L.Push(lua.LNil)
+			L.Push(lua.LString(err.Error()))
+			return nil, "", false
+		}
+		return data, real, true
+	}
+	L.SetGlobal("loadfile", L.NewFunction(func(L *lua.LState) int {
+		p := L.CheckString(1)
+		data, _, ok := readAllowed(L, p)
+		if !ok {
+			return 2
+		}
+		if fn := compile(L, skipShebang(data), p); fn != nil {
+			L.Push(fn)
+			return 1
+		}
+		return 2
+	}))
+	L.SetGlobal("dofile", L.NewFunction(func(L *lua.LState) int {
+		p := L.CheckString(1)
+		data, _, ok := readAllowed(L, p)
+		if !ok {
+			L.RaiseError("%s", lua.LVAsString(L.Get(-1)))
+		}
+		fn := compile(L, skipShebang(data), p)
+		if fn == nil {
+			L.RaiseError("%s", lua.LVAsString(L.Get(-1)))
+		}
+		top := L.GetTop()
+		L.Push(fn)
+		L.Call(0, lua.MultRet)
+		return L.GetTop() - top
+	}))
+	L.SetGlobal("collectgarbage", L.NewFunction(func(L *lua.LState) int {
+		switch opt := L.OptString(1, "collect"); opt {
+		case "count":
+			L.Push(lua.LNumber(0))
+			return 1
+		case "collect", "step":
+			// The Go runtime collects on its own; a forced process-wide
+			// collection per call would let a script stall the host.
+			L.Push(lua.LNumber(0))
+			return 1
+		default:
+			L.ArgError(1, "option '"+opt+"' is not allowed in the sandbox (only count, collect, step)")
+			return 0
+		}
+	}))
+	// io.open only inside the allowed directories.
+	io := L.GetGlobal("io").(*lua.LTable)
+	origOpen := io.RawGetString("open").(*lua.LFunction)
+	io.RawSetString("open", L.NewFunction(func(L *lua.LState) int {
+		p := L.CheckString(1)
+		real, ok := guard.check(p)
+		if !ok {
+			L.Push(lua.LNil)
+			L.Push(lua.LString(p + ": access outside the VM's allowed directories"))
+			L.Push(lua.LNumber(13)) // EACCES
+			return 3
+		}
+		L.Replace(1, lua.LString(real))
+		return st.callOrig(L, origOpen)
+	}))
+	// require: package.preload, then Lua files on package.path inside the
+	// allowed directories, then the C-module explanation.
+	pkg := L.GetGlobal("package").(*lua.LTable)
+	loaders, _ := pkg.RawGetString("loaders").(*lua.LTable)
+	if loaders != nil {
+		luaLoader := L.NewFunction(func(L *lua.LState) int {
+			name := L.CheckString(1)
+			file := strings.ReplaceAll(name, ".", "/")
+			var tried strings.Builder
+			for _, tmpl := range strings.Split(lua.LVAsString(pkg.RawGetString("path")), ";") {
+				if tmpl == "" {
+					continue
+				}
+				p := strings.ReplaceAll(tmpl, "?", file)
+				real, ok := guard.check(p)
+				if !ok {
+					continue
+				}
+				data, err := os.ReadFile(real)
+				if err != nil {
+					tried.WriteString("\n\tno file '" + p + "'")
+					continue
+				}
+				if fn := compile(L, skipShebang(data), p); fn != nil {
+					L.Push(fn)
+					return 1
+				}
+				L.RaiseError("error loading module '%s' from file '%s':\n\t%s", name, p, lua.LVAsString(L.Get(-1)))
+			}
+			L.Push(lua.LString(tried.String() + "\n\t(the sandbox loads modules only from the VM's package environments)"))
+			return 1
+		})
+		preload := loaders.RawGetInt(1)
+		cmod := loaders.RawGetInt(loaders.Len())
+		for i := loaders.Len(); i >= 1; i-- {
+			loaders.RawSetInt(i, lua.LNil)
+		}
+		loaders.RawSetInt(1, preload)
+		loaders.RawSetInt(2, luaLoader)
+		loaders.RawSetInt(3, cmod)
+	}
+}
+
+func skipShebang(data []byte) []byte {
+	if len(data) > 0 && data[0] == '#' {
+		if i := strings.IndexByte(string(data), '\n'); i >= 0 {
+			return append([]byte("--"), data[i:]...)
+		}
+		return nil
+	}
+	return data
+}

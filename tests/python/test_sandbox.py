@@ -1,0 +1,125 @@
+"""The sandbox of basic VMs (embedded engine): an allow-list, not a blacklist.
+
+Escape attempts end in a clear error or nothing at all, and a following
+``print(1+1)`` on the same VM prints 2."""
+
+from __future__ import annotations
+
+import pytest
+from pylua_bioxen_vm_lib import create_vm
+from pylua_bioxen_vm_lib.exceptions import VMTimeoutError
+
+REMOVED = [
+    "os.execute",
+    "io.popen",
+    "os.remove",
+    "os.rename",
+    "os.tmpname",
+    "os.getenv",
+    "package.loadlib",
+    "string.dump",
+    "debug.getregistry",
+    "debug.sethook",
+    "debug.getupvalue",
+    "debug.setmetatable",
+    "setfenv",
+    "getfenv",
+    "newproxy",
+    "channel",
+]
+
+
+@pytest.fixture
+def vm():
+    machine = create_vm("sandboxed")
+    yield machine
+    assert machine.execute_string("print(1 + 1)")["stdout"] == "2"
+    machine.close()
+
+
+@pytest.mark.parametrize("name", REMOVED)
+def test_dangerous_functions_are_absent(vm, name):
+    assert vm.execute_string(f"return {name} == nil")["values"] == [True]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        'return io.open("/etc/passwd")',
+        'return loadfile("/etc/passwd")',
+        'return load("\\27Lua")',
+        'return loadstring("\\27LuaQ")',
+    ],
+)
+def test_file_access_and_bytecode_are_refused(vm, code):
+    result = vm.execute_string(code)
+    assert result["values"][0] is None
+    assert "allowed directories" in result["values"][1] or "binary chunk" in result["values"][1]
+
+
+def test_dofile_outside_is_an_error(vm):
+    result = vm.execute_string('dofile("/etc/passwd")')
+    assert not result["success"] and "allowed directories" in result["error"]
+
+
+def test_require_cannot_read_arbitrary_files(vm):
+    result = vm.execute_string('package.path = "/etc/?" return pcall(require, "passwd")')
+    assert result["values"][0] is False
+    assert "root:" not in result["values"][1]
+
+
+def test_string_metatable_is_protected(vm):
+    assert vm.execute_string('return getmetatable("")')["values"] == [False]
+    result = vm.execute_string('getmetatable("").__index = {}')
+    assert not result["success"]
+
+
+def test_collectgarbage_cannot_stop_the_collector(vm):
+    assert vm.execute_string('return pcall(collectgarbage, "stop")')["values"][0] is False
+    assert vm.execute_string('return collectgarbage("count")')["success"]
+
+
+def test_allowed_paths(tmp_path):
+    data = tmp_path / "reads.txt"
+    data.write_text("ACGT\n")
+    with _vm_with_paths(tmp_path) as machine:
+        result = machine.execute_string(
+            f'local f = assert(io.open("{data}")) local s = f:read("*l") f:close() return s'
+        )
+        assert result["values"] == ["ACGT"]
+        out = tmp_path / "out.txt"
+        machine.execute_string(f'local f = assert(io.open("{out}", "w")) f:write("x") f:close()')
+        assert out.read_text() == "x"
+        link = tmp_path / "escape"
+        link.symlink_to("/etc")
+        result = machine.execute_string(f'return io.open("{link}/passwd")')
+        assert result["values"][0] is None
+
+
+def _vm_with_paths(path):
+    from pylua_bioxen_vm_lib import BasicLuaVM
+
+    return BasicLuaVM("files", allowed_paths=[path])
+
+
+def test_trusted_opt_out_has_the_whole_library():
+    with create_vm("trusted", sandbox=False) as machine:
+        result = machine.execute_string('return type(os.getenv), type(io.popen), os.getenv("HOME") ~= nil')
+        assert result["values"] == ["function", "function", True]
+
+
+def test_limits_in_builtins(vm):
+    assert vm.execute_string('return pcall(string.rep, "x", 1e12)')["values"][0] is False
+    assert vm.execute_string("return pcall(unpack, {}, 1, 1e8)")["values"][0] is False
+    assert vm.execute_string('return pcall(string.format, "%999d", 1)')["values"][0] is False
+
+
+def test_cpu_loops_in_pcall_xpcall_coroutines_stop_at_the_timeout(vm):
+    for code in (
+        "while true do pcall(function() while true do end end) end",
+        "xpcall(function() while true do end end, function() while true do end end)",
+        "coroutine.wrap(function() while true do end end)()",
+        "local t = setmetatable({}, {__index = function(t, k) while true do end end}) return t.x",
+    ):
+        with pytest.raises(VMTimeoutError):
+            vm.execute_string(code, timeout=0.2)
