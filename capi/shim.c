@@ -66,6 +66,9 @@ const char *bioxen_errstr(int code) {
   case BIOXEN_E_NOMEM: return "out of memory";
   case BIOXEN_E_RANGE: return "buffer too small";
   case BIOXEN_E_CLOSED: return "closed";
+  case BIOXEN_E_AUTH: return "authentication failed";
+  case BIOXEN_E_CONNECTION: return "connection failed";
+  case BIOXEN_E_HOSTKEY: return "host key or certificate not trusted";
   default: return "unknown status code";
   }
 }

@@ -28,6 +28,9 @@ const (
 	ErrNoMem        Code = 10 // a memory limit was hit
 	ErrRange        Code = 11 // a caller-provided buffer is too small
 	ErrClosed       Code = 12 // the VM was closed
+	ErrAuth         Code = 13 // authentication was refused (XAPI login, SSH)
+	ErrConnection   Code = 14 // a remote host could not be reached or the connection broke
+	ErrHostKey      Code = 15 // an SSH host key is unknown or changed, or a TLS certificate is not trusted
 )
 
 var codeNames = map[Code]string{
@@ -35,7 +38,8 @@ var codeNames = map[Code]string{
 	ErrBadHandle: "bad handle", ErrTimeout: "timeout", ErrLuaNotFound: "lua not found",
 	ErrFileNotFound: "file not found", ErrEngine: "engine failure", ErrTooLarge: "too large",
 	ErrUnsupported: "unsupported", ErrNoMem: "out of memory", ErrRange: "buffer too small",
-	ErrClosed: "closed",
+	ErrClosed: "closed", ErrAuth: "authentication failed", ErrConnection: "connection failed",
+	ErrHostKey: "host key or certificate not trusted",
 }
 
 // String returns a short static description of the code.

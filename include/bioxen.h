@@ -68,6 +68,9 @@ int bioxen_version_number(void);
 #define BIOXEN_E_NOMEM          10 /* a memory limit was hit */
 #define BIOXEN_E_RANGE          11 /* a buffer is too small */
 #define BIOXEN_E_CLOSED         12 /* the VM is closed */
+#define BIOXEN_E_AUTH           13 /* authentication refused (XAPI login, SSH) */
+#define BIOXEN_E_CONNECTION     14 /* a remote host is unreachable or the connection broke */
+#define BIOXEN_E_HOSTKEY        15 /* SSH host key unknown or changed, or TLS certificate not trusted */
 
 /*
 ** CAPI: Error messages

@@ -43,6 +43,9 @@ E_UNSUPPORTED = 9
 E_NOMEM = 10
 E_RANGE = 11
 E_CLOSED = 12
+E_AUTH = 13
+E_CONNECTION = 14
+E_HOSTKEY = 15
 
 EXEC_PRINT_RESULTS = 1
 
@@ -57,6 +60,9 @@ _EXCEPTIONS: Dict[int, Type[exc.LuaVMError]] = {
     E_TOOLARGE: exc.CodeTooLargeError,
     E_UNSUPPORTED: exc.FeatureNotAvailableError,
     E_NOMEM: exc.LuaMemoryError,
+    E_AUTH: exc.VMAuthenticationError,
+    E_CONNECTION: exc.XCPngConnectionError,
+    E_HOSTKEY: exc.HostKeyError,
 }
 
 

@@ -98,6 +98,16 @@ class XCPngConnectionError(VMConnectionError):
     """Talking to an XCP-ng host (XAPI) failed."""
 
 
+class VMAuthenticationError(VMConnectionError):
+    """A login was refused (XAPI credentials, SSH authentication). The
+    message never contains the password."""
+
+
+class HostKeyError(VMConnectionError):
+    """An SSH host key is unknown or changed, or a TLS certificate is not
+    trusted. Never bypassed silently."""
+
+
 class InteractiveSessionError(LuaVMError):
     """Interactive session management failed."""
 
@@ -175,6 +185,8 @@ __all__ = [
     "LuaSocketNotFoundError",
     "PTYError",
     "XCPngConnectionError",
+    "VMAuthenticationError",
+    "HostKeyError",
     "InteractiveSessionError",
     "AttachError",
     "DetachError",
