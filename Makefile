@@ -7,7 +7,7 @@ PYTHON  ?= python3
 VENV    ?= .venv
 PKG     := python/pylua_bioxen_vm_lib
 LIB     := $(PKG)/libbioxen.so
-GOFILES := $(shell find core embedded luaproc capi xapi sshsession -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.lua' 2>/dev/null) include/bioxen.h go.mod go.sum
+GOFILES := $(shell find core embedded luaproc capi xapi sshsession packages xcpng -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.lua' 2>/dev/null) include/bioxen.h go.mod go.sum
 VALGRIND := valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	--show-leak-kinds=definite --suppressions=tests/c/go-runtime.supp --quiet
 
@@ -16,10 +16,26 @@ VALGRIND := valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kin
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
-build: $(LIB) ## build libbioxen.so into the Python package
+ROCKS   := $(PKG)/rocks/manifest
+LUAFILES := $(shell find lua -name '*.lua' -o -name '*.rockspec' -o -name '*.sh' 2>/dev/null)
+
+build: $(LIB) $(ROCKS) $(PKG)/catalog bin/xapi-sim ## build libbioxen.so, the local rocks repository and the catalogs into the Python package
 $(LIB): $(GOFILES)
 	$(GO) build -trimpath -buildmode=c-shared -o build/libbioxen.so ./capi
 	cp build/libbioxen.so $(LIB)
+
+# The shipped LuaRocks repository: rocks built offline from the rockspecs in
+# lua/ (needs luarocks; without it the package works but installs nothing).
+$(ROCKS): $(LUAFILES)
+	@if command -v luarocks >/dev/null 2>&1; then \
+		rm -rf $(PKG)/rocks && bash lua/build_repo.sh $(PKG)/rocks; \
+	else echo "luarocks not installed: skipping the local rocks repository"; fi
+
+bin/xapi-sim: $(shell find xapi cmd/xapi-sim -name '*.go' 2>/dev/null) go.mod
+	$(GO) build -trimpath -o $@ ./cmd/xapi-sim
+
+$(PKG)/catalog: $(wildcard lua/catalog/*.json)
+	rm -rf $@ && mkdir -p $@ && cp lua/catalog/*.json $@/
 
 demo: build ## run the demo on the embedded engine (needs only Go and Python)
 	PYTHONPATH=python $(PYTHON) examples/demo.py
@@ -59,4 +75,4 @@ bench: build ## benchmarks: ratios against the baselines, measured in the same r
 	PYTHONPATH=python $(PYTHON) bench/bench_session.py
 
 clean: ## remove build outputs
-	rm -rf build bin $(LIB) $(PKG)/libbioxen.h tests/c/capi_test
+	rm -rf build bin $(LIB) $(PKG)/libbioxen.h $(PKG)/rocks $(PKG)/catalog tests/c/capi_test

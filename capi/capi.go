@@ -126,6 +126,14 @@ func bioxenGoVMOpen(o *C.bioxen_vm_options, out *C.bioxen_vm) (status C.int) {
 				opts.AllowedPaths = strings.Split(p, ":")
 			}
 		}
+		if has(unsafe.Offsetof(o.config_json), unsafe.Sizeof(o.config_json)) && o.config_json != nil {
+			opts.EngineConfig = []byte(C.GoString(o.config_json))
+		}
+		if has(unsafe.Offsetof(o.module_roots), unsafe.Sizeof(o.module_roots)) {
+			if p := goString(o.module_roots); p != "" {
+				opts.ModuleRoots = strings.Split(p, ":")
+			}
+		}
 	}
 	vm, err := core.Open(opts)
 	if err != nil {

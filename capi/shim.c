@@ -152,4 +152,13 @@ int bioxen_packages(const char *request_json, size_t len, char **response_out, s
   return bioxenGoPackages((char *)request_json, len, response_out, response_len);
 }
 
+int bioxen_remote(const char *request_json, size_t len, char **response_out, size_t *response_len) {
+  return bioxenGoRemote((char *)request_json, len, response_out, response_len);
+}
+
+int bioxen_vm_install_package(bioxen_vm vm, const char *request_json, size_t len, char **response_out,
+                              size_t *response_len) {
+  return bioxenGoVMInstallPackage(vm, (char *)request_json, len, response_out, response_len);
+}
+
 int bioxen_live_handles(void) { return bioxenGoLiveHandles(); }

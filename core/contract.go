@@ -78,6 +78,13 @@ type Options struct {
 	// (io.open, dofile, loadfile); the package environment's directories are
 	// always readable.
 	AllowedPaths []string
+	// ModuleRoots are directories sandboxed `require` may load Lua modules
+	// from (anywhere below them, e.g. every package environment), in
+	// addition to the directories of PackagePath and AllowedPaths.
+	ModuleRoots []string
+	// EngineConfig is engine-specific configuration as a JSON object (the
+	// "xcpng" engine's XAPI and SSH settings).
+	EngineConfig []byte
 }
 
 // Request is one chunk for an engine to run.

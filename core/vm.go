@@ -160,3 +160,24 @@ func unwrapPathError(err error) error {
 	}
 	return err
 }
+
+// PackageInstaller is implemented by engines that install packages into
+// the machine they run on (the "xcpng" engine, over SSH).
+type PackageInstaller interface {
+	InstallPackage(ctx context.Context, request []byte) ([]byte, error)
+}
+
+// InstallPackage asks the engine to install a package (request and reply
+// are JSON, engine-defined). ErrUnsupported for engines without it.
+func (vm *VM) InstallPackage(ctx context.Context, request []byte) ([]byte, error) {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.closed {
+		return nil, Errorf(ErrClosed, "install_package", "VM is closed")
+	}
+	pi, ok := vm.engine.(PackageInstaller)
+	if !ok {
+		return nil, Errorf(ErrUnsupported, "install_package", "the %s engine installs packages into package environments (bioxen_packages), not into the VM", vm.opts.Engine)
+	}
+	return pi.InstallPackage(ctx, request)
+}

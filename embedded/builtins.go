@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/parse"
 	"github.com/yuin/gopher-lua/pm"
 )
 
@@ -30,7 +31,63 @@ func (st *state) installBuiltins() {
 	tbl := L.GetGlobal("table").(*lua.LTable)
 	tbl.RawSetString("concat", L.NewFunction(tableConcat))
 	L.SetGlobal("unpack", L.NewFunction(baseUnpack))
+	st.installPcall()
 }
+
+// installPcall replaces pcall and xpcall. gopher-lua closes the upvalues of
+// every active frame when an error is raised outside an error handler, so
+// after `pcall(error, "x")` closures no longer share the locals of the
+// frames that survived (a counter updated by a closure stops counting).
+// Our pcall always runs with an error handler (the identity), which keeps
+// gopher-lua from closing anything, and then closes just the upvalues of
+// the frames the error unwound, by returning from an empty Lua function at
+// the unwound call's stack position (a Lua return closes the upvalues at
+// and above its base).
+func (st *state) installPcall() {
+	L := st.L
+	closer := L.NewFunctionFromProto(emptyProto)
+	identity := L.NewFunction(func(L *lua.LState) int { return 1 })
+	protect := func(L *lua.LState, nargs int, handler *lua.LFunction) int {
+		if err := L.PCall(nargs, lua.MultRet, handler); err != nil {
+			L.Push(closer)
+			L.Call(0, 0)
+			L.Push(lua.LFalse)
+			if ae, ok := err.(*lua.ApiError); ok {
+				L.Push(ae.Object)
+			} else {
+				L.Push(lua.LString(err.Error()))
+			}
+			return 2
+		}
+		L.Insert(lua.LTrue, 1)
+		return L.GetTop()
+	}
+	L.SetGlobal("pcall", L.NewFunction(func(L *lua.LState) int {
+		L.CheckAny(1)
+		return protect(L, L.GetTop()-1, identity)
+	}))
+	L.SetGlobal("xpcall", L.NewFunction(func(L *lua.LState) int {
+		fn := L.CheckAny(1)
+		handler := L.CheckFunction(2)
+		L.SetTop(0)
+		L.Push(fn)
+		return protect(L, 0, handler)
+	}))
+}
+
+// emptyProto is a compiled `function() end` (not vararg, so its frame
+// starts right above its function slot), used to close upvalues.
+var emptyProto = func() *lua.FunctionProto {
+	chunk, err := parse.Parse(strings.NewReader("return function() end"), "=(close)")
+	if err != nil {
+		panic(err)
+	}
+	p, err := lua.Compile(chunk, "=(close)")
+	if err != nil {
+		panic(err)
+	}
+	return p.FunctionPrototypes[0]
+}()
 
 func tooLong(L *lua.LState, what string) {
 	L.RaiseError("%s: resulting string too large (limit %d bytes)", what, maxStringBytes)

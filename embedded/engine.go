@@ -27,7 +27,7 @@ type Engine struct {
 func Open(opts core.Options) (core.Engine, error) {
 	opts.Limits = opts.Limits.WithDefaults()
 	cfg := stateConfig{path: opts.PackagePath, cpath: opts.PackageCPath, trusted: opts.Trusted,
-		allowed: strings.Join(opts.AllowedPaths, "\x00")}
+		allowed: strings.Join(opts.AllowedPaths, "\x00"), modules: strings.Join(opts.ModuleRoots, "\x00")}
 	return &Engine{opts: opts, cfg: cfg, st: takeState(cfg)}, nil
 }
 

@@ -86,9 +86,10 @@ func envDirs(templates string) []string {
 	return out
 }
 
-func (st *state) applySandbox(allowed []string) {
+func (st *state) applySandbox(allowed, moduleRoots []string) {
 	L := st.L
 	guard := newPathGuard(allowed)
+	moduleGuard := newPathGuard(moduleRoots)
 	g := L.G.Global
 	var drop []lua.LValue
 	g.ForEach(func(k, _ lua.LValue) {
@@ -121,10 +122,13 @@ func (st *state) applySandbox(allowed []string) {
 		}
 	}
 
-	// The string metatable can be neither read nor changed.
-	if mt, ok := L.GetMetatable(lua.LString("")).(*lua.LTable); ok {
-		mt.RawSetString("__metatable", lua.LFalse)
-	}
+	// The string metatable can be neither read nor changed. (gopher-lua
+	// uses the string library table itself as the metatable; give strings
+	// a metatable of their own.)
+	strMT := L.NewTable()
+	strMT.RawSetString("__index", g.RawGetString("string"))
+	strMT.RawSetString("__metatable", lua.LFalse)
+	L.SetMetatable(lua.LString(""), strMT)
 	L.SetGlobal("getmetatable", L.NewFunction(func(L *lua.LState) int {
 		mt := L.GetMetatable(L.CheckAny(1))
 		if t, ok := mt.(*lua.LTable); ok {
@@ -149,7 +153,7 @@ func (st *state) applySandbox(allowed []string) {
 			L.Push(lua.LString(formatParseError(name, err)))
 			return nil
 		}
-		proto, err := lua.Compile(chunk, name)
+		proto, err := lua.Compile(fixMultipleAssignment(chunk), name)
 		if err != nil {
 			L.Push(lua.LNil)
 			L.Push(lua.LString(name + ": " + err.Error()))
@@ -283,7 +287,7 @@ func (st *state) applySandbox(allowed []string) {
 					continue
 				}
 				p := strings.ReplaceAll(tmpl, "?", file)
-				real, ok := guard.check(p)
+				real, ok := moduleGuard.check(p)
 				if !ok {
 					continue
 				}

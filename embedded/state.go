@@ -66,6 +66,7 @@ type stateConfig struct {
 	path, cpath string
 	trusted     bool   // no sandbox
 	allowed     string // allowed directories, "\x00"-separated (comparable)
+	modules     string // module roots, likewise
 }
 
 func newState(cfg stateConfig) *state {
@@ -87,7 +88,11 @@ func newState(cfg stateConfig) *state {
 		if cfg.allowed != "" {
 			allowed = append(allowed, strings.Split(cfg.allowed, "\x00")...)
 		}
-		st.applySandbox(allowed)
+		modules := append([]string(nil), allowed...)
+		if cfg.modules != "" {
+			modules = append(modules, strings.Split(cfg.modules, "\x00")...)
+		}
+		st.applySandbox(allowed, modules)
 	}
 	st.printer = st.L.NewFunction(st.print)
 	st.curOut, st.curIn = st.stdout, st.stdin

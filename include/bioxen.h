@@ -110,6 +110,8 @@ typedef struct bioxen_vm_options {
   const char *package_cpath;  /* put in front of package.cpath; may be NULL */
   int trusted;                /* non-zero: no sandbox (docs/sandbox.md); for trusted code only */
   const char *allowed_paths;  /* ':'-separated directories sandboxed code may open files in; may be NULL */
+  const char *config_json;    /* engine-specific configuration, a JSON object (engine "xcpng": docs/xcpng.md); may be NULL */
+  const char *module_roots;   /* ':'-separated directories sandboxed require may load Lua modules from; may be NULL */
 } bioxen_vm_options;
 
 /*
@@ -373,6 +375,35 @@ int bioxen_session_set_listener(bioxen_session session, bioxen_output_fn fn, voi
 ** luarocks and may take seconds.
 */
 int bioxen_packages(const char *request_json, size_t len, char **response_out, size_t *response_len);
+
+/*
+** CAPI: XAPI and SSH operations
+**
+** bioxen_remote runs one stateless XAPI or SSH operation described by a JSON
+** request and returns {"result": ...} (ownership as bioxen_packages). XAPI
+** ops (url, username, password, ca_file | fingerprint | insecure,
+** allow_loopback_ip, ssh_port_key, timeout): xapi_login, xapi_vms,
+** xapi_find_template (template), xapi_launch (template, name: provision,
+** start, wait for the address), xapi_power_state (ref), xapi_shutdown (ref),
+** xapi_destroy (ref). SSH op ssh_run (host, port, user, password |
+** key_files, known_hosts, trust_on_first_use, command, stdin, timeout): the
+** command runs under a remote `timeout -s KILL`; the result holds
+** exit_status, signal, stdout, stderr. Passwords never appear in messages.
+*/
+int bioxen_remote(const char *request_json, size_t len, char **response_out, size_t *response_len);
+
+/*
+** bioxen_vm_install_package installs a Lua package into an "xcpng" VM with
+** luarocks over SSH, from the library's repositories: the request JSON is
+** {"package": name, "home": ..., "catalogs": [...], "default_repos": [...]}
+** and the response {"result": {"installed": [...]}} (ownership as
+** bioxen_packages). BIOXEN_E_UNSUPPORTED for other engines (their packages
+** live in package environments: bioxen_packages).
+**
+** METHOD: bioxen_vm
+*/
+int bioxen_vm_install_package(bioxen_vm vm, const char *request_json, size_t len, char **response_out,
+                              size_t *response_len);
 
 /*
 ** CAPI: Logging

@@ -165,3 +165,6 @@ func CompareVersions(a, b string) int {
 	}
 	return 0
 }
+
+// Fetch reads one file (a rock, the manifest) from the repository.
+func (r Repo) Fetch(ctx context.Context, name string) ([]byte, error) { return r.fetch(ctx, name) }

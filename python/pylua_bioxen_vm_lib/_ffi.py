@@ -25,7 +25,7 @@ from ctypes import (
 )
 from ctypes.util import find_library
 from pathlib import Path
-from typing import Callable, Dict, Optional, Type
+from typing import Any, Callable, Dict, Optional, Type
 
 from . import exceptions as exc
 
@@ -79,6 +79,8 @@ class VMOptions(Structure):
         ("package_cpath", c_char_p),
         ("trusted", c_int),
         ("allowed_paths", c_char_p),
+        ("config_json", c_char_p),
+        ("module_roots", c_char_p),
     ]
 
 
@@ -166,6 +168,10 @@ session_interrupt = _declare("bioxen_session_interrupt", [c_uint64], c_int)
 session_set_listener = _declare("bioxen_session_set_listener", [c_uint64, OUTPUT_FN, c_void_p], c_int)
 set_log_callback = _declare("bioxen_set_log_callback", [LOG_FN, c_void_p, c_int], c_int)
 live_handles = _declare("bioxen_live_handles", [], c_int)
+vm_install_package = _declare(
+    "bioxen_vm_install_package", [c_uint64, c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int
+)
+remote = _declare("bioxen_remote", [c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int)
 packages = _declare("bioxen_packages", [c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int)
 
 
@@ -195,6 +201,23 @@ core_logger = logging.getLogger("pylua_bioxen_vm_lib.core")
 def _on_log(_userdata: Optional[int], level: int, message: bytes) -> None:
     with contextlib.suppress(Exception):  # a logging handler must never unwind into Go
         core_logger.log(level, message.decode("utf-8", "replace"))
+
+
+def json_call(fn: Callable, request: dict, context: str) -> Any:
+    """Call a JSON-request function of the C ABI (bioxen_packages,
+    bioxen_remote) and return the response's "result"."""
+    import json
+
+    data = json.dumps(request).encode()
+    out = c_void_p()
+    size = c_size_t()
+    status = fn(data, len(data), ctypes.byref(out), ctypes.byref(size))
+    if status != OK:
+        raise error_for(status, context)
+    try:
+        return json.loads(ctypes.string_at(out, size.value))["result"]
+    finally:
+        free(out)
 
 
 def set_core_log_level(level: int) -> None:

@@ -72,7 +72,7 @@ def call(op: str, catalogs: Optional[Sequence[str]] = None, **fields: Any) -> An
 
 
 def env_exists(name: str) -> bool:
-    return (home() / "envs" / name / "tree").is_dir()
+    return (home() / "envs" / name).is_dir()
 
 
 def lua_versions_for(engine: str, executable: str) -> List[str]:

@@ -62,11 +62,9 @@ def create_vm(
     if debug_mode or env_debug():
         enable_debug()
     if vm_type == "xcpng":
-        validate_xcpng_config(config)
-        raise exc.FeatureNotAvailableError(
-            "vm_type='xcpng' is not available in this release yet (XCP-ng VMs over XAPI and SSH "
-            "are being built); use vm_type='basic'"
-        )
+        from .xcp_ng_integration import XCPngVM
+
+        return XCPngVM(vm_id, config, debug_mode=debug_mode)
     if networked:
         from .networking import NetworkedLuaVM
 

@@ -16,7 +16,7 @@ from .values import decode
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.vm")
 
-ENGINES = ("embedded", "process")
+ENGINES = ("embedded", "process", "xcpng")
 DEFAULT_LUA_EXECUTABLE = "lua"
 
 Code = Union[str, bytes]
@@ -268,6 +268,12 @@ class BasicLuaVM:
             opts.package_path = paths["path"].encode()
             opts.package_cpath = paths["cpath"].encode()
         opts.trusted = 0 if self.sandbox else 1
+        # Sandboxed require may load modules from any package environment
+        # (set_environment binds one at run time).
+        opts.module_roots = str(_packages.home() / "envs").encode()
+        config = self._engine_config()
+        if config:
+            opts.config_json = config
         if self.allowed_paths:
             opts.allowed_paths = ":".join(os.path.abspath(p) for p in self.allowed_paths).encode()
         handle = ctypes.c_uint64()
@@ -275,6 +281,10 @@ class BasicLuaVM:
         self._handle = handle.value
         self._log.debug("started (%s engine)", self.engine)
         return self._handle
+
+    def _engine_config(self) -> Optional[bytes]:
+        """Engine-specific configuration (JSON) for bioxen_vm_open."""
+        return None
 
     def _running_handle(self) -> int:
         with self._lock:

@@ -1,0 +1,163 @@
+package main
+
+/*
+#include <stdlib.h>
+#include "bioxen.h"
+*/
+import "C"
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+	"unsafe"
+
+	"libbioxen/core"
+	"libbioxen/sshsession"
+	"libbioxen/xapi"
+)
+
+// remoteRequest is the JSON request of bioxen_remote; see bioxen.h.
+type remoteRequest struct {
+	Op string `json:"op"`
+	// XAPI
+	URL             string `json:"url"`
+	Username        string `json:"username"`
+	Password        string `json:"password"`
+	CAFile          string `json:"ca_file"`
+	Fingerprint     string `json:"fingerprint"`
+	Insecure        bool   `json:"insecure"`
+	AllowLoopbackIP bool   `json:"allow_loopback_ip"`
+	SSHPortKey      string `json:"ssh_port_key"`
+	Template        string `json:"template"`
+	Name            string `json:"name"`
+	Ref             string `json:"ref"`
+	// SSH
+	Host            string   `json:"host"`
+	Port            int      `json:"port"`
+	User            string   `json:"user"`
+	KeyFiles        []string `json:"key_files"`
+	KnownHosts      string   `json:"known_hosts"`
+	TrustOnFirstUse bool     `json:"trust_on_first_use"`
+	Command         string   `json:"command"`
+	Stdin           string   `json:"stdin"`
+	// Both
+	TimeoutSeconds float64 `json:"timeout"`
+}
+
+func (r *remoteRequest) ctx() (context.Context, context.CancelFunc) {
+	d := 5 * time.Minute
+	if r.TimeoutSeconds > 0 {
+		d = time.Duration(r.TimeoutSeconds * float64(time.Second))
+	}
+	return context.WithTimeout(context.Background(), d)
+}
+
+func runRemote(req *remoteRequest) (any, error) {
+	ctx, cancel := req.ctx()
+	defer cancel()
+	switch req.Op {
+	case "ssh_run":
+		conn, err := sshsession.Dial(ctx, sshsession.Config{Host: req.Host, Port: req.Port, User: req.User,
+			Password: req.Password, KeyFiles: req.KeyFiles, KnownHostsFile: req.KnownHosts, TrustOnFirstUse: req.TrustOnFirstUse})
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		cmd := req.Command
+		if req.TimeoutSeconds > 0 {
+			if cmd, err = sshsession.RemoteKillWrap(cmd, time.Duration(req.TimeoutSeconds*float64(time.Second))); err != nil {
+				return nil, err
+			}
+		}
+		res, err := conn.Run(ctx, cmd, []byte(req.Stdin), sshsession.Limits{})
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"exit_status": res.ExitStatus, "signal": res.Signal, "stdout": string(res.Stdout), "stderr": string(res.Stderr)}, nil
+	}
+	client, err := xapi.New(xapi.Options{URL: req.URL, Username: req.Username, Password: xapi.Secret(req.Password),
+		CAFile: req.CAFile, Fingerprint: req.Fingerprint, Insecure: req.Insecure,
+		AllowLoopbackIP: req.AllowLoopbackIP, SSHPortKey: req.SSHPortKey})
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close(context.Background())
+	if err := client.Login(ctx); err != nil {
+		return nil, err
+	}
+	switch req.Op {
+	case "xapi_login":
+		return map[string]any{"ok": true}, nil
+	case "xapi_vms":
+		return client.ListVMs(ctx)
+	case "xapi_find_template":
+		ref, err := client.FindTemplate(ctx, req.Template)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]string{"ref": ref}, nil
+	case "xapi_launch":
+		vm, err := client.Launch(ctx, xapi.ProvisionSpec{Template: req.Template, Name: req.Name})
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"ref": vm.Ref, "uuid": vm.UUID, "name": vm.Name, "ip": vm.IP, "ssh_port": vm.SSHPort}, nil
+	case "xapi_shutdown":
+		return nil, client.VM(req.Ref).Shutdown(ctx, 60*time.Second)
+	case "xapi_destroy":
+		vm := client.VM(req.Ref)
+		if st, err := vm.PowerState(ctx); err == nil && st != "Halted" {
+			if err := vm.Shutdown(ctx, 60*time.Second); err != nil {
+				return nil, err
+			}
+		}
+		return nil, vm.Destroy(ctx)
+	case "xapi_power_state":
+		st, err := client.VM(req.Ref).PowerState(ctx)
+		return map[string]string{"power_state": st}, err
+	}
+	return nil, core.Errorf(core.ErrInvalid, "remote", "unknown op %q", req.Op)
+}
+
+//export bioxenGoRemote
+func bioxenGoRemote(reqJSON *C.char, n C.size_t, out **C.char, outLen *C.size_t) (status C.int) {
+	defer guard(&status)
+	if reqJSON == nil || out == nil || outLen == nil {
+		return fail(core.Errorf(core.ErrInvalid, "remote", "NULL argument"))
+	}
+	*out, *outLen = nil, 0
+	var req remoteRequest
+	if err := json.Unmarshal(C.GoBytes(unsafe.Pointer(reqJSON), C.int(n)), &req); err != nil {
+		return fail(core.Errorf(core.ErrInvalid, "remote", "bad request JSON"))
+	}
+	res, err := runRemote(&req)
+	if err != nil {
+		return fail(err)
+	}
+	data, err := json.Marshal(map[string]any{"result": res})
+	if err != nil {
+		return fail(core.Wrap(core.ErrGeneric, "remote", "encoding the response", err))
+	}
+	*out, *outLen = cbytes(data)
+	return C.BIOXEN_OK
+}
+
+//export bioxenGoVMInstallPackage
+func bioxenGoVMInstallPackage(h C.bioxen_vm, reqJSON *C.char, n C.size_t, out **C.char, outLen *C.size_t) (status C.int) {
+	defer guard(&status)
+	if reqJSON == nil || out == nil || outLen == nil {
+		return fail(core.Errorf(core.ErrInvalid, "install_package", "NULL argument"))
+	}
+	*out, *outLen = nil, 0
+	vm, st := lookup(h)
+	if vm == nil {
+		return st
+	}
+	data, err := vm.InstallPackage(context.Background(), C.GoBytes(unsafe.Pointer(reqJSON), C.int(n)))
+	if err != nil {
+		return fail(err)
+	}
+	*out, *outLen = cbytes(data)
+	return C.BIOXEN_OK
+}

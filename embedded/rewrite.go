@@ -1,0 +1,88 @@
+package embedded
+
+import (
+	"reflect"
+	"strconv"
+
+	"github.com/yuin/gopher-lua/ast"
+)
+
+// gopher-lua 1.1.2 compiles a multiple assignment by storing each value as
+// soon as it is computed, so `a, b = b, a` leaves a == b (upstream issue
+// yuin/gopher-lua#440; also t[i], t[j] = t[j], t[i]). Lua evaluates every
+// right-hand value first. fixMultipleAssignment rewrites each
+//
+//	x1, x2, ... = e1, e2, ...
+//
+// into
+//
+//	do local (t1), (t2), ... = e1, e2, ...; x1, x2, ... = (t1), (t2), ... end
+//
+// before compiling, which has Lua's meaning on every compiler. The
+// temporaries' names cannot clash with Lua identifiers.
+func fixMultipleAssignment(chunk []ast.Stmt) []ast.Stmt {
+	n := 0
+	return rewriteBlock(chunk, &n)
+}
+
+var stmtSlice = reflect.TypeOf([]ast.Stmt(nil))
+
+func rewriteBlock(stmts []ast.Stmt, n *int) []ast.Stmt {
+	for i, s := range stmts {
+		walkNode(reflect.ValueOf(s), n)
+		as, ok := s.(*ast.AssignStmt)
+		if !ok || len(as.Lhs) < 2 {
+			continue
+		}
+		names := make([]string, len(as.Lhs))
+		temps := make([]ast.Expr, len(as.Lhs))
+		for j := range as.Lhs {
+			*n++
+			names[j] = "(assign" + strconv.Itoa(*n) + ")"
+			id := &ast.IdentExpr{Value: names[j]}
+			id.SetLine(as.Line())
+			id.SetLastLine(as.LastLine())
+			temps[j] = id
+		}
+		local := &ast.LocalAssignStmt{Names: names, Exprs: as.Rhs}
+		local.SetLine(as.Line())
+		local.SetLastLine(as.LastLine())
+		assign := &ast.AssignStmt{Lhs: as.Lhs, Rhs: temps}
+		assign.SetLine(as.Line())
+		assign.SetLastLine(as.LastLine())
+		block := &ast.DoBlockStmt{Stmts: []ast.Stmt{local, assign}}
+		block.SetLine(as.Line())
+		block.SetLastLine(as.LastLine())
+		stmts[i] = block
+	}
+	return stmts
+}
+
+// walkNode visits every statement list below v (function bodies, loop and
+// if blocks, functions inside expressions) and rewrites it.
+func walkNode(v reflect.Value, n *int) {
+	for v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return
+		}
+		v = v.Elem()
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Field(i)
+			if !f.CanSet() {
+				continue
+			}
+			if f.Type() == stmtSlice {
+				f.Set(reflect.ValueOf(rewriteBlock(f.Interface().([]ast.Stmt), n)))
+				continue
+			}
+			walkNode(f, n)
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			walkNode(v.Index(i), n)
+		}
+	}
+}

@@ -1,0 +1,137 @@
+"""XCPngVM: a Lua VM inside an XCP-ng virtual machine.
+
+``start()`` does the spec's five steps in the core: log in to XAPI
+(XML-RPC — XCP-ng has no REST API), create the VM from the template (clone,
+provision, network), start it and wait for its address, connect over SSH
+(host key checked against ``vm_known_hosts``), and start the Lua driver
+there. ``execute_string`` then returns exactly what a basic VM returns.
+``stop()`` shuts the VM down and destroys it with its disks unless the
+config says ``persistent``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+from typing import Any, Dict, Mapping, Optional
+
+from . import _ffi
+from . import exceptions as exc
+from .factory import validate_xcpng_config
+from .interactive_session import InteractiveSession
+from .vm import BasicLuaVM, Code, ExecResult
+
+logger = logging.getLogger("pylua_bioxen_vm_lib.xcpng")
+
+SECRET_KEYS = ("xcp_password", "password", "vm_password")
+
+
+def redact(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """The config with every secret replaced by '***'."""
+    return {k: ("***" if k in SECRET_KEYS and v else v) for k, v in config.items()}
+
+
+class XCPngVM(BasicLuaVM):
+    """``XCPngVM(vm_id, config)`` — see the module doc. Config keys: the
+    spec's ``xcp_host``, ``xcp_username``, ``xcp_password``,
+    ``template_name``, ``vm_username``, ``vm_password``, or the alternates
+    ``xapi_url``, ``username``, ``password``, ``template``, ``vm_name``;
+    plus ``vm_key_file``, ``vm_known_hosts``, ``vm_trust_on_first_use``,
+    ``xcp_tls_fingerprint``, ``xcp_tls_ca_file``, ``xcp_insecure``,
+    ``vm_lua``, ``persistent`` (docs/xcpng.md lists them all)."""
+
+    vm_type = "xcpng"
+
+    def __init__(self, vm_id: str, config: Optional[Mapping[str, Any]], debug_mode: bool = False) -> None:
+        cfg = validate_xcpng_config(config)
+        super().__init__(vm_id, engine="xcpng", persistent=True, debug_mode=debug_mode, sandbox=False)
+        self._config = cfg
+        self.config = redact(cfg)  # what the user may see; secrets stay in _config
+        self._session: Optional[InteractiveSession] = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("running" if self._handle else "stopped")
+        host = self._config.get("xcp_host") or self._config.get("xapi_url")
+        return f"<XCPngVM {self.vm_id!r} host={host!r} {state}>"
+
+    def _engine_config(self) -> bytes:
+        return json.dumps(self._config).encode()
+
+    @property
+    def session_active(self) -> bool:
+        return self._session is not None and self._session.is_running()
+
+    # -- interactive session (the original's send_input/read_output) -------
+    def _ensure_session(self) -> InteractiveSession:
+        if self._session is None or not self._session.is_running():
+            self._session = InteractiveSession(self.vm_id, self)
+            self._session.start()
+        return self._session
+
+    def send_input(self, input_text: Code) -> bool:
+        """Send input to the VM's interactive Lua session (starting the VM
+        and the session if needed); returns True once queued."""
+        self._ensure_session().send_input(input_text)
+        return True
+
+    def read_output(self, timeout: float = 1.0, stream: str = "both") -> str:
+        """Output of the interactive session produced so far."""
+        return self._ensure_session().read_output(timeout=timeout, stream=stream)
+
+    def is_interactive_running(self) -> bool:
+        return self.session_active
+
+    # -- packages ------------------------------------------------------------
+    def install_package(self, package_name: str) -> bool:
+        """Install a Lua package in the VM with luarocks over SSH, from the
+        library's repositories; success comes from luarocks' exit status.
+        Raises PackageError with luarocks' output on failure."""
+        if not isinstance(package_name, str) or not package_name or any(c in package_name for c in " \t\n/;'\"$`\\"):
+            raise ValueError(f"invalid package name {package_name!r}")
+        from . import _packages
+
+        handle = self._running_handle()
+        request = json.dumps(
+            {
+                "package": package_name,
+                "home": str(_packages.home()),
+                "catalogs": _packages.default_catalogs(),
+                "default_repos": _packages.default_repos(),
+            }
+        ).encode()
+        out = ctypes.c_void_p()
+        size = ctypes.c_size_t()
+        status = _ffi.vm_install_package(handle, request, len(request), ctypes.byref(out), ctypes.byref(size))
+        if status != _ffi.OK:
+            err = _ffi.error_for(status, f"VM {self.vm_id!r}: install_package {package_name}")
+            raise exc.PackageError(str(err), code=status) from err
+        try:
+            info = json.loads(ctypes.string_at(out, size.value))
+        finally:
+            _ffi.free(out)
+        logger.debug("installed %s in %s: %s", package_name, self.vm_id, info)
+        return True
+
+    def get_vm_info(self) -> Dict[str, Any]:
+        info = self.get_info()
+        info.update(config=self.config, session_active=self.session_active)
+        return info
+
+    def stop(self) -> None:
+        if self._session is not None:
+            self._session.terminate()
+            self._session = None
+        super().stop()
+
+    def execute_string(self, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:
+        """Run a chunk in the VM (starting it if needed); the basic VM's
+        result dict."""
+        return super().execute_string(lua_code, timeout=timeout)
+
+
+def _config_file_path(path: str) -> Dict[str, Any]:
+    """Read a config JSON file (e.g. the simulator's -print-config line)."""
+    with open(os.fspath(path), encoding="utf-8") as f:
+        return json.load(f)

@@ -1,0 +1,32 @@
+package gotests
+
+import (
+	"testing"
+
+	"libbioxen/core"
+)
+
+// Regression tests for gopher-lua behaviours the embedded engine corrects.
+func TestEmbeddedLuaSemantics(t *testing.T) {
+	for _, trusted := range []bool{false, true} {
+		vm := open(t, core.Options{Trusted: trusted})
+		cases := []struct{ code, want string }{
+			{"local a, b = 1, 2 a, b = b, a return a, b", "[2,1]"},                                     // yuin/gopher-lua#440
+			{"local t = {1, 2, 3} t[1], t[3] = t[3], t[1] return t", "[[3,2,1]]"},                      // array swap
+			{"local x, y = 0, 0 x, y = x + 1, x + y return x, y", "[1,0]"},                             // #440's example
+			{"local m, n = 48, 18 while n ~= 0 do m, n = n, m % n end return m", "[6]"},                // gcd
+			{"local p, q = (function() return 7, 8 end)() p, q = q, p return p, q", "[8,7]"},           // multiple results
+			{`return ("abc"):upper(), ("hello"):sub(2, 3)`, `["ABC","el"]`},                            // string methods
+			{"local c = 0 local function inc() c = c + 1 end pcall(error, 'x') inc() return c", "[1]"}, // pcall keeps upvalues
+			{"local c = 0 local function inc() c = c + 1 end local ok = pcall(function() inc() error('e') end) inc() return c, ok", "[2,false]"},
+			{"return xpcall(function() error('e1', 0) end, function(m) return 'handled ' .. m end)", `[false,"handled e1"]`},
+			{"return select('#', pcall(function() end))", "[1]"},
+		}
+		for _, c := range cases {
+			res := run(t, vm, c.code)
+			if !res.Success || string(res.Values) != c.want {
+				t.Errorf("trusted=%v %s: %s %s, want %s", trusted, c.code, res.Values, res.Stderr, c.want)
+			}
+		}
+	}
+}

@@ -1,0 +1,232 @@
+"""Package management: the spec's examples verbatim, environments, repositories,
+lock files and bad input — against the real luarocks and the local rocks
+repository built from lua/ (no network)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+from pylua_bioxen_vm_lib import VMManager, create_vm
+from pylua_bioxen_vm_lib import exceptions as exc
+
+pytestmark = pytest.mark.skipif(shutil.which("luarocks") is None, reason="luarocks is not installed")
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    """Every test gets its own environments and repository list."""
+    monkeypatch.setenv("PYLUA_BIOXEN_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_spec_package_example():
+    from pylua_bioxen_vm_lib.utils.curator import PackageInstaller, search_packages
+
+    # Search and install a package
+    installer = PackageInstaller()
+    packages = search_packages("bio_compute")
+    installer.install_package("bio_compute")
+
+    assert packages[0]["name"] == "bio_compute"
+    assert installer.curator.is_package_installed("bio_compute")
+
+
+def test_spec_pattern_4(capsys):
+    from pylua_bioxen_vm_lib import VMManager
+    from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
+
+    # Install package
+    installer = PackageInstaller()
+    installer.install_package("bio_compute")
+
+    # Use package in VM
+    with VMManager() as manager:
+        session = manager.create_interactive_vm("package_vm")
+
+        # Load and use package
+        manager.send_input("package_vm", 'require("bio_compute")\nprint(bio_compute.compute(10))')
+        time.sleep(0.5)
+        print(manager.read_output("package_vm"))
+
+    out = capsys.readouterr().out
+    assert "error" not in out.lower()
+    assert session is not None
+    expected = create_vm("check").execute_string('require("bio_compute") return bio_compute.compute(10)')["stdout"]
+    assert expected in out.splitlines()
+
+
+def test_spec_complete_example(capsys):
+    import os
+    import time
+
+    from pylua_bioxen_vm_lib import VMLogger, VMManager
+    from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
+
+    # Set up logging
+    logger = VMLogger(debug_mode=os.getenv("PYLUA_DEBUG", "false").lower() == "true", component="BioApp")
+
+    # Install required package
+    installer = PackageInstaller()
+    installer.install_package("bio_compute")
+
+    # Use the package in a VM
+    with VMManager(debug_mode=True) as manager:
+        # Create interactive session
+        session = manager.create_interactive_vm("bio_vm")
+
+        # Load package and analyze sequence
+        manager.send_input(
+            "bio_vm",
+            """
+        require("bio_compute")
+        result = bio_compute.analyze_sequence("ATCG")
+        print("Analysis result:", result)
+    """,
+        )
+
+        # Get results
+        time.sleep(0.5)
+        print(manager.read_output("bio_vm"))
+
+        # Clean up
+        manager.terminate_vm_session("bio_vm")
+
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("Analysis result:"))
+    assert "table: 0x" not in line
+    assert "0.5" in line  # GC content of ATCG
+    assert logger is not None and session is not None
+
+
+@pytest.mark.parametrize(
+    "kind, executable",
+    [("embedded", "lua"), ("process", "lua5.4"), ("process", "lua5.1"), ("process", "luajit")],
+)
+def test_installed_package_on_every_engine(kind, executable):
+    if executable != "lua" and shutil.which(executable) is None:
+        pytest.skip(f"{executable} is not installed")
+    from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
+
+    PackageInstaller().install_package("bio_compute")
+    vm = create_vm("eng", engine=kind, lua_executable=executable)
+    result = vm.execute_string('local bc = require("bio_compute") return bc.analyze_sequence("ATCG").gc_content')
+    assert result["success"], result["stderr"]
+    assert result["values"] == [0.5]
+    vm.close()
+
+
+def test_two_environments_do_not_see_each_other():
+    from pylua_bioxen_vm_lib.env import EnvironmentManager
+    from pylua_bioxen_vm_lib.package_manager import PackageManager
+
+    PackageManager("lab_a").install("bio_compute")
+    EnvironmentManager().create_environment("lab_b")
+    in_a = create_vm("a", environment="lab_a").execute_string('return pcall(require, "bio_compute")')
+    in_b = create_vm("b", environment="lab_b").execute_string('return (pcall(require, "bio_compute"))')
+    assert in_a["values"][0] is True
+    assert in_b["values"] == [False]
+    with pytest.raises(exc.EnvironmentNotFoundError):
+        create_vm("c", environment="nope").execute_string("return 1")
+
+
+def test_session_set_environment():
+    from pylua_bioxen_vm_lib.package_manager import PackageManager
+
+    PackageManager("bioenv").install("bio_compute")
+    with VMManager() as manager:
+        session = manager.create_interactive_vm("s")
+        assert session.execute_interactive('return (pcall(require, "bio_compute"))')["values"] == [False]
+        session.set_environment("bioenv")
+        assert session.execute_interactive('return require("bio_compute").compute(10)')["success"]
+        with pytest.raises(exc.EnvironmentNotFoundError):
+            session.set_environment("missing")
+
+
+def test_dependency_chain_and_lock_round_trip(tmp_path):
+    from pylua_bioxen_vm_lib.package_manager import PackageManager
+
+    source = PackageManager("src")
+    installed = source.install("seq_utils")
+    names = {p["name"] for p in installed}
+    assert {"seq_utils", "bio_compute"} <= names
+    lock_path = tmp_path / "bioxen.lock"
+    lock = source.lock(lock_path)
+    assert {p["name"] for p in lock["packages"]} == {"seq_utils", "bio_compute"}
+    assert all(len(p["sha256"]) == 64 for p in lock["packages"])
+    assert json.loads(lock_path.read_text())["packages"] == lock["packages"]
+    copy = PackageManager("copy")
+    copy.install_from_lock(lock_path)
+    assert {p["name"] for p in copy.list_installed()} == {"seq_utils", "bio_compute"}
+
+
+def test_unknown_package_names_close_matches():
+    from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
+
+    with pytest.raises(exc.PackageError) as info:
+        PackageInstaller().install_package("bio_compte")
+    assert "bio_compute" in str(info.value)
+
+
+def test_unreachable_repository_changes_nothing(tmp_path):
+    from pylua_bioxen_vm_lib.package_manager import PackageManager, RepositoryManager
+
+    manager = PackageManager()
+    manager.install("bio_compute")
+    before = manager.list_installed()
+    repos = RepositoryManager()
+    for repo in repos.list_repositories():
+        repos.remove_repository(repo["name"])
+    repos.add_repository(tmp_path / "nowhere", name="gone")
+    with pytest.raises(exc.LuaVMError) as info:
+        manager.install("seq_utils")
+    assert "reachable" in str(info.value)
+    assert manager.list_installed() == before
+
+
+def test_repositories_order_and_search(tmp_path):
+    from pylua_bioxen_vm_lib.package_manager import RepositoryManager
+    from pylua_bioxen_vm_lib.utils.curator import search_packages
+
+    repos = RepositoryManager()
+    shipped = repos.list_repositories()
+    assert shipped and shipped[0]["url"].startswith("file://")
+    repos.add_repository("https://rocks.example.invalid", name="remote", index=0)
+    assert [r["name"] for r in repos.list_repositories()][0] == "remote"
+    repos.move_repository("remote", 5)
+    assert [r["name"] for r in repos.list_repositories()][-1] == "remote"
+    results = search_packages("sequence")
+    assert any(r["name"] == "bio_compute" for r in results)
+    with pytest.raises(exc.LuaVMError):
+        repos.add_repository("ftp://nope")
+
+
+def test_bad_catalog_names_file_and_line(tmp_path):
+    from pylua_bioxen_vm_lib.utils.curator import Curator
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "packages": [\n    {"name": "x",}\n  ]\n}\n')
+    with pytest.raises(exc.LuaVMError) as info:
+        Curator(packages_catalog=str(bad)).catalog()
+    assert "bad.json:3:" in str(info.value)
+
+
+def test_curator_profiles_health_and_bootstrap():
+    from pylua_bioxen_vm_lib.utils.curator import bootstrap_lua_environment, get_curator
+
+    curator = get_curator()
+    profiles = curator.get_available_profiles()
+    assert {"minimal", "standard", "full"} <= set(profiles)
+    result = bootstrap_lua_environment("boot", profile="bioxen-minimal")
+    assert result["success"], result
+    health = get_curator("boot").health_check()
+    assert health["luarocks_available"] and health["installed_packages"] >= 1
+    assert health["catalog_size"] >= 5
+
+
+def test_c_module_is_a_clear_error_on_the_embedded_engine():
+    result = create_vm("cmod").execute_string('return pcall(require, "lfs")')
+    ok, message = result["values"]
+    assert ok is False and "lfs" in message
