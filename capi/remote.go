@@ -64,13 +64,8 @@ func runRemote(req *remoteRequest) (any, error) {
 			return nil, err
 		}
 		defer conn.Close()
-		cmd := req.Command
-		if req.TimeoutSeconds > 0 {
-			if cmd, err = sshsession.RemoteKillWrap(cmd, time.Duration(req.TimeoutSeconds*float64(time.Second))); err != nil {
-				return nil, err
-			}
-		}
-		res, err := conn.Run(ctx, cmd, []byte(req.Stdin), sshsession.Limits{})
+		// Run puts the command under a remote kill for the context's deadline.
+		res, err := conn.Run(ctx, req.Command, []byte(req.Stdin), sshsession.Limits{})
 		if err != nil {
 			return nil, err
 		}
