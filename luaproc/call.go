@@ -4,18 +4,68 @@ import (
 	"libbioxen/core"
 )
 
+// X frame flags (docs/protocol.md).
+const (
+	flagFresh  = 1 // a fresh environment
+	flagPrint  = 2 // print returned values
+	flagStream = 4 // send output frames at once (core.Request.Output)
+	flagREPL   = 8 // one input of lua -i (core.Request.REPL)
+)
+
+// AppendRequest appends the X frame that asks the driver to run req under
+// lim (zero fields take the defaults).
+func AppendRequest(dst []byte, req *core.Request, lim core.Limits) []byte {
+	lim = lim.WithDefaults()
+	name := req.ChunkName
+	if name == "" {
+		name = "=input"
+	}
+	var flags int64
+	if req.Fresh {
+		flags |= flagFresh
+	}
+	if req.PrintResults {
+		flags |= flagPrint
+	}
+	if req.Output != nil {
+		flags |= flagStream
+	}
+	if req.REPL {
+		flags |= flagREPL
+	}
+	// The driver cuts the values at this many bytes of serialization.
+	budget := int64(lim.MaxValueBytes)*2 + 64
+	if budget > MaxFrameSize/2 {
+		budget = MaxFrameSize / 2
+	}
+	dst = AppendFrameHeader(dst, 'X', len(name)+len(req.Code), flags, int64(lim.MaxValueDepth), budget, int64(len(name)))
+	dst = append(dst, name...)
+	return append(dst, req.Code...)
+}
+
+// IsIncomplete reports whether res is the result of REPL input that is not
+// a complete chunk yet (the driver sent N): nothing ran.
+func IsIncomplete(res *core.Result) bool { return res != nil && res.Incomplete }
+
 // Call gathers the frames the driver sends for one chunk into a
 // core.Result. It knows nothing of the transport: the pipe engine feeds it
 // frames and raw stdout/stderr bytes, and so can an SSH transport.
 type Call struct {
-	lim    core.Limits
-	stdout core.Capture
-	stderr core.Capture
-	values []byte
-	rc     int
-	errMsg string
-	failed bool
-	done   bool
+	// Output, when set, receives every piece of output as it is applied
+	// (core.Request.Output); p is only valid during the call. Reset clears
+	// it.
+	Output func(stream core.Stream, p []byte)
+
+	lim        core.Limits
+	stdout     core.Capture
+	stderr     core.Capture
+	values     []byte
+	rc         int
+	errMsg     string
+	failed     bool
+	incomplete bool
+	spent      bool
+	done       bool
 }
 
 // NewCall starts gathering a call's result under lim (zero fields take the
@@ -38,14 +88,33 @@ func (c *Call) Reset(lim core.Limits) {
 	c.rc = 0
 	c.errMsg = ""
 	c.failed = false
+	c.incomplete = false
+	c.spent = false
 	c.done = false
+	c.Output = nil
+}
+
+var newline = []byte("\n")
+
+func (c *Call) out(b []byte) {
+	c.stdout.WriteBytes(b)
+	if c.Output != nil && len(b) > 0 {
+		c.Output(core.Stdout, b)
+	}
+}
+
+func (c *Call) err(b []byte) {
+	c.stderr.WriteBytes(b)
+	if c.Output != nil && len(b) > 0 {
+		c.Output(core.Stderr, b)
+	}
 }
 
 // RawStdout adds bytes that reached the interpreter's stdout directly.
-func (c *Call) RawStdout(b []byte) { c.stdout.WriteBytes(b) }
+func (c *Call) RawStdout(b []byte) { c.out(b) }
 
 // RawStderr adds bytes that reached the interpreter's stderr directly.
-func (c *Call) RawStderr(b []byte) { c.stderr.WriteBytes(b) }
+func (c *Call) RawStderr(b []byte) { c.err(b) }
 
 // StderrTail returns up to n bytes of the stderr gathered so far, for error
 // messages.
@@ -56,6 +125,11 @@ func (c *Call) StderrTail(n int) []byte {
 	}
 	return b
 }
+
+// Spent reports that the driver sent an I frame during the call: the
+// interpreter's SIGINT handler was used up and a second SIGINT before the
+// driver is re-armed (an A frame) would kill the interpreter.
+func (c *Call) Spent() bool { return c.spent }
 
 // Done reports that the D frame arrived.
 func (c *Call) Done() bool { return c.done }
@@ -76,10 +150,16 @@ func (c *Call) Apply(f Frame) (done bool, err error) {
 	}
 	switch f.Tag {
 	case 'O':
-		c.stdout.WriteBytes(f.Payload)
+		c.out(f.Payload)
 	case 'E':
-		c.stderr.WriteBytes(f.Payload)
+		c.err(f.Payload)
 	case 'S':
+	case 'N':
+		c.incomplete = true
+	case 'I':
+		// The driver saw an interrupt it may not have been sent: the
+		// interpreter's SIGINT handler is spent (see Engine.Interrupt).
+		c.spent = true
 	case 'R':
 		if c.values != nil {
 			return false, protoErr("two R frames in one call")
@@ -92,11 +172,11 @@ func (c *Call) Apply(f Frame) (done bool, err error) {
 	case 'F':
 		c.failed = true
 		c.errMsg = string(f.Payload)
-		c.stderr.WriteBytes(f.Payload)
-		c.stderr.WriteString("\n")
+		c.err(f.Payload)
+		c.err(newline)
 	case 'T':
-		c.stderr.WriteBytes(f.Payload)
-		c.stderr.WriteString("\n")
+		c.err(f.Payload)
+		c.err(newline)
 	case 'D':
 		rc := f.Args[0]
 		if rc < -1<<31 || rc > 1<<31-1 {
@@ -127,6 +207,11 @@ func (c *Call) Result() *core.Result {
 	}
 	if c.failed {
 		r.ErrorMessage = c.errMsg
+	}
+	if c.incomplete {
+		// As the embedded engine: nothing ran, and it did not succeed.
+		r.Incomplete = true
+		r.Success = false
 	}
 	return r
 }

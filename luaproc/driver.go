@@ -2,6 +2,7 @@ package luaproc
 
 import (
 	_ "embed"
+	"strconv"
 	"strings"
 )
 
@@ -15,6 +16,18 @@ const DriverChunkName = "=[bioxen driver]"
 // DriverSource returns the Lua source of the driver (a copy).
 func DriverSource() []byte { return append([]byte(nil), driverSource...) }
 
+// RearmStubs is how many times the driver can re-arm the SIGINT handler of
+// a Lua 5.x interpreter (lua.c installs it for each -e chunk, and a SIGINT
+// spends it): the interpreter gets that many "-e bioxen_resume()"
+// arguments after the bootstrap, one per re-arm. LuaJIT re-arms through
+// its FFI and needs none. Past the last one, Interrupt does nothing on that
+// interpreter.
+const RearmStubs = 1024
+
+// rearmStub is the -e chunk that calls back into the driver; the driver
+// knows this text.
+const rearmStub = "bioxen_resume()"
+
 // Bootstrap returns the short Lua program given to the interpreter with
 // -e. It opens inPath, reads one frame "B <len>\n<driver source>" from it,
 // and runs the driver, which keeps reading frames from inPath and writes
@@ -25,7 +38,18 @@ func Bootstrap(inPath, outPath string) string {
 		`local n=tonumber(h and string.match(h,"^B (%d+)$"))` +
 		`if not n then error("bioxen: bad bootstrap frame") end ` +
 		`local fn=assert((loadstring or load)(f:read(n),` + luaQuote(DriverChunkName) + `))` +
-		`fn(f,` + luaQuote(outPath) + `)`
+		`fn(f,` + luaQuote(outPath) + `,` + strconv.Itoa(RearmStubs) + `)`
+}
+
+// Args returns the interpreter's arguments (without argv[0]): the
+// bootstrap, then RearmStubs re-arm stubs.
+func Args(inPath, outPath string) []string {
+	args := make([]string, 0, 2+2*RearmStubs)
+	args = append(args, "-e", Bootstrap(inPath, outPath))
+	for i := 0; i < RearmStubs; i++ {
+		args = append(args, "-e", rearmStub)
+	}
+	return args
 }
 
 // BootstrapFrame is the frame carrying the driver source, the first bytes

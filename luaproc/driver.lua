@@ -1,13 +1,15 @@
 -- libbioxen driver: runs chunks for the host over the frame protocol of
 -- docs/protocol.md. Loaded by the bootstrap (see luaproc/driver.go) as
--- the chunk "=[bioxen driver]" and called with (input file, output path).
--- Works on Lua 5.1, 5.2, 5.3, 5.4 and LuaJIT.
+-- the chunk "=[bioxen driver]" and called with (input file, output path,
+-- number of re-arm stubs). Works on Lua 5.1, 5.2, 5.3, 5.4 and LuaJIT.
 --
--- The driver never sets a global and, once a call runs, never calls a
--- string method or a global: everything it needs is captured below, so
--- user code cannot break it by changing the environment or the libraries.
+-- Chunks never see the real globals: the driver's only global is
+-- bioxen_resume in the real _G (see "Interrupts"). Once a call runs, the
+-- driver never calls a string method or a global: everything it needs is
+-- captured below, so user code cannot break it by changing the environment
+-- or the libraries.
 
-local inp, outpath = ...
+local inp, outpath, nstubs = ...
 
 local _G = _G
 local type, tostring, tonumber, select, next, rawget = type, tostring, tonumber, select, next, rawget
@@ -22,7 +24,19 @@ local real_stdout, real_stderr = io.stdout, io.stderr
 local traceback = debug.traceback
 local getmt = debug.getmetatable
 local sethook = debug.sethook
-local co_resume = coroutine.resume
+local co_resume, co_create, co_yield = coroutine.resume, coroutine.create, coroutine.yield
+local os_exit = os.exit
+local jit_off = type(rawget(_G, "jit")) == "table" and jit.off or nil
+
+-- LuaJIT's FFI is loaded before anything is snapshotted, so that chunks
+-- get this module from package.loaded: loading it a second time (its
+-- preload function) starts a new C type state and breaks every cdata made
+-- before, the driver's own among them (see "Interrupts").
+local ffi
+if jit_off then
+  local ok, m = pcall(require, "ffi")
+  if ok and type(m) == "table" then ffi = m end
+end
 
 local FRAME_CHUNK = 1024 * 1024 -- O/E payloads are cut into pieces this big
 local FLUSH_AT = 32 * 1024      -- output gathered before an O/E frame goes
@@ -38,6 +52,38 @@ local function out_flush() return f_flush(out) end
 
 local function send(tag, payload)
   f_write(out, tag, " ", #payload, "\n", payload)
+end
+
+-- lua.c puts its whole command line in the global arg; the re-arm stubs
+-- after the bootstrap ("-e bioxen_resume()", see "Interrupts") are not the
+-- chunks' business, and would make every fresh environment bigger.
+local STUB = "bioxen_resume()"
+do
+  local a = rawget(_G, "arg")
+  if type(a) == "table" then
+    local drop, nd = {}, 0
+    for k, v in next, a do
+      if v == STUB and type(k) == "number" then nd = nd + 1; drop[nd] = k end
+    end
+    local top = nil
+    for i = 1, nd do
+      local k = drop[i]
+      a[k] = nil
+      if a[k - 1] == "-e" then a[k - 1] = nil end
+      if top == nil or k > top then top = k end
+    end
+    if top == -1 then
+      -- LuaJIT numbers the arguments back from the last one: as if the
+      -- stubs had not been there.
+      local keys, nk = {}, 0
+      for k in next, a do
+        if type(k) == "number" and k < 0 then nk = nk + 1; keys[nk] = k end
+      end
+      local moved = {}
+      for i = 1, nk do moved[keys[i] + 2 * nd] = a[keys[i]]; a[keys[i]] = nil end
+      for k, v in next, moved do a[k] = v end
+    end
+  end
 end
 
 -- Library snapshot --------------------------------------------------------
@@ -93,6 +139,7 @@ end
 
 local obuf, on, osize = {}, 0, 0 -- stdout gathered for the next O frame
 local ebuf, en, esize = {}, 0, 0 -- stderr gathered for the next E frame
+local stream = false             -- X flag 4: output frames go at once
 local exit_code = nil            -- set by os.exit
 local EXIT = setmetatable({}, { __tostring = function() return "os.exit" end })
 
@@ -105,32 +152,51 @@ local function send_pieces(tag, s)
   end
 end
 
+-- The output functions run in the chunk's thread, where an interrupt can
+-- raise an error at any instruction (see "Interrupts"): a buffer entry is
+-- committed by one assignment, and a buffer is emptied before its frame is
+-- sent, so an interrupt may lose output but never sends it twice.
 local function flush_out()
   if on > 0 then
-    local s = on == 1 and obuf[1] or tconcat(obuf, "", 1, on)
-    for i = 1, on do obuf[i] = nil end
-    on, osize = 0, 0
+    local n = on
+    local s = n == 1 and obuf[1] or tconcat(obuf, "", 1, n)
+    on = 0
+    osize = 0
     send_pieces("O", s)
+    for i = 1, n do obuf[i] = nil end
   end
 end
 
 local function flush_err()
   if en > 0 then
-    local s = en == 1 and ebuf[1] or tconcat(ebuf, "", 1, en)
-    for i = 1, en do ebuf[i] = nil end
-    en, esize = 0, 0
+    local n = en
+    local s = n == 1 and ebuf[1] or tconcat(ebuf, "", 1, n)
+    en = 0
+    esize = 0
     send_pieces("E", s)
+    for i = 1, n do ebuf[i] = nil end
   end
 end
 
+-- Stale entries past on/en are overwritten by later output.
+local function clear_buffers()
+  on, osize, en, esize = 0, 0, 0, 0
+  obuf, ebuf = {}, {}
+end
+
 local function emit_out(s)
-  on = on + 1; obuf[on] = s; osize = osize + #s
+  obuf[on + 1] = s; on = on + 1; osize = osize + #s
   if osize >= FLUSH_AT then flush_out(); out_flush() end
 end
 
 local function emit_err(s)
-  en = en + 1; ebuf[en] = s; esize = esize + #s
+  ebuf[en + 1] = s; en = en + 1; esize = esize + #s
   if esize >= FLUSH_AT then flush_err(); out_flush() end
+end
+
+-- In stream mode every print and write is sent as soon as it is done.
+local function stream_flush()
+  if stream then flush_out(); flush_err(); out_flush() end
 end
 
 -- Everything gathered so far reaches the host, and the C streams of the
@@ -186,6 +252,7 @@ local function write_to(f, ...)
   elseif kind == "stderr" then emit = emit_err
   else return nil end
   for i = 1, select("#", ...) do write_arg(emit, i, (select(i, ...))) end
+  stream_flush()
   return f
 end
 
@@ -233,6 +300,7 @@ local function lprint(...)
     emit_out(s)
   end
   emit_out("\n")
+  stream_flush()
 end
 
 local function io_write(...)
@@ -497,6 +565,7 @@ if type(package) == "table" then
   end
   if type(package.preload) == "table" then
     for k, v in next, package.preload do
+      if k == "ffi" and ffi then v = function() return ffi end end
       npreload = npreload + 1; preload_k[npreload] = k; preload_v[npreload] = v
     end
   end
@@ -718,36 +787,167 @@ local function trim_traceback(tb)
   for i = n, 2, -1 do
     if str_find(lines[i], "^%s*%[C%]: in function 'xpcall'") then last = i - 1; break end
   end
-  return tconcat(lines, "\n", 1, last) .. "\n\t[C]: in ?"
+  -- At the top, the frames of a driver function the chunk called (print,
+  -- io.write ...) read like the interpreter's C function.
+  local first, name = 2, nil
+  while first < last do
+    local l = lines[first]
+    if str_find(l, "^%s*%[bioxen driver%]:") then
+      name = str_match(l, "in %a+ '([^']+)'")
+    elseif not (str_find(l, "^%s*%[C%]:") and str_find(lines[first + 1], "^%s*%[bioxen driver%]:")) then
+      break
+    end
+    first = first + 1
+  end
+  if first > 2 then
+    first = first - 1
+    lines[first] = name and "\t[C]: in function '" .. name .. "'" or "\t[C]: in ?"
+  end
+  if first > last then return "stack traceback:\n\t[C]: in ?" end
+  return "stack traceback:\n" .. tconcat(lines, "\n", first, last) .. "\n\t[C]: in ?"
 end
 
+-- Interrupts ------------------------------------------------------------------------------
+--
+-- The host interrupts a chunk with SIGINT, as a terminal's ^C would. The
+-- standalone interpreter (lua.c, luajit.c) catches SIGINT while it runs a
+-- -e chunk, and the driver runs inside the bootstrap's -e: the handler
+-- sets a debug hook on the main thread that raises "interrupted!" at the
+-- next instruction, call or return, and puts SIGINT back to its default
+-- action (a second ^C kills the process). The interpreter installs its
+-- handler again only when it starts its next -e chunk.
+--
+-- So user code runs on the main thread and everything else the driver does
+-- (reading requests, preparing and finishing calls) runs in the coroutine
+-- `worker`. On Lua 5.1-5.4 hooks are per thread: the interrupt hook never
+-- fires in the worker, so no read or write of the protocol can be cut in
+-- two. The small trampoline on the main thread that hands work between
+-- them is written so that an error raised at any of its instructions loses
+-- nothing. LuaJIT's hooks are global: there the driver blocks SIGINT
+-- (through the FFI) except while user code runs.
+--
+-- Re-arming: on LuaJIT the driver reinstalls the interpreter's handler
+-- through the FFI. On Lua 5.x the host starts the interpreter with nstubs
+-- arguments "-e bioxen_resume()" after the bootstrap: to re-arm, the
+-- driver returns to the interpreter, which starts the next -e chunk (and
+-- installs its handler again), and that chunk calls back into the driver.
+-- The host sends at most one SIGINT until the driver says that it is armed
+-- again (A frame); the driver tells the host when an interrupt it did not
+-- expect spent the handler (I frame).
+
+local intr_mode = "stubs" -- "stubs" (Lua 5.x), "mask" (LuaJIT with the FFI) or "none"
+local nrearm = tonumber(nstubs) or 0
+local block, unblock, arm, absorb -- LuaJIT only
+if jit_off then
+  intr_mode = "none"
+  if ffi then
+    local ok = pcall(function()
+      ffi.cdef [[
+        typedef struct { unsigned long val[16]; } bx_sigset_t;
+        typedef void (*bx_sighandler_t)(int);
+        struct bx_timespec { long tv_sec; long tv_nsec; };
+        int bx_sigemptyset(bx_sigset_t *) __asm__("sigemptyset");
+        int bx_sigaddset(bx_sigset_t *, int) __asm__("sigaddset");
+        int bx_sigprocmask(int, const bx_sigset_t *, bx_sigset_t *) __asm__("sigprocmask");
+        int bx_sigtimedwait(const bx_sigset_t *, void *, const struct bx_timespec *) __asm__("sigtimedwait");
+        bx_sighandler_t bx_signal(int, bx_sighandler_t) __asm__("signal");
+      ]]
+      local C = ffi.C
+      local SIGINT, SIG_BLOCK, SIG_UNBLOCK = 2, 0, 1 -- Linux
+      local set = ffi.new("bx_sigset_t")
+      C.bx_sigemptyset(set)
+      C.bx_sigaddset(set, SIGINT)
+      local zero = ffi.new("struct bx_timespec")
+      -- We run inside the interpreter's -e chunk: its handler is installed.
+      local h = C.bx_signal(SIGINT, ffi.cast("bx_sighandler_t", 1))
+      C.bx_signal(SIGINT, h)
+      if tonumber(ffi.cast("intptr_t", h)) <= 1 then error("no SIGINT handler") end
+      local sigprocmask, signal, sigtimedwait = C.bx_sigprocmask, C.bx_signal, C.bx_sigtimedwait
+      block = function() sigprocmask(SIG_BLOCK, set, nil) end
+      unblock = function() sigprocmask(SIG_UNBLOCK, set, nil) end
+      arm = function() signal(SIGINT, h) end
+      absorb = function() while sigtimedwait(set, nil, zero) == SIGINT do end end
+    end)
+    if ok then
+      intr_mode = "mask"
+      block()
+    else
+      block, unblock, arm, absorb = nil, nil, nil, nil
+    end
+  end
+end
+
+local spent, reported = false, false -- the handler is spent / the host was told
+
+-- The call handed from the worker to the main thread and back.
+local job_state = "idle" -- idle, run, running, ran, rearm, sync, rearmed, quit
+local job_fn, job_print, job_res, job_err
+local progress = 0 -- counts the trampoline's completed steps
+
 -- Running a chunk -------------------------------------------------------------------------
+
+local NO_TB = "stack traceback:\n\t[C]: in ?"
+
+local function report_spent()
+  if spent and not reported and intr_mode == "stubs" then
+    send("I", "")
+    reported = true
+  end
+end
 
 local function finish_error(msg, tb)
   sync_out()
   send("F", msg)
   send("T", tb)
+  report_spent()
   out_write("D 1 0\n")
   out_flush()
 end
 
 local function finish_exit()
   sync_out()
+  report_spent()
   out_write("D ", exit_code, " 0\n")
   out_flush()
 end
 
-local function run(flags, maxdepth, budget, name, code)
+local function finish_incomplete()
+  sync_out()
+  send("N", "")
+  report_spent()
+  out_write("D 0 0\n")
+  out_flush()
+end
+
+local function compile(code, name, env)
+  if setfenv then
+    if str_byte(code, 1) == 27 then
+      return nil, "attempt to load a binary chunk (mode is 't')"
+    end
+    local fn, err = loadstring(code, name)
+    if fn then setfenv(fn, env) end
+    return fn, err
+  end
+  return load(code, name, "t", env)
+end
+
+-- setup prepares a call in the worker: it returns true when the chunk is to
+-- run, false when the call is already finished (syntax error, incomplete
+-- REPL input).
+local function setup(flags, name, code)
   exit_code = nil
   cur_out, cur_in = fake_stdout, fake_stdin
+  stream = floor(flags / 4) % 2 == 1
+  local repl = floor(flags / 8) % 2 == 1
   local env, es, pkg
   if flags % 2 == 1 then
     env = make_env()
     es, pkg = env.string, install_package(env)
   else
     if not persistent_env then
-      persistent_env = make_env()
-      persistent_string, persistent_pkg = persistent_env.string, install_package(persistent_env)
+      local penv = make_env()
+      persistent_string, persistent_pkg = penv.string, install_package(penv)
+      persistent_env = penv
     end
     env, es, pkg = persistent_env, persistent_string, persistent_pkg
   end
@@ -755,93 +955,269 @@ local function run(flags, maxdepth, budget, name, code)
   local print_results = floor(flags / 2) % 2 == 1
 
   local fn, err
-  if setfenv then
-    if str_byte(code, 1) == 27 then
-      fn, err = nil, "attempt to load a binary chunk (mode is 't')"
-    else
-      fn, err = loadstring(code, name)
-      if fn then setfenv(fn, env) end
+  if repl then
+    -- One input of lua -i: "=expr" is "return expr"; an expression is
+    -- printed; a chunk whose syntax error is at its end waits for more.
+    local c = code
+    if str_byte(c, 1) == 61 then c = str_sub(c, 2) end
+    fn = compile("return " .. c, name, env)
+    if fn and jit_off then
+      -- LuaJIT keeps no frame for a tail call, so error("x") typed in
+      -- would lose its position: evaluate the values in the chunk's frame.
+      fn = compile("return (function(...) return ... end)(" .. c .. "\n)", name, env) or fn
     end
+    if fn then
+      print_results = true
+    else
+      fn, err = compile(code, name, env)
+      if not fn and type(err) == "string" and str_find(err, "<eof>'?$") then
+        finish_incomplete()
+        return false
+      end
+    end
+    -- JIT-compiled loops never see the interrupt hook: typed-in code runs
+    -- interpreted (functions it defines are still compiled).
+    if fn and jit_off then jit_off(fn) end
   else
-    fn, err = load(code, name, "t", env)
+    fn, err = compile(code, name, env)
   end
   if not fn then
     if type(err) ~= "string" then err = "(error object is a " .. type(err) .. " value)" end
-    finish_error(err, "stack traceback:\n\t[C]: in ?")
-    return
+    finish_error(err, NO_TB)
+    return false
   end
-
   if strmt and type(es) == "table" then strmt.__index = es end
-  local res = pack(xpcall(fn, handler))
+  job_fn, job_print = fn, print_results
+  return true
+end
+
+-- teardown finishes a call in the worker with the result the main thread
+-- left in job_res.
+local function teardown(maxdepth, budget)
+  local res = job_res
+  job_res, job_fn, job_err = nil, nil, nil
   restore_shared()
-  sethook() -- a hook left by the chunk would run in the driver
 
   if exit_code ~= nil then finish_exit(); return end
   if not res[1] then
     local e = res[2]
+    local msg, tb
     if type(e) == "table" and rawget(e, ERR) then
-      finish_error(e.msg, trim_traceback(e.tb))
+      msg, tb = e.msg, e.raw and e.tb or trim_traceback(e.tb)
     else
       -- The handler itself failed (stack overflow in the handler,
       -- out of memory): e is Lua's message.
-      local msg = type(e) == "string" and e or "(error object is a " .. type(e) .. " value)"
-      finish_error(msg, "stack traceback:\n\t[C]: in ?")
+      msg = type(e) == "string" and e or "(error object is a " .. type(e) .. " value)"
+      tb = NO_TB
     end
+    if type(msg) == "string" and str_find(msg, "interrupted!$") then
+      if intr_mode == "stubs" then spent = true end
+      -- The hook fired in a driver function the chunk called (print ...):
+      -- say it like the interpreter does for a C function.
+      if str_find(msg, "^%[bioxen driver%]:%d+: interrupted!$") then msg = "interrupted!" end
+    end
+    finish_error(msg, tb)
     return
   end
-
-  if print_results and res.n > 1 then
-    local ok, perr = pcall(lprint, unpack(res, 2, res.n))
-    if not ok then
-      local msg = "error calling 'print' (" .. (type(perr) == "string" and perr or "(error object is a " .. type(perr) .. " value)") .. ")"
-      finish_error(msg, "stack traceback:\n\t[C]: in ?")
-      return
-    end
+  if res.perr ~= nil then
+    local perr = res.perr
+    if type(perr) == "string" and str_find(perr, "^%[bioxen driver%]:%d+: interrupted!$") then perr = "interrupted!" end
+    local msg = "error calling 'print' (" .. (type(perr) == "string" and perr or "(error object is a " .. type(perr) .. " value)") .. ")"
+    finish_error(msg, NO_TB)
+    return
   end
   local payload = serialize(res, maxdepth, budget)
   sync_out()
   send("R", payload)
+  report_spent()
   out_write("D 0 0\n")
   out_flush()
 end
 
--- Main loop ---------------------------------------------------------------------------------
+local function internal_error(err)
+  restore_shared()
+  clear_buffers()
+  local msg = "bioxen driver internal error: " .. (type(err) == "string" and err or type(err))
+  finish_error(msg, NO_TB)
+end
+
+-- do_rearm answers the host's A frame.
+local function do_rearm()
+  if intr_mode == "mask" then
+    absorb() -- a SIGINT sent just as the last call ended
+    arm()
+    spent, reported = false, false
+    out_write("A 1 0\n")
+  elseif intr_mode == "stubs" and nrearm > 0 then
+    nrearm = nrearm - 1
+    job_state = "rearm"
+    co_yield() -- back here from the next -e stub
+    spent, reported = false, false
+    out_write("A 1 0\n")
+  else
+    -- Pass through the main thread all the same, so that an interrupt
+    -- hook still pending from the last call fires there and not in the
+    -- next chunk.
+    job_state = "sync"
+    co_yield()
+    out_write("A 0 0\n")
+  end
+  out_flush()
+end
+
+-- 5.4 returns nil, message, errno when a signal interrupts a read (its
+-- SIGINT handler is installed without SA_RESTART).
+local EINTR = 4
+
+local function read_line()
+  while true do
+    local line, _, code = f_read(inp, "*l")
+    if line ~= nil or code ~= EINTR then return line end
+  end
+end
+
+-- The worker: reads requests and runs them through the main thread.
+local function worker_loop()
+  while true do
+    local line = read_line()
+    if line == nil then break end
+    local tag = str_sub(line, 1, 1)
+    if tag == "X" then
+      local flags, maxdepth, budget, namelen, len = str_match(line, "^X (%d+) (%d+) (%d+) (%d+) (%d+)$")
+      if not flags then
+        f_write(real_stderr, "bioxen driver: bad frame header: ", line, "\n")
+        break
+      end
+      flags, maxdepth, budget, namelen, len = tonumber(flags), tonumber(maxdepth), tonumber(budget), tonumber(namelen), tonumber(len)
+      local payload = ""
+      if len > 0 then
+        local _, code
+        payload, _, code = f_read(inp, len)
+        if payload == nil and code == EINTR then
+          -- Part of the request may be lost: the stream cannot be trusted.
+          f_write(real_stderr, "bioxen driver: a signal interrupted the reading of a request\n")
+          break
+        end
+      end
+      if payload == nil or #payload ~= len then break end
+      local name, code = str_sub(payload, 1, namelen), str_sub(payload, namelen + 1)
+      payload = nil
+      local ok, ready = pcall(setup, flags, name, code)
+      if not ok then
+        internal_error(ready)
+      elseif ready then
+        job_state = "run"
+        co_yield() -- the main thread runs the chunk
+        local ok2, err = pcall(teardown, maxdepth, budget)
+        if not ok2 then internal_error(err) end
+      end
+    elseif tag == "A" then
+      do_rearm()
+    elseif tag == "Q" then
+      break
+    else
+      f_write(real_stderr, "bioxen driver: unknown frame: ", line, "\n")
+      break
+    end
+  end
+  job_state = "quit"
+end
+
+local worker = co_create(worker_loop)
+
+-- The main thread ---------------------------------------------------------------------------
+--
+-- An interrupt can raise "interrupted!" at any instruction of the
+-- trampoline; main_protected catches it and calls the trampoline again,
+-- which carries on from job_state. Every state change is one assignment.
+
+local function abort_job()
+  if block then block() end
+  sethook()
+  local msg = job_err
+  if type(msg) ~= "string" or str_find(msg, "^%[bioxen driver%]:%d+: interrupted!$") then msg = "interrupted!" end
+  job_res = { n = 2, false, { [ERR] = true, msg = msg, tb = NO_TB, raw = true } }
+  job_state = "ran"
+end
+
+local function trampoline()
+  while true do
+    local st = job_state
+    if st == "run" then
+      job_state = "running"
+      if arm then arm(); unblock() end
+      local res = pack(xpcall(job_fn, handler))
+      if job_print and res[1] and res.n > 1 and exit_code == nil then
+        local ok, perr = pcall(lprint, unpack(res, 2, res.n))
+        if not ok then res.perr = perr end
+      end
+      if block then block() end
+      sethook() -- a hook left by the chunk would run in the driver
+      job_res = res
+      job_state = "ran"
+      progress = progress + 1
+    elseif st == "running" then
+      -- The interrupt came after the chunk returned, or before it started.
+      abort_job()
+    elseif st == "rearm" or st == "quit" then
+      return st
+    else -- idle, ran, sync, rearmed: the worker's turn
+      if st == "sync" then job_state = "idle" end
+      local ok, err = co_resume(worker)
+      if not ok then
+        f_write(real_stderr, "bioxen driver internal error: ", type(err) == "string" and err or type(err), "\n")
+        return "quit"
+      end
+      progress = progress + 1
+    end
+  end
+end
+
+local function main_protected()
+  local fails, seen = 0, progress
+  while true do
+    local ok, r = pcall(trampoline)
+    if ok then return r end
+    -- An error outside user code: an interrupt that missed the chunk (or
+    -- an error from a debug hook the chunk left on the main thread).
+    if type(r) == "string" and str_find(r, "interrupted!$") then spent = true end
+    if job_state == "run" then
+      -- A SIGINT that came while the call was being prepared, or between
+      -- calls: it interrupts this call.
+      job_err = r
+      job_state = "running"
+    elseif job_state == "running" then
+      job_err = r
+    end
+    if progress ~= seen then fails, seen = 0, progress end
+    fails = fails + 1
+    if fails > 1000 then
+      f_write(real_stderr, "bioxen driver: cannot take control back from the chunk's debug hook\n")
+      return "quit"
+    end
+  end
+end
+
+local function enter()
+  if main_protected() == "quit" then
+    out_flush()
+    os_exit(0)
+  end
+  -- "rearm": back to the interpreter, whose next -e stub calls bioxen_resume.
+end
+
+rawset(_G, "bioxen_resume", function()
+  job_state = "rearmed"
+  return enter()
+end)
+
+-- Start ---------------------------------------------------------------------------------------
 
 local version = _VERSION
 if type(rawget(_G, "jit")) == "table" and type(jit.version) == "string" then
   version = version .. " " .. jit.version
 end
-send("H", version)
+out_write("H ", intr_mode == "none" and 0 or 1, " ", #version, "\n", version)
 out_flush()
 
-while true do
-  local line = f_read(inp, "*l")
-  if line == nil then break end
-  local tag = str_sub(line, 1, 1)
-  if tag == "X" then
-    local flags, maxdepth, budget, namelen, len = str_match(line, "^X (%d+) (%d+) (%d+) (%d+) (%d+)$")
-    if not flags then
-      f_write(real_stderr, "bioxen driver: bad frame header: ", line, "\n")
-      break
-    end
-    flags, maxdepth, budget, namelen, len = tonumber(flags), tonumber(maxdepth), tonumber(budget), tonumber(namelen), tonumber(len)
-    local payload = ""
-    if len > 0 then payload = f_read(inp, len) end
-    if payload == nil or #payload ~= len then break end
-    local name, code = str_sub(payload, 1, namelen), str_sub(payload, namelen + 1)
-    payload = nil
-    local ok, err = pcall(run, flags, maxdepth, budget, name, code)
-    if not ok then
-      restore_shared()
-      on, osize, en, esize = 0, 0, 0, 0
-      obuf, ebuf = {}, {}
-      local msg = "bioxen driver internal error: " .. (type(err) == "string" and err or type(err))
-      finish_error(msg, "stack traceback:\n\t[C]: in ?")
-    end
-  elseif tag == "Q" then
-    break
-  else
-    f_write(real_stderr, "bioxen driver: unknown frame: ", line, "\n")
-    break
-  end
-end
+return enter()

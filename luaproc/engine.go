@@ -43,7 +43,8 @@ const (
 )
 
 // Engine runs chunks in a Lua interpreter child process. Its methods are
-// serialized by a mutex; core.VM adds its own lock on top.
+// serialized by a mutex (core.VM adds its own lock on top), except
+// Interrupt and Pid, which may be called while Exec runs.
 type Engine struct {
 	mu     sync.Mutex
 	opts   core.Options
@@ -59,8 +60,18 @@ type Engine struct {
 	rbuf []byte
 	wbuf []byte
 
-	// wake is a self-pipe that a cancelled context writes to, so the poll
-	// loop notices cancellation as well as deadlines.
+	// Interrupts (docs/protocol.md, "Interrupts"). intrMu guards callActive
+	// and the setting of intrReq; Interrupt never takes mu.
+	intrMu     sync.Mutex
+	callActive bool        // an Exec is under way
+	intrReq    atomic.Bool // Interrupt asked to stop the running chunk
+	// Owned by the goroutine running Exec:
+	canIntr  bool // the driver handles SIGINT and can still be re-armed
+	armed    bool // its SIGINT handler is installed and no SIGINT was sent since
+	awaitAck bool // the call is done; an A frame was sent to re-arm the driver
+
+	// wake is a self-pipe that a cancelled context or Interrupt writes
+	// to, so the poll loop notices them as well as deadlines.
 	wakeMu     sync.Mutex
 	wakeClosed bool
 	wake       [2]int
@@ -119,8 +130,11 @@ func (e *Engine) Version() string {
 }
 
 // childEnv is the parent's environment without LUA_INIT variables, which
-// would run code before the driver.
-func childEnv() []string {
+// would run code before the driver. When the VM has package paths (a
+// package environment), they go in front of the interpreter's defaults
+// through LUA_PATH/LUA_CPATH (";;" keeps the defaults), and versioned
+// LUA_PATH_5_x variables of the parent are dropped so they cannot win.
+func childEnv(opts core.Options) []string {
 	env := os.Environ()
 	out := env[:0:0]
 	for _, kv := range env {
@@ -128,8 +142,22 @@ func childEnv() []string {
 		switch name {
 		case "LUA_INIT", "LUA_INIT_5_1", "LUA_INIT_5_2", "LUA_INIT_5_3", "LUA_INIT_5_4":
 			continue
+		case "LUA_PATH", "LUA_PATH_5_2", "LUA_PATH_5_3", "LUA_PATH_5_4":
+			if opts.PackagePath != "" {
+				continue
+			}
+		case "LUA_CPATH", "LUA_CPATH_5_2", "LUA_CPATH_5_3", "LUA_CPATH_5_4":
+			if opts.PackageCPath != "" {
+				continue
+			}
 		}
 		out = append(out, kv)
+	}
+	if opts.PackagePath != "" {
+		out = append(out, "LUA_PATH="+opts.PackagePath+";;")
+	}
+	if opts.PackageCPath != "" {
+		out = append(out, "LUA_CPATH="+opts.PackageCPath+";;")
 	}
 	return out
 }
@@ -167,8 +195,8 @@ func (e *Engine) start(ctx context.Context) error {
 		os.NewFile(uintptr(pipes[2][0]), "frames-in"),
 		os.NewFile(uintptr(pipes[3][1]), "frames-out"),
 	}
-	process, err := os.StartProcess(path, []string{e.interp, "-e", Bootstrap(childIn, childOut)}, &os.ProcAttr{
-		Env:   childEnv(),
+	process, err := os.StartProcess(path, append([]string{e.interp}, Args(childIn, childOut)...), &os.ProcAttr{
+		Env:   childEnv(e.opts),
 		Files: childFiles,
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	})
@@ -204,6 +232,7 @@ func (e *Engine) start(ctx context.Context) error {
 	e.p = p
 	e.pid.Store(int64(p.pid))
 	e.persisted = false
+	e.canIntr, e.armed = false, false
 
 	deadline := time.Now().Add(HelloTimeout)
 	ctxDeadline, hasCtxDeadline := ctx.Deadline()
@@ -266,33 +295,27 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	if err := ctx.Err(); err != nil {
 		return nil, core.Wrap(core.ErrTimeout, "exec", "the call's deadline passed before it started", err)
 	}
+	e.setCallActive(true)
+	defer e.setCallActive(false)
 	if e.p == nil {
 		if err := e.start(ctx); err != nil {
 			return nil, err
 		}
 	}
 	lim := e.opts.Limits
-	name := req.ChunkName
-	if name == "" {
-		name = "=input"
-	}
-	var flags int64
-	if req.Fresh {
-		flags |= 1
-	} else {
+	if !req.Fresh {
 		e.persisted = true
 	}
-	if req.PrintResults {
-		flags |= 2
+	e.wbuf = e.wbuf[:0]
+	if e.canIntr && !e.armed {
+		// A SIGINT was spent and the driver could not be re-armed after
+		// that call: have it re-arm before this one.
+		e.wbuf = append(e.wbuf, "A 0\n"...)
 	}
-	budget := int64(lim.MaxValueBytes)*2 + 64
-	if budget > MaxFrameSize/2 {
-		budget = MaxFrameSize / 2
-	}
-	e.wbuf = AppendFrameHeader(e.wbuf[:0], 'X', len(name)+len(req.Code), flags, int64(lim.MaxValueDepth), budget, int64(len(name)))
-	e.wbuf = append(e.wbuf, name...)
-	e.wbuf = append(e.wbuf, req.Code...)
+	e.wbuf = AppendRequest(e.wbuf, req, lim)
 	e.res.Reset(lim)
+	e.res.Output = req.Output
+	defer func() { e.res.Output = nil }()
 
 	deadline, _ := ctx.Deadline()
 	stop := e.armWake(ctx)
@@ -357,13 +380,48 @@ func (e *Engine) armWake(ctx context.Context) func() bool {
 	if ctx.Done() == nil {
 		return func() bool { return true }
 	}
-	return context.AfterFunc(ctx, func() {
-		e.wakeMu.Lock()
-		defer e.wakeMu.Unlock()
-		if !e.wakeClosed {
-			syscall.Write(e.wake[1], []byte{1})
-		}
-	})
+	return context.AfterFunc(ctx, e.wakeUp)
+}
+
+// wakeUp makes the poll loop of a running call look at ctx and intrReq.
+func (e *Engine) wakeUp() {
+	e.wakeMu.Lock()
+	defer e.wakeMu.Unlock()
+	if !e.wakeClosed {
+		syscall.Write(e.wake[1], []byte{1})
+	}
+}
+
+func (e *Engine) setCallActive(on bool) {
+	e.intrMu.Lock()
+	e.callActive = on
+	e.intrReq.Store(false)
+	e.intrMu.Unlock()
+}
+
+// Interrupt stops the running chunk and keeps the interpreter and its
+// state, like ^C in lua -i: the interpreter gets a SIGINT and the chunk
+// ends with the error "interrupted!" (ReturnCode 1). It returns at once and
+// may be called from any goroutine; it does nothing when no chunk runs. A
+// chunk that does not stop (a JIT-compiled LuaJIT loop, a long C call, a
+// chunk that catches the error and goes on) runs on: the caller then
+// cancels the call's context, which kills the interpreter (core.Session
+// does so after core.InterruptGrace). See core.Interrupter.
+func (e *Engine) Interrupt() {
+	e.intrMu.Lock()
+	defer e.intrMu.Unlock()
+	if !e.callActive {
+		return
+	}
+	e.intrReq.Store(true)
+	e.wakeUp()
+}
+
+// maySignal reports whether the loop should send SIGINT now: an interrupt
+// is asked for, the whole request reached the driver, and its handler is
+// armed.
+func (e *Engine) maySignal(pending int) bool {
+	return pending == 0 && e.canIntr && e.armed && e.intrReq.Load()
 }
 
 func (e *Engine) closeWake() {
@@ -399,6 +457,23 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 	if len(wbuf) > 0 {
 		write()
 	}
+	e.awaitAck = false
+	// finished decides what a readFrames result means for the loop: stop
+	// (with err), or go on. After a call that spent the driver's SIGINT
+	// handler, the driver is re-armed before Exec returns, so that the
+	// interpreter is never left between calls with SIGINT's default action.
+	finished := func(done bool, err error) (bool, error) {
+		if err != nil {
+			return true, err
+		}
+		if done && !hello && e.canIntr && !e.armed && !e.awaitAck {
+			e.awaitAck = true
+			wbuf = append(wbuf, "A 0\n"...)
+			write()
+			return false, nil
+		}
+		return done, nil
+	}
 	for {
 		var ts *syscall.Timespec
 		if !deadline.IsZero() {
@@ -432,10 +507,8 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 			iPid = len(fds)
 			fds = append(fds, pollFd{fd: int32(p.pidfd), events: in})
 		}
-		if ctx.Done() != nil {
-			iWake = len(fds)
-			fds = append(fds, pollFd{fd: int32(e.wake[0]), events: in})
-		}
+		iWake = len(fds)
+		fds = append(fds, pollFd{fd: int32(e.wake[0]), events: in})
 		_, err := ppoll(fds, ts)
 		if err != nil {
 			if err == syscall.EINTR {
@@ -449,8 +522,7 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 		// them, or come before a later S/F/D frame, which drains the raw
 		// pipes before it is applied.
 		if ready(iOut) {
-			done, err := e.readFrames(hello)
-			if err != nil || done {
+			if stop, err := finished(e.readFrames(hello)); stop {
 				return err
 			}
 		}
@@ -489,6 +561,24 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 				return errCanceled
 			}
 		}
+		if !hello && !e.awaitAck && e.maySignal(len(wbuf)) {
+			// Take what the driver sent first: the call may be over, and
+			// its output pipes are then empty, so that none of its writes
+			// is blocked when the signal comes (Lua 5.4 does not restart
+			// them).
+			if stop, err := finished(e.readFrames(false)); stop {
+				return err
+			}
+			if e.awaitAck {
+				continue // the call is over
+			}
+			e.drainRaw()
+			// The process group, as a terminal's ^C: a child the chunk
+			// waits for (os.execute) stops too.
+			syscall.Kill(-p.pid, syscall.SIGINT)
+			e.armed = false
+			e.intrReq.Store(false)
+		}
 	}
 }
 
@@ -522,13 +612,32 @@ func (e *Engine) readFrames(hello bool) (bool, error) {
 				break
 			}
 			if hello {
-				if f.Tag != 'H' || len(f.Args) != 0 {
+				if f.Tag != 'H' || len(f.Args) != 1 {
 					return false, protoErr("expected the hello frame, got %q", f.Tag)
 				}
 				e.version = string(f.Payload)
+				e.canIntr = f.Args[0] == 1
+				e.armed = e.canIntr
 				return true, nil
 			}
 			switch f.Tag {
+			case 'I':
+				e.armed = false // an interrupt the host did not send spent the handler
+			case 'A':
+				// The driver's answer to an A frame: not part of the result.
+				if len(f.Args) != 1 || len(f.Payload) != 0 {
+					return false, protoErr("frame %q with %d fields", f.Tag, len(f.Args)+1)
+				}
+				e.armed = f.Args[0] == 1
+				e.canIntr = e.armed // 0: the driver cannot re-arm any more
+				if !e.awaitAck {
+					continue // the A frame sent before the request
+				}
+				e.awaitAck = false
+				if p.parser.Buffered() != 0 {
+					return false, protoErr("%d bytes after the end of the call", p.parser.Buffered())
+				}
+				return true, nil
 			case 'S', 'F', 'D':
 				// Raw output written before this frame belongs before
 				// what follows it.
