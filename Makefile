@@ -11,7 +11,7 @@ GOFILES := $(shell find core embedded luaproc capi xapi sshsession packages xcpn
 VALGRIND := valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	--show-leak-kinds=definite --suppressions=tests/c/go-runtime.supp --quiet
 
-.PHONY: help build demo test deps lint test-go test-c test-python test-install bench clean
+.PHONY: help build demo demo-xcpng test deps lint test-go test-c test-python test-install bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -39,6 +39,9 @@ $(PKG)/catalog: $(wildcard lua/catalog/*.json)
 
 demo: build ## run the demo on the embedded engine (needs only Go and Python)
 	PYTHONPATH=python $(PYTHON) examples/demo.py
+
+demo-xcpng: build ## run the spec's XCP-ng example against the XAPI simulator (needs openssh-server, lua5.4)
+	PYTHONPATH=python $(PYTHON) examples/demo_xcpng.py
 
 deps: ## install what the tests need: Debian packages (as root) and a venv with pytest
 	bash scripts/setup-test-deps.sh $(VENV)
@@ -73,6 +76,7 @@ bench: build ## benchmarks: ratios against the baselines, measured in the same r
 	$(GO) test -run '^$$' -bench . -benchmem ./tests/go/ ./luaproc/
 	PYTHONPATH=python $(PYTHON) bench/bench_exec.py
 	PYTHONPATH=python $(PYTHON) bench/bench_session.py
+	PYTHONPATH=python $(PYTHON) bench/bench_xcpng.py
 
 clean: ## remove build outputs
 	rm -rf build bin $(LIB) $(PKG)/libbioxen.h $(PKG)/rocks $(PKG)/catalog tests/c/capi_test

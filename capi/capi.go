@@ -24,6 +24,7 @@ import (
 	"libbioxen/core"
 	_ "libbioxen/embedded"
 	_ "libbioxen/luaproc"
+	_ "libbioxen/xcpng"
 )
 
 func main() {}

@@ -89,15 +89,18 @@ func checkStdFile(L *lua.LState, n int) *stdFile {
 	return f
 }
 
+// print writes its whole line at once, so a streaming reader never sees
+// half a line.
 func (st *state) print(L *lua.LState) int {
 	n := L.GetTop()
+	var line []byte
 	for i := 1; i <= n; i++ {
 		if i > 1 {
-			st.out.WriteString("\t")
+			line = append(line, '\t')
 		}
-		st.out.WriteString(L.ToStringMeta(L.Get(i)).String())
+		line = append(line, L.ToStringMeta(L.Get(i)).String()...)
 	}
-	st.out.WriteString("\n")
+	st.out.WriteBytes(append(line, '\n'))
 	return 0
 }
 
