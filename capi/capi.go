@@ -75,8 +75,11 @@ func fail(err error) C.int {
 	if len(msg) == 0 {
 		msg = "error"
 	}
-	b := []byte(msg)
-	C.bioxen__set_err((*C.char)(unsafe.Pointer(&b[0])), C.size_t(len(b)))
+	// A C copy: C code then reads only C memory (memory checkers cannot
+	// follow Go's heap).
+	cs := C.CString(msg)
+	C.bioxen__set_err(cs, C.size_t(len(msg)))
+	C.free(unsafe.Pointer(cs))
 	return C.int(core.CodeOf(err))
 }
 

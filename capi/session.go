@@ -191,7 +191,10 @@ func bioxenGoSessionSetListener(h C.bioxen_session, fn C.bioxen_output_fn, ud un
 		if len(p) == 0 {
 			return
 		}
-		C.bioxen__call_output(fn, ud, C.int(stream), (*C.char)(unsafe.Pointer(&p[0])), C.size_t(len(p)))
+		// A C copy, so the callback reads C memory only.
+		cp := C.CBytes(p)
+		C.bioxen__call_output(fn, ud, C.int(stream), (*C.char)(cp), C.size_t(len(p)))
+		C.free(cp)
 	})
 	return C.BIOXEN_OK
 }

@@ -136,7 +136,7 @@ func (vm *VM) run(ctx context.Context, req *Request, timeout time.Duration) (*Re
 	}
 	res, err := vm.engine.Exec(ctx, req)
 	var e *Error
-	if timeout > 0 && errors.As(err, &e) && e.Code == ErrTimeout && ctx.Err() == context.DeadlineExceeded {
+	if timeout > 0 && errors.As(err, &e) && e.Code == ErrTimeout && !errors.Is(ctx.Err(), context.Canceled) {
 		// Say which limit was hit; the engine's message says what it did about it.
 		return nil, &Error{Code: ErrTimeout, Op: e.Op, Msg: fmt.Sprintf("timed out after %v: %s", timeout, e.Msg)}
 	}
