@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -342,7 +343,32 @@ func (s *Session) emit(stream Stream, p []byte, buffer bool) {
 func (s *Session) runChunk(ctx context.Context, item sessionItem) (*Result, error) {
 	req := &Request{Code: item.code, ChunkName: "=input", PrintResults: item.opts.PrintResults,
 		Output: func(st Stream, p []byte) { s.emitListenerOnly(st, p) }}
-	return s.vm.run(ctx, req, item.opts.Timeout)
+	in, ok := s.vm.engine.(Interrupter)
+	if item.opts.Timeout <= 0 || !ok {
+		return s.vm.run(ctx, req, item.opts.Timeout)
+	}
+	// A session keeps its state across a timeout: at the deadline the chunk
+	// is interrupted (the engine keeps the Lua state) and only if it does
+	// not stop within InterruptGrace is it cancelled outright.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var fired atomic.Bool
+	interrupt := time.AfterFunc(item.opts.Timeout, func() {
+		fired.Store(true)
+		in.Interrupt()
+	})
+	hard := time.AfterFunc(item.opts.Timeout+InterruptGrace, cancel)
+	res, err := s.vm.run(ctx, req, 0)
+	interrupt.Stop()
+	hard.Stop()
+	if fired.Load() {
+		msg := "timed out after " + item.opts.Timeout.String() + ": the chunk was interrupted; the session keeps its state"
+		if err != nil {
+			msg = "timed out after " + item.opts.Timeout.String() + ": " + err.Error()
+		}
+		return nil, Errorf(ErrTimeout, "execute", "%s", msg)
+	}
+	return res, err
 }
 
 func (s *Session) emitListenerOnly(stream Stream, p []byte) {

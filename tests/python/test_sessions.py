@@ -169,7 +169,7 @@ def test_stdout_and_stderr_apart_and_interleaved(session):
     assert session.read_output(timeout=0) == "123"
 
 
-def test_execute_interactive_returns_complete_output(session):
+def test_execute_interactive_returns_complete_output(engine, session):
     session.send_input("base = 20")
     result = session.execute_interactive("print('sum', base + 1) return base")
     assert result["stdout"] == "sum\t21\n20"
@@ -177,7 +177,10 @@ def test_execute_interactive_returns_complete_output(session):
     assert session.read_output(timeout=0) == ""
     with pytest.raises(VMTimeoutError):
         session.execute_interactive("while true do end", timeout=0.2)
-    assert session.execute_interactive("return base")["values"] == [20]
+    # A timeout interrupts the chunk and the state stays; LuaJIT's compiled
+    # loops ignore the interrupt, so there the interpreter is restarted.
+    expected = [None] if engine[1] == "luajit" else [20]
+    assert session.execute_interactive("return base")["values"] == expected
 
 
 def test_session_and_execute_vm_sync_share_state(manager, session):
