@@ -6,12 +6,16 @@
 package packages
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"libbioxen/core"
 )
@@ -70,9 +74,15 @@ func LoadCatalog(paths ...string) (*Catalog, error) {
 	return c, nil
 }
 
-// AddFile merges one catalog file.
+// AddFile merges one catalog file, or the catalog at an http(s) URL.
 func (c *Catalog) AddFile(path string) error {
-	data, err := os.ReadFile(path)
+	var data []byte
+	var err error
+	if strings.HasPrefix(path, "http://") || strings.HasPrefix(path, "https://") {
+		data, err = fetchURL(path)
+	} else {
+		data, err = os.ReadFile(path)
+	}
 	if err != nil {
 		return core.Wrap(core.ErrFileNotFound, "catalog", "cannot read catalog "+path, err)
 	}
@@ -141,6 +151,24 @@ func (c *Catalog) AddJSON(name string, data []byte) error {
 		}
 	}
 	return nil
+}
+
+func fetchURL(u string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 }
 
 // describeJSONError turns a JSON error into "file:line:col: message".

@@ -2,6 +2,8 @@ package packages
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -295,5 +297,29 @@ func TestRepos(t *testing.T) {
 	}
 	if CompareVersions("1.10-1", "1.9-2") != 1 || CompareVersions("1.0-1", "1.0-2") != -1 {
 		t.Error("version order")
+	}
+}
+
+// An http(s) repository and catalog: the same rocks served over HTTP on
+// loopback.
+func TestHTTPRepositoryAndCatalog(t *testing.T) {
+	repo := buildRepo(t)
+	os.WriteFile(filepath.Join(repo, "catalog.json"), []byte(`{"packages": [{"name": "hello", "summary": "greets", "tags": ["demo"]}]}`), 0o644)
+	srv := httptest.NewServer(http.FileServer(http.Dir(repo)))
+	defer srv.Close()
+	m, err := Open(Config{Home: t.TempDir(), DefaultRepos: []Repo{{Name: "web", URL: srv.URL}}, Catalogs: []string{srv.URL + "/catalog.json"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := m.Catalog().Packages["hello"]; p == nil || p.Summary != "greets" {
+		t.Fatalf("catalog over http: %+v", m.Catalog().Packages)
+	}
+	env, _ := m.Env("default", true)
+	if _, err := env.Install(context.Background(), "world", ""); err != nil {
+		t.Fatal(err)
+	}
+	lf, err := env.Lock(context.Background())
+	if err != nil || len(lf.Packages) != 2 || lf.Packages[0].Repo != srv.URL {
+		t.Fatalf("lock over http: %+v %v", lf, err)
 	}
 }
