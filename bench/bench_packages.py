@@ -43,7 +43,7 @@ def main() -> None:
             assert {p["name"] for p in installed} >= {"seq_utils", "bio_compute"}
     p, o = statistics.median(plain), statistics.median(ours)
     versions = sorted({v for v in _packages.lua_versions_for("process", "lua5.4")})
-    print("\noffline install of seq_utils + bio_compute into a fresh tree (median of %d)" % RUNS)
+    print(f"\noffline install of seq_utils + bio_compute into a fresh tree (median of {RUNS})")
     print(f"plain luarocks install --tree (Lua 5.1 only):        {p * 1e3:7.0f} ms")
     print(f"PackageManager.install (Lua {', '.join(versions)}, atomic): {o * 1e3:7.0f} ms  ({o / p:.1f}x)")
 
