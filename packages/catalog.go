@@ -108,49 +108,48 @@ func (c *Catalog) AddJSON(name string, data []byte) error {
 	} else if err := json.Unmarshal(data, &doc); err != nil {
 		return core.Errorf(core.ErrInvalid, "catalog", "%s: %v", name, err)
 	}
-	if len(doc.Packages) > 0 {
-		var pkgs []*Package
-		if err := json.Unmarshal(doc.Packages, &pkgs); err != nil {
-			var byName map[string]*Package
-			if err2 := json.Unmarshal(doc.Packages, &byName); err2 != nil {
-				return core.Errorf(core.ErrInvalid, "catalog", "%s: packages: %v", name, err)
-			}
-			for n, p := range byName {
-				if p.Name == "" {
-					p.Name = n
-				}
-				pkgs = append(pkgs, p)
-			}
-		}
-		for i, p := range pkgs {
-			if p == nil || p.Name == "" {
-				return core.Errorf(core.ErrInvalid, "catalog", "%s: package #%d has no name", name, i+1)
-			}
-			c.Packages[p.Name] = p
-		}
+	pkgs, err := decodeNamed[Package](doc.Packages, name, "package", func(p *Package) *string { return &p.Name })
+	if err != nil {
+		return err
 	}
-	if len(doc.Profiles) > 0 {
-		var profs []*Profile
-		if err := json.Unmarshal(doc.Profiles, &profs); err != nil {
-			var byName map[string]*Profile
-			if err2 := json.Unmarshal(doc.Profiles, &byName); err2 != nil {
-				return core.Errorf(core.ErrInvalid, "catalog", "%s: profiles: %v", name, err)
-			}
-			for n, p := range byName {
-				if p.Name == "" {
-					p.Name = n
-				}
-				profs = append(profs, p)
-			}
-		}
-		for i, p := range profs {
-			if p == nil || p.Name == "" {
-				return core.Errorf(core.ErrInvalid, "catalog", "%s: profile #%d has no name", name, i+1)
-			}
-			c.Profiles[p.Name] = p
-		}
+	for _, p := range pkgs {
+		c.Packages[p.Name] = p
+	}
+	profs, err := decodeNamed[Profile](doc.Profiles, name, "profile", func(p *Profile) *string { return &p.Name })
+	if err != nil {
+		return err
+	}
+	for _, p := range profs {
+		c.Profiles[p.Name] = p
 	}
 	return nil
+}
+
+// decodeNamed reads a list of entries, or an object of entries keyed by
+// name (the key fills an empty name field); every entry needs a name.
+func decodeNamed[T any](raw json.RawMessage, file, what string, name func(*T) *string) ([]*T, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var list []*T
+	if err := json.Unmarshal(raw, &list); err != nil {
+		var byName map[string]*T
+		if err2 := json.Unmarshal(raw, &byName); err2 != nil {
+			return nil, core.Errorf(core.ErrInvalid, "catalog", "%s: %ss: %v", file, what, err)
+		}
+		for n, e := range byName {
+			if e != nil && *name(e) == "" {
+				*name(e) = n
+			}
+			list = append(list, e)
+		}
+	}
+	for i, e := range list {
+		if e == nil || *name(e) == "" {
+			return nil, core.Errorf(core.ErrInvalid, "catalog", "%s: %s #%d has no name", file, what, i+1)
+		}
+	}
+	return list, nil
 }
 
 func fetchURL(u string) ([]byte, error) {
