@@ -91,3 +91,16 @@ func testSessionWait(h uint64) int {
 }
 
 func testSessionClose(h uint64) int { return int(bioxenGoSessionClose(C.bioxen_session(h))) }
+
+func testOpenConfig(engine, config string) (uint64, int) {
+	var o C.bioxen_vm_options
+	o.size = C.size_t(unsafe.Sizeof(o))
+	o.engine = C.CString(engine)
+	defer C.free(unsafe.Pointer(o.engine))
+	o.config_json = C.CString(config)
+	defer C.free(unsafe.Pointer(o.config_json))
+	o.persistent = 1
+	var h C.bioxen_vm
+	st := bioxenGoVMOpen(&o, &h)
+	return uint64(h), int(st)
+}
