@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	lua "github.com/yuin/gopher-lua"
@@ -193,39 +194,49 @@ func (st *state) restore() bool {
 
 func (st *state) close() { st.L.Close() }
 
-// A small pool of pristine states, filled in the background, so that
-// opening a VM or replacing a dirtied state rarely pays for NewState on the
-// caller's time.
-var (
-	pool    = make(chan *state, 2)
-	filling atomic.Bool
-)
+// Small pools of pristine states, one per state configuration (VMs of one
+// process almost always share one or two), filled in the background, so
+// that opening a VM or replacing a dirtied state rarely pays for NewState
+// (~110 µs) on the caller's time.
+const poolSize = 2
 
-// takeState returns a pristine state: from the pool for the default
-// configuration, else a new one.
-func takeState(cfg stateConfig) *state {
-	if cfg != (stateConfig{}) {
-		return newState(cfg)
+type statePool struct {
+	ready   chan *state
+	filling atomic.Bool
+}
+
+var pools sync.Map // stateConfig -> *statePool
+
+func poolFor(cfg stateConfig) *statePool {
+	if p, ok := pools.Load(cfg); ok {
+		return p.(*statePool)
 	}
+	p, _ := pools.LoadOrStore(cfg, &statePool{ready: make(chan *state, poolSize)})
+	return p.(*statePool)
+}
+
+// takeState returns a pristine state for cfg.
+func takeState(cfg stateConfig) *state {
+	p := poolFor(cfg)
 	select {
-	case st := <-pool:
-		go refill()
+	case st := <-p.ready:
+		go p.refill(cfg)
 		return st
 	default:
-		go refill()
+		go p.refill(cfg)
 		return newState(cfg)
 	}
 }
 
-func refill() {
-	if !filling.CompareAndSwap(false, true) {
+func (p *statePool) refill(cfg stateConfig) {
+	if !p.filling.CompareAndSwap(false, true) {
 		return
 	}
-	defer filling.Store(false)
-	for len(pool) < cap(pool) {
-		st := newState(stateConfig{})
+	defer p.filling.Store(false)
+	for len(p.ready) < cap(p.ready) {
+		st := newState(cfg)
 		select {
-		case pool <- st:
+		case p.ready <- st:
 		default:
 			st.close()
 			return
