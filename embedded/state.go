@@ -205,19 +205,35 @@ type statePool struct {
 	filling atomic.Bool
 }
 
-var pools sync.Map // stateConfig -> *statePool
+var (
+	pools     sync.Map // stateConfig -> *statePool
+	poolCount atomic.Int32
+)
+
+// maxPools bounds the configurations that get a pool (and the spare
+// states kept for them); others build their states on demand.
+const maxPools = 8
 
 func poolFor(cfg stateConfig) *statePool {
 	if p, ok := pools.Load(cfg); ok {
 		return p.(*statePool)
 	}
-	p, _ := pools.LoadOrStore(cfg, &statePool{ready: make(chan *state, poolSize)})
+	if poolCount.Load() >= maxPools {
+		return nil
+	}
+	p, loaded := pools.LoadOrStore(cfg, &statePool{ready: make(chan *state, poolSize)})
+	if !loaded {
+		poolCount.Add(1)
+	}
 	return p.(*statePool)
 }
 
 // takeState returns a pristine state for cfg.
 func takeState(cfg stateConfig) *state {
 	p := poolFor(cfg)
+	if p == nil {
+		return newState(cfg)
+	}
 	select {
 	case st := <-p.ready:
 		go p.refill(cfg)
