@@ -3,6 +3,7 @@ bin/xapi-sim, speaking XML-RPC) and a real OpenSSH sshd per guest."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -215,3 +216,34 @@ def test_timeout_kills_the_remote_interpreter_and_the_vm_recovers(config):
             vm.execute_string("while true do end", timeout=0.5)
         result = vm.execute_string("return kept, 1 + 1")
         assert result["values"] == [None, 2]  # a new interpreter: globals are gone, as the error said
+
+
+def test_guest_sshd_killed_mid_session_is_a_typed_error(config):
+    import time
+
+    with create_vm("xcp_kill", vm_type="xcpng", config=config) as vm:
+        assert vm.execute_string("return 1")["values"] == [1]
+        stats = xmlrpc.client.ServerProxy(config["xcp_host"]).sim.stats()["Value"]
+        # The guest's sshd (started by our simulator for this VM) and the
+        # per-connection sshd processes it forked: the connection breaks.
+        parents = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+        victims = {int(p) for p in stats["sshd_pids"]}
+        grew = True
+        while grew:  # every descendant of the guest's sshd
+            more = {pid for pid, ppid in parents.items() if ppid in victims} - victims
+            grew = bool(more)
+            victims |= more
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises((exc.XCPngConnectionError, exc.VMTimeoutError, exc.LuaProcessError)):
+            vm.execute_string("return 2", timeout=10)
+        assert time.monotonic() - start < 12
