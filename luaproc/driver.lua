@@ -313,10 +313,17 @@ local function io_read(...)
   return cur_in:read(...)
 end
 
+-- The io.open of the chunks: the real one, or the sandbox's (see
+-- "Sandbox"), which io.input, io.output and io.lines go through as well.
+-- sb: the sandbox's state (see "Sandbox"), one table to spare locals: on,
+-- open (its io.open), check (path -> resolved path, or nil and message),
+-- lua and c (its searchers), configured, configure.
+local sb = { open = io_open }
+
 local function io_output(f)
   if f == nil then return cur_out end
   if type(f) == "string" then
-    local nf, err = io_open(f, "w")
+    local nf, err = sb.open(f, "w")
     if not nf then error(err, 2) end
     cur_out = nf
   else
@@ -328,7 +335,7 @@ end
 local function io_input(f)
   if f == nil then return cur_in end
   if type(f) == "string" then
-    local nf, err = io_open(f, "r")
+    local nf, err = sb.open(f, "r")
     if not nf then error(err, 2) end
     cur_in = nf
   else
@@ -341,6 +348,11 @@ local function lio_lines(name, ...)
   if name == nil then
     if fakes[cur_in] then return function() return nil end end
     return cur_in:lines(...)
+  end
+  if sb.check then
+    local r, err = sb.check(name)
+    if not r then error(err, 2) end
+    name = r
   end
   return io_lines(name, ...)
 end
@@ -580,14 +592,21 @@ local function install_package(env)
   for i = 1, nloaded do
     local v = loaded_v[i]
     if v == _G then v = env
-    elseif lib_name[v] then v = env[lib_name[v]] end
+    elseif lib_name[v] then v = env[lib_name[v]]
+    elseif sb.on then v = nil end -- ffi, jit.* ...: not for the sandbox
     loaded[loaded_k[i]] = v
   end
   pkg.loaded = loaded
   local preload = {}
-  for i = 1, npreload do preload[preload_k[i]] = preload_v[i] end
+  if not sb.on then
+    for i = 1, npreload do preload[preload_k[i]] = preload_v[i] end
+  end
   pkg.preload = preload
-  pkg[searchers_key] = { searcher_preload, searcher_lua, searcher_c, searcher_croot }
+  if sb.on then
+    pkg[searchers_key] = { searcher_preload, sb.lua, sb.c }
+  else
+    pkg[searchers_key] = { searcher_preload, searcher_lua, searcher_c, searcher_croot }
+  end
   return pkg
 end
 
@@ -628,13 +647,327 @@ override("io", "stdin", fake_stdin)
 override("os", "exit", los_exit); override("os", "execute", los_execute)
 override("coroutine", "resume", lresume)
 
+-- Sandbox ---------------------------------------------------------------------------
+--
+-- The host's P frame (see docs/protocol.md) says whether the chunks run in
+-- the sandbox of docs/sandbox.md. In the sandbox the snapshot keeps only
+-- the allow-listed globals and library fields before make_env is
+-- generated, so no environment ever holds anything else, and file access
+-- and code loading go through the checks below.
+
+do
+local real_collectgarbage, f_close = collectgarbage, out.close
+local SB_GLOBALS = {}
+for w in str_gmatch("assert error ipairs next pairs pcall print rawequal rawget rawset select " ..
+  "setmetatable getmetatable tonumber tostring type unpack xpcall _VERSION module require " ..
+  "load loadstring loadfile dofile collectgarbage", "%S+") do SB_GLOBALS[w] = true end
+local function set_of(words)
+  local t = {}
+  for w in str_gmatch(words, "%S+") do t[w] = true end
+  return t
+end
+local SB_LIBS = {
+  string = set_of("byte char find format gmatch gsub len lower match rep reverse sub upper"),
+  table = true, math = true, coroutine = true,
+  os = set_of("clock date difftime time exit"),
+  io = set_of("write read lines stdout stderr stdin output input type flush close open"),
+  debug = set_of("traceback"),
+  -- searchers is what 5.2+ calls loaders.
+  package = set_of("path cpath loaded preload loaders searchers"),
+}
+
+local sb_cwd = "/"
+local sb_allowed, nallowed = {}, 0 -- io.open, loadfile, dofile (and require)
+local sb_modules, nmodules = {}, 0 -- require only
+local DENIED = ": access outside the VM's allowed directories"
+local BINARY = "attempt to load a binary chunk (mode is 't')"
+
+-- normalize makes p absolute against the host's working directory and
+-- drops "." components. A path with a ".." component is refused outright:
+-- without the file system's help, ".." after a symbolic link cannot be
+-- resolved as the kernel would.
+local function normalize(p)
+  if str_find(p, "\0", 1, true) then return nil end
+  if str_byte(p, 1) ~= 47 then p = sb_cwd .. "/" .. p end
+  local parts, n = {}, 0
+  for c in str_gmatch(p, "[^/]+") do
+    if c == ".." then return nil end
+    if c ~= "." then n = n + 1; parts[n] = c end
+  end
+  return "/" .. tconcat(parts, "/", 1, n)
+end
+
+local function under(p, dirs, n)
+  for i = 1, n do
+    local d = dirs[i]
+    if d == "/" or p == d or str_sub(p, 1, #d + 1) == d .. "/" then return true end
+  end
+  return false
+end
+
+local function path_arg(p, what)
+  local tp = type(p)
+  if tp == "number" then return tostring(p) end
+  if tp ~= "string" then
+    error(str_format("bad argument #1 to '%s' (string expected, got %s)", what, tp == "nil" and "no value" or tp), 3)
+  end
+  return p
+end
+
+-- On LuaJIT with its FFI, realpath(3) resolves symbolic links, so that a
+-- link inside an allowed directory cannot lead out of it; a file that does
+-- not exist yet is looked for in its resolved directory. Elsewhere the
+-- check is on the normalized path only (see docs/sandbox.md).
+local realpath
+if ffi then
+  pcall(function()
+    ffi.cdef [[
+      char *bx_realpath(const char *, char *) __asm__("realpath");
+      void bx_free(void *) __asm__("free");
+    ]]
+    local C = ffi.C
+    local rp, free, ffi_string = C.bx_realpath, C.bx_free, ffi.string
+    local function real1(p)
+      local c = rp(p, nil)
+      if c == nil then return nil end
+      local s = ffi_string(c)
+      free(c)
+      return s
+    end
+    realpath = function(p)
+      local r = real1(p)
+      if r then return r end
+      local dir, base = str_match(p, "^(.*)/([^/]+)$")
+      if not dir then return nil end
+      if dir == "" then dir = "/" end
+      local rd = real1(dir)
+      if not rd then return p end -- no such directory: opening fails anyway
+      if rd == "/" then return "/" .. base end
+      return rd .. "/" .. base
+    end
+  end)
+end
+
+-- resolve returns the absolute path of p when it lies in an allowed
+-- directory, else nil and the sandbox's message.
+local function resolve(p)
+  local r = normalize(p)
+  if r and realpath then r = realpath(r) end
+  if r and under(r, sb_allowed, nallowed) then return r end
+  return nil, p .. DENIED
+end
+
+local function sb_open(p, mode)
+  p = path_arg(p, "open")
+  local r, err = resolve(p)
+  if not r then return nil, err, 13 end
+  if mode == nil then return io_open(r) end
+  return io_open(r, mode)
+end
+
+-- strip_shebang drops a first line starting with "#", as loadfile does.
+local function strip_shebang(s)
+  if str_byte(s, 1) == 35 then
+    local nl = str_find(s, "\n", 1, true)
+    if not nl then return "" end
+    return "--" .. str_sub(s, nl)
+  end
+  return s
+end
+
+-- load_text compiles the file at the resolved path r as a text chunk.
+local function load_text(r, env)
+  if not setfenv then return real_loadfile(r, "t", env) end
+  local f, err = io_open(r, "rb")
+  if not f then return nil, "cannot open " .. r end
+  local s = f_read(f, "*a")
+  f_close(f)
+  if type(s) ~= "string" then return nil, "cannot read " .. r end
+  s = strip_shebang(s)
+  if str_byte(s, 1) == 27 then return nil, BINARY end
+  local fn, lerr = loadstring(s, "@" .. r)
+  if fn then setfenv(fn, env) end
+  return fn, lerr
+end
+
+local function sb_loadfile(file, mode, ...)
+  local env = cur_env
+  if select("#", ...) > 0 then env = ... end
+  if file == nil then
+    -- Standard input: /dev/null in the process engine.
+    if setfenv then return lloadfile(nil) end
+    return real_loadfile(nil, "t", env)
+  end
+  file = path_arg(file, "loadfile")
+  local r, err = resolve(file)
+  if not r then return nil, err end
+  return load_text(r, env)
+end
+
+local function sb_dofile(file)
+  local f, err = sb_loadfile(file)
+  if not f then error(err, 2) end
+  return f()
+end
+
+local function sb_load(chunk, name, mode, ...)
+  if setfenv then
+    if type(chunk) == "function" then
+      local parts, n = {}, 0
+      while true do
+        local piece = chunk()
+        if piece == nil or piece == "" then break end
+        if type(piece) ~= "string" then return nil, "reader function must return a string" end
+        n = n + 1; parts[n] = piece
+      end
+      chunk = tconcat(parts, "", 1, n)
+      if name == nil then name = "=(load)" end
+    end
+    if type(chunk) == "string" and str_byte(chunk, 1) == 27 then return nil, BINARY end
+    local f, err
+    if type(chunk) == "string" then f, err = loadstring(chunk, name)
+    else f, err = load(chunk, name) end
+    if f then
+      local env = cur_env
+      if select("#", ...) > 0 then env = ... end
+      setfenv(f, env)
+    end
+    return f, err
+  end
+  if select("#", ...) > 0 then return load(chunk, name, "t", ...) end
+  return load(chunk, name, "t", cur_env)
+end
+
+local function sb_loadstring(s, name)
+  return sb_load(s, name)
+end
+
+local function sb_collectgarbage(opt, ...)
+  if opt == nil or opt == "collect" or opt == "count" or opt == "step" then
+    return real_collectgarbage(opt, ...)
+  end
+  error("bad argument #1 to 'collectgarbage' (option '" .. tostring(opt) ..
+    "' is not allowed in the sandbox: only count, collect, step)", 2)
+end
+
+local function readable_module(file)
+  local r = normalize(file)
+  if r and realpath then r = realpath(r) end
+  if not r then return nil end
+  if under(r, sb_allowed, nallowed) or under(r, sb_modules, nmodules) then return r end
+  return nil
+end
+
+function sb.lua(name)
+  local path = pkg_string("path")
+  local fname = str_gsub(name, "%.", "/")
+  local msg, n = {}, 0
+  for template in str_gmatch(path, "[^;]+") do
+    local file = str_gsub(template, "%?", function() return fname end)
+    local r = readable_module(file)
+    if r then
+      local fh = io_open(r, "r")
+      if fh then
+        f_close(fh)
+        local f, lerr = load_text(r, cur_env)
+        if not f then
+          error(str_format("error loading module '%s' from file '%s':\n\t%s", name, file, tostring(lerr)), 2)
+        end
+        return f, file
+      end
+      n = n + 1; msg[n] = "\n\tno file '" .. file .. "'"
+    end
+  end
+  n = n + 1; msg[n] = "\n\t(the sandbox loads modules only from the VM's package environments and allowed directories)"
+  return tconcat(msg, "", 1, n)
+end
+
+function sb.c(name)
+  local cpath = pkg_string("cpath")
+  local fname = str_gsub(name, "%.", "/")
+  for template in str_gmatch(cpath, "[^;]+") do
+    local file = str_gsub(template, "%?", function() return fname end)
+    local r = readable_module(file)
+    if r then
+      local fh = io_open(r, "r")
+      if fh then
+        f_close(fh)
+        return "\n\tmodule '" .. name .. "' is a C module (" .. file .. "): C modules are not loaded in the sandbox"
+      end
+    end
+  end
+  return "\n\tno C module '" .. name .. "' either (C modules are not loaded in the sandbox)"
+end
+
+local function set_plain(key, value)
+  for i = 1, nplain do
+    if plain_k[i] == key then plain_v[i] = value; return end
+  end
+end
+
+-- apply_sandbox filters the snapshot down to the allow-list and puts the
+-- sandbox's functions in place.
+local function apply_sandbox()
+  sb.on = true
+  local k2, v2, n2 = {}, {}, 0
+  for i = 1, nplain do
+    if SB_GLOBALS[plain_k[i]] then n2 = n2 + 1; k2[n2] = plain_k[i]; v2[n2] = plain_v[i] end
+  end
+  plain_k, plain_v, nplain = k2, v2, n2
+  local keep, nkeep = {}, 0
+  for i = 1, nlibs do
+    local lib = libs[i]
+    local allow = SB_LIBS[lib.name]
+    if allow == true then
+      nkeep = nkeep + 1; keep[nkeep] = lib
+    elseif allow then
+      local ks, vs, n = {}, {}, 0
+      for j = 1, lib.n do
+        if allow[lib.keys[j]] then n = n + 1; ks[n] = lib.keys[j]; vs[n] = lib.vals[j] end
+      end
+      lib.keys, lib.vals, lib.n = ks, vs, n
+      nkeep = nkeep + 1; keep[nkeep] = lib
+    end
+  end
+  libs, nlibs = keep, nkeep
+  set_plain("load", sb_load); set_plain("loadstring", sb_loadstring)
+  set_plain("loadfile", sb_loadfile); set_plain("dofile", sb_dofile)
+  set_plain("collectgarbage", sb_collectgarbage)
+  override("io", "open", sb_open)
+  sb.open, sb.check = sb_open, resolve
+  -- getmetatable("") is false, so the string metatable cannot be reached;
+  -- the driver itself uses debug.getmetatable, which ignores the field.
+  if strmt then
+    strmt.__metatable = false
+    for i = 1, nshared do
+      if shared[i][1] == strmt then shared[i][2].__metatable = false end
+    end
+  end
+end
+
+-- configure applies the host's policy (or none: an older host) once,
+-- before the first chunk.
+function sb.configure(sandbox, payload)
+  sb.configured = true
+  if sandbox then
+    for kind, p in str_gmatch(payload or "", "(%a)([^%z]*)%z") do
+      if kind == "c" then sb_cwd = p
+      elseif kind == "a" then nallowed = nallowed + 1; sb_allowed[nallowed] = p
+      elseif kind == "m" then nmodules = nmodules + 1; sb_modules[nmodules] = p end
+    end
+    apply_sandbox()
+  end
+  sb.generate()
+end
+end -- Sandbox
+
 -- make_env builds a new environment from the snapshot. It is generated
 -- as one Lua function made of table constructors, which size each table
 -- once: several times faster than filling tables field by field, and a
 -- fresh environment is built for every call. Keys that are not plain
 -- strings are set after construction.
 local make_env
-do
+local function generate_make_env()
   local src, ns = { "local P, L, fix = ...\n" }, 1
   local function add(s) ns = ns + 1; src[ns] = s end
   local fixups, nfix = {}, 0
@@ -668,6 +1001,7 @@ do
   local gen = setfenv and loadstring(code, "=[bioxen env]") or load(code, "=[bioxen env]", "t")
   make_env = gen(plain_v, lvals, fixups)
 end
+sb.generate = generate_make_env
 
 local persistent_env, persistent_string, persistent_pkg
 
@@ -1082,7 +1416,23 @@ local function worker_loop()
     local line = read_line()
     if line == nil then break end
     local tag = str_sub(line, 1, 1)
-    if tag == "X" then
+    if tag == "P" and not sb.configured then
+      local on, len = str_match(line, "^P (%d+) (%d+)$")
+      if not on then
+        f_write(real_stderr, "bioxen driver: bad frame header: ", line, "\n")
+        break
+      end
+      len = tonumber(len)
+      local payload = ""
+      if len > 0 then payload = f_read(inp, len) end
+      if payload == nil or #payload ~= len then break end
+      local ok, err = pcall(sb.configure, on == "1", payload)
+      if not ok then
+        f_write(real_stderr, "bioxen driver: bad policy: ", tostring(err), "\n")
+        break
+      end
+    elseif tag == "X" then
+      if not sb.configured then sb.configure(false) end
       local flags, maxdepth, budget, namelen, len = str_match(line, "^X (%d+) (%d+) (%d+) (%d+) (%d+)$")
       if not flags then
         f_write(real_stderr, "bioxen driver: bad frame header: ", line, "\n")

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -214,6 +215,16 @@ func (e *Engine) start(ctx context.Context) error {
 		}
 		return core.Wrap(code, "open", fmt.Sprintf("cannot run lua interpreter %q (%s)", e.interp, path), unwrapExec(err))
 	}
+	// Resource limits, before the interpreter gets the driver: it is
+	// blocked reading the bootstrap frame, which is sent below.
+	if err := applyRlimits(process.Pid); err != nil {
+		process.Kill()
+		process.Wait()
+		for _, fd := range []int{pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][0]} {
+			syscall.Close(fd)
+		}
+		return core.Wrap(core.ErrEngine, "open", "cannot set the lua interpreter's resource limits", err)
+	}
 	p := &proc{
 		process: process,
 		pid:     process.Pid,
@@ -241,6 +252,7 @@ func (e *Engine) start(ctx context.Context) error {
 	}
 	e.res.Reset(core.Limits{MaxOutputBytes: 64 << 10})
 	e.wbuf = append(e.wbuf[:0], BootstrapFrame()...)
+	e.wbuf = append(e.wbuf, PolicyFrame(e.opts)...)
 	stop := e.armWake(ctx)
 	err = e.loop(ctx, deadline, true)
 	stop()
@@ -322,13 +334,19 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	err := e.loop(ctx, deadline, false)
 	stop()
 	e.trimBuffers()
-	if err == nil {
-		return e.res.Result(), nil
-	}
-
 	lost := ""
 	if e.persisted {
 		lost = "; its global state is lost"
+	}
+	if err == nil {
+		r := e.res.Result()
+		if !r.Success && isNoMem(r.ErrorMessage) {
+			// The interpreter hit its address-space limit (MemoryLimit):
+			// start afresh rather than run on in a starved process.
+			e.kill()
+			return nil, core.Errorf(core.ErrNoMem, "exec", "the chunk ran out of memory (%s); the lua interpreter was stopped and a new one starts on the next call%s", r.ErrorMessage, lost)
+		}
+		return r, nil
 	}
 	switch {
 	case errors.Is(err, errDeadline), errors.Is(err, errCanceled):
@@ -344,10 +362,14 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 		e.kill()
 		msg := fmt.Sprintf("lua interpreter %q (pid %d) died during the call (%s); a new one starts on the next call%s",
 			e.interp, p.pid, p.exitText(), lost)
+		code := core.ErrEngine
 		if stderr := strings.TrimSpace(string(e.res.StderrTail(4 << 10))); stderr != "" {
 			msg += "; stderr: " + stderr
+			if strings.Contains(stderr, "not enough memory") {
+				code = core.ErrNoMem
+			}
 		}
-		return nil, core.Errorf(core.ErrEngine, "exec", "%s", msg)
+		return nil, core.Errorf(code, "exec", "%s", msg)
 	default:
 		e.kill()
 		msg := fmt.Sprintf("lua interpreter %q: %v; it was killed and a new one starts on the next call%s", e.interp, err, lost)
@@ -802,4 +824,96 @@ func (e *Engine) Close() error {
 	}
 	e.closeWake()
 	return nil
+}
+
+// PolicyFrame is the frame that tells the driver which sandbox policy to
+// apply (docs/sandbox.md), sent once right after BootstrapFrame:
+// "P <sandbox> <len>" with sandbox 1 unless opts.Trusted, and a payload of
+// NUL-terminated entries, each a kind letter and an absolute path: "c" the
+// working directory relative paths are resolved against, "a" an allowed
+// directory (io.open, loadfile, dofile and require), "m" a module directory
+// (require only). Directories are made absolute and their symbolic links
+// resolved here.
+func PolicyFrame(opts core.Options) []byte {
+	if opts.Trusted {
+		return AppendFrame(nil, 'P', []int64{0})
+	}
+	var payload []byte
+	add := func(kind byte, p string) {
+		if p == "" || strings.IndexByte(p, 0) >= 0 {
+			return
+		}
+		payload = append(payload, kind)
+		payload = append(payload, p...)
+		payload = append(payload, 0)
+	}
+	resolve := func(d string) string {
+		if d == "" {
+			return ""
+		}
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return ""
+		}
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			abs = real
+		}
+		return abs
+	}
+	if wd, err := os.Getwd(); err == nil {
+		add('c', resolve(wd))
+	}
+	var allowed []string
+	allowed = append(allowed, templateDirs(opts.PackagePath)...)
+	allowed = append(allowed, templateDirs(opts.PackageCPath)...)
+	allowed = append(allowed, opts.AllowedPaths...)
+	for _, d := range allowed {
+		add('a', resolve(d))
+	}
+	for _, d := range opts.ModuleRoots {
+		add('m', resolve(d))
+	}
+	return AppendFrame(nil, 'P', []int64{1}, payload)
+}
+
+// templateDirs turns package.path templates into the directories they
+// search (".../share/lua/5.1/?.lua" -> ".../share/lua/5.1").
+func templateDirs(templates string) []string {
+	var out []string
+	for _, t := range strings.Split(templates, ";") {
+		if i := strings.Index(t, "?"); i > 0 {
+			out = append(out, filepath.Clean(t[:i]))
+		}
+	}
+	return out
+}
+
+// MemoryLimit is the address-space limit (RLIMIT_AS, bytes) of every
+// interpreter the process engine starts, so that a memory bomb ends in
+// ErrNoMem instead of exhausting the host. 0: no limit. Children of
+// os.execute and io.popen inherit it.
+var MemoryLimit uint64 = 2 << 30
+
+// CPULimit is the CPU-time limit (RLIMIT_CPU, seconds) of every
+// interpreter; past it the kernel kills the interpreter (ErrEngine, and the
+// VM starts a new one). 0 (the default): no limit.
+var CPULimit uint64
+
+func applyRlimits(pid int) error {
+	if MemoryLimit > 0 {
+		if err := prlimit(pid, syscall.RLIMIT_AS, MemoryLimit); err != nil {
+			return err
+		}
+	}
+	if CPULimit > 0 {
+		if err := prlimit(pid, syscall.RLIMIT_CPU, CPULimit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isNoMem tells Lua's memory error ("not enough memory") from others.
+func isNoMem(msg string) bool {
+	return msg == "not enough memory" || strings.HasSuffix(msg, ": not enough memory")
 }

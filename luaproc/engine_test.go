@@ -41,7 +41,7 @@ func eachLua(t *testing.T, f func(t *testing.T, interp string)) {
 
 func openEngine(t testing.TB, interp string, lim core.Limits) *Engine {
 	t.Helper()
-	eng, err := Open(core.Options{Engine: "process", Interpreter: interp, Limits: lim})
+	eng, err := Open(core.Options{Engine: "process", Interpreter: interp, Limits: lim, Trusted: true})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", interp, err)
 	}
@@ -862,7 +862,7 @@ func gone(pid int) bool {
 
 func TestClose(t *testing.T) {
 	eachLua(t, func(t *testing.T, interp string) {
-		vm, err := core.Open(core.Options{Engine: "process", Interpreter: interp})
+		vm, err := core.Open(core.Options{Engine: "process", Interpreter: interp, Trusted: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -899,7 +899,7 @@ func TestClose(t *testing.T) {
 		}
 
 		// The engine itself: Close reaps, is idempotent, and later calls fail.
-		eng, err := Open(core.Options{Interpreter: interp})
+		eng, err := Open(core.Options{Interpreter: interp, Trusted: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -914,7 +914,7 @@ func TestClose(t *testing.T) {
 		_, err = eng.Exec(context.Background(), &core.Request{Code: []byte("return 1"), ChunkName: "=input"})
 		wantCode(t, err, core.ErrClosed)
 		// Close after a crash (no interpreter running) is fine too.
-		eng, _ = Open(core.Options{Interpreter: interp})
+		eng, _ = Open(core.Options{Interpreter: interp, Trusted: true})
 		syscall.Kill(eng.(*Engine).Pid(), syscall.SIGKILL)
 		eng.Exec(context.Background(), &core.Request{Code: []byte("return 1"), ChunkName: "=input"})
 		if err := eng.Close(); err != nil {

@@ -1,0 +1,225 @@
+package luaproc
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"libbioxen/core"
+)
+
+func openSandboxed(t *testing.T, interp string, opts core.Options) *Engine {
+	t.Helper()
+	opts.Engine, opts.Interpreter = "process", interp
+	eng, err := Open(opts)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", interp, err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	return eng.(*Engine)
+}
+
+// TestSandboxRemoved checks every function the sandbox removes: nil in a
+// sandboxed VM (fresh and persistent environments), present when trusted.
+func TestSandboxRemoved(t *testing.T) {
+	cases := []struct {
+		expr string
+		// only: the interpreters that define it at all ("" = every one).
+		only string
+	}{
+		{"os.execute", ""},
+		{"io.popen", ""},
+		{"io.tmpfile", ""},
+		{"os.remove", ""},
+		{"os.rename", ""},
+		{"os.tmpname", ""},
+		{"os.getenv", ""},
+		{"package.loadlib", ""},
+		{"string.dump", ""},
+		{"debug.getinfo", ""},
+		{"debug.sethook", ""},
+		{"debug.getregistry", ""},
+		{"debug.getupvalue", ""},
+		{"debug.setmetatable", ""},
+		{"debug.getmetatable", ""},
+		{"getfenv", "5.1"},
+		{"setfenv", "5.1"},
+		{"newproxy", "5.1"},
+		{"jit", "luajit"},
+		{"arg", "5.4"},
+		{"package.searchpath", "5.4"},
+	}
+	eachLua(t, func(t *testing.T, interp string) {
+		sb := openSandboxed(t, interp, core.Options{})
+		tr := openSandboxed(t, interp, core.Options{Trusted: true})
+		applies := func(only string) bool {
+			switch only {
+			case "":
+				return true
+			case "5.1":
+				return interp == "lua5.1" || interp == "luajit"
+			default:
+				return interp == only || interp == "lua"+only
+			}
+		}
+		for _, c := range cases {
+			if !applies(c.only) {
+				continue
+			}
+			for _, persistent := range []bool{false, true} {
+				r := mustExec(t, sb, "return "+c.expr+" == nil", execOpts{persistent: persistent})
+				if string(r.Values) != "[true]" {
+					t.Errorf("sandbox (persistent %v): %s is not nil (%q %s)", persistent, c.expr, r.Values, r.ErrorMessage)
+				}
+			}
+			r := mustExec(t, tr, "return "+c.expr+" ~= nil", execOpts{})
+			if string(r.Values) != "[true]" {
+				t.Errorf("trusted: %s is nil (%q %s)", c.expr, r.Values, r.ErrorMessage)
+			}
+		}
+		// What stays.
+		r := mustExec(t, sb, `return type(debug.traceback) == "function" and type(os.time) == "function"
+			and type(os.exit) == "function" and type(io.open) == "function" and type(string.format) == "function"
+			and type(require) == "function" and type(table.concat) == "function" and type(coroutine.wrap) == "function"
+			and type(package.path) == "string" and type(package.loaded) == "table"`, execOpts{})
+		if string(r.Values) != "[true]" {
+			t.Errorf("allow-listed functions missing: %q %s", r.Values, r.ErrorMessage)
+		}
+		// package.loaded holds the sandbox's copies, not the real libraries.
+		r = mustExec(t, sb, `return package.loaded.os == os and package.loaded.os.execute == nil and package.loaded.debug.getinfo == nil and package.loaded._G == _G`, execOpts{})
+		if string(r.Values) != "[true]" {
+			t.Errorf("package.loaded: %q %s", r.Values, r.ErrorMessage)
+		}
+	})
+}
+
+func TestSandboxRules(t *testing.T) {
+	allowed := t.TempDir()
+	outside := t.TempDir()
+	modRoot := t.TempDir()
+	for path, body := range map[string]string{
+		filepath.Join(allowed, "in.txt"):        "inside",
+		filepath.Join(outside, "out.txt"):       "outside",
+		filepath.Join(allowed, "chunk.lua"):     "return 41 + 1",
+		filepath.Join(modRoot, "mods", "m.lua"): "return { v = 'module' }",
+		filepath.Join(outside, "mods", "o.lua"): "return { v = 'outside' }",
+		filepath.Join(modRoot, "mods", "c.so"):  "not really a C module",
+		filepath.Join(allowed, "bin.luac"):      "\x1bLua binary",
+	} {
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(outside, filepath.Join(allowed, "link")); err != nil {
+		t.Fatal(err)
+	}
+	q := func(s string) string { return luaQuote(s) }
+	path := filepath.Join(modRoot, "mods", "?.lua") + ";" + filepath.Join(outside, "mods", "?.lua")
+	cpath := filepath.Join(modRoot, "mods", "?.so")
+	cases := []struct {
+		name, code, want string
+	}{
+		{"io.open inside", `local f = assert(io.open(` + q(filepath.Join(allowed, "in.txt")) + `)) local s = f:read("*a") f:close() return s`, "inside"},
+		{"io.open write inside", `local f = assert(io.open(` + q(filepath.Join(allowed, "new.txt")) + `, "w")) f:write("w") f:close() return "ok"`, "ok"},
+		{"io.open outside", `local f, err, code = io.open(` + q(filepath.Join(outside, "out.txt")) + `) return tostring(f) .. " " .. tostring(code) .. " " .. err`, "nil 13 " + filepath.Join(outside, "out.txt") + ": access outside the VM's allowed directories"},
+		{"io.open dotdot", `local f, err = io.open(` + q(allowed+"/../"+filepath.Base(outside)+"/out.txt") + `) return tostring(f)`, "nil"},
+		{"io.open relative", `local f, err = io.open("go.mod") return tostring(f)`, "nil"},
+		{"io.open /etc/passwd", `local f = io.open("/etc/passwd") return tostring(f)`, "nil"},
+		{"io.lines outside", `return tostring(pcall(io.lines, "/etc/passwd"))`, "false"},
+		{"io.input outside", `return tostring(pcall(io.input, "/etc/passwd"))`, "false"},
+		{"io.output outside", `return tostring(pcall(io.output, ` + q(filepath.Join(outside, "x")) + `))`, "false"},
+		{"io.lines inside", `local n = 0 for l in io.lines(` + q(filepath.Join(allowed, "in.txt")) + `) do n = n + 1 end return tostring(n)`, "1"},
+		{"loadfile inside", `return tostring(assert(loadfile(` + q(filepath.Join(allowed, "chunk.lua")) + `))())`, "42"},
+		{"dofile inside", `return tostring(dofile(` + q(filepath.Join(allowed, "chunk.lua")) + `))`, "42"},
+		{"loadfile outside", `local f, err = loadfile(` + q(filepath.Join(outside, "mods", "o.lua")) + `) return tostring(f)`, "nil"},
+		{"dofile outside", `return tostring(pcall(dofile, "/etc/passwd"))`, "false"},
+		{"loadfile binary", `local f, err = loadfile(` + q(filepath.Join(allowed, "bin.luac")) + `) return tostring(f) .. " " .. err`, "nil attempt to load a binary chunk (mode is 't')"},
+		{"load binary", `local f, err = load("\27Lua") return tostring(f) .. " " .. tostring(err ~= nil)`, "nil true"},
+		{"load binary reader", `local done local f = load(function() if done then return nil end done = true return "\27Lua" end) return tostring(f)`, "nil"},
+		{"loadstring binary", `local ls = loadstring or load return tostring((ls("\27Lua")))`, "nil"},
+		{"load text", `return tostring(load("return 7")())`, "7"},
+		{"load env", `return tostring(load("return x", "c", "t", {x = 5})())`, "5"},
+		{"string metatable hidden", `return tostring(getmetatable(""))`, "false"},
+		{"string methods", `return ("abc"):upper()`, "ABC"},
+		{"string metatable locked", `return tostring(pcall(setmetatable, "", {}))`, "false"},
+		{"collectgarbage count", `return type(collectgarbage("count"))`, "number"},
+		{"collectgarbage collect", `collectgarbage() collectgarbage("step") return "ok"`, "ok"},
+		{"collectgarbage stop", `return tostring(pcall(collectgarbage, "stop"))`, "false"},
+		{"require inside", `package.path = ` + q(path) + ` return require("m").v`, "module"},
+		{"require outside", `package.path = ` + q(path) + ` local ok, err = pcall(require, "o") return tostring(ok)`, "false"},
+		{"require C module", `package.cpath = ` + q(cpath) + ` local ok, err = pcall(require, "c") return tostring(ok) .. " " .. tostring(err:find("C modules are not loaded in the sandbox", 1, true) ~= nil)`, "false true"},
+		{"require stdlib", `return tostring(require("string") == string)`, "true"},
+		{"os.exit", `os.exit(3)`, ""},
+		{"symlink escape", `local f = io.open(` + q(filepath.Join(allowed, "link", "out.txt")) + `) return tostring(f)`, "nil"},
+	}
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{AllowedPaths: []string{allowed}, ModuleRoots: []string{modRoot}})
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				if c.name == "symlink escape" && interp != "luajit" {
+					t.Skip("symbolic links are resolved only on LuaJIT (realpath through the FFI)")
+				}
+				r, err := execCode(e, c.code, execOpts{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.name == "os.exit" {
+					if r.ReturnCode != 3 {
+						t.Fatalf("os.exit(3): rc %d", r.ReturnCode)
+					}
+					r = mustExec(t, e, "return 1", execOpts{})
+					if string(r.Values) != "[1]" {
+						t.Fatalf("after os.exit: %q", r.Values)
+					}
+					return
+				}
+				wantJSON, _ := json.Marshal([]string{c.want})
+				want := string(wantJSON)
+				if string(r.Values) != want {
+					t.Fatalf("got %q (error %q stderr %q), want %q", r.Values, r.ErrorMessage, r.Stderr, want)
+				}
+			})
+		}
+	})
+}
+
+// TestSandboxTrustedFull checks that a trusted VM keeps the full library:
+// files anywhere, bytecode, the string metatable, C modules.
+func TestSandboxTrustedFull(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{Trusted: true})
+		code := `local f = assert(io.open("/etc/passwd")) f:close()
+			assert(type(getmetatable("")) == "table")
+			assert(type(os.getenv) == "function")
+			return "ok"`
+		r := mustExec(t, e, code, execOpts{})
+		if string(r.Values) != `["ok"]` {
+			t.Fatalf("trusted: %q %s", r.Values, r.ErrorMessage)
+		}
+		if interp == "lua5.4" || interp == "lua5.3" {
+			r = mustExec(t, e, `return load(string.dump(function() return "bc" end))()`, execOpts{})
+			if string(r.Values) != `["bc"]` {
+				t.Fatalf("trusted bytecode: %q %s", r.Values, r.ErrorMessage)
+			}
+		}
+	})
+}
+
+// TestMemoryLimit: a memory bomb hits the interpreter's RLIMIT_AS and ends
+// in ErrNoMem; the next call runs in a new interpreter.
+func TestMemoryLimit(t *testing.T) {
+	old := MemoryLimit
+	MemoryLimit = 256 << 20
+	defer func() { MemoryLimit = old }()
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{})
+		_, err := execCode(e, `local t = {} for i = 1, 1e6 do t[i] = ("x"):rep(1048576) .. i end`, execOpts{})
+		wantCode(t, err, core.ErrNoMem)
+		r := mustExec(t, e, "return 1", execOpts{})
+		if string(r.Values) != "[1]" {
+			t.Fatalf("after ErrNoMem: %q %s", r.Values, r.ErrorMessage)
+		}
+	})
+}
