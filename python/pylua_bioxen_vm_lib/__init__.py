@@ -21,6 +21,7 @@ from .networking import NetworkedLuaVM
 from .values import LuaOpaque
 from .vm import BasicLuaVM, ExecResult
 from .vm_manager import VMCluster, VMManager
+from .xcp_ng_integration import XCPngVM
 
 __version__ = "0.2.0"
 core_version: str = _core_version().decode()
@@ -37,6 +38,7 @@ __all__ = [
     "VMManager",
     "VMCluster",
     "InteractiveSession",
+    "XCPngVM",
     "SessionManager",
     "VMLogger",
     "exceptions",

@@ -61,6 +61,17 @@ def test_exception_hierarchy():
         ("pylua_bioxen_vm_lib.lua_process", ["LuaProcess"]),
         ("pylua_bioxen_vm_lib.vm_manager", ["VMManager"]),
         ("pylua_bioxen_vm_lib.networking", ["NetworkedLuaVM"]),
+        ("pylua_bioxen_vm_lib.interactive_session", ["InteractiveSession", "SessionManager"]),
+        (
+            "pylua_bioxen_vm_lib.utils.curator",
+            ["Curator", "get_curator", "PackageInstaller", "search_packages", "bootstrap_lua_environment"],
+        ),
+        ("pylua_bioxen_vm_lib.env", ["EnvironmentManager"]),
+        ("pylua_bioxen_vm_lib.package_manager", ["PackageManager", "RepositoryManager"]),
+        ("pylua_bioxen_vm_lib.xapi_client", ["XAPIClient"]),
+        ("pylua_bioxen_vm_lib.ssh_session", ["SSHSessionManager"]),
+        ("pylua_bioxen_vm_lib.xcp_ng_integration", ["XCPngVM"]),
+        ("pylua_bioxen_vm_lib.aio", ["AsyncVMManager"]),
     ],
 )
 def test_module_paths_import(module, names):
