@@ -78,6 +78,7 @@ bench: build ## benchmarks: ratios against the baselines, measured in the same r
 	PYTHONPATH=python $(PYTHON) bench/bench_session.py
 	PYTHONPATH=python $(PYTHON) bench/bench_xcpng.py
 	PYTHONPATH=python $(PYTHON) bench/bench_packages.py
+	PYTHONPATH=python $(PYTHON) bench/bench_suite.py
 
 clean: ## remove build outputs
 	rm -rf build bin $(LIB) $(PKG)/libbioxen.h $(PKG)/rocks $(PKG)/catalog tests/c/capi_test
