@@ -23,6 +23,7 @@ lua5.4; 10,000 live embedded VMs <= 1 GB RSS; 2 threads >= 1.8x.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import shutil
@@ -356,10 +357,8 @@ class VMEngine:
 
     def close(self) -> None:
         if self.vm is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.vm.close()
-            except Exception:  # noqa: BLE001
-                pass
 
 
 class DirectEngine:
@@ -459,10 +458,10 @@ def run_workloads(quick: bool, reps: int) -> Tuple[bool, List[str]]:
     cols = [e.name for e in active]
     print()
     print(
-        "Times: wall clock around execute_string / subprocess (best of %d); "
+        f"Times: wall clock around execute_string / subprocess (best of {reps}); "
         "'lua5.4 direct wall' includes process start + parse,\n"
         "'lua5.4 in-Lua' is os.clock() around the kernel inside lua5.4. "
-        "Ratios are vs lua5.4 in-Lua (lower is better)." % reps
+        "Ratios are vs lua5.4 in-Lua (lower is better)."
     )
     hdr = f"{'workload':<28}{'bh':>3}"
     for c in cols:
@@ -587,10 +586,8 @@ def memory_test(n: int) -> None:
     finally:
         t0 = time.perf_counter()
         for vm in vms:
-            try:
+            with contextlib.suppress(Exception):
                 vm.close()
-            except Exception:  # noqa: BLE001
-                pass
         print(f"  closed {len(vms)} VMs in {time.perf_counter() - t0:.2f} s")
         vms.clear()
         gc.collect()
