@@ -40,7 +40,6 @@ type tableSnap struct {
 	mt       lua.LValue
 	keys     []lua.LValue
 	vals     []lua.LValue
-	pristine map[lua.LValue]struct{}
 	last     lua.LValue
 	arrayLen int
 	globals  bool
@@ -51,7 +50,7 @@ type tableSnap struct {
 // table.concat/unpack calls neither overflow nor go quadratic; the call stack
 // grows on demand up to a depth that deep recursion in scientific code needs.
 var luaOptions = lua.Options{
-	CallStackSize:       200000,
+	CallStackSize:       50000,
 	MinimizeStackMemory: true,
 	RegistrySize:        1024,
 	RegistryMaxSize:     1 << 23,
@@ -110,13 +109,11 @@ func (st *state) takeSnapshot() {
 			return
 		}
 		seen[t] = true
-		ts := tableSnap{t: t, mt: t.Metatable, last: lua.LNil, arrayLen: t.MaxN(), globals: globals,
-			pristine: map[lua.LValue]struct{}{}}
+		ts := tableSnap{t: t, mt: t.Metatable, last: lua.LNil, arrayLen: t.MaxN(), globals: globals}
 		var sub []*lua.LTable
 		for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
 			ts.keys = append(ts.keys, k)
 			ts.vals = append(ts.vals, v)
-			ts.pristine[k] = struct{}{}
 			ts.last = k
 			if tt, ok := v.(*lua.LTable); ok {
 				sub = append(sub, tt)
@@ -167,7 +164,7 @@ func (st *state) restore() bool {
 			}
 		}
 		for k, _ := t.Next(ts.last); k != lua.LNil; k, _ = t.Next(k) {
-			if _, ok := ts.pristine[k]; ok {
+			if ts.isPristineKey(k) {
 				continue
 			}
 			if !ts.globals {
@@ -190,6 +187,18 @@ func (st *state) restore() bool {
 	}
 	st.tombstones += len(added)
 	return true
+}
+
+// isPristineKey reports whether k was in the table when the snapshot was
+// taken (a linear scan: it only runs when Next walks back over pristine
+// keys, which gopher-lua does for tables with both array and hash parts).
+func (ts *tableSnap) isPristineKey(k lua.LValue) bool {
+	for _, p := range ts.keys {
+		if p == k {
+			return true
+		}
+	}
+	return false
 }
 
 func (st *state) close() { st.L.Close() }
