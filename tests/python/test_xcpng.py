@@ -218,7 +218,7 @@ def test_timeout_kills_the_remote_interpreter_and_the_vm_recovers(config):
         assert result["values"] == [None, 2]  # a new interpreter: globals are gone, as the error said
 
 
-def test_guest_sshd_killed_mid_session_is_a_typed_error(config):
+def test_guest_sshd_killed_mid_session_then_reconnect(config):
     import time
 
     with create_vm("xcp_kill", vm_type="xcpng", config=config) as vm:
@@ -234,16 +234,20 @@ def test_guest_sshd_killed_mid_session_is_a_typed_error(config):
                         parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
                 except (OSError, ValueError, IndexError):
                     continue
-        victims = {int(p) for p in stats["sshd_pids"]}
+        listeners = {int(p) for p in stats["sshd_pids"]}
+        victims = set(listeners)
         grew = True
-        while grew:  # every descendant of the guest's sshd
+        while grew:  # every descendant of the guest's sshd: the session's processes
             more = {pid for pid, ppid in parents.items() if ppid in victims} - victims
             grew = bool(more)
             victims |= more
-        for pid in victims:
+        # The listening sshd stays up, as a real guest's would: the next
+        # call reconnects.
+        for pid in victims - listeners:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         start = time.monotonic()
         with pytest.raises((exc.XCPngConnectionError, exc.VMTimeoutError, exc.LuaProcessError)):
             vm.execute_string("return 2", timeout=10)
         assert time.monotonic() - start < 12
+        assert vm.execute_string("return 3")["values"] == [3]  # reconnected, new interpreter
