@@ -493,89 +493,53 @@ func (c *call) vifCreate() (any, error) {
 }
 
 func (c *call) vifDestroy() (any, error) {
-	ref, err := c.str(0)
-	if err != nil {
-		return nil, err
-	}
-	d := c.s.db
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	o, err := d.get("VIF", ref)
-	if err != nil {
-		return nil, err
-	}
-	if o.rec.flag("currently_attached") {
-		return nil, fail("OPERATION_NOT_ALLOWED", "VIF is currently attached to a running VM")
-	}
-	d.removeFromSet("VM", o.rec.str("VM"), "VIFs", ref)
-	d.removeFromSet("network", o.rec.str("network"), "VIFs", ref)
-	d.remove(o)
-	return nil, nil
+	return c.onObject("VIF", func(d *db, o *object, ref string) (any, error) {
+		if o.rec.flag("currently_attached") {
+			return nil, fail("OPERATION_NOT_ALLOWED", "VIF is currently attached to a running VM")
+		}
+		d.removeFromSet("VM", o.rec.str("VM"), "VIFs", ref)
+		d.removeFromSet("network", o.rec.str("network"), "VIFs", ref)
+		d.remove(o)
+		return nil, nil
+	})
 }
 
 func (c *call) vdiDestroy() (any, error) {
-	ref, err := c.str(0)
-	if err != nil {
-		return nil, err
-	}
-	d := c.s.db
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	o, err := d.get("VDI", ref)
-	if err != nil {
-		return nil, err
-	}
-	for _, b := range o.rec.set("VBDs") {
-		if vbd := d.objs[b]; vbd != nil && vbd.rec.flag("currently_attached") {
-			return nil, fail("VDI_IN_USE", ref, "destroy")
+	return c.onObject("VDI", func(d *db, o *object, ref string) (any, error) {
+		for _, b := range o.rec.set("VBDs") {
+			if vbd := d.objs[b]; vbd != nil && vbd.rec.flag("currently_attached") {
+				return nil, fail("VDI_IN_USE", ref, "destroy")
+			}
 		}
-	}
-	for _, b := range o.rec.set("VBDs") {
-		if vbd := d.objs[b]; vbd != nil {
-			d.removeFromSet("VM", vbd.rec.str("VM"), "VBDs", b)
-			d.remove(vbd)
+		for _, b := range o.rec.set("VBDs") {
+			if vbd := d.objs[b]; vbd != nil {
+				d.removeFromSet("VM", vbd.rec.str("VM"), "VBDs", b)
+				d.remove(vbd)
+			}
 		}
-	}
-	d.removeFromSet("SR", o.rec.str("SR"), "VDIs", ref)
-	d.remove(o)
-	return nil, nil
+		d.removeFromSet("SR", o.rec.str("SR"), "VDIs", ref)
+		d.remove(o)
+		return nil, nil
+	})
 }
 
 func (c *call) vbdDestroy() (any, error) {
-	ref, err := c.str(0)
-	if err != nil {
-		return nil, err
-	}
-	d := c.s.db
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	o, err := d.get("VBD", ref)
-	if err != nil {
-		return nil, err
-	}
-	if o.rec.flag("currently_attached") {
-		return nil, fail("OPERATION_NOT_ALLOWED", "VBD is currently attached to a running VM")
-	}
-	d.removeFromSet("VM", o.rec.str("VM"), "VBDs", ref)
-	d.removeFromSet("VDI", o.rec.str("VDI"), "VBDs", ref)
-	d.remove(o)
-	return nil, nil
+	return c.onObject("VBD", func(d *db, o *object, ref string) (any, error) {
+		if o.rec.flag("currently_attached") {
+			return nil, fail("OPERATION_NOT_ALLOWED", "VBD is currently attached to a running VM")
+		}
+		d.removeFromSet("VM", o.rec.str("VM"), "VBDs", ref)
+		d.removeFromSet("VDI", o.rec.str("VDI"), "VBDs", ref)
+		d.remove(o)
+		return nil, nil
+	})
 }
 
 func (c *call) taskDestroy() (any, error) {
-	ref, err := c.str(0)
-	if err != nil {
-		return nil, err
-	}
-	d := c.s.db
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	o, err := d.get("task", ref)
-	if err != nil {
-		return nil, err
-	}
-	d.remove(o)
-	return nil, nil
+	return c.onObject("task", func(d *db, o *object, ref string) (any, error) {
+		d.remove(o)
+		return nil, nil
+	})
 }
 
 func (c *call) eventFrom() (any, error) {
@@ -627,4 +591,21 @@ func (c *call) eventCurrentID() (any, error) {
 	c.s.db.mu.Lock()
 	defer c.s.db.mu.Unlock()
 	return strconv.FormatUint(c.s.db.gen, 10), nil
+}
+
+// onObject runs fn, under the database lock, on the object of class whose
+// reference is the call's first argument.
+func (c *call) onObject(class string, fn func(d *db, o *object, ref string) (any, error)) (any, error) {
+	ref, err := c.str(0)
+	if err != nil {
+		return nil, err
+	}
+	d := c.s.db
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	o, err := d.get(class, ref)
+	if err != nil {
+		return nil, err
+	}
+	return fn(d, o, ref)
 }
