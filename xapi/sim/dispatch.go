@@ -368,17 +368,9 @@ func genericHandler(method string) *handler {
 		}}
 	case "get_record":
 		return &handler{params: []string{"self"}, fn: func(c *call) (any, error) {
-			ref, err := c.str(0)
-			if err != nil {
-				return nil, err
-			}
-			c.s.db.mu.Lock()
-			defer c.s.db.mu.Unlock()
-			o, err := c.s.db.get(class, ref)
-			if err != nil {
-				return nil, err
-			}
-			return o.rec.clone(), nil
+			return c.onObject(class, func(d *db, o *object, ref string) (any, error) {
+				return o.rec.clone(), nil
+			})
 		}}
 	case "get_by_uuid":
 		return &handler{params: []string{"uuid"}, fn: func(c *call) (any, error) {
@@ -420,47 +412,31 @@ func genericHandler(method string) *handler {
 			return nil
 		}
 		return &handler{params: []string{"self"}, fn: func(c *call) (any, error) {
-			ref, err := c.str(0)
-			if err != nil {
-				return nil, err
-			}
-			c.s.db.mu.Lock()
-			defer c.s.db.mu.Unlock()
-			o, err := c.s.db.get(class, ref)
-			if err != nil {
-				return nil, err
-			}
-			return o.rec.clone()[field], nil
+			return c.onObject(class, func(d *db, o *object, ref string) (any, error) {
+				return o.rec.clone()[field], nil
+			})
 		}}
 	}
 	if field, ok := strings.CutPrefix(op, "set_"); ok && writable[class][field] {
 		return &handler{params: []string{"self", "value"}, fn: func(c *call) (any, error) {
-			ref, err := c.str(0)
-			if err != nil {
-				return nil, err
-			}
 			v, ok := convert(def[field], c.arg(1))
 			if !ok {
 				return nil, c.typeErr(1)
 			}
-			c.s.db.mu.Lock()
-			defer c.s.db.mu.Unlock()
-			o, err := c.s.db.get(class, ref)
-			if err != nil {
-				return nil, err
-			}
-			if def[field] == NullRef && v != NullRef && c.s.db.objs[v.(string)] == nil {
-				return nil, fail("HANDLE_INVALID", field, v.(string))
-			}
-			if class == "VM" && field == "is_a_template" && v == true && o.rec.str("power_state") != "Halted" {
-				return nil, fail("VM_BAD_POWER_STATE", ref, "halted", strings.ToLower(o.rec.str("power_state")))
-			}
-			o.rec[field] = v
-			if class == "VM" && field == "is_a_template" && v == false {
-				o.rec["is_default_template"] = false
-			}
-			c.s.db.touch(o)
-			return nil, nil
+			return c.onObject(class, func(d *db, o *object, ref string) (any, error) {
+				if def[field] == NullRef && v != NullRef && d.objs[v.(string)] == nil {
+					return nil, fail("HANDLE_INVALID", field, v.(string))
+				}
+				if class == "VM" && field == "is_a_template" && v == true && o.rec.str("power_state") != "Halted" {
+					return nil, fail("VM_BAD_POWER_STATE", ref, "halted", strings.ToLower(o.rec.str("power_state")))
+				}
+				o.rec[field] = v
+				if class == "VM" && field == "is_a_template" && v == false {
+					o.rec["is_default_template"] = false
+				}
+				d.touch(o)
+				return nil, nil
+			})
 		}}
 	}
 	if field, ok := strings.CutPrefix(op, "add_to_"); ok && writable[class][field] {
@@ -468,10 +444,6 @@ func genericHandler(method string) *handler {
 			return nil
 		}
 		return &handler{params: []string{"self", "key", "value"}, fn: func(c *call) (any, error) {
-			ref, err := c.str(0)
-			if err != nil {
-				return nil, err
-			}
 			k, err := c.str(1)
 			if err != nil {
 				return nil, err
@@ -480,21 +452,17 @@ func genericHandler(method string) *handler {
 			if err != nil {
 				return nil, err
 			}
-			c.s.db.mu.Lock()
-			defer c.s.db.mu.Unlock()
-			o, err := c.s.db.get(class, ref)
-			if err != nil {
-				return nil, err
-			}
-			m := o.rec.smap(field)
-			if _, dup := m[k]; dup {
-				return nil, fail("MAP_DUPLICATE_KEY", class, field, o.rec.str("uuid"), k)
-			}
-			m = maps.Clone(m)
-			m[k] = v
-			o.rec[field] = m
-			c.s.db.touch(o)
-			return nil, nil
+			return c.onObject(class, func(d *db, o *object, ref string) (any, error) {
+				m := o.rec.smap(field)
+				if _, dup := m[k]; dup {
+					return nil, fail("MAP_DUPLICATE_KEY", class, field, o.rec.str("uuid"), k)
+				}
+				m = maps.Clone(m)
+				m[k] = v
+				o.rec[field] = m
+				d.touch(o)
+				return nil, nil
+			})
 		}}
 	}
 	if field, ok := strings.CutPrefix(op, "remove_from_"); ok && writable[class][field] {
@@ -502,25 +470,17 @@ func genericHandler(method string) *handler {
 			return nil
 		}
 		return &handler{params: []string{"self", "key"}, fn: func(c *call) (any, error) {
-			ref, err := c.str(0)
-			if err != nil {
-				return nil, err
-			}
 			k, err := c.str(1)
 			if err != nil {
 				return nil, err
 			}
-			c.s.db.mu.Lock()
-			defer c.s.db.mu.Unlock()
-			o, err := c.s.db.get(class, ref)
-			if err != nil {
-				return nil, err
-			}
-			m := maps.Clone(o.rec.smap(field))
-			delete(m, k) // removing a missing key is not an error in XAPI
-			o.rec[field] = m
-			c.s.db.touch(o)
-			return nil, nil
+			return c.onObject(class, func(d *db, o *object, ref string) (any, error) {
+				m := maps.Clone(o.rec.smap(field))
+				delete(m, k) // removing a missing key is not an error in XAPI
+				o.rec[field] = m
+				d.touch(o)
+				return nil, nil
+			})
 		}}
 	}
 	return nil
