@@ -149,21 +149,28 @@ func runPackages(req *pkgRequest) (any, error) {
 //export bioxenGoPackages
 func bioxenGoPackages(reqJSON *C.char, n C.size_t, out **C.char, outLen *C.size_t) (status C.int) {
 	defer guard(&status)
+	return jsonCall(reqJSON, n, out, outLen, "packages", runPackages)
+}
+
+// jsonCall is the body of the JSON-request functions: decode the request,
+// run it, and hand {"result": ...} back in C memory (freed with bioxen_free).
+// A bad request is reported without echoing it (it may hold passwords).
+func jsonCall[T any](reqJSON *C.char, n C.size_t, out **C.char, outLen *C.size_t, op string, run func(*T) (any, error)) C.int {
 	if reqJSON == nil || out == nil || outLen == nil {
-		return fail(core.Errorf(core.ErrInvalid, "packages", "NULL argument"))
+		return fail(core.Errorf(core.ErrInvalid, op, "NULL argument"))
 	}
 	*out, *outLen = nil, 0
-	var req pkgRequest
+	var req T
 	if err := json.Unmarshal(C.GoBytes(unsafe.Pointer(reqJSON), C.int(n)), &req); err != nil {
-		return fail(core.Wrap(core.ErrInvalid, "packages", "bad request JSON", err))
+		return fail(core.Errorf(core.ErrInvalid, op, "bad request JSON"))
 	}
-	res, err := runPackages(&req)
+	res, err := run(&req)
 	if err != nil {
 		return fail(err)
 	}
 	data, err := json.Marshal(map[string]any{"result": res})
 	if err != nil {
-		return fail(core.Wrap(core.ErrGeneric, "packages", "encoding the response", err))
+		return fail(core.Wrap(core.ErrGeneric, op, "encoding the response", err))
 	}
 	*out, *outLen = cbytes(data)
 	return C.BIOXEN_OK

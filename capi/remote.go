@@ -8,7 +8,6 @@ import "C"
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 	"unsafe"
 
@@ -118,24 +117,7 @@ func runRemote(req *remoteRequest) (any, error) {
 //export bioxenGoRemote
 func bioxenGoRemote(reqJSON *C.char, n C.size_t, out **C.char, outLen *C.size_t) (status C.int) {
 	defer guard(&status)
-	if reqJSON == nil || out == nil || outLen == nil {
-		return fail(core.Errorf(core.ErrInvalid, "remote", "NULL argument"))
-	}
-	*out, *outLen = nil, 0
-	var req remoteRequest
-	if err := json.Unmarshal(C.GoBytes(unsafe.Pointer(reqJSON), C.int(n)), &req); err != nil {
-		return fail(core.Errorf(core.ErrInvalid, "remote", "bad request JSON"))
-	}
-	res, err := runRemote(&req)
-	if err != nil {
-		return fail(err)
-	}
-	data, err := json.Marshal(map[string]any{"result": res})
-	if err != nil {
-		return fail(core.Wrap(core.ErrGeneric, "remote", "encoding the response", err))
-	}
-	*out, *outLen = cbytes(data)
-	return C.BIOXEN_OK
+	return jsonCall(reqJSON, n, out, outLen, "remote", runRemote)
 }
 
 //export bioxenGoVMInstallPackage

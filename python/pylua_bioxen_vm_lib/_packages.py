@@ -14,14 +14,12 @@ Where things live:
 
 from __future__ import annotations
 
-import ctypes
-import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _ffi
-from . import exceptions as exc
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_REPO = PACKAGE_DIR / "rocks"
@@ -59,16 +57,7 @@ def call(op: str, catalogs: Optional[Sequence[str]] = None, **fields: Any) -> An
         "default_repos": default_repos(),
     }
     request.update({k: v for k, v in fields.items() if v is not None})
-    data = json.dumps(request).encode()
-    out = ctypes.c_void_p()
-    size = ctypes.c_size_t()
-    status = _ffi.packages(data, len(data), ctypes.byref(out), ctypes.byref(size))
-    if status != _ffi.OK:
-        raise _ffi.error_for(status, f"packages: {op}")
-    try:
-        return json.loads(ctypes.string_at(out, size.value))["result"]
-    finally:
-        _ffi.free(out)
+    return _ffi.json_call(_ffi.packages, request, f"packages: {op}")
 
 
 def env_exists(name: str) -> bool:
@@ -103,13 +92,6 @@ def env_paths(name: str, engine: str, executable: str) -> Optional[Dict[str, str
 def check_env_name(name: str) -> str:
     if not isinstance(name, str) or not name:
         raise ValueError(f"invalid environment name {name!r}")
-    import re
-
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", name):
         raise ValueError(f"invalid environment name {name!r} (letters, digits, '_', '.', '-')")
     return name
-
-
-def raise_unknown_env(name: str) -> None:
-    known = call("envs") or []
-    raise exc.SessionStateError(f"unknown environment {name!r} (known: {', '.join(sorted(known)) or 'none'})")

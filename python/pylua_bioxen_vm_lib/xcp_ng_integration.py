@@ -11,10 +11,9 @@ config says ``persistent``.
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import json
 import logging
-import os
 from typing import Any, Dict, Mapping, Optional
 
 from . import _ffi
@@ -93,24 +92,20 @@ class XCPngVM(BasicLuaVM):
         from . import _packages
 
         handle = self._running_handle()
-        request = json.dumps(
-            {
-                "package": package_name,
-                "home": str(_packages.home()),
-                "catalogs": _packages.default_catalogs(),
-                "default_repos": _packages.default_repos(),
-            }
-        ).encode()
-        out = ctypes.c_void_p()
-        size = ctypes.c_size_t()
-        status = _ffi.vm_install_package(handle, request, len(request), ctypes.byref(out), ctypes.byref(size))
-        if status != _ffi.OK:
-            err = _ffi.error_for(status, f"VM {self.vm_id!r}: install_package {package_name}")
-            raise exc.PackageError(str(err), code=status) from err
+        request = {
+            "package": package_name,
+            "home": str(_packages.home()),
+            "catalogs": _packages.default_catalogs(),
+            "default_repos": _packages.default_repos(),
+        }
         try:
-            info = json.loads(ctypes.string_at(out, size.value))
-        finally:
-            _ffi.free(out)
+            info = _ffi.json_call(
+                functools.partial(_ffi.vm_install_package, handle),
+                request,
+                f"VM {self.vm_id!r}: install_package {package_name}",
+            )
+        except exc.LuaVMError as err:
+            raise exc.PackageError(str(err), code=err.code) from err
         logger.debug("installed %s in %s: %s", package_name, self.vm_id, info)
         return True
 
@@ -129,9 +124,3 @@ class XCPngVM(BasicLuaVM):
         """Run a chunk in the VM (starting it if needed); the basic VM's
         result dict."""
         return super().execute_string(lua_code, timeout=timeout)
-
-
-def _config_file_path(path: str) -> Dict[str, Any]:
-    """Read a config JSON file (e.g. the simulator's -print-config line)."""
-    with open(os.fspath(path), encoding="utf-8") as f:
-        return json.load(f)
