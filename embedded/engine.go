@@ -63,26 +63,21 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	st := e.st
 	st.begin(e.opts.Limits, req.Output)
 
+	if ctx.Done() == nil {
+		res := st.run(ch.proto, req, e.opts.Limits)
+		e.finish(st, req, ch.pure)
+		return res, nil
+	}
 	var res *core.Result
-	_, hasDeadline := ctx.Deadline()
-	switch {
-	case ctx.Done() == nil:
-		res = st.run(ch.proto, req, e.opts.Limits)
-	case !hasDeadline:
+	st.L.SetContext(ctx)
+	if _, hasDeadline := ctx.Deadline(); !hasDeadline {
 		// Cancellable but no deadline (an interactive session): run on the
 		// caller's goroutine; gopher-lua stops at the next instruction when
 		// the context is cancelled.
-		st.L.SetContext(ctx)
 		res = st.run(ch.proto, req, e.opts.Limits)
-		st.L.RemoveContext()
-		if ctx.Err() != nil {
-			e.finish(st, req, false)
-			return nil, timeoutError(ctx, false)
-		}
-	default:
+	} else {
 		// A deadline is a promise to return on time even if the chunk is
 		// stuck in a long Go builtin: run on a goroutine and wait.
-		st.L.SetContext(ctx)
 		done := make(chan *core.Result, 1)
 		go func() { done <- st.run(ch.proto, req, e.opts.Limits) }()
 		select {
@@ -101,11 +96,11 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 				return nil, timeoutError(ctx, !req.Fresh)
 			}
 		}
-		st.L.RemoveContext()
-		if ctx.Err() != nil {
-			e.finish(st, req, false)
-			return nil, timeoutError(ctx, false)
-		}
+	}
+	st.L.RemoveContext()
+	if ctx.Err() != nil {
+		e.finish(st, req, false)
+		return nil, timeoutError(ctx, false)
 	}
 	e.finish(st, req, ch.pure)
 	return res, nil
