@@ -153,51 +153,37 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 // and removes it. When there is none it waits up to timeout for the first
 // output, returning early (with nothing) when the session is idle.
 func (s *Session) Read(streams Stream, timeout time.Duration) ([]byte, error) {
-	deadline := time.Now().Add(timeout)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var timer *time.Timer
-	for !s.log.has(streams) && s.busy && !s.closed {
-		left := time.Until(deadline)
-		if left <= 0 {
-			break
-		}
-		if timer == nil {
-			timer = time.AfterFunc(left, func() {
-				s.mu.Lock()
-				s.changed.Broadcast()
-				s.mu.Unlock()
-			})
-			defer timer.Stop()
-		}
-		s.changed.Wait()
-	}
+	s.waitLocked(timeout, func() bool { return s.log.has(streams) || !s.busy || s.closed })
 	return s.log.take(streams), nil
 }
 
 // Wait blocks until the session is idle (no queued input, no running chunk)
 // or timeout passes; it reports whether the session is idle.
 func (s *Session) Wait(timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var timer *time.Timer
-	for s.busy && !s.closed {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return false
-		}
-		if timer == nil {
-			timer = time.AfterFunc(left, func() {
-				s.mu.Lock()
-				s.changed.Broadcast()
-				s.mu.Unlock()
-			})
-			defer timer.Stop()
-		}
+	return s.waitLocked(timeout, func() bool { return !s.busy || s.closed })
+}
+
+// waitLocked waits on s.changed (s.mu held) until done() or timeout, and
+// returns done().
+func (s *Session) waitLocked(timeout time.Duration, done func() bool) bool {
+	if done() || timeout <= 0 {
+		return done()
+	}
+	deadline := time.Now().Add(timeout)
+	timer := time.AfterFunc(timeout, func() {
+		s.mu.Lock()
+		s.changed.Broadcast()
+		s.mu.Unlock()
+	})
+	defer timer.Stop()
+	for !done() && time.Now().Before(deadline) {
 		s.changed.Wait()
 	}
-	return true
+	return done()
 }
 
 // Busy reports whether input is queued or a chunk is running.
