@@ -23,6 +23,17 @@ type Limits struct {
 	// remaining values are replaced by an opaque "<size limit>" marker.
 	// Default 16 MiB.
 	MaxValueBytes int
+	// MaxMemoryBytes bounds the memory of the VM (not just one call). The
+	// embedded engine accounts the Lua values its state holds (see
+	// docs/sandbox.md, "Memory"); the process engine sets the interpreter's
+	// address-space limit (RLIMIT_AS). Past it the call ends with ErrNoMem
+	// and the VM's Lua state is reset. Default 1 GiB; negative: no limit.
+	MaxMemoryBytes int64
+	// MaxCPUTime bounds the CPU time one call may use, distinct from its
+	// wall-clock timeout: a call waiting on I/O or on a busy machine does
+	// not use it up, and pcall, error handlers, coroutines and metamethods
+	// cannot escape it. Past it the call ends with ErrCPULimit. 0: no limit.
+	MaxCPUTime time.Duration
 }
 
 // Default limits.
@@ -31,6 +42,7 @@ const (
 	DefaultMaxOutputBytes = 8 << 20
 	DefaultMaxValueDepth  = 64
 	DefaultMaxValueBytes  = 16 << 20
+	DefaultMaxMemoryBytes = 1 << 30
 )
 
 // WithDefaults returns l with zero fields replaced by the defaults.
@@ -46,6 +58,9 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.MaxValueBytes <= 0 {
 		l.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if l.MaxMemoryBytes == 0 {
+		l.MaxMemoryBytes = DefaultMaxMemoryBytes
 	}
 	return l
 }

@@ -31,6 +31,7 @@ const (
 	ErrAuth         Code = 13 // authentication was refused (XAPI login, SSH)
 	ErrConnection   Code = 14 // a remote host could not be reached or the connection broke
 	ErrHostKey      Code = 15 // an SSH host key is unknown or changed, or a TLS certificate is not trusted
+	ErrCPULimit     Code = 16 // the call used up its CPU-time budget (Limits.MaxCPUTime)
 )
 
 var codeNames = map[Code]string{
@@ -39,7 +40,7 @@ var codeNames = map[Code]string{
 	ErrFileNotFound: "file not found", ErrEngine: "engine failure", ErrTooLarge: "too large",
 	ErrUnsupported: "unsupported", ErrNoMem: "out of memory", ErrRange: "buffer too small",
 	ErrClosed: "closed", ErrAuth: "authentication failed", ErrConnection: "connection failed",
-	ErrHostKey: "host key or certificate not trusted",
+	ErrHostKey: "host key or certificate not trusted", ErrCPULimit: "cpu limit",
 }
 
 // String returns a short static description of the code.

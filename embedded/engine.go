@@ -62,24 +62,27 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	}
 	st := e.st
 	st.begin(e.opts.Limits, req.Output)
-
-	if ctx.Done() == nil {
-		res := st.run(ch.proto, req, e.opts.Limits)
-		e.finish(st, req, ch.pure)
-		return res, nil
+	if ctx == nil {
+		ctx = context.Background()
 	}
+	st.ctx.begin(ctx, e.opts.Limits)
+	run := func() *core.Result {
+		leave := st.ctx.enter()
+		defer leave()
+		return st.run(ch.proto, req, e.opts.Limits)
+	}
+
 	var res *core.Result
-	st.L.SetContext(ctx)
 	if _, hasDeadline := ctx.Deadline(); !hasDeadline {
-		// Cancellable but no deadline (an interactive session): run on the
-		// caller's goroutine; gopher-lua stops at the next instruction when
-		// the context is cancelled.
-		res = st.run(ch.proto, req, e.opts.Limits)
+		// No deadline (at most a cancellation: an interactive session):
+		// run on the caller's goroutine; the state's context stops the
+		// chunk at its next instruction.
+		res = run()
 	} else {
 		// A deadline is a promise to return on time even if the chunk is
 		// stuck in a long Go builtin: run on a goroutine and wait.
 		done := make(chan *core.Result, 1)
-		go func() { done <- st.run(ch.proto, req, e.opts.Limits) }()
+		go func() { done <- run() }()
 		select {
 		case res = <-done:
 		case <-ctx.Done():
@@ -91,19 +94,32 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 				// Stuck in a long Go builtin that does not see the context:
 				// give the state up; it is closed when the builtin returns.
 				e.st = nil
-				go func() { <-done; st.close() }()
+				go func() { <-done; st.ctx.end(); st.close() }()
 				core.Logf(core.LevelWarn, "embedded VM %q: chunk did not stop within %v of its deadline; state replaced", e.opts.Name, core.TimeoutGrace)
 				return nil, timeoutError(ctx, !req.Fresh)
 			}
 		}
 	}
-	st.L.RemoveContext()
-	if ctx.Err() != nil {
+	switch stopped := st.ctx.end(); {
+	case stopped == nil:
+		e.finish(st, req, ch.pure)
+		return res, nil
+	case errors.Is(stopped, errCPULimit):
+		e.finish(st, req, false)
+		return nil, core.Errorf(core.ErrCPULimit, "exec", "the Lua code used up its CPU time budget (%v) and was stopped; the VM is usable", e.opts.Limits.MaxCPUTime)
+	case errors.Is(stopped, errMemLimit):
+		// The state holds the memory: give it up.
+		e.st = nil
+		st.close()
+		lost := ""
+		if !req.Fresh {
+			lost = "; its global state was reset"
+		}
+		return nil, core.Errorf(core.ErrNoMem, "exec", "the Lua code went over the VM's memory limit (%d bytes) and was stopped%s", e.opts.Limits.MaxMemoryBytes, lost)
+	default:
 		e.finish(st, req, false)
 		return nil, timeoutError(ctx, false)
 	}
-	e.finish(st, req, ch.pure)
-	return res, nil
 }
 
 // finish restores a fresh-environment state, or replaces it when the chunk

@@ -16,6 +16,8 @@ import (
 // LState every call.
 type state struct {
 	L         *lua.LState
+	ctx       *callCtx // the context of all its threads: limits and stops
+	walkSeen  int      // objects the last memory walk saw (sizes the next one's set)
 	out, errw core.Capture
 
 	stdout, stderr, stdin *lua.LUserData
@@ -71,6 +73,9 @@ type stateConfig struct {
 
 func newState(cfg stateConfig) *state {
 	st := &state{L: lua.NewState(luaOptions)}
+	st.ctx = newCallCtx(st)
+	st.L.SetContext(st.ctx)
+	st.installCoroutines()
 	st.installStdio()
 	st.installBuiltins()
 	st.installCModuleLoader()

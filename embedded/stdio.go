@@ -310,10 +310,14 @@ func (st *state) osExecute(L *lua.LState) int {
 		L.Push(lua.LTrue) // a shell is available
 		return 1
 	}
-	ctx := L.Context()
-	if ctx == nil {
-		ctx = context.Background()
+	// A derived context: exec watches it from another goroutine, and the
+	// state's own context is only to be used by the goroutine running Lua.
+	parent := L.Context()
+	if parent == nil {
+		parent = context.Background()
 	}
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", L.CheckString(1))
 	var out, errb bytes.Buffer
 	cmd.Stdout = &limitedWriter{w: &out, n: int64(st.out.Max)}

@@ -1,0 +1,267 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+	"golang.org/x/sys/unix"
+
+	"libbioxen/core"
+)
+
+// Limits that hold inside a running chunk.
+//
+// gopher-lua calls its context's Done method before every instruction of
+// every Lua thread that has a context. Each state's threads (the main one
+// and every coroutine, see installCoroutines) share one callCtx, which
+// makes Done the engine's instruction hook: every hookEvery instructions it
+// checks the call's CPU budget and memory limit on the goroutine running the
+// chunk, where reading the Lua state is safe. A call is stopped by closing
+// the channel Done returns: gopher-lua then raises an error at every
+// following instruction, so pcall, xpcall handlers, coroutines and
+// metamethods cannot swallow it; the chunk unwinds to Exec, which reports
+// the typed error.
+
+// hookEvery is how many instructions run between limit checks (~40 µs of
+// gopher-lua code).
+const hookEvery = 4096
+
+// Why a call was stopped, besides its caller's context.
+var (
+	errCPULimit = errors.New("cpu time limit exceeded")
+	errMemLimit = errors.New("memory limit exceeded")
+)
+
+// callCtx is the context.Context of a state's Lua threads. Between calls it
+// is never done.
+type callCtx struct {
+	st *state
+
+	mu    sync.Mutex
+	done  chan struct{} // closed when the current call is stopped
+	err   error         // why it was stopped; nil while it runs
+	gen   uint64        // call generation: stale stops are ignored
+	after map[*afterFunc]struct{}
+
+	// Owned by the goroutine running the chunk.
+	steps      uint32
+	checking   bool
+	deadline   time.Time
+	cpuBudget  time.Duration
+	cpuStart   time.Duration
+	memLimit   int64
+	memUsed    int64  // what the state held at the last walk
+	memAllocs  uint64 // allocTotal at the last walk
+	memNext    uint64 // walk again once allocTotal passes this
+	stopParent func() bool
+}
+
+type afterFunc struct{ f func() }
+
+func newCallCtx(st *state) *callCtx {
+	return &callCtx{st: st, done: make(chan struct{}), after: map[*afterFunc]struct{}{}}
+}
+
+// Deadline reports the running call's deadline.
+func (c *callCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
+
+// Done is called by gopher-lua before every instruction: count, check the
+// limits now and then, and return the channel that is closed on a stop.
+func (c *callCtx) Done() <-chan struct{} {
+	c.steps++
+	if c.checking && (c.steps%hookEvery == 0 || allocTotal.Load() > c.memNext) {
+		c.check()
+	}
+	return c.done
+}
+
+// Err reports why the call was stopped (nil while it may run).
+func (c *callCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Value carries no values.
+func (c *callCtx) Value(any) any { return nil }
+
+// AfterFunc arranges for f to run when the current call is stopped. The
+// context package uses it for contexts derived from this one (gopher-lua
+// derives one for every coroutine), so that deriving starts no goroutine;
+// registrations end with the call.
+func (c *callCtx) AfterFunc(f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	a := &afterFunc{f: f}
+	c.after[a] = struct{}{}
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		_, ok := c.after[a]
+		delete(c.after, a)
+		return ok
+	}
+}
+
+// stop ends call gen with err (the first reason wins).
+func (c *callCtx) stop(gen uint64, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen || c.err != nil {
+		return
+	}
+	c.err = err
+	close(c.done)
+	for a := range c.after {
+		go a.f()
+	}
+	clear(c.after)
+}
+
+// begin arms the context for a call under parent and lim. It runs before
+// the chunk's goroutine starts.
+func (c *callCtx) begin(parent context.Context, lim core.Limits) {
+	c.mu.Lock()
+	c.gen++
+	gen := c.gen
+	if c.err != nil {
+		c.done = make(chan struct{})
+		c.err = nil
+	}
+	c.mu.Unlock()
+	c.deadline, _ = parent.Deadline()
+	c.stopParent = nil
+	if parent.Done() != nil {
+		c.stopParent = context.AfterFunc(parent, func() {
+			err := context.Cause(parent)
+			if err == nil {
+				err = parent.Err()
+			}
+			c.stop(gen, err)
+		})
+	}
+	c.cpuBudget = lim.MaxCPUTime
+	c.memLimit = lim.MaxMemoryBytes
+	c.checking = c.cpuBudget > 0 || c.memLimit > 0
+	if c.memLimit <= 0 {
+		c.memNext = ^uint64(0)
+	}
+}
+
+// end disarms the context and returns why the call was stopped (nil: it
+// was not).
+func (c *callCtx) end() error {
+	if c.stopParent != nil {
+		c.stopParent()
+		c.stopParent = nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++ // later stops of this call are stale
+	clear(c.after)
+	c.deadline = time.Time{}
+	c.checking = false
+	return c.err
+}
+
+// enter starts the call's accounting on the goroutine that runs the chunk;
+// the returned func ends it.
+func (c *callCtx) enter() func() {
+	c.steps = 0
+	if c.memLimit > 0 {
+		memWatchStart()
+	}
+	if c.cpuBudget <= 0 {
+		if c.memLimit > 0 {
+			return memWatchStop
+		}
+		return func() {}
+	}
+	// The thread's CPU clock measures this goroutine only while it stays
+	// on the thread.
+	runtime.LockOSThread()
+	c.cpuStart = threadCPU()
+	return func() {
+		runtime.UnlockOSThread()
+		if c.memLimit > 0 {
+			memWatchStop()
+		}
+	}
+}
+
+// stopNow stops the running call from its own goroutine.
+func (c *callCtx) stopNow(err error) {
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
+	c.stop(gen, err)
+}
+
+// check runs on the chunk's goroutine every hookEvery instructions.
+func (c *callCtx) check() {
+	if c.cpuBudget > 0 && threadCPU()-c.cpuStart > c.cpuBudget {
+		c.stopNow(errCPULimit)
+		return
+	}
+	if c.memLimit > 0 {
+		// What the state holds can only have grown by what the process
+		// allocated since the last walk: walk again once that could have
+		// used up half of the room left.
+		if allocTotal.Load() > c.memNext {
+			c.memUsed = c.st.memUsage(c.memLimit, c.done)
+			// The next walk once the process allocated half of the room
+			// left, and at least 1/16 of the limit (a walk costs time in
+			// proportion to what the state holds).
+			c.memAllocs = allocTotal.Load()
+			c.memNext = c.memAllocs + max(uint64(max(c.memLimit-c.memUsed, 0))/2, uint64(c.memLimit)/16, 1<<20)
+			if c.memUsed > c.memLimit {
+				c.stopNow(errMemLimit)
+			}
+		}
+	}
+}
+
+// threadCPU is the CPU time the calling thread has used.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// installCoroutines makes every coroutine run under the state's callCtx:
+// gopher-lua gives a new thread a context derived from the creating call's
+// one, which is cancelled when that call ends (a coroutine made in one
+// call failed in the next with "context canceled"), or none at all when
+// the call had none (a loop in it could then not be stopped).
+func (st *state) installCoroutines() {
+	L := st.L
+	co := L.GetGlobal("coroutine").(*lua.LTable)
+	create := co.RawGetString("create").(*lua.LFunction)
+	wrap := co.RawGetString("wrap").(*lua.LFunction)
+	co.RawSetString("create", L.NewFunction(func(L *lua.LState) int {
+		n := create.GFunction(L)
+		if th, ok := L.Get(-1).(*lua.LState); ok {
+			th.SetContext(st.ctx)
+		}
+		return n
+	}))
+	co.RawSetString("wrap", L.NewFunction(func(L *lua.LState) int {
+		n := wrap.GFunction(L)
+		if fn, ok := L.Get(-1).(*lua.LFunction); ok && len(fn.Upvalues) > 0 {
+			if th, ok := fn.Upvalues[0].Value().(*lua.LState); ok {
+				th.SetContext(st.ctx)
+			}
+		}
+		return n
+	}))
+}

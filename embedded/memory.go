@@ -1,0 +1,291 @@
+package embedded
+
+import (
+	"reflect"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"libbioxen/core"
+)
+
+// Memory accounting per VM.
+//
+// Go has no per-goroutine heap accounting, so a VM's memory is measured by
+// walking what its Lua state holds: the values reachable from its globals,
+// its registry and the value stacks of its threads, each charged an
+// estimate of its size (a string its length plus a header, a table its
+// array and hash slots plus a header, ...). The walk runs on the goroutine
+// running the chunk (from the instruction hook, see callCtx.check), so it
+// reads a consistent state. It is only needed after the process allocated
+// enough to have possibly used up the room left under the limit: a
+// process-wide sampler publishes the total bytes allocated every
+// memSampleEvery, and a VM walks again when that total has grown by half of
+// its remaining room. A VM over its limit is stopped (ErrNoMem) and its
+// state is thrown away. Overshoot is bounded by what one chunk allocates in
+// one sampling period plus a walk's error; docs/sandbox.md has the details.
+
+const memSampleEvery = 5 * time.Millisecond
+
+var (
+	allocTotal  atomic.Uint64 // bytes allocated by the process so far (sampled)
+	memWatchers atomic.Int32  // calls that need the sampler
+	samplerMu   sync.Mutex
+	samplerOn   bool
+)
+
+const allocMetric = "/gc/heap/allocs:bytes"
+
+func sampleAllocs() {
+	s := []metrics.Sample{{Name: allocMetric}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		allocTotal.Store(s[0].Value.Uint64())
+	}
+}
+
+// memWatchStart registers a call that needs allocTotal kept current.
+func memWatchStart() {
+	memWatchers.Add(1)
+	samplerMu.Lock()
+	defer samplerMu.Unlock()
+	if !samplerOn {
+		samplerOn = true
+		sampleAllocs()
+		go sampler()
+	}
+}
+
+func memWatchStop() { memWatchers.Add(-1) }
+
+// sampler updates allocTotal while calls need it and for a second after
+// the last one ended (calls are often short and back to back).
+func sampler() {
+	t := time.NewTicker(memSampleEvery)
+	defer t.Stop()
+	idle := 0
+	for range t.C {
+		sampleAllocs()
+		if memWatchers.Load() > 0 {
+			idle = 0
+			continue
+		}
+		if idle++; idle < int(time.Second/memSampleEvery) {
+			continue
+		}
+		samplerMu.Lock()
+		if memWatchers.Load() == 0 {
+			samplerOn = false
+			samplerMu.Unlock()
+			return
+		}
+		samplerMu.Unlock()
+		idle = 0
+	}
+}
+
+// gopher-lua keeps a table's slots, and a thread's value stack, in
+// unexported fields. Their offsets are looked up (and their types checked)
+// once; if a gopher-lua upgrade changes them, layoutOK is false and
+// memUsage falls back to the exported view (TestMemoryLayout fails).
+var layout = func() (l struct {
+	ok                             bool
+	tArray, tDict, tStrdict, tKeys uintptr
+	sReg, rArray, rTop             uintptr
+}) {
+	field := func(t reflect.Type, name string, want reflect.Type) (uintptr, bool) {
+		f, ok := t.FieldByName(name)
+		if !ok || (want != nil && f.Type != want) {
+			return 0, false
+		}
+		return f.Offset, true
+	}
+	values := reflect.TypeOf([]lua.LValue(nil))
+	tbl := reflect.TypeOf(lua.LTable{})
+	var ok [7]bool
+	l.tArray, ok[0] = field(tbl, "array", values)
+	l.tDict, ok[1] = field(tbl, "dict", reflect.TypeOf(map[lua.LValue]lua.LValue(nil)))
+	l.tStrdict, ok[2] = field(tbl, "strdict", reflect.TypeOf(map[string]lua.LValue(nil)))
+	l.tKeys, ok[3] = field(tbl, "keys", values)
+	st := reflect.TypeOf(lua.LState{})
+	l.sReg, ok[4] = field(st, "reg", nil)
+	if f, found := st.FieldByName("reg"); found && f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct {
+		reg := f.Type.Elem()
+		l.rArray, ok[5] = field(reg, "array", values)
+		l.rTop, ok[6] = field(reg, "top", reflect.TypeOf(0))
+	}
+	l.ok = true
+	for _, b := range ok {
+		l.ok = l.ok && b
+	}
+	return l
+}()
+
+func init() {
+	if !layout.ok {
+		core.Logf(core.LevelWarn, "embedded: gopher-lua's table layout is not the expected one; memory accounting sees globals and tables through the public API only")
+	}
+}
+
+// Estimated sizes (bytes) of gopher-lua's objects and slots.
+const (
+	sizeSlot     = 16 // an LValue interface
+	sizeString   = 32 // string header + interface box
+	sizeTable    = 96
+	sizeMapEntry = 72 // key and value slots, control bytes, growth slack
+	sizeNumber   = 16 // a float64 boxed in an LValue
+	sizeFunction = 96
+	sizeUpvalue  = 56
+	sizeThread   = 512
+	sizeUserdata = 64
+)
+
+// memWalk estimates the bytes held by values reachable from roots; it
+// stops counting once over limit (limit <= 0: no early stop).
+type memWalk struct {
+	total int64
+	limit int64
+	seen  map[unsafe.Pointer]struct{}
+	todo  []lua.LValue
+	done  <-chan struct{}
+}
+
+func (w *memWalk) push(v lua.LValue) {
+	switch x := v.(type) {
+	case lua.LString:
+		w.total += sizeString + int64(len(x))
+	case lua.LNumber:
+		w.total += sizeNumber
+	case *lua.LTable, *lua.LFunction, *lua.LUserData, *lua.LState:
+		w.todo = append(w.todo, x)
+	}
+}
+
+// stopped reports that the call was stopped (its deadline passed): a
+// long walk gives up rather than keep the call running.
+func (w *memWalk) stopped() bool {
+	select {
+	case <-w.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (w *memWalk) first(p unsafe.Pointer) bool {
+	if _, ok := w.seen[p]; ok {
+		return false
+	}
+	w.seen[p] = struct{}{}
+	return true
+}
+
+func (w *memWalk) run() {
+	for n := 1; len(w.todo) > 0 && (w.limit <= 0 || w.total <= w.limit); n++ {
+		if n%(1<<14) == 0 && w.stopped() {
+			return
+		}
+		v := w.todo[len(w.todo)-1]
+		w.todo = w.todo[:len(w.todo)-1]
+		switch x := v.(type) {
+		case *lua.LTable:
+			if w.first(unsafe.Pointer(x)) {
+				w.table(x)
+			}
+		case *lua.LFunction:
+			if w.first(unsafe.Pointer(x)) {
+				w.total += sizeFunction + int64(len(x.Upvalues))*sizeUpvalue
+				if x.Env != nil {
+					w.todo = append(w.todo, x.Env)
+				}
+				for _, uv := range x.Upvalues {
+					if uv != nil {
+						w.push(uv.Value())
+					}
+				}
+			}
+		case *lua.LUserData:
+			if w.first(unsafe.Pointer(x)) {
+				w.total += sizeUserdata
+				if x.Env != nil {
+					w.todo = append(w.todo, x.Env)
+				}
+				w.push(x.Metatable)
+			}
+		case *lua.LState:
+			if w.first(unsafe.Pointer(x)) {
+				w.thread(x)
+			}
+		}
+	}
+}
+
+func (w *memWalk) table(t *lua.LTable) {
+	w.total += sizeTable
+	w.push(t.Metatable)
+	if !layout.ok {
+		t.ForEach(func(k, v lua.LValue) {
+			w.total += sizeMapEntry
+			w.push(k)
+			w.push(v)
+		})
+		return
+	}
+	p := unsafe.Pointer(t)
+	array := *(*[]lua.LValue)(unsafe.Add(p, layout.tArray))
+	w.total += int64(cap(array)) * sizeSlot
+	for _, v := range array {
+		w.push(v)
+	}
+	if keys := *(*[]lua.LValue)(unsafe.Add(p, layout.tKeys)); keys != nil {
+		w.total += int64(cap(keys)) * (sizeSlot + sizeMapEntry) // keys and k2i
+	}
+	for k, v := range *(*map[lua.LValue]lua.LValue)(unsafe.Add(p, layout.tDict)) {
+		w.total += sizeMapEntry
+		w.push(k)
+		w.push(v)
+	}
+	for k, v := range *(*map[string]lua.LValue)(unsafe.Add(p, layout.tStrdict)) {
+		w.total += sizeMapEntry + int64(len(k))
+		w.push(v)
+	}
+}
+
+func (w *memWalk) thread(th *lua.LState) {
+	w.total += sizeThread
+	if th.Env != nil {
+		w.todo = append(w.todo, th.Env)
+	}
+	if !layout.ok {
+		return
+	}
+	reg := *(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(th), layout.sReg))
+	if reg == nil {
+		return
+	}
+	array := *(*[]lua.LValue)(unsafe.Add(reg, layout.rArray))
+	top := *(*int)(unsafe.Add(reg, layout.rTop))
+	w.total += int64(cap(array)) * sizeSlot
+	for _, v := range array[:min(max(top, 0), len(array))] {
+		w.push(v)
+	}
+}
+
+// memUsage estimates the bytes st's Lua state holds, counting at most a
+// little past limit (limit <= 0: everything). It gives up early, returning
+// what it counted, when done is closed.
+func (st *state) memUsage(limit int64, done <-chan struct{}) int64 {
+	L := st.L
+	w := memWalk{limit: limit, seen: make(map[unsafe.Pointer]struct{}, st.walkSeen), done: done}
+	defer func() { st.walkSeen = len(w.seen) }()
+	w.todo = append(w.todo, L.G.Global, L.G.Registry, L.G.MainThread)
+	if L.G.CurrentThread != nil {
+		w.todo = append(w.todo, L.G.CurrentThread)
+	}
+	w.run()
+	return w.total
+}

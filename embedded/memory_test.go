@@ -1,0 +1,56 @@
+package embedded
+
+import (
+	"runtime"
+	"testing"
+
+	"libbioxen/core"
+)
+
+// TestMemoryLayout: gopher-lua's unexported layout is the one memory
+// accounting reads (a gopher-lua upgrade that changes it fails here).
+func TestMemoryLayout(t *testing.T) {
+	if !layout.ok {
+		t.Fatal("gopher-lua's table/registry layout changed: memory accounting would miss locals and table slots")
+	}
+}
+
+// TestMemoryEstimate: the walk's estimate of what a state holds is within
+// a factor of the Go heap it really takes, for the shapes bombs use.
+func TestMemoryEstimate(t *testing.T) {
+	shapes := map[string]string{
+		"array of numbers": "t = {} for i = 1, 2e6 do t[i] = i end",
+		"array of strings": "t = {} for i = 1, 3e5 do t[i] = 'x' .. i end",
+		"hash of tables":   "t = {} for i = 1, 3e5 do t['k' .. i] = {i} end",
+		"number keys":      "t = {} for i = 1, 3e5 do t[i * 1.5] = true end",
+		"big strings":      "t = {} for i = 1, 100 do t[i] = string.rep('y', 1e5) .. i end",
+		"local table":      "local t = {} for i = 1, 1e6 do t[i] = i end coroutine.yield()",
+	}
+	for name, code := range shapes {
+		st := newState(stateConfig{trusted: true})
+		base := st.memUsage(0, nil)
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		co, _ := st.L.NewThread()
+		fn, err := st.L.LoadString(code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.L.Resume(co, fn)
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		real := int64(m1.HeapAlloc) - int64(m0.HeapAlloc)
+		st.L.G.CurrentThread = co
+		est := st.memUsage(0, nil) - base
+		st.L.G.CurrentThread = st.L
+		ratio := float64(est) / float64(real)
+		t.Logf("%-18s real %7d KiB  estimate %7d KiB  ratio %.2f", name, real>>10, est>>10, ratio)
+		if ratio < 0.7 || ratio > 1.5 {
+			t.Errorf("%s: estimate %d vs real %d bytes", name, est, real)
+		}
+		runtime.KeepAlive(co)
+		st.close()
+	}
+	_ = core.Limits{}
+}
