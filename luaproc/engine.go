@@ -70,6 +70,9 @@ type Engine struct {
 	canIntr  bool // the driver handles SIGINT and can still be re-armed
 	armed    bool // its SIGINT handler is installed and no SIGINT was sent since
 	awaitAck bool // the call is done; an A frame was sent to re-arm the driver
+	// The running call's CPU budget (0: none) and the interpreter's CPU
+	// clock when it started.
+	cpuBudget, cpuStart time.Duration
 
 	// wake is a self-pipe that a cancelled context or Interrupt writes
 	// to, so the poll loop notices them as well as deadlines.
@@ -217,7 +220,7 @@ func (e *Engine) start(ctx context.Context) error {
 	}
 	// Resource limits, before the interpreter gets the driver: it is
 	// blocked reading the bootstrap frame, which is sent below.
-	if err := applyRlimits(process.Pid); err != nil {
+	if err := e.applyRlimits(process.Pid); err != nil {
 		process.Kill()
 		process.Wait()
 		for _, fd := range []int{pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][0]} {
@@ -330,9 +333,11 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	defer func() { e.res.Output = nil }()
 
 	deadline, _ := ctx.Deadline()
+	e.startCPUBudget(lim.MaxCPUTime)
 	stop := e.armWake(ctx)
 	err := e.loop(ctx, deadline, false)
 	stop()
+	e.cpuBudget = 0
 	e.trimBuffers()
 	lost := ""
 	if e.persisted {
@@ -349,6 +354,10 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 		return r, nil
 	}
 	switch {
+	case errors.Is(err, errCPU):
+		e.kill()
+		return nil, core.Errorf(core.ErrCPULimit, "exec",
+			"the call used up its CPU time budget (%v): the lua interpreter was killed and a new one starts on the next call%s", lim.MaxCPUTime, lost)
 	case errors.Is(err, errDeadline), errors.Is(err, errCanceled):
 		e.kill()
 		what, cause := "the call ran past its deadline", error(context.DeadlineExceeded)
@@ -363,6 +372,9 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 		msg := fmt.Sprintf("lua interpreter %q (pid %d) died during the call (%s); a new one starts on the next call%s",
 			e.interp, p.pid, p.exitText(), lost)
 		code := core.ErrEngine
+		if p.signal() == syscall.SIGXCPU {
+			code = core.ErrCPULimit // the kernel's RLIMIT_CPU backstop
+		}
 		if stderr := strings.TrimSpace(string(e.res.StderrTail(4 << 10))); stderr != "" {
 			msg += "; stderr: " + stderr
 			if strings.Contains(stderr, "not enough memory") {
@@ -394,7 +406,41 @@ var (
 	errDeadline = errors.New("deadline passed")
 	errCanceled = errors.New("context cancelled")
 	errDied     = errors.New("interpreter died")
+	errCPU      = errors.New("cpu budget used up")
 )
+
+// startCPUBudget arms the CPU budget of the call about to run: the poll
+// loop reads the interpreter's CPU clock whenever it wakes and at the
+// latest when the budget could be used up, and stops the call past it.
+// RLIMIT_CPU (whole seconds) is set as a backstop: the kernel sends SIGXCPU
+// a second or two past the budget even if this process cannot run.
+func (e *Engine) startCPUBudget(budget time.Duration) {
+	e.cpuBudget = 0
+	if budget <= 0 || e.p == nil {
+		return
+	}
+	used, err := processCPU(e.p.pid)
+	if err != nil {
+		core.Logf(core.LevelWarn, "lua VM %q: cannot read the interpreter's CPU clock (%v); its CPU budget is not enforced", e.opts.Name, err)
+		return
+	}
+	e.cpuBudget, e.cpuStart = budget, used
+	if err := prlimitSoft(e.p.pid, syscall.RLIMIT_CPU, uint64((used+budget)/time.Second)+2); err != nil {
+		core.Logf(core.LevelDebug, "lua VM %q: RLIMIT_CPU: %v", e.opts.Name, err)
+	}
+}
+
+// cpuLeft is the running call's CPU budget left (ok false: no budget).
+func (e *Engine) cpuLeft() (left time.Duration, ok bool) {
+	if e.cpuBudget <= 0 || e.p == nil {
+		return 0, false
+	}
+	used, err := processCPU(e.p.pid)
+	if err != nil {
+		return 0, false
+	}
+	return e.cpuBudget - (used - e.cpuStart), true
+}
 
 // armWake makes ctx's cancellation write to the wake pipe while a call
 // runs; the returned func disarms it.
@@ -505,6 +551,17 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 			}
 			t := syscall.NsecToTimespec(int64(rem))
 			ts = &t
+		}
+		if left, ok := e.cpuLeft(); ok && !hello {
+			if left <= 0 {
+				return errCPU
+			}
+			// CPU time passes no faster than wall-clock time (one thread).
+			left = max(left, time.Millisecond)
+			if ts == nil || int64(left) < ts.Nano() {
+				t := syscall.NsecToTimespec(int64(left))
+				ts = &t
+			}
 		}
 		fds := pfds[:0]
 		const in = pollIn
@@ -751,6 +808,16 @@ func (p *proc) killAndWait() {
 
 // exitText describes how the process ended ("signal: segmentation
 // fault", "exit status 1"); it reaps the process first if needed.
+// signal is the signal that ended the interpreter (0: none or unknown).
+func (p *proc) signal() syscall.Signal {
+	if p.waited && p.state != nil {
+		if ws, ok := p.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return ws.Signal()
+		}
+	}
+	return 0
+}
+
 func (p *proc) exitText() string {
 	if !p.waited {
 		syscall.Kill(-p.pid, syscall.SIGKILL)
@@ -888,25 +955,12 @@ func templateDirs(templates string) []string {
 	return out
 }
 
-// MemoryLimit is the address-space limit (RLIMIT_AS, bytes) of every
-// interpreter the process engine starts, so that a memory bomb ends in
-// ErrNoMem instead of exhausting the host. 0: no limit. Children of
-// os.execute and io.popen inherit it.
-var MemoryLimit uint64 = 2 << 30
-
-// CPULimit is the CPU-time limit (RLIMIT_CPU, seconds) of every
-// interpreter; past it the kernel kills the interpreter (ErrEngine, and the
-// VM starts a new one). 0 (the default): no limit.
-var CPULimit uint64
-
-func applyRlimits(pid int) error {
-	if MemoryLimit > 0 {
-		if err := prlimit(pid, syscall.RLIMIT_AS, MemoryLimit); err != nil {
-			return err
-		}
-	}
-	if CPULimit > 0 {
-		if err := prlimit(pid, syscall.RLIMIT_CPU, CPULimit); err != nil {
+// applyRlimits bounds interpreter pid's address space (RLIMIT_AS) by the
+// VM's memory limit, so that a memory bomb ends in ErrNoMem instead of
+// exhausting the host. Children of os.execute and io.popen inherit it.
+func (e *Engine) applyRlimits(pid int) error {
+	if n := e.opts.Limits.MaxMemoryBytes; n > 0 {
+		if err := prlimit(pid, syscall.RLIMIT_AS, uint64(n)); err != nil {
 			return err
 		}
 	}

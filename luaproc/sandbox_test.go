@@ -210,11 +210,8 @@ func TestSandboxTrustedFull(t *testing.T) {
 // TestMemoryLimit: a memory bomb hits the interpreter's RLIMIT_AS and ends
 // in ErrNoMem; the next call runs in a new interpreter.
 func TestMemoryLimit(t *testing.T) {
-	old := MemoryLimit
-	MemoryLimit = 256 << 20
-	defer func() { MemoryLimit = old }()
 	eachLua(t, func(t *testing.T, interp string) {
-		e := openSandboxed(t, interp, core.Options{})
+		e := openSandboxed(t, interp, core.Options{Limits: core.Limits{MaxMemoryBytes: 256 << 20}})
 		_, err := execCode(e, `local t = {} for i = 1, 1e6 do t[i] = ("x"):rep(1048576) .. i end`, execOpts{})
 		wantCode(t, err, core.ErrNoMem)
 		r := mustExec(t, e, "return 1", execOpts{})

@@ -4,6 +4,7 @@ package luaproc
 
 import (
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -57,4 +58,30 @@ func prlimit(pid, res int, limit uint64) error {
 		return e
 	}
 	return nil
+}
+
+// prlimitSoft sets only the soft limit of resource res of process pid (an
+// unprivileged process may move it anywhere up to the hard limit, which it
+// could only lower).
+func prlimitSoft(pid, res int, limit uint64) error {
+	var old syscall.Rlimit
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, uintptr(pid), uintptr(res), 0, uintptr(unsafe.Pointer(&old)), 0, 0); e != 0 {
+		return e
+	}
+	lim := syscall.Rlimit{Cur: min(limit, old.Max), Max: old.Max}
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, uintptr(pid), uintptr(res), uintptr(unsafe.Pointer(&lim)), 0, 0, 0); e != 0 {
+		return e
+	}
+	return nil
+}
+
+// processCPU is the CPU time process pid has used (user + system, its
+// threads, not its children), read from its CPU-time clock.
+func processCPU(pid int) (time.Duration, error) {
+	clock := int32(^pid)<<3 | 2 // MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
+	var ts syscall.Timespec
+	if _, _, e := syscall.RawSyscall(syscall.SYS_CLOCK_GETTIME, uintptr(clock), uintptr(unsafe.Pointer(&ts)), 0); e != 0 {
+		return 0, e
+	}
+	return time.Duration(ts.Nano()), nil
 }
