@@ -138,6 +138,13 @@ func bioxenGoVMOpen(o *C.bioxen_vm_options, out *C.bioxen_vm) (status C.int) {
 				opts.ModuleRoots = strings.Split(p, ":")
 			}
 		}
+		if has(unsafe.Offsetof(o.cpu_limit_ms), unsafe.Sizeof(o.cpu_limit_ms)) {
+			opts.Limits.MaxMemoryBytes = int64(o.max_memory_bytes)
+			if o.cpu_limit_ms < 0 {
+				return fail(core.Errorf(core.ErrInvalid, "open", "cpu_limit_ms is negative"))
+			}
+			opts.Limits.MaxCPUTime = time.Duration(o.cpu_limit_ms) * time.Millisecond
+		}
 	}
 	vm, err := core.Open(opts)
 	if err != nil {

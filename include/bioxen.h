@@ -71,6 +71,7 @@ int bioxen_version_number(void);
 #define BIOXEN_E_AUTH           13 /* authentication refused (XAPI login, SSH) */
 #define BIOXEN_E_CONNECTION     14 /* a remote host is unreachable or the connection broke */
 #define BIOXEN_E_HOSTKEY        15 /* SSH host key unknown or changed, or TLS certificate not trusted */
+#define BIOXEN_E_CPU            16 /* the call used up its CPU-time budget (cpu_limit_ms); the VM is usable */
 
 /*
 ** CAPI: Error messages
@@ -112,6 +113,8 @@ typedef struct bioxen_vm_options {
   const char *allowed_paths;  /* ':'-separated directories sandboxed code may open files in; may be NULL */
   const char *config_json;    /* engine-specific configuration, a JSON object (engine "xcpng": docs/xcpng.md); may be NULL */
   const char *module_roots;   /* ':'-separated directories sandboxed require may load Lua modules from; may be NULL */
+  int64_t max_memory_bytes;   /* memory limit of the VM (docs/sandbox.md); 0: default 1 GiB; negative: none */
+  int64_t cpu_limit_ms;       /* CPU time one call may use (not wall-clock time); 0: no limit */
 } bioxen_vm_options;
 
 /*

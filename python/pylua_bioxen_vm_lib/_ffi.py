@@ -46,6 +46,7 @@ E_CLOSED = 12
 E_AUTH = 13
 E_CONNECTION = 14
 E_HOSTKEY = 15
+E_CPU = 16
 
 EXEC_PRINT_RESULTS = 1
 
@@ -63,6 +64,7 @@ _EXCEPTIONS: Dict[int, Type[exc.LuaVMError]] = {
     E_AUTH: exc.VMAuthenticationError,
     E_CONNECTION: exc.XCPngConnectionError,
     E_HOSTKEY: exc.HostKeyError,
+    E_CPU: exc.CPULimitError,
 }
 
 
@@ -81,6 +83,8 @@ class VMOptions(Structure):
         ("allowed_paths", c_char_p),
         ("config_json", c_char_p),
         ("module_roots", c_char_p),
+        ("max_memory_bytes", c_int64),
+        ("cpu_limit_ms", c_int64),
     ]
 
 

@@ -58,6 +58,12 @@ class VMTimeoutError(LuaProcessError, TimeoutError):
     """A call ran past its timeout. The VM stays usable."""
 
 
+class CPULimitError(VMTimeoutError):
+    """A call used up its CPU-time budget (``cpu_limit``). The VM stays usable
+    (a process-engine VM starts a new interpreter; a persistent one loses its
+    globals)."""
+
+
 class VMConnectionError(LuaVMError):
     """A connection to a VM (or its host) failed."""
 
@@ -175,6 +181,7 @@ __all__ = [
     "LuaNotFoundError",
     "LuaFileNotFoundError",
     "VMTimeoutError",
+    "CPULimitError",
     "VMConnectionError",
     "VMClosedError",
     "InvalidArgumentError",

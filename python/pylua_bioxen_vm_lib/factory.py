@@ -47,15 +47,17 @@ def create_vm(
     engine: Optional[str] = None,
     sandbox: bool = True,
     environment: Optional[str] = None,
+    memory_limit: Optional[int] = None,
+    cpu_limit: Optional[float] = None,
 ) -> BasicLuaVM:
     """Create a VM.
 
     ``vm_type="basic"`` gives a :class:`BasicLuaVM` on this machine: the
     embedded engine by default, or a real interpreter process when
     ``engine="process"`` or a ``lua_executable`` other than "lua" (e.g.
-    "lua5.4", "luajit") is given. ``vm_type="xcpng"`` validates ``config`` and
-    raises FeatureNotAvailableError: XCP-ng VMs are not available in this
-    release yet.
+    "lua5.4", "luajit") is given. ``memory_limit`` and ``cpu_limit`` are the
+    VM's limits (see :class:`BasicLuaVM`). ``vm_type="xcpng"`` gives an
+    :class:`XCPngVM` configured by ``config`` (docs/xcpng.md).
     """
     if not isinstance(vm_type, str) or vm_type not in VM_TYPES:
         raise exc.VMManagerError(f"unknown vm_type {vm_type!r}; valid types: {', '.join(repr(t) for t in VM_TYPES)}")
@@ -76,6 +78,8 @@ def create_vm(
             debug_mode=debug_mode,
             sandbox=sandbox,
             environment=environment,
+            memory_limit=memory_limit,
+            cpu_limit=cpu_limit,
         )
     return BasicLuaVM(
         vm_id,
@@ -85,4 +89,6 @@ def create_vm(
         debug_mode=debug_mode,
         sandbox=sandbox,
         environment=environment,
+        memory_limit=memory_limit,
+        cpu_limit=cpu_limit,
     )

@@ -149,6 +149,17 @@ def encode_code(code: Any) -> bytes:
     return data
 
 
+def _check_memory_limit(limit: Optional[int]) -> int:
+    """memory_limit -> bioxen_vm_options.max_memory_bytes (0 default, -1 none)."""
+    if limit is None:
+        return 0
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"memory_limit must be a number of bytes, 0 for no limit, or None, not {type(limit).__name__}")
+    if limit < 0:
+        raise ValueError(f"memory_limit must not be negative, got {limit!r}")
+    return -1 if limit == 0 else limit
+
+
 def timeout_ms(timeout: Optional[float]) -> int:
     if timeout is None:
         return 0
@@ -191,6 +202,15 @@ class BasicLuaVM:
     ``sandbox=False`` is for trusted code and gives the whole standard
     library.
 
+    Limits (docs/sandbox.md): ``memory_limit`` bounds the memory of the VM in
+    bytes (default 1 GiB; 0 for none): the embedded engine accounts what its
+    Lua state holds, the process engine sets the interpreter's address-space
+    limit; past it a call raises LuaMemoryError and the VM's Lua state is
+    reset. ``cpu_limit`` bounds the CPU time of each call in seconds (default
+    none), independent of the wall-clock ``timeout`` of a call: past it the
+    call raises CPULimitError (a VMTimeoutError). Neither can be caught or
+    escaped by the Lua code.
+
     The VM starts on first use (or with :meth:`start`); :meth:`stop` stops it
     (``start()`` starts it again, with a clean state); :meth:`close` and
     leaving a ``with`` block stop it for good. Methods are thread-safe;
@@ -213,6 +233,8 @@ class BasicLuaVM:
         environment: Optional[str] = None,
         sandbox: bool = True,
         allowed_paths: Optional[Sequence[Union[str, os.PathLike[str]]]] = None,
+        memory_limit: Optional[int] = None,
+        cpu_limit: Optional[float] = None,
     ) -> None:
         if not isinstance(vm_id, str) or not vm_id:
             raise ValueError("vm_id must be a non-empty string")
@@ -228,6 +250,10 @@ class BasicLuaVM:
         self.allowed_paths = [os.fspath(p) for p in (allowed_paths or [])]
         self._max_output = int(max_output_bytes or 0)
         self._max_source = int(max_source_bytes or 0)
+        self._memory = _check_memory_limit(memory_limit)
+        self.memory_limit = memory_limit
+        self.cpu_limit = cpu_limit
+        self._cpu_ms = 0 if cpu_limit is None else timeout_ms(cpu_limit)
         self._handle = 0
         self._closed = False
         self._lock = threading.Lock()
@@ -258,6 +284,8 @@ class BasicLuaVM:
         opts.persistent = 1 if self.persistent else 0
         opts.max_output_bytes = self._max_output
         opts.max_source_bytes = self._max_source
+        opts.max_memory_bytes = self._memory
+        opts.cpu_limit_ms = self._cpu_ms
         # `require` sees a package environment: the one named, else the
         # default environment when it exists.
         env = self.environment or _packages.DEFAULT_ENV

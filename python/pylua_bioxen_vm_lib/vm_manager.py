@@ -49,6 +49,8 @@ class VMManager:
         engine: Optional[str] = None,
         sandbox: bool = True,
         environment: Optional[str] = None,
+        memory_limit: Optional[int] = None,
+        cpu_limit: Optional[float] = None,
     ) -> BasicLuaVM:
         """Create and register a VM; its id must be new."""
         with self._lock:
@@ -65,6 +67,8 @@ class VMManager:
                 engine=engine,
                 sandbox=sandbox,
                 environment=environment,
+                memory_limit=memory_limit,
+                cpu_limit=cpu_limit,
             )
             self.vms[vm_id] = vm
         logger.debug("created VM %r (%s engine)", vm_id, vm.engine)
