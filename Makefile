@@ -79,6 +79,7 @@ bench: build ## benchmarks: ratios against the baselines, measured in the same r
 	PYTHONPATH=python $(PYTHON) bench/bench_xcpng.py
 	PYTHONPATH=python $(PYTHON) bench/bench_packages.py
 	PYTHONPATH=python $(PYTHON) bench/bench_suite.py
+	PYTHONPATH=python $(PYTHON) bench/bench_bio_native.py
 
 clean: ## remove build outputs
 	rm -rf build bin $(LIB) $(PKG)/libbioxen.h $(PKG)/rocks $(PKG)/catalog tests/c/capi_test

@@ -79,6 +79,7 @@ func newState(cfg stateConfig) *state {
 	st.installStdio()
 	st.installBuiltins()
 	st.installCModuleLoader()
+	st.installBioNative()
 	if cfg.path != "" || cfg.cpath != "" {
 		pkg := st.L.GetGlobal("package").(*lua.LTable)
 		if cfg.path != "" {

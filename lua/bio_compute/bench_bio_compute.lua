@@ -45,7 +45,8 @@ local function time(name, fn)
 	collectgarbage()
 end
 
-print(string.format("%s, sequence of %d bases", _VERSION, len))
+print(string.format("%s, sequence of %d bases, %s", _VERSION, len,
+	bc.native_kernels and "native kernels (bio_compute.native)" or "Lua loops"))
 time("validate", function() bc.validate(seq) end)
 time("validate (60-column FASTA body)", function() bc.validate(fasta_body) end)
 time("base_counts", function() bc.base_counts(seq) end)

@@ -22,6 +22,15 @@
 -- * bytes are read sixteen at a time with string.byte into locals; results
 --   are built in tables and joined with table.concat, never by repeated `..`;
 -- * translation looks up two codons (six bases) at a time.
+--
+-- Native kernels: the embedded engine of libbioxen (gopher-lua, 4-10x slower
+-- than lua5.4 on these loops) preloads a Go module "bio_compute.native" with
+-- the same loops; when package.preload has it this module calls it for the
+-- work on validated sequences and keeps everything else (argument checks,
+-- errors, result tables) in Lua, so results and errors are the same.
+-- M.native_kernels tells which is in use. Other interpreters run the Lua
+-- loops below. To force them on the embedded engine, remove
+-- package.preload["bio_compute.native"] before the first require.
 
 local M = {}
 
@@ -29,7 +38,7 @@ M._VERSION = "bio_compute 1.0.0"
 M.version = "1.0.0"
 
 local type, error, tostring, setmetatable, pairs, xpcall = type, error, tostring, setmetatable, pairs, xpcall
-local floor, sqrt, huge = math.floor, math.sqrt, math.huge
+local floor, sqrt = math.floor, math.sqrt
 local byte, char, sub, find, upper, lower, reverse, format = string.byte, string.char, string.sub, string.find,
 	string.upper, string.lower, string.reverse, string.format
 local concat = table.concat
@@ -60,6 +69,28 @@ do
 		LEVEL_SHIFT = 1
 	end
 end
+
+-- The native kernels, when the host preloads them: only package.preload is
+-- looked at (no file search, and no pcall: see above), and a module with an
+-- unknown interface is ignored.
+local native
+do
+	local preload = type(package) == "table" and package.preload
+	if type(preload) == "table" and type(preload["bio_compute.native"]) == "function"
+		and type(require) == "function" then
+		local mod = require("bio_compute.native")
+		if type(mod) == "table" and mod.abi == 1 then
+			native = mod
+		end
+	end
+end
+local N_clean = native and native.clean
+local N_counts = native and native.base_counts
+local N_revcomp = native and native.reverse_complement
+local N_translate = native and native.translate
+local N_six = native and native.six_frames
+local N_kmers = native and native.kmer_counts
+M.native_kernels = native ~= nil
 
 -- Output pieces gathered before they are joined into one chunk, so that no
 -- table grows to millions of one-character strings.
@@ -132,6 +163,13 @@ local function clean(seq, fname, keep_case)
 	if type(seq) ~= "string" then
 		error(format("bio_compute.%s: sequence must be a string, got %s", fname, type(seq)), 3 + LEVEL_SHIFT)
 	end
+	if N_clean then
+		local s = N_clean(seq, keep_case)
+		if s then
+			return s
+		end
+		-- An invalid character: the Lua code below finds and reports it.
+	end
 	-- One scan in the common case: only sequence letters.
 	local p = find(seq, NONSEQ)
 	if p then
@@ -167,9 +205,10 @@ local function clean(seq, fname, keep_case)
 end
 
 -- is_integer reports whether v is a finite whole number (Lua 5.4 integers
--- and floats alike).
+-- and floats alike). Infinities fail v - v == 0 (math.huge cannot be used:
+-- gopher-lua's is the largest finite float).
 local function is_integer(v)
-	return type(v) == "number" and v == v and v ~= huge and v ~= -huge and floor(v) == v
+	return type(v) == "number" and v - v == 0 and floor(v) == v
 end
 
 ---------------------------------------------------------------------------
@@ -212,18 +251,19 @@ local function byte_counts(s)
 	return cnt
 end
 
+local function counts_table(a, c, g, t, n, other)
+	return { A = a, C = c, G = g, T = t, N = n, other = other }
+end
+
 -- counts_of: the A C G T N other counts of an upper-case clean sequence.
 local function counts_of(s)
+	if N_counts then
+		return counts_table(N_counts(s))
+	end
 	local cnt = byte_counts(s)
-	local c = {
-		A = cnt[65], -- A
-		C = cnt[67], -- C
-		G = cnt[71], -- G
-		T = cnt[84] + cnt[85], -- T and U
-		N = cnt[78], -- N
-	}
-	c.other = #s - c.A - c.C - c.G - c.T - c.N
-	return c
+	local a, c, g, n = cnt[65], cnt[67], cnt[71], cnt[78] -- A C G N
+	local t = cnt[84] + cnt[85] -- T and U
+	return counts_table(a, c, g, t, n, #s - a - c - g - t - n)
 end
 
 local function gc_of(c)
@@ -240,6 +280,9 @@ end
 
 -- revcomp_of complements the reversed string sixteen bytes at a time.
 local function revcomp_of(s)
+	if N_revcomp then
+		return N_revcomp(s)
+	end
 	local r = reverse(s)
 	local C = COMP_BYTE
 	local n = #r
@@ -339,6 +382,9 @@ local PAIR_MT = {
 -- translate_of translates an upper-case clean sequence from 0-based offset;
 -- a trailing partial codon is ignored.
 local function translate_of(s, offset)
+	if N_translate then
+		return N_translate(s, offset + 1)
+	end
 	local codons = floor((#s - offset) / 3)
 	if codons <= 0 then
 		return ""
@@ -413,6 +459,9 @@ end
 function M.translate(seq, frame)
 	local s = clean(seq, "translate")
 	frame = check_frame(frame, "translate")
+	if N_translate then
+		return N_translate(s, frame)
+	end
 	if frame < 0 then
 		return translate_of(revcomp_of(s), -frame - 1)
 	end
@@ -422,6 +471,10 @@ end
 --- six_frame_translation(seq) -> {[1]=, [2]=, [3]=, [-1]=, [-2]=, [-3]=}.
 function M.six_frame_translation(seq)
 	local s = clean(seq, "six_frame_translation")
+	if N_six then
+		local f1, f2, f3, r1, r2, r3 = N_six(s)
+		return { [1] = f1, [2] = f2, [3] = f3, [-1] = r1, [-2] = r2, [-3] = r3 }
+	end
 	local rc = revcomp_of(s)
 	return {
 		[1] = translate_of(s, 0),
@@ -439,6 +492,9 @@ function M.kmer_counts(seq, k)
 	local s = clean(seq, "kmer_counts")
 	if not is_integer(k) or k < 1 then
 		error(format("bio_compute.kmer_counts: k must be a positive integer, got %s", tostring(k)), 2 + LEVEL_SHIFT)
+	end
+	if N_kmers then
+		return N_kmers(s, k)
 	end
 	local counts = {}
 	local pos, n = 1, #s

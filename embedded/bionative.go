@@ -1,0 +1,190 @@
+package embedded
+
+import (
+	"math"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"libbioxen/embedded/bionative"
+)
+
+// The Lua module "bio_compute.native": the Go kernels of package bionative
+// for bio_compute.lua, which uses them when require can find this module
+// (package.preload of every state, sandboxed or trusted) and falls back to
+// its own Lua loops elsewhere. The functions only read the strings and
+// numbers they are given and return new strings, numbers and tables: no
+// access to files, globals or the host. docs/bio_compute.md describes them.
+//
+//	clean(seq [, keep_case])   -> string              | nil, pos
+//	base_counts(seq)           -> A, C, G, T, N, other | nil, pos
+//	reverse_complement(seq)    -> string              | nil, pos
+//	translate(seq [, frame])   -> string              | nil, pos
+//	six_frames(seq)            -> f1, f2, f3, r1, r2, r3 | nil, pos
+//	kmer_counts(seq, k)        -> {kmer = count}      | nil, pos
+//	abi                        =  1
+//
+// seq must be a string (numbers are not converted); a byte that is neither
+// a sequence letter nor white space gives nil and its 1-based position, for
+// the caller to report. A bad frame or k raises an error.
+const bioNativeName = "bio_compute.native"
+
+// bioNativeABI changes when the functions' contract does; bio_compute.lua
+// ignores a module with another value.
+const bioNativeABI = 1
+
+func (st *state) installBioNative() {
+	st.L.PreloadModule(bioNativeName, openBioNative)
+}
+
+func openBioNative(L *lua.LState) int {
+	mod := L.CreateTable(0, 8)
+	L.SetFuncs(mod, map[string]lua.LGFunction{
+		"clean":              bnClean,
+		"base_counts":        bnBaseCounts,
+		"reverse_complement": bnReverseComplement,
+		"translate":          bnTranslate,
+		"six_frames":         bnSixFrames,
+		"kmer_counts":        bnKmerCounts,
+	})
+	mod.RawSetString("abi", lua.LNumber(bioNativeABI))
+	L.Push(mod)
+	return 1
+}
+
+// bnSeq returns argument 1, which must be a string.
+func bnSeq(L *lua.LState) string {
+	s, ok := L.Get(1).(lua.LString)
+	if !ok {
+		L.TypeError(1, lua.LTString)
+	}
+	return string(s)
+}
+
+// bnInvalid returns nil and the position of an invalid byte.
+func bnInvalid(L *lua.LState, err error) int {
+	pos := 0
+	if ie, ok := err.(*bionative.InvalidError); ok {
+		pos = ie.Pos
+	}
+	L.Push(lua.LNil)
+	L.Push(lua.LNumber(pos))
+	return 2
+}
+
+// bnInt returns argument n as an integer when it is a number with a whole
+// value (the only acceptable values are small; huge ones saturate).
+func bnInt(L *lua.LState, n int) (int, bool) {
+	v, ok := L.Get(n).(lua.LNumber)
+	f := float64(v)
+	if !ok || f != math.Trunc(f) || math.IsInf(f, 0) {
+		return 0, false
+	}
+	switch {
+	case f > math.MaxInt32:
+		return math.MaxInt32, true
+	case f < math.MinInt32:
+		return math.MinInt32, true
+	}
+	return int(f), true
+}
+
+func bnClean(L *lua.LState) int {
+	out, err := bionative.Clean(bnSeq(L), L.ToBool(2))
+	if err != nil {
+		return bnInvalid(L, err)
+	}
+	L.Push(lua.LString(out)) // the argument's own bytes when nothing changed
+	return 1
+}
+
+func bnBaseCounts(L *lua.LState) int {
+	c, err := bionative.BaseCounts(bnSeq(L))
+	if err != nil {
+		return bnInvalid(L, err)
+	}
+	for _, n := range [6]int{c.A, c.C, c.G, c.T, c.N, c.Other} {
+		L.Push(lua.LNumber(n))
+	}
+	return 6
+}
+
+func bnReverseComplement(L *lua.LState) int {
+	out, err := bionative.ReverseComplement(bnSeq(L))
+	if err != nil {
+		return bnInvalid(L, err)
+	}
+	L.Push(lua.LString(out))
+	return 1
+}
+
+func bnTranslate(L *lua.LState) int {
+	s := bnSeq(L)
+	frame := 1
+	if L.Get(2) != lua.LNil {
+		f, ok := bnInt(L, 2)
+		if !ok || !bionative.ValidFrame(f) {
+			L.ArgError(2, "frame must be 1, 2, 3, -1, -2 or -3")
+		}
+		frame = f
+	}
+	out, err := bionative.Translate(s, frame)
+	if err != nil {
+		return bnInvalid(L, err)
+	}
+	L.Push(lua.LString(out))
+	return 1
+}
+
+func bnSixFrames(L *lua.LState) int {
+	six, err := bionative.SixFrames(bnSeq(L))
+	if err != nil {
+		return bnInvalid(L, err)
+	}
+	for _, p := range six {
+		L.Push(lua.LString(p))
+	}
+	return 6
+}
+
+// bnStopEvery is how many k-mers are stored in the table between checks of
+// the call's context.
+const bnStopEvery = 1 << 10
+
+func bnKmerCounts(L *lua.LState) int {
+	s := bnSeq(L)
+	k, ok := bnInt(L, 2)
+	if !ok || k < 1 {
+		L.ArgError(2, "k must be a positive integer")
+	}
+	// Counting a long sequence with a long k can take a while: give up when
+	// the call's context ends, as a Lua loop would be stopped.
+	ctx := L.Context()
+	var done <-chan struct{}
+	if ctx != nil {
+		done = ctx.Done()
+	}
+	stop := func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	}
+	kmers, err := bionative.KmerCounts(s, min(k, len(s)+1), stop)
+	if err == bionative.ErrStopped {
+		L.RaiseError("%s.kmer_counts: stopped (%v)", bioNativeName, ctx.Err())
+	}
+	if err != nil {
+		return bnInvalid(L, err)
+	}
+	t := L.CreateTable(0, len(kmers))
+	for i, km := range kmers {
+		if i%bnStopEvery == bnStopEvery-1 && stop() {
+			L.RaiseError("%s.kmer_counts: stopped (%v)", bioNativeName, ctx.Err())
+		}
+		t.RawSetString(km.Seq, lua.LNumber(km.Count))
+	}
+	L.Push(t)
+	return 1
+}

@@ -1,0 +1,426 @@
+package bionative
+
+import (
+	"errors"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// Reference implementations: slow and obvious, written independently of
+// the kernels (the genetic code codon by codon, ambiguity by enumeration).
+
+var refCode = map[string]byte{
+	"TTT": 'F', "TTC": 'F', "TTA": 'L', "TTG": 'L', "CTT": 'L', "CTC": 'L', "CTA": 'L', "CTG": 'L',
+	"ATT": 'I', "ATC": 'I', "ATA": 'I', "ATG": 'M', "GTT": 'V', "GTC": 'V', "GTA": 'V', "GTG": 'V',
+	"TCT": 'S', "TCC": 'S', "TCA": 'S', "TCG": 'S', "CCT": 'P', "CCC": 'P', "CCA": 'P', "CCG": 'P',
+	"ACT": 'T', "ACC": 'T', "ACA": 'T', "ACG": 'T', "GCT": 'A', "GCC": 'A', "GCA": 'A', "GCG": 'A',
+	"TAT": 'Y', "TAC": 'Y', "TAA": '*', "TAG": '*', "CAT": 'H', "CAC": 'H', "CAA": 'Q', "CAG": 'Q',
+	"AAT": 'N', "AAC": 'N', "AAA": 'K', "AAG": 'K', "GAT": 'D', "GAC": 'D', "GAA": 'E', "GAG": 'E',
+	"TGT": 'C', "TGC": 'C', "TGA": '*', "TGG": 'W', "CGT": 'R', "CGC": 'R', "CGA": 'R', "CGG": 'R',
+	"AGT": 'S', "AGC": 'S', "AGA": 'R', "AGG": 'R', "GGT": 'G', "GGC": 'G', "GGA": 'G', "GGG": 'G',
+}
+
+var refIUPAC = map[byte]string{
+	'A': "A", 'C': "C", 'G': "G", 'T': "T", 'U': "T", 'R': "GA", 'Y': "TC", 'S': "GC", 'W': "TA",
+	'K': "TG", 'M': "CA", 'B': "TGC", 'D': "TGA", 'H': "TCA", 'V': "GCA", 'N': "TGCA",
+}
+
+var refComp = map[byte]byte{
+	'A': 'T', 'C': 'G', 'G': 'C', 'T': 'A', 'U': 'A', 'R': 'Y', 'Y': 'R', 'S': 'S', 'W': 'W',
+	'K': 'M', 'M': 'K', 'B': 'V', 'V': 'B', 'D': 'H', 'H': 'D', 'N': 'N', '-': '-',
+}
+
+func isSpace(b byte) bool { return strings.IndexByte(" \t\n\v\f\r", b) >= 0 }
+
+func isLetter(b byte) bool {
+	_, ok := refComp[upper(b)]
+	return ok
+}
+
+func upper(b byte) byte {
+	if b >= 'a' && b <= 'z' {
+		return b - 32
+	}
+	return b
+}
+
+func refInvalid(s string) int {
+	for i := 0; i < len(s); i++ {
+		if !isSpace(s[i]) && !isLetter(s[i]) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func refClean(s string, keepCase bool) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if isSpace(s[i]) {
+			continue
+		}
+		c := s[i]
+		if !keepCase {
+			c = upper(c)
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func refRevcomp(s string) string {
+	c := refClean(s, true)
+	out := make([]byte, 0, len(c))
+	for i := len(c) - 1; i >= 0; i-- {
+		r := refComp[upper(c[i])]
+		if c[i] != upper(c[i]) {
+			r += 32
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}
+
+func refAmino(codon string) byte {
+	if strings.Contains(codon, "-") {
+		if codon == "---" {
+			return '-'
+		}
+		return 'X'
+	}
+	seen := map[byte]bool{}
+	for _, x := range refIUPAC[codon[0]] {
+		for _, y := range refIUPAC[codon[1]] {
+			for _, z := range refIUPAC[codon[2]] {
+				seen[refCode[string([]rune{x, y, z})]] = true
+			}
+		}
+	}
+	if len(seen) != 1 {
+		return 'X'
+	}
+	for aa := range seen {
+		return aa
+	}
+	return 0
+}
+
+func refTranslate(s string, frame int) string {
+	c := refClean(s, false)
+	if frame < 0 {
+		c = refClean(refRevcomp(c), false)
+		frame = -frame
+	}
+	var out []byte
+	for i := frame - 1; i+3 <= len(c); i += 3 {
+		out = append(out, refAmino(c[i:i+3]))
+	}
+	return string(out)
+}
+
+func refKmers(s string, k int) []Kmer {
+	c := refClean(s, false)
+	index := map[string]int{}
+	var out []Kmer
+	for i := 0; i+k <= len(c); i++ {
+		w := c[i : i+k]
+		if strings.Trim(w, "ACGTU") != "" {
+			continue
+		}
+		if j, ok := index[w]; ok {
+			out[j].Count++
+			continue
+		}
+		index[w] = len(out)
+		out = append(out, Kmer{w, 1})
+	}
+	return out
+}
+
+func randomSeq(r *rand.Rand, n int, alphabet string) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[r.IntN(len(alphabet))]
+	}
+	return string(b)
+}
+
+const (
+	plain    = "ACGT"
+	mixed    = "ACGTACGTACGTacgtN \n"
+	iupac    = "ACGTURYSWKMBDHVNacgturyswkmbdhvn- \t\r\n\v\f"
+	withU    = "ACGUacgu"
+	withBoth = "ACGTUacgtuNN\n"
+)
+
+func TestClean(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, alpha := range []string{plain, mixed, iupac, withU} {
+		for _, n := range []int{0, 1, 5, 100, 4099} {
+			s := randomSeq(r, n, alpha)
+			for _, keep := range []bool{false, true} {
+				got, err := Clean(s, keep)
+				if err != nil || got != refClean(s, keep) {
+					t.Fatalf("Clean(%q, %v) = %q, %v", s, keep, got, err)
+				}
+			}
+		}
+	}
+	// Already clean: the same string, no copy.
+	s := strings.Repeat("ACGTN-", 100)
+	if got, _ := Clean(s, false); unsafe.StringData(got) != unsafe.StringData(s) {
+		t.Fatal("a clean sequence was copied")
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	cases := []struct {
+		s   string
+		pos int
+		b   byte
+	}{
+		{"ACGTX", 5, 'X'}, {"AC1", 3, '1'}, {"ACGT\nACGT\nAC*T", 13, '*'}, {"AC\x00GT", 3, 0},
+		{"ACG\xc3\x83", 4, 0xc3}, {">header\nACGT", 1, '>'}, {"  Z", 3, 'Z'}, {"acgt e", 6, 'e'},
+	}
+	for _, c := range cases {
+		check := func(what string, err error) {
+			t.Helper()
+			var ie *InvalidError
+			if !errors.As(err, &ie) || ie.Pos != c.pos || ie.Byte != c.b {
+				t.Errorf("%s(%q): %v, want position %d", what, c.s, err, c.pos)
+			}
+		}
+		_, err := Clean(c.s, false)
+		check("Clean", err)
+		_, err = BaseCounts(c.s)
+		check("BaseCounts", err)
+		_, err = ReverseComplement(c.s)
+		check("ReverseComplement", err)
+		_, err = Translate(c.s, -2)
+		check("Translate", err)
+		_, err = SixFrames(c.s)
+		check("SixFrames", err)
+		_, err = KmerCounts(c.s, 2, nil)
+		check("KmerCounts", err)
+		_, err = KmerCounts(c.s, 1000, nil)
+		check("KmerCounts (long k)", err)
+		check("Validate", Validate(c.s))
+	}
+	if msg := (&InvalidError{Pos: 3, Byte: 0}).Error(); msg != "invalid character byte 0 at position 3" {
+		t.Error(msg)
+	}
+	if msg := (&InvalidError{Pos: 1, Byte: '>'}).Error(); msg != "invalid character '>' at position 1" {
+		t.Error(msg)
+	}
+	// Every byte value.
+	for b := range 256 {
+		s := "AC" + string([]byte{byte(b)}) + "GT"
+		want := refInvalid(s)
+		err := Validate(s)
+		if (want == 0) != (err == nil) {
+			t.Errorf("byte %d: %v, want invalid at %d", b, err, want)
+		}
+	}
+}
+
+func TestBaseCounts(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, alpha := range []string{plain, mixed, iupac, withU, withBoth} {
+		for _, n := range []int{0, 1, 3, 4, 7, 1000, 10007} {
+			s := randomSeq(r, n, alpha)
+			got, err := BaseCounts(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want Counts
+			for _, b := range []byte(refClean(s, false)) {
+				switch b {
+				case 'A':
+					want.A++
+				case 'C':
+					want.C++
+				case 'G':
+					want.G++
+				case 'T', 'U':
+					want.T++
+				case 'N':
+					want.N++
+				default:
+					want.Other++
+				}
+			}
+			if got != want {
+				t.Fatalf("BaseCounts(%q) = %+v, want %+v", s, got, want)
+			}
+		}
+	}
+	c, _ := BaseCounts("GCAASWRY--")
+	if c.GC() != 0.5 {
+		t.Error(c.GC())
+	}
+	if c, _ := BaseCounts("NNNN"); c.GC() != 0 {
+		t.Error("all N")
+	}
+}
+
+func TestReverseComplement(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, alpha := range []string{plain, mixed, iupac, withU} {
+		for _, n := range []int{0, 1, 2, 17, 4097} {
+			s := randomSeq(r, n, alpha)
+			got, err := ReverseComplement(s)
+			if err != nil || got != refRevcomp(s) {
+				t.Fatalf("ReverseComplement(%q) = %q, %v", s, got, err)
+			}
+		}
+	}
+	for in, want := range map[string]string{"ATCG": "CGAT", "acgT": "Acgt", "AC GT\nTT": "AAACGT",
+		"RYKMSWBDHVN": "NBDHVWSKMRY", "AUGu": "aCAT", "AC--G": "C--GT", "": ""} {
+		if got, _ := ReverseComplement(in); got != want {
+			t.Errorf("ReverseComplement(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestTranslate(t *testing.T) {
+	// Every codon of the alphabet, in both cases.
+	for _, x := range []byte(Letters) {
+		for _, y := range []byte(Letters) {
+			for _, z := range []byte(Letters) {
+				codon := string([]byte{x, y, z})
+				want := string(refAmino(codon))
+				for _, c := range []string{codon, strings.ToLower(codon)} {
+					if got, _ := Translate(c, 1); got != want {
+						t.Fatalf("Translate(%q) = %q, want %q", c, got, want)
+					}
+				}
+			}
+		}
+	}
+	known := map[string]string{"GGN": "G", "CTN": "L", "TAR": "*", "TRA": "*", "ATN": "X", "MGR": "R",
+		"YTR": "L", "ATH": "I", "gcn": "A", "---": "-", "A-G": "X", "ATGNNNTAA": "MX*", "AUG": "M"}
+	for in, want := range known {
+		if got, _ := Translate(in, 1); got != want {
+			t.Errorf("Translate(%q) = %q, want %q", in, got, want)
+		}
+	}
+	s := "ATGGCCATTGTAATGGGCCGCTGAAAGGGTGCCCGATAG"
+	for f, want := range map[int]string{1: "MAIVMGR*KGAR*", 2: "WPL*WAAERVPD", 3: "GHCNGPLKGCPI",
+		-1: "LSGTLSAAHYNGH", -2: "YRAPFQRPITMA", -3: "IGHPFSGPLQWP"} {
+		if got, _ := Translate(s, f); got != want {
+			t.Errorf("frame %d: %q, want %q", f, got, want)
+		}
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, alpha := range []string{plain, mixed, iupac, withU} {
+		for n := range 14 {
+			for _, m := range []int{n, n + 3000} {
+				s := randomSeq(r, m, alpha)
+				six, err := SixFrames(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, f := range []int{1, 2, 3, -1, -2, -3} {
+					want := refTranslate(s, f)
+					got, err := Translate(s, f)
+					if err != nil || got != want || six[i] != want {
+						t.Fatalf("Translate(%q, %d) = %q / %q, want %q", s, f, got, six[i], want)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestKmerCounts(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	check := func(s string, k int) {
+		t.Helper()
+		got, err := KmerCounts(s, k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := refKmers(s, k)
+		if len(got) != len(want) || (len(want) > 0 && !reflect.DeepEqual(got, want)) {
+			t.Fatalf("KmerCounts(%.40q..., %d): %d k-mers, want %d; first %v, want %v",
+				s, k, len(got), len(want), got[:min(3, len(got))], want[:min(3, len(want))])
+		}
+	}
+	for _, alpha := range []string{plain, mixed, iupac, withU, withBoth} {
+		for _, n := range []int{0, 1, 5, 300, 20000} {
+			s := randomSeq(r, n, alpha)
+			for _, k := range []int{1, 2, 3, 6, 8, 11, 12, 13, 20, 31, 32, 40, n, n + 1} {
+				if k >= 1 {
+					check(s, k)
+				}
+			}
+		}
+	}
+	// Dense, sparse and text counting all list k-mers by first occurrence.
+	got, _ := KmerCounts("TTGGAACCTTNAA", 2, nil)
+	want := []Kmer{{"TT", 2}, {"TG", 1}, {"GG", 1}, {"GA", 1}, {"AA", 2}, {"AC", 1}, {"CC", 1}, {"CT", 1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("order: %v", got)
+	}
+	if got, _ := KmerCounts("AC\nGT", 4, nil); !reflect.DeepEqual(got, []Kmer{{"ACGT", 1}}) {
+		t.Errorf("white space: %v", got)
+	}
+	if got, _ := KmerCounts("acgu", 2, nil); !reflect.DeepEqual(got, []Kmer{{"AC", 1}, {"CG", 1}, {"GU", 1}}) {
+		t.Errorf("RNA: %v", got)
+	}
+	if got, _ := KmerCounts("ACGTU", 2, nil); !reflect.DeepEqual(got, []Kmer{{"AC", 1}, {"CG", 1}, {"GT", 1}, {"TU", 1}}) {
+		t.Errorf("T and U: %v", got)
+	}
+}
+
+func TestKmerCountsStop(t *testing.T) {
+	defer func(n int) { stopInterval = n }(stopInterval)
+	stopInterval = 1 << 10
+	s := randomSeq(rand.New(rand.NewPCG(11, 12)), 256<<10, plain)
+	for _, k := range []int{6, 20, 40} { // dense, sparse codes, text
+		calls := 0
+		_, err := KmerCounts(s, k, func() bool { calls++; return calls == 2 })
+		if err != ErrStopped || calls != 2 {
+			t.Errorf("k=%d: %v after %d calls", k, err, calls)
+		}
+	}
+}
+
+func benchSeq() string {
+	return randomSeq(rand.New(rand.NewPCG(13, 14)), 4<<20, plain)
+}
+
+func BenchmarkBaseCounts(b *testing.B) {
+	s := benchSeq()
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		_, _ = BaseCounts(s)
+	}
+}
+
+func BenchmarkReverseComplement(b *testing.B) {
+	s := benchSeq()
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		_, _ = ReverseComplement(s)
+	}
+}
+
+func BenchmarkSixFrames(b *testing.B) {
+	s := benchSeq()
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		_, _ = SixFrames(s)
+	}
+}
+
+func BenchmarkKmerCounts6(b *testing.B) {
+	s := benchSeq()
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		_, _ = KmerCounts(s, 6, nil)
+	}
+}
