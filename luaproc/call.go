@@ -6,21 +6,26 @@ import (
 
 // X frame flags (docs/protocol.md).
 const (
-	flagFresh  = 1 // a fresh environment
-	flagPrint  = 2 // print returned values
-	flagStream = 4 // send output frames at once (core.Request.Output)
-	flagREPL   = 8 // one input of lua -i (core.Request.REPL)
+	flagFresh  = 1  // a fresh environment
+	flagPrint  = 2  // print returned values
+	flagStream = 4  // send output frames at once (core.Request.Output)
+	flagREPL   = 8  // one input of lua -i (core.Request.REPL)
+	flagSync   = 16 // the host answers W frames (the pipe engine)
 )
 
 // AppendRequest appends the X frame that asks the driver to run req under
 // lim (zero fields take the defaults).
 func AppendRequest(dst []byte, req *core.Request, lim core.Limits) []byte {
+	return appendRequest(dst, req, lim, 0)
+}
+
+// appendRequest is AppendRequest with more flags (flagSync).
+func appendRequest(dst []byte, req *core.Request, lim core.Limits, flags int64) []byte {
 	lim = lim.WithDefaults()
 	name := req.ChunkName
 	if name == "" {
 		name = "=input"
 	}
-	var flags int64
 	if req.Fresh {
 		flags |= flagFresh
 	}

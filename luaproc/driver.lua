@@ -140,6 +140,8 @@ end
 local obuf, on, osize = {}, 0, 0 -- stdout gathered for the next O frame
 local ebuf, en, esize = {}, 0, 0 -- stderr gathered for the next E frame
 local stream = false             -- X flag 4: output frames go at once
+local answered = false           -- X flag 16: the host answers W frames
+local wseq = 0                   -- the number of the last W frame
 local exit_code = nil            -- set by os.exit
 local EXIT = setmetatable({}, { __tostring = function() return "os.exit" end })
 
@@ -205,6 +207,40 @@ local function sync_out()
   flush_out(); flush_err()
   out_flush()
   f_flush(real_stdout); f_flush(real_stderr)
+end
+
+-- 5.4 returns nil, message, errno when a signal interrupts a read (its
+-- SIGINT handler is installed without SA_RESTART).
+local EINTR = 4
+
+-- Before a child process starts (os.execute, io.popen): sync_out, and with
+-- X flag 16 a W frame, whose answer says that the host has taken every
+-- frame before it and the raw output written so far. Only then may the
+-- child write raw bytes: the host cannot take them for raw output that
+-- belongs before an earlier frame, or put them before a frame sent
+-- earlier. A W whose wait an interrupt cut short leaves its answer to be
+-- skipped here or by the worker.
+local function sync_child()
+  sync_out()
+  if not answered then return end
+  local seq = wseq + 1
+  wseq = seq
+  out_write("W ", seq, " 0\n")
+  out_flush()
+  while true do
+    local line, _, code = f_read(inp, "*l")
+    if line == nil then
+      if code ~= EINTR then return end -- the host is gone
+    else
+      local n = str_match(line, "^W (%d+) 0$")
+      if not n then
+        f_write(real_stderr, "bioxen driver: expected the answer to W, got: ", line, "\n")
+        out_flush()
+        os_exit(1)
+      end
+      if tonumber(n) >= seq then return end
+    end
+  end
 end
 
 -- io.write's number format: integers as %d, floats as %.14g. The error
@@ -369,7 +405,7 @@ local function lio_type(f)
 end
 
 local function lio_popen(...)
-  sync_out()
+  sync_child()
   return io_popen(...)
 end
 
@@ -378,7 +414,7 @@ local unpack = table.unpack or unpack
 
 local function los_execute(...)
   if select("#", ...) == 0 then return os_execute() end
-  sync_out()
+  sync_child()
   local r = pack(os_execute(...))
   f_flush(real_stdout); f_flush(real_stderr)
   send("S", "")
@@ -1272,6 +1308,7 @@ local function setup(flags, name, code)
   exit_code = nil
   cur_out, cur_in = fake_stdout, fake_stdin
   stream = floor(flags / 4) % 2 == 1
+  answered = floor(flags / 16) % 2 == 1
   local repl = floor(flags / 8) % 2 == 1
   local env, es, pkg
   if flags % 2 == 1 then
@@ -1399,10 +1436,6 @@ local function do_rearm()
   out_flush()
 end
 
--- 5.4 returns nil, message, errno when a signal interrupts a read (its
--- SIGINT handler is installed without SA_RESTART).
-local EINTR = 4
-
 local function read_line()
   while true do
     local line, _, code = f_read(inp, "*l")
@@ -1461,6 +1494,8 @@ local function worker_loop()
         local ok2, err = pcall(teardown, maxdepth, budget)
         if not ok2 then internal_error(err) end
       end
+    elseif tag == "W" then
+      -- The answer to a W frame whose wait an interrupt cut short.
     elseif tag == "A" then
       do_rearm()
     elseif tag == "Q" then

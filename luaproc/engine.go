@@ -59,7 +59,8 @@ type Engine struct {
 
 	res  Call
 	rbuf []byte
-	wbuf []byte
+	wbuf []byte // bytes for the driver; those before wpos are written
+	wpos int
 
 	// Interrupts (docs/protocol.md, "Interrupts"). intrMu guards callActive
 	// and the setting of intrReq; Interrupt never takes mu.
@@ -327,7 +328,7 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 		// that call: have it re-arm before this one.
 		e.wbuf = append(e.wbuf, "A 0\n"...)
 	}
-	e.wbuf = AppendRequest(e.wbuf, req, lim)
+	e.wbuf = appendRequest(e.wbuf, req, lim, flagSync)
 	e.res.Reset(lim)
 	e.res.Output = req.Output
 	defer func() { e.res.Output = nil }()
@@ -509,22 +510,9 @@ func (e *Engine) closeWake() {
 func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error {
 	p := e.p
 	var pfds [6]pollFd
-	wbuf := e.wbuf
 	// Most requests fit in the pipe: write before the first poll.
-	// A failed write (EPIPE: the interpreter is gone) drops the request;
-	// the loop then sees the exit and gathers the last output.
-	write := func() {
-		n, err := syscall.Write(p.in, wbuf)
-		if n > 0 {
-			wbuf = wbuf[n:]
-		}
-		if err != nil && err != syscall.EAGAIN && err != syscall.EINTR {
-			wbuf = nil
-		}
-	}
-	if len(wbuf) > 0 {
-		write()
-	}
+	e.wpos = 0
+	e.writeIn()
 	e.awaitAck = false
 	// finished decides what a readFrames result means for the loop: stop
 	// (with err), or go on. After a call that spent the driver's SIGINT
@@ -536,8 +524,7 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 		}
 		if done && !hello && e.canIntr && !e.armed && !e.awaitAck {
 			e.awaitAck = true
-			wbuf = append(wbuf, "A 0\n"...)
-			write()
+			e.sendIn([]byte("A 0\n"))
 			return false, nil
 		}
 		return done, nil
@@ -578,7 +565,7 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 			iStderr = len(fds)
 			fds = append(fds, pollFd{fd: int32(p.stderr), events: in})
 		}
-		if len(wbuf) > 0 {
+		if e.pendingIn() > 0 {
 			iIn = len(fds)
 			fds = append(fds, pollFd{fd: int32(p.in), events: pollOut})
 		}
@@ -612,7 +599,7 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 			e.readRaw(p.stderr, &p.stderrEOF, true)
 		}
 		if ready(iIn) {
-			write()
+			e.writeIn()
 		}
 		if ready(iPid) || p.outEOF {
 			// The interpreter exited (or closed its frame pipe). Take
@@ -640,7 +627,7 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 				return errCanceled
 			}
 		}
-		if !hello && !e.awaitAck && e.maySignal(len(wbuf)) {
+		if !hello && !e.awaitAck && e.maySignal(e.pendingIn()) {
 			// Take what the driver sent first: the call may be over, and
 			// its output pipes are then empty, so that none of its writes
 			// is blocked when the signal comes (Lua 5.4 does not restart
@@ -717,6 +704,21 @@ func (e *Engine) readFrames(hello bool) (bool, error) {
 					return false, protoErr("%d bytes after the end of the call", p.parser.Buffered())
 				}
 				return true, nil
+			case 'W':
+				// The driver waits for the answer before it starts a
+				// child process (os.execute, io.popen). Every frame it
+				// sent before is applied; the raw output written so far
+				// belongs before what follows; only then may the child
+				// write.
+				if len(f.Args) != 1 || len(f.Payload) != 0 {
+					return false, protoErr("frame %q with %d fields", f.Tag, len(f.Args)+1)
+				}
+				if e.awaitAck {
+					return false, protoErr("frame %q after the end of the call", f.Tag)
+				}
+				e.drainRaw()
+				e.sendIn(AppendFrameHeader(nil, 'W', 0, f.Args[0]))
+				continue
 			case 'S', 'F', 'D':
 				// Raw output written before this frame belongs before
 				// what follows it.
@@ -737,6 +739,34 @@ func (e *Engine) readFrames(hello bool) (bool, error) {
 			// A short read emptied the pipe; poll again.
 			return false, nil
 		}
+	}
+}
+
+// pendingIn is the number of bytes still to be written to the driver.
+func (e *Engine) pendingIn() int { return len(e.wbuf) - e.wpos }
+
+// sendIn queues b for the driver and writes what the pipe takes now.
+func (e *Engine) sendIn(b []byte) {
+	if e.pendingIn() == 0 {
+		e.wbuf, e.wpos = e.wbuf[:0], 0
+	}
+	e.wbuf = append(e.wbuf, b...)
+	e.writeIn()
+}
+
+// writeIn writes what it can of the pending bytes to the driver. A failed
+// write (EPIPE: the interpreter is gone) drops them; the loop then sees
+// the exit and gathers the last output.
+func (e *Engine) writeIn() {
+	if e.pendingIn() == 0 {
+		return
+	}
+	n, err := syscall.Write(e.p.in, e.wbuf[e.wpos:])
+	if n > 0 {
+		e.wpos += n
+	}
+	if err != nil && err != syscall.EAGAIN && err != syscall.EINTR {
+		e.wpos = len(e.wbuf)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -231,6 +232,94 @@ print("e", 1) io.stderr:write("f\n") io.write("g") error("boom")`
 		r = execReq(t, e, &core.Request{Code: []byte(`for i = 1, 3 do io.write(i) end`)})
 		if string(r.Stdout) != "123" {
 			t.Errorf("buffered: %q", r.Stdout)
+		}
+	})
+}
+
+// waitReading waits until e's interpreter is blocked reading the pipe of
+// its requests (its fd 3, which the bootstrap opened again under another
+// number), and reports whether it was within 10 seconds.
+func waitReading(e *Engine) bool {
+	proc := fmt.Sprintf("/proc/%d/", e.Pid())
+	in, err := os.Readlink(proc + "fd/3")
+	if err != nil {
+		return false
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b, _ := os.ReadFile(proc + "syscall")
+		f := strings.Fields(string(b))
+		if len(f) < 2 || f[0] != fmt.Sprint(syscall.SYS_READ) {
+			continue
+		}
+		if fd, err := strconv.ParseInt(f[1], 0, 32); err == nil {
+			if l, err := os.Readlink(proc + "fd/" + fmt.Sprint(fd)); err == nil && l == in {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestRawOutputAfterFrames holds the host up while it hands on the raw
+// "b" of the first os.execute, until the interpreter is blocked reading
+// its requests: the driver has then gone as far as it can without the
+// host. The "d" of the second child must still come after the "c" the
+// chunk wrote before starting it, and before the "e" written after.
+func TestRawOutputAfterFrames(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openEngine(t, interp, core.Limits{})
+		// Between calls the driver waits for the next request.
+		if !waitReading(e) {
+			t.Skip("cannot tell from /proc/<pid>/syscall when the interpreter waits for the host")
+		}
+		var evs []event
+		out := func(s core.Stream, p []byte) {
+			evs = append(evs, event{s, string(p)})
+			if s == core.Stdout && strings.Contains(string(p), "b") && !waitReading(e) {
+				t.Error("the interpreter never waited for the host")
+			}
+		}
+		code := `io.write("a") os.execute("printf b") io.stderr:write("c") os.execute("printf d >&2") io.write("e")`
+		r := execReq(t, e, &core.Request{Code: []byte(code), Output: out})
+		want := []event{{core.Stdout, "ab"}, {core.Stderr, "cd"}, {core.Stdout, "e"}}
+		if got := merge(evs); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("events %+v, want %+v", got, want)
+		}
+		if string(r.Stdout) != "abe" || string(r.Stderr) != "cd" || !r.Success {
+			t.Errorf("result: stdout %q stderr %q rc %d", r.Stdout, r.Stderr, r.ReturnCode)
+		}
+	})
+}
+
+// A SIGINT while the driver waits for the host's answer to its W frame
+// (before os.execute starts the child) interrupts the chunk; the answer,
+// which Lua 5.4 then leaves unread, does not upset later calls.
+func TestInterruptWaitingForHost(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openEngine(t, interp, core.Limits{})
+		if !waitReading(e) {
+			t.Skip("cannot tell from /proc/<pid>/syscall when the interpreter waits for the host")
+		}
+		execReq(t, e, &core.Request{Code: []byte("kept = 'yes'")})
+		pid := e.Pid()
+		for i := 0; i < 3; i++ {
+			req := &core.Request{Code: []byte(`print("start") os.execute("printf never") print("not reached")`)}
+			req.Output = func(s core.Stream, p []byte) {
+				if s == core.Stdout && strings.Contains(string(p), "start") {
+					if !waitReading(e) {
+						t.Error("the interpreter never waited for the host")
+					}
+					syscall.Kill(pid, syscall.SIGINT)
+				}
+			}
+			wantInterrupted(t, execReq(t, e, req))
+			r := execReq(t, e, &core.Request{Code: []byte(`io.stderr:write("c") os.execute("printf d >&2") return kept`)})
+			if string(r.Stderr) != "cd" || string(r.Values) != `["yes"]` {
+				t.Errorf("after interrupt %d: stderr %q values %s", i, r.Stderr, r.Values)
+			}
+		}
+		if e.Pid() != pid {
+			t.Errorf("the interpreter was replaced: pid %d -> %d", pid, e.Pid())
 		}
 	})
 }
