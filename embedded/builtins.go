@@ -5,12 +5,12 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/parse"
-	"github.com/yuin/gopher-lua/pm"
 )
 
 // Builtins replaced in every state (trusted or sandboxed): gopher-lua's
 // versions are quadratic (gsub copies the whole string per match,
-// table.concat pushes every item on the value stack) or unbounded
+// table.concat pushes every item on the value stack), uninterruptible (the
+// pattern matcher: see strlib.go) or unbounded
 // (string.rep, unpack, huge string.format widths allocate whatever they are
 // asked for in one Go call that no timeout can interrupt).
 
@@ -24,10 +24,10 @@ func (st *state) installBuiltins() {
 	L := st.L
 	str := L.GetGlobal("string").(*lua.LTable)
 	L.SetFuncs(str, map[string]lua.LGFunction{
-		"gsub":   strGsub,
 		"rep":    strRep,
 		"format": strFormat(str.RawGetString("format").(*lua.LFunction)),
 	})
+	st.installStrlib(str) // find, match, gmatch, gsub
 	tbl := L.GetGlobal("table").(*lua.LTable)
 	tbl.RawSetString("concat", L.NewFunction(tableConcat))
 	L.SetGlobal("unpack", L.NewFunction(baseUnpack))
@@ -186,123 +186,5 @@ func strFormat(orig *lua.LFunction) lua.LGFunction {
 			}
 		}
 		return orig.GFunction(L)
-	}
-}
-
-// strGsub is string.gsub built in one pass (gopher-lua's copies the whole
-// string for every match: 16 s for 400 kB).
-func strGsub(L *lua.LState) int {
-	s := L.CheckString(1)
-	pat := L.CheckString(2)
-	L.CheckTypes(3, lua.LTString, lua.LTTable, lua.LTFunction, lua.LTNumber)
-	repl := L.Get(3)
-	limit := L.OptInt(4, -1)
-	mds, err := pm.Find(pat, []byte(s), 0, limit)
-	if err != nil {
-		L.RaiseError("%s", err.Error())
-	}
-	var b strings.Builder
-	last := 0
-	for _, md := range mds {
-		start, end := md.Capture(0), md.Capture(1)
-		b.WriteString(s[last:start])
-		whole := s[start:end]
-		var rep lua.LValue
-		switch r := repl.(type) {
-		case lua.LString, lua.LNumber:
-			expandReplacement(L, &b, lua.LVAsString(r), s, md)
-			rep = nil
-		case *lua.LTable:
-			rep = L.GetTable(r, firstCapture(s, md))
-		case *lua.LFunction:
-			L.Push(r)
-			n := pushCaptures(L, s, md)
-			L.Call(n, 1)
-			rep = L.Get(-1)
-			L.Pop(1)
-		}
-		if rep != nil {
-			switch v := rep.(type) {
-			case lua.LString, lua.LNumber:
-				b.WriteString(lua.LVAsString(v))
-			case *lua.LNilType:
-				b.WriteString(whole)
-			case lua.LBool:
-				if v {
-					L.RaiseError("invalid replacement value (a boolean)")
-				}
-				b.WriteString(whole)
-			default:
-				L.RaiseError("invalid replacement value (a %s)", v.Type().String())
-			}
-		}
-		if b.Len() > maxStringBytes {
-			tooLong(L, "string.gsub")
-		}
-		last = end
-	}
-	b.WriteString(s[last:])
-	L.Push(lua.LString(b.String()))
-	L.Push(lua.LNumber(len(mds)))
-	return 2
-}
-
-func captureValue(s string, md *pm.MatchData, idx int) lua.LValue {
-	if md.IsPosCapture(idx) {
-		return lua.LNumber(md.Capture(idx) + 1)
-	}
-	return lua.LString(s[md.Capture(idx):md.Capture(idx+1)])
-}
-
-func firstCapture(s string, md *pm.MatchData) lua.LValue {
-	if md.CaptureLength() > 2 {
-		return captureValue(s, md, 2)
-	}
-	return captureValue(s, md, 0)
-}
-
-func pushCaptures(L *lua.LState, s string, md *pm.MatchData) int {
-	if md.CaptureLength() <= 2 {
-		L.Push(captureValue(s, md, 0))
-		return 1
-	}
-	n := 0
-	for i := 2; i < md.CaptureLength(); i += 2 {
-		L.Push(captureValue(s, md, i))
-		n++
-	}
-	return n
-}
-
-func expandReplacement(L *lua.LState, b *strings.Builder, repl, s string, md *pm.MatchData) {
-	for i := 0; i < len(repl); i++ {
-		c := repl[i]
-		if c != '%' {
-			b.WriteByte(c)
-			continue
-		}
-		i++
-		if i >= len(repl) {
-			L.RaiseError("invalid use of '%%' in replacement string")
-		}
-		c = repl[i]
-		switch {
-		case c == '%':
-			b.WriteByte('%')
-		case c == '0':
-			b.WriteString(s[md.Capture(0):md.Capture(1)])
-		case c >= '1' && c <= '9':
-			idx := int(c-'0') * 2
-			if idx >= md.CaptureLength() {
-				if idx == 2 && md.CaptureLength() == 2 {
-					b.WriteString(s[md.Capture(0):md.Capture(1)])
-					continue
-				}
-				L.RaiseError("invalid capture index %%%d in replacement string", c-'0')
-			}
-			b.WriteString(lua.LVAsString(captureValue(s, md, idx)))
-		default:
-			L.RaiseError("invalid use of '%%' in replacement string")
-		}
 	}
 }

@@ -1,0 +1,316 @@
+package embedded
+
+import (
+	"strconv"
+	"strings"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"libbioxen/embedded/pattern"
+)
+
+// string.find, match, gmatch and gsub on our own matcher (package pattern):
+// gopher-lua's is slow and cannot be interrupted, so a pathological pattern
+// kept burning CPU past the call's deadline. Ours polls the call's context.
+//
+// The semantics are Lua 5.4's, checked against lua5.4 by
+// strlib_diff_test.go. They differ from Lua 5.1's in corner cases only: an
+// init past the end finds nothing, gsub and gmatch skip an empty match
+// right where the previous match ended, %g is a class, a few error
+// messages. Kept from 5.1: %z matches "\0", and gmatch takes no init
+// argument (in both, gmatch treats a leading '^' as a plain character).
+
+// strlib is the per-state part of the string functions: a small cache of
+// compiled patterns (scripts call the same few patterns in loops).
+type strlib struct {
+	cache map[patternKey]*pattern.Pattern
+}
+
+type patternKey struct {
+	pat    string
+	anchor bool
+}
+
+const (
+	maxCachedPatterns   = 64
+	maxCachedPatternLen = 256
+)
+
+// specials are the bytes that make string.find use the matcher rather
+// than a plain search (lstrlib's SPECIALS).
+const specials = "^$*+?.([%-"
+
+func (st *state) installStrlib(str *lua.LTable) {
+	sl := &strlib{cache: map[patternKey]*pattern.Pattern{}}
+	L := st.L
+	L.SetFuncs(str, map[string]lua.LGFunction{
+		"find":   func(L *lua.LState) int { return sl.findAux(L, true) },
+		"match":  func(L *lua.LState) int { return sl.findAux(L, false) },
+		"gmatch": sl.gmatch,
+		"gsub":   sl.gsub,
+	})
+	if str.RawGetString("gfind") != lua.LNil { // Lua 5.0's name, still in gopher-lua
+		str.RawSetString("gfind", str.RawGetString("gmatch"))
+	}
+}
+
+func (sl *strlib) compile(pat string, anchor bool) *pattern.Pattern {
+	if len(pat) > maxCachedPatternLen {
+		return pattern.Compile(pat, anchor)
+	}
+	key := patternKey{pat, anchor}
+	if p, ok := sl.cache[key]; ok {
+		return p
+	}
+	if len(sl.cache) >= maxCachedPatterns {
+		clear(sl.cache)
+	}
+	p := pattern.Compile(pat, anchor)
+	sl.cache[key] = p
+	return p
+}
+
+// optInt is luaL_optinteger: an absent or nil argument gives def; numbers
+// and numeric strings are truncated, and clamped so index arithmetic
+// cannot overflow.
+func optInt(L *lua.LState, n, def int) int {
+	if L.Get(n) == lua.LNil {
+		return def
+	}
+	const limit = 1 << 53
+	f := float64(L.CheckNumber(n))
+	switch {
+	case f >= limit:
+		return limit
+	case f <= -limit:
+		return -limit
+	}
+	return int(f)
+}
+
+// startIndex turns a Lua init argument into a byte offset (Lua 5.4's
+// posrelatI minus one); it may be past the end.
+func startIndex(init, n int) int {
+	switch {
+	case init > 0:
+		return init - 1
+	case init == 0 || init < -n:
+		return 0
+	}
+	return n + init
+}
+
+func raiseMatchError(L *lua.LState, err error) {
+	L.RaiseError("%s", err.Error())
+}
+
+// findAux is string.find (find) and string.match.
+func (sl *strlib) findAux(L *lua.LState, find bool) int {
+	s := L.CheckString(1)
+	pat := L.CheckString(2)
+	init := startIndex(optInt(L, 3, 1), len(s))
+	if init > len(s) {
+		L.Push(lua.LNil)
+		return 1
+	}
+	if find && (lua.LVAsBool(L.Get(4)) || !strings.ContainsAny(pat, specials)) {
+		i := strings.Index(s[init:], pat)
+		if i < 0 {
+			L.Push(lua.LNil)
+			return 1
+		}
+		L.Push(lua.LNumber(init + i + 1))
+		L.Push(lua.LNumber(init + i + len(pat)))
+		return 2
+	}
+	var m pattern.Matcher
+	m.Context = L.Context()
+	found, err := m.Find(sl.compile(pat, true), s, init)
+	if err != nil {
+		raiseMatchError(L, err)
+	}
+	if !found {
+		L.Push(lua.LNil)
+		return 1
+	}
+	if find {
+		L.Push(lua.LNumber(m.Start() + 1))
+		L.Push(lua.LNumber(m.End()))
+		return 2 + pushCaptures(L, &m, s, false)
+	}
+	return pushCaptures(L, &m, s, true)
+}
+
+// gmatch returns an iterator over the matches of a pattern. As in Lua 5.1
+// a leading '^' is an ordinary character (an anchor would stop the
+// iteration); as in Lua 5.4 an empty match right where the previous match
+// ended is skipped.
+func (sl *strlib) gmatch(L *lua.LState) int {
+	s := L.CheckString(1)
+	p := sl.compile(L.CheckString(2), false)
+	m := new(pattern.Matcher)
+	pos, lastEnd := 0, -1
+	L.Push(L.NewFunction(func(L *lua.LState) int {
+		m.Context = L.Context()
+		for pos <= len(s) {
+			found, err := m.Find(p, s, pos)
+			if err != nil {
+				raiseMatchError(L, err)
+			}
+			if !found {
+				pos = len(s) + 1
+				return 0
+			}
+			if m.End() == lastEnd { // empty, where the last match ended
+				pos = m.Start() + 1
+				continue
+			}
+			pos, lastEnd = m.End(), m.End()
+			return pushCaptures(L, m, s, true)
+		}
+		return 0
+	}))
+	return 1
+}
+
+// gsub is string.gsub, built in one pass (gopher-lua's copied the whole
+// string for every match: 16 s for 400 kB).
+func (sl *strlib) gsub(L *lua.LState) int {
+	s := L.CheckString(1)
+	pat := L.CheckString(2)
+	L.CheckTypes(3, lua.LTString, lua.LTTable, lua.LTFunction, lua.LTNumber)
+	repl := L.Get(3)
+	maxN := optInt(L, 4, len(s)+1)
+	p := sl.compile(pat, true)
+	var m pattern.Matcher
+	var b strings.Builder
+	pos, lastEnd, n := 0, -1, 0
+	for n < maxN {
+		m.Context = L.Context()
+		found, err := m.Find(p, s, pos)
+		if err != nil {
+			raiseMatchError(L, err)
+		}
+		if !found {
+			break
+		}
+		start, end := m.Start(), m.End()
+		b.WriteString(s[pos:start]) // no match started in between
+		if end == lastEnd {         // empty, where the last match ended: keep one byte
+			if start == len(s) {
+				pos = start
+				break
+			}
+			b.WriteByte(s[start])
+			pos = start + 1
+		} else {
+			n++
+			addValue(L, &b, &m, s, repl)
+			pos, lastEnd = end, end
+		}
+		if b.Len() > maxStringBytes {
+			tooLong(L, "string.gsub")
+		}
+		if p.Anchored() {
+			break
+		}
+	}
+	b.WriteString(s[pos:])
+	if b.Len() > maxStringBytes {
+		tooLong(L, "string.gsub")
+	}
+	L.Push(lua.LString(b.String()))
+	L.Push(lua.LNumber(n))
+	return 2
+}
+
+// addValue appends the replacement of the match m holds.
+func addValue(L *lua.LState, b *strings.Builder, m *pattern.Matcher, s string, repl lua.LValue) {
+	whole := s[m.Start():m.End()]
+	var v lua.LValue
+	switch r := repl.(type) {
+	case lua.LString, lua.LNumber:
+		expandReplacement(L, b, lua.LVAsString(r), m, s)
+		return
+	case *lua.LTable:
+		v = L.GetTable(r, captureValue(L, m, s, 0))
+	case *lua.LFunction:
+		L.Push(r)
+		L.Call(pushCaptures(L, m, s, true), 1)
+		v = L.Get(-1)
+		L.Pop(1)
+	}
+	switch rv := v.(type) {
+	case lua.LString, lua.LNumber:
+		b.WriteString(lua.LVAsString(rv))
+	case *lua.LNilType:
+		b.WriteString(whole)
+	case lua.LBool:
+		if rv {
+			L.RaiseError("invalid replacement value (a boolean)")
+		}
+		b.WriteString(whole)
+	default:
+		L.RaiseError("invalid replacement value (a %s)", v.Type().String())
+	}
+}
+
+// captureValue is capture i as Lua sees it: a string, or a number for a
+// position capture.
+func captureValue(L *lua.LState, m *pattern.Matcher, s string, i int) lua.LValue {
+	c, err := m.Capture(i)
+	if err != nil {
+		raiseMatchError(L, err)
+	}
+	if c.Position {
+		return lua.LNumber(c.Start + 1)
+	}
+	return lua.LString(s[c.Start:c.End])
+}
+
+// pushCaptures pushes the captures of a match; with none, the whole match
+// when whole is set (match, gmatch, gsub) or nothing (find).
+func pushCaptures(L *lua.LState, m *pattern.Matcher, s string, whole bool) int {
+	n := m.NumCaptures()
+	if n == 0 && whole {
+		n = 1
+	}
+	for i := 0; i < n; i++ {
+		L.Push(captureValue(L, m, s, i))
+	}
+	return n
+}
+
+// expandReplacement appends a replacement string, with %0-%9 and %%.
+func expandReplacement(L *lua.LState, b *strings.Builder, repl string, m *pattern.Matcher, s string) {
+	for {
+		i := strings.IndexByte(repl, '%')
+		if i < 0 {
+			b.WriteString(repl)
+			return
+		}
+		b.WriteString(repl[:i])
+		if i+1 == len(repl) {
+			L.RaiseError("%s", "invalid use of '%' in replacement string")
+		}
+		switch c := repl[i+1]; {
+		case c == '%':
+			b.WriteByte('%')
+		case c == '0':
+			b.WriteString(s[m.Start():m.End()])
+		case c >= '1' && c <= '9':
+			cp, err := m.Capture(int(c - '1'))
+			if err != nil {
+				raiseMatchError(L, err)
+			}
+			if cp.Position {
+				b.WriteString(strconv.Itoa(cp.Start + 1))
+			} else {
+				b.WriteString(s[cp.Start:cp.End])
+			}
+		default:
+			L.RaiseError("%s", "invalid use of '%' in replacement string")
+		}
+		repl = repl[i+2:]
+	}
+}
