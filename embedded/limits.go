@@ -86,6 +86,16 @@ func (c *callCtx) Err() error {
 	return c.err
 }
 
+// Poll checks the limits now and reports Err: long Go builtins (the
+// pattern matcher) call it every few thousand steps, on the goroutine
+// running the chunk, as the instruction hook would.
+func (c *callCtx) Poll() error {
+	if c.checking {
+		c.check()
+	}
+	return c.Err()
+}
+
 // Value carries no values.
 func (c *callCtx) Value(any) any { return nil }
 

@@ -497,11 +497,25 @@ func (m *Matcher) tick(n int) {
 
 func (m *Matcher) poll() {
 	m.steps = pollInterval
-	if m.Context != nil {
-		if err := m.Context.Err(); err != nil {
-			panic(stopped{err})
-		}
+	if m.Context == nil {
+		return
 	}
+	var err error
+	if p, ok := m.Context.(Poller); ok {
+		err = p.Poll()
+	} else {
+		err = m.Context.Err()
+	}
+	if err != nil {
+		panic(stopped{err})
+	}
+}
+
+// Poller is a Context that wants to run its own checks when polled (the
+// embedded engine's call context checks the call's CPU and memory limits
+// there); Poll returns what Err would once the context is done.
+type Poller interface {
+	Poll() error
 }
 
 // enter accounts for one more level of recursion, as lstrlib's match does
