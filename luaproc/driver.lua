@@ -16,6 +16,7 @@ local type, tostring, tonumber, select, next, rawget = type, tostring, tonumber,
 local setmetatable, error, pcall, xpcall = setmetatable, error, pcall, xpcall
 local load, loadstring, setfenv = load, loadstring, setfenv
 local str_format, str_sub, str_byte, str_find, str_match = string.format, string.sub, string.byte, string.find, string.match
+local str_char = string.char
 local tconcat = table.concat
 local math_type, floor, huge = math.type, math.floor, math.huge
 local io_open, io_type, io_lines, io_popen = io.open, io.type, io.lines, io.popen
@@ -436,10 +437,15 @@ local function los_exit(code)
   error(EXIT, 0)
 end
 
--- os.exit unwinds with an error; these wrappers keep user code from
--- catching it.
+-- os.exit unwinds with an error, and so does running out of memory (the
+-- interpreter's RLIMIT_AS is the VM's memory limit): these wrappers keep
+-- user code from catching either, so a chunk that retries after a memory
+-- error still ends with it (and the host reports ErrNoMem).
+local OOM = "not enough memory"
+
 local function rethrow(ok, ...)
   if exit_code ~= nil then error(EXIT, 0) end
+  if not ok and ... == OOM then error(OOM, 0) end
   return ok, ...
 end
 
@@ -449,7 +455,7 @@ end
 
 local function lxpcall(f, msgh, ...)
   return rethrow(xpcall(f, function(e)
-    if exit_code ~= nil then return e end
+    if exit_code ~= nil or e == OOM then return e end
     return msgh(e)
   end, ...))
 end
@@ -784,11 +790,43 @@ if ffi then
   end)
 end
 
+-- Without the FFI (Lua 5.1-5.4) the host resolves symbolic links: an L
+-- frame carries the path, and the host answers with one line
+-- "L <seq> <hex of the resolved path>" ("-" when it cannot say). Only with
+-- X flag 16 (a host that answers); an interrupt that cuts the wait short
+-- leaves the answer to be skipped here or by the worker.
+local function host_realpath(p)
+  if not answered then return p end
+  local seq = wseq + 1
+  wseq = seq
+  out_write("L ", seq, " ", #p, "\n", p)
+  out_flush()
+  while true do
+    local line, _, code = f_read(inp, "*l")
+    if line == nil then
+      if code ~= EINTR then return nil end -- the host is gone
+    else
+      local n, hex = str_match(line, "^L (%d+) (%S+)$")
+      if not n and str_match(line, "^W %d+ 0$") then
+        n = 0 -- a stale answer to W
+      elseif not n then
+        f_write(real_stderr, "bioxen driver: expected the answer to L, got: ", line, "\n")
+        out_flush()
+        os_exit(1)
+      end
+      if tonumber(n) >= seq then
+        if hex == "-" then return nil end
+        return (str_gsub(hex, "%x%x", function(h) return str_char(tonumber(h, 16)) end))
+      end
+    end
+  end
+end
+
 -- resolve returns the absolute path of p when it lies in an allowed
 -- directory, else nil and the sandbox's message.
 local function resolve(p)
   local r = normalize(p)
-  if r and realpath then r = realpath(r) end
+  if r and realpath then r = realpath(r) elseif r then r = host_realpath(r) end
   if r and under(r, sb_allowed, nallowed) then return r end
   return nil, p .. DENIED
 end
@@ -888,7 +926,7 @@ end
 
 local function readable_module(file)
   local r = normalize(file)
-  if r and realpath then r = realpath(r) end
+  if r and realpath then r = realpath(r) elseif r then r = host_realpath(r) end
   if not r then return nil end
   if under(r, sb_allowed, nallowed) or under(r, sb_modules, nmodules) then return r end
   return nil
@@ -1129,6 +1167,10 @@ local function handler(e)
   if te == "string" then msg = e
   elseif te == "number" then msg = tostring(e)
   else msg = "(error object is a " .. te .. " value)" end
+  -- As the host's core.MaxErrorMessageBytes: a huge message keeps its head.
+  if #msg > 65536 then
+    msg = str_sub(msg, 1, 65472) .. "... [" .. (#msg - 65472) .. " more bytes]"
+  end
   local tb = traceback("", 2)
   return { [ERR] = true, msg = msg, tb = tb }
 end
@@ -1494,8 +1536,8 @@ local function worker_loop()
         local ok2, err = pcall(teardown, maxdepth, budget)
         if not ok2 then internal_error(err) end
       end
-    elseif tag == "W" then
-      -- The answer to a W frame whose wait an interrupt cut short.
+    elseif tag == "W" or tag == "L" then
+      -- The answer to a W or L frame whose wait an interrupt cut short.
     elseif tag == "A" then
       do_rearm()
     elseif tag == "Q" then

@@ -12,8 +12,10 @@ package luaproc
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -719,6 +721,14 @@ func (e *Engine) readFrames(hello bool) (bool, error) {
 				e.drainRaw()
 				e.sendIn(AppendFrameHeader(nil, 'W', 0, f.Args[0]))
 				continue
+			case 'L':
+				// A sandboxed driver without realpath(3) asks for the
+				// symbolic links of a path to be resolved.
+				if len(f.Args) != 1 {
+					return false, protoErr("frame %q with %d fields", f.Tag, len(f.Args)+1)
+				}
+				e.sendIn(fmt.Appendf(nil, "L %d %s\n", f.Args[0], hexPath(realPath(string(f.Payload)))))
+				continue
 			case 'S', 'F', 'D':
 				// Raw output written before this frame belongs before
 				// what follows it.
@@ -1000,4 +1010,30 @@ func (e *Engine) applyRlimits(pid int) error {
 // isNoMem tells Lua's memory error ("not enough memory") from others.
 func isNoMem(msg string) bool {
 	return msg == "not enough memory" || strings.HasSuffix(msg, ": not enough memory")
+}
+
+// realPath resolves the symbolic links of absolute path p like
+// realpath(3), or, for a file that does not exist yet, of its directory
+// ("" when the directory cannot be resolved either: the driver refuses).
+func realPath(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	dir, base := filepath.Split(p)
+	r, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return p // opening fails anyway
+		}
+		return ""
+	}
+	return filepath.Join(r, base)
+}
+
+// hexPath encodes a path for the driver's one-line answer ("-": none).
+func hexPath(p string) string {
+	if p == "" {
+		return "-"
+	}
+	return hex.EncodeToString([]byte(p))
 }
