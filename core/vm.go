@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // VM is one Lua virtual machine: an engine behind a lock. Its methods are
@@ -135,12 +136,28 @@ func (vm *VM) run(ctx context.Context, req *Request, timeout time.Duration) (*Re
 		return nil, Errorf(ErrClosed, "exec", "VM is closed")
 	}
 	res, err := vm.engine.Exec(ctx, req)
+	if res != nil && len(res.ErrorMessage) > MaxErrorMessageBytes {
+		res.ErrorMessage = truncateMessage(res.ErrorMessage)
+	}
 	var e *Error
 	if timeout > 0 && errors.As(err, &e) && e.Code == ErrTimeout && !errors.Is(ctx.Err(), context.Canceled) {
 		// Say which limit was hit; the engine's message says what it did about it.
 		return nil, &Error{Code: ErrTimeout, Op: e.Op, Msg: fmt.Sprintf("timed out after %v: %s", timeout, e.Msg)}
 	}
 	return res, err
+}
+
+// MaxErrorMessageBytes caps Result.ErrorMessage: `error(string.rep("e",
+// 1e8))` keeps its first 64 KiB and a note of what was dropped (stderr has
+// the output cap, MaxOutputBytes).
+const MaxErrorMessageBytes = 64 << 10
+
+func truncateMessage(msg string) string {
+	keep := MaxErrorMessageBytes - 64
+	for keep > 0 && !utf8.RuneStart(msg[keep]) {
+		keep--
+	}
+	return fmt.Sprintf("%s... [%d more bytes]", msg[:keep], len(msg)-keep)
 }
 
 // Close closes the engine. Closing twice is harmless.

@@ -50,11 +50,13 @@ type tableSnap struct {
 // gopher-lua options: the value stack starts small (VMs are cheap to keep
 // many of) and grows in large steps, so big tables and long
 // table.concat/unpack calls neither overflow nor go quadratic; the call stack
-// grows on demand up to a depth that deep recursion in scientific code needs.
+// grows on demand up to 20,000 frames, Lua 5.1's LUAI_MAXCALLS (gopher-lua
+// allocates a pointer per 8 frames of the maximum up front: 50,000 frames
+// cost 50 KiB per state).
 var luaOptions = lua.Options{
-	CallStackSize:       50000,
+	CallStackSize:       20000,
 	MinimizeStackMemory: true,
-	RegistrySize:        1024,
+	RegistrySize:        256,
 	RegistryMaxSize:     1 << 23,
 	RegistryGrowStep:    1 << 16,
 }

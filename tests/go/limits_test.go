@@ -1,0 +1,127 @@
+package gotests
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"libbioxen/core"
+)
+
+// execErr runs code and returns the typed error and how long the call took.
+func execErr(t *testing.T, vm *core.VM, code string, timeout time.Duration) (error, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	_, err := vm.Exec(context.Background(), []byte(code), core.ExecOptions{Timeout: timeout})
+	return err, time.Since(start)
+}
+
+func mustPrint2(t *testing.T, vm *core.VM) {
+	t.Helper()
+	res := run(t, vm, "print(1+1)")
+	if string(res.Stdout) != "2\n" {
+		t.Fatalf("after the breach print(1+1) gave %q %q", res.Stdout, res.Stderr)
+	}
+}
+
+// TestCPUBudget: a CPU budget stops loops wherever they hide, on every
+// engine, with ErrCPULimit, distinct from the wall-clock timeout.
+func TestCPUBudget(t *testing.T) {
+	traps := map[string]string{
+		"loop":            "while true do end",
+		"pcall loop":      "while true do pcall(function() while true do end end) end",
+		"xpcall handler":  "xpcall(function() error('x') end, function() while true do end end)",
+		"coroutine":       "local co = coroutine.wrap(function() while true do end end) co()",
+		"tostring":        "local t = setmetatable({}, {__tostring = function() while true do end end}) print(t)",
+		"error in pcall":  "while true do local ok = pcall(error, 'x') end",
+		"catch and retry": "for i = 1, 1e12 do local ok, e = pcall(function() for j = 1, 1e9 do end end) end",
+	}
+	for _, ec := range engines(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			opts := ec.opts
+			opts.Persistent = true
+			opts.Limits.MaxCPUTime = 150 * time.Millisecond
+			vm := open(t, opts)
+			for name, code := range traps {
+				err, took := execErr(t, vm, code, 10*time.Second)
+				if core.CodeOf(err) != core.ErrCPULimit {
+					t.Errorf("%s: got %v (code %v), want ErrCPULimit", name, err, core.CodeOf(err))
+				}
+				// CPU time passes slower than wall-clock time on a loaded
+				// machine: the 10 s timeout must not be what stopped it.
+				t.Logf("%s: stopped after %v", name, took)
+				mustPrint2(t, vm)
+			}
+			// Waiting does not use the budget: a trusted VM that waits
+			// for a child process longer than its budget is not stopped.
+			opts.Trusted = true
+			vm = open(t, opts)
+			res := run(t, vm, "os.execute('sleep 0.4') return 'waited'")
+			if string(res.Values) != `["waited"]` {
+				t.Fatalf("sleeping call: %s %s", res.Values, res.Stderr)
+			}
+		})
+	}
+}
+
+// TestMemoryLimit: memory bombs end in ErrNoMem on every engine, the VM
+// works afterwards and a sibling VM is untouched.
+func TestMemoryLimit(t *testing.T) {
+	bombs := map[string]string{
+		"table growth":  "local t = {} for i = 1, 1e9 do t[i] = i end",
+		"global table":  "big = {} for i = 1, 1e9 do big[#big + 1] = 'x' .. i end",
+		"doubling":      "local s = 'x' for i = 1, 40 do s = s .. s end",
+		"string pieces": "local t = {} for i = 1, 1e9 do t[i] = string.rep('y', 1000) .. i end",
+		"hash growth":   "local t = {} for i = 1, 1e9 do t['k' .. i] = {i} end",
+		"in coroutine":  "local co = coroutine.wrap(function() local t = {} for i = 1, 1e9 do t[i] = {} end end) co()",
+		"in pcall":      "local keep = {} while true do pcall(function() for i = 1, 1e6 do keep[#keep + 1] = {i} end end) end",
+	}
+	for _, ec := range engines(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			opts := ec.opts
+			opts.Persistent = true
+			opts.Limits.MaxMemoryBytes = 128 << 20
+			vm := open(t, opts)
+			sibling := open(t, ec.opts)
+			run(t, sibling, "kept = {} for i = 1, 1e5 do kept[i] = i end")
+			for name, code := range bombs {
+				err, took := execErr(t, vm, code, 60*time.Second)
+				if core.CodeOf(err) != core.ErrNoMem {
+					t.Errorf("%s: got %v (code %v), want ErrNoMem", name, err, core.CodeOf(err))
+				}
+				t.Logf("%s: stopped after %v", name, took)
+				mustPrint2(t, vm)
+			}
+			res := run(t, sibling, "return 1+1")
+			if string(res.Values) != "[2]" {
+				t.Fatalf("sibling: %s", res.Values)
+			}
+		})
+	}
+}
+
+// TestCoroutinesAcrossCalls: a coroutine made in one call runs in the next
+// (gopher-lua tied it to the first call's context: "context canceled"), and
+// a loop in it is stopped by the later call's timeout without losing the
+// VM's state.
+func TestCoroutinesAcrossCalls(t *testing.T) {
+	vm := open(t, core.Options{Persistent: true})
+	for _, timeout := range []time.Duration{0, time.Second} {
+		_, err := vm.Exec(context.Background(), []byte("n = 0 co = coroutine.wrap(function() while true do n = n + 1 coroutine.yield(n) end end) co()"), core.ExecOptions{Timeout: timeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := vm.Exec(context.Background(), []byte("return co(), co()"), core.ExecOptions{Timeout: time.Second})
+		if err != nil || string(res.Values) != "[2,3]" {
+			t.Fatalf("timeout %v: %v %s %s", timeout, err, res.Values, res.Stderr)
+		}
+	}
+	run(t, vm, "spin = coroutine.create(function() coroutine.yield() while true do end end) coroutine.resume(spin)")
+	err, took := execErr(t, vm, "coroutine.resume(spin)", 100*time.Millisecond)
+	if core.CodeOf(err) != core.ErrTimeout || took > time.Second {
+		t.Fatalf("loop in an old coroutine: %v after %v", err, took)
+	}
+	if res := run(t, vm, "return n"); string(res.Values) != "[3]" {
+		t.Fatalf("state lost after the timeout: %s", res.Values)
+	}
+}
