@@ -1607,6 +1607,13 @@ local function main_protected()
     if ok then return r end
     -- An error outside user code: an interrupt that missed the chunk (or
     -- an error from a debug hook the chunk left on the main thread).
+    if r == OOM then
+      -- The driver itself ran out of memory (the chunk's data fills the
+      -- interpreter's RLIMIT_AS): it cannot go on; the host reports the
+      -- call as out of memory and starts a new interpreter.
+      f_write(real_stderr, "bioxen driver: not enough memory\n")
+      return "quit"
+    end
     if type(r) == "string" and str_find(r, "interrupted!$") then spent = true end
     if job_state == "run" then
       -- A SIGINT that came while the call was being prepared, or between
