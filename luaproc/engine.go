@@ -202,10 +202,11 @@ func (e *Engine) start(ctx context.Context) error {
 		os.NewFile(uintptr(pipes[2][0]), "frames-in"),
 		os.NewFile(uintptr(pipes[3][1]), "frames-out"),
 	}
-	process, err := os.StartProcess(path, append([]string{e.interp}, Args(childIn, childOut)...), &os.ProcAttr{
+	process, err := startProcess(path, append([]string{e.interp}, Args(childIn, childOut)...), &os.ProcAttr{
 		Env:   childEnv(e.opts),
 		Files: childFiles,
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
+		// The interpreter dies with this process (see startProcess).
+		Sys: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	})
 	for _, f := range childFiles {
 		f.Close() // closes the child ends in this process

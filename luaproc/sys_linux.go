@@ -3,6 +3,9 @@
 package luaproc
 
 import (
+	"os"
+	"runtime"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -84,4 +87,43 @@ func processCPU(pid int) (time.Duration, error) {
 		return 0, e
 	}
 	return time.Duration(ts.Nano()), nil
+}
+
+// startProcess starts processes from one OS thread that lives as long as
+// this process. Pdeathsig kills a child when the thread that forked it
+// exits, not the process: forked from a caller's thread (a C or Python
+// thread that ends later), interpreters would die early; forked from no
+// thread in particular, an interpreter looping in a chunk would outlive a
+// host that died without closing its VMs.
+func startProcess(path string, argv []string, attr *os.ProcAttr) (*os.Process, error) {
+	spawnOnce.Do(func() { go spawner() })
+	job := spawnJob{path: path, argv: argv, attr: attr, done: make(chan spawnResult, 1)}
+	spawnJobs <- job
+	r := <-job.done
+	return r.p, r.err
+}
+
+type spawnJob struct {
+	path string
+	argv []string
+	attr *os.ProcAttr
+	done chan spawnResult
+}
+
+type spawnResult struct {
+	p   *os.Process
+	err error
+}
+
+var (
+	spawnOnce sync.Once
+	spawnJobs = make(chan spawnJob)
+)
+
+func spawner() {
+	runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+	for job := range spawnJobs {
+		p, err := os.StartProcess(job.path, job.argv, job.attr)
+		job.done <- spawnResult{p, err}
+	}
 }
