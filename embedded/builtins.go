@@ -1,6 +1,8 @@
 package embedded
 
 import (
+	"math"
+	"strconv"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
@@ -31,7 +33,29 @@ func (st *state) installBuiltins() {
 	tbl := L.GetGlobal("table").(*lua.LTable)
 	tbl.RawSetString("concat", L.NewFunction(tableConcat))
 	L.SetGlobal("unpack", L.NewFunction(baseUnpack))
+	orig := L.GetGlobal("tostring").(*lua.LFunction)
+	L.SetGlobal("tostring", L.NewFunction(func(L *lua.LState) int {
+		switch v := L.Get(1).(type) {
+		case lua.LString:
+			L.Push(v)
+			return 1
+		case lua.LNumber:
+			L.Push(lua.LString(numberString(v)))
+			return 1
+		}
+		return orig.GFunction(L)
+	}))
 	st.installPcall()
+}
+
+// numberString is gopher-lua's LNumber.String without fmt for integral
+// values (tostring of numbers was a quarter of a string-building loop).
+func numberString(n lua.LNumber) string {
+	f := float64(n)
+	if f == math.Trunc(f) && f >= -(1<<63) && f < 1<<63 {
+		return strconv.FormatInt(int64(f), 10)
+	}
+	return n.String()
 }
 
 // installPcall replaces pcall and xpcall. gopher-lua closes the upvalues of

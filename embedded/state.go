@@ -104,6 +104,7 @@ func newState(cfg stateConfig) *state {
 	}
 	st.printer = st.L.NewFunction(st.print)
 	st.curOut, st.curIn = st.stdout, st.stdin
+	compactTables(st.L.G.Global, st.L.G.Registry)
 	st.takeSnapshot()
 	return st
 }

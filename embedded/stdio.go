@@ -98,7 +98,14 @@ func (st *state) print(L *lua.LState) int {
 		if i > 1 {
 			line = append(line, '\t')
 		}
-		line = append(line, L.ToStringMeta(L.Get(i)).String()...)
+		switch v := L.Get(i).(type) {
+		case lua.LString:
+			line = append(line, v...)
+		case lua.LNumber:
+			line = append(line, numberString(v)...)
+		default:
+			line = append(line, L.ToStringMeta(v).String()...)
+		}
 	}
 	st.out.WriteBytes(append(line, '\n'))
 	return 0
