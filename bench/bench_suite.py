@@ -422,6 +422,7 @@ def run_workloads(quick: bool, reps: int) -> Tuple[bool, List[str]]:
         VMEngine("proc lua5.4", lua_executable="lua5.4"),
         VMEngine("proc luajit", lua_executable="luajit"),
         DirectEngine("lua5.4"),
+        DirectEngine("luajit"),
     ]
     for e in engines:
         if e.skip:
@@ -540,6 +541,11 @@ def run_workloads(quick: bool, reps: int) -> Tuple[bool, List[str]]:
             f"  process engine luajit >= 3x faster than lua5.4: {sp:.2f}x vs proc lua5.4, "
             f"{sp2:.2f}x vs lua5.4 in-Lua  {met(min(sp, sp2) >= 3.0)}"
         )
+        # What LuaJIT itself gives on these workloads, outside the engine.
+        jit = [results[n].get("luajit direct") for n in results]
+        if total_inner and all(r is not None and not r.error and r.inner for r in jit):
+            jit_inner = sum(r.inner for r in jit if r is not None and r.inner)
+            print(f"    (luajit itself, in-Lua os.clock, no engine: {total_inner / jit_inner:.2f}x faster than lua5.4)")
     else:
         print("  process engine luajit vs lua5.4: n/a (engine skipped or failures)")
 
