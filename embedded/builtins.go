@@ -40,13 +40,27 @@ func (st *state) installBuiltins() {
 			L.Push(v)
 			return 1
 		case lua.LNumber:
-			L.Push(lua.LString(numberString(v)))
+			if i := int(v); lua.LNumber(i) == v && i >= 0 && i < len(smallInts) {
+				L.Push(smallInts[i])
+			} else {
+				L.Push(lua.LString(numberString(v)))
+			}
 			return 1
 		}
 		return orig.GFunction(L)
 	}))
 	st.installPcall()
 }
+
+// smallInts are the strings of 0..9999, boxed once: tostring of a small
+// integer (counts, positions, table keys in scientific code) allocates
+// nothing.
+var smallInts = func() (t [10000]lua.LValue) {
+	for i := range t {
+		t[i] = lua.LString(strconv.Itoa(i))
+	}
+	return t
+}()
 
 // numberString is gopher-lua's LNumber.String without fmt for integral
 // values (tostring of numbers was a quarter of a string-building loop).
