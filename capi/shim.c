@@ -69,6 +69,7 @@ const char *bioxen_errstr(int code) {
   case BIOXEN_E_AUTH: return "authentication failed";
   case BIOXEN_E_CONNECTION: return "connection failed";
   case BIOXEN_E_HOSTKEY: return "host key or certificate not trusted";
+  case BIOXEN_E_CPU: return "cpu limit";
   default: return "unknown status code";
   }
 }

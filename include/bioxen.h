@@ -180,7 +180,10 @@ typedef struct bioxen_result {
 ** Returns: BIOXEN_OK; BIOXEN_E_INVALID (NULL pointers, empty code, a NUL
 ** byte); BIOXEN_E_TOOLARGE; BIOXEN_E_BADHANDLE; BIOXEN_E_TIMEOUT (the VM is
 ** still usable; on the process engine the interpreter was restarted and a
-** persistent VM lost its globals); BIOXEN_E_ENGINE.
+** persistent VM lost its globals); BIOXEN_E_CPU (the call used up
+** cpu_limit_ms of CPU time; usable as after a timeout); BIOXEN_E_NOMEM (the
+** VM went over max_memory_bytes; its Lua state was reset); BIOXEN_E_ENGINE
+** (the interpreter crashed; it restarts on the next call).
 */
 int bioxen_vm_exec(bioxen_vm vm, const char *code, size_t code_len,
                    int64_t timeout_ms, int flags, bioxen_result **result_out);

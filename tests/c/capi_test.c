@@ -249,6 +249,48 @@ static void on_log(void *ud, int level, const char *msg) {
   if (level >= 10) logged++;
 }
 
+/* The per-VM limits: a CPU budget and a memory limit, each a typed status,
+** after which the VM runs code again. */
+static void limits(const char *engine, const char *interp) {
+  bioxen_vm_options o;
+  memset(&o, 0, sizeof o);
+  o.size = sizeof o;
+  o.engine = engine;
+  o.interpreter = interp;
+  o.cpu_limit_ms = 100;
+  o.max_memory_bytes = 64 << 20;
+  bioxen_vm vm = 0;
+  int rc = bioxen_vm_open(&o, &vm);
+  CHECK(rc == BIOXEN_OK, "open with limits %s: %d %s", engine, rc, bioxen_errmsg());
+  if (rc != BIOXEN_OK) return;
+  bioxen_result *r = NULL;
+  const char *loop = "while true do pcall(function() while true do end end) end";
+  rc = bioxen_vm_exec(vm, loop, strlen(loop), 30000, 0, &r);
+  CHECK(rc == BIOXEN_E_CPU && r == NULL, "%s cpu budget: %d %s", engine, rc, bioxen_errmsg());
+  CHECK(strcmp(bioxen_errstr(BIOXEN_E_CPU), "cpu limit") == 0, "errstr cpu '%s'", bioxen_errstr(BIOXEN_E_CPU));
+  const char *bomb = "local t = {} for i = 1, 1e9 do t[i] = {} end";
+  o.cpu_limit_ms = 0;
+  bioxen_vm mvm = 0;
+  rc = bioxen_vm_open(&o, &mvm);
+  CHECK(rc == BIOXEN_OK, "open memory-limited %s: %d", engine, rc);
+  if (rc == BIOXEN_OK) {
+    rc = bioxen_vm_exec(mvm, bomb, strlen(bomb), 60000, 0, &r);
+    CHECK(rc == BIOXEN_E_NOMEM && r == NULL, "%s memory limit: %d %s", engine, rc, bioxen_errmsg());
+    r = run(mvm, "print(1+1)", 0);
+    if (r) {
+      CHECK(strcmp(r->stdout_data, "2\n") == 0, "after the memory limit '%s'", r->stdout_data);
+      bioxen_result_free(r);
+    }
+    bioxen_vm_close(mvm);
+  }
+  r = run(vm, "print(1+1)", 0);
+  if (r) {
+    CHECK(strcmp(r->stdout_data, "2\n") == 0, "after the cpu budget '%s'", r->stdout_data);
+    bioxen_result_free(r);
+  }
+  bioxen_vm_close(vm);
+}
+
 int main(int argc, char **argv) {
   CHECK(bioxen_version_number() == BIOXEN_VERSION_NUMBER, "version %d", bioxen_version_number());
   CHECK(strcmp(bioxen_version(), BIOXEN_VERSION) == 0, "version %s", bioxen_version());
@@ -267,10 +309,12 @@ int main(int argc, char **argv) {
   CHECK(bioxen_vm_open(NULL, NULL) == BIOXEN_E_INVALID, "NULL vm_out");
 
   contract("embedded", NULL);
+  limits("embedded", NULL);
   sessions("embedded", NULL);
   async_exec();
   if (argc > 1) {
     contract("process", argv[1]);
+    limits("process", argv[1]);
     sessions("process", argv[1]);
     o.engine = "process";
     o.interpreter = "no-such-lua-interpreter";
