@@ -45,7 +45,6 @@ type callCtx struct {
 	done  chan struct{} // closed when the current call is stopped
 	err   error         // why it was stopped; nil while it runs
 	gen   uint64        // call generation: stale stops are ignored
-	after map[*afterFunc]struct{}
 
 	// Owned by the goroutine running the chunk.
 	steps      uint32
@@ -60,10 +59,8 @@ type callCtx struct {
 	stopParent func() bool
 }
 
-type afterFunc struct{ f func() }
-
 func newCallCtx(st *state) *callCtx {
-	return &callCtx{st: st, done: make(chan struct{}), after: map[*afterFunc]struct{}{}}
+	return &callCtx{st: st, done: make(chan struct{})}
 }
 
 // Deadline reports the running call's deadline.
@@ -99,26 +96,15 @@ func (c *callCtx) Poll() error {
 // Value carries no values.
 func (c *callCtx) Value(any) any { return nil }
 
-// AfterFunc arranges for f to run when the current call is stopped. The
-// context package uses it for contexts derived from this one (gopher-lua
-// derives one for every coroutine), so that deriving starts no goroutine;
-// registrations end with the call.
-func (c *callCtx) AfterFunc(f func()) func() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
-		go f()
-		return func() bool { return false }
-	}
-	a := &afterFunc{f: f}
-	c.after[a] = struct{}{}
-	return func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		_, ok := c.after[a]
-		delete(c.after, a)
-		return ok
-	}
+// AfterFunc makes contexts derived from this one (gopher-lua derives one
+// for every coroutine, then replaced by this one in installCoroutines)
+// start no goroutine: the context package uses it instead of watching Done.
+// They are never cancelled through it: calling the context package's f
+// after a stop raced with the next call, whose begin resets Err to nil
+// (f then panics: "missing cancel error"). Code that needs a context
+// cancelled on a stop selects on Done itself (see osExecute).
+func (c *callCtx) AfterFunc(func()) func() bool {
+	return func() bool { return true }
 }
 
 // stop ends call gen with err (the first reason wins).
@@ -130,10 +116,6 @@ func (c *callCtx) stop(gen uint64, err error) {
 	}
 	c.err = err
 	close(c.done)
-	for a := range c.after {
-		go a.f()
-	}
-	clear(c.after)
 }
 
 // begin arms the context for a call under parent and lim. It runs before
@@ -176,7 +158,6 @@ func (c *callCtx) end() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++ // later stops of this call are stale
-	clear(c.after)
 	c.deadline = time.Time{}
 	c.checking = false
 	return c.err

@@ -317,14 +317,22 @@ func (st *state) osExecute(L *lua.LState) int {
 		L.Push(lua.LTrue) // a shell is available
 		return 1
 	}
-	// A derived context: exec watches it from another goroutine, and the
-	// state's own context is only to be used by the goroutine running Lua.
-	parent := L.Context()
-	if parent == nil {
-		parent = context.Background()
-	}
-	ctx, cancel := context.WithCancel(parent)
+	// A context of its own, cancelled when the call is stopped: exec
+	// watches it from another goroutine, and the state's context is only
+	// for the goroutine running Lua.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if parent := L.Context(); parent != nil {
+		stopped, finished := parent.Done(), make(chan struct{})
+		defer close(finished)
+		go func() {
+			select {
+			case <-stopped:
+				cancel()
+			case <-finished:
+			}
+		}()
+	}
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", L.CheckString(1))
 	var out, errb bytes.Buffer
 	cmd.Stdout = &limitedWriter{w: &out, n: int64(st.out.Max)}

@@ -142,3 +142,33 @@ func TestCoroutinesAcrossCalls(t *testing.T) {
 		t.Fatalf("state lost after the timeout: %s", res.Values)
 	}
 }
+
+// TestStopsRaceWithNextCall: stops of calls that made coroutines, each
+// followed at once by the next call (contexts derived for coroutines were
+// cancelled after the next call had begun, which panicked the host: found
+// by bench/bench_limits.py).
+func TestStopsRaceWithNextCall(t *testing.T) {
+	vm := open(t, core.Options{Persistent: true, Limits: core.Limits{MaxCPUTime: 5 * time.Millisecond}})
+	for i := 0; i < 50; i++ {
+		code := "coroutine.wrap(function() local co = coroutine.create(function() end) while true do end end)()"
+		if i%2 == 0 {
+			execErr(t, vm, code, 3*time.Millisecond) // the deadline stops it
+		} else {
+			execErr(t, vm, code, time.Minute) // the CPU budget stops it
+		}
+		if res := run(t, vm, "return 1"); string(res.Values) != "[1]" {
+			t.Fatalf("after stop %d: %s", i, res.Values)
+		}
+	}
+}
+
+// TestEmbeddedStopKillsChild: a trusted embedded chunk waiting in
+// os.execute is stopped at its deadline, and so is the child.
+func TestEmbeddedStopKillsChild(t *testing.T) {
+	vm := open(t, core.Options{Trusted: true})
+	err, took := execErr(t, vm, `os.execute("sleep 30")`, 200*time.Millisecond)
+	if core.CodeOf(err) != core.ErrTimeout || took > 5*time.Second {
+		t.Fatalf("os.execute past the deadline: %v after %v", err, took)
+	}
+	mustPrint2(t, vm)
+}
