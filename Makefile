@@ -78,6 +78,7 @@ bench: build ## benchmarks: ratios against the baselines, measured in the same r
 	PYTHONPATH=python $(PYTHON) bench/bench_session.py
 	PYTHONPATH=python $(PYTHON) bench/bench_xcpng.py
 	PYTHONPATH=python $(PYTHON) bench/bench_packages.py
+	PYTHONPATH=python $(PYTHON) bench/bench_limits.py
 	PYTHONPATH=python $(PYTHON) bench/bench_suite.py
 	PYTHONPATH=python $(PYTHON) bench/bench_bio_native.py
 

@@ -41,10 +41,10 @@ var (
 type callCtx struct {
 	st *state
 
-	mu    sync.Mutex
-	done  chan struct{} // closed when the current call is stopped
-	err   error         // why it was stopped; nil while it runs
-	gen   uint64        // call generation: stale stops are ignored
+	mu   sync.Mutex
+	done chan struct{} // closed when the current call is stopped
+	err  error         // why it was stopped; nil while it runs
+	gen  uint64        // call generation: stale stops are ignored
 
 	// Owned by the goroutine running the chunk.
 	steps      uint32
