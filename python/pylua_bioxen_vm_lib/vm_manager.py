@@ -176,9 +176,14 @@ class VMManager:
         *,
         engine: Optional[str] = None,
         lua_executable: Optional[str] = None,
+        sandbox: bool = True,
+        memory_limit: Optional[int] = None,
+        cpu_limit: Optional[float] = None,
     ) -> InteractiveSession:
         """Create a persistent VM with an interactive session on it. The
-        session and ``execute_vm_sync`` on this id share one Lua state."""
+        session and ``execute_vm_sync`` on this id share one Lua state.
+        ``sandbox``, ``memory_limit`` and ``cpu_limit`` are as for
+        :func:`create_vm` (``cpu_limit`` bounds each input sent)."""
         with self._lock:
             if vm_id in self.vms or self.session_manager.has_session(vm_id):
                 raise exc.VMAlreadyExistsError(f"VM {vm_id!r} already exists")
@@ -190,6 +195,9 @@ class VMManager:
                 config=config,
                 engine=engine,
                 lua_executable=lua_executable,
+                sandbox=sandbox,
+                memory_limit=memory_limit,
+                cpu_limit=cpu_limit,
             )
             try:
                 session = InteractiveSession(vm_id, vm, debug_mode=self.debug_mode)

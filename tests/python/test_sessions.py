@@ -346,3 +346,19 @@ def test_async_calls_use_no_thread_per_call(engine):
     assert [r["values"][0] for r in results] == list(range(50))
     assert after <= before
     vm.close()
+
+
+def test_session_limits(engine, manager):
+    """An input past the session VM's CPU budget is stopped and reported;
+    the session goes on with the next input."""
+    kind, executable = engine
+    session = manager.create_interactive_vm(
+        "limited", engine=kind, lua_executable=executable, cpu_limit=0.2, memory_limit=64 << 20
+    )
+    session.send_input("kept = 7\nwhile true do end\n")
+    settle(session)
+    session.send_input("print(1 + 1)\n")
+    settle(session)
+    out = session.read_output()
+    assert "CPU time budget" in out, out
+    assert out.rstrip().endswith("2"), out
