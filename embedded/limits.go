@@ -54,7 +54,6 @@ type callCtx struct {
 	cpuStart   time.Duration
 	memLimit   int64
 	memUsed    int64  // what the state held at the last walk
-	memAllocs  uint64 // allocTotal at the last walk
 	memNext    uint64 // walk again once allocTotal passes this
 	stopParent func() bool
 }
@@ -167,22 +166,21 @@ func (c *callCtx) end() error {
 // the returned func ends it.
 func (c *callCtx) enter() func() {
 	c.steps = 0
-	if c.memLimit > 0 {
+	mem, cpu := c.memLimit > 0, c.cpuBudget > 0
+	if mem {
 		memWatchStart()
 	}
-	if c.cpuBudget <= 0 {
-		if c.memLimit > 0 {
-			return memWatchStop
-		}
-		return func() {}
+	if cpu {
+		// The thread's CPU clock measures this goroutine only while it
+		// stays on the thread.
+		runtime.LockOSThread()
+		c.cpuStart = threadCPU()
 	}
-	// The thread's CPU clock measures this goroutine only while it stays
-	// on the thread.
-	runtime.LockOSThread()
-	c.cpuStart = threadCPU()
 	return func() {
-		runtime.UnlockOSThread()
-		if c.memLimit > 0 {
+		if cpu {
+			runtime.UnlockOSThread()
+		}
+		if mem {
 			memWatchStop()
 		}
 	}
@@ -211,8 +209,7 @@ func (c *callCtx) check() {
 			// The next walk once the process allocated half of the room
 			// left, and at least 1/16 of the limit (a walk costs time in
 			// proportion to what the state holds).
-			c.memAllocs = allocTotal.Load()
-			c.memNext = c.memAllocs + max(uint64(max(c.memLimit-c.memUsed, 0))/2, uint64(c.memLimit)/16, 1<<20)
+			c.memNext = allocTotal.Load() + max(uint64(max(c.memLimit-c.memUsed, 0))/2, uint64(c.memLimit)/16, 1<<20)
 			if c.memUsed > c.memLimit {
 				c.stopNow(errMemLimit)
 			}
