@@ -30,6 +30,7 @@ import subprocess
 import sys
 from typing import Dict, List, Optional, Tuple
 
+from bench_suite import PRELUDE  # gen_seq, hash_sample: the same sequence as the suite
 from pylua_bioxen_vm_lib import create_vm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,34 +44,8 @@ CHUNK = r"""
 @SETUP@
 package.loaded.bio_compute = nil
 local bc = require("bio_compute")
-local floor, byte, sub, concat, fmt = math.floor, string.byte, string.sub, table.concat, string.format
-local MOD = 1000000007
--- A 4096-base block from a Park-Miller LCG, then N bases of 64-base slices
--- of it picked by the same LCG (as bench_suite.py).
-local function gen_seq(n, seed)
-  local x = seed
-  local bases = {"A", "C", "G", "T"}
-  local blk = {}
-  for i = 1, 4096 do
-    x = (x * 16807) % 2147483647
-    blk[i] = bases[floor(x / 65536) % 4 + 1]
-  end
-  local block = concat(blk)
-  local parts = {}
-  for i = 1, floor((n + 63) / 64) do
-    x = (x * 16807) % 2147483647
-    local off = x % (4096 - 64)
-    parts[i] = sub(block, off + 1, off + 64)
-  end
-  return sub(concat(parts), 1, n)
-end
-local function hash(s, stride)
-  local h = #s
-  for i = 1, #s, stride do
-    h = (h * 31 + byte(s, i)) % MOD
-  end
-  return h
-end
+@PRELUDE@
+local fmt = string.format
 local s = gen_seq(@N@, 4242)
 local reps = @REPS@
 local function bench(name, f, sum)
@@ -91,12 +66,12 @@ bench("base_counts", function() return bc.base_counts(s) end, function(c)
   return fmt("%d,%d,%d,%d,%d,%d", c.A, c.C, c.G, c.T, c.N, c.other)
 end)
 bench("reverse_complement", function() return bc.reverse_complement(s) end, function(rc)
-  return fmt("%d:%d", #rc, hash(rc, 101))
+  return fmt("%d:%d", #rc, hash_sample(rc, 101))
 end)
 bench("six_frame_translation", function() return bc.six_frame_translation(s) end, function(t)
   local h = 0
   for _, f in ipairs({1, 2, 3, -1, -2, -3}) do
-    h = (h * 31 + hash(t[f], 13)) % MOD
+    h = (h * 31 + hash_sample(t[f], 13)) % MOD
   end
   return fmt("%d", h)
 end)
@@ -113,7 +88,8 @@ Row = Dict[str, Tuple[float, str]]  # function -> (seconds, checksum)
 
 
 def chunk(n: int, reps: int, setup: str) -> str:
-    return CHUNK.replace("@SETUP@", setup).replace("@N@", str(n)).replace("@REPS@", str(reps))
+    code = CHUNK.replace("@SETUP@", setup).replace("@PRELUDE@", PRELUDE)
+    return code.replace("@N@", str(n)).replace("@REPS@", str(reps))
 
 
 def parse(stdout: str) -> Tuple[bool, Row]:
