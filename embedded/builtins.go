@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 
 	lua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/parse"
@@ -40,8 +41,8 @@ func (st *state) installBuiltins() {
 			L.Push(v)
 			return 1
 		case lua.LNumber:
-			if i := int(v); lua.LNumber(i) == v && i >= 0 && i < len(smallInts) {
-				L.Push(smallInts[i])
+			if i := int(v); lua.LNumber(i) == v && i >= 0 && i < numSmallInts {
+				L.Push(smallInts()[i])
 			} else {
 				L.Push(lua.LString(numberString(v)))
 			}
@@ -52,15 +53,18 @@ func (st *state) installBuiltins() {
 	st.installPcall()
 }
 
-// smallInts are the strings of 0..9999, boxed once: tostring of a small
-// integer (counts, positions, table keys in scientific code) allocates
-// nothing.
-var smallInts = func() (t [10000]lua.LValue) {
+// smallInts are the strings of 0..9999, boxed once (on first use, not at
+// library load): tostring of a small integer (counts, positions, table keys
+// in scientific code) allocates nothing.
+const numSmallInts = 10000
+
+var smallInts = sync.OnceValue(func() *[numSmallInts]lua.LValue {
+	var t [numSmallInts]lua.LValue
 	for i := range t {
 		t[i] = lua.LString(strconv.Itoa(i))
 	}
-	return t
-}()
+	return &t
+})
 
 // numberString is gopher-lua's LNumber.String without fmt for integral
 // values (tostring of numbers was a quarter of a string-building loop).
