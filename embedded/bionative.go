@@ -159,18 +159,7 @@ func bnKmerCounts(L *lua.LState) int {
 	// Counting a long sequence with a long k can take a while: give up when
 	// the call's context ends, as a Lua loop would be stopped.
 	ctx := L.Context()
-	var done <-chan struct{}
-	if ctx != nil {
-		done = ctx.Done()
-	}
-	stop := func() bool {
-		select {
-		case <-done:
-			return true
-		default:
-			return false
-		}
-	}
+	stop := func() bool { return ctx != nil && ctx.Err() != nil }
 	kmers, err := bionative.KmerCounts(s, min(k, len(s)+1), stop)
 	if err == bionative.ErrStopped {
 		L.RaiseError("%s.kmer_counts: stopped (%v)", bioNativeName, ctx.Err())

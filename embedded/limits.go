@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -41,10 +42,11 @@ var (
 type callCtx struct {
 	st *state
 
-	mu   sync.Mutex
-	done chan struct{} // closed when the current call is stopped
-	err  error         // why it was stopped; nil while it runs
-	gen  uint64        // call generation: stale stops are ignored
+	mu      sync.Mutex
+	done    chan struct{} // closed when the current call is stopped
+	err     error         // why it was stopped; nil while it runs
+	gen     uint64        // call generation: stale stops are ignored
+	stopped atomic.Bool   // done is closed (read by Done without the lock)
 
 	// Owned by the goroutine running the chunk.
 	steps      uint32
@@ -66,14 +68,25 @@ func newCallCtx(st *state) *callCtx {
 func (c *callCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
 
 // Done is called by gopher-lua before every instruction: count, check the
-// limits now and then, and return the channel that is closed on a stop.
+// limits now and then, and return the closed channel once the call is
+// stopped. Until then it returns nil, which gopher-lua's per-instruction
+// select skips at the cost of a nil check (a select on an open channel
+// was a sixth of a tight loop's time). So Done is only for that
+// non-blocking poll: code that blocks until a stop waits on stoppedCh.
 func (c *callCtx) Done() <-chan struct{} {
 	c.steps++
 	if c.checking && (c.steps%hookEvery == 0 || allocTotal.Load() > c.memNext) {
 		c.check()
 	}
-	return c.done
+	if c.stopped.Load() {
+		return c.done
+	}
+	return nil
 }
+
+// stoppedCh returns the channel closed when the running call is stopped,
+// for code that blocks until then. Call it on the chunk's goroutine.
+func (c *callCtx) stoppedCh() <-chan struct{} { return c.done }
 
 // Err reports why the call was stopped (nil while it may run).
 func (c *callCtx) Err() error {
@@ -115,6 +128,7 @@ func (c *callCtx) stop(gen uint64, err error) {
 	}
 	c.err = err
 	close(c.done)
+	c.stopped.Store(true)
 }
 
 // begin arms the context for a call under parent and lim. It runs before
@@ -126,6 +140,7 @@ func (c *callCtx) begin(parent context.Context, lim core.Limits) {
 	if c.err != nil {
 		c.done = make(chan struct{})
 		c.err = nil
+		c.stopped.Store(false)
 	}
 	c.mu.Unlock()
 	c.deadline, _ = parent.Deadline()

@@ -322,8 +322,8 @@ func (st *state) osExecute(L *lua.LState) int {
 	// for the goroutine running Lua.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if parent := L.Context(); parent != nil {
-		stopped, finished := parent.Done(), make(chan struct{})
+	if parent, ok := L.Context().(*callCtx); ok {
+		stopped, finished := parent.stoppedCh(), make(chan struct{})
 		defer close(finished)
 		go func() {
 			select {
