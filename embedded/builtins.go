@@ -29,6 +29,9 @@ func (st *state) installBuiltins() {
 	L.SetFuncs(str, map[string]lua.LGFunction{
 		"rep":    strRep,
 		"format": strFormat(str.RawGetString("format").(*lua.LFunction)),
+		"byte":   strByte,
+		"char":   strChar,
+		"sub":    strSub,
 	})
 	st.installStrlib(str) // find, match, gmatch, gsub
 	tbl := L.GetGlobal("table").(*lua.LTable)
@@ -149,6 +152,90 @@ func strRep(L *lua.LState) int {
 	return 1
 }
 
+// byteValues and charStrings are the numbers 0..255 and the one-byte
+// strings, boxed once: string.byte and one-character string.sub, the inner
+// loop of most sequence code, allocate nothing.
+var byteValues, charStrings = func() (nums, strs [256]lua.LValue) {
+	for i := range nums {
+		nums[i] = lua.LNumber(i)
+		strs[i] = lua.LString([]byte{byte(i)})
+	}
+	return nums, strs
+}()
+
+// strPos turns a Lua string position (negative: from the end) into a
+// 1-based one, 0 when before the start (Lua 5.1's posrelat).
+func strPos(pos, l int) int {
+	if pos < 0 {
+		pos += l + 1
+	}
+	return max(pos, 0)
+}
+
+// strByte is string.byte(s [, i [, j]]): j defaults to i (gopher-lua's
+// returned every byte from i to the end when j was absent).
+func strByte(L *lua.LState) int {
+	s := L.CheckString(1)
+	i := L.OptInt(2, 1)
+	l := len(s)
+	i = max(strPos(i, l), 1)
+	j := min(strPos(L.OptInt(3, L.OptInt(2, 1)), l), l)
+	if i > j {
+		return 0
+	}
+	if j-i >= maxUnpack {
+		L.RaiseError("string slice too long")
+	}
+	for k := i; k <= j; k++ {
+		L.Push(byteValues[s[k-1]])
+	}
+	return j - i + 1
+}
+
+// strChar is string.char: each argument must be a byte value, as in Lua
+// (gopher-lua wrapped 256 to 0).
+func strChar(L *lua.LState) int {
+	n := L.GetTop()
+	if n == 1 {
+		L.Push(charStrings[charArg(L, 1)])
+		return 1
+	}
+	b := make([]byte, n)
+	for k := range b {
+		b[k] = charArg(L, k+1)
+	}
+	L.Push(lua.LString(b))
+	return 1
+}
+
+func charArg(L *lua.LState, n int) byte {
+	c := L.CheckInt(n)
+	if c < 0 || c > 255 {
+		L.ArgError(n, "invalid value")
+	}
+	return byte(c)
+}
+
+// strSub is string.sub(s, i [, j]) without an allocation for one-byte
+// results or the whole string.
+func strSub(L *lua.LState) int {
+	s := L.CheckString(1)
+	l := len(s)
+	i := max(strPos(L.CheckInt(2), l), 1)
+	j := min(strPos(L.OptInt(3, -1), l), l)
+	switch {
+	case i > j:
+		L.Push(lua.LString(""))
+	case i == j:
+		L.Push(charStrings[s[i-1]])
+	case i == 1 && j == l && L.Get(1).Type() == lua.LTString:
+		L.Push(L.Get(1))
+	default:
+		L.Push(lua.LString(s[i-1 : j]))
+	}
+	return 1
+}
+
 func tableConcat(L *lua.LState) int {
 	tbl := L.CheckTable(1)
 	sep := L.OptString(2, "")
@@ -160,7 +247,7 @@ func tableConcat(L *lua.LState) int {
 		case lua.LString:
 			b.WriteString(string(v))
 		case lua.LNumber:
-			b.WriteString(v.String())
+			b.WriteString(numberString(v))
 		default:
 			L.RaiseError("invalid value (at index %d) in table for 'concat'", k)
 		}

@@ -21,6 +21,12 @@ func TestEmbeddedLuaSemantics(t *testing.T) {
 			{"local c = 0 local function inc() c = c + 1 end local ok = pcall(function() inc() error('e') end) inc() return c, ok", "[2,false]"},
 			{"return xpcall(function() error('e1', 0) end, function(m) return 'handled ' .. m end)", `[false,"handled e1"]`},
 			{"return select('#', pcall(function() end))", "[1]"},
+			{`return string.byte("abc")`, "[97]"},                                                       // j defaults to i
+			{`return string.byte("abc", -1), string.byte("abc", 0)`, "[99]"},                            // byte 0: no values
+			{`return string.byte("abc", 2, 10)`, "[98,99]"},                                             // clamped
+			{`return (select(2, pcall(string.char, 256)):match("invalid value"))`, `["invalid value"]`}, // no wrap to 0
+			{`return string.char(104, 105), string.char()`, `["hi",""]`},                                //
+			{`return ("hello"):sub(-3, -2), ("hello"):sub(0), ("hello"):sub(3, 3), ("hello"):sub(9)`, `["ll","hello","l",""]`},
 		}
 		for _, c := range cases {
 			res := run(t, vm, c.code)
