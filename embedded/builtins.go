@@ -28,31 +28,46 @@ func (st *state) installBuiltins() {
 	str := L.GetGlobal("string").(*lua.LTable)
 	L.SetFuncs(str, map[string]lua.LGFunction{
 		"rep":    strRep,
-		"format": strFormat(str.RawGetString("format").(*lua.LFunction)),
+		"format": strFormat,
 		"byte":   strByte,
 		"char":   strChar,
 		"sub":    strSub,
+		"len":    strLen,
+		"lower":  strCase(asciiLower),
+		"upper":  strCase(asciiUpper),
 	})
 	st.installStrlib(str) // find, match, gmatch, gsub
+	st.strMeta = installStringMeta(L, str)
 	tbl := L.GetGlobal("table").(*lua.LTable)
-	tbl.RawSetString("concat", L.NewFunction(tableConcat))
-	L.SetGlobal("unpack", L.NewFunction(baseUnpack))
-	orig := L.GetGlobal("tostring").(*lua.LFunction)
-	L.SetGlobal("tostring", L.NewFunction(func(L *lua.LState) int {
-		switch v := L.Get(1).(type) {
-		case lua.LString:
-			L.Push(v)
-			return 1
-		case lua.LNumber:
-			if i := int(v); lua.LNumber(i) == v && i >= 0 && i < numSmallInts {
-				L.Push(smallInts()[i])
-			} else {
-				L.Push(lua.LString(numberString(v)))
+	L.SetFuncs(tbl, map[string]lua.LGFunction{
+		"concat": tableConcat,
+		"insert": tableInsert,
+		"remove": tableRemove,
+		"sort":   tableSort(tbl.RawGetString("sort").(*lua.LFunction)),
+	})
+	L.GetGlobal("math").(*lua.LTable).RawSetString("huge", lua.LNumber(math.Inf(1)))
+	origToString := L.GetGlobal("tostring").(*lua.LFunction)
+	L.SetFuncs(L.G.Global, map[string]lua.LGFunction{
+		"unpack":       baseUnpack,
+		"tonumber":     baseToNumber,
+		"setmetatable": baseSetMetatable,
+		"rawset":       baseRawSet,
+		"tostring": func(L *lua.LState) int {
+			switch v := L.Get(1).(type) {
+			case lua.LString:
+				L.Push(v)
+				return 1
+			case lua.LNumber:
+				if i := int(v); lua.LNumber(i) == v && i > 0 && i < numSmallInts {
+					L.Push(smallInts()[i])
+				} else {
+					L.Push(lua.LString(fmtNumber(v)))
+				}
+				return 1
 			}
-			return 1
-		}
-		return orig.GFunction(L)
-	}))
+			return origToString.GFunction(L)
+		},
+	})
 	st.installPcall()
 }
 
@@ -69,14 +84,143 @@ var smallInts = sync.OnceValue(func() *[numSmallInts]lua.LValue {
 	return &t
 })
 
-// numberString is gopher-lua's LNumber.String without fmt for integral
-// values (tostring of numbers was a quarter of a string-building loop).
-func numberString(n lua.LNumber) string {
-	f := float64(n)
-	if f == math.Trunc(f) && f >= -(1<<63) && f < 1<<63 {
-		return strconv.FormatInt(int64(f), 10)
+// baseSetMetatable is setmetatable(table, metatable|nil): tables only, as
+// in Lua (gopher-lua let setmetatable(1, mt) change every number's).
+func baseSetMetatable(L *lua.LState) int {
+	t := L.CheckTable(1)
+	mt := L.Get(2)
+	if mt != lua.LNil {
+		if _, ok := mt.(*lua.LTable); !ok {
+			L.ArgError(2, "nil or table expected")
+		}
 	}
-	return n.String()
+	if old, ok := t.Metatable.(*lua.LTable); ok && old.RawGetString("__metatable") != lua.LNil {
+		L.RaiseError("cannot change a protected metatable")
+	}
+	t.Metatable = mt
+	L.SetTop(1)
+	return 1
+}
+
+// baseRawSet is rawset(t, k, v), which returns t.
+func baseRawSet(L *lua.LState) int {
+	t := L.CheckTable(1)
+	k := L.CheckAny(2)
+	v := L.CheckAny(3)
+	switch x := k.(type) {
+	case *lua.LNilType:
+		L.RaiseError("table index is nil")
+	case lua.LNumber:
+		if x != x {
+			L.RaiseError("table index is NaN")
+		}
+	}
+	t.RawSet(k, v)
+	L.SetTop(1)
+	return 1
+}
+
+// strCase is string.lower/upper byte by byte, as C's tolower/toupper in
+// the C locale (gopher-lua's used Unicode case mapping, which rewrote
+// bytes of invalid UTF-8 as U+FFFD).
+func strCase(conv func(byte) byte) lua.LGFunction {
+	return func(L *lua.LState) int {
+		s := argString(L, 1)
+		b := []byte(s)
+		for i, c := range b {
+			b[i] = conv(c)
+		}
+		L.Push(lua.LString(b))
+		return 1
+	}
+}
+
+// strLen is string.len; a number's length is that of its Lua text.
+func strLen(L *lua.LState) int {
+	if s, ok := L.Get(1).(lua.LString); ok {
+		L.Push(lua.LNumber(len(s)))
+		return 1
+	}
+	L.Push(lua.LNumber(len(argString(L, 1))))
+	return 1
+}
+
+func asciiLower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func asciiUpper(c byte) byte {
+	if c >= 'a' && c <= 'z' {
+		return c - 'a' + 'A'
+	}
+	return c
+}
+
+// rawInt is t[k] without metamethods for any integer k (gopher-lua's
+// RawGetInt sees only the array part: t[0] and t[-1] read as nil).
+func rawInt(t *lua.LTable, k int) lua.LValue {
+	if k >= 1 && k < lua.MaxArrayIndex {
+		return t.RawGetInt(k)
+	}
+	return t.RawGet(lua.LNumber(k))
+}
+
+// tableInsert is table.insert(t, [pos,] v), with Lua 5.4's checks: pos in
+// 1..#t+1 and no other argument count (gopher-lua inserted at 0 or -1
+// without moving anything).
+func tableInsert(L *lua.LState) int {
+	t := L.CheckTable(1)
+	switch L.GetTop() {
+	case 2:
+		t.Append(L.Get(2))
+	case 3:
+		e := t.Len() + 1
+		pos := argInt(L, 2)
+		if pos < 1 || pos > e {
+			L.ArgError(2, "position out of bounds")
+		}
+		v := L.Get(3)
+		for i := e; i > pos; i-- {
+			t.RawSetInt(i, t.RawGetInt(i-1))
+		}
+		t.RawSetInt(pos, v)
+	default:
+		L.RaiseError("wrong number of arguments to 'insert'")
+	}
+	return 0
+}
+
+// tableRemove is table.remove(t [, pos]) of Lua 5.1: a position outside
+// 1..#t removes nothing and returns nothing (gopher-lua removed the last
+// element for 0 and -1).
+func tableRemove(L *lua.LState) int {
+	t := L.CheckTable(1)
+	e := t.Len()
+	pos := optInt(L, 2, e)
+	if pos < 1 || pos > e {
+		return 0
+	}
+	v := t.RawGetInt(pos)
+	for i := pos; i < e; i++ {
+		t.RawSetInt(i, t.RawGetInt(i+1))
+	}
+	t.RawSetInt(e, lua.LNil)
+	L.Push(v)
+	return 1
+}
+
+// tableSort is table.sort(t [, comp]) where an explicit nil comparator
+// means the default order (gopher-lua raised "function expected").
+func tableSort(orig *lua.LFunction) lua.LGFunction {
+	return func(L *lua.LState) int {
+		if L.GetTop() >= 2 && L.Get(2) == lua.LNil {
+			L.SetTop(1)
+		}
+		return orig.GFunction(L)
+	}
 }
 
 // installPcall replaces pcall and xpcall. gopher-lua closes the upvalues of
@@ -139,8 +283,8 @@ func tooLong(L *lua.LState, what string) {
 }
 
 func strRep(L *lua.LState) int {
-	s := L.CheckString(1)
-	n := L.CheckInt(2)
+	s := argString(L, 1)
+	n := argInt(L, 2)
 	if n <= 0 || len(s) == 0 {
 		L.Push(lua.LString(""))
 		return 1
@@ -175,11 +319,11 @@ func strPos(pos, l int) int {
 // strByte is string.byte(s [, i [, j]]): j defaults to i (gopher-lua's
 // returned every byte from i to the end when j was absent).
 func strByte(L *lua.LState) int {
-	s := L.CheckString(1)
-	i := L.OptInt(2, 1)
+	s := argString(L, 1)
+	i := optInt(L, 2, 1)
 	l := len(s)
+	j := min(strPos(optInt(L, 3, i), l), l)
 	i = max(strPos(i, l), 1)
-	j := min(strPos(L.OptInt(3, L.OptInt(2, 1)), l), l)
 	if i > j {
 		return 0
 	}
@@ -209,7 +353,7 @@ func strChar(L *lua.LState) int {
 }
 
 func charArg(L *lua.LState, n int) byte {
-	c := L.CheckInt(n)
+	c := argInt(L, n)
 	if c < 0 || c > 255 {
 		L.ArgError(n, "invalid value")
 	}
@@ -219,10 +363,10 @@ func charArg(L *lua.LState, n int) byte {
 // strSub is string.sub(s, i [, j]) without an allocation for one-byte
 // results or the whole string.
 func strSub(L *lua.LState) int {
-	s := L.CheckString(1)
+	s := argString(L, 1)
 	l := len(s)
-	i := max(strPos(L.CheckInt(2), l), 1)
-	j := min(strPos(L.OptInt(3, -1), l), l)
+	i := max(strPos(argInt(L, 2), l), 1)
+	j := min(strPos(optInt(L, 3, -1), l), l)
 	switch {
 	case i > j:
 		L.Push(lua.LString(""))
@@ -238,16 +382,19 @@ func strSub(L *lua.LState) int {
 
 func tableConcat(L *lua.LState) int {
 	tbl := L.CheckTable(1)
-	sep := L.OptString(2, "")
-	i := L.OptInt(3, 1)
-	j := L.OptInt(4, tbl.Len())
+	sep := ""
+	if L.Get(2) != lua.LNil {
+		sep = argString(L, 2)
+	}
+	i := optInt(L, 3, 1)
+	j := optInt(L, 4, tbl.Len())
 	var b strings.Builder
 	for k := i; k <= j; k++ {
-		switch v := tbl.RawGetInt(k).(type) {
+		switch v := rawInt(tbl, k).(type) {
 		case lua.LString:
 			b.WriteString(string(v))
 		case lua.LNumber:
-			b.WriteString(numberString(v))
+			b.WriteString(fmtNumber(v))
 		default:
 			L.RaiseError("invalid value (at index %d) in table for 'concat'", k)
 		}
@@ -264,8 +411,8 @@ func tableConcat(L *lua.LState) int {
 
 func baseUnpack(L *lua.LState) int {
 	tb := L.CheckTable(1)
-	start := L.OptInt(2, 1)
-	end := L.OptInt(3, tb.Len())
+	start := optInt(L, 2, 1)
+	end := optInt(L, 3, tb.Len())
 	if start > end {
 		return 0
 	}
@@ -273,47 +420,7 @@ func baseUnpack(L *lua.LState) int {
 		L.RaiseError("too many results to unpack")
 	}
 	for i := start; i <= end; i++ {
-		L.Push(tb.RawGetInt(i))
+		L.Push(rawInt(tb, i))
 	}
 	return end - start + 1
-}
-
-// strFormat refuses widths and precisions over two digits, as Lua 5.4 does
-// ("invalid conversion"), then calls gopher-lua's format.
-func strFormat(orig *lua.LFunction) lua.LGFunction {
-	return func(L *lua.LState) int {
-		f := L.CheckString(1)
-		for i := 0; i < len(f); i++ {
-			if f[i] != '%' {
-				continue
-			}
-			i++
-			if i < len(f) && f[i] == '%' {
-				continue
-			}
-			for i < len(f) && strings.IndexByte("-+ #0", f[i]) >= 0 {
-				i++
-			}
-			digits := 0
-			for i < len(f) && f[i] >= '0' && f[i] <= '9' {
-				i++
-				digits++
-			}
-			if i < len(f) && f[i] == '.' {
-				i++
-				p := 0
-				for i < len(f) && f[i] >= '0' && f[i] <= '9' {
-					i++
-					p++
-				}
-				if p > 2 {
-					digits = 3
-				}
-			}
-			if digits > 2 {
-				L.RaiseError("invalid conversion '%s' to 'format' (width or precision over 99)", f[strings.LastIndexByte(f[:i], '%'):min(len(f), i+1)])
-			}
-		}
-		return orig.GFunction(L)
-	}
 }

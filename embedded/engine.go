@@ -241,7 +241,7 @@ func describeError(err error) (msg, trace string) {
 	case lua.LString:
 		msg = string(v)
 	case lua.LNumber:
-		msg = v.String()
+		msg = fmtNumber(v)
 	case nil:
 		msg = ae.Error()
 	default:

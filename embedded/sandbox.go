@@ -122,13 +122,9 @@ func (st *state) applySandbox(allowed, moduleRoots []string) {
 		}
 	}
 
-	// The string metatable can be neither read nor changed. (gopher-lua
-	// uses the string library table itself as the metatable; give strings
-	// a metatable of their own.)
-	strMT := L.NewTable()
-	strMT.RawSetString("__index", g.RawGetString("string"))
-	strMT.RawSetString("__metatable", lua.LFalse)
-	L.SetMetatable(lua.LString(""), strMT)
+	// The string metatable (installStringMeta) can be neither read nor
+	// changed.
+	st.strMeta.RawSetString("__metatable", lua.LFalse)
 	L.SetGlobal("getmetatable", L.NewFunction(func(L *lua.LState) int {
 		mt := L.GetMetatable(L.CheckAny(1))
 		if t, ok := mt.(*lua.LTable); ok {

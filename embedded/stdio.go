@@ -102,7 +102,7 @@ func (st *state) print(L *lua.LState) int {
 		case lua.LString:
 			line = append(line, v...)
 		case lua.LNumber:
-			line = append(line, numberString(v)...)
+			line = append(line, fmtNumber(v)...)
 		default:
 			line = append(line, L.ToStringMeta(v).String()...)
 		}
@@ -120,7 +120,7 @@ func writeArgs(L *lua.LState, w *core.Capture, from int) {
 		case lua.LString:
 			w.WriteString(string(v))
 		case lua.LNumber:
-			w.WriteString(v.String())
+			w.WriteString(fmtNumber(v))
 		default:
 			L.ArgError(i-from+1, "string expected, got "+v.Type().String())
 		}

@@ -70,24 +70,6 @@ func (sl *strlib) compile(pat string, anchor bool) *pattern.Pattern {
 	return p
 }
 
-// optInt is luaL_optinteger: an absent or nil argument gives def; numbers
-// and numeric strings are truncated, and clamped so index arithmetic
-// cannot overflow.
-func optInt(L *lua.LState, n, def int) int {
-	if L.Get(n) == lua.LNil {
-		return def
-	}
-	const limit = 1 << 53
-	f := float64(L.CheckNumber(n))
-	switch {
-	case f >= limit:
-		return limit
-	case f <= -limit:
-		return -limit
-	}
-	return int(f)
-}
-
 // startIndex turns a Lua init argument into a byte offset (Lua 5.4's
 // posrelatI minus one); it may be past the end.
 func startIndex(init, n int) int {
@@ -106,8 +88,8 @@ func raiseMatchError(L *lua.LState, err error) {
 
 // findAux is string.find (find) and string.match.
 func (sl *strlib) findAux(L *lua.LState, find bool) int {
-	s := L.CheckString(1)
-	pat := L.CheckString(2)
+	s := argString(L, 1)
+	pat := argString(L, 2)
 	init := startIndex(optInt(L, 3, 1), len(s))
 	if init > len(s) {
 		L.Push(lua.LNil)
@@ -146,8 +128,8 @@ func (sl *strlib) findAux(L *lua.LState, find bool) int {
 // iteration); as in Lua 5.4 an empty match right where the previous match
 // ended is skipped.
 func (sl *strlib) gmatch(L *lua.LState) int {
-	s := L.CheckString(1)
-	p := sl.compile(L.CheckString(2), false)
+	s := argString(L, 1)
+	p := sl.compile(argString(L, 2), false)
 	m := new(pattern.Matcher)
 	pos, lastEnd := 0, -1
 	L.Push(L.NewFunction(func(L *lua.LState) int {
@@ -176,8 +158,8 @@ func (sl *strlib) gmatch(L *lua.LState) int {
 // gsub is string.gsub, built in one pass (gopher-lua's copied the whole
 // string for every match: 16 s for 400 kB).
 func (sl *strlib) gsub(L *lua.LState) int {
-	s := L.CheckString(1)
-	pat := L.CheckString(2)
+	s := argString(L, 1)
+	pat := argString(L, 2)
 	L.CheckTypes(3, lua.LTString, lua.LTTable, lua.LTFunction, lua.LTNumber)
 	repl := L.Get(3)
 	maxN := optInt(L, 4, len(s)+1)

@@ -26,6 +26,16 @@ func TestEmbeddedLuaSemantics(t *testing.T) {
 			{`return string.byte("abc", 2, 10)`, "[98,99]"},                                             // clamped
 			{`return (select(2, pcall(string.char, 256)):match("invalid value"))`, `["invalid value"]`}, // no wrap to 0
 			{`return string.char(104, 105), string.char()`, `["hi",""]`},                                //
+			{`return tostring(0.1 + 0.2), tostring(1e15), tostring(1/0), tostring(-0.0)`, `["0.3","1e+15","inf","-0"]`},
+			{`return tonumber("1e-5") == 0.00001, tonumber(" 010 "), tonumber("0x10"), tonumber("1_000"), tonumber("ff", 16)`, `[true,10,16,null,255]`},
+			{`return "010" + 1, "1e2" * 2, -"3"`, `[11,200,-3]`},
+			{`return math.huge == 1/0, -math.huge == -1/0`, `[true,true]`},
+			{`return string.format("%5.2f|%d|%x|%g|%s|%q", 3.14159, 7.9, 255, 1/3, nil, "a\n")`, `[" 3.14|7|ff|0.333333|nil|\"a\\\n\""]`},
+			{`return (select(2, pcall(string.format, "%d")):match("bad argument #2 .*got no value"))`, `["bad argument #2 to (anonymous) (number expected, got no value"]`},
+			{`local t = {3, 1, 2} table.sort(t, nil) return t`, `[[1,2,3]]`},
+			{`local t = {1, 2, 3} return select("#", table.remove(t, 0)), #t`, `[0,3]`},
+			{`return (select(2, pcall(setmetatable, 1, {})):match("table expected, got number"))`, `["table expected, got number"]`},
+			{`return string.byte(string.lower("A\200B"), 1, -1)`, `[97,200,98]`},
 			{`return ("hello"):sub(-3, -2), ("hello"):sub(0), ("hello"):sub(3, 3), ("hello"):sub(9)`, `["ll","hello","l",""]`},
 		}
 		for _, c := range cases {

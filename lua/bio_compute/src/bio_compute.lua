@@ -205,8 +205,8 @@ local function clean(seq, fname, keep_case)
 end
 
 -- is_integer reports whether v is a finite whole number (Lua 5.4 integers
--- and floats alike). Infinities fail v - v == 0 (math.huge cannot be used:
--- gopher-lua's is the largest finite float).
+-- and floats alike). Infinities fail v - v == 0 (plain gopher-lua's
+-- math.huge is the largest finite float, not infinity).
 local function is_integer(v)
 	return type(v) == "number" and v - v == 0 and floor(v) == v
 end

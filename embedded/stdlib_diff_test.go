@@ -1,0 +1,1344 @@
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"libbioxen/core"
+)
+
+// TestStdlibDiff runs a fixed list of calls of the Lua 5.1 base and standard
+// libraries in the real lua5.1 (the reference) and in the embedded engine
+// and compares the serialized results: every value with its type (numbers
+// both as tostring shows them and exactly), or, when the call raises, just
+// that both raise (error texts are compared only for the log: see
+// -v output).
+//
+// Calls on which the two disagree today are listed in stdlibKnownDiffs with
+// a note; the test fails when a call outside that list disagrees, and when a
+// listed call agrees again (so the list stays accurate: drop the entry when
+// a difference is fixed).
+
+// stdlibHarness defines T(i, f): it calls f in protected mode and prints one
+// line: i, then "ok" and the serialized values, or "E" and the error.
+const stdlibHarness = `
+local function pack(...) return {n = select('#', ...), ...} end
+local function esc(s)
+  local out = {}
+  for i = 1, #s do
+    local b = string.byte(s, i, i)
+    if b < 32 or b > 126 or b == 92 then out[#out + 1] = "\\" .. b
+    else out[#out + 1] = string.sub(s, i, i) end
+  end
+  return table.concat(out)
+end
+-- exact shows a number exactly, independently of tostring (which both
+-- interpreters may get wrong): sign, 53-bit mantissa in two halves, exponent.
+local function exact(v)
+  if v ~= v then return "nan" end
+  if v == 1/0 then return "inf" end
+  if v == -1/0 then return "-inf" end
+  if v == 0 then if 1/v < 0 then return "-0" end return "0" end
+  local m, e = math.frexp(v)
+  local sign = ""
+  if m < 0 then sign = "-"; m = -m end
+  m = m * 2^53
+  local hi = math.floor(m / 2^26)
+  local lo = m - hi * 2^26
+  return sign .. tostring(hi) .. ":" .. tostring(lo) .. "p" .. tostring(e)
+end
+local function ser1(v)
+  local ty = type(v)
+  if ty == "number" then
+    local s = "n" .. tostring(v)
+    if v ~= math.floor(v) or v >= 1e14 or v <= -1e14 or (v == 0 and 1/v < 0) then
+      s = s .. "~" .. exact(v)
+    end
+    return s
+  elseif ty == "string" then return '"' .. esc(v) .. '"'
+  elseif ty == "nil" or ty == "boolean" then return tostring(v)
+  end
+  return ty
+end
+local function ser(t, i, j)
+  local out = {}
+  for k = i, j do out[#out + 1] = ser1(t[k]) end
+  return table.concat(out, ", ")
+end
+-- A shows a table's keys -1..24 (those not nil) and its length.
+function A(t)
+  local out = {}
+  for k = -1, 24 do
+    if t[k] ~= nil then out[#out + 1] = tostring(k) .. "=" .. ser1(t[k]) end
+  end
+  return "{" .. table.concat(out, " ") .. " #" .. tostring(#t) .. "}"
+end
+function INS(t, ...) local r = pack(table.insert(t, ...)); return r.n, A(t) end
+function REM(t, ...) local r = pack(table.remove(t, ...)); return r.n, r[1], A(t) end
+function SORT(t, ...) table.sort(t, ...); return A(t) end
+function ITER(f, s, c)
+  local out, n = {}, 0
+  for k, v in f, s, c do
+    n = n + 1
+    if n > 30 then break end
+    out[#out + 1] = ser1(k) .. "=" .. ser1(v)
+  end
+  return table.concat(out, " ")
+end
+function DT(t)
+  local out = {}
+  for _, k in ipairs{"year", "month", "day", "hour", "min", "sec", "wday", "yday", "isdst"} do
+    out[#out + 1] = k .. "=" .. ser1(t[k])
+  end
+  return table.concat(out, " ")
+end
+function T(i, f)
+  local r = pack(pcall(f))
+  if r[1] then
+    print(i .. "\tok\t" .. ser(r, 2, r.n))
+  elseif type(r[2]) == "string" then
+    print(i .. "\tE\t" .. esc(r[2]))
+  else
+    print(i .. "\tE\t<" .. ser1(r[2]) .. ">")
+  end
+end
+`
+
+// stdlibCases are Lua 5.1 expressions (one a line; "--" lines are comments),
+// each run as `return <expr>`.
+const stdlibCases = `
+-- string.byte
+string.byte("abc")
+string.byte("abc", 2)
+string.byte("abc", -1)
+string.byte("abc", 0)
+string.byte("abc", 10)
+string.byte("abc", 1, -1)
+string.byte("abc", -10, 10)
+string.byte("abc", 3, 1)
+string.byte("abc", 2, 2)
+string.byte("")
+string.byte("", 1)
+string.byte("abc", 1.5)
+string.byte("abc", "2")
+string.byte("abc", "x")
+string.byte()
+string.byte(nil)
+string.byte(123)
+string.byte("\255")
+string.byte("a\0b", 1, 3)
+("abc"):byte(-2, -1)
+("abc"):byte(nil, 2)
+-- string.char
+string.char()
+string.char(72, 105)
+string.char(256)
+string.char(-1)
+string.char(255, 0)
+string.char(65.7)
+string.char("65")
+string.char("x")
+string.char(nil)
+string.char(65, nil)
+-- string.sub
+("hello"):sub(2)
+("hello"):sub(2, 3)
+("hello"):sub(-3)
+("hello"):sub(-3, -2)
+("hello"):sub(0)
+("hello"):sub(0, 0)
+("hello"):sub(10)
+("hello"):sub(3, 2)
+("hello"):sub(-100, 100)
+("hello"):sub(2.7)
+("hello"):sub(2, 3.9)
+("hello"):sub("2", "3")
+("hello"):sub(2, 1e10)
+("hello"):sub(-1e10, 2)
+("hello"):sub(1, -1e10)
+string.sub("hello")
+string.sub("hello", nil)
+string.sub("hello", "x")
+string.sub(12345, 2, 3)
+string.sub(1e15, 1, 3)
+string.sub(nil, 1)
+string.sub("", 1, 1)
+-- string.len, #
+string.len("")
+string.len("\0\0")
+string.len(123)
+string.len(1.5)
+string.len(1e15)
+string.len(-0.0)
+string.len(nil)
+string.len({})
+string.len()
+#"abc"
+#""
+-- lower, upper
+string.lower("AbC1\200Z")
+string.upper("AbC1\200z")
+string.lower(12)
+string.upper(1.5e300)
+string.upper(nil)
+string.lower()
+("MiXeD"):lower()
+string.lower("\195\137")
+string.upper("\195\169")
+-- rep
+string.rep("ab", 3)
+string.rep("ab", 0)
+string.rep("ab", -1)
+string.rep("", 5)
+string.rep("x", 2.9)
+string.rep("x", "3")
+string.rep("x", "x")
+string.rep("x")
+string.rep(nil, 2)
+string.rep("a", 3, ",")
+string.rep(0.1, 2)
+string.rep(7, 2)
+-- reverse
+string.reverse("")
+string.reverse("abc")
+string.reverse(123)
+string.reverse("a\0b")
+string.reverse(nil)
+string.reverse()
+string.reverse("\200\201")
+string.reverse("h\195\169llo")
+string.format("%5s|", "\195\169")
+string.format("%.1s", "\195\169")
+string.format("%x", "255")
+string.format("%.2f", "3")
+string.format("%5d|", "3")
+string.format("%05d", "3")
+-- format %d %i
+string.format("%d", 3)
+string.format("%d", 3.7)
+string.format("%d", -3.7)
+string.format("%d", "10")
+string.format("%d", "0x10")
+string.format("%d", " 7 ")
+string.format("%d", "x")
+string.format("%d")
+string.format("%d", nil)
+string.format("%d", true)
+string.format("%d", 2^31)
+string.format("%d", 2^53)
+string.format("%d", -2^63)
+string.format("%d", 1e100)
+string.format("%d", 1/0)
+string.format("%d", 0/0)
+string.format("%+d", 5)
+string.format("% d", 5)
+string.format("%05d", -42)
+string.format("%-5d|", 3)
+string.format("%5d|", -3)
+string.format("%.3d", 7)
+string.format("%i", 42)
+string.format("%5i|", 42)
+string.format("%i", -0.5)
+string.format("%d", 1, 2)
+string.format("%d %d", 1)
+string.format("%d %s", 1, "x")
+-- format %f %e %g
+string.format("%5.2f", 3.14159)
+string.format("%-8.3f|", 2.5)
+string.format("%f", 1)
+string.format("%.0f", 0.5)
+string.format("%.0f", 1.5)
+string.format("%.0f", 2.5)
+string.format("%10.4f|", -1/3)
+string.format("%.20f", 0.1)
+string.format("%f", 1e20)
+string.format("%f", 1/0)
+string.format("%f", -1/0)
+string.format("%f", 0/0)
+string.format("%5.1f|", -0.0)
+string.format("%f", "1.5")
+string.format("%f", "x")
+string.format("%e", 12345.678)
+string.format("%.3e", 0)
+string.format("%E", 1e-10)
+string.format("%e", 1/0)
+string.format("%e", -1/0)
+string.format("%12.3e|", 5)
+string.format("%g", 100000)
+string.format("%g", 1000000)
+string.format("%g", 1e-5)
+string.format("%g", 0.0001)
+string.format("%.3g", 3.14159)
+string.format("%g", 2^53)
+string.format("%#g", 1)
+string.format("%g", -0.0)
+string.format("%G", 1e-20)
+string.format("%g", 1/0)
+string.format("%g", 0.1)
+string.format("%g", 1/3)
+string.format("%g", 0.1 + 0.2)
+string.format("%g", 123456789)
+string.format("%.14g", 0.1)
+string.format("%.17g", 0.1)
+string.format("%10.3g|", 1234567)
+string.format("%-10g|", 1.5)
+-- format %s %q
+string.format("%s", "x")
+string.format("%s", 1)
+string.format("%s", 1.5)
+string.format("%s", 1e15)
+string.format("%s", 0.1)
+string.format("%s", 2^63)
+string.format("%s", -0.0)
+string.format("%s", 1/0)
+string.format("%s", nil)
+string.format("%s", true)
+string.format("%s", {})
+string.format("%s")
+string.format("%10s|", "ab")
+string.format("%-10s|", "ab")
+string.format("%.2s", "abcdef")
+string.format("%5.1s|", "abc")
+string.format("%s", "a\0b")
+string.format("%s %s", 1, 2)
+string.format("%s", setmetatable({}, {__tostring = function() return "T" end}))
+string.format("%q", 'he said "hi"\n')
+string.format("%q", "a\0b")
+string.format("%q", "\r\t\\")
+string.format("%q", "\200\1")
+string.format("%q", 1)
+string.format("%q", 0.1)
+string.format("%q", nil)
+string.format("%q", "")
+loadstring("return " .. string.format("%q", "a\0b\200\n\r"))() == "a\0b\200\n\r"
+string.format("%q", "\195\169")
+-- format %x %X %o %c
+string.format("%x", 255)
+string.format("%X", 255)
+string.format("%x", -1)
+string.format("%#x", 255)
+string.format("%08X", 48879)
+string.format("%x", 3.5)
+string.format("%x", 2^53)
+string.format("%x", "ff")
+string.format("%o", 8)
+string.format("%o", -8)
+string.format("%#o", 8)
+string.format("%c", 65)
+string.format("%c", 256)
+string.format("%c", 0)
+string.format("%c", 65.9)
+string.format("%c%c%c", 76, 117, 97)
+string.format("%5c|", 65)
+string.format("%c", "x")
+-- format %% and bad formats
+string.format("%%")
+string.format("100%%")
+string.format("%5%")
+string.format("%y", 1)
+string.format("%", 1)
+string.format("abc%")
+string.format("%123d", 1)
+string.format("%99d", 1):len()
+string.format("%.99f", 1):len()
+string.format("%------5d", 1)
+string.format("%-----5d|", 1)
+string.format("%a", 1)
+string.format("%b", 5)
+string.format("%u", 5)
+string.format("%v", 5)
+string.format("%T", 5)
+string.format("%t", true)
+string.format("%U", 65)
+string.format("%F", 1.5)
+string.format("%#5.0f|", 3)
+string.format(nil)
+string.format(12)
+string.format()
+string.format("no conversions", 1, 2)
+string.format("%s=%d", "x", 5)
+string.format("%5.2s|%-3d|%x", "abc", 7, 255)
+-- tostring
+tostring(nil)
+tostring(true)
+tostring(false)
+tostring(12)
+tostring(-5)
+tostring(1.5)
+tostring(-1.5)
+tostring(-0.0)
+tostring(0 * -1)
+tostring(1e14)
+tostring(1e15)
+tostring(1e16)
+tostring(123456789012345)
+tostring(99999999999999)
+tostring(2^31)
+tostring(2^53)
+tostring(2^63)
+tostring(-2^63)
+tostring(2^64)
+tostring(1e100)
+tostring(1e308 * 10)
+tostring(0.1)
+tostring(0.1 + 0.2)
+0.1 + 0.2 == 0.3
+tostring(1 - 0.9)
+tostring(100 / 3)
+tostring(-1.5e-7)
+tostring(1/3)
+tostring(100)
+tostring(3.14159265358979)
+tostring(1e-5)
+tostring(5e-324)
+tostring(2^24)
+tostring(1/0)
+tostring(-1/0)
+tostring(0/0)
+tostring(math.huge - math.huge)
+tostring("x")
+tostring()
+tostring(print):sub(1, 10)
+tostring({}):sub(1, 7)
+tostring(setmetatable({}, {__tostring = function() return "X" end}))
+tostring(setmetatable({}, {__tostring = function() return 42 end}))
+tostring(setmetatable({}, {__tostring = function() return nil end}))
+tostring(setmetatable({}, {__tostring = "notfn"}))
+-- number to string in concatenation
+1e15 .. ""
+1e14 .. ""
+0.1 .. ""
+2^53 .. ""
+-0.0 .. ""
+1/0 .. ""
+123456789012345 .. ""
+10 .. 20
+1.5 .. "|"
+-- tonumber
+tonumber("10")
+tonumber("010")
+tonumber("0b101")
+tonumber("1_0")
+tonumber("12345678901234567890")
+tonumber("  1e2  ")
+tonumber(" -7 ")
+tonumber("1E2")
+tonumber("  12  ")
+tonumber("0x10")
+tonumber("0X1f")
+tonumber("-0x10")
+tonumber("0x")
+tonumber("0x1p4")
+tonumber("1e2")
+tonumber("1E-2")
+tonumber("1e")
+tonumber("")
+tonumber(" ")
+tonumber("inf")
+tonumber("nan")
+tonumber("infinity")
+tonumber(".5")
+tonumber("5.")
+tonumber(".")
+tonumber("-0")
+tonumber("+5")
+tonumber("1e500")
+tonumber("1 2")
+tonumber("12a")
+tonumber("\t12\n")
+tonumber("1_000")
+tonumber(nil)
+tonumber()
+tonumber(true)
+tonumber({})
+tonumber(5)
+tonumber(-0.0)
+tonumber("10", 2)
+tonumber("ff", 16)
+tonumber("FF", 16)
+tonumber("zz", 36)
+tonumber("ZZ", 36)
+tonumber("z", 35)
+tonumber("10", 1)
+tonumber("10", 37)
+tonumber("10", 0)
+tonumber("10", -2)
+tonumber("8", 8)
+tonumber("777", 8)
+tonumber(" 11 ", 2)
+tonumber("-ff", 16)
+tonumber("-10", 2)
+tonumber("+10", 2)
+tonumber(10, 16)
+tonumber("1.5", 10)
+tonumber("1.5", 16)
+tonumber("", 16)
+tonumber(" ", 16)
+tonumber("0x10", 16)
+tonumber("0x10", 10)
+tonumber("10", 2.9)
+tonumber("10", "16")
+tonumber("10", "x")
+tonumber(nil, 16)
+tonumber("1e2", 16)
+tonumber("99999999999999999999", 10)
+tonumber("99999999999999999999", 36)
+tonumber("ffffffffffffffffff", 16)
+tonumber("1111111111111111111111111111111111111111111111111111111", 2)
+tonumber("10", 10)
+tonumber("1e1", 10)
+tonumber("0x10", nil)
+-- select
+select('#')
+select('#', nil, nil)
+select(2, 'a', 'b', 'c')
+select(-1, 'a', 'b', 'c')
+select(-3, 'a', 'b', 'c')
+select(-4, 'a', 'b', 'c')
+select(0, 'a')
+select(5, 'a')
+select(1.5, 'a', 'b')
+select('2', 'a', 'b')
+select('#x', 'a')
+select('x')
+select()
+select(nil, 'a')
+select(2^31, 'a')
+-- type
+type(nil)
+type(1)
+type("x")
+type({})
+type(print)
+type(type)
+type(coroutine.create(print))
+type()
+type(type(nil))
+-- rawequal, rawget, rawset, # on tables
+rawequal(1, 1)
+rawequal("a", "a")
+rawequal({}, {})
+rawequal(1, "1")
+rawequal(0, -0.0)
+rawequal(0/0, 0/0)
+rawequal(1)
+rawequal()
+rawget({10}, 1)
+rawget({10}, "1")
+rawget("x", 1)
+rawget({})
+rawget(setmetatable({}, {__index = function() return 1 end}), 1)
+A(rawset({}, 1, 2))
+rawset({}, nil, 1)
+rawset({}, 0/0, 1)
+rawset({}, 1)
+A(rawset({}, 2.0, "x"))
+type(rawset({}, 1, 2))
+type(rawlen)
+#{1, 2, 3}
+#{1, nil, 3}
+#{nil, nil, 3}
+#{n = 1}
+#{}
+-- availability of 5.1 functions
+type(table.getn)
+type(table.setn)
+type(table.maxn)
+type(table.foreach)
+type(table.foreachi)
+type(table.unpack)
+type(table.pack)
+type(string.gfind)
+type(math.mod)
+type(math.pow)
+type(math.log10)
+type(math.ldexp)
+type(math.frexp)
+type(math.cosh)
+type(math.atan2)
+type(unpack)
+type(loadstring)
+type(setfenv)
+type(getfenv)
+type(gcinfo)
+type(newproxy)
+type(string.dump)
+type(bit32)
+type(utf8)
+_VERSION
+-- next, pairs, ipairs
+ITER(pairs({10, 20, 30}))
+ITER(pairs({}))
+ITER(ipairs({10, 20, 30}))
+ITER(ipairs({1, 2, nil, 4}))
+ITER(ipairs({}))
+ITER(ipairs({[0] = 0, 1, 2}))
+ITER(ipairs({[2] = 2}))
+ITER(pairs({1, 2, 3, x = 1}))
+ITER(next, {5, 6})
+ITER(ipairs(setmetatable({}, {__index = function(_, k) if k < 4 then return k * 10 end end})))
+ipairs(nil)
+ipairs("abc")
+ipairs()
+pairs(nil)
+pairs()
+select('#', ipairs({}))
+select('#', pairs({}))
+next({})
+next({10})
+next({10}, 1)
+next({10}, 2)
+next({10}, "x")
+next()
+next({}, nil)
+next({x = 1})
+next(nil)
+-- unpack
+unpack({1, 2, 3})
+unpack({1, 2, 3}, 2)
+unpack({1, 2, 3}, 2, 3)
+unpack({1, 2, 3}, -1, 1)
+unpack({1, 2, 3}, 3, 2)
+unpack({}, 1, 3)
+unpack({1, 2, 3}, 1.5)
+unpack({1, 2, 3}, 1, 2.5)
+unpack({1, 2, 3}, "2")
+unpack({1, 2, 3}, nil, 2)
+unpack({1, nil, 3})
+unpack({n = 2})
+unpack({[0] = 0, 1}, 0)
+unpack(nil)
+unpack("abc")
+unpack()
+unpack({1, 2, 3}, "x")
+select('#', unpack({}, 1, 5000))
+select('#', unpack({}, 1, 20000))
+select('#', unpack({}, 1, 1e8))
+unpack({1, 2}, 2^31 - 1)
+-- table.insert
+INS({1, 2, 3}, 4)
+INS({1, 2, 3}, 1, 0)
+INS({1, 2, 3}, 2, 9)
+INS({1, 2, 3}, 4, 9)
+INS({1, 2, 3}, 5, 9)
+INS({1, 2, 3}, 0, 9)
+INS({1, 2, 3}, -1, 9)
+INS({}, 1, 9)
+INS({}, 2, 9)
+INS({1, 2, 3}, 1, 2, 3)
+INS({1, 2, 3})
+INS(nil, 1)
+INS("x", 1)
+INS({1, 2, 3}, "2", 9)
+INS({1, 2, 3}, 1.5, 9)
+INS({1, 2, 3}, nil)
+INS({1, 2, 3}, "x", 1)
+INS({1, 2, 3}, nil, 1)
+INS({n = 5}, "x")
+INS({1, nil, 3}, "x")
+-- table.remove
+REM({})
+REM({1, 2, 3})
+REM({1, 2, 3}, 1)
+REM({1, 2, 3}, 2)
+REM({1, 2, 3}, 3)
+REM({1, 2, 3}, 4)
+REM({1, 2, 3}, 5)
+REM({1, 2, 3}, 0)
+REM({1, 2, 3}, -1)
+REM({}, 1)
+REM({}, 0)
+REM({[0] = "z"}, 0)
+REM({1, 2, 3}, "1")
+REM({1, 2, 3}, 1.5)
+REM({1, 2, 3}, "x")
+REM({1, 2, 3}, nil)
+REM(nil)
+REM()
+REM({n = 3})
+REM({1, 2, 3}, 2, 3)
+-- table.sort
+SORT({3, 1, 2})
+SORT({"b", "a", "c", "B"})
+SORT({3, 1, 2}, function(a, b) return a > b end)
+SORT({})
+SORT({1})
+SORT({5, 2, 8, 1, 9, 3, 7, 4, 6, 0, 11, 15, 13, 12, 14, 10})
+SORT({-1, 2.5, -3.5, 0, 1e100, -1/0, 1/0})
+SORT({3, 1, "x"})
+SORT({"x", 1})
+SORT({{}, {}})
+SORT({true, false})
+SORT({1, nil, 3})
+SORT({3, 1, 2}, 1)
+SORT({3, 1, 2}, "x")
+SORT({3, 1, 2}, nil)
+(function(t, f) table.sort(t, f); return A(t) end)({2, 1})
+SORT(nil)
+SORT("abc")
+SORT({2, 1}, function(a, b) error("boom") end)
+SORT({2, 1}, function(a, b) error({}) end)
+SORT({5, 4, 3, 2, 1, 6, 7, 8, 9, 10, 11, 12}, function(a, b) return true end)
+SORT({1, 2, 3}, function(a, b) return true end)
+SORT({5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5}, function(a, b) return a <= b end)
+SORT({3, 2, 1}, function(a, b) return false end)
+SORT({3, 1, 2}, function(a, b) return nil end)
+SORT({3, 1, 2}, function(a, b) return 1 end)
+(function() local t = {{3}, {1}, {2}}; table.sort(t, function(a, b) return a[1] < b[1] end); return t[1][1], t[2][1], t[3][1] end)()
+SORT(setmetatable({3, 1, 2}, {__index = function() return 0 end}))
+-- table.concat
+table.concat({1, 2, 3})
+table.concat({1, 2, 3}, ", ")
+table.concat({1, 2.5, "x"}, "-")
+table.concat({}, "x")
+table.concat({1, 2, 3}, "-", 2)
+table.concat({1, 2, 3}, "-", 2, 3)
+table.concat({1, 2, 3}, "-", 3, 2)
+table.concat({1, 2, 3}, "-", 3, 3)
+table.concat({1, {}, 3})
+table.concat({1, 2, 3}, "-", 1, 5)
+table.concat({1, 2}, 3)
+table.concat({0.1, 1e15, 2^53, -0.0, 1/0, 1e100}, " ")
+table.concat({1, 2, 3}, nil, 2)
+table.concat({1, 2, 3}, "", "2")
+table.concat({1, 2, 3}, "", 1.5)
+table.concat(nil)
+table.concat()
+table.concat({true})
+table.concat({1, 2, 3}, "", 0)
+table.concat({"a", "b"}, "", -1, -2)
+table.concat({"a", "b"}, {})
+table.concat({[0] = "z", "a"}, ",", 0)
+table.concat({"a", nil, "c"})
+-- table.maxn, getn, setn, foreach
+table.maxn({})
+table.maxn({1, 2, 3})
+table.maxn({[10] = 1, 2})
+table.maxn({[1.5] = 1})
+table.maxn({[-1] = 1})
+table.maxn({x = 1})
+table.maxn({1, nil, 3})
+table.maxn({[1/0] = 1})
+table.maxn(nil)
+table.getn({1, 2, 3})
+table.getn({})
+table.getn({n = 5})
+table.getn(nil)
+table.setn({}, 1)
+ITER(pairs((function() local o = {}; table.foreachi({7, 8}, function(i, v) o[i] = v * 2 end); return o end)()))
+table.foreach({5}, function(k, v) return "stop" .. v end)
+table.foreachi({5, 6}, function(i, v) if i == 2 then return v end end)
+-- math.floor, ceil, abs
+math.floor(1.5)
+math.floor(-1.5)
+math.floor(-0.0)
+math.floor(-0.5)
+math.floor(2^53 + 1)
+math.floor(1e100)
+math.floor(1/0)
+math.floor(0/0)
+math.floor("2.5")
+math.floor()
+math.floor("x")
+math.ceil(1.2)
+math.ceil(-1.2)
+math.ceil(-0.5)
+math.ceil(0.5)
+math.ceil(1e100)
+math.abs(-3)
+math.abs(-0.0)
+math.abs(-1/0)
+math.abs("-2")
+math.abs(nil)
+-- math.max, min
+math.max(1, 5, 3)
+math.max(-1)
+math.max()
+math.max(1, "10")
+math.max(1, 0/0)
+math.max(0/0, 1)
+math.max(1, nil)
+math.max(-0.0, 0)
+math.max(0, -0.0)
+math.min(3, 1.5, 2)
+math.min(1, 0/0)
+math.min(0/0, 1)
+math.min(-1/0, 1/0)
+math.min("x")
+-- math.fmod, mod, modf
+math.fmod(7, 3)
+math.fmod(-7, 3)
+math.fmod(7, -3)
+math.fmod(-7, -3)
+math.fmod(7, 0)
+math.fmod(-7, 1/0)
+math.fmod(1/0, 1)
+math.fmod(5.5, 2)
+math.fmod(0, 0)
+math.fmod(7)
+math.fmod(-6, 3)
+math.mod(7, 3)
+math.modf(3.7)
+math.modf(-3.7)
+math.modf(1/0)
+math.modf(-1/0)
+math.modf(0/0)
+math.modf(-0.0)
+math.modf(5)
+math.modf(-5)
+math.modf()
+-- constants, sqrt, pow, exp, log
+math.huge
+-math.huge
+math.huge == 1/0
+math.huge > 1e308
+-math.huge == -1/0
+math.huge * 2 == math.huge
+1e308 * 10 == math.huge
+math.pi
+math.sqrt(2)
+math.sqrt(-1)
+math.sqrt(0)
+math.sqrt(-0.0)
+math.sqrt(1/0)
+math.pow(2, 10)
+math.pow(2, 0.5)
+math.pow(-8, 1/3)
+math.pow(0, 0)
+math.pow(2, -1)
+math.pow(0/0, 0)
+math.pow(2)
+2^-1
+2^0.5
+(-2)^2
+-2^2
+2^1024
+(-8)^(1/3)
+math.exp(0)
+math.exp(1)
+math.exp(710)
+math.exp(-1/0)
+math.log(1)
+math.log(0)
+math.log(-1)
+math.log(math.exp(2))
+math.log(8, 2)
+math.log(100, 10)
+math.log10(100)
+math.log10(0)
+math.log10(2)
+-- frexp, ldexp
+math.frexp(8)
+math.frexp(0)
+math.frexp(-3)
+math.frexp(0.1)
+math.frexp(1/0)
+math.frexp(0/0)
+math.frexp(5e-324)
+math.ldexp(0.5, 4)
+math.ldexp(1, 1024)
+math.ldexp(1, -1074)
+math.ldexp(1, -1075)
+math.ldexp(1, 1.5)
+math.ldexp(3, -1)
+math.ldexp(1)
+math.ldexp(1, "2")
+-- trigonometry and friends
+math.sin(1)
+math.cos(1)
+math.tan(1)
+math.asin(1)
+math.acos(0.5)
+math.atan(1)
+math.atan2(1, -1)
+math.atan2(0, -1)
+math.atan2(-0.0, -1)
+math.sinh(1)
+math.cosh(1)
+math.tanh(1)
+math.deg(math.pi)
+math.rad(180)
+math.asin(2)
+-- arithmetic operators on negative numbers and zero
+7 % 3
+-7 % 3
+7 % -3
+-7 % -3
+7 % 0
+-7 % 0
+0 % 0
+5.5 % 2
+-5.5 % 2
+5.5 % -2
+5 % math.huge
+-5 % math.huge
+5 % -math.huge
+math.huge % 2
+0 % 5
+-0.0 % 5
+7 / 2
+-7 / 2
+1 / 0
+-1 / 0
+0 / 0
+1 / -0
+1 / (0 * -1)
+math.floor(-7 / 2)
+math.floor(7 / -2)
+math.floor(-7 / 0)
+3 % 1.5
+1e308 + 1e308
+-(0)
+"10" + 1
+"0x10" + 0
+"1e1" * 2
+" 5 " + 0
+"abc" + 1
+"10" % 3
+"-2" ^ 2
+"1e2" + 0
+"010" + 0
+"0b101" + 0
+"1_000" + 0
+"0o17" + 0
+"012" * 1
+"08" + 0
+"-010" + 0
+"inf" + 0
+"0x1p4" + 0
+"  0x10  " + 0
+010
+-"2"
+10 .. -20
+1 < 2
+1 < "2"
+"a" < "b"
+"Z" < "a"
+"" < "a"
+"a\0b" < "a\0c"
+0 == -0
+"1" == 1
+0/0 == 0/0
+{} < {}
+-- base functions: assert, error, pcall, metatables, load
+pcall(function() error(42) end)
+pcall(function() error("m") end)
+pcall(function() error("m", 2) end)
+pcall(function() error() end)
+pcall(function() local x = nil; return x.y end)
+pcall(function() return 1 + {} end)
+pcall(function() return #nil end)
+(function() local t = {}; for i = 3, 1, -1 do t[i] = i * 10 end; return #t, table.concat(t, ","), unpack(t) end)()
+(function() local t = {}; t[0] = "z"; t[-1] = "y"; return unpack(t, -1, 1) end)()
+(function() local t = {1, 2, 3}; t[2] = nil; return #t, table.maxn(t) end)()
+type(math.random())
+math.random(1, 1)
+math.random(1)
+math.random(0)
+math.random(3, 1)
+math.random(1, 2, 3)
+assert(1, 2, 3)
+assert(false)
+assert(nil, "msg")
+assert(false, 42)
+assert()
+pcall(error)
+pcall(error, "x", 0)
+pcall(error, {})
+pcall(error, nil)
+pcall(error, 42)
+select('#', pcall(error))
+pcall()
+pcall(nil)
+pcall(pcall)
+xpcall(function() error("e", 0) end, function(m) return "h:" .. m end)
+xpcall(function() return 1, 2 end, print)
+xpcall(error)
+getmetatable("abc").__index == string
+getmetatable({})
+getmetatable(1)
+getmetatable(setmetatable({}, {__metatable = "locked"}))
+setmetatable(setmetatable({}, {__metatable = "locked"}), {})
+setmetatable({}, nil) ~= nil
+setmetatable(1, {})
+setmetatable({}, 1)
+setmetatable({})
+(function() setmetatable(1, {__index = function() return "leak" end}); local r = (5).x; setmetatable(1, nil); return r end)()
+loadstring("return 1 + 1")()
+select('#', loadstring("x="))
+type(loadstring("x=")), type(select(2, loadstring("x=")))
+loadstring(nil)
+(loadstring("return ...", "c"))(1, 2)
+select('#', (function(...) return ... end)(nil, nil))
+coroutine.resume(coroutine.create(function(a) return a + 1 end), 1)
+coroutine.resume(coroutine.create(function() error("c", 0) end))
+coroutine.status(coroutine.create(print))
+coroutine.wrap(function(a, b) coroutine.yield(a + b); return 0 end)(1, 2)
+coroutine.resume(coroutine.create(tostring), nil)
+coroutine.running()
+coroutine.yield()
+-- os
+os.time({year = 2000, month = 1, day = 1, hour = 0})
+os.time({year = 2000, month = 1, day = 1})
+os.time({year = 2000, month = 13, day = 1, hour = 0})
+os.time({year = 2000, month = 1, day = 0, hour = 0})
+os.time({year = 2000, month = 1, day = 1, hour = 0, min = -30})
+os.time({year = 2000, month = 1, day = 1, hour = 0, sec = 86400})
+os.time({year = 2000, month = 1, day = 1, hour = 0, isdst = false})
+os.time({year = 2000, month = 1, day = 1, hour = 0, isdst = true})
+os.time({year = 1970, month = 1, day = 1, hour = 0})
+os.time(os.date("*t", -1))
+os.time({year = 1900, month = 1, day = 1, hour = 0})
+os.time({year = 3000, month = 1, day = 1, hour = 0})
+os.time({year = "2000", month = 1, day = 1, hour = 0})
+os.time({year = 2000, month = 1, day = 1.5, hour = 0})
+os.time({year = 2000, month = 1, day = "x", hour = 0})
+os.time({year = 2000})
+os.time({month = 1, day = 1})
+os.time({})
+os.time(1)
+os.time("x")
+type(os.time())
+type(os.time(nil))
+os.date("!%Y-%m-%d", 0)
+os.date("!%a %A", 0)
+os.date("!%x", 86400 * 40)
+os.date("!%I %p", 13 * 3600)
+os.date("!%T %R %F", 0)
+os.date("!%j", 86400 * 40)
+DT(os.date("!*t", 86400 * 200))
+os.date("!%H:%M:%S", 3661)
+os.date("!%Y-%m-%d %H:%M:%S", 1e9)
+os.date("!%c", 0)
+os.date("!%x %X", 0)
+os.date("!%j %a %A %b %B %p %y %w %d %e %D %U %W %Z", 86400 * 40)
+os.date("!%Y", 1.5)
+os.date("!%Y", -1)
+os.date("!%Y-%m-%d", 1e10)
+os.date("!%Y", 1e18)
+os.date("!%Y", "86400")
+os.date("!%Y", "x")
+os.date("!%%", 0)
+os.date("!", 0)
+os.date("!%", 0)
+os.date("!%Q", 0)
+os.date("!%E", 0)
+os.date("!%Ey", 0)
+os.date("!abc %d def", 0)
+DT(os.date("!*t", 0))
+DT(os.date("!*t", 86400 * 365.25 * 30))
+DT(os.date("*t", 0))
+os.date("%Y-%m-%d", 0)
+type(os.date())
+type(os.date("*t"))
+type(os.clock())
+os.clock() >= 0
+os.difftime(10, 5)
+os.difftime(10)
+os.difftime()
+os.difftime("10", "4")
+`
+
+// stdlibKnownDiffs are the calls on which the embedded engine and lua5.1
+// disagree today (see the test's comment), with a note each.
+var stdlibKnownDiffs = map[string]string{
+	`string.format("%d", 1e100)`:  sdFmtIntRng,
+	`string.format("%d", 1/0)`:    sdFmtIntRng,
+	`string.format("%d", 0/0)`:    sdFmtIntRng,
+	`string.format("%s", nil)`:    sdFmtS,
+	`string.format("%s", true)`:   sdFmtS,
+	`string.format("%s", {})`:     sdFmtS,
+	`string.format("%s", "a\0b")`: sdFmtNul,
+	`string.format("%s", setmetatable({}, {__tostring = function() return "T" end}))`: sdFmtS,
+	`string.format("%c", 256)`:                           sdFmtC,
+	`string.format("%c", 0)`:                             sdFmtNul,
+	`string.format("%F", 1.5)`:                           sdFmtGo,
+	`tostring(setmetatable({}, {__tostring = "notfn"}))`: sdToStringMeta,
+	`1e15 .. ""`:                           sdNumFmt,
+	`1e14 .. ""`:                           sdNumFmt,
+	`2^53 .. ""`:                           sdNumFmt,
+	`-0.0 .. ""`:                           sdNegZero,
+	`1/0 .. ""`:                            sdInf,
+	`123456789012345 .. ""`:                sdNumFmt,
+	`tonumber("inf")`:                      sdGlibc,
+	`tonumber("nan")`:                      sdGlibc,
+	`tonumber("infinity")`:                 sdGlibc,
+	`tonumber("-ff", 16)`:                  sdStrtoul,
+	`tonumber("-10", 2)`:                   sdStrtoul,
+	`tonumber("0x10", 16)`:                 sdToNumHex,
+	`tonumber("99999999999999999999", 36)`: sdStrtoul,
+	`tonumber("ffffffffffffffffff", 16)`:   sdStrtoul,
+	`select('2', 'a', 'b')`:                sdSelectStr,
+	`select('#x', 'a')`:                    sdSelectStr,
+	`select(2^31, 'a')`:                    sdUB,
+	`type(coroutine.create(print))`:        sdCoCreate,
+	`A(rawset({}, 2.0, "x"))`:              sdRawset,
+	`type(table.setn)`:                     sdMissing,
+	`type(table.foreach)`:                  sdMissing,
+	`type(table.foreachi)`:                 sdMissing,
+	`type(gcinfo)`:                         sdMissing,
+	`next({10}, 2)`:                        sdNext,
+	`next({10}, "x")`:                      sdNext,
+	`select('#', unpack({}, 1, 20000))`:    sdUnpackLimit,
+	`INS({1, 2, 3}, 5, 9)`:                 sdBorder,
+	`INS({1, 2, 3}, 0, 9)`:                 sdInsPos,
+	`INS({1, 2, 3}, -1, 9)`:                sdInsPos,
+	`INS({}, 2, 9)`:                        sdBorder,
+	`SORT({5, 4, 3, 2, 1, 6, 7, 8, 9, 10, 11, 12}, function(a, b) return true end)`:                                   sdSortInvalid,
+	`SORT({1, 2, 3}, function(a, b) return true end)`:                                                                 sdSortInvalid,
+	`SORT({5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5}, function(a, b) return a <= b end)`:                                    sdSortInvalid,
+	`SORT({3, 1, 2}, function(a, b) return 1 end)`:                                                                    sdSortInvalid,
+	`table.concat({0.1, 1e15, 2^53, -0.0, 1/0, 1e100}, " ")`:                                                          sdNumFmt,
+	`table.maxn({[1.5] = 1})`:                                                                                         sdMaxn,
+	`table.maxn({[1/0] = 1})`:                                                                                         sdMaxn,
+	`ITER(pairs((function() local o = {}; table.foreachi({7, 8}, function(i, v) o[i] = v * 2 end); return o end)()))`: sdMissing,
+	`table.foreach({5}, function(k, v) return "stop" .. v end)`:                                                       sdMissing,
+	`table.foreachi({5, 6}, function(i, v) if i == 2 then return v end end)`:                                          sdMissing,
+	`math.fmod(7, 0)`:                 sdNaN,
+	`math.fmod(1/0, 1)`:               sdNaN,
+	`math.fmod(0, 0)`:                 sdNaN,
+	`math.modf(1/0)`:                  sdModfInf,
+	`math.modf(-1/0)`:                 sdModfInf,
+	`math.pow(-8, 1/3)`:               sdNaN,
+	`(-8)^(1/3)`:                      sdNaN,
+	`math.log(-1)`:                    sdNaN,
+	`math.ldexp(1, "2")`:              sdStrArg,
+	`math.tan(1)`:                     sdULP,
+	`math.acos(0.5)`:                  sdULP,
+	`7 % 0`:                           sdNaN,
+	`-7 % 0`:                          sdNaN,
+	`0 % 0`:                           sdNaN,
+	`5 % math.huge`:                   sdHuge,
+	`-5 % math.huge`:                  sdHuge,
+	`5 % -math.huge`:                  sdHuge,
+	`math.huge % 2`:                   sdHuge,
+	`-0.0 % 5`:                        sdNegZero,
+	`"inf" + 0`:                       sdInf,
+	`pcall(function() error(42) end)`: sdErrorNum,
+	`pcall(function() error() end)`:   sdErrorNil,
+	`pcall(function() local x = nil; return x.y end)`:   sdErrText,
+	`pcall(function() return 1 + {} end)`:               sdErrText,
+	`pcall(function() return #nil end)`:                 sdErrText,
+	`math.random(1, 2, 3)`:                              sdExtraArgs,
+	`pcall(error)`:                                      sdErrorNil,
+	`pcall(error, 42)`:                                  sdErrorNum,
+	`pcall(nil)`:                                        sdErrText,
+	`pcall(pcall)`:                                      sdErrText,
+	`setmetatable({})`:                                  sdExtraArgs,
+	`coroutine.status(coroutine.create(print))`:         sdCoCreate,
+	`coroutine.resume(coroutine.create(tostring), nil)`: sdCoCreate,
+	`os.time({year = 2000, month = 1, day = 1, hour = 0, isdst = true})`: sdIsdst,
+	`os.time(os.date("*t", -1))`:                                         sdTimeNeg,
+	`os.time({year = 2000, month = 1, day = "x", hour = 0})`:             sdTimeFields,
+	`os.time({year = 2000})`:                                             sdTimeFields,
+	`os.time({month = 1, day = 1})`:                                      sdTimeFields,
+	`os.time({})`:                                                        sdTimeFields,
+	`os.date("!%a %A", 0)`:                                               sdDate,
+	`os.date("!%x", 86400 * 40)`:                                         sdDate,
+	`os.date("!%T %R %F", 0)`:                                            sdDate,
+	`os.date("!%j", 86400 * 40)`:                                         sdDate,
+	`DT(os.date("!*t", 86400 * 200))`:                                    sdYday,
+	`os.date("!%c", 0)`:                                                  sdDate,
+	`os.date("!%x %X", 0)`:                                               sdDate,
+	`os.date("!%j %a %A %b %B %p %y %w %d %e %D %U %W %Z", 86400 * 40)`:  sdDate,
+	`os.date("!%Y", 1e18)`:                                               sdTimeNeg,
+	`os.date("!%Y", "86400")`:                                            sdStrArg,
+	`DT(os.date("!*t", 0))`:                                              sdYday,
+	`DT(os.date("!*t", 86400 * 365.25 * 30))`:                            sdYday,
+	`DT(os.date("*t", 0))`:                                               sdYday,
+	`os.difftime(10)`:                                                    sdExtraArgs,
+	`os.difftime("10", "4")`:                                             sdStrArg,
+}
+
+// Notes for stdlibKnownDiffs. "BUG:" marks differences a Lua 5.1 program
+// would plausibly trip over; "minor:" marks formatting differences, error
+// versus no error on nonsense arguments, and lua5.1 or glibc quirks.
+const (
+	// Number formatting and values.
+	sdNumFmt    = "minor (but visible in every print): numbers are formatted by gopher-lua (integral values below 2^63 in full, others in Go's shortest round-trip form: 0.1+0.2 -> 0.30000000000000004) instead of %.14g (1e+15, 0.3)"
+	sdInf       = "minor: infinity prints as Go's +Inf / -Inf (lua5.1: inf / -inf)"
+	sdNaN       = "minor: NaN prints as Go's NaN (lua5.1 on x86-64 glibc: -nan or nan; the sign and spelling are platform-dependent anyway)"
+	sdNegZero   = "minor: -0 prints as 0 (the value is -0 in both, or the sign of a zero result differs)"
+	sdULP       = "minor: last-bit difference between Go's math package and glibc's libm"
+	sdHuge      = "BUG: math.huge is math.MaxFloat64 (1.8e308), not infinity: math.huge == 1/0 is false, x % math.huge and overflow checks misbehave"
+	sdModfInf   = "minor: math.modf(+-inf) returns NaN as the fractional part (lua5.1: 0 / -0)"
+	sdOctal     = "BUG: string-to-number coercion in arithmetic uses Go's ParseInt base 0: \"010\"+0 is 8 (octal), and \"0b101\", \"0o17\", \"1_000\" are accepted"
+	sdStrArg    = "BUG: a numeric string is not accepted where an integer/number argument is expected (lua5.1 converts \"2\" to 2)"
+	sdNumSep    = "minor: a number is not accepted where a string argument is expected (lua5.1 converts it)"
+	sdSelectStr = "minor: select('2', ...) raises (lua5.1 converts '2'); select('#x') raises (lua5.1 treats any '#...' as '#')"
+	sdUB        = "minor: lua5.1 casts an out-of-range float to int (undefined behaviour in C); nothing to match"
+
+	// string.
+	sdByteAll   = "BUG: string.byte(s) without i returns every byte (gopher-lua defaults j to -1 instead of i)"
+	sdCharRange = "minor: string.char does not range-check: 256 and -1 wrap to a byte instead of raising 'invalid value'"
+	sdCase      = "BUG: string.lower/upper are Go's Unicode-aware strings.ToLower/ToUpper: bytes >= 128 that are not valid UTF-8 become U+FFFD, UTF-8 letters are case-mapped (lua5.1: C locale, bytes >= 128 unchanged)"
+	sdRunes     = "minor: string.format %5s / %.1s count runes (Go) instead of bytes (C) for non-ASCII strings"
+	sdFmtGo     = "BUG: string.format is Go's fmt.Sprintf: missing or wrong-typed arguments and invalid conversions give Go's %!verb(...) text or Go's meaning of the verb (%b %v %T %t %U %F) instead of an error; %u and %f with a numeric string are not supported"
+	sdFmtStrNum = "BUG: string.format %d/%x with a string argument formats the string as a string (\"0x10\", hex of its bytes) or \"x\" as 0, instead of converting it to a number or raising"
+	sdFmtG      = "BUG: string.format %g without a precision is Go's shortest form, not C's 6 significant digits (%g of 1/3: 0.3333333333333333 vs 0.333333)"
+	sdFmtS      = "minor: string.format %s / %q accept any value (nil, booleans, tables: Go formatting, __tostring ignored); lua5.1 raises 'string expected'"
+	sdFmtNul    = "minor: lua5.1 truncates %s and %c at a NUL byte (a 5.1 quirk); the engine keeps the bytes"
+	sdFmtQ      = "BUG: string.format %q is Go's strconv quoting (\\n, \\t, \\x00, \\xc8), not Lua's (\\<newline>, \\000, raw bytes): the result does not read back as the same string"
+	sdFmtNeg    = "minor: %x / %o of a negative number print a minus sign (Go) instead of the two's complement (C)"
+	sdFmtIntRng = "deliberate (Lua 5.4): %d of a number outside the 64-bit range (1e100, inf, nan) raises 'number has no integer representation'; lua5.1 casts it (undefined behaviour in C)"
+	sdFmtC      = "minor: %c of 256 is U+0100 in UTF-8 (Go); C truncates to a byte"
+
+	// tostring / tonumber.
+	sdToStringMeta = "minor: a non-function __tostring is ignored; lua5.1 tries to call it and raises"
+	sdToNumExp     = "BUG: tonumber (no base, or base 10) returns nil for strings with an exponent but no '.' (\"1e2\", \"1E-2\") and for integers beyond int64 (gopher-lua tries ParseInt unless the string contains '.')"
+	sdToNumHex     = "minor: tonumber rejects \"-0x10\" and a 0x prefix with an explicit base (lua5.1/strtoul accept them)"
+	sdGlibc        = "minor: lua5.1 uses glibc strtod, which accepts hex floats, \"inf\", \"nan\"; Lua 5.2+ rejects them too"
+	sdToNumBase    = "minor: tonumber with a base outside 2..36 returns nil (base 0: Go's auto-detect) instead of raising 'base out of range'"
+	sdStrtoul      = "minor: lua5.1 quirk: strtoul negates \"-ff\" modulo 2^64 and saturates on overflow; the engine gives -255 (like Lua 5.2+) or nil on overflow"
+	sdToNumNum     = "minor: tonumber(number, base) returns the number unchanged (lua5.1 reads its decimal digits in that base: tonumber(10, 16) is 16); tonumber(nil, 16) is nil instead of an error"
+	sdToNumDot     = "minor: tonumber(\"1.5\", 16) parses a decimal float (lua5.1: nil)"
+
+	// Base library.
+	sdCoCreate    = "minor: coroutine.create accepts Go functions (lua5.1: 'Lua function expected')"
+	sdRawset      = "BUG: rawset returns nothing instead of its table"
+	sdMissing     = "minor: 5.1 compatibility function missing in gopher-lua (table.setn/foreach/foreachi, gcinfo)"
+	sdNext        = "minor: next(t, k) with a key not in t returns nil instead of raising 'invalid key to 'next''"
+	sdArrayOnly   = "BUG (ours: builtins.go baseUnpack/tableConcat): unpack and table.concat read with RawGetInt, which sees only the array part, so t[0] and negative indices read as nil"
+	sdUnpackLimit = "minor: unpack allows up to 1e6 results (lua5.1's C stack limit is about 8000)"
+	sdExtraArgs   = "minor: extra arguments are ignored or a missing one defaults (table.insert(t, 1, 2, 3), math.random(1, 2, 3), setmetatable(t), os.difftime(t)) where lua5.1 raises"
+	sdErrorNum    = "minor: error(42) keeps the number; lua5.1 converts it to a string (with the position)"
+	sdErrorNil    = "minor: error() raises 'bad argument #1 to error (value expected)'; lua5.1 raises nil"
+	sdErrText     = "minor: runtime error message text differs (the message pcall returns)"
+	sdSetmetaNum  = "BUG: setmetatable(1, mt) does not raise: it sets the metatable of all numbers (like debug.setmetatable)"
+
+	// table.
+	sdBorder      = "minor: # of a table with holes is a different but valid border (gopher-lua keeps positive integer keys in the array part)"
+	sdInsPos      = "minor: table.insert at position <= 0 stores t[pos] without shifting; lua5.1 shifts the elements up"
+	sdRemNil1     = "minor: table.remove returns one nil instead of no value when there is nothing to remove"
+	sdRemNeg      = "BUG: table.remove(t, 0) and table.remove(t, -1) remove the last element; lua5.1 removes nothing"
+	sdRemNilPos   = "BUG: table.remove(t, nil) raises; lua5.1 treats nil like a missing position"
+	sdSortNil     = "BUG: table.sort(t, nil) raises 'function expected, got nil' (a wrapper passing an optional comparator fails); lua5.1 treats nil as no comparator"
+	sdSortInvalid = "minor: with an invalid order function the resulting order, or the error lua5.1 raises, is implementation-specific"
+	sdMaxn        = "minor: table.maxn considers only integer keys (lua5.1: any positive number key)"
+
+	// os.
+	sdIsdst      = "minor: os.time ignores isdst = true (lua5.1/mktime shifts by an hour)"
+	sdTimeNeg    = "minor: lua5.1 returns nil for times mktime/gmtime cannot represent (-1, year beyond int)"
+	sdTimeFields = "minor: os.time does not require day/month/year (missing or non-numeric fields default) instead of raising 'field 'day' missing in date table'"
+	sdDate       = "BUG: os.date's strftime is gopher-lua's partial map to Go layouts: %a is always \"mon\", %x is the time (HH/MM/SS), %c is Go's layout, %j %e %D %T %R %U %W are not expanded"
+	sdYday       = "BUG: os.date(\"*t\").yday is always 0"
+)
+
+// stdlibErrPrefix matches the position Lua puts in front of error messages
+// (the chunk names differ: a file for lua5.1, "input" for the engine).
+var stdlibErrPrefix = regexp.MustCompile(`(\[string "[^"]*"\]|/[^ :"]*|input):\d+: `)
+
+func parseStdlibOutput(t *testing.T, who string, out []byte, n int) []string {
+	t.Helper()
+	res := make([]string, n)
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		idx, rest, ok := strings.Cut(line, "\t")
+		i, err := strconv.Atoi(idx)
+		if !ok || err != nil || i < 0 || i >= n {
+			t.Fatalf("%s: unexpected output line %q", who, line)
+		}
+		res[i] = stdlibErrPrefix.ReplaceAllString(rest, "")
+	}
+	return res
+}
+
+func TestStdlibDiff(t *testing.T) {
+	luaBin, err := exec.LookPath("lua5.1")
+	if err != nil {
+		t.Skip("lua5.1 not on PATH")
+	}
+	var cases []string
+	seen := map[string]bool{}
+	for _, l := range strings.Split(stdlibCases, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "--") {
+			continue
+		}
+		if seen[l] {
+			t.Fatalf("duplicate case %q", l)
+		}
+		seen[l] = true
+		cases = append(cases, l)
+	}
+	for k := range stdlibKnownDiffs {
+		if !seen[k] {
+			t.Errorf("stdlibKnownDiffs names %q, which is not a case", k)
+		}
+	}
+	var b strings.Builder
+	b.WriteString(stdlibHarness)
+	for i, c := range cases {
+		fmt.Fprintf(&b, "T(%d, function() return %s\nend)\n", i, c)
+	}
+	script := b.String()
+
+	path := filepath.Join(t.TempDir(), "stdlib_diff.lua")
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(luaBin, path)
+	// Both run in this process's time zone (os.time of a date table is
+	// local time); the C locale is what gopher-lua implements.
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	wantOut, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("lua5.1: %v", err)
+	}
+
+	// Trusted: the sandbox drops a few globals (getfenv, newproxy,
+	// string.dump ...) on purpose; the library itself is the same.
+	vm, err := core.Open(core.Options{Engine: "embedded", Trusted: true, Limits: core.Limits{MaxOutputBytes: 64 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	res, err := vm.Exec(context.Background(), []byte(script), core.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Success {
+		t.Fatalf("embedded: %s", res.Stderr)
+	}
+
+	want := parseStdlibOutput(t, "lua5.1", wantOut, len(cases))
+	got := parseStdlibOutput(t, "embedded", res.Stdout, len(cases))
+	var msgDiffs []string
+	bad := 0
+	for i, c := range cases {
+		w, g := want[i], got[i]
+		if w == "" || g == "" {
+			t.Errorf("%s: no result (lua5.1 %q, embedded %q)", c, w, g)
+			continue
+		}
+		werr, gerr := strings.HasPrefix(w, "E\t"), strings.HasPrefix(g, "E\t")
+		same := w == g || (werr && gerr)
+		if werr && gerr {
+			if wm, gm := w[2:], g[2:]; wm != gm {
+				msgDiffs = append(msgDiffs, fmt.Sprintf("%s\n      lua5.1:   %s\n      embedded: %s", c, wm, gm))
+			}
+		}
+		note, known := stdlibKnownDiffs[c]
+		switch {
+		case !same && !known:
+			bad++
+			t.Errorf("%s\n  lua5.1:   %s\n  embedded: %s", c, w, g)
+		case same && known:
+			t.Errorf("%s: agrees with lua5.1 now (%s); remove it from stdlibKnownDiffs", c, w)
+		case !same && known:
+			t.Logf("known: %s  [%s]\n  lua5.1:   %s\n  embedded: %s", c, note, w, g)
+		}
+	}
+	sort.Strings(msgDiffs)
+	for _, m := range msgDiffs {
+		t.Logf("error text differs: %s", m)
+	}
+	t.Logf("%d calls, %d known differences, %d new, %d error texts differ", len(cases), len(stdlibKnownDiffs), bad, len(msgDiffs))
+}
