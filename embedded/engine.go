@@ -21,6 +21,12 @@ type Engine struct {
 	opts core.Options
 	cfg  stateConfig
 	st   *state // nil after the state was given up (timeout in a Go builtin)
+
+	// stuck is closed when the chunk of a given-up state has returned (nil:
+	// none). Until then the next call waits for it, so that a VM never has
+	// more than one such chunk running: one cannot be stopped, and a
+	// hostile caller could otherwise start any number of them.
+	stuck chan struct{}
 }
 
 // Open opens an embedded engine.
@@ -58,14 +64,22 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 		return nil, core.Wrap(core.ErrGeneric, "exec", "compile failed", err)
 	}
 	req.PrintResults = printRes
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if e.stuck != nil {
+		select {
+		case <-e.stuck:
+			e.stuck = nil
+		case <-ctx.Done():
+			return nil, core.Errorf(core.ErrTimeout, "exec", "the VM is still busy: its previous chunk is stuck in a builtin that cannot be interrupted (try again later)")
+		}
+	}
 	if e.st == nil {
 		e.st = takeState(e.cfg)
 	}
 	st := e.st
 	st.begin(e.opts.Limits, req.Output)
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	st.ctx.begin(ctx, e.opts.Limits)
 	run := func() *core.Result {
 		leave := st.ctx.enter()
@@ -95,7 +109,9 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 				// Stuck in a long Go builtin that does not see the context:
 				// give the state up; it is closed when the builtin returns.
 				e.st = nil
-				go func() { <-done; st.ctx.end(); st.close() }()
+				stuck := make(chan struct{})
+				e.stuck = stuck
+				go func() { <-done; st.ctx.end(); st.close(); close(stuck) }()
 				core.Logf(core.LevelWarn, "embedded VM %q: chunk did not stop within %v of its deadline; state replaced", e.opts.Name, core.TimeoutGrace)
 				return nil, timeoutError(ctx, !req.Fresh)
 			}

@@ -172,3 +172,24 @@ func TestEmbeddedStopKillsChild(t *testing.T) {
 	}
 	mustPrint2(t, vm)
 }
+
+// TestStuckBuiltinBlocksNextCall: a chunk stuck past its deadline in one
+// long Go operation (gopher-lua fills the array part up to a large integer
+// key one slot at a time) is given up; until it returns, the VM refuses
+// calls that cannot wait for it, so no more than one runs per VM.
+func TestStuckBuiltinBlocksNextCall(t *testing.T) {
+	vm := open(t, core.Options{Persistent: true})
+	err, _ := execErr(t, vm, "local t = {} t[2^21] = 1", 20*time.Millisecond)
+	if core.CodeOf(err) != core.ErrTimeout {
+		t.Fatalf("want a timeout, got %v", err)
+	}
+	err, _ = execErr(t, vm, "return 1", 5*time.Millisecond)
+	if core.CodeOf(err) != core.ErrTimeout || !strings.Contains(err.Error(), "still busy") {
+		t.Fatalf("want 'still busy', got %v", err)
+	}
+	// A call that can wait runs once the stuck chunk has returned.
+	res, err := vm.Exec(context.Background(), []byte("return 1"), core.ExecOptions{Timeout: time.Minute})
+	if err != nil || string(res.Values) != "[1]" {
+		t.Fatalf("after the stuck chunk: %v %v", res, err)
+	}
+}
