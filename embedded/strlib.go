@@ -211,11 +211,19 @@ func addValue(L *lua.LState, b *strings.Builder, m *pattern.Matcher, s string, r
 	whole := s[m.Start():m.End()]
 	var v lua.LValue
 	switch r := repl.(type) {
-	case lua.LString, lua.LNumber:
-		expandReplacement(L, b, lua.LVAsString(r), m, s)
+	case lua.LString:
+		expandReplacement(L, b, string(r), m, s)
+		return
+	case lua.LNumber:
+		expandReplacement(L, b, fmtNumber(r), m, s)
 		return
 	case *lua.LTable:
-		v = L.GetTable(r, captureValue(L, m, s, 0))
+		key := captureValue(L, m, s, 0)
+		if k, ok := key.(lua.LString); ok && r.Metatable == lua.LNil {
+			v = r.RawGetString(string(k))
+		} else {
+			v = L.GetTable(r, key)
+		}
 	case *lua.LFunction:
 		L.Push(r)
 		L.Call(pushCaptures(L, m, s, true), 1)
@@ -223,8 +231,10 @@ func addValue(L *lua.LState, b *strings.Builder, m *pattern.Matcher, s string, r
 		L.Pop(1)
 	}
 	switch rv := v.(type) {
-	case lua.LString, lua.LNumber:
-		b.WriteString(lua.LVAsString(rv))
+	case lua.LString:
+		b.WriteString(string(rv))
+	case lua.LNumber:
+		b.WriteString(fmtNumber(rv))
 	case *lua.LNilType:
 		b.WriteString(whole)
 	case lua.LBool:
@@ -246,6 +256,9 @@ func captureValue(L *lua.LState, m *pattern.Matcher, s string, i int) lua.LValue
 	}
 	if c.Position {
 		return lua.LNumber(c.Start + 1)
+	}
+	if c.End == c.Start+1 {
+		return charStrings[s[c.Start]] // preboxed: no allocation
 	}
 	return lua.LString(s[c.Start:c.End])
 }
