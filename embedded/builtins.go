@@ -46,6 +46,7 @@ func (st *state) installBuiltins() {
 		"sort":   tableSort(tbl.RawGetString("sort").(*lua.LFunction)),
 	})
 	L.GetGlobal("math").(*lua.LTable).RawSetString("huge", lua.LNumber(math.Inf(1)))
+	installOSDate(L) // os.date, os.time
 	origToString := L.GetGlobal("tostring").(*lua.LFunction)
 	L.SetFuncs(L.G.Global, map[string]lua.LGFunction{
 		"unpack":       baseUnpack,
