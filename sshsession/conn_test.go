@@ -487,7 +487,9 @@ func TestKeepaliveDetectsDeadPeer(t *testing.T) {
 func TestNoGoroutineLeak(t *testing.T) {
 	s := sshtestStart(t)
 	cfg := keyConfig(t, s)
-	cfg.KeepaliveInterval = 50 * time.Millisecond
+	// Short enough for keepalives to run during the test, long enough for
+	// sshd to answer on a loaded machine (50 ms flaked under go test -race).
+	cfg.KeepaliveInterval = 200 * time.Millisecond
 	base := runtime.NumGoroutine()
 	c, err := Dial(ctxT(t, 10*time.Second), cfg)
 	if err != nil {
@@ -512,7 +514,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 	if err := c.Redial(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(150 * time.Millisecond) // let a few keepalives run
+	time.Sleep(450 * time.Millisecond) // let two keepalives run
 	if err := c.Ping(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
