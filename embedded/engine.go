@@ -31,7 +31,7 @@ type Engine struct {
 
 // Open opens an embedded engine.
 func Open(opts core.Options) (core.Engine, error) {
-	keepBallast()
+	startGCTuner()
 	opts.Limits = opts.Limits.WithDefaults()
 	cfg := stateConfig{path: opts.PackagePath, cpath: opts.PackageCPath, trusted: opts.Trusted,
 		allowed: strings.Join(opts.AllowedPaths, "\x00"), modules: strings.Join(opts.ModuleRoots, "\x00")}

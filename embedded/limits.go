@@ -184,6 +184,12 @@ func (c *callCtx) enter() func() {
 	mem, cpu := c.memLimit > 0, c.cpuBudget > 0
 	if mem {
 		memWatchStart()
+		if c.memNext == 0 {
+			// Never walked: a new state holds ~100 KiB, nothing next to a
+			// limit. Its first walk waits for 1/16 of the limit to be
+			// allocated, like every later one at least does.
+			c.memNext = allocTotal.Load() + uint64(c.memLimit)/16
+		}
 	}
 	if cpu {
 		// The thread's CPU clock measures this goroutine only while it

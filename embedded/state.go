@@ -113,6 +113,7 @@ func newState(cfg stateConfig) *state {
 func (st *state) takeSnapshot() {
 	L := st.L
 	seen := map[*lua.LTable]bool{}
+	var keys, vals []lua.LValue // scratch, copied to exact size (every VM keeps a snapshot)
 	var add func(t *lua.LTable, depth int, globals bool)
 	add = func(t *lua.LTable, depth int, globals bool) {
 		if seen[t] {
@@ -121,13 +122,18 @@ func (st *state) takeSnapshot() {
 		seen[t] = true
 		ts := tableSnap{t: t, mt: t.Metatable, last: lua.LNil, arrayLen: t.MaxN(), globals: globals}
 		var sub []*lua.LTable
+		keys, vals = keys[:0], vals[:0]
 		for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
-			ts.keys = append(ts.keys, k)
-			ts.vals = append(ts.vals, v)
+			keys = append(keys, k)
+			vals = append(vals, v)
 			ts.last = k
 			if tt, ok := v.(*lua.LTable); ok {
 				sub = append(sub, tt)
 			}
+		}
+		if len(keys) > 0 {
+			ts.keys = append(make([]lua.LValue, 0, len(keys)), keys...)
+			ts.vals = append(make([]lua.LValue, 0, len(vals)), vals...)
 		}
 		if mt, ok := t.Metatable.(*lua.LTable); ok {
 			sub = append(sub, mt)
@@ -153,6 +159,7 @@ func (st *state) takeSnapshot() {
 			add(t, 1, false)
 		}
 	}
+	st.snap = append(make([]tableSnap, 0, len(st.snap)), st.snap...)
 }
 
 // restore brings the state back to pristine after a fresh-environment call.

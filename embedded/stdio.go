@@ -59,6 +59,16 @@ func (st *state) installStdio() {
 	st.origOutput = io.RawGetString("output").(*lua.LFunction)
 	st.origLines = io.RawGetString("lines").(*lua.LFunction)
 	st.origType = io.RawGetString("type").(*lua.LFunction)
+	// gopher-lua's default input and output (an upvalue table shared by
+	// its io functions) are its own stdin/stdout objects, with a 4 KiB read
+	// buffer each state kept alive: point them at ours. The wrappers below
+	// answer every call that would read them.
+	if len(st.origInput.Upvalues) > 0 {
+		if uv, ok := st.origInput.Upvalues[0].Value().(*lua.LTable); ok {
+			uv.RawSetInt(1, st.stdout)
+			uv.RawSetInt(2, st.stdin)
+		}
+	}
 	io.RawSetString("stdout", st.stdout)
 	io.RawSetString("stderr", st.stderr)
 	io.RawSetString("stdin", st.stdin)
