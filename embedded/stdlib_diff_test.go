@@ -1,7 +1,6 @@
 package embedded
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"libbioxen/core"
 )
 
 // TestStdlibDiff runs a fixed list of calls of the Lua 5.1 base and standard
@@ -1260,21 +1257,10 @@ func TestStdlibDiff(t *testing.T) {
 
 	// Trusted: the sandbox drops a few globals (getfenv, newproxy,
 	// string.dump ...) on purpose; the library itself is the same.
-	vm, err := core.Open(core.Options{Engine: "embedded", Trusted: true, Limits: core.Limits{MaxOutputBytes: 64 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vm.Close()
-	res, err := vm.Exec(context.Background(), []byte(script), core.ExecOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.Success {
-		t.Fatalf("embedded: %s", res.Stderr)
-	}
+	gotOut := runEmbeddedScript(t, script, true)
 
 	want := parseStdlibOutput(t, "lua5.1", wantOut, len(cases))
-	got := parseStdlibOutput(t, "embedded", res.Stdout, len(cases))
+	got := parseStdlibOutput(t, "embedded", gotOut, len(cases))
 	var msgDiffs []string
 	bad := 0
 	for i, c := range cases {

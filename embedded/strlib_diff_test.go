@@ -232,19 +232,8 @@ func TestPatternsMatchLua54(t *testing.T) {
 
 	// The sandboxed library (the default) has the same string functions
 	// as the trusted one (TestStringPatternFunctions checks both).
-	vm, err := core.Open(core.Options{Engine: "embedded", Limits: core.Limits{MaxOutputBytes: 64 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vm.Close()
-	res, err := vm.Exec(context.Background(), []byte(script), core.ExecOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.Success {
-		t.Fatalf("embedded: %s", res.Stderr)
-	}
-	gotLines, wantLines := normalizeDiffOutput(string(res.Stdout)), normalizeDiffOutput(string(want))
+	got := runEmbeddedScript(t, script, false)
+	gotLines, wantLines := normalizeDiffOutput(string(got)), normalizeDiffOutput(string(want))
 	if len(gotLines) != len(wantLines) {
 		t.Fatalf("%d result lines, lua5.4 printed %d", len(gotLines), len(wantLines))
 	}
@@ -259,4 +248,23 @@ func TestPatternsMatchLua54(t *testing.T) {
 	if bad > 0 {
 		t.Fatalf("%d of %d calls differ from lua5.4", bad, len(wantLines))
 	}
+}
+
+// runEmbeddedScript runs script in a fresh embedded VM (trusted: without
+// the sandbox) and returns what it printed; any failure ends the test.
+func runEmbeddedScript(t *testing.T, script string, trusted bool) []byte {
+	t.Helper()
+	vm, err := core.Open(core.Options{Engine: "embedded", Trusted: trusted, Limits: core.Limits{MaxOutputBytes: 64 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	res, err := vm.Exec(context.Background(), []byte(script), core.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Success {
+		t.Fatalf("embedded: %s", res.Stderr)
+	}
+	return res.Stdout
 }
