@@ -105,6 +105,9 @@ func formatOne(L *lua.LState, b *strings.Builder, spec fmtSpec, arg int) bool {
 		// Unsigned: C ignores the sign flags; negative numbers wrap.
 		n := argInteger(L, arg)
 		spec.flags = strings.NewReplacer("+", "", " ", "").Replace(spec.flags)
+		if n == 0 && spec.verb != 'o' {
+			spec.flags = strings.ReplaceAll(spec.flags, "#", "") // C writes 0, not 0x0
+		}
 		verb := spec.verb
 		if verb == 'u' {
 			verb = 'd'
