@@ -688,7 +688,7 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma list of sections to skip: workloads,memory,threads")
     args = ap.parse_args()
     TIMEOUT = args.timeout
-    reps = args.reps or (1 if args.quick else 2)
+    reps = args.reps or (1 if args.quick else 3)
     n_vms = args.vms or (1000 if args.quick else 10000)
     skip = set(filter(None, args.skip.split(",")))
     t_start = time.perf_counter()
