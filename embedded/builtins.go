@@ -53,6 +53,7 @@ func (st *state) installBuiltins() {
 		"tonumber":     baseToNumber,
 		"setmetatable": baseSetMetatable,
 		"rawset":       baseRawSet,
+		"error":        baseError,
 		"tostring": func(L *lua.LState) int {
 			switch v := L.Get(1).(type) {
 			case lua.LString:
@@ -101,6 +102,34 @@ func baseSetMetatable(L *lua.LState) int {
 	t.Metatable = mt
 	L.SetTop(1)
 	return 1
+}
+
+// baseError is error(message [, level]): a string message gets the
+// position of the function at that level, "" when it is a Go function
+// (gopher-lua counted levels from the caller of error's caller, so
+// error(msg, 2) pointed at the function that raised, not at its caller).
+func baseError(L *lua.LState) int {
+	obj := L.Get(1)
+	if s, ok := obj.(lua.LString); ok {
+		if level := optInt(L, 2, 1); level > 0 {
+			obj = lua.LString(where(L, level) + string(s))
+		}
+	}
+	L.Error(obj, 0)
+	return 0
+}
+
+// where is luaL_where: "source:line: " of the function at level (0: the
+// running Go function), or "" for a Go function or no such level.
+func where(L *lua.LState, level int) string {
+	dbg, ok := L.GetStack(level)
+	if !ok {
+		return ""
+	}
+	if _, err := L.GetInfo("Sl", dbg, lua.LNil); err != nil || dbg.CurrentLine <= 0 {
+		return ""
+	}
+	return dbg.Source + ":" + strconv.Itoa(dbg.CurrentLine) + ": "
 }
 
 // baseRawSet is rawset(t, k, v), which returns t.

@@ -33,6 +33,9 @@ func TestEmbeddedLuaSemantics(t *testing.T) {
 			{`return string.format("%5.2f|%d|%x|%g|%s|%q", 3.14159, 7.9, 255, 1/3, nil, "a\n")`, `[" 3.14|7|ff|0.333333|nil|\"a\\\n\""]`},
 			{`return (select(2, pcall(string.format, "%d")):match("bad argument #2 .*got no value"))`, `["bad argument #2 to (anonymous) (number expected, got no value"]`},
 			{`return string.format("%#x|%#X|%#o|%#x|%5.1s|%-3d|%+.2e", 0, 255, 8, 255, "abc", 7, 12345)`, `["0|0XFF|010|0xff|    a|7  |+1.23e+04"]`},
+			{"local function f(l) error('x', l) end\nlocal function g(l) f(l) end\n" +
+				"return select(2, pcall(g, 1)), select(2, pcall(g, 2)), select(2, pcall(g, 3)), select(2, pcall(error, 'y'))",
+				`["input:1: x","input:2: x","x","y"]`}, // levels as in Lua; a Go function has no position
 			{`local t = {3, 1, 2} table.sort(t, nil) return t`, `[[1,2,3]]`},
 			{`local t = {1, 2, 3} return select("#", table.remove(t, 0)), #t`, `[0,3]`},
 			{`return (select(2, pcall(setmetatable, 1, {})):match("table expected, got number"))`, `["table expected, got number"]`},
