@@ -421,12 +421,15 @@ func tableConcat(L *lua.LState) int {
 	// Size the result first (numbers at their longest, %.14g is at most
 	// 21 bytes): one allocation, no regrowth copies.
 	size := 0
+sizing:
 	for k := i; k <= j && size <= maxStringBytes; k++ {
 		switch v := rawInt(tbl, k).(type) {
 		case lua.LString:
 			size += len(v) + len(sep)
 		case lua.LNumber:
 			size += 21 + len(sep)
+		default:
+			break sizing // the loop below raises the error at k
 		}
 	}
 	var b strings.Builder

@@ -36,6 +36,7 @@ func TestEmbeddedLuaSemantics(t *testing.T) {
 			{"local function f(l) error('x', l) end\nlocal function g(l) f(l) end\n" +
 				"return select(2, pcall(g, 1)), select(2, pcall(g, 2)), select(2, pcall(g, 3)), select(2, pcall(error, 'y'))",
 				`["input:1: x","input:2: x","x","y"]`}, // levels as in Lua; a Go function has no position
+			{`return (select(2, pcall(table.concat, {}, "", 1, 1e15)):match("invalid value %(at index 1%)"))`, `["invalid value (at index 1)"]`}, // at once
 			{`local t = {3, 1, 2} table.sort(t, nil) return t`, `[[1,2,3]]`},
 			{`local t = {1, 2, 3} return select("#", table.remove(t, 0)), #t`, `[0,3]`},
 			{`return (select(2, pcall(setmetatable, 1, {})):match("table expected, got number"))`, `["table expected, got number"]`},
