@@ -179,7 +179,7 @@ func TestEmbeddedStopKillsChild(t *testing.T) {
 // calls that cannot wait for it, so no more than one runs per VM.
 func TestStuckBuiltinBlocksNextCall(t *testing.T) {
 	vm := open(t, core.Options{Persistent: true})
-	err, _ := execErr(t, vm, "local t = {} t[2^21] = 1", 20*time.Millisecond)
+	err, _ := execErr(t, vm, "local t = {} t[2^22] = 1", 20*time.Millisecond)
 	if core.CodeOf(err) != core.ErrTimeout {
 		t.Fatalf("want a timeout, got %v", err)
 	}
