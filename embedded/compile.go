@@ -107,7 +107,7 @@ func compile(code []byte, chunkName string) (*chunk, error) {
 		eof := errors.As(err, &pe) && pe.Pos.Line == parse.EOF
 		return nil, &syntaxError{msg: formatParseError(name, err), eof: eof}
 	}
-	proto, err := lua.Compile(fixMultipleAssignment(tree), name)
+	proto, err := compileTree(tree, name)
 	if err != nil {
 		var ce *lua.CompileError
 		if errors.As(err, &ce) {

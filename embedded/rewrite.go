@@ -30,6 +30,7 @@ var stmtSlice = reflect.TypeOf([]ast.Stmt(nil))
 func rewriteBlock(stmts []ast.Stmt, n *int) []ast.Stmt {
 	for i, s := range stmts {
 		walkNode(reflect.ValueOf(s), n)
+		dropParenCall(s)
 		as, ok := s.(*ast.AssignStmt)
 		if !ok || len(as.Lhs) < 2 {
 			continue
@@ -84,5 +85,33 @@ func walkNode(v reflect.Value, n *int) {
 		for i := 0; i < v.Len(); i++ {
 			walkNode(v.Index(i), n)
 		}
+	}
+}
+
+// dropParenCall compiles `x = (f(...))` and `local x = (f(...))` as
+// `x = f(...)`, which means the same with one target: gopher-lua 1.1.2
+// compiles the parenthesised call into the target's register before the
+// arguments are read, so `w = (f(w))` on a parameter w passed f itself
+// and left a Go nil behind.
+func dropParenCall(s ast.Stmt) {
+	var rhs []ast.Expr
+	switch st := s.(type) {
+	case *ast.AssignStmt:
+		if len(st.Lhs) == 1 {
+			rhs = st.Rhs
+		}
+	case *ast.LocalAssignStmt:
+		if len(st.Names) == 1 {
+			rhs = st.Exprs
+		}
+	}
+	if len(rhs) != 1 {
+		return
+	}
+	switch x := rhs[0].(type) {
+	case *ast.FuncCallExpr:
+		x.AdjustRet = false
+	case *ast.Comma3Expr:
+		x.AdjustRet = false
 	}
 }

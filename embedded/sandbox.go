@@ -53,7 +53,11 @@ func newPathGuard(allowed []string) *pathGuard {
 }
 
 // check returns the resolved path when it lies in an allowed directory.
+// A nil guard (a trusted state) allows every path, unchanged.
 func (g *pathGuard) check(p string) (string, bool) {
+	if g == nil {
+		return p, true
+	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return "", false
@@ -137,6 +141,46 @@ func (st *state) applySandbox(allowed, moduleRoots []string) {
 		return 1
 	}))
 
+	st.installLoaders(guard, moduleGuard)
+	L.SetGlobal("collectgarbage", L.NewFunction(func(L *lua.LState) int {
+		switch opt := L.OptString(1, "collect"); opt {
+		case "count":
+			L.Push(lua.LNumber(0))
+			return 1
+		case "collect", "step":
+			// The Go runtime collects on its own; a forced process-wide
+			// collection per call would let a script stall the host.
+			L.Push(lua.LNumber(0))
+			return 1
+		default:
+			L.ArgError(1, "option '"+opt+"' is not allowed in the sandbox (only count, collect, step)")
+			return 0
+		}
+	}))
+	// io.open only inside the allowed directories.
+	io := L.GetGlobal("io").(*lua.LTable)
+	origOpen := io.RawGetString("open").(*lua.LFunction)
+	io.RawSetString("open", L.NewFunction(func(L *lua.LState) int {
+		p := L.CheckString(1)
+		real, ok := guard.check(p)
+		if !ok {
+			L.Push(lua.LNil)
+			L.Push(lua.LString(p + ": access outside the VM's allowed directories"))
+			L.Push(lua.LNumber(13)) // EACCES
+			return 3
+		}
+		L.Replace(1, lua.LString(real))
+		return st.callOrig(L, origOpen)
+	}))
+}
+
+// installLoaders replaces load, loadstring, loadfile, dofile and require's
+// Lua-file loader with versions that compile through compileTree (the
+// engine's fixes of multiple assignment and `..`) and accept text chunks
+// only. guard limits the files loadfile/dofile read and moduleGuard the
+// modules require loads; nil guards (a trusted state) allow every path.
+func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
+	L := st.L
 	compile := func(L *lua.LState, src []byte, name string) *lua.LFunction {
 		if len(src) > 0 && src[0] == 0x1b {
 			L.Push(lua.LNil)
@@ -149,7 +193,7 @@ func (st *state) applySandbox(allowed, moduleRoots []string) {
 			L.Push(lua.LString(formatParseError(name, err)))
 			return nil
 		}
-		proto, err := lua.Compile(fixMultipleAssignment(chunk), name)
+		proto, err := compileTree(chunk, name)
 		if err != nil {
 			L.Push(lua.LNil)
 			L.Push(lua.LString(name + ": " + err.Error()))
@@ -239,36 +283,6 @@ func (st *state) applySandbox(allowed, moduleRoots []string) {
 		L.Call(0, lua.MultRet)
 		return L.GetTop() - top
 	}))
-	L.SetGlobal("collectgarbage", L.NewFunction(func(L *lua.LState) int {
-		switch opt := L.OptString(1, "collect"); opt {
-		case "count":
-			L.Push(lua.LNumber(0))
-			return 1
-		case "collect", "step":
-			// The Go runtime collects on its own; a forced process-wide
-			// collection per call would let a script stall the host.
-			L.Push(lua.LNumber(0))
-			return 1
-		default:
-			L.ArgError(1, "option '"+opt+"' is not allowed in the sandbox (only count, collect, step)")
-			return 0
-		}
-	}))
-	// io.open only inside the allowed directories.
-	io := L.GetGlobal("io").(*lua.LTable)
-	origOpen := io.RawGetString("open").(*lua.LFunction)
-	io.RawSetString("open", L.NewFunction(func(L *lua.LState) int {
-		p := L.CheckString(1)
-		real, ok := guard.check(p)
-		if !ok {
-			L.Push(lua.LNil)
-			L.Push(lua.LString(p + ": access outside the VM's allowed directories"))
-			L.Push(lua.LNumber(13)) // EACCES
-			return 3
-		}
-		L.Replace(1, lua.LString(real))
-		return st.callOrig(L, origOpen)
-	}))
 	// require: package.preload, then Lua files on package.path inside the
 	// allowed directories, then the C-module explanation.
 	pkg := L.GetGlobal("package").(*lua.LTable)
@@ -298,7 +312,10 @@ func (st *state) applySandbox(allowed, moduleRoots []string) {
 				}
 				L.RaiseError("error loading module '%s' from file '%s':\n\t%s", name, p, lua.LVAsString(L.Get(-1)))
 			}
-			L.Push(lua.LString(tried.String() + "\n\t(the sandbox loads modules only from the VM's package environments)"))
+			if moduleGuard != nil {
+				tried.WriteString("\n\t(the sandbox loads modules only from the VM's package environments)")
+			}
+			L.Push(lua.LString(tried.String()))
 			return 1
 		})
 		preload := loaders.RawGetInt(1)

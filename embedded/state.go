@@ -102,6 +102,8 @@ func newState(cfg stateConfig) *state {
 			modules = append(modules, strings.Split(cfg.modules, "\x00")...)
 		}
 		st.applySandbox(allowed, modules)
+	} else {
+		st.installLoaders(nil, nil)
 	}
 	st.printer = st.L.NewFunction(st.print)
 	st.curOut, st.curIn = st.stdout, st.stdin

@@ -10,7 +10,7 @@ import (
 // encoded above v, to cut cycles. Tables are read raw: no metamethod runs.
 func encodeValue(enc *core.ValueEncoder, v lua.LValue, depth int, path []*lua.LTable) {
 	switch x := v.(type) {
-	case *lua.LNilType:
+	case *lua.LNilType, nil: // nil: a Go nil a gopher-lua bug can leave in a register
 		enc.Nil()
 	case lua.LBool:
 		enc.Bool(bool(x))

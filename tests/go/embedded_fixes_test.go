@@ -37,6 +37,14 @@ func TestEmbeddedLuaSemantics(t *testing.T) {
 				"return select(2, pcall(g, 1)), select(2, pcall(g, 2)), select(2, pcall(g, 3)), select(2, pcall(error, 'y'))",
 				`["input:1: x","input:2: x","x","y"]`}, // levels as in Lua; a Go function has no position
 			{`return (select(2, pcall(table.concat, {}, "", 1, 1e15)):match("invalid value %(at index 1%)"))`, `["invalid value (at index 1)"]`}, // at once
+			{`return 1/3 .. "", 1e15 .. "", 1/0 .. "|", 2 .. 3`, `["0.33333333333333","1e+15","inf|","23"]`},                                     // .. writes numbers as tostring
+			{`local function f() return "a", "b" end local function g(...) return "<" .. ... end return "x" .. f(), f() .. "y", g("p", "q")`, `["xa","ay","<p"]`},
+			{`return (select(2, pcall(function() return "a" .. {} end)):match("attempt to concatenate a table value"))`, `["attempt to concatenate a table value"]`},
+			{`local mt = {__concat = function(a, b) return (type(a) == "table" and "T" or a) .. "+" .. (type(b) == "table" and "T" or b) end}
+			  local t = setmetatable({}, mt) return t .. "x", "x" .. t, 1 .. t .. 2, (1 .. t) .. 2`, `["T+x","x+T","1T+2","1+T2"]`},
+			{`local function f(w) w = (tostring(w)) return w end return f(5)`, `["5"]`},                                    // gopher-lua passed tostring itself
+			{`local s = "x" s = (s:rep(2)) local a, b = (string.gsub("aa", "a", "b")) return s, a, b`, `["xx","bb",null]`}, // one value
+			{`return loadstring("local a, b = 1, 2 a, b = b, a return a .. b")()`, `["21"]`},                               // load compiles with the fixes
 			{`local t = {3, 1, 2} table.sort(t, nil) return t`, `[[1,2,3]]`},
 			{`local t = {1, 2, 3} return select("#", table.remove(t, 0)), #t`, `[0,3]`},
 			{`return (select(2, pcall(setmetatable, 1, {})):match("table expected, got number"))`, `["table expected, got number"]`},

@@ -1,0 +1,252 @@
+package embedded
+
+import (
+	"reflect"
+	"strings"
+
+	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/ast"
+)
+
+// The `..` operator. gopher-lua's writes numbers Go's way (1/3 .. "" is
+// "0.3333333333333333", 1e15 .. "" is "1000000000000000", 1/0 .. "" is
+// "+Inf") and says "cannot perform concat operation between string and
+// nil". Before compiling, rewriteConcat turns every chain a .. b .. c into
+// a call of concatFn with the operands, which writes numbers as tostring
+// does (%.14g) and raises Lua's "attempt to concatenate a nil value".
+// After compiling, the global read of its placeholder name is patched into
+// a constant load of concatFn (patchConcat), so no global is involved.
+// Semantics kept: operands are evaluated left to right, each truncated to
+// one value; concatenation, and __concat metamethods, go right to left;
+// a parenthesised left operand, (a .. b) .. c, is concatenated first.
+
+// concatName is the placeholder: not an identifier, so no Lua name can
+// clash with it.
+const concatName = "(concat)"
+
+// concatFn is shared by every state (compiled chunks are cached across
+// states): a Go function that uses nothing of the state it is called in
+// but its arguments. Its environment is never read.
+var concatFn = &lua.LFunction{IsG: true, GFunction: luaConcat, Env: &lua.LTable{}}
+
+var exprType = reflect.TypeOf((*ast.Expr)(nil)).Elem()
+
+// rewriteConcat rewrites the `..` chains of a parsed chunk in place.
+func rewriteConcat(chunk []ast.Stmt) []ast.Stmt {
+	rewriteConcatIn(reflect.ValueOf(chunk))
+	return chunk
+}
+
+// rewriteConcatIn visits every field and element below v, replacing each
+// expression by its rewritten form.
+func rewriteConcatIn(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Interface, reflect.Pointer:
+		if !v.IsNil() {
+			rewriteConcatIn(v.Elem())
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Field(i)
+			if !f.CanSet() {
+				continue
+			}
+			if f.Type() == exprType {
+				if !f.IsNil() {
+					f.Set(reflect.ValueOf(concatExpr(f.Interface().(ast.Expr))))
+				}
+				continue
+			}
+			rewriteConcatIn(f)
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			e := v.Index(i)
+			if e.Type() == exprType {
+				if !e.IsNil() {
+					e.Set(reflect.ValueOf(concatExpr(e.Interface().(ast.Expr))))
+				}
+				continue
+			}
+			rewriteConcatIn(e)
+		}
+	}
+}
+
+// concatExpr is e with its `..` chains rewritten.
+func concatExpr(e ast.Expr) ast.Expr {
+	c, ok := e.(*ast.StringConcatOpExpr)
+	if !ok {
+		rewriteConcatIn(reflect.ValueOf(e))
+		return e
+	}
+	// a .. b .. c parses as a .. (b .. c): collect the right spine.
+	var ops []ast.Expr
+	for {
+		ops = append(ops, c.Lhs)
+		next, ok := c.Rhs.(*ast.StringConcatOpExpr)
+		if !ok {
+			ops = append(ops, c.Rhs)
+			break
+		}
+		c = next
+	}
+	allConst := true
+	for i, op := range ops {
+		op = concatExpr(op)
+		switch x := op.(type) {
+		case *ast.NumberExpr:
+			// Written now exactly as concatFn would write it.
+			if f, ok := str2number(x.Value); ok {
+				s := &ast.StringExpr{Value: fmtNumber(lua.LNumber(f))}
+				s.SetLine(x.Line())
+				s.SetLastLine(x.LastLine())
+				op = s
+			}
+		case *ast.FuncCallExpr:
+			x.AdjustRet = true // one value, as an operand of .. has
+		case *ast.Comma3Expr:
+			x.AdjustRet = true
+		}
+		if _, ok := op.(*ast.StringExpr); !ok {
+			allConst = false
+		}
+		ops[i] = op
+	}
+	first := e.(*ast.StringConcatOpExpr)
+	if allConst {
+		var b strings.Builder
+		for _, op := range ops {
+			b.WriteString(op.(*ast.StringExpr).Value)
+		}
+		s := &ast.StringExpr{Value: b.String()}
+		s.SetLine(first.Line())
+		s.SetLastLine(first.LastLine())
+		return s
+	}
+	fn := &ast.IdentExpr{Value: concatName}
+	fn.SetLine(first.Line())
+	fn.SetLastLine(first.LastLine())
+	call := &ast.FuncCallExpr{Func: fn, Args: ops}
+	call.SetLine(first.Line())
+	call.SetLastLine(first.LastLine())
+	return call
+}
+
+// patchConcat turns the reads of the global concatName in proto and its
+// nested functions into loads of concatFn; false if one was left (the
+// compiler emitted something else: the chunk must not run).
+func patchConcat(proto *lua.FunctionProto) bool {
+	name := -1
+	for i, k := range proto.Constants {
+		if s, ok := k.(lua.LString); ok && string(s) == concatName {
+			name = i
+			break
+		}
+	}
+	ok := true
+	if name >= 0 {
+		fn := len(proto.Constants)
+		proto.Constants = append(proto.Constants, concatFn)
+		for pc, inst := range proto.Code {
+			if int(inst>>26) == lua.OP_GETGLOBAL && int(inst&0x3ffff) == name {
+				proto.Code[pc] = uint32(lua.OP_LOADK)<<26 | inst&0x03fc0000 | uint32(fn)
+			}
+		}
+		for _, inst := range proto.Code {
+			if int(inst>>26) == lua.OP_GETGLOBAL && int(inst&0x3ffff) == name {
+				ok = false
+			}
+		}
+	}
+	for _, p := range proto.FunctionPrototypes {
+		ok = patchConcat(p) && ok
+	}
+	return ok
+}
+
+// luaConcat concatenates its arguments as Lua's `..` does.
+func luaConcat(L *lua.LState) int {
+	n := L.GetTop()
+	size, simple := 0, true
+	for i := 1; i <= n; i++ {
+		switch v := L.Get(i).(type) {
+		case lua.LString:
+			size += len(v)
+		case lua.LNumber:
+			size += 24
+		default:
+			simple = false
+		}
+	}
+	if simple {
+		var b strings.Builder
+		b.Grow(size)
+		for i := 1; i <= n; i++ {
+			switch v := L.Get(i).(type) {
+			case lua.LString:
+				b.WriteString(string(v))
+			case lua.LNumber:
+				b.WriteString(fmtNumber(v))
+			}
+		}
+		L.Push(lua.LString(b.String()))
+		return 1
+	}
+	// Right to left, with __concat for a pair that is not two strings or
+	// numbers.
+	acc := L.Get(n)
+	for i := n - 1; i >= 1; i-- {
+		lhs := L.Get(i)
+		if a, ok := concatString(lhs); ok {
+			if b, ok := concatString(acc); ok {
+				acc = lua.LString(a + b)
+				continue
+			}
+		}
+		mm := L.GetMetaField(lhs, "__concat")
+		if mm == lua.LNil {
+			mm = L.GetMetaField(acc, "__concat")
+		}
+		if mm == lua.LNil {
+			bad := lhs
+			if _, ok := concatString(lhs); ok {
+				bad = acc
+			}
+			L.RaiseError("attempt to concatenate a %s value", bad.Type().String())
+		}
+		L.Push(mm)
+		L.Push(lhs)
+		L.Push(acc)
+		L.Call(2, 1)
+		acc = L.Get(-1)
+		L.Pop(1)
+	}
+	L.Push(acc)
+	return 1
+}
+
+// concatString is v as `..` sees it: a string or a number written as Lua
+// writes it.
+func concatString(v lua.LValue) (string, bool) {
+	switch x := v.(type) {
+	case lua.LString:
+		return string(x), true
+	case lua.LNumber:
+		return fmtNumber(x), true
+	}
+	return "", false
+}
+
+// compileTree compiles a parsed chunk with the engine's rewrites
+// (multiple assignment, `..`).
+func compileTree(tree []ast.Stmt, name string) (*lua.FunctionProto, error) {
+	proto, err := lua.Compile(rewriteConcat(fixMultipleAssignment(tree)), name)
+	if err != nil {
+		return nil, err
+	}
+	if !patchConcat(proto) {
+		return nil, &lua.CompileError{Line: 0, Message: "internal error: the .. operator was not compiled as expected"}
+	}
+	return proto, nil
+}
