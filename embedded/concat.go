@@ -198,8 +198,8 @@ func luaConcat(L *lua.LState) int {
 	acc := L.Get(n)
 	for i := n - 1; i >= 1; i-- {
 		lhs := L.Get(i)
-		if a, ok := concatString(lhs); ok {
-			if b, ok := concatString(acc); ok {
+		if a, ok := luaString(lhs); ok {
+			if b, ok := luaString(acc); ok {
 				acc = lua.LString(a + b)
 				continue
 			}
@@ -210,7 +210,7 @@ func luaConcat(L *lua.LState) int {
 		}
 		if mm == lua.LNil {
 			bad := lhs
-			if _, ok := concatString(lhs); ok {
+			if _, ok := luaString(lhs); ok {
 				bad = acc
 			}
 			L.RaiseError("attempt to concatenate a %s value", bad.Type().String())
@@ -224,18 +224,6 @@ func luaConcat(L *lua.LState) int {
 	}
 	L.Push(acc)
 	return 1
-}
-
-// concatString is v as `..` sees it: a string or a number written as Lua
-// writes it.
-func concatString(v lua.LValue) (string, bool) {
-	switch x := v.(type) {
-	case lua.LString:
-		return string(x), true
-	case lua.LNumber:
-		return fmtNumber(x), true
-	}
-	return "", false
 }
 
 // compileTree compiles a parsed chunk with the engine's rewrites

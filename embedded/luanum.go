@@ -257,14 +257,23 @@ func optInt(L *lua.LState, n, def int) int {
 // argString is luaL_checklstring: a string, or a number written as Lua
 // writes it.
 func argString(L *lua.LState, n int) string {
-	switch v := L.Get(n).(type) {
-	case lua.LString:
-		return string(v)
-	case lua.LNumber:
-		return fmtNumber(v)
+	if s, ok := luaString(L.Get(n)); ok {
+		return s
 	}
 	argTypeError(L, n, "string")
 	return ""
+}
+
+// luaString is v as a string where Lua converts: a string, or a number
+// written as Lua writes it (`..`, string arguments).
+func luaString(v lua.LValue) (string, bool) {
+	switch x := v.(type) {
+	case lua.LString:
+		return string(x), true
+	case lua.LNumber:
+		return fmtNumber(x), true
+	}
+	return "", false
 }
 
 // argTypeError raises Lua's "bad argument #n to 'f' (T expected, got X)",
