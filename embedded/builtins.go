@@ -37,7 +37,7 @@ func (st *state) installBuiltins() {
 		"upper":  strCase(asciiUpper),
 	})
 	st.installStrlib(str) // find, match, gmatch, gsub
-	st.strMeta = installStringMeta(L, str)
+	installStringMeta(L, str)
 	tbl := L.GetGlobal("table").(*lua.LTable)
 	L.SetFuncs(tbl, map[string]lua.LGFunction{
 		"concat": tableConcat,

@@ -363,7 +363,7 @@ func luaMod(a, b float64) float64 {
 // installStringMeta gives strings a metatable of their own (gopher-lua uses
 // the string table itself, so string.__index was visible): method calls
 // and arithmetic on numeral strings.
-func installStringMeta(L *lua.LState, str *lua.LTable) *lua.LTable {
+func installStringMeta(L *lua.LState, str *lua.LTable) {
 	str.RawSetString("__index", lua.LNil)
 	mt := L.NewTable()
 	mt.RawSetString("__index", str)
@@ -388,5 +388,4 @@ func installStringMeta(L *lua.LState, str *lua.LTable) *lua.LTable {
 		return 1
 	}))
 	L.SetMetatable(lua.LString(""), mt)
-	return mt
 }

@@ -128,7 +128,9 @@ func (st *state) applySandbox(allowed, moduleRoots []string) {
 
 	// The string metatable (installStringMeta) can be neither read nor
 	// changed.
-	st.strMeta.RawSetString("__metatable", lua.LFalse)
+	if mt, ok := L.GetMetatable(lua.LString("")).(*lua.LTable); ok {
+		mt.RawSetString("__metatable", lua.LFalse)
+	}
 	L.SetGlobal("getmetatable", L.NewFunction(func(L *lua.LState) int {
 		mt := L.GetMetatable(L.CheckAny(1))
 		if t, ok := mt.(*lua.LTable); ok {

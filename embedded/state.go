@@ -25,7 +25,6 @@ type state struct {
 	origInput, origOutput *lua.LFunction
 	origLines, origType   *lua.LFunction
 	printer               *lua.LFunction // print for returned values
-	strMeta               *lua.LTable    // the strings' metatable
 
 	exited   bool
 	exitCode int
