@@ -29,55 +29,17 @@ const concatName = "(concat)"
 // but its arguments. Its environment is never read.
 var concatFn = &lua.LFunction{IsG: true, GFunction: luaConcat, Env: &lua.LTable{}}
 
-var exprType = reflect.TypeOf((*ast.Expr)(nil)).Elem()
-
 // rewriteConcat rewrites the `..` chains of a parsed chunk in place.
 func rewriteConcat(chunk []ast.Stmt) []ast.Stmt {
-	rewriteConcatIn(reflect.ValueOf(chunk))
+	walkAST(reflect.ValueOf(chunk), nil, concatExpr)
 	return chunk
-}
-
-// rewriteConcatIn visits every field and element below v, replacing each
-// expression by its rewritten form.
-func rewriteConcatIn(v reflect.Value) {
-	switch v.Kind() {
-	case reflect.Interface, reflect.Pointer:
-		if !v.IsNil() {
-			rewriteConcatIn(v.Elem())
-		}
-	case reflect.Struct:
-		for i := 0; i < v.NumField(); i++ {
-			f := v.Field(i)
-			if !f.CanSet() {
-				continue
-			}
-			if f.Type() == exprType {
-				if !f.IsNil() {
-					f.Set(reflect.ValueOf(concatExpr(f.Interface().(ast.Expr))))
-				}
-				continue
-			}
-			rewriteConcatIn(f)
-		}
-	case reflect.Slice:
-		for i := 0; i < v.Len(); i++ {
-			e := v.Index(i)
-			if e.Type() == exprType {
-				if !e.IsNil() {
-					e.Set(reflect.ValueOf(concatExpr(e.Interface().(ast.Expr))))
-				}
-				continue
-			}
-			rewriteConcatIn(e)
-		}
-	}
 }
 
 // concatExpr is e with its `..` chains rewritten.
 func concatExpr(e ast.Expr) ast.Expr {
 	c, ok := e.(*ast.StringConcatOpExpr)
 	if !ok {
-		rewriteConcatIn(reflect.ValueOf(e))
+		walkAST(reflect.ValueOf(e), nil, concatExpr)
 		return e
 	}
 	// a .. b .. c parses as a .. (b .. c): collect the right spine.

@@ -59,7 +59,7 @@ func osDate(L *lua.LState, loc *time.Location) int {
 	}
 	sec := time.Now().Unix()
 	if L.Get(2) != lua.LNil {
-		sec = checkTime(L, 2)
+		sec = argInteger(L, 2) // truncated toward zero, as Lua 5.1's cast to time_t
 	}
 	if sec < -maxTime || sec > maxTime { // far outside what glibc represents
 		L.RaiseError("date result cannot be represented in this installation")
@@ -137,19 +137,6 @@ func setDateFields(L *lua.LState, tb *lua.LTable, t time.Time) {
 // yearFitsC reports whether year fits struct tm's int tm_year (year-1900).
 func yearFitsC(year int) bool {
 	return year-1900 >= math.MinInt32 && year-1900 <= math.MaxInt32
-}
-
-// checkTime is argument n as a time_t: a number or numeric string,
-// truncated toward zero as Lua 5.1's cast does.
-func checkTime(L *lua.LState, n int) int64 {
-	f, ok := toNumber(L.Get(n))
-	if !ok {
-		L.TypeError(n, lua.LTNumber)
-	}
-	if f != f || f < -(1<<63) || f >= 1<<63 {
-		L.ArgError(n, "number has no integer representation")
-	}
-	return int64(f)
 }
 
 // dateField is Lua 5.4's getfield: field key of tb as an int, def when it

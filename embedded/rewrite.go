@@ -25,11 +25,14 @@ func fixMultipleAssignment(chunk []ast.Stmt) []ast.Stmt {
 	return rewriteBlock(chunk, &n)
 }
 
-var stmtSlice = reflect.TypeOf([]ast.Stmt(nil))
+var (
+	stmtSlice = reflect.TypeOf([]ast.Stmt(nil))
+	exprType  = reflect.TypeOf((*ast.Expr)(nil)).Elem()
+)
 
 func rewriteBlock(stmts []ast.Stmt, n *int) []ast.Stmt {
 	for i, s := range stmts {
-		walkNode(reflect.ValueOf(s), n)
+		walkAST(reflect.ValueOf(s), func(b []ast.Stmt) []ast.Stmt { return rewriteBlock(b, n) }, nil)
 		dropParenCall(s)
 		as, ok := s.(*ast.AssignStmt)
 		if !ok || len(as.Lhs) < 2 {
@@ -59,31 +62,37 @@ func rewriteBlock(stmts []ast.Stmt, n *int) []ast.Stmt {
 	return stmts
 }
 
-// walkNode visits every statement list below v (function bodies, loop and
-// if blocks, functions inside expressions) and rewrites it.
-func walkNode(v reflect.Value, n *int) {
-	for v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
-		if v.IsNil() {
-			return
-		}
-		v = v.Elem()
-	}
+// walkAST visits every node below v: it replaces each statement list by
+// block(list) and each expression by expr(e), and walks on below the
+// others (and below everything when the callback is nil). The callbacks
+// walk below the nodes they are given themselves.
+func walkAST(v reflect.Value, block func([]ast.Stmt) []ast.Stmt, expr func(ast.Expr) ast.Expr) {
+	var children []reflect.Value
 	switch v.Kind() {
+	case reflect.Interface, reflect.Pointer:
+		if !v.IsNil() {
+			walkAST(v.Elem(), block, expr)
+		}
+		return
 	case reflect.Struct:
 		for i := 0; i < v.NumField(); i++ {
-			f := v.Field(i)
-			if !f.CanSet() {
-				continue
+			if f := v.Field(i); f.CanSet() {
+				children = append(children, f)
 			}
-			if f.Type() == stmtSlice {
-				f.Set(reflect.ValueOf(rewriteBlock(f.Interface().([]ast.Stmt), n)))
-				continue
-			}
-			walkNode(f, n)
 		}
 	case reflect.Slice:
 		for i := 0; i < v.Len(); i++ {
-			walkNode(v.Index(i), n)
+			children = append(children, v.Index(i))
+		}
+	}
+	for _, c := range children {
+		switch {
+		case c.Type() == stmtSlice && block != nil:
+			c.Set(reflect.ValueOf(block(c.Interface().([]ast.Stmt))))
+		case c.Type() == exprType && expr != nil && !c.IsNil():
+			c.Set(reflect.ValueOf(expr(c.Interface().(ast.Expr))))
+		default:
+			walkAST(c, block, expr)
 		}
 	}
 }
