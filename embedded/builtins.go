@@ -47,6 +47,7 @@ func (st *state) installBuiltins() {
 	})
 	L.GetGlobal("math").(*lua.LTable).RawSetString("huge", lua.LNumber(math.Inf(1)))
 	installOSDate(L) // os.date, os.time
+	L.GetGlobal("debug").(*lua.LTable).RawSetString("traceback", L.NewFunction(debugTraceback))
 	origToString := L.GetGlobal("tostring").(*lua.LFunction)
 	L.SetFuncs(L.G.Global, map[string]lua.LGFunction{
 		"unpack":       baseUnpack,
@@ -253,45 +254,116 @@ func tableSort(orig *lua.LFunction) lua.LGFunction {
 	}
 }
 
-// installPcall replaces pcall and xpcall. gopher-lua closes the upvalues of
-// every active frame when an error is raised outside an error handler, so
-// after `pcall(error, "x")` closures no longer share the locals of the
-// frames that survived (a counter updated by a closure stops counting).
-// Our pcall always runs with an error handler (the identity), which keeps
-// gopher-lua from closing anything, and then closes just the upvalues of
-// the frames the error unwound, by returning from an empty Lua function at
-// the unwound call's stack position (a Lua return closes the upvalues at
-// and above its base).
+// installPcall replaces pcall and xpcall, so that an error closes the
+// upvalues of exactly the frames it unwinds, keeping their values (see
+// closeUnwound), and so that an error in xpcall's handler gives Lua's
+// "error in error handling".
 func (st *state) installPcall() {
 	L := st.L
-	closer := L.NewFunctionFromProto(emptyProto)
-	identity := L.NewFunction(func(L *lua.LState) int { return 1 })
+	st.closer = L.NewFunctionFromProto(emptyProto)
+	var pcallFn, xpcallFn *lua.LFunction
+	unwind := L.NewFunction(func(L *lua.LState) int {
+		closeUnwound(L, pcallFn)
+		return 1
+	})
 	protect := func(L *lua.LState, nargs int, handler *lua.LFunction) int {
-		if err := L.PCall(nargs, lua.MultRet, handler); err != nil {
-			L.Push(closer)
+		flag := errFuncFlag(L)
+		outer := *flag
+		err := L.PCall(nargs, lua.MultRet, handler)
+		*flag = outer
+		if err != nil {
+			// Upvalues still open (the handler could not run: the call
+			// stack was full) are closed now, with nil values.
+			L.Push(st.closer)
 			L.Call(0, 0)
 			L.Push(lua.LFalse)
-			if ae, ok := err.(*lua.ApiError); ok {
-				L.Push(ae.Object)
-			} else {
-				L.Push(lua.LString(err.Error()))
-			}
+			L.Push(errorObject(err))
 			return 2
 		}
 		L.Insert(lua.LTrue, 1)
 		return L.GetTop()
 	}
-	L.SetGlobal("pcall", L.NewFunction(func(L *lua.LState) int {
+	pcallFn = L.NewFunction(func(L *lua.LState) int {
 		L.CheckAny(1)
-		return protect(L, L.GetTop()-1, identity)
-	}))
-	L.SetGlobal("xpcall", L.NewFunction(func(L *lua.LState) int {
+		return protect(L, L.GetTop()-1, unwind)
+	})
+	xpcallFn = L.NewFunction(func(L *lua.LState) int {
 		fn := L.CheckAny(1)
 		handler := L.CheckFunction(2)
 		L.SetTop(0)
 		L.Push(fn)
-		return protect(L, 0, handler)
-	}))
+		var runner *lua.LFunction
+		inner := L.NewFunction(func(L *lua.LState) int {
+			closeUnwound(L, runner)
+			return 1
+		})
+		runner = L.NewFunction(func(L *lua.LState) int {
+			closeUnwound(L, xpcallFn)
+			msg := L.Get(1)
+			L.SetTop(0)
+			L.Push(handler)
+			L.Push(msg)
+			flag := errFuncFlag(L)
+			outer := *flag
+			err := L.PCall(1, 1, inner)
+			*flag = outer
+			if err != nil {
+				L.Push(lua.LString("error in error handling"))
+			}
+			return 1
+		})
+		return protect(L, 0, runner)
+	})
+	L.SetGlobal("pcall", pcallFn)
+	L.SetGlobal("xpcall", xpcallFn)
+	// The chunk's own error handler records the traceback (in linear
+	// time: see traceback.go), closes the upvalues, and passes the error
+	// on unchanged.
+	st.tracer = L.NewFunction(func(L *lua.LState) int {
+		if !st.exited {
+			st.trace = traceback(L, 1)
+		}
+		closeUnwound(L, nil)
+		return 1
+	})
+}
+
+// debugTraceback is debug.traceback([thread,] [message [, level]]) as in
+// Lua 5.4: a message that is neither a string, a number nor nil is returned
+// untouched; the level defaults to 1 (0 for another thread).
+func debugTraceback(L *lua.LState) int {
+	th, arg := L, 1
+	if co, ok := L.Get(1).(*lua.LState); ok {
+		th, arg = co, 2
+	}
+	msg := L.Get(arg)
+	if msg != lua.LNil {
+		if _, ok := luaString(msg); !ok {
+			L.Push(msg)
+			return 1
+		}
+	}
+	level := 1
+	if th != L {
+		level = 0
+	}
+	if L.Get(arg+1) != lua.LNil {
+		level = argInt(L, arg+1)
+	}
+	tb := traceback(th, level)
+	if s, ok := luaString(msg); ok {
+		tb = s + "\n" + tb
+	}
+	L.Push(lua.LString(tb))
+	return 1
+}
+
+// errorObject is the Lua value of an error from PCall.
+func errorObject(err error) lua.LValue {
+	if ae, ok := err.(*lua.ApiError); ok && ae.Object != nil {
+		return ae.Object
+	}
+	return lua.LString(err.Error())
 }
 
 // emptyProto is a compiled `function() end` (not vararg, so its frame

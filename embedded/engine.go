@@ -204,7 +204,16 @@ func (st *state) run(proto *lua.FunctionProto, req *core.Request, lim core.Limit
 	L := st.L
 	L.SetTop(0)
 	L.Push(L.NewFunctionFromProto(proto))
-	err := L.PCall(0, lua.MultRet, nil)
+	st.trace = ""
+	err := L.PCall(0, lua.MultRet, st.tracer)
+	if err != nil {
+		// Close the upvalues the error left open (the handler kept
+		// gopher-lua from doing it). After a stop the closer fails at its
+		// first instruction, and that error closes them all the same.
+		L.SetTop(0)
+		L.Push(st.closer)
+		_ = L.PCall(0, 0, nil)
+	}
 	res := &core.Result{}
 	switch {
 	case st.exited:
@@ -212,6 +221,13 @@ func (st *state) run(proto *lua.FunctionProto, req *core.Request, lim core.Limit
 		L.SetTop(0)
 	case err != nil:
 		msg, trace := describeError(err)
+		switch {
+		case st.trace != "":
+			trace = st.trace
+		case trace == "":
+			// The call stack was too full to run the error handler.
+			trace = "stack traceback:\n\t(not available: the call stack is full, 20,000 levels)"
+		}
 		res.ReturnCode = 1
 		res.ErrorMessage = msg
 		st.errw.WriteString(msg)

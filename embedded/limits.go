@@ -264,6 +264,20 @@ func (st *state) installCoroutines() {
 		}
 		return n
 	}))
+	yield := co.RawGetString("yield").(*lua.LFunction)
+	co.RawSetString("yield", L.NewFunction(func(L *lua.LState) int {
+		// gopher-lua cannot suspend a nested Go call: a yield inside
+		// pcall, a sort comparator, a gsub callback, a metamethod or a
+		// for-in iterator returned from that Go call as if done and
+		// later crashed the resume. Lua 5.1 raises this error instead
+		// (a Lua error: pcall catches it).
+		for fr := topFrame(L).parent(); !fr.IsNil(); fr = fr.parent() {
+			if fr.isG() || fr.calledByVM() {
+				L.Error(lua.LString("attempt to yield across metamethod/C-call boundary"), 0)
+			}
+		}
+		return yield.GFunction(L)
+	}))
 	co.RawSetString("wrap", L.NewFunction(func(L *lua.LState) int {
 		n := wrap.GFunction(L)
 		if fn, ok := L.Get(-1).(*lua.LFunction); ok && len(fn.Upvalues) > 0 {

@@ -25,6 +25,9 @@ type state struct {
 	origInput, origOutput *lua.LFunction
 	origLines, origType   *lua.LFunction
 	printer               *lua.LFunction // print for returned values
+	closer                *lua.LFunction // closes the upvalues at and above its base (see installPcall)
+	tracer                *lua.LFunction // the chunk's error handler: records trace
+	trace                 string         // the traceback of the chunk's error
 
 	exited   bool
 	exitCode int

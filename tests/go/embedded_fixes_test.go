@@ -1,6 +1,7 @@
 package gotests
 
 import (
+	"strings"
 	"testing"
 
 	"libbioxen/core"
@@ -50,12 +51,73 @@ func TestEmbeddedLuaSemantics(t *testing.T) {
 			{`return (select(2, pcall(setmetatable, 1, {})):match("table expected, got number"))`, `["table expected, got number"]`},
 			{`return string.byte(string.lower("A\200B"), 1, -1)`, `[97,200,98]`},
 			{`return ("hello"):sub(-3, -2), ("hello"):sub(0), ("hello"):sub(3, 3), ("hello"):sub(9)`, `["ll","hello","l",""]`},
+			// A closure made in a call that fails keeps its upvalues' values
+			// (gopher-lua reset the registers first: they read nil).
+			{`local fs = {} pcall(function() local x = 1 fs[1] = function() x = x + 1 return x end error("e") end)
+			  local a, b, c = 10, 20, 30 return fs[1](), fs[1](), a + b + c`, `[2,3,60]`},
+			{`local fs = {} xpcall(function() local x = 5 fs[1] = function() return x end error("e") end, function(m) return m end)
+			  return fs[1]()`, `[5]`},
+			{`local keep, fs = 0, {} local bump = function() keep = keep + 1 end
+			  pcall(function() local y = 100 fs[1] = function() y = y + 1 return y end
+			    pcall(function() local z = 7 fs[2] = function() z = z + 1 return z end bump() error("inner") end)
+			    bump() error("outer") end)
+			  bump() return fs[1](), fs[2](), fs[1](), fs[2](), keep`, `[101,8,102,9,3]`},
+			{`return xpcall(error, function(m) error("again") end)`, `[false,"error in error handling"]`}, // as in Lua 5.1-5.4
+			{`return xpcall(error, function(m) return nil + 1 end)`, `[false,"error in error handling"]`},
+			{`return debug.traceback("m", 1):match("^m\nstack traceback:\n\tinput:1: in main chunk"), debug.traceback({}) ~= nil, debug.traceback(7):sub(1, 2)`, `["m\nstack traceback:\n\tinput:1: in main chunk",true,"7\n"]`},
+			// A yield gopher-lua cannot suspend (inside a Go call or a call
+			// the VM makes) is Lua 5.1's error; it crashed the next resume.
+			{`local out = {}
+			  for _, f in ipairs({
+			    function() return pcall(coroutine.yield, 1) end,
+			    function() local ok, e = pcall(function() coroutine.yield(1) end) return ok, e end,
+			    function() table.sort({3, 2, 1}, function(a, b) coroutine.yield() return a < b end) end,
+			    function() string.gsub("ab", ".", function(c) coroutine.yield() end) end,
+			    function() local t = setmetatable({}, {__index = function() coroutine.yield() end}) return t.x end,
+			    function() local t = setmetatable({}, {__add = function() coroutine.yield() end}) return t + 1 end,
+			    function() for x in function(s, c) if not c then coroutine.yield() return 1 end end do end end,
+			  }) do
+			    local co = coroutine.create(f)
+			    local ok, a, b = coroutine.resume(co)
+			    out[#out + 1] = tostring(ok) .. " " .. tostring(a) .. " " .. tostring(b) .. " " .. coroutine.status(co)
+			  end
+			  local gen = coroutine.wrap(function() for i = 1, 3 do local function deep(n) if n == 0 then coroutine.yield(i) else return (deep(n - 1)) end end deep(5) end end)
+			  local setmt = setmetatable({}, {__call = function(self, v) coroutine.yield(v) return "called" end})
+			  local co = coroutine.create(function() return setmt(9) end)
+			  local _, y = coroutine.resume(co)
+			  local _, r = coroutine.resume(co)
+			  return out, gen() + gen() + gen(), y, r`,
+				`[["true false attempt to yield across metamethod/C-call boundary dead",` +
+					`"true false attempt to yield across metamethod/C-call boundary dead",` +
+					`"false attempt to yield across metamethod/C-call boundary nil dead",` +
+					`"false attempt to yield across metamethod/C-call boundary nil dead",` +
+					`"false attempt to yield across metamethod/C-call boundary nil dead",` +
+					`"false attempt to yield across metamethod/C-call boundary nil dead",` +
+					`"false attempt to yield across metamethod/C-call boundary nil dead"],6,9,"called"]`},
+			{`local co = coroutine.create(function() coroutine.yield() end) coroutine.resume(co)
+			  return (debug.traceback(co, "in co"):gsub("\n.*", ""))`, `["in co"]`},
 		}
 		for _, c := range cases {
 			res := run(t, vm, c.code)
 			if !res.Success || string(res.Values) != c.want {
 				t.Errorf("trusted=%v %s: %s %s, want %s", trusted, c.code, res.Values, res.Stderr, c.want)
 			}
+		}
+	}
+}
+
+// TestFailedChunkKeepsClosures: a chunk that fails after storing a closure
+// in a global leaves the closure working for the next call of the same VM.
+func TestFailedChunkKeepsClosures(t *testing.T) {
+	for _, trusted := range []bool{false, true} {
+		vm := open(t, core.Options{Trusted: trusted, Persistent: true})
+		res := run(t, vm, `local n = 41 function bump() n = n + 1 return n end error("fails")`)
+		if res.Success || !strings.Contains(string(res.Stderr), "stack traceback:") {
+			t.Fatalf("trusted=%v: the chunk should fail with a traceback: %s", trusted, res.Stderr)
+		}
+		res = run(t, vm, `local pad1, pad2, pad3 = "a", "b", "c" return bump(), bump()`)
+		if !res.Success || string(res.Values) != "[42,43]" {
+			t.Errorf("trusted=%v: %s %s, want [42,43]", trusted, res.Values, res.Stderr)
 		}
 	}
 }
