@@ -127,7 +127,9 @@ func patchConcat(proto *lua.FunctionProto) bool {
 	return ok
 }
 
-// luaConcat concatenates its arguments as Lua's `..` does.
+// luaConcat concatenates its arguments as Lua's `..` does. A result over
+// maxStringBytes is an error before anything is allocated, as for the
+// builtins that build strings.
 func luaConcat(L *lua.LState) int {
 	n := L.GetTop()
 	size, simple := 0, true
@@ -142,6 +144,9 @@ func luaConcat(L *lua.LState) int {
 		}
 	}
 	if simple {
+		if size > maxStringBytes {
+			exactConcatSize(L, n)
+		}
 		var b strings.Builder
 		b.Grow(size)
 		for i := 1; i <= n; i++ {
@@ -162,6 +167,9 @@ func luaConcat(L *lua.LState) int {
 		lhs := L.Get(i)
 		if a, ok := luaString(lhs); ok {
 			if b, ok := luaString(acc); ok {
+				if len(a)+len(b) > maxStringBytes {
+					tooLong(L, "string concatenation")
+				}
 				acc = lua.LString(a + b)
 				continue
 			}
@@ -199,4 +207,17 @@ func compileTree(tree []ast.Stmt, name string) (*lua.FunctionProto, error) {
 		return nil, &lua.CompileError{Line: 0, Message: "internal error: the .. operator was not compiled as expected"}
 	}
 	return proto, nil
+}
+
+// exactConcatSize raises the too-large error unless the n operands (strings
+// and numbers), with the numbers written out, fit in maxStringBytes.
+func exactConcatSize(L *lua.LState, n int) {
+	size := 0
+	for i := 1; i <= n; i++ {
+		s, _ := luaString(L.Get(i))
+		size += len(s)
+	}
+	if size > maxStringBytes {
+		tooLong(L, "string concatenation")
+	}
 }
