@@ -9,17 +9,21 @@ import (
 
 // gopher-lua 1.1.2 compiles a multiple assignment by storing each value as
 // soon as it is computed, so `a, b = b, a` leaves a == b (upstream issue
-// yuin/gopher-lua#440; also t[i], t[j] = t[j], t[i]). Lua evaluates every
-// right-hand value first. fixMultipleAssignment rewrites each
+// yuin/gopher-lua#440; also t[i], t[j] = t[j], t[i]), and when a value is a
+// local it can store another register's value into a global or upvalue
+// target (`g, t.x = v, w`). Lua evaluates the targets' tables and keys, then
+// every value, then stores. fixMultipleAssignment rewrites each
 //
-//	x1, x2, ... = e1, e2, ...
+//	x, t[k], ... = e1, e2, ...
 //
 // into
 //
-//	do local (t1), (t2), ... = e1, e2, ...; x1, x2, ... = (t1), (t2), ... end
+//	do local (o), (k) = t, k; local (t1), (t2), ... = e1, e2, ...; ...; (o)[(k)] = (t2); x = (t1) end
 //
-// before compiling, which has Lua's meaning on every compiler. The
-// temporaries' names cannot clash with Lua identifiers.
+// (one store per statement, the last target first, as Lua 5.1 does) before
+// compiling, which has Lua's meaning on every compiler. The temporaries'
+// names cannot clash with Lua identifiers. It also runs the other AST
+// fixes below.
 func fixMultipleAssignment(chunk []ast.Stmt) []ast.Stmt {
 	n := 0
 	return rewriteBlock(chunk, &n)
@@ -31,35 +35,279 @@ var (
 )
 
 func rewriteBlock(stmts []ast.Stmt, n *int) []ast.Stmt {
-	for i, s := range stmts {
+	out := stmts[:0:0]
+	for _, s := range stmts {
 		walkAST(reflect.ValueOf(s), func(b []ast.Stmt) []ast.Stmt { return rewriteBlock(b, n) }, nil)
 		dropParenCall(s)
+		switch st := s.(type) {
+		case *ast.IfStmt:
+			if folded, ok := foldIf(st); ok {
+				s = folded
+			}
+		case *ast.WhileStmt:
+			if isFalse(st.Condition) {
+				continue // never runs; its condition has no effects
+			}
+			st.Stmts = guardLoopBody(st.Stmts)
+		case *ast.RepeatStmt:
+			st.Stmts = guardLoopBody(st.Stmts)
+		case *ast.GenericForStmt:
+			s = fixGenericFor(st, n)
+		}
 		as, ok := s.(*ast.AssignStmt)
-		if !ok || len(as.Lhs) < 2 {
+		if !ok || (len(as.Lhs) < 2 && !logicalIntoName(as)) {
+			out = append(out, s)
 			continue
 		}
-		names := make([]string, len(as.Lhs))
-		temps := make([]ast.Expr, len(as.Lhs))
-		for j := range as.Lhs {
-			*n++
-			names[j] = "(assign" + strconv.Itoa(*n) + ")"
-			id := &ast.IdentExpr{Value: names[j]}
-			id.SetLine(as.Line())
-			id.SetLastLine(as.LastLine())
-			temps[j] = id
+		out = append(out, splitAssignment(as, n))
+	}
+	return guardLabels(out)
+}
+
+// splitAssignment is the rewrite described at fixMultipleAssignment.
+func splitAssignment(as *ast.AssignStmt, n *int) ast.Stmt {
+	temp := func() (string, *ast.IdentExpr) {
+		*n++
+		name := "(assign" + strconv.Itoa(*n) + ")"
+		id := &ast.IdentExpr{Value: name}
+		id.SetLine(as.Line())
+		id.SetLastLine(as.LastLine())
+		return name, id
+	}
+	local := func(names []string, exprs []ast.Expr) ast.Stmt {
+		st := &ast.LocalAssignStmt{Names: names, Exprs: exprs}
+		st.SetLine(as.Line())
+		st.SetLastLine(as.LastLine())
+		return st
+	}
+	var stmts []ast.Stmt
+	// The targets' tables and keys (constant keys stay constants).
+	var prefNames []string
+	var prefExprs []ast.Expr
+	targets := make([]ast.Expr, len(as.Lhs))
+	for j, lhs := range as.Lhs {
+		targets[j] = lhs
+		ix, ok := lhs.(*ast.AttrGetExpr)
+		if !ok {
+			continue
 		}
-		local := &ast.LocalAssignStmt{Names: names, Exprs: as.Rhs}
-		local.SetLine(as.Line())
-		local.SetLastLine(as.LastLine())
-		assign := &ast.AssignStmt{Lhs: as.Lhs, Rhs: temps}
-		assign.SetLine(as.Line())
-		assign.SetLastLine(as.LastLine())
-		block := &ast.DoBlockStmt{Stmts: []ast.Stmt{local, assign}}
-		block.SetLine(as.Line())
-		block.SetLastLine(as.LastLine())
-		stmts[i] = block
+		name, obj := temp()
+		prefNames, prefExprs = append(prefNames, name), append(prefExprs, ix.Object)
+		key := ix.Key
+		switch key.(type) {
+		case *ast.StringExpr, *ast.NumberExpr:
+		default:
+			kname, kid := temp()
+			prefNames, prefExprs = append(prefNames, kname), append(prefExprs, ix.Key)
+			key = kid
+		}
+		t := &ast.AttrGetExpr{Object: obj, Key: key}
+		t.SetLine(ix.Line())
+		t.SetLastLine(ix.LastLine())
+		targets[j] = t
+	}
+	if len(prefNames) > 0 {
+		stmts = append(stmts, local(prefNames, prefExprs))
+	}
+	// The values, adjusted to the number of targets.
+	names := make([]string, len(as.Lhs))
+	vals := make([]ast.Expr, len(as.Lhs))
+	for j := range as.Lhs {
+		names[j], vals[j] = temp()
+	}
+	stmts = append(stmts, local(names, as.Rhs))
+	// The stores, one per statement, the last target first.
+	for j := len(targets) - 1; j >= 0; j-- {
+		st := &ast.AssignStmt{Lhs: []ast.Expr{targets[j]}, Rhs: []ast.Expr{vals[j]}}
+		st.SetLine(as.Line())
+		st.SetLastLine(as.LastLine())
+		stmts = append(stmts, st)
+	}
+	return doBlock(as, stmts...)
+}
+
+// doBlock is `do stmts end` at pos's lines.
+func doBlock(pos ast.PositionHolder, stmts ...ast.Stmt) *ast.DoBlockStmt {
+	block := &ast.DoBlockStmt{Stmts: stmts}
+	block.SetLine(pos.Line())
+	block.SetLastLine(pos.LastLine())
+	return block
+}
+
+// logicalIntoName reports `x = a and b` / `x = a or b`: gopher-lua 1.1.2
+// compiles an and/or whose short cut leaves a value that is neither a
+// comparison nor a local as a test and a jump past the store, so when x is
+// an existing local, `x = f() and g()` with f() false left x unchanged
+// (upstream #490). Through a temporary (a new local, the register the
+// value is computed in) the store is right.
+func logicalIntoName(as *ast.AssignStmt) bool {
+	if len(as.Lhs) != 1 || len(as.Rhs) == 0 {
+		return false
+	}
+	_, name := as.Lhs[0].(*ast.IdentExpr)
+	_, logical := as.Rhs[0].(*ast.LogicalOpExpr)
+	return name && logical
+}
+
+// gopher-lua 1.1.2's jump-to-jump optimisation follows a jump whose
+// target is an earlier jump by reading that jump's already-patched offset
+// as a label: a loop whose body starts with a jump lost its back edge, so
+// `for k, v in pairs(t) do if false then local x end ... end` ran once and
+// corrupted the rest of the chunk (upstream #540). Constant conditions are
+// folded away (which is also where most such jumps come from), and a loop
+// body or label that still starts with a jump (break, goto) gets a first
+// instruction that is not one.
+
+func isFalse(e ast.Expr) bool {
+	switch e.(type) {
+	case *ast.FalseExpr, *ast.NilExpr:
+		return true
+	}
+	return false
+}
+
+func isTrue(e ast.Expr) bool {
+	switch e.(type) {
+	case *ast.TrueExpr, *ast.NumberExpr, *ast.StringExpr:
+		return true
+	}
+	return false
+}
+
+// foldIf replaces `if <constant> then A else B end` by `do A end` or
+// `do B end` (elseif chains are nested ifs in Else, folded in turn).
+func foldIf(st *ast.IfStmt) (ast.Stmt, bool) {
+	switch {
+	case isTrue(st.Condition):
+		return doBlock(st, st.Then...), true
+	case isFalse(st.Condition):
+		return doBlock(st, st.Else...), true
+	}
+	return nil, false
+}
+
+// startsWithJump reports a statement list whose first instruction may be
+// a jump (conservatively: a condition whose first operand is a constant
+// compiles to a jump or to nothing).
+func startsWithJump(stmts []ast.Stmt) bool {
+	for _, s := range stmts {
+		switch st := s.(type) {
+		case *ast.LabelStmt:
+			continue // emits nothing
+		case *ast.DoBlockStmt:
+			if emitsNothing(st.Stmts) {
+				continue
+			}
+			return startsWithJump(st.Stmts)
+		case *ast.BreakStmt, *ast.GotoStmt:
+			return true
+		case *ast.IfStmt:
+			return constantFirst(st.Condition)
+		case *ast.WhileStmt:
+			return constantFirst(st.Condition)
+		case *ast.RepeatStmt:
+			return emitsNothing(st.Stmts) || startsWithJump(st.Stmts)
+		}
+		return false
+	}
+	return false
+}
+
+func emitsNothing(stmts []ast.Stmt) bool {
+	for _, s := range stmts {
+		switch st := s.(type) {
+		case *ast.LabelStmt:
+		case *ast.DoBlockStmt:
+			if !emitsNothing(st.Stmts) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// constantFirst reports a condition whose leftmost operand is a constant.
+func constantFirst(e ast.Expr) bool {
+	for {
+		switch x := e.(type) {
+		case *ast.LogicalOpExpr:
+			e = x.Lhs
+		case *ast.UnaryNotOpExpr:
+			e = x.Expr
+		default:
+			return isTrue(e) || isFalse(e)
+		}
+	}
+}
+
+// noJump is `local (nojump)`: one LOADNIL into a fresh register.
+func noJump(pos ast.PositionHolder) ast.Stmt {
+	st := &ast.LocalAssignStmt{Names: []string{"(nojump)"}}
+	st.SetLine(pos.Line())
+	st.SetLastLine(pos.Line())
+	return doBlock(pos, st)
+}
+
+func guardLoopBody(stmts []ast.Stmt) []ast.Stmt {
+	if len(stmts) > 0 && startsWithJump(stmts) {
+		return append([]ast.Stmt{noJump(stmts[0])}, stmts...)
 	}
 	return stmts
+}
+
+// guardLabels puts noJump after a label followed by a jump (a backward
+// goto could land on it).
+func guardLabels(stmts []ast.Stmt) []ast.Stmt {
+	for i := 0; i < len(stmts); i++ {
+		if _, ok := stmts[i].(*ast.LabelStmt); ok && startsWithJump(stmts[i+1:]) {
+			stmts = append(stmts[:i+1], append([]ast.Stmt{noJump(stmts[i])}, stmts[i+1:]...)...)
+			i++
+		}
+	}
+	return stmts
+}
+
+// fixGenericFor makes a generic for's three hidden values right. gopher-lua
+// 1.1.2 sizes the assignment of `for names in explist` by the number of
+// names instead of 3, so `for k, v in next, t do` kept a stale register as
+// the initial control value (after `{1, 2, 3, 4, 5}` it started at 5;
+// upstream #514), and a call as the third expression was dropped. The
+// explist goes through three locals first, which gopher-lua assigns right:
+//
+//	do local (f), (s), (c) = explist; for names in (f), (s), (c) do ... end end
+//
+// The usual `for k, v in pairs(t) do` (one call) compiles right as it is.
+func fixGenericFor(st *ast.GenericForStmt, n *int) ast.Stmt {
+	st.Stmts = guardLoopBody(st.Stmts)
+	if len(st.Exprs) == 1 {
+		switch x := st.Exprs[0].(type) {
+		case *ast.FuncCallExpr:
+			if !x.AdjustRet {
+				return st
+			}
+		case *ast.Comma3Expr:
+			if !x.AdjustRet {
+				return st
+			}
+		}
+	}
+	*n++
+	names := make([]string, 3)
+	ids := make([]ast.Expr, 3)
+	for j, what := range []string{"f", "s", "c"} {
+		names[j] = "(for" + what + strconv.Itoa(*n) + ")"
+		id := &ast.IdentExpr{Value: names[j]}
+		id.SetLine(st.Line())
+		id.SetLastLine(st.Line())
+		ids[j] = id
+	}
+	local := &ast.LocalAssignStmt{Names: names, Exprs: st.Exprs}
+	local.SetLine(st.Line())
+	local.SetLastLine(st.Line())
+	st.Exprs = ids
+	return doBlock(st, local, st)
 }
 
 // walkAST visits every node below v: it replaces each statement list by

@@ -43,6 +43,19 @@ func TestEmbeddedLuaSemantics(t *testing.T) {
 			{`return (select(2, pcall(function() return "a" .. {} end)):match("attempt to concatenate a table value"))`, `["attempt to concatenate a table value"]`},
 			{`local mt = {__concat = function(a, b) return (type(a) == "table" and "T" or a) .. "+" .. (type(b) == "table" and "T" or b) end}
 			  local t = setmetatable({}, mt) return t .. "x", "x" .. t, 1 .. t .. 2, (1 .. t) .. 2`, `["T+x","x+T","1T+2","1+T2"]`},
+			{`local s = string.rep("x", 2^27) local t = setmetatable({}, {__concat = function() return "x" end})
+			  local ok1, e1 = pcall(function() return s .. s .. "x" end)
+			  local ok2, e2 = pcall(function() return s .. s .. s .. t end)
+			  return ok1, e1:match("resulting string too large"), ok2, e2:match("resulting string too large"), #(s .. 1 .. t)`,
+				`[false,"resulting string too large",false,"resulting string too large",134217729]`}, // .. is capped like string.rep
+			// gopher-lua compiler bugs the engine rewrites around (#490, #514, #540).
+			{`local function F() return false end local r = true r = F() and true local s = 1 s = (F() or nil) and 2
+			  local u = true u = u and (F() and true) return r, s, u`, `[false,null,false]`},
+			{`local junk = {1, 2, 3, 4, 5} local ks = {} for k in next, {10, 20, 30} do ks[#ks + 1] = k end
+			  local n = 0 for _ in function(s, c) if not c then return 1 end end, nil, nil do n = n + 1 end return ks, n`, `[[1,2,3],1]`},
+			{`local t = {} for k, v in pairs({a = 1}) do if false then local x end t[#t + 1] = k end
+			  local w = 0 while true do if false then w = -1 end w = w + 1 if w == 3 then break end end return 1, #t, w`, `[1,1,3]`},
+			{`local t = {} local v, w = "v", "w" G1, t.x = v, w local i = 1 i, t[i] = i + 1, "at1" return G1, t.x, i, t[1], t[2]`, `["v","w",2,"at1",null]`},
 			{`local function f(w) w = (tostring(w)) return w end return f(5)`, `["5"]`},                                    // gopher-lua passed tostring itself
 			{`local s = "x" s = (s:rep(2)) local a, b = (string.gsub("aa", "a", "b")) return s, a, b`, `["xx","bb",null]`}, // one value
 			{`return loadstring("local a, b = 1, 2 a, b = b, a return a .. b")()`, `["21"]`},                               // load compiles with the fixes
