@@ -199,7 +199,7 @@ func luaConcat(L *lua.LState) int {
 // compileTree compiles a parsed chunk with the engine's rewrites
 // (multiple assignment, `..`).
 func compileTree(tree []ast.Stmt, name string) (*lua.FunctionProto, error) {
-	proto, err := lua.Compile(rewriteConcat(fixMultipleAssignment(tree)), name)
+	proto, err := lua.Compile(fixTableConstructors(rewriteConcat(fixMultipleAssignment(tree))), name)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,39 @@ func fixMultipleAssignment(chunk []ast.Stmt) []ast.Stmt {
 	return rewriteBlock(chunk, &n)
 }
 
+// fixTableConstructors applies adjustTableFields to a chunk (after the ..
+// rewrite, whose calls can be table fields too).
+func fixTableConstructors(chunk []ast.Stmt) []ast.Stmt {
+	walkAST(reflect.ValueOf(chunk), nil, adjustTableFields)
+	return chunk
+}
+
+// adjustTableFields marks the values of a table constructor that Lua
+// truncates to one value (every field's but a last positional one's) as
+// such. gopher-lua 1.1.2 decides whether the constructor ends in a
+// multiple-value call by its last field even when that field has a key, so
+// `{1, k = f()}` stored f()'s result at t[2] as well, and `{..., n = x}`
+// took every vararg (Lua 5.1 takes one).
+func adjustTableFields(e ast.Expr) ast.Expr {
+	walkAST(reflect.ValueOf(e), nil, adjustTableFields)
+	t, ok := e.(*ast.TableExpr)
+	if !ok {
+		return e
+	}
+	for i, f := range t.Fields {
+		if i == len(t.Fields)-1 && f.Key == nil {
+			break
+		}
+		switch x := f.Value.(type) {
+		case *ast.FuncCallExpr:
+			x.AdjustRet = true
+		case *ast.Comma3Expr:
+			x.AdjustRet = true
+		}
+	}
+	return e
+}
+
 var (
 	stmtSlice = reflect.TypeOf([]ast.Stmt(nil))
 	exprType  = reflect.TypeOf((*ast.Expr)(nil)).Elem()

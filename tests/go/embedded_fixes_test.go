@@ -55,6 +55,8 @@ func TestEmbeddedLuaSemantics(t *testing.T) {
 			  local n = 0 for _ in function(s, c) if not c then return 1 end end, nil, nil do n = n + 1 end return ks, n`, `[[1,2,3],1]`},
 			{`local t = {} for k, v in pairs({a = 1}) do if false then local x end t[#t + 1] = k end
 			  local w = 0 while true do if false then w = -1 end w = w + 1 if w == 3 then break end end return 1, #t, w`, `[1,1,3]`},
+			{`local function f() return "F", "G" end local t = {1, k = f()} local function pk(...) return {..., n = select("#", ...)} end
+			  local p = pk(1, 2, 3) local c = {1, k = "a" .. #t} return #t, t[2], t.k, p[1], p[2], p.n, #c, c.k`, `[1,null,"F",1,null,3,1,"a1"]`},
 			{`local t = {} local v, w = "v", "w" G1, t.x = v, w local i = 1 i, t[i] = i + 1, "at1" return G1, t.x, i, t[1], t[2]`, `["v","w",2,"at1",null]`},
 			{`local function f(w) w = (tostring(w)) return w end return f(5)`, `["5"]`},                                    // gopher-lua passed tostring itself
 			{`local s = "x" s = (s:rep(2)) local a, b = (string.gsub("aa", "a", "b")) return s, a, b`, `["xx","bb",null]`}, // one value
