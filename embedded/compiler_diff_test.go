@@ -151,7 +151,30 @@ func (g *progGen) target() string {
 
 // stmt is a statement that logs to L (a table) what it did.
 func (g *progGen) stmt(loopDepth int) string {
-	switch g.r.Intn(17) {
+	switch g.r.Intn(22) {
+	case 17:
+		return g.pick(
+			"for i = 1, 3 do local j = i * 2 fs[#fs+1] = function() j = j + 1 return j end end",
+			"local i = 0 while i < 3 do i = i + 1 local j = i fs[#fs+1] = function() return j + i end end",
+			"local i = 0 repeat local j = i i = i + 1 fs[#fs+1] = function() return j end until j >= 2",
+			"for _, v in ipairs(arr) do local w = v fs[#fs+1] = function() w = w + 1 return w end fs[#fs+1] = function() return w end end",
+			"do local sh = 1 local f1 = function() sh = sh + 1 return sh end local f2 = function() return sh end fs[#fs+1] = f1 fs[#fs+1] = f2 end",
+			"for i = 1, 3 do local j = i fs[#fs+1] = function() j = j + 10 return j end if i == 2 then break end end",
+			"local i = 0 while true do i = i + 1 local j = i fs[#fs+1] = function() return j end if j > 2 then break end end",
+			"for k, v in ipairs(arr) do local m = v fs[#fs+1] = function() return m + k end if k == 2 then break end end")
+	case 18:
+		return fmt.Sprintf("do local c = c and (%s) or 0 local x = 1 do local x = x + 1 L[#L+1] = tostring(c) .. x end L[#L+1] = x end", g.expr())
+	case 19:
+		return "for k = 1, 3 do L[#L+1] = k k = k * 10 L[#L+1] = k end"
+	case 20:
+		return fmt.Sprintf("if %s then L[#L+1] = 1 elseif %s then L[#L+1] = 2 elseif %s then L[#L+1] = 3 elseif %s then L[#L+1] = 4 end",
+			g.expr(), g.expr(), g.expr(), g.expr())
+	case 21:
+		return g.pick(
+			"L[#L+1] = tostring(not c == nil) .. tostring(-2 ^ 2) .. ('a' .. 1 + 2) .. tostring(2 ^ -1) .. tostring(1 < 2 == true)",
+			"L[#L+1] = ('ab'):rep(2) .. #('xyz'):upper() .. tostring(#arr == 3 and -#arr)",
+			"L[#L+1] = select(-1, 1, 2, 3) .. select('#', nil, nil) .. tostring((select(2, Two())))",
+			"local s = 0 for i = 10, 1, -3 do s = s * 10 + i end L[#L+1] = s")
 	case 14:
 		return fmt.Sprintf("local pk = pack(%s) L[#L+1] = pk.n .. tostring(pk[1]) .. tostring(pk[pk.n])", g.args())
 	case 15:
