@@ -143,6 +143,7 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 // changed more than its own globals. A pure chunk cannot have changed it.
 func (e *Engine) finish(st *state, req *core.Request, pure bool) {
 	st.L.SetTop(0)
+	st.endFiles(req.Fresh)
 	if !req.Fresh || e.st != st || pure {
 		return
 	}

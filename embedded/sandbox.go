@@ -159,21 +159,9 @@ func (st *state) applySandbox(allowed, moduleRoots []string) {
 			return 0
 		}
 	}))
-	// io.open only inside the allowed directories.
-	io := L.GetGlobal("io").(*lua.LTable)
-	origOpen := io.RawGetString("open").(*lua.LFunction)
-	io.RawSetString("open", L.NewFunction(func(L *lua.LState) int {
-		p := L.CheckString(1)
-		real, ok := guard.check(p)
-		if !ok {
-			L.Push(lua.LNil)
-			L.Push(lua.LString(p + ": access outside the VM's allowed directories"))
-			L.Push(lua.LNumber(13)) // EACCES
-			return 3
-		}
-		L.Replace(1, lua.LString(real))
-		return st.callOrig(L, origOpen)
-	}))
+	// Files (io.open, io.lines, io.input, io.output) only inside the
+	// allowed directories: files.go asks st.guard.
+	st.guard = guard
 }
 
 // installLoaders replaces load, loadstring, loadfile, dofile and require's

@@ -23,7 +23,7 @@ type state struct {
 	stdout, stderr, stdin *lua.LUserData
 	curOut, curIn         *lua.LUserData
 	origInput, origOutput *lua.LFunction
-	origLines, origType   *lua.LFunction
+	origType              *lua.LFunction
 	printer               *lua.LFunction // print for returned values
 	closer                *lua.LFunction // closes the upvalues at and above its base (see installPcall)
 	tracer                *lua.LFunction // the chunk's error handler: records trace
@@ -31,6 +31,10 @@ type state struct {
 
 	exited   bool
 	exitCode int
+
+	guard    *pathGuard        // files Lua code may open (nil: trusted, any)
+	fileMeta *lua.LTable       // the metatable of our files
+	files    map[*luaFile]bool // open files; true: opened by the current call
 
 	snap       []tableSnap
 	probes     []lua.LValue // a value of each type that has a shared metatable
@@ -222,7 +226,10 @@ func (ts *tableSnap) isPristineKey(k lua.LValue) bool {
 	return false
 }
 
-func (st *state) close() { st.L.Close() }
+func (st *state) close() {
+	st.closeFiles()
+	st.L.Close()
+}
 
 // Small pools of pristine states, one per state configuration (VMs of one
 // process almost always share one or two), filled in the background, so

@@ -57,7 +57,6 @@ func (st *state) installStdio() {
 	io := L.GetGlobal("io").(*lua.LTable)
 	st.origInput = io.RawGetString("input").(*lua.LFunction)
 	st.origOutput = io.RawGetString("output").(*lua.LFunction)
-	st.origLines = io.RawGetString("lines").(*lua.LFunction)
 	st.origType = io.RawGetString("type").(*lua.LFunction)
 	// gopher-lua's default input and output (an upvalue table shared by
 	// its io functions) are its own stdin/stdout objects, with a 4 KiB read
@@ -69,6 +68,7 @@ func (st *state) installStdio() {
 			uv.RawSetInt(2, st.stdin)
 		}
 	}
+	st.installFiles(io)
 	io.RawSetString("stdout", st.stdout)
 	io.RawSetString("stderr", st.stderr)
 	io.RawSetString("stdin", st.stdin)
@@ -168,26 +168,38 @@ func fileLines(L *lua.LState) int {
 	return 1
 }
 
-// current default output / input: one of our std files, or a real file
-// opened through the original io.output/io.input.
+// The current default output / input: one of our std files, one of our
+// files (files.go), or (trusted states) an io.popen file of gopher-lua's.
 func (st *state) ioWrite(L *lua.LState) int {
-	if f, ok := st.curOut.Value.(*stdFile); ok {
+	switch f := st.curOut.Value.(type) {
+	case *stdFile:
 		writeArgs(L, f.w, 1)
 		L.Push(st.curOut)
 		return 1
+	case *luaFile:
+		if f.closed {
+			L.RaiseError("default output file is closed")
+		}
+		return writeFile(L, f, 1, st.curOut)
 	}
 	return st.callMethod(L, st.curOut, "write")
 }
 
 func (st *state) ioRead(L *lua.LState) int {
-	if _, ok := st.curIn.Value.(*stdFile); ok {
+	switch f := st.curIn.Value.(type) {
+	case *stdFile:
 		L.Push(lua.LNil)
 		return 1
+	case *luaFile:
+		if f.closed {
+			L.RaiseError("default input file is closed")
+		}
+		return readFormats(L, f, 1)
 	}
 	return st.callMethod(L, st.curIn, "read")
 }
 
-// callMethod calls file:method(args...) on a real file with this call's
+// callMethod calls file:method(args...) on a foreign file with this call's
 // arguments and returns its results.
 func (st *state) callMethod(L *lua.LState, file *lua.LUserData, method string) int {
 	args := make([]lua.LValue, 0, L.GetTop()+1)
@@ -205,15 +217,31 @@ func (st *state) callMethod(L *lua.LState, file *lua.LUserData, method string) i
 	return L.GetTop() - top
 }
 
+// ioLines is io.lines([name, ...formats]): with a name, the lines of that
+// file (closed at its end); without, of the default input.
 func (st *state) ioLines(L *lua.LState) int {
-	if L.GetTop() == 0 {
-		if _, ok := st.curIn.Value.(*stdFile); ok {
+	if L.Get(1) == lua.LNil {
+		switch f := st.curIn.Value.(type) {
+		case *stdFile:
 			L.Push(L.NewFunction(fileEOF))
+			return 1
+		case *luaFile:
+			if f.closed {
+				L.RaiseError("default input file is closed")
+			}
+			L.Push(linesIterator(L, st.curIn, 2, false))
 			return 1
 		}
 		return st.callMethod(L, st.curIn, "lines")
 	}
-	return st.callOrig(L, st.origLines)
+	name := L.CheckString(1)
+	ud, err := st.openFile(name, "r")
+	if err != nil {
+		msg, _ := ioErrorText(err)
+		L.RaiseError("%s: %s", name, msg)
+	}
+	L.Push(linesIterator(L, ud, 2, true))
+	return 1
 }
 
 func (st *state) callOrig(L *lua.LState, fn *lua.LFunction) int {
@@ -226,46 +254,58 @@ func (st *state) callOrig(L *lua.LState, fn *lua.LFunction) int {
 	return L.GetTop() - top
 }
 
+// ioInput and ioOutput set or return the default input and output: a file
+// name is opened (through the guard), a file is taken as it is.
 func (st *state) ioInput(L *lua.LState) int {
-	if L.GetTop() == 0 || L.Get(1) == lua.LNil {
-		L.Push(st.curIn)
-		return 1
-	}
-	if ud, ok := L.Get(1).(*lua.LUserData); ok {
-		if _, ok := ud.Value.(*stdFile); ok {
-			st.curIn = ud
-			L.Push(ud)
-			return 1
-		}
-	}
-	n := st.callOrig(L, st.origInput)
-	if ud, ok := L.Get(-1).(*lua.LUserData); ok && n > 0 {
-		st.curIn = ud
-	}
-	return n
+	return st.ioDefault(L, &st.curIn, "r", st.origInput)
 }
 
 func (st *state) ioOutput(L *lua.LState) int {
-	if L.GetTop() == 0 || L.Get(1) == lua.LNil {
-		L.Push(st.curOut)
-		return 1
-	}
-	if ud, ok := L.Get(1).(*lua.LUserData); ok {
-		if f, ok := ud.Value.(*stdFile); ok && f.w != nil {
-			st.curOut = ud
-			L.Push(ud)
-			return 1
+	return st.ioDefault(L, &st.curOut, "w", st.origOutput)
+}
+
+func (st *state) ioDefault(L *lua.LState, cur **lua.LUserData, mode string, orig *lua.LFunction) int {
+	switch v := L.Get(1).(type) {
+	case lua.LString:
+		ud, err := st.openFile(string(v), mode)
+		if err != nil {
+			msg, _ := ioErrorText(err)
+			L.ArgError(1, string(v)+": "+msg)
 		}
+		*cur = ud
+	case *lua.LUserData:
+		switch f := v.Value.(type) {
+		case *stdFile:
+			if mode == "w" && f.w == nil {
+				L.ArgError(1, "file not opened for writing")
+			}
+			*cur = v
+		case *luaFile:
+			*cur = v
+		default:
+			n := st.callOrig(L, orig)
+			if ud, ok := L.Get(-1).(*lua.LUserData); ok && n > 0 {
+				*cur = ud
+			}
+			return n
+		}
+	case *lua.LNilType:
+	default:
+		L.ArgError(1, "file or file name expected")
 	}
-	n := st.callOrig(L, st.origOutput)
-	if ud, ok := L.Get(-1).(*lua.LUserData); ok && n > 0 {
-		st.curOut = ud
-	}
-	return n
+	L.Push(*cur)
+	return 1
 }
 
 func (st *state) ioFlush(L *lua.LState) int {
-	if _, ok := st.curOut.Value.(*stdFile); ok {
+	switch f := st.curOut.Value.(type) {
+	case *stdFile:
+		L.Push(st.curOut)
+		return 1
+	case *luaFile:
+		if err := f.flush(); err != nil {
+			return pushIOError(L, "", err)
+		}
 		L.Push(st.curOut)
 		return 1
 	}
@@ -281,8 +321,14 @@ func (st *state) ioClose(L *lua.LState) int {
 		}
 		target = ud
 	}
-	if _, ok := target.Value.(*stdFile); ok {
+	switch f := target.Value.(type) {
+	case *stdFile:
 		return fileNoClose(L)
+	case *luaFile:
+		if f.closed {
+			L.RaiseError("attempt to use a closed file")
+		}
+		return st.closeFile(L, f)
 	}
 	L.SetTop(0)
 	return st.callMethod(L, target, "close")
@@ -290,8 +336,16 @@ func (st *state) ioClose(L *lua.LState) int {
 
 func (st *state) ioType(L *lua.LState) int {
 	if ud, ok := L.Get(1).(*lua.LUserData); ok {
-		if _, ok := ud.Value.(*stdFile); ok {
+		switch f := ud.Value.(type) {
+		case *stdFile:
 			L.Push(lua.LString("file"))
+			return 1
+		case *luaFile:
+			if f.closed {
+				L.Push(lua.LString("closed file"))
+			} else {
+				L.Push(lua.LString("file"))
+			}
 			return 1
 		}
 	}

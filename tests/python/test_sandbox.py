@@ -58,6 +58,25 @@ def test_file_access_and_bytecode_are_refused(vm, code):
     assert "allowed directories" in result["values"][1] or "binary chunk" in result["values"][1]
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        'for line in io.lines("/etc/passwd") do return line end',
+        'io.input("/etc/passwd") return io.read("*l")',
+        'io.output("{out}") io.write("escaped")',
+        'return assert(io.open("{out}", "w")):write("escaped")',
+    ],
+)
+def test_every_way_of_opening_a_file_is_guarded(vm, code, tmp_path):
+    # io.lines, io.input and io.output with a name open files too (the
+    # embedded engine once let them through to gopher-lua's, unguarded).
+    out = tmp_path / "escaped.txt"
+    result = vm.execute_string(code.format(out=out))
+    assert not result["success"] and "allowed directories" in result["error"], result
+    assert "root:" not in result["stdout"] + result["stderr"]
+    assert not out.exists()
+
+
 def test_dofile_outside_is_an_error(vm):
     result = vm.execute_string('dofile("/etc/passwd")')
     assert not result["success"] and "allowed directories" in result["error"]

@@ -1,0 +1,578 @@
+package embedded
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// Files opened by Lua code (io.open, io.lines, io.input and io.output with
+// a file name) are the engine's own, in trusted and sandboxed states alike:
+//   - every path goes through the state's guard: gopher-lua's io.lines,
+//     io.input and io.output opened names directly, outside the allowed
+//     directories of a sandboxed VM;
+//   - read follows Lua: "*l" keeps a "\r" (gopher-lua dropped it, so one
+//     file gave different sequences on the embedded and the process
+//     engines) and "*n" reads Lua numerals (gopher-lua's returned nil, then
+//     a Go error text as a value);
+//   - a state holds at most maxOpenFiles, and a call's unclosed files are
+//     flushed when it ends (closed too when nothing of the call survives).
+// io.popen (trusted states only) keeps gopher-lua's file objects.
+
+const (
+	fileType     = "bioxen.file"
+	maxOpenFiles = 256
+	maxNumeral   = 200 // Lua 5.4's L_MAXLENNUM
+)
+
+type luaFile struct {
+	f      *os.File
+	r      *bufio.Reader // reads; nil until the first
+	w      *bufio.Writer // writes; nil until the first
+	nobuf  bool          // setvbuf("no"): flush after every write
+	closed bool
+}
+
+func (st *state) installFiles(io *lua.LTable) {
+	L := st.L
+	mt := L.NewTypeMetatable(fileType)
+	methods := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+		"read":    fileRead,
+		"write":   fileWriteMethod,
+		"lines":   fileLinesMethod,
+		"seek":    fileSeek,
+		"flush":   fileFlush,
+		"setvbuf": fileSetvbuf,
+		"close":   st.fileClose,
+	})
+	mt.RawSetString("__index", methods)
+	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+		f := checkFile(L, 1, false)
+		if f.closed {
+			L.Push(lua.LString("file (closed)"))
+		} else {
+			L.Push(lua.LString(fmt.Sprintf("file (%p)", f)))
+		}
+		return 1
+	}))
+	st.fileMeta = mt
+	io.RawSetString("open", L.NewFunction(func(L *lua.LState) int {
+		name := L.CheckString(1)
+		mode := L.OptString(2, "r")
+		ud, err := st.openFile(name, mode)
+		if err != nil {
+			if errors.Is(err, errBadMode) {
+				L.ArgError(2, "invalid mode '"+mode+"'")
+			}
+			return pushIOError(L, name, err)
+		}
+		L.Push(ud)
+		return 1
+	}))
+}
+
+var errBadMode = errors.New("invalid mode")
+
+// openFile opens name for Lua code, through the sandbox's guard.
+func (st *state) openFile(name, mode string) (*lua.LUserData, error) {
+	flags, ok := openFlags(mode)
+	if !ok {
+		return nil, errBadMode
+	}
+	real, ok := st.guard.check(name)
+	if !ok {
+		return nil, errOutside
+	}
+	if len(st.files) >= maxOpenFiles {
+		return nil, syscall.EMFILE
+	}
+	fp, err := os.OpenFile(real, flags, 0o666)
+	if err != nil {
+		return nil, err
+	}
+	lf := &luaFile{f: fp}
+	if st.files == nil {
+		st.files = map[*luaFile]bool{}
+	}
+	st.files[lf] = true // opened by this call
+	ud := st.L.NewUserData()
+	ud.Value = lf
+	ud.Metatable = st.fileMeta
+	return ud, nil
+}
+
+var errOutside = errors.New("access outside the VM's allowed directories")
+
+// openFlags reads a Lua mode: [rwa]%+?b*.
+func openFlags(mode string) (int, bool) {
+	if mode == "" {
+		return 0, false
+	}
+	flags := 0
+	plus := strings.HasPrefix(mode[1:], "+")
+	switch mode[0] {
+	case 'r':
+		flags = os.O_RDONLY
+		if plus {
+			flags = os.O_RDWR
+		}
+	case 'w':
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		if plus {
+			flags = os.O_RDWR | os.O_CREATE | os.O_TRUNC
+		}
+	case 'a':
+		flags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+		if plus {
+			flags = os.O_RDWR | os.O_CREATE | os.O_APPEND
+		}
+	default:
+		return 0, false
+	}
+	rest := mode[1:]
+	if plus {
+		rest = rest[1:]
+	}
+	if strings.Trim(rest, "b") != "" {
+		return 0, false
+	}
+	return flags, true
+}
+
+// pushIOError returns Lua's nil, "name: message", errno.
+func pushIOError(L *lua.LState, name string, err error) int {
+	msg, errno := ioErrorText(err)
+	if name != "" {
+		msg = name + ": " + msg
+	}
+	L.Push(lua.LNil)
+	L.Push(lua.LString(msg))
+	L.Push(lua.LNumber(errno))
+	return 3
+}
+
+// ioErrorText is C's strerror text and errno for err.
+func ioErrorText(err error) (string, int) {
+	if errors.Is(err, errOutside) {
+		return err.Error(), int(syscall.EACCES)
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		s := errno.Error()
+		if s != "" {
+			s = strings.ToUpper(s[:1]) + s[1:]
+		}
+		return s, int(errno)
+	}
+	return err.Error(), 0
+}
+
+// checkFile is argument n as one of our files; open requires it open.
+func checkFile(L *lua.LState, n int, open bool) *luaFile {
+	ud, ok := L.Get(n).(*lua.LUserData)
+	var f *luaFile
+	if ok {
+		f, ok = ud.Value.(*luaFile)
+	}
+	if !ok {
+		L.ArgError(n, "file expected")
+	}
+	if open && f.closed {
+		L.RaiseError("attempt to use a closed file")
+	}
+	return f
+}
+
+// reader switches f to reading (flushing pending writes).
+func (f *luaFile) reader() (*bufio.Reader, error) {
+	if f.w != nil && f.w.Buffered() > 0 {
+		if err := f.w.Flush(); err != nil {
+			return nil, err
+		}
+	}
+	if f.r == nil {
+		f.r = bufio.NewReaderSize(f.f, 32<<10)
+	}
+	return f.r, nil
+}
+
+// writer switches f to writing (giving back what was read ahead).
+func (f *luaFile) writer() (*bufio.Writer, error) {
+	if f.r != nil && f.r.Buffered() > 0 {
+		if _, err := f.f.Seek(int64(-f.r.Buffered()), io.SeekCurrent); err != nil {
+			return nil, err
+		}
+		f.r.Reset(f.f)
+	}
+	if f.w == nil {
+		f.w = bufio.NewWriterSize(f.f, 32<<10)
+	}
+	return f.w, nil
+}
+
+func (f *luaFile) flush() error {
+	if f.w != nil {
+		return f.w.Flush()
+	}
+	return nil
+}
+
+func (f *luaFile) close() error {
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	err := f.flush()
+	if cerr := f.f.Close(); err == nil {
+		err = cerr
+	}
+	f.r, f.w = nil, nil
+	return err
+}
+
+func fileRead(L *lua.LState) int {
+	f := checkFile(L, 1, true)
+	return readFormats(L, f, 2)
+}
+
+// readFormats reads L's arguments from first on as formats: Lua's
+// file:read. It returns a value per format up to the first that fails (nil).
+func readFormats(L *lua.LState, f *luaFile, first int) int {
+	r, err := f.reader()
+	if err != nil {
+		return pushIOError(L, "", err)
+	}
+	top := L.GetTop()
+	if top < first {
+		L.Push(lua.LString("l"))
+		top = first
+	}
+	n := 0
+	for i := first; i <= top; i++ {
+		var v lua.LValue
+		var err error
+		switch format := L.Get(i).(type) {
+		case lua.LNumber:
+			v, err = readCount(r, int64(format))
+		case lua.LString:
+			switch strings.TrimPrefix(string(format), "*") {
+			case "n":
+				v, err = readNumber(r)
+			case "l":
+				v, err = readLine(r, false)
+			case "L":
+				v, err = readLine(r, true)
+			case "a":
+				v, err = readAll(r)
+			default:
+				L.ArgError(i, "invalid format")
+			}
+		default:
+			L.ArgError(i, "invalid format")
+		}
+		if errors.Is(err, errTooLarge) {
+			L.RaiseError("read: %s (limit %d bytes)", err, maxStringBytes)
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return pushIOError(L, "", err)
+		}
+		L.Push(v)
+		n++
+		if v == lua.LNil {
+			break
+		}
+	}
+	return n
+}
+
+var errTooLarge = errors.New("resulting string too large")
+
+func readLine(r *bufio.Reader, keepNewline bool) (lua.LValue, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > maxStringBytes {
+			return lua.LNil, errTooLarge
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			if len(line) == 0 {
+				return lua.LNil, err
+			}
+			return lua.LString(line), nil
+		}
+		if !keepNewline {
+			line = line[:len(line)-1]
+		}
+		return lua.LString(line), nil
+	}
+}
+
+func readAll(r *bufio.Reader) (lua.LValue, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxStringBytes+1))
+	if len(data) > maxStringBytes {
+		return lua.LNil, errTooLarge
+	}
+	return lua.LString(data), err
+}
+
+func readCount(r *bufio.Reader, n int64) (lua.LValue, error) {
+	if n <= 0 {
+		if _, err := r.Peek(1); err != nil {
+			return lua.LNil, err
+		}
+		return lua.LString(""), nil
+	}
+	if n > maxStringBytes {
+		n = maxStringBytes
+	}
+	buf := make([]byte, min(n, 64<<10))
+	var out []byte
+	for int64(len(out)) < n {
+		k, err := r.Read(buf[:min(int64(len(buf)), n-int64(len(out)))])
+		out = append(out, buf[:k]...)
+		if err != nil {
+			if len(out) == 0 {
+				return lua.LNil, err
+			}
+			break
+		}
+	}
+	return lua.LString(out), nil
+}
+
+// readNumber reads a numeral as Lua 5.4's io.read("n") does: leading
+// space, then at most 200 characters that can form a numeral (sign,
+// "0x", digits, point, exponent), converted by Lua's rules; nil when they
+// do not form one.
+func readNumber(r *bufio.Reader) (lua.LValue, error) {
+	var c byte
+	var err error
+	for {
+		if c, err = r.ReadByte(); err != nil {
+			return lua.LNil, err
+		}
+		if !isSpace(c) {
+			break
+		}
+	}
+	var b []byte
+	accept := func(set string) bool {
+		if err == nil && len(b) < maxNumeral && strings.IndexByte(set, c) >= 0 {
+			b = append(b, c)
+			c, err = r.ReadByte()
+			return true
+		}
+		return false
+	}
+	digits := func(hex bool) int {
+		n := 0
+		set := "0123456789"
+		if hex {
+			set = "0123456789abcdefABCDEF"
+		}
+		for accept(set) {
+			n++
+		}
+		return n
+	}
+	accept("+-")
+	hex := false
+	count := 0
+	if accept("0") {
+		count = 1
+		if accept("xX") {
+			hex, count = true, 0
+		}
+	}
+	count += digits(hex)
+	if accept(".") {
+		count += digits(hex)
+	}
+	if count > 0 {
+		exp := "eE"
+		if hex {
+			exp = "pP"
+		}
+		if accept(exp) {
+			accept("+-")
+			digits(false)
+		}
+	}
+	if err == nil {
+		_ = r.UnreadByte() // the byte that ended the numeral
+	}
+	if v, ok := str2number(string(b)); ok {
+		return lua.LNumber(v), nil
+	}
+	return lua.LNil, nil
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}
+
+func fileWriteMethod(L *lua.LState) int {
+	f := checkFile(L, 1, true)
+	return writeFile(L, f, 2, L.Get(1))
+}
+
+// writeFile writes L's arguments from first on (strings and numbers) to f
+// and returns self (Lua 5.4) or nil, message, errno.
+func writeFile(L *lua.LState, f *luaFile, first int, self lua.LValue) int {
+	w, err := f.writer()
+	if err != nil {
+		return pushIOError(L, "", err)
+	}
+	for i := first; i <= L.GetTop(); i++ {
+		switch v := L.Get(i).(type) {
+		case lua.LString:
+			_, err = w.WriteString(string(v))
+		case lua.LNumber:
+			_, err = w.WriteString(fmtNumber(v))
+		default:
+			L.ArgError(i-first+1, "string expected, got "+v.Type().String())
+		}
+		if err != nil {
+			return pushIOError(L, "", err)
+		}
+	}
+	if f.nobuf {
+		if err := w.Flush(); err != nil {
+			return pushIOError(L, "", err)
+		}
+	}
+	L.Push(self)
+	return 1
+}
+
+// fileLinesMethod is file:lines(...): an iterator reading the formats
+// (default "l"); the file stays open at the end.
+func fileLinesMethod(L *lua.LState) int {
+	checkFile(L, 1, true)
+	L.Push(linesIterator(L, L.Get(1).(*lua.LUserData), 2, false))
+	return 1
+}
+
+// linesIterator reads ud with L's arguments from first on as formats;
+// closeAtEOF closes the file when a read gives nil (io.lines(name)).
+func linesIterator(L *lua.LState, ud *lua.LUserData, first int, closeAtEOF bool) *lua.LFunction {
+	formats := make([]lua.LValue, 0, 1)
+	for i := first; i <= L.GetTop(); i++ {
+		formats = append(formats, L.Get(i))
+	}
+	return L.NewFunction(func(L *lua.LState) int {
+		f := ud.Value.(*luaFile)
+		if f.closed {
+			L.RaiseError("file is already closed")
+		}
+		L.SetTop(0)
+		for _, v := range formats {
+			L.Push(v)
+		}
+		n := readFormats(L, f, 1)
+		if closeAtEOF && n > 0 && L.Get(-n) == lua.LNil {
+			_ = f.close()
+		}
+		return n
+	})
+}
+
+func fileSeek(L *lua.LState) int {
+	f := checkFile(L, 1, true)
+	whence := map[string]int{"set": io.SeekStart, "cur": io.SeekCurrent, "end": io.SeekEnd}
+	w, ok := whence[L.OptString(2, "cur")]
+	if !ok {
+		L.ArgError(2, "invalid option '"+L.OptString(2, "cur")+"'")
+	}
+	var off int64
+	if L.Get(3) != lua.LNil {
+		off = int64(argInt(L, 3))
+	}
+	if err := f.flush(); err != nil {
+		return pushIOError(L, "", err)
+	}
+	if f.r != nil {
+		if w == io.SeekCurrent {
+			off -= int64(f.r.Buffered())
+		}
+		f.r.Reset(f.f)
+	}
+	pos, err := f.f.Seek(off, w)
+	if err != nil {
+		return pushIOError(L, "", err)
+	}
+	L.Push(lua.LNumber(pos))
+	return 1
+}
+
+func fileFlush(L *lua.LState) int {
+	f := checkFile(L, 1, true)
+	if err := f.flush(); err != nil {
+		return pushIOError(L, "", err)
+	}
+	L.Push(L.Get(1))
+	return 1
+}
+
+func fileSetvbuf(L *lua.LState) int {
+	f := checkFile(L, 1, true)
+	switch mode := L.CheckString(2); mode {
+	case "no":
+		f.nobuf = true
+		if err := f.flush(); err != nil {
+			return pushIOError(L, "", err)
+		}
+	case "full", "line":
+		f.nobuf = false
+	default:
+		L.ArgError(2, "invalid option '"+mode+"'")
+	}
+	L.Push(lua.LTrue)
+	return 1
+}
+
+func (st *state) fileClose(L *lua.LState) int {
+	f := checkFile(L, 1, true)
+	return st.closeFile(L, f)
+}
+
+func (st *state) closeFile(L *lua.LState, f *luaFile) int {
+	delete(st.files, f)
+	if err := f.close(); err != nil {
+		return pushIOError(L, "", err)
+	}
+	L.Push(lua.LTrue)
+	return 1
+}
+
+// endFiles runs when a call ends: it flushes the files left open, and
+// closes those the call opened when nothing of it survives (fresh).
+func (st *state) endFiles(fresh bool) {
+	for f, ofCall := range st.files {
+		if fresh && ofCall {
+			_ = f.close()
+			delete(st.files, f)
+			continue
+		}
+		_ = f.flush()
+		st.files[f] = false
+	}
+}
+
+// closeFiles closes every file of the state (the state is going away).
+func (st *state) closeFiles() {
+	for f := range st.files {
+		_ = f.close()
+	}
+	st.files = nil
+}
