@@ -79,7 +79,7 @@ func osDate(L *lua.LState, loc *time.Location) int {
 		L.Push(tb)
 		return 1
 	}
-	s, err := strftime(format, t)
+	s, err := strftimeBounded(format, t, L)
 	if err != nil {
 		L.ArgError(1, err.Error())
 	}
@@ -245,8 +245,22 @@ func (b badConversion) Error() string {
 // %C and %y for negative years). Lua 5.4 accepts exactly the C99
 // conversions; the E and O modifiers change nothing in the C locale.
 func strftime(format string, t time.Time) (string, error) {
+	return strftimeBounded(format, t, nil)
+}
+
+// strftimeBounded is strftime for os.date: with L, a result over
+// maxStringBytes is an error, and the call's limits are polled every few
+// thousand conversions (a format of millions of %c runs for seconds).
+func strftimeBounded(format string, t time.Time, L *lua.LState) (string, error) {
 	var b []byte
-	for i := 0; i < len(format); i++ {
+	var poller interface{ Poll() error }
+	if L != nil {
+		poller, _ = L.Context().(interface{ Poll() error })
+	}
+	for i, convs := 0, 0; i < len(format); i++ {
+		if L != nil && len(b) > maxStringBytes {
+			tooLong(L, "os.date")
+		}
 		c := format[i]
 		if c != '%' {
 			b = append(b, c)
@@ -258,6 +272,11 @@ func strftime(format string, t time.Time) (string, error) {
 		}
 		b = appendConv(b, conv, t)
 		i += n
+		if convs++; convs%4096 == 0 && poller != nil {
+			if err := poller.Poll(); err != nil {
+				L.RaiseError("%s", err)
+			}
+		}
 	}
 	return string(b), nil
 }

@@ -126,6 +126,9 @@ MEMORY_BOMBS = {
         "local keep = {} while true do pcall(function() for i = 1, 1e5 do keep[#keep + 1] = {i} end end) end"
     ),
     "strings in a table": "local t = {} for i = 1, 1e9 do t[i] = string.rep('y', 4096) .. i end",
+    # Each coroutine holds ~27 KB on the embedded engine (its call-frame
+    # table is sized for the maximum depth): the accounting must see it.
+    "coroutines": "local t = {} for i = 1, 1e9 do t[i] = coroutine.create(function() end) end",
 }
 
 
@@ -156,6 +159,7 @@ BUILTIN_BOMBS = {
     ),
     "format width": "return string.format('%0999999d', 1)",
     "gsub expansion": "return #string.gsub(string.rep('a', 2^20), 'a', string.rep('b', 2^10))",
+    "os.date expansion": "return #os.date(string.rep('%c', 2^24))",
 }
 
 
