@@ -101,6 +101,9 @@ func compile(code []byte, chunkName string) (*chunk, error) {
 		return nil, &syntaxError{msg: sourceName(chunkName) + ": attempt to load a binary chunk (only text chunks are accepted)"}
 	}
 	name := sourceName(chunkName)
+	if err := checkNesting(code, name); err != nil {
+		return nil, err
+	}
 	tree, err := parse.Parse(bytes.NewReader(code), name)
 	if err != nil {
 		var pe *parse.Error
@@ -109,11 +112,7 @@ func compile(code []byte, chunkName string) (*chunk, error) {
 	}
 	proto, err := compileTree(tree, name)
 	if err != nil {
-		var ce *lua.CompileError
-		if errors.As(err, &ce) {
-			return nil, &syntaxError{msg: fmt.Sprintf("%s:%d: %s", name, ce.Line, ce.Message)}
-		}
-		return nil, &syntaxError{msg: name + ": " + err.Error()}
+		return nil, err
 	}
 	// The main chunk gets no Lua 5.1 `arg` table (it defines no local of
 	// that name, so the table was built and thrown away on every call).

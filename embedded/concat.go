@@ -1,6 +1,8 @@
 package embedded
 
 import (
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 
@@ -198,15 +200,77 @@ func luaConcat(L *lua.LState) int {
 
 // compileTree compiles a parsed chunk with the engine's rewrites
 // (multiple assignment, `..`).
-func compileTree(tree []ast.Stmt, name string) (*lua.FunctionProto, error) {
-	proto, err := lua.Compile(fixTableConstructors(rewriteConcat(fixMultipleAssignment(tree))), name)
+//
+// Its errors are *syntaxError, with name and line in the message.
+func compileTree(tree []ast.Stmt, name string) (proto *lua.FunctionProto, err error) {
+	if line, ok := syntaxDepthOK(tree); !ok {
+		return nil, &syntaxError{msg: fmt.Sprintf("%s:%d: chunk has too many syntax levels (limit %d)", name, line, maxSyntaxDepth)}
+	}
+	proto, err = lua.Compile(fixTableConstructors(rewriteConcat(fixMultipleAssignment(tree))), name)
 	if err != nil {
-		return nil, err
+		var ce *lua.CompileError
+		if errors.As(err, &ce) { // (its Error method needs a context it does not always have)
+			return nil, &syntaxError{msg: fmt.Sprintf("%s:%d: %s", name, ce.Line, ce.Message)}
+		}
+		return nil, &syntaxError{msg: name + ": " + err.Error()}
 	}
 	if !patchConcat(proto) {
-		return nil, &lua.CompileError{Line: 0, Message: "internal error: the .. operator was not compiled as expected"}
+		return nil, &syntaxError{msg: name + ": internal error: the .. operator was not compiled as expected"}
 	}
 	return proto, nil
+}
+
+// maxSyntaxDepth bounds how deeply statements and expressions nest. The
+// parser builds the tree without recursion, but compiling it recurses once
+// per level (about 1 KB of Go stack each): `return 1 + 1 + ... + 1` with
+// two million terms (8 MB of source) overflowed Go's 1 GB stack, which
+// kills the process. Lua 5.1 stops nested blocks and parentheses at 200
+// levels ("chunk has too many syntax levels") but not left-associative
+// chains such as that sum; this limit accepts both up to 10,000.
+const maxSyntaxDepth = 10000
+
+// syntaxDepthOK walks tree without recursion; false, with a line, when it
+// nests deeper than maxSyntaxDepth.
+func syntaxDepthOK(tree []ast.Stmt) (int, bool) {
+	type item struct {
+		v     reflect.Value
+		depth int
+	}
+	stack := []item{{reflect.ValueOf(tree), 0}}
+	for len(stack) > 0 {
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		v, d := it.v, it.depth
+		switch v.Kind() {
+		case reflect.Interface: // an ast.Expr or ast.Stmt: one level
+			if v.IsNil() {
+				continue
+			}
+			if d+1 > maxSyntaxDepth {
+				line := 0
+				if p, ok := v.Interface().(ast.PositionHolder); ok {
+					line = p.Line()
+				}
+				return line, false
+			}
+			stack = append(stack, item{v.Elem(), d + 1})
+		case reflect.Pointer:
+			if !v.IsNil() {
+				stack = append(stack, item{v.Elem(), d})
+			}
+		case reflect.Struct:
+			for i := 0; i < v.NumField(); i++ {
+				if f := v.Field(i); f.CanSet() {
+					stack = append(stack, item{f, d})
+				}
+			}
+		case reflect.Slice:
+			for i := 0; i < v.Len(); i++ {
+				stack = append(stack, item{v.Index(i), d})
+			}
+		}
+	}
+	return 0, true
 }
 
 // exactConcatSize raises the too-large error unless the n operands (strings

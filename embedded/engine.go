@@ -49,7 +49,13 @@ func (e *Engine) Close() error {
 
 // Exec runs one chunk.
 func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, error) {
-	ch, printRes, err := compileRequest(req)
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ch, printRes, err := compileWithin(ctx, req)
+	if errors.Is(err, errCompileTimeout) {
+		return nil, timeoutError(ctx, false)
+	}
 	if err != nil {
 		var se *syntaxError
 		if errors.As(err, &se) {
@@ -64,9 +70,6 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 		return nil, core.Wrap(core.ErrGeneric, "exec", "compile failed", err)
 	}
 	req.PrintResults = printRes
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	if e.stuck != nil {
 		select {
 		case <-e.stuck:
@@ -163,6 +166,49 @@ func timeoutError(ctx context.Context, lost bool) error {
 		msg += " but its state was reset (the chunk was stuck in a builtin)"
 	}
 	return core.Errorf(core.ErrTimeout, "exec", "%s", msg)
+}
+
+// Parsing cannot be interrupted and takes about a second per 2 MB of
+// source (16 MB is allowed): a chunk larger than bigCompile compiles on a
+// goroutine the call's deadline can leave behind, and at most
+// maxBigCompiles run at once, so that repeated huge chunks cannot pile up
+// uninterruptible work on the host.
+const (
+	bigCompile     = 256 << 10
+	maxBigCompiles = 2
+)
+
+var (
+	bigCompiles       = make(chan struct{}, maxBigCompiles)
+	errCompileTimeout = errors.New("compiling the chunk took longer than the call's deadline")
+)
+
+func compileWithin(ctx context.Context, req *core.Request) (*chunk, bool, error) {
+	if len(req.Code) < bigCompile || ctx.Done() == nil {
+		return compileRequest(req)
+	}
+	select {
+	case bigCompiles <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false, errCompileTimeout
+	}
+	type result struct {
+		ch       *chunk
+		printRes bool
+		err      error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() { <-bigCompiles }()
+		ch, printRes, err := compileRequest(req)
+		done <- result{ch, printRes, err}
+	}()
+	select {
+	case r := <-done:
+		return r.ch, r.printRes, r.err
+	case <-ctx.Done():
+		return nil, false, errCompileTimeout
+	}
 }
 
 // compileRequest compiles a request's code; in REPL mode it first tries the

@@ -177,6 +177,11 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 			L.Push(lua.LString("attempt to load a binary chunk (only text chunks are accepted)"))
 			return nil
 		}
+		if err := checkNesting(src, name); err != nil {
+			L.Push(lua.LNil)
+			L.Push(lua.LString(err.Error()))
+			return nil
+		}
 		chunk, err := parse.Parse(strings.NewReader(string(src)), name)
 		if err != nil {
 			L.Push(lua.LNil)
@@ -186,7 +191,7 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 		proto, err := compileTree(chunk, name)
 		if err != nil {
 			L.Push(lua.LNil)
-			L.Push(lua.LString(name + ": " + err.Error()))
+			L.Push(lua.LString(err.Error()))
 			return nil
 		}
 		return L.NewFunctionFromProto(proto)

@@ -228,6 +228,30 @@ def test_deep_recursion(hostile, engine, name):
         assert error in (CPULimitError, LuaMemoryError), (error, result)
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "return " + "(" * 2_000_000 + "1" + ")" * 2_000_000,
+        "return " + "1 + " * 2_000_000 + "1",
+        "do " * 1_000_000 + " end" * 1_000_000,
+    ],
+    ids=["parentheses", "sum", "blocks"],
+)
+def test_deeply_nested_source(hostile, source):
+    # Compiling it recursed once per level on the embedded engine: the sum
+    # overflowed Go's stack and killed the host. Now a syntax error (Lua
+    # stops nesting at 200 levels, the embedded engine at 10,000), or, for
+    # the sum, its value on the interpreters.
+    error, result, _ = outcome(hostile, source)
+    if error is None and result["success"]:
+        assert result["values"] == [2_000_001], result
+    elif error is None:
+        message = result["error"]
+        assert "syntax levels" in message or "overflow" in message or "too many" in message, message
+    else:
+        assert error in (CPULimitError, LuaMemoryError, VMTimeoutError), (error, result)
+
+
 def test_huge_error_message_is_bounded(hostile):
     error, result, _ = outcome(hostile, "error(string.rep('e', 2^24))")
     assert error is None and not result["success"], (error, result)

@@ -1,0 +1,88 @@
+package embedded
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"libbioxen/core"
+)
+
+// TestDeepNestingIsASyntaxError: sources nesting deeper than
+// maxSyntaxDepth fail to compile with Lua's message, quickly, whatever
+// the construct; a two-million-term sum (which overflowed Go's stack and
+// killed the process) is refused too; depths under the limit compile.
+func TestDeepNestingIsASyntaxError(t *testing.T) {
+	vm := openVM(t, core.Options{})
+	deep := 2_000_000
+	cases := map[string]string{
+		"parentheses": "return " + strings.Repeat("(", deep) + "1" + strings.Repeat(")", deep),
+		"blocks":      strings.Repeat("do ", deep) + strings.Repeat(" end", deep),
+		"tables":      "return " + strings.Repeat("{", deep) + strings.Repeat("}", deep),
+		"concat":      "return " + strings.Repeat("'a' .. ", deep) + "'b'",
+		"unary":       "return " + strings.Repeat("- ", deep) + "1",
+		"not":         "return " + strings.Repeat("not ", deep) + "1",
+		"sum":         "return " + strings.Repeat("1 + ", deep) + "1",
+		"functions":   strings.Repeat("local function f() ", 300_000) + strings.Repeat(" end", 300_000),
+	}
+	for name, src := range cases {
+		start := time.Now()
+		res, err := vm.Exec(context.Background(), []byte(src), core.ExecOptions{Timeout: time.Minute})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if res.Success || !strings.Contains(res.ErrorMessage, "chunk has too many syntax levels") {
+			t.Errorf("%s: %s", name, res.Stderr)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("%s: took %v", name, d)
+		}
+	}
+	under := maxSyntaxDepth - 10
+	for name, c := range map[string]struct{ src, want string }{
+		"parentheses":               {"return " + strings.Repeat("(", under) + "1" + strings.Repeat(")", under), "[1]"},
+		"blocks":                    {strings.Repeat("do ", under) + "x = 1" + strings.Repeat(" end", under) + " return x", "[1]"},
+		"concat":                    {"return #(" + strings.Repeat("'a' .. ", under) + "'b')", "[9991]"},
+		"sum":                       {"return " + strings.Repeat("1 + ", under) + "1", "[9991]"},
+		"sum of negatives, squares": {"local x = 2 return " + strings.Repeat("-x ^ 2 + ", 3000) + "0", "[-12000]"},
+	} {
+		res, err := vm.Exec(context.Background(), []byte(c.src), core.ExecOptions{Timeout: time.Minute})
+		if err != nil || string(res.Values) != c.want {
+			t.Errorf("%s under the limit: %v %s %s", name, err, res.Values, res.Stderr)
+		}
+	}
+	res, err := vm.Exec(context.Background(), []byte(`return loadstring("return " .. string.rep("(", 20000) .. "1" .. string.rep(")", 20000))`), core.ExecOptions{})
+	if err != nil || !strings.Contains(string(res.Values), "too many syntax levels") {
+		t.Errorf("loadstring: %v %s %s", err, res.Values, res.Stderr)
+	}
+}
+
+// TestNestingScanAcceptsRealCode: the scan finds no deep nesting in the
+// repository's Lua (packages, benchmarks' code is in Go strings) and
+// tracks lines through strings and comments.
+func TestNestingScanAcceptsRealCode(t *testing.T) {
+	files, _ := filepath.Glob("../lua/*/*.lua")
+	more, _ := filepath.Glob("../lua/*.lua")
+	files = append(files, more...)
+	more, _ = filepath.Glob("../luaproc/*.lua")
+	files = append(files, more...)
+	if len(files) == 0 {
+		t.Fatal("no Lua files found")
+	}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line := sourceNesting(src, 100); line > 0 {
+			t.Errorf("%s:%d: nests deeper than 100 by the scan", f, line)
+		}
+	}
+	src := "local s = [[\n((((\n]] -- ((((\n--[==[\n{{{{\n]==]\nlocal t = '(((' .. \"{{{\"\n" + strings.Repeat("(", 5)
+	if line := sourceNesting([]byte(src), 4); line != 8 {
+		t.Errorf("the first level over 4 is on line %d, want 8", line)
+	}
+}
