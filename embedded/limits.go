@@ -278,13 +278,55 @@ func (st *state) installCoroutines() {
 		}
 		return yield.GFunction(L)
 	}))
+	// Nested resumes run on the Go stack (gopher-lua runs a coroutine
+	// inside the Go call that resumes it) and nothing bounded them: with
+	// the memory limit off, `local function f() return coroutine.wrap(f)()
+	// end` nested until it took gigabytes and neared Go's stack limit,
+	// which kills the process. Lua counts them as C calls: past 200,
+	// "C stack overflow".
+	enter := func(L *lua.LState) bool {
+		if st.resumeDepth >= maxResumeDepth {
+			return false
+		}
+		st.resumeDepth++
+		return true
+	}
+	leave := func() { st.resumeDepth-- }
+	resume := co.RawGetString("resume").(*lua.LFunction)
+	co.RawSetString("resume", L.NewFunction(func(L *lua.LState) int {
+		if !enter(L) {
+			L.Push(lua.LFalse)
+			L.Push(lua.LString("C stack overflow"))
+			return 2
+		}
+		defer leave()
+		return resume.GFunction(L)
+	}))
 	co.RawSetString("wrap", L.NewFunction(func(L *lua.LState) int {
 		n := wrap.GFunction(L)
-		if fn, ok := L.Get(-1).(*lua.LFunction); ok && len(fn.Upvalues) > 0 {
-			if th, ok := fn.Upvalues[0].Value().(*lua.LState); ok {
-				th.SetContext(st.ctx)
-			}
+		fn, ok := L.Get(-1).(*lua.LFunction)
+		if !ok || len(fn.Upvalues) == 0 {
+			return n
 		}
+		th, ok := fn.Upvalues[0].Value().(*lua.LState)
+		if !ok {
+			return n
+		}
+		th.SetContext(st.ctx)
+		// The same Go function with the same upvalue (the thread),
+		// counted.
+		aux := fn.GFunction
+		L.Replace(-1, L.NewClosure(func(L *lua.LState) int {
+			if !enter(L) {
+				L.RaiseError("C stack overflow")
+			}
+			defer leave()
+			return aux(L)
+		}, th))
 		return n
 	}))
 }
+
+// maxResumeDepth bounds nested coroutine resumes, as Lua's C-call limit
+// (LUAI_MAXCCALLS) does.
+const maxResumeDepth = 200

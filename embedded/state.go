@@ -32,6 +32,8 @@ type state struct {
 	exited   bool
 	exitCode int
 
+	resumeDepth int // coroutines being resumed inside each other (limits.go)
+
 	guard    *pathGuard        // files Lua code may open (nil: trusted, any)
 	fileMeta *lua.LTable       // the metatable of our files
 	files    map[*luaFile]bool // open files; true: opened by the current call

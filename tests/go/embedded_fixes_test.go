@@ -109,6 +109,14 @@ func TestEmbeddedLuaSemantics(t *testing.T) {
 					`"false attempt to yield across metamethod/C-call boundary nil dead",` +
 					`"false attempt to yield across metamethod/C-call boundary nil dead",` +
 					`"false attempt to yield across metamethod/C-call boundary nil dead"],6,9,"called"]`},
+			// Nested resumes stop at Lua's C-call limit (they nested on the Go
+			// stack without bound).
+			{`local n = 0 local function f() n = n + 1 return coroutine.wrap(f)() end local ok, e = pcall(f)
+			  local d = 0 local function g() d = d + 1 local ok2, e2 = coroutine.resume(coroutine.create(g)) return e2 end
+			  local function walk(k) if k == 0 then coroutine.yield(0) return end for v in coroutine.wrap(function() walk(k - 1) end) do coroutine.yield(v + 1) end end
+			  local deepest for v in coroutine.wrap(function() walk(150) end) do deepest = v end
+			  return n > 150 and n <= 201, ok, e:match("C stack overflow"), g(), d, deepest`,
+				`[true,false,"C stack overflow","C stack overflow",201,150]`},
 			{`local co = coroutine.create(function() coroutine.yield() end) coroutine.resume(co)
 			  return (debug.traceback(co, "in co"):gsub("\n.*", ""))`, `["in co"]`},
 		}
