@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
@@ -36,14 +37,7 @@ func TestCompilerMatchesLua51(t *testing.T) {
 		fmt.Fprintf(&b, "run(%d, function()\n%s\nend)\n", i, srcs[i])
 	}
 	script := b.String()
-	path := filepath.Join(t.TempDir(), "cases.lua")
-	if err := os.WriteFile(path, []byte(script), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	want, err := exec.Command(luaBin, path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("lua5.1: %v\n%s", err, want)
-	}
+	want := runLuaFile(t, luaBin, script)
 	got := runEmbeddedScript(t, script, true)
 	wl, gl := strings.Split(string(want), "\n"), strings.Split(string(got), "\n")
 	if len(wl) != len(gl) {
@@ -321,4 +315,25 @@ func (g *progGen) arith() string {
 	default:
 		return g.arith() + g.pick(" + ", " - ", " * ", " / ") + g.arith()
 	}
+}
+
+// runLuaFile runs script as a file in the interpreter bin (the C locale)
+// and returns what it printed; the test fails if it fails.
+func runLuaFile(t *testing.T, bin, script string) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "script.lua")
+	if err := os.WriteFile(path, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, path)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("%s: %v\n%s%s", bin, err, out, ee.Stderr)
+		}
+		t.Fatalf("%s: %v", bin, err)
+	}
+	return out
 }

@@ -97,17 +97,7 @@ func TestFilesMatchLua51(t *testing.T) {
 		out := string(f(dir, script))
 		return strings.ReplaceAll(out, dir, "DIR")
 	}
-	want := run(func(_, script string) []byte {
-		path := filepath.Join(t.TempDir(), "files.lua")
-		if err := os.WriteFile(path, []byte(script), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		out, err := exec.Command(luaBin, path).CombinedOutput()
-		if err != nil {
-			t.Fatalf("lua5.1: %v\n%s", err, out)
-		}
-		return out
-	})
+	want := run(func(_, script string) []byte { return runLuaFile(t, luaBin, script) })
 	for _, trusted := range []bool{true, false} {
 		got := run(func(dir, script string) []byte {
 			vm, err := core.Open(core.Options{Engine: "embedded", Trusted: trusted, AllowedPaths: []string{dir}})

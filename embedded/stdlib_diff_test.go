@@ -2,9 +2,7 @@ package embedded
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -1231,18 +1229,9 @@ func TestStdlibDiff(t *testing.T) {
 	}
 	script := b.String()
 
-	path := filepath.Join(t.TempDir(), "stdlib_diff.lua")
-	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(luaBin, path)
 	// Both run in this process's time zone (os.time of a date table is
 	// local time); the C locale is what gopher-lua implements.
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	wantOut, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("lua5.1: %v", err)
-	}
+	wantOut := runLuaFile(t, luaBin, script)
 
 	// Trusted: the sandbox drops a few globals (getfenv, newproxy,
 	// string.dump ...) on purpose; the library itself is the same.
