@@ -238,3 +238,26 @@ func TestFilesLimitAndCallEnd(t *testing.T) {
 		t.Errorf("persistent file content: %q", data)
 	}
 }
+
+// TestRequireProbesOnlyModuleRoots: a sandbox's C-module notice looks only
+// inside its module roots (it reported any existing file, an oracle for
+// paths outside the sandbox).
+func TestRequireProbesOnlyModuleRoots(t *testing.T) {
+	roots := t.TempDir()
+	if err := os.WriteFile(filepath.Join(roots, "fake.so"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret.so"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vm := openVM(t, core.Options{ModuleRoots: []string{roots}})
+	res, err := vm.Exec(context.Background(), []byte(`package.cpath = `+luaQuote(outside+"/?.so;"+roots+"/?.so")+`
+		return select(2, pcall(require, "secret")), select(2, pcall(require, "fake"))`), core.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(res.Values), "secret.so") || !strings.Contains(string(res.Values), "fake.so): the embedded engine runs only pure-Lua modules") {
+		t.Errorf("%s %s", res.Values, res.Stderr)
+	}
+}

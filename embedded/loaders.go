@@ -29,6 +29,9 @@ func (st *state) installCModuleLoader() {
 				continue
 			}
 			p := strings.ReplaceAll(tmpl, "?", file)
+			if _, ok := st.moduleGuard.check(p); !ok {
+				continue // a sandbox probes only its module roots (no existence oracle)
+			}
 			if _, err := os.Stat(p); err == nil {
 				L.Push(lua.LString("\n\tmodule '" + name + "' is a C module (" + p + "): the embedded engine runs only pure-Lua modules; use the process engine (engine=\"process\", e.g. lua_executable=\"lua5.1\") for C modules"))
 				return 1

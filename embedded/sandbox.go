@@ -162,6 +162,7 @@ func (st *state) applySandbox(allowed, moduleRoots []string) {
 	// Files (io.open, io.lines, io.input, io.output) only inside the
 	// allowed directories: files.go asks st.guard.
 	st.guard = guard
+	st.moduleGuard = moduleGuard
 }
 
 // installLoaders replaces load, loadstring, loadfile, dofile and require's

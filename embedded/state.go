@@ -34,9 +34,10 @@ type state struct {
 
 	resumeDepth int // coroutines being resumed inside each other (limits.go)
 
-	guard    *pathGuard        // files Lua code may open (nil: trusted, any)
-	fileMeta *lua.LTable       // the metatable of our files
-	files    map[*luaFile]bool // open files; true: opened by the current call
+	moduleGuard *pathGuard        // where require may look (nil: trusted, anywhere)
+	guard       *pathGuard        // files Lua code may open (nil: trusted, any)
+	fileMeta    *lua.LTable       // the metatable of our files
+	files       map[*luaFile]bool // open files; true: opened by the current call
 
 	snap       []tableSnap
 	probes     []lua.LValue // a value of each type that has a shared metatable
