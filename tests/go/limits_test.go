@@ -193,3 +193,38 @@ func TestStuckBuiltinBlocksNextCall(t *testing.T) {
 		t.Fatalf("after the stuck chunk: %v %v", res, err)
 	}
 }
+
+// TestDefaultSortStopsAtTheDeadline: table.sort without a comparator was one
+// Go call no deadline could stop (5 million numbers: 7 s); it now stops at
+// the deadline, leaves the table as it was, and the state is kept.
+func TestDefaultSortStopsAtTheDeadline(t *testing.T) {
+	vm := open(t, core.Options{Persistent: true})
+	run(t, vm, `big = {} for i = 1, 3e6 do big[i] = (i * 7919) % 3000017 end
+		strs = {} for i = 1, 1e6 do strs[i] = tostring(big[i]) end`)
+	for _, code := range []string{`table.sort(big)`, `table.sort(strs)`} {
+		err, took := execErr(t, vm, "for k = 1, 1e6 do "+code+" end", 200*time.Millisecond)
+		if core.CodeOf(err) != core.ErrTimeout || took > 2*time.Second {
+			t.Errorf("%s: %v after %v", code, err, took)
+		}
+		if err != nil && strings.Contains(err.Error(), "reset") {
+			if raceBuild {
+				t.Skipf("under -race the sort's allocations outlast the grace: %v", err)
+			}
+			t.Errorf("the state was given up: %v", err)
+		}
+	}
+	// Each table is as it was or sorted, whole either way.
+	res := run(t, vm, `local function check(t, first)
+		  local sorted, n = true, 0
+		  for i = 2, #t do if t[i - 1] > t[i] then sorted = false end end
+		  return sorted or t[1] == first
+		end
+		local a, b = check(big, 7919), check(strs, "7919")
+		local t = {5, 3, "x"} local e = select(2, pcall(table.sort, t))
+		local r = {} for i = 1, 1000 do r[i] = (i * 7) % 1001 end table.sort(r)
+		local rs = true for i = 2, #r do rs = rs and r[i - 1] <= r[i] end
+		return #big, #strs, a, b, t[1], t[3], e:match("attempt to compare"), rs`)
+	if string(res.Values) != `[3000000,1000000,true,true,5,"x","attempt to compare",true]` {
+		t.Errorf("after: %s %s", res.Values, res.Stderr)
+	}
+}
