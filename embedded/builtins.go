@@ -291,45 +291,14 @@ func sortDefault(L *lua.LState, t *lua.LTable) {
 			allNum, allStr = false, false
 		}
 	}
-	vals := make([]lua.LValue, n)
+	var vals []lua.LValue
 	switch {
 	case allNum:
-		es := make([]sortEntry[lua.LNumber], n)
-		for i := range es {
-			tick()
-			v := t.RawGetInt(i + 1)
-			es[i] = sortEntry[lua.LNumber]{v.(lua.LNumber), v}
-		}
-		slices.SortFunc(es, func(a, b sortEntry[lua.LNumber]) int {
-			tick()
-			switch {
-			case a.key < b.key:
-				return -1
-			case b.key < a.key:
-				return 1
-			}
-			return 0
-		})
-		for i := range es {
-			tick()
-			vals[i] = es[i].v
-		}
+		vals = sortByKey(t, n, tick, func(v lua.LValue) lua.LNumber { return v.(lua.LNumber) }, cmpNumber)
 	case allStr:
-		es := make([]sortEntry[string], n)
-		for i := range es {
-			tick()
-			v := t.RawGetInt(i + 1)
-			es[i] = sortEntry[string]{string(v.(lua.LString)), v}
-		}
-		slices.SortFunc(es, func(a, b sortEntry[string]) int {
-			tick()
-			return strings.Compare(a.key, b.key)
-		})
-		for i := range es {
-			tick()
-			vals[i] = es[i].v
-		}
+		vals = sortByKey(t, n, tick, func(v lua.LValue) string { return string(v.(lua.LString)) }, strings.Compare)
 	default:
+		vals = make([]lua.LValue, n)
 		for i := range vals {
 			tick()
 			vals[i] = t.RawGetInt(i + 1)
@@ -351,6 +320,37 @@ func sortDefault(L *lua.LState, t *lua.LTable) {
 type sortEntry[K any] struct {
 	key K
 	v   lua.LValue
+}
+
+// sortByKey returns t[1..n] sorted by cmp of key(value), the keys kept next
+// to the values (no type switch or pointer chase per comparison).
+func sortByKey[K any](t *lua.LTable, n int, tick func(), key func(lua.LValue) K, cmp func(a, b K) int) []lua.LValue {
+	es := make([]sortEntry[K], n)
+	for i := range es {
+		tick()
+		v := t.RawGetInt(i + 1)
+		es[i] = sortEntry[K]{key(v), v}
+	}
+	slices.SortFunc(es, func(a, b sortEntry[K]) int {
+		tick()
+		return cmp(a.key, b.key)
+	})
+	vals := make([]lua.LValue, n)
+	for i := range es {
+		tick()
+		vals[i] = es[i].v
+	}
+	return vals
+}
+
+func cmpNumber(a, b lua.LNumber) int {
+	switch {
+	case a < b:
+		return -1
+	case b < a:
+		return 1
+	}
+	return 0
 }
 
 // replaceArray stores vals at t[1..len(vals)]: in one step when gopher-lua's
