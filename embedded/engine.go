@@ -5,6 +5,8 @@ package embedded
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -84,29 +86,41 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	st := e.st
 	st.begin(e.opts.Limits, req.Output)
 	st.ctx.begin(ctx, e.opts.Limits)
-	run := func() *core.Result {
+	// run runs the chunk; a Go panic outside the chunk's protected call (a
+	// bug of ours) comes back as broken instead of ending the process,
+	// which it would on the goroutine below.
+	type outcome struct {
+		res    *core.Result
+		broken error
+	}
+	run := func() (o outcome) {
+		defer func() {
+			if r := recover(); r != nil {
+				o.broken = core.Errorf(core.ErrGeneric, "exec", "internal error while running the chunk (the VM's state was reset): %v\n%s", r, debug.Stack())
+			}
+		}()
 		leave := st.ctx.enter()
 		defer leave()
-		return st.run(ch.proto, req, e.opts.Limits)
+		return outcome{res: st.run(ch.proto, req, e.opts.Limits)}
 	}
 
-	var res *core.Result
+	var o outcome
 	if _, hasDeadline := ctx.Deadline(); !hasDeadline {
 		// No deadline (at most a cancellation: an interactive session):
 		// run on the caller's goroutine; the state's context stops the
 		// chunk at its next instruction.
-		res = run()
+		o = run()
 	} else {
 		// A deadline is a promise to return on time even if the chunk is
 		// stuck in a long Go builtin: run on a goroutine and wait.
-		done := make(chan *core.Result, 1)
+		done := make(chan outcome, 1)
 		go func() { done <- run() }()
 		select {
-		case res = <-done:
+		case o = <-done:
 		case <-ctx.Done():
 			grace := time.NewTimer(core.TimeoutGrace)
 			select {
-			case res = <-done:
+			case o = <-done:
 				grace.Stop()
 			case <-grace.C:
 				// Stuck in a long Go builtin that does not see the context:
@@ -119,6 +133,13 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 				return nil, timeoutError(ctx, !req.Fresh)
 			}
 		}
+	}
+	res := o.res
+	if o.broken != nil {
+		e.st = nil
+		st.ctx.end()
+		st.close()
+		return nil, o.broken
 	}
 	switch stopped := st.ctx.end(); {
 	case stopped == nil:
@@ -200,6 +221,13 @@ func compileWithin(ctx context.Context, req *core.Request) (*chunk, bool, error)
 	done := make(chan result, 1)
 	go func() {
 		defer func() { <-bigCompiles }()
+		// A panic here (a compiler bug on some input) would end the
+		// process: no caller's recover reaches this goroutine.
+		defer func() {
+			if r := recover(); r != nil {
+				done <- result{err: fmt.Errorf("internal error while compiling the chunk: %v", r)}
+			}
+		}()
 		ch, printRes, err := compileRequest(req)
 		done <- result{ch, printRes, err}
 	}()
@@ -245,6 +273,11 @@ func (st *state) begin(lim core.Limits, out func(core.Stream, []byte)) {
 	st.curOut, st.curIn = st.stdout, st.stdin
 }
 
+// faultAfterChunk, when set (by a test only), runs right after the chunk:
+// it stands for a Go panic in the engine's own code outside the chunk's
+// protected call, a fault no Lua code can produce once such bugs are fixed.
+var faultAfterChunk func()
+
 // run calls the chunk, then encodes and (if asked) prints its values, all
 // under the call's context so metamethods run by tostring stay bounded.
 func (st *state) run(proto *lua.FunctionProto, req *core.Request, lim core.Limits) *core.Result {
@@ -253,6 +286,9 @@ func (st *state) run(proto *lua.FunctionProto, req *core.Request, lim core.Limit
 	L.Push(L.NewFunctionFromProto(proto))
 	st.trace = ""
 	err := L.PCall(0, lua.MultRet, st.tracer)
+	if faultAfterChunk != nil {
+		faultAfterChunk()
+	}
 	if err != nil {
 		// Close the upvalues the error left open (the handler kept
 		// gopher-lua from doing it). After a stop the closer fails at its
