@@ -97,7 +97,7 @@ func TestDeepErrorIsFast(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", src, err)
 		}
-		if d := time.Since(start); d > 500*time.Millisecond {
+		if d := time.Since(start); d > time.Second { // gopher-lua's: 1.1 s, ~10 s under -race
 			t.Errorf("%s: took %v", src, d)
 		}
 		t.Logf("%s\n=> %s %s", src, res.Values, firstLines(string(res.Stderr), 4))
