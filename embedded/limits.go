@@ -300,7 +300,17 @@ func (st *state) installCoroutines() {
 			return 2
 		}
 		defer leave()
-		return resume.GFunction(L)
+		n := resume.GFunction(L)
+		// Lua's words for gopher-lua's.
+		if n == 2 && L.Get(-2) == lua.LFalse {
+			switch L.Get(-1) {
+			case lua.LString("can not resume a dead thread"):
+				L.Replace(-1, lua.LString("cannot resume dead coroutine"))
+			case lua.LString("can not resume a running thread"):
+				L.Replace(-1, lua.LString("cannot resume running coroutine"))
+			}
+		}
+		return n
 	}))
 	co.RawSetString("wrap", L.NewFunction(func(L *lua.LState) int {
 		n := wrap.GFunction(L)

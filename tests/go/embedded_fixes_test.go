@@ -117,6 +117,9 @@ func TestEmbeddedLuaSemantics(t *testing.T) {
 			  local deepest for v in coroutine.wrap(function() walk(150) end) do deepest = v end
 			  return n > 150 and n <= 201, ok, e:match("C stack overflow"), g(), d, deepest`,
 				`[true,false,"C stack overflow","C stack overflow",201,150]`},
+			{`local co = coroutine.create(function() end) coroutine.resume(co) local a, b = coroutine.resume(co)
+			  local co2 co2 = coroutine.create(function() return coroutine.resume(co2) end) local c, d, e = coroutine.resume(co2)
+			  return a, b, c, d, e`, `[false,"cannot resume dead coroutine",true,false,"cannot resume running coroutine"]`}, // Lua's words
 			{`local co = coroutine.create(function() coroutine.yield() end) coroutine.resume(co)
 			  return (debug.traceback(co, "in co"):gsub("\n.*", ""))`, `["in co"]`},
 		}
