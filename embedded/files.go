@@ -361,7 +361,7 @@ func readNumber(r *bufio.Reader) (lua.LValue, error) {
 		if c, err = r.ReadByte(); err != nil {
 			return lua.LNil, err
 		}
-		if !isSpace(c) {
+		if strings.IndexByte(luaSpace, c) < 0 {
 			break
 		}
 	}
@@ -415,10 +415,6 @@ func readNumber(r *bufio.Reader) (lua.LValue, error) {
 		return lua.LNumber(v), nil
 	}
 	return lua.LNil, nil
-}
-
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
 
 func fileWriteMethod(L *lua.LState) int {

@@ -96,15 +96,15 @@ func sourceNesting(src []byte, limit int) int {
 			prevOperand = true
 			continue
 		case isDigit(c) || (c == '.' && i+1 < n && isDigit(src[i+1])):
-			for i < n && (isAlnum(src[i]) || src[i] == '.' ||
+			for i < n && (isNameChar(src[i]) || src[i] == '.' ||
 				((src[i] == '+' || src[i] == '-') && (src[i-1] == 'e' || src[i-1] == 'E' || src[i-1] == 'p' || src[i-1] == 'P'))) {
 				i++
 			}
 			prevOperand = true
 			continue
-		case isAlpha(c):
+		case isNameStart(c):
 			j := i
-			for j < n && isAlnum(src[j]) {
+			for j < n && isNameChar(src[j]) {
 				j++
 			}
 			word := string(src[i:j])
@@ -200,8 +200,8 @@ func skipLong(src []byte, i, lvl, line int) (int, int) {
 	return i, line
 }
 
-func isAlpha(c byte) bool { return c == '_' || (c|0x20 >= 'a' && c|0x20 <= 'z') }
-func isAlnum(c byte) bool { return isAlpha(c) || isDigit(c) }
+func isNameStart(c byte) bool { return c == '_' || (c|0x20 >= 'a' && c|0x20 <= 'z') }
+func isNameChar(c byte) bool  { return isNameStart(c) || isDigit(c) }
 
 // checkNesting is the syntax error for src nesting deeper than
 // maxSyntaxDepth, or nil.
