@@ -264,20 +264,12 @@ func tableSort(orig *lua.LFunction) lua.LGFunction {
 
 // sortDefault sorts t[1..#t] by Lua's < . gopher-lua's sort ran as one Go
 // call the deadline could not stop (5 million numbers: 7 s); this one polls
-// the call's limits in every pass and every 64K comparisons, and sorts
+// the call's limits in every pass and every 4K comparisons (limitTicker), and sorts
 // numbers and strings by value kept next to each one (5 million numbers:
 // under 2 s here, lua5.4: 4 s). It sorts a copy and puts it in place in one
 // step (replaceArray): stopped or failed half-way, t is as it was.
 func sortDefault(L *lua.LState, t *lua.LTable) {
-	poller, _ := L.Context().(interface{ Poll() error })
-	calls := 0
-	tick := func() {
-		if calls++; calls&0xfff == 0 && poller != nil {
-			if err := poller.Poll(); err != nil {
-				L.RaiseError("%s", err)
-			}
-		}
-	}
+	tick := limitTicker(L)
 	n := t.Len()
 	allNum, allStr := true, true
 	for i := 1; i <= n; i++ {
@@ -382,11 +374,7 @@ func (st *state) installPcall() {
 		return 1
 	})
 	protect := func(L *lua.LState, nargs int, handler *lua.LFunction) int {
-		flag := errFuncFlag(L)
-		outer := *flag
-		err := L.PCall(nargs, lua.MultRet, handler)
-		*flag = outer
-		if err != nil {
+		if err := pcallKeepingFlag(L, nargs, lua.MultRet, handler); err != nil {
 			// Upvalues still open (the handler could not run: the call
 			// stack was full) are closed now, with nil values.
 			L.Push(st.closer)
@@ -418,11 +406,7 @@ func (st *state) installPcall() {
 			L.SetTop(0)
 			L.Push(handler)
 			L.Push(msg)
-			flag := errFuncFlag(L)
-			outer := *flag
-			err := L.PCall(1, 1, inner)
-			*flag = outer
-			if err != nil {
+			if err := pcallKeepingFlag(L, 1, 1, inner); err != nil {
 				L.Push(lua.LString("error in error handling"))
 			}
 			return 1
@@ -441,6 +425,16 @@ func (st *state) installPcall() {
 		closeUnwound(L, nil)
 		return 1
 	})
+}
+
+// pcallKeepingFlag is L.PCall that puts back gopher-lua's hasErrorFunc as
+// it was (see errFuncFlag): PCall clears it on leaving.
+func pcallKeepingFlag(L *lua.LState, nargs, nret int, handler *lua.LFunction) error {
+	flag := errFuncFlag(L)
+	outer := *flag
+	err := L.PCall(nargs, nret, handler)
+	*flag = outer
+	return err
 }
 
 // debugTraceback is debug.traceback([thread,] [message [, level]]) as in

@@ -106,7 +106,8 @@ func (f frame) calledByVM() bool {
 // a PCall with a handler. gopher-lua sets it on entering such a PCall and
 // clears it on leaving any PCall, so after a nested pcall returned, an error
 // raised in the outer protected call closed every active frame's upvalues
-// (see closeUnwound). protect puts the value back; it is the only write.
+// (see closeUnwound). pcallKeepingFlag puts the value back; it is the
+// only write.
 func errFuncFlag(L *lua.LState) *bool {
 	if frameLayoutErr != nil {
 		return new(bool)

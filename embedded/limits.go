@@ -340,3 +340,24 @@ func (st *state) installCoroutines() {
 // maxResumeDepth bounds nested coroutine resumes, as Lua's C-call limit
 // (LUAI_MAXCCALLS) does.
 const maxResumeDepth = 200
+
+// limitTicker returns a function long Go builtins call once per step: every
+// 4096 steps it polls the call's limits (deadline, CPU, memory) and raises
+// the stop as a Lua error. With L nil it does nothing.
+func limitTicker(L *lua.LState) func() {
+	var poller interface{ Poll() error }
+	if L != nil {
+		poller, _ = L.Context().(interface{ Poll() error })
+	}
+	if poller == nil {
+		return func() {}
+	}
+	steps := 0
+	return func() {
+		if steps++; steps&0xfff == 0 {
+			if err := poller.Poll(); err != nil {
+				L.RaiseError("%s", err)
+			}
+		}
+	}
+}

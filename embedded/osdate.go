@@ -253,11 +253,8 @@ func strftime(format string, t time.Time) (string, error) {
 // thousand conversions (a format of millions of %c runs for seconds).
 func strftimeBounded(format string, t time.Time, L *lua.LState) (string, error) {
 	var b []byte
-	var poller interface{ Poll() error }
-	if L != nil {
-		poller, _ = L.Context().(interface{ Poll() error })
-	}
-	for i, convs := 0, 0; i < len(format); i++ {
+	tick := limitTicker(L)
+	for i := 0; i < len(format); i++ {
 		if L != nil && len(b) > maxStringBytes {
 			tooLong(L, "os.date")
 		}
@@ -272,11 +269,7 @@ func strftimeBounded(format string, t time.Time, L *lua.LState) (string, error) 
 		}
 		b = appendConv(b, conv, t)
 		i += n
-		if convs++; convs%4096 == 0 && poller != nil {
-			if err := poller.Poll(); err != nil {
-				L.RaiseError("%s", err)
-			}
-		}
+		tick()
 	}
 	return string(b), nil
 }
