@@ -40,6 +40,10 @@ func (st *state) installBuiltins() {
 	})
 	st.installStrlib(str) // find, match, gmatch, gsub
 	installStringMeta(L, str)
+	strMt := L.GetMetatable(lua.LString("")).(*lua.LTable)
+	st.typeErrMt = typeErrorMeta(L, strMt)
+	strMt.RawSetString("__call", st.typeErrMt.RawGetString("__call"))
+	L.SetGlobal("getmetatable", L.NewFunction(st.getMetatable))
 	tbl := L.GetGlobal("table").(*lua.LTable)
 	L.SetFuncs(tbl, map[string]lua.LGFunction{
 		"concat": tableConcat,
@@ -88,6 +92,22 @@ var smallInts = sync.OnceValue(func() *[numSmallInts]lua.LValue {
 	}
 	return &t
 })
+
+// getMetatable is getmetatable(v): nil for the types that share the
+// type-error metatable (typeerrors.go), as in Lua; a protected metatable's
+// __metatable field.
+func (st *state) getMetatable(L *lua.LState) int {
+	mt := L.GetMetatable(L.CheckAny(1))
+	if st.isTypeErrorMeta(mt) {
+		mt = lua.LNil
+	} else if t, ok := mt.(*lua.LTable); ok {
+		if protected := t.RawGetString("__metatable"); protected != lua.LNil {
+			mt = protected
+		}
+	}
+	L.Push(mt)
+	return 1
+}
 
 // baseSetMetatable is setmetatable(table, metatable|nil): tables only, as
 // in Lua (gopher-lua let setmetatable(1, mt) change every number's).
@@ -396,21 +416,8 @@ func (st *state) installPcall() {
 		L.SetTop(0)
 		L.Push(fn)
 		var runner *lua.LFunction
-		inner := L.NewFunction(func(L *lua.LState) int {
-			closeUnwound(L, runner)
-			return 1
-		})
-		runner = L.NewFunction(func(L *lua.LState) int {
-			closeUnwound(L, xpcallFn)
-			msg := L.Get(1)
-			L.SetTop(0)
-			L.Push(handler)
-			L.Push(msg)
-			if err := pcallKeepingFlag(L, 1, 1, inner); err != nil {
-				L.Push(lua.LString("error in error handling"))
-			}
-			return 1
-		})
+		inner := L.NewFunction(xpcallInner(&runner))
+		runner = L.NewFunction(xpcallRunner(xpcallFn, handler, inner))
 		return protect(L, 0, runner)
 	})
 	L.SetGlobal("pcall", pcallFn)
@@ -425,6 +432,39 @@ func (st *state) installPcall() {
 		closeUnwound(L, nil)
 		return 1
 	})
+}
+
+// xpcallRunner is the error function of one xpcall: it closes the upvalues
+// of the frames the error unwinds and calls handler with the error, under
+// inner. Its frame is hidden from tracebacks (hiddenFrame).
+//
+// Not inlined: hiddenFns knows its closures by their code.
+//
+//go:noinline
+func xpcallRunner(xpcallFn, handler, inner *lua.LFunction) lua.LGFunction {
+	return func(L *lua.LState) int {
+		closeUnwound(L, xpcallFn)
+		msg := L.Get(1)
+		L.SetTop(0)
+		L.Push(handler)
+		L.Push(msg)
+		if err := pcallKeepingFlag(L, 1, 1, inner); err != nil {
+			L.Push(lua.LString("error in error handling"))
+		}
+		return 1
+	}
+}
+
+// xpcallInner is the error function of an xpcall's handler (*runner).
+//
+// Not inlined: hiddenFns knows its closures by their code.
+//
+//go:noinline
+func xpcallInner(runner **lua.LFunction) lua.LGFunction {
+	return func(L *lua.LState) int {
+		closeUnwound(L, *runner)
+		return 1
+	}
 }
 
 // pcallKeepingFlag is L.PCall that puts back gopher-lua's hasErrorFunc as

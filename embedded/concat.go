@@ -15,7 +15,8 @@ import (
 // "+Inf") and says "cannot perform concat operation between string and
 // nil". Before compiling, rewriteConcat turns every chain a .. b .. c into
 // a call of concatFn with the operands, which writes numbers as tostring
-// does (%.14g) and raises Lua's "attempt to concatenate a nil value".
+// does (%.14g) and raises Lua's "attempt to concatenate local 'x' (a nil
+// value)".
 // After compiling, the global read of its placeholder name is patched into
 // a constant load of concatFn (patchConcat), so no global is involved.
 // Semantics kept: operands are evaluated left to right, each truncated to
@@ -164,7 +165,7 @@ func luaConcat(L *lua.LState) int {
 	}
 	// Right to left, with __concat for a pair that is not two strings or
 	// numbers.
-	acc := L.Get(n)
+	acc, accArg := L.Get(n), n // accArg: the argument acc is, or 0
 	for i := n - 1; i >= 1; i-- {
 		lhs := L.Get(i)
 		if a, ok := luaString(lhs); ok {
@@ -181,17 +182,21 @@ func luaConcat(L *lua.LState) int {
 			mm = L.GetMetaField(acc, "__concat")
 		}
 		if mm == lua.LNil {
-			bad := lhs
+			bad, arg := lhs, i
 			if _, ok := luaString(lhs); ok {
-				bad = acc
+				bad, arg = acc, accArg
 			}
-			L.RaiseError("attempt to concatenate a %s value", bad.Type().String())
+			what := "a " + bad.Type().String() + " value"
+			if kind, name := argName(L, arg); name != "" {
+				what = kind + " '" + name + "' (" + what + ")"
+			}
+			L.RaiseError("attempt to concatenate %s", what)
 		}
 		L.Push(mm)
 		L.Push(lhs)
 		L.Push(acc)
 		L.Call(2, 1)
-		acc = L.Get(-1)
+		acc, accArg = L.Get(-1), 0
 		L.Pop(1)
 	}
 	L.Push(acc)

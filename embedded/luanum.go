@@ -334,6 +334,10 @@ func baseToNumber(L *lua.LState) int {
 // stringArith makes the string metatable's arithmetic metamethods: Lua
 // converts numeral strings in arithmetic (gopher-lua would otherwise parse
 // them with Go's integer syntax, where "010" is 8).
+//
+// Not inlined: hiddenFns knows its closures by their code.
+//
+//go:noinline
 func stringArith(op func(a, b float64) float64) lua.LGFunction {
 	return func(L *lua.LState) int {
 		a, b := L.Get(1), L.Get(2)
@@ -344,11 +348,21 @@ func stringArith(op func(a, b float64) float64) lua.LGFunction {
 			if ok1 {
 				bad = b
 			}
-			L.RaiseError("attempt to perform arithmetic on a %s value", bad.Type().String())
+			raiseTypeError(L, bad, "perform arithmetic on")
 		}
 		L.Push(lua.LNumber(op(x, y)))
 		return 1
 	}
+}
+
+// stringUnm is __unm (gopher-lua calls it with the operand alone).
+func stringUnm(L *lua.LState) int {
+	x, ok := toNumber(L.Get(1))
+	if !ok {
+		raiseTypeError(L, L.Get(1), "perform arithmetic on")
+	}
+	L.Push(lua.LNumber(-x))
+	return 1
 }
 
 // luaMod is gopher-lua's modulo (Lua's: the result has the divisor's sign).
@@ -378,14 +392,6 @@ func installStringMeta(L *lua.LState, str *lua.LTable) {
 	for name, op := range ops {
 		mt.RawSetString(name, L.NewFunction(stringArith(op)))
 	}
-	// gopher-lua calls __unm with the operand alone.
-	mt.RawSetString("__unm", L.NewFunction(func(L *lua.LState) int {
-		x, ok := toNumber(L.Get(1))
-		if !ok {
-			L.RaiseError("attempt to perform arithmetic on a %s value", L.Get(1).Type().String())
-		}
-		L.Push(lua.LNumber(-x))
-		return 1
-	}))
+	mt.RawSetString("__unm", L.NewFunction(stringUnm))
 	L.SetMetatable(lua.LString(""), mt)
 }

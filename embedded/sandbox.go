@@ -131,17 +131,6 @@ func (st *state) applySandbox(allowed, moduleRoots []string) {
 	if mt, ok := L.GetMetatable(lua.LString("")).(*lua.LTable); ok {
 		mt.RawSetString("__metatable", lua.LFalse)
 	}
-	L.SetGlobal("getmetatable", L.NewFunction(func(L *lua.LState) int {
-		mt := L.GetMetatable(L.CheckAny(1))
-		if t, ok := mt.(*lua.LTable); ok {
-			if protected := t.RawGetString("__metatable"); protected != lua.LNil {
-				L.Push(protected)
-				return 1
-			}
-		}
-		L.Push(mt)
-		return 1
-	}))
 
 	st.installLoaders(guard, moduleGuard)
 	L.SetGlobal("collectgarbage", L.NewFunction(func(L *lua.LState) int {

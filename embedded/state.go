@@ -42,6 +42,7 @@ type state struct {
 	snap       []tableSnap
 	probes     []lua.LValue // a value of each type that has a shared metatable
 	typeMts    []lua.LValue // their pristine metatables
+	typeErrMt  *lua.LTable  // nil's, booleans', numbers' and functions' (typeerrors.go)
 	tombstones int          // distinct user globals deleted so far (gopher-lua keeps their keys)
 }
 

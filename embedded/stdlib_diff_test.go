@@ -931,6 +931,37 @@ pcall(function() error() end)
 pcall(function() local x = nil; return x.y end)
 pcall(function() return 1 + {} end)
 pcall(function() return #nil end)
+-- type errors name the operand as Lua does (typeerrors.go)
+pcall(function() return undefinedGlobal.x end)
+pcall(function() undefinedGlobal() end)
+pcall(function() return undefinedGlobal() end)
+pcall(function() local t = {}; t.a.b = 1 end)
+pcall(function() local t = {a = {}}; return t.a.b.c end)
+pcall(function() local t = {}; t:nomethod() end)
+pcall(function() local t = {}; return t.f(1) end)
+pcall(function() local t = {}; local i = 2; return t[i].x end)
+pcall(function() local s = "abc"; return s + 1 end)
+pcall(function() local s = "abc"; s() end)
+pcall(function() local n = 5; return n.x end)
+pcall(function() local n = 5; return n() end)
+pcall(function() local b = true; return -b end)
+pcall(function() return #print end)
+pcall(function() return print + 1 end)
+pcall(function() local u; return (function() return u.x end)() end)
+pcall(function() local x; return "a" .. x end)
+pcall(function() local t = {}; return "a" .. t.k .. "b" end)
+pcall(function() return undefinedGlobal .. 1 end)
+pcall(function() local t = {}; return "a" .. t end)
+pcall(function() return nil < nil end)
+pcall(function() return print <= print end)
+pcall(function() return 1 + "x" end)
+pcall(function(a) return a.b end)
+pcall(function(...) local a, b = ...; return b.c end, 1)
+pcall(function() return ({})() end)
+pcall(nil, 1)
+pcall(string.rep)
+(function() return 1 + "10", "3" * "4", -"2", "10" % 3 end)()
+(function() return getmetatable(nil), getmetatable(1), getmetatable(print), getmetatable(true) end)()
 (function() local t = {}; for i = 3, 1, -1 do t[i] = i * 10 end; return #t, table.concat(t, ","), unpack(t) end)()
 (function() local t = {}; t[0] = "z"; t[-1] = "y"; return unpack(t, -1, 1) end)()
 (function() local t = {1, 2, 3}; t[2] = nil; return #t, table.maxn(t) end)()
@@ -1096,35 +1127,33 @@ var stdlibKnownDiffs = map[string]string{
 	`ITER(pairs((function() local o = {}; table.foreachi({7, 8}, function(i, v) o[i] = v * 2 end); return o end)()))`: sdMissing,
 	`table.foreach({5}, function(k, v) return "stop" .. v end)`:                                                       sdMissing,
 	`table.foreachi({5, 6}, function(i, v) if i == 2 then return v end end)`:                                          sdMissing,
-	`math.fmod(7, 0)`:                 sdNaN,
-	`math.fmod(1/0, 1)`:               sdNaN,
-	`math.fmod(0, 0)`:                 sdNaN,
-	`math.modf(1/0)`:                  sdModfInf,
-	`math.modf(-1/0)`:                 sdModfInf,
-	`math.pow(-8, 1/3)`:               sdNaN,
-	`(-8)^(1/3)`:                      sdNaN,
-	`math.log(-1)`:                    sdNaN,
-	`math.ldexp(1, "2")`:              sdStrArg,
-	`math.tan(1)`:                     sdULP,
-	`math.acos(0.5)`:                  sdULP,
-	`7 % 0`:                           sdNaN,
-	`-7 % 0`:                          sdNaN,
-	`0 % 0`:                           sdNaN,
-	`5 % math.huge`:                   sdHuge,
-	`-5 % math.huge`:                  sdHuge,
-	`5 % -math.huge`:                  sdHuge,
-	`math.huge % 2`:                   sdHuge,
-	`-0.0 % 5`:                        sdNegZero,
-	`"inf" + 0`:                       sdGlibc,
-	`pcall(function() error(42) end)`: sdErrorNum,
-	`pcall(function() local x = nil; return x.y end)`:   sdErrText,
-	`pcall(function() return 1 + {} end)`:               sdErrText,
-	`pcall(function() return #nil end)`:                 sdErrText,
-	`math.random(1, 2, 3)`:                              sdExtraArgs,
-	`pcall(error, 42)`:                                  sdErrorNum,
-	`pcall(nil)`:                                        sdErrText,
-	`pcall(pcall)`:                                      sdErrText,
-	`setmetatable({})`:                                  sdExtraArgs,
+	`math.fmod(7, 0)`:                     sdNaN,
+	`math.fmod(1/0, 1)`:                   sdNaN,
+	`math.fmod(0, 0)`:                     sdNaN,
+	`math.modf(1/0)`:                      sdModfInf,
+	`math.modf(-1/0)`:                     sdModfInf,
+	`math.pow(-8, 1/3)`:                   sdNaN,
+	`(-8)^(1/3)`:                          sdNaN,
+	`math.log(-1)`:                        sdNaN,
+	`math.ldexp(1, "2")`:                  sdStrArg,
+	`math.tan(1)`:                         sdULP,
+	`math.acos(0.5)`:                      sdULP,
+	`7 % 0`:                               sdNaN,
+	`-7 % 0`:                              sdNaN,
+	`0 % 0`:                               sdNaN,
+	`5 % math.huge`:                       sdHuge,
+	`-5 % math.huge`:                      sdHuge,
+	`5 % -math.huge`:                      sdHuge,
+	`math.huge % 2`:                       sdHuge,
+	`-0.0 % 5`:                            sdNegZero,
+	`"inf" + 0`:                           sdGlibc,
+	`pcall(function() error(42) end)`:     sdErrorNum,
+	`math.random(1, 2, 3)`:                sdExtraArgs,
+	`pcall(error, 42)`:                    sdErrorNum,
+	`pcall(pcall)`:                        sdErrText,
+	`pcall(function() return ({})() end)`: sdErrText,
+	`pcall(string.rep)`:                   sdErrText,
+	`setmetatable({})`:                    sdExtraArgs,
 	`coroutine.status(coroutine.create(print))`:         sdCoCreate,
 	`coroutine.resume(coroutine.create(tostring), nil)`: sdCoCreate,
 	`os.time(os.date("*t", -1))`:                        sdTimeNeg,

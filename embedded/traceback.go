@@ -14,65 +14,56 @@ import (
 // count the levels and find the tail-call gaps, then GetStack only for the
 // (at most 15) levels printed.
 
-// traceback is gopher-lua's "stack traceback:" text for L from level on:
-// one line per level (a tail call's lost levels as "(tailcall): ?"), then
+// traceback is gopher-lua's "stack traceback:" text for L from level on,
+// without the engine's hidden frames: one line per level (a tail call's lost levels as "(tailcall): ?"), then
 // "[G]: ?"; more than 20 lines are cut to the first 7 and the last 7.
 func traceback(L *lua.LState, level int) string {
 	const header = "stack traceback:"
 	if frameLayoutErr != nil {
 		return header + "\n\t(unavailable: " + frameLayoutErr.Error() + ")"
 	}
-	// levels: the chain's frames and their tail-call gaps, top first.
-	type span struct{ level, gaps int }
-	var frames []span // only frames with gaps, in order
+	// entries: what each line shows, top first: a GetStack level (gopher-
+	// lua counts a tail call's lost levels), a gap, or the final "[G]: ?".
+	// The engine's hidden Go functions (hiddenFrame) have no line and no
+	// level number: Lua raises type errors in the instruction itself and
+	// calls xpcall's handler directly.
+	const gap, final, ellipsis = -1, -2, -3
+	var entries []int
 	levels := 0
 	for fr := topFrame(L); !fr.IsNil(); fr = fr.parent() {
-		gaps := 0
-		if !fr.isG() {
-			gaps = fr.tailCalls()
+		if fr.isG() {
+			if !hiddenFrame(fr.fn()) {
+				entries = append(entries, levels)
+			}
+			levels++
+			continue
 		}
-		if gaps > 0 {
-			frames = append(frames, span{levels, gaps})
+		entries = append(entries, levels)
+		gaps := fr.tailCalls()
+		for range gaps {
+			entries = append(entries, gap)
 		}
 		levels += 1 + gaps
 	}
-	entries := levels + 1 // the levels and the final "[G]: ?"
-	level = max(0, min(level, entries))
-	var show []int
-	if n := entries - level; n > 20 {
-		for i := range 7 {
-			show = append(show, level+i)
-		}
-		show = append(show, -1)
-		for i := entries - 7; i < entries; i++ {
-			show = append(show, i)
-		}
-	} else {
-		for i := level; i < entries; i++ {
-			show = append(show, i)
-		}
-	}
-	isGap := func(i int) bool {
-		for _, f := range frames {
-			if i > f.level && i <= f.level+f.gaps {
-				return true
-			}
-		}
-		return false
+	entries = append(entries, final)
+	entries = entries[max(0, min(level, len(entries))):]
+	if n := len(entries); n > 20 { // the first 7 and the last 7
+		cut := append(append(make([]int, 0, 15), entries[:7]...), ellipsis)
+		entries = append(cut, entries[n-7:]...)
 	}
 	var b strings.Builder
 	b.WriteString(header)
-	for _, i := range show {
+	for _, e := range entries {
 		b.WriteString("\n\t")
-		switch {
-		case i < 0:
+		switch e {
+		case ellipsis:
 			b.WriteString("...")
-		case i == levels:
+		case final:
 			b.WriteString("[G]: ?")
-		case isGap(i):
+		case gap:
 			b.WriteString("(tailcall): ?")
 		default:
-			b.WriteString(levelLine(L, i))
+			b.WriteString(levelLine(L, e))
 		}
 	}
 	return b.String()

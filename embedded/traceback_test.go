@@ -2,6 +2,8 @@ package embedded
 
 import (
 	"context"
+	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -107,4 +109,35 @@ func TestDeepErrorIsFast(t *testing.T) {
 func firstLines(s string, n int) string {
 	lines := strings.SplitN(s, "\n", n+1)
 	return strings.Join(lines[:min(n, len(lines))], "\n")
+}
+
+// TestTracebackHidesEngineFrames: a traceback taken in xpcall's handler
+// starts, as in lua5.1, at the function that raised: neither the type
+// error's metamethod (typeerrors.go) nor xpcall's error function shows.
+// [C] is gopher-lua's [G], and the chunk names differ.
+func TestTracebackHidesEngineFrames(t *testing.T) {
+	luaBin, err := exec.LookPath("lua5.1")
+	if err != nil {
+		t.Skip("lua5.1 not on PATH")
+	}
+	script := `
+local function show(f) print((select(2, xpcall(f, debug.traceback)))) end
+show(function() local q; return q.w end)
+show(function() return nosuch() end)
+show(function() local s = "x"; return s + 1 end)
+show(function() local t = {}; return "a" .. t.k end)
+show(function() error("raised") end)
+show(function() return #nil end)
+`
+	want := string(runLuaFile(t, luaBin, script))
+	want = strings.ReplaceAll(want, "[C]", "[G]")
+	want = regexp.MustCompile(`[^\s<]*script\.lua`).ReplaceAllString(want, "input")
+	vm := openVM(t, core.Options{})
+	res, err := vm.Exec(context.Background(), []byte(script), core.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(res.Stdout); got != want {
+		t.Errorf("tracebacks differ\n--- lua5.1:\n%s\n--- embedded:\n%s", want, got)
+	}
 }
