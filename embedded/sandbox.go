@@ -7,6 +7,8 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/parse"
+
+	"libbioxen/core"
 )
 
 // The sandbox (on unless a VM is opened Trusted) is an allow-list: the
@@ -28,7 +30,7 @@ var sandboxLibs = map[string]map[string]bool{
 	"os":      {"clock": true, "date": true, "difftime": true, "time": true, "exit": true}, // our os.exit only ends the chunk
 	"io":      {"write": true, "read": true, "lines": true, "stdout": true, "stderr": true, "stdin": true, "output": true, "input": true, "type": true, "flush": true, "close": true, "open": true},
 	"debug":   {"traceback": true},
-	"package": {"path": true, "cpath": true, "loaded": true, "preload": true, "loaders": true},
+	"package": {"path": true, "cpath": true, "loaded": true, "preload": true, "loaders": true, "seeall": true},
 	"string":  {"byte": true, "char": true, "find": true, "format": true, "gmatch": true, "gsub": true, "len": true, "lower": true, "match": true, "rep": true, "reverse": true, "sub": true, "upper": true},
 }
 
@@ -62,13 +64,11 @@ func (g *pathGuard) check(p string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	// Resolve symlinks of the longest existing prefix, so a link inside an
-	// allowed directory cannot point outside it.
-	real := abs
-	if r, err := filepath.EvalSymlinks(abs); err == nil {
-		real = r
-	} else if r, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
-		real = filepath.Join(r, filepath.Base(abs))
+	// Resolve symlinks (also a dangling last one), so a link inside an
+	// allowed directory cannot point or create outside it.
+	real := core.RealPath(abs)
+	if real == "" {
+		return "", false
 	}
 	for _, d := range g.dirs {
 		if real == d || strings.HasPrefix(real, d+string(filepath.Separator)) {

@@ -130,9 +130,9 @@ local function restore_shared()
   for i = 1, nshared do
     local t, saved = shared[i][1], shared[i][2]
     for k in next, t do
-      if saved[k] == nil then t[k] = nil end
+      if saved[k] == nil then rawset(t, k, nil) end
     end
-    for k, v in next, saved do t[k] = v end
+    for k, v in next, saved do rawset(t, k, v) end
   end
 end
 
@@ -324,6 +324,9 @@ function file_methods.close(f)
 end
 
 local fake_stdout, fake_stderr, fake_stdin = new_fake("stdout"), new_fake("stderr"), new_fake("stdin")
+-- Every environment shares them: fields a chunk rawsets on them are
+-- removed after each call, like the shared metatables'.
+snapshot(fake_stdout); snapshot(fake_stderr); snapshot(fake_stdin)
 local cur_out, cur_in = fake_stdout, fake_stdin
 
 -- Overrides ---------------------------------------------------------------------
@@ -340,12 +343,16 @@ local function lprint(...)
   stream_flush()
 end
 
-local function io_write(...)
+-- The io and os overrides, in one table (the main chunk is near
+-- LuaJIT's limit of 200 locals).
+local ov = {}
+
+function ov.io_write(...)
   if fakes[cur_out] then return (write_to(cur_out, ...)) end
   return cur_out:write(...)
 end
 
-local function io_read(...)
+function ov.io_read(...)
   if fakes[cur_in] then return file_methods.read(cur_in, ...) end
   return cur_in:read(...)
 end
@@ -357,7 +364,7 @@ end
 -- lua and c (its searchers), configured, configure.
 local sb = { open = io_open }
 
-local function io_output(f)
+function ov.io_output(f)
   if f == nil then return cur_out end
   if type(f) == "string" then
     local nf, err = sb.open(f, "w")
@@ -369,7 +376,7 @@ local function io_output(f)
   return cur_out
 end
 
-local function io_input(f)
+function ov.io_input(f)
   if f == nil then return cur_in end
   if type(f) == "string" then
     local nf, err = sb.open(f, "r")
@@ -381,7 +388,7 @@ local function io_input(f)
   return cur_in
 end
 
-local function lio_lines(name, ...)
+function ov.lio_lines(name, ...)
   if name == nil then
     if fakes[cur_in] then return function() return nil end end
     return cur_in:lines(...)
@@ -394,18 +401,18 @@ local function lio_lines(name, ...)
   return io_lines(name, ...)
 end
 
-local function lio_close(f)
+function ov.lio_close(f)
   if f == nil then f = cur_out end
   if fakes[f] then return nil, "cannot close standard file" end
   return f:close()
 end
 
-local function lio_type(f)
+function ov.lio_type(f)
   if fakes[f] then return "file" end
   return io_type(f)
 end
 
-local function lio_popen(...)
+function ov.lio_popen(...)
   sync_child()
   return io_popen(...)
 end
@@ -413,7 +420,7 @@ end
 local function pack(...) return { n = select("#", ...), ... } end
 local unpack = table.unpack or unpack
 
-local function los_execute(...)
+function ov.los_execute(...)
   if select("#", ...) == 0 then return os_execute() end
   sync_child()
   local r = pack(os_execute(...))
@@ -423,7 +430,7 @@ local function los_execute(...)
   return unpack(r, 1, r.n)
 end
 
-local function los_exit(code)
+function ov.los_exit(code)
   local c
   if code == nil or code == true then c = 0
   elseif code == false then c = 1
@@ -460,8 +467,29 @@ local function lxpcall(f, msgh, ...)
   end, ...))
 end
 
+-- The driver's own coroutine (the worker that reads requests): user code
+-- can only meet it in a __gc finalizer, and must not resume or close it.
+local driver_co
+
 local function lresume(co, ...)
+  if type(co) ~= "thread" then
+    -- As the interpreter says it (co_resume's message would name the driver).
+    local got = _VERSION == "Lua 5.4" and ", got " .. (co == nil and "no value" or type(co)) or ""
+    error("bad argument #1 to 'resume' (coroutine expected" .. got .. ")", 2)
+  end
+  if co == driver_co then return false, "cannot resume non-suspended coroutine" end
   return rethrow(co_resume(co, ...))
+end
+
+local lclose -- coroutine.close (Lua 5.4)
+do
+  local co_close = coroutine.close
+  if co_close then
+    lclose = function(co)
+      if co == driver_co then error("cannot close a running coroutine", 2) end
+      return rethrow(co_close(co))
+    end
+  end
 end
 
 -- Loading code and modules ---------------------------------------------------
@@ -477,7 +505,18 @@ local real_searchpath = package and package.searchpath
 local str_gsub, str_gmatch = string.gsub, string.gmatch
 local LUA54 = _VERSION == "Lua 5.4"
 
-local function lload(chunk, name, mode, ...)
+-- reraise is rethrow for load's results: load runs a reader function in
+-- a protected call of its own, which would turn os.exit or running out of
+-- memory into load's nil, message.
+local function reraise(f, ...)
+  if exit_code ~= nil then error(EXIT, 0) end
+  if f == nil and ... == OOM then error(OOM, 0) end
+  return f, ...
+end
+
+local lload
+do
+local function lload_any(chunk, name, mode, ...)
   if setfenv then
     local f, err
     if type(chunk) == "string" then f, err = loadstring(chunk, name)
@@ -487,6 +526,11 @@ local function lload(chunk, name, mode, ...)
   end
   if select("#", ...) > 0 then return load(chunk, name, mode, ...) end
   return load(chunk, name, mode, cur_env)
+end
+
+lload = function(...)
+  return reraise(lload_any(...))
+end
 end
 
 local function lloadstring(s, name)
@@ -680,14 +724,15 @@ for i = 1, nplain do
   elseif k == "dofile" then plain_v[i] = ldofile
   elseif k == "require" then plain_v[i] = lrequire end
 end
-override("io", "write", io_write); override("io", "read", io_read)
-override("io", "lines", lio_lines); override("io", "output", io_output)
-override("io", "input", io_input); override("io", "close", lio_close)
-override("io", "type", lio_type); override("io", "popen", lio_popen)
+override("io", "write", ov.io_write); override("io", "read", ov.io_read)
+override("io", "lines", ov.lio_lines); override("io", "output", ov.io_output)
+override("io", "input", ov.io_input); override("io", "close", ov.lio_close)
+override("io", "type", ov.lio_type); override("io", "popen", ov.lio_popen)
 override("io", "stdout", fake_stdout); override("io", "stderr", fake_stderr)
 override("io", "stdin", fake_stdin)
-override("os", "exit", los_exit); override("os", "execute", los_execute)
+override("os", "exit", ov.los_exit); override("os", "execute", ov.los_execute)
 override("coroutine", "resume", lresume)
+if lclose then override("coroutine", "close", lclose) end
 
 -- Sandbox ---------------------------------------------------------------------------
 --
@@ -760,7 +805,7 @@ end
 -- link inside an allowed directory cannot lead out of it; a file that does
 -- not exist yet is looked for in its resolved directory. Elsewhere the
 -- check is on the normalized path only (see docs/sandbox.md).
-local realpath
+local realpath, host_realpath
 if ffi then
   pcall(function()
     ffi.cdef [[
@@ -779,6 +824,10 @@ if ffi then
     realpath = function(p)
       local r = real1(p)
       if r then return r end
+      -- A file that does not exist yet, or a dangling link (opening it
+      -- would create its target): the host resolves it, following the
+      -- link (core.RealPath).
+      if answered then return host_realpath(p) end
       local dir, base = str_match(p, "^(.*)/([^/]+)$")
       if not dir then return nil end
       if dir == "" then dir = "/" end
@@ -795,8 +844,9 @@ end
 -- "L <seq> <hex of the resolved path>" ("-" when it cannot say). Only with
 -- X flag 16 (a host that answers); an interrupt that cuts the wait short
 -- leaves the answer to be skipped here or by the worker.
-local function host_realpath(p)
+function host_realpath(p)
   if not answered then return p end
+  if #p > 4096 then return nil end -- PATH_MAX: no file has such a name
   local seq = wseq + 1
   wseq = seq
   out_write("L ", seq, " ", #p, "\n", p)
@@ -884,7 +934,7 @@ local function sb_dofile(file)
   return f()
 end
 
-local function sb_load(chunk, name, mode, ...)
+local function sb_load_any(chunk, name, mode, ...)
   if setfenv then
     if type(chunk) == "function" then
       local parts, n = {}, 0
@@ -912,8 +962,61 @@ local function sb_load(chunk, name, mode, ...)
   return load(chunk, name, "t", cur_env)
 end
 
+local function sb_load(...)
+  return reraise(sb_load_any(...))
+end
+
 local function sb_loadstring(s, name)
   return sb_load(s, name)
+end
+
+-- module(name, ...) of Lua 5.1, on the environment's own package.loaded
+-- and globals. The real one works on the registry's package.loaded, which
+-- holds the real _G: module("_G") gave the chunk every global the sandbox
+-- removes (os.execute, io.popen, debug, ffi).
+local function sb_module(name, ...)
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'module' (string expected, got " .. (name == nil and "no value" or type(name)) .. ")", 2)
+  end
+  local loaded = type(cur_pkg) == "table" and rawget(cur_pkg, "loaded")
+  if type(loaded) ~= "table" then error("'package.loaded' must be a table", 2) end
+  local t = rawget(loaded, name)
+  if type(t) ~= "table" then
+    t = cur_env
+    for part in str_gmatch(name, "[^%.]+") do
+      local v = rawget(t, part)
+      if v == nil then
+        v = {}
+        rawset(t, part, v)
+      elseif type(v) ~= "table" then
+        error("name conflict for module '" .. name .. "'", 2)
+      end
+      t = v
+    end
+    rawset(loaded, name, t)
+  end
+  if rawget(t, "_NAME") == nil then
+    rawset(t, "_M", t)
+    rawset(t, "_NAME", name)
+    rawset(t, "_PACKAGE", str_match(name, "^(.*%.)[^%.]*$") or "")
+  end
+  setfenv(2, t)
+  for i = 1, select("#", ...) do (select(i, ...))(t) end
+end
+
+-- package.seeall(m): m sees the environment's globals (the real one gives
+-- it the real _G).
+local function sb_seeall(m)
+  if type(m) ~= "table" then
+    error("bad argument #1 to 'seeall' (table expected, got " .. (m == nil and "no value" or type(m)) .. ")", 2)
+  end
+  local mt = getmt(m)
+  if mt == nil then
+    mt = {}
+    setmetatable(m, mt)
+  end
+  rawset(mt, "__index", cur_env)
+  return m
 end
 
 local function sb_collectgarbage(opt, ...)
@@ -1007,6 +1110,10 @@ local function apply_sandbox()
   set_plain("load", sb_load); set_plain("loadstring", sb_loadstring)
   set_plain("loadfile", sb_loadfile); set_plain("dofile", sb_dofile)
   set_plain("collectgarbage", sb_collectgarbage)
+  if setfenv then -- Lua 5.1 and LuaJIT have module and package.seeall
+    set_plain("module", sb_module)
+    override("package", "seeall", sb_seeall)
+  end
   override("io", "open", sb_open)
   sb.open, sb.check = sb_open, resolve
   -- getmetatable("") is false, so the string metatable cannot be reached;
@@ -1158,7 +1265,26 @@ end
 
 -- Errors --------------------------------------------------------------------------------
 
-local ERR = {} -- marks a table made by handler
+
+-- clip keeps the head of a huge message, as the host's
+-- core.MaxErrorMessageBytes does.
+local function clip(msg)
+  if #msg > 65536 then
+    msg = str_sub(msg, 1, 65472) .. "... [" .. (#msg - 65472) .. " more bytes]"
+  end
+  return msg
+end
+
+-- The handler's record of an error is kept here, keyed by an empty token
+-- table that travels as the error object: in Lua 5.4 it passes through the
+-- chunk's __close handlers, which could otherwise change the record or
+-- give it metamethods that would run user code in the driver's teardown.
+local records = setmetatable({}, { __mode = "k" })
+local function err_record(msg, tb, raw)
+  local token = {}
+  records[token] = { msg = msg, tb = tb, raw = raw }
+  return token
+end
 
 local function handler(e)
   if exit_code ~= nil then return EXIT end
@@ -1167,12 +1293,7 @@ local function handler(e)
   if te == "string" then msg = e
   elseif te == "number" then msg = tostring(e)
   else msg = "(error object is a " .. te .. " value)" end
-  -- As the host's core.MaxErrorMessageBytes: a huge message keeps its head.
-  if #msg > 65536 then
-    msg = str_sub(msg, 1, 65472) .. "... [" .. (#msg - 65472) .. " more bytes]"
-  end
-  local tb = traceback("", 2)
-  return { [ERR] = true, msg = msg, tb = tb }
+  return err_record(clip(msg), traceback("", 2))
 end
 
 -- The traceback without the driver's frames at its bottom, ending like the
@@ -1415,12 +1536,13 @@ local function teardown(maxdepth, budget)
   if not res[1] then
     local e = res[2]
     local msg, tb
-    if type(e) == "table" and rawget(e, ERR) then
-      msg, tb = e.msg, e.raw and e.tb or trim_traceback(e.tb)
+    local rec = type(e) == "table" and records[e]
+    if rec then
+      msg, tb = rec.msg, rec.raw and rec.tb or trim_traceback(rec.tb)
     else
       -- The handler itself failed (stack overflow in the handler,
       -- out of memory): e is Lua's message.
-      msg = type(e) == "string" and e or "(error object is a " .. type(e) .. " value)"
+      msg = type(e) == "string" and clip(e) or "(error object is a " .. type(e) .. " value)"
       tb = NO_TB
     end
     if type(msg) == "string" and str_find(msg, "interrupted!$") then
@@ -1435,7 +1557,7 @@ local function teardown(maxdepth, budget)
   if res.perr ~= nil then
     local perr = res.perr
     if type(perr) == "string" and str_find(perr, "^%[bioxen driver%]:%d+: interrupted!$") then perr = "interrupted!" end
-    local msg = "error calling 'print' (" .. (type(perr) == "string" and perr or "(error object is a " .. type(perr) .. " value)") .. ")"
+    local msg = clip("error calling 'print' (" .. (type(perr) == "string" and perr or "(error object is a " .. type(perr) .. " value)") .. ")")
     finish_error(msg, NO_TB)
     return
   end
@@ -1551,6 +1673,7 @@ local function worker_loop()
 end
 
 local worker = co_create(worker_loop)
+driver_co = worker
 
 -- The main thread ---------------------------------------------------------------------------
 --
@@ -1563,7 +1686,7 @@ local function abort_job()
   sethook()
   local msg = job_err
   if type(msg) ~= "string" or str_find(msg, "^%[bioxen driver%]:%d+: interrupted!$") then msg = "interrupted!" end
-  job_res = { n = 2, false, { [ERR] = true, msg = msg, tb = NO_TB, raw = true } }
+  job_res = { n = 2, false, err_record(msg, NO_TB, true) }
   job_state = "ran"
 end
 

@@ -15,7 +15,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1013,22 +1012,11 @@ func isNoMem(msg string) bool {
 	return msg == "not enough memory" || strings.HasSuffix(msg, ": not enough memory")
 }
 
-// realPath resolves the symbolic links of absolute path p like
-// realpath(3), or, for a file that does not exist yet, of its directory
-// ("" when the directory cannot be resolved either: the driver refuses).
+// realPath resolves the symbolic links of absolute path p for the
+// driver's directory check (core.RealPath: a dangling last link is
+// followed; "" when it cannot be resolved: the driver refuses).
 func realPath(p string) string {
-	if r, err := filepath.EvalSymlinks(p); err == nil {
-		return r
-	}
-	dir, base := filepath.Split(p)
-	r, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return p // opening fails anyway
-		}
-		return ""
-	}
-	return filepath.Join(r, base)
+	return core.RealPath(p)
 }
 
 // hexPath encodes a path for the driver's one-line answer ("-": none).

@@ -129,6 +129,10 @@ MEMORY_BOMBS = {
     # Each coroutine holds ~27 KB on the embedded engine (its call-frame
     # table is sized for the maximum depth): the accounting must see it.
     "coroutines": "local t = {} for i = 1, 1e9 do t[i] = coroutine.create(function() end) end",
+    # load runs its reader in a protected call of its own.
+    "in a load reader": (
+        "local f, e = load(function() local t = {} for i = 1, 1e9 do t[i] = {i} end end) return 'swallowed', e"
+    ),
 }
 
 
