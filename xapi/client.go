@@ -3,16 +3,23 @@
 //
 // A Client logs in with session.login_with_password, prepends the session
 // to every Call, logs in again once when XAPI answers SESSION_INVALID,
-// follows HOST_IS_SLAVE to the pool master, and bounds every call with a
-// deadline (the context's, or Options.CallTimeout). TLS is verified by
+// follows HOST_IS_SLAVE to the pool master (on the same URL scheme: never
+// from https to http), and bounds every call with a deadline (the
+// context's, or Options.CallTimeout). TLS is verified by
 // default; Options.CAFile trusts a CA, Options.Fingerprint pins the
 // SHA-256 of the host's (self-signed) certificate, and Options.Insecure
 // turns verification off explicitly.
 //
 // Every error is a *core.Error. XAPI failures carry a *Failure (the
-// ErrorDescription) in their chain, TLS trust failures a *TLSError. The
+// ErrorDescription) in their chain, TLS trust failures a *TLSError,
+// XML-RPC faults a *Fault, undecodable responses ErrMalformed. The
 // password never appears in errors, logs or the String/GoString of any
-// value of this package.
+// value of this package, even when a server echoes it back (a text that
+// contains a password shorter than 4 bytes is replaced whole, since
+// masking each occurrence would show where its characters are); errors
+// quote at most a short prefix of what a server sent. A response is read
+// up to 256 MiB, with at most 512 levels of nesting and 2 Mi values
+// (ErrResponseLimit).
 //
 // On top of Call, Provision/Launch create a VM from a template the way
 // `xe vm-install` does, and VM's methods start it, wait for its IP,
@@ -26,12 +33,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -325,10 +335,14 @@ func (c *Client) rpc(ctx context.Context, base *url.URL, method string, params [
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 		return nil, core.Errorf(core.ErrConnection, op, "XAPI at %s answered HTTP %d", base.Host, resp.StatusCode)
 	}
-	v, err := wire.DecodeResponse(io.LimitReader(resp.Body, maxResponse))
+	v, err := wire.Decoder{Redact: c.redact}.DecodeResponse(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, c.transportError(ctx, op, base.Host, err)
+		}
+		var fault *Fault
+		if errors.As(err, &fault) {
+			return nil, core.Wrap(core.ErrEngine, op, "XML-RPC fault from "+base.Host, err)
 		}
 		return nil, core.Wrap(core.ErrEngine, op, "bad XML-RPC response from "+base.Host, err)
 	}
@@ -359,7 +373,7 @@ func (c *Client) rpc(ctx context.Context, base *url.URL, method string, params [
 		c.scrub(f)
 		return nil, core.Wrap(CodeFor(f.Code), op, describe(f), f)
 	}
-	return nil, core.Errorf(core.ErrEngine, op, "response from %s is not an XAPI result (Status %q)", base.Host, AsString(m["Status"]))
+	return nil, core.Errorf(core.ErrEngine, op, "response from %s is not an XAPI result (Status %s)", base.Host, c.quoteServer(AsString(m["Status"])))
 }
 
 // Login opens a session (session.login_with_password, version "1.0"),
@@ -408,7 +422,7 @@ func (c *Client) redirect(from *url.URL, f *Failure) error {
 	}
 	to, err := masterURL(from, f.Params[0])
 	if err != nil {
-		return core.Wrap(core.ErrEngine, "xapi", "bad master address in HOST_IS_SLAVE", err)
+		return core.Wrap(core.ErrEngine, "xapi", "cannot follow HOST_IS_SLAVE to the pool master", fmt.Errorf("%w (%w)", err, f))
 	}
 	c.mu.Lock()
 	if c.base == from {
@@ -420,15 +434,22 @@ func (c *Client) redirect(from *url.URL, f *Failure) error {
 }
 
 // masterURL builds the master's URL from HOST_IS_SLAVE's parameter: XAPI
-// sends a bare address (the current scheme and port are kept); a host:port
-// or a full URL (the simulator on loopback) are used as given.
+// sends a bare address (the current scheme and port are kept); a
+// host:port keeps the current scheme; a full URL (the simulator on
+// loopback) is used as given but must have the current scheme: a client
+// on https never follows a pool member's word to plain http, where the
+// login would carry the password in clear text (ErrSchemeChange).
 func masterURL(from *url.URL, addr string) (*url.URL, error) {
 	addr = strings.TrimSpace(addr)
 	if strings.Contains(addr, "://") {
 		u, err := url.Parse(addr)
-		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("bad master URL %q", addr)
+		if err != nil || u.Host == "" || u.User != nil || !validHost(u.Hostname()) {
+			return nil, fmt.Errorf("bad master URL %s", quoteText(addr))
 		}
+		if u.Scheme != from.Scheme {
+			return nil, fmt.Errorf("%w: the master's URL is %s, the client uses %s", ErrSchemeChange, quoteText(u.Scheme+"://"), from.Scheme)
+		}
+		u.RawQuery, u.Fragment = "", ""
 		if u.Path == "" {
 			u.Path = "/"
 		}
@@ -446,17 +467,37 @@ func masterURL(from *url.URL, addr string) (*url.URL, error) {
 		return &to, nil
 	}
 	if h, p, err := net.SplitHostPort(addr); err == nil {
+		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 || !validHost(h) {
+			return nil, fmt.Errorf("bad master address %s", quoteText(addr))
+		}
 		to.Host = net.JoinHostPort(h, p)
 		return &to, nil
 	}
-	if addr == "" || strings.ContainsAny(addr, "/ ") {
-		return nil, fmt.Errorf("bad master address %q", addr)
+	if !validHost(addr) {
+		return nil, fmt.Errorf("bad master address %s", quoteText(addr))
 	}
 	to.Host = addr
 	if from.Port() != "" {
 		to.Host = net.JoinHostPort(addr, from.Port())
 	}
 	return &to, nil
+}
+
+// validHost accepts an IP address or a DNS name (letters, digits, '-',
+// '.', '_'). A scrubbed address ("***") is not one.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // Logout ends the session (session.logout). It is a no-op without one; a

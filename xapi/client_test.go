@@ -188,15 +188,28 @@ func TestMasterURL(t *testing.T) {
 		{from, "master.example", "https://master.example/"},
 		{fromPort, "127.0.0.2", "http://127.0.0.2:8080/"},
 		{fromPort, "127.0.0.1:9090", "http://127.0.0.1:9090/"},
-		{fromPort, "https://m:443", "https://m:443/"},
+		{fromPort, "http://m:8081", "http://m:8081/"},
+		{from, "https://m:443/x?q#f", "https://m:443/x"},
 	} {
 		u, err := masterURL(tc.from, tc.addr)
 		if err != nil || u.String() != tc.want {
 			t.Errorf("masterURL(%s, %q) = %v, %v; want %s", tc.from, tc.addr, u, err, tc.want)
 		}
 	}
-	if _, err := masterURL(from, "bad host/x"); err == nil {
-		t.Error("bad address accepted")
+	for _, addr := range []string{"bad host/x", "***", "***.example", "h:0", "h:x", "https://u:p@m/", "https://***/"} {
+		if u, err := masterURL(from, addr); err == nil {
+			t.Errorf("bad address %q accepted: %s", addr, u)
+		}
+	}
+	// The scheme never changes: https to http would send the password in
+	// clear text.
+	for _, tc := range []struct {
+		from *url.URL
+		addr string
+	}{{from, "http://10.0.0.6"}, {from, "HTTP://10.0.0.6:443/"}, {fromPort, "https://m:443"}} {
+		if u, err := masterURL(tc.from, tc.addr); !errors.Is(err, ErrSchemeChange) {
+			t.Errorf("masterURL(%s, %q) = %v, %v; want ErrSchemeChange", tc.from, tc.addr, u, err)
+		}
 	}
 }
 

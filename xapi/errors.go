@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"libbioxen/core"
+	"libbioxen/xapi/internal/wire"
 )
 
 // Failure is an XAPI error result: {Status: Failure, ErrorDescription:
@@ -19,12 +21,54 @@ type Failure struct {
 	Params []string
 }
 
+// Error shows the code and the parameters, each clipped (a server could
+// send megabytes); the fields keep them whole.
 func (f *Failure) Error() string {
+	code := wire.Clip(f.Code, maxCodeText)
 	if len(f.Params) == 0 {
-		return "XAPI failure " + f.Code
+		return "XAPI failure " + code
 	}
-	return fmt.Sprintf("XAPI failure %s %q", f.Code, f.Params)
+	n := min(len(f.Params), maxParamsShown)
+	params := make([]string, n)
+	for i := range n {
+		params[i] = wire.Clip(f.Params[i], maxParamText)
+	}
+	s := fmt.Sprintf("XAPI failure %s %q", code, params)
+	if n < len(f.Params) {
+		s += fmt.Sprintf(" and %d more parameters", len(f.Params)-n)
+	}
+	return s
 }
+
+// How much of a server's text an error message shows.
+const (
+	maxCodeText    = 64
+	maxParamText   = 256
+	maxParamsShown = 16
+	maxQuotedText  = 64
+)
+
+// ErrMalformed is in the chain of the error for a response that is not a
+// well-formed XML-RPC document, or is over the decoder's limits (then
+// ErrResponseLimit is in the chain too).
+var ErrMalformed = wire.ErrMalformed
+
+// ErrResponseLimit is in the chain of the error for a response nested
+// deeper than wire.DefaultMaxDepth (512) values or holding more than
+// wire.DefaultMaxValues (2 Mi) values. With the 256 MiB cap on a
+// response's size, this keeps a hostile server from crashing the client
+// (stack exhaustion) or making it allocate many times the response's size.
+var ErrResponseLimit = wire.ErrLimit
+
+// Fault is an XML-RPC <fault>, in the chain of the error when a server
+// answers with one (XAPI never does). Its String is scrubbed of the
+// password and clipped to 1 KiB.
+type Fault = wire.Fault
+
+// ErrSchemeChange is in the chain of the error when HOST_IS_SLAVE names a
+// master URL whose scheme differs from the client's: following an https
+// client to http would send the password in clear text.
+var ErrSchemeChange = errors.New("the pool master's URL scheme differs from the client's")
 
 // IsFailure reports whether err carries an XAPI Failure with the given code
 // (any code when code is "").
@@ -68,7 +112,7 @@ func CodeFor(code string) core.Code {
 func describe(f *Failure) string {
 	p := func(i int) string {
 		if i < len(f.Params) {
-			return f.Params[i]
+			return wire.Clip(f.Params[i], maxParamText)
 		}
 		return ""
 	}
@@ -139,16 +183,51 @@ func (c *Client) transportError(ctx context.Context, op, host string, err error)
 	return core.Wrap(core.ErrConnection, op, "cannot reach XAPI at "+host, err)
 }
 
-// scrub removes the password from every parameter of a Failure, in case a
-// server echoes it back.
+// scrub removes the password from a Failure's code and parameters, in
+// case a server echoes it back.
 func (c *Client) scrub(f *Failure) {
-	pw := string(c.creds.password)
-	if pw == "" {
-		return
-	}
+	f.Code = c.redact(f.Code)
 	for i, p := range f.Params {
-		if p == pw || (len(pw) >= 4 && strings.Contains(p, pw)) {
-			f.Params[i] = strings.ReplaceAll(p, pw, redacted)
-		}
+		f.Params[i] = c.redact(p)
 	}
+}
+
+// minReplacedPassword is the shortest password redact replaces where it
+// occurs; a shorter one makes it replace the whole text.
+const minReplacedPassword = 4
+
+// redact removes the password from one piece of text a server sent (a
+// failure's code or parameter, a fault string, the text a decoding error
+// quotes).
+//
+// A password of 4 bytes or more is replaced by "***" wherever it occurs.
+// A shorter one is likely to occur by chance ("a" in most words, "10" in
+// addresses), and replacing each occurrence would both mangle the text
+// and show where the password's characters are, which gives them away
+// to anyone who knows what the text said ("HANDLE_INV***ID"). So a text
+// that contains a 1-3 byte password is replaced as a whole by "***": the
+// text is lost, the password is not shown. (With such a password a
+// HOST_IS_SLAVE address that happens to contain it is lost too, and the
+// redirect fails with an error.)
+func (c *Client) redact(s string) string {
+	pw := string(c.creds.password)
+	if pw == "" || !strings.Contains(s, pw) {
+		return s
+	}
+	if len(pw) < minReplacedPassword {
+		return redacted
+	}
+	return strings.ReplaceAll(s, pw, redacted)
+}
+
+// quoteServer quotes text a server sent for an error message: redacted,
+// then clipped.
+func (c *Client) quoteServer(s string) string { return quoteText(c.redact(s)) }
+
+// quoteText quotes already redacted text, clipped to a short prefix.
+func quoteText(s string) string {
+	if len(s) > maxQuotedText {
+		return fmt.Sprintf("%q (%d bytes)", wire.Clip(s, maxQuotedText), len(s))
+	}
+	return strconv.Quote(s)
 }

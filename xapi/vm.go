@@ -437,10 +437,19 @@ func (v *VM) lookupIP(ctx context.Context) (string, error) {
 	return PickIP(AsStringMap(nets), v.c.opts.AllowLoopbackIP), nil
 }
 
+// WaitIP's pacing: rounds (guest metrics, power state, event.from) start
+// at least minPollInterval apart, and up to maxPollInterval apart while
+// event.from returns nothing new at once, or when polling without events.
+const (
+	minPollInterval = 250 * time.Millisecond
+	maxPollInterval = 2 * time.Second
+)
+
 // WaitIP waits until the guest agent reports an IP address and returns it,
 // bounded by ctx's deadline (Options.CallTimeout if it has none). It
-// watches the VM and its guest metrics with event.from, falling back to
-// polling with backoff if events fail. It also reads the SSH port (see
+// watches the VM and its guest metrics with event.from (rounds paced at
+// 250 ms to 2 s when it answers at once), falling back to polling with
+// backoff if events fail. It also reads the SSH port (see
 // Options.SSHPortKey) into v.SSHPort.
 func (v *VM) WaitIP(ctx context.Context) (string, error) {
 	const op = "xapi wait for IP"
@@ -452,7 +461,20 @@ func (v *VM) WaitIP(ctx context.Context) (string, error) {
 	expired := func(err error) error {
 		return core.Wrap(core.ErrTimeout, op, "the guest reported no IP address before the deadline", err)
 	}
-	token, useEvents, backoff := "", true, 250*time.Millisecond
+	pause := func(d time.Duration) error {
+		if d <= 0 {
+			return nil
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return expired(ctx.Err())
+		case <-t.C:
+			return nil
+		}
+	}
+	token, useEvents, backoff := "", true, minPollInterval
 	for {
 		ip, err := v.lookupIP(ctx)
 		if ctx.Err() != nil {
@@ -493,12 +515,29 @@ func (v *VM) WaitIP(ctx context.Context) (string, error) {
 			if !IsNullRef(gm) {
 				classes = append(classes, "vm_guest_metrics/"+gm)
 			}
+			asked := time.Now()
 			res, err := v.c.Call(ctx, "event.from", classes, token, wait)
 			if ctx.Err() != nil {
 				return "", expired(ctx.Err())
 			}
 			if err == nil {
-				token = AsString(AsRecord(res)["token"])
+				rec := AsRecord(res)
+				events, _ := rec["events"].([]any)
+				next := AsString(rec["token"])
+				// The next round waits until backoff has passed since
+				// event.from was asked: it normally blocks until something
+				// changes, but a server answering at once must not make
+				// this loop spin. The backoff grows while the answers
+				// bring nothing new.
+				if err := pause(backoff - time.Since(asked)); err != nil {
+					return "", err
+				}
+				if len(events) == 0 && next == token {
+					backoff = min(backoff*2, maxPollInterval)
+				} else {
+					backoff = minPollInterval
+				}
+				token = next
 				continue
 			}
 			if FailureOf(err) == nil {
@@ -507,14 +546,10 @@ func (v *VM) WaitIP(ctx context.Context) (string, error) {
 			core.Logf(core.LevelDebug, "xapi: event.from failed (%v); polling instead", err)
 			useEvents = false
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return "", expired(ctx.Err())
-		case <-t.C:
+		if err := pause(backoff); err != nil {
+			return "", err
 		}
-		backoff = min(backoff*2, 2*time.Second)
+		backoff = min(backoff*2, maxPollInterval)
 	}
 }
 

@@ -9,6 +9,10 @@
 // escaped, which github.com/kolo/xmlrpc's encoder does not do, and untyped
 // values decode into dynamic (any) values, which kolo's decoder refuses
 // ("can't unmarshal interface to string"): hence this small codec.
+//
+// The decoder treats its input as hostile: it bounds the nesting and the
+// number of values (see Decoder), rejects <int>/<i4> beyond 32 bits, and
+// its errors quote at most a short, redacted prefix of the document.
 package wire
 
 import (
@@ -23,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // TimeLayout is XML-RPC's dateTime.iso8601 layout as XAPI writes it.
@@ -211,15 +216,79 @@ func escape(b *bytes.Buffer, s string) {
 // ErrMalformed is wrapped by every decoding error about the document itself.
 var ErrMalformed = errors.New("malformed XML-RPC document")
 
+// ErrLimit is wrapped, with ErrMalformed, by the decoding error of a
+// document over one of the decoder's limits (Decoder.MaxDepth,
+// Decoder.MaxValues).
+var ErrLimit = errors.New("limit exceeded")
+
+// Default limits of a Decoder whose fields are zero.
+const (
+	// DefaultMaxDepth bounds the nesting of <value> elements. XAPI's
+	// deepest values (event snapshots holding maps) are a handful of
+	// levels deep; the bound keeps a hostile document from exhausting the
+	// stack, as the decoder recurses once per level.
+	DefaultMaxDepth = 512
+	// DefaultMaxValues bounds the number of <value> elements in a
+	// document, and so the memory its decoded form takes beyond its text:
+	// each value costs up to about 100 bytes (an interface in a slice, an
+	// empty map, or a map entry with its key) however small it is on the
+	// wire (`<value/>` is 8 bytes), so 2 Mi values keep the decoder's heap
+	// under about 350 MiB at worst, 1.4 times the client's 256 MiB cap on
+	// a response. A VM record holds a few hundred values: 2 Mi is room for
+	// VM.get_all_records of several thousand VMs. (Text costs about 2.5
+	// times its size while it is decoded, as encoding/xml buffers it:
+	// one 256 MiB string peaks near 650 MiB.)
+	DefaultMaxValues = 2 << 20
+	// maxQuoted bounds how much of a document's text an error quotes.
+	maxQuoted = 64
+	// maxFault bounds a fault's string.
+	maxFault = 1024
+)
+
+// Decoder decodes XML-RPC documents. The zero value applies the default
+// limits and quotes the document's text in its errors as it is.
+type Decoder struct {
+	// Redact, when set, is applied to text taken from the document before
+	// an error quotes it, and to a fault's string, so that a server echoing
+	// a secret back does not put it in an error.
+	Redact func(string) string
+	// MaxDepth bounds the nesting of values (DefaultMaxDepth if <= 0).
+	MaxDepth int
+	// MaxValues bounds the number of values (DefaultMaxValues if <= 0).
+	MaxValues int
+}
+
+// Clip returns s cut to at most n bytes, on a UTF-8 boundary, with "…"
+// appended when something was cut.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
 }
 
-type decoder struct {
-	d *xml.Decoder
+func overLimit(format string, args ...any) error {
+	return fmt.Errorf("%w: %w: %s", ErrMalformed, ErrLimit, fmt.Sprintf(format, args...))
 }
 
-func newDecoder(r io.Reader) *decoder {
+type decoder struct {
+	d         *xml.Decoder
+	redact    func(string) string
+	maxDepth  int
+	maxValues int
+	depth     int // <value> elements open
+	values    int // <value> elements seen
+}
+
+func (o Decoder) newDecoder(r io.Reader) *decoder {
 	d := xml.NewDecoder(r)
 	d.Strict = true
 	d.CharsetReader = func(label string, in io.Reader) (io.Reader, error) {
@@ -227,9 +296,54 @@ func newDecoder(r io.Reader) *decoder {
 		case "utf-8", "utf8", "us-ascii", "ascii":
 			return in, nil
 		}
-		return nil, fmt.Errorf("unsupported charset %q", label)
+		return nil, fmt.Errorf("unsupported charset %q", Clip(label, maxQuoted))
 	}
-	return &decoder{d: d}
+	dc := &decoder{d: d, redact: o.Redact, maxDepth: o.MaxDepth, maxValues: o.MaxValues}
+	if dc.maxDepth <= 0 {
+		dc.maxDepth = DefaultMaxDepth
+	}
+	if dc.maxValues <= 0 {
+		dc.maxValues = DefaultMaxValues
+	}
+	return dc
+}
+
+// clean redacts text taken from the document and clips it to n bytes:
+// errors never carry more than a short, scrubbed prefix of what the peer
+// sent. The redaction runs first, so that clipping cannot cut a secret
+// in two and let its first part through.
+func (dc *decoder) clean(s string, n int) string {
+	if dc.redact != nil {
+		s = dc.redact(s)
+	}
+	if len(s) > n {
+		return fmt.Sprintf("%s (%d bytes)", Clip(s, n), len(s))
+	}
+	return s
+}
+
+// quote is clean, quoted.
+func (dc *decoder) quote(s string) string {
+	if dc.redact != nil {
+		s = dc.redact(s)
+	}
+	if len(s) > maxQuoted {
+		return fmt.Sprintf("%q (%d bytes)", Clip(s, maxQuoted), len(s))
+	}
+	return strconv.Quote(s)
+}
+
+// token returns the next token. The tokenizer's errors may quote the
+// document (names, entities), so their text is cleaned.
+func (dc *decoder) token() (xml.Token, error) {
+	tok, err := dc.d.Token()
+	if err != nil {
+		if err == io.EOF {
+			return nil, malformed("unexpected end of document")
+		}
+		return nil, malformed("%s", dc.clean(err.Error(), 2*maxQuoted))
+	}
+	return tok, nil
 }
 
 // next returns the next start or end element, skipping white space,
@@ -237,19 +351,16 @@ func newDecoder(r io.Reader) *decoder {
 // error.
 func (dc *decoder) next() (xml.Token, error) {
 	for {
-		tok, err := dc.d.Token()
+		tok, err := dc.token()
 		if err != nil {
-			if err == io.EOF {
-				return nil, malformed("unexpected end of document")
-			}
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+			return nil, err
 		}
 		switch t := tok.(type) {
 		case xml.StartElement, xml.EndElement:
 			return t, nil
 		case xml.CharData:
 			if len(bytes.TrimSpace(t)) != 0 {
-				return nil, malformed("unexpected text %q", string(t))
+				return nil, malformed("unexpected text %s", dc.quote(string(t)))
 			}
 		}
 	}
@@ -261,7 +372,7 @@ func (dc *decoder) expectStart(name string) error {
 		return err
 	}
 	if s, ok := tok.(xml.StartElement); !ok || s.Name.Local != name {
-		return malformed("expected <%s>, got %s", name, describe(tok))
+		return malformed("expected <%s>, got %s", name, dc.describe(tok))
 	}
 	return nil
 }
@@ -272,17 +383,19 @@ func (dc *decoder) expectEnd(name string) error {
 		return err
 	}
 	if e, ok := tok.(xml.EndElement); !ok || e.Name.Local != name {
-		return malformed("expected </%s>, got %s", name, describe(tok))
+		return malformed("expected </%s>, got %s", name, dc.describe(tok))
 	}
 	return nil
 }
 
-func describe(tok xml.Token) string {
+// describe names a token for an error; element names come from the
+// document, so they are cleaned like its text.
+func (dc *decoder) describe(tok xml.Token) string {
 	switch t := tok.(type) {
 	case xml.StartElement:
-		return "<" + t.Name.Local + ">"
+		return "<" + dc.clean(t.Name.Local, maxQuoted) + ">"
 	case xml.EndElement:
-		return "</" + t.Name.Local + ">"
+		return "</" + dc.clean(t.Name.Local, maxQuoted) + ">"
 	}
 	return fmt.Sprintf("%T", tok)
 }
@@ -291,9 +404,9 @@ func describe(tok xml.Token) string {
 func (dc *decoder) text(name string) (string, error) {
 	var sb strings.Builder
 	for {
-		tok, err := dc.d.Token()
+		tok, err := dc.token()
 		if err != nil {
-			return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+			return "", err
 		}
 		switch t := tok.(type) {
 		case xml.CharData:
@@ -304,19 +417,29 @@ func (dc *decoder) text(name string) (string, error) {
 			}
 			return sb.String(), nil
 		case xml.StartElement:
-			return "", malformed("unexpected <%s> inside <%s>", t.Name.Local, name)
+			return "", malformed("unexpected %s inside <%s>", dc.describe(t), name)
 		}
 	}
 }
 
 // value decodes the content of a <value> element whose start tag was read,
-// up to and including </value>.
+// up to and including </value>. It counts the value against MaxValues and
+// its nesting against MaxDepth: value and typed recurse once per level.
 func (dc *decoder) value() (any, error) {
+	dc.values++
+	if dc.values > dc.maxValues {
+		return nil, overLimit("more than %d values", dc.maxValues)
+	}
+	dc.depth++
+	defer func() { dc.depth-- }()
+	if dc.depth > dc.maxDepth {
+		return nil, overLimit("values nested more than %d deep", dc.maxDepth)
+	}
 	var raw strings.Builder
 	for {
-		tok, err := dc.d.Token()
+		tok, err := dc.token()
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+			return nil, err
 		}
 		switch t := tok.(type) {
 		case xml.CharData:
@@ -352,9 +475,23 @@ func (dc *decoder) typed(name string) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		// <int> and <i4> are 32-bit (XAPI sends 64-bit integers as
+		// strings); <i8> is the 64-bit extension.
+		bits := 32
+		if name == "i8" {
+			bits = 64
+		}
+		t := strings.TrimSpace(s)
+		if len(t) > 24 {
+			// ParseInt's error would copy the whole text.
+			return nil, malformed("bad <%s> %s", name, dc.quote(s))
+		}
+		n, err := strconv.ParseInt(t, 10, bits)
 		if err != nil {
-			return nil, malformed("bad <%s> %q", name, s)
+			if errors.Is(err, strconv.ErrRange) {
+				return nil, malformed("<%s> %s out of the %d-bit range", name, dc.quote(s), bits)
+			}
+			return nil, malformed("bad <%s> %s", name, dc.quote(s))
 		}
 		return n, nil
 	case "boolean":
@@ -368,15 +505,19 @@ func (dc *decoder) typed(name string) (any, error) {
 		case "0", "false":
 			return false, nil
 		}
-		return nil, malformed("bad <boolean> %q", s)
+		return nil, malformed("bad <boolean> %s", dc.quote(s))
 	case "double":
 		s, err := dc.text(name)
 		if err != nil {
 			return nil, err
 		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		t := strings.TrimSpace(s)
+		if len(t) > 512 {
+			return nil, malformed("bad <double> %s", dc.quote(s))
+		}
+		f, err := strconv.ParseFloat(t, 64)
 		if err != nil {
-			return nil, malformed("bad <double> %q", s)
+			return nil, malformed("bad <double> %s", dc.quote(s))
 		}
 		return f, nil
 	case "dateTime.iso8601":
@@ -385,12 +526,14 @@ func (dc *decoder) typed(name string) (any, error) {
 			return nil, err
 		}
 		s = strings.TrimSpace(s)
-		for _, l := range timeLayouts {
-			if t, err := time.Parse(l, s); err == nil {
-				return t, nil
+		if len(s) <= 64 { // time.Parse's error would copy the whole text
+			for _, l := range timeLayouts {
+				if t, err := time.Parse(l, s); err == nil {
+					return t, nil
+				}
 			}
 		}
-		return nil, malformed("bad dateTime %q", s)
+		return nil, malformed("bad <dateTime.iso8601> %s", dc.quote(s))
 	case "base64":
 		s, err := dc.text(name)
 		if err != nil {
@@ -420,7 +563,7 @@ func (dc *decoder) typed(name string) (any, error) {
 				break
 			}
 			if s, ok := tok.(xml.StartElement); !ok || s.Name.Local != "value" {
-				return nil, malformed("expected <value> in <data>, got %s", describe(tok))
+				return nil, malformed("expected <value> in <data>, got %s", dc.describe(tok))
 			}
 			v, err := dc.value()
 			if err != nil {
@@ -443,7 +586,7 @@ func (dc *decoder) typed(name string) (any, error) {
 				return out, nil
 			}
 			if s, ok := tok.(xml.StartElement); !ok || s.Name.Local != "member" {
-				return nil, malformed("expected <member> in <struct>, got %s", describe(tok))
+				return nil, malformed("expected <member> in <struct>, got %s", dc.describe(tok))
 			}
 			if err := dc.expectStart("name"); err != nil {
 				return nil, err
@@ -465,12 +608,18 @@ func (dc *decoder) typed(name string) (any, error) {
 			}
 		}
 	}
-	return nil, malformed("unknown XML-RPC type <%s>", name)
+	return nil, malformed("unknown XML-RPC type <%s>", dc.clean(name, maxQuoted))
 }
 
+// DecodeCall decodes a <methodCall> with a zero Decoder.
+func DecodeCall(r io.Reader) (string, []any, error) { return Decoder{}.DecodeCall(r) }
+
+// DecodeResponse decodes a <methodResponse> with a zero Decoder.
+func DecodeResponse(r io.Reader) (any, error) { return Decoder{}.DecodeResponse(r) }
+
 // DecodeCall decodes a <methodCall> into its method name and parameters.
-func DecodeCall(r io.Reader) (string, []any, error) {
-	dc := newDecoder(r)
+func (o Decoder) DecodeCall(r io.Reader) (string, []any, error) {
+	dc := o.newDecoder(r)
 	if err := dc.expectStart("methodCall"); err != nil {
 		return "", nil, err
 	}
@@ -497,7 +646,7 @@ func DecodeCall(r io.Reader) (string, []any, error) {
 				break
 			}
 			if s, ok := tok.(xml.StartElement); !ok || s.Name.Local != "param" {
-				return "", nil, malformed("expected <param>, got %s", describe(tok))
+				return "", nil, malformed("expected <param>, got %s", dc.describe(tok))
 			}
 			if err := dc.expectStart("value"); err != nil {
 				return "", nil, err
@@ -517,7 +666,7 @@ func DecodeCall(r io.Reader) (string, []any, error) {
 		}
 	}
 	if e, ok := tok.(xml.EndElement); !ok || e.Name.Local != "methodCall" {
-		return "", nil, malformed("expected </methodCall>, got %s", describe(tok))
+		return "", nil, malformed("expected </methodCall>, got %s", dc.describe(tok))
 	}
 	if method == "" {
 		return "", nil, malformed("empty method name")
@@ -526,9 +675,9 @@ func DecodeCall(r io.Reader) (string, []any, error) {
 }
 
 // DecodeResponse decodes a <methodResponse>. A <fault> comes back as a
-// *Fault error.
-func DecodeResponse(r io.Reader) (any, error) {
-	dc := newDecoder(r)
+// *Fault error, its string redacted and clipped to 1 KiB.
+func (o Decoder) DecodeResponse(r io.Reader) (any, error) {
+	dc := o.newDecoder(r)
 	if err := dc.expectStart("methodResponse"); err != nil {
 		return nil, err
 	}
@@ -572,9 +721,10 @@ func DecodeResponse(r io.Reader) (any, error) {
 			case string:
 				f.Code, _ = strconv.Atoi(c)
 			}
-			f.String, _ = m["faultString"].(string)
+			s, _ := m["faultString"].(string)
+			f.String = dc.clean(s, maxFault)
 		}
 		return nil, f
 	}
-	return nil, malformed("unexpected <%s> in methodResponse", s.Name.Local)
+	return nil, malformed("unexpected %s in methodResponse", dc.describe(s))
 }

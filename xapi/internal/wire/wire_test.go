@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -71,5 +72,128 @@ func TestDecodeForms(t *testing.T) {
 	}
 	if _, _, err := DecodeCall(strings.NewReader("<methodCall><methodName></methodName></methodCall>")); err == nil {
 		t.Error("empty method name accepted")
+	}
+}
+
+// nested streams a document of depth nested arrays (never closed: the
+// decoder must stop before the end).
+func nested(prefix string, depth int) io.Reader {
+	open := strings.Repeat(`<value><array><data>`, 1000)
+	rs := []io.Reader{strings.NewReader(prefix)}
+	for range depth / 1000 {
+		rs = append(rs, strings.NewReader(open))
+	}
+	return io.MultiReader(rs...)
+}
+
+// A deeply nested document used to overflow the stack (a fatal error, not
+// a panic): the decoder recursed once per level without a bound.
+func TestDepthLimit(t *testing.T) {
+	const resp = `<methodResponse><params><param><value><array><data>`
+	for _, depth := range []int{1_000_000, 10_000} {
+		_, err := DecodeResponse(nested(resp, depth))
+		if !errors.Is(err, ErrMalformed) || !errors.Is(err, ErrLimit) {
+			t.Fatalf("depth %d: %v", depth, err)
+		}
+		_, _, err = DecodeCall(nested(`<methodCall><methodName>m</methodName><params><param><value><array><data>`, depth))
+		if !errors.Is(err, ErrLimit) {
+			t.Fatalf("call of depth %d: %v", depth, err)
+		}
+	}
+	doc := func(depth int) string {
+		return `<methodResponse><params><param>` + strings.Repeat(`<value><array><data>`, depth-1) + `<value>x</value>` +
+			strings.Repeat(`</data></array></value>`, depth-1) + `</param></params></methodResponse>`
+	}
+	if _, err := DecodeResponse(strings.NewReader(doc(DefaultMaxDepth))); err != nil {
+		t.Fatalf("depth %d: %v", DefaultMaxDepth, err)
+	}
+	if _, err := DecodeResponse(strings.NewReader(doc(DefaultMaxDepth + 1))); !errors.Is(err, ErrLimit) {
+		t.Fatalf("depth %d: %v", DefaultMaxDepth+1, err)
+	}
+	if _, err := (Decoder{MaxDepth: 3}).DecodeResponse(strings.NewReader(doc(4))); !errors.Is(err, ErrLimit) {
+		t.Fatalf("MaxDepth 3: %v", err)
+	}
+}
+
+func TestValueLimit(t *testing.T) {
+	doc := func(n int) string { // n values: the array and n-1 elements
+		return `<methodResponse><params><param><value><struct><member><name>a</name><value><array><data>` +
+			strings.Repeat(`<value/>`, n-2) + `</data></array></value></member></struct></value></param></params></methodResponse>`
+	}
+	d := Decoder{MaxValues: 10}
+	if _, err := d.DecodeResponse(strings.NewReader(doc(10))); err != nil {
+		t.Fatalf("10 values: %v", err)
+	}
+	_, err := d.DecodeResponse(strings.NewReader(doc(11)))
+	if !errors.Is(err, ErrMalformed) || !errors.Is(err, ErrLimit) {
+		t.Fatalf("11 values: %v", err)
+	}
+	if _, _, err := d.DecodeCall(strings.NewReader(`<methodCall><methodName>m</methodName><params>` +
+		strings.Repeat(`<param><value/></param>`, 11) + `</params></methodCall>`)); !errors.Is(err, ErrLimit) {
+		t.Fatalf("call with 11 values: %v", err)
+	}
+}
+
+// <int> and <i4> are 32-bit; 64-bit integers travel as strings or <i8>.
+func TestIntRange(t *testing.T) {
+	dec := func(v string) (any, error) {
+		return DecodeResponse(strings.NewReader(`<methodResponse><params><param><value>` + v + `</value></param></params></methodResponse>`))
+	}
+	for v, want := range map[string]int64{
+		`<int>2147483647</int>`: 2147483647, `<i4>-2147483648</i4>`: -2147483648, `<int> 7 </int>`: 7,
+		`<i8>8589934592</i8>`: 8589934592,
+	} {
+		if got, err := dec(v); err != nil || got != want {
+			t.Errorf("%s: %v %v", v, got, err)
+		}
+	}
+	for _, v := range []string{`<int>2147483648</int>`, `<i4>-2147483649</i4>`, `<i4>99999999999999999</i4>`,
+		`<int>999999999999999999999999</int>`, `<i8>9223372036854775808</i8>`, `<int>` + strings.Repeat("9", 1000) + `</int>`} {
+		if got, err := dec(v); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%.40s: %v %v", v, got, err)
+		}
+	}
+}
+
+// Errors quote at most a short prefix of the document, redacted first.
+func TestErrorsQuoteRedactedPrefix(t *testing.T) {
+	const secret = "Secret-Pa55word"
+	big := strings.Repeat("9", 1<<20)
+	redact := func(s string) string { return strings.ReplaceAll(s, secret, "***") }
+	wrap := func(v string) string {
+		return `<methodResponse><params><param><value>` + v + `</value></param></params></methodResponse>`
+	}
+	for _, doc := range []string{
+		wrap(`<int>` + secret + `</int>`),
+		wrap(`<int>` + strings.Repeat("1", 60) + secret + big + `</int>`),
+		wrap(`<double>` + secret + big + `</double>`),
+		wrap(`<boolean>` + secret + big + `</boolean>`),
+		wrap(`<dateTime.iso8601>` + secret + `</dateTime.iso8601>`),
+		wrap(`<dateTime.iso8601>` + big + secret + `</dateTime.iso8601>`),
+		wrap(`<` + secret + `>x</` + secret + `>`),
+		wrap(`<x` + big + secret + `/>`),
+		wrap(`<string>&` + secret + `;</string>`),
+		wrap(`<string><` + secret + `/></string>`),
+		`<methodResponse>` + secret + big + `</methodResponse>`,
+		`<methodResponse><` + secret + `/></methodResponse>`,
+		`<?xml version="1.0" encoding="` + secret + `"?><methodResponse/>`,
+	} {
+		_, err := Decoder{Redact: redact}.DecodeResponse(strings.NewReader(doc))
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%.60s: %v", doc, err)
+			continue
+		}
+		if msg := err.Error(); strings.Contains(msg, secret) || len(msg) > 400 {
+			t.Errorf("%.60s: error quotes too much (%d bytes): %.400s", doc, len(msg), msg)
+		}
+	}
+	// A fault's string is redacted and clipped.
+	_, err := Decoder{Redact: redact}.DecodeResponse(strings.NewReader(`<methodResponse><fault><value><struct>` +
+		`<member><name>faultCode</name><value><int>1</int></value></member>` +
+		`<member><name>faultString</name><value>bad params: root, ` + secret + big + `</value></member></struct></value></fault></methodResponse>`))
+	var f *Fault
+	if !errors.As(err, &f) || f.Code != 1 || strings.Contains(err.Error(), secret) || len(err.Error()) > 2048 ||
+		!strings.HasPrefix(f.String, "bad params: root, ***") {
+		t.Fatalf("fault: %.300v", err)
 	}
 }

@@ -1,0 +1,302 @@
+package xapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"libbioxen/core"
+	"libbioxen/xapi/sim"
+)
+
+// Tests against hostile or broken servers: each answers every request with
+// a fixed document.
+
+const hostilePassword = "S3cretPassw0rd-hostile"
+
+func hostileServer(t *testing.T, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func answer(body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+func hostileClient(t *testing.T, url string, mod ...func(*Options)) *Client {
+	t.Helper()
+	o := Options{URL: url, Username: "root", Password: hostilePassword, CallTimeout: 30 * time.Second}
+	for _, m := range mod {
+		m(&o)
+	}
+	c, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// rpcResult wraps a <value> in a methodResponse.
+func rpcResult(value string) string {
+	return `<?xml version="1.0"?><methodResponse><params><param>` + value + `</param></params></methodResponse>`
+}
+
+func failureResult(desc ...string) string {
+	var b strings.Builder
+	for _, d := range desc {
+		b.WriteString("<value>" + d + "</value>")
+	}
+	return rpcResult(`<value><struct><member><name>Status</name><value>Failure</value></member>` +
+		`<member><name>ErrorDescription</name><value><array><data>` + b.String() + `</data></array></value></member></struct></value>`)
+}
+
+// checkHostileError checks that err is a *core.Error that shows neither
+// the password nor more than maxLen bytes, in any format.
+func checkHostileError(t *testing.T, err error, password string, maxLen int) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	var ce *core.Error
+	if !errors.As(err, &ce) {
+		t.Errorf("%T is not a *core.Error: %.300v", err, err)
+	}
+	for _, s := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", FailureOf(err))} {
+		if strings.Contains(s, password) {
+			t.Errorf("the password leaked: %.300s", s)
+		}
+	}
+	if n := len(err.Error()); n > maxLen {
+		t.Errorf("error of %d bytes: %.300s", n, err)
+	}
+}
+
+func TestFaultStringScrubbed(t *testing.T) {
+	t.Parallel()
+	s := hostileServer(t, answer(`<?xml version="1.0"?><methodResponse><fault><value><struct>`+
+		`<member><name>faultCode</name><value><int>1</int></value></member>`+
+		`<member><name>faultString</name><value><string>bad params: root, `+hostilePassword+`</string></value></member>`+
+		`</struct></value></fault></methodResponse>`))
+	err := hostileClient(t, s.URL).Login(ctxT(t, 10*time.Second))
+	checkHostileError(t, err, hostilePassword, 300)
+	var f *Fault
+	if !errors.As(err, &f) || f.Code != 1 || f.String != "bad params: root, ***" || core.CodeOf(err) != core.ErrEngine {
+		t.Fatalf("fault: %v", err)
+	}
+}
+
+func TestFailureCodeScrubbed(t *testing.T) {
+	t.Parallel()
+	s := hostileServer(t, answer(failureResult(hostilePassword+"_ERROR", "x")))
+	err := hostileClient(t, s.URL).Login(ctxT(t, 10*time.Second))
+	checkHostileError(t, err, hostilePassword, 300)
+	if f := FailureOf(err); f == nil || f.Code != "***_ERROR" {
+		t.Fatalf("failure: %#v", f)
+	}
+}
+
+// Decoding errors quote a short, scrubbed prefix of what the server sent.
+func TestMalformedResponseScrubbedAndBounded(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("9", 1<<20)
+	for _, body := range []string{
+		rpcResult(`<value><int>` + hostilePassword + `</int></value>`),
+		rpcResult(`<value><int>` + big + hostilePassword + `</int></value>`),
+		rpcResult(`<value><int>` + hostilePassword + big + `</int></value>`),
+		`<?xml version="1.0"?><methodResponse>` + hostilePassword + `</methodResponse>`,
+		rpcResult(`<value><dateTime.iso8601>` + hostilePassword + `</dateTime.iso8601></value>`),
+		rpcResult(`<value><` + hostilePassword + `/></value>`),
+		rpcResult(`<value><struct><member><name>Status</name><value>` + hostilePassword + big + `</value></member></struct></value>`),
+		failureResult("INTERNAL_ERROR", big),
+	} {
+		s := hostileServer(t, answer(body))
+		err := hostileClient(t, s.URL).Login(ctxT(t, 20*time.Second))
+		checkHostileError(t, err, hostilePassword, 600)
+		if FailureOf(err) == nil && !strings.Contains(err.Error(), "not an XAPI result") && !errors.Is(err, ErrMalformed) {
+			t.Errorf("not a malformed-response error: %.300v", err)
+		}
+	}
+}
+
+// A password shorter than 4 bytes is not replaced where it occurs (that
+// would mangle the text and show where its characters are): a parameter
+// that contains it is replaced whole.
+func TestShortPasswordScrubbed(t *testing.T) {
+	t.Parallel()
+	s := hostileServer(t, answer(failureResult("SESSION_AUTHENTICATION_FAILED", "root", `bad password "pw1" for root`, "pw1")))
+	c := hostileClient(t, s.URL, func(o *Options) { o.Password = "pw1" })
+	err := c.Login(ctxT(t, 10*time.Second))
+	checkHostileError(t, err, "pw1", 300)
+	if f := FailureOf(err); f == nil || fmt.Sprint(f.Params) != "[root *** ***]" {
+		t.Fatalf("failure: %#v", f)
+	}
+	// A longer password is replaced where it occurs.
+	s = hostileServer(t, answer(failureResult("SESSION_AUTHENTICATION_FAILED", "root", `bad password "pw12" for root`)))
+	c = hostileClient(t, s.URL, func(o *Options) { o.Password = "pw12" })
+	err = c.Login(ctxT(t, 10*time.Second))
+	checkHostileError(t, err, "pw12", 300)
+	if f := FailureOf(err); f == nil || fmt.Sprint(f.Params) != `[root bad password "***" for root]` {
+		t.Fatalf("failure: %#v", f)
+	}
+}
+
+// HOST_IS_SLAVE must not move a client from https to http, where the
+// login would carry the password in clear text.
+func TestHostIsSlaveNoDowngrade(t *testing.T) {
+	t.Parallel()
+	var plainHits atomic.Int64
+	plain := hostileServer(t, func(w http.ResponseWriter, r *http.Request) {
+		plainHits.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, rpcResult(`<value><struct><member><name>Status</name><value>Success</value></member>`+
+			`<member><name>Value</name><value>OpaqueRef:abc</value></member></struct></value>`))
+	})
+	member := httptest.NewTLSServer(answer(failureResult("HOST_IS_SLAVE", plain.URL)))
+	t.Cleanup(member.Close)
+	c := hostileClient(t, member.URL, func(o *Options) { o.Fingerprint = fingerprint(member.Certificate().Raw) })
+	err := c.Login(ctxT(t, 10*time.Second))
+	checkHostileError(t, err, hostilePassword, 600)
+	if !errors.Is(err, ErrSchemeChange) || !IsFailure(err, "HOST_IS_SLAVE") {
+		t.Fatalf("login: %v", err)
+	}
+	if n := plainHits.Load(); n != 0 {
+		t.Fatalf("the client followed HOST_IS_SLAVE from https to http (%d requests)", n)
+	}
+	if c.URL() != member.URL+"/" {
+		t.Fatalf("client URL %s", c.URL())
+	}
+}
+
+// A response nested a million levels deep used to crash the process
+// (fatal stack overflow); so did such a request to the simulator.
+func TestDeeplyNestedDocuments(t *testing.T) {
+	t.Parallel()
+	deep := func(w io.Writer, prefix string) {
+		_, _ = io.WriteString(w, prefix)
+		open := strings.Repeat(`<value><array><data>`, 10000)
+		for range 100 {
+			if _, err := io.WriteString(w, open); err != nil {
+				return
+			}
+		}
+	}
+	s := hostileServer(t, func(w http.ResponseWriter, r *http.Request) {
+		deep(w, `<?xml version="1.0"?><methodResponse><params><param>`)
+	})
+	err := hostileClient(t, s.URL).Login(ctxT(t, 60*time.Second))
+	checkHostileError(t, err, hostilePassword, 300)
+	if !errors.Is(err, ErrResponseLimit) || !errors.Is(err, ErrMalformed) || core.CodeOf(err) != core.ErrEngine {
+		t.Fatalf("login: %v", err)
+	}
+
+	sm := startSim(t, sim.Options{NoSSH: true})
+	pr, pw := io.Pipe()
+	go func() {
+		deep(pw, `<?xml version="1.0"?><methodCall><methodName>VM.get_all</methodName><params><param>`)
+		_ = pw.Close()
+	}()
+	resp, err := http.Post(sm.URL(), "text/xml", pr)
+	_ = pr.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("deep request: HTTP %d", resp.StatusCode)
+	}
+}
+
+// 250 MB of `<value/>` drove the heap to 1.5 GB (16 bytes of []any per 8
+// bytes on the wire, doubled by append and by the GC's headroom); the
+// decoder now stops after wire.DefaultMaxValues values. Not parallel, so
+// that other tests do not add to the heap it measures.
+func TestManyValuesMemoryBounded(t *testing.T) {
+	s := hostileServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `<?xml version="1.0"?><methodResponse><params><param><value><array><data>`)
+		chunk := strings.Repeat("<value/>", 1<<17) // 1 MiB
+		for range 250 {
+			if _, err := io.WriteString(w, chunk); err != nil {
+				return
+			}
+		}
+		_, _ = io.WriteString(w, `</data></array></value></param></params></methodResponse>`)
+	})
+	runtime.GC()
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var ms runtime.MemStats
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			peak.Store(max(peak.Load(), ms.HeapInuse))
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	_, err := hostileClient(t, s.URL, func(o *Options) { o.CallTimeout = 5 * time.Minute }).CallNoSession(context.Background(), "x")
+	close(stop)
+	wg.Wait()
+	t.Logf("peak heap in use %d MiB: %v", peak.Load()>>20, err)
+	// Generous: the cap on a response is 256 MiB; unbounded, this took 1.5 GiB.
+	if p := peak.Load(); p > 768<<20 {
+		t.Errorf("peak heap in use %d MiB", p>>20)
+	}
+	if !errors.Is(err, ErrResponseLimit) {
+		t.Errorf("got %v, want a response-limit error", err)
+	}
+}
+
+// event.from answering at once with nothing new made WaitIP spin at
+// thousands of calls a second.
+func TestWaitIPDoesNotSpin(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	s := hostileServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		calls.Add(1)
+		val := `<value>x</value>`
+		switch {
+		case strings.Contains(string(b), "VM.get_guest_metrics"):
+			val = `<value>OpaqueRef:NULL</value>`
+		case strings.Contains(string(b), "VM.get_power_state"):
+			val = `<value>Running</value>`
+		case strings.Contains(string(b), "event.from"):
+			val = `<value><struct><member><name>events</name><value><array><data></data></array></value></member>` +
+				`<member><name>token</name><value>t</value></member></struct></value>`
+		}
+		_, _ = io.WriteString(w, rpcResult(`<value><struct><member><name>Status</name><value>Success</value></member>`+
+			`<member><name>Value</name>`+val+`</member></struct></value>`))
+	})
+	c := hostileClient(t, s.URL)
+	c.session = "OpaqueRef:s"
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err := c.VM("OpaqueRef:vm").WaitIP(ctx)
+	if core.CodeOf(err) != core.ErrTimeout {
+		t.Fatalf("WaitIP: %v", err)
+	}
+	// Paced, about 20 calls; spinning, thousands.
+	if n := calls.Load(); n > 100 {
+		t.Errorf("%d XAPI calls in 3 s", n)
+	}
+}
