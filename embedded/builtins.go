@@ -381,6 +381,10 @@ func replaceArray(t *lua.LTable, vals []lua.LValue) {
 	}
 }
 
+// callStackReserve is the call-stack room a protected call needs besides
+// its function's frames.
+const callStackReserve = 8
+
 // installPcall replaces pcall and xpcall, so that an error closes the
 // upvalues of exactly the frames it unwinds, keeping their values (see
 // closeUnwound), and so that an error in xpcall's handler gives Lua's
@@ -394,6 +398,26 @@ func (st *state) installPcall() {
 		return 1
 	})
 	protect := func(L *lua.LState, nargs int, handler *lua.LFunction) int {
+		// Nested protected calls nest Go calls: past 200, Lua's "C stack
+		// overflow" (gopher-lua's own limit was the call stack, where a
+		// full stack under pcalls in tail position broke its frame stack).
+		if !st.enterCCall(L) {
+			L.SetTop(0)
+			L.Push(lua.LFalse)
+			L.Push(lua.LString("C stack overflow"))
+			return 2
+		}
+		defer st.leaveCCall()
+		// A protected call needs frames of its own beyond the function's
+		// (its error function, the upvalue closer): gopher-lua, out of
+		// call stack there, returned garbage (`return pcall(f)` at the
+		// last frame gave a function value and 8).
+		if top := topFrame(L); !top.IsNil() && top.index() >= luaOptions.CallStackSize-callStackReserve {
+			L.SetTop(0)
+			L.Push(lua.LFalse)
+			L.Push(lua.LString("stack overflow"))
+			return 2
+		}
 		if err := pcallKeepingFlag(L, nargs, lua.MultRet, handler); err != nil {
 			// Upvalues still open (the handler could not run: the call
 			// stack was full) are closed now, with nil values.

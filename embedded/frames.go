@@ -29,6 +29,7 @@ type frameFields struct {
 	tailCall []int // callFrame.TailCall (int)
 	fn       []int // callFrame.Fn (*LFunction)
 	pc       []int // callFrame.Pc (int): the next instruction
+	idx      []int // callFrame.Idx (int): the frame's index in the call stack
 
 	errFunc uintptr // the offset of LState.hasErrorFunc (bool)
 }
@@ -52,6 +53,7 @@ var frameLayout, frameLayoutErr = func() (f frameFields, err error) {
 	f.tailCall = field(cf, "TailCall", reflect.Int)
 	f.fn = field(cf, "Fn", reflect.Pointer)
 	f.pc = field(cf, "Pc", reflect.Int)
+	f.idx = field(cf, "Idx", reflect.Int)
 	if sf, ok := reflect.TypeOf(lua.LState{}).FieldByName("hasErrorFunc"); ok && sf.Type.Kind() == reflect.Bool && len(sf.Index) == 1 {
 		f.errFunc = sf.Offset
 	} else if err == nil {
@@ -79,6 +81,7 @@ func (f frame) parent() frame  { return frame{f.Elem().FieldByIndex(frameLayout.
 func (f frame) base() int      { return int(f.Elem().FieldByIndex(frameLayout.base).Int()) }
 func (f frame) tailCalls() int { return int(f.Elem().FieldByIndex(frameLayout.tailCall).Int()) }
 func (f frame) pc() int        { return int(f.Elem().FieldByIndex(frameLayout.pc).Int()) }
+func (f frame) index() int     { return int(f.Elem().FieldByIndex(frameLayout.idx).Int()) }
 func (f frame) isG() bool      { return f.fn().IsG }
 
 // fn is the frame's function (the field's type is checked in frameLayout).

@@ -284,14 +284,7 @@ func (st *state) installCoroutines() {
 	// end` nested until it took gigabytes and neared Go's stack limit,
 	// which kills the process. Lua counts them as C calls: past 200,
 	// "C stack overflow".
-	enter := func(L *lua.LState) bool {
-		if st.resumeDepth >= maxResumeDepth {
-			return false
-		}
-		st.resumeDepth++
-		return true
-	}
-	leave := func() { st.resumeDepth-- }
+	enter, leave := st.enterCCall, st.leaveCCall
 	resume := co.RawGetString("resume").(*lua.LFunction)
 	co.RawSetString("resume", L.NewFunction(func(L *lua.LState) int {
 		if !enter(L) {
@@ -337,9 +330,23 @@ func (st *state) installCoroutines() {
 	}))
 }
 
-// maxResumeDepth bounds nested coroutine resumes, as Lua's C-call limit
+// maxCCalls bounds nested coroutine resumes and protected calls, which
+// gopher-lua runs as nested Go calls, as Lua's C-call limit
 // (LUAI_MAXCCALLS) does.
-const maxResumeDepth = 200
+const maxCCalls = 200
+
+// enterCCall counts one more nested resume or protected call; false when
+// that would pass maxCCalls ("C stack overflow").
+func (st *state) enterCCall(*lua.LState) bool {
+	if st.cCalls >= maxCCalls {
+		return false
+	}
+	st.cCalls++
+	return true
+}
+
+// leaveCCall ends what enterCCall counted.
+func (st *state) leaveCCall() { st.cCalls-- }
 
 // limitTicker returns a function long Go builtins call once per step: every
 // 4096 steps it polls the call's limits (deadline, CPU, memory) and raises

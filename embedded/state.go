@@ -32,7 +32,7 @@ type state struct {
 	exited   bool
 	exitCode int
 
-	resumeDepth int // coroutines being resumed inside each other (limits.go)
+	cCalls int // resumes and protected calls nested in each other (limits.go)
 
 	moduleGuard *pathGuard        // where require may look (nil: trusted, anywhere)
 	guard       *pathGuard        // files Lua code may open (nil: trusted, any)
