@@ -14,6 +14,7 @@ import (
 	"libbioxen/core"
 	"libbioxen/sshsession"
 	"libbioxen/xapi"
+	"libbioxen/xcpng"
 )
 
 // remoteRequest is the JSON request of bioxen_remote; see bioxen.h.
@@ -131,7 +132,11 @@ func bioxenGoVMInstallPackage(h C.bioxen_vm, reqJSON *C.char, n C.size_t, out **
 	if vm == nil {
 		return st
 	}
-	data, err := vm.InstallPackage(context.Background(), C.GoBytes(unsafe.Pointer(reqJSON), C.int(n)))
+	// The C call has no deadline of its own: bound it (xcpng documents the
+	// default; the engine would apply it too).
+	ctx, cancel := context.WithTimeout(context.Background(), xcpng.DefaultInstallTimeout)
+	defer cancel()
+	data, err := vm.InstallPackage(ctx, C.GoBytes(unsafe.Pointer(reqJSON), C.int(n)))
 	if err != nil {
 		return fail(err)
 	}

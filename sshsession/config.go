@@ -29,7 +29,9 @@ const (
 //
 // Secrets (Password, KeyPassphrase) never appear in errors or log lines,
 // and String, GoString and Format print them as "[REDACTED]" (an empty
-// secret prints as ""), so fmt's %v, %+v, %#v and %s are safe. The Conn
+// secret prints as ""), so every fmt verb is safe. A Host with user
+// information ("user:password@host") is refused by Dial, and neither the
+// error nor the formatted Config shows the part before the '@'. The Conn
 // that Dial returns keeps them only inside authentication closures.
 type Config struct {
 	Host string // host name or IP address (required)
@@ -111,8 +113,19 @@ func (c Config) redact() configFields {
 	if r.KeyPassphrase != "" {
 		r.KeyPassphrase = redacted
 	}
+	r.Host = redactHost(c.Host)
 	r.KeyFiles = append([]string(nil), c.KeyFiles...)
 	return r
+}
+
+// redactHost hides the user information of a host given as
+// "user:password@host" (Dial refuses such a host): everything up to the
+// last '@' becomes "[REDACTED]".
+func redactHost(h string) string {
+	if i := strings.LastIndexByte(h, '@'); i >= 0 {
+		return redacted + h[i:]
+	}
+	return h
 }
 
 // String prints the fields like %+v, with the secrets redacted.
@@ -150,7 +163,12 @@ func (c Config) normalize() (Config, error) {
 	if c.Host == "" {
 		return bad("Config.Host is empty")
 	}
-	if strings.ContainsAny(c.Host, "\x00\n\r\t /@") {
+	if strings.Contains(c.Host, "@") {
+		// Never echo it: "user:password@host" would show the password.
+		return bad("Config.Host %q holds user information (user[:password]@host); give the user in Config.User and the password in Config.Password",
+			redactHost(c.Host))
+	}
+	if strings.ContainsAny(c.Host, "\x00\n\r\t /") {
 		return bad("Config.Host %q is not a host name or address", c.Host)
 	}
 	if c.Port == 0 {

@@ -1,10 +1,13 @@
 package sshsession
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"libbioxen/core"
 )
 
 func TestConfigRedaction(t *testing.T) {
@@ -33,6 +36,31 @@ func TestConfigRedaction(t *testing.T) {
 	// The caller's Config is not modified by printing.
 	if cfg.Password != "hunter2-pw" || cfg.KeyPassphrase != "pp-s3cr3t" {
 		t.Fatal("printing changed the Config")
+	}
+}
+
+// A host given with user information ("root:pw@10.0.0.5") is refused, and
+// neither the error nor the formatted Config shows the password in it.
+func TestHostWithUserinfoRedacted(t *testing.T) {
+	const pw = "VmPassw0rd-host-secret"
+	for _, host := range []string{"root:" + pw + "@10.0.0.5", pw + "@vm", "a@b:" + pw + "@vm"} {
+		cfg := Config{Host: host, User: "u", Password: "x", NoAgent: true, InsecureIgnoreHostKey: true}
+		_, err := Dial(context.Background(), cfg)
+		wantCode(t, err, core.ErrInvalid, nil)
+		if strings.Contains(fmt.Sprintf("%+v", err), pw) {
+			t.Errorf("Dial error shows the password in Host: %v", err)
+		}
+		if !strings.Contains(err.Error(), "user information") {
+			t.Errorf("Dial error does not say what is wrong: %v", err)
+		}
+		for _, v := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
+			if s := fmt.Sprintf(v, cfg); strings.Contains(s, pw) || strings.Contains(s, fmt.Sprintf("%x", pw)) {
+				t.Errorf("%s of a Config shows the password in Host: %s", v, s)
+			}
+		}
+	}
+	if got := fmt.Sprint(Config{Host: "root:pw@vm"}); !strings.Contains(got, "[REDACTED]@vm") {
+		t.Errorf("the host part should stay visible: %s", got)
 	}
 }
 

@@ -44,14 +44,41 @@ type Config struct {
 	MaxLifetime time.Duration // vm_session_lifetime seconds: remote kill of the interpreter (default 86400)
 }
 
-// String never shows secrets.
+// String never shows secrets: the passwords print as ***, and user
+// information in Host ("https://user:pw@host") as [REDACTED].
 func (c Config) String() string {
 	return fmt.Sprintf("xcpng.Config{Host: %q, Username: %q, Password: ***, Template: %q, VMUser: %q, VMPassword: ***, VMKeyFiles: %q, KnownHosts: %q}",
-		c.Host, c.Username, c.Template, c.VMUser, c.VMKeyFiles, c.KnownHosts)
+		redactURL(c.Host), c.Username, c.Template, c.VMUser, c.VMKeyFiles, c.KnownHosts)
 }
 
 // GoString is String.
 func (c Config) GoString() string { return c.String() }
+
+// Format implements fmt.Formatter so that no verb prints a field itself
+// (%d or %t would otherwise print the passwords): %v, %+v, %#v and %s
+// print String, %q the quoted String, any other verb
+// %!verb(xcpng.Config=String). This holds for a Config inside another
+// value too.
+func (c Config) Format(f fmt.State, verb rune) {
+	core.FormatRedacted(f, verb, "xcpng.Config", c.String())
+}
+
+// redactURL hides the user information of a URL or host
+// ("https://user:password@host/...") behind [REDACTED].
+func redactURL(s string) string {
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 {
+		start = i + 3
+	}
+	end := len(s)
+	if i := strings.IndexAny(s[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	if i := strings.LastIndexByte(s[start:end], '@'); i >= 0 {
+		return s[:start] + "[REDACTED]" + s[start+i:]
+	}
+	return s
+}
 
 var knownKeys = map[string]bool{
 	"xcp_host": true, "xapi_url": true, "xcp_username": true, "username": true,

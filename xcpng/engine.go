@@ -17,8 +17,9 @@ import (
 
 func init() { core.Register("xcpng", Open) }
 
-// Engine is a Lua driver running in an XCP-ng VM. core.VM serialises Exec
-// and Close; Interrupt may come from another goroutine.
+// Engine is a Lua driver running in an XCP-ng VM. core.VM serialises Exec,
+// InstallPackage and Close; the driver's frame reader runs on its own
+// goroutine and may drop the driver (see remote) at any time.
 type Engine struct {
 	opts core.Options
 	cfg  Config
@@ -27,23 +28,85 @@ type Engine struct {
 	vm     *xapi.VM
 	conn   *sshsession.Conn
 
-	mu  sync.Mutex // guards drv for Interrupt
-	drv *remote
+	mu      sync.Mutex // guards drv, lost and lostDrv
+	drv     *remote
+	lost    error   // why the driver was dropped between calls; the next Exec returns it
+	lostDrv *remote // the driver lost was about
+
+	killers sync.WaitGroup // background kills of dropped drivers (each bounded, see killTimeout)
+}
+
+// String names the engine without a secret: the VM's name and its Config
+// (passwords as ***). It reads only what Open set, so it is safe from any
+// goroutine.
+func (e *Engine) String() string {
+	if e == nil {
+		return "xcpng.Engine(nil)"
+	}
+	return fmt.Sprintf("xcpng.Engine{Name: %q, Config: %v}", e.opts.Name, e.cfg)
+}
+
+// GoString is String.
+func (e *Engine) GoString() string { return e.String() }
+
+// Format implements fmt.Formatter: every verb prints String (see
+// xcpng.Config.Format), never the fields, which hold the passwords (cfg,
+// and opts.EngineConfig).
+func (e *Engine) Format(f fmt.State, verb rune) {
+	core.FormatRedacted(f, verb, "*xcpng.Engine", e.String())
 }
 
 // remote is one interpreter running the driver over an exec channel.
+//
+// Its frames are read by one goroutine (readFrames) that hands them over
+// one at a time, through an unbuffered channel, to the call waiting for
+// them, so at most one frame (luaproc.MaxFrameSize) is held beyond the SSH
+// channel's window. Between calls nothing may arrive: a byte from the
+// driver while no call is active is a protocol error, and so is the end of
+// the channel; either drops the driver at once, and the next Exec reports
+// it. A stale frame is therefore never credited to a later call (short of
+// one the driver sends in the instant the next request is being sent, which
+// the host cannot tell from an answer to that request).
 type remote struct {
+	conn    *sshsession.Conn
 	stream  *sshsession.Stream
 	pid     int // the remote `timeout` process, leader of its process group
 	frames  chan frameOrErr
 	stderr  *tail
 	version string
+
+	stop     chan struct{} // closed when the driver is dropped: readers and writers give up
+	stopOnce sync.Once
+	killed   chan struct{} // closed when the background kill has finished
+	killers  *sync.WaitGroup
+
+	mu      sync.Mutex
+	active  bool  // a call (or the start) waits for frames
+	stopped bool  // dropped; stop is (being) closed
+	err     error // why it stopped, when the frame reader stopped it
 }
 
 type frameOrErr struct {
 	f   luaproc.Frame
 	err error
 }
+
+// pidLineMax bounds the first line of the driver's channel, the remote
+// shell's pid: a longer line is a protocol error, not a reason to buffer.
+const pidLineMax = 64
+
+// dropGrace is how long a call that drops the driver (its deadline
+// passed, the connection broke, the protocol was broken) waits for the
+// remote interpreter to be killed before it returns anyway: Exec returns
+// at most about dropGrace after its deadline. The kill goes on in the
+// background, bounded by killTimeout (and sshsession.KillGrace).
+const dropGrace = 500 * time.Millisecond
+
+// killTimeout bounds the remote kill of a dropped driver's process group.
+// Closing its channel, done at the same time, is bounded by sshsession
+// (Stream.Close: at most 2.5 × sshsession.KillGrace), so a dropped driver's
+// goroutines are all gone within about killTimeout + sshsession.KillGrace.
+const killTimeout = 5 * time.Second
 
 // provisionTimeout bounds login, provisioning and the first connection,
 // beyond the wait for the VM's address.
@@ -105,7 +168,8 @@ func (e *Engine) provision(ctx context.Context) error {
 		return err
 	}
 	e.conn = conn
-	return e.startDriver(ctx)
+	_, err = e.startDriver(ctx)
+	return err
 }
 
 // luaVersion is the Lua version of the VM's interpreter, for package trees.
@@ -125,14 +189,16 @@ const remoteTree = "$HOME/.bioxen/tree"
 // startDriver starts the interpreter under a remote `timeout -s KILL`, so
 // that a lost connection or a stuck call never leaves it running, with the
 // frames on its fds 3 and 4 and its raw output on the channel's stderr.
-func (e *Engine) startDriver(ctx context.Context) error {
+// ctx bounds the whole start; on failure the channel is closed in the
+// background and startDriver returns within dropGrace.
+func (e *Engine) startDriver(ctx context.Context) (*remote, error) {
 	lua, err := sshsession.ShellQuote(e.cfg.Lua)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	boot, err := sshsession.ShellQuote(luaproc.Bootstrap("/dev/fd/3", "/dev/fd/4"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	v := e.luaVersion()
 	paths := fmt.Sprintf(`%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua;;`, remoteTree, v, remoteTree, v)
@@ -145,136 +211,386 @@ func (e *Engine) startDriver(ctx context.Context) error {
 		suffix, paths, suffix, cpaths, int(e.cfg.MaxLifetime/time.Second), lua, boot)
 	stream, err := e.conn.Start(ctx, cmd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	out := bufio.NewReaderSize(stream.Stdout, 64<<10)
-	r := &remote{stream: stream, frames: make(chan frameOrErr, 16), stderr: newTail(64 << 10)}
+	r := &remote{conn: e.conn, stream: stream, frames: make(chan frameOrErr), stderr: newTail(64 << 10),
+		stop: make(chan struct{}), killed: make(chan struct{}), killers: &e.killers}
 	go r.stderr.drain(stream.Stderr)
-	line, err := readLine(ctx, out)
-	if err == nil {
-		r.pid, err = strconv.Atoi(strings.TrimSpace(line))
-	}
-	if err != nil {
-		stream.Close()
-		return core.Errorf(core.ErrEngine, "xcpng", "the VM did not start the Lua driver: %v %s", err, r.stderr.String())
-	}
-	if _, err := stream.Stdin.Write(luaproc.BootstrapFrame()); err != nil {
-		stream.Close()
-		return core.Wrap(core.ErrConnection, "xcpng", "sending the driver", err)
-	}
-	go func() {
-		for {
-			f, err := luaproc.ReadFrame(out)
-			r.frames <- frameOrErr{f, err}
-			if err != nil {
-				close(r.frames)
-				return
-			}
+	failed := func(code core.Code, msg string, cause error) (*remote, error) {
+		r.dropWait()
+		if tail := strings.TrimSpace(r.stderr.String()); tail != "" {
+			msg += " (its stderr: " + tail + ")"
 		}
-	}()
+		return nil, core.Wrap(code, "xcpng", msg, cause)
+	}
+	r.pid, err = readPid(ctx, out)
+	if err != nil {
+		return failed(ctxCode(ctx, core.ErrEngine), "the VM did not start the Lua driver", err)
+	}
+	r.active = true // the start waits for H
+	go r.readFrames(out, e.onLost)
+	if err := r.write(ctx, luaproc.BootstrapFrame()); err != nil {
+		return failed(ctxCode(ctx, core.ErrConnection), "sending the driver to the VM", err)
+	}
 	select {
-	case fe, ok := <-r.frames:
-		if !ok || fe.err != nil || fe.f.Tag != 'H' {
-			e.kill(r)
-			return core.Errorf(core.ErrLuaNotFound, "xcpng", "%s in the VM did not start: %s", e.cfg.Lua, strings.TrimSpace(r.stderr.String()))
+	case fe := <-r.frames:
+		if fe.err != nil || fe.f.Tag != 'H' {
+			return failed(core.ErrLuaNotFound, fmt.Sprintf("%s in the VM did not start", e.cfg.Lua), fe.err)
 		}
 		r.version = string(fe.f.Payload)
 	case <-ctx.Done():
-		e.kill(r)
-		return core.Errorf(core.ErrTimeout, "xcpng", "the Lua driver in the VM did not answer")
+		return failed(core.ErrTimeout, "the Lua driver in the VM did not answer", ctx.Err())
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := r.failure(); err != nil {
+		// The frame reader dropped it already (output right after H).
+		return nil, err
+	}
 	e.drv = r
-	e.mu.Unlock()
 	core.Logf(core.LevelDebug, "xcpng VM %q: driver running (%s, remote pid %d)", e.opts.Name, r.version, r.pid)
-	return nil
+	return r, nil
 }
 
-func readLine(ctx context.Context, r *bufio.Reader) (string, error) {
+// ctxCode is ErrTimeout when ctx has ended, else code.
+func ctxCode(ctx context.Context, code core.Code) core.Code {
+	if ctx.Err() != nil {
+		return core.ErrTimeout
+	}
+	return code
+}
+
+// readPid reads the first line of the driver's channel, the pid the remote
+// shell echoes, bounded by ctx and by pidLineMax bytes: a VM streaming
+// bytes without a newline gets a *luaproc.ProtocolError, not our memory.
+// The reading goroutine ends when the channel is closed.
+func readPid(ctx context.Context, r *bufio.Reader) (int, error) {
 	type res struct {
-		s   string
-		err error
+		line []byte
+		err  error
 	}
 	ch := make(chan res, 1)
 	go func() {
-		s, err := r.ReadString('\n')
-		ch <- res{s, err}
+		line := make([]byte, 0, pidLineMax)
+		for len(line) < pidLineMax {
+			b, err := r.ReadByte()
+			if err != nil {
+				ch <- res{nil, err}
+				return
+			}
+			if b == '\n' {
+				ch <- res{line, nil}
+				return
+			}
+			line = append(line, b)
+		}
+		ch <- res{nil, &luaproc.ProtocolError{Msg: fmt.Sprintf("the first line of the driver's channel is longer than %d bytes (it should be the remote shell's pid)", pidLineMax)}}
 	}()
 	select {
 	case x := <-ch:
-		return x.s, x.err
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-}
-
-// kill ends the remote interpreter's whole process group and the channel.
-func (e *Engine) kill(r *remote) {
-	if r.pid > 0 && e.conn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, _ = e.conn.Run(ctx, fmt.Sprintf("kill -KILL -- -%d 2>/dev/null || kill -KILL %d 2>/dev/null; true", r.pid, r.pid), nil, sshsession.Limits{})
-		cancel()
-	}
-	r.stream.Close()
-}
-
-func (e *Engine) dropDriver() {
-	e.mu.Lock()
-	r := e.drv
-	e.drv = nil
-	e.mu.Unlock()
-	if r != nil {
-		e.kill(r)
-	}
-}
-
-// Exec runs one chunk in the VM, restarting the driver (and reconnecting)
-// first if it was lost.
-func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, error) {
-	e.mu.Lock()
-	r := e.drv
-	e.mu.Unlock()
-	if r == nil {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		err := e.startDriver(sctx)
-		cancel()
-		if err != nil {
-			return nil, err
+		if x.err != nil {
+			return 0, x.err
 		}
-		e.mu.Lock()
-		r = e.drv
-		e.mu.Unlock()
+		pid, err := strconv.Atoi(strings.TrimSpace(string(x.line)))
+		if err != nil || pid <= 1 {
+			return 0, &luaproc.ProtocolError{Msg: fmt.Sprintf("the first line of the driver's channel is %q, not the remote shell's pid", x.line)}
+		}
+		return pid, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
 	}
-	lim := e.opts.Limits
-	frame := luaproc.AppendRequest(nil, req, lim)
-	if _, err := r.stream.Stdin.Write(frame); err != nil {
-		e.dropDriver()
-		return nil, core.Wrap(core.ErrConnection, "exec", "the connection to the VM broke; the next call reconnects", err)
-	}
-	call := luaproc.NewCall(lim)
-	call.Output = req.Output
+}
+
+// readFrames reads the driver's frames and hands them to the waiting call
+// (see remote). It ends after handing over an error, when the driver is
+// dropped, or when something arrives between calls: it then stops the
+// driver and tells onLost why.
+func (r *remote) readFrames(out *bufio.Reader, onLost func(*remote, error)) {
 	for {
-		select {
-		case fe, ok := <-r.frames:
-			if !ok || fe.err != nil {
-				e.dropDriver()
+		_, perr := out.Peek(1)
+		r.mu.Lock()
+		idle := !r.active && !r.stopped
+		if idle {
+			if perr != nil {
 				msg := "the Lua interpreter in the VM ended or the connection broke; the next call restarts it"
 				if tail := strings.TrimSpace(r.stderr.String()); tail != "" {
 					msg += ": " + tail
 				}
-				return nil, core.Errorf(core.ErrConnection, "exec", "%s", msg)
+				r.stopWith(core.Wrap(core.ErrConnection, "exec", msg, perr))
+			} else {
+				r.stopWith(betweenCalls("a frame arrived while no call was active"))
+			}
+		}
+		stopped, err := r.stopped, r.err
+		r.mu.Unlock()
+		if idle {
+			r.shutdown()
+			onLost(r, err)
+			return
+		}
+		if stopped {
+			return
+		}
+		fe := frameOrErr{err: perr}
+		if perr == nil {
+			fe.f, fe.err = luaproc.ReadFrame(out)
+		}
+		trailing := false
+		if fe.err == nil && (fe.f.Tag == 'H' || fe.f.Tag == 'D') {
+			// The last frame of the start or of a call: from now on
+			// nothing may arrive until the next request. Bytes that came
+			// with it are a protocol error (the frame itself still counts).
+			r.mu.Lock()
+			r.active = false
+			if trailing = out.Buffered() > 0 && !r.stopped; trailing {
+				r.stopWith(betweenCalls(fmt.Sprintf("bytes followed the %c frame", fe.f.Tag)))
+				err = r.err
+			}
+			r.mu.Unlock()
+		}
+		select {
+		case r.frames <- fe:
+		case <-r.stop:
+			return
+		}
+		if trailing {
+			r.shutdown()
+			onLost(r, err)
+			return
+		}
+		if fe.err != nil {
+			return
+		}
+	}
+}
+
+// stopWith marks r stopped because of err; the caller holds r.mu and then
+// calls shutdown.
+func (r *remote) stopWith(err error) {
+	r.stopped = true
+	r.err = err
+}
+
+// betweenCalls is the error of a driver that sent something while no call
+// was waiting for it.
+func betweenCalls(what string) error {
+	return core.Wrap(core.ErrEngine, "exec",
+		"the driver in the VM sent output between calls, so it was killed; the next call restarts it (globals are lost)",
+		&luaproc.ProtocolError{Msg: what})
+}
+
+// begin marks the start of a call; it fails when the driver was dropped.
+func (r *remote) begin() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		if r.err != nil {
+			return r.err
+		}
+		return core.Errorf(core.ErrConnection, "exec", "the Lua driver in the VM was stopped; the next call restarts it")
+	}
+	r.active = true
+	return nil
+}
+
+// failure is why the frame reader stopped r (nil while it runs).
+func (r *remote) failure() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped && r.err == nil {
+		return core.Errorf(core.ErrConnection, "xcpng", "the Lua driver in the VM was stopped")
+	}
+	return r.err
+}
+
+// write sends p on the driver's stdin, bounded by ctx and by the driver
+// being dropped. A write still blocked then (a VM that stopped reading)
+// ends when the channel is closed, which the drop does.
+func (r *remote) write(ctx context.Context, p []byte) error {
+	select {
+	case err := <-r.writeAsync(p):
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.stop:
+		return core.Errorf(core.ErrConnection, "xcpng", "the Lua driver in the VM was stopped")
+	}
+}
+
+// writeAsync writes p from a goroutine; the result arrives on the channel.
+func (r *remote) writeAsync(p []byte) <-chan error {
+	ch := make(chan error, 1)
+	go func() {
+		_, err := r.stream.Stdin.Write(p)
+		ch <- err
+	}()
+	return ch
+}
+
+// shutdown stops r: the frame reader and writers give up at once, and the
+// remote process group is killed and the channel closed in the background
+// (bounded; see killTimeout). Idempotent; the returned channel is closed
+// when the kill is done.
+func (r *remote) shutdown() <-chan struct{} {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
+	r.stopOnce.Do(func() {
+		close(r.stop)
+		r.killers.Add(1)
+		go func() {
+			defer r.killers.Done()
+			defer close(r.killed)
+			r.kill()
+		}()
+	})
+	return r.killed
+}
+
+// dropWait shuts r down and waits up to dropGrace for the kill.
+func (r *remote) dropWait() {
+	t := time.NewTimer(dropGrace)
+	defer t.Stop()
+	select {
+	case <-r.shutdown():
+	case <-t.C:
+	}
+}
+
+// kill ends the remote interpreter's whole process group and the channel.
+func (r *remote) kill() {
+	var wg sync.WaitGroup
+	if r.pid > 1 && r.conn != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+			defer cancel()
+			_, _ = r.conn.Run(ctx, fmt.Sprintf("kill -KILL -- -%d 2>/dev/null || kill -KILL %d 2>/dev/null; true", r.pid, r.pid), nil, sshsession.Limits{})
+		}()
+	}
+	r.stream.Close()
+	wg.Wait()
+}
+
+// onLost is told by r's frame reader that it dropped r between calls.
+func (e *Engine) onLost(r *remote, err error) {
+	e.mu.Lock()
+	if e.drv == r {
+		e.drv = nil
+		e.lost, e.lostDrv = err, r
+	}
+	e.mu.Unlock()
+	core.Logf(core.LevelWarn, "xcpng VM %q: %v", e.opts.Name, err)
+}
+
+// dropDriver drops the current driver, waiting up to dropGrace for the
+// remote kill.
+func (e *Engine) dropDriver() {
+	e.mu.Lock()
+	r := e.drv
+	e.mu.Unlock()
+	if r != nil {
+		e.drop(r)
+	}
+}
+
+// drop takes r out of service and waits up to dropGrace for its kill.
+func (e *Engine) drop(r *remote) {
+	e.mu.Lock()
+	if e.drv == r {
+		e.drv = nil
+	}
+	if e.lostDrv == r {
+		e.lost, e.lostDrv = nil, nil
+	}
+	e.mu.Unlock()
+	r.dropWait()
+}
+
+// Exec runs one chunk in the VM, restarting the driver (and reconnecting)
+// first if it was lost. It returns at most about dropGrace after ctx's
+// deadline: sending the chunk, waiting for the answer and starting the
+// driver are all bounded by ctx, and the kill of a driver given up goes on
+// in the background.
+func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, error) {
+	e.mu.Lock()
+	r, lost := e.drv, e.lost
+	e.lost, e.lostDrv = nil, nil
+	e.mu.Unlock()
+	if lost != nil {
+		return nil, lost
+	}
+	if r == nil {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		var err error
+		r, err = e.startDriver(sctx)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := r.begin(); err != nil {
+		e.drop(r)
+		return nil, err
+	}
+	lim := e.opts.Limits
+	wrote := r.writeAsync(luaproc.AppendRequest(nil, req, lim))
+	call := luaproc.NewCall(lim)
+	call.Output = req.Output
+	broken := func(err error) (*core.Result, error) {
+		e.drop(r)
+		return nil, core.Wrap(core.ErrConnection, "exec", "the connection to the VM broke; the next call reconnects", err)
+	}
+	timedOut := func() (*core.Result, error) {
+		e.drop(r)
+		return nil, core.Wrap(core.ErrTimeout, "exec", "the interpreter in the VM was killed; it restarts on the next call (globals are lost)", ctx.Err())
+	}
+	for {
+		select {
+		case err := <-wrote:
+			if err != nil {
+				return broken(err)
+			}
+			wrote = nil
+		case fe := <-r.frames:
+			if fe.err != nil {
+				e.drop(r)
+				msg := "the Lua interpreter in the VM ended or the connection broke; the next call restarts it"
+				if tail := strings.TrimSpace(r.stderr.String()); tail != "" {
+					msg += ": " + tail
+				}
+				return nil, core.Wrap(core.ErrConnection, "exec", msg, fe.err)
 			}
 			done, err := call.Apply(fe.f)
 			if err != nil {
-				e.dropDriver()
+				e.drop(r)
 				return nil, core.Wrap(core.ErrEngine, "exec", "the driver in the VM broke the protocol", err)
 			}
-			if done {
-				return call.Result(), nil
+			if !done {
+				continue
 			}
+			if wrote != nil {
+				// The answer may overtake the news that the request was sent.
+				select {
+				case err := <-wrote:
+					if err != nil {
+						return broken(err)
+					}
+				case <-ctx.Done():
+					return timedOut()
+				}
+			}
+			return call.Result(), nil
+		case <-r.stop:
+			e.drop(r)
+			if err := r.failure(); err != nil {
+				return nil, err
+			}
+			return nil, core.Errorf(core.ErrConnection, "exec", "the Lua driver in the VM was stopped; the next call restarts it")
 		case <-ctx.Done():
-			e.dropDriver()
-			return nil, core.Errorf(core.ErrTimeout, "exec", "the interpreter in the VM was killed; it restarts on the next call (globals are lost)")
+			return timedOut()
 		}
 	}
 }
@@ -288,6 +604,9 @@ func (e *Engine) Close() error {
 
 func (e *Engine) teardown(destroy bool) {
 	e.dropDriver()
+	// The background kills are bounded (killTimeout); wait for them while
+	// the connection is still up, so no goroutine outlives Close.
+	e.killers.Wait()
 	if e.conn != nil {
 		e.conn.Close()
 		e.conn = nil

@@ -1,0 +1,74 @@
+package xcpng
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"libbioxen/core"
+)
+
+// No fmt verb prints a password: Config as a value, a pointer, a field or
+// a slice element, and *Engine (whose fields hold the Config and the
+// options' EngineConfig JSON).
+func TestFormatHidesSecrets(t *testing.T) {
+	const pw, vpw, upw = "XcpPassw0rd-secret", "VmPassw0rd-secret", "UrlPassw0rd-secret"
+	js := `{"xcp_host":"https://root:` + upw + `@h/x@y","xcp_username":"root","xcp_password":"` + pw +
+		`","template_name":"t","vm_password":"` + vpw + `","vm_known_hosts":"/k"}`
+	cfg, err := ParseConfig([]byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Engine{opts: core.Options{Name: "x", EngineConfig: []byte(js)}, cfg: cfg}
+	var secrets []string
+	for _, s := range []string{pw, vpw, upw} {
+		secrets = append(secrets, s, fmt.Sprintf("%x", s), fmt.Sprintf("%X", s), fmt.Sprint([]byte(s))[1:20])
+	}
+	vals := map[string]any{
+		"Config":         cfg,
+		"*Config":        &cfg,
+		"struct{Config}": struct{ C Config }{cfg},
+		"[]Config":       []Config{cfg},
+		"*Engine":        e,
+		"[]*Engine":      []*Engine{e},
+		"core.Options":   e.opts,
+	}
+	for name, v := range vals {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%t", "%o", "%10.3v"} {
+			s := fmt.Sprintf(verb, v)
+			for _, sec := range secrets {
+				if strings.Contains(s, sec) {
+					t.Errorf("%s with %s shows a secret: %.250s", name, verb, s)
+					break
+				}
+			}
+		}
+	}
+	if s := fmt.Sprint(cfg); !strings.Contains(s, `Host: "https://[REDACTED]@h/x@y"`) || !strings.Contains(s, "Password: ***") {
+		t.Errorf("Config: %s", s)
+	}
+	if s := fmt.Sprintf("%+v", e); !strings.HasPrefix(s, `xcpng.Engine{Name: "x", Config: xcpng.Config{`) {
+		t.Errorf("*Engine: %s", s)
+	}
+	if s := fmt.Sprintf("%d", cfg); !strings.HasPrefix(s, "%!d(xcpng.Config=xcpng.Config{") {
+		t.Errorf("%%d: %s", s)
+	}
+	if s := fmt.Sprint((*Engine)(nil)); s != "xcpng.Engine(nil)" {
+		t.Errorf("nil *Engine: %s", s)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://h":                "https://h",
+		"https://u:p@h:443/a":      "https://[REDACTED]@h:443/a",
+		"u:p@h":                    "[REDACTED]@h",
+		"http://h/path@x":          "http://h/path@x",
+		"https://a@b:c@h?q=x@y#f@": "https://[REDACTED]@h?q=x@y#f@",
+		"":                         "",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

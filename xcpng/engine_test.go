@@ -1,0 +1,454 @@
+package xcpng
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"libbioxen/core"
+	"libbioxen/luaproc"
+	"libbioxen/sshsession"
+)
+
+// hostile is an in-process SSH server on 127.0.0.1 whose driver channel
+// (the exec of `timeout -s KILL ... /dev/fd/3`) misbehaves as mode says:
+//
+//	endless-line         bytes without a newline instead of the pid line
+//	no-read              H, then never reads its stdin
+//	stall-after-request  H; later exec requests (the kills) are never answered
+//	flood                H, then unsolicited 16 MiB O frames
+//	stale                H, then an unsolicited O and D in the same write
+//	stall-run            other commands are accepted and never end
+//
+// Other commands end at once with status 0 (they are the kills).
+type hostile struct {
+	ln    net.Listener
+	kh    string
+	mode  string
+	pw    string
+	execs atomic.Int32
+	stop  chan struct{}
+}
+
+var pgidRe = regexp.MustCompile(`echo (bioxen-pgid-[0-9a-f]+:)\$\$`)
+
+func newHostile(t *testing.T, mode string) *hostile {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hostile{ln: ln, mode: mode, pw: "VmPassw0rd-secret", stop: make(chan struct{})}
+	h.kh = filepath.Join(t.TempDir(), "known_hosts")
+	line := knownhosts.Line([]string{knownhosts.Normalize(ln.Addr().String())}, signer.PublicKey())
+	if err := os.WriteFile(h.kh, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &ssh.ServerConfig{PasswordCallback: func(c ssh.ConnMetadata, p []byte) (*ssh.Permissions, error) {
+		if string(p) == h.pw {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("denied")
+	}}
+	cfg.AddHostKey(signer)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go h.serve(nc, cfg)
+		}
+	}()
+	t.Cleanup(func() { close(h.stop); ln.Close() })
+	return h
+}
+
+func (h *hostile) serve(nc net.Conn, cfg *ssh.ServerConfig) {
+	sc, chans, reqs, err := ssh.NewServerConn(nc, cfg)
+	if err != nil {
+		nc.Close()
+		return
+	}
+	go func() { <-h.stop; sc.Close() }()
+	go ssh.DiscardRequests(reqs) // answers keepalives
+	for nch := range chans {
+		ch, creqs, err := nch.Accept()
+		if err != nil {
+			continue
+		}
+		go h.session(ch, creqs)
+	}
+}
+
+func (h *hostile) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
+	for req := range reqs {
+		if req.Type != "exec" || len(req.Payload) < 4 {
+			if req.WantReply {
+				req.Reply(false, nil)
+			}
+			continue
+		}
+		n := binary.BigEndian.Uint32(req.Payload)
+		cmd := string(req.Payload[4 : 4+n])
+		isDriver := strings.Contains(cmd, "exec timeout -s KILL") && strings.Contains(cmd, "/dev/fd/3")
+		if !isDriver && h.mode == "stall-after-request" && h.execs.Load() > 0 {
+			go func() { <-h.stop; ch.Close() }() // never answered
+			continue
+		}
+		req.Reply(true, nil)
+		if !isDriver && h.mode == "stall-run" {
+			go func() { <-h.stop; ch.Close() }() // accepted, never ends
+			continue
+		}
+		if !isDriver {
+			go io.Copy(io.Discard, ch)
+			ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{0}))
+			ch.Close()
+			continue
+		}
+		h.execs.Add(1)
+		if m := pgidRe.FindStringSubmatch(cmd); m != nil && h.mode != "stall-after-request" {
+			fmt.Fprintf(ch.Stderr(), "%s4242\n", m[1])
+		}
+		go h.driver(ch)
+	}
+}
+
+func frame(tag byte, payload []byte, args ...int64) []byte {
+	return luaproc.AppendFrame(nil, tag, args, payload)
+}
+
+func (h *hostile) driver(ch ssh.Channel) {
+	defer ch.Close()
+	if h.mode == "endless-line" {
+		buf := []byte(strings.Repeat("7", 32<<10))
+		for {
+			if _, err := ch.Write(buf); err != nil {
+				return
+			}
+		}
+	}
+	ch.Write([]byte("4242\n"))
+	if h.mode != "no-read" {
+		go io.Copy(io.Discard, ch) // the bootstrap and requests
+	}
+	hello := frame('H', []byte("Lua 5.4 (hostile)"), 1)
+	switch h.mode {
+	case "stale":
+		ch.Write(append(hello, append(frame('O', []byte("stale")), frame('D', nil, 0)...)...))
+	case "flood":
+		ch.Write(hello)
+		big := frame('O', make([]byte, 16<<20))
+		for i := 0; i < 40; i++ {
+			if _, err := ch.Write(big); err != nil {
+				return
+			}
+		}
+	default:
+		ch.Write(hello)
+	}
+	<-h.stop
+}
+
+// engine is an Engine on a connection to h, without a VM: Close only stops
+// the driver and closes the connection.
+func (h *hostile) engine(t *testing.T) *Engine {
+	t.Helper()
+	addr := h.ln.Addr().(*net.TCPAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := sshsession.Dial(ctx, sshsession.Config{Host: "127.0.0.1", Port: addr.Port,
+		User: "u", Password: h.pw, KnownHostsFile: h.kh, NoAgent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Engine{opts: core.Options{Name: "hostile"}, cfg: Config{Lua: "lua5.4", MaxLifetime: time.Hour}, conn: conn}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// heapWatch samples the heap in use until the returned function is called,
+// which returns the peak.
+func heapWatch() (stop func() uint64) {
+	var peak uint64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var ms runtime.MemStats
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 { close(done); wg.Wait(); return peak }
+}
+
+// waitFor polls cond until it holds or d has passed.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// engineGoroutines lists the goroutines running the engine's code.
+func engineGoroutines() []string {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var found []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		for _, f := range []string{"xcpng.(*remote)", "xcpng.readPid", "xcpng.(*tail)", "xcpng.(*Engine)"} {
+			if strings.Contains(g, f) {
+				found = append(found, g)
+				break
+			}
+		}
+	}
+	return found
+}
+
+// closeAndCheckGoroutines closes e and checks that none of its goroutines
+// is left: every one of them is bounded.
+func closeAndCheckGoroutines(t *testing.T, e *Engine) {
+	t.Helper()
+	start := time.Now()
+	e.Close()
+	if d := time.Since(start); d > killTimeout+3*sshsession.KillGrace+10*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		left := engineGoroutines()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d engine goroutine(s) left after Close:\n%s", len(left), strings.Join(left, "\n\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// wantErr checks err's code and that its chain holds a *luaproc.ProtocolError
+// when proto is set.
+func wantErr(t *testing.T, err error, code core.Code, proto bool) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error; want %v", code)
+	}
+	var ce *core.Error
+	if !errors.As(err, &ce) || ce.Code != code {
+		t.Fatalf("error %v (code %v); want code %v", err, core.CodeOf(err), code)
+	}
+	var pe *luaproc.ProtocolError
+	if proto && !errors.As(err, &pe) {
+		t.Fatalf("error %v does not wrap a *luaproc.ProtocolError", err)
+	}
+}
+
+// The pid line is read with a bound: a VM streaming bytes without a
+// newline gets a protocol error, not our memory.
+func TestPidLineIsBounded(t *testing.T) {
+	h := newHostile(t, "endless-line")
+	e := h.engine(t)
+	stop := heapWatch()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := e.startDriver(ctx)
+	peak := stop()
+	if peak > 256<<20 {
+		t.Errorf("reading the pid line grew the heap to %d MiB", peak>>20)
+	}
+	wantErr(t, err, core.ErrEngine, true)
+	if !strings.Contains(err.Error(), fmt.Sprintf("longer than %d bytes", pidLineMax)) {
+		t.Errorf("error: %v", err)
+	}
+	closeAndCheckGoroutines(t, e)
+}
+
+// A VM that stops reading its stdin cannot hold Exec past its deadline
+// (the request is written from a goroutine; the drop closes the channel).
+func TestExecWriteHonoursDeadline(t *testing.T) {
+	h := newHostile(t, "no-read")
+	e := h.engine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.startDriver(ctx); err != nil {
+		t.Fatal(err)
+	}
+	code := []byte("return 1 --" + strings.Repeat("x", 3<<20)) // past the 2 MiB SSH window
+	const timeout = 2 * time.Second
+	type res struct {
+		err error
+		d   time.Duration
+	}
+	done := make(chan res, 1)
+	go func() {
+		start := time.Now()
+		ectx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_, err := e.Exec(ectx, &core.Request{Code: code, ChunkName: "=input"})
+		done <- res{err, time.Since(start)}
+	}()
+	select {
+	case r := <-done:
+		wantErr(t, r.err, core.ErrTimeout, false)
+		if r.d > timeout+dropGrace+3*time.Second {
+			t.Errorf("Exec with a %v timeout returned after %v", timeout, r.d)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("Exec with a %v timeout still blocked after 60 s (a VM that does not read stdin)", timeout)
+	}
+	closeAndCheckGoroutines(t, e)
+}
+
+// A VM that answers keepalives but neither the request nor the kill
+// commands: Exec returns at its deadline plus dropGrace, and the kill in
+// the background ends by itself.
+func TestExecReturnsPromptlyWhenTheKillStalls(t *testing.T) {
+	h := newHostile(t, "stall-after-request")
+	e := h.engine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.startDriver(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const timeout = time.Second
+	start := time.Now()
+	ectx, cancel2 := context.WithTimeout(context.Background(), timeout)
+	defer cancel2()
+	_, err := e.Exec(ectx, &core.Request{Code: []byte("return 1"), ChunkName: "=input"})
+	d := time.Since(start)
+	wantErr(t, err, core.ErrTimeout, false)
+	if d > timeout+dropGrace+2*time.Second {
+		t.Errorf("Exec with a %v timeout returned after %v", timeout, d)
+	}
+	// The background kill is bounded on its own.
+	start = time.Now()
+	e.killers.Wait()
+	if d := time.Since(start); d > killTimeout+3*sshsession.KillGrace+5*time.Second {
+		t.Errorf("the background kill took %v", d)
+	}
+	closeAndCheckGoroutines(t, e)
+}
+
+// Unsolicited frames while the driver is idle are not buffered: the first
+// byte drops the driver, memory stays bounded by the SSH window, the next
+// call reports the protocol error, and nothing is left after Close.
+func TestIdleFloodDropsTheDriver(t *testing.T) {
+	h := newHostile(t, "flood")
+	e := h.engine(t)
+	runtime.GC()
+	stop := heapWatch()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.startDriver(ctx); err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	waitFor(t, "the driver to be dropped", 30*time.Second, func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.drv == nil
+	})
+	peak := stop()
+	if peak > 128<<20 {
+		t.Errorf("an idle driver flooding frames made the host hold %d MiB", peak>>20)
+	}
+	_, err := e.Exec(ctx, &core.Request{Code: []byte("return 1"), ChunkName: "=input"})
+	wantErr(t, err, core.ErrEngine, true)
+	closeAndCheckGoroutines(t, e)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if ms.HeapInuse > 128<<20 {
+		t.Errorf("%d MiB still in use after Close", ms.HeapInuse>>20)
+	}
+}
+
+// Frames the driver sent before a request are never credited to it.
+func TestStaleFramesAreNotCredited(t *testing.T) {
+	h := newHostile(t, "stale")
+	e := h.engine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 0; i < 3; i++ {
+		// The start finds the bytes that came with H (each call starts a
+		// new driver, which misbehaves again).
+		res, err := e.Exec(ctx, &core.Request{Code: []byte("return 1"), ChunkName: "=input"})
+		if res != nil {
+			t.Fatalf("call %d got the stale frames: %q", i, res.Stdout)
+		}
+		wantErr(t, err, core.ErrEngine, true)
+	}
+	closeAndCheckGoroutines(t, e)
+}
+
+// InstallPackage is bounded without a deadline from its caller (the C ABI
+// passes none), also when the VM accepts a command and never ends it.
+func TestInstallPackageIsBounded(t *testing.T) {
+	defer func(d time.Duration) { installTimeout = d }(installTimeout)
+	installTimeout = 2 * time.Second
+	h := newHostile(t, "stall-run")
+	e := h.engine(t)
+	req := fmt.Sprintf(`{"package":"bio_compute","home":%q,"catalogs":[],"default_repos":[]}`, t.TempDir())
+	type res struct {
+		err error
+		d   time.Duration
+	}
+	done := make(chan res, 1)
+	go func() {
+		start := time.Now()
+		_, err := e.InstallPackage(context.Background(), []byte(req))
+		done <- res{err, time.Since(start)}
+	}()
+	select {
+	case r := <-done:
+		wantErr(t, r.err, core.ErrTimeout, false)
+		if r.d > installTimeout+sshsession.KillGrace+5*time.Second {
+			t.Errorf("InstallPackage with a %v default timeout returned after %v", installTimeout, r.d)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("InstallPackage still blocked after 60 s on a VM that never ends a command")
+	}
+	closeAndCheckGoroutines(t, e)
+}

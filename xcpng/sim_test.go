@@ -1,0 +1,78 @@
+package xcpng
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"libbioxen/core"
+	"libbioxen/xapi/sim"
+)
+
+// The engine against the XAPI simulator and its real sshd guest: a call,
+// a call past its deadline (prompt return, the interpreter killed and
+// restarted), and a Close that leaves no VM and no goroutine behind.
+func TestEngineWithSimulator(t *testing.T) {
+	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+		t.Skip("openssh-server is not installed")
+	}
+	if _, err := exec.LookPath("lua5.4"); err != nil {
+		t.Skip("lua5.4 is not installed")
+	}
+	s, err := sim.New(sim.Options{})
+	if err != nil {
+		t.Skip("simulator: ", err)
+	}
+	defer s.Close()
+	cfg, err := json.Marshal(s.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := Open(core.Options{Name: "simtest", EngineConfig: cfg, Limits: core.Limits{}.WithDefaults()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := eng.(*Engine)
+	run := func(code string, timeout time.Duration) (*core.Result, error, time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		start := time.Now()
+		res, err := e.Exec(ctx, &core.Request{Code: []byte(code), ChunkName: "=input"})
+		return res, err, time.Since(start)
+	}
+	res, err, _ := run("x = 6 return x * 7", time.Minute)
+	if err != nil || !res.Success || string(res.Values) != "[42]" {
+		t.Fatalf("exec: %+v %v", res, err)
+	}
+	e.mu.Lock()
+	pid := e.drv.pid // the guest is local: so is its process
+	e.mu.Unlock()
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
+		t.Fatalf("the remote interpreter's pid %d: %v", pid, err)
+	}
+	_, err, d := run("while true do end", time.Second)
+	if core.CodeOf(err) != core.ErrTimeout {
+		t.Fatalf("endless loop: %v", err)
+	}
+	if d > time.Second+dropGrace+2*time.Second {
+		t.Errorf("a call with a 1 s timeout returned after %v", d)
+	}
+	e.killers.Wait()
+	waitFor(t, "the interpreter to be killed", 10*time.Second, func() bool {
+		_, err := os.Stat("/proc/" + strconv.Itoa(pid))
+		return err != nil
+	})
+	// The next call restarts the interpreter (globals are lost).
+	res, err, _ = run("return x == nil, 1 + 1", time.Minute)
+	if err != nil || !res.Success || string(res.Values) != "[true,2]" {
+		t.Fatalf("after the timeout: %+v %v", res, err)
+	}
+	closeAndCheckGoroutines(t, e)
+	if got := s.Stats(); got.VMs != 0 || got.VDIs != 0 {
+		t.Errorf("leaked: %+v", got)
+	}
+}
