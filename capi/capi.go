@@ -15,6 +15,7 @@ import "C"
 
 import (
 	"context"
+	"math"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -189,12 +190,58 @@ func bioxenGoVMClose(h C.bioxen_vm) (status C.int) {
 	return C.BIOXEN_OK
 }
 
+// execOpts builds a call's options: timeoutMS <= 0 is no limit, and so is
+// a timeout too long for time.Duration (maxMillis, about 292 years).
 func execOpts(timeoutMS C.int64_t, flags C.int) core.ExecOptions {
 	eo := core.ExecOptions{PrintResults: flags&C.BIOXEN_EXEC_PRINT_RESULTS != 0}
-	if timeoutMS > 0 {
-		eo.Timeout = time.Duration(timeoutMS) * time.Millisecond
+	if d := millis(timeoutMS); d < forever {
+		eo.Timeout = d
 	}
 	return eo
+}
+
+// maxMillis is the largest number of milliseconds a time.Duration holds.
+const maxMillis = math.MaxInt64 / int64(time.Millisecond)
+
+// forever is what millis makes of a count past maxMillis.
+const forever = time.Duration(math.MaxInt64)
+
+// millis converts a C millisecond count without overflow: <= 0 is 0, a
+// count of maxMillis or more saturates to forever (1<<62 ms once became 0).
+func millis(ms C.int64_t) time.Duration {
+	switch {
+	case ms <= 0:
+		return 0
+	case int64(ms) >= maxMillis:
+		return forever
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// cView returns the n bytes at p without copying them (they are read
+// during the call only), after checking n against limit: ErrTooLarge
+// rather than a length truncated to an int (size_t is wider).
+func cView(p *C.char, n C.size_t, limit int, op, what string) ([]byte, error) {
+	if p == nil {
+		return nil, core.Errorf(core.ErrInvalid, op, "%s is NULL", what)
+	}
+	if limit < 0 || uint64(n) > uint64(limit) {
+		return nil, core.Errorf(core.ErrTooLarge, op, "%s is %d bytes, over the limit of %d bytes", what, uint64(n), limit)
+	}
+	if n == 0 {
+		return []byte{}, nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)), nil
+}
+
+// cCopy is cView's bytes copied into Go memory, for work that outlives
+// the call (async calls, session input).
+func cCopy(p *C.char, n C.size_t, limit int, op, what string) ([]byte, error) {
+	b, err := cView(p, n, limit, op, what)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), b...), nil
 }
 
 //export bioxenGoVMExec
@@ -212,7 +259,10 @@ func bioxenGoVMExec(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.int64_t
 		return st
 	}
 	// The bytes are only read during the call, so no copy is needed.
-	src := unsafe.Slice((*byte)(unsafe.Pointer(code)), int(n))
+	src, err := cView(code, n, vm.Options().Limits.MaxSourceBytes, "exec", "code")
+	if err != nil {
+		return fail(err)
+	}
 	res, err := vm.Exec(context.Background(), src, execOpts(timeoutMS, flags))
 	if err != nil {
 		return fail(err)
@@ -270,8 +320,11 @@ func newResult(r *core.Result) *C.bioxen_result {
 	cr.stderr_data, cr.stderr_len = ptrs[1], C.size_t(len(parts[1]))
 	cr.values_json, cr.values_len = ptrs[2], C.size_t(len(parts[2]))
 	cr.error_message, cr.error_len = ptrs[3], C.size_t(len(parts[3]))
-	cr.return_code = C.int(r.ReturnCode)
-	if r.Success {
+	// The core keeps return codes within a C int (saturating); clamp here
+	// too, so that success always agrees with return_code.
+	rc := min(max(r.ReturnCode, math.MinInt32), math.MaxInt32)
+	cr.return_code = C.int(rc)
+	if r.Success && rc == 0 {
 		cr.success = 1
 	}
 	if r.Truncated {

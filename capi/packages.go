@@ -9,7 +9,6 @@ import "C"
 import (
 	"context"
 	"encoding/json"
-	"unsafe"
 
 	"libbioxen/core"
 	"libbioxen/packages"
@@ -152,6 +151,9 @@ func bioxenGoPackages(reqJSON *C.char, n C.size_t, out **C.char, outLen *C.size_
 	return jsonCall(reqJSON, n, out, outLen, "packages", runPackages)
 }
 
+// maxRequestBytes bounds a JSON request (as the default source limit).
+const maxRequestBytes = core.DefaultMaxSourceBytes
+
 // jsonCall is the body of the JSON-request functions: decode the request,
 // run it, and hand {"result": ...} back in C memory (freed with bioxen_free).
 // A bad request is reported without echoing it (it may hold passwords).
@@ -160,8 +162,12 @@ func jsonCall[T any](reqJSON *C.char, n C.size_t, out **C.char, outLen *C.size_t
 		return fail(core.Errorf(core.ErrInvalid, op, "NULL argument"))
 	}
 	*out, *outLen = nil, 0
+	body, err := cView(reqJSON, n, maxRequestBytes, op, "request")
+	if err != nil {
+		return fail(err)
+	}
 	var req T
-	if err := json.Unmarshal(C.GoBytes(unsafe.Pointer(reqJSON), C.int(n)), &req); err != nil {
+	if err := json.Unmarshal(body, &req); err != nil {
 		return fail(core.Errorf(core.ErrInvalid, op, "bad request JSON"))
 	}
 	res, err := run(&req)

@@ -9,7 +9,6 @@ import "C"
 import (
 	"context"
 	"time"
-	"unsafe"
 
 	"libbioxen/core"
 	"libbioxen/sshsession"
@@ -136,7 +135,11 @@ func bioxenGoVMInstallPackage(h C.bioxen_vm, reqJSON *C.char, n C.size_t, out **
 	// default; the engine would apply it too).
 	ctx, cancel := context.WithTimeout(context.Background(), xcpng.DefaultInstallTimeout)
 	defer cancel()
-	data, err := vm.InstallPackage(ctx, C.GoBytes(unsafe.Pointer(reqJSON), C.int(n)))
+	req, err := cCopy(reqJSON, n, maxRequestBytes, "install_package", "request")
+	if err != nil {
+		return fail(err)
+	}
+	data, err := vm.InstallPackage(ctx, req)
 	if err != nil {
 		return fail(err)
 	}

@@ -9,18 +9,14 @@ import "C"
 
 import (
 	"context"
-	"time"
 	"unsafe"
 
 	"libbioxen/core"
 )
 
-func millis(ms C.int64_t) time.Duration {
-	if ms <= 0 {
-		return 0
-	}
-	return time.Duration(ms) * time.Millisecond
-}
+// sessionOpenHook, set by tests only, runs between making a session and
+// registering its handle (where bioxen_vm_close can race the open).
+var sessionOpenHook func()
 
 //export bioxenGoSessionOpen
 func bioxenGoSessionOpen(vmh C.bioxen_vm, out *C.bioxen_session) (status C.int) {
@@ -37,7 +33,17 @@ func bioxenGoSessionOpen(vmh C.bioxen_vm, out *C.bioxen_session) (status C.int) 
 	if err != nil {
 		return fail(err)
 	}
+	if sessionOpenHook != nil {
+		sessionOpenHook()
+	}
 	handles.Lock()
+	if handles.vms[uint64(vmh)] != vm {
+		// bioxen_vm_close ran meanwhile and collected the VM's sessions
+		// before this one existed: it must not outlive the VM.
+		handles.Unlock()
+		s.Close()
+		return fail(core.Errorf(core.ErrClosed, "session_open", "VM %d was closed while the session was being opened", uint64(vmh)))
+	}
 	h := newHandle()
 	handles.sessions[h] = &sessionEntry{s: s, vm: uint64(vmh)}
 	handles.Unlock()
@@ -75,7 +81,10 @@ func bioxenGoSessionSend(h C.bioxen_session, input *C.char, n C.size_t) (status 
 	}
 	var data []byte
 	if n > 0 {
-		data = C.GoBytes(unsafe.Pointer(input), C.int(n))
+		var err error
+		if data, err = cCopy(input, n, s.Limits().MaxSourceBytes, "session_send", "input"); err != nil {
+			return fail(err)
+		}
 	}
 	if err := s.Send(data); err != nil {
 		return fail(err)
@@ -116,7 +125,10 @@ func bioxenGoSessionExecute(h C.bioxen_session, code *C.char, n C.size_t, timeou
 	if s == nil {
 		return st
 	}
-	src := C.GoBytes(unsafe.Pointer(code), C.int(n))
+	src, err := cCopy(code, n, s.Limits().MaxSourceBytes, "session_execute", "code")
+	if err != nil {
+		return fail(err)
+	}
 	res, err := s.Execute(context.Background(), src, execOpts(timeoutMS, flags))
 	if err != nil {
 		return fail(err)
@@ -209,7 +221,10 @@ func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.in
 	if vm == nil {
 		return st
 	}
-	src := C.GoBytes(unsafe.Pointer(code), C.int(n))
+	src, err := cCopy(code, n, vm.Options().Limits.MaxSourceBytes, "exec_async", "code")
+	if err != nil {
+		return fail(err)
+	}
 	if err := core.CheckSource(src, vm.Options().Limits); err != nil {
 		return fail(err)
 	}
@@ -228,7 +243,10 @@ func bioxenGoSessionExecuteAsync(h C.bioxen_session, code *C.char, n C.size_t, t
 	if s == nil {
 		return st
 	}
-	src := C.GoBytes(unsafe.Pointer(code), C.int(n))
+	src, err := cCopy(code, n, s.Limits().MaxSourceBytes, "session_execute_async", "code")
+	if err != nil {
+		return fail(err)
+	}
 	eo := execOpts(timeoutMS, flags)
 	go deliver(fn, ud, func() (*core.Result, error) { return s.Execute(context.Background(), src, eo) })
 	return C.BIOXEN_OK

@@ -3,10 +3,19 @@ package main
 /*
 #include <stdlib.h>
 #include "bioxen.h"
+
+static void bioxen__test_done(void *ud, int status, bioxen_result *r, const char *msg) {
+  (void)ud; (void)status; (void)msg;
+  bioxen_result_free(r);
+}
+static bioxen_exec_done_fn bioxen__test_done_fn(void) { return bioxen__test_done; }
 */
 import "C"
 
-import "unsafe"
+import (
+	"time"
+	"unsafe"
+)
 
 // Go-typed entry points for capi_test.go (cgo cannot be used in _test.go
 // files). They call the exported functions exactly as C does.
@@ -104,3 +113,72 @@ func testOpenConfig(engine, config string) (uint64, int) {
 	st := bioxenGoVMOpen(&o, &h)
 	return uint64(h), int(st)
 }
+
+// The length-checking hooks pass the bytes of code with a length n that
+// may claim far more than there is: the library must refuse n before
+// reading past the bytes.
+
+func testExecN(h uint64, code string, n uint64) int {
+	cs := C.CString(code)
+	defer C.free(unsafe.Pointer(cs))
+	var r *C.bioxen_result
+	st := bioxenGoVMExec(C.bioxen_vm(h), cs, C.size_t(n), 0, 0, &r)
+	C.bioxen_result_free(r)
+	return int(st)
+}
+
+func testExecAsyncN(h uint64, code string, n uint64) int {
+	cs := C.CString(code)
+	defer C.free(unsafe.Pointer(cs))
+	return int(bioxenGoVMExecAsync(C.bioxen_vm(h), cs, C.size_t(n), 0, 0, C.bioxen__test_done_fn(), nil))
+}
+
+func testSessionExecuteN(h uint64, code string, n uint64) int {
+	cs := C.CString(code)
+	defer C.free(unsafe.Pointer(cs))
+	var r *C.bioxen_result
+	st := bioxenGoSessionExecute(C.bioxen_session(h), cs, C.size_t(n), 0, 0, &r)
+	C.bioxen_result_free(r)
+	return int(st)
+}
+
+func testSessionExecuteAsyncN(h uint64, code string, n uint64) int {
+	cs := C.CString(code)
+	defer C.free(unsafe.Pointer(cs))
+	return int(bioxenGoSessionExecuteAsync(C.bioxen_session(h), cs, C.size_t(n), 0, 0, C.bioxen__test_done_fn(), nil))
+}
+
+func testSessionSendN(h uint64, input string, n uint64) int {
+	cs := C.CString(input)
+	defer C.free(unsafe.Pointer(cs))
+	return int(bioxenGoSessionSend(C.bioxen_session(h), cs, C.size_t(n)))
+}
+
+func testPackagesN(req string, n uint64) int {
+	cs := C.CString(req)
+	defer C.free(unsafe.Pointer(cs))
+	var out *C.char
+	var outLen C.size_t
+	st := bioxenGoPackages(cs, C.size_t(n), &out, &outLen)
+	C.free(unsafe.Pointer(out))
+	return int(st)
+}
+
+func testExecFile(h uint64, path string, timeoutMS int64) int {
+	cs := C.CString(path)
+	defer C.free(unsafe.Pointer(cs))
+	var r *C.bioxen_result
+	st := bioxenGoVMExecFile(C.bioxen_vm(h), cs, C.int64_t(timeoutMS), &r)
+	C.bioxen_result_free(r)
+	return int(st)
+}
+
+func testSessionWaitMS(h uint64, timeoutMS int64) (idle, status int) {
+	var i C.int
+	st := bioxenGoSessionWait(C.bioxen_session(h), C.int64_t(timeoutMS), &i)
+	return int(i), int(st)
+}
+
+func testMillis(ms int64) time.Duration { return millis(C.int64_t(ms)) }
+
+func testExecTimeout(ms int64) time.Duration { return execOpts(C.int64_t(ms), 0).Timeout }

@@ -66,10 +66,7 @@ func (vm *VM) NewSession() (*Session, error) {
 	if !vm.opts.Persistent {
 		return nil, Errorf(ErrInvalid, "session", "interactive sessions need a persistent VM")
 	}
-	vm.mu.Lock()
-	closed := vm.closed
-	vm.mu.Unlock()
-	if closed {
+	if vm.Closed() {
 		return nil, Errorf(ErrClosed, "session", "VM is closed")
 	}
 	s := &Session{vm: vm, kick: make(chan struct{}, 1), done: make(chan struct{})}
@@ -193,6 +190,9 @@ func (s *Session) Busy() bool {
 	return s.busy
 }
 
+// Limits returns the limits of the session's VM.
+func (s *Session) Limits() Limits { return s.vm.opts.Limits }
+
 // Pending reports whether an incomplete chunk is waiting for more lines.
 func (s *Session) Pending() bool {
 	s.mu.Lock()
@@ -312,17 +312,18 @@ func (s *Session) loop() {
 	}
 }
 
-// emit delivers output to the listener or the buffer.
-func (s *Session) emit(stream Stream, p []byte, buffer bool) {
+// emit delivers output to the listener (a copy of p) or the buffer (which
+// copies p into its own storage).
+func (s *Session) emit(stream Stream, p []byte) {
 	s.mu.Lock()
 	fn := s.listener
-	if fn == nil && buffer {
+	if fn == nil {
 		s.log.add(stream, p)
 		s.changed.Broadcast()
 	}
 	s.mu.Unlock()
 	if fn != nil {
-		fn(stream, p)
+		fn(stream, append([]byte(nil), p...))
 	}
 }
 
@@ -368,7 +369,7 @@ func (s *Session) emitListenerOnly(stream Stream, p []byte) {
 
 // runInput feeds complete lines to the REPL one at a time.
 func (s *Session) runInput(ctx context.Context, input []byte) {
-	out := func(st Stream, p []byte) { s.emit(st, append([]byte(nil), p...), true) }
+	out := func(st Stream, p []byte) { s.emit(st, p) }
 	for len(input) > 0 {
 		i := bytes.IndexByte(input, '\n')
 		line := input[:i+1]
@@ -408,65 +409,159 @@ func (s *Session) runInput(ctx context.Context, input []byte) {
 	}
 }
 
-// outputLog is the bounded, ordered output of a session.
+// outputLog is the bounded, ordered output of a session. The bytes of all
+// streams lie in one buffer, in the order written; runs say which stream
+// each stretch belongs to. Consecutive writes to one stream share a run,
+// and every run past the first freeRuns counts runOverhead bytes against
+// max besides its data, so that output alternating between the streams a
+// byte at a time cannot hold more memory than max allows.
 type outputLog struct {
-	events  []outEvent
-	size    int
+	data    []byte   // data[head:] is the kept output
+	head    int      // bytes of data already dropped or taken
+	runs    []outRun // runs[rhead:] describe data[head:], oldest first
+	rhead   int      // runs already dropped
+	size    int      // cost(), kept up to date
 	max     int
 	dropped int64
 }
 
-type outEvent struct {
+type outRun struct {
 	stream Stream
-	data   []byte
+	n      int
+}
+
+const (
+	// runOverhead is what one run is charged: its outRun and slack.
+	runOverhead = 32
+	// freeRuns is how many runs are not charged (a small constant).
+	freeRuns = 64
+)
+
+// cost is what the kept output counts against max.
+func (l *outputLog) cost() int {
+	c := len(l.data) - l.head
+	if n := len(l.runs) - l.rhead; n > freeRuns {
+		c += (n - freeRuns) * runOverhead
+	}
+	return c
 }
 
 func (l *outputLog) add(stream Stream, p []byte) {
-	if n := len(l.events); n > 0 && l.events[n-1].stream == stream {
-		l.events[n-1].data = append(l.events[n-1].data, p...)
-	} else {
-		l.events = append(l.events, outEvent{stream, p})
+	if len(p) == 0 {
+		return
 	}
-	l.size += len(p)
-	for l.size > l.max && len(l.events) > 0 {
-		ev := &l.events[0]
-		over := l.size - l.max
-		if over >= len(ev.data) {
-			l.size -= len(ev.data)
-			l.dropped += int64(len(ev.data))
-			l.events = l.events[1:]
+	if len(p) >= l.max {
+		// The whole budget or more: keep p's tail only.
+		l.drop(l.cost())
+		l.dropped += int64(len(p) - l.max)
+		p = p[len(p)-l.max:]
+		if len(p) == 0 {
+			return
+		}
+	}
+	if n := len(l.runs); n > l.rhead && l.runs[n-1].stream == stream {
+		l.runs[n-1].n += len(p)
+	} else {
+		l.runs = append(l.runs, outRun{stream, len(p)})
+	}
+	l.data = append(l.data, p...)
+	if over := l.cost() - l.max; over > 0 {
+		l.drop(over)
+	}
+	l.compact()
+	l.size = l.cost()
+}
+
+// drop discards the oldest output until the cost went down by over.
+func (l *outputLog) drop(over int) {
+	for over > 0 && l.rhead < len(l.runs) {
+		r := &l.runs[l.rhead]
+		if over >= r.n {
+			// The whole run, and its overhead.
+			before := l.cost()
+			l.head += r.n
+			l.dropped += int64(r.n)
+			l.rhead++
+			over -= before - l.cost()
 			continue
 		}
-		ev.data = ev.data[over:]
-		l.size -= over
+		r.n -= over
+		l.head += over
 		l.dropped += int64(over)
+		over = 0
+	}
+	if l.rhead == len(l.runs) {
+		l.reset()
 	}
 }
 
+// compact moves the kept output to the front once the dropped part is the
+// larger one, so memory stays within about twice the budget.
+func (l *outputLog) compact() {
+	if l.head > 4096 && l.head > len(l.data)/2 {
+		n := copy(l.data, l.data[l.head:])
+		l.data = l.data[:n]
+		l.head = 0
+	}
+	if l.rhead > 256 && l.rhead > len(l.runs)/2 {
+		n := copy(l.runs, l.runs[l.rhead:])
+		l.runs = l.runs[:n]
+		l.rhead = 0
+	}
+}
+
+// reset empties the log (the dropped count stays).
+func (l *outputLog) reset() {
+	l.data, l.head, l.runs, l.rhead = l.data[:0], 0, l.runs[:0], 0
+	if cap(l.data) > 2*l.max+4096 {
+		l.data = nil
+	}
+	if cap(l.runs) > 1024 {
+		l.runs = nil
+	}
+	l.size = 0
+}
+
 func (l *outputLog) has(streams Stream) bool {
-	for _, ev := range l.events {
-		if ev.stream&streams != 0 {
+	for _, r := range l.runs[l.rhead:] {
+		if r.stream&streams != 0 {
 			return true
 		}
 	}
 	return false
 }
 
+// take removes and returns the output of streams, in the order written,
+// after the dropped-output marker if output was dropped.
 func (l *outputLog) take(streams Stream) []byte {
 	var out []byte
 	if l.dropped > 0 {
 		out = fmt.Appendf(out, DroppedMarker, l.dropped)
 		l.dropped = 0
 	}
-	kept := l.events[:0]
-	for _, ev := range l.events {
-		if ev.stream&streams != 0 {
-			out = append(out, ev.data...)
-			l.size -= len(ev.data)
-		} else {
-			kept = append(kept, ev)
-		}
+	if !l.has(streams) {
+		return out
 	}
-	l.events = kept
+	var kept []outRun
+	var keptData []byte
+	off := l.head
+	for _, r := range l.runs[l.rhead:] {
+		b := l.data[off : off+r.n]
+		off += r.n
+		if r.stream&streams != 0 {
+			out = append(out, b...)
+			continue
+		}
+		if n := len(kept); n > 0 && kept[n-1].stream == r.stream {
+			kept[n-1].n += r.n
+		} else {
+			kept = append(kept, r)
+		}
+		keptData = append(keptData, b...)
+	}
+	l.reset()
+	l.data = append(l.data, keptData...)
+	l.runs = append(l.runs, kept...)
+	l.size = l.cost()
 	return out
 }

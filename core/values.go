@@ -30,7 +30,17 @@ type ValueEncoder struct {
 	// is the container open there ('l' list, 'm' map, 'p' pair).
 	count []int
 	kind  []byte
+	// tables is the number of open lists and maps (pairs do not count),
+	// the top-level array excluded: see Depth.
+	tables int
+	// markEnd is len(buf) just after the last "<size limit>" marker;
+	// marked says one was written.
+	markEnd int
+	marked  bool
 }
+
+// sizeLimitText is the text of the "<size limit>" marker.
+const sizeLimitText = "<size limit>"
 
 // NewValueEncoder starts a top-level array of values, capped at limit bytes.
 func NewValueEncoder(limit int) *ValueEncoder {
@@ -48,6 +58,24 @@ func (e *ValueEncoder) Full() bool {
 		e.full = true
 	}
 	return e.full
+}
+
+// fits reports whether the next item, n bytes long, stays within the
+// limit; if not, the encoder is full from now on.
+func (e *ValueEncoder) fits(n int) bool {
+	if e.count[len(e.count)-1] > 0 {
+		n++ // the separator
+	}
+	if e.full || n > e.limit-len(e.buf) {
+		e.full = true
+		return false
+	}
+	return true
+}
+
+// marker writes the "<size limit>" marker in the next item's place.
+func (e *ValueEncoder) marker() {
+	e.Opaque("nil", sizeLimitText)
 }
 
 func (e *ValueEncoder) sep() {
@@ -89,16 +117,50 @@ func (e *ValueEncoder) Number(f float64) {
 	}
 }
 
-// String writes a Lua string.
-func (e *ValueEncoder) String(s []byte) {
+// String writes a Lua string. A string whose encoding would take the
+// values past the size limit is not encoded (nor copied): the
+// "<size limit>" marker stands in its place and the encoder is full.
+func (e *ValueEncoder) String(s []byte) { encodeString(e, s) }
+
+// StringOf is String for a Go string (no copy to a []byte is needed).
+func (e *ValueEncoder) StringOf(s string) { encodeString(e, s) }
+
+func encodeString[T string | []byte](e *ValueEncoder, s T) {
+	n := len(s) + 2 // the least any encoding takes
+	valid := n <= e.limit-len(e.buf) && utf8Valid(s)
+	switch {
+	case n > e.limit-len(e.buf):
+		// Too long however encoded: not even read.
+	case !valid:
+		n = base64.StdEncoding.EncodedLen(len(s)) + len(`{"$b":""}`)
+	case len(s) <= (e.limit-len(e.buf))/6-2:
+		n = 6*len(s) + 2 // even all \u00XX escapes fit: no need to count
+	default:
+		n = jsonStringLen(s)
+	}
+	if !e.fits(n) {
+		if e.markEnd != len(e.buf) { // one marker for a row of cut strings
+			e.marker()
+		}
+		return
+	}
 	e.sep()
-	if utf8.Valid(s) {
+	if valid {
 		e.buf = appendJSONString(e.buf, s)
 		return
 	}
 	e.buf = append(e.buf, `{"$b":"`...)
-	e.buf = base64.StdEncoding.AppendEncode(e.buf, s)
+	e.buf = base64.StdEncoding.AppendEncode(e.buf, []byte(s))
 	e.buf = append(e.buf, `"}`...)
+}
+
+func utf8Valid[T string | []byte](s T) bool {
+	switch v := any(s).(type) {
+	case string:
+		return utf8.ValidString(v)
+	default:
+		return utf8.Valid(v.([]byte))
+	}
 }
 
 // Opaque writes a value that has no data form (function, userdata, thread)
@@ -106,16 +168,20 @@ func (e *ValueEncoder) String(s []byte) {
 func (e *ValueEncoder) Opaque(luaType, text string) {
 	e.sep()
 	e.buf = append(e.buf, `{"$o":`...)
-	e.buf = appendJSONString(e.buf, []byte(luaType))
+	e.buf = appendJSONString(e.buf, luaType)
 	e.buf = append(e.buf, `,"s":`...)
-	e.buf = appendJSONString(e.buf, []byte(text))
+	e.buf = appendJSONString(e.buf, text)
 	e.buf = append(e.buf, '}')
+	if luaType == "nil" && text == sizeLimitText {
+		e.markEnd, e.marked = len(e.buf), true
+	}
 }
 
 // BeginList starts a sequence; items follow, then End.
 func (e *ValueEncoder) BeginList() {
 	e.sep()
 	e.open('[', 'l')
+	e.tables++
 }
 
 // BeginMap starts a key/value table; write key, value, key, value ... then End.
@@ -124,6 +190,7 @@ func (e *ValueEncoder) BeginMap() {
 	e.buf = append(e.buf, `{"$t":[`...)
 	e.count = append(e.count, 0)
 	e.kind = append(e.kind, 'm')
+	e.tables++
 }
 
 // BeginPair starts one key/value pair inside a map; key, value, then End.
@@ -146,33 +213,61 @@ func (e *ValueEncoder) End() {
 	} else {
 		e.buf = append(e.buf, ']')
 	}
+	if n > 0 && e.kind[n] != 'p' {
+		e.tables--
+	}
 	e.count = e.count[:n]
 	e.kind = e.kind[:n]
 }
 
-// Depth is the current nesting depth (0 at the top level).
-func (e *ValueEncoder) Depth() int { return len(e.count) - 1 }
+// Depth is the current table nesting depth (0 at the top level): the
+// number of open lists and maps. A map's key/value pairs are no level of
+// their own, so maps and lists nest equally deep (MaxValueDepth).
+func (e *ValueEncoder) Depth() int { return e.tables }
 
 // Finish closes every container still open (after a cut-off) and the
 // top-level array and returns the JSON. When the size limit was hit, a
-// "<size limit>" marker stands at the point of the cut.
+// "<size limit>" marker stands at the point of the cut (unless one was
+// written already, by String or by the producer): in a list as its next
+// item, in a pair as its value (or as its key, the value then being null);
+// a cut between the pairs of a map has no place for one. A pair left
+// without its value gets null, so the output is always well formed.
 func (e *ValueEncoder) Finish() []byte {
-	if e.full {
-		// A pair needs its value before the marker can stand anywhere.
-		if e.kind[len(e.kind)-1] == 'p' && e.count[len(e.count)-1] == 1 {
-			e.Nil()
-		}
-		if e.kind[len(e.kind)-1] != 'm' {
-			e.Opaque("nil", "<size limit>")
+	if e.full && !e.marked {
+		top := len(e.kind) - 1
+		if e.kind[top] == 'l' || (e.kind[top] == 'p' && e.count[top] < 2) {
+			e.marker()
 		}
 	}
 	for len(e.count) > 0 {
+		top := len(e.kind) - 1
+		if e.kind[top] == 'p' && e.count[top] == 1 {
+			e.Nil()
+		}
 		e.End()
 	}
 	return e.buf
 }
 
-func appendJSONString(dst, s []byte) []byte {
+// jsonStringLen is the length of appendJSONString's output for s.
+func jsonStringLen[T string | []byte](s T) int {
+	n := len(s) + 2
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+			continue
+		}
+		switch c {
+		case '"', '\\', '\n', '\t', '\r':
+			n++
+		default:
+			n += 5
+		}
+	}
+	return n
+}
+
+func appendJSONString[T string | []byte](dst []byte, s T) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	start := 0

@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -16,11 +19,27 @@ import (
 // VM is one Lua virtual machine: an engine behind a lock. Its methods are
 // safe for concurrent use; calls on one VM run one at a time.
 type VM struct {
-	mu     sync.Mutex
 	opts   Options
 	engine Engine
-	closed bool
+	// turn is the engine's lock: one token, held by the running call. A
+	// channel rather than a mutex, so that Close can stop waiting for it.
+	turn chan struct{}
+	// done is closed by Close: calls still waiting for their turn give up.
+	done chan struct{}
+
+	mu           sync.Mutex              // guards the fields below
+	closed       bool                    // Close was called: calls fail with ErrClosed
+	engineClosed bool                    // engine.Close was called (by Close or by the last call)
+	cancel       context.CancelCauseFunc // of the running call; Close calls it
 }
+
+// CloseGrace is how long Close waits for a running call to stop after
+// cancelling it. A call stuck in something that does not see its context
+// (a long Go builtin) ends later; the engine is closed when it does.
+const CloseGrace = 2 * time.Second
+
+// errClosing is the cause with which Close cancels the running call.
+var errClosing = errors.New("the VM was closed while the call ran")
 
 // Open validates opts, fills in defaults and opens the engine.
 func Open(opts Options) (*VM, error) {
@@ -41,7 +60,7 @@ func Open(opts Options) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &VM{opts: opts, engine: eng}, nil
+	return &VM{opts: opts, engine: eng, turn: make(chan struct{}, 1), done: make(chan struct{})}, nil
 }
 
 // Options returns the options the VM was opened with (defaults filled in).
@@ -87,21 +106,14 @@ func (vm *VM) Exec(ctx context.Context, code []byte, eo ExecOptions) (*Result, e
 }
 
 // ExecFile runs the script at path (chunk name "@path"; returned values are
-// not printed, as with `lua script.lua`).
+// not printed, as with `lua script.lua`). Only regular files are run: a
+// device, FIFO or socket is ErrInvalid (/dev/zero would never end and a
+// FIFO without a writer would block before any deadline applies). At most
+// the source-size limit is read, also from a file that grows meanwhile.
 func (vm *VM) ExecFile(ctx context.Context, path string, eo ExecOptions) (*Result, error) {
-	st, err := os.Stat(path)
+	code, err := readScript(path, vm.opts.Limits.MaxSourceBytes)
 	if err != nil {
-		return nil, Wrap(ErrFileNotFound, "exec_file", "cannot read script "+path, unwrapPathError(err))
-	}
-	if st.IsDir() {
-		return nil, Errorf(ErrFileNotFound, "exec_file", "cannot read script %s: is a directory", path)
-	}
-	if st.Size() > int64(vm.opts.Limits.MaxSourceBytes) {
-		return nil, Errorf(ErrTooLarge, "exec_file", "script %s is %d bytes, over the limit of %d bytes", path, st.Size(), vm.opts.Limits.MaxSourceBytes)
-	}
-	code, err := os.ReadFile(path)
-	if err != nil {
-		return nil, Wrap(ErrFileNotFound, "exec_file", "cannot read script "+path, unwrapPathError(err))
+		return nil, err
 	}
 	// A script may start with a #! line, which lua(1) skips.
 	if bytes.HasPrefix(code, []byte("#")) {
@@ -121,6 +133,67 @@ func (vm *VM) ExecFile(ctx context.Context, path string, eo ExecOptions) (*Resul
 	return vm.run(ctx, &Request{Code: code, ChunkName: "@" + path, Fresh: !vm.opts.Persistent}, eo.Timeout)
 }
 
+// readScript reads the regular file at path, refusing anything else and
+// anything over max bytes.
+func readScript(path string, max int) ([]byte, error) {
+	const op = "exec_file"
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, Wrap(ErrFileNotFound, op, "cannot read script "+path, unwrapPathError(err))
+	}
+	if err := checkScriptMode(path, st.Mode()); err != nil {
+		return nil, err
+	}
+	if st.Size() > int64(max) {
+		return nil, Errorf(ErrTooLarge, op, "script %s is %d bytes, over the limit of %d bytes", path, st.Size(), max)
+	}
+	// O_NONBLOCK: should the path have become a FIFO since the Stat, the
+	// open does not wait for a writer (the mode is checked again below).
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, Wrap(ErrFileNotFound, op, "cannot read script "+path, unwrapPathError(err))
+	}
+	defer f.Close()
+	if st, err = f.Stat(); err != nil {
+		return nil, Wrap(ErrFileNotFound, op, "cannot read script "+path, unwrapPathError(err))
+	}
+	if err := checkScriptMode(path, st.Mode()); err != nil {
+		return nil, err
+	}
+	code, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	if err != nil {
+		return nil, Wrap(ErrFileNotFound, op, "cannot read script "+path, unwrapPathError(err))
+	}
+	if len(code) > max {
+		return nil, Errorf(ErrTooLarge, op, "script %s is over the limit of %d bytes (it grew while being read)", path, max)
+	}
+	return code, nil
+}
+
+func checkScriptMode(path string, mode os.FileMode) error {
+	switch {
+	case mode.IsDir():
+		return Errorf(ErrFileNotFound, "exec_file", "cannot read script %s: is a directory", path)
+	case !mode.IsRegular():
+		return Errorf(ErrInvalid, "exec_file", "cannot run script %s: not a regular file (%s)", path, fileKind(mode))
+	}
+	return nil
+}
+
+func fileKind(mode os.FileMode) string {
+	switch {
+	case mode&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case mode&os.ModeSocket != 0:
+		return "a socket"
+	case mode&os.ModeCharDevice != 0:
+		return "a character device"
+	case mode&os.ModeDevice != 0:
+		return "a block device"
+	}
+	return "type " + mode.Type().String()
+}
+
 func (vm *VM) run(ctx context.Context, req *Request, timeout time.Duration) (*Result, error) {
 	if ctx == nil {
 		ctx = context.Background()
@@ -130,14 +203,18 @@ func (vm *VM) run(ctx context.Context, req *Request, timeout time.Duration) (*Re
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	if vm.closed {
-		return nil, Errorf(ErrClosed, "exec", "VM is closed")
+	ctx, release, err := vm.acquire(ctx, "exec")
+	if err != nil {
+		return nil, err
 	}
+	defer release()
 	res, err := vm.engine.Exec(ctx, req)
-	if res != nil && len(res.ErrorMessage) > MaxErrorMessageBytes {
-		res.ErrorMessage = truncateMessage(res.ErrorMessage)
+	if err != nil && errors.Is(context.Cause(ctx), errClosing) {
+		// Close cancelled the call: say so rather than "cancelled".
+		return nil, Wrap(ErrClosed, "exec", "the VM was closed while the chunk ran", err)
+	}
+	if res != nil {
+		normalizeResult(res)
 	}
 	var e *Error
 	if timeout > 0 && errors.As(err, &e) && e.Code == ErrTimeout && !errors.Is(ctx.Err(), context.Canceled) {
@@ -145,6 +222,75 @@ func (vm *VM) run(ctx context.Context, req *Request, timeout time.Duration) (*Re
 		return nil, &Error{Code: ErrTimeout, Op: e.Op, Msg: fmt.Sprintf("timed out after %v: %s", timeout, e.Msg)}
 	}
 	return res, err
+}
+
+// acquire waits for the VM's turn and registers the call, so that Close can
+// cancel it. It returns the call's context and the function that ends the
+// call; ErrClosed when the VM is closed or is closed while waiting,
+// ErrTimeout when ctx ends while waiting (a call's timeout counts from its
+// start, waiting included).
+func (vm *VM) acquire(ctx context.Context, op string) (context.Context, func(), error) {
+	select {
+	case vm.turn <- struct{}{}:
+	case <-vm.done:
+		return nil, nil, Errorf(ErrClosed, op, "VM is closed")
+	case <-ctx.Done():
+		what := "the call's timeout passed"
+		if errors.Is(ctx.Err(), context.Canceled) {
+			what = "the call was cancelled"
+		}
+		return nil, nil, Wrap(ErrTimeout, op, what+" while it waited for the VM's previous call to finish", ctx.Err())
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	vm.mu.Lock()
+	if vm.closed {
+		vm.mu.Unlock()
+		cancel(nil)
+		vm.release()
+		return nil, nil, Errorf(ErrClosed, op, "VM is closed")
+	}
+	vm.cancel = cancel
+	vm.mu.Unlock()
+	return ctx, func() {
+		vm.mu.Lock()
+		vm.cancel = nil
+		vm.mu.Unlock()
+		cancel(nil)
+		vm.release()
+	}, nil
+}
+
+// release gives the turn back. The last holder after Close closes the
+// engine if Close could not (it stopped waiting: see CloseGrace).
+func (vm *VM) release() {
+	vm.mu.Lock()
+	shut := vm.closed && !vm.engineClosed
+	vm.engineClosed = vm.engineClosed || shut
+	vm.mu.Unlock()
+	if shut {
+		if err := vm.engine.Close(); err != nil {
+			Logf(LevelWarn, "VM %q: closing the engine after its last call: %v", vm.opts.Name, err)
+		}
+	}
+	<-vm.turn
+}
+
+// normalizeResult makes ReturnCode a C int, saturating (os.exit(2^32) is
+// 2147483647, not 0: the VM reports the code, no process exits with it),
+// and Success agree with it.
+func normalizeResult(r *Result) {
+	switch {
+	case r.ReturnCode > math.MaxInt32:
+		r.ReturnCode = math.MaxInt32
+	case r.ReturnCode < math.MinInt32:
+		r.ReturnCode = math.MinInt32
+	}
+	if r.ReturnCode != 0 {
+		r.Success = false
+	}
+	if len(r.ErrorMessage) > MaxErrorMessageBytes {
+		r.ErrorMessage = truncateMessage(r.ErrorMessage)
+	}
 }
 
 // MaxErrorMessageBytes caps Result.ErrorMessage: `error(string.rep("e",
@@ -160,15 +306,49 @@ func truncateMessage(msg string) string {
 	return fmt.Sprintf("%s... [%d more bytes]", msg[:keep], len(msg)-keep)
 }
 
-// Close closes the engine. Closing twice is harmless.
+// Close closes the engine. A call running meanwhile is cancelled as a
+// timeout would stop it (it fails with ErrClosed), and calls waiting for
+// their turn fail with ErrClosed. Close waits up to CloseGrace for the
+// running call to stop; should it not (stuck in a Go builtin that does not
+// see its context), Close returns nil and the engine is closed when that
+// call ends. Closing twice is harmless.
 func (vm *VM) Close() error {
 	vm.mu.Lock()
-	defer vm.mu.Unlock()
 	if vm.closed {
+		vm.mu.Unlock()
 		return nil
 	}
 	vm.closed = true
+	close(vm.done)
+	cancel := vm.cancel
+	vm.mu.Unlock()
+	if cancel != nil {
+		cancel(errClosing)
+	}
+	grace := time.NewTimer(CloseGrace)
+	defer grace.Stop()
+	select {
+	case vm.turn <- struct{}{}:
+	case <-grace.C:
+		Logf(LevelWarn, "VM %q: the running call did not stop within %v of Close; the engine is closed when it ends", vm.opts.Name, CloseGrace)
+		return nil
+	}
+	defer func() { <-vm.turn }()
+	vm.mu.Lock()
+	shut := !vm.engineClosed
+	vm.engineClosed = true
+	vm.mu.Unlock()
+	if !shut {
+		return nil
+	}
 	return vm.engine.Close()
+}
+
+// Closed reports whether Close was called.
+func (vm *VM) Closed() bool {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.closed
 }
 
 func unwrapPathError(err error) error {
@@ -187,14 +367,21 @@ type PackageInstaller interface {
 // InstallPackage asks the engine to install a package (request and reply
 // are JSON, engine-defined). ErrUnsupported for engines without it.
 func (vm *VM) InstallPackage(ctx context.Context, request []byte) ([]byte, error) {
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	if vm.closed {
-		return nil, Errorf(ErrClosed, "install_package", "VM is closed")
+	if ctx == nil {
+		ctx = context.Background()
 	}
+	ctx, release, err := vm.acquire(ctx, "install_package")
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	pi, ok := vm.engine.(PackageInstaller)
 	if !ok {
 		return nil, Errorf(ErrUnsupported, "install_package", "the %s engine installs packages into package environments (bioxen_packages), not into the VM", vm.opts.Engine)
 	}
-	return pi.InstallPackage(ctx, request)
+	reply, err := pi.InstallPackage(ctx, request)
+	if err != nil && errors.Is(context.Cause(ctx), errClosing) {
+		return nil, Wrap(ErrClosed, "install_package", "the VM was closed during the install", err)
+	}
+	return reply, err
 }

@@ -1,6 +1,8 @@
 package embedded
 
 import (
+	"math"
+
 	lua "github.com/yuin/gopher-lua"
 
 	"libbioxen/core"
@@ -17,7 +19,8 @@ func encodeValue(enc *core.ValueEncoder, v lua.LValue, depth int, path []*lua.LT
 	case lua.LNumber:
 		enc.Number(float64(x))
 	case lua.LString:
-		enc.String([]byte(x))
+		// No []byte copy: the encoder checks the size limit first.
+		enc.StringOf(string(x))
 	case *lua.LTable:
 		for _, p := range path {
 			if p == x {
@@ -30,8 +33,7 @@ func encodeValue(enc *core.ValueEncoder, v lua.LValue, depth int, path []*lua.LT
 			return
 		}
 		path = append(path, x)
-		n := x.Len()
-		if n > 0 && isSequence(x, n) {
+		if n := sequenceLen(x); n > 0 {
 			enc.BeginList()
 			for i := 1; i <= n; i++ {
 				if enc.Full() {
@@ -49,6 +51,9 @@ func encodeValue(enc *core.ValueEncoder, v lua.LValue, depth int, path []*lua.LT
 			}
 			enc.BeginPair()
 			encodeValue(enc, k, depth, path)
+			if enc.Full() {
+				return // Finish gives the pair its value
+			}
 			encodeValue(enc, val, depth, path)
 			enc.End()
 		}
@@ -58,14 +63,22 @@ func encodeValue(enc *core.ValueEncoder, v lua.LValue, depth int, path []*lua.LT
 	}
 }
 
-// isSequence reports whether t's keys are exactly 1..n.
-func isSequence(t *lua.LTable, n int) bool {
-	count := 0
+// sequenceLen returns n when t's keys are exactly 1..n (n >= 1), else 0:
+// every key is an integer between 1 and the number of keys. (t.Len() is
+// no help: it is a border of the array part, blind to holes and to the
+// other keys.)
+func sequenceLen(t *lua.LTable) int {
+	count, maxKey := 0, 0.0
 	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) {
-		count++
-		if count > n {
-			return false
+		f, ok := k.(lua.LNumber)
+		if !ok || float64(f) < 1 || float64(f) != math.Trunc(float64(f)) || float64(f) > math.MaxInt32 {
+			return 0
 		}
+		count++
+		maxKey = max(maxKey, float64(f))
 	}
-	return count == n
+	if count == 0 || maxKey != float64(count) {
+		return 0
+	}
+	return count
 }

@@ -139,6 +139,14 @@ int bioxen_vm_open(const bioxen_vm_options *opts, bioxen_vm *vm_out);
 ** DESTRUCTOR: bioxen_vm
 ** bioxen_vm_close(0) is a harmless no-op that returns BIOXEN_OK; closing a
 ** handle twice returns BIOXEN_E_BADHANDLE the second time.
+**
+** A call running on the VM in another thread (bioxen_vm_exec without a
+** timeout too) is interrupted, as a timeout would stop it, and fails with
+** BIOXEN_E_CLOSED; calls waiting for their turn fail with BIOXEN_E_CLOSED;
+** the VM's sessions are closed first. bioxen_vm_close waits up to 2 seconds
+** for the running call to stop: a chunk stuck inside one long builtin that
+** cannot be interrupted ends later, and the VM's resources are released
+** when it does (bioxen_vm_close has returned BIOXEN_OK by then).
 */
 int bioxen_vm_close(bioxen_vm vm);
 
@@ -159,7 +167,9 @@ typedef struct bioxen_result {
   size_t values_len;
   char *error_message;    /* the Lua error message without traceback; "" on success */
   size_t error_len;
-  int return_code;        /* 0 success, 1 Lua error, n after os.exit(n) */
+  int return_code;        /* 0 success, 1 Lua error, n after os.exit(n): saturated to
+                             [INT_MIN, INT_MAX] (os.exit(2^32) gives INT_MAX; no process
+                             exits, so this is not the 8-bit status n & 0xff) */
   int success;            /* return_code == 0 */
   int truncated;          /* stdout or stderr hit max_output_bytes */
 } bioxen_result;
@@ -171,14 +181,18 @@ typedef struct bioxen_result {
 ** bioxen_vm_exec runs code_len bytes of Lua source at code.
 **
 ** METHOD: bioxen_vm
-** timeout_ms > 0 bounds the call's wall-clock time; 0 means no limit. flags
-** is 0 or BIOXEN_EXEC_PRINT_RESULTS. A Lua syntax or runtime error is not a
+** timeout_ms > 0 bounds the call's wall-clock time; 0 or negative means no
+** limit, and so does a value of 9223372036854 or more (the largest number of
+** milliseconds the library's clock holds, about 292 years). flags is 0 or
+** BIOXEN_EXEC_PRINT_RESULTS. code_len may be any size_t value: one over the
+** VM's max_source_bytes is BIOXEN_E_TOOLARGE (nothing is read past it). A Lua syntax or runtime error is not a
 ** failure of this function: it returns BIOXEN_OK with a result whose success
 ** is 0. On BIOXEN_OK *result_out holds a new result for the caller to free
 ** with bioxen_result_free; on any other status *result_out is NULL.
 **
 ** Returns: BIOXEN_OK; BIOXEN_E_INVALID (NULL pointers, empty code, a NUL
-** byte); BIOXEN_E_TOOLARGE; BIOXEN_E_BADHANDLE; BIOXEN_E_TIMEOUT (the VM is
+** byte); BIOXEN_E_TOOLARGE; BIOXEN_E_BADHANDLE; BIOXEN_E_CLOSED (the VM was
+** closed by another thread meanwhile); BIOXEN_E_TIMEOUT (the VM is
 ** still usable; on the process engine the interpreter was restarted and a
 ** persistent VM lost its globals); BIOXEN_E_CPU (the call used up
 ** cpu_limit_ms of CPU time; usable as after a timeout); BIOXEN_E_NOMEM (the
@@ -192,7 +206,11 @@ int bioxen_vm_exec(bioxen_vm vm, const char *code, size_t code_len,
 ** bioxen_vm_exec_file runs the script at path (a NUL-terminated string),
 ** like `lua path`: a leading #! line is skipped and returned values are not
 ** printed. Ownership and statuses as bioxen_vm_exec, plus
-** BIOXEN_E_FILE_NOT_FOUND.
+** BIOXEN_E_FILE_NOT_FOUND (missing, unreadable, a directory) and
+** BIOXEN_E_INVALID for a path that is not a regular file (a device such as
+** /dev/zero, a FIFO, a socket: they are refused before anything is read).
+** At most max_source_bytes are read: a larger file, or one that grows past
+** it while being read, is BIOXEN_E_TOOLARGE.
 **
 ** METHOD: bioxen_vm
 */
@@ -247,8 +265,13 @@ void bioxen_free(void *p);
 **
 ** Output not taken by a reader is kept up to 4 MiB per session; past that
 ** the oldest is dropped and the next read starts with
-** "[bioxen: N bytes of older output dropped]\n". The Lua code never blocks
-** on a slow reader.
+** "[bioxen: N bytes of older output dropped]\n". Each switch between stdout
+** and stderr (past the first 64 kept) counts 32 bytes against the 4 MiB, so
+** output alternating between the streams a byte at a time keeps less text
+** but no more memory. The Lua code never blocks on a slow reader.
+**
+** timeout_ms of bioxen_session_read and bioxen_session_wait: 0 or negative
+** does not wait; 9223372036854 or more (about 292 years) waits without end.
 */
 typedef uint64_t bioxen_session;
 
@@ -262,6 +285,9 @@ typedef uint64_t bioxen_session;
 ** CONSTRUCTOR: bioxen_session
 ** On success *session_out holds a handle that the caller closes with
 ** bioxen_session_close; closing the VM also closes its sessions.
+** Returns: BIOXEN_OK; BIOXEN_E_INVALID; BIOXEN_E_BADHANDLE (vm is closed);
+** BIOXEN_E_CLOSED (another thread closed vm while the session was being
+** opened: no session was made).
 */
 int bioxen_session_open(bioxen_vm vm, bioxen_session *session_out);
 
@@ -279,8 +305,9 @@ int bioxen_session_close(bioxen_session session);
 ** The bytes are copied.
 **
 ** METHOD: bioxen_session
-** Returns: BIOXEN_OK; BIOXEN_E_INVALID (a NUL byte); BIOXEN_E_TOOLARGE;
-** BIOXEN_E_BADHANDLE.
+** Returns: BIOXEN_OK; BIOXEN_E_INVALID (a NUL byte); BIOXEN_E_TOOLARGE (len,
+** any size_t value, or the chunk being typed, over the VM's
+** max_source_bytes); BIOXEN_E_BADHANDLE.
 */
 int bioxen_session_send(bioxen_session session, const char *input, size_t len);
 
@@ -302,7 +329,8 @@ int bioxen_session_read(bioxen_session session, int streams, int64_t timeout_ms,
 ** bioxen_session_execute runs code as one chunk, after the input queued
 ** before it, and blocks until it finishes: its complete output and status
 ** come back in a result (free it with bioxen_result_free), not through
-** bioxen_session_read. timeout_ms and flags as bioxen_vm_exec.
+** bioxen_session_read. timeout_ms, flags and code_len (BIOXEN_E_TOOLARGE)
+** as bioxen_vm_exec.
 **
 ** METHOD: bioxen_session
 */
@@ -322,7 +350,8 @@ int bioxen_session_execute_async(bioxen_session session, const char *code, size_
 
 /*
 ** bioxen_session_wait blocks until the session is idle or timeout_ms passes
-** (0: do not wait); *idle_out (may be NULL) is 1 when idle.
+** (0 or negative: do not wait; 9223372036854 or more: no end); *idle_out
+** (may be NULL) is 1 when idle.
 **
 ** METHOD: bioxen_session
 */
@@ -378,7 +407,8 @@ int bioxen_session_set_listener(bioxen_session session, bioxen_output_fn fn, voi
 **
 ** On BIOXEN_OK *response_out points to *response_len bytes plus a NUL,
 ** owned by the caller, freed with bioxen_free. Installs run the real
-** luarocks and may take seconds.
+** luarocks and may take seconds. A request over 16 MiB (len may be any
+** size_t value) is BIOXEN_E_TOOLARGE.
 */
 int bioxen_packages(const char *request_json, size_t len, char **response_out, size_t *response_len);
 

@@ -292,6 +292,71 @@ static void limits(const char *engine, const char *interp) {
   bioxen_vm_close(vm);
 }
 
+/* Fixed defects at the C boundary: size_t lengths are checked, never cut to
+ * an int; exit codes saturate; devices are refused by exec_file; a VM closes
+ * while another thread runs a chunk without a timeout on it. */
+static void *run_forever(void *arg) {
+  bioxen_vm vm = *(bioxen_vm *)arg;
+  bioxen_result *r = NULL;
+  const char *loop = "while true do end";
+  int rc = bioxen_vm_exec(vm, loop, strlen(loop), 0, 0, &r);
+  CHECK(rc == BIOXEN_E_CLOSED && r == NULL, "exec during close: %d %s", rc, bioxen_errmsg());
+  return NULL;
+}
+
+static void boundaries(void) {
+  bioxen_vm_options o;
+  memset(&o, 0, sizeof o);
+  o.size = sizeof o;
+  o.persistent = 1;
+  bioxen_vm vm = 0;
+  CHECK(bioxen_vm_open(&o, &vm) == BIOXEN_OK, "open");
+  const char *code = "return 7"; /* 8 bytes, whatever length is claimed */
+  const size_t lens[] = {((size_t)1 << 32) + 8, (size_t)1 << 31, SIZE_MAX};
+  bioxen_session s = 0;
+  CHECK(bioxen_session_open(vm, &s) == BIOXEN_OK, "session");
+  for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    bioxen_result *r = NULL;
+    int rc = bioxen_vm_exec(vm, code, lens[i], 0, 0, &r);
+    CHECK(rc == BIOXEN_E_TOOLARGE && r == NULL, "exec length %zu: %d %s", lens[i], rc, bioxen_errmsg());
+    CHECK(strstr(bioxen_errmsg(), "goroutine") == NULL, "stack trace in '%.80s'", bioxen_errmsg());
+    rc = bioxen_session_execute(s, code, lens[i], 0, 0, &r);
+    CHECK(rc == BIOXEN_E_TOOLARGE && r == NULL, "session_execute length %zu: %d %s", lens[i], rc, bioxen_errmsg());
+    rc = bioxen_session_send(s, code, lens[i]);
+    CHECK(rc == BIOXEN_E_TOOLARGE, "session_send length %zu: %d %s", lens[i], rc, bioxen_errmsg());
+    rc = bioxen_vm_exec_async(vm, code, lens[i], 0, 0, on_done, (void *)7L);
+    CHECK(rc == BIOXEN_E_TOOLARGE, "exec_async length %zu: %d %s", lens[i], rc, bioxen_errmsg());
+    char *resp = NULL;
+    size_t resp_len = 0;
+    rc = bioxen_packages("{\"op\":\"envs\"}", lens[i], &resp, &resp_len);
+    CHECK(rc == BIOXEN_E_TOOLARGE && resp == NULL, "packages length %zu: %d %s", lens[i], rc, bioxen_errmsg());
+  }
+  int idle = 0;
+  CHECK(bioxen_session_wait(s, INT64_MAX, &idle) == BIOXEN_OK && idle, "wait INT64_MAX on an idle session");
+  bioxen_session_close(s);
+
+  bioxen_result *r = run(vm, "os.exit(2^32)", 0);
+  if (r) {
+    CHECK(r->return_code == 2147483647 && r->success == 0, "os.exit(2^32): rc %d success %d", r->return_code, r->success);
+    bioxen_result_free(r);
+  }
+  r = NULL;
+  int rc = bioxen_vm_exec_file(vm, "/dev/zero", 1000, &r);
+  CHECK(rc == BIOXEN_E_INVALID && r == NULL, "exec_file /dev/zero: %d %s", rc, bioxen_errmsg());
+
+  /* Close while another thread runs a chunk without a timeout. */
+  pthread_t th;
+  pthread_create(&th, NULL, run_forever, &vm);
+  for (;;) { /* wait until the chunk holds the VM: a timed call times out waiting */
+    r = NULL;
+    rc = bioxen_vm_exec(vm, "return 1", 8, 50, 0, &r);
+    bioxen_result_free(r);
+    if (rc == BIOXEN_E_TIMEOUT && strstr(bioxen_errmsg(), "waited for the VM")) break;
+  }
+  CHECK(bioxen_vm_close(vm) == BIOXEN_OK, "close while running: %s", bioxen_errmsg());
+  pthread_join(th, NULL);
+}
+
 int main(int argc, char **argv) {
   CHECK(bioxen_version_number() == BIOXEN_VERSION_NUMBER, "version %d", bioxen_version_number());
   CHECK(strcmp(bioxen_version(), BIOXEN_VERSION) == 0, "version %s", bioxen_version());
@@ -313,6 +378,7 @@ int main(int argc, char **argv) {
   limits("embedded", NULL);
   sessions("embedded", NULL);
   async_exec();
+  boundaries();
   if (argc > 1) {
     contract("process", argv[1]);
     limits("process", argv[1]);

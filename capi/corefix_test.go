@@ -1,0 +1,225 @@
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Defect 4: size_t lengths were converted with C.int: 2^32+8 ran the first
+// 8 bytes, 2^31 gave "internal error: gobytes: length out of range" with a
+// Go stack trace, SIZE_MAX to bioxen_vm_exec a panic. Each length is now
+// checked against the limit first (nothing past the real 8 bytes is read).
+func TestLengthsAreNotTruncated(t *testing.T) {
+	h, st := testOpen("", "", true)
+	if st != 0 {
+		t.Fatalf("open: %d %s", st, testErrmsg())
+	}
+	defer testClose(h)
+	s, st := testSessionOpen(h)
+	if st != 0 {
+		t.Fatalf("session: %d %s", st, testErrmsg())
+	}
+	defer testSessionClose(s)
+	const code = "return 7"
+	calls := map[string]func(n uint64) int{
+		"bioxen_vm_exec":                  func(n uint64) int { return testExecN(h, code, n) },
+		"bioxen_vm_exec_async":            func(n uint64) int { return testExecAsyncN(h, code, n) },
+		"bioxen_session_execute":          func(n uint64) int { return testSessionExecuteN(s, code, n) },
+		"bioxen_session_execute_async":    func(n uint64) int { return testSessionExecuteAsyncN(s, code, n) },
+		"bioxen_session_send":             func(n uint64) int { return testSessionSendN(s, code, n) },
+		"bioxen_packages":                 func(n uint64) int { return testPackagesN(`{"op":"envs"}`, n) },
+		"bioxen_vm_exec (limit + 1)":      func(n uint64) int { return testExecN(h, code, 16<<20+1) },
+		"bioxen_session_send (limit + 1)": func(n uint64) int { return testSessionSendN(s, code, 16<<20+1) },
+	}
+	for name, call := range calls {
+		for _, n := range []uint64{1<<32 + 8, 1 << 31, 1<<31 - 1, 1<<63 + 8, math.MaxUint64} {
+			st := call(n)
+			msg := testErrmsg()
+			if st != 8 {
+				t.Errorf("%s, length %d: status %d (%s), want BIOXEN_E_TOOLARGE", name, n, st, msg)
+			}
+			if strings.Contains(msg, "goroutine") || strings.Contains(msg, "internal error") {
+				t.Errorf("%s, length %d: message with a stack trace: %.200s", name, n, msg)
+			}
+		}
+	}
+	// The real length still works.
+	if r, st := testExec(h, code, 0, 0); st != 0 || r.values != "[7]" {
+		t.Errorf("exec: %d %+v", st, r)
+	}
+}
+
+// Defect 7: millis multiplied by 1e6 in int64: 1<<62 ms became 0 (no wait)
+// and exec timeouts of 2^64/1000 ms became a sub-millisecond deadline.
+func TestMillisSaturates(t *testing.T) {
+	for ms, want := range map[int64]time.Duration{
+		-1: 0, 0: 0, 1: time.Millisecond, 1500: 1500 * time.Millisecond,
+		maxMillis - 1: time.Duration(maxMillis-1) * time.Millisecond,
+		maxMillis:     forever, 1 << 62: forever, math.MaxInt64: forever, 18446744073710: forever,
+	} {
+		if got := testMillis(ms); got != want || got < 0 {
+			t.Errorf("millis(%d) = %v, want %v", ms, got, want)
+		}
+	}
+	// For a call, a timeout past the clock's range is no limit.
+	for ms, want := range map[int64]time.Duration{0: 0, -5: 0, 250: 250 * time.Millisecond, 1 << 62: 0, math.MaxInt64: 0} {
+		if got := testExecTimeout(ms); got != want {
+			t.Errorf("exec timeout %d ms = %v, want %v", ms, got, want)
+		}
+	}
+	h, _ := testOpen("", "", false)
+	defer testClose(h)
+	if r, st := testExec(h, "local x = 0 for i = 1, 1e5 do x = x + i end return x", 18446744073710, 0); st != 0 || r.values != "[5000050000]" {
+		t.Errorf("exec with a huge timeout: %d %s", st, testErrmsg())
+	}
+}
+
+// bioxen_session_wait with a huge timeout waits (it returned at once).
+func TestSessionWaitHugeTimeout(t *testing.T) {
+	h, _ := testOpen("", "", true)
+	defer testClose(h)
+	s, _ := testSessionOpen(h)
+	if st := testSessionSend(s, "local t = os.clock() while os.clock() - t < 0.2 do end"); st != 0 {
+		t.Fatalf("send: %d", st)
+	}
+	if idle, st := testSessionWaitMS(s, 1<<62); st != 0 || idle != 1 {
+		t.Errorf("wait(1<<62 ms): idle %d status %d", idle, st)
+	}
+	if idle, st := testSessionWaitMS(s, -1); st != 0 || idle != 1 {
+		t.Errorf("wait(-1) on an idle session: idle %d status %d", idle, st)
+	}
+}
+
+// Defect 8: os.exit(2^32) gave return_code 0 with success 0.
+func TestExitCodeInCInt(t *testing.T) {
+	h, _ := testOpen("", "", false)
+	defer testClose(h)
+	for code, want := range map[string]int{"os.exit(2^32)": math.MaxInt32, "os.exit(-2^40)": math.MinInt32, "os.exit(3)": 3, "os.exit(0)": 0} {
+		r, st := testExec(h, code, 0, 0)
+		if st != 0 {
+			t.Fatalf("%s: %d %s", code, st, testErrmsg())
+		}
+		if r.rc != want || r.success != boolToInt(want == 0) {
+			t.Errorf("%s: return_code %d success %d, want %d", code, r.rc, r.success, want)
+		}
+	}
+}
+
+// Defect 9: a session opened while its VM was being closed outlived it.
+func TestSessionOpenRacingVMClose(t *testing.T) {
+	base := testLive()
+	h, _ := testOpen("", "", true)
+	closed := make(chan int, 1)
+	sessionOpenHook = func() {
+		// The session exists, not yet registered: the VM closes now.
+		closed <- testClose(h)
+	}
+	defer func() { sessionOpenHook = nil }()
+	s, st := testSessionOpen(h)
+	if st != 12 || s != 0 {
+		t.Errorf("open during close: status %d handle %d (%s), want BIOXEN_E_CLOSED", st, s, testErrmsg())
+	}
+	if st := <-closed; st != 0 {
+		t.Errorf("close: %d", st)
+	}
+	sessionOpenHook = nil
+	if n := testLive(); n != base {
+		t.Errorf("%d handles left", n-base)
+	}
+
+	// And undirected, many times: no session outlives its VM.
+	for i := 0; i < 200; i++ {
+		h, _ := testOpen("", "", true)
+		var wg sync.WaitGroup
+		var s uint64
+		var st int
+		wg.Add(1)
+		go func() { defer wg.Done(); s, st = testSessionOpen(h) }()
+		testClose(h)
+		wg.Wait()
+		if st == 0 {
+			if st := testSessionClose(s); st != 3 {
+				t.Fatalf("round %d: session %d outlived its closed VM (close: %d)", i, s, st)
+			}
+		} else if st != 3 && st != 12 {
+			t.Fatalf("round %d: open status %d %s", i, st, testErrmsg())
+		}
+	}
+	if n := testLive(); n != base {
+		t.Errorf("%d handles left", n-base)
+	}
+}
+
+// Defect 3 through the C ABI: bioxen_vm_close while bioxen_vm_exec runs a
+// chunk without a timeout returns, and the exec fails with BIOXEN_E_CLOSED.
+func TestVMCloseWhileExecRuns(t *testing.T) {
+	h, _ := testOpen("", "", false)
+	s, _ := testOpen("", "", true) // a second VM to see that the first runs
+	defer testClose(s)
+	done := make(chan int, 1)
+	go func() {
+		_, st := testExec(h, "while true do end", 0, 0)
+		done <- st
+	}()
+	// The exec holds the VM: wait until a timed call times out waiting.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, st := testExec(h, "return 1", 50, 0)
+		if st == 4 && strings.Contains(testErrmsg(), "waited for the VM") || time.Now().After(deadline) {
+			break
+		}
+	}
+	closed := make(chan int, 1)
+	go func() { closed <- testClose(h) }()
+	select {
+	case st := <-closed:
+		if st != 0 {
+			t.Errorf("close: %d %s", st, testErrmsg())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("bioxen_vm_close did not return")
+	}
+	select {
+	case st := <-done:
+		if st != 12 {
+			t.Errorf("the running exec: status %d, want BIOXEN_E_CLOSED", st)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the running exec did not end")
+	}
+}
+
+// Defect 1 through the C ABI: devices and FIFOs are BIOXEN_E_INVALID at once.
+func TestExecFileNonRegular(t *testing.T) {
+	h, _ := testOpen("", "", false)
+	defer testClose(h)
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/dev/zero", fifo} {
+		done := make(chan int, 1)
+		go func() { done <- testExecFile(h, p, 1000) }()
+		select {
+		case st := <-done:
+			if st != 2 {
+				t.Errorf("%s: status %d (%s), want BIOXEN_E_INVALID", p, st, testErrmsg())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: exec_file did not return", p)
+		}
+	}
+	script := filepath.Join(t.TempDir(), "s.lua")
+	if err := os.WriteFile(script, []byte("return 1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st := testExecFile(h, script, 1000); st != 0 {
+		t.Errorf("regular file: %d %s", st, testErrmsg())
+	}
+}
