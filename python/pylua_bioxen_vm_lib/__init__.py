@@ -18,7 +18,7 @@ from .interactive_session import InteractiveSession, SessionManager
 from .logger import VMLogger
 from .lua_process import LuaProcess
 from .networking import NetworkedLuaVM
-from .values import LuaOpaque
+from .values import LuaBoolKey, LuaOpaque, LuaTableKey
 from .vm import BasicLuaVM, ExecResult
 from .vm_manager import VMCluster, VMManager
 from .xcp_ng_integration import XCPngVM
@@ -33,6 +33,8 @@ __all__ = [
     "BasicLuaVM",
     "ExecResult",
     "LuaOpaque",
+    "LuaTableKey",
+    "LuaBoolKey",
     "LuaProcess",
     "NetworkedLuaVM",
     "VMManager",

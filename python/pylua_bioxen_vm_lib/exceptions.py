@@ -73,7 +73,8 @@ class VMClosedError(LuaVMError):
 
 
 class InvalidArgumentError(LuaVMError, ValueError):
-    """An argument was refused by the core (for example a NUL byte in code)."""
+    """An argument was refused, by the library or by the core (for example a
+    NUL byte in code or in a file path, a NaN or negative timeout)."""
 
 
 class CodeTooLargeError(LuaVMError, ValueError):
@@ -142,6 +143,13 @@ class SessionStateError(InteractiveSessionError):
     """The session is in the wrong state for the operation."""
 
 
+class ReentrantCallError(InteractiveSessionError, RuntimeError):
+    """An output callback called back into the session or VM whose output it
+    receives with a call that waits for the VM (running code, waiting,
+    terminating, closing). The chunk that produced the output waits for the
+    callback, so the call would deadlock; it raises this error instead."""
+
+
 class EnvironmentNotFoundError(LuaVMError, LookupError):
     """No package environment has the given name."""
 
@@ -201,6 +209,7 @@ __all__ = [
     "SessionAlreadyExistsError",
     "IOThreadError",
     "SessionStateError",
+    "ReentrantCallError",
     "EnvironmentNotFoundError",
     "PackageError",
     "VMManagerError",

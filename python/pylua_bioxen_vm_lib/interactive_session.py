@@ -15,6 +15,15 @@ result, so no caller ever needs to sleep. :meth:`attach` streams output to a
 callback instead. Output nobody reads is kept up to 4 MiB per session; past
 that the oldest is dropped and the next read starts with
 ``[bioxen: N bytes of older output dropped]``.
+
+Output callbacks run on a core thread while the chunk that wrote the output
+waits for them. A callback must therefore not call back into the same session
+or its VM with a call that waits for the VM (``execute_interactive``,
+``wait``, ``terminate``, the VM's ``execute_string``, ``stop``, ``close``
+...): such a call raises ReentrantCallError instead of deadlocking. It may
+use ``send_input``, ``interrupt``, ``is_busy``, ``has_pending_input`` and
+``detach``, and any other VM; hand other work to another thread (without
+waiting for that thread in the callback).
 """
 
 from __future__ import annotations
@@ -24,15 +33,32 @@ import codecs
 import contextlib
 import ctypes
 import logging
+import math
 import threading
 import time
 from typing import Any, AsyncIterator, Callable, Dict, Optional
 
 from . import _ffi, _packages
 from . import exceptions as exc
-from .vm import BasicLuaVM, Code, ExecResult, encode_code, on_exec_done, pending_calls, result_from, timeout_ms
+from .vm import (
+    BasicLuaVM,
+    Code,
+    ExecResult,
+    check_not_delivering,
+    delivering_for,
+    encode_code,
+    on_exec_done,
+    pending_calls,
+    result_from,
+    timeout_ms,
+    wait_ms,
+)
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.session")
+
+# wait() waits in slices of this many milliseconds (so a KeyboardInterrupt
+# is seen between them, and no value the core cannot count is ever sent).
+_WAIT_SLICE_MS = 1000
 
 OutputCallback = Callable[[str], Any]
 
@@ -165,7 +191,10 @@ class InteractiveSession:
         return bool(self._handle) and not self._closed
 
     def terminate(self) -> None:
-        """Stop the session (and the VM it created). Calling it twice is harmless."""
+        """Stop the session (and the VM it created). Calling it twice is
+        harmless. Raises ReentrantCallError from an output callback of this
+        session's VM (it would deadlock)."""
+        check_not_delivering(self.vm, "terminate()")
         with self._lock:
             handle, self._handle = self._handle, 0
             already = self._closed
@@ -210,16 +239,20 @@ class InteractiveSession:
     def read_output(self, timeout: float = 0.1, stream: str = "both") -> str:
         """Output produced so far ("" when none). Waits up to ``timeout``
         seconds for the first output; returns early when the session is idle.
-        ``stream`` is "both" (interleaved as written), "stdout" or "stderr"."""
+        ``stream`` is "both" (interleaved as written), "stdout" or "stderr".
+        ``timeout`` 0 does not wait; ``math.inf`` (or anything over about 292
+        years) waits without limit; None, negative or NaN raise
+        InvalidArgumentError (a ValueError)."""
         mask = _STREAMS.get(stream)
         if mask is None:
             raise ValueError(f"stream must be 'both', 'stdout' or 'stderr', not {stream!r}")
-        if timeout is None or timeout < 0:
-            raise ValueError("timeout must be a number of seconds >= 0")
+        if timeout is None:
+            raise exc.InvalidArgumentError("timeout must be a number of seconds >= 0, not None")
+        ms = wait_ms(timeout)
         handle = self._h()
         data = ctypes.c_void_p()
         size = ctypes.c_size_t()
-        status = _ffi.session_read(handle, mask, int(timeout * 1000), ctypes.byref(data), ctypes.byref(size))
+        status = _ffi.session_read(handle, mask, ms, ctypes.byref(data), ctypes.byref(size))
         self._check(status, "read_output")
         try:
             raw = ctypes.string_at(data, size.value) if size.value else b""
@@ -228,14 +261,28 @@ class InteractiveSession:
         return self._decoders[mask].decode(raw)
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        """Wait until all input sent so far has run; True when idle."""
+        """Wait until all input sent so far has run; True when idle, False
+        when ``timeout`` seconds passed first. ``timeout`` None (the default)
+        or ``math.inf`` waits as long as it takes; 0, negative or NaN raise
+        InvalidArgumentError (a ValueError). Raises ReentrantCallError from
+        an output callback of this session's VM (the session cannot become
+        idle while its callback waits)."""
+        timeout_ms(timeout)  # type, NaN and range checks
+        check_not_delivering(self.vm, "wait()")
         handle = self._h()
         idle = ctypes.c_int()
-        ms = 0 if timeout is None else timeout_ms(timeout)
-        if timeout is None:
-            ms = 1 << 62
-        self._check(_ffi.session_wait(handle, ms, ctypes.byref(idle)), "wait")
-        return bool(idle.value)
+        # The core waits at most the milliseconds it is given (0: not at all),
+        # so wait in slices until idle or past the deadline.
+        deadline = None if timeout is None or timeout == math.inf else time.monotonic() + timeout
+        while True:
+            ms = _WAIT_SLICE_MS
+            if deadline is not None:
+                ms = min(ms, max(1, math.ceil((deadline - time.monotonic()) * 1000)))
+            self._check(_ffi.session_wait(handle, ms, ctypes.byref(idle)), "wait")
+            if idle.value:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def is_busy(self) -> bool:
         busy = ctypes.c_int()
@@ -251,9 +298,12 @@ class InteractiveSession:
     def execute_interactive(self, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:
         """Run a chunk after the input queued before it and return its
         complete result (the dict of execute_string); blocking, no sleeps.
-        Its output is not added to what read_output returns."""
+        Its output is not added to what read_output returns. ``timeout`` as
+        for :meth:`BasicLuaVM.execute_string`. Raises ReentrantCallError from
+        an output callback of this session's VM (it would deadlock)."""
         data = encode_code(lua_code)
         ms = timeout_ms(timeout)
+        check_not_delivering(self.vm, "execute_interactive()")
         out = ctypes.POINTER(_ffi.Result)()
         status = _ffi.session_execute(self._h(), data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, ctypes.byref(out))
         self._check(status, "execute_interactive")
@@ -273,7 +323,16 @@ class InteractiveSession:
     # -- attach ----------------------------------------------------------
     def attach(self, output_callback: Optional[OutputCallback] = None) -> None:
         """Attach; with a callback, output is streamed to it as it is
-        produced (from a core thread, in order) instead of being buffered."""
+        produced (from a core thread, in order) instead of being buffered.
+
+        The callback runs while the chunk that wrote the output waits for it:
+        keep it short, and do not call back into this session or its VM with
+        a call that waits for the VM (execute_interactive, wait, terminate,
+        the VM's execute_string/execute_file/stop/close): such a call would
+        deadlock and raises ReentrantCallError instead. send_input,
+        interrupt, is_busy, has_pending_input and detach are fine; hand
+        anything else to another thread, without waiting for it in the
+        callback. An exception the callback raises is logged and dropped."""
         if output_callback is not None and not callable(output_callback):
             raise TypeError("output_callback must be callable")
         with self._lock:
@@ -311,7 +370,8 @@ class InteractiveSession:
         callback = self._callback
         if callback is not None:
             try:
-                callback(text)
+                with delivering_for(self.vm):
+                    callback(text)
             except Exception:
                 logger.exception("output callback of session %r failed", self.session_id)
         for loop, queue in list(self._async_queues):

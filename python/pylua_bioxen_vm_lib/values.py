@@ -9,11 +9,23 @@ number                   int when integral (|n| <= 2**53, or a Lua 5.3+
                          integer), else float (nan and inf included)
 string                   str when valid UTF-8, else bytes
 table with keys 1..n     list
-any other table          dict (the empty table too: ``{}``); a key that
-                         is itself a table becomes a LuaOpaque
+any other table          dict (the empty table too: ``{}``), keys as
+                         below
 function, userdata,      LuaOpaque(type, text), text being tostring()
 thread
 =======================  ==============================================
+
+Keys of a dict are converted like values, with two exceptions so that no two
+Lua keys become one Python key:
+
+- a key that is itself a table becomes a :class:`LuaTableKey` (a LuaOpaque
+  of type "table", text "<table key>"), whose ``table`` holds the key's
+  contents (or the cycle/depth-limit marker that replaced them); it is equal
+  only to itself, as a Lua table key is;
+- ``true``/``false`` stay ``True``/``False`` unless the same table also has
+  the number key they equal in Python (``1``/``0``): then the boolean keys
+  become ``LuaBoolKey(True)``/``LuaBoolKey(False)``, so
+  ``{[1] = "a", [true] = "b"}`` gives ``{1: "a", LuaBoolKey(True): "b"}``.
 
 Tables are converted by value, without calling metamethods. A table met
 again inside itself becomes ``LuaOpaque("table", "<cycle>")``; nesting deeper
@@ -41,19 +53,72 @@ class LuaOpaque:
         return self.text
 
 
+@dataclass(frozen=True, eq=False)
+class LuaTableKey(LuaOpaque):
+    """A table used as a key of a table: ``type`` "table", ``text``
+    "<table key>" (as before this class existed) and ``table`` the key's
+    contents, converted like any value (a list, a dict, or the LuaOpaque
+    marker of a cycle or of the depth limit). Equal only to itself: two
+    tables with the same contents are two keys in Lua too."""
+
+    table: Any = None
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+@dataclass(frozen=True)
+class LuaBoolKey:
+    """A boolean key of a table that also has the number key the boolean
+    equals in Python (``true`` and ``1``, ``false`` and ``0``), which a dict
+    could not keep apart: ``{[1] = "a", [true] = "b"}`` becomes
+    ``{1: "a", LuaBoolKey(True): "b"}``. ``bool(key)`` is ``key.value``."""
+
+    value: bool
+
+    def __bool__(self) -> bool:
+        return self.value
+
+
 _SPECIAL_FLOATS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 
 
-def _hashable(key: Any) -> Any:
-    if isinstance(key, (list, dict)):
-        return LuaOpaque("table", "<table key>")
-    return key
+def _table(pairs: List[List[Any]]) -> Dict[Any, Any]:
+    """The dict of a non-sequence table from its decoded [key, value] pairs."""
+    try:
+        out = dict(pairs)
+    except TypeError:  # a table key (a list or a dict) is not hashable
+        return _table_keys(pairs)
+    # No key was merged into another and none is an opaque value (a
+    # cycle/depth marker standing for a table key): the common case.
+    if len(out) == len(pairs) and LuaOpaque not in map(type, out):
+        return out
+    return _table_keys(pairs)
+
+
+def _table_keys(pairs: List[List[Any]]) -> Dict[Any, Any]:
+    """_table for tables with table keys or keys Python would merge."""
+    # Python's True == 1 and False == 0 (1.0, 0.0 too): a boolean key whose
+    # number is also a key of the table is wrapped so that both stay.
+    numbers = {k for k, _ in pairs if type(k) in (int, float) and k in (0, 1)}
+    out: Dict[Any, Any] = {}
+    for k, v in pairs:
+        if isinstance(k, (list, dict)) or (type(k) is LuaOpaque and k.type == "table"):
+            # A table, or the cycle/depth marker that stands for one.
+            k = LuaTableKey("table", "<table key>", k)
+        elif type(k) is bool and k in numbers:
+            k = LuaBoolKey(k)
+        out[k] = v
+    return out
 
 
 def _hook(obj: Dict[str, Any]) -> Any:
     pairs = obj.get("$t")
     if pairs is not None:
-        return {_hashable(k): v for k, v in pairs}
+        return _table(pairs)
     if "$b" in obj:
         return base64.b64decode(obj["$b"])
     if "$f" in obj:

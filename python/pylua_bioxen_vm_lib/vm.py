@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import ctypes
 import logging
+import math
 import os
+import sys
 import threading
-from typing import Any, Dict, Optional, Sequence, Union
+import weakref
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from . import _ffi, _packages
 from . import exceptions as exc
@@ -20,6 +24,12 @@ ENGINES = ("embedded", "process", "xcpng")
 DEFAULT_LUA_EXECUTABLE = "lua"
 
 Code = Union[str, bytes]
+
+INT64_MAX = 2**63 - 1
+# The longest time the core can represent: it counts nanoseconds in an int64
+# (Go's time.Duration), so more milliseconds than this would wrap around.
+# About 292 years; a timeout this long is treated as no timeout at all.
+MAX_TIMEOUT_MS = INT64_MAX // 1_000_000
 
 
 class ExecResult(dict):
@@ -150,24 +160,133 @@ def encode_code(code: Any) -> bytes:
 
 
 def _check_memory_limit(limit: Optional[int]) -> int:
-    """memory_limit -> bioxen_vm_options.max_memory_bytes (0 default, -1 none)."""
+    """memory_limit -> bioxen_vm_options.max_memory_bytes (0 default, -1 none).
+
+    None keeps the default (1 GiB); 0 and any limit of 2**63 bytes or more
+    (past what the core's int64 can hold) mean no limit; a negative limit
+    raises InvalidArgumentError (a ValueError)."""
     if limit is None:
         return 0
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise TypeError(f"memory_limit must be a number of bytes, 0 for no limit, or None, not {type(limit).__name__}")
     if limit < 0:
-        raise ValueError(f"memory_limit must not be negative, got {limit!r}")
-    return -1 if limit == 0 else limit
+        raise exc.InvalidArgumentError(f"memory_limit must not be negative, got {limit!r}")
+    return -1 if limit == 0 or limit > INT64_MAX else limit
 
 
-def timeout_ms(timeout: Optional[float]) -> int:
+def _byte_count(value: Optional[int]) -> int:
+    """max_output_bytes/max_source_bytes -> int64 for the core (0: default);
+    values past the int64 range are clamped to its maximum instead of
+    wrapping around."""
+    return min(int(value or 0), INT64_MAX)
+
+
+def _seconds(value: Any, name: str) -> float:
+    """Check a number of seconds: TypeError for a non-number, and
+    InvalidArgumentError (a ValueError) for NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
+    if isinstance(value, float) and math.isnan(value):
+        raise exc.InvalidArgumentError(f"{name} must be a number of seconds, not NaN")
+    return value
+
+
+def timeout_ms(timeout: Optional[float], name: str = "timeout") -> int:
+    """Seconds -> the milliseconds of the C API, where 0 means no limit.
+
+    None, ``math.inf`` and any time too long for the core to count (over
+    MAX_TIMEOUT_MS, about 292 years) give 0: no limit. A timeout must
+    otherwise be positive: 0, a negative number or NaN raises
+    InvalidArgumentError (a ValueError); a non-number raises TypeError. A
+    positive timeout under a millisecond counts as one millisecond."""
     if timeout is None:
         return 0
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    _seconds(timeout, name)
     if timeout <= 0:
-        raise ValueError(f"timeout must be positive, got {timeout!r}")
-    return max(1, int(round(timeout * 1000)))
+        raise exc.InvalidArgumentError(f"{name} must be positive, got {timeout!r}")
+    ms = timeout * 1000
+    if ms > MAX_TIMEOUT_MS:  # inf too
+        return 0
+    return max(1, int(round(ms)))
+
+
+def wait_ms(timeout: float, name: str = "timeout") -> int:
+    """Seconds -> milliseconds for a C call that waits (where 0 means do not
+    wait): 0 and positive numbers are accepted, anything over MAX_TIMEOUT_MS
+    (``math.inf`` too) is clamped to it; a negative number or NaN raises
+    InvalidArgumentError, a non-number (None too) TypeError."""
+    _seconds(timeout, name)
+    if timeout < 0:
+        raise exc.InvalidArgumentError(f"{name} must be a number of seconds >= 0, got {timeout!r}")
+    ms = timeout * 1000
+    if ms > MAX_TIMEOUT_MS:
+        return MAX_TIMEOUT_MS
+    return int(ms)
+
+
+# -- output callbacks must not call back into their own VM -------------------
+# An output callback runs on the core's thread that runs the chunk, while the
+# chunk holds its VM: a call into the same VM (or session) that waits for the
+# VM would wait forever. The thread marks which VM it delivers for, so such a
+# call raises ReentrantCallError instead.
+_delivering = threading.local()
+
+
+@contextlib.contextmanager
+def delivering_for(vm: BasicLuaVM) -> Iterator[None]:
+    """Mark the calling thread as running an output callback of ``vm``."""
+    outer = getattr(_delivering, "vm", None)
+    _delivering.vm = vm
+    try:
+        yield
+    finally:
+        _delivering.vm = outer
+
+
+def check_not_delivering(vm: BasicLuaVM, what: str) -> None:
+    """Raise ReentrantCallError when the calling thread is running an output
+    callback of ``vm`` (a blocking call into ``vm`` would deadlock)."""
+    if getattr(_delivering, "vm", None) is vm:
+        raise exc.ReentrantCallError(
+            f"{what} was called from an output callback of VM {vm.vm_id!r}: it would wait for the chunk "
+            "that is waiting for the callback (a deadlock). Call it from another thread or after the "
+            "callback returns; in a callback only send_input, interrupt, is_busy, has_pending_input and "
+            "detach may be used on the same session."
+        )
+
+
+# -- shutdown ---------------------------------------------------------------
+# VMs holding an engine handle, so that they can be closed at interpreter exit
+# while the core's threads can still call into Python (output callbacks and
+# async completions need the GIL, which threads other than the main one cannot
+# take once the interpreter is finalizing: a close that waits for such a
+# thread would never return).
+_live_lock = threading.Lock()
+_live_vms: weakref.WeakSet[BasicLuaVM] = weakref.WeakSet()
+
+
+def _track(vm: BasicLuaVM) -> None:
+    with _live_lock:
+        _live_vms.add(vm)
+
+
+def live_vms() -> List[BasicLuaVM]:
+    """The VMs that hold an engine handle now."""
+    with _live_lock:
+        return [vm for vm in list(_live_vms) if vm._handle]
+
+
+def close_all_at_exit() -> None:
+    """atexit hook: close every VM still holding an engine handle (and so
+    its sessions) before the interpreter starts finalizing."""
+    for vm in live_vms():
+        try:
+            vm.close()
+        except Exception as err:  # exit must go on
+            logger.debug("closing VM %r at exit failed: %s", vm.vm_id, err)
+
+
+atexit.register(close_all_at_exit)
 
 
 def resolve_engine(engine: Optional[str], lua_executable: Optional[str]) -> str:
@@ -203,18 +322,27 @@ class BasicLuaVM:
     library.
 
     Limits (docs/sandbox.md): ``memory_limit`` bounds the memory of the VM in
-    bytes (default 1 GiB; 0 for none): the embedded engine accounts what its
-    Lua state holds, the process engine sets the interpreter's address-space
-    limit; past it a call raises LuaMemoryError and the VM's Lua state is
-    reset. ``cpu_limit`` bounds the CPU time of each call in seconds (default
-    none), independent of the wall-clock ``timeout`` of a call: past it the
-    call raises CPULimitError (a VMTimeoutError). Neither can be caught or
-    escaped by the Lua code.
+    bytes (default 1 GiB; 0, or 2**63 and more, for none; negative raises
+    InvalidArgumentError): the embedded engine accounts what its Lua state
+    holds, the process engine sets the interpreter's address-space limit;
+    past it a call raises LuaMemoryError and the VM's Lua state is reset.
+    ``cpu_limit`` bounds the CPU time of each call in seconds (default none;
+    ``math.inf`` or more than about 292 years is none too; 0, negative or NaN
+    raise InvalidArgumentError), independent of the wall-clock ``timeout`` of
+    a call: past it the call raises CPULimitError (a VMTimeoutError). Neither
+    can be caught or escaped by the Lua code. ``max_output_bytes`` and
+    ``max_source_bytes`` past 2**63 - 1 are clamped to it.
+
+    The ``timeout`` of a call is in seconds: None (the default),
+    ``math.inf`` or more than about 292 years mean no timeout; 0, negative or
+    NaN raise InvalidArgumentError (a ValueError).
 
     The VM starts on first use (or with :meth:`start`); :meth:`stop` stops it
     (``start()`` starts it again, with a clean state); :meth:`close` and
-    leaving a ``with`` block stop it for good. Methods are thread-safe;
-    calls on one VM run one at a time.
+    leaving a ``with`` block stop it for good. VMs still open when the
+    interpreter exits are closed by an ``atexit`` hook (so later ``atexit``
+    handlers find them closed). Methods are thread-safe; calls on one VM run
+    one at a time.
     """
 
     vm_type = "basic"
@@ -248,12 +376,12 @@ class BasicLuaVM:
         self.environment = _packages.check_env_name(environment) if environment is not None else None
         self.sandbox = bool(sandbox)
         self.allowed_paths = [os.fspath(p) for p in (allowed_paths or [])]
-        self._max_output = int(max_output_bytes or 0)
-        self._max_source = int(max_source_bytes or 0)
+        self._max_output = _byte_count(max_output_bytes)
+        self._max_source = _byte_count(max_source_bytes)
         self._memory = _check_memory_limit(memory_limit)
         self.memory_limit = memory_limit
         self.cpu_limit = cpu_limit
-        self._cpu_ms = 0 if cpu_limit is None else timeout_ms(cpu_limit)
+        self._cpu_ms = timeout_ms(cpu_limit, "cpu_limit")
         self._handle = 0
         self._closed = False
         self._lock = threading.Lock()
@@ -307,6 +435,7 @@ class BasicLuaVM:
         handle = ctypes.c_uint64()
         _ffi.check(_ffi.vm_open(ctypes.byref(opts), ctypes.byref(handle)), f"VM {self.vm_id!r}")
         self._handle = handle.value
+        _track(self)
         self._log.debug("started (%s engine)", self.engine)
         return self._handle
 
@@ -319,7 +448,10 @@ class BasicLuaVM:
             return self._start_locked()
 
     def stop(self) -> None:
-        """Stop the engine; its Lua state is gone. Calling it twice is harmless."""
+        """Stop the engine; its Lua state is gone. Calling it twice is harmless.
+        A call running on another thread ends with VMClosedError (or
+        completes first, as the core decides)."""
+        check_not_delivering(self, "stop()")
         with self._lock:
             handle, self._handle = self._handle, 0
         if handle:
@@ -327,9 +459,17 @@ class BasicLuaVM:
             self._log.debug("stopped")
 
     def close(self) -> None:
-        """Stop the VM for good; later calls raise VMClosedError."""
+        """Stop the VM for good; later calls raise VMClosedError.
+
+        Atomic with respect to starting: once the VM is marked closed (under
+        the lock that starting takes) no call can start a new engine, so a
+        call racing close() on another thread either completes before the
+        engine is closed or raises VMClosedError; the lock is not held while
+        the engine closes."""
+        check_not_delivering(self, "close()")
+        with self._lock:
+            self._closed = True
         self.stop()
-        self._closed = True
 
     cleanup = close
 
@@ -348,9 +488,16 @@ class BasicLuaVM:
 
     def __del__(self) -> None:
         handle = getattr(self, "_handle", 0)
-        if handle:
-            with contextlib.suppress(Exception):
-                _ffi.vm_close(handle)
+        if not handle:
+            return
+        with contextlib.suppress(Exception):
+            if sys.is_finalizing():
+                # Closing may wait for a core thread that is blocked calling
+                # into Python (an output callback), which it can no longer
+                # do: the process is exiting; leave the handle to it. (The
+                # atexit hook closed every VM open at that time already.)
+                return
+            _ffi.vm_close(handle)
 
     # -- execution -------------------------------------------------------
     def execute_string(self, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:
@@ -359,6 +506,7 @@ class BasicLuaVM:
         are also in ``result["values"]``."""
         data = encode_code(lua_code)
         ms = timeout_ms(timeout)
+        check_not_delivering(self, "execute_string()")
         handle = self._running_handle()
         out = ctypes.POINTER(_ffi.Result)()
         status = _ffi.vm_exec(handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, ctypes.byref(out))
@@ -384,11 +532,18 @@ class BasicLuaVM:
 
     def execute_file(self, file_path: Union[str, os.PathLike[str]], timeout: Optional[float] = None) -> ExecResult:
         """Run a Lua script file, like ``lua file``: a #! first line is
-        skipped and returned values are not printed (but are in "values")."""
+        skipped and returned values are not printed (but are in "values").
+        A path with a NUL byte raises InvalidArgumentError (a ValueError, as
+        ``open()`` raises)."""
         if not isinstance(file_path, (str, bytes, os.PathLike)):
             raise TypeError(f"file_path must be a path, not {type(file_path).__name__}")
         path = os.fsencode(file_path)
+        if b"\x00" in path:
+            raise exc.InvalidArgumentError(
+                f"file path contains a NUL byte at offset {path.index(0)}: {file_path!r}", code=_ffi.E_INVALID
+            )
         ms = timeout_ms(timeout)
+        check_not_delivering(self, "execute_file()")
         handle = self._running_handle()
         out = ctypes.POINTER(_ffi.Result)()
         status = _ffi.vm_exec_file(handle, path, ms, ctypes.byref(out))

@@ -1,0 +1,358 @@
+"""Regressions of the Python layer found by review: close() racing a call,
+wait() without a timeout, colliding table keys, edge-value timeouts and
+limits, NUL bytes in script paths, hangs at interpreter exit and output
+callbacks that call back into their own VM."""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Iterator, List
+
+import pylua_bioxen_vm_lib
+import pytest
+from pylua_bioxen_vm_lib import (
+    BasicLuaVM,
+    InteractiveSession,
+    LuaBoolKey,
+    LuaOpaque,
+    LuaTableKey,
+    VMManager,
+    _ffi,
+    create_vm,
+)
+from pylua_bioxen_vm_lib.exceptions import (
+    InvalidArgumentError,
+    LuaVMError,
+    ReentrantCallError,
+    VMClosedError,
+)
+
+# Generous bound for anything that must simply not hang.
+HANG = 60.0
+# Lua that keeps a chunk busy for about `seconds` of CPU time, portably.
+BUSY = "local t0 = os.clock() while os.clock() - t0 < {seconds} do end"
+
+
+@pytest.fixture
+def session(engine: tuple) -> Iterator[InteractiveSession]:
+    kind, executable = engine
+    with VMManager() as manager:
+        yield manager.create_interactive_vm("reg", engine=kind, lua_executable=executable, auto_attach=False)
+
+
+def run_script(source: str) -> subprocess.CompletedProcess:
+    """Run Python source in a fresh interpreter that imports this package."""
+    env = dict(os.environ)
+    package_root = str(Path(pylua_bioxen_vm_lib.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(source)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+
+
+# -- 1. close() racing a call on another thread ---------------------------------
+def test_close_racing_calls_leaks_no_engine_and_fails_typed():
+    gc.collect()
+    before = _ffi.live_handles()
+    leaked: List[str] = []
+    wrong: List[BaseException] = []
+    for i in range(150):
+        vm = create_vm(f"race{i}")
+        vm.start()
+        stop = threading.Event()
+
+        def worker(vm: BasicLuaVM = vm, stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                try:
+                    vm.execute_string("return 1")
+                except VMClosedError:
+                    return
+                except BaseException as err:  # anything else is a defect
+                    wrong.append(err)
+                    return
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        vm.close()
+        # After close() returned no call can start the VM again.
+        with pytest.raises(VMClosedError):
+            vm.execute_string("return 1")
+        stop.set()
+        thread.join(HANG)
+        assert not thread.is_alive()
+        if vm._handle or vm.is_running():
+            leaked.append(vm.vm_id)
+    assert not wrong, wrong
+    assert not leaked, f"{len(leaked)} closed VMs kept an engine: {leaked[:5]}"
+    gc.collect()
+    assert _ffi.live_handles() <= before
+
+
+# -- 2. InteractiveSession.wait() without a timeout ----------------------------
+def test_wait_without_timeout_waits_until_idle(session):
+    session.send_input(BUSY.format(seconds=0.5) + " print('done')")
+    assert session.wait() is True
+    assert not session.is_busy()
+    assert session.read_output(timeout=0) == "done\n"
+    session.send_input(BUSY.format(seconds=0.3))
+    assert session.wait(timeout=math.inf) is True
+    assert not session.is_busy()
+
+
+def test_wait_timeouts_are_checked(session):
+    assert session.wait(timeout=HANG) is True  # idle already
+    for bad in (0, -1, math.nan):
+        with pytest.raises(InvalidArgumentError):
+            session.wait(timeout=bad)
+
+
+# -- 3. table keys that Python's dict would merge --------------------------------
+def test_boolean_and_number_keys_stay_apart(vm):
+    one, zero, both = vm.execute_string(
+        "return {[1] = 'a', [true] = 'b'}, {[0] = 'a', [false] = 'b'}, {[true] = 't', [false] = 'f', [1] = 1, [0] = 0}"
+    )["values"]
+    assert one == {1: "a", LuaBoolKey(True): "b"}
+    assert zero == {0: "a", LuaBoolKey(False): "b"}
+    assert both == {1: 1, 0: 0, LuaBoolKey(True): "t", LuaBoolKey(False): "f"}
+    (half,) = vm.execute_string("return {[0] = 'a', [false] = 'b', [true] = 'c'}")["values"]
+    assert half == {0: "a", LuaBoolKey(False): "b", True: "c"}
+    # Without a colliding number key, booleans stay plain bools (as before).
+    flags, mixed = vm.execute_string("return {[true] = 'yes', [false] = 'no'}, {[true] = 1, [2] = 'two', x = 3}")[
+        "values"
+    ]
+    assert flags == {True: "yes", False: "no"}
+    assert all(type(k) is bool for k in flags)
+    assert mixed == {True: 1, 2: "two", "x": 3}
+    # Common shapes are unchanged.
+    seq, rec = vm.execute_string("return {10, 20, 30}, {a = 1, [5] = 'five'}")["values"]
+    assert seq == [10, 20, 30]
+    assert rec == {"a": 1, 5: "five"}
+
+
+def test_table_keys_are_distinct_and_keep_their_contents(vm):
+    (table,) = vm.execute_string("return {[{1, 2}] = 'a', [{1, 2}] = 'b', [{x = 1}] = 'c', k = 'd'}")["values"]
+    assert len(table) == 4
+    assert table.pop("k") == "d"
+    keys = list(table)
+    assert all(isinstance(k, LuaTableKey) and isinstance(k, LuaOpaque) for k in keys)
+    assert all(k.type == "table" and str(k) == "<table key>" for k in keys)
+    by_value = sorted((repr(k.table), v) for k, v in table.items())
+    assert by_value == [("[1, 2]", "a"), ("[1, 2]", "b"), ("{'x': 1}", "c")]
+    # Equal only to itself: two keys with the same contents stay two keys.
+    first, second = [k for k in keys if k.table == [1, 2]]
+    assert first != second and first == first
+    assert {first: 1, second: 2}[first] == 1
+
+
+def test_cyclic_table_keys_stay_apart(vm):
+    (outer,) = vm.execute_string("local p, c = {}, {} p.c = c c[c] = 1 c[p] = 2 return p")["values"]
+    inner = outer["c"]
+    assert sorted(inner.values()) == [1, 2]
+    assert all(isinstance(k, LuaTableKey) and k.table == LuaOpaque("table", "<cycle>") for k in inner)
+
+
+# -- 4. timeouts and limits at edge values ----------------------------------------
+@pytest.mark.parametrize("timeout", [18446744073.71, 36893488147.42, 2**64 / 1000 + 0.001, 2**70, math.inf])
+def test_huge_timeouts_mean_no_limit(timeout):
+    vm = create_vm("huge_timeout")
+    try:
+        result = vm.execute_string("local x = 0 for i = 1, 1e5 do x = x + i end return x", timeout=timeout)
+        assert result["values"] == [5000050000]
+    finally:
+        vm.close()
+
+
+@pytest.mark.parametrize("timeout", [math.nan, -1, -math.inf, 0])
+def test_bad_timeouts_raise_invalid_argument(timeout):
+    vm = create_vm("bad_timeout")
+    try:
+        with pytest.raises(InvalidArgumentError):
+            vm.execute_string("return 1", timeout=timeout)
+        with pytest.raises(ValueError):  # InvalidArgumentError is a ValueError
+            vm.execute_file(__file__, timeout=timeout)
+        assert vm.execute_string("return 1")["values"] == [1]
+    finally:
+        vm.close()
+
+
+def test_limits_past_int64_are_no_limit_not_wrapped():
+    vm = BasicLuaVM("huge_limits", memory_limit=2**64 + 5, max_output_bytes=2**64 + 5, max_source_bytes=2**64 + 5)
+    try:
+        result = vm.execute_string("local t = {} for i = 1, 1000 do t[i] = ('x'):rep(100) end print('hello') return #t")
+        assert result["values"] == [1000]
+        assert result["stdout"] == "hello\n1000"
+        assert result.truncated is False
+    finally:
+        vm.close()
+    for cpu in (math.inf, 18446744073.71, 2**70):
+        with create_vm("huge_cpu", cpu_limit=cpu) as machine:
+            assert machine.execute_string(BUSY.format(seconds=0.05) + " return 7")["values"] == [7]
+
+
+@pytest.mark.parametrize("bad", [math.nan, -0.5, 0])
+def test_bad_cpu_limit_raises_invalid_argument(bad):
+    with pytest.raises(InvalidArgumentError):
+        create_vm("bad_cpu", cpu_limit=bad)
+
+
+def test_negative_memory_limit_raises_invalid_argument():
+    with pytest.raises(InvalidArgumentError):
+        create_vm("bad_memory", memory_limit=-1)
+
+
+def test_read_output_timeout_edges(session):
+    assert session.read_output(timeout=math.inf) == ""  # idle: returns at once
+    assert session.read_output(timeout=1e300) == ""
+    for bad in (math.nan, -1, None):
+        with pytest.raises(InvalidArgumentError):
+            session.read_output(timeout=bad)
+
+
+# -- 5. NUL byte in a script path -----------------------------------------------
+def test_nul_byte_in_file_path_is_refused(tmp_path):
+    script = tmp_path / "a.lua"
+    script.write_text("return 'ran a.lua'")
+    with create_vm("nul_path") as vm:
+        assert vm.execute_file(script)["values"] == ["ran a.lua"]
+        for path in (f"{script}\0.does-not-exist", os.fsencode(script) + b"\0x"):
+            with pytest.raises(InvalidArgumentError) as info:
+                vm.execute_file(path)
+            assert isinstance(info.value, ValueError) and "NUL" in str(info.value)
+
+
+# -- 6. the process exits while a session with a callback is running input --------
+LONG_INPUT = "for i = 1, 2000 do local t = os.clock() while os.clock() - t < 0.001 do end print(i) end"
+
+
+def test_exit_with_a_running_session_callback_does_not_hang():
+    proc = run_script(
+        f"""
+        from pylua_bioxen_vm_lib import VMManager
+        m = VMManager()
+        s = m.create_interactive_vm("r", auto_attach=False)
+        s.attach(lambda text: None)
+        s.send_input({LONG_INPUT!r})
+        print("script done", flush=True)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "script done\n"
+
+
+def test_exit_after_the_library_hook_does_not_hang():
+    # A handler registered before the import runs after the library's hook:
+    # what it leaves open is finalized with no close that could block.
+    proc = run_script(
+        f"""
+        import atexit
+
+        def late():
+            global m, s
+            from pylua_bioxen_vm_lib import VMManager
+            m = VMManager()
+            s = m.create_interactive_vm("late", auto_attach=False)
+            s.attach(lambda text: None)
+            s.send_input({LONG_INPUT!r})
+            print("late done", flush=True)
+
+        atexit.register(late)
+        import pylua_bioxen_vm_lib
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "late done\n"
+
+
+def test_vms_open_at_exit_are_closed_by_the_hook():
+    # Registered before the import, the check runs after the library's hook.
+    proc = run_script(
+        """
+        import atexit
+        state = {}
+        atexit.register(lambda: print("after", state["vm"].closed, state["ffi"].live_handles(), flush=True))
+        from pylua_bioxen_vm_lib import _ffi, create_vm
+        vm = create_vm("kept", persistent=True)
+        vm.execute_string("x = 1")
+        state.update(vm=vm, ffi=_ffi)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "after True 0\n"
+
+
+# -- 7. an output callback calling back into its own session or VM -----------------
+def test_callback_reentry_raises_instead_of_deadlocking():
+    # In a subprocess: before the fix every case deadlocked for good.
+    proc = run_script(
+        """
+        import json
+        from pylua_bioxen_vm_lib import VMManager, create_vm
+
+        other = create_vm("other")
+        calls = {
+            "execute_vm_sync": lambda m, s: m.execute_vm_sync("repl", "return 1"),
+            "execute_interactive": lambda m, s: s.execute_interactive("return 1"),
+            "execute_and_wait": lambda m, s: s.execute_and_wait("return 1"),
+            "wait": lambda m, s: s.wait(),
+            "terminate": lambda m, s: s.terminate(),
+            "vm.close": lambda m, s: s.vm.close(),
+            "vm.stop": lambda m, s: s.vm.stop(),
+            "vm.execute_file": lambda m, s: s.vm.execute_file(__import__("os").devnull),
+            # allowed: calls that do not wait for the VM, and other VMs
+            "send_input": lambda m, s: s.send_input("x = 1"),
+            "is_busy": lambda m, s: s.is_busy(),
+            "other_vm": lambda m, s: other.execute_string("return 2")["values"],
+        }
+        report = {}
+        for name, call in calls.items():
+            with VMManager() as m:
+                s = m.create_interactive_vm("repl", auto_attach=False)
+                seen = {}
+
+                def cb(text, m=m, s=s, call=call, seen=seen):
+                    if seen:
+                        return
+                    seen["in"] = True
+                    try:
+                        seen["result"] = repr(call(m, s))
+                    except Exception as err:
+                        seen["error"] = type(err).__name__
+
+                s.attach(cb)
+                s.send_input("print('hello')")
+                idle = s.wait(timeout=30)
+                report[name] = {"idle": idle, **{k: v for k, v in seen.items() if k != "in"}}
+                s.detach()
+                s.vm.start()  # still usable (the callback raised, nothing closed)
+                report[name]["after"] = s.execute_interactive("return 5")["values"]
+        other.close()
+        print(json.dumps(report))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    for name in ("execute_vm_sync", "execute_interactive", "execute_and_wait", "wait", "terminate"):
+        assert report[name] == {"idle": True, "error": "ReentrantCallError", "after": [5]}, name
+    for name in ("vm.close", "vm.stop", "vm.execute_file"):
+        assert report[name] == {"idle": True, "error": "ReentrantCallError", "after": [5]}, name
+    assert report["send_input"]["idle"] is True and "error" not in report["send_input"]
+    assert report["is_busy"] == {"idle": True, "result": "True", "after": [5]}
+    assert report["other_vm"] == {"idle": True, "result": "[2]", "after": [5]}
+
+
+def test_reentrant_call_error_is_a_library_error():
+    assert issubclass(ReentrantCallError, LuaVMError)
+    assert issubclass(ReentrantCallError, RuntimeError)
+    assert "ReentrantCallError" in pylua_bioxen_vm_lib.__all__
