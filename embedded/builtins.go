@@ -419,6 +419,7 @@ func (st *state) installPcall() {
 			return 2
 		}
 		if err := pcallKeepingFlag(L, nargs, lua.MultRet, handler); err != nil {
+			st.raiseExit(L)
 			// Upvalues still open (the handler could not run: the call
 			// stack was full) are closed now, with nil values.
 			L.Push(st.closer)
@@ -441,7 +442,7 @@ func (st *state) installPcall() {
 		L.Push(fn)
 		var runner *lua.LFunction
 		inner := L.NewFunction(xpcallInner(&runner))
-		runner = L.NewFunction(xpcallRunner(xpcallFn, handler, inner))
+		runner = L.NewFunction(xpcallRunner(st, xpcallFn, handler, inner))
 		return protect(L, 0, runner)
 	})
 	L.SetGlobal("pcall", pcallFn)
@@ -465,9 +466,12 @@ func (st *state) installPcall() {
 // Not inlined: hiddenFns knows its closures by their code.
 //
 //go:noinline
-func xpcallRunner(xpcallFn, handler, inner *lua.LFunction) lua.LGFunction {
+func xpcallRunner(st *state, xpcallFn, handler, inner *lua.LFunction) lua.LGFunction {
 	return func(L *lua.LState) int {
 		closeUnwound(L, xpcallFn)
+		if st.exited {
+			return 1 // os.exit unwinds past the handler
+		}
 		msg := L.Get(1)
 		L.SetTop(0)
 		L.Push(handler)

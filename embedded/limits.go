@@ -294,6 +294,7 @@ func (st *state) installCoroutines() {
 		}
 		defer leave()
 		n := resume.GFunction(L)
+		st.raiseExit(L) // os.exit inside the coroutine
 		// Lua's words for gopher-lua's.
 		if n == 2 && L.Get(-2) == lua.LFalse {
 			switch L.Get(-1) {

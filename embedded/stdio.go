@@ -3,6 +3,7 @@ package embedded
 import (
 	"bytes"
 	"context"
+	"math"
 	"os/exec"
 
 	lua "github.com/yuin/gopher-lua"
@@ -352,6 +353,8 @@ func (st *state) ioType(L *lua.LState) int {
 	return st.callOrig(L, st.origType)
 }
 
+// osExit is os.exit([code]): it ends the chunk (never the host) with code
+// (true or nil: 0, false: 1).
 func (st *state) osExit(L *lua.LState) int {
 	code := 0
 	switch v := L.Get(1).(type) {
@@ -360,17 +363,33 @@ func (st *state) osExit(L *lua.LState) int {
 			code = 1
 		}
 	case lua.LNumber:
-		code = int(v)
+		// As the process driver: an integral code, saturated to a C int.
+		f := float64(v)
+		if f != math.Floor(f) {
+			L.ArgError(1, "number has no integer representation")
+		}
+		code = int(max(min(f, math.MaxInt32), math.MinInt32))
 	case *lua.LNilType:
 	default:
 		L.ArgError(1, "number or boolean expected")
 	}
 	st.exitCode = code
 	st.exited = true
+	st.raiseExit(L)
+	return 0
+}
+
+// raiseExit unwinds the chunk after os.exit. A protected call
+// (pcall, xpcall, coroutine.resume) that caught the unwinding calls it
+// again, so os.exit cannot be caught: the chunk stops there, as the
+// interpreter stops.
+func (st *state) raiseExit(L *lua.LState) {
+	if !st.exited {
+		return
+	}
 	ud := L.NewUserData()
 	ud.Value = exitSignal{}
 	L.Error(ud, 0)
-	return 0
 }
 
 // osExecute runs a shell command like Lua 5.1's os.execute, with its stdout

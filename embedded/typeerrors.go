@@ -314,7 +314,7 @@ var hiddenFns = func() map[uintptr]bool {
 	m := map[uintptr]bool{}
 	for _, f := range []lua.LGFunction{
 		typeErrIndex, typeErrCall, typeErrLen, typeErrCompare, stringArith(nil), stringUnm,
-		xpcallRunner(nil, nil, nil), xpcallInner(nil), luaConcat,
+		xpcallRunner(nil, nil, nil, nil), xpcallInner(nil), luaConcat,
 	} {
 		m[reflect.ValueOf(f).Pointer()] = true
 	}

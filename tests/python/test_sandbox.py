@@ -170,6 +170,28 @@ def test_fields_set_on_the_standard_files_do_not_reach_the_next_call(vm):
     assert result["values"] in ([None], [False]), result
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        "print(pcall(os.exit, 3))",
+        "print(pcall(function() os.exit(3) end))",
+        "print(xpcall(function() os.exit(3) end, function(m) print('handler ran') return m end))",
+        "print(coroutine.resume(coroutine.create(function() pcall(os.exit, 3) print('in coroutine') end)))",
+        "print(pcall(coroutine.wrap(function() os.exit(3) end)))",
+    ],
+)
+def test_os_exit_cannot_be_caught(vm, code):
+    result = vm.execute_string(code + ' print("still running")')
+    assert result["stdout"] == "", result
+    assert result["return_code"] == 3, result
+
+
+def test_os_exit_codes(vm):
+    assert vm.execute_string("os.exit(2^40)")["return_code"] == 2147483647
+    result = vm.execute_string("os.exit(2.5)")
+    assert not result["success"] and "exit" in result["error"], result
+
+
 def test_os_exit_in_a_load_reader_ends_the_chunk(vm):
     result = vm.execute_string('local f = load(function() os.exit(3) end) print("still running") return 1')
     assert result["stdout"] == "", result
