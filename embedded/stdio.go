@@ -101,9 +101,28 @@ func checkStdFile(L *lua.LState, n int) *stdFile {
 }
 
 // print writes its whole line at once, so a streaming reader never sees
-// half a line.
+// half a line. Without a streaming reader it writes piece by piece: the
+// capture keeps at most its limit, so a huge value is not copied into a
+// line first.
 func (st *state) print(L *lua.LState) int {
 	n := L.GetTop()
+	if st.out.Tee == nil {
+		for i := 1; i <= n; i++ {
+			if i > 1 {
+				st.out.WriteString("\t")
+			}
+			switch v := L.Get(i).(type) {
+			case lua.LString:
+				st.out.WriteString(string(v))
+			case lua.LNumber:
+				st.out.WriteString(fmtNumber(v))
+			default:
+				st.out.WriteString(L.ToStringMeta(v).String())
+			}
+		}
+		st.out.WriteString("\n")
+		return 0
+	}
 	var line []byte
 	for i := 1; i <= n; i++ {
 		if i > 1 {
