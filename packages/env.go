@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -43,13 +44,19 @@ func (e *Env) Paths(luaVersion string) (path, cpath string) {
 	return path, cpath
 }
 
+// lockPath is the environment's lock file. It lives outside the
+// environment's directory (Home/locks), so RemoveEnv never deletes a lock
+// file other callers are waiting on.
+func (e *Env) lockPath() string { return filepath.Join(e.m.home, "locks", e.Name+".lock") }
+
 // lock takes the environment's file lock (shared by processes), recovering
-// from an install that was interrupted before it could clean up.
+// from an install that was interrupted before it could clean up. It fails
+// with ErrFileNotFound when the environment was removed meanwhile.
 func (e *Env) lock() (func(), error) {
-	if err := os.MkdirAll(e.Dir, 0o755); err != nil {
-		return nil, core.Wrap(core.ErrGeneric, "environment", "cannot create "+e.Dir, err)
+	if err := os.MkdirAll(filepath.Dir(e.lockPath()), 0o700); err != nil {
+		return nil, core.Wrap(core.ErrGeneric, "environment", "cannot create "+filepath.Dir(e.lockPath()), err)
 	}
-	f, err := os.OpenFile(filepath.Join(e.Dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(e.lockPath(), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, core.Wrap(core.ErrGeneric, "environment", "cannot open lock", err)
 	}
@@ -57,29 +64,61 @@ func (e *Env) lock() (func(), error) {
 		f.Close()
 		return nil, core.Wrap(core.ErrGeneric, "environment", "cannot lock "+e.Dir, err)
 	}
-	if err := e.recover(); err != nil {
+	unlock := func() {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
+	}
+	if _, err := os.Stat(e.Dir); err != nil {
+		unlock()
+		return nil, core.Wrap(core.ErrFileNotFound, "environment", fmt.Sprintf("environment %q no longer exists", e.Name), err)
+	}
+	if err := e.recover(); err != nil {
+		unlock()
 		return nil, err
 	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+	return unlock, nil
 }
 
+// The backup of a change: copied to backupTmp, renamed to backupDir once
+// complete, and renamed to backupOld before it is deleted. Only a complete
+// backup is ever named backupDir, so recover never puts a partial copy in
+// place of the tree.
 func (e *Env) backupDir() string { return filepath.Join(e.Dir, "tree.backup") }
+func (e *Env) backupTmp() string { return filepath.Join(e.Dir, "tree.backup.tmp") }
+func (e *Env) backupOld() string { return filepath.Join(e.Dir, "tree.backup.old") }
 
-// recover puts the backup of an interrupted change back in place.
+// recover puts the backup of an interrupted change back in place, and
+// deletes an incomplete copy or a backup that was being discarded.
 func (e *Env) recover() error {
-	if _, err := os.Stat(e.backupDir()); err != nil {
+	for _, d := range []string{e.backupTmp(), e.backupOld()} {
+		if err := os.RemoveAll(d); err != nil {
+			return core.Wrap(core.ErrGeneric, "environment", "cannot remove "+d, err)
+		}
+	}
+	if _, err := os.Lstat(e.backupDir()); err != nil {
 		return nil
 	}
 	core.Logf(core.LevelWarn, "environment %q: restoring the tree after an interrupted change", e.Name)
 	if err := os.RemoveAll(e.Tree()); err != nil {
 		return core.Wrap(core.ErrGeneric, "environment", "cannot restore "+e.Tree(), err)
 	}
-	return os.Rename(e.backupDir(), e.Tree())
+	if err := os.Rename(e.backupDir(), e.Tree()); err != nil {
+		return core.Wrap(core.ErrGeneric, "environment", "cannot restore "+e.Tree(), err)
+	}
+	return nil
+}
+
+// discardBackup deletes the backup after a successful change: renamed
+// first (atomic), so a kill while deleting leaves nothing recover would
+// restore.
+func (e *Env) discardBackup() error {
+	if err := os.Rename(e.backupDir(), e.backupOld()); err != nil {
+		return core.Wrap(core.ErrGeneric, "environment", "cannot discard the backup", err)
+	}
+	if err := os.RemoveAll(e.backupOld()); err != nil {
+		return core.Wrap(core.ErrGeneric, "environment", "cannot remove "+e.backupOld(), err)
+	}
+	return nil
 }
 
 // transact runs change on the tree with a backup: if change fails (or the
@@ -93,9 +132,13 @@ func (e *Env) transact(change func() error) error {
 	if err := os.MkdirAll(e.Tree(), 0o755); err != nil {
 		return core.Wrap(core.ErrGeneric, "environment", "cannot create tree", err)
 	}
-	if err := copyTree(e.Tree(), e.backupDir()); err != nil {
-		os.RemoveAll(e.backupDir())
+	if err := copyTree(e.Tree(), e.backupTmp()); err != nil {
+		os.RemoveAll(e.backupTmp())
 		return err
+	}
+	if err := os.Rename(e.backupTmp(), e.backupDir()); err != nil {
+		os.RemoveAll(e.backupTmp())
+		return core.Wrap(core.ErrGeneric, "environment", "backing up the tree", err)
 	}
 	if err := change(); err != nil {
 		if rerr := e.recover(); rerr != nil {
@@ -103,11 +146,11 @@ func (e *Env) transact(change func() error) error {
 		}
 		return err
 	}
-	return os.RemoveAll(e.backupDir())
+	return e.discardBackup()
 }
 
 func copyTree(src, dst string) error {
-	out, err := exec.Command("cp", "-a", src, dst).CombinedOutput()
+	out, err := exec.Command("cp", "-a", "--", src, dst).CombinedOutput()
 	if err != nil {
 		return core.Wrap(core.ErrGeneric, "environment", "backing up the tree: "+strings.TrimSpace(string(out)), err)
 	}
@@ -128,43 +171,90 @@ func luaVersionsAvailable() []string {
 }
 
 // runLuarocks runs luarocks for one Lua version against this environment's
-// tree and the manager's repositories, through a config file of its own (so
-// no user or system configuration, and no default server, is consulted).
-func (e *Env) runLuarocks(ctx context.Context, luaVersion string, args ...string) ([]byte, error) {
+// tree and the manager's repositories, through a private configuration: a
+// config file of its own as the user config, an empty directory as the
+// system config directory (so /etc/luarocks is not read), an explicit
+// server list (never luarocks' default servers), and, unless the manager
+// allows build commands, only the "builtin" and "none" build types and no
+// hooks. args are luarocks' command and options; positional arguments
+// (names, versions, files) go in pos, after "--", so none is ever read as
+// an option.
+func (e *Env) runLuarocks(ctx context.Context, luaVersion string, args []string, pos ...string) ([]byte, error) {
 	if err := e.m.checkLuarocks(); err != nil {
 		return nil, err
 	}
-	cfg, err := os.CreateTemp("", "bioxen-luarocks-*.lua")
+	dir, err := os.MkdirTemp("", "bioxen-luarocks-*")
 	if err != nil {
+		return nil, core.Wrap(core.ErrGeneric, "luarocks", "config directory", err)
+	}
+	defer os.RemoveAll(dir)
+	sysconf := filepath.Join(dir, "sysconf")
+	none := filepath.Join(dir, "no-repository")
+	for _, d := range []string{sysconf, none} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return nil, core.Wrap(core.ErrGeneric, "luarocks", "config directory", err)
+		}
+	}
+	repos := e.m.Repos()
+	var servers []string
+	for _, r := range repos {
+		if d := r.localDir(); d != "" {
+			servers = append(servers, quoteLua(d))
+		} else {
+			servers = append(servers, quoteLua(r.URL))
+		}
+	}
+	if len(servers) == 0 {
+		// An empty list would fall back to luarocks' default servers.
+		servers = append(servers, quoteLua(none))
+	}
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "rocks_trees = { { name = \"bioxen\", root = %s } }\n", quoteLua(e.Tree()))
+	fmt.Fprintf(&cfg, "rocks_servers = { %s }\n", strings.Join(servers, ", "))
+	fmt.Fprintf(&cfg, "local_by_default = false\n")
+	if !e.m.allowBuildCommands {
+		fmt.Fprintf(&cfg, "accepted_build_types = { \"builtin\", \"none\" }\n")
+		fmt.Fprintf(&cfg, "hooks_enabled = false\n")
+	}
+	cfgFile := filepath.Join(dir, "config.lua")
+	if err := os.WriteFile(cfgFile, []byte(cfg.String()), 0o600); err != nil {
 		return nil, core.Wrap(core.ErrGeneric, "luarocks", "config file", err)
 	}
-	defer os.Remove(cfg.Name())
-	var servers []string
-	for _, r := range e.m.Repos() {
-		servers = append(servers, quoteLua(r.URL))
-	}
-	fmt.Fprintf(cfg, "rocks_trees = { { name = \"bioxen\", root = %s } }\n", quoteLua(e.Tree()))
-	fmt.Fprintf(cfg, "rocks_servers = { %s }\n", strings.Join(servers, ", "))
-	fmt.Fprintf(cfg, "local_by_default = false\n")
-	cfg.Close()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
 	}
 	full := append([]string{"--lua-version=" + luaVersion, "--tree=" + e.Tree()}, args...)
+	full = append(append(full, "--"), pos...)
 	cmd := exec.CommandContext(ctx, e.m.luarocks, full...)
-	cmd.Env = append(os.Environ(), "LUAROCKS_CONFIG="+cfg.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Dir = dir // no project configuration (.luarocks/) of the caller's directory
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "LUAROCKS_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "LUAROCKS_CONFIG="+cfgFile, "LUAROCKS_SYSCONFDIR="+sysconf)
+	// Pdeathsig: if this process dies mid-change, luarocks dies too instead
+	// of writing into the tree while the next change restores the backup.
+	// The signal follows the thread that started luarocks: keep it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
+	what := strings.Join(append(append([]string(nil), args...), pos...), " ")
 	if ctx.Err() != nil {
-		return out.Bytes(), core.Errorf(core.ErrTimeout, "luarocks", "luarocks %s timed out", strings.Join(args, " "))
+		return out.Bytes(), core.Errorf(core.ErrTimeout, "luarocks", "luarocks %s timed out", what)
 	}
 	if err != nil {
-		return out.Bytes(), core.Errorf(core.ErrEngine, "luarocks", "luarocks %s failed: %s", strings.Join(args, " "), lastLines(out.String(), 6))
+		msg := lastLines(out.String(), 6)
+		for _, r := range repos {
+			msg = r.scrub(msg)
+		}
+		return out.Bytes(), core.Errorf(core.ErrEngine, "luarocks", "luarocks %s failed: %s", what, msg)
 	}
 	return out.Bytes(), nil
 }
@@ -189,19 +279,23 @@ type Installed struct {
 // close matches in the message; an unreachable repository or any failure
 // leaves the tree as it was.
 func (e *Env) Install(ctx context.Context, name, version string) ([]Installed, error) {
-	if name == "" || strings.ContainsAny(name, " \t\n/\\") {
-		return nil, core.Errorf(core.ErrInvalid, "install", "invalid package name %q", name)
+	if err := checkName("install", name); err != nil {
+		return nil, err
+	}
+	if version != "" && !ValidVersion(version) {
+		return nil, core.Errorf(core.ErrInvalid, "install", "invalid version %q (letters, digits, '.', '-', '_', like 1.0-1 or scm-1)", version)
 	}
 	if err := e.checkKnown(ctx, name); err != nil {
 		return nil, err
 	}
+	e.m.warnPlainHTTP()
 	err := e.transact(func() error {
 		for _, lv := range luaVersionsAvailable() {
-			args := []string{"install", name}
+			pos := []string{name}
 			if version != "" {
-				args = append(args, version)
+				pos = append(pos, version)
 			}
-			if _, err := e.runLuarocks(ctx, lv, args...); err != nil {
+			if _, err := e.runLuarocks(ctx, lv, []string{"install"}, pos...); err != nil {
 				return err
 			}
 		}
@@ -214,9 +308,15 @@ func (e *Env) Install(ctx context.Context, name, version string) ([]Installed, e
 }
 
 // checkKnown refuses a package no repository has, naming close matches.
+// Each manifest is read once.
 func (e *Env) checkKnown(ctx context.Context, name string) error {
 	reachable := false
-	for _, r := range e.m.Repos() {
+	set := map[string]bool{}
+	for n := range e.m.catalog.Packages {
+		set[n] = true
+	}
+	repos := e.m.Repos()
+	for _, r := range repos {
 		man, err := r.Manifest(ctx)
 		if err != nil {
 			continue
@@ -225,16 +325,24 @@ func (e *Env) checkKnown(ctx context.Context, name string) error {
 		if _, ok := man[name]; ok {
 			return nil
 		}
+		for n := range man {
+			set[n] = true
+		}
 	}
 	if !reachable {
 		var urls []string
-		for _, r := range e.m.Repos() {
-			urls = append(urls, r.URL)
+		for _, r := range repos {
+			urls = append(urls, r.display())
 		}
 		return core.Errorf(core.ErrEngine, "install", "no repository is reachable (%s); nothing was changed", strings.Join(urls, ", "))
 	}
+	names := make([]string, 0, len(set))
+	for n := range set {
+		names = append(names, n)
+	}
+	sort.Strings(names)
 	msg := fmt.Sprintf("unknown package %q", name)
-	if close := CloseMatches(name, e.m.knownNames(ctx), 5); len(close) > 0 {
+	if close := CloseMatches(name, names, 5); len(close) > 0 {
 		msg += "; did you mean " + strings.Join(close, ", ") + "?"
 	}
 	return core.Errorf(core.ErrInvalid, "install", "%s", msg)
@@ -242,13 +350,16 @@ func (e *Env) checkKnown(ctx context.Context, name string) error {
 
 // Remove uninstalls a package from every Lua version's part of the tree.
 func (e *Env) Remove(ctx context.Context, name string) error {
+	if err := checkName("remove", name); err != nil {
+		return err
+	}
 	return e.transact(func() error {
 		removed := false
 		for _, lv := range luaVersionsAvailable() {
 			if !e.has(lv, name) {
 				continue
 			}
-			if _, err := e.runLuarocks(ctx, lv, "remove", "--force", name); err != nil {
+			if _, err := e.runLuarocks(ctx, lv, []string{"remove", "--force"}, name); err != nil {
 				return err
 			}
 			removed = true
@@ -341,12 +452,14 @@ func (e *Env) findRock(ctx context.Context, name, version string) (*LockEntry, e
 	for _, r := range e.m.Repos() {
 		for _, arch := range []string{"all", "src"} {
 			file := fmt.Sprintf("%s-%s.%s.rock", name, version, arch)
-			data, err := r.fetch(ctx, file)
+			data, err := r.fetch(ctx, file, maxRockBytes)
 			if err != nil {
 				continue
 			}
 			sum := sha256.Sum256(data)
-			return &LockEntry{Name: name, Version: version, Rock: file, SHA256: hex.EncodeToString(sum[:]), Repo: r.URL}, nil
+			// Never the credentials: InstallLock finds the configured
+			// repository (with them) by its redacted URL.
+			return &LockEntry{Name: name, Version: version, Rock: file, SHA256: hex.EncodeToString(sum[:]), Repo: r.display()}, nil
 		}
 	}
 	return nil, core.Errorf(core.ErrFileNotFound, "lock", "no repository has the rock of %s %s", name, version)
@@ -355,16 +468,31 @@ func (e *Env) findRock(ctx context.Context, name, version string) (*LockEntry, e
 // InstallLock reproduces a lock file in this environment: each rock is
 // fetched, checked against its sha256, and installed without resolving
 // dependencies (the lock lists them all). A mismatch changes nothing.
+// Every entry must name a rock file of its package and version (a plain
+// file name ending in .rock or .rockspec) and a repository that is
+// configured in the manager (compared without credentials); anything else
+// fails with ErrInvalid before anything is fetched.
 func (e *Env) InstallLock(ctx context.Context, lf *LockFile) ([]Installed, error) {
+	repos := make([]Repo, len(lf.Packages))
+	for i, p := range lf.Packages {
+		if err := checkLockEntry(p); err != nil {
+			return nil, err
+		}
+		r, err := e.m.ResolveLockRepo(p.Repo)
+		if err != nil {
+			return nil, err
+		}
+		repos[i] = r
+	}
+	e.m.warnPlainHTTP()
 	dir, err := os.MkdirTemp("", "bioxen-lock-*")
 	if err != nil {
 		return nil, core.Wrap(core.ErrGeneric, "lock", "temp dir", err)
 	}
 	defer os.RemoveAll(dir)
 	var files []string
-	for _, p := range lf.Packages {
-		r := Repo{Name: p.Repo, URL: p.Repo}
-		data, err := r.fetch(ctx, p.Rock)
+	for i, p := range lf.Packages {
+		data, err := repos[i].fetch(ctx, p.Rock, maxRockBytes)
 		if err != nil {
 			return nil, err
 		}
@@ -381,7 +509,7 @@ func (e *Env) InstallLock(ctx context.Context, lf *LockFile) ([]Installed, error
 	err = e.transact(func() error {
 		for _, lv := range luaVersionsAvailable() {
 			for _, f := range files {
-				if _, err := e.runLuarocks(ctx, lv, "install", "--deps-mode=none", f); err != nil {
+				if _, err := e.runLuarocks(ctx, lv, []string{"install", "--deps-mode=none"}, f); err != nil {
 					return err
 				}
 			}
@@ -394,10 +522,19 @@ func (e *Env) InstallLock(ctx context.Context, lf *LockFile) ([]Installed, error
 	return e.List(ctx)
 }
 
-// WriteLockFile writes lf as JSON to path.
+// WriteLockFile writes lf as JSON to path (created 0600). Repository URLs
+// are written without credentials.
 func WriteLockFile(path string, lf *LockFile) error {
-	data, _ := json.MarshalIndent(lf, "", "  ")
-	return os.WriteFile(path, append(data, '\n'), 0o644)
+	clean := *lf
+	clean.Packages = append([]LockEntry(nil), lf.Packages...)
+	for i := range clean.Packages {
+		clean.Packages[i].Repo = RedactURL(clean.Packages[i].Repo)
+	}
+	data, _ := json.MarshalIndent(&clean, "", "  ")
+	if err := os.WriteFile(path, append(data, '\n'), 0o600); err != nil {
+		return core.Wrap(core.ErrGeneric, "lock", "cannot write "+path, err)
+	}
+	return nil
 }
 
 // ReadLockFile reads a lock file.

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 
@@ -27,6 +26,13 @@ type Config struct {
 	DefaultRepos []Repo
 	// Catalogs are catalog files to load.
 	Catalogs []string
+	// AllowBuildCommands lets rockspecs run their own build steps: build
+	// types other than "builtin" and "none" ("command", "make", "cmake",
+	// and custom types, which install and run a luarocks-build-* rock) and
+	// install hooks. Off by default: such steps run arbitrary commands on
+	// this machine, as the calling user. Turn it on only for trusted
+	// repositories.
+	AllowBuildCommands bool
 }
 
 // Manager is the package manager of one home directory. It is safe for
@@ -36,6 +42,8 @@ type Manager struct {
 	home     string
 	luarocks string
 	catalog  *Catalog
+
+	allowBuildCommands bool
 
 	mu    sync.Mutex
 	repos []Repo
@@ -54,7 +62,7 @@ func Open(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Home, "envs"), 0o755); err != nil {
 		return nil, core.Wrap(core.ErrGeneric, "packages", "cannot create "+cfg.Home, err)
 	}
-	m := &Manager{home: cfg.Home, luarocks: cfg.Luarocks}
+	m := &Manager{home: cfg.Home, luarocks: cfg.Luarocks, allowBuildCommands: cfg.AllowBuildCommands}
 	if m.luarocks == "" {
 		m.luarocks = "luarocks"
 	}
@@ -92,13 +100,26 @@ func (m *Manager) Repos() []Repo {
 	return append([]Repo(nil), m.repos...)
 }
 
+// saveRepos writes repos.json, mode 0600 (URLs may carry credentials).
 func (m *Manager) saveRepos() error {
 	data, _ := json.MarshalIndent(m.repos, "", "  ")
-	tmp := m.reposFile() + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return core.Wrap(core.ErrGeneric, "packages", "cannot write "+tmp, err)
+	f, err := os.CreateTemp(m.home, "repos.json.tmp-*") // created 0600
+	if err != nil {
+		return core.Wrap(core.ErrGeneric, "packages", "cannot write "+m.reposFile(), err)
 	}
-	return os.Rename(tmp, m.reposFile())
+	_, werr := f.Write(data)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		os.Remove(f.Name())
+		return core.Wrap(core.ErrGeneric, "packages", "cannot write "+f.Name(), werr)
+	}
+	if err := os.Rename(f.Name(), m.reposFile()); err != nil {
+		os.Remove(f.Name())
+		return core.Wrap(core.ErrGeneric, "packages", "cannot write "+m.reposFile(), err)
+	}
+	return nil
 }
 
 // AddRepo adds (or moves) a repository at position index (0 = highest
@@ -109,7 +130,10 @@ func (m *Manager) AddRepo(name, rawURL string, index int) error {
 		return err
 	}
 	if name == "" {
-		name = u
+		name = RedactURL(u)
+	}
+	if strings.HasPrefix(u, "http://") {
+		core.Logf(core.LevelWarn, "repository %s uses plain http: anyone on the network path can change the rocks installed from it (and the code they run); prefer https", RedactURL(u))
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -134,12 +158,12 @@ func (m *Manager) RemoveRepo(nameOrURL string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, r := range m.repos {
-		if r.Name == nameOrURL || r.URL == nameOrURL {
+		if r.Name == nameOrURL || r.URL == nameOrURL || r.display() == nameOrURL {
 			m.repos = append(m.repos[:i], m.repos[i+1:]...)
 			return m.saveRepos()
 		}
 	}
-	return core.Errorf(core.ErrInvalid, "packages", "no repository %q", nameOrURL)
+	return core.Errorf(core.ErrInvalid, "packages", "no repository %q", RedactURL(nameOrURL))
 }
 
 // Search ranks packages of the catalog and of every repository's manifest
@@ -191,27 +215,6 @@ func (m *Manager) Search(ctx context.Context, query string) ([]Match, []error) {
 	return out, errs
 }
 
-// knownNames lists every package name of the catalog and the manifests.
-func (m *Manager) knownNames(ctx context.Context) []string {
-	set := map[string]bool{}
-	for n := range m.catalog.Packages {
-		set[n] = true
-	}
-	for _, r := range m.Repos() {
-		if man, err := r.Manifest(ctx); err == nil {
-			for n := range man {
-				set[n] = true
-			}
-		}
-	}
-	names := make([]string, 0, len(set))
-	for n := range set {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
 // Env returns the environment name, creating its directory when create is
 // set.
 func (m *Manager) Env(name string, create bool) (*Env, error) {
@@ -253,7 +256,12 @@ func (m *Manager) RemoveEnv(name string) error {
 		return err
 	}
 	defer unlock()
-	return os.RemoveAll(e.Dir)
+	// The lock file (Home/locks) stays: callers waiting on it find the
+	// environment gone once they hold it.
+	if err := os.RemoveAll(e.Dir); err != nil {
+		return core.Wrap(core.ErrGeneric, "environment", "cannot remove "+e.Dir, err)
+	}
+	return nil
 }
 
 // luarocksAvailable checks the executable once per call site.
@@ -265,3 +273,67 @@ func (m *Manager) checkLuarocks() error {
 }
 
 func quoteLua(s string) string { return fmt.Sprintf("%q", s) }
+
+var (
+	rockName    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
+	rockVersion = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	rockArch    = `[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*`
+)
+
+// ValidName reports whether name can name a package (LuaRocks names:
+// letters, digits, '_', '.', '+', '-', not starting with '-' or '.').
+func ValidName(name string) bool { return rockName.MatchString(name) }
+
+// ValidVersion reports whether v is a LuaRocks version ("1.0-1",
+// "scm-1", "2.1"): letters, digits, '.', '_', '-', not starting with '-'.
+func ValidVersion(v string) bool { return rockVersion.MatchString(v) }
+
+func checkName(op, name string) error {
+	if !ValidName(name) {
+		return core.Errorf(core.ErrInvalid, op, "invalid package name %q (letters, digits, '_', '.', '+', '-')", name)
+	}
+	return nil
+}
+
+// checkLockEntry accepts a lock entry whose rock is a plain file name of
+// its package and version: <name>-<version>.<arch>.rock or
+// <name>-<version>.rockspec.
+func checkLockEntry(p LockEntry) error {
+	if err := checkName("lock", p.Name); err != nil {
+		return err
+	}
+	if !ValidVersion(p.Version) {
+		return core.Errorf(core.ErrInvalid, "lock", "%s: invalid version %q", p.Name, p.Version)
+	}
+	prefix := regexp.QuoteMeta(p.Name + "-" + p.Version)
+	re := regexp.MustCompile(`^` + prefix + `(\.` + rockArch + `\.rock|\.rockspec)$`)
+	if !validFileName(p.Rock) || !re.MatchString(p.Rock) {
+		return core.Errorf(core.ErrInvalid, "lock", "%s %s: invalid rock file name %q (expected %s-%s.<arch>.rock)", p.Name, p.Version, p.Rock, p.Name, p.Version)
+	}
+	return nil
+}
+
+// ResolveLockRepo finds the configured repository a lock entry names (by
+// URL, compared without credentials, or by name). A lock file cannot make
+// the manager read from anywhere else.
+func (m *Manager) ResolveLockRepo(lockRepo string) (Repo, error) {
+	want := RedactURL(lockRepo)
+	if norm, err := NormalizeRepoURL(lockRepo); err == nil {
+		want = RedactURL(norm)
+	}
+	for _, r := range m.Repos() {
+		if r.display() == want || r.display() == RedactURL(lockRepo) || r.Name == lockRepo {
+			return r, nil
+		}
+	}
+	return Repo{}, core.Errorf(core.ErrInvalid, "lock", "the lock file names repository %s, which is not configured (add it first)", RedactURL(lockRepo))
+}
+
+// warnPlainHTTP logs a warning for each plain http:// repository.
+func (m *Manager) warnPlainHTTP() {
+	for _, r := range m.Repos() {
+		if strings.HasPrefix(r.URL, "http://") {
+			core.Logf(core.LevelWarn, "repository %s uses plain http: anyone on the network path can change the rocks installed from it", r.display())
+		}
+	}
+}

@@ -10,9 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
-
-	lua "github.com/yuin/gopher-lua"
 
 	"libbioxen/core"
 )
@@ -24,7 +23,8 @@ type Repo struct {
 }
 
 // NormalizeRepoURL turns a plain directory path into a file:// URL and
-// checks the scheme.
+// checks the scheme. File URLs are percent-encoded ("/tmp/a b" gives
+// "file:///tmp/a%20b", like Python's Path.as_uri()).
 func NormalizeRepoURL(raw string) (string, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
@@ -35,25 +35,80 @@ func NormalizeRepoURL(raw string) (string, error) {
 		if err != nil {
 			return "", core.Wrap(core.ErrInvalid, "repository", "bad path "+raw, err)
 		}
-		return "file://" + abs, nil
+		return (&url.URL{Scheme: "file", Path: abs}).String(), nil
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", core.Wrap(core.ErrInvalid, "repository", "bad URL "+raw, err)
+		return "", core.Errorf(core.ErrInvalid, "repository", "bad URL %s", RedactURL(raw))
 	}
 	switch u.Scheme {
-	case "file", "http", "https":
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return "", core.Errorf(core.ErrInvalid, "repository", "file URL %s names a host; use file:///path", RedactURL(raw))
+		}
+		if u.Path == "" || !strings.HasPrefix(u.Path, "/") {
+			return "", core.Errorf(core.ErrInvalid, "repository", "file URL %s has no absolute path", RedactURL(raw))
+		}
+		return (&url.URL{Scheme: "file", Path: strings.TrimRight(filepath.Clean(u.Path), "/")}).String(), nil
+	case "http", "https":
 		return strings.TrimRight(raw, "/"), nil
 	}
-	return "", core.Errorf(core.ErrInvalid, "repository", "unsupported scheme %q in %s (file, http, https)", u.Scheme, raw)
+	return "", core.Errorf(core.ErrInvalid, "repository", "unsupported scheme %q in %s (file, http, https)", u.Scheme, RedactURL(raw))
 }
 
-// localDir returns the directory of a file:// repository, or "".
-func (r Repo) localDir() string {
-	if strings.HasPrefix(r.URL, "file://") {
-		return strings.TrimPrefix(r.URL, "file://")
+// RedactURL removes the user information (user name, password, token) of
+// a URL, for messages and lock files: "https://u:p@host/x" gives
+// "https://***@host/x".
+func RedactURL(raw string) string {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return raw
 	}
-	return ""
+	rest := raw[i+3:]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
+		return raw[:i+3] + "***" + rest[at:]
+	}
+	return raw
+}
+
+// hasUserinfo reports whether a URL carries credentials.
+func hasUserinfo(raw string) bool { return RedactURL(raw) != raw }
+
+// display is the repository's URL without credentials.
+func (r Repo) display() string { return RedactURL(r.URL) }
+
+// scrub removes the repository's credentials from a text (a luarocks or
+// net/http message).
+func (r Repo) scrub(s string) string {
+	if !hasUserinfo(r.URL) {
+		return s
+	}
+	s = strings.ReplaceAll(s, r.URL, r.display())
+	if u, err := url.Parse(r.URL); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			s = strings.ReplaceAll(s, pw, "***")
+		}
+		if name := u.User.Username(); name != "" {
+			s = strings.ReplaceAll(s, name+"@", "***@")
+			s = strings.ReplaceAll(s, name+":", "***:")
+		}
+	}
+	return s
+}
+
+// localDir returns the directory of a file:// repository (decoded), or "".
+func (r Repo) localDir() string {
+	if !strings.HasPrefix(r.URL, "file://") {
+		return ""
+	}
+	if u, err := url.Parse(r.URL); err == nil && u.Path != "" {
+		return u.Path
+	}
+	return strings.TrimPrefix(r.URL, "file://")
 }
 
 // RepoPackage is what a repository's manifest says of one package.
@@ -63,108 +118,138 @@ type RepoPackage struct {
 	Repo     string
 }
 
-// fetch reads a file of the repository (the manifest, a rock).
-func (r Repo) fetch(ctx context.Context, name string) ([]byte, error) {
+// maxRockBytes bounds a rock (or any other file) read from a repository.
+var maxRockBytes int64 = 256 << 20
+
+// validFileName accepts a plain file name of a repository (no directory).
+func validFileName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\\\x00") && filepath.Base(name) == name
+}
+
+// fetch reads a file of the repository (the manifest, a rock), at most
+// limit bytes. A local file must be a regular file (no FIFO or device).
+func (r Repo) fetch(ctx context.Context, name string, limit int64) ([]byte, error) {
+	if !validFileName(name) {
+		return nil, core.Errorf(core.ErrInvalid, "repository", "invalid file name %q", name)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, core.Errorf(core.ErrTimeout, "repository", "reading %s from %s: %v", name, r.display(), err)
+	}
 	if dir := r.localDir(); dir != "" {
-		data, err := os.ReadFile(filepath.Join(dir, name))
+		path := filepath.Join(dir, name)
+		// O_NONBLOCK: opening a FIFO does not wait for a writer.
+		f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
-			return nil, core.Wrap(core.ErrFileNotFound, "repository", fmt.Sprintf("repository %s has no %s", r.URL, name), err)
+			return nil, core.Wrap(core.ErrFileNotFound, "repository", fmt.Sprintf("repository %s has no %s", r.display(), name), err)
 		}
-		return data, nil
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return nil, core.Wrap(core.ErrGeneric, "repository", "cannot stat "+path, err)
+		}
+		if !st.Mode().IsRegular() {
+			return nil, core.Errorf(core.ErrInvalid, "repository", "%s in repository %s is not a regular file (%v)", name, r.display(), st.Mode().Type())
+		}
+		if st.Size() > limit {
+			return nil, core.Errorf(core.ErrInvalid, "repository", "%s in repository %s is larger than %d bytes", name, r.display(), limit)
+		}
+		return readLimited(f, limit, name, r)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.URL+"/"+name, nil)
 	if err != nil {
-		return nil, core.Wrap(core.ErrInvalid, "repository", "bad URL", err)
+		return nil, core.Errorf(core.ErrInvalid, "repository", "bad URL %s", r.display())
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, core.Wrap(core.ErrEngine, "repository", "repository "+r.URL+" is unreachable", err)
+		return nil, core.Errorf(core.ErrEngine, "repository", "repository %s is unreachable: %s", r.display(), r.scrub(err.Error()))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, core.Errorf(core.ErrFileNotFound, "repository", "repository %s: %s: HTTP %d", r.URL, name, resp.StatusCode)
+		return nil, core.Errorf(core.ErrFileNotFound, "repository", "repository %s: %s: HTTP %d", r.display(), name, resp.StatusCode)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	return readLimited(resp.Body, limit, name, r)
+}
+
+func readLimited(rd io.Reader, limit int64, name string, r Repo) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(rd, limit+1))
 	if err != nil {
-		return nil, core.Wrap(core.ErrEngine, "repository", "reading "+name+" from "+r.URL, err)
+		return nil, core.Errorf(core.ErrEngine, "repository", "reading %s from %s: %s", name, r.display(), r.scrub(err.Error()))
+	}
+	if int64(len(data)) > limit {
+		return nil, core.Errorf(core.ErrInvalid, "repository", "%s in repository %s is larger than %d bytes", name, r.display(), limit)
 	}
 	return data, nil
 }
 
 // Manifest lists the packages of the repository, read from its LuaRocks
-// manifest (a Lua file, evaluated in an empty gopher-lua state with no
-// libraries and a deadline).
+// manifest. The manifest is parsed as data (table constructors only, never
+// run), bounded in size, nesting depth and number of versions, under a
+// deadline.
 func (r Repo) Manifest(ctx context.Context) (map[string]*RepoPackage, error) {
-	data, err := r.fetch(ctx, "manifest")
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	data, err := r.fetch(ctx, "manifest", maxManifestBytes)
 	if err != nil {
 		return nil, err
 	}
-	L := lua.NewState(lua.Options{SkipOpenLibs: true})
-	defer L.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	L.SetContext(ctx)
-	if err := L.DoString(string(data)); err != nil {
-		return nil, core.Wrap(core.ErrInvalid, "repository", "bad manifest in "+r.URL, err)
+	globals, err := parseManifest(ctx, string(data))
+	if err != nil {
+		code := core.ErrInvalid
+		if ctx.Err() != nil {
+			code = core.ErrTimeout
+		}
+		return nil, core.Errorf(code, "repository", "bad manifest in %s: %v", r.display(), err)
 	}
-	repo, ok := L.GetGlobal("repository").(*lua.LTable)
+	repo, ok := globals["repository"].(*mtable)
 	if !ok {
-		return nil, core.Errorf(core.ErrInvalid, "repository", "manifest of %s has no repository table", r.URL)
+		return nil, core.Errorf(core.ErrInvalid, "repository", "manifest of %s has no repository table", r.display())
 	}
 	out := map[string]*RepoPackage{}
-	repo.ForEach(func(k, v lua.LValue) {
-		name, ok := k.(lua.LString)
-		versions, ok2 := v.(*lua.LTable)
+	total := 0
+	for i, k := range repo.keys {
+		name, ok := k.(string)
+		versions, ok2 := repo.vals[i].(*mtable)
 		if !ok || !ok2 {
-			return
+			continue
 		}
-		rp := &RepoPackage{Name: string(name), Repo: r.Name}
-		versions.ForEach(func(ver, _ lua.LValue) {
-			if s, ok := ver.(lua.LString); ok {
-				rp.Versions = append(rp.Versions, string(s))
+		total += len(versions.keys)
+		if total > maxManifestVersions {
+			return nil, core.Errorf(core.ErrInvalid, "repository", "manifest of %s lists more than %d versions", r.display(), maxManifestVersions)
+		}
+		rp := &RepoPackage{Name: name, Repo: r.Name}
+		var keys []versionKey
+		for _, ver := range versions.keys {
+			if s, ok := ver.(string); ok {
+				rp.Versions = append(rp.Versions, s)
+				keys = append(keys, parseVersion(s))
 			}
-		})
-		sort.Slice(rp.Versions, func(i, j int) bool { return CompareVersions(rp.Versions[i], rp.Versions[j]) > 0 })
-		out[rp.Name] = rp
-	})
+		}
+		sort.Sort(&byVersion{rp.Versions, keys})
+		out[name] = rp
+	}
 	return out, nil
+}
+
+// byVersion sorts versions newest first, each parsed once.
+type byVersion struct {
+	v    []string
+	keys []versionKey
+}
+
+func (b *byVersion) Len() int           { return len(b.v) }
+func (b *byVersion) Less(i, j int) bool { return compareVersionKeys(b.keys[i], b.keys[j]) > 0 }
+func (b *byVersion) Swap(i, j int) {
+	b.v[i], b.v[j] = b.v[j], b.v[i]
+	b.keys[i], b.keys[j] = b.keys[j], b.keys[i]
 }
 
 // CompareVersions compares LuaRocks versions ("1.2.3-1"): numeric parts
 // numerically, the revision last. It returns -1, 0 or 1.
-func CompareVersions(a, b string) int {
-	split := func(v string) []string {
-		return strings.FieldsFunc(v, func(r rune) bool { return r == '.' || r == '-' })
-	}
-	pa, pb := split(a), split(b)
-	for i := 0; i < len(pa) || i < len(pb); i++ {
-		var x, y string
-		if i < len(pa) {
-			x = pa[i]
-		}
-		if i < len(pb) {
-			y = pb[i]
-		}
-		var nx, ny int
-		_, ex := fmt.Sscanf(x, "%d", &nx)
-		_, ey := fmt.Sscanf(y, "%d", &ny)
-		switch {
-		case ex == nil && ey == nil && nx != ny:
-			if nx < ny {
-				return -1
-			}
-			return 1
-		case (ex != nil || ey != nil) && x != y:
-			if x < y {
-				return -1
-			}
-			return 1
-		}
-	}
-	return 0
-}
+func CompareVersions(a, b string) int { return compareVersionKeys(parseVersion(a), parseVersion(b)) }
 
 // Fetch reads one file (a rock, the manifest) from the repository.
-func (r Repo) Fetch(ctx context.Context, name string) ([]byte, error) { return r.fetch(ctx, name) }
+func (r Repo) Fetch(ctx context.Context, name string) ([]byte, error) {
+	return r.fetch(ctx, name, maxRockBytes)
+}

@@ -101,7 +101,13 @@ func (e *Engine) InstallPackage(ctx context.Context, request []byte) ([]byte, er
 	}
 	var installed []string
 	for _, p := range lf.Packages {
-		data, err := packages.Repo{Name: p.Repo, URL: p.Repo}.Fetch(ctx, p.Rock)
+		// The lock names its repository without credentials: fetch from
+		// the configured one it stands for.
+		repo, err := m.ResolveLockRepo(p.Repo)
+		if err != nil {
+			return nil, err
+		}
+		data, err := repo.Fetch(ctx, p.Rock)
 		if err != nil {
 			return nil, err
 		}

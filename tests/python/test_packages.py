@@ -230,3 +230,20 @@ def test_c_module_is_a_clear_error_on_the_embedded_engine():
     result = create_vm("cmod").execute_string('return pcall(require, "lfs")')
     ok, message = result["values"]
     assert ok is False and "lfs" in message
+
+
+def test_percent_encoded_file_uri_repository(tmp_path):
+    """A repository in a directory with a space, given as Path.as_uri()
+    (file:///...a%20b/rocks), is the decoded directory."""
+    from pylua_bioxen_vm_lib import _packages
+    from pylua_bioxen_vm_lib.package_manager import PackageManager, RepositoryManager
+
+    spaced = tmp_path / "a b" / "rocks"
+    shutil.copytree(_packages.SHIPPED_REPO, spaced)
+    repos = RepositoryManager()
+    for repo in repos.list_repositories():
+        repos.remove_repository(repo["name"])
+    repos.add_repository(spaced.as_uri(), name="spaced")
+    assert "%20" in repos.list_repositories()[0]["url"]
+    installed = PackageManager().install("bio_compute")
+    assert any(p["name"] == "bio_compute" for p in installed)
