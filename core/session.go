@@ -42,6 +42,8 @@ type Session struct {
 	running  bool   // a chunk is running (on the loop or inline in Execute)
 	closed   bool
 	cancel   context.CancelFunc // of the running chunk
+	stopped  bool               // Interrupt stopped the running item: drop the rest of its input
+	errLast  byte               // the last byte written to Stderr by REPL input
 	listener func(Stream, []byte)
 	log      outputLog
 	kick     chan struct{}
@@ -117,8 +119,8 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 	if !s.running && len(s.queue) == 0 {
 		// Idle: run on the caller's goroutine, saving two goroutine
 		// hand-offs (which cost tens of µs when the caller is a C thread).
-		ctx, cancel := context.WithCancel(ctx)
-		s.running, s.busy, s.cancel = true, true, cancel
+		ctx, cancel := context.WithCancel(context.WithValue(ctx, sessionKey{}, s))
+		s.running, s.busy, s.cancel, s.stopped = true, true, cancel, false
 		s.mu.Unlock()
 		res, err := s.runChunk(ctx, sessionItem{code: code, opts: eo})
 		cancel()
@@ -136,7 +138,17 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 	case out := <-reply:
 		return out.res, out.err
 	case <-ctx.Done():
-		s.Interrupt()
+		// Still queued: leave the queue. Running: stop it (only it).
+		s.mu.Lock()
+		for i, it := range s.queue {
+			if it.reply == reply {
+				s.queue = append(s.queue[:i], s.queue[i+1:]...)
+				s.mu.Unlock()
+				return nil, Wrap(ErrTimeout, "execute", "cancelled before it ran", ctx.Err())
+			}
+		}
+		s.mu.Unlock()
+		s.interruptRunning()
 		out := <-reply
 		if out.err == nil {
 			out.err = Wrap(ErrTimeout, "execute", "cancelled", ctx.Err())
@@ -209,35 +221,70 @@ func (s *Session) SetListener(fn func(Stream, []byte)) {
 	s.mu.Unlock()
 }
 
+// sessionKey marks the context of a session's calls, so that the VM knows
+// which session's call holds it (VM.owner).
+type sessionKey struct{}
+
 // Interrupt stops the running chunk, keeping the session's state: the chunk
 // ends with an "interrupted" error on the error stream. Queued input is
-// dropped too, as a terminal's ^C would. It returns at once.
+// dropped too, as a terminal's ^C would, and the rest of the running
+// input's lines; a queued Execute fails with an "interrupted" ErrTimeout.
+// It returns at once.
 func (s *Session) Interrupt() {
 	s.mu.Lock()
-	s.queue = s.queue[:0]
+	s.dropQueueLocked(Errorf(ErrTimeout, "execute", "interrupted: the session was interrupted before this chunk ran"))
 	s.pending = nil
+	s.mu.Unlock()
+	s.interruptRunning()
+}
+
+// dropQueueLocked empties the queue, answering each queued Execute with err.
+func (s *Session) dropQueueLocked(err error) {
+	for _, it := range s.queue {
+		if it.reply != nil {
+			it.reply <- execOut{err: err}
+		}
+	}
+	s.queue = s.queue[:0]
+}
+
+// interruptRunning stops the session's running chunk, if any, and leaves
+// the queue alone. The engine's own interrupt (which keeps the Lua state)
+// is used only while the call holding the VM is this session's: a chunk
+// still waiting for another caller's call to finish is cancelled instead,
+// so the other call is never interrupted.
+func (s *Session) interruptRunning() {
+	s.mu.Lock()
 	cancel := s.cancel
+	if cancel != nil {
+		s.stopped = true
+	}
 	s.mu.Unlock()
 	if cancel == nil {
 		return
 	}
-	if in, ok := s.vm.engine.(Interrupter); ok {
-		in.Interrupt()
-		time.AfterFunc(InterruptGrace, func() {
-			s.mu.Lock()
-			still := s.running
-			s.mu.Unlock()
-			if still {
-				cancel()
-			}
-		})
+	in, ok := s.vm.engine.(Interrupter)
+	if !ok {
+		cancel()
 		return
 	}
-	cancel()
+	if !s.vm.interruptFor(s, in) {
+		cancel()
+		return
+	}
+	time.AfterFunc(InterruptGrace, func() {
+		s.mu.Lock()
+		still := s.running
+		s.mu.Unlock()
+		if still {
+			cancel()
+		}
+	})
 }
 
-// Close interrupts a running chunk and stops the session. The VM stays
-// open. Closing twice is harmless.
+// Close interrupts a running chunk and stops the session; queued input is
+// dropped and a queued Execute fails with ErrClosed. The VM stays open.
+// Closing twice is harmless.
 func (s *Session) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -245,10 +292,12 @@ func (s *Session) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.dropQueueLocked(Errorf(ErrClosed, "execute", "session closed"))
+	s.pending = nil
 	s.wakeLocked()
 	s.changed.Broadcast()
 	s.mu.Unlock()
-	s.Interrupt()
+	s.interruptRunning()
 	<-s.done
 	return nil
 }
@@ -284,12 +333,7 @@ func (s *Session) loop() {
 			s.mu.Lock()
 		}
 		if s.closed {
-			for _, it := range s.queue {
-				if it.reply != nil {
-					it.reply <- execOut{err: Errorf(ErrClosed, "execute", "session closed")}
-				}
-			}
-			s.queue = nil
+			s.dropQueueLocked(Errorf(ErrClosed, "execute", "session closed"))
 			s.busy = false
 			s.changed.Broadcast()
 			s.mu.Unlock()
@@ -297,8 +341,8 @@ func (s *Session) loop() {
 		}
 		item := s.queue[0]
 		s.queue = s.queue[1:]
-		ctx, cancel := context.WithCancel(context.Background())
-		s.cancel, s.running = cancel, true
+		ctx, cancel := context.WithCancel(context.WithValue(context.Background(), sessionKey{}, s))
+		s.cancel, s.running, s.stopped = cancel, true, false
 		s.mu.Unlock()
 
 		if item.reply != nil {
@@ -342,7 +386,9 @@ func (s *Session) runChunk(ctx context.Context, item sessionItem) (*Result, erro
 	var fired atomic.Bool
 	interrupt := time.AfterFunc(item.opts.Timeout, func() {
 		fired.Store(true)
-		in.Interrupt()
+		if !s.vm.interruptFor(s, in) {
+			cancel() // still waiting for the VM: give up waiting
+		}
 	})
 	hard := time.AfterFunc(item.opts.Timeout+InterruptGrace, cancel)
 	res, err := s.vm.run(ctx, req, 0)
@@ -369,8 +415,21 @@ func (s *Session) emitListenerOnly(stream Stream, p []byte) {
 
 // runInput feeds complete lines to the REPL one at a time.
 func (s *Session) runInput(ctx context.Context, input []byte) {
-	out := func(st Stream, p []byte) { s.emit(st, p) }
+	out := func(st Stream, p []byte) {
+		if st == Stderr && len(p) > 0 {
+			s.mu.Lock()
+			s.errLast = p[len(p)-1]
+			s.mu.Unlock()
+		}
+		s.emit(st, p)
+	}
 	for len(input) > 0 {
+		s.mu.Lock()
+		stopped := s.stopped
+		s.mu.Unlock()
+		if stopped {
+			return // interrupted: the rest of this input is dropped
+		}
 		i := bytes.IndexByte(input, '\n')
 		line := input[:i+1]
 		input = input[i+1:]
@@ -397,6 +456,11 @@ func (s *Session) runInput(ctx context.Context, input []byte) {
 			if CodeOf(err) == ErrTimeout {
 				msg = "interrupted"
 			}
+			s.mu.Lock()
+			if s.errLast != 0 && s.errLast != '\n' {
+				msg = "\n" + msg // after the engine's unterminated message
+			}
+			s.mu.Unlock()
 			out(Stderr, []byte(msg+"\n"))
 			if ctx.Err() != nil {
 				return // interrupted: the rest of this input is dropped

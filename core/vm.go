@@ -31,6 +31,7 @@ type VM struct {
 	closed       bool                    // Close was called: calls fail with ErrClosed
 	engineClosed bool                    // engine.Close was called (by Close or by the last call)
 	cancel       context.CancelCauseFunc // of the running call; Close calls it
+	owner        *Session                // the session whose call runs, if any (Session.Interrupt)
 }
 
 // CloseGrace is how long Close waits for a running call to stop after
@@ -250,14 +251,28 @@ func (vm *VM) acquire(ctx context.Context, op string) (context.Context, func(), 
 		return nil, nil, Errorf(ErrClosed, op, "VM is closed")
 	}
 	vm.cancel = cancel
+	vm.owner, _ = ctx.Value(sessionKey{}).(*Session)
 	vm.mu.Unlock()
 	return ctx, func() {
 		vm.mu.Lock()
-		vm.cancel = nil
+		vm.cancel, vm.owner = nil, nil
 		vm.mu.Unlock()
 		cancel(nil)
 		vm.release()
 	}, nil
+}
+
+// interruptFor sends the engine's interrupt when the call holding the VM is
+// session s's, and reports whether it did. vm.mu is held meanwhile, so that
+// call cannot end and another begin between the check and the interrupt.
+func (vm *VM) interruptFor(s *Session, in Interrupter) bool {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.owner != s {
+		return false
+	}
+	in.Interrupt()
+	return true
 }
 
 // release gives the turn back. The last holder after Close closes the

@@ -304,6 +304,12 @@ func (st *state) run(proto *lua.FunctionProto, req *core.Request, lim core.Limit
 		L.SetTop(0)
 	case err != nil:
 		msg, trace := describeError(err)
+		if cerr := st.ctx.Err(); cerr != nil && strings.HasSuffix(msg, cerr.Error()) {
+			// gopher-lua raises the context's error at the instruction
+			// where the call was stopped ("stdin:1: context canceled"):
+			// say it as the interpreter says an interrupt.
+			msg = strings.TrimSuffix(msg, cerr.Error()) + "interrupted!"
+		}
 		switch {
 		case st.trace != "":
 			trace = st.trace

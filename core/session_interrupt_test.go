@@ -1,0 +1,166 @@
+package core_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"libbioxen/core"
+)
+
+// readUntil reads a session's output until it contains want (or fails the
+// test after 20 s), and returns all it read.
+func readUntil(t *testing.T, s *core.Session, want string) string {
+	t.Helper()
+	var got bytes.Buffer
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(got.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the session's output after 20 s; got %q", want, got.String())
+		}
+		out, err := s.Read(core.Stdout|core.Stderr, 200*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.Write(out)
+	}
+	return got.String()
+}
+
+func openSession(t *testing.T, o core.Options) (*core.VM, *core.Session) {
+	t.Helper()
+	vm, err := core.Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vm.Close() })
+	s, err := vm.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return vm, s
+}
+
+// An Execute queued behind running input is answered when the session is
+// interrupted or closed (Interrupt dropped it from the queue unanswered, and
+// its caller waited forever).
+func TestQueuedExecuteIsAnsweredOnInterruptAndClose(t *testing.T) {
+	for _, o := range engines(t) {
+		for _, how := range []string{"interrupt", "close"} {
+			t.Run(o.Engine+"/"+how, func(t *testing.T) {
+				_, s := openSession(t, o)
+				if err := s.Send([]byte("print('spinning') while true do end\n")); err != nil {
+					t.Fatal(err)
+				}
+				readUntil(t, s, "spinning")
+				done := make(chan error, 1)
+				go func() {
+					_, err := s.Execute(context.Background(), []byte("return 1"), core.ExecOptions{})
+					done <- err
+				}()
+				// The spinning input never ends: the Execute queues behind it.
+				// A read that finds no output gives its goroutine the time.
+				if out, _ := s.Read(core.Stdout|core.Stderr, 200*time.Millisecond); len(out) > 0 {
+					t.Fatalf("unexpected output %q", out)
+				}
+				stop := s.Interrupt
+				if how == "close" {
+					stop = func() { s.Close() }
+				}
+				limit := time.After(30 * time.Second)
+				tick := time.NewTicker(20 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					stop()
+					select {
+					case err := <-done:
+						if err != nil && core.CodeOf(err) != core.ErrTimeout && core.CodeOf(err) != core.ErrClosed {
+							t.Errorf("queued Execute: %v", err)
+						}
+						return
+					case <-limit:
+						t.Fatalf("a queued Execute never returned after %s", how)
+					case <-tick.C:
+					}
+				}
+			})
+		}
+	}
+}
+
+// Interrupting a session whose input waits for another caller's call on
+// the VM cancels that input and leaves the other call alone (the engine's
+// interrupt went to whatever chunk ran).
+func TestSessionInterruptLeavesOtherCallersAlone(t *testing.T) {
+	for _, o := range engines(t) {
+		t.Run(o.Engine, func(t *testing.T) {
+			vm, s := openSession(t, o)
+			other, err := vm.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			if err := other.Send([]byte("print('other started') local t = os.clock() while os.clock() - t < 1.5 do end print('other done')\n")); err != nil {
+				t.Fatal(err)
+			}
+			readUntil(t, other, "other started")
+			if err := s.Send([]byte("print('mine ran')\n")); err != nil {
+				t.Fatal(err)
+			}
+			// The input is picked up at once and waits for the VM; a read
+			// that finds no output gives the session's goroutine the time.
+			if out, _ := s.Read(core.Stdout|core.Stderr, 200*time.Millisecond); len(out) > 0 {
+				t.Fatalf("unexpected output %q", out)
+			}
+			// Interrupt until this session's input is gone: reported
+			// interrupted, or dropped from the queue before it was picked up.
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			var mine string
+			for s.Busy() && !strings.Contains(mine, "interrupted") && !strings.Contains(mine, "mine ran") {
+				s.Interrupt()
+				out, err := s.Read(core.Stdout|core.Stderr, 20*time.Millisecond)
+				if err != nil {
+					t.Fatal(err)
+				}
+				mine += string(out)
+				<-tick.C
+			}
+			got := readUntil(t, other, "other done")
+			if strings.Contains(got, "interrupted") {
+				t.Errorf("another session's interrupt stopped this chunk: %q", got)
+			}
+		})
+	}
+}
+
+// After an interrupt the rest of the same input's lines does not run.
+func TestInterruptDropsTheRestOfTheInput(t *testing.T) {
+	for _, o := range engines(t) {
+		t.Run(o.Engine, func(t *testing.T) {
+			_, s := openSession(t, o)
+			if err := s.Send([]byte("print('spinning') while true do end\nx = 'after'\nprint('after')\n")); err != nil {
+				t.Fatal(err)
+			}
+			readUntil(t, s, "spinning")
+			s.Interrupt()
+			if !s.Wait(30 * time.Second) {
+				t.Fatal("the session did not go idle after the interrupt")
+			}
+			out, _ := s.Read(core.Stdout|core.Stderr, 0)
+			if strings.Contains(string(out), "after") {
+				t.Errorf("the rest of the input ran after the interrupt: %q", out)
+			}
+			res, err := s.Execute(context.Background(), []byte("return x == nil"), core.ExecOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(res.Values) != "[true]" {
+				t.Errorf("x = 'after' ran after the interrupt: %s", res.Values)
+			}
+		})
+	}
+}
