@@ -3,7 +3,7 @@
 Code execution works exactly as on :class:`BasicLuaVM`. The original's
 LuaSocket helpers (``start_server``, ``start_client``, ``start_p2p``) are not
 available in this release; they raise FeatureNotAvailableError naming what
-to use instead.
+to use instead. ``networked=True`` opens no socket and listens on nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ class NetworkedLuaVM(BasicLuaVM):
     def _unavailable(self, what: str) -> NoReturn:
         raise FeatureNotAvailableError(
             f"NetworkedLuaVM.{what} (LuaSocket helpers) is not available in this release; "
-            "run your own LuaSocket code with execute_string on a process-engine VM "
-            "(engine='process', lua_executable='lua5.4') that has LuaSocket installed"
+            "run your own LuaSocket code with execute_string on a trusted process-engine VM "
+            "(engine='process', lua_executable='lua5.4', sandbox=False: the sandbox loads no C "
+            "modules such as socket) that has LuaSocket installed"
         )
 
     def start_server(self, port: int, timeout: float = 30.0) -> NoReturn:
