@@ -248,15 +248,22 @@ func compileRequest(req *core.Request) (*chunk, bool, error) {
 		return ch, req.PrintResults, err
 	}
 	code := req.Code
-	if len(code) > 0 && code[0] == '=' {
+	eq := len(code) > 0 && code[0] == '='
+	if eq {
 		code = code[1:]
 	}
 	expr := make([]byte, 0, len(code)+7)
 	expr = append(append(expr, "return "...), code...)
-	if ch, err := compile(expr, req.ChunkName); err == nil {
+	ch, err := compile(expr, req.ChunkName)
+	if err == nil {
 		return ch, true, nil
 	}
-	ch, err := compile(req.Code, req.ChunkName)
+	if eq {
+		// "=expr" is only ever "return expr": its error is that one's
+		// ("=1," continued on the next line waits for it, as in lua -i).
+		return nil, true, err
+	}
+	ch, err = compile(req.Code, req.ChunkName)
 	return ch, req.PrintResults, err
 }
 

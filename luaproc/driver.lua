@@ -1493,8 +1493,10 @@ local function setup(flags, name, code)
     -- One input of lua -i: "=expr" is "return expr"; an expression is
     -- printed; a chunk whose syntax error is at its end waits for more.
     local c = code
-    if str_byte(c, 1) == 61 then c = str_sub(c, 2) end
-    fn = compile("return " .. c, name, env)
+    local eq = str_byte(c, 1) == 61
+    if eq then c = str_sub(c, 2) end
+    local rerr
+    fn, rerr = compile("return " .. c, name, env)
     if fn and jit_off then
       -- LuaJIT keeps no frame for a tail call, so error("x") typed in
       -- would lose its position: evaluate the values in the chunk's frame.
@@ -1503,7 +1505,9 @@ local function setup(flags, name, code)
     if fn then
       print_results = true
     else
-      fn, err = compile(code, name, env)
+      -- "=expr" is only ever "return expr": its error is that one's (an
+      -- "=1," continued on the next line waits for it, as in lua -i).
+      if eq then err = rerr else fn, err = compile(code, name, env) end
       if not fn and type(err) == "string" and str_find(err, "<eof>'?$") then
         finish_incomplete()
         return false

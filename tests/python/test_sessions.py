@@ -362,3 +362,11 @@ def test_session_limits(engine, manager):
     out = session.read_output()
     assert "CPU time budget" in out, out
     assert out.rstrip().endswith("2"), out
+
+
+def test_equals_expression_continued_on_the_next_line_waits(session):
+    # As in lua -i: "=1," is incomplete and waits for the next line.
+    session.send_input("=1,\n")
+    session.send_input("2\n")
+    settle(session)
+    assert session.read_output(timeout=1.0) == "1\t2\n"
