@@ -369,9 +369,12 @@ int bioxen_session_status(bioxen_session session, int *busy_out, int *pending_ou
 /*
 ** bioxen_session_interrupt stops the running chunk, keeping the session's
 ** Lua state (the chunk ends with an "interrupted" error on stderr), and drops
-** queued input. It returns at once. If the chunk does not stop within 500 ms
-** (a process engine busy inside one C function) the interpreter is
-** restarted and the state is lost.
+** queued input and the rest of the running input's lines; a queued
+** bioxen_session_execute returns BIOXEN_E_TIMEOUT. It returns at once. If
+** the chunk does not stop within 500 ms (a process engine busy inside one C
+** function) the interpreter is restarted and the state is lost. Only the
+** session's own chunk is stopped: input still waiting for another caller's
+** call on the VM is cancelled, and that call runs on.
 **
 ** METHOD: bioxen_session
 */

@@ -317,7 +317,10 @@ class InteractiveSession:
 
     def interrupt(self) -> None:
         """Stop the running chunk, keeping the session's state (the chunk
-        ends with an "interrupted" error on stderr); queued input is dropped."""
+        ends with an "interrupted" error on stderr); queued input and the
+        rest of the running input are dropped, and a queued
+        ``execute_interactive`` raises VMTimeoutError. Only this session's
+        own chunk is ever stopped."""
         self._check(_ffi.session_interrupt(self._h()), "interrupt")
 
     # -- attach ----------------------------------------------------------
