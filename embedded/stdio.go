@@ -106,38 +106,28 @@ func checkStdFile(L *lua.LState, n int) *stdFile {
 // line first.
 func (st *state) print(L *lua.LState) int {
 	n := L.GetTop()
-	if st.out.Tee == nil {
-		for i := 1; i <= n; i++ {
-			if i > 1 {
-				st.out.WriteString("\t")
-			}
-			switch v := L.Get(i).(type) {
-			case lua.LString:
-				st.out.WriteString(string(v))
-			case lua.LNumber:
-				st.out.WriteString(fmtNumber(v))
-			default:
-				st.out.WriteString(L.ToStringMeta(v).String())
-			}
-		}
-		st.out.WriteString("\n")
-		return 0
-	}
 	var line []byte
+	write := func(s string) { line = append(line, s...) }
+	if st.out.Tee == nil {
+		write = st.out.WriteString
+	}
 	for i := 1; i <= n; i++ {
 		if i > 1 {
-			line = append(line, '\t')
+			write("\t")
 		}
 		switch v := L.Get(i).(type) {
 		case lua.LString:
-			line = append(line, v...)
+			write(string(v))
 		case lua.LNumber:
-			line = append(line, fmtNumber(v)...)
+			write(fmtNumber(v))
 		default:
-			line = append(line, L.ToStringMeta(v).String()...)
+			write(L.ToStringMeta(v).String())
 		}
 	}
-	st.out.WriteBytes(append(line, '\n'))
+	write("\n")
+	if line != nil {
+		st.out.WriteBytes(line)
+	}
 	return 0
 }
 

@@ -111,26 +111,13 @@ func raiseAtCaller(L *lua.LState, msg string) {
 // that holds v. It returns "" when the caller is Go, the instruction is not
 // one that reaches this metamethod, or no register holds v.
 func operandName(L *lua.LState, v lua.LValue) (kind, name string) {
-	if frameLayoutErr != nil {
+	fn, pc, inst, ok := callerInst(L)
+	if !ok {
 		return "", ""
 	}
-	caller := topFrame(L)
-	if caller.IsNil() {
-		return "", ""
-	}
-	caller = caller.parent()
-	if caller.IsNil() || caller.isG() {
-		return "", ""
-	}
-	fn, pc := caller.fn(), caller.pc()-1
-	code := fn.Proto.Code
-	if pc < 0 || pc >= len(code) {
-		return "", ""
-	}
-	inst := code[pc]
-	a, b, c := int(inst>>18)&0xff, int(inst&0x1ff), int(inst>>9)&0x1ff
+	op, a, b, c := decode(inst)
 	var regs []int
-	switch int(inst >> 26) {
+	switch op {
 	case lua.OP_CALL, lua.OP_TAILCALL:
 		// The VM called __call with the value of register a; GetLocal
 		// cannot read it (the metamethod's frame starts there).
@@ -162,22 +149,39 @@ func operandName(L *lua.LState, v lua.LValue) (kind, name string) {
 // register its Lua caller passed it in (`..`'s operands, concat.go), or ""
 // (i is 0, or the caller is not a Lua call instruction).
 func argName(L *lua.LState, i int) (kind, name string) {
-	caller := topFrame(L)
-	if i < 1 || caller.IsNil() {
+	fn, pc, inst, ok := callerInst(L)
+	if i < 1 || !ok {
 		return "", ""
+	}
+	if op, a, _, _ := decode(inst); op == lua.OP_CALL || op == lua.OP_TAILCALL {
+		return objName(fn, pc, a+i)
+	}
+	return "", ""
+}
+
+// callerInst is the instruction the running Go function's caller executes
+// (the one that called it, or whose metamethod it is), with the caller's
+// function and the instruction's index; ok is false when the caller is Go
+// or there is none.
+func callerInst(L *lua.LState) (fn *lua.LFunction, pc int, inst uint32, ok bool) {
+	caller := topFrame(L)
+	if caller.IsNil() {
+		return nil, 0, 0, false
 	}
 	if caller = caller.parent(); caller.IsNil() || caller.isG() {
-		return "", ""
+		return nil, 0, 0, false
 	}
-	fn, pc := caller.fn(), caller.pc()-1
+	fn, pc = caller.fn(), caller.pc()-1
 	if pc < 0 || pc >= len(fn.Proto.Code) {
-		return "", ""
+		return nil, 0, 0, false
 	}
-	inst := fn.Proto.Code[pc]
-	if op := int(inst >> 26); op != lua.OP_CALL && op != lua.OP_TAILCALL {
-		return "", ""
-	}
-	return objName(fn, pc, int(inst>>18)&0xff+i)
+	return fn, pc, fn.Proto.Code[pc], true
+}
+
+// decode splits a gopher-lua instruction (Lua 5.1's layout: opcode in the
+// top 6 bits, then A, C, B; Bx is B and C together).
+func decode(inst uint32) (op, a, b, c int) {
+	return int(inst >> 26), int(inst>>18) & 0xff, int(inst & 0x1ff), int(inst>>9) & 0x1ff
 }
 
 // opBitRK marks an RK operand that is a constant (gopher-lua's opBitRk).
@@ -199,8 +203,8 @@ func objName(fn *lua.LFunction, pc, reg int) (kind, name string) {
 			return "", ""
 		}
 		inst := p.Code[set]
-		a, b, c := int(inst>>18)&0xff, int(inst&0x1ff), int(inst>>9)&0x1ff
-		switch int(inst >> 26) {
+		op, a, b, c := decode(inst)
+		switch op {
 		case lua.OP_MOVE, lua.OP_MOVEN:
 			if b >= a {
 				return "", ""
@@ -272,11 +276,11 @@ func findSetReg(code []uint32, lastpc, reg int) int {
 	setreg, jmptarget := -1, 0
 	for pc := 0; pc < lastpc; pc++ {
 		inst := code[pc]
-		a := int(inst>>18) & 0xff
+		op, a, b, _ := decode(inst)
 		change := false
-		switch int(inst >> 26) {
+		switch op {
 		case lua.OP_LOADNIL:
-			change = a <= reg && reg <= int(inst&0x1ff)
+			change = a <= reg && reg <= b
 		case lua.OP_TFORLOOP:
 			change = reg >= a+2
 		case lua.OP_CALL, lua.OP_TAILCALL, lua.OP_VARARG:
