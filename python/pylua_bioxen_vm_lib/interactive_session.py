@@ -246,8 +246,6 @@ class InteractiveSession:
         mask = _STREAMS.get(stream)
         if mask is None:
             raise ValueError(f"stream must be 'both', 'stdout' or 'stderr', not {stream!r}")
-        if timeout is None:
-            raise exc.InvalidArgumentError("timeout must be a number of seconds >= 0, not None")
         ms = wait_ms(timeout)
         handle = self._h()
         data = ctypes.c_void_p()
@@ -267,13 +265,13 @@ class InteractiveSession:
         InvalidArgumentError (a ValueError). Raises ReentrantCallError from
         an output callback of this session's VM (the session cannot become
         idle while its callback waits)."""
-        timeout_ms(timeout)  # type, NaN and range checks
+        limit = timeout_ms(timeout)  # 0: no limit (None, inf, over ~292 years)
         check_not_delivering(self.vm, "wait()")
         handle = self._h()
         idle = ctypes.c_int()
         # The core waits at most the milliseconds it is given (0: not at all),
         # so wait in slices until idle or past the deadline.
-        deadline = None if timeout is None or timeout == math.inf else time.monotonic() + timeout
+        deadline = None if limit == 0 else time.monotonic() + timeout
         while True:
             ms = _WAIT_SLICE_MS
             if deadline is not None:

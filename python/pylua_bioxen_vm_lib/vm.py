@@ -154,9 +154,14 @@ def encode_code(code: Any) -> bytes:
         raise TypeError(f"Lua code must be str or bytes, not {type(code).__name__}")
     if not data.strip():
         raise ValueError("Lua code is empty")
-    if b"\x00" in data:
-        raise exc.InvalidArgumentError(f"Lua code contains a NUL byte at offset {data.index(0)}", code=_ffi.E_INVALID)
+    _reject_nul(data, "Lua code")
     return data
+
+
+def _reject_nul(data: bytes, what: str) -> None:
+    """InvalidArgumentError (a ValueError) when data holds a NUL byte."""
+    if b"\x00" in data:
+        raise exc.InvalidArgumentError(f"{what} contains a NUL byte at offset {data.index(0)}", code=_ffi.E_INVALID)
 
 
 def _check_memory_limit(limit: Optional[int]) -> int:
@@ -181,14 +186,13 @@ def _byte_count(value: Optional[int]) -> int:
     return min(int(value or 0), INT64_MAX)
 
 
-def _seconds(value: Any, name: str) -> float:
+def _seconds(value: Any, name: str) -> None:
     """Check a number of seconds: TypeError for a non-number, and
     InvalidArgumentError (a ValueError) for NaN."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
     if isinstance(value, float) and math.isnan(value):
         raise exc.InvalidArgumentError(f"{name} must be a number of seconds, not NaN")
-    return value
 
 
 def timeout_ms(timeout: Optional[float], name: str = "timeout") -> int:
@@ -210,11 +214,13 @@ def timeout_ms(timeout: Optional[float], name: str = "timeout") -> int:
     return max(1, int(round(ms)))
 
 
-def wait_ms(timeout: float, name: str = "timeout") -> int:
+def wait_ms(timeout: Optional[float], name: str = "timeout") -> int:
     """Seconds -> milliseconds for a C call that waits (where 0 means do not
     wait): 0 and positive numbers are accepted, anything over MAX_TIMEOUT_MS
-    (``math.inf`` too) is clamped to it; a negative number or NaN raises
-    InvalidArgumentError, a non-number (None too) TypeError."""
+    (``math.inf`` too) is clamped to it; None, a negative number or NaN
+    raises InvalidArgumentError, another non-number TypeError."""
+    if timeout is None:
+        raise exc.InvalidArgumentError(f"{name} must be a number of seconds >= 0, not None")
     _seconds(timeout, name)
     if timeout < 0:
         raise exc.InvalidArgumentError(f"{name} must be a number of seconds >= 0, got {timeout!r}")
@@ -538,10 +544,7 @@ class BasicLuaVM:
         if not isinstance(file_path, (str, bytes, os.PathLike)):
             raise TypeError(f"file_path must be a path, not {type(file_path).__name__}")
         path = os.fsencode(file_path)
-        if b"\x00" in path:
-            raise exc.InvalidArgumentError(
-                f"file path contains a NUL byte at offset {path.index(0)}: {file_path!r}", code=_ffi.E_INVALID
-            )
+        _reject_nul(path, f"file path {file_path!r}")
         ms = timeout_ms(timeout)
         check_not_delivering(self, "execute_file()")
         handle = self._running_handle()
