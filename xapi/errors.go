@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"libbioxen/core"
@@ -45,7 +44,6 @@ const (
 	maxCodeText    = 64
 	maxParamText   = 256
 	maxParamsShown = 16
-	maxQuotedText  = 64
 )
 
 // ErrMalformed is in the chain of the error for a response that is not a
@@ -225,9 +223,4 @@ func (c *Client) redact(s string) string {
 func (c *Client) quoteServer(s string) string { return quoteText(c.redact(s)) }
 
 // quoteText quotes already redacted text, clipped to a short prefix.
-func quoteText(s string) string {
-	if len(s) > maxQuotedText {
-		return fmt.Sprintf("%q (%d bytes)", wire.Clip(s, maxQuotedText), len(s))
-	}
-	return strconv.Quote(s)
-}
+func quoteText(s string) string { return wire.Quote(s) }

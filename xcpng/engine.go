@@ -313,11 +313,7 @@ func (r *remote) readFrames(out *bufio.Reader, onLost func(*remote, error)) {
 		idle := !r.active && !r.stopped
 		if idle {
 			if perr != nil {
-				msg := "the Lua interpreter in the VM ended or the connection broke; the next call restarts it"
-				if tail := strings.TrimSpace(r.stderr.String()); tail != "" {
-					msg += ": " + tail
-				}
-				r.stopWith(core.Wrap(core.ErrConnection, "exec", msg, perr))
+				r.stopWith(r.endedErr(perr))
 			} else {
 				r.stopWith(betweenCalls("a frame arrived while no call was active"))
 			}
@@ -378,6 +374,16 @@ func betweenCalls(what string) error {
 	return core.Wrap(core.ErrEngine, "exec",
 		"the driver in the VM sent output between calls, so it was killed; the next call restarts it (globals are lost)",
 		&luaproc.ProtocolError{Msg: what})
+}
+
+// endedErr is the error of a driver whose output ended (cause), with the
+// tail of the interpreter's raw stderr.
+func (r *remote) endedErr(cause error) error {
+	msg := "the Lua interpreter in the VM ended or the connection broke; the next call restarts it"
+	if tail := strings.TrimSpace(r.stderr.String()); tail != "" {
+		msg += ": " + tail
+	}
+	return core.Wrap(core.ErrConnection, "exec", msg, cause)
 }
 
 // begin marks the start of a call; it fails when the driver was dropped.
@@ -557,11 +563,7 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 		case fe := <-r.frames:
 			if fe.err != nil {
 				e.drop(r)
-				msg := "the Lua interpreter in the VM ended or the connection broke; the next call restarts it"
-				if tail := strings.TrimSpace(r.stderr.String()); tail != "" {
-					msg += ": " + tail
-				}
-				return nil, core.Wrap(core.ErrConnection, "exec", msg, fe.err)
+				return nil, r.endedErr(fe.err)
 			}
 			done, err := call.Apply(fe.f)
 			if err != nil {
@@ -585,10 +587,7 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 			return call.Result(), nil
 		case <-r.stop:
 			e.drop(r)
-			if err := r.failure(); err != nil {
-				return nil, err
-			}
-			return nil, core.Errorf(core.ErrConnection, "exec", "the Lua driver in the VM was stopped; the next call restarts it")
+			return nil, r.failure() // never nil once stopped
 		case <-ctx.Done():
 			return timedOut()
 		}

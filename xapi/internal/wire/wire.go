@@ -239,8 +239,8 @@ const (
 	// times its size while it is decoded, as encoding/xml buffers it:
 	// one 256 MiB string peaks near 650 MiB.)
 	DefaultMaxValues = 2 << 20
-	// maxQuoted bounds how much of a document's text an error quotes.
-	maxQuoted = 64
+	// MaxQuoted bounds how much of a document's text an error quotes.
+	MaxQuoted = 64
 	// maxFault bounds a fault's string.
 	maxFault = 1024
 )
@@ -296,7 +296,7 @@ func (o Decoder) newDecoder(r io.Reader) *decoder {
 		case "utf-8", "utf8", "us-ascii", "ascii":
 			return in, nil
 		}
-		return nil, fmt.Errorf("unsupported charset %q", Clip(label, maxQuoted))
+		return nil, fmt.Errorf("unsupported charset %q", Clip(label, MaxQuoted))
 	}
 	dc := &decoder{d: d, redact: o.Redact, maxDepth: o.MaxDepth, maxValues: o.MaxValues}
 	if dc.maxDepth <= 0 {
@@ -327,8 +327,14 @@ func (dc *decoder) quote(s string) string {
 	if dc.redact != nil {
 		s = dc.redact(s)
 	}
-	if len(s) > maxQuoted {
-		return fmt.Sprintf("%q (%d bytes)", Clip(s, maxQuoted), len(s))
+	return Quote(s)
+}
+
+// Quote quotes s for an error, clipped to a short prefix (MaxQuoted bytes)
+// followed by its size; s must already be free of secrets.
+func Quote(s string) string {
+	if len(s) > MaxQuoted {
+		return fmt.Sprintf("%q (%d bytes)", Clip(s, MaxQuoted), len(s))
 	}
 	return strconv.Quote(s)
 }
@@ -341,7 +347,7 @@ func (dc *decoder) token() (xml.Token, error) {
 		if err == io.EOF {
 			return nil, malformed("unexpected end of document")
 		}
-		return nil, malformed("%s", dc.clean(err.Error(), 2*maxQuoted))
+		return nil, malformed("%s", dc.clean(err.Error(), 2*MaxQuoted))
 	}
 	return tok, nil
 }
@@ -393,9 +399,9 @@ func (dc *decoder) expectEnd(name string) error {
 func (dc *decoder) describe(tok xml.Token) string {
 	switch t := tok.(type) {
 	case xml.StartElement:
-		return "<" + dc.clean(t.Name.Local, maxQuoted) + ">"
+		return "<" + dc.clean(t.Name.Local, MaxQuoted) + ">"
 	case xml.EndElement:
-		return "</" + dc.clean(t.Name.Local, maxQuoted) + ">"
+		return "</" + dc.clean(t.Name.Local, MaxQuoted) + ">"
 	}
 	return fmt.Sprintf("%T", tok)
 }
@@ -608,7 +614,7 @@ func (dc *decoder) typed(name string) (any, error) {
 			}
 		}
 	}
-	return nil, malformed("unknown XML-RPC type <%s>", dc.clean(name, maxQuoted))
+	return nil, malformed("unknown XML-RPC type <%s>", dc.clean(name, MaxQuoted))
 }
 
 // DecodeCall decodes a <methodCall> with a zero Decoder.
