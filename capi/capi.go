@@ -320,11 +320,10 @@ func newResult(r *core.Result) *C.bioxen_result {
 	cr.stderr_data, cr.stderr_len = ptrs[1], C.size_t(len(parts[1]))
 	cr.values_json, cr.values_len = ptrs[2], C.size_t(len(parts[2]))
 	cr.error_message, cr.error_len = ptrs[3], C.size_t(len(parts[3]))
-	// The core keeps return codes within a C int (saturating); clamp here
-	// too, so that success always agrees with return_code.
-	rc := min(max(r.ReturnCode, math.MinInt32), math.MaxInt32)
-	cr.return_code = C.int(rc)
-	if r.Success && rc == 0 {
+	// core.normalizeResult keeps the code within a C int and success in
+	// agreement with it.
+	cr.return_code = C.int(r.ReturnCode)
+	if r.Success {
 		cr.success = 1
 	}
 	if r.Truncated {

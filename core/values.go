@@ -33,10 +33,9 @@ type ValueEncoder struct {
 	// tables is the number of open lists and maps (pairs do not count),
 	// the top-level array excluded: see Depth.
 	tables int
-	// markEnd is len(buf) just after the last "<size limit>" marker;
-	// marked says one was written.
+	// markEnd is len(buf) just after the last "<size limit>" marker, 0
+	// while none was written (buf starts with "[").
 	markEnd int
-	marked  bool
 }
 
 // sizeLimitText is the text of the "<size limit>" marker.
@@ -173,7 +172,7 @@ func (e *ValueEncoder) Opaque(luaType, text string) {
 	e.buf = appendJSONString(e.buf, text)
 	e.buf = append(e.buf, '}')
 	if luaType == "nil" && text == sizeLimitText {
-		e.markEnd, e.marked = len(e.buf), true
+		e.markEnd = len(e.buf)
 	}
 }
 
@@ -233,7 +232,7 @@ func (e *ValueEncoder) Depth() int { return e.tables }
 // a cut between the pairs of a map has no place for one. A pair left
 // without its value gets null, so the output is always well formed.
 func (e *ValueEncoder) Finish() []byte {
-	if e.full && !e.marked {
+	if e.full && e.markEnd == 0 {
 		top := len(e.kind) - 1
 		if e.kind[top] == 'l' || (e.kind[top] == 'p' && e.count[top] < 2) {
 			e.marker()

@@ -26,15 +26,6 @@ type mtable struct {
 	vals []any // string, float64, bool, nil or *mtable
 }
 
-func (t *mtable) get(key string) any {
-	for i, k := range t.keys {
-		if s, ok := k.(string); ok && s == key {
-			return t.vals[i]
-		}
-	}
-	return nil
-}
-
 type manifestParser struct {
 	ctx   context.Context
 	src   string
@@ -337,9 +328,12 @@ func (p *manifestParser) number() float64 {
 		p.skipSpace()
 		start = p.pos
 	}
+	// Decided once: lowercasing the rest of the manifest for every signed
+	// exponent made a manifest of "1e+5"s take minutes.
+	hex := len(p.src)-start >= 2 && p.src[start] == '0' && p.src[start+1]|0x20 == 'x'
 	for p.pos < len(p.src) {
 		c := p.src[p.pos]
-		if isNameChar(c) || c == '.' || ((c == '+' || c == '-') && p.pos > start && (p.src[p.pos-1]|0x20) == 'e' && !strings.HasPrefix(strings.ToLower(p.src[start:]), "0x")) {
+		if isNameChar(c) || c == '.' || ((c == '+' || c == '-') && p.pos > start && (p.src[p.pos-1]|0x20) == 'e' && !hex) {
 			p.pos++
 			continue
 		}
@@ -348,7 +342,7 @@ func (p *manifestParser) number() float64 {
 	text := p.src[start:p.pos]
 	var v float64
 	var err error
-	if strings.HasPrefix(strings.ToLower(text), "0x") {
+	if hex {
 		var u uint64
 		u, err = strconv.ParseUint(text[2:], 16, 64)
 		v = float64(u)
