@@ -125,9 +125,6 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 		res, err := s.runChunk(ctx, sessionItem{code: code, opts: eo})
 		cancel()
 		s.finishRun()
-		if err != nil && CodeOf(err) == ErrTimeout && eo.Timeout == 0 && ctx.Err() != nil {
-			err = Wrap(ErrTimeout, "execute", "interrupted", ctx.Err())
-		}
 		return res, err
 	}
 	s.queue = append(s.queue, sessionItem{code: code, opts: eo, reply: reply})
@@ -376,7 +373,7 @@ func (s *Session) runChunk(ctx context.Context, item sessionItem) (*Result, erro
 		Output: func(st Stream, p []byte) { s.emitListenerOnly(st, p) }}
 	in, ok := s.vm.engine.(Interrupter)
 	if item.opts.Timeout <= 0 || !ok {
-		return s.vm.run(ctx, req, item.opts.Timeout)
+		return s.stoppedOutcome(s.vm.run(ctx, req, item.opts.Timeout))
 	}
 	// A session keeps its state across a timeout: at the deadline the chunk
 	// is interrupted (the engine keeps the Lua state) and only if it does
@@ -401,7 +398,31 @@ func (s *Session) runChunk(ctx context.Context, item sessionItem) (*Result, erro
 		}
 		return nil, Errorf(ErrTimeout, "execute", "%s", msg)
 	}
-	return res, err
+	return s.stoppedOutcome(res, err)
+}
+
+// stoppedOutcome gives a chunk that Interrupt or Close stopped one outcome
+// on every engine: ErrTimeout "interrupted" (ErrClosed after Close). Engines
+// end such a chunk differently: the embedded engine with a cancellation
+// error, the process engine on lua5.x with a Lua error "interrupted!" that
+// its SIGINT hook raised. A chunk that ended well before the stop took
+// effect keeps its result, as does an error that is not the stop's (the VM
+// closed under it, say). The engine's own error says whether the state was
+// kept (an interpreter that had to be killed loses it).
+func (s *Session) stoppedOutcome(res *Result, err error) (*Result, error) {
+	s.mu.Lock()
+	stopped, closed := s.stopped, s.closed
+	s.mu.Unlock()
+	if !stopped || (err == nil && res != nil && res.Success) || (err != nil && CodeOf(err) != ErrTimeout) {
+		return res, err
+	}
+	if closed {
+		return nil, Errorf(ErrClosed, "execute", "the session was closed while the chunk ran")
+	}
+	if err != nil {
+		return nil, Wrap(ErrTimeout, "execute", "interrupted", err)
+	}
+	return nil, Errorf(ErrTimeout, "execute", "interrupted: the chunk was stopped; the session keeps its state")
 }
 
 func (s *Session) emitListenerOnly(stream Stream, p []byte) {

@@ -3,7 +3,9 @@ package core_test
 import (
 	"bytes"
 	"context"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,5 +164,72 @@ func TestInterruptDropsTheRestOfTheInput(t *testing.T) {
 				t.Errorf("x = 'after' ran after the interrupt: %s", res.Values)
 			}
 		})
+	}
+}
+
+// An Execute that Interrupt stops fails with ErrTimeout "interrupted" on
+// every engine, and one that Close stops with ErrClosed. On lua5.x the
+// driver's SIGINT hook ended the chunk with a Lua error, which came back as
+// a failed Result, while the embedded engine and LuaJIT returned
+// ErrTimeout; the session keeps its state either way.
+func TestInterruptedExecuteFailsAlikeOnEveryEngine(t *testing.T) {
+	all := engines(t)
+	for _, interp := range []string{"lua5.1", "luajit"} {
+		if _, err := exec.LookPath(interp); err == nil {
+			all = append(all, core.Options{Engine: "process", Interpreter: interp, Persistent: true})
+		}
+	}
+	for _, o := range all {
+		for _, how := range []string{"interrupt", "close"} {
+			t.Run(o.Engine+"/"+o.Interpreter+"/"+how, func(t *testing.T) {
+				_, s := openSession(t, o)
+				if _, err := s.Execute(context.Background(), []byte("kept = 42"), core.ExecOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				started := make(chan struct{})
+				var once sync.Once
+				s.SetListener(func(core.Stream, []byte) { once.Do(func() { close(started) }) })
+				done := make(chan error, 1)
+				go func() {
+					res, err := s.Execute(context.Background(), []byte("print('spinning') local n = 0 while true do n = n + 1 end"), core.ExecOptions{})
+					if err == nil {
+						t.Errorf("the stopped chunk returned a result: %+v", res)
+					}
+					done <- err
+				}()
+				select {
+				case <-started:
+				case <-time.After(20 * time.Second):
+					t.Fatal("the chunk did not start")
+				}
+				want := core.ErrTimeout
+				if how == "close" {
+					want = core.ErrClosed
+					s.Close()
+				} else {
+					s.Interrupt()
+				}
+				var stopErr error
+				select {
+				case stopErr = <-done:
+					if err := stopErr; core.CodeOf(err) != want {
+						t.Fatalf("got %v (code %v), want code %v", err, core.CodeOf(err), want)
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatal("the stopped Execute did not return")
+				}
+				if how == "close" {
+					return
+				}
+				// LuaJIT's compiled loop does not see the interrupt: after
+				// the grace period its interpreter is killed, and the error
+				// says the state is lost.
+				want42 := !strings.Contains(stopErr.Error(), "a new one starts")
+				res, err := s.Execute(context.Background(), []byte("return kept or 'lost'"), core.ExecOptions{})
+				if err != nil || (want42 && string(res.Values) != "[42]") || (!want42 && string(res.Values) != `["lost"]`) {
+					t.Fatalf("after the interrupt (%v): %v %+v", stopErr, err, res)
+				}
+			})
+		}
 	}
 }

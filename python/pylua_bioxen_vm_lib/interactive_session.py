@@ -316,9 +316,10 @@ class InteractiveSession:
     def interrupt(self) -> None:
         """Stop the running chunk, keeping the session's state (the chunk
         ends with an "interrupted" error on stderr); queued input and the
-        rest of the running input are dropped, and a queued
-        ``execute_interactive`` raises VMTimeoutError. Only this session's
-        own chunk is ever stopped."""
+        rest of the running input are dropped. The running
+        ``execute_interactive`` and any queued one raise VMTimeoutError
+        ("interrupted") on every engine. Only this session's own chunk is
+        ever stopped."""
         self._check(_ffi.session_interrupt(self._h()), "interrupt")
 
     # -- attach ----------------------------------------------------------

@@ -234,6 +234,35 @@ def test_interrupt_keeps_state(session):
     assert session.execute_interactive("return kept")["values"] == ["yes"]
 
 
+def test_interrupt_stops_a_running_execute_interactive_alike_on_every_engine(session):
+    # On lua5.x the interrupted chunk came back as a failure dict, elsewhere
+    # as VMTimeoutError: now it is VMTimeoutError everywhere.
+    started = threading.Event()
+    session.detach()
+    session.attach(lambda text: started.set())
+    session.execute_interactive("kept = 'yes'")
+    outcome: list = []
+
+    def run():
+        try:
+            outcome.append(session.execute_interactive("print('started') while true do end"))
+        except Exception as e:  # noqa: BLE001 - the test inspects it
+            outcome.append(e)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert started.wait(20)
+    session.interrupt()
+    worker.join(30)
+    assert not worker.is_alive()
+    assert isinstance(outcome[0], VMTimeoutError), outcome
+    assert "interrupted" in str(outcome[0])
+    # LuaJIT's compiled loop ignores SIGINT: its interpreter is restarted,
+    # and the error says so.
+    lost = "a new one starts" in str(outcome[0])
+    assert session.execute_interactive("return kept or 'lost'")["values"] == ["lost" if lost else "yes"]
+
+
 def test_duplicate_ids_and_unknown_ids(manager, session):
     with pytest.raises(SessionAlreadyExistsError):
         manager.create_interactive_vm("s")
