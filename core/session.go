@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultSessionBuffer bounds the output a session keeps for readers: past
@@ -44,6 +45,7 @@ type Session struct {
 	cancel   context.CancelFunc // of the running chunk
 	stopped  bool               // Interrupt stopped the running item: drop the rest of its input
 	errLast  byte               // the last byte written to Stderr by REPL input
+	held     [3][]byte          // by Stream: an incomplete UTF-8 character ending the stream's latest write
 	listener func(Stream, []byte)
 	log      outputLog
 	kick     chan struct{}
@@ -354,23 +356,90 @@ func (s *Session) loop() {
 }
 
 // emit delivers output to the listener (a copy of p) or the buffer (which
-// copies p into its own storage).
+// copies p into its own storage), whole characters only (see whole).
 func (s *Session) emit(stream Stream, p []byte) {
 	s.mu.Lock()
+	p = s.whole(stream, p)
 	fn := s.listener
-	if fn == nil {
+	if fn == nil && len(p) > 0 {
 		s.log.add(stream, p)
 		s.changed.Broadcast()
 	}
 	s.mu.Unlock()
-	if fn != nil {
+	if fn != nil && len(p) > 0 {
 		fn(stream, append([]byte(nil), p...))
+	}
+}
+
+// whole joins p to the bytes held back from the stream's previous write and
+// holds back p's own ending if it is an incomplete UTF-8 character, so that
+// Read and a listener never get a character in two pieces (decoding each
+// piece apart garbled it, and a reader that changes streams between reads
+// cannot join them). The held bytes go out with the write that completes
+// them, or as they are at the chunk's end (flushHeld). Invalid UTF-8 is
+// passed on as it is. s.mu is held.
+func (s *Session) whole(stream Stream, p []byte) []byte {
+	if stream != Stdout && stream != Stderr {
+		return p
+	}
+	if h := s.held[stream]; len(h) > 0 {
+		p = append(h, p...)
+		s.held[stream] = nil
+	}
+	if n := incompleteTail(p); n > 0 {
+		s.held[stream] = append([]byte(nil), p[len(p)-n:]...)
+		p = p[:len(p)-n]
+	}
+	return p
+}
+
+// incompleteTail is the length of the valid but incomplete UTF-8 sequence
+// that ends p (0 if none).
+func incompleteTail(p []byte) int {
+	for i := len(p) - 1; i >= 0 && i > len(p)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(p[i]) {
+			if utf8.FullRune(p[i:]) {
+				return 0
+			}
+			return len(p) - i
+		}
+	}
+	return 0
+}
+
+// flushHeld delivers the bytes whole held back when the chunk that wrote
+// them ended without completing them: to the listener, or (toLog: REPL
+// input's output) to the buffer when there is none.
+func (s *Session) flushHeld(toLog bool) {
+	type piece struct {
+		stream Stream
+		p      []byte
+	}
+	var late []piece
+	s.mu.Lock()
+	fn := s.listener
+	for _, st := range []Stream{Stdout, Stderr} {
+		h := s.held[st]
+		s.held[st] = nil
+		switch {
+		case len(h) == 0:
+		case fn != nil:
+			late = append(late, piece{st, h})
+		case toLog:
+			s.log.add(st, h)
+			s.changed.Broadcast()
+		}
+	}
+	s.mu.Unlock()
+	for _, pc := range late {
+		fn(pc.stream, pc.p)
 	}
 }
 
 func (s *Session) runChunk(ctx context.Context, item sessionItem) (*Result, error) {
 	req := &Request{Code: item.code, ChunkName: "=input", PrintResults: item.opts.PrintResults,
 		Output: func(st Stream, p []byte) { s.emitListenerOnly(st, p) }}
+	defer s.flushHeld(false)
 	in, ok := s.vm.engine.(Interrupter)
 	if item.opts.Timeout <= 0 || !ok {
 		return s.stoppedOutcome(s.vm.run(ctx, req, item.opts.Timeout))
@@ -427,9 +496,10 @@ func (s *Session) stoppedOutcome(res *Result, err error) (*Result, error) {
 
 func (s *Session) emitListenerOnly(stream Stream, p []byte) {
 	s.mu.Lock()
+	p = s.whole(stream, p)
 	fn := s.listener
 	s.mu.Unlock()
-	if fn != nil {
+	if fn != nil && len(p) > 0 {
 		fn(stream, p)
 	}
 }
@@ -444,6 +514,7 @@ func (s *Session) runInput(ctx context.Context, input []byte) {
 		}
 		s.emit(st, p)
 	}
+	defer s.flushHeld(true)
 	for len(input) > 0 {
 		s.mu.Lock()
 		stopped := s.stopped

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"libbioxen/core"
 )
@@ -231,5 +232,77 @@ func TestInterruptedExecuteFailsAlikeOnEveryEngine(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A character written in two pieces reaches Read and a listener whole: a
+// read between the pieces got its first bytes alone, and the Python layer,
+// decoding each read (per stream mask), turned them into U+FFFD. Bytes that
+// a chunk leaves incomplete come out when it ends.
+func TestOutputNeverSplitsACharacter(t *testing.T) {
+	const code = `io.write('a\226') io.stderr:write('x') for i = 1, 2e6 do end io.write('\130\172b\n') io.write('\226')` + "\n"
+	for _, o := range engines(t) {
+		t.Run(o.Engine+"/read", func(t *testing.T) {
+			_, s := openSession(t, o)
+			if err := s.Send([]byte(code)); err != nil {
+				t.Fatal(err)
+			}
+			var pieces []string
+			for deadline := time.Now().Add(20 * time.Second); s.Busy() || len(pieces) == 0; {
+				if time.Now().After(deadline) {
+					t.Fatalf("no end of output after 20 s; got %q", pieces)
+				}
+				piece, err := s.Read(core.Stdout, 200*time.Millisecond)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(piece) > 0 {
+					pieces = append(pieces, string(piece))
+				}
+			}
+			if piece, _ := s.Read(core.Stdout, 0); len(piece) > 0 {
+				pieces = append(pieces, string(piece))
+			}
+			if strings.Join(pieces, "") != "a€b\n\xe2" {
+				t.Fatalf("stdout %q", pieces)
+			}
+			// Only the final byte, which the chunk never completed, may
+			// be invalid.
+			pieces[len(pieces)-1] = strings.TrimSuffix(pieces[len(pieces)-1], "\xe2")
+			for _, p := range pieces {
+				if !utf8.ValidString(p) {
+					t.Fatalf("a read split a character: %q", pieces)
+				}
+			}
+			if e, _ := s.Read(core.Stderr, 0); string(e) != "x" {
+				t.Fatalf("stderr %q", e)
+			}
+		})
+		t.Run(o.Engine+"/listener", func(t *testing.T) {
+			_, s := openSession(t, o)
+			var mu sync.Mutex
+			var pieces []string
+			s.SetListener(func(st core.Stream, p []byte) {
+				if st == core.Stdout {
+					mu.Lock()
+					pieces = append(pieces, string(p))
+					mu.Unlock()
+				}
+			})
+			if _, err := s.Execute(context.Background(), []byte(code), core.ExecOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if strings.Join(pieces, "") != "a€b\n\xe2" {
+				t.Fatalf("pieces %q", pieces)
+			}
+			pieces[len(pieces)-1] = strings.TrimSuffix(pieces[len(pieces)-1], "\xe2")
+			for _, p := range pieces {
+				if !utf8.ValidString(p) {
+					t.Fatalf("a listener call split a character: %q", pieces)
+				}
+			}
+		})
 	}
 }

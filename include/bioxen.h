@@ -316,7 +316,9 @@ int bioxen_session_send(bioxen_session session, const char *input, size_t len);
 ** (BIOXEN_STDOUT, BIOXEN_STDERR or both, interleaved in the order written).
 ** When there is none it waits up to timeout_ms for the first output, and
 ** returns early, with nothing, when the session is idle (no queued input, no
-** running chunk).
+** running chunk). A UTF-8 character is never split between two reads (nor
+** between two listener calls): a write that ends inside one is held back
+** until the write that completes it, or until its chunk ends.
 **
 ** METHOD: bioxen_session
 ** On BIOXEN_OK *data_out points to *len_out bytes plus a NUL, owned by the

@@ -29,7 +29,6 @@ waiting for that thread in the callback).
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import ctypes
 import logging
@@ -149,7 +148,6 @@ class InteractiveSession:
         self._callback: Optional[OutputCallback] = None
         self._attached = False
         self._listener_key = 0
-        self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in (_ffi.STDOUT, _ffi.STDERR, 3)}
         self.last_activity = time.time()
         self._async_queues: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Optional[str]]]] = []
 
@@ -256,7 +254,9 @@ class InteractiveSession:
             raw = ctypes.string_at(data, size.value) if size.value else b""
         finally:
             _ffi.free(data)
-        return self._decoders[mask].decode(raw)
+        # The core never splits a character between reads (or deliveries),
+        # so each piece decodes on its own, whatever the stream asked for.
+        return raw.decode("utf-8", "replace")
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Wait until all input sent so far has run; True when idle, False
@@ -366,7 +366,7 @@ class InteractiveSession:
         self._check(_ffi.session_set_listener(handle, _on_output, self._listener_key), "attach")
 
     def _deliver(self, stream: int, data: bytes) -> None:
-        text = self._decoders.get(stream, self._decoders[3]).decode(data)
+        text = data.decode("utf-8", "replace")
         if not text:
             return
         callback = self._callback

@@ -263,6 +263,19 @@ def test_interrupt_stops_a_running_execute_interactive_alike_on_every_engine(ses
     assert session.execute_interactive("return kept or 'lost'")["values"] == ["lost" if lost else "yes"]
 
 
+def test_read_output_never_garbles_a_character_when_the_stream_changes(session):
+    # One decoder per stream mask kept the first bytes of a character read
+    # with stream="stdout", and the read with "both" got the rest alone:
+    # U+FFFD twice. The core now never splits a character between reads.
+    session.send_input(r"io.write('a\226') for i = 1, 2e6 do end io.write('\130\172b')")
+    text = ""
+    streams = iter(["stdout", "both"] * 1000)
+    while session.is_busy() or not text:
+        text += session.read_output(timeout=0.2, stream=next(streams))
+    text += session.read_output(timeout=0)
+    assert text == "a\u20acb"
+
+
 def test_duplicate_ids_and_unknown_ids(manager, session):
     with pytest.raises(SessionAlreadyExistsError):
         manager.create_interactive_vm("s")
