@@ -32,10 +32,13 @@ type pkgRequest struct {
 	LuaVersion string             `json:"lua_version"`
 	Create     bool               `json:"create"`
 	Lock       *packages.LockFile `json:"lock"`
+	// AllowBuildCommands: packages.Config.AllowBuildCommands.
+	AllowBuildCommands bool `json:"allow_build_commands"`
 }
 
 func runPackages(req *pkgRequest) (any, error) {
-	m, err := packages.Open(packages.Config{Home: req.Home, Luarocks: req.Luarocks, Catalogs: req.Catalogs, DefaultRepos: req.Repos})
+	m, err := packages.Open(packages.Config{Home: req.Home, Luarocks: req.Luarocks, Catalogs: req.Catalogs, DefaultRepos: req.Repos,
+		AllowBuildCommands: req.AllowBuildCommands})
 	if err != nil {
 		return nil, err
 	}

@@ -409,6 +409,10 @@ int bioxen_session_set_listener(bioxen_session session, bioxen_output_fn fn, voi
 ** paths (env, lua_version, create), install / update (env, package,
 ** version), remove (env, package), list (env), lock (env, path), install_lock
 ** (env, path or lock), health (env). docs/packages.md describes each.
+** "allow_build_commands": true lets the rockspecs of an install, update or
+** install_lock run their own build steps and hooks (the "command", "make"
+** and "cmake" build types) as the calling user; without it they are
+** refused. Only set it for repositories you trust.
 **
 ** On BIOXEN_OK *response_out points to *response_len bytes plus a NUL,
 ** owned by the caller, freed with bioxen_free. Installs run the real

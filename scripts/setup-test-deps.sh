@@ -2,16 +2,18 @@
 # Installs what the test suite needs on a fresh Debian machine: Lua
 # interpreters for the process engine, luarocks for package management,
 # OpenSSH (server and client) for the XCP-ng simulator's guests, valgrind for
-# the C test, and a Python virtual environment with pytest and ruff. Safe to run again: it installs
-# only what is missing.
+# the C test, the Lua 5.1 and 5.4 headers (rocks with build steps or C
+# modules), and a Python virtual environment with pytest and ruff. Safe to
+# run again: it installs only what is missing.
 set -euo pipefail
 venv=${1:-.venv}
 
 need=()
 for pair in lua5.4:lua5.4 lua5.1:lua5.1 luajit:luajit luarocks:luarocks valgrind:valgrind gcc:gcc \
-            ssh-keygen:openssh-client ssh:openssh-client /usr/sbin/sshd:openssh-server zip:zip unzip:unzip; do
+            ssh-keygen:openssh-client ssh:openssh-client /usr/sbin/sshd:openssh-server zip:zip unzip:unzip \
+            /usr/include/lua5.1/lua.h:liblua5.1-0-dev /usr/include/lua5.4/lua.h:liblua5.4-dev; do
   cmd=${pair%%:*}; pkg=${pair##*:}
-  if [[ $cmd == /* ]]; then [ -x "$cmd" ] || need+=("$pkg"); continue; fi
+  if [[ $cmd == /* ]]; then [ -e "$cmd" ] || need+=("$pkg"); continue; fi
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u | sed '/^$/d')

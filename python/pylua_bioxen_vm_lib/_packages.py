@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _ffi
+from . import exceptions as exc
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_REPO = PACKAGE_DIR / "rocks"
@@ -57,7 +58,22 @@ def call(op: str, catalogs: Optional[Sequence[str]] = None, **fields: Any) -> An
         "default_repos": default_repos(),
     }
     request.update({k: v for k, v in fields.items() if v is not None})
-    return _ffi.json_call(_ffi.packages, request, f"packages: {op}")
+    try:
+        return _ffi.json_call(_ffi.packages, request, f"packages: {op}")
+    except exc.LuaProcessError as err:
+        if type(err) is not exc.LuaProcessError:
+            raise  # a timeout, say: keep its own class
+        # The core's engine error here is luarocks failing (a build, a
+        # refused build type, a broken rock): a package error.
+        raise exc.PackageError(str(err), code=err.code) from err
+
+
+def build_commands_opt_in(allow: bool) -> Optional[bool]:
+    """The request field for ``allow_build_commands``: True, or None (the
+    core's default, refusing a rockspec's own build steps and hooks)."""
+    if not isinstance(allow, bool):
+        raise TypeError("allow_build_commands must be True or False")
+    return True if allow else None
 
 
 def env_exists(name: str) -> bool:

@@ -45,16 +45,35 @@ class RepositoryManager:
 
 
 class PackageManager:
-    """Install, update, remove, list and lock packages of one environment."""
+    """Install, update, remove, list and lock packages of one environment.
 
-    def __init__(self, env_name: str = _packages.DEFAULT_ENV, catalogs: Optional[List[str]] = None) -> None:
+    A rockspec's own build steps and hooks (build types ``command``,
+    ``make``, ``cmake``) run shell commands as you: they are refused unless
+    ``allow_build_commands=True``, which is only for repositories you trust
+    (``builtin`` rocks, C modules included, always install)."""
+
+    def __init__(
+        self,
+        env_name: str = _packages.DEFAULT_ENV,
+        catalogs: Optional[List[str]] = None,
+        *,
+        allow_build_commands: bool = False,
+    ) -> None:
+        self._build_commands = _packages.build_commands_opt_in(allow_build_commands)
         self.env_name = _packages.check_env_name(env_name)
         self.catalogs = catalogs if catalogs is not None else _packages.default_catalogs()
+        self.allow_build_commands = allow_build_commands
         self.repositories = RepositoryManager()
         self.environments = EnvironmentManager()
 
     def _call(self, op: str, **fields: Any) -> Any:
-        return _packages.call(op, catalogs=self.catalogs, env=self.env_name, **fields)
+        return _packages.call(
+            op,
+            catalogs=self.catalogs,
+            env=self.env_name,
+            allow_build_commands=self._build_commands,
+            **fields,
+        )
 
     def install(self, name: str, version: Optional[str] = None) -> List[Dict[str, str]]:
         """Install a package and its dependencies; returns what is installed."""

@@ -247,3 +247,43 @@ def test_percent_encoded_file_uri_repository(tmp_path):
     assert "%20" in repos.list_repositories()[0]["url"]
     installed = PackageManager().install("bio_compute")
     assert any(p["name"] == "bio_compute" for p in installed)
+
+
+def test_build_commands_run_only_when_allowed(tmp_path):
+    # A rockspec whose build step is a shell command: refused by default on
+    # every API (the opt-in was Go-only), run when the caller allows it.
+    import subprocess
+
+    from pylua_bioxen_vm_lib.package_manager import PackageManager
+    from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
+
+    repo, work, marker = tmp_path / "repo", tmp_path / "work" / "evil-1.0", tmp_path / "ran"
+    repo.mkdir()
+    work.mkdir(parents=True)
+    (work / "evil.lua").write_text("return {}\n")
+    subprocess.run(["tar", "-C", str(work.parent), "-czf", str(repo / "evil-1.0.tar.gz"), "evil-1.0"], check=True)
+    (repo / "evil-1.0-1.rockspec").write_text(
+        f'package = "evil"\nversion = "1.0-1"\n'
+        f'source = {{ url = "{(repo / "evil-1.0.tar.gz").as_uri()}" }}\n'
+        'description = { summary = "runs a command" }\ndependencies = { "lua >= 5.1" }\n'
+        f'build = {{ type = "command", build_command = "echo ran > {marker}", '
+        'install = { lua = { evil = "evil.lua" } } }\n'
+    )
+    subprocess.run(["luarocks-admin", "make_manifest", str(repo)], check=True, capture_output=True)
+    PackageManager().repositories.add_repository(repo, name="evil", index=0)
+
+    with pytest.raises(exc.PackageError, match="accepted_build_types"):
+        PackageManager().install("evil")
+    with pytest.raises(exc.PackageError, match="accepted_build_types"):
+        PackageInstaller().install_package("evil")
+    assert not marker.exists()
+    with pytest.raises(TypeError):
+        PackageManager(allow_build_commands="yes")  # type: ignore[arg-type]
+
+    installed = PackageManager(allow_build_commands=True).install("evil")
+    assert marker.read_text() == "ran\n"
+    assert any(p["name"] == "evil" for p in installed)
+    marker.unlink()
+    PackageManager().remove("evil")
+    assert PackageInstaller(allow_build_commands=True).install_package("evil")["installed_version"] == "1.0-1"
+    assert marker.exists()

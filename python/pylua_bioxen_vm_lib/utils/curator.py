@@ -63,7 +63,8 @@ def _catalog_files(packages_catalog: CatalogSource, profiles_catalog: CatalogSou
 
 
 class Curator:
-    """Catalog-driven package curation for one environment."""
+    """Catalog-driven package curation for one environment.
+    ``allow_build_commands`` as for :class:`PackageManager`."""
 
     def __init__(
         self,
@@ -72,14 +73,20 @@ class Curator:
         packages_catalog: CatalogSource = None,
         profiles_catalog: CatalogSource = None,
         env_name: str = _packages.DEFAULT_ENV,
+        *,
+        allow_build_commands: bool = False,
     ) -> None:
+        self._build_commands = _packages.build_commands_opt_in(allow_build_commands)
+        self.allow_build_commands = allow_build_commands
         self.lua_path = lua_path
         self.manifest_path = manifest_path
         self.env_name = _packages.check_env_name(env_name)
         self.catalogs = _catalog_files(packages_catalog, profiles_catalog)
 
     def _call(self, op: str, **fields: Any) -> Any:
-        return _packages.call(op, catalogs=self.catalogs, env=self.env_name, **fields)
+        return _packages.call(
+            op, catalogs=self.catalogs, env=self.env_name, allow_build_commands=self._build_commands, **fields
+        )
 
     # -- catalog ---------------------------------------------------------
     def catalog(self) -> Dict[str, Any]:
@@ -205,8 +212,16 @@ def get_curator(env_name: str = _packages.DEFAULT_ENV, **kwargs: Any) -> Curator
 class PackageInstaller:
     """Installs packages into an environment (``default`` unless named)."""
 
-    def __init__(self, env_name: str = _packages.DEFAULT_ENV, curator: Optional[Curator] = None) -> None:
-        self.curator = curator or Curator(env_name=env_name)
+    def __init__(
+        self,
+        env_name: str = _packages.DEFAULT_ENV,
+        curator: Optional[Curator] = None,
+        *,
+        allow_build_commands: bool = False,
+    ) -> None:
+        """``allow_build_commands`` as for :class:`PackageManager` (for the
+        curator made here; a given ``curator`` keeps its own)."""
+        self.curator = curator or Curator(env_name=env_name, allow_build_commands=allow_build_commands)
         self.env_name = self.curator.env_name
 
     def install_package(self, package_name: str, version: Optional[str] = None) -> Dict[str, Any]:
