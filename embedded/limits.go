@@ -284,15 +284,16 @@ func (st *state) installCoroutines() {
 	// end` nested until it took gigabytes and neared Go's stack limit,
 	// which kills the process. Lua counts them as C calls: past 200,
 	// "C stack overflow".
-	enter, leave := st.enterCCall, st.leaveCCall
+	enter, leave := st.enterResume, st.leaveResume
 	resume := co.RawGetString("resume").(*lua.LFunction)
 	co.RawSetString("resume", L.NewFunction(func(L *lua.LState) int {
-		if !enter(L) {
+		held, ok := enter(L)
+		if !ok {
 			L.Push(lua.LFalse)
 			L.Push(lua.LString("C stack overflow"))
 			return 2
 		}
-		defer leave()
+		defer leave(held)
 		n := resume.GFunction(L)
 		st.raiseExit(L) // os.exit inside the coroutine
 		// Lua's words for gopher-lua's.
@@ -321,10 +322,11 @@ func (st *state) installCoroutines() {
 		// counted.
 		aux := fn.GFunction
 		L.Replace(-1, L.NewClosure(func(L *lua.LState) int {
-			if !enter(L) {
+			held, ok := enter(L)
+			if !ok {
 				L.RaiseError("C stack overflow")
 			}
-			defer leave()
+			defer leave(held)
 			return aux(L)
 		}, th))
 		return n
@@ -348,6 +350,40 @@ func (st *state) enterCCall(*lua.LState) bool {
 
 // leaveCCall ends what enterCCall counted.
 func (st *state) leaveCCall() { st.cCalls-- }
+
+// maxResumedFrames bounds the call frames of all the threads suspended in
+// a chain of nested resumes, below the running one. Each thread has its own
+// call stack (luaOptions.CallStackSize frames), and a frame that gopher-lua
+// runs in a nested Go call (a metamethod, a gsub callback, a sort
+// comparator, __tostring, a for-in iterator) holds Go stack, a few KB each:
+// 200 nested resumes of threads each 9,000 such frames deep overflowed Go's
+// 1 GB stack after a minute, which kills the process (no recover). With
+// this bound the Go stack stays under (maxResumedFrames + CallStackSize)
+// nested calls, about a tenth of the limit at the deepest nesting measured.
+// Lua 5.1 counts those nested calls as C calls across the whole chain
+// (lua_setlevel) and stops at 200 with "C stack overflow", the same error
+// as here.
+const maxResumedFrames = 20000
+
+// enterResume counts a resume from L (enterCCall) and the frames L holds
+// while it waits; false ("C stack overflow") past maxCCalls or
+// maxResumedFrames. held goes to leaveResume.
+func (st *state) enterResume(L *lua.LState) (held int, ok bool) {
+	if top := topFrame(L); !top.IsNil() {
+		held = top.index() + 1
+	}
+	if st.resumedFrames+held > maxResumedFrames || !st.enterCCall(L) {
+		return 0, false
+	}
+	st.resumedFrames += held
+	return held, true
+}
+
+// leaveResume ends what enterResume counted.
+func (st *state) leaveResume(held int) {
+	st.resumedFrames -= held
+	st.leaveCCall()
+}
 
 // limitTicker returns a function long Go builtins call once per step: every
 // 4096 steps it polls the call's limits (deadline, CPU, memory) and raises

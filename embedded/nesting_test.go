@@ -88,3 +88,54 @@ func TestNestingScanAcceptsRealCode(t *testing.T) {
 		t.Errorf("the first level over 4 is on line %d, want 8", line)
 	}
 }
+
+// TestNestedCallsInResumedThreadsAreBounded: frames that run in a nested
+// Go call (gsub callbacks, __index functions, __tostring) inside a chain of
+// nested resumes multiplied: each thread has a call stack of its own, and
+// 150 resumes of threads 9,000 gsub callbacks deep overflowed Go's 1 GB
+// stack, which kills the process. The frames of the threads waiting in
+// resumes are bounded: past it the resume fails with "C stack overflow",
+// as in Lua 5.1, and the VM goes on.
+func TestNestedCallsInResumedThreadsAreBounded(t *testing.T) {
+	vm := openVM(t, core.Options{Persistent: true})
+	cases := map[string]string{
+		"gsub": `local function g(n, k)
+			if n > 0 then return (("x"):gsub("x", function() return g(n - 1, k) end)) end
+			if k > 0 then return coroutine.wrap(function() return g(9000, k - 1) end)() end
+			return "y"
+		end
+		return pcall(g, 9000, 150)`,
+		"index": `local function g(n, k)
+			if n > 0 then return setmetatable({}, {__index = function() return g(n - 1, k) end}).x end
+			if k > 0 then
+				local ok, v = coroutine.resume(coroutine.create(function() return g(9000, k - 1) end))
+				if not ok then error(v, 0) end
+				return v
+			end
+			return "y"
+		end
+		return pcall(g, 9000, 150)`,
+		"tostring": `local function g(n, k)
+			if n > 0 then return tostring(setmetatable({}, {__tostring = function() return g(n - 1, k) end})) end
+			if k > 0 then return coroutine.wrap(function() return g(9000, k - 1) end)() end
+			return "y"
+		end
+		return pcall(g, 9000, 150)`,
+	}
+	for name, code := range cases {
+		res, err := vm.Exec(context.Background(), []byte(code), core.ExecOptions{Timeout: 2 * time.Minute})
+		if err != nil || !strings.Contains(string(res.Values), "C stack overflow") {
+			t.Errorf("%s: %v %s %s", name, err, res.Values, res.Stderr)
+		}
+	}
+	// Within the bound: two threads 9,000 callbacks deep each.
+	res, err := vm.Exec(context.Background(), []byte(`local function g(n, k)
+		if n > 0 then return (("x"):gsub("x", function() return g(n - 1, k) end)) end
+		if k > 0 then return coroutine.wrap(function() return g(9000, k - 1) end)() end
+		return "y"
+	end
+	return g(9000, 1), 1 + 1`), core.ExecOptions{Timeout: 2 * time.Minute})
+	if err != nil || string(res.Values) != `["y",2]` {
+		t.Fatalf("under the bound: %v %s %s", err, res.Values, res.Stderr)
+	}
+}

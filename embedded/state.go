@@ -33,6 +33,9 @@ type state struct {
 	exitCode int
 
 	cCalls int // resumes and protected calls nested in each other (limits.go)
+	// resumedFrames: call frames of the threads waiting in nested resumes
+	// (limits.go, enterResume).
+	resumedFrames int
 
 	moduleGuard *pathGuard        // where require may look (nil: trusted, anywhere)
 	guard       *pathGuard        // files Lua code may open (nil: trusted, any)
