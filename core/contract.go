@@ -91,7 +91,7 @@ type Options struct {
 	Trusted bool
 	// AllowedPaths are directories sandboxed code may read and write
 	// (io.open, dofile, loadfile); the package environment's directories are
-	// always readable.
+	// always readable, and writable only when listed here.
 	AllowedPaths []string
 	// ModuleRoots are directories sandboxed `require` may load Lua modules
 	// from (anywhere below them, e.g. every package environment), in

@@ -306,3 +306,4 @@ func TestOutputNeverSplitsACharacter(t *testing.T) {
 		})
 	}
 }
+

@@ -85,9 +85,9 @@ func (st *state) openFile(name, mode string) (*lua.LUserData, error) {
 	if !ok {
 		return nil, errBadMode
 	}
-	real, ok := st.guard.check(name)
-	if !ok {
-		return nil, errOutside
+	real, err := st.guard.resolve(name, flags&(os.O_WRONLY|os.O_RDWR) != 0)
+	if err != nil {
+		return nil, err
 	}
 	if len(st.files) >= maxOpenFiles {
 		return nil, syscall.EMFILE
@@ -107,7 +107,10 @@ func (st *state) openFile(name, mode string) (*lua.LUserData, error) {
 	return ud, nil
 }
 
-var errOutside = errors.New("access outside the VM's allowed directories")
+var (
+	errOutside  = errors.New("access outside the VM's allowed directories")
+	errReadOnly = errors.New("the VM's package environments are read-only")
+)
 
 // openFlags reads a Lua mode: [rwa]%+?b*.
 func openFlags(mode string) (int, bool) {
@@ -159,7 +162,7 @@ func pushIOError(L *lua.LState, name string, err error) int {
 
 // ioErrorText is C's strerror text and errno for err.
 func ioErrorText(err error) (string, int) {
-	if errors.Is(err, errOutside) {
+	if errors.Is(err, errOutside) || errors.Is(err, errReadOnly) {
 		return err.Error(), int(syscall.EACCES)
 	}
 	var errno syscall.Errno

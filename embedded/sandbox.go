@@ -35,12 +35,19 @@ var sandboxLibs = map[string]map[string]bool{
 }
 
 // pathGuard decides which files Lua code may open: only files under the
-// allowed directories (cleaned, symlinks resolved).
-type pathGuard struct{ dirs []string }
+// allowed directories (cleaned, symlinks resolved), and for reading only
+// under the read-only ones (package environments: shared by every VM that
+// uses them, so a sandboxed chunk that could write there would plant code
+// that other VMs, trusted ones too, load).
+type pathGuard struct{ dirs, readOnly []string }
 
-func newPathGuard(allowed []string) *pathGuard {
-	g := &pathGuard{}
-	for _, d := range allowed {
+func newPathGuard(allowed, readOnly []string) *pathGuard {
+	return &pathGuard{dirs: resolveDirs(allowed), readOnly: resolveDirs(readOnly)}
+}
+
+func resolveDirs(dirs []string) []string {
+	var out []string
+	for _, d := range dirs {
 		if d == "" {
 			continue
 		}
@@ -48,34 +55,55 @@ func newPathGuard(allowed []string) *pathGuard {
 			if real, err := filepath.EvalSymlinks(abs); err == nil {
 				abs = real
 			}
-			g.dirs = append(g.dirs, abs)
+			out = append(out, abs)
 		}
 	}
-	return g
+	return out
 }
 
-// check returns the resolved path when it lies in an allowed directory.
-// A nil guard (a trusted state) allows every path, unchanged.
+// check returns the resolved path when it may be read: it lies in an
+// allowed or a read-only directory. A nil guard (a trusted state) allows
+// every path, unchanged.
 func (g *pathGuard) check(p string) (string, bool) {
+	real, err := g.resolve(p, false)
+	return real, err == nil
+}
+
+// resolve returns the resolved path when it may be opened (written, with
+// write), else errOutside or errReadOnly.
+func (g *pathGuard) resolve(p string, write bool) (string, error) {
 	if g == nil {
-		return p, true
+		return p, nil
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
-		return "", false
+		return "", errOutside
 	}
 	// Resolve symlinks (also a dangling last one), so a link inside an
 	// allowed directory cannot point or create outside it.
 	real := core.RealPath(abs)
 	if real == "" {
-		return "", false
+		return "", errOutside
 	}
-	for _, d := range g.dirs {
-		if real == d || strings.HasPrefix(real, d+string(filepath.Separator)) {
-			return real, true
+	if under(real, g.dirs) {
+		return real, nil
+	}
+	if under(real, g.readOnly) {
+		if write {
+			return "", errReadOnly
+		}
+		return real, nil
+	}
+	return "", errOutside
+}
+
+func under(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if p == d || strings.HasPrefix(p, d+string(filepath.Separator)) {
+			return true
 		}
 	}
-	return "", false
+	return false
 }
 
 // envDirs turns package.path templates into the directories they search
@@ -90,10 +118,12 @@ func envDirs(templates string) []string {
 	return out
 }
 
-func (st *state) applySandbox(allowed, moduleRoots []string) {
+// applySandbox: files may be opened under allowed, read under readOnly,
+// and modules loaded from moduleRoots.
+func (st *state) applySandbox(allowed, readOnly, moduleRoots []string) {
 	L := st.L
-	guard := newPathGuard(allowed)
-	moduleGuard := newPathGuard(moduleRoots)
+	guard := newPathGuard(allowed, readOnly)
+	moduleGuard := newPathGuard(moduleRoots, nil)
 	g := L.G.Global
 	var drop []lua.LValue
 	g.ForEach(func(k, _ lua.LValue) {

@@ -106,15 +106,16 @@ func newState(cfg stateConfig) *state {
 		}
 	}
 	if !cfg.trusted {
-		allowed := append(envDirs(cfg.path), envDirs(cfg.cpath)...)
+		envs := append(envDirs(cfg.path), envDirs(cfg.cpath)...)
+		var allowed []string
 		if cfg.allowed != "" {
-			allowed = append(allowed, strings.Split(cfg.allowed, "\x00")...)
+			allowed = strings.Split(cfg.allowed, "\x00")
 		}
-		modules := append([]string(nil), allowed...)
+		modules := append(append([]string(nil), envs...), allowed...)
 		if cfg.modules != "" {
 			modules = append(modules, strings.Split(cfg.modules, "\x00")...)
 		}
-		st.applySandbox(allowed, modules)
+		st.applySandbox(allowed, envs, modules)
 	} else {
 		st.installLoaders(nil, nil)
 	}

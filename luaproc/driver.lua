@@ -361,8 +361,9 @@ end
 -- "Sandbox"), which io.input, io.output and io.lines go through as well.
 -- sb: the sandbox's state (see "Sandbox"), one table to spare locals: on,
 -- open (its io.open), check (path -> resolved path, or nil and message),
+-- ro and nro (the read-only directories),
 -- lua and c (its searchers), configured, configure.
-local sb = { open = io_open }
+local sb = { open = io_open, ro = {}, nro = 0 }
 
 function ov.io_output(f)
   if f == nil then return cur_out end
@@ -874,16 +875,23 @@ end
 
 -- resolve returns the absolute path of p when it lies in an allowed
 -- directory, else nil and the sandbox's message.
-local function resolve(p)
+-- A read-only directory (sb.ro: the package environments, shared by every
+-- VM that uses them) is readable, never writable: with write set such a
+-- path is refused too.
+local function resolve(p, write)
   local r = normalize(p)
   if r and realpath then r = realpath(r) elseif r then r = host_realpath(r) end
   if r and under(r, sb_allowed, nallowed) then return r end
+  if r and under(r, sb.ro, sb.nro) then
+    if not write then return r end
+    return nil, p .. ": the VM's package environments are read-only"
+  end
   return nil, p .. DENIED
 end
 
 local function sb_open(p, mode)
   p = path_arg(p, "open")
-  local r, err = resolve(p)
+  local r, err = resolve(p, mode ~= nil and (str_find(tostring(mode), "^[wa]") or str_find(tostring(mode), "+", 1, true)) and true)
   if not r then return nil, err, 13 end
   if mode == nil then return io_open(r) end
   return io_open(r, mode)
@@ -1031,7 +1039,7 @@ local function readable_module(file)
   local r = normalize(file)
   if r and realpath then r = realpath(r) elseif r then r = host_realpath(r) end
   if not r then return nil end
-  if under(r, sb_allowed, nallowed) or under(r, sb_modules, nmodules) then return r end
+  if under(r, sb_allowed, nallowed) or under(r, sb.ro, sb.nro) or under(r, sb_modules, nmodules) then return r end
   return nil
 end
 
@@ -1134,6 +1142,7 @@ function sb.configure(sandbox, payload)
     for kind, p in str_gmatch(payload or "", "(%a)([^%z]*)%z") do
       if kind == "c" then sb_cwd = p
       elseif kind == "a" then nallowed = nallowed + 1; sb_allowed[nallowed] = p
+      elseif kind == "r" then sb.nro = sb.nro + 1; sb.ro[sb.nro] = p
       elseif kind == "m" then nmodules = nmodules + 1; sb_modules[nmodules] = p end
     end
     apply_sandbox()

@@ -938,8 +938,9 @@ func (e *Engine) Close() error {
 // "P <sandbox> <len>" with sandbox 1 unless opts.Trusted, and a payload of
 // NUL-terminated entries, each a kind letter and an absolute path: "c" the
 // working directory relative paths are resolved against, "a" an allowed
-// directory (io.open, loadfile, dofile and require), "m" a module directory
-// (require only). Directories are made absolute and their symbolic links
+// directory (io.open, loadfile, dofile and require), "r" a read-only one
+// (the same, but io.open for reading only: the package environments), "m"
+// a module directory (require only). Directories are made absolute and their symbolic links
 // resolved here.
 func PolicyFrame(opts core.Options) []byte {
 	if opts.Trusted {
@@ -970,11 +971,10 @@ func PolicyFrame(opts core.Options) []byte {
 	if wd, err := os.Getwd(); err == nil {
 		add('c', resolve(wd))
 	}
-	var allowed []string
-	allowed = append(allowed, templateDirs(opts.PackagePath)...)
-	allowed = append(allowed, templateDirs(opts.PackageCPath)...)
-	allowed = append(allowed, opts.AllowedPaths...)
-	for _, d := range allowed {
+	for _, d := range append(templateDirs(opts.PackagePath), templateDirs(opts.PackageCPath)...) {
+		add('r', resolve(d))
+	}
+	for _, d := range opts.AllowedPaths {
 		add('a', resolve(d))
 	}
 	for _, d := range opts.ModuleRoots {
