@@ -307,3 +307,57 @@ func TestOutputNeverSplitsACharacter(t *testing.T) {
 	}
 }
 
+// A listener slower than the chunk's output does not make the chunk
+// unstoppable: on the process engine the frame pipe stayed full, the
+// engine applied frames (calling the listener) without end, and neither
+// the timeout, nor Interrupt, nor Close was ever looked at (found by
+// review; the chunk ran on for minutes).
+func TestSlowListenerDoesNotBlockStops(t *testing.T) {
+	all := engines(t)
+	if _, err := exec.LookPath("luajit"); err == nil {
+		all = append(all, core.Options{Engine: "process", Interpreter: "luajit", Persistent: true})
+	}
+	for _, o := range all {
+		for _, how := range []string{"timeout", "interrupt", "close"} {
+			t.Run(o.Engine+"/"+o.Interpreter+"/"+how, func(t *testing.T) {
+				_, s := openSession(t, o)
+				started := make(chan struct{})
+				var once sync.Once
+				s.SetListener(func(core.Stream, []byte) {
+					once.Do(func() { close(started) })
+					time.Sleep(5 * time.Millisecond) // a slow consumer, not a wait for output
+				})
+				eo := core.ExecOptions{}
+				if how == "timeout" {
+					eo.Timeout = time.Second
+				}
+				done := make(chan error, 1)
+				go func() {
+					_, err := s.Execute(context.Background(), []byte("while true do print('x') end"), eo)
+					done <- err
+				}()
+				<-started
+				switch how {
+				case "interrupt":
+					s.Interrupt()
+				case "close":
+					closed := make(chan struct{})
+					go func() { s.Close(); close(closed) }()
+					select {
+					case <-closed:
+					case <-time.After(20 * time.Second):
+						t.Fatal("Close did not return within 20 s")
+					}
+				}
+				select {
+				case err := <-done:
+					if core.CodeOf(err) != core.ErrTimeout && core.CodeOf(err) != core.ErrClosed {
+						t.Fatalf("got %v", err)
+					}
+				case <-time.After(20 * time.Second):
+					t.Fatal("the chunk was not stopped within 20 s")
+				}
+			})
+		}
+	}
+}

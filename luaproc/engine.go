@@ -60,8 +60,12 @@ type Engine struct {
 
 	res  Call
 	rbuf []byte
-	wbuf []byte // bytes for the driver; those before wpos are written
-	wpos int
+	// backlog: readFrames left complete frames in the parser when its time
+	// slice ran out (a slow output listener); loop applies them before it
+	// waits for the pipes again.
+	backlog bool
+	wbuf    []byte // bytes for the driver; those before wpos are written
+	wpos    int
 
 	// Interrupts (docs/protocol.md, "Interrupts"). intrMu guards callActive
 	// and the setting of intrReq; Interrupt never takes mu.
@@ -512,6 +516,7 @@ func (e *Engine) closeWake() {
 func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error {
 	p := e.p
 	var pfds [6]pollFd
+	e.backlog = false // a killed call's frames died with its parser
 	// Most requests fit in the pipe: write before the first poll.
 	e.wpos = 0
 	e.writeIn()
@@ -540,6 +545,9 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 			}
 			t := syscall.NsecToTimespec(int64(rem))
 			ts = &t
+		}
+		if e.backlog {
+			ts = &syscall.Timespec{} // frames wait in the parser: do not block
 		}
 		if left, ok := e.cpuLeft(); ok && !hello {
 			if left <= 0 {
@@ -589,8 +597,8 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 		// Frames first: raw bytes read after them were written after
 		// them, or come before a later S/F/D frame, which drains the raw
 		// pipes before it is applied.
-		if ready(iOut) {
-			if stop, err := finished(e.readFrames(hello)); stop {
+		if ready(iOut) || e.backlog {
+			if stop, err := finished(e.readFrames(hello, frameSlice)); stop {
 				return err
 			}
 		}
@@ -607,7 +615,7 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 			// The interpreter exited (or closed its frame pipe). Take
 			// what it wrote last; a D frame may still be among it.
 			if !p.outEOF {
-				done, err := e.readFrames(hello)
+				done, err := e.readFrames(hello, 0)
 				if err != nil || done {
 					return err
 				}
@@ -634,7 +642,7 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 			// its output pipes are then empty, so that none of its writes
 			// is blocked when the signal comes (Lua 5.4 does not restart
 			// them).
-			if stop, err := finished(e.readFrames(false)); stop {
+			if stop, err := finished(e.readFrames(false, frameSlice)); stop {
 				return err
 			}
 			if e.awaitAck {
@@ -650,28 +658,48 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 	}
 }
 
+// frameSlice bounds how long readFrames applies frames before it returns to
+// loop, which then checks the deadline, the CPU budget, a cancellation and
+// an interrupt. Applying a frame calls the output listener: one slower than
+// the interpreter's writes kept the pipe full, readFrames never returned,
+// and neither a timeout, nor interrupt, nor Close stopped the chunk.
+const frameSlice = 20 * time.Millisecond
+
 // readFrames reads the frame pipe until it would block and applies the
-// frames. It returns done when the awaited frame (H or D) arrived.
-func (e *Engine) readFrames(hello bool) (bool, error) {
+// frames. It returns done when the awaited frame (H or D) arrived. After
+// slice (0: no limit) it returns with frames possibly left in the parser
+// (e.backlog).
+func (e *Engine) readFrames(hello bool, slice time.Duration) (bool, error) {
 	p := e.p
+	var start time.Time
+	if slice > 0 {
+		start = time.Now()
+	}
+	left := e.backlog // frames the previous slice left in the parser come first
+	e.backlog = false
 	for {
-		n, err := syscall.Read(p.out, e.rbuf)
-		if err == syscall.EINTR {
-			continue
+		n := len(e.rbuf) // after the backlog, read on
+		if !left {
+			var err error
+			n, err = syscall.Read(p.out, e.rbuf)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err == syscall.EAGAIN {
+				return false, nil
+			}
+			if err != nil || n == 0 {
+				p.outEOF = true
+				return false, nil
+			}
+			p.parser.Feed(e.rbuf[:n])
 		}
-		if err == syscall.EAGAIN {
-			return false, nil
-		}
-		if err != nil {
-			p.outEOF = true
-			return false, nil
-		}
-		if n == 0 {
-			p.outEOF = true
-			return false, nil
-		}
-		p.parser.Feed(e.rbuf[:n])
+		left = false
 		for {
+			if slice > 0 && time.Since(start) > slice {
+				e.backlog = true // apply the rest after loop's checks
+				return false, nil
+			}
 			f, ok, err := p.parser.Next()
 			if err != nil {
 				return false, err
