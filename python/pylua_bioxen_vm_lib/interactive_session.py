@@ -148,6 +148,8 @@ class InteractiveSession:
         self._callback: Optional[OutputCallback] = None
         self._attached = False
         self._listener_key = 0
+        self._late: list[tuple[int, str]] = []  # (stream, text) delivered with no one to take it
+        self._late_lock = threading.Lock()
         self.last_activity = time.time()
         self._async_queues: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Optional[str]]]] = []
 
@@ -240,23 +242,41 @@ class InteractiveSession:
         ``stream`` is "both" (interleaved as written), "stdout" or "stderr".
         ``timeout`` 0 does not wait; ``math.inf`` (or anything over about 292
         years) waits without limit; None, negative or NaN raise
-        InvalidArgumentError (a ValueError)."""
+        InvalidArgumentError (a ValueError). From an output callback of this
+        session's VM only ``timeout=0`` is allowed (a wait there would hold
+        up the chunk it waits for): anything else raises
+        ReentrantCallError."""
         mask = _STREAMS.get(stream)
         if mask is None:
             raise ValueError(f"stream must be 'both', 'stdout' or 'stderr', not {stream!r}")
         ms = wait_ms(timeout)
+        if ms:
+            check_not_delivering(self.vm, "read_output() with a timeout")
         handle = self._h()
+        late = self._take_late(mask)
+        if late:
+            return late + self._read_once(handle, mask, 0).decode("utf-8", "replace")
+        # The core waits in one C call: wait in slices, so that Ctrl-C
+        # (KeyboardInterrupt) is seen between them.
+        deadline = time.monotonic() + ms / 1000
+        while True:
+            raw = self._read_once(handle, mask, min(ms, _WAIT_SLICE_MS))
+            ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
+            if raw or ms == 0 or not self.is_busy():
+                # The core never splits a character between reads (or
+                # deliveries), so each piece decodes on its own, whatever
+                # the stream asked for.
+                return raw.decode("utf-8", "replace")
+
+    def _read_once(self, handle: int, mask: int, ms: int) -> bytes:
         data = ctypes.c_void_p()
         size = ctypes.c_size_t()
         status = _ffi.session_read(handle, mask, ms, ctypes.byref(data), ctypes.byref(size))
         self._check(status, "read_output")
         try:
-            raw = ctypes.string_at(data, size.value) if size.value else b""
+            return ctypes.string_at(data, size.value) if size.value else b""
         finally:
             _ffi.free(data)
-        # The core never splits a character between reads (or deliveries),
-        # so each piece decodes on its own, whatever the stream asked for.
-        return raw.decode("utf-8", "replace")
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Wait until all input sent so far has run; True when idle, False
@@ -370,15 +390,32 @@ class InteractiveSession:
         if not text:
             return
         callback = self._callback
+        queues = list(self._async_queues)
+        if callback is None and not queues:
+            # Delivered while detach() (or the end of stream_output) was
+            # removing the core's listener: keep it for read_output, which
+            # returns it before what the core buffered after it.
+            with self._late_lock:
+                self._late.append((stream, text))
+            return
         if callback is not None:
             try:
                 with delivering_for(self.vm):
                     callback(text)
             except Exception:
                 logger.exception("output callback of session %r failed", self.session_id)
-        for loop, queue in list(self._async_queues):
+        for loop, queue in queues:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(queue.put_nowait, text)
+
+    def _take_late(self, mask: int) -> str:
+        """The late deliveries (see _deliver) on the streams of mask."""
+        with self._late_lock:
+            if not self._late:
+                return ""
+            taken = [text for stream, text in self._late if stream & mask]
+            self._late = [(stream, text) for stream, text in self._late if not stream & mask]
+        return "".join(taken)
 
     # -- asyncio ---------------------------------------------------------
     async def execute_interactive_async(self, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:

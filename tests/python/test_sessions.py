@@ -4,6 +4,9 @@ local engine."""
 from __future__ import annotations
 
 import asyncio
+import math
+import os
+import signal
 import threading
 import time
 
@@ -14,6 +17,7 @@ from pylua_bioxen_vm_lib.exceptions import (
     AttachError,
     DetachError,
     EnvironmentNotFoundError,
+    ReentrantCallError,
     SessionAlreadyExistsError,
     SessionNotFoundError,
     SessionStateError,
@@ -274,6 +278,69 @@ def test_read_output_never_garbles_a_character_when_the_stream_changes(session):
         text += session.read_output(timeout=0.2, stream=next(streams))
     text += session.read_output(timeout=0)
     assert text == "a\u20acb"
+
+
+def test_detach_loses_no_output(engine):
+    # detach() cleared the callback before it removed the core's listener:
+    # text delivered in between was dropped (a few hundred characters in a
+    # third of the runs).
+    kind, executable = engine
+    n = 100000
+    expect = "".join(f"{i} " for i in range(1, n + 1)) + "END"
+    for _ in range(3):
+        with VMManager() as m:
+            session = m.create_interactive_vm("d", engine=kind, lua_executable=executable)
+            session.detach()
+            got: list = []
+            flowing = threading.Event()
+
+            def collect(text, got=got, flowing=flowing):
+                got.append(text)
+                flowing.set()
+
+            session.attach(collect)
+            session.send_input(f"for i = 1, {n} do io.write(i, ' ') end io.write('END')")
+            assert flowing.wait(20)
+            session.detach()
+            assert session.wait(timeout=60)
+            assert "".join(got) + session.read_output(timeout=0) == expect
+
+
+def test_read_output_from_a_callback_cannot_deadlock(session):
+    outcome: list = []
+
+    def callback(text):
+        if not outcome:
+            try:
+                session.read_output(timeout=math.inf)
+                outcome.append("returned")
+            except Exception as e:  # noqa: BLE001 - the test inspects it
+                outcome.append(e)
+            outcome.append(session.read_output(timeout=0))  # no wait: allowed
+
+    session.detach()
+    session.attach(callback)
+    session.send_input("print('a') print('b')")
+    assert session.wait(timeout=20)
+    assert isinstance(outcome[0], ReentrantCallError), outcome
+    assert outcome[1] == ""
+
+
+def test_ctrl_c_interrupts_read_output(session):
+    # read_output(math.inf) waited in one C call, where Python never sees
+    # SIGINT: Ctrl-C did nothing.
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    session.send_input("while true do end")
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            session.read_output(timeout=math.inf)
+    finally:
+        timer.cancel()
+        session.interrupt()
+    assert session.wait(timeout=20)
 
 
 def test_duplicate_ids_and_unknown_ids(manager, session):
