@@ -506,11 +506,13 @@ func (s *Session) emitListenerOnly(stream Stream, p []byte) {
 
 // runInput feeds complete lines to the REPL one at a time.
 func (s *Session) runInput(ctx context.Context, input []byte) {
+	said := false // the engine wrote its own "interrupted!" error for this line
 	out := func(st Stream, p []byte) {
 		if st == Stderr && len(p) > 0 {
 			s.mu.Lock()
 			s.errLast = p[len(p)-1]
 			s.mu.Unlock()
+			said = said || bytes.Contains(p, []byte("interrupted!"))
 		}
 		s.emit(st, p)
 	}
@@ -534,6 +536,7 @@ func (s *Session) runInput(ctx context.Context, input []byte) {
 			s.mu.Unlock()
 			continue
 		}
+		said = false
 		res, err := s.vm.run(ctx, &Request{Code: chunk, ChunkName: "=stdin", REPL: true, PrintResults: true, Output: out}, 0)
 		s.mu.Lock()
 		if err == nil && res.Incomplete {
@@ -553,7 +556,9 @@ func (s *Session) runInput(ctx context.Context, input []byte) {
 				msg = "\n" + msg // after the engine's unterminated message
 			}
 			s.mu.Unlock()
-			out(Stderr, []byte(msg+"\n"))
+			if CodeOf(err) != ErrTimeout || !said {
+				out(Stderr, []byte(msg+"\n")) // once: not after the engine's own
+			}
 			if ctx.Err() != nil {
 				return // interrupted: the rest of this input is dropped
 			}
