@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"io"
+	"strings"
 )
 
 // Options formatting: EngineConfig holds engine secrets (the "xcpng"
@@ -33,6 +34,25 @@ func redactedBytes(b []byte) string {
 		return `""`
 	}
 	return fmt.Sprintf("[REDACTED %d bytes]", len(b))
+}
+
+// RedactUserinfo replaces the user information (user name, password,
+// token) of a URL or of a "user:password@host" with mark, for messages:
+// ("https://u:p@host/x@y", "***") gives "https://***@host/x@y". Only the
+// authority counts: an '@' in the path, query or fragment stays.
+func RedactUserinfo(s, mark string) string {
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 {
+		start = i + 3
+	}
+	end := len(s)
+	if i := strings.IndexAny(s[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	if i := strings.LastIndexByte(s[start:end], '@'); i >= 0 {
+		return s[:start] + mark + s[start+i:]
+	}
+	return s
 }
 
 // FormatRedacted is the fmt.Formatter of a type whose String already hides

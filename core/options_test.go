@@ -40,3 +40,20 @@ func TestOptionsFormatRedactsEngineConfig(t *testing.T) {
 		t.Errorf("empty EngineConfig: %s", s)
 	}
 }
+
+// RedactUserinfo serves xcpng, sshsession, xapi and packages (each had its
+// own copy).
+func TestRedactUserinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://h":                "https://h",
+		"https://u:p@h:443/a":      "https://[REDACTED]@h:443/a",
+		"u:p@h":                    "[REDACTED]@h",
+		"http://h/path@x":          "http://h/path@x",
+		"https://a@b:c@h?q=x@y#f@": "https://[REDACTED]@h?q=x@y#f@",
+		"":                         "",
+	} {
+		if got := RedactUserinfo(in, "[REDACTED]"); got != want {
+			t.Errorf("RedactUserinfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -60,19 +60,10 @@ func NormalizeRepoURL(raw string) (string, error) {
 // a URL, for messages and lock files: "https://u:p@host/x" gives
 // "https://***@host/x".
 func RedactURL(raw string) string {
-	i := strings.Index(raw, "://")
-	if i < 0 {
-		return raw
+	if !strings.Contains(raw, "://") {
+		return raw // a plain path: an '@' there is a directory name
 	}
-	rest := raw[i+3:]
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
-		return raw[:i+3] + "***" + rest[at:]
-	}
-	return raw
+	return core.RedactUserinfo(raw, "***")
 }
 
 // hasUserinfo reports whether a URL carries credentials.

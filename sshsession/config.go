@@ -113,19 +113,9 @@ func (c Config) redact() configFields {
 	if r.KeyPassphrase != "" {
 		r.KeyPassphrase = redacted
 	}
-	r.Host = redactHost(c.Host)
+	r.Host = core.RedactUserinfo(c.Host, redacted)
 	r.KeyFiles = append([]string(nil), c.KeyFiles...)
 	return r
-}
-
-// redactHost hides the user information of a host given as
-// "user:password@host" (Dial refuses such a host): everything up to the
-// last '@' becomes "[REDACTED]".
-func redactHost(h string) string {
-	if i := strings.LastIndexByte(h, '@'); i >= 0 {
-		return redacted + h[i:]
-	}
-	return h
 }
 
 // String prints the fields like %+v, with the secrets redacted.
@@ -166,7 +156,7 @@ func (c Config) normalize() (Config, error) {
 	if strings.Contains(c.Host, "@") {
 		// Never echo it: "user:password@host" would show the password.
 		return bad("Config.Host %q holds user information (user[:password]@host); give the user in Config.User and the password in Config.Password",
-			redactHost(c.Host))
+			core.RedactUserinfo(c.Host, redacted))
 	}
 	if strings.ContainsAny(c.Host, "\x00\n\r\t /") {
 		return bad("Config.Host %q is not a host name or address", c.Host)

@@ -151,7 +151,7 @@ func New(opts Options) (*Client, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, core.Errorf(core.ErrInvalid, op, "bad XAPI URL %q: want http(s)://host[:port]", redactURL(opts.URL))
+		return nil, core.Errorf(core.ErrInvalid, op, "bad XAPI URL %q: want http(s)://host[:port]", core.RedactUserinfo(opts.URL, "***"))
 	}
 	if u.User != nil {
 		return nil, core.Errorf(core.ErrInvalid, op, "the XAPI URL must not carry credentials (%s)", u.Redacted())
@@ -226,16 +226,6 @@ func New(opts Options) (*Client, error) {
 		return http.ErrUseLastResponse
 	}}
 	return c, nil
-}
-
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	if i := strings.LastIndex(s, "@"); i >= 0 {
-		return "***@" + s[i+1:]
-	}
-	return s
 }
 
 func normalizeFingerprint(s string) (string, bool) {

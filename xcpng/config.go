@@ -48,7 +48,7 @@ type Config struct {
 // information in Host ("https://user:pw@host") as [REDACTED].
 func (c Config) String() string {
 	return fmt.Sprintf("xcpng.Config{Host: %q, Username: %q, Password: ***, Template: %q, VMUser: %q, VMPassword: ***, VMKeyFiles: %q, KnownHosts: %q}",
-		redactURL(c.Host), c.Username, c.Template, c.VMUser, c.VMKeyFiles, c.KnownHosts)
+		core.RedactUserinfo(c.Host, "[REDACTED]"), c.Username, c.Template, c.VMUser, c.VMKeyFiles, c.KnownHosts)
 }
 
 // GoString is String.
@@ -61,23 +61,6 @@ func (c Config) GoString() string { return c.String() }
 // value too.
 func (c Config) Format(f fmt.State, verb rune) {
 	core.FormatRedacted(f, verb, "xcpng.Config", c.String())
-}
-
-// redactURL hides the user information of a URL or host
-// ("https://user:password@host/...") behind [REDACTED].
-func redactURL(s string) string {
-	start := 0
-	if i := strings.Index(s, "://"); i >= 0 {
-		start = i + 3
-	}
-	end := len(s)
-	if i := strings.IndexAny(s[start:], "/?#"); i >= 0 {
-		end = start + i
-	}
-	if i := strings.LastIndexByte(s[start:end], '@'); i >= 0 {
-		return s[:start] + "[REDACTED]" + s[start+i:]
-	}
-	return s
 }
 
 var knownKeys = map[string]bool{
