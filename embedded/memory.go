@@ -163,7 +163,8 @@ type memWalk struct {
 func (w *memWalk) push(v lua.LValue) {
 	switch x := v.(type) {
 	case lua.LString:
-		w.total += sizeString + int64(len(x))
+		w.total += sizeString
+		w.bytes(string(x))
 	case lua.LNumber:
 		w.total += sizeNumber
 	case *lua.LTable, *lua.LFunction, *lua.LUserData, *lua.LState:
@@ -180,6 +181,22 @@ func (w *memWalk) stopped() bool {
 	default:
 		return false
 	}
+}
+
+// sharedString is the length from which a string's bytes are charged once
+// per walk however many values refer to them (keyed by the address of
+// its bytes): `t[i] = s` copies the string header, not the bytes, and a
+// megabyte string stored 300 times was charged 300 MB (a false ErrNoMem).
+// Shorter strings are charged per value, which spares the walk a map
+// entry for each.
+const sharedString = 256
+
+// bytes charges the bytes of s, once per walk for a long one.
+func (w *memWalk) bytes(s string) {
+	if len(s) >= sharedString && !w.first(unsafe.Pointer(unsafe.StringData(s))) {
+		return
+	}
+	w.total += int64(len(s))
 }
 
 func (w *memWalk) first(p unsafe.Pointer) bool {
@@ -256,7 +273,8 @@ func (w *memWalk) table(t *lua.LTable) {
 		w.push(v)
 	}
 	for k, v := range *(*map[string]lua.LValue)(unsafe.Add(p, layout.tStrdict)) {
-		w.total += sizeMapEntry + int64(len(k))
+		w.total += sizeMapEntry
+		w.bytes(k)
 		w.push(v)
 	}
 }

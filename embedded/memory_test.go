@@ -25,6 +25,9 @@ func TestMemoryEstimate(t *testing.T) {
 		"number keys":      "t = {} for i = 1, 3e5 do t[i * 1.5] = true end",
 		"big strings":      "t = {} for i = 1, 100 do t[i] = string.rep('y', 1e5) .. i end",
 		"local table":      "local t = {} for i = 1, 1e6 do t[i] = i end coroutine.yield()",
+		// One string stored many times is held once (it was charged
+		// per reference).
+		"shared string": "s = string.rep('x', 4e6) t = {} for i = 1, 300 do t[i] = s end u = {[s] = 1}",
 	}
 	for name, code := range shapes {
 		st := newState(stateConfig{trusted: true})

@@ -228,3 +228,16 @@ func TestDefaultSortStopsAtTheDeadline(t *testing.T) {
 		t.Errorf("after: %s %s", res.Values, res.Stderr)
 	}
 }
+
+// TestMemoryLimitSharedString: a string stored many times is one string:
+// the walk charged it per reference, and this chunk (a few MB) failed
+// with ErrNoMem under a 64 MiB limit (300 MB charged; it holds ~25 MB).
+func TestMemoryLimitSharedString(t *testing.T) {
+	vm := open(t, core.Options{Limits: core.Limits{MaxMemoryBytes: 64 << 20}})
+	res := run(t, vm, `local s = string.rep("x", 1e6) local t = {} for i = 1, 300 do t[i] = s end
+		local k = {} for i = 1, 100 do k[i] = {[s] = i} end
+		local x = {} for i = 1, 2e5 do x[i] = {} end return #t`)
+	if string(res.Values) != "[300]" {
+		t.Fatalf("got %s %s", res.Values, res.Stderr)
+	}
+}
