@@ -140,6 +140,7 @@ const (
 	sizeMapEntry = 72 // key and value slots, control bytes, growth slack
 	sizeNumber   = 16 // a float64 boxed in an LValue
 	sizeFunction = 96
+	sizeProto    = 240 // a FunctionProto
 	sizeUpvalue  = 56
 	sizeUserdata = 64
 )
@@ -222,6 +223,9 @@ func (w *memWalk) run() {
 		case *lua.LFunction:
 			if w.first(unsafe.Pointer(x)) {
 				w.total += sizeFunction + int64(len(x.Upvalues))*sizeUpvalue
+				if x.Proto != nil {
+					w.proto(x.Proto)
+				}
 				if x.Env != nil {
 					w.todo = append(w.todo, x.Env)
 				}
@@ -244,6 +248,41 @@ func (w *memWalk) run() {
 				w.thread(x)
 			}
 		}
+	}
+}
+
+// proto charges a function prototype and the ones nested in it, each once
+// per walk: its code, constants and debug information. The closures of
+// one prototype share it; a chunk made by load holds its string constants
+// there (40 loads of a 25 MB string literal held 1 GB unseen).
+func (w *memWalk) proto(root *lua.FunctionProto) {
+	todo := []*lua.FunctionProto{root}
+	for len(todo) > 0 {
+		p := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if !w.first(unsafe.Pointer(p)) {
+			continue
+		}
+		w.total += sizeProto +
+			int64(cap(p.Code))*4 + int64(cap(p.DbgSourcePositions))*8 +
+			int64(cap(p.Constants))*sizeSlot + int64(cap(p.FunctionPrototypes))*8 +
+			int64(cap(p.DbgLocals))*48 + int64(cap(p.DbgCalls))*24 + int64(cap(p.DbgUpvalues))*16
+		w.bytes(p.SourceName)
+		for _, c := range p.Constants {
+			w.push(c)
+		}
+		for _, l := range p.DbgLocals {
+			if l != nil {
+				w.bytes(l.Name)
+			}
+		}
+		for _, c := range p.DbgCalls {
+			w.bytes(c.Name)
+		}
+		for _, u := range p.DbgUpvalues {
+			w.bytes(u)
+		}
+		todo = append(todo, p.FunctionPrototypes...)
 	}
 }
 

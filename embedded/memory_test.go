@@ -28,6 +28,9 @@ func TestMemoryEstimate(t *testing.T) {
 		// One string stored many times is held once (it was charged
 		// per reference).
 		"shared string": "s = string.rep('x', 4e6) t = {} for i = 1, 300 do t[i] = s end u = {[s] = 1}",
+		// Chunks made by load hold their constants (they were not
+		// charged at all).
+		"loaded chunks": "t = {} for i = 1, 20 do t[i] = load('return \"' .. string.rep('z', 2e5) .. i .. '\"') end",
 	}
 	for name, code := range shapes {
 		st := newState(stateConfig{trusted: true})
