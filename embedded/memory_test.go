@@ -25,6 +25,12 @@ func TestMemoryEstimate(t *testing.T) {
 		"number keys":      "t = {} for i = 1, 3e5 do t[i * 1.5] = true end",
 		"big strings":      "t = {} for i = 1, 100 do t[i] = string.rep('y', 1e5) .. i end",
 		"local table":      "local t = {} for i = 1, 1e6 do t[i] = i end coroutine.yield()",
+		// A piece of a long string, a capture, a gmatch iterator: each
+		// held its whole source (Go substrings share the bytes) while the
+		// walk charged the piece.
+		"substrings":       "t = {} for i = 1, 1000 do t[i] = (string.rep('y', 32000) .. i):sub(2, 101) end",
+		"captures":         "t = {} for i = 1, 1000 do t[i] = (string.rep('y', 32000) .. i):match('y+', 31901) end",
+		"gmatch iterators": "t = {} for i = 1, 200 do t[i] = (string.rep('y', 32000) .. i):gmatch('y') end",
 		// One string stored many times is held once (it was charged
 		// per reference).
 		"shared string": "s = string.rep('x', 4e6) t = {} for i = 1, 300 do t[i] = s end u = {[s] = 1}",

@@ -132,7 +132,9 @@ func (sl *strlib) gmatch(L *lua.LState) int {
 	p := sl.compile(argString(L, 2), false)
 	m := new(pattern.Matcher)
 	pos, lastEnd := 0, -1
-	L.Push(L.NewFunction(func(L *lua.LState) int {
+	// s is also the closure's upvalue, unused but for the memory walk:
+	// the iterator holds the string.
+	L.Push(L.NewClosure(func(L *lua.LState) int {
 		m.Context = L.Context()
 		for pos <= len(s) {
 			found, err := m.Find(p, s, pos)
@@ -151,7 +153,7 @@ func (sl *strlib) gmatch(L *lua.LState) int {
 			return pushCaptures(L, m, s, true)
 		}
 		return 0
-	}))
+	}, lua.LString(s)))
 	return 1
 }
 
@@ -260,7 +262,7 @@ func captureValue(L *lua.LState, m *pattern.Matcher, s string, i int) lua.LValue
 	if c.End == c.Start+1 {
 		return charStrings[s[c.Start]] // preboxed: no allocation
 	}
-	return lua.LString(s[c.Start:c.End])
+	return substring(s, c.Start, c.End)
 }
 
 // pushCaptures pushes the captures of a match; with none, the whole match

@@ -81,3 +81,26 @@ func BenchmarkStringLib(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSubstrings: string.sub and captures, whose pieces of a source
+// longer than sharedSubstrings are copies (10,000 / 2,000 per op).
+func BenchmarkSubstrings(b *testing.B) {
+	st := newState(stateConfig{trusted: true})
+	defer st.close()
+	if err := st.L.DoString(benchTextLua + ` line = s:sub(1, 60)`); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct{ name, code string }{
+		{"sub of a long string", `local s = s for i = 1, 10000 do local x = s:sub(i, i + 5) end`},
+		{"sub of a line", `local s = line for i = 1, 10000 do local x = s:sub(3, 9) end`},
+		{"match captures", `local s = s for i = 1, 1000 do local a, b = s:match("(%w+)=(%w+)", i * 37) end`},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := st.L.DoString(c.code); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

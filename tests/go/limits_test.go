@@ -2,6 +2,7 @@ package gotests
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -226,6 +227,50 @@ func TestDefaultSortStopsAtTheDeadline(t *testing.T) {
 		return #big, #strs, a, b, t[1], t[3], e:match("attempt to compare"), rs`)
 	if string(res.Values) != `[3000000,1000000,true,true,5,"x","attempt to compare",true]` {
 		t.Errorf("after: %s %s", res.Values, res.Stderr)
+	}
+}
+
+// heapAfter is the live Go heap after collections (the second and third
+// free what finalizers of the first released).
+func heapAfter() int64 {
+	var ms runtime.MemStats
+	for range 3 {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// TestMemoryLimitSeesWhatValuesHold: values that held far more than the
+// memory walk charged them — a short piece of a long string (Go
+// substrings share the bytes), a capture, a gmatch iterator, a chunk made
+// by load (its constants) — no longer let a chunk hold many times the
+// limit: each call ends with the Go heap near the limit, or in ErrNoMem.
+// (Before: 80 pieces of 1.5 MB strings held 120 MB under a 16 MiB limit.)
+func TestMemoryLimitSeesWhatValuesHold(t *testing.T) {
+	const limit = 16 << 20
+	bombs := map[string]string{
+		"substrings": `keep = {} for i = 1, 80 do local big = string.rep("abc", 2^19) .. i keep[i] = big:sub(i, i + 1) end`,
+		"captures":   `keep = {} for i = 1, 80 do local big = string.rep("abc", 2^19) .. i keep[i] = big:match("(ab)c", i) end`,
+		"gmatch":     `keep = {} for i = 1, 80 do local big = string.rep("abc", 2^19) .. i keep[i] = big:gmatch("abc") end`,
+		"load":       `keep = {} for i = 1, 80 do keep[i] = load("return '" .. string.rep("abc", 2^19) .. i .. "'") end`,
+	}
+	for name, code := range bombs {
+		t.Run(name, func(t *testing.T) {
+			base := heapAfter()
+			vm := open(t, core.Options{Persistent: true, Limits: core.Limits{MaxMemoryBytes: limit}})
+			err, took := execErr(t, vm, code, 30*time.Second)
+			if err != nil && core.CodeOf(err) != core.ErrNoMem {
+				t.Fatalf("got %v, want success or ErrNoMem", err)
+			}
+			held := heapAfter() - base
+			t.Logf("%v after %v; the heap holds %d MiB more", err, took, held>>20)
+			if held > 3*limit {
+				t.Errorf("the VM holds %d MiB under a %d MiB limit", held>>20, limit>>20)
+			}
+			mustPrint2(t, vm)
+			runtime.KeepAlive(vm)
+		})
 	}
 }
 
