@@ -57,6 +57,7 @@ type callCtx struct {
 	memLimit   int64
 	memUsed    int64  // what the state held at the last walk
 	memNext    uint64 // walk again once allocTotal passes this
+	maxSource  int    // the largest chunk load and its kin compile
 	stopParent func() bool
 }
 
@@ -156,6 +157,7 @@ func (c *callCtx) begin(parent context.Context, lim core.Limits) {
 	}
 	c.cpuBudget = lim.MaxCPUTime
 	c.memLimit = lim.MaxMemoryBytes
+	c.maxSource = lim.MaxSourceBytes
 	c.checking = c.cpuBudget > 0 || c.memLimit > 0
 	if c.memLimit <= 0 {
 		c.memNext = ^uint64(0)

@@ -1,12 +1,10 @@
 package embedded
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/parse"
 
 	"libbioxen/core"
 )
@@ -191,27 +189,13 @@ func (st *state) applySandbox(allowed, readOnly, moduleRoots []string) {
 // modules require loads; nil guards (a trusted state) allow every path.
 func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 	L := st.L
+	// compile pushes nil and a message when src cannot be had (too large,
+	// no memory for compiling it, a syntax error); see compileChunk.
 	compile := func(L *lua.LState, src []byte, name string) *lua.LFunction {
-		if len(src) > 0 && src[0] == 0x1b {
+		proto, msg := st.compileChunk(L, src, name)
+		if proto == nil {
 			L.Push(lua.LNil)
-			L.Push(lua.LString("attempt to load a binary chunk (only text chunks are accepted)"))
-			return nil
-		}
-		if err := checkNesting(src, name); err != nil {
-			L.Push(lua.LNil)
-			L.Push(lua.LString(err.Error()))
-			return nil
-		}
-		chunk, err := parse.Parse(strings.NewReader(string(src)), name)
-		if err != nil {
-			L.Push(lua.LNil)
-			L.Push(lua.LString(formatParseError(name, err)))
-			return nil
-		}
-		proto, err := compileTree(chunk, name)
-		if err != nil {
-			L.Push(lua.LNil)
-			L.Push(lua.LString(err.Error()))
+			L.Push(lua.LString(msg))
 			return nil
 		}
 		return L.NewFunctionFromProto(proto)
@@ -242,8 +226,8 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 					break
 				}
 				src = append(src, s...)
-				if len(src) > maxStringBytes {
-					tooLong(L, "load")
+				if len(src) > st.ctx.sourceLimit() {
+					break // compile refuses it
 				}
 			}
 		default:
@@ -263,7 +247,7 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 			L.Push(lua.LString(p + ": access outside the VM's allowed directories"))
 			return nil, "", false
 		}
-		data, err := os.ReadFile(real)
+		data, err := st.readSource(real)
 		if err != nil {
 			L.Push(lua.LNil)
 			L.Push(lua.LString(err.Error()))
@@ -316,7 +300,7 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 				if !ok {
 					continue
 				}
-				data, err := os.ReadFile(real)
+				data, err := st.readSource(real)
 				if err != nil {
 					tried.WriteString("\n\tno file '" + p + "'")
 					continue

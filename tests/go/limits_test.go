@@ -2,6 +2,8 @@ package gotests
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -285,4 +287,50 @@ func TestMemoryLimitSharedString(t *testing.T) {
 	if string(res.Values) != "[300]" {
 		t.Fatalf("got %s %s", res.Values, res.Stderr)
 	}
+}
+
+// TestLoadWithinLimits: load and its kin compile within the call's
+// limits. A chunk over the VM's source limit is refused (it was compiled
+// whatever its size); one whose compilation would need more memory than
+// the limit leaves is refused as Lua refuses it (`load(string.rep("x={} ",
+// 2^21))` peaked at 859 MiB under a 64 MiB limit); a large compilation
+// counts against the CPU budget (one of 5 MB ran 11 s past a 500 ms one).
+func TestLoadWithinLimits(t *testing.T) {
+	t.Run("source limit", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "big.lua"), []byte("return '"+strings.Repeat("x", 2000)+"'"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		vm := open(t, core.Options{AllowedPaths: []string{dir}, Limits: core.Limits{MaxSourceBytes: 1024}})
+		res := run(t, vm, `local big = "return '" .. string.rep("x", 2000) .. "'"
+			local n = 0
+			local f1, e1 = load(big)
+			local f2, e2 = loadstring(big)
+			local f3, e3 = load(function() n = n + 1 return n < 1e6 and big or nil end)
+			local f4, e4 = loadfile("`+dir+`/big.lua")
+			local f5 = load("return 1")
+			return f1, e1:match("chunk too large"), f2, e2:match("chunk too large"), f3, e3:match("chunk too large"), n, f4, e4:match("chunk too large"), f5()`)
+		if want := `[null,"chunk too large",null,"chunk too large",null,"chunk too large",1,null,"chunk too large",1]`; string(res.Values) != want {
+			t.Fatalf("got %s %s, want %s", res.Values, res.Stderr, want)
+		}
+	})
+	t.Run("memory", func(t *testing.T) {
+		vm := open(t, core.Options{Limits: core.Limits{MaxMemoryBytes: 64 << 20}})
+		start := time.Now()
+		res := run(t, vm, `local f, e = load(string.rep("x={} ", 2^19)) return f, e`)
+		t.Logf("took %v", time.Since(start))
+		if string(res.Values) != `[null,"not enough memory"]` {
+			t.Fatalf("got %s %s", res.Values, res.Stderr)
+		}
+	})
+	t.Run("cpu", func(t *testing.T) {
+		vm := open(t, core.Options{Persistent: true, Limits: core.Limits{MaxCPUTime: 100 * time.Millisecond}})
+		// Compiling takes ~2.5 s: the budget used to be checked after it.
+		err, took := execErr(t, vm, `local f = load(string.rep("x={} ", 2^18)) return type(f)`, 30*time.Second)
+		t.Logf("%v after %v", err, took)
+		if core.CodeOf(err) != core.ErrCPULimit || took > time.Second {
+			t.Fatalf("got %v after %v, want ErrCPULimit at ~100 ms", err, took)
+		}
+		mustPrint2(t, vm)
+	})
 }
