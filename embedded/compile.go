@@ -5,10 +5,14 @@ import (
 	"container/list"
 	"errors"
 	"fmt"
+	"math"
+	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 
 	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/ast"
 	"github.com/yuin/gopher-lua/parse"
 )
 
@@ -149,4 +153,39 @@ func formatParseError(name string, err error) string {
 		return fmt.Sprintf("%s:%d: %s near '%s'", name, pe.Pos.Line, msg, pe.Token)
 	}
 	return fmt.Sprintf("%s:%d: %s", name, pe.Pos.Line, msg)
+}
+
+// fixNumerals gives every numeral of the tree the value Lua 5.1 reads.
+// gopher-lua converts a numeral with strconv.ParseInt (base 0), then
+// ParseFloat, and compiles NaN when both fail: hex numerals of 2^63 and
+// more (0x8000000000000000, 0xFFFFFFFFFFFFFFFF) and decimals out of range
+// (1e400) became NaN, and ParseInt's base prefixes read `0010` (which its
+// lexer passes on as "010") as octal 8. Each numeral is read as Lua reads
+// it (str2number) and its text replaced by one both of gopher-lua's
+// conversions agree on: the shortest decimal that round-trips, or "Inf".
+// Malformed numerals never get here: checkNesting rejects them.
+func fixNumerals(tree []ast.Stmt) []ast.Stmt {
+	var fix func(e ast.Expr) ast.Expr
+	fix = func(e ast.Expr) ast.Expr {
+		walkAST(reflect.ValueOf(e), nil, fix)
+		if num, ok := e.(*ast.NumberExpr); ok {
+			num.Value = canonicalNumeral(num.Value)
+		}
+		return e
+	}
+	walkAST(reflect.ValueOf(tree), nil, fix)
+	return tree
+}
+
+// canonicalNumeral is the text of Lua numeral s that gopher-lua's
+// parseNumber converts to s's Lua value (s itself when s is not a numeral).
+func canonicalNumeral(s string) string {
+	f, ok := str2number(s)
+	if !ok {
+		return s
+	}
+	if math.IsInf(f, 1) {
+		return "Inf"
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
 }

@@ -211,7 +211,7 @@ func compileTree(tree []ast.Stmt, name string) (proto *lua.FunctionProto, err er
 	if line, ok := syntaxDepthOK(tree); !ok {
 		return nil, &syntaxError{msg: fmt.Sprintf("%s:%d: chunk has too many syntax levels (limit %d)", name, line, maxSyntaxDepth)}
 	}
-	proto, err = lua.Compile(fixTableConstructors(rewriteConcat(fixMultipleAssignment(tree))), name)
+	proto, err = lua.Compile(fixTableConstructors(rewriteConcat(fixMultipleAssignment(fixNumerals(tree)))), name)
 	if err != nil {
 		var ce *lua.CompileError
 		if errors.As(err, &ce) { // (its Error method needs a context it does not always have)

@@ -204,10 +204,12 @@ func isNameStart(c byte) bool { return c == '_' || (c|0x20 >= 'a' && c|0x20 <= '
 func isNameChar(c byte) bool  { return isNameStart(c) || isDigit(c) }
 
 // checkNesting is the syntax error for src nesting deeper than
-// maxSyntaxDepth, or nil.
+// maxSyntaxDepth, or for a token Lua 5.1's lexer rejects and gopher-lua's
+// accepts (lexcheck.go), or nil. Every compile path calls it on the source
+// before parsing.
 func checkNesting(src []byte, name string) error {
 	if line := sourceNesting(src, maxSyntaxDepth); line > 0 {
 		return &syntaxError{msg: fmt.Sprintf("%s:%d: chunk has too many syntax levels (limit %d)", name, line, maxSyntaxDepth)}
 	}
-	return nil
+	return lexicalError(src, name)
 }

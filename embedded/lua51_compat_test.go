@@ -1,0 +1,141 @@
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"libbioxen/core"
+)
+
+// TestLua51Compat runs scripts in lua5.1 and in the embedded engine
+// (trusted and sandboxed) and compares what they print, error messages
+// included. Chunks compiled by loadstring are named with "=" so the
+// messages do not depend on how chunk names are shown.
+func TestLua51Compat(t *testing.T) {
+	luaBin, err := exec.LookPath("lua5.1")
+	if err != nil {
+		t.Skip("lua5.1 not on PATH")
+	}
+	for _, c := range lua51CompatCases {
+		t.Run(c.name, func(t *testing.T) {
+			want := string(runLuaFile(t, luaBin, c.src))
+			for _, trusted := range []bool{true, false} {
+				got := string(runEmbeddedScript(t, c.src, trusted))
+				if got != want {
+					t.Errorf("trusted=%v\nlua5.1:\n%s\nembedded:\n%s", trusted, want, got)
+				}
+			}
+		})
+	}
+}
+
+// luaTry is a prelude: try(src) prints what loadstring(src, "=s") and then
+// calling the chunk give (numbers exactly).
+const luaTry = `
+local function show(v)
+  if type(v) == "number" then return string.format("%.17g", v) end
+  return tostring(v)
+end
+function try(src)
+  local f, err = loadstring(src, "=s")
+  if not f then print(src, "ERR", err) return end
+  local r = {pcall(f)}
+  for i = 1, #r do r[i] = show(r[i]) end
+  print(src, table.concat(r, " "))
+end
+`
+
+var lua51CompatCases = []struct{ name, src string }{
+	{"numerals", luaTry + `
+try("return 0x8000000000000000, 0xFFFFFFFFFFFFFFFF, 0xcbf29ce484222325")
+try("return 0x7FFFFFFFFFFFFFFF, 0x10000000000000000, -0x8000000000000000, 0XaBc, 0x0")
+try("return 9223372036854775807, 9223372036854775808, 18446744073709551616")
+try("return 123456789012345678901234567890, 0xFFFFFFFFFFFFFFFFFF")
+try("return 1e400, -1e999, 1e-400, 0.1e1, 5., .5, 1E2, 1e-2")
+try("return 010, 0010, 0010.5, 00, 09, 08")
+try("local t = {0x8000000000000000} return t[1] == 2^63, 0xFFFFFFFFFFFFFFFF == 2^64")
+try("return 1e400 == math.huge, -1e999 == -math.huge")
+try("local x = 2 return x * 1e400, 0x8000000000000000 .. ''")
+`},
+	{"malformed_numerals", luaTry + `
+try("return 1e")
+try("return 2E-")
+try("return 1.5e")
+try("return 5e+")
+try("return 0e")
+try("return 3 + 1e")
+try("local t = {1e, 2} return t[1]")
+try("print(1e)")
+try("x = 1\ny = 2\nreturn 1_000")
+try("return 0b101")
+try("return 0o17")
+try("return 1.2.3")
+try("return 3..2")
+try("return 0x")
+try("return 0xg")
+try("return 1e5x")
+try("return 3a")
+try("return 'a' .. 1e")
+try("-- 1e\nreturn 1 --[[ 2e ]] + 2")
+try("return [[ 1e ]], '1e', \"2e\"")
+try("return 1..2")
+try("return 1 ..2")
+`},
+	{"decimal_escapes", luaTry + `
+try("return '\\300'")
+try("return 'abc\\300'")
+try("return \"x\\256y\"")
+try("return 'a\\0b\\999'")
+try("return 'a\\\nb\\400'")
+try("return '\\255', '\\065\\066', '\\0651', '\\q'")
+try("return [[\\300]]")
+try("-- '\\300'\nreturn 1")
+`},
+}
+
+// TestNumeralsEveryCompilePath checks the numeral fixes on the top-level
+// chunk and on files run by dofile (the loaders' own compile path).
+func TestNumeralsEveryCompilePath(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "m.lua"), []byte("return 0x8000000000000000, 1e400"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bad.lua"), []byte("return 1\n+ 2E-"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vm, err := core.Open(core.Options{Engine: "embedded", Trusted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	exec := func(src string) *core.Result {
+		res, err := vm.Exec(context.Background(), []byte(src), core.ExecOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for src, want := range map[string]string{
+		"return 1e":   "malformed number near '1e'",
+		"x = 1.5e":    "malformed number near '1.5e'",
+		"x = '\\300'": "escape sequence too large near ''",
+		"x = = 1e":    "near '='", // the parser's error comes first, as in Lua
+	} {
+		res := exec(src)
+		if res.Success || !strings.Contains(res.ErrorMessage, want) || (src == "x = = 1e" && strings.Contains(res.ErrorMessage, "malformed")) {
+			t.Errorf("%q: %+v, want an error with %q", src, res.ErrorMessage, want)
+		}
+	}
+	res := exec(fmt.Sprintf(`local a, b = dofile(%q)
+print(a, b, 0xFFFFFFFFFFFFFFFF, -1e999)
+print(loadfile(%q))`, filepath.Join(dir, "m.lua"), filepath.Join(dir, "bad.lua")))
+	want := fmt.Sprintf("9.2233720368548e+18\tinf\t1.844674407371e+19\t-inf\nnil\t%s:2: malformed number near '2E-'\n", filepath.Join(dir, "bad.lua"))
+	if !res.Success || string(res.Stdout) != want {
+		t.Errorf("got %q (%s), want %q", res.Stdout, res.ErrorMessage, want)
+	}
+}
