@@ -99,12 +99,19 @@ func concatExpr(e ast.Expr) ast.Expr {
 }
 
 // patchConcat turns the reads of the global concatName in proto and its
-// nested functions into loads of concatFn; false if one was left (the
-// compiler emitted something else: the chunk must not run).
+// nested functions into loads of concatFn, and those of forNumName into
+// loads of forNumFn; false if one was left (the compiler emitted something
+// else: the chunk must not run).
 func patchConcat(proto *lua.FunctionProto) bool {
+	return patchGlobal(proto, concatName, concatFn) && patchGlobal(proto, forNumName, forNumFn)
+}
+
+// patchGlobal turns the reads of the global placeholder in proto and its
+// nested functions into loads of fn; false if one was left.
+func patchGlobal(proto *lua.FunctionProto, placeholder string, fnValue *lua.LFunction) bool {
 	name := -1
 	for i, k := range proto.Constants {
-		if s, ok := k.(lua.LString); ok && string(s) == concatName {
+		if s, ok := k.(lua.LString); ok && string(s) == placeholder {
 			name = i
 			break
 		}
@@ -112,7 +119,7 @@ func patchConcat(proto *lua.FunctionProto) bool {
 	ok := true
 	if name >= 0 {
 		fn := len(proto.Constants)
-		proto.Constants = append(proto.Constants, concatFn)
+		proto.Constants = append(proto.Constants, fnValue)
 		for pc, inst := range proto.Code {
 			if int(inst>>26) == lua.OP_GETGLOBAL && int(inst&0x3ffff) == name {
 				proto.Code[pc] = uint32(lua.OP_LOADK)<<26 | inst&0x03fc0000 | uint32(fn)
@@ -125,7 +132,7 @@ func patchConcat(proto *lua.FunctionProto) bool {
 		}
 	}
 	for _, p := range proto.FunctionPrototypes {
-		ok = patchConcat(p) && ok
+		ok = patchGlobal(p, placeholder, fnValue) && ok
 	}
 	return ok
 }

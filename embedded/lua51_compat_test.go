@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -51,6 +52,40 @@ end
 `
 
 var lua51CompatCases = []struct{ name, src string }{
+	{"for_numeric_string_bounds", `
+local function pcall(f, ...)
+  local ok, err = _G.pcall(f, ...)
+  if ok then return ok, err end
+  return ok, (string.gsub(err, "^.-:(%d+):", "line %1:"))
+end
+local function run(a, b, c)
+  local n, last = 0, nil
+  for x = a, b, c do n = n + 1 last = x end
+  return n, last
+end
+local function run2(a, b)
+  local n = 0
+  for x = a, b do n = n + 1 end
+  return n
+end
+print(run("1", "3", "1"), run(1, " 0x3 ", 1), run(1, 6, "2"), run("10", "1", "-3"), run2("2", "5"), run2(1, "1e1"))
+local n = "3" local c = 0 for i = 1, n do c = c + 1 end print(c)
+for i = "1", 2 do print(i, type(i)) end
+print(pcall(run, "x", 1, 1))
+print(pcall(run, 1, {}, 1))
+print(pcall(run, 1, 2, "step"))
+print(pcall(run, nil, nil, nil))
+print(pcall(run2, 1, nil))
+print(pcall(run, 1, 2, 0/0), run(0/0, 2, 1))
+print(pcall(function() for i = 1,
+  "oops" do end end))
+local t = {} for i = 1, 3 do t[#t+1] = function() return i end end print(t[1](), t[2](), t[3]())
+for i = -0.0, 0 do print(1/i) end
+local z = -0.0 for i = z, 0 do print(1/i) end
+local k = 0 for i = 10, 1, -1 do k = k + i end print(k)
+local outer = 0 for i = 1, 3 do for j = i, 3 do for m = j, "3" do outer = outer + 1 end end end print(outer)
+local s = 0 for i = 1, 5 do if i == 4 then break end s = s + i end print(s)
+`},
 	{"numerals", luaTry + `
 try("return 0x8000000000000000, 0xFFFFFFFFFFFFFFFF, 0xcbf29ce484222325")
 try("return 0x7FFFFFFFFFFFFFFF, 0x10000000000000000, -0x8000000000000000, 0XaBc, 0x0")
@@ -137,5 +172,37 @@ print(loadfile(%q))`, filepath.Join(dir, "m.lua"), filepath.Join(dir, "bad.lua")
 	want := fmt.Sprintf("9.2233720368548e+18\tinf\t1.844674407371e+19\t-inf\nnil\t%s:2: malformed number near '2E-'\n", filepath.Join(dir, "bad.lua"))
 	if !res.Success || string(res.Stdout) != want {
 		t.Errorf("got %q (%s), want %q", res.Stdout, res.ErrorMessage, want)
+	}
+}
+
+// BenchmarkNumericFor measures numeric loops: with numeral bounds (not
+// rewritten), with a variable bound (one conversion call per loop run) and
+// short inner loops with a variable bound (the worst case of that call).
+func BenchmarkNumericFor(b *testing.B) {
+	for _, c := range []struct{ name, src string }{
+		{"literal_1e7", "for i = 1, 1e7 do end"},
+		{"local_1e7", "local n = 1e7 for i = 1, n do end"},
+		{"inner10_1e5", "local n = 10 for i = 1, 1e5 do for j = 1, n do end end"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			vm, err := core.Open(core.Options{Engine: "embedded", Trusted: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer vm.Close()
+			// Exec without a deadline runs on this goroutine: its thread's
+			// CPU time is the chunk's, which a loaded machine disturbs less
+			// than the wall clock.
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			cpu0 := threadCPU()
+			for b.Loop() {
+				res, err := vm.Exec(context.Background(), []byte(c.src), core.ExecOptions{})
+				if err != nil || !res.Success {
+					b.Fatal(err, res.ErrorMessage)
+				}
+			}
+			b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strconv"
 
+	lua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/ast"
 )
 
@@ -86,6 +87,8 @@ func rewriteBlock(stmts []ast.Stmt, n *int) []ast.Stmt {
 			st.Stmts = guardLoopBody(st.Stmts)
 		case *ast.GenericForStmt:
 			s = fixGenericFor(st, n)
+		case *ast.NumberForStmt:
+			s = fixNumberFor(st, n)
 		}
 		as, ok := s.(*ast.AssignStmt)
 		if !ok || (len(as.Lhs) < 2 && !logicalIntoName(as)) {
@@ -341,6 +344,86 @@ func fixGenericFor(st *ast.GenericForStmt, n *int) ast.Stmt {
 	local.SetLastLine(st.Line())
 	st.Exprs = ids
 	return doBlock(st, local, st)
+}
+
+// fixNumberFor converts a numeric for's initial value, limit and step as
+// Lua 5.1's FORPREP does: gopher-lua's accepts numbers only, so `for i = 1,
+// n do` with n = "3" raised "for statement limit must be a number", where
+// Lua converts numeric strings (and says "'for' limit must be a number"
+// for the rest). Unless all three are numerals, they go through one call
+// of forNumFn (patched in like concatFn):
+//
+//	do local (fi), (fl), (fs) = (fornum)(init, limit, step); for name = (fi), (fl), (fs) do ... end end
+//
+// It costs one Go call per run of the loop, not per iteration.
+func fixNumberFor(st *ast.NumberForStmt, n *int) ast.Stmt {
+	exprs := []ast.Expr{st.Init, st.Limit}
+	if st.Step != nil {
+		exprs = append(exprs, st.Step)
+	}
+	constant := true
+	for _, e := range exprs {
+		if m, ok := e.(*ast.UnaryMinusOpExpr); ok {
+			e = m.Expr
+		}
+		if _, ok := e.(*ast.NumberExpr); !ok {
+			constant = false
+		}
+	}
+	if constant {
+		return st
+	}
+	*n++
+	names := make([]string, len(exprs))
+	ids := make([]ast.Expr, len(exprs))
+	for j := range exprs {
+		names[j] = "(for" + "ils"[j:j+1] + strconv.Itoa(*n) + ")"
+		id := &ast.IdentExpr{Value: names[j]}
+		id.SetLine(st.Line())
+		id.SetLastLine(st.Line())
+		ids[j] = id
+	}
+	// Lua reports a bad value at the line of `do` (where the last
+	// expression ends, near enough).
+	last := exprs[len(exprs)-1]
+	line := max(st.Line(), last.Line(), last.LastLine())
+	fn := &ast.IdentExpr{Value: forNumName}
+	fn.SetLine(line)
+	fn.SetLastLine(line)
+	call := &ast.FuncCallExpr{Func: fn, Args: exprs}
+	call.SetLine(line)
+	call.SetLastLine(line)
+	local := &ast.LocalAssignStmt{Names: names, Exprs: []ast.Expr{call}}
+	local.SetLine(st.Line())
+	local.SetLastLine(st.Line())
+	st.Init, st.Limit = ids[0], ids[1]
+	if st.Step != nil {
+		st.Step = ids[2]
+	}
+	return doBlock(st, local, st)
+}
+
+// forNumName is the placeholder of forNumFn (see concatName).
+const forNumName = "(fornum)"
+
+// forNumFn is fixNumberFor's conversion, shared by every state like
+// concatFn.
+var forNumFn = &lua.LFunction{IsG: true, GFunction: forNum, Env: &lua.LTable{}}
+
+func forNum(L *lua.LState) int {
+	n := L.GetTop()
+	for i := 1; i <= n; i++ {
+		v := L.Get(i)
+		if _, ok := v.(lua.LNumber); ok {
+			continue
+		}
+		f, ok := toNumber(v)
+		if !ok {
+			L.RaiseError("'for' %s must be a number", [...]string{"initial value", "limit", "step"}[i-1])
+		}
+		L.Replace(i, lua.LNumber(f))
+	}
+	return n
 }
 
 // walkAST visits every node below v: it replaces each statement list by
