@@ -51,8 +51,10 @@ func (st *state) installBuiltins() {
 		"remove": tableRemove,
 		"sort":   tableSort(tbl.RawGetString("sort").(*lua.LFunction)),
 	})
-	L.GetGlobal("math").(*lua.LTable).RawSetString("huge", lua.LNumber(math.Inf(1)))
-	installOSDate(L) // os.date, os.time
+	mathLib := L.GetGlobal("math").(*lua.LTable)
+	mathLib.RawSetString("huge", lua.LNumber(math.Inf(1)))
+	installRandom(L, mathLib) // math.random, math.randomseed
+	installOSDate(L)          // os.date, os.time
 	L.GetGlobal("debug").(*lua.LTable).RawSetString("traceback", L.NewFunction(debugTraceback))
 	origToString := L.GetGlobal("tostring").(*lua.LFunction)
 	L.SetFuncs(L.G.Global, map[string]lua.LGFunction{

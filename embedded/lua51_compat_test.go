@@ -52,6 +52,28 @@ end
 `
 
 var lua51CompatCases = []struct{ name, src string }{
+	{"math_random", `
+-- (gopher-lua's argument errors do not quote the function's name)
+local function P(...) local r = {pcall(...)} if not r[1] then r[2] = string.gsub(string.gsub(r[2], "^.-:%d+: ", ""), "to '(%w+)'", "to %1") end print(unpack(r)) end
+P(function() return math.random(0) end)
+P(function() return math.random(3, 1) end)
+P(function() return math.random(1, 2, 3) end)
+P(function() return math.random("x") end)
+P(function() return math.random(0.5) end)
+P(function() return type(math.random()) end)
+P(function() return math.randomseed() end)
+print(math.random(-3.5, -3.2), math.random(2.7) <= 2, math.random(1,1), math.random(" 5 ", "5"))
+math.randomseed(42) local a = {math.random(), math.random(10), math.random(5, 8)}
+math.randomseed(42) local b = {math.random(), math.random(10), math.random(5, 8)}
+math.randomseed(42.9) local c = {math.random(), math.random(10), math.random(5, 8)}
+print(a[1] == b[1] and a[2] == b[2] and a[3] == b[3], a[1] == c[1] and a[2] == c[2])
+local ok = true
+for i = 1, 2000 do
+  local x, y, z = math.random(), math.random(7), math.random(-2, 3)
+  if not (x >= 0 and x < 1 and y >= 1 and y <= 7 and y == math.floor(y) and z >= -2 and z <= 3 and z == math.floor(z)) then ok = false end
+end
+print(ok)
+`},
 	{"for_numeric_string_bounds", `
 local function pcall(f, ...)
   local ok, err = _G.pcall(f, ...)
@@ -204,5 +226,43 @@ func BenchmarkNumericFor(b *testing.B) {
 			}
 			b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
+	}
+}
+
+// TestRandomPerVM checks that each VM has its own generator: a fresh VM
+// gives the same numbers every time (as Lua 5.1 does), a seed gives the
+// same numbers in every VM, and one VM's draws do not move another's.
+func TestRandomPerVM(t *testing.T) {
+	open := func() *core.VM {
+		vm, err := core.Open(core.Options{Engine: "embedded"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { vm.Close() })
+		return vm
+	}
+	run := func(vm *core.VM, src string) string {
+		res, err := vm.Exec(context.Background(), []byte(src), core.ExecOptions{})
+		if err != nil || !res.Success {
+			t.Fatalf("%s: %v %s", src, err, res.ErrorMessage)
+		}
+		return string(res.Stdout)
+	}
+	const draw = `local t = {} for i = 1, 8 do t[i] = string.format("%.17g", math.random()) end print(table.concat(t, " "), math.random(1000), math.random(-5, 5))`
+	a, b := open(), open()
+	fresh := run(a, draw)
+	run(a, draw) // a moves on; b must not
+	if got := run(b, draw); got != fresh {
+		t.Errorf("fresh VMs differ (or share a generator):\n%s\n%s", fresh, got)
+	}
+	seeded := run(a, "math.randomseed(12345)"+draw)
+	if got := run(b, "math.randomseed(12345)"+draw); got != seeded {
+		t.Errorf("same seed, different numbers:\n%s\n%s", seeded, got)
+	}
+	if seeded == fresh || run(a, "math.randomseed(2)"+draw) == seeded {
+		t.Errorf("seeds do not change the sequence")
+	}
+	if run(a, draw) == run(a, draw) {
+		t.Errorf("the sequence repeats between calls")
 	}
 }
