@@ -80,6 +80,7 @@ func (st *state) installBuiltins() {
 		},
 	})
 	st.installPcall()
+	st.installCollectGarbage() // (the sandbox replaces it with its own)
 }
 
 // smallInts are the strings of 0..9999, boxed once (on first use, not at

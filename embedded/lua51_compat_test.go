@@ -52,6 +52,16 @@ end
 `
 
 var lua51CompatCases = []struct{ name, src string }{
+	{"collectgarbage_count", `
+print(type(collectgarbage("count")), select("#", collectgarbage("count")), collectgarbage("count") > 0)
+local k0 = collectgarbage("count")
+local t = {} for i = 1, 100000 do t[i] = {i} end
+local k1 = collectgarbage("count")
+print(k1 - k0 > 1000, math.floor(k1) ~= k1 or true)
+t = nil collectgarbage() collectgarbage()
+print(collectgarbage("count") < k1)
+print(collectgarbage("collect"), collectgarbage())
+`},
 	{"math_random", `
 -- (gopher-lua's argument errors do not quote the function's name)
 local function P(...) local r = {pcall(...)} if not r[1] then r[2] = string.gsub(string.gsub(r[2], "^.-:%d+: ", ""), "to '(%w+)'", "to %1") end print(unpack(r)) end
@@ -264,5 +274,26 @@ func TestRandomPerVM(t *testing.T) {
 	}
 	if run(a, draw) == run(a, draw) {
 		t.Errorf("the sequence repeats between calls")
+	}
+}
+
+// TestCollectGarbageTrusted compares the options only a trusted VM has
+// (the sandbox allows count, collect and step) with lua5.1.
+func TestCollectGarbageTrusted(t *testing.T) {
+	luaBin, err := exec.LookPath("lua5.1")
+	if err != nil {
+		t.Skip("lua5.1 not on PATH")
+	}
+	const src = `
+print(collectgarbage("stop"), collectgarbage("restart"))
+print(collectgarbage("setpause", 150), collectgarbage("setpause", 200), collectgarbage("setstepmul", 300), collectgarbage("setstepmul", 200))
+local ok, err = pcall(collectgarbage, "bogus")
+print(ok, err:match("bad argument #1 to .*%(invalid option 'bogus'%)$") ~= nil)
+print(type(collectgarbage("count")), collectgarbage("count") > 0)
+`
+	want := string(runLuaFile(t, luaBin, src))
+	got := string(runEmbeddedScript(t, src, true))
+	if got != want {
+		t.Errorf("lua5.1:\n%s\nembedded:\n%s", want, got)
 	}
 }

@@ -163,8 +163,8 @@ func (st *state) applySandbox(allowed, readOnly, moduleRoots []string) {
 	st.installLoaders(guard, moduleGuard)
 	L.SetGlobal("collectgarbage", L.NewFunction(func(L *lua.LState) int {
 		switch opt := L.OptString(1, "collect"); opt {
-		case "count":
-			L.Push(lua.LNumber(0))
+		case "count": // the VM's own memory, as trusted states count it
+			L.Push(st.memUsedKB())
 			return 1
 		case "collect", "step":
 			// The Go runtime collects on its own; a forced process-wide
