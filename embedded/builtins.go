@@ -55,6 +55,7 @@ func (st *state) installBuiltins() {
 	mathLib.RawSetString("huge", lua.LNumber(math.Inf(1)))
 	installRandom(L, mathLib) // math.random, math.randomseed
 	installOSDate(L)          // os.date, os.time
+	st.installClock()
 	L.GetGlobal("debug").(*lua.LTable).RawSetString("traceback", L.NewFunction(debugTraceback))
 	origToString := L.GetGlobal("tostring").(*lua.LFunction)
 	L.SetFuncs(L.G.Global, map[string]lua.LGFunction{

@@ -289,6 +289,8 @@ var faultAfterChunk func()
 // under the call's context so metamethods run by tostring stay bounded.
 func (st *state) run(proto *lua.FunctionProto, req *core.Request, lim core.Limits) *core.Result {
 	L := st.L
+	st.clock.enter()
+	defer st.clock.leave()
 	L.SetTop(0)
 	L.Push(L.NewFunctionFromProto(proto))
 	st.trace = ""

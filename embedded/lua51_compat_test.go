@@ -297,3 +297,43 @@ print(type(collectgarbage("count")), collectgarbage("count") > 0)
 		t.Errorf("lua5.1:\n%s\nembedded:\n%s", want, got)
 	}
 }
+
+// TestOSClockIsCPUTime checks that os.clock counts the VM's CPU time: not
+// a blocking wait (lua5.1 agrees), but a busy loop, and on across calls.
+func TestOSClockIsCPUTime(t *testing.T) {
+	const wait = `local t0 = os.clock()
+local p = io.popen("sleep 0.6") p:read("*a") p:close()
+print(os.clock() - t0 < 0.3)`
+	if luaBin, err := exec.LookPath("lua5.1"); err == nil {
+		if want := string(runLuaFile(t, luaBin, wait)); want != "true\n" {
+			t.Fatalf("lua5.1: %q", want)
+		}
+	}
+	if got := string(runEmbeddedScript(t, wait, true)); got != "true\n" {
+		t.Errorf("a blocking wait counted as CPU time: %q", got)
+	}
+	for _, trusted := range []bool{true, false} {
+		vm, err := core.Open(core.Options{Engine: "embedded", Trusted: trusted})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer vm.Close()
+		run := func(src string) string {
+			res, err := vm.Exec(context.Background(), []byte(src), core.ExecOptions{})
+			if err != nil || !res.Success {
+				t.Fatalf("%s: %v %s", src, err, res.ErrorMessage)
+			}
+			return string(res.Stdout)
+		}
+		const busy = `local t0 = os.clock() local x = 0 while os.clock() - t0 < 0.05 do x = x + 1 end
+print(type(t0), os.clock() - t0 >= 0.05, string.format("%.17g", os.clock()))`
+		got := strings.Fields(run(busy))
+		if len(got) != 3 || got[0] != "number" || got[1] != "true" {
+			t.Fatalf("trusted=%v: %q", trusted, got)
+		}
+		// Between calls the clock does not run; in the next call it goes on.
+		if got := run(`local c = os.clock() print(c >= ` + got[2] + `, c - ` + got[2] + ` < 0.05)`); got != "true\ttrue\n" {
+			t.Errorf("trusted=%v: across calls: %q", trusted, got)
+		}
+	}
+}

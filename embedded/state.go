@@ -32,6 +32,8 @@ type state struct {
 	exited   bool
 	exitCode int
 
+	clock cpuClock // os.clock's account (clock.go)
+
 	cCalls int // resumes and protected calls nested in each other (limits.go)
 	// resumedFrames: call frames of the threads waiting in nested resumes
 	// (limits.go, enterResume).
