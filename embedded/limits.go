@@ -26,6 +26,18 @@ import (
 // following instruction, so pcall, xpcall handlers, coroutines and
 // metamethods cannot swallow it; the chunk unwinds to Exec, which reports
 // the typed error.
+//
+// Counting instructions alone does not bound the CPU a call uses: one
+// instruction can be a builtin that runs for a long time (a plain
+// string.find in 128 MiB took 0.6 s, so 4096 of them ran 40 minutes past a
+// 200 ms budget). So a call with a budget also arms a timer for the budget
+// left: CPU time cannot pass faster than wall-clock time, so the budget
+// cannot run out before the timer fires. The timer only sets a flag, which
+// Done reads with the stop flag (one atomic load per instruction, as
+// before); the next instruction or poll then reads the thread's CPU clock,
+// and either stops the call or arms the timer again for what is left. Long
+// builtins poll (Poll, limitTicker, workTicker) every few milliseconds of
+// work, so the budget, the deadline and the memory limit reach them too.
 
 // hookEvery is how many instructions run between limit checks (~40 µs of
 // gopher-lua code).
@@ -42,11 +54,11 @@ var (
 type callCtx struct {
 	st *state
 
-	mu      sync.Mutex
-	done    chan struct{} // closed when the current call is stopped
-	err     error         // why it was stopped; nil while it runs
-	gen     uint64        // call generation: stale stops are ignored
-	stopped atomic.Bool   // done is closed (read by Done without the lock)
+	mu    sync.Mutex
+	done  chan struct{} // closed when the current call is stopped
+	err   error         // why it was stopped; nil while it runs
+	gen   uint64        // call generation: stale stops are ignored
+	flags atomic.Uint32 // flagStopped, flagWake (read by Done without the lock)
 
 	// Owned by the goroutine running the chunk.
 	steps      uint32
@@ -54,12 +66,19 @@ type callCtx struct {
 	deadline   time.Time
 	cpuBudget  time.Duration
 	cpuStart   time.Duration
+	cpuTimer   *time.Timer // sets flagWake once the budget left may be used up
 	memLimit   int64
 	memUsed    int64  // what the state held at the last walk
 	memNext    uint64 // walk again once allocTotal passes this
 	maxSource  int    // the largest chunk load and its kin compile
 	stopParent func() bool
 }
+
+// The bits of callCtx.flags.
+const (
+	flagStopped = 1 << iota // done is closed
+	flagWake                // the CPU budget may be used up: check now
+)
 
 func newCallCtx(st *state) *callCtx {
 	return &callCtx{st: st, done: make(chan struct{})}
@@ -76,10 +95,18 @@ func (c *callCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.
 // non-blocking poll: code that blocks until a stop waits on stoppedCh.
 func (c *callCtx) Done() <-chan struct{} {
 	c.steps++
-	if c.checking && (c.steps%hookEvery == 0 || allocTotal.Load() > c.memNext) {
+	if f := c.flags.Load(); f != 0 || c.checking && (c.steps%hookEvery == 0 || allocTotal.Load() > c.memNext) {
+		return c.slowDone()
+	}
+	return nil
+}
+
+// slowDone is Done when a flag is set or a check is due.
+func (c *callCtx) slowDone() <-chan struct{} {
+	if c.flags.Load()&flagStopped == 0 {
 		c.check()
 	}
-	if c.stopped.Load() {
+	if c.flags.Load()&flagStopped != 0 {
 		return c.done
 	}
 	return nil
@@ -100,8 +127,9 @@ func (c *callCtx) Err() error {
 // pattern matcher) call it every few thousand steps, on the goroutine
 // running the chunk, as the instruction hook would.
 func (c *callCtx) Poll() error {
-	if c.checking {
-		c.check()
+	c.check()
+	if c.flags.Load()&flagStopped == 0 {
+		return nil
 	}
 	return c.Err()
 }
@@ -129,7 +157,7 @@ func (c *callCtx) stop(gen uint64, err error) {
 	}
 	c.err = err
 	close(c.done)
-	c.stopped.Store(true)
+	c.flags.Or(flagStopped)
 }
 
 // begin arms the context for a call under parent and lim. It runs before
@@ -141,7 +169,7 @@ func (c *callCtx) begin(parent context.Context, lim core.Limits) {
 	if c.err != nil {
 		c.done = make(chan struct{})
 		c.err = nil
-		c.stopped.Store(false)
+		c.flags.And(^uint32(flagStopped))
 	}
 	c.mu.Unlock()
 	c.deadline, _ = parent.Deadline()
@@ -198,9 +226,15 @@ func (c *callCtx) enter() func() {
 		// stays on the thread.
 		runtime.LockOSThread()
 		c.cpuStart = threadCPU()
+		if c.cpuTimer == nil {
+			c.cpuTimer = time.AfterFunc(c.cpuBudget, func() { c.flags.Or(flagWake) })
+		} else {
+			c.cpuTimer.Reset(c.cpuBudget)
+		}
 	}
 	return func() {
 		if cpu {
+			c.cpuTimer.Stop()
 			runtime.UnlockOSThread()
 		}
 		if mem {
@@ -217,11 +251,27 @@ func (c *callCtx) stopNow(err error) {
 	c.stop(gen, err)
 }
 
-// check runs on the chunk's goroutine every hookEvery instructions.
+// check runs on the chunk's goroutine every hookEvery instructions, when
+// the CPU timer fired, and when a builtin polls.
 func (c *callCtx) check() {
-	if c.cpuBudget > 0 && threadCPU()-c.cpuStart > c.cpuBudget {
-		c.stopNow(errCPULimit)
+	woken := false
+	if c.flags.Load()&flagWake != 0 {
+		c.flags.And(^uint32(flagWake))
+		woken = true
+	}
+	if !c.checking {
 		return
+	}
+	if c.cpuBudget > 0 {
+		used := threadCPU() - c.cpuStart
+		if used > c.cpuBudget {
+			c.stopNow(errCPULimit)
+			return
+		}
+		if woken {
+			// The thread did not run all the time: wait for what is left.
+			c.cpuTimer.Reset(max(c.cpuBudget-used, time.Millisecond))
+		}
 	}
 	if c.memLimit > 0 {
 		// What the state holds can only have grown by what the process
@@ -404,6 +454,34 @@ func limitTicker(L *lua.LState) func() {
 			if err := poller.Poll(); err != nil {
 				L.RaiseError("%s", err)
 			}
+		}
+	}
+}
+
+// pollWork is about how many bytes of work (a few milliseconds at most) a
+// builtin does between two polls of the call's limits.
+const pollWork = 1 << 20
+
+// workTicker polls the call's limits (deadline, CPU, memory) for a long Go
+// builtin once per pollWork of the work it reports, and raises the stop as
+// a Lua error. The zero work of small calls costs an add and a compare.
+type workTicker struct {
+	L    *lua.LState
+	work int
+}
+
+// add reports n bytes of work.
+func (t *workTicker) add(n int) {
+	if t.work += n; t.work >= pollWork {
+		t.poll()
+	}
+}
+
+func (t *workTicker) poll() {
+	t.work = 0
+	if p, ok := t.L.Context().(interface{ Poll() error }); ok {
+		if err := p.Poll(); err != nil {
+			t.L.RaiseError("%s", err)
 		}
 	}
 }
