@@ -167,7 +167,7 @@ func (sl *strlib) gsub(L *lua.LState) int {
 	maxN := optInt(L, 4, len(s)+1)
 	p := sl.compile(pat, true)
 	var m pattern.Matcher
-	var b strings.Builder
+	b := gsubOut{tk: workTicker{L: L}}
 	pos, lastEnd, n := 0, -1, 0
 	for n < maxN {
 		m.Context = L.Context()
@@ -179,37 +179,49 @@ func (sl *strlib) gsub(L *lua.LState) int {
 			break
 		}
 		start, end := m.Start(), m.End()
-		b.WriteString(s[pos:start]) // no match started in between
-		if end == lastEnd {         // empty, where the last match ended: keep one byte
+		b.write(s[pos:start]) // no match started in between
+		if end == lastEnd {   // empty, where the last match ended: keep one byte
 			if start == len(s) {
 				pos = start
 				break
 			}
-			b.WriteByte(s[start])
+			b.write(s[start : start+1])
 			pos = start + 1
 		} else {
 			n++
 			addValue(L, &b, &m, s, repl)
 			pos, lastEnd = end, end
 		}
-		if b.Len() > maxStringBytes {
-			tooLong(L, "string.gsub")
-		}
 		if p.Anchored() {
 			break
 		}
 	}
-	b.WriteString(s[pos:])
-	if b.Len() > maxStringBytes {
-		tooLong(L, "string.gsub")
-	}
+	b.write(s[pos:])
 	L.Push(lua.LString(b.String()))
 	L.Push(lua.LNumber(n))
 	return 2
 }
 
+// gsubOut is gsub's result being built. A write that would take it past
+// maxStringBytes is an error before it is made (checked once per match,
+// a replacement such as 2048 "%0" of a 1 MiB match asked for 2 GiB, 6 GB
+// of heap with the regrowth, before the check), and the bytes written
+// poll the call's limits every pollWork.
+type gsubOut struct {
+	strings.Builder
+	tk workTicker
+}
+
+func (o *gsubOut) write(x string) {
+	if len(x) > maxStringBytes-o.Len() {
+		tooLong(o.tk.L, "string.gsub")
+	}
+	o.tk.add(len(x) + 16) // a write costs more than its bytes
+	o.WriteString(x)
+}
+
 // addValue appends the replacement of the match m holds.
-func addValue(L *lua.LState, b *strings.Builder, m *pattern.Matcher, s string, repl lua.LValue) {
+func addValue(L *lua.LState, b *gsubOut, m *pattern.Matcher, s string, repl lua.LValue) {
 	whole := s[m.Start():m.End()]
 	var v lua.LValue
 	switch r := repl.(type) {
@@ -234,16 +246,16 @@ func addValue(L *lua.LState, b *strings.Builder, m *pattern.Matcher, s string, r
 	}
 	switch rv := v.(type) {
 	case lua.LString:
-		b.WriteString(string(rv))
+		b.write(string(rv))
 	case lua.LNumber:
-		b.WriteString(fmtNumber(rv))
+		b.write(fmtNumber(rv))
 	case *lua.LNilType:
-		b.WriteString(whole)
+		b.write(whole)
 	case lua.LBool:
 		if rv {
 			L.RaiseError("invalid replacement value (a boolean)")
 		}
-		b.WriteString(whole)
+		b.write(whole)
 	default:
 		L.RaiseError("invalid replacement value (a %s)", v.Type().String())
 	}
@@ -279,34 +291,78 @@ func pushCaptures(L *lua.LState, m *pattern.Matcher, s string, whole bool) int {
 }
 
 // expandReplacement appends a replacement string, with %0-%9 and %%.
-func expandReplacement(L *lua.LState, b *strings.Builder, repl string, m *pattern.Matcher, s string) {
+// With items, its length is counted first: one past maxStringBytes is an
+// error before anything is written.
+func expandReplacement(L *lua.LState, b *gsubOut, repl string, m *pattern.Matcher, s string) {
+	if strings.IndexByte(repl, '%') < 0 {
+		b.write(repl)
+		return
+	}
+	if n := expansionSize(b, repl, m); n > maxStringBytes-b.Len() {
+		tooLong(L, "string.gsub")
+	} else {
+		b.Grow(n)
+	}
 	for {
 		i := strings.IndexByte(repl, '%')
 		if i < 0 {
-			b.WriteString(repl)
+			b.write(repl)
 			return
 		}
-		b.WriteString(repl[:i])
+		b.write(repl[:i])
 		if i+1 == len(repl) {
 			L.RaiseError("%s", "invalid use of '%' in replacement string")
 		}
 		switch c := repl[i+1]; {
 		case c == '%':
-			b.WriteByte('%')
+			b.write("%")
 		case c == '0':
-			b.WriteString(s[m.Start():m.End()])
+			b.write(s[m.Start():m.End()])
 		case c >= '1' && c <= '9':
 			cp, err := m.Capture(int(c - '1'))
 			if err != nil {
 				raiseMatchError(L, err)
 			}
 			if cp.Position {
-				b.WriteString(strconv.Itoa(cp.Start + 1))
+				b.write(strconv.Itoa(cp.Start + 1))
 			} else {
-				b.WriteString(s[cp.Start:cp.End])
+				b.write(s[cp.Start:cp.End])
 			}
 		default:
 			L.RaiseError("%s", "invalid use of '%' in replacement string")
+		}
+		repl = repl[i+2:]
+	}
+}
+
+// expansionSize is the length of repl expanded for the match m holds, up
+// to its first invalid item (which expandReplacement then raises).
+func expansionSize(b *gsubOut, repl string, m *pattern.Matcher) int {
+	n := 0
+	for {
+		i := strings.IndexByte(repl, '%')
+		if i < 0 || i+1 == len(repl) {
+			return n + len(repl)
+		}
+		b.tk.add(i + 16)
+		n += i
+		switch c := repl[i+1]; {
+		case c == '%':
+			n++
+		case c == '0':
+			n += m.End() - m.Start()
+		case c >= '1' && c <= '9':
+			cp, err := m.Capture(int(c - '1'))
+			switch {
+			case err != nil:
+				return n
+			case cp.Position:
+				n += len(strconv.Itoa(cp.Start + 1))
+			default:
+				n += cp.End - cp.Start
+			}
+		default:
+			return n
 		}
 		repl = repl[i+2:]
 	}

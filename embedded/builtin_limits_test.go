@@ -1,0 +1,58 @@
+package embedded
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"libbioxen/core"
+)
+
+// allocDuring returns what the process allocated while f ran.
+func allocDuring(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestGsubReplacementCapped: the cap on gsub's result held only between
+// matches, so one match's expansion was unbounded: 2048 "%0" of a 1 MiB
+// match asked for 2 GiB (51 s, 6 GB of heap, then the error). The
+// expansion is counted before it is written: the error comes at once.
+func TestGsubReplacementCapped(t *testing.T) {
+	vm := openVM(t, core.Options{})
+	cases := []struct{ code, want string }{
+		// 64 KiB times 8192: 512 MiB for one match.
+		{`local s = string.rep("x", 2^16) return pcall(string.gsub, s, "^.*$", string.rep("%0", 2^13))`,
+			`[false,"input:1: string.gsub: resulting string too large (limit 268435456 bytes)"]`},
+		// Captures, and literal text between them.
+		{`local s = string.rep("x", 2^16) return pcall(string.gsub, s, "^(.*)$", string.rep("<%1>", 2^13))`,
+			`[false,"input:1: string.gsub: resulting string too large (limit 268435456 bytes)"]`},
+		// Errors of the replacement string are as before.
+		{`return pcall(string.gsub, "abc", "b", "%2")`, `[false,"input:1: invalid capture index %2"]`},
+		{`return pcall(string.gsub, "abc", "b", "x%")`, `[false,"input:1: invalid use of '%' in replacement string"]`},
+		{`return string.gsub("abc", "(b)()", "[%0|%1|%2|%%]")`, `["a[b|b|3|%]c",1]`},
+	}
+	for _, c := range cases {
+		var res *core.Result
+		var err error
+		alloc := allocDuring(func() {
+			res, err = vm.Exec(context.Background(), []byte(c.code), core.ExecOptions{Timeout: 30 * time.Second})
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", c.code, err)
+		}
+		if string(res.Values) != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.code, res.Values, c.want)
+		}
+		// The subject and the replacement string, not the 256 MiB the
+		// result may grow to (once several times that in regrowth).
+		if alloc > 96<<20 {
+			t.Errorf("%s: allocated %d MiB", c.code, alloc>>20)
+		}
+	}
+}
+
