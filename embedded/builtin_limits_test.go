@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -51,6 +52,39 @@ func TestGsubReplacementCapped(t *testing.T) {
 		// The subject and the replacement string, not the 256 MiB the
 		// result may grow to (once several times that in regrowth).
 		if alloc > 96<<20 {
+			t.Errorf("%s: allocated %d MiB", c.code, alloc>>20)
+		}
+	}
+}
+
+// TestFormatQuoteCapped: %q was checked against the cap after it had
+// written its argument, escaped: up to four times the cap (a string of
+// NULs), 2.4 GB of heap for one of 256 MiB. Its length is counted first.
+func TestFormatQuoteCapped(t *testing.T) {
+	vm := openVM(t, core.Options{})
+	cases := []struct{ code, want string }{
+		{`local s = string.rep("\0", 2^26 + 1) return pcall(string.format, "%q", s)`,
+			`[false,"input:1: string.format: resulting string too large (limit 268435456 bytes)"]`},
+		{`local s = string.rep("\0\0\n", 2^25) return pcall(string.format, "x%qy", s)`,
+			`[false,"input:1: string.format: resulting string too large (limit 268435456 bytes)"]`},
+		{`local s = string.rep("a", 2^26) return pcall(string.format, "%s%s%s%s%s", s, s, s, s, s)`,
+			`[false,"input:1: string.format: resulting string too large (limit 268435456 bytes)"]`},
+		{`return string.format("%q|%5s|%%|%q", 'a"b\\c\n\r\0d', "x", "")`, `["\"a\\\"b\\\\c\\\n\\r\\000d\"|    x|%|\"\""]`},
+		{`local s = string.rep("\0", 2^22) return #string.format("%q", s)`, fmt.Sprint("[", 4<<22+2, "]")},
+	}
+	for i, c := range cases {
+		var res *core.Result
+		var err error
+		alloc := allocDuring(func() {
+			res, err = vm.Exec(context.Background(), []byte(c.code), core.ExecOptions{Timeout: 30 * time.Second})
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", c.code, err)
+		}
+		if string(res.Values) != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.code, res.Values, c.want)
+		}
+		if i < 2 && alloc > 160<<20 { // the argument, not 256 MiB and its regrowth
 			t.Errorf("%s: allocated %d MiB", c.code, alloc>>20)
 		}
 	}

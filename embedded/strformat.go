@@ -16,14 +16,27 @@ import (
 // most two digits ("invalid conversion"), %s converts any value as
 // tostring does (honouring __tostring), and %d of a number outside the
 // 64-bit range is an error rather than undefined behaviour.
+//
+// The result is capped at maxStringBytes: %s and %q check before they
+// write (a %q of NULs is four times as long as its argument), and the
+// work polls the call's limits.
 func strFormat(L *lua.LState) int {
 	f := argString(L, 1)
 	arg := 1
 	var b strings.Builder
+	tk := workTicker{L: L}
 	for i := 0; i < len(f); i++ {
-		c := f[i]
-		if c != '%' {
-			b.WriteByte(c)
+		if f[i] != '%' {
+			j := strings.IndexByte(f[i:], '%')
+			if j < 0 {
+				j = len(f) - i
+			}
+			if j > maxStringBytes-b.Len() {
+				tooLong(L, "string.format")
+			}
+			tk.add(j)
+			b.WriteString(f[i : i+j])
+			i += j - 1
 			continue
 		}
 		i++
@@ -39,6 +52,7 @@ func strFormat(L *lua.LState) int {
 		}
 		spec.verb = f[i]
 		arg++
+		tk.add(64)
 		if !formatOne(L, &b, spec, arg) {
 			L.RaiseError("invalid conversion '%s' to 'format'", f[start:i+1])
 		}
@@ -154,7 +168,7 @@ func formatOne(L *lua.LState, b *strings.Builder, spec fmtSpec, arg int) bool {
 		}
 		b.WriteString(fmt.Sprintf(goSpec(spec, spec.verb), x))
 	case 'q':
-		quoteString(b, argString(L, arg))
+		quoteString(L, b, argString(L, arg))
 	case 's':
 		if arg > L.GetTop() {
 			L.ArgError(arg, "no value")
@@ -165,6 +179,9 @@ func formatOne(L *lua.LState, b *strings.Builder, spec fmtSpec, arg int) bool {
 		}
 		if spec.prec >= 0 && spec.prec < len(s) {
 			s = s[:spec.prec]
+		}
+		if max(len(s), spec.width) > maxStringBytes-b.Len() {
+			tooLong(L, "string.format")
 		}
 		pad(b, spec, s, false)
 	default:
@@ -225,22 +242,51 @@ func pad(b *strings.Builder, spec fmtSpec, s string, numeric bool) {
 	}
 }
 
+// quoteEscapes are the escapes %q writes for the bytes that need one.
+var quoteEscapes = [256]string{'"': `\"`, '\\': `\\`, '\n': "\\\n", '\r': `\r`, 0: `\000`}
+
 // quoteString writes s as Lua 5.1's %q does: a string literal that reads
-// back as s.
-func quoteString(b *strings.Builder, s string) {
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '"', '\\', '\n':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case '\r':
-			b.WriteString(`\r`)
-		case 0:
-			b.WriteString(`\000`)
-		default:
-			b.WriteByte(c)
+// back as s. Its length is counted first: past maxStringBytes it is an
+// error before anything is written (it was checked after, when a string
+// of NULs had been written four times as long). Both passes poll the
+// call's limits.
+func quoteString(L *lua.LState, b *strings.Builder, s string) {
+	tk := workTicker{L: L}
+	n := 2 + len(s)
+	for start := 0; start < len(s); start += pollWork {
+		if start > 0 {
+			tk.poll()
+		}
+		for _, c := range []byte(s[start:min(start+pollWork, len(s))]) {
+			n += int(quoteExtra[c])
 		}
 	}
+	if n > maxStringBytes-b.Len() {
+		tooLong(L, "string.format")
+	}
+	b.Grow(n)
+	b.WriteByte('"')
+	run := 0 // s[run:i] is yet to be written
+	for i := 0; i < len(s); i++ {
+		if quoteExtra[s[i]] != 0 {
+			b.WriteString(s[run:i])
+			b.WriteString(quoteEscapes[s[i]])
+			run = i + 1
+		}
+		if i&(pollWork-1) == pollWork-1 {
+			tk.poll()
+		}
+	}
+	b.WriteString(s[run:])
 	b.WriteByte('"')
 }
+
+// quoteExtra is how much longer than its byte each escape is.
+var quoteExtra = func() (t [256]uint8) {
+	for c, e := range quoteEscapes {
+		if e != "" {
+			t[c] = uint8(len(e) - 1)
+		}
+	}
+	return t
+}()
