@@ -29,14 +29,15 @@ func (st *state) installBuiltins() {
 	L := st.L
 	str := L.GetGlobal("string").(*lua.LTable)
 	L.SetFuncs(str, map[string]lua.LGFunction{
-		"rep":    strRep,
-		"format": strFormat,
-		"byte":   strByte,
-		"char":   strChar,
-		"sub":    strSub,
-		"len":    strLen,
-		"lower":  strCase(asciiLower),
-		"upper":  strCase(asciiUpper),
+		"rep":     strRep,
+		"format":  strFormat,
+		"byte":    strByte,
+		"char":    strChar,
+		"sub":     strSub,
+		"len":     strLen,
+		"lower":   strCase(asciiLower),
+		"upper":   strCase(asciiUpper),
+		"reverse": strReverse,
 	})
 	st.installStrlib(str) // find, match, gmatch, gsub
 	installStringMeta(L, str)
@@ -179,17 +180,56 @@ func baseRawSet(L *lua.LState) int {
 
 // strCase is string.lower/upper byte by byte, as C's tolower/toupper in
 // the C locale (gopher-lua's used Unicode case mapping, which rewrote
-// bytes of invalid UTF-8 as U+FFFD).
+// bytes of invalid UTF-8 as U+FFFD). A long string is converted in pieces
+// with polls of the call's limits between them.
 func strCase(conv func(byte) byte) lua.LGFunction {
+	var table [256]byte
+	for i := range table {
+		table[i] = conv(byte(i))
+	}
 	return func(L *lua.LState) int {
 		s := argString(L, 1)
-		b := []byte(s)
-		for i, c := range b {
-			b[i] = conv(c)
+		if s == "" {
+			L.Push(lua.LString(""))
+			return 1
 		}
-		L.Push(lua.LString(b))
+		b := make([]byte, len(s))
+		tk := workTicker{L: L}
+		for start := 0; start < len(s); start += pollWork {
+			if start > 0 {
+				tk.poll()
+			}
+			end := min(start+pollWork, len(s))
+			for i := start; i < end; i++ {
+				b[i] = table[s[i]]
+			}
+		}
+		L.Push(lua.LString(unsafe.String(&b[0], len(b)))) // b is not written again
 		return 1
 	}
+}
+
+// strReverse is string.reverse (gopher-lua's copied the string three
+// times in one call nothing could stop), in pieces with polls between.
+func strReverse(L *lua.LState) int {
+	s := argString(L, 1)
+	if len(s) < 2 {
+		L.Push(lua.LString(s))
+		return 1
+	}
+	b := make([]byte, len(s))
+	tk := workTicker{L: L}
+	for start := 0; start < len(s); start += pollWork {
+		if start > 0 {
+			tk.poll()
+		}
+		end := min(start+pollWork, len(s))
+		for i := start; i < end; i++ {
+			b[len(b)-1-i] = s[i]
+		}
+	}
+	L.Push(lua.LString(unsafe.String(&b[0], len(b)))) // b is not written again
+	return 1
 }
 
 // strLen is string.len; a number's length is that of its Lua text.
@@ -575,7 +615,26 @@ func strRep(L *lua.LState) int {
 	if int64(len(s))*int64(n) > maxStringBytes {
 		tooLong(L, "string.rep")
 	}
-	L.Push(lua.LString(strings.Repeat(s, n)))
+	size := len(s) * n
+	if size <= pollWork {
+		L.Push(lua.LString(strings.Repeat(s, n)))
+		return 1
+	}
+	// strings.Repeat's doubling copies, at most pollWork bytes each, with
+	// polls of the call's limits between them.
+	tk := workTicker{L: L}
+	b := make([]byte, size)
+	k := copy(b, s)
+	for k < size {
+		// b[:k] repeats s, so b[k:] goes on as b[r:] does (r is where
+		// in s position k falls), from bytes already written.
+		r := k % len(s)
+		c := copy(b[k:], b[r:r+min(k-r, size-k, pollWork)])
+		if k += c; c == pollWork {
+			tk.poll()
+		}
+	}
+	L.Push(lua.LString(unsafe.String(&b[0], size))) // b is not written again
 	return 1
 }
 
@@ -693,8 +752,10 @@ func tableConcat(L *lua.LState) int {
 	// Size the result first (numbers at their longest, %.14g is at most
 	// 21 bytes): one allocation, no regrowth copies.
 	size := 0
+	tk := workTicker{L: L} // long tables and long strings poll the call's limits
 sizing:
 	for k := i; k <= j && size <= maxStringBytes; k++ {
+		tk.add(16)
 		switch v := rawInt(tbl, k).(type) {
 		case lua.LString:
 			size += len(v) + len(sep)
@@ -707,8 +768,10 @@ sizing:
 	var b strings.Builder
 	b.Grow(min(size, maxStringBytes+1))
 	for k := i; k <= j; k++ {
+		tk.add(16)
 		switch v := rawInt(tbl, k).(type) {
 		case lua.LString:
+			tk.add(len(v))
 			b.WriteString(string(v))
 		case lua.LNumber:
 			b.WriteString(fmtNumber(v))

@@ -328,13 +328,31 @@ func (m *Matcher) Find(p *Pattern, s string, init int) (bool, error) {
 	if init < 0 || init > len(s) {
 		return false, nil
 	}
-	switch {
-	case p.literal:
-		return m.findLiteral(p, s, init), nil
-	case p.single:
-		return m.findSingle(p, s, init), nil
+	if p.literal || p.single {
+		return m.findSimple(p, s, init)
 	}
 	return m.find(p, s, init)
+}
+
+// findSimple is findLiteral or findSingle, which poll the Context on a
+// large subject.
+func (m *Matcher) findSimple(p *Pattern, s string, init int) (found bool, err error) {
+	if m.steps <= 0 {
+		m.steps = pollInterval
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			st, ok := r.(stopped)
+			if !ok {
+				panic(r)
+			}
+			found, err = false, st.err
+		}
+	}()
+	if p.literal {
+		return m.findLiteral(p, s, init), nil
+	}
+	return m.findSingle(p, s, init), nil
 }
 
 // Start returns the byte offset where the last match starts.
@@ -375,7 +393,7 @@ func (m *Matcher) findLiteral(p *Pattern, s string, init int) bool {
 			return false
 		}
 	} else {
-		j := strings.Index(s[at:], p.prefix)
+		j := m.index(s[at:], p.prefix)
 		if j < 0 {
 			return false
 		}
@@ -404,9 +422,7 @@ func (m *Matcher) findSingle(p *Pattern, s string, init int) bool {
 			}
 			at += j
 		default:
-			for at < len(s) && !it.set.has(s[at]) {
-				at++
-			}
+			at = m.skip(it.set, s, at)
 			if at == len(s) {
 				return false
 			}
@@ -431,15 +447,25 @@ func (m *Matcher) span(it *item, s string, i int) int {
 	if it.full {
 		return len(s)
 	}
-	for i < len(s) && it.set.has(s[i]) {
-		i++
+	for {
+		// In pieces, counted as steps: a run through 128 MiB is long.
+		end := min(i+pollInterval, len(s))
+		for i < end && it.set.has(s[i]) {
+			i++
+		}
+		if i < end || end == len(s) {
+			return i
+		}
+		m.tick(pollInterval)
 	}
-	return i
 }
 
 func (m *Matcher) find(p *Pattern, s string, init int) (found bool, err error) {
 	m.p, m.src = p, s
-	m.steps = pollInterval
+	if m.steps <= 0 { // a new Matcher; later Finds go on counting, so
+		// that many short finds (gsub's, gmatch's) poll too
+		m.steps = pollInterval
+	}
 	defer func() {
 		m.p, m.src = nil, "" // keep neither alive
 		if r := recover(); r != nil {
@@ -471,20 +497,80 @@ func (m *Matcher) find(p *Pattern, s string, init int) (found bool, err error) {
 		}
 		at++
 		if p.prefix != "" {
-			j := strings.Index(s[at:], p.prefix)
+			j := m.index(s[at:], p.prefix)
 			if j < 0 {
 				return false, nil
 			}
 			at += j
 		} else if p.first != nil {
-			for at < len(s) && !p.first.has(s[at]) {
-				at++
-			}
+			at = m.skip(p.first, s, at)
 			if at == len(s) {
 				return false, nil
 			}
 		}
 	}
+}
+
+// indexPiece is how much of the subject one strings.Index call searches
+// (a few milliseconds at worst: a long needle of repeated bytes makes
+// strings.Index fall back to Rabin-Karp, ~3 ns a byte here).
+const indexPiece = 1 << 20
+
+// Index is strings.Index(s, sub), searched in pieces with a poll of the
+// Context after each: a search of a large subject stops once the Context
+// is done (then Index returns its error).
+func (m *Matcher) Index(s, sub string) (i int, err error) {
+	if len(s) <= indexPiece {
+		return strings.Index(s, sub), nil
+	}
+	if m.steps <= 0 {
+		m.steps = pollInterval
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			st, ok := r.(stopped)
+			if !ok {
+				panic(r)
+			}
+			i, err = -1, st.err
+		}
+	}()
+	return m.index(s, sub), nil
+}
+
+// index is strings.Index(s, sub) in pieces of indexPiece (or len(sub))
+// starting positions, counting each piece as steps.
+func (m *Matcher) index(s, sub string) int {
+	if len(s) <= indexPiece {
+		return strings.Index(s, sub)
+	}
+	piece := max(indexPiece, len(sub))
+	for off := 0; ; off += piece {
+		end := min(off+piece+len(sub)-1, len(s))
+		if j := strings.Index(s[off:end], sub); j >= 0 {
+			return off + j
+		}
+		if end == len(s) {
+			return -1
+		}
+		m.tick(piece)
+	}
+}
+
+// skip returns the first position from at on whose byte is in set, or
+// len(s), counting the bytes passed as steps.
+func (m *Matcher) skip(set *charSet, s string, at int) int {
+	for at < len(s) {
+		from, end := at, min(at+pollInterval, len(s))
+		for at < end && !set.has(s[at]) {
+			at++
+		}
+		m.tick(at - from)
+		if at < end {
+			break
+		}
+	}
+	return at
 }
 
 // tick counts n steps and polls the Context when it is time.

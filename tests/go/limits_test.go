@@ -68,6 +68,32 @@ func TestCPUBudget(t *testing.T) {
 	}
 }
 
+// TestCPUBudgetLongBuiltins: the embedded engine read the CPU clock every
+// 4096 instructions only, so a chunk spending its time in long builtins
+// outran its budget: `while true do s:find(p, 1, true) end` (0.6 s a
+// find in 128 MiB) ran 13.5 s of CPU past a 200 ms budget until its
+// timeout, and 4096 finds would have taken 40 minutes. A timer set to the
+// budget left now makes the next instruction read the clock, and long
+// builtins poll it.
+func TestCPUBudgetLongBuiltins(t *testing.T) {
+	vm := open(t, core.Options{Persistent: true, Limits: core.Limits{MaxCPUTime: 100 * time.Millisecond}})
+	run(t, vm, `s = string.rep("a", 2^25) p = string.rep("a", 3000) .. "b"`)
+	for _, code := range []string{
+		`while true do s:find(p, 1, true) end`,
+		`for i = 1, 100 do local x = s:upper() end`,
+		`for i = 1, 100 do local x = s:gsub("a", "b") end`,
+		`for i = 1, 100 do local x = s:reverse() end`,
+		`local x = s:rep(7)`,
+	} {
+		err, took := execErr(t, vm, code, 10*time.Second)
+		if core.CodeOf(err) != core.ErrCPULimit || took > 3*time.Second {
+			t.Errorf("%s: %v after %v, want ErrCPULimit", code, err, took)
+		}
+		t.Logf("%s: stopped after %v", code, took)
+		mustPrint2(t, vm)
+	}
+}
+
 // TestMemoryLimit: memory bombs end in ErrNoMem on every engine, the VM
 // works afterwards and a sibling VM is untouched.
 func TestMemoryLimit(t *testing.T) {
