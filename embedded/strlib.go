@@ -1,8 +1,10 @@
 package embedded
 
 import (
+	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -213,17 +215,30 @@ func (sl *strlib) gsub(L *lua.LState) int {
 // of heap with the regrowth, before the check), and the bytes written
 // poll the call's limits every pollWork.
 type gsubOut struct {
-	strings.Builder
-	tk workTicker
+	buf []byte
+	tk  workTicker
 }
 
 func (o *gsubOut) write(x string) {
-	if len(x) > maxStringBytes-o.Len() {
+	o.tk.work += len(x) + 16 // a write costs more than its bytes
+	if o.tk.work >= pollWork || len(x) > maxStringBytes-len(o.buf) {
+		o.check(len(x))
+	}
+	o.buf = append(o.buf, x...)
+}
+
+// check is write's slow path: the cap, then the poll.
+func (o *gsubOut) check(n int) {
+	if n > maxStringBytes-len(o.buf) {
 		tooLong(o.tk.L, "string.gsub")
 	}
-	o.tk.add(len(x) + 16) // a write costs more than its bytes
-	o.WriteString(x)
+	if o.tk.work >= pollWork {
+		o.tk.poll()
+	}
 }
+
+// String is the result; buf is not written again.
+func (o *gsubOut) String() string { return unsafe.String(unsafe.SliceData(o.buf), len(o.buf)) }
 
 // addValue appends the replacement of the match m holds.
 func addValue(L *lua.LState, b *gsubOut, m *pattern.Matcher, s string, repl lua.LValue) {
@@ -303,10 +318,10 @@ func expandReplacement(L *lua.LState, b *gsubOut, repl string, m *pattern.Matche
 		b.write(repl)
 		return
 	}
-	if n := expansionSize(b, repl, m); n > maxStringBytes-b.Len() {
+	if n := expansionSize(b, repl, m); n > maxStringBytes-len(b.buf) {
 		tooLong(L, "string.gsub")
 	} else {
-		b.Grow(n)
+		b.buf = slices.Grow(b.buf, n)
 	}
 	for {
 		i := strings.IndexByte(repl, '%')

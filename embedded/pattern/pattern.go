@@ -328,14 +328,19 @@ func (m *Matcher) Find(p *Pattern, s string, init int) (bool, error) {
 	if init < 0 || init > len(s) {
 		return false, nil
 	}
-	if p.literal || p.single {
+	switch {
+	case p.literal && len(s)-init <= indexPiece:
+		return m.findLiteral(p, s, init), nil // no poll on a small subject
+	case p.single && len(s)-init <= indexPiece:
+		return m.findSingle(p, s, init), nil
+	case p.literal || p.single:
 		return m.findSimple(p, s, init)
 	}
 	return m.find(p, s, init)
 }
 
-// findSimple is findLiteral or findSingle, which poll the Context on a
-// large subject.
+// findSimple is findLiteral or findSingle on a large subject, where they
+// poll the Context.
 func (m *Matcher) findSimple(p *Pattern, s string, init int) (found bool, err error) {
 	if m.steps <= 0 {
 		m.steps = pollInterval
@@ -421,8 +426,15 @@ func (m *Matcher) findSingle(p *Pattern, s string, init int) bool {
 				return false
 			}
 			at += j
-		default:
+		case len(s)-at > indexPiece:
 			at = m.skip(it.set, s, at)
+			if at == len(s) {
+				return false
+			}
+		default:
+			for at < len(s) && !it.set.has(s[at]) {
+				at++
+			}
 			if at == len(s) {
 				return false
 			}
@@ -447,8 +459,20 @@ func (m *Matcher) span(it *item, s string, i int) int {
 	if it.full {
 		return len(s)
 	}
+	if len(s)-i > indexPiece {
+		return m.spanLong(it, s, i)
+	}
+	for i < len(s) && it.set.has(s[i]) {
+		i++
+	}
+	return i
+}
+
+// spanLong is span in pieces counted as steps: a run through 128 MiB is
+// long. Only a subject over indexPiece gets here (findSingle calls span
+// without recovering a stop on a smaller one).
+func (m *Matcher) spanLong(it *item, s string, i int) int {
 	for {
-		// In pieces, counted as steps: a run through 128 MiB is long.
 		end := min(i+pollInterval, len(s))
 		for i < end && it.set.has(s[i]) {
 			i++
@@ -503,7 +527,13 @@ func (m *Matcher) find(p *Pattern, s string, init int) (found bool, err error) {
 			}
 			at += j
 		} else if p.first != nil {
-			at = m.skip(p.first, s, at)
+			if len(s)-at > indexPiece {
+				at = m.skip(p.first, s, at)
+			} else {
+				for at < len(s) && !p.first.has(s[at]) {
+					at++
+				}
+			}
 			if at == len(s) {
 				return false, nil
 			}
