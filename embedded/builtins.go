@@ -195,11 +195,11 @@ func strCase(conv func(byte) byte) lua.LGFunction {
 		}
 		b := make([]byte, len(s))
 		tk := workTicker{L: L}
-		for start := 0; start < len(s); start += pollWork {
+		for start := 0; start < len(s); start += pollBytes {
 			if start > 0 {
 				tk.poll()
 			}
-			end := min(start+pollWork, len(s))
+			end := min(start+pollBytes, len(s))
 			for i := start; i < end; i++ {
 				b[i] = table[s[i]]
 			}
@@ -219,11 +219,11 @@ func strReverse(L *lua.LState) int {
 	}
 	b := make([]byte, len(s))
 	tk := workTicker{L: L}
-	for start := 0; start < len(s); start += pollWork {
+	for start := 0; start < len(s); start += pollBytes {
 		if start > 0 {
 			tk.poll()
 		}
-		end := min(start+pollWork, len(s))
+		end := min(start+pollBytes, len(s))
 		for i := start; i < end; i++ {
 			b[len(b)-1-i] = s[i]
 		}

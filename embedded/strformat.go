@@ -253,11 +253,11 @@ var quoteEscapes = [256]string{'"': `\"`, '\\': `\\`, '\n': "\\\n", '\r': `\r`, 
 func quoteString(L *lua.LState, b *strings.Builder, s string) {
 	tk := workTicker{L: L}
 	n := 2 + len(s)
-	for start := 0; start < len(s); start += pollWork {
+	for start := 0; start < len(s); start += pollBytes {
 		if start > 0 {
 			tk.poll()
 		}
-		for _, c := range []byte(s[start:min(start+pollWork, len(s))]) {
+		for _, c := range []byte(s[start:min(start+pollBytes, len(s))]) {
 			n += int(quoteExtra[c])
 		}
 	}
@@ -273,7 +273,7 @@ func quoteString(L *lua.LState, b *strings.Builder, s string) {
 			b.WriteString(quoteEscapes[s[i]])
 			run = i + 1
 		}
-		if i&(pollWork-1) == pollWork-1 {
+		if i&(pollBytes-1) == pollBytes-1 {
 			tk.poll()
 		}
 	}

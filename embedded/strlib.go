@@ -220,7 +220,7 @@ type gsubOut struct {
 }
 
 func (o *gsubOut) write(x string) {
-	o.tk.work += len(x) + 16 // a write costs more than its bytes
+	o.tk.work += len(x) + 64 // a write costs more than its bytes
 	if o.tk.work >= pollWork || len(x) > maxStringBytes-len(o.buf) {
 		o.check(len(x))
 	}

@@ -2,6 +2,7 @@ package gotests
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -220,6 +221,60 @@ func TestStuckBuiltinBlocksNextCall(t *testing.T) {
 	res, err := vm.Exec(context.Background(), []byte("return 1"), core.ExecOptions{Timeout: time.Minute})
 	if err != nil || string(res.Values) != "[1]" {
 		t.Fatalf("after the stuck chunk: %v %v", res, err)
+	}
+}
+
+// TestLongBuiltinsStopAtTheDeadline: string builtins on large strings ran
+// as one Go call that no deadline could stop (a plain find of a long
+// needle in 32 MiB: ~0.1 s; gsub over 32 million matches: seconds): the
+// engine gave the state up past the grace. They now poll the call's
+// context every few milliseconds of work, so the state is kept.
+func TestLongBuiltinsStopAtTheDeadline(t *testing.T) {
+	setup := `s = string.rep("a", 2^25) p = string.rep("a", 3000) .. "b" t = {s, s, s, s} kept = 1`
+	for _, chunk := range []string{
+		`s:find(p, 1, true)`,          // plain
+		`s:find(p .. "%d")`,           // a literal prefix, then the matcher
+		`s:find("%d")`,                // one class: skipping bytes
+		`s:find(p:sub(2, -2) .. "b")`, // a literal pattern
+		`s:match("a*$")`,              // a long run
+		`s:gsub("a", "b")`,            // many short matches
+		`s:upper()`, `s:lower()`, `s:reverse()`,
+		`s:rep(4)`,
+		`string.format("%q", s)`,
+		`table.concat(t)`,
+	} {
+		vm := open(t, core.Options{Persistent: true})
+		run(t, vm, setup)
+		var last string
+		for try := 0; try < 3; try++ {
+			err, took := execErr(t, vm, "for i = 1, 1e9 do local x = "+chunk+" end", 60*time.Millisecond)
+			if core.CodeOf(err) != core.ErrTimeout {
+				last = fmt.Sprintf("%v, want a timeout", err)
+				break
+			}
+			reset := strings.Contains(err.Error(), "reset")
+			if !reset && took < 500*time.Millisecond {
+				last = ""
+				break
+			}
+			last = fmt.Sprintf("%v after %v", err, took)
+			if reset {
+				break // and the state is lost
+			}
+		}
+		if last != "" && raceBuild && strings.Contains(last, "reset") {
+			// Allocating a large string also maps the detector's shadow
+			// memory, and instrumented byte loops run ten times slower.
+			t.Logf("%s: under -race: %s", chunk, last)
+			continue
+		}
+		if last != "" {
+			t.Errorf("%s did not stop in time: %s", chunk, last)
+		}
+		res := run(t, vm, "return kept, #s")
+		if string(res.Values) != "[1,33554432]" {
+			t.Errorf("after %s the state was lost: %s %s", chunk, res.Values, res.Stderr)
+		}
 	}
 }
 
