@@ -69,13 +69,36 @@ var protoCache = struct {
 	bytes int
 }{m: map[string]*list.Element{}}
 
-// sourceName turns a Lua chunk name into the name gopher-lua prints in
-// messages: "=input" -> "input", "@path" -> "path".
+// sourceName turns a Lua chunk name into the name messages print, as Lua
+// 5.1's luaO_chunkid does (LUA_IDSIZE 60): "=input" gives "input" (at most
+// 59 bytes), "@path" the path (a long one as "..." and its last 52 bytes),
+// and anything else, the source of a loadstring without a name, `[string
+// "first line..."]` (at most 43 bytes of its first line). gopher-lua
+// printed the whole source, every line of it, in each message.
 func sourceName(chunk string) string {
-	if strings.HasPrefix(chunk, "=") || strings.HasPrefix(chunk, "@") {
+	const idSize = 60
+	switch {
+	case strings.HasPrefix(chunk, "="):
+		return chunk[1:min(len(chunk), idSize)]
+	case strings.HasPrefix(chunk, "@"):
+		const keep = idSize - len(" '...' ") - 1
+		if path := chunk[1:]; len(path) > keep {
+			return "..." + path[len(path)-keep:]
+		}
 		return chunk[1:]
 	}
-	return chunk
+	const keep = idSize - len(` [string "..."] `) - 1
+	line := chunk
+	if i := strings.IndexAny(chunk, "\n\r"); i >= 0 {
+		line = chunk[:i]
+	}
+	if len(line) > keep {
+		line = line[:keep]
+	}
+	if len(line) < len(chunk) {
+		return `[string "` + line + `..."]`
+	}
+	return `[string "` + line + `"]`
 }
 
 // syntaxError is a chunk that does not compile; its message reads like

@@ -52,6 +52,18 @@ end
 `
 
 var lua51CompatCases = []struct{ name, src string }{
+	// Chunk names as Lua's luaO_chunkid writes them: gopher-lua printed a
+	// loadstring's whole source in every message.
+	{"chunk_names", `
+print(pcall(loadstring("local x = nil\nreturn x.y")))
+print(pcall(loadstring("error('short')")))
+print(pcall(loadstring(string.rep("x = 1 ", 20) .. "error('long')")))
+print(pcall(loadstring("error('named')", "=" .. string.rep("n", 80))))
+print(pcall(loadstring("error('file')", "@/" .. string.rep("d/", 40) .. "f.lua")))
+print(pcall(loadstring("error('cr')\r\nreturn")))
+print((select(2, loadstring("x = = 1")):match("^.-%]")))
+print((select(2, loadstring("x = = 1", "=mine")):match("^[^:]*")))
+`},
 	{"collectgarbage_count", `
 print(type(collectgarbage("count")), select("#", collectgarbage("count")), collectgarbage("count") > 0)
 local k0 = collectgarbage("count")
