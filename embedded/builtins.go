@@ -194,16 +194,11 @@ func strCase(conv func(byte) byte) lua.LGFunction {
 			return 1
 		}
 		b := make([]byte, len(s))
-		tk := workTicker{L: L}
-		for start := 0; start < len(s); start += pollBytes {
-			if start > 0 {
-				tk.poll()
-			}
-			end := min(start+pollBytes, len(s))
+		inPieces(L, len(s), func(start, end int) {
 			for i := start; i < end; i++ {
 				b[i] = table[s[i]]
 			}
-		}
+		})
 		L.Push(lua.LString(unsafe.String(&b[0], len(b)))) // b is not written again
 		return 1
 	}
@@ -218,16 +213,11 @@ func strReverse(L *lua.LState) int {
 		return 1
 	}
 	b := make([]byte, len(s))
-	tk := workTicker{L: L}
-	for start := 0; start < len(s); start += pollBytes {
-		if start > 0 {
-			tk.poll()
-		}
-		end := min(start+pollBytes, len(s))
+	inPieces(L, len(s), func(start, end int) {
 		for i := start; i < end; i++ {
 			b[len(b)-1-i] = s[i]
 		}
-	}
+	})
 	L.Push(lua.LString(unsafe.String(&b[0], len(b)))) // b is not written again
 	return 1
 }

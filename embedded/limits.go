@@ -466,6 +466,18 @@ const pollWork = 1 << 20
 // handles between two polls: ~0.2 ms, a few ms under the race detector.
 const pollBytes = 1 << 18
 
+// inPieces calls fn on [0, n) in pieces of pollBytes, polling the call's
+// limits between two pieces (a byte-by-byte loop over a large string).
+func inPieces(L *lua.LState, n int, fn func(start, end int)) {
+	tk := workTicker{L: L}
+	for start := 0; start < n; start += pollBytes {
+		if start > 0 {
+			tk.poll()
+		}
+		fn(start, min(start+pollBytes, n))
+	}
+}
+
 // workTicker polls the call's limits (deadline, CPU, memory) for a long Go
 // builtin once per pollWork of the work it reports, and raises the stop as
 // a Lua error. The zero work of small calls costs an add and a compare.

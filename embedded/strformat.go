@@ -251,32 +251,27 @@ var quoteEscapes = [256]string{'"': `\"`, '\\': `\\`, '\n': "\\\n", '\r': `\r`, 
 // of NULs had been written four times as long). Both passes poll the
 // call's limits.
 func quoteString(L *lua.LState, b *strings.Builder, s string) {
-	tk := workTicker{L: L}
 	n := 2 + len(s)
-	for start := 0; start < len(s); start += pollBytes {
-		if start > 0 {
-			tk.poll()
-		}
-		for _, c := range []byte(s[start:min(start+pollBytes, len(s))]) {
+	inPieces(L, len(s), func(start, end int) {
+		for _, c := range []byte(s[start:end]) {
 			n += int(quoteExtra[c])
 		}
-	}
+	})
 	if n > maxStringBytes-b.Len() {
 		tooLong(L, "string.format")
 	}
 	b.Grow(n)
 	b.WriteByte('"')
 	run := 0 // s[run:i] is yet to be written
-	for i := 0; i < len(s); i++ {
-		if quoteExtra[s[i]] != 0 {
-			b.WriteString(s[run:i])
-			b.WriteString(quoteEscapes[s[i]])
-			run = i + 1
+	inPieces(L, len(s), func(start, end int) {
+		for i := start; i < end; i++ {
+			if quoteExtra[s[i]] != 0 {
+				b.WriteString(s[run:i])
+				b.WriteString(quoteEscapes[s[i]])
+				run = i + 1
+			}
 		}
-		if i&(pollBytes-1) == pollBytes-1 {
-			tk.poll()
-		}
-	}
+	})
 	b.WriteString(s[run:])
 	b.WriteByte('"')
 }

@@ -249,8 +249,13 @@ func TestLongBuiltinsStopAtTheDeadline(t *testing.T) {
 	} {
 		vm := open(t, core.Options{Persistent: true})
 		run(t, vm, setup)
+		// A builtin that polls stops within the grace; one single
+		// allocation of 32-128 MiB (the result) can still outlast it on a
+		// loaded machine now and then, which resets the state: try again
+		// (after the setup again). A builtin that does not poll (a plain
+		// find took 0.1 s a call) resets it every time.
 		var last string
-		for try := 0; try < 3; try++ {
+		for try := 0; try < 5; try++ {
 			err, took := execErr(t, vm, "for i = 1, 1e9 do local x = "+chunk+" end", 60*time.Millisecond)
 			if core.CodeOf(err) != core.ErrTimeout {
 				last = fmt.Sprintf("%v, want a timeout", err)
@@ -263,7 +268,7 @@ func TestLongBuiltinsStopAtTheDeadline(t *testing.T) {
 			}
 			last = fmt.Sprintf("%v after %v", err, took)
 			if reset {
-				break // and the state is lost
+				run(t, vm, setup) // the state is lost
 			}
 		}
 		if last != "" && raceBuild && strings.Contains(last, "reset") {
