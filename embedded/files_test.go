@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"libbioxen/core"
 )
@@ -259,5 +261,39 @@ func TestRequireProbesOnlyModuleRoots(t *testing.T) {
 	}
 	if strings.Contains(string(res.Values), "secret.so") || !strings.Contains(string(res.Values), "fake.so): the embedded engine runs only pure-Lua modules") {
 		t.Errorf("%s %s", res.Values, res.Stderr)
+	}
+}
+
+// loadfile, dofile and require read regular files only: a FIFO in an
+// allowed directory made the open wait for a writer, in a Go call no
+// deadline stops (a session's chunk, which has none, hung for good).
+func TestLoadersReadRegularFilesOnly(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "m.lua")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	vm := openVM(t, core.Options{AllowedPaths: []string{dir}, PackagePath: dir + "/?.lua"})
+	code := `local p = ` + luaQuote(fifo) + `
+		local f, err = loadfile(p)
+		local ok, derr = pcall(dofile, p)
+		local rok, rerr = pcall(require, "m")
+		return f, err, ok, derr, rok, rerr`
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, err := vm.Exec(context.Background(), []byte(code), core.ExecOptions{})
+		if err != nil || !strings.Contains(string(res.Values), "not a regular file") || strings.Count(string(res.Values), "false") != 2 {
+			t.Errorf("%v %s %s", err, res.Values, res.Stderr)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		// Unblock the open so that the test ends.
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("loading a FIFO waited for a writer")
 	}
 }

@@ -184,12 +184,19 @@ func threadCPUOf(tid int32) time.Duration {
 }
 
 // readSource reads a chunk's file, at most one byte past the source limit
-// (compileChunk then refuses it): a huge file is not read whole.
+// (compileChunk then refuses it): a huge file is not read whole. It must
+// be a regular file: opening a FIFO waited for a writer, and reading a
+// device (/dev/zero) never ended, in one Go call no deadline stops.
 func (st *state) readSource(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("cannot read %s: not a regular file", path)
+	}
 	return io.ReadAll(io.LimitReader(f, int64(st.ctx.sourceLimit())+1))
 }
