@@ -92,9 +92,25 @@ func (st *state) openFile(name, mode string) (*lua.LUserData, error) {
 	if len(st.files) >= maxOpenFiles {
 		return nil, syscall.EMFILE
 	}
+	if st.guard != nil {
+		flags |= syscall.O_NONBLOCK // see below
+	}
 	fp, err := os.OpenFile(real, flags, 0o666)
 	if err != nil {
 		return nil, err
+	}
+	if st.guard != nil {
+		// Sandboxed code opens files and directories only: opening a
+		// FIFO of an allowed directory waited for a writer, and reading a
+		// device could not end, in a Go call that no deadline or
+		// interrupt stops (a session's chunk hung for good).
+		if fi, err := fp.Stat(); err != nil || !(fi.Mode().IsRegular() || fi.IsDir()) {
+			fp.Close()
+			if err == nil {
+				err = errNotRegular
+			}
+			return nil, err
+		}
 	}
 	lf := &luaFile{f: fp}
 	if st.files == nil {
@@ -110,6 +126,8 @@ func (st *state) openFile(name, mode string) (*lua.LUserData, error) {
 var (
 	errOutside  = errors.New("access outside the VM's allowed directories")
 	errReadOnly = errors.New("the VM's package environments are read-only")
+	// errNotRegular: a FIFO, socket or device (see openFile).
+	errNotRegular = errors.New("not a regular file (the sandbox opens files and directories only)")
 )
 
 // openFlags reads a Lua mode: [rwa]%+?b*.
@@ -162,7 +180,7 @@ func pushIOError(L *lua.LState, name string, err error) int {
 
 // ioErrorText is C's strerror text and errno for err.
 func ioErrorText(err error) (string, int) {
-	if errors.Is(err, errOutside) || errors.Is(err, errReadOnly) {
+	if errors.Is(err, errOutside) || errors.Is(err, errReadOnly) || errors.Is(err, errNotRegular) {
 		return err.Error(), int(syscall.EACCES)
 	}
 	var errno syscall.Errno

@@ -264,9 +264,10 @@ func TestRequireProbesOnlyModuleRoots(t *testing.T) {
 	}
 }
 
-// loadfile, dofile and require read regular files only: a FIFO in an
-// allowed directory made the open wait for a writer, in a Go call no
-// deadline stops (a session's chunk, which has none, hung for good).
+// loadfile, dofile and require read regular files only, and io.open and
+// io.lines open files and directories only: a FIFO in an allowed directory
+// made the open wait for a writer, in a Go call no deadline stops (a
+// session's chunk, which has none, hung for good).
 func TestLoadersReadRegularFilesOnly(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "m.lua")
@@ -278,12 +279,14 @@ func TestLoadersReadRegularFilesOnly(t *testing.T) {
 		local f, err = loadfile(p)
 		local ok, derr = pcall(dofile, p)
 		local rok, rerr = pcall(require, "m")
-		return f, err, ok, derr, rok, rerr`
+		local h, herr, errno = io.open(p)
+		local lok, lerr = pcall(io.lines, p)
+		return f, err, ok, derr, rok, rerr, h, herr, errno, lok, lerr`
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		res, err := vm.Exec(context.Background(), []byte(code), core.ExecOptions{})
-		if err != nil || !strings.Contains(string(res.Values), "not a regular file") || strings.Count(string(res.Values), "false") != 2 {
+		if err != nil || strings.Count(string(res.Values), "not a regular file") != 4 || strings.Count(string(res.Values), "false") != 3 || !strings.Contains(string(res.Values), ",13,") {
 			t.Errorf("%v %s %s", err, res.Values, res.Stderr)
 		}
 	}()
