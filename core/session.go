@@ -45,7 +45,7 @@ type Session struct {
 	cancel   context.CancelFunc // of the running chunk
 	stopped  bool               // Interrupt stopped the running item: drop the rest of its input
 	errLast  byte               // the last byte written to Stderr by REPL input
-	held     [3][]byte          // by Stream: an incomplete UTF-8 character ending the stream's latest write
+	held     piece              // an incomplete UTF-8 character ending the latest write (see whole)
 	listener func(Stream, []byte)
 	log      outputLog
 	kick     chan struct{}
@@ -359,38 +359,56 @@ func (s *Session) loop() {
 // copies p into its own storage), whole characters only (see whole).
 func (s *Session) emit(stream Stream, p []byte) {
 	s.mu.Lock()
-	p = s.whole(stream, p)
+	out := s.whole(stream, p)
 	fn := s.listener
-	if fn == nil && len(p) > 0 {
-		s.log.add(stream, p)
+	if fn == nil {
+		for _, pc := range out {
+			s.log.add(pc.stream, pc.p)
+		}
 		s.changed.Broadcast()
 	}
 	s.mu.Unlock()
-	if fn != nil && len(p) > 0 {
-		fn(stream, append([]byte(nil), p...))
+	if fn != nil {
+		for _, pc := range out {
+			fn(pc.stream, append([]byte(nil), pc.p...))
+		}
 	}
 }
 
-// whole joins p to the bytes held back from the stream's previous write and
-// holds back p's own ending if it is an incomplete UTF-8 character, so that
-// Read and a listener never get a character in two pieces (decoding each
-// piece apart garbled it, and a reader that changes streams between reads
-// cannot join them). The held bytes go out with the write that completes
-// them, or as they are at the chunk's end (flushHeld). Invalid UTF-8 is
-// passed on as it is. s.mu is held.
-func (s *Session) whole(stream Stream, p []byte) []byte {
-	if stream != Stdout && stream != Stderr {
-		return p
-	}
-	if h := s.held[stream]; len(h) > 0 {
-		p = append(h, p...)
-		s.held[stream] = nil
+// piece is output of one stream.
+type piece struct {
+	stream Stream
+	p      []byte
+}
+
+// whole returns what to deliver for a write of p: the bytes held back from
+// the previous write first, then p, except p's ending if it is an
+// incomplete UTF-8 character, which is held back in turn. Read and a
+// listener so never get a character in two pieces (decoding each piece
+// apart garbled it, and a reader that changes streams between reads cannot
+// join them). Held bytes go out with the next write: joined to it when it
+// is on the same stream (the rest of the character), as they are before it
+// otherwise, so that the order of the writes is kept; or at the end of the
+// line or chunk (flushHeld). Invalid UTF-8 is passed on as it is. s.mu is
+// held.
+func (s *Session) whole(stream Stream, p []byte) []piece {
+	var out []piece
+	if h := s.held; len(h.p) > 0 {
+		s.held = piece{}
+		if h.stream == stream {
+			p = append(h.p, p...)
+		} else {
+			out = append(out, h)
+		}
 	}
 	if n := incompleteTail(p); n > 0 {
-		s.held[stream] = append([]byte(nil), p[len(p)-n:]...)
+		s.held = piece{stream, append([]byte(nil), p[len(p)-n:]...)}
 		p = p[:len(p)-n]
 	}
-	return p
+	if len(p) > 0 {
+		out = append(out, piece{stream, p})
+	}
+	return out
 }
 
 // incompleteTail is the length of the valid but incomplete UTF-8 sequence
@@ -407,32 +425,21 @@ func incompleteTail(p []byte) int {
 	return 0
 }
 
-// flushHeld delivers the bytes whole held back when the chunk that wrote
-// them ended without completing them: to the listener, or (toLog: REPL
-// input's output) to the buffer when there is none.
+// flushHeld delivers the bytes whole held back when the line or chunk that
+// wrote them ended without completing them: to the listener, or (toLog:
+// REPL input's output) to the buffer when there is none.
 func (s *Session) flushHeld(toLog bool) {
-	type piece struct {
-		stream Stream
-		p      []byte
-	}
-	var late []piece
 	s.mu.Lock()
+	h := s.held
+	s.held = piece{}
 	fn := s.listener
-	for _, st := range []Stream{Stdout, Stderr} {
-		h := s.held[st]
-		s.held[st] = nil
-		switch {
-		case len(h) == 0:
-		case fn != nil:
-			late = append(late, piece{st, h})
-		case toLog:
-			s.log.add(st, h)
-			s.changed.Broadcast()
-		}
+	if len(h.p) > 0 && fn == nil && toLog {
+		s.log.add(h.stream, h.p)
+		s.changed.Broadcast()
 	}
 	s.mu.Unlock()
-	for _, pc := range late {
-		fn(pc.stream, pc.p)
+	if len(h.p) > 0 && fn != nil {
+		fn(h.stream, h.p)
 	}
 }
 
@@ -496,11 +503,13 @@ func (s *Session) stoppedOutcome(res *Result, err error) (*Result, error) {
 
 func (s *Session) emitListenerOnly(stream Stream, p []byte) {
 	s.mu.Lock()
-	p = s.whole(stream, p)
+	out := s.whole(stream, p)
 	fn := s.listener
 	s.mu.Unlock()
-	if fn != nil && len(p) > 0 {
-		fn(stream, p)
+	if fn != nil {
+		for _, pc := range out {
+			fn(pc.stream, pc.p)
+		}
 	}
 }
 
@@ -538,6 +547,7 @@ func (s *Session) runInput(ctx context.Context, input []byte) {
 		}
 		said = false
 		res, err := s.vm.run(ctx, &Request{Code: chunk, ChunkName: "=stdin", REPL: true, PrintResults: true, Output: out}, 0)
+		s.flushHeld(true) // the line's output ends here
 		s.mu.Lock()
 		if err == nil && res.Incomplete {
 			s.pending = chunk
@@ -556,8 +566,11 @@ func (s *Session) runInput(ctx context.Context, input []byte) {
 				msg = "\n" + msg // after the engine's unterminated message
 			}
 			s.mu.Unlock()
-			if CodeOf(err) != ErrTimeout || !said {
-				out(Stderr, []byte(msg+"\n")) // once: not after the engine's own
+			switch {
+			case CodeOf(err) != ErrTimeout || !said:
+				out(Stderr, []byte(msg+"\n"))
+			case msg[0] == '\n':
+				out(Stderr, []byte("\n")) // end the engine's own message, and say it once
 			}
 			if ctx.Err() != nil {
 				return // interrupted: the rest of this input is dropped
