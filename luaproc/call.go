@@ -1,6 +1,9 @@
 package luaproc
 
 import (
+	"fmt"
+	"unicode/utf8"
+
 	"libbioxen/core"
 )
 
@@ -71,6 +74,17 @@ type Call struct {
 	incomplete bool
 	spent      bool
 	done       bool
+	// deferred: output is queued in late instead of handed to Output (see
+	// DeferOutput).
+	deferred    bool
+	late        []latePiece
+	lateSize    int // bytes in late
+	lateDropped int // bytes dropped from late's front
+}
+
+type latePiece struct {
+	stream core.Stream
+	p      []byte
 }
 
 // NewCall starts gathering a call's result under lim (zero fields take the
@@ -97,22 +111,90 @@ func (c *Call) Reset(lim core.Limits) {
 	c.spent = false
 	c.done = false
 	c.Output = nil
+	c.deferred, c.late, c.lateSize, c.lateDropped = false, nil, 0, 0
+}
+
+// DeferOutput queues the call's output from now on instead of handing it
+// to Output, until FlushOutput. A call being stopped (its interpreter got
+// SIGINT) then reaches its end at the speed of the pipe: with an Output
+// slower than the chunk's writes, the frames before the end drained at
+// Output's speed, past the grace after which a stopped chunk is killed
+// (and its state lost).
+func (c *Call) DeferOutput() { c.deferred = true }
+
+// lateKeep is how much of the output queued after an interrupt reaches
+// Output: its last lateKeep bytes (the chunk's last words, its error
+// among them). The rest is dropped, as a terminal drops the output still
+// queued when ^C comes, and a line says how much.
+const lateKeep = 64 << 10
+
+// FlushOutput hands the queued output to Output, in order: all of it, or
+// a line saying how much was dropped and the last lateKeep bytes.
+func (c *Call) FlushOutput() {
+	late, dropped := c.late, c.lateDropped
+	c.deferred, c.late, c.lateSize, c.lateDropped = false, nil, 0, 0
+	if c.Output == nil {
+		return
+	}
+	size := 0
+	for _, pc := range late {
+		size += len(pc.p)
+	}
+	for size > lateKeep && len(late) > 0 {
+		cut := min(len(late[0].p), size-lateKeep)
+		for cut < len(late[0].p) && !utf8.RuneStart(late[0].p[cut]) {
+			cut++ // not inside a character
+		}
+		late[0].p = late[0].p[cut:]
+		size -= cut
+		dropped += cut
+		if len(late[0].p) == 0 {
+			late = late[1:]
+		}
+	}
+	if dropped > 0 {
+		c.Output(core.Stderr, fmt.Appendf(nil, "[bioxen: %d bytes of output dropped after the interrupt]\n", dropped))
+	}
+	// One call per run of a stream, not per write: a slow Output takes
+	// its time per call.
+	for len(late) > 0 {
+		run := late[0]
+		for len(late) > 1 && late[1].stream == run.stream {
+			run.p = append(run.p, late[1].p...)
+			late = late[1:]
+		}
+		late = late[1:]
+		c.Output(run.stream, run.p)
+	}
+}
+
+func (c *Call) emit(stream core.Stream, b []byte) {
+	switch {
+	case c.Output == nil || len(b) == 0:
+	case !c.deferred:
+		c.Output(stream, b)
+	default:
+		c.late = append(c.late, latePiece{stream, append([]byte(nil), b...)})
+		c.lateSize += len(b)
+		// Only the last lateKeep bytes are handed on: keep about that.
+		for c.lateSize > 2*lateKeep && len(c.late) > 1 {
+			c.lateSize -= len(c.late[0].p)
+			c.lateDropped += len(c.late[0].p)
+			c.late = c.late[1:]
+		}
+	}
 }
 
 var newline = []byte("\n")
 
 func (c *Call) out(b []byte) {
 	c.stdout.WriteBytes(b)
-	if c.Output != nil && len(b) > 0 {
-		c.Output(core.Stdout, b)
-	}
+	c.emit(core.Stdout, b)
 }
 
 func (c *Call) err(b []byte) {
 	c.stderr.WriteBytes(b)
-	if c.Output != nil && len(b) > 0 {
-		c.Output(core.Stderr, b)
-	}
+	c.emit(core.Stderr, b)
 }
 
 // RawStdout adds bytes that reached the interpreter's stdout directly.

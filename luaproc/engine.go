@@ -344,6 +344,7 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	stop := e.armWake(ctx)
 	err := e.loop(ctx, deadline, false)
 	stop()
+	e.res.FlushOutput()
 	e.cpuBudget = 0
 	e.trimBuffers()
 	lost := ""
@@ -654,6 +655,10 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 			syscall.Kill(-p.pid, syscall.SIGINT)
 			e.armed = false
 			e.intrReq.Store(false)
+			// The end of the call comes after the frames in the pipe: take
+			// them at the pipe's speed, not the listener's (Exec hands
+			// them on once the call is over).
+			e.res.DeferOutput()
 		}
 	}
 }
