@@ -262,7 +262,12 @@ class InteractiveSession:
         while True:
             raw = self._read_once(handle, mask, min(ms, _WAIT_SLICE_MS))
             ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
-            if raw or ms == 0 or not self.is_busy():
+            if not raw and ms and not self.is_busy():
+                # Gone idle since the slice ended: what it wrote meanwhile
+                # is in the buffer.
+                raw = self._read_once(handle, mask, 0)
+                ms = 0
+            if raw or ms == 0:
                 # The core never splits a character between reads (or
                 # deliveries), so each piece decodes on its own, whatever
                 # the stream asked for.
