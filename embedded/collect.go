@@ -16,8 +16,13 @@ import (
 // other VMs share.
 
 // memUsedKB is the estimate of the memory st's Lua state holds, in KB.
-func (st *state) memUsedKB() lua.LNumber {
-	return lua.LNumber(float64(st.memUsage(0, nil)) / 1024)
+// The walk stops when the call is stopped (a deadline, the CPU budget),
+// and then so does the call: it grows with the state (about a second for
+// three million tables) and no deadline could stop it.
+func (st *state) memUsedKB(L *lua.LState) lua.LNumber {
+	kb := float64(st.memUsage(0, st.ctx.stoppedCh())) / 1024
+	st.raiseStop(L)
+	return lua.LNumber(kb)
 }
 
 // installCollectGarbage is collectgarbage for a trusted state: "collect"
@@ -33,7 +38,7 @@ func (st *state) installCollectGarbage() {
 			runtime.GC()
 			L.Push(lua.LNumber(0))
 		case "count":
-			L.Push(st.memUsedKB())
+			L.Push(st.memUsedKB(L))
 		case "step":
 			runtime.GC()
 			L.Push(lua.LTrue) // the step finished a cycle

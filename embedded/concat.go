@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
@@ -229,7 +230,29 @@ func compileTree(tree []ast.Stmt, name string) (proto *lua.FunctionProto, err er
 	if !patchConcat(proto) {
 		return nil, &syntaxError{msg: name + ": internal error: the .. operator was not compiled as expected"}
 	}
+	clipProto(proto)
 	return proto, nil
+}
+
+// clipProto copies the slices of proto and its nested prototypes to their
+// length: gopher-lua's compiler leaves room for 1,024 instructions and
+// line numbers in each (about 12 KB a function), which the memory limit
+// charges (found by review: 20,000 small loadstring chunks went over a
+// 64 MiB limit).
+func clipProto(proto *lua.FunctionProto) {
+	todo := []*lua.FunctionProto{proto}
+	for len(todo) > 0 {
+		p := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		p.Code = slices.Clone(p.Code)
+		p.Constants = slices.Clone(p.Constants)
+		p.FunctionPrototypes = slices.Clone(p.FunctionPrototypes)
+		p.DbgSourcePositions = slices.Clone(p.DbgSourcePositions)
+		p.DbgLocals = slices.Clone(p.DbgLocals)
+		p.DbgCalls = slices.Clone(p.DbgCalls)
+		p.DbgUpvalues = slices.Clone(p.DbgUpvalues)
+		todo = append(todo, p.FunctionPrototypes...)
+	}
 }
 
 // maxSyntaxDepth bounds how deeply statements and expressions nest. The

@@ -52,6 +52,19 @@ end
 `
 
 var lua51CompatCases = []struct{ name, src string }{
+	// A bound that is a call or ... gives its first value only: the
+	// rewrite passed all of them to the conversion (an error, and a Go
+	// panic on four values; found by review).
+	{"for_multivalue_bounds", `
+local function f() return 3, "x" end
+for i = 1, f() do io.write(i, " ") end print()
+local function va(...) for i = 1, ... do io.write(i, " ") end print() end
+va(3, "abc")
+local function st() return 1, 2, "x", "y" end
+print(pcall(function() local n = 0 for i = 1, 2, st() do n = n + 1 end return n end))
+local function none() end
+print((select(2, pcall(function() for i = 1, none() do end end)):match(":%d+: (.*)")))
+`},
 	// Chunk names as Lua's luaO_chunkid writes them: gopher-lua printed a
 	// loadstring's whole source in every message.
 	{"chunk_names", `

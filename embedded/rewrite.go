@@ -390,6 +390,14 @@ func fixNumberFor(st *ast.NumberForStmt, n *int) ast.Stmt {
 	fn := &ast.IdentExpr{Value: forNumName}
 	fn.SetLine(line)
 	fn.SetLastLine(line)
+	// The last bound, as an argument, would pass all the values of a call
+	// or `...`: Lua takes its first only.
+	switch e := last.(type) {
+	case *ast.FuncCallExpr:
+		e.AdjustRet = true
+	case *ast.Comma3Expr:
+		e.AdjustRet = true
+	}
 	call := &ast.FuncCallExpr{Func: fn, Args: exprs}
 	call.SetLine(line)
 	call.SetLastLine(line)
@@ -411,7 +419,7 @@ const forNumName = "(fornum)"
 var forNumFn = &lua.LFunction{IsG: true, GFunction: forNum, Env: &lua.LTable{}}
 
 func forNum(L *lua.LState) int {
-	n := L.GetTop()
+	n := min(L.GetTop(), 3)
 	for i := 1; i <= n; i++ {
 		v := L.Get(i)
 		if _, ok := v.(lua.LNumber); ok {

@@ -164,7 +164,7 @@ func (st *state) applySandbox(allowed, readOnly, moduleRoots []string) {
 	L.SetGlobal("collectgarbage", L.NewFunction(func(L *lua.LState) int {
 		switch opt := L.OptString(1, "collect"); opt {
 		case "count": // the VM's own memory, as trusted states count it
-			L.Push(st.memUsedKB())
+			L.Push(st.memUsedKB(L))
 			return 1
 		case "collect", "step":
 			// The Go runtime collects on its own; a forced process-wide

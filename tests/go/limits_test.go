@@ -379,6 +379,19 @@ func TestMemoryLimitSharedString(t *testing.T) {
 	}
 }
 
+// Many small functions fit a 64 MiB limit: gopher-lua's compiler left
+// room for 1,024 instructions and line numbers in each prototype (about
+// 12 KB), which the limit charged once prototypes were counted (found by
+// review); the prototypes are now cut to size.
+func TestMemoryLimitManySmallChunks(t *testing.T) {
+	vm := open(t, core.Options{Limits: core.Limits{MaxMemoryBytes: 64 << 20}})
+	res := run(t, vm, `local fs = {} for i = 1, 20000 do fs[i] = loadstring("local a, b = ... return a * "..i.." + b") end
+		return fs[20000](2, 1)`)
+	if string(res.Values) != "[40001]" {
+		t.Fatalf("got %s %s", res.Values, res.Stderr)
+	}
+}
+
 // TestLoadWithinLimits: load and its kin compile within the call's
 // limits. A chunk over the VM's source limit is refused (it was compiled
 // whatever its size); one whose compilation would need more memory than
