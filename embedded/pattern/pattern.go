@@ -346,12 +346,8 @@ func (m *Matcher) findSimple(p *Pattern, s string, init int) (found bool, err er
 		m.steps = pollInterval
 	}
 	defer func() {
-		if r := recover(); r != nil {
-			st, ok := r.(stopped)
-			if !ok {
-				panic(r)
-			}
-			found, err = false, st.err
+		if err = stopError(recover()); err != nil {
+			found = false
 		}
 	}()
 	if p.literal {
@@ -557,15 +553,24 @@ func (m *Matcher) Index(s, sub string) (i int, err error) {
 		m.steps = pollInterval
 	}
 	defer func() {
-		if r := recover(); r != nil {
-			st, ok := r.(stopped)
-			if !ok {
-				panic(r)
-			}
-			i, err = -1, st.err
+		if err = stopError(recover()); err != nil {
+			i = -1
 		}
 	}()
 	return m.index(s, sub), nil
+}
+
+// stopError is the error of a stop the polling raised (r, recovered), or
+// nil when there was none; another panic goes on.
+func stopError(r any) error {
+	if r == nil {
+		return nil
+	}
+	st, ok := r.(stopped)
+	if !ok {
+		panic(r)
+	}
+	return st.err
 }
 
 // index is strings.Index(s, sub) in pieces of indexPiece (or len(sub))
