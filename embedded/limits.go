@@ -441,19 +441,14 @@ func (st *state) leaveResume(held int) {
 // 4096 steps it polls the call's limits (deadline, CPU, memory) and raises
 // the stop as a Lua error. With L nil it does nothing.
 func limitTicker(L *lua.LState) func() {
-	var poller interface{ Poll() error }
-	if L != nil {
-		poller, _ = L.Context().(interface{ Poll() error })
-	}
-	if poller == nil {
+	if L == nil {
 		return func() {}
 	}
+	tk := workTicker{L: L}
 	steps := 0
 	return func() {
 		if steps++; steps&0xfff == 0 {
-			if err := poller.Poll(); err != nil {
-				L.RaiseError("%s", err)
-			}
+			tk.poll()
 		}
 	}
 }
