@@ -1,7 +1,6 @@
 package embedded
 
 import (
-	"bytes"
 	"container/list"
 	"errors"
 	"fmt"
@@ -127,17 +126,7 @@ func compile(code []byte, chunkName string) (*chunk, error) {
 	if len(code) > 0 && code[0] == 0x1b {
 		return nil, &syntaxError{msg: sourceName(chunkName) + ": attempt to load a binary chunk (only text chunks are accepted)"}
 	}
-	name := sourceName(chunkName)
-	if err := checkNesting(code, name); err != nil {
-		return nil, err
-	}
-	tree, err := parse.Parse(bytes.NewReader(code), name)
-	if err != nil {
-		var pe *parse.Error
-		eof := errors.As(err, &pe) && pe.Pos.Line == parse.EOF
-		return nil, &syntaxError{msg: formatParseError(name, err), eof: eof}
-	}
-	proto, err := compileTree(tree, name)
+	proto, err := compileSource(code, sourceName(chunkName))
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -53,14 +54,18 @@ func (c *callCtx) sourceLimit() int {
 }
 
 // compileSource parses and compiles a text chunk through compileTree (the
-// engine's fixes). Its errors read like Lua's.
+// engine's fixes), for top-level chunks and load and its kin alike. Its
+// errors read like Lua's; a syntax error at the end of the input is marked
+// (an incomplete REPL line).
 func compileSource(src []byte, name string) (*lua.FunctionProto, error) {
 	if err := checkNesting(src, name); err != nil {
 		return nil, err
 	}
 	tree, err := parse.Parse(bytes.NewReader(src), name)
 	if err != nil {
-		return nil, fmt.Errorf("%s", formatParseError(name, err))
+		var pe *parse.Error
+		eof := errors.As(err, &pe) && pe.Pos.Line == parse.EOF
+		return nil, &syntaxError{msg: formatParseError(name, err), eof: eof}
 	}
 	return compileTree(tree, name)
 }
