@@ -263,7 +263,9 @@ func bioxenGoVMExec(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.int64_t
 	if err != nil {
 		return fail(err)
 	}
-	res, err := vm.Exec(context.Background(), src, execOpts(timeoutMS, flags))
+	eo := execOpts(timeoutMS, flags)
+	eo.Interrupt = threadInterrupt()
+	res, err := vm.Exec(context.Background(), src, eo)
 	if err != nil {
 		return fail(err)
 	}
@@ -285,7 +287,9 @@ func bioxenGoVMExecFile(h C.bioxen_vm, path *C.char, timeoutMS C.int64_t, out **
 	if vm == nil {
 		return st
 	}
-	res, err := vm.ExecFile(context.Background(), C.GoString(path), execOpts(timeoutMS, 0))
+	eo := execOpts(timeoutMS, 0)
+	eo.Interrupt = threadInterrupt()
+	res, err := vm.ExecFile(context.Background(), C.GoString(path), eo)
 	if err != nil {
 		return fail(err)
 	}

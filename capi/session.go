@@ -129,7 +129,9 @@ func bioxenGoSessionExecute(h C.bioxen_session, code *C.char, n C.size_t, timeou
 	if err != nil {
 		return fail(err)
 	}
-	res, err := s.Execute(context.Background(), src, execOpts(timeoutMS, flags))
+	eo := execOpts(timeoutMS, flags)
+	eo.Interrupt = threadInterrupt()
+	res, err := s.Execute(context.Background(), src, eo)
 	if err != nil {
 		return fail(err)
 	}

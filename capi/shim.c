@@ -74,6 +74,25 @@ const char *bioxen_errstr(int code) {
   }
 }
 
+/* The calling thread's interrupt watcher (bioxen_set_interrupt_fd), 0 for
+ * none: a watcher id kept in a pthread key, as the error messages are. */
+static pthread_key_t intrkey;
+static pthread_once_t intrkey_once = PTHREAD_ONCE_INIT;
+
+static void intrkey_init(void) { pthread_key_create(&intrkey, NULL); }
+
+uint64_t bioxen__interrupt_id(void) {
+  pthread_once(&intrkey_once, intrkey_init);
+  return (uint64_t)(uintptr_t)pthread_getspecific(intrkey);
+}
+
+int bioxen_set_interrupt_fd(int fd) {
+  uint64_t id = 0;
+  int status = bioxenGoSetInterruptFd(fd, bioxen__interrupt_id(), &id);
+  if (status == BIOXEN_OK) pthread_setspecific(intrkey, (void *)(uintptr_t)id);
+  return status;
+}
+
 void bioxen__call_log(bioxen_log_fn fn, void *ud, int level, const char *msg) {
   fn(ud, level, msg);
 }

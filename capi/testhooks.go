@@ -182,3 +182,11 @@ func testSessionWaitMS(h uint64, timeoutMS int64) (idle, status int) {
 func testMillis(ms int64) time.Duration { return millis(C.int64_t(ms)) }
 
 func testExecTimeout(ms int64) time.Duration { return execOpts(C.int64_t(ms), 0).Timeout }
+
+func testSetInterruptFd(fd int) int { return int(C.bioxen_set_interrupt_fd(C.int(fd))) }
+
+func testWatchers() int {
+	watchers.Lock()
+	defer watchers.Unlock()
+	return len(watchers.m)
+}

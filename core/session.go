@@ -112,6 +112,12 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 	if err := CheckSource(code, s.vm.opts.Limits); err != nil {
 		return nil, err
 	}
+	if in := eo.Interrupt; in != nil {
+		// Trigger interrupts the session (the chunks ahead of this one too,
+		// as ^C in a terminal drops the lines typed ahead).
+		in.set(&stopper{session: s})
+		defer in.set(nil)
+	}
 	reply := make(chan execOut, 1)
 	s.mu.Lock()
 	if s.closed {
@@ -121,7 +127,7 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 	if !s.running && len(s.queue) == 0 {
 		// Idle: run on the caller's goroutine, saving two goroutine
 		// hand-offs (which cost tens of µs when the caller is a C thread).
-		ctx, cancel := context.WithCancel(context.WithValue(ctx, sessionKey{}, s))
+		ctx, cancel := context.WithCancel(context.WithValue(ctx, ownerKey{}, s))
 		s.running, s.busy, s.cancel, s.stopped = true, true, cancel, false
 		s.mu.Unlock()
 		res, err := s.runChunk(ctx, sessionItem{code: code, opts: eo})
@@ -220,9 +226,10 @@ func (s *Session) SetListener(fn func(Stream, []byte)) {
 	s.mu.Unlock()
 }
 
-// sessionKey marks the context of a session's calls, so that the VM knows
-// which session's call holds it (VM.owner).
-type sessionKey struct{}
+// ownerKey marks the context of a session's calls (value *Session) and of a
+// started call (*Call), so that the VM knows whose call holds it (VM.owner)
+// and Interrupt sends the engine's interrupt to that call only.
+type ownerKey struct{}
 
 // Interrupt stops the running chunk, keeping the session's state: the chunk
 // ends with an "interrupted" error on the error stream. Queued input is
@@ -340,7 +347,7 @@ func (s *Session) loop() {
 		}
 		item := s.queue[0]
 		s.queue = s.queue[1:]
-		ctx, cancel := context.WithCancel(context.WithValue(context.Background(), sessionKey{}, s))
+		ctx, cancel := context.WithCancel(context.WithValue(context.Background(), ownerKey{}, s))
 		s.cancel, s.running, s.stopped = cancel, true, false
 		s.mu.Unlock()
 

@@ -31,7 +31,7 @@ type VM struct {
 	closed       bool                    // Close was called: calls fail with ErrClosed
 	engineClosed bool                    // engine.Close was called (by Close or by the last call)
 	cancel       context.CancelCauseFunc // of the running call; Close calls it
-	owner        *Session                // the session whose call runs, if any (Session.Interrupt)
+	owner        any                     // the *Session or *Call whose call runs, if any (their Interrupt)
 }
 
 // CloseGrace is how long Close waits for a running call to stop after
@@ -75,6 +75,9 @@ type ExecOptions struct {
 	PrintResults bool
 	// ChunkName overrides the chunk name ("=input" by default).
 	ChunkName string
+	// Interrupt, when set, lets another goroutine stop the call
+	// (Interrupt.Trigger), as ^C does in lua -i.
+	Interrupt *Interrupt
 }
 
 // CheckSource applies the source rules shared by every entry point: not
@@ -103,7 +106,8 @@ func (vm *VM) Exec(ctx context.Context, code []byte, eo ExecOptions) (*Result, e
 	if name == "" {
 		name = "=input"
 	}
-	return vm.run(ctx, &Request{Code: code, ChunkName: name, Fresh: !vm.opts.Persistent, PrintResults: eo.PrintResults}, eo.Timeout)
+	req := &Request{Code: code, ChunkName: name, Fresh: !vm.opts.Persistent, PrintResults: eo.PrintResults}
+	return vm.interruptible(ctx, eo.Interrupt, func(ctx context.Context) (*Result, error) { return vm.run(ctx, req, eo.Timeout) })
 }
 
 // ExecFile runs the script at path (chunk name "@path"; returned values are
@@ -130,8 +134,8 @@ func (vm *VM) ExecFile(ctx context.Context, path string, eo ExecOptions) (*Resul
 	if err := CheckSource(code, vm.opts.Limits); err != nil {
 		return nil, err
 	}
-	eo.PrintResults = false
-	return vm.run(ctx, &Request{Code: code, ChunkName: "@" + path, Fresh: !vm.opts.Persistent}, eo.Timeout)
+	req := &Request{Code: code, ChunkName: "@" + path, Fresh: !vm.opts.Persistent}
+	return vm.interruptible(ctx, eo.Interrupt, func(ctx context.Context) (*Result, error) { return vm.run(ctx, req, eo.Timeout) })
 }
 
 // readScript reads the regular file at path, refusing anything else and
@@ -251,7 +255,7 @@ func (vm *VM) acquire(ctx context.Context, op string) (context.Context, func(), 
 		return nil, nil, Errorf(ErrClosed, op, "VM is closed")
 	}
 	vm.cancel = cancel
-	vm.owner, _ = ctx.Value(sessionKey{}).(*Session)
+	vm.owner = ctx.Value(ownerKey{})
 	vm.mu.Unlock()
 	return ctx, func() {
 		vm.mu.Lock()
@@ -263,12 +267,13 @@ func (vm *VM) acquire(ctx context.Context, op string) (context.Context, func(), 
 }
 
 // interruptFor sends the engine's interrupt when the call holding the VM is
-// session s's, and reports whether it did. vm.mu is held meanwhile, so that
-// call cannot end and another begin between the check and the interrupt.
-func (vm *VM) interruptFor(s *Session, in Interrupter) bool {
+// owner's (a *Session or a *Call), and reports whether it did. vm.mu is
+// held meanwhile, so that call cannot end and another begin between the
+// check and the interrupt.
+func (vm *VM) interruptFor(owner any, in Interrupter) bool {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
-	if vm.owner != s {
+	if owner == nil || vm.owner != owner {
 		return false
 	}
 	in.Interrupt()

@@ -394,6 +394,36 @@ typedef void (*bioxen_output_fn)(void *userdata, int stream, const char *data, s
 int bioxen_session_set_listener(bioxen_session session, bioxen_output_fn fn, void *userdata);
 
 /*
+** CAPI: Interrupting blocking calls (Ctrl-C)
+**
+** bioxen_set_interrupt_fd lets a signal stop the blocking calls of the
+** calling thread - bioxen_vm_exec, bioxen_vm_exec_file and
+** bioxen_session_execute - while they run: fd is the read end of a
+** self-pipe (or socket) that a signal handler writes signal numbers to, one
+** byte each, such as Python's signal.set_wakeup_fd. When the byte SIGINT
+** arrives, the call running on this thread is stopped as ^C stops a chunk
+** in `lua -i`: the engine's own interrupt keeps the Lua state; if the chunk
+** has not stopped after 500 ms, or on a second SIGINT, it is cancelled
+** outright (the process engine kills its interpreter, and a persistent VM
+** loses its globals). The call then returns BIOXEN_E_TIMEOUT with a message
+** starting "exec: interrupted" that says whether the state was kept, unless
+** it had finished anyway. A session's call interrupts the session, as
+** bioxen_session_interrupt does (queued input is dropped too). Bytes that
+** arrive while no call runs, and other signal numbers, are read and ignored.
+** The chunk still runs on the calling thread: this costs a call nothing.
+**
+** The library reads a close-on-exec duplicate of fd and sets O_NONBLOCK on
+** it (a flag the two share), so fd may be closed afterwards. Nothing else
+** should read the pipe. fd must be a pipe or socket (BIOXEN_E_INVALID
+** otherwise). The setting is per thread; a new call replaces it and -1
+** removes it. Remove it before the thread exits: otherwise the duplicate
+** stays open (and watched) until every writer has closed the pipe.
+**
+** Returns: BIOXEN_OK; BIOXEN_E_INVALID (fd not open, not a pipe or socket).
+*/
+int bioxen_set_interrupt_fd(int fd);
+
+/*
 ** CAPI: Package management
 **
 ** bioxen_packages runs one package-management operation described by a

@@ -12,6 +12,8 @@ import contextlib
 import ctypes
 import logging
 import os
+import signal
+import threading
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Type
 
 from . import exceptions as exc
+
+logger = logging.getLogger("pylua_bioxen_vm_lib")
 
 # Status codes (bioxen.h).
 OK = 0
@@ -172,11 +176,77 @@ session_interrupt = _declare("bioxen_session_interrupt", [c_uint64], c_int)
 session_set_listener = _declare("bioxen_session_set_listener", [c_uint64, OUTPUT_FN, c_void_p], c_int)
 set_log_callback = _declare("bioxen_set_log_callback", [LOG_FN, c_void_p, c_int], c_int)
 live_handles = _declare("bioxen_live_handles", [], c_int)
+set_interrupt_fd = _declare("bioxen_set_interrupt_fd", [c_int], c_int)
 vm_install_package = _declare(
     "bioxen_vm_install_package", [c_uint64, c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int
 )
 remote = _declare("bioxen_remote", [c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int)
 packages = _declare("bioxen_packages", [c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int)
+
+
+# -- Ctrl-C during a blocking call ---------------------------------------------
+# Python runs signal handlers in the main thread only, and only between its
+# calls into C, so Ctrl-C during a long chunk would wait for the chunk to end.
+# During a blocking call from the main thread, Python's signal wakeup fd is
+# the write end of a pipe whose read end the library watches
+# (bioxen_set_interrupt_fd): SIGINT stops the chunk (the VM keeps its state)
+# and the KeyboardInterrupt is raised as the call returns.
+_wakeup_w: Optional[int] = None  # the pipe's write end, once set up
+_wakeup_failed = False
+
+
+def _wakeup_fd() -> Optional[int]:
+    """The write end of the interrupt pipe, set up on first use (main thread
+    only); None where it cannot be (no pipes, the library refused it)."""
+    global _wakeup_w, _wakeup_failed
+    if _wakeup_w is None and not _wakeup_failed:
+        try:
+            r, w = os.pipe()
+        except OSError as err:
+            logger.debug("no interrupt pipe, Ctrl-C waits for blocking calls: %s", err)
+            _wakeup_failed = True
+            return None
+        os.set_blocking(w, False)
+        if set_interrupt_fd(r) != OK:
+            logger.debug("bioxen_set_interrupt_fd failed, Ctrl-C waits for blocking calls: %s", errmsg())
+            os.close(r)
+            os.close(w)
+            _wakeup_failed = True
+            return None
+        os.close(r)  # the library reads its own duplicate
+        _wakeup_w = w
+    return _wakeup_w
+
+
+def call_blocking(fn: Callable[[], int], out: Any) -> int:
+    """Run ``fn()``, a blocking call that may fill ``out`` (a
+    ``POINTER(Result)``), and return its status, with Ctrl-C able to stop
+    it when called from the main thread. If an exception (the
+    KeyboardInterrupt) is raised as the call returns, a result it handed
+    out is freed. Another thread, or a main thread whose signal wakeup fd
+    is taken (by a running asyncio loop), makes the plain call."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn()
+    w = _wakeup_fd()
+    if w is None:
+        return fn()
+    try:
+        old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except ValueError:  # not the main interpreter
+        return fn()
+    if old != -1:
+        signal.set_wakeup_fd(old)
+        return fn()
+    try:
+        try:
+            status = fn()
+        finally:
+            signal.set_wakeup_fd(-1)
+        return status
+    except BaseException:
+        if out:
+            result_free(out)
+        raise
 
 
 def exception_class(status: int) -> Type[exc.LuaVMError]:

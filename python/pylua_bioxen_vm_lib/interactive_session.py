@@ -328,7 +328,10 @@ class InteractiveSession:
         ms = timeout_ms(timeout)
         check_not_delivering(self.vm, "execute_interactive()")
         out = ctypes.POINTER(_ffi.Result)()
-        status = _ffi.session_execute(self._h(), data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, ctypes.byref(out))
+        handle = self._h()
+        status = _ffi.call_blocking(
+            lambda: _ffi.session_execute(handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, ctypes.byref(out)), out
+        )
         self._check(status, "execute_interactive")
         self.last_activity = time.time()
         return result_from(out)

@@ -515,7 +515,9 @@ class BasicLuaVM:
         check_not_delivering(self, "execute_string()")
         handle = self._running_handle()
         out = ctypes.POINTER(_ffi.Result)()
-        status = _ffi.vm_exec(handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, ctypes.byref(out))
+        status = _ffi.call_blocking(
+            lambda: _ffi.vm_exec(handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, ctypes.byref(out)), out
+        )
         if status != _ffi.OK:
             raise self._error(status)
         return result_from(out)
@@ -549,7 +551,7 @@ class BasicLuaVM:
         check_not_delivering(self, "execute_file()")
         handle = self._running_handle()
         out = ctypes.POINTER(_ffi.Result)()
-        status = _ffi.vm_exec_file(handle, path, ms, ctypes.byref(out))
+        status = _ffi.call_blocking(lambda: _ffi.vm_exec_file(handle, path, ms, ctypes.byref(out)), out)
         if status != _ffi.OK:
             raise self._error(status)
         return result_from(out)

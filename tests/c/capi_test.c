@@ -3,10 +3,16 @@
  * reads stdout/stderr/values, provokes errors, checks the status codes and
  * messages, frees everything and checks that no handle is left. Run under
  * valgrind by `make test`, which fails on a leak or an invalid access. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "bioxen.h"
 
@@ -357,6 +363,76 @@ static void boundaries(void) {
   pthread_join(th, NULL);
 }
 
+/* Ctrl-C: a SIGINT handler writes the signal number to a self-pipe that
+ * bioxen_set_interrupt_fd watches; the signal stops this thread's running
+ * chunk and the VM keeps its state. */
+static int sigpipe_w = -1;
+static void on_signal(int sig) {
+  int saved = errno;
+  unsigned char b = (unsigned char)sig;
+  if (write(sigpipe_w, &b, 1) < 0) { /* full: a signal is pending anyway */ }
+  errno = saved;
+}
+
+static char marker[64];
+static void *press_ctrl_c(void *arg) {
+  (void)arg;
+  struct stat st;
+  struct timespec tick = {0, 5 * 1000 * 1000};
+  for (int i = 0; i < 12000 && stat(marker, &st) != 0; i++) nanosleep(&tick, NULL); /* poll for the chunk */
+  kill(getpid(), SIGINT);
+  return NULL;
+}
+
+static void ctrl_c(const char *engine, const char *interp) {
+  int fds[2];
+  CHECK(pipe(fds) == 0, "pipe");
+  fcntl(fds[1], F_SETFL, O_NONBLOCK);
+  sigpipe_w = fds[1];
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, &old);
+  CHECK(bioxen_set_interrupt_fd(fds[0]) == BIOXEN_OK, "set_interrupt_fd: %s", bioxen_errmsg());
+  close(fds[0]); /* the library reads its own duplicate */
+
+  bioxen_vm_options o;
+  memset(&o, 0, sizeof o);
+  o.size = sizeof o;
+  o.engine = engine;
+  o.interpreter = interp;
+  o.persistent = 1;
+  o.trusted = 1; /* the chunk says it started by creating a file */
+  bioxen_vm vm = 0;
+  CHECK(bioxen_vm_open(&o, &vm) == BIOXEN_OK, "open %s: %s", engine, bioxen_errmsg());
+  bioxen_result_free(run(vm, "kept = 42", 0));
+  snprintf(marker, sizeof marker, "/tmp/bioxen-capi-test-%d", (int)getpid());
+  unlink(marker);
+  char code[160];
+  snprintf(code, sizeof code, "io.open('%s', 'w'):close() while true do end", marker);
+  pthread_t th;
+  pthread_create(&th, NULL, press_ctrl_c, NULL);
+  bioxen_result *r = NULL;
+  int rc = bioxen_vm_exec(vm, code, strlen(code), 120000, 0, &r); /* a timeout in case Ctrl-C fails */
+  CHECK(rc == BIOXEN_E_TIMEOUT && r == NULL && strstr(bioxen_errmsg(), "interrupted"),
+        "%s: Ctrl-C gave %d '%s'", engine, rc, bioxen_errmsg());
+  bioxen_result_free(r);
+  pthread_join(th, NULL);
+  unlink(marker);
+  r = run(vm, "return kept", 0);
+  if (r) {
+    CHECK(strcmp(r->values_json, "[42]") == 0, "%s: after Ctrl-C kept is %s", engine, r->values_json);
+    bioxen_result_free(r);
+  }
+  CHECK(bioxen_vm_close(vm) == BIOXEN_OK, "close");
+  CHECK(bioxen_set_interrupt_fd(-1) == BIOXEN_OK, "unset interrupt fd");
+  sigaction(SIGINT, &old, NULL);
+  close(fds[1]);
+  int file = open("/dev/null", O_RDONLY);
+  CHECK(bioxen_set_interrupt_fd(file) == BIOXEN_E_INVALID, "/dev/null is not a self-pipe");
+  close(file);
+}
+
 int main(int argc, char **argv) {
   CHECK(bioxen_version_number() == BIOXEN_VERSION_NUMBER, "version %d", bioxen_version_number());
   CHECK(strcmp(bioxen_version(), BIOXEN_VERSION) == 0, "version %s", bioxen_version());
@@ -379,7 +455,9 @@ int main(int argc, char **argv) {
   sessions("embedded", NULL);
   async_exec();
   boundaries();
+  ctrl_c("embedded", NULL);
   if (argc > 1) {
+    ctrl_c("process", argv[1]);
     contract("process", argv[1]);
     limits("process", argv[1]);
     sessions("process", argv[1]);

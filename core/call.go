@@ -1,0 +1,110 @@
+package core
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Interrupt lets another goroutine stop a call that runs on the caller's
+// goroutine: give it to a call in ExecOptions.Interrupt and call Trigger,
+// the way ^C stops a chunk in lua -i. A host that blocks in one call (a C
+// thread, Python's main thread waiting in C, where Python cannot see
+// Ctrl-C) hands Trigger to whatever sees the signal. One Interrupt may
+// serve many calls, one after another; Trigger affects only the call
+// running at the time, and does nothing between calls.
+type Interrupt struct {
+	mu  sync.Mutex
+	cur *stopper // the call running with this Interrupt, if any
+}
+
+// Trigger stops the call running with in, if any. The engine's own
+// interrupt is used, which keeps the Lua state, when the engine has one
+// and the call holds the VM; the call is cancelled otherwise, or when it
+// has not stopped after InterruptGrace. It then ends with ErrTimeout
+// "interrupted", whose text says whether the state was kept, unless it had
+// finished anyway. A second Trigger during the same call cancels it
+// outright (on the process engine that kills the interpreter and its
+// state). A session's call interrupts the session (Session.Interrupt),
+// dropping its queued input as a terminal's ^C does. Trigger returns at
+// once.
+func (in *Interrupt) Trigger() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	// Under in.mu: the call cannot end, and another begin, meanwhile.
+	if st := in.cur; st != nil {
+		st.interrupt()
+	}
+}
+
+func (in *Interrupt) set(st *stopper) {
+	in.mu.Lock()
+	in.cur = st
+	in.mu.Unlock()
+}
+
+// stopper is one call's side of an Interrupt.
+type stopper struct {
+	vm      *VM
+	session *Session // a session's call: interrupt the session
+	cancel  context.CancelFunc
+	stopped bool // interrupted once (guarded by the Interrupt's mu)
+}
+
+func (st *stopper) interrupt() {
+	if st.session != nil {
+		st.session.Interrupt()
+		return
+	}
+	again := st.stopped
+	st.stopped = true
+	in, ok := st.vm.engine.(Interrupter)
+	if again || !ok || !st.vm.interruptFor(st, in) {
+		st.cancel()
+		return
+	}
+	time.AfterFunc(InterruptGrace, st.cancel)
+}
+
+// interruptible runs a VM call (run) so that in can stop it; with no
+// Interrupt it is just run(ctx).
+func (vm *VM) interruptible(ctx context.Context, in *Interrupt, run func(context.Context) (*Result, error)) (*Result, error) {
+	if in == nil {
+		return run(ctx)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	st := &stopper{vm: vm}
+	ctx, st.cancel = context.WithCancel(context.WithValue(ctx, ownerKey{}, st))
+	defer st.cancel()
+	in.set(st)
+	res, err := run(ctx)
+	in.mu.Lock()
+	in.cur = nil
+	stopped := st.stopped
+	in.mu.Unlock()
+	if !stopped {
+		return res, err
+	}
+	return vm.stoppedOutcome(res, err)
+}
+
+// stoppedOutcome gives a call that an Interrupt stopped one outcome on
+// every engine, as Session.stoppedOutcome does for sessions: ErrTimeout
+// "interrupted". A result that was complete before the stop took effect is
+// kept, and so is an error that is not the stop's (the VM closed under the
+// call, say).
+func (vm *VM) stoppedOutcome(res *Result, err error) (*Result, error) {
+	if (err == nil && res != nil && res.Success) || (err != nil && CodeOf(err) != ErrTimeout) {
+		return res, err
+	}
+	if err != nil {
+		return nil, Wrap(ErrTimeout, "exec", "interrupted", err)
+	}
+	kept := "the VM keeps its state"
+	if !vm.opts.Persistent {
+		kept = "the VM is usable"
+	}
+	return nil, Errorf(ErrTimeout, "exec", "interrupted: the chunk was stopped; %s", kept)
+}

@@ -1,0 +1,181 @@
+package core_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"libbioxen/core"
+)
+
+// allEngines are the engines an Interrupt is tested on: embedded, and the
+// process engine on every interpreter installed. Trusted, so that a chunk
+// can say it started by creating a file.
+func allEngines(t *testing.T) []core.Options {
+	all := engines(t)
+	for _, interp := range []string{"lua5.1", "luajit"} {
+		if _, err := exec.LookPath(interp); err == nil {
+			all = append(all, core.Options{Engine: "process", Interpreter: interp, Persistent: true})
+		}
+	}
+	for i := range all {
+		all[i].Trusted = true
+	}
+	return all
+}
+
+// startedChunk returns Lua code that creates a marker file and then runs
+// body, and a function that waits (polling, up to 20 s) for the marker.
+func startedChunk(t *testing.T, body string) (string, func()) {
+	t.Helper()
+	marker := filepath.Join(t.TempDir(), "started")
+	code := fmt.Sprintf("local f = assert(io.open(%q, 'w')) f:close() %s", marker, body)
+	return code, func() {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if _, err := os.Stat(marker); err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the chunk did not start within 20 s")
+			}
+			time.Sleep(5 * time.Millisecond) // polling for the marker, not waiting for output
+		}
+	}
+}
+
+// kept checks what the VM remembers after an interrupt: 42 when the
+// error says the state was kept ("a new one starts" means the interpreter
+// was replaced: LuaJIT's compiled loops do not see the interrupt).
+func kept(t *testing.T, vm *core.VM, stopErr error) {
+	t.Helper()
+	want := "[42]"
+	if strings.Contains(stopErr.Error(), "a new one starts") {
+		want = `["lost"]`
+	}
+	res, err := vm.Exec(context.Background(), []byte("return kept or 'lost'"), core.ExecOptions{})
+	if err != nil || string(res.Values) != want {
+		t.Fatalf("after the interrupt (%v): %v %+v, want %s", stopErr, err, res, want)
+	}
+}
+
+// Trigger stops an Exec and an ExecFile on every engine; the VM keeps its
+// state and the error says "interrupted" (Ctrl-C from Python's main thread).
+func TestInterruptStopsExecAndExecFile(t *testing.T) {
+	for _, o := range allEngines(t) {
+		for _, how := range []string{"exec", "file"} {
+			t.Run(o.Engine+"/"+o.Interpreter+"/"+how, func(t *testing.T) {
+				vm, err := core.Open(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer vm.Close()
+				if _, err := vm.Exec(context.Background(), []byte("kept = 42"), core.ExecOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				code, started := startedChunk(t, "local n = 0 while true do n = n + 1 end")
+				in := &core.Interrupt{}
+				eo := core.ExecOptions{Interrupt: in}
+				done := make(chan error, 1)
+				go func() {
+					var res *core.Result
+					var err error
+					if how == "exec" {
+						res, err = vm.Exec(context.Background(), []byte(code), eo)
+					} else {
+						path := filepath.Join(t.TempDir(), "spin.lua")
+						if werr := os.WriteFile(path, []byte(code), 0o600); werr != nil {
+							t.Error(werr)
+						}
+						res, err = vm.ExecFile(context.Background(), path, eo)
+					}
+					if err == nil {
+						t.Errorf("the interrupted chunk returned a result: %+v", res)
+					}
+					done <- err
+				}()
+				started()
+				in.Trigger()
+				var stopErr error
+				select {
+				case stopErr = <-done:
+				case <-time.After(30 * time.Second):
+					t.Fatal("the interrupted call did not return")
+				}
+				if core.CodeOf(stopErr) != core.ErrTimeout || !strings.Contains(stopErr.Error(), "interrupted") {
+					t.Fatalf("got %v, want an ErrTimeout saying interrupted", stopErr)
+				}
+				kept(t, vm, stopErr)
+			})
+		}
+	}
+}
+
+// A Trigger while no call runs with the Interrupt does nothing: the next
+// call runs to its end.
+func TestTriggerBetweenCallsDoesNothing(t *testing.T) {
+	for _, o := range engines(t) {
+		t.Run(o.Engine, func(t *testing.T) {
+			vm, err := core.Open(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer vm.Close()
+			in := &core.Interrupt{}
+			in.Trigger()
+			res, err := vm.Exec(context.Background(), []byte("local n = 0 for i = 1, 1e6 do n = n + i end return n"), core.ExecOptions{Interrupt: in})
+			if err != nil || string(res.Values) != "[500000500000]" {
+				t.Fatalf("%v %+v", err, res)
+			}
+			in.Trigger()
+			if res, err := vm.Exec(context.Background(), []byte("return 1"), core.ExecOptions{Interrupt: in}); err != nil || !res.Success {
+				t.Fatalf("%v %+v", err, res)
+			}
+		})
+	}
+}
+
+// A session's Execute with an Interrupt interrupts the session: the chunk
+// and the input queued ahead of it stop; the session keeps its state.
+func TestInterruptStopsSessionExecute(t *testing.T) {
+	for _, o := range allEngines(t) {
+		t.Run(o.Engine+"/"+o.Interpreter, func(t *testing.T) {
+			_, s := openSession(t, o)
+			if _, err := s.Execute(context.Background(), []byte("kept = 42"), core.ExecOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			code, started := startedChunk(t, "while true do end")
+			in := &core.Interrupt{}
+			done := make(chan error, 1)
+			go func() {
+				_, err := s.Execute(context.Background(), []byte(code), core.ExecOptions{Interrupt: in})
+				done <- err
+			}()
+			started()
+			in.Trigger()
+			var stopErr error
+			select {
+			case stopErr = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the interrupted Execute did not return")
+			}
+			if core.CodeOf(stopErr) != core.ErrTimeout || !strings.Contains(stopErr.Error(), "interrupted") {
+				t.Fatalf("got %v, want an ErrTimeout saying interrupted", stopErr)
+			}
+			want := "[42]"
+			if strings.Contains(stopErr.Error(), "a new one starts") {
+				want = `["lost"]`
+			}
+			res, err := s.Execute(context.Background(), []byte("return kept or 'lost'"), core.ExecOptions{})
+			if err != nil || string(res.Values) != want {
+				t.Fatalf("after the interrupt (%v): %v %+v", stopErr, err, res)
+			}
+		})
+	}
+}
