@@ -355,7 +355,10 @@ func bioxenGoSetLog(fn C.bioxen_log_fn, ud unsafe.Pointer, min C.int) (status C.
 func bioxenGoLiveHandles() C.int {
 	handles.RLock()
 	defer handles.RUnlock()
-	return C.int(len(handles.vms) + len(handles.sessions))
+	calls.Lock()
+	n := len(calls.m)
+	calls.Unlock()
+	return C.int(len(handles.vms) + len(handles.sessions) + n)
 }
 
 // cbytes copies b into C memory with a NUL after it; never NULL. The caller

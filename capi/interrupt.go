@@ -2,6 +2,7 @@ package main
 
 /*
 #include <stdint.h>
+#include "bioxen.h"
 #include "shim.h"
 */
 import "C"
@@ -127,4 +128,46 @@ func threadInterrupt() *core.Interrupt {
 		return &w.in
 	}
 	return nil
+}
+
+// Call handles (bioxen_call) of async calls: interrupting one stops that
+// call only. A handle lives until the call's done callback is called.
+var calls = struct {
+	sync.Mutex
+	next uint64
+	m    map[uint64]func()
+}{next: 1, m: map[uint64]func(){}}
+
+func addCall(interrupt func()) uint64 {
+	calls.Lock()
+	defer calls.Unlock()
+	h := calls.next
+	calls.next++
+	calls.m[h] = interrupt
+	return h
+}
+
+func dropCall(h uint64) {
+	calls.Lock()
+	delete(calls.m, h)
+	calls.Unlock()
+}
+
+func setCallOut(out *C.bioxen_call, h uint64) {
+	if out != nil {
+		*out = C.bioxen_call(h)
+	}
+}
+
+//export bioxenGoCallInterrupt
+func bioxenGoCallInterrupt(h C.bioxen_call) (status C.int) {
+	defer guard(&status)
+	calls.Lock()
+	interrupt := calls.m[uint64(h)]
+	calls.Unlock()
+	if interrupt == nil {
+		return fail(core.Errorf(core.ErrBadHandle, "call_interrupt", "no running call with handle %d (finished, or never started)", uint64(h)))
+	}
+	interrupt()
+	return C.BIOXEN_OK
 }

@@ -90,3 +90,10 @@ func TestInterruptFdRefusesFiles(t *testing.T) {
 		t.Fatalf("closed fd: %d %q", st, testErrmsg())
 	}
 }
+
+// A call handle is stale once the call has finished.
+func TestCallInterruptStaleHandle(t *testing.T) {
+	if st := int(bioxenGoCallInterrupt(1 << 40)); st != 3 || !strings.Contains(testErrmsg(), "no running call") {
+		t.Fatalf("unknown call: %d %q", st, testErrmsg())
+	}
+}

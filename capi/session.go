@@ -214,8 +214,11 @@ func bioxenGoSessionSetListener(h C.bioxen_session, fn C.bioxen_output_fn, ud un
 }
 
 //export bioxenGoVMExecAsync
-func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, fn C.bioxen_exec_done_fn, ud unsafe.Pointer) (status C.int) {
+func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, fn C.bioxen_exec_done_fn, ud unsafe.Pointer, callOut *C.bioxen_call) (status C.int) {
 	defer guard(&status)
+	if callOut != nil {
+		*callOut = 0
+	}
 	if code == nil || fn == nil {
 		return fail(core.Errorf(core.ErrInvalid, "exec_async", "code or callback is NULL"))
 	}
@@ -231,13 +234,19 @@ func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.in
 		return fail(err)
 	}
 	eo := execOpts(timeoutMS, flags)
-	go deliver(fn, ud, func() (*core.Result, error) { return vm.Exec(context.Background(), src, eo) })
+	eo.Interrupt = &core.Interrupt{KeepEarly: true}
+	call := addCall(eo.Interrupt.Trigger)
+	setCallOut(callOut, call)
+	go deliver(fn, ud, call, func() (*core.Result, error) { return vm.Exec(context.Background(), src, eo) })
 	return C.BIOXEN_OK
 }
 
 //export bioxenGoSessionExecuteAsync
-func bioxenGoSessionExecuteAsync(h C.bioxen_session, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, fn C.bioxen_exec_done_fn, ud unsafe.Pointer) (status C.int) {
+func bioxenGoSessionExecuteAsync(h C.bioxen_session, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, fn C.bioxen_exec_done_fn, ud unsafe.Pointer, callOut *C.bioxen_call) (status C.int) {
 	defer guard(&status)
+	if callOut != nil {
+		*callOut = 0
+	}
 	if code == nil || fn == nil {
 		return fail(core.Errorf(core.ErrInvalid, "session_execute_async", "code or callback is NULL"))
 	}
@@ -250,13 +259,21 @@ func bioxenGoSessionExecuteAsync(h C.bioxen_session, code *C.char, n C.size_t, t
 		return fail(err)
 	}
 	eo := execOpts(timeoutMS, flags)
-	go deliver(fn, ud, func() (*core.Result, error) { return s.Execute(context.Background(), src, eo) })
+	// Cancelling Execute's context stops this chunk only: taken out of
+	// the queue, or interrupted (state kept) when it runs.
+	ctx, cancel := context.WithCancel(context.Background())
+	call := addCall(cancel)
+	setCallOut(callOut, call)
+	go deliver(fn, ud, call, func() (*core.Result, error) {
+		defer cancel()
+		return s.Execute(ctx, src, eo)
+	})
 	return C.BIOXEN_OK
 }
 
 // deliver runs fn and reports its outcome to a bioxen_exec_done_fn, exactly
 // once, from this goroutine.
-func deliver(done C.bioxen_exec_done_fn, ud unsafe.Pointer, fn func() (*core.Result, error)) {
+func deliver(done C.bioxen_exec_done_fn, ud unsafe.Pointer, call uint64, fn func() (*core.Result, error)) {
 	var status C.int = C.BIOXEN_OK
 	var res *C.bioxen_result
 	var msg *C.char
@@ -273,6 +290,7 @@ func deliver(done C.bioxen_exec_done_fn, ud unsafe.Pointer, fn func() (*core.Res
 	if status != C.BIOXEN_OK && msg == nil {
 		msg = C.CString(goString(C.bioxen_errmsg()))
 	}
+	dropCall(call) // before done: the handle is stale once the caller hears
 	C.bioxen__call_done(done, ud, status, res, msg)
 	if msg != nil {
 		C.free(unsafe.Pointer(msg))

@@ -109,8 +109,14 @@ void bioxen_free(void *p) { free(p); }
 
 int bioxen_vm_exec_async(bioxen_vm vm, const char *code, size_t code_len, int64_t timeout_ms,
                          int flags, bioxen_exec_done_fn done, void *userdata) {
-  return bioxenGoVMExecAsync(vm, (char *)code, code_len, timeout_ms, flags, done, userdata);
+  return bioxenGoVMExecAsync(vm, (char *)code, code_len, timeout_ms, flags, done, userdata, NULL);
 }
+int bioxen_vm_exec_async_v2(bioxen_vm vm, const char *code, size_t code_len, int64_t timeout_ms,
+                            int flags, bioxen_exec_done_fn done, void *userdata,
+                            bioxen_call *call_out) {
+  return bioxenGoVMExecAsync(vm, (char *)code, code_len, timeout_ms, flags, done, userdata, call_out);
+}
+int bioxen_call_interrupt(bioxen_call call) { return bioxenGoCallInterrupt(call); }
 
 int bioxen_session_open(bioxen_vm vm, bioxen_session *session_out) {
   return bioxenGoSessionOpen(vm, session_out);
@@ -129,7 +135,12 @@ int bioxen_session_execute(bioxen_session s, const char *code, size_t code_len, 
 int bioxen_session_execute_async(bioxen_session s, const char *code, size_t code_len,
                                  int64_t timeout_ms, int flags, bioxen_exec_done_fn done,
                                  void *userdata) {
-  return bioxenGoSessionExecuteAsync(s, (char *)code, code_len, timeout_ms, flags, done, userdata);
+  return bioxenGoSessionExecuteAsync(s, (char *)code, code_len, timeout_ms, flags, done, userdata, NULL);
+}
+int bioxen_session_execute_async_v2(bioxen_session s, const char *code, size_t code_len,
+                                    int64_t timeout_ms, int flags, bioxen_exec_done_fn done,
+                                    void *userdata, bioxen_call *call_out) {
+  return bioxenGoSessionExecuteAsync(s, (char *)code, code_len, timeout_ms, flags, done, userdata, call_out);
 }
 int bioxen_session_wait(bioxen_session s, int64_t timeout_ms, int *idle_out) {
   return bioxenGoSessionWait(s, timeout_ms, idle_out);

@@ -14,8 +14,14 @@ import (
 // serve many calls, one after another; Trigger affects only the call
 // running at the time, and does nothing between calls.
 type Interrupt struct {
-	mu  sync.Mutex
-	cur *stopper // the call running with this Interrupt, if any
+	// KeepEarly keeps a Trigger that comes while no call runs for the next
+	// call, which then stops at once: for an Interrupt made for one call
+	// (an async call's handle), which may be triggered before it starts.
+	KeepEarly bool
+
+	mu      sync.Mutex
+	cur     *stopper // the call running with this Interrupt, if any
+	pending bool     // KeepEarly: triggered while no call ran
 }
 
 // Trigger stops the call running with in, if any. The engine's own
@@ -34,13 +40,20 @@ func (in *Interrupt) Trigger() {
 	// Under in.mu: the call cannot end, and another begin, meanwhile.
 	if st := in.cur; st != nil {
 		st.interrupt()
+	} else if in.KeepEarly {
+		in.pending = true
 	}
 }
 
+// set makes st the running call (nil: none); a kept Trigger stops it now.
 func (in *Interrupt) set(st *stopper) {
 	in.mu.Lock()
+	defer in.mu.Unlock()
 	in.cur = st
-	in.mu.Unlock()
+	if st != nil && in.pending {
+		in.pending = false
+		st.interrupt()
+	}
 }
 
 // stopper is one call's side of an Interrupt.

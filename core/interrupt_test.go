@@ -179,3 +179,29 @@ func TestInterruptStopsSessionExecute(t *testing.T) {
 		})
 	}
 }
+
+// An Interrupt with KeepEarly (an async call's handle) keeps a Trigger that
+// comes before its call starts: the call then stops at once, without
+// running. Without KeepEarly such a Trigger is dropped (Ctrl-C between
+// calls).
+func TestKeepEarlyStopsACallTriggeredBeforeItStarts(t *testing.T) {
+	for _, o := range engines(t) {
+		t.Run(o.Engine, func(t *testing.T) {
+			vm, err := core.Open(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer vm.Close()
+			in := &core.Interrupt{KeepEarly: true}
+			in.Trigger()
+			_, err = vm.Exec(context.Background(), []byte("ran = true while true do end"), core.ExecOptions{Interrupt: in, Timeout: time.Minute})
+			if core.CodeOf(err) != core.ErrTimeout || !strings.Contains(err.Error(), "interrupted") {
+				t.Fatalf("got %v, want an ErrTimeout saying interrupted", err)
+			}
+			res, err := vm.Exec(context.Background(), []byte("return ran == nil"), core.ExecOptions{Interrupt: in})
+			if err != nil || string(res.Values) != "[true]" {
+				t.Fatalf("the kept Trigger stopped more than one call, or the chunk ran: %v %+v", err, res)
+			}
+		})
+	}
+}

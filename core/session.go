@@ -127,10 +127,14 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 	if !s.running && len(s.queue) == 0 {
 		// Idle: run on the caller's goroutine, saving two goroutine
 		// hand-offs (which cost tens of µs when the caller is a C thread).
-		ctx, cancel := context.WithCancel(context.WithValue(ctx, ownerKey{}, s))
+		// The caller's context ending stops the chunk as when queued: the
+		// engine's interrupt first, which keeps the state.
+		run, cancel := context.WithCancel(context.WithValue(context.WithoutCancel(ctx), ownerKey{}, s))
 		s.running, s.busy, s.cancel, s.stopped = true, true, cancel, false
 		s.mu.Unlock()
-		res, err := s.runChunk(ctx, sessionItem{code: code, opts: eo})
+		stop := context.AfterFunc(ctx, s.interruptRunning)
+		res, err := s.runChunk(run, sessionItem{code: code, opts: eo})
+		stop()
 		cancel()
 		s.finishRun()
 		return res, err

@@ -246,6 +246,36 @@ int bioxen_vm_exec_async(bioxen_vm vm, const char *code, size_t code_len, int64_
                          int flags, bioxen_exec_done_fn done, void *userdata);
 
 /*
+** bioxen_vm_exec_async_v2 is bioxen_vm_exec_async that also hands out, in
+** *call_out (call_out may be NULL), a handle with which the call can be
+** stopped: bioxen_call_interrupt. The handle needs no freeing: it is valid
+** from the return of this function until done is called, and stale after
+** (handles are never reused). *call_out is 0 when the call was not queued.
+**
+** METHOD: bioxen_vm
+*/
+typedef uint64_t bioxen_call;
+int bioxen_vm_exec_async_v2(bioxen_vm vm, const char *code, size_t code_len, int64_t timeout_ms,
+                            int flags, bioxen_exec_done_fn done, void *userdata,
+                            bioxen_call *call_out);
+
+/*
+** bioxen_call_interrupt stops an async call (what an asyncio task's
+** cancellation asks for) and returns at once. A call of
+** bioxen_vm_exec_async_v2 is stopped like a blocking call at Ctrl-C
+** (bioxen_set_interrupt_fd): the engine's own interrupt keeps the VM's
+** state, cancellation follows after 500 ms or at a second
+** bioxen_call_interrupt. A call of bioxen_session_execute_async_v2 that is
+** still queued leaves the queue; one that runs is interrupted (state kept),
+** and the session's other input is left alone. done is then called with
+** BIOXEN_E_TIMEOUT, unless the call had finished anyway.
+**
+** Returns: BIOXEN_OK; BIOXEN_E_BADHANDLE (the call has finished: done was
+** called or is being called; harmless).
+*/
+int bioxen_call_interrupt(bioxen_call call);
+
+/*
 ** bioxen_free frees memory the library handed out with a "free with
 ** bioxen_free" note (session output). bioxen_free(NULL) is a no-op.
 */
@@ -349,6 +379,16 @@ int bioxen_session_execute(bioxen_session session, const char *code, size_t code
 int bioxen_session_execute_async(bioxen_session session, const char *code, size_t code_len,
                                  int64_t timeout_ms, int flags, bioxen_exec_done_fn done,
                                  void *userdata);
+
+/*
+** bioxen_session_execute_async_v2 is bioxen_session_execute_async with a
+** call handle for bioxen_call_interrupt, as bioxen_vm_exec_async_v2.
+**
+** METHOD: bioxen_session
+*/
+int bioxen_session_execute_async_v2(bioxen_session session, const char *code, size_t code_len,
+                                    int64_t timeout_ms, int flags, bioxen_exec_done_fn done,
+                                    void *userdata, bioxen_call *call_out);
 
 /*
 ** bioxen_session_wait blocks until the session is idle or timeout_ms passes
@@ -495,8 +535,8 @@ typedef void (*bioxen_log_fn)(void *userdata, int level, const char *message);
 int bioxen_set_log_callback(bioxen_log_fn fn, void *userdata, int min_level);
 
 /*
-** bioxen_live_handles returns how many handles (VMs and sessions) are open,
-** for leak checks.
+** bioxen_live_handles returns how many handles (VMs, sessions and running
+** async calls) are open, for leak checks.
 */
 int bioxen_live_handles(void);
 

@@ -157,8 +157,11 @@ vm_exec = _declare(
 vm_exec_file = _declare("bioxen_vm_exec_file", [c_uint64, c_char_p, c_int64, POINTER(POINTER(Result))], c_int)
 result_free = _declare("bioxen_result_free", [POINTER(Result)], None)
 vm_exec_async = _declare(
-    "bioxen_vm_exec_async", [c_uint64, c_char_p, c_size_t, c_int64, c_int, DONE_FN, c_void_p], c_int
+    "bioxen_vm_exec_async_v2",
+    [c_uint64, c_char_p, c_size_t, c_int64, c_int, DONE_FN, c_void_p, POINTER(c_uint64)],
+    c_int,
 )
+call_interrupt = _declare("bioxen_call_interrupt", [c_uint64], c_int)
 free = _declare("bioxen_free", [c_void_p], None)
 session_open = _declare("bioxen_session_open", [c_uint64, POINTER(c_uint64)], c_int)
 session_close = _declare("bioxen_session_close", [c_uint64], c_int)
@@ -168,7 +171,9 @@ session_execute = _declare(
     "bioxen_session_execute", [c_uint64, c_char_p, c_size_t, c_int64, c_int, POINTER(POINTER(Result))], c_int
 )
 session_execute_async = _declare(
-    "bioxen_session_execute_async", [c_uint64, c_char_p, c_size_t, c_int64, c_int, DONE_FN, c_void_p], c_int
+    "bioxen_session_execute_async_v2",
+    [c_uint64, c_char_p, c_size_t, c_int64, c_int, DONE_FN, c_void_p, POINTER(c_uint64)],
+    c_int,
 )
 session_wait = _declare("bioxen_session_wait", [c_uint64, c_int64, POINTER(c_int)], c_int)
 session_status = _declare("bioxen_session_status", [c_uint64, POINTER(c_int), POINTER(c_int)], c_int)

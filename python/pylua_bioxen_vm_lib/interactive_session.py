@@ -428,13 +428,15 @@ class InteractiveSession:
     # -- asyncio ---------------------------------------------------------
     async def execute_interactive_async(self, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:
         """``await`` a chunk in this session: the core runs it and calls back
-        when done; no Python thread is used per call."""
+        when done; no Python thread is used per call. Cancelling the task
+        stops this chunk only (taken out of the queue, or interrupted with
+        the session's state kept)."""
         data = encode_code(lua_code)
         ms = timeout_ms(timeout)
         handle = self._h()
         call = pending_calls.new()
         status = _ffi.session_execute_async(
-            handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, on_exec_done, call.key
+            handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, on_exec_done, call.key, ctypes.byref(call.handle)
         )
         if status != _ffi.OK:
             pending_calls.drop(call.key)

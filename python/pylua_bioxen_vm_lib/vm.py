@@ -84,15 +84,25 @@ def result_from(ptr: ctypes._Pointer[_ffi.Result]) -> ExecResult:
 
 
 class _PendingCall:
-    """One call of bioxen_vm_exec_async waiting for its callback."""
+    """One async call (bioxen_vm_exec_async_v2, a session's
+    bioxen_session_execute_async_v2) waiting for its callback."""
 
     def __init__(self, key: int) -> None:
         self.key = key
         self.loop = asyncio.get_running_loop()
         self.future: asyncio.Future[ExecResult] = self.loop.create_future()
+        self.handle = ctypes.c_uint64()  # the call handle (bioxen_call), for cancelling
 
     async def wait(self) -> ExecResult:
-        return await self.future
+        """The call's result. Cancelling the awaiting task (``task.cancel()``,
+        ``asyncio.wait_for``'s timeout) stops the chunk as Ctrl-C stops a
+        blocking call: the VM keeps its state and is free for the next call;
+        the chunk's own outcome is dropped."""
+        try:
+            return await self.future
+        except asyncio.CancelledError:
+            _ffi.call_interrupt(self.handle.value)  # BIOXEN_E_BADHANDLE once finished: harmless
+            raise
 
 
 class _PendingCalls:
@@ -527,12 +537,16 @@ class BasicLuaVM:
     async def execute_async(self, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:
         """``await vm.execute_async(code)``: run a chunk without blocking the
         event loop. The core runs it and calls back when done; no Python
-        thread is used per call."""
+        thread is used per call. Cancelling the task (``asyncio.wait_for``'s
+        timeout too) stops the chunk, and the VM keeps its state, as after
+        Ctrl-C."""
         data = encode_code(lua_code)
         ms = timeout_ms(timeout)
         handle = self._running_handle()
         future = pending_calls.new()
-        status = _ffi.vm_exec_async(handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, on_exec_done, future.key)
+        status = _ffi.vm_exec_async(
+            handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, on_exec_done, future.key, ctypes.byref(future.handle)
+        )
         if status != _ffi.OK:
             pending_calls.drop(future.key)
             raise self._error(status)

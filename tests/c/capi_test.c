@@ -232,6 +232,46 @@ static void on_done(void *ud, int status, bioxen_result *r, const char *msg) {
   pthread_mutex_unlock(&done_mu);
 }
 
+/* An async call stopped through its handle: done gets BIOXEN_E_TIMEOUT and
+ * the persistent VM keeps its globals; the handle is stale afterwards. */
+static int stopped_status = -1;
+static void on_stopped(void *ud, int status, bioxen_result *r, const char *msg) {
+  (void)ud;
+  (void)msg;
+  bioxen_result_free(r);
+  pthread_mutex_lock(&done_mu);
+  stopped_status = status;
+  pthread_cond_broadcast(&done_cv);
+  pthread_mutex_unlock(&done_mu);
+}
+
+static void async_interrupt(void) {
+  bioxen_vm_options o;
+  memset(&o, 0, sizeof o);
+  o.size = sizeof o;
+  o.persistent = 1;
+  bioxen_vm vm = 0;
+  CHECK(bioxen_vm_open(&o, &vm) == BIOXEN_OK, "open");
+  bioxen_result_free(run(vm, "kept = 42", 0));
+  const char *loop = "while true do end";
+  bioxen_call call = 0;
+  CHECK(bioxen_vm_exec_async_v2(vm, loop, strlen(loop), 0, 0, on_stopped, NULL, &call) == BIOXEN_OK && call != 0,
+        "async_v2: %s", bioxen_errmsg());
+  CHECK(bioxen_call_interrupt(call) == BIOXEN_OK, "call_interrupt: %s", bioxen_errmsg());
+  pthread_mutex_lock(&done_mu);
+  while (stopped_status == -1) pthread_cond_wait(&done_cv, &done_mu);
+  pthread_mutex_unlock(&done_mu);
+  CHECK(stopped_status == BIOXEN_E_TIMEOUT, "interrupted async call: %d", stopped_status);
+  CHECK(bioxen_call_interrupt(call) == BIOXEN_E_BADHANDLE, "stale call handle");
+  bioxen_result *r = run(vm, "return kept", 0);
+  if (r) { /* 42, or nil when the chunk missed the 20 ms stop grace under valgrind */
+    CHECK(strcmp(r->values_json, "[42]") == 0 || strcmp(r->values_json, "[null]") == 0,
+          "after the interrupt kept is %s", r->values_json);
+    bioxen_result_free(r);
+  }
+  CHECK(bioxen_vm_close(vm) == BIOXEN_OK, "close");
+}
+
 static void async_exec(void) {
   bioxen_vm vm = 0;
   CHECK(bioxen_vm_open(NULL, &vm) == BIOXEN_OK, "open");
@@ -246,6 +286,7 @@ static void async_exec(void) {
   pthread_mutex_unlock(&done_mu);
   CHECK(done_ok == 20, "async results ok: %d", done_ok);
   bioxen_vm_close(vm);
+  async_interrupt();
 }
 
 static int logged = 0;
@@ -416,12 +457,15 @@ static void ctrl_c(const char *engine, const char *interp) {
   int rc = bioxen_vm_exec(vm, code, strlen(code), 120000, 0, &r); /* a timeout in case Ctrl-C fails */
   CHECK(rc == BIOXEN_E_TIMEOUT && r == NULL && strstr(bioxen_errmsg(), "interrupted"),
         "%s: Ctrl-C gave %d '%s'", engine, rc, bioxen_errmsg());
+  /* Under valgrind a chunk can miss the embedded engine's 20 ms stop grace:
+   * then the message says the state was reset. */
+  int lost = strstr(bioxen_errmsg(), "reset") || strstr(bioxen_errmsg(), "new one starts");
   bioxen_result_free(r);
   pthread_join(th, NULL);
   unlink(marker);
   r = run(vm, "return kept", 0);
   if (r) {
-    CHECK(strcmp(r->values_json, "[42]") == 0, "%s: after Ctrl-C kept is %s", engine, r->values_json);
+    CHECK(strcmp(r->values_json, lost ? "[null]" : "[42]") == 0, "%s: after Ctrl-C kept is %s", engine, r->values_json);
     bioxen_result_free(r);
   }
   CHECK(bioxen_vm_close(vm) == BIOXEN_OK, "close");

@@ -154,3 +154,45 @@ def test_other_threads_make_the_plain_call():
     thread.join()
     vm.close()
     assert out == [[42]]
+
+
+# -- cancelling an asyncio task stops its chunk ------------------------------
+# The chunk of a cancelled execute_async ran on, holding the VM: the next
+# call waited for it forever.
+def test_cancelled_execute_async_stops_the_chunk(engine):
+    kind, executable = engine
+    vm = create_vm("cancel", engine=kind, lua_executable=executable, persistent=True)
+
+    async def main() -> list:
+        await vm.execute_async("kept = 42")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(vm.execute_async("local n = 0 while true do n = n + 1 end"), 0.2)
+        return (await asyncio.wait_for(vm.execute_async("return kept"), 60))["values"]
+
+    try:
+        values = asyncio.run(main())
+    finally:
+        vm.close()
+    assert values == [42] or (executable == "luajit" and values == [None])
+
+
+def test_cancelled_execute_interactive_async_stops_only_its_chunk(engine):
+    kind, executable = engine
+    with VMManager() as manager:
+        session = manager.create_interactive_vm("cancel", engine=kind, lua_executable=executable, auto_attach=False)
+
+        async def main() -> tuple:
+            await session.execute_interactive_async("kept = 42")
+            spinning = asyncio.ensure_future(session.execute_interactive_async("while true do end"))
+            queued = asyncio.ensure_future(session.execute_interactive_async("return kept + 1"))
+            behind = asyncio.ensure_future(session.execute_interactive_async("return kept + 2"))
+            await asyncio.sleep(0)  # let the three calls be queued, in order
+            queued.cancel()  # still queued: it leaves the queue
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(spinning, 0.2)  # running: interrupted
+            after = (await asyncio.wait_for(behind, 60))["values"]
+            return queued.cancelled(), after
+
+        was_cancelled, after = asyncio.run(main())
+        assert was_cancelled
+        assert after == [44] or (executable == "luajit" and after is not None)
