@@ -59,18 +59,19 @@ func (in *Interrupt) set(st *stopper) {
 // stopper is one call's side of an Interrupt.
 type stopper struct {
 	vm      *VM
-	session *Session // a session's call: interrupt the session
+	session *Session     // a session's Execute: interrupt the session while it waits or runs
+	reply   chan execOut // the Execute's
 	cancel  context.CancelFunc
 	stopped bool // interrupted once (guarded by the Interrupt's mu)
 }
 
 func (st *stopper) interrupt() {
-	if st.session != nil {
-		st.session.Interrupt()
-		return
-	}
 	again := st.stopped
 	st.stopped = true
+	if st.session != nil {
+		st.session.interruptExecute(st.reply, again)
+		return
+	}
 	in, ok := st.vm.engine.(Interrupter)
 	if again || !ok || !st.vm.interruptFor(st, in) {
 		st.cancel()

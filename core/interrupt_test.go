@@ -205,3 +205,52 @@ func TestKeepEarlyStopsACallTriggeredBeforeItStarts(t *testing.T) {
 		})
 	}
 }
+
+// Cancelling an Execute just as its chunk ends must not stop the chunk
+// queued behind it (someone else's): the stop went to whatever ran when it
+// landed, and B failed "interrupted" in 19 of 20 runs.
+func TestCancellingAnEndingExecuteLeavesTheNextAlone(t *testing.T) {
+	for _, path := range []string{"idle", "queued"} {
+		t.Run(path, func(t *testing.T) {
+			_, s := openSession(t, core.Options{Engine: "embedded", Persistent: true})
+			for i := 0; i < 10; i++ {
+				ctx, cancel := context.WithCancel(context.Background())
+				bDone := make(chan error, 1)
+				s.SetListener(func(_ core.Stream, p []byte) {
+					switch {
+					case strings.Contains(string(p), "A-start"):
+						go func() {
+							res, err := s.Execute(context.Background(), []byte("local n = 0 for i = 1, 3e5 do n = n + 1 end return 7"), core.ExecOptions{})
+							if err == nil && string(res.Values) != "[7]" {
+								err = fmt.Errorf("B returned %s", res.Values)
+							}
+							bDone <- err
+						}()
+					case strings.Contains(string(p), "A-done"):
+						cancel()
+					}
+				})
+				if path == "queued" {
+					// Input ahead of A, so that A waits in the queue.
+					if err := s.Send([]byte("local t = os.clock() while os.clock() - t < 0.02 do end")); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// A gives B 100 ms to queue behind it.
+				a := "print('A-start') local t = os.clock() while os.clock() - t < 0.1 do end print('A-done')"
+				if _, err := s.Execute(ctx, []byte(a), core.ExecOptions{}); err != nil && core.CodeOf(err) != core.ErrTimeout {
+					t.Fatalf("A: %v", err)
+				}
+				select {
+				case err := <-bDone:
+					if err != nil {
+						t.Fatalf("run %d: B, which nobody cancelled: %v", i, err)
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatal("B did not return")
+				}
+				cancel()
+			}
+		})
+	}
+}

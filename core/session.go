@@ -42,10 +42,10 @@ type Session struct {
 	busy     bool   // input queued or a chunk running
 	running  bool   // a chunk is running (on the loop or inline in Execute)
 	closed   bool
-	cancel   context.CancelFunc // of the running chunk
-	stopped  bool               // Interrupt stopped the running item: drop the rest of its input
-	errLast  byte               // the last byte written to Stderr by REPL input
-	held     piece              // an incomplete UTF-8 character ending the latest write (see whole)
+	cur      *sessionRun // the running item, nil when none
+	stopped  bool        // Interrupt stopped the running item: drop the rest of its input
+	errLast  byte        // the last byte written to Stderr by REPL input
+	held     piece       // an incomplete UTF-8 character ending the latest write (see whole)
 	listener func(Stream, []byte)
 	log      outputLog
 	kick     chan struct{}
@@ -62,6 +62,22 @@ type sessionItem struct {
 type execOut struct {
 	res *Result
 	err error
+}
+
+// sessionRun is one running item. Stops name the run they are meant for
+// (it is also the VM's owner token: see VM.interruptFor), so that a stop
+// that comes as the run ends never reaches the next one.
+type sessionRun struct {
+	cancel context.CancelFunc
+	reply  chan execOut // the Execute it runs, nil for input
+}
+
+// startRunLocked makes run the running item.
+func (s *Session) startRunLocked(ctx context.Context, reply chan execOut) (context.Context, *sessionRun) {
+	run := &sessionRun{reply: reply}
+	ctx, run.cancel = context.WithCancel(context.WithValue(ctx, ownerKey{}, run))
+	s.running, s.busy, s.cur, s.stopped = true, true, run, false
+	return ctx, run
 }
 
 // NewSession starts a session on vm, which must be persistent (a session
@@ -112,13 +128,17 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 	if err := CheckSource(code, s.vm.opts.Limits); err != nil {
 		return nil, err
 	}
-	if in := eo.Interrupt; in != nil {
-		// Trigger interrupts the session (the chunks ahead of this one too,
-		// as ^C in a terminal drops the lines typed ahead).
-		in.set(&stopper{session: s})
-		defer in.set(nil)
+	if err := ctx.Err(); err != nil {
+		return nil, Wrap(ErrTimeout, "execute", "cancelled before it ran", err)
 	}
 	reply := make(chan execOut, 1)
+	if in := eo.Interrupt; in != nil {
+		// Trigger interrupts the session while this chunk waits or runs
+		// (the chunks ahead of it too, as ^C in a terminal drops the
+		// lines typed ahead); see interruptExecute.
+		in.set(&stopper{session: s, reply: reply})
+		defer in.set(nil)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -129,13 +149,12 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 		// hand-offs (which cost tens of µs when the caller is a C thread).
 		// The caller's context ending stops the chunk as when queued: the
 		// engine's interrupt first, which keeps the state.
-		run, cancel := context.WithCancel(context.WithValue(context.WithoutCancel(ctx), ownerKey{}, s))
-		s.running, s.busy, s.cancel, s.stopped = true, true, cancel, false
+		runCtx, run := s.startRunLocked(context.WithoutCancel(ctx), reply)
 		s.mu.Unlock()
-		stop := context.AfterFunc(ctx, s.interruptRunning)
-		res, err := s.runChunk(run, sessionItem{code: code, opts: eo})
+		stop := context.AfterFunc(ctx, func() { s.interruptRun(run) })
+		res, err := s.runChunk(runCtx, sessionItem{code: code, opts: eo})
 		stop()
-		cancel()
+		run.cancel()
 		s.finishRun()
 		return res, err
 	}
@@ -147,7 +166,8 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 	case out := <-reply:
 		return out.res, out.err
 	case <-ctx.Done():
-		// Still queued: leave the queue. Running: stop it (only it).
+		// Still queued: leave the queue. Running: stop it (only it; it may
+		// also have ended meanwhile, and then its outcome stands).
 		s.mu.Lock()
 		for i, it := range s.queue {
 			if it.reply == reply {
@@ -156,13 +176,13 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 				return nil, Wrap(ErrTimeout, "execute", "cancelled before it ran", ctx.Err())
 			}
 		}
+		run := s.cur
 		s.mu.Unlock()
-		s.interruptRunning()
-		out := <-reply
-		if out.err == nil {
-			out.err = Wrap(ErrTimeout, "execute", "cancelled", ctx.Err())
+		if run != nil && run.reply == reply {
+			s.interruptRun(run)
 		}
-		return nil, out.err
+		out := <-reply
+		return out.res, out.err
 	}
 }
 
@@ -230,9 +250,9 @@ func (s *Session) SetListener(fn func(Stream, []byte)) {
 	s.mu.Unlock()
 }
 
-// ownerKey marks the context of a session's calls (value *Session) and of a
-// started call (*Call), so that the VM knows whose call holds it (VM.owner)
-// and Interrupt sends the engine's interrupt to that call only.
+// ownerKey marks the context of a session's run (value *sessionRun) and of
+// an interruptible call (*stopper), so that the VM knows whose call holds it
+// (VM.owner) and an interrupt reaches that call only.
 type ownerKey struct{}
 
 // Interrupt stops the running chunk, keeping the session's state: the chunk
@@ -244,8 +264,37 @@ func (s *Session) Interrupt() {
 	s.mu.Lock()
 	s.dropQueueLocked(Errorf(ErrTimeout, "execute", "interrupted: the session was interrupted before this chunk ran"))
 	s.pending = nil
+	run := s.cur
 	s.mu.Unlock()
-	s.interruptRunning()
+	s.interruptRun(run)
+}
+
+// interruptExecute is an Interrupt's Trigger for the Execute answering on
+// reply: the session's Interrupt while that Execute is queued or runs,
+// nothing once it has ended (the session may run someone else's input by
+// then). hard (a second Trigger) cancels the Execute's chunk outright.
+func (s *Session) interruptExecute(reply chan execOut, hard bool) {
+	s.mu.Lock()
+	run := s.cur
+	mine := run != nil && run.reply == reply
+	queued := false
+	for _, it := range s.queue {
+		queued = queued || it.reply == reply
+	}
+	switch {
+	case hard && mine:
+		s.stopped = true
+		s.mu.Unlock()
+		run.cancel()
+		return
+	case !mine && !queued:
+		s.mu.Unlock()
+		return
+	}
+	s.dropQueueLocked(Errorf(ErrTimeout, "execute", "interrupted: the session was interrupted before this chunk ran"))
+	s.pending = nil
+	s.mu.Unlock()
+	s.interruptRun(run)
 }
 
 // dropQueueLocked empties the queue, answering each queued Execute with err.
@@ -258,38 +307,28 @@ func (s *Session) dropQueueLocked(err error) {
 	s.queue = s.queue[:0]
 }
 
-// interruptRunning stops the session's running chunk, if any, and leaves
-// the queue alone. The engine's own interrupt (which keeps the Lua state)
-// is used only while the call holding the VM is this session's: a chunk
-// still waiting for another caller's call to finish is cancelled instead,
-// so the other call is never interrupted.
-func (s *Session) interruptRunning() {
+// interruptRun stops run if it is still the running item (nothing for nil
+// or a run that has ended) and leaves the queue alone. The engine's own
+// interrupt (which keeps the Lua state) is used only while the call
+// holding the VM is run's: a chunk still waiting for another caller's call
+// to finish is cancelled instead, so the other call is never interrupted.
+func (s *Session) interruptRun(run *sessionRun) {
+	if run == nil {
+		return
+	}
 	s.mu.Lock()
-	cancel := s.cancel
-	if cancel != nil {
-		s.stopped = true
-	}
-	s.mu.Unlock()
-	if cancel == nil {
-		return
-	}
-	in, ok := s.vm.engine.(Interrupter)
-	if !ok {
-		cancel()
-		return
-	}
-	if !s.vm.interruptFor(s, in) {
-		cancel()
-		return
-	}
-	time.AfterFunc(InterruptGrace, func() {
-		s.mu.Lock()
-		still := s.running
+	if s.cur != run {
 		s.mu.Unlock()
-		if still {
-			cancel()
-		}
-	})
+		return
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	in, ok := s.vm.engine.(Interrupter)
+	if !ok || !s.vm.interruptFor(run, in) {
+		run.cancel()
+		return
+	}
+	time.AfterFunc(InterruptGrace, run.cancel) // harmless once run has ended
 }
 
 // Close interrupts a running chunk and stops the session; queued input is
@@ -306,8 +345,9 @@ func (s *Session) Close() error {
 	s.pending = nil
 	s.wakeLocked()
 	s.changed.Broadcast()
+	run := s.cur
 	s.mu.Unlock()
-	s.interruptRunning()
+	s.interruptRun(run)
 	<-s.done
 	return nil
 }
@@ -315,7 +355,7 @@ func (s *Session) Close() error {
 // finishRun marks the end of a chunk and hands queued input to the loop.
 func (s *Session) finishRun() {
 	s.mu.Lock()
-	s.running, s.cancel = false, nil
+	s.running, s.cur = false, nil
 	s.busy = len(s.queue) > 0
 	if s.busy {
 		s.wakeLocked()
@@ -351,8 +391,7 @@ func (s *Session) loop() {
 		}
 		item := s.queue[0]
 		s.queue = s.queue[1:]
-		ctx, cancel := context.WithCancel(context.WithValue(context.Background(), ownerKey{}, s))
-		s.cancel, s.running, s.stopped = cancel, true, false
+		ctx, run := s.startRunLocked(context.Background(), item.reply)
 		s.mu.Unlock()
 
 		if item.reply != nil {
@@ -361,7 +400,7 @@ func (s *Session) loop() {
 		} else {
 			s.runInput(ctx, item.input)
 		}
-		cancel()
+		run.cancel()
 		s.finishRun()
 	}
 }
@@ -465,12 +504,13 @@ func (s *Session) runChunk(ctx context.Context, item sessionItem) (*Result, erro
 	// A session keeps its state across a timeout: at the deadline the chunk
 	// is interrupted (the engine keeps the Lua state) and only if it does
 	// not stop within InterruptGrace is it cancelled outright.
+	run, _ := ctx.Value(ownerKey{}).(*sessionRun)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var fired atomic.Bool
 	interrupt := time.AfterFunc(item.opts.Timeout, func() {
 		fired.Store(true)
-		if !s.vm.interruptFor(s, in) {
+		if !s.vm.interruptFor(run, in) {
 			cancel() // still waiting for the VM: give up waiting
 		}
 	})

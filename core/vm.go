@@ -31,7 +31,7 @@ type VM struct {
 	closed       bool                    // Close was called: calls fail with ErrClosed
 	engineClosed bool                    // engine.Close was called (by Close or by the last call)
 	cancel       context.CancelCauseFunc // of the running call; Close calls it
-	owner        any                     // the *Session or *Call whose call runs, if any (their Interrupt)
+	owner        any                     // the *sessionRun or *stopper whose call runs, if any (see ownerKey)
 }
 
 // CloseGrace is how long Close waits for a running call to stop after
@@ -240,11 +240,13 @@ func (vm *VM) acquire(ctx context.Context, op string) (context.Context, func(), 
 	case <-vm.done:
 		return nil, nil, Errorf(ErrClosed, op, "VM is closed")
 	case <-ctx.Done():
-		what := "the call's timeout passed"
-		if errors.Is(ctx.Err(), context.Canceled) {
-			what = "the call was cancelled"
-		}
-		return nil, nil, Wrap(ErrTimeout, op, what+" while it waited for the VM's previous call to finish", ctx.Err())
+		return nil, nil, notStarted(op, ctx.Err(), "while it waited for the VM's previous call to finish")
+	}
+	if err := ctx.Err(); err != nil {
+		// The turn and the end came together (select picks either): a
+		// call whose time is up does not start.
+		vm.release()
+		return nil, nil, notStarted(op, err, "before it started")
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	vm.mu.Lock()
@@ -266,8 +268,18 @@ func (vm *VM) acquire(ctx context.Context, op string) (context.Context, func(), 
 	}, nil
 }
 
+// notStarted is the ErrTimeout of a call whose context ended (err) before
+// it could start.
+func notStarted(op string, err error, when string) error {
+	what := "the call's timeout passed"
+	if errors.Is(err, context.Canceled) {
+		what = "the call was cancelled"
+	}
+	return Wrap(ErrTimeout, op, what+" "+when, err)
+}
+
 // interruptFor sends the engine's interrupt when the call holding the VM is
-// owner's (a *Session or a *Call), and reports whether it did. vm.mu is
+// owner's (a *sessionRun or a *stopper), and reports whether it did. vm.mu is
 // held meanwhile, so that call cannot end and another begin between the
 // check and the interrupt.
 func (vm *VM) interruptFor(owner any, in Interrupter) bool {

@@ -440,15 +440,19 @@ int bioxen_session_set_listener(bioxen_session session, bioxen_output_fn fn, voi
 ** calling thread - bioxen_vm_exec, bioxen_vm_exec_file and
 ** bioxen_session_execute - while they run: fd is the read end of a
 ** self-pipe (or socket) that a signal handler writes signal numbers to, one
-** byte each, such as Python's signal.set_wakeup_fd. When the byte SIGINT
+** byte each, such as Python's signal.set_wakeup_fd (a C handler must be
+** installed with SA_ONSTACK, as every handler in a process that runs Go
+** code must: the signal may arrive on a thread running Go). When the byte
+** SIGINT
 ** arrives, the call running on this thread is stopped as ^C stops a chunk
 ** in `lua -i`: the engine's own interrupt keeps the Lua state; if the chunk
 ** has not stopped after 500 ms, or on a second SIGINT, it is cancelled
 ** outright (the process engine kills its interpreter, and a persistent VM
 ** loses its globals). The call then returns BIOXEN_E_TIMEOUT with a message
-** starting "exec: interrupted" that says whether the state was kept, unless
-** it had finished anyway. A session's call interrupts the session, as
-** bioxen_session_interrupt does (queued input is dropped too). Bytes that
+** saying "interrupted" and whether the state was kept, unless it had
+** finished anyway. A session's call interrupts the session while the call
+** waits in its queue or runs, as bioxen_session_interrupt does (queued
+** input is dropped too), and nothing after it has ended. Bytes that
 ** arrive while no call runs, and other signal numbers, are read and ignored.
 ** The chunk still runs on the calling thread: this costs a call nothing.
 **

@@ -8,8 +8,10 @@ the GIL around every call, so Lua code runs without holding it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
+import importlib
 import logging
 import os
 import signal
@@ -108,12 +110,39 @@ class Result(Structure):
     ]
 
 
+# The pointer type is made once and used everywhere: ctypes caches
+# POINTER(Result), but importing ctypes in a subinterpreter clears that cache
+# (Python 3.11), and a fresh POINTER(Result) is then a different type from
+# the one in the declarations below (ctypes.ArgumentError on every call).
+ResultPtr = POINTER(Result)
+
 LOG_FN = CFUNCTYPE(None, c_void_p, c_int, c_char_p)
 OUTPUT_FN = CFUNCTYPE(None, c_void_p, c_int, POINTER(ctypes.c_char), c_size_t)
-DONE_FN = CFUNCTYPE(None, c_void_p, c_int, POINTER(Result), c_char_p)
+DONE_FN = CFUNCTYPE(None, c_void_p, c_int, ResultPtr, c_char_p)
 
 STDOUT = 1
 STDERR = 2
+
+
+def _in_subinterpreter() -> bool:
+    """True in a subinterpreter (the private module that says so is
+    _interpreters from Python 3.13, _xxsubinterpreters before)."""
+    for name in ("_interpreters", "_xxsubinterpreters"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        return bool(mod.get_current() != mod.get_main())
+    return False
+
+
+if _in_subinterpreter():
+    # ctypes' pointer types and the library's process-wide settings (the
+    # log callback, the per-thread Ctrl-C pipe) are shared by every
+    # interpreter: a copy of this package in a subinterpreter broke the main
+    # interpreter's calls (ctypes.ArgumentError) and crashed the process
+    # once the subinterpreter was destroyed (its log callback was called).
+    raise ImportError("pylua_bioxen_vm_lib cannot be used in a subinterpreter; use it from the main interpreter")
 
 
 def _find_library() -> str:
@@ -151,11 +180,11 @@ vm_open = _declare("bioxen_vm_open", [POINTER(VMOptions), POINTER(c_uint64)], c_
 vm_close = _declare("bioxen_vm_close", [c_uint64], c_int)
 vm_exec = _declare(
     "bioxen_vm_exec",
-    [c_uint64, c_char_p, c_size_t, c_int64, c_int, POINTER(POINTER(Result))],
+    [c_uint64, c_char_p, c_size_t, c_int64, c_int, POINTER(ResultPtr)],
     c_int,
 )
-vm_exec_file = _declare("bioxen_vm_exec_file", [c_uint64, c_char_p, c_int64, POINTER(POINTER(Result))], c_int)
-result_free = _declare("bioxen_result_free", [POINTER(Result)], None)
+vm_exec_file = _declare("bioxen_vm_exec_file", [c_uint64, c_char_p, c_int64, POINTER(ResultPtr)], c_int)
+result_free = _declare("bioxen_result_free", [ResultPtr], None)
 vm_exec_async = _declare(
     "bioxen_vm_exec_async_v2",
     [c_uint64, c_char_p, c_size_t, c_int64, c_int, DONE_FN, c_void_p, POINTER(c_uint64)],
@@ -168,7 +197,7 @@ session_close = _declare("bioxen_session_close", [c_uint64], c_int)
 session_send = _declare("bioxen_session_send", [c_uint64, c_char_p, c_size_t], c_int)
 session_read = _declare("bioxen_session_read", [c_uint64, c_int, c_int64, POINTER(c_void_p), POINTER(c_size_t)], c_int)
 session_execute = _declare(
-    "bioxen_session_execute", [c_uint64, c_char_p, c_size_t, c_int64, c_int, POINTER(POINTER(Result))], c_int
+    "bioxen_session_execute", [c_uint64, c_char_p, c_size_t, c_int64, c_int, POINTER(ResultPtr)], c_int
 )
 session_execute_async = _declare(
     "bioxen_session_execute_async_v2",
@@ -202,9 +231,18 @@ _wakeup_failed = False
 
 def _wakeup_fd() -> Optional[int]:
     """The write end of the interrupt pipe, set up on first use (main thread
-    only); None where it cannot be (no pipes, the library refused it)."""
+    only); None where it cannot be: in a subinterpreter (whose copy of this
+    module must not replace the main interpreter's pipe: the library's
+    setting is per OS thread), without pipes, or when the library refused."""
     global _wakeup_w, _wakeup_failed
     if _wakeup_w is None and not _wakeup_failed:
+        try:
+            old = signal.set_wakeup_fd(-1)
+        except ValueError:  # not the main interpreter's main thread
+            _wakeup_failed = True
+            return None
+        if old != -1:
+            signal.set_wakeup_fd(old)
         try:
             r, w = os.pipe()
         except OSError as err:
@@ -225,20 +263,19 @@ def _wakeup_fd() -> Optional[int]:
 
 def call_blocking(fn: Callable[[], int], out: Any) -> int:
     """Run ``fn()``, a blocking call that may fill ``out`` (a
-    ``POINTER(Result)``), and return its status, with Ctrl-C able to stop
+    ``ResultPtr``), and return its status, with Ctrl-C able to stop
     it when called from the main thread. If an exception (the
     KeyboardInterrupt) is raised as the call returns, a result it handed
-    out is freed. Another thread, or a main thread whose signal wakeup fd
-    is taken (by a running asyncio loop), makes the plain call."""
-    if threading.current_thread() is not threading.main_thread():
+    out is freed. Another thread, a running asyncio loop (which may own
+    the wakeup fd and then must see every signal; its tasks use
+    execute_async, whose cancellation stops the chunk) or a wakeup fd set
+    by someone else makes the plain call."""
+    if threading.current_thread() is not threading.main_thread() or asyncio._get_running_loop() is not None:
         return fn()
     w = _wakeup_fd()
     if w is None:
         return fn()
-    try:
-        old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-    except ValueError:  # not the main interpreter
-        return fn()
+    old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
     if old != -1:
         signal.set_wakeup_fd(old)
         return fn()

@@ -327,7 +327,7 @@ class InteractiveSession:
         data = encode_code(lua_code)
         ms = timeout_ms(timeout)
         check_not_delivering(self.vm, "execute_interactive()")
-        out = ctypes.POINTER(_ffi.Result)()
+        out = _ffi.ResultPtr()
         handle = self._h()
         status = _ffi.call_blocking(
             lambda: _ffi.session_execute(handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, ctypes.byref(out)), out

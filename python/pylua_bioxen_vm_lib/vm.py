@@ -524,7 +524,7 @@ class BasicLuaVM:
         ms = timeout_ms(timeout)
         check_not_delivering(self, "execute_string()")
         handle = self._running_handle()
-        out = ctypes.POINTER(_ffi.Result)()
+        out = _ffi.ResultPtr()
         status = _ffi.call_blocking(
             lambda: _ffi.vm_exec(handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, ctypes.byref(out)), out
         )
@@ -564,7 +564,7 @@ class BasicLuaVM:
         ms = timeout_ms(timeout)
         check_not_delivering(self, "execute_file()")
         handle = self._running_handle()
-        out = ctypes.POINTER(_ffi.Result)()
+        out = _ffi.ResultPtr()
         status = _ffi.call_blocking(lambda: _ffi.vm_exec_file(handle, path, ms, ctypes.byref(out)), out)
         if status != _ffi.OK:
             raise self._error(status)

@@ -433,6 +433,7 @@ static void ctrl_c(const char *engine, const char *interp) {
   struct sigaction sa, old;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
+  sa.sa_flags = SA_ONSTACK; /* Go's rule for handlers in a host of Go code */
   sigaction(SIGINT, &sa, &old);
   CHECK(bioxen_set_interrupt_fd(fds[0]) == BIOXEN_OK, "set_interrupt_fd: %s", bioxen_errmsg());
   close(fds[0]); /* the library reads its own duplicate */
