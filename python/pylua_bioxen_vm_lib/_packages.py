@@ -63,9 +63,19 @@ def call(op: str, catalogs: Optional[Sequence[str]] = None, **fields: Any) -> An
     except exc.LuaProcessError as err:
         if type(err) is not exc.LuaProcessError:
             raise  # a timeout, say: keep its own class
-        # The core's engine error here is luarocks failing (a build, a
-        # refused build type, a broken rock): a package error.
-        raise exc.PackageError(str(err), code=err.code) from err
+        raise package_error(err) from err
+
+
+def package_error(err: exc.LuaVMError) -> exc.PackageError:
+    """The PackageError for a failed package operation. The core's engine
+    error (a plain LuaProcessError) is luarocks failing (a build, a refused
+    build type, a broken rock): LuaRocksError, still a LuaProcessError for
+    code that caught that. A PackageError stays as it is."""
+    if isinstance(err, exc.PackageError):
+        return err
+    if type(err) is exc.LuaProcessError:
+        return exc.LuaRocksError(str(err), code=err.code)
+    return exc.PackageError(str(err), code=err.code)
 
 
 def build_commands_opt_in(allow: bool) -> Optional[bool]:

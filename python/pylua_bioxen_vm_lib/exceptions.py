@@ -158,6 +158,12 @@ class PackageError(LuaVMError):
     """A package operation (install, remove, lock ...) failed."""
 
 
+class LuaRocksError(PackageError, LuaProcessError):
+    """luarocks failed during a package operation (a build, a refused build
+    type, a broken rock). Also a LuaProcessError, which is what these
+    failures raised before they became package errors."""
+
+
 class VMManagerError(LuaVMError):
     """A VM manager operation failed."""
 
@@ -212,6 +218,7 @@ __all__ = [
     "ReentrantCallError",
     "EnvironmentNotFoundError",
     "PackageError",
+    "LuaRocksError",
     "VMManagerError",
     "ProcessRegistryError",
     "VMNotFoundError",

@@ -105,7 +105,7 @@ class XCPngVM(BasicLuaVM):
                 f"VM {self.vm_id!r}: install_package {package_name}",
             )
         except exc.LuaVMError as err:
-            raise exc.PackageError(str(err), code=err.code) from err
+            raise _packages.package_error(err) from err
         logger.debug("installed %s in %s: %s", package_name, self.vm_id, info)
         return True
 

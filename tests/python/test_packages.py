@@ -274,8 +274,10 @@ def test_build_commands_run_only_when_allowed(tmp_path):
 
     with pytest.raises(exc.PackageError, match="accepted_build_types"):
         PackageManager().install("evil")
-    with pytest.raises(exc.PackageError, match="accepted_build_types"):
+    # Also what code written for the earlier LuaProcessError catches.
+    with pytest.raises(exc.LuaProcessError, match="accepted_build_types") as info:
         PackageInstaller().install_package("evil")
+    assert isinstance(info.value, exc.LuaRocksError)
     assert not marker.exists()
     with pytest.raises(TypeError):
         PackageManager(allow_build_commands="yes")  # type: ignore[arg-type]

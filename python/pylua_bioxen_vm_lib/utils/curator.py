@@ -128,15 +128,19 @@ class Curator:
             return True
         try:
             self._call("install", package=name, version=None if version == "latest" else version)
+        except exc.PackageError:
+            raise
         except exc.LuaVMError as err:
-            raise exc.PackageError(str(err), code=err.code) from err
+            raise _packages.package_error(err) from err
         return True
 
     def remove_package(self, name: str) -> bool:
         try:
             self._call("remove", package=name)
+        except exc.PackageError:
+            raise
         except exc.LuaVMError as err:
-            raise exc.PackageError(str(err), code=err.code) from err
+            raise _packages.package_error(err) from err
         return True
 
     def _installed(self) -> Dict[str, str]:
