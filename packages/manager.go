@@ -132,9 +132,7 @@ func (m *Manager) AddRepo(name, rawURL string, index int) error {
 	if name == "" {
 		name = RedactURL(u)
 	}
-	if strings.HasPrefix(u, "http://") {
-		core.Logf(core.LevelWarn, "repository %s uses plain http: anyone on the network path can change the rocks installed from it (and the code they run); prefer https", RedactURL(u))
-	}
+	warnIfPlainHTTP(u)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	kept := m.repos[:0]
@@ -332,8 +330,13 @@ func (m *Manager) ResolveLockRepo(lockRepo string) (Repo, error) {
 // warnPlainHTTP logs a warning for each plain http:// repository.
 func (m *Manager) warnPlainHTTP() {
 	for _, r := range m.Repos() {
-		if strings.HasPrefix(r.URL, "http://") {
-			core.Logf(core.LevelWarn, "repository %s uses plain http: anyone on the network path can change the rocks installed from it", r.display())
-		}
+		warnIfPlainHTTP(r.URL)
+	}
+}
+
+// warnIfPlainHTTP logs a warning when url is a plain http:// repository.
+func warnIfPlainHTTP(url string) {
+	if strings.HasPrefix(url, "http://") {
+		core.Logf(core.LevelWarn, "repository %s uses plain http: anyone on the network path can change the rocks installed from it (and the code they run); prefer https", RedactURL(url))
 	}
 }
