@@ -54,8 +54,9 @@ lint: ## gofmt, go vet, ruff
 	$(VENV)/bin/ruff check python tests/python bench examples
 	$(VENV)/bin/ruff format --check python tests/python bench examples
 
-test-go: ## Go tests with the race detector
+test-go: ## Go tests with the race detector, and the timing tests without it
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run 'AtTheDeadline' ./tests/go/
 
 test-c: build ## the C host test under valgrind (fails on leaks and invalid accesses)
 	gcc -O1 -g -Wall -Wextra -Werror -Iinclude tests/c/capi_test.c -L$(PKG) -lbioxen -lpthread \

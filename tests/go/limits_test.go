@@ -271,9 +271,11 @@ func TestLongBuiltinsStopAtTheDeadline(t *testing.T) {
 				run(t, vm, setup) // the state is lost
 			}
 		}
-		if last != "" && raceBuild && strings.Contains(last, "reset") {
+		if last != "" && raceBuild {
 			// Allocating a large string also maps the detector's shadow
-			// memory, and instrumented byte loops run ten times slower.
+			// memory, and instrumented byte loops run ten times slower: a
+			// stop can take 0.7-1 s or reset the state. The timing is
+			// checked without -race (make test-go runs this test so too).
 			t.Logf("%s: under -race: %s", chunk, last)
 			continue
 		}
