@@ -250,6 +250,7 @@ static void async_interrupt(void) {
   memset(&o, 0, sizeof o);
   o.size = sizeof o;
   o.persistent = 1;
+  o.trusted = 1; /* io.open for the marker file */
   bioxen_vm vm = 0;
   CHECK(bioxen_vm_open(&o, &vm) == BIOXEN_OK, "open");
   bioxen_result_free(run(vm, "kept = 42", 0));
@@ -261,8 +262,25 @@ static void async_interrupt(void) {
   pthread_mutex_lock(&done_mu);
   while (stopped_status == -1) pthread_cond_wait(&done_cv, &done_mu);
   pthread_mutex_unlock(&done_mu);
-  CHECK(stopped_status == BIOXEN_E_TIMEOUT, "interrupted async call: %d", stopped_status);
+  CHECK(stopped_status == BIOXEN_E_TIMEOUT, "async call interrupted before it started: %d", stopped_status);
   CHECK(bioxen_call_interrupt(call) == BIOXEN_E_BADHANDLE, "stale call handle");
+
+  /* And one interrupted while it runs: it says so by creating a file. */
+  char running[64], code[160];
+  snprintf(running, sizeof running, "/tmp/bioxen-capi-async-%d", (int)getpid());
+  unlink(running);
+  snprintf(code, sizeof code, "io.open('%s', 'w'):close() while true do end", running);
+  stopped_status = -1;
+  CHECK(bioxen_vm_exec_async_v2(vm, code, strlen(code), 0, 0, on_stopped, NULL, &call) == BIOXEN_OK, "async_v2");
+  struct stat st;
+  struct timespec tick = {0, 5 * 1000 * 1000};
+  for (int i = 0; i < 12000 && stat(running, &st) != 0; i++) nanosleep(&tick, NULL); /* poll for the chunk */
+  CHECK(bioxen_call_interrupt(call) == BIOXEN_OK, "call_interrupt: %s", bioxen_errmsg());
+  pthread_mutex_lock(&done_mu);
+  while (stopped_status == -1) pthread_cond_wait(&done_cv, &done_mu);
+  pthread_mutex_unlock(&done_mu);
+  unlink(running);
+  CHECK(stopped_status == BIOXEN_E_TIMEOUT, "async call interrupted while running: %d", stopped_status);
   bioxen_result *r = run(vm, "return kept", 0);
   if (r) { /* 42, or nil when the chunk missed the 20 ms stop grace under valgrind */
     CHECK(strcmp(r->values_json, "[42]") == 0 || strcmp(r->values_json, "[null]") == 0,
