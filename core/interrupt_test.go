@@ -50,16 +50,33 @@ func startedChunk(t *testing.T, body string) (string, func()) {
 	}
 }
 
-// kept checks what the VM remembers after an interrupt: 42 when the
-// error says the state was kept ("a new one starts" means the interpreter
-// was replaced: LuaJIT's compiled loops do not see the interrupt).
-func kept(t *testing.T, vm *core.VM, stopErr error) {
+// awaitInterrupted waits (up to 30 s) for the error of a call that was
+// interrupted and checks that it is an ErrTimeout saying so.
+func awaitInterrupted(t *testing.T, done <-chan error) error {
+	t.Helper()
+	var stopErr error
+	select {
+	case stopErr = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the interrupted call did not return")
+	}
+	if core.CodeOf(stopErr) != core.ErrTimeout || !strings.Contains(stopErr.Error(), "interrupted") {
+		t.Fatalf("got %v, want an ErrTimeout saying interrupted", stopErr)
+	}
+	return stopErr
+}
+
+// kept checks what the VM (or session) remembers after an interrupt: 42
+// when the error says the state was kept ("a new one starts" means the
+// interpreter was replaced: LuaJIT's compiled loops do not see the
+// interrupt). exec is VM.Exec or Session.Execute.
+func kept(t *testing.T, exec func(context.Context, []byte, core.ExecOptions) (*core.Result, error), stopErr error) {
 	t.Helper()
 	want := "[42]"
 	if strings.Contains(stopErr.Error(), "a new one starts") {
 		want = `["lost"]`
 	}
-	res, err := vm.Exec(context.Background(), []byte("return kept or 'lost'"), core.ExecOptions{})
+	res, err := exec(context.Background(), []byte("return kept or 'lost'"), core.ExecOptions{})
 	if err != nil || string(res.Values) != want {
 		t.Fatalf("after the interrupt (%v): %v %+v, want %s", stopErr, err, res, want)
 	}
@@ -102,16 +119,7 @@ func TestInterruptStopsExecAndExecFile(t *testing.T) {
 				}()
 				started()
 				in.Trigger()
-				var stopErr error
-				select {
-				case stopErr = <-done:
-				case <-time.After(30 * time.Second):
-					t.Fatal("the interrupted call did not return")
-				}
-				if core.CodeOf(stopErr) != core.ErrTimeout || !strings.Contains(stopErr.Error(), "interrupted") {
-					t.Fatalf("got %v, want an ErrTimeout saying interrupted", stopErr)
-				}
-				kept(t, vm, stopErr)
+				kept(t, vm.Exec, awaitInterrupted(t, done))
 			})
 		}
 	}
@@ -159,23 +167,7 @@ func TestInterruptStopsSessionExecute(t *testing.T) {
 			}()
 			started()
 			in.Trigger()
-			var stopErr error
-			select {
-			case stopErr = <-done:
-			case <-time.After(30 * time.Second):
-				t.Fatal("the interrupted Execute did not return")
-			}
-			if core.CodeOf(stopErr) != core.ErrTimeout || !strings.Contains(stopErr.Error(), "interrupted") {
-				t.Fatalf("got %v, want an ErrTimeout saying interrupted", stopErr)
-			}
-			want := "[42]"
-			if strings.Contains(stopErr.Error(), "a new one starts") {
-				want = `["lost"]`
-			}
-			res, err := s.Execute(context.Background(), []byte("return kept or 'lost'"), core.ExecOptions{})
-			if err != nil || string(res.Values) != want {
-				t.Fatalf("after the interrupt (%v): %v %+v", stopErr, err, res)
-			}
+			kept(t, s.Execute, awaitInterrupted(t, done))
 		})
 	}
 }
