@@ -66,12 +66,16 @@ type stopper struct {
 }
 
 func (st *stopper) interrupt() {
-	again := st.stopped
-	st.stopped = true
 	if st.session != nil {
-		st.session.interruptExecute(st.reply, again)
+		// A Trigger before the Execute queued or ran did nothing: the
+		// next one is then the first, not a second.
+		if st.session.interruptExecute(st.reply, st.stopped) {
+			st.stopped = true
+		}
 		return
 	}
+	again := st.stopped
+	st.stopped = true
 	in, ok := st.vm.engine.(Interrupter)
 	if again || !ok || !st.vm.interruptFor(st, in) {
 		st.cancel()

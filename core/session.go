@@ -271,9 +271,10 @@ func (s *Session) Interrupt() {
 
 // interruptExecute is an Interrupt's Trigger for the Execute answering on
 // reply: the session's Interrupt while that Execute is queued or runs,
-// nothing once it has ended (the session may run someone else's input by
-// then). hard (a second Trigger) cancels the Execute's chunk outright.
-func (s *Session) interruptExecute(reply chan execOut, hard bool) {
+// nothing before or after (the session may run someone else's input
+// then). hard (a second Trigger) cancels the Execute's chunk outright. It
+// reports whether it acted.
+func (s *Session) interruptExecute(reply chan execOut, hard bool) bool {
 	s.mu.Lock()
 	run := s.cur
 	mine := run != nil && run.reply == reply
@@ -286,15 +287,16 @@ func (s *Session) interruptExecute(reply chan execOut, hard bool) {
 		s.stopped = true
 		s.mu.Unlock()
 		run.cancel()
-		return
+		return true
 	case !mine && !queued:
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.dropQueueLocked(Errorf(ErrTimeout, "execute", "interrupted: the session was interrupted before this chunk ran"))
 	s.pending = nil
 	s.mu.Unlock()
 	s.interruptRun(run)
+	return true
 }
 
 // dropQueueLocked empties the queue, answering each queued Execute with err.
