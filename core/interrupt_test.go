@@ -29,6 +29,17 @@ func allEngines(t *testing.T) []core.Options {
 	return all
 }
 
+// openVM opens a VM that the test closes at its end.
+func openVM(t *testing.T, o core.Options) *core.VM {
+	t.Helper()
+	vm, err := core.Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vm.Close() })
+	return vm
+}
+
 // startedChunk returns Lua code that creates a marker file and then runs
 // body, and a function that waits (polling, up to 20 s) for the marker.
 func startedChunk(t *testing.T, body string) (string, func()) {
@@ -88,11 +99,7 @@ func TestInterruptStopsExecAndExecFile(t *testing.T) {
 	for _, o := range allEngines(t) {
 		for _, how := range []string{"exec", "file"} {
 			t.Run(o.Engine+"/"+o.Interpreter+"/"+how, func(t *testing.T) {
-				vm, err := core.Open(o)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer vm.Close()
+				vm := openVM(t, o)
 				if _, err := vm.Exec(context.Background(), []byte("kept = 42"), core.ExecOptions{}); err != nil {
 					t.Fatal(err)
 				}
@@ -130,11 +137,7 @@ func TestInterruptStopsExecAndExecFile(t *testing.T) {
 func TestTriggerBetweenCallsDoesNothing(t *testing.T) {
 	for _, o := range engines(t) {
 		t.Run(o.Engine, func(t *testing.T) {
-			vm, err := core.Open(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer vm.Close()
+			vm := openVM(t, o)
 			in := &core.Interrupt{}
 			in.Trigger()
 			res, err := vm.Exec(context.Background(), []byte("local n = 0 for i = 1, 1e6 do n = n + i end return n"), core.ExecOptions{Interrupt: in})
@@ -179,14 +182,10 @@ func TestInterruptStopsSessionExecute(t *testing.T) {
 func TestKeepEarlyStopsACallTriggeredBeforeItStarts(t *testing.T) {
 	for _, o := range engines(t) {
 		t.Run(o.Engine, func(t *testing.T) {
-			vm, err := core.Open(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer vm.Close()
+			vm := openVM(t, o)
 			in := &core.Interrupt{KeepEarly: true}
 			in.Trigger()
-			_, err = vm.Exec(context.Background(), []byte("ran = true while true do end"), core.ExecOptions{Interrupt: in, Timeout: time.Minute})
+			_, err := vm.Exec(context.Background(), []byte("ran = true while true do end"), core.ExecOptions{Interrupt: in, Timeout: time.Minute})
 			if core.CodeOf(err) != core.ErrTimeout || !strings.Contains(err.Error(), "interrupted") {
 				t.Fatalf("got %v, want an ErrTimeout saying interrupted", err)
 			}
