@@ -443,8 +443,7 @@ int bioxen_session_set_listener(bioxen_session session, bioxen_output_fn fn, voi
 ** byte each, such as Python's signal.set_wakeup_fd (a C handler must be
 ** installed with SA_ONSTACK, as every handler in a process that runs Go
 ** code must: the signal may arrive on a thread running Go). When the byte
-** SIGINT
-** arrives, the call running on this thread is stopped as ^C stops a chunk
+** SIGINT arrives, the call running on this thread is stopped as ^C stops a chunk
 ** in `lua -i`: the engine's own interrupt keeps the Lua state; if the chunk
 ** has not stopped after 500 ms, or on a second SIGINT, it is cancelled
 ** outright (the process engine kills its interpreter, and a persistent VM
