@@ -10,13 +10,18 @@ import (
 	"libbioxen/core"
 )
 
-// allocDuring returns what the process allocated while f ran.
-func allocDuring(f func()) uint64 {
+// execCounted runs code on vm (30 s timeout, an error fails the test) and
+// returns its values and what the process allocated meanwhile.
+func execCounted(t *testing.T, vm *core.VM, code string) (string, uint64) {
+	t.Helper()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	f()
+	res, err := vm.Exec(context.Background(), []byte(code), core.ExecOptions{Timeout: 30 * time.Second})
 	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
+	if err != nil {
+		t.Fatalf("%s: %v", code, err)
+	}
+	return string(res.Values), after.TotalAlloc - before.TotalAlloc
 }
 
 // TestGsubReplacementCapped: the cap on gsub's result held only between
@@ -38,16 +43,9 @@ func TestGsubReplacementCapped(t *testing.T) {
 		{`return string.gsub("abc", "(b)()", "[%0|%1|%2|%%]")`, `["a[b|b|3|%]c",1]`},
 	}
 	for _, c := range cases {
-		var res *core.Result
-		var err error
-		alloc := allocDuring(func() {
-			res, err = vm.Exec(context.Background(), []byte(c.code), core.ExecOptions{Timeout: 30 * time.Second})
-		})
-		if err != nil {
-			t.Fatalf("%s: %v", c.code, err)
-		}
-		if string(res.Values) != c.want {
-			t.Errorf("%s:\n got %s\nwant %s", c.code, res.Values, c.want)
+		got, alloc := execCounted(t, vm, c.code)
+		if got != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.code, got, c.want)
 		}
 		// The subject and the replacement string, not the 256 MiB the
 		// result may grow to (once several times that in regrowth).
@@ -73,16 +71,9 @@ func TestFormatQuoteCapped(t *testing.T) {
 		{`local s = string.rep("\0", 2^22) return #string.format("%q", s)`, fmt.Sprint("[", 4<<22+2, "]")},
 	}
 	for i, c := range cases {
-		var res *core.Result
-		var err error
-		alloc := allocDuring(func() {
-			res, err = vm.Exec(context.Background(), []byte(c.code), core.ExecOptions{Timeout: 30 * time.Second})
-		})
-		if err != nil {
-			t.Fatalf("%s: %v", c.code, err)
-		}
-		if string(res.Values) != c.want {
-			t.Errorf("%s:\n got %s\nwant %s", c.code, res.Values, c.want)
+		got, alloc := execCounted(t, vm, c.code)
+		if got != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.code, got, c.want)
 		}
 		if i < 2 && alloc > 160<<20 { // the argument, not 256 MiB and its regrowth
 			t.Errorf("%s: allocated %d MiB", c.code, alloc>>20)
