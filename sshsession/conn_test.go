@@ -794,3 +794,19 @@ func TestStreamStderrBounded(t *testing.T) {
 		t.Fatalf("Config(): %+v", got)
 	}
 }
+
+// A connection that breaks while idle is often seen to be dead only when
+// the next call cannot open a channel on it: that call reconnects and runs,
+// rather than failing with ErrConnLost (an XCP-ng test saw it once in CI).
+func TestCallAfterAnIdleBreakReconnects(t *testing.T) {
+	s := sshtestStart(t)
+	c := dial(t, keyConfig(t, s))
+	run(t, c, "true")
+	for i := 0; i < 5; i++ {
+		s.Kill()
+		s.Restart()
+		if res := run(t, c, "echo back"); string(res.Stdout) != "back\n" {
+			t.Fatalf("round %d: %+v", i, res)
+		}
+	}
+}

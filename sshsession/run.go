@@ -108,11 +108,7 @@ func (c *Conn) Run(ctx context.Context, cmd string, stdin []byte, lim Limits) (*
 		}
 		remote = w
 	}
-	l, err := c.ensure(ctx)
-	if err != nil {
-		return nil, err
-	}
-	sess, err := c.openSession(ctx, op, l)
+	l, sess, err := c.newSession(ctx, op)
 	if err != nil {
 		return nil, err
 	}
@@ -231,6 +227,28 @@ func (c *Conn) linkDied(l *link) bool {
 	case <-t.C:
 		return false
 	}
+}
+
+// newSession opens a session channel on the current connection. A
+// connection that broke while idle is often seen to be dead only when the
+// channel cannot be opened: then it reconnects (with the Config's policy)
+// and tries once more. Nothing ran on the dead connection, so that is safe.
+func (c *Conn) newSession(ctx context.Context, op string) (*link, *ssh.Session, error) {
+	l, err := c.ensure(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	sess, err := c.openSession(ctx, op, l)
+	if err != nil && l.isDead() && ctx.Err() == nil && c.cfg.Reconnect.Attempts >= 0 {
+		if l, err = c.ensure(ctx); err != nil {
+			return nil, nil, err
+		}
+		sess, err = c.openSession(ctx, op, l)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, sess, nil
 }
 
 // openSession opens a session channel, giving up when ctx ends or the link

@@ -78,11 +78,7 @@ func (c *Conn) Start(ctx context.Context, cmd string) (*Stream, error) {
 	if ctx.Err() != nil {
 		return nil, ctxError(streamOp, ctx, "command not started")
 	}
-	l, err := c.ensure(ctx)
-	if err != nil {
-		return nil, err
-	}
-	sess, err := c.openSession(ctx, streamOp, l)
+	l, sess, err := c.newSession(ctx, streamOp)
 	if err != nil {
 		return nil, err
 	}
