@@ -74,21 +74,35 @@ func (st *stopper) interrupt() {
 		}
 		return
 	}
-	again := st.stopped
-	st.stopped = true
-	in, ok := st.vm.engine.(Interrupter)
-	if again || !ok || !st.vm.interruptFor(st, in) {
-		st.cancel()
+	if st.stopped {
+		st.cancel() // a second Trigger: outright
 		return
 	}
-	time.AfterFunc(InterruptGrace, st.cancel)
+	st.stopped = true
+	st.vm.stopCall(st, st.cancel)
 }
 
-// interruptible runs a VM call (run) so that in can stop it; with no
-// Interrupt it is just run(ctx).
-func (vm *VM) interruptible(ctx context.Context, in *Interrupt, run func(context.Context) (*Result, error)) (*Result, error) {
+// stopCall stops the call of owner (a *sessionRun or a *stopper) whose
+// context cancel cancels: with the engine's own interrupt, which keeps the
+// Lua state, while that call holds the VM, and by cancelling it if it has
+// not stopped after InterruptGrace (harmless once it has ended); at once
+// by cancelling when the engine has no interrupt or the call still waits
+// for another caller's (which must not be interrupted).
+func (vm *VM) stopCall(owner any, cancel context.CancelFunc) {
+	in, ok := vm.engine.(Interrupter)
+	if !ok || !vm.interruptFor(owner, in) {
+		cancel()
+		return
+	}
+	time.AfterFunc(InterruptGrace, cancel)
+}
+
+// exec runs req (VM.Exec, VM.ExecFile) with eo's timeout, so that
+// eo.Interrupt, when set, can stop it.
+func (vm *VM) exec(ctx context.Context, req *Request, eo ExecOptions) (*Result, error) {
+	in := eo.Interrupt
 	if in == nil {
-		return run(ctx)
+		return vm.run(ctx, req, eo.Timeout)
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -97,7 +111,7 @@ func (vm *VM) interruptible(ctx context.Context, in *Interrupt, run func(context
 	ctx, st.cancel = context.WithCancel(context.WithValue(ctx, ownerKey{}, st))
 	defer st.cancel()
 	in.set(st)
-	res, err := run(ctx)
+	res, err := vm.run(ctx, req, eo.Timeout)
 	in.mu.Lock()
 	in.cur = nil
 	stopped := st.stopped

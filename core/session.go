@@ -309,11 +309,8 @@ func (s *Session) dropQueueLocked(err error) {
 	s.queue = s.queue[:0]
 }
 
-// interruptRun stops run if it is still the running item (nothing for nil
-// or a run that has ended) and leaves the queue alone. The engine's own
-// interrupt (which keeps the Lua state) is used only while the call
-// holding the VM is run's: a chunk still waiting for another caller's call
-// to finish is cancelled instead, so the other call is never interrupted.
+// interruptRun stops run (VM.stopCall) if it is still the running item
+// (nothing for nil or a run that has ended) and leaves the queue alone.
 func (s *Session) interruptRun(run *sessionRun) {
 	if run == nil {
 		return
@@ -325,12 +322,7 @@ func (s *Session) interruptRun(run *sessionRun) {
 	}
 	s.stopped = true
 	s.mu.Unlock()
-	in, ok := s.vm.engine.(Interrupter)
-	if !ok || !s.vm.interruptFor(run, in) {
-		run.cancel()
-		return
-	}
-	time.AfterFunc(InterruptGrace, run.cancel) // harmless once run has ended
+	s.vm.stopCall(run, run.cancel)
 }
 
 // Close interrupts a running chunk and stops the session; queued input is

@@ -107,7 +107,7 @@ func (vm *VM) Exec(ctx context.Context, code []byte, eo ExecOptions) (*Result, e
 		name = "=input"
 	}
 	req := &Request{Code: code, ChunkName: name, Fresh: !vm.opts.Persistent, PrintResults: eo.PrintResults}
-	return vm.interruptible(ctx, eo.Interrupt, func(ctx context.Context) (*Result, error) { return vm.run(ctx, req, eo.Timeout) })
+	return vm.exec(ctx, req, eo)
 }
 
 // ExecFile runs the script at path (chunk name "@path"; returned values are
@@ -135,7 +135,7 @@ func (vm *VM) ExecFile(ctx context.Context, path string, eo ExecOptions) (*Resul
 		return nil, err
 	}
 	req := &Request{Code: code, ChunkName: "@" + path, Fresh: !vm.opts.Persistent}
-	return vm.interruptible(ctx, eo.Interrupt, func(ctx context.Context) (*Result, error) { return vm.run(ctx, req, eo.Timeout) })
+	return vm.exec(ctx, req, eo)
 }
 
 // readScript reads the regular file at path, refusing anything else and
