@@ -30,14 +30,15 @@ import (
 
 func main() {}
 
-// Handles: one counter for VMs and sessions that never reuses a value, so a
+// Handles: one counter for VMs, sessions and calls that never reuses a value, so a
 // stale handle is BIOXEN_E_BADHANDLE rather than someone else's object.
 var handles = struct {
 	sync.RWMutex
 	next     uint64
 	vms      map[uint64]*core.VM
 	sessions map[uint64]*sessionEntry
-}{next: 1, vms: map[uint64]*core.VM{}, sessions: map[uint64]*sessionEntry{}}
+	calls    map[uint64]func() // running async calls (bioxen_call): what interrupts each
+}{next: 1, vms: map[uint64]*core.VM{}, sessions: map[uint64]*sessionEntry{}, calls: map[uint64]func(){}}
 
 type sessionEntry struct {
 	s  *core.Session
@@ -200,6 +201,14 @@ func execOpts(timeoutMS C.int64_t, flags C.int) core.ExecOptions {
 	return eo
 }
 
+// blockingOpts are execOpts for a blocking call, which the calling
+// thread's interrupt fd (bioxen_set_interrupt_fd) can stop.
+func blockingOpts(timeoutMS C.int64_t, flags C.int) core.ExecOptions {
+	eo := execOpts(timeoutMS, flags)
+	eo.Interrupt = threadInterrupt()
+	return eo
+}
+
 // maxMillis is the largest number of milliseconds a time.Duration holds.
 const maxMillis = math.MaxInt64 / int64(time.Millisecond)
 
@@ -263,9 +272,7 @@ func bioxenGoVMExec(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.int64_t
 	if err != nil {
 		return fail(err)
 	}
-	eo := execOpts(timeoutMS, flags)
-	eo.Interrupt = threadInterrupt()
-	res, err := vm.Exec(context.Background(), src, eo)
+	res, err := vm.Exec(context.Background(), src, blockingOpts(timeoutMS, flags))
 	if err != nil {
 		return fail(err)
 	}
@@ -287,9 +294,7 @@ func bioxenGoVMExecFile(h C.bioxen_vm, path *C.char, timeoutMS C.int64_t, out **
 	if vm == nil {
 		return st
 	}
-	eo := execOpts(timeoutMS, 0)
-	eo.Interrupt = threadInterrupt()
-	res, err := vm.ExecFile(context.Background(), C.GoString(path), eo)
+	res, err := vm.ExecFile(context.Background(), C.GoString(path), blockingOpts(timeoutMS, 0))
 	if err != nil {
 		return fail(err)
 	}
@@ -355,10 +360,7 @@ func bioxenGoSetLog(fn C.bioxen_log_fn, ud unsafe.Pointer, min C.int) (status C.
 func bioxenGoLiveHandles() C.int {
 	handles.RLock()
 	defer handles.RUnlock()
-	calls.Lock()
-	n := len(calls.m)
-	calls.Unlock()
-	return C.int(len(handles.vms) + len(handles.sessions) + n)
+	return C.int(len(handles.vms) + len(handles.sessions) + len(handles.calls))
 }
 
 // cbytes copies b into C memory with a NUL after it; never NULL. The caller

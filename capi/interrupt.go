@@ -130,27 +130,22 @@ func threadInterrupt() *core.Interrupt {
 	return nil
 }
 
-// Call handles (bioxen_call) of async calls: interrupting one stops that
-// call only. A handle lives until the call's done callback is called.
-var calls = struct {
-	sync.Mutex
-	next uint64
-	m    map[uint64]func()
-}{next: 1, m: map[uint64]func(){}}
+// Call handles (bioxen_call) of async calls, in handles.calls: interrupting
+// one stops that call only. A handle lives until the call's done callback
+// is called.
 
 func addCall(interrupt func()) uint64 {
-	calls.Lock()
-	defer calls.Unlock()
-	h := calls.next
-	calls.next++
-	calls.m[h] = interrupt
+	handles.Lock()
+	defer handles.Unlock()
+	h := newHandle()
+	handles.calls[h] = interrupt
 	return h
 }
 
 func dropCall(h uint64) {
-	calls.Lock()
-	delete(calls.m, h)
-	calls.Unlock()
+	handles.Lock()
+	delete(handles.calls, h)
+	handles.Unlock()
 }
 
 func setCallOut(out *C.bioxen_call, h uint64) {
@@ -162,9 +157,9 @@ func setCallOut(out *C.bioxen_call, h uint64) {
 //export bioxenGoCallInterrupt
 func bioxenGoCallInterrupt(h C.bioxen_call) (status C.int) {
 	defer guard(&status)
-	calls.Lock()
-	interrupt := calls.m[uint64(h)]
-	calls.Unlock()
+	handles.RLock()
+	interrupt := handles.calls[uint64(h)]
+	handles.RUnlock()
 	if interrupt == nil {
 		return fail(core.Errorf(core.ErrBadHandle, "call_interrupt", "no running call with handle %d (finished, or never started)", uint64(h)))
 	}

@@ -129,9 +129,7 @@ func bioxenGoSessionExecute(h C.bioxen_session, code *C.char, n C.size_t, timeou
 	if err != nil {
 		return fail(err)
 	}
-	eo := execOpts(timeoutMS, flags)
-	eo.Interrupt = threadInterrupt()
-	res, err := s.Execute(context.Background(), src, eo)
+	res, err := s.Execute(context.Background(), src, blockingOpts(timeoutMS, flags))
 	if err != nil {
 		return fail(err)
 	}
@@ -216,9 +214,7 @@ func bioxenGoSessionSetListener(h C.bioxen_session, fn C.bioxen_output_fn, ud un
 //export bioxenGoVMExecAsync
 func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, fn C.bioxen_exec_done_fn, ud unsafe.Pointer, callOut *C.bioxen_call) (status C.int) {
 	defer guard(&status)
-	if callOut != nil {
-		*callOut = 0
-	}
+	setCallOut(callOut, 0)
 	if code == nil || fn == nil {
 		return fail(core.Errorf(core.ErrInvalid, "exec_async", "code or callback is NULL"))
 	}
@@ -244,9 +240,7 @@ func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.in
 //export bioxenGoSessionExecuteAsync
 func bioxenGoSessionExecuteAsync(h C.bioxen_session, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, fn C.bioxen_exec_done_fn, ud unsafe.Pointer, callOut *C.bioxen_call) (status C.int) {
 	defer guard(&status)
-	if callOut != nil {
-		*callOut = 0
-	}
+	setCallOut(callOut, 0)
 	if code == nil || fn == nil {
 		return fail(core.Errorf(core.ErrInvalid, "session_execute_async", "code or callback is NULL"))
 	}
