@@ -137,7 +137,8 @@ const (
 // Interrupter is implemented by engines that can stop the running chunk from
 // another goroutine while keeping the Lua state. The chunk ends with a Lua
 // error ("interrupted"); if it does not stop within a grace period the engine
-// may give its state up.
+// may give its state up. Interrupt may come just before the engine's Exec
+// is ready for it; Exec then checks InterruptRequested on its context.
 type Interrupter interface {
 	Interrupt()
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,6 +128,40 @@ func TestInterruptStopsExecAndExecFile(t *testing.T) {
 				started()
 				in.Trigger()
 				kept(t, vm.Exec, awaitInterrupted(t, done))
+			})
+		}
+	}
+}
+
+// A Trigger that comes after a call took the VM but before the engine got
+// it (a window of microseconds, hit here with a hook) stops the chunk with
+// the engine's own interrupt, which keeps the state, as later ones do. The
+// process engine used to drop it and kill the interpreter after the grace.
+func TestTriggerAsTheCallTakesTheVM(t *testing.T) {
+	for _, o := range allEngines(t) {
+		for _, how := range []string{"exec", "session"} {
+			t.Run(o.Engine+"/"+o.Interpreter+"/"+how, func(t *testing.T) {
+				vm, s := openSession(t, o)
+				exec := vm.Exec
+				if how == "session" {
+					exec = s.Execute
+				}
+				if _, err := exec(context.Background(), []byte("kept = 42"), core.ExecOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				in := &core.Interrupt{}
+				var once sync.Once
+				core.SetAcquireHook(func() { once.Do(in.Trigger) })
+				defer core.SetAcquireHook(nil)
+				_, err := exec(context.Background(), []byte("while true do end"), core.ExecOptions{Interrupt: in, Timeout: time.Minute})
+				core.SetAcquireHook(nil)
+				if core.CodeOf(err) != core.ErrTimeout || !strings.Contains(err.Error(), "interrupted") {
+					t.Fatalf("got %v, want an ErrTimeout saying interrupted", err)
+				}
+				res, err := exec(context.Background(), []byte("return kept or 'lost'"), core.ExecOptions{})
+				if err != nil || string(res.Values) != "[42]" {
+					t.Fatalf("after the interrupt: %v %+v, want [42]", err, res)
+				}
 			})
 		}
 	}

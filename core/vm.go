@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -32,6 +33,7 @@ type VM struct {
 	engineClosed bool                    // engine.Close was called (by Close or by the last call)
 	cancel       context.CancelCauseFunc // of the running call; Close calls it
 	owner        any                     // the *sessionRun or *stopper whose call runs, if any (see ownerKey)
+	asked        *atomic.Bool            // the running call's: an engine interrupt was asked for (see InterruptRequested)
 }
 
 // CloseGrace is how long Close waits for a running call to stop after
@@ -248,7 +250,8 @@ func (vm *VM) acquire(ctx context.Context, op string) (context.Context, func(), 
 		vm.release()
 		return nil, nil, notStarted(op, err, "before it started")
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
+	asked := new(atomic.Bool)
+	ctx, cancel := context.WithCancelCause(context.WithValue(ctx, askedKey{}, asked))
 	vm.mu.Lock()
 	if vm.closed {
 		vm.mu.Unlock()
@@ -258,10 +261,14 @@ func (vm *VM) acquire(ctx context.Context, op string) (context.Context, func(), 
 	}
 	vm.cancel = cancel
 	vm.owner = ctx.Value(ownerKey{})
+	vm.asked = asked
 	vm.mu.Unlock()
+	if acquireHook != nil {
+		acquireHook()
+	}
 	return ctx, func() {
 		vm.mu.Lock()
-		vm.cancel, vm.owner = nil, nil
+		vm.cancel, vm.owner, vm.asked = nil, nil, nil
 		vm.mu.Unlock()
 		cancel(nil)
 		vm.release()
@@ -288,8 +295,30 @@ func (vm *VM) interruptFor(owner any, in Interrupter) bool {
 	if owner == nil || vm.owner != owner {
 		return false
 	}
+	// Before Interrupt: an engine that is not yet ready for it sees the
+	// request when it is (InterruptRequested).
+	vm.asked.Store(true)
 	in.Interrupt()
 	return true
+}
+
+// askedKey marks the context of a call that holds the VM; its value (an
+// *atomic.Bool) says whether an engine interrupt was asked for.
+type askedKey struct{}
+
+// acquireHook, when set (by tests only), runs in every call just after it
+// has taken the VM, before the engine gets it.
+var acquireHook func()
+
+// InterruptRequested reports whether the engine interrupt was asked for the
+// call that ctx (the context an engine's Exec gets) belongs to. An
+// Interrupter's Interrupt may come after the call took the VM but before
+// the engine is ready to stop it, and then does nothing: such an engine
+// checks InterruptRequested once it is ready, so that no interrupt is
+// lost.
+func InterruptRequested(ctx context.Context) bool {
+	asked, _ := ctx.Value(askedKey{}).(*atomic.Bool)
+	return asked != nil && asked.Load()
 }
 
 // release gives the turn back. The last holder after Close closes the

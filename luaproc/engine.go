@@ -319,6 +319,9 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	}
 	e.setCallActive(true)
 	defer e.setCallActive(false)
+	if core.InterruptRequested(ctx) {
+		e.Interrupt() // it came before setCallActive and did nothing
+	}
 	if e.p == nil {
 		if err := e.start(ctx); err != nil {
 			return nil, err
