@@ -48,11 +48,12 @@ deps: ## install what the tests need: Debian packages (as root) and a venv with 
 
 test: deps build lint test-go test-c test-python test-install ## set up and run every test
 
-lint: ## gofmt, go vet, ruff
+lint: ## gofmt, go vet, ruff, mypy (the Python package)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
 	$(VENV)/bin/ruff check python tests/python bench examples
 	$(VENV)/bin/ruff format --check python tests/python bench examples
+	$(VENV)/bin/mypy python/pylua_bioxen_vm_lib
 
 test-go: ## Go tests with the race detector, and the timing tests without it
 	$(GO) test -race -count=1 ./...

@@ -296,7 +296,7 @@ class InteractiveSession:
         idle = ctypes.c_int()
         # The core waits at most the milliseconds it is given (0: not at all),
         # so wait in slices until idle or past the deadline.
-        deadline = None if limit == 0 else time.monotonic() + timeout
+        deadline = None if limit == 0 or timeout is None else time.monotonic() + timeout
         while True:
             ms = _WAIT_SLICE_MS
             if deadline is not None:

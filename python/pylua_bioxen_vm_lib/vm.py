@@ -32,7 +32,7 @@ INT64_MAX = 2**63 - 1
 MAX_TIMEOUT_MS = INT64_MAX // 1_000_000
 
 
-class ExecResult(dict):
+class ExecResult(Dict[str, Any]):
     """The result of one call, a dict with the original library's keys.
 
     ``stdout``/``stderr`` (str, stripped like the original's) decode the
@@ -576,7 +576,7 @@ class BasicLuaVM:
             err = exc.VMClosedError(f"VM {self.vm_id!r} is stopped or closed", code=status)
         return err
 
-    def get_info(self) -> dict:
+    def get_info(self) -> Dict[str, Any]:
         return {
             "vm_id": self.vm_id,
             "vm_type": self.vm_type,

@@ -29,7 +29,7 @@ class VMManager:
         if self.debug_mode:
             enable_debug()
         self.vms: Dict[str, BasicLuaVM] = {}
-        self._futures: Dict[str, Future[Dict[str, Any]]] = {}
+        self._futures: Dict[str, Future[ExecResult]] = {}
         self._lock = threading.RLock()
         self._executor: Optional[ThreadPoolExecutor] = None
         self.session_manager = SessionManager(debug_mode=self.debug_mode)
@@ -121,7 +121,7 @@ class VMManager:
         """Run code on a VM and return its result dict."""
         return self._vm(vm_id).execute_string(lua_code, timeout=timeout)
 
-    def execute_vm_async(self, vm_id: str, lua_code: Code, timeout: Optional[float] = None) -> Future[Dict[str, Any]]:
+    def execute_vm_async(self, vm_id: str, lua_code: Code, timeout: Optional[float] = None) -> Future[ExecResult]:
         """Run code on a VM in the background; returns a Future of the result."""
         vm = self._vm(vm_id)
         with self._lock:
@@ -308,7 +308,7 @@ class VMManager:
 
     def broadcast_to_cluster(
         self, cluster_id: str, lua_code: Code, timeout: Optional[float] = None
-    ) -> Dict[str, Future[Dict[str, Any]]]:
+    ) -> Dict[str, Future[ExecResult]]:
         """Run the same code on every VM of a cluster in the background."""
         return {vm_id: self.execute_vm_async(vm_id, lua_code, timeout) for vm_id in self._cluster(cluster_id).vm_ids}
 
@@ -373,7 +373,7 @@ class VMCluster:
     def __repr__(self) -> str:
         return f"<VMCluster {self.cluster_id!r} size={len(self.vm_ids)}>"
 
-    def broadcast(self, lua_code: Code, timeout: Optional[float] = None) -> Dict[str, Future[Dict[str, Any]]]:
+    def broadcast(self, lua_code: Code, timeout: Optional[float] = None) -> Dict[str, Future[ExecResult]]:
         return self._manager.broadcast_to_cluster(self.cluster_id, lua_code, timeout)
 
     def wait(self, timeout: Optional[float] = None) -> Dict[str, Dict[str, Any]]:
