@@ -520,14 +520,16 @@ class BasicLuaVM:
         """Run a chunk of Lua source. Values it returns are printed to stdout
         the way the Lua 5.4 REPL prints them (``return 2 + 2`` gives "4") and
         are also in ``result["values"]``."""
+        return self._execute(lua_code, timeout, print_results=True)
+
+    def _execute(self, lua_code: Code, timeout: Optional[float], *, print_results: bool) -> ExecResult:
         data = encode_code(lua_code)
         ms = timeout_ms(timeout)
         check_not_delivering(self, "execute_string()")
         handle = self._running_handle()
         out = _ffi.ResultPtr()
-        status = _ffi.call_blocking(
-            lambda: _ffi.vm_exec(handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, ctypes.byref(out)), out
-        )
+        flags = _ffi.EXEC_PRINT_RESULTS if print_results else 0
+        status = _ffi.call_blocking(lambda: _ffi.vm_exec(handle, data, len(data), ms, flags, ctypes.byref(out)), out)
         if status != _ffi.OK:
             raise self._error(status)
         return result_from(out)

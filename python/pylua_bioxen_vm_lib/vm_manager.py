@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from . import exceptions as exc
 from .factory import create_vm as _create_vm
 from .interactive_session import InteractiveSession, OutputCallback, SessionManager
 from .logger import enable_debug, env_debug
+from .networking import NetworkedLuaVM
 from .vm import BasicLuaVM, Code, ExecResult
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.VMManager")
@@ -123,13 +124,57 @@ class VMManager:
 
     def execute_vm_async(self, vm_id: str, lua_code: Code, timeout: Optional[float] = None) -> Future[ExecResult]:
         """Run code on a VM in the background; returns a Future of the result."""
-        vm = self._vm(vm_id)
+        return self._submit(vm_id, self._vm(vm_id).execute_string, lua_code, timeout)
+
+    def _submit(self, vm_id: str, fn: Callable[..., ExecResult], *args: Any, **kwargs: Any) -> Future[ExecResult]:
+        """Run fn in the background as the VM's last async call."""
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="pylua-vm")
-            future = self._executor.submit(vm.execute_string, lua_code, timeout)
+            future = self._executor.submit(fn, *args, **kwargs)
             self._futures[vm_id] = future
         return future
+
+    # -- networked VMs (docs/networking.md) ------------------------------
+    def _networked(self, vm_id: str) -> NetworkedLuaVM:
+        vm = self._vm(vm_id)
+        if not isinstance(vm, NetworkedLuaVM):
+            raise exc.VMManagerError(f"VM {vm_id!r} is not networked: create it with networked=True")
+        return vm
+
+    def start_server_vm(
+        self, vm_id: str, port: int, timeout: Optional[float] = None, **kwargs: Any
+    ) -> Future[ExecResult]:
+        """NetworkedLuaVM.start_server in the background; a Future of its result."""
+        return self._submit(vm_id, self._networked(vm_id).start_server, port, timeout, **kwargs)
+
+    def start_client_vm(
+        self,
+        vm_id: str,
+        host: str,
+        port: int,
+        message: str = "Hello from Lua Client!",
+        timeout: Optional[float] = None,
+    ) -> Future[ExecResult]:
+        """NetworkedLuaVM.start_client in the background; a Future of its result."""
+        return self._submit(vm_id, self._networked(vm_id).start_client, host, port, message, timeout)
+
+    def start_p2p_vm(
+        self,
+        vm_id: str,
+        local_port: int,
+        peer_host: Optional[str] = None,
+        peer_port: Optional[int] = None,
+        run_duration: float = 30,
+        send_interval: float = 5,
+        timeout: Optional[float] = None,
+        **kwargs: Any,
+    ) -> Future[ExecResult]:
+        """NetworkedLuaVM.start_p2p in the background; a Future of its result."""
+        vm = self._networked(vm_id)
+        return self._submit(
+            vm_id, vm.start_p2p, local_port, peer_host, peer_port, run_duration, send_interval, timeout, **kwargs
+        )
 
     def wait_for_vm(self, vm_id: str, timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
         """The result of the VM's last async call, waiting up to timeout

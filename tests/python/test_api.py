@@ -130,8 +130,6 @@ def test_lua_process_and_networked_classes():
     net = create_vm("net", networked=True)
     assert isinstance(net, NetworkedLuaVM)
     assert net.execute_string("return 3")["stdout"] == "3"
-    with pytest.raises(exc.FeatureNotAvailableError):
-        net.start_server(8080)
 
 
 def test_vm_manager_lifecycle():

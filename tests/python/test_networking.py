@@ -1,0 +1,226 @@
+"""NetworkedLuaVM's LuaSocket helpers (start_server, start_client, start_p2p)
+for real: LuaSocket from Debian's lua-socket, sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+import pytest
+from pylua_bioxen_vm_lib import VMManager, create_vm
+from pylua_bioxen_vm_lib import exceptions as exc
+from pylua_bioxen_vm_lib.networking import NetworkedLuaVM, lua_string
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick, released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def in_thread(fn: Callable[[], Any]) -> Future[Any]:
+    future: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            future.set_exception(e)
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
+
+
+@pytest.fixture(params=["embedded", "lua5.4", "luajit"])
+def net_vm(request: pytest.FixtureRequest) -> NetworkedLuaVM:
+    """A networked VM of each kind: the helpers run in an interpreter with
+    LuaSocket whatever the VM's own engine."""
+    if request.param == "embedded":
+        vm = create_vm("net", networked=True)
+    else:
+        vm = create_vm("net", networked=True, engine="process", lua_executable=request.param)
+    assert isinstance(vm, NetworkedLuaVM)
+    request.addfinalizer(vm.close)
+    return vm
+
+
+def test_server_and_client_exchange_one_line(net_vm: NetworkedLuaVM) -> None:
+    port = free_port()
+    server = in_thread(lambda: net_vm.start_server(port, timeout=30))
+    message = 'GC 0.42 ‰ "quoted" \\ back\tslash \0 nul'
+    with create_vm("client", networked=True) as client:
+        got = client.start_client("127.0.0.1", port, message, timeout=30)
+    assert got["success"], got
+    assert got["received"] == "Hello from Lua Server! What's your message?"
+    assert f"Connected to server at 127.0.0.1:{port}" in got["stdout"]
+    res = server.result(timeout=30)
+    assert res["success"], res
+    assert res["received"] == message
+    assert res["stdout"].startswith(f"Lua Server: Listening on 127.0.0.1:{port}...")
+    assert "Lua Server: Client connected from 127.0.0.1:" in res["stdout"]
+    # The helper's values are not printed as a REPL's would be.
+    assert res["stdout"].endswith("Lua Server: Connection closed.")
+
+
+def test_client_against_a_python_server() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+
+        def serve() -> bytes:
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(b"ready\r\n")
+                return conn.makefile("rb").readline()
+
+        line = in_thread(serve)
+        with create_vm("client", networked=True) as vm:
+            res = vm.start_client("127.0.0.1", port, "ATGC", timeout=30)
+        assert line.result(timeout=30) == b"ATGC\n"
+    assert res["success"] and res["received"] == "ready"
+
+
+def test_client_gives_up_after_its_timeout_when_nothing_listens() -> None:
+    port = free_port()
+    with create_vm("client", networked=True) as vm:
+        start = time.monotonic()
+        res = vm.start_client("127.0.0.1", port, timeout=3)
+        took = time.monotonic() - start
+    assert not res["success"] and res["return_code"] == 1
+    assert f"Failed to connect to 127.0.0.1:{port}" in res["stderr"] and "refused" in res["stderr"]
+    assert 1.4 < took < 3, took  # it retried for half its timeout, then stopped
+
+
+def test_server_timeout_stops_it_and_frees_the_port() -> None:
+    port = free_port()
+    with create_vm("server", networked=True) as vm:
+        with pytest.raises(exc.VMTimeoutError):
+            vm.start_server(port, timeout=0.5)
+        # The interpreter was killed: the port can be bound again, and the
+        # VM goes on.
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+        assert vm.execute_string("return 1 + 1")["stdout"] == "2"
+
+
+def test_server_reports_a_client_that_sends_nothing() -> None:
+    port = free_port()
+    with create_vm("server", networked=True) as vm:
+        res = in_thread(lambda: vm.start_server(port, timeout=30, recv_timeout=0.3))
+        # A client that reads the greeting and closes without a line.
+        with create_vm("probe", networked=True, engine="process", lua_executable="lua5.4", sandbox=False) as probe:
+            code = f"""
+            local socket = require("socket")
+            local c
+            for _ = 1, 200 do c = socket.connect("127.0.0.1", {port}) if c then break end socket.sleep(0.05) end
+            local greeting = assert(c:receive("*l")) c:close() return greeting"""
+            assert probe.execute_string(code, timeout=30)["success"]
+        got = res.result(timeout=30)
+    assert not got["success"] and got["received"] is None
+    assert "Error receiving data or client disconnected: closed" in got["stderr"]
+
+
+def test_p2p_peers_greet_and_send_heartbeats() -> None:
+    pa, pb = free_port(), free_port()
+    with create_vm("a", networked=True) as a, create_vm("b", networked=True) as b:
+        first = in_thread(lambda: a.start_p2p(pa, run_duration=2, send_interval=0.4))
+        second = b.start_p2p(pb, "127.0.0.1", pa, run_duration=2, send_interval=0.4)
+        res_a = first.result(timeout=60)
+    for res in (res_a, second):
+        assert res["success"], res
+        assert "Shutting down after 2 seconds." in res["stdout"]
+    assert f"Connected to peer at 127.0.0.1:{pa}" in second["stdout"]
+    assert any(r.endswith(f"Welcome to P2P VM on port {pa}!") for r in second["received"])
+    assert any(r.endswith(f"Hello from P2P VM on port {pb}!") for r in res_a["received"])
+    assert any(f"P2P VM {pb}: Heartbeat at" in r for r in res_a["received"])
+    assert any(f"P2P VM {pa}: Heartbeat at" in r for r in second["received"])
+
+
+def test_p2p_joins_a_line_that_comes_in_pieces() -> None:
+    port = free_port()
+    with create_vm("p2p", networked=True) as vm:
+        res = in_thread(lambda: vm.start_p2p(port, run_duration=3, send_interval=10))
+        with create_vm("peer", networked=True, engine="process", lua_executable="lua5.4", sandbox=False) as peer:
+            code = f"""
+            local socket = require("socket")
+            local c
+            for _ = 1, 200 do c = socket.connect("127.0.0.1", {port}) if c then break end socket.sleep(0.05) end
+            c:setoption("tcp-nodelay", true)
+            assert(c:receive("*l"))  -- the welcome: the peer is registered
+            c:send("first half, ") socket.sleep(0.3) c:send("second half\\n")
+            c:close()"""
+            assert peer.execute_string(code, timeout=30)["success"]
+        got = res.result(timeout=60)
+    assert got["success"], got
+    assert [r.split(": ", 1)[1] for r in got["received"]] == ["first half, second half"]
+
+
+def test_helpers_refuse_bad_arguments() -> None:
+    with create_vm("net", networked=True) as vm:
+        bad: Dict[str, Callable[[], Any]] = {
+            "port too low": lambda: vm.start_server(80),
+            "port not int": lambda: vm.start_server("8080"),  # type: ignore[arg-type]
+            "bool port": lambda: vm.start_client("127.0.0.1", True),  # type: ignore[arg-type]
+            "empty host": lambda: vm.start_client(" ", 8080),
+            "host with space": lambda: vm.start_client("a b", 8080),
+            "line break": lambda: vm.start_client("127.0.0.1", 8080, "two\nlines"),
+            "peer host alone": lambda: vm.start_p2p(8080, "127.0.0.1"),
+            "zero duration": lambda: vm.start_p2p(8080, run_duration=0),
+            "nan interval": lambda: vm.start_p2p(8080, send_interval=float("nan")),
+            "negative recv timeout": lambda: vm.start_server(8080, recv_timeout=-1),
+        }
+        for what, call in bad.items():
+            with pytest.raises(exc.InvalidArgumentError):
+                call()
+                pytest.fail(what)
+
+
+def test_no_luasocket_is_a_typed_error(tmp_path: Path) -> None:
+    # An interpreter whose module paths lead nowhere: no LuaSocket.
+    interp = tmp_path / "lua-without-socket"
+    interp.write_text(
+        '#!/bin/sh\nLUA_PATH_5_4="/nonexistent/?.lua" LUA_CPATH_5_4="/nonexistent/?.so" exec lua5.4 "$@"\n'
+    )
+    os.chmod(interp, 0o755)
+    with create_vm("net", networked=True, lua_executable=str(interp)) as vm:
+        with pytest.raises(exc.LuaSocketNotFoundError) as info:
+            vm.start_server(free_port(), timeout=10)
+        assert isinstance(info.value, exc.NetworkingError)
+        assert str(interp) in str(info.value) and "lua-socket" in str(info.value)
+
+
+def test_user_code_stays_sandboxed() -> None:
+    with create_vm("net", networked=True, engine="process", lua_executable="lua5.4") as vm:
+        res = vm.execute_string('return pcall(require, "socket")')
+        assert res["values"][0] is False
+
+
+def test_lua_string_round_trips_every_byte() -> None:
+    text = "".join(chr(i) for i in range(1, 256)) + "\0end"
+    with create_vm("q") as vm:
+        assert vm.execute_string("return " + lua_string(text))["values"] == [text]
+
+
+def test_manager_runs_the_helpers_in_the_background() -> None:
+    port = free_port()
+    with VMManager() as manager:
+        manager.create_vm("server", networked=True)
+        manager.create_vm("client", networked=True)
+        manager.create_vm("plain")
+        server = manager.start_server_vm("server", port, timeout=30)
+        client = manager.start_client_vm("client", "127.0.0.1", port, "hello", timeout=30)
+        assert client.result(timeout=60)["success"]
+        assert server.result(timeout=60)["received"] == "hello"
+        assert manager.wait_for_vm("server")["received"] == "hello"
+        with pytest.raises(exc.VMManagerError, match="not networked"):
+            manager.start_server_vm("plain", port)
+        p2p = manager.start_p2p_vm("server", free_port(), run_duration=0.5, send_interval=1)
+        assert p2p.result(timeout=60)["success"]
