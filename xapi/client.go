@@ -5,10 +5,10 @@
 // to every Call, logs in again once when XAPI answers SESSION_INVALID,
 // follows HOST_IS_SLAVE to the pool master (on the same URL scheme: never
 // from https to http), and bounds every call with a deadline (the
-// context's, or Options.CallTimeout). TLS is verified by
-// default; Options.CAFile trusts a CA, Options.Fingerprint pins the
-// SHA-256 of the host's (self-signed) certificate, and Options.Insecure
-// turns verification off explicitly.
+// context's, and Options.CallTimeout except for long operations). TLS is
+// verified by default; Options.CAFile trusts a CA, Options.Fingerprint
+// pins the SHA-256 of the host's (self-signed) certificate, and
+// Options.Insecure turns verification off explicitly.
 //
 // Every error is a *core.Error. XAPI failures carry a *Failure (the
 // ErrorDescription) in their chain, TLS trust failures a *TLSError,
@@ -96,7 +96,9 @@ type Options struct {
 	// CAFile or Fingerprint.
 	Insecure bool
 
-	// CallTimeout bounds a call whose context has no deadline. Default 60s.
+	// CallTimeout bounds every call, within its context's deadline, except
+	// the long operations (see Call), which it bounds only when the
+	// context has no deadline. Default 60s.
 	CallTimeout time.Duration
 	// CleanupTimeout bounds the removal of a half-created VM after a failed
 	// Provision or Launch. Default 2 min.
@@ -292,11 +294,23 @@ func (c *Client) Session() string {
 // password.
 func (c *Client) Options() Options { return c.opts }
 
-func (c *Client) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+// longCalls are the methods that may rightly run for minutes: they wait
+// for XAPI to copy disks, boot or stop a VM, or for events. Only the
+// caller's deadline bounds them.
+var longCalls = map[string]bool{
+	"VM.clone": true, "VM.provision": true, "VM.start": true, "VM.clean_shutdown": true,
+	"VM.hard_shutdown": true, "VM.destroy": true, "VDI.destroy": true, "event.from": true,
+}
+
+// withDeadline bounds a call of method: by ctx's deadline, and by
+// Options.CallTimeout too unless it is one of the longCalls. A server
+// that stops answering then fails a login or a lookup within CallTimeout,
+// not at the end of a whole provisioning's deadline (minutes).
+func (c *Client) withDeadline(ctx context.Context, method string) (context.Context, context.CancelFunc) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if _, ok := ctx.Deadline(); ok {
+	if dl, ok := ctx.Deadline(); ok && (longCalls[method] || time.Until(dl) <= c.opts.CallTimeout) {
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, c.opts.CallTimeout)
@@ -370,7 +384,7 @@ func (c *Client) rpc(ctx context.Context, base *url.URL, method string, params [
 // following HOST_IS_SLAVE to the pool master. Calling it again replaces
 // the session.
 func (c *Client) Login(ctx context.Context) error {
-	ctx, cancel := c.withDeadline(ctx)
+	ctx, cancel := c.withDeadline(ctx, "session.login_with_password")
 	defer cancel()
 	c.loginMu.Lock()
 	defer c.loginMu.Unlock()
@@ -493,7 +507,7 @@ func validHost(h string) bool {
 // Logout ends the session (session.logout). It is a no-op without one; a
 // session XAPI already forgot is not an error.
 func (c *Client) Logout(ctx context.Context) error {
-	ctx, cancel := c.withDeadline(ctx)
+	ctx, cancel := c.withDeadline(ctx, "session.logout")
 	defer cancel()
 	c.loginMu.Lock()
 	defer c.loginMu.Unlock()
@@ -548,9 +562,11 @@ func (c *Client) ensureSession(ctx context.Context) (string, *url.URL, error) {
 //
 // On SESSION_INVALID it logs in again once and retries; on HOST_IS_SLAVE it
 // switches to the master and retries. The call is bounded by ctx's
-// deadline, or Options.CallTimeout when ctx has none.
+// deadline and by Options.CallTimeout, except the long operations (VM.clone,
+// VM.provision, VM.start, the shutdowns, the destroys, event.from), which
+// ctx alone bounds (CallTimeout when ctx has no deadline).
 func (c *Client) Call(ctx context.Context, method string, args ...any) (any, error) {
-	ctx, cancel := c.withDeadline(ctx)
+	ctx, cancel := c.withDeadline(ctx, method)
 	defer cancel()
 	relogged := false
 	for redirects := 0; ; {
@@ -585,7 +601,7 @@ func (c *Client) Call(ctx context.Context, method string, args ...any) (any, err
 // CallNoSession invokes a method that takes no session argument (the
 // login family, or the simulator's sim.* methods). No retries.
 func (c *Client) CallNoSession(ctx context.Context, method string, args ...any) (any, error) {
-	ctx, cancel := c.withDeadline(ctx)
+	ctx, cancel := c.withDeadline(ctx, method)
 	defer cancel()
 	c.mu.Lock()
 	base := c.base

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -298,5 +300,132 @@ func TestWaitIPDoesNotSpin(t *testing.T) {
 	// Paced, about 20 calls; spinning, thousands.
 	if n := calls.Load(); n > 100 {
 		t.Errorf("%d XAPI calls in 3 s", n)
+	}
+}
+
+// scripted answers each XAPI method with the <value> given (a ref when the
+// method is not listed).
+func scripted(values map[string]string) http.HandlerFunc {
+	method := regexp.MustCompile(`<methodName>([^<]*)</methodName>`)
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		v, ok := "", false
+		if m := method.FindSubmatch(body); m != nil {
+			v, ok = values[string(m[1])]
+		}
+		if !ok {
+			v = `<value>OpaqueRef:x</value>`
+		}
+		_, _ = io.WriteString(w, rpcResult(`<value><struct><member><name>Status</name><value>Success</value></member>`+
+			`<member><name>Value</name>`+v+`</member></struct></value>`))
+	}
+}
+
+// Strings a server sends as results (a power state, refs, UUIDs) are
+// redacted and clipped where errors and logs show them.
+func TestServerResultsInErrorsAndLogsAreScrubbed(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	core.SetLogger(func(_ int, msg string) { mu.Lock(); lines = append(lines, msg); mu.Unlock() }, core.LevelDebug)
+	defer core.SetLogger(nil, 0)
+
+	s := hostileServer(t, scripted(map[string]string{
+		"session.login_with_password": `<value>OpaqueRef:s</value>`,
+		"VM.get_guest_metrics":        `<value>OpaqueRef:NULL</value>`,
+		"VM.get_power_state":          `<value>Paused-` + hostilePassword + strings.Repeat("A", 1<<20) + `</value>`,
+	}))
+	_, err := hostileClient(t, s.URL).VM("OpaqueRef:vm").WaitIP(ctxT(t, 10*time.Second))
+	checkHostileError(t, err, hostilePassword, 600)
+
+	s = hostileServer(t, scripted(map[string]string{
+		"session.login_with_password": `<value>OpaqueRef:s</value>`,
+		"VM.get_by_name_label":        `<value><array><data><value>OpaqueRef:t</value></data></array></value>`,
+		"VM.get_record":               `<value><struct><member><name>is_a_template</name><value><boolean>1</boolean></value></member></struct></value>`,
+		"VM.clone":                    `<value>OpaqueRef:` + hostilePassword + `</value>`,
+		"VM.get_uuid":                 `<value>uuid-` + hostilePassword + `</value>`,
+		"VM.get_other_config":         `<value><struct></struct></value>`,
+		"VM.get_VIFs":                 `<value><array><data><value>OpaqueRef:vif</value></data></array></value>`,
+		"VM.get_VBDs":                 `<value><array><data></data></array></value>`,
+	}))
+	if _, err := hostileClient(t, s.URL).Provision(ctxT(t, 10*time.Second), ProvisionSpec{Template: "t", Name: "n"}); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	provisioned := false
+	for _, l := range lines {
+		provisioned = provisioned || strings.Contains(l, "provisioned VM n")
+		if strings.Contains(l, hostilePassword) {
+			t.Errorf("the password is in a log line: %.300s", l)
+		}
+	}
+	if !provisioned {
+		t.Errorf("no provisioning line was logged: %q", lines)
+	}
+}
+
+// A reply that is not HTTP at all: net/http's error quotes it; the error
+// shows it redacted and clipped.
+func TestGarbageHTTPReplyIsScrubbed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+				_, _ = nc.Read(make([]byte, 4096))
+				_, _ = io.WriteString(nc, "XAPI/1.0 "+hostilePassword+strings.Repeat("g", 1<<20)+"\r\n\r\n")
+			}()
+		}
+	}()
+	err = hostileClient(t, "http://"+ln.Addr().String()).Login(ctxT(t, 10*time.Second))
+	if core.CodeOf(err) != core.ErrConnection {
+		t.Errorf("got %v, want ErrConnection", core.CodeOf(err))
+	}
+	checkHostileError(t, err, hostilePassword, 1200)
+}
+
+// A server that accepts and never answers fails a login within
+// CallTimeout even when the caller's deadline is minutes away (a whole
+// provisioning's); a long operation (event.from) is bounded by the
+// caller's deadline alone.
+func TestCallTimeoutBoundsShortCallsWithinLongDeadlines(t *testing.T) {
+	stall := make(chan struct{})
+	t.Cleanup(func() { close(stall) })
+	s := hostileServer(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), "<methodName>event.from</methodName>") {
+			time.Sleep(600 * time.Millisecond) // a long call answered after CallTimeout: the fault itself
+			_, _ = io.WriteString(w, rpcResult(`<value><struct><member><name>Status</name><value>Success</value></member>`+
+				`<member><name>Value</name><value>ok</value></member></struct></value>`))
+			return
+		}
+		if strings.Contains(string(body), "login_with_password") && r.URL.Query().Get("stall") == "" {
+			select { // never answers (until the test ends)
+			case <-stall:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		_, _ = io.WriteString(w, rpcResult(`<value><struct><member><name>Status</name><value>Success</value></member>`+
+			`<member><name>Value</name><value>OpaqueRef:s</value></member></struct></value>`))
+	})
+	short := func(o *Options) { o.CallTimeout = 300 * time.Millisecond }
+	start := time.Now()
+	err := hostileClient(t, s.URL, short).Login(ctxT(t, 5*time.Minute))
+	if core.CodeOf(err) != core.ErrTimeout || time.Since(start) > 5*time.Second {
+		t.Fatalf("login to a silent server: %v after %v, want ErrTimeout after about 300ms", err, time.Since(start))
+	}
+	c := hostileClient(t, s.URL+"/?stall=no", short)
+	if v, err := c.CallNoSession(ctxT(t, time.Minute), "event.from"); err != nil || AsString(v) != "ok" {
+		t.Fatalf("a long call answered after CallTimeout: %v %v", v, err)
 	}
 }

@@ -319,7 +319,7 @@ func (c *Client) Provision(ctx context.Context, spec ProvisionSpec) (_ *VM, err 
 			return nil, err
 		}
 	}
-	core.Logf(core.LevelInfo, "xapi: provisioned VM %s (%s) from template %q", vm.Name, vm.UUID, spec.Template)
+	core.Logf(core.LevelInfo, "xapi: provisioned VM %s (%s) from template %q", vm.Name, c.quoteServer(vm.UUID), spec.Template)
 	return vm, nil
 }
 
@@ -329,7 +329,7 @@ func (c *Client) cleanup(ctx context.Context, vm *VM) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.CleanupTimeout)
 	defer cancel()
 	if err := vm.Destroy(cctx); err != nil && !IsFailure(err, "HANDLE_INVALID") {
-		core.Logf(core.LevelWarn, "xapi: cleanup of VM %s failed: %v", vm.Ref, err)
+		core.Logf(core.LevelWarn, "xapi: cleanup of VM %s failed: %v", c.quoteServer(vm.Ref), err)
 	}
 }
 
@@ -501,7 +501,7 @@ func (v *VM) WaitIP(ctx context.Context) (string, error) {
 			return "", err
 		}
 		if ps != "Running" {
-			return "", core.Errorf(core.ErrEngine, op, "the VM is %s, not Running", ps)
+			return "", core.Errorf(core.ErrEngine, op, "the VM is %s, not Running", v.c.quoteServer(ps))
 		}
 		if useEvents {
 			wait := 30.0
@@ -573,7 +573,7 @@ func (v *VM) Shutdown(ctx context.Context, cleanTimeout time.Duration) error {
 		if ctx.Err() != nil {
 			return err
 		}
-		core.Logf(core.LevelInfo, "xapi: clean shutdown of %s failed (%v); forcing it", v.Ref, err)
+		core.Logf(core.LevelInfo, "xapi: clean shutdown of %s failed (%v); forcing it", v.c.quoteServer(v.Ref), err)
 	}
 	_, err = v.c.Call(ctx, "VM.hard_shutdown", v.Ref)
 	if f := FailureOf(err); f != nil && f.Code == "VM_BAD_POWER_STATE" && len(f.Params) > 2 && strings.EqualFold(f.Params[2], "halted") {
@@ -622,7 +622,7 @@ func (v *VM) Destroy(ctx context.Context) error {
 			continue
 		}
 		if err == nil && len(AsStrings(others)) > 0 {
-			core.Logf(core.LevelInfo, "xapi: keeping VDI %s, still used by another VM", vdi)
+			core.Logf(core.LevelInfo, "xapi: keeping VDI %s, still used by another VM", v.c.quoteServer(vdi))
 			continue
 		}
 		if err == nil {
