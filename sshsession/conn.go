@@ -311,15 +311,26 @@ func (c *Conn) install(l *link) error {
 }
 
 // watch marks l dead when its connection ends for any reason.
+// peerErr is err, whose text the server may have written (a disconnect
+// or channel-open message, an exit signal's), with the password redacted
+// and clipped to core.MaxPeerText: a hostile server can echo it.
+func (c *Conn) peerErr(err error) error {
+	pw := ""
+	if c.password != nil {
+		pw = c.password()
+	}
+	return core.PeerError(err, pw)
+}
+
 func (c *Conn) watch(l *link) {
 	defer c.wg.Done()
 	err := l.client.Wait()
 	select {
 	case <-l.dead:
 	default:
-		core.Logf(core.LevelInfo, "ssh: %s: connection ended: %v", c.addr, err)
+		core.Logf(core.LevelInfo, "ssh: %s: connection ended: %v", c.addr, c.peerErr(err))
 	}
-	l.kill(fmt.Errorf("%w: %v", ErrConnLost, err))
+	l.kill(fmt.Errorf("%w: %v", ErrConnLost, c.peerErr(err)))
 }
 
 // keepalive sends keepalive@openssh.com every interval and kills l when a
@@ -427,7 +438,7 @@ func (c *Conn) dialAlgos(ctx context.Context, pinAlgos bool) (*link, error) {
 		case isAuthError(err):
 			return nil, core.Wrap(core.ErrAuth, op,
 				fmt.Sprintf("authentication as %q at %s failed", c.cfg.User, c.addr),
-				fmt.Errorf("%w: %v", ErrAuth, err))
+				fmt.Errorf("%w: %v", ErrAuth, c.peerErr(err)))
 		case c.closeCtx.Err() != nil:
 			return nil, c.errClosed()
 		case ctx.Err() != nil || deadlinePassed(ctx):
@@ -436,7 +447,7 @@ func (c *Conn) dialAlgos(ctx context.Context, pinAlgos bool) (*link, error) {
 			return nil, core.Wrap(core.ErrConnection, op,
 				fmt.Sprintf("SSH handshake with %s did not finish within %v", c.addr, c.cfg.DialTimeout), context.DeadlineExceeded)
 		default:
-			return nil, core.Wrap(core.ErrConnection, op, "SSH handshake with "+c.addr+" failed", err)
+			return nil, core.Wrap(core.ErrConnection, op, "SSH handshake with "+c.addr+" failed", c.peerErr(err))
 		}
 	}
 	nc.SetDeadline(time.Time{})

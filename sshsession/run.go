@@ -157,7 +157,7 @@ func (c *Conn) Run(ctx context.Context, cmd string, stdin []byte, lim Limits) (*
 			return res, c.lostError(op, l)
 		}
 		if werr != nil && !isExitErr(werr) {
-			return res, core.Wrap(core.ErrEngine, op, "remote command", werr)
+			return res, core.Wrap(core.ErrEngine, op, "remote command", c.peerErr(werr))
 		}
 		return res, nil
 	case <-ctx.Done():
@@ -269,7 +269,7 @@ func (c *Conn) openSession(ctx context.Context, op string, l *link) (*ssh.Sessio
 			if l.isDead() || c.linkDied(l) {
 				return nil, c.lostError(op, l)
 			}
-			return nil, core.Wrap(core.ErrEngine, op, "cannot open a session channel on "+c.addr, o.err)
+			return nil, core.Wrap(core.ErrEngine, op, "cannot open a session channel on "+c.addr, c.peerErr(o.err))
 		}
 		return o.s, nil
 	case <-ctx.Done():

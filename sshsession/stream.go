@@ -116,7 +116,7 @@ func (s *Stream) wait() {
 	case s.exit.ExitMissing && s.c.linkDied(s.l):
 		s.err = s.c.lostError(streamOp, s.l)
 	case err != nil && !isExitErr(err):
-		s.err = core.Wrap(core.ErrEngine, streamOp, "remote process", err)
+		s.err = core.Wrap(core.ErrEngine, streamOp, "remote process", s.c.peerErr(err))
 	}
 	close(s.done)
 }
@@ -165,10 +165,10 @@ func (s *Stream) ioErr(err error) error {
 	}
 	select {
 	case <-s.done:
-		return core.Wrap(core.ErrEngine, streamOp, "the remote process has ended", err)
+		return core.Wrap(core.ErrEngine, streamOp, "the remote process has ended", s.c.peerErr(err))
 	default:
 	}
-	return core.Wrap(core.ErrEngine, streamOp, "channel I/O", err)
+	return core.Wrap(core.ErrEngine, streamOp, "channel I/O", s.c.peerErr(err))
 }
 
 // Wait waits for the remote process to end and returns how it ended. A

@@ -170,7 +170,7 @@ func (c *Client) transportError(ctx context.Context, op, host string, err error)
 			fp = fingerprint(cve.UnverifiedCertificates[0].Raw)
 		}
 		return core.Wrap(core.ErrHostKey, op, "cannot connect to XAPI",
-			&TLSError{Host: host, Reason: wire.Clip(c.redact(cve.Err.Error()), maxErrorText), Fingerprint: fp, Err: err})
+			&TLSError{Host: host, Reason: core.PeerText(cve.Err.Error(), string(c.creds.password)), Fingerprint: fp, Err: err})
 	}
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
@@ -181,24 +181,12 @@ func (c *Client) transportError(ctx context.Context, op, host string, err error)
 	return core.Wrap(core.ErrConnection, op, "cannot reach XAPI at "+host, c.serverError(err))
 }
 
-// maxErrorText is how much of an error's text that a server may have
-// written (net/http quotes a malformed status line or header) an error
-// message shows.
-const maxErrorText = 512
-
-// serverError is err with its text redacted and clipped; err stays in the
-// chain for errors.Is and errors.As.
+// serverError is err, whose text a server may have written (net/http
+// quotes a malformed status line or header), redacted and clipped; err
+// stays in the chain for errors.Is and errors.As.
 func (c *Client) serverError(err error) error {
-	return &serverText{text: wire.Clip(c.redact(err.Error()), maxErrorText), err: err}
+	return core.PeerError(err, string(c.creds.password))
 }
-
-type serverText struct {
-	text string
-	err  error
-}
-
-func (e *serverText) Error() string { return e.text }
-func (e *serverText) Unwrap() error { return e.err }
 
 // scrub removes the password from a Failure's code and parameters, in
 // case a server echoes it back.
