@@ -11,11 +11,15 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Union
 
 from . import _ffi
+from ._redact import redact_userinfo
 
 
 class SSHSessionManager:
     """``SSHSessionManager(host, username, password=None, key_file=None,
-    port=22, known_hosts=None, trust_on_first_use=False)``."""
+    port=22, known_hosts=None, trust_on_first_use=False)``.
+
+    The password, and any user information in ``host`` (``user:pw@host``),
+    never appear in errors or the repr."""
 
     def __init__(
         self,
@@ -37,7 +41,10 @@ class SSHSessionManager:
         self.trust_on_first_use = trust_on_first_use
 
     def __repr__(self) -> str:
-        return f"<SSHSessionManager {self.username}@{self.host}:{self.port}>"
+        return f"<SSHSessionManager {self._label()}:{self.port}>"
+
+    def _label(self) -> str:
+        return f"{self.username}@{redact_userinfo(self.host)}"
 
     def run_command(self, command: str, timeout: float = 300.0, stdin: str = "") -> Dict[str, Any]:
         """Run a command on its own channel under a remote kill after
@@ -55,7 +62,7 @@ class SSHSessionManager:
             "stdin": stdin,
             "timeout": timeout,
         }
-        return _ffi.json_call(_ffi.remote, request, f"SSH {self.username}@{self.host}")
+        return _ffi.json_call(_ffi.remote, request, f"SSH {self._label()}")
 
     def connect(self) -> bool:
         """Check that the host is reachable and the login works."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from . import _ffi
+from ._redact import redact_userinfo
 
 
 class XAPIClient:
@@ -21,7 +22,8 @@ class XAPIClient:
     bare host name (https). TLS is verified: against the system CAs, a
     ``ca_file``, or a pinned SHA-256 ``fingerprint`` (XCP-ng's self-signed
     certificates); ``verify_ssl=False`` turns verification off explicitly.
-    The password never appears in errors or the repr.
+    The password, and any user information in ``host``
+    (``https://user:pw@host``), never appear in errors or the repr.
     """
 
     def __init__(
@@ -48,7 +50,7 @@ class XAPIClient:
         self.timeout = timeout
 
     def __repr__(self) -> str:
-        return f"<XAPIClient {self.host!r} user={self.username!r} password=***>"
+        return f"<XAPIClient {redact_userinfo(self.host)!r} user={self.username!r} password=***>"
 
     def _call(self, op: str, **fields: Any) -> Any:
         request = {
@@ -64,7 +66,7 @@ class XAPIClient:
             "timeout": self.timeout,
         }
         request.update(fields)
-        return _ffi.json_call(_ffi.remote, request, f"XAPI {self.host}")
+        return _ffi.json_call(_ffi.remote, request, f"XAPI {redact_userinfo(self.host)}")
 
     def authenticate(self) -> bool:
         """Log in (and out); True, or a typed error (VMAuthenticationError

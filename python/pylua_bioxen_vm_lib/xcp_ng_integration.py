@@ -18,18 +18,19 @@ from typing import Any, Dict, Mapping, Optional
 
 from . import _ffi
 from . import exceptions as exc
+from ._redact import SECRET_KEYS as SECRET_KEYS  # re-exported: the keys redact hides
+from ._redact import redact_config, redact_userinfo
 from .factory import validate_xcpng_config
 from .interactive_session import InteractiveSession
 from .vm import BasicLuaVM, Code, ExecResult
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.xcpng")
 
-SECRET_KEYS = ("xcp_password", "password", "vm_password")
-
 
 def redact(config: Mapping[str, Any]) -> Dict[str, Any]:
-    """The config with every secret replaced by '***'."""
-    return {k: ("***" if k in SECRET_KEYS and v else v) for k, v in config.items()}
+    """The config as it may be shown: passwords as '***', the user
+    information of ``xcp_host``/``xapi_url`` as '***'."""
+    return redact_config(config)
 
 
 class XCPngVM(BasicLuaVM):
@@ -47,12 +48,14 @@ class XCPngVM(BasicLuaVM):
         cfg = validate_xcpng_config(config)
         super().__init__(vm_id, engine="xcpng", persistent=True, debug_mode=debug_mode, sandbox=False)
         self._config = cfg
-        self.config = redact(cfg)  # what the user may see; secrets stay in _config
+        # What may be shown (get_vm_info, logs): no password, no URL user
+        # information. The secrets stay in _config, for the core only.
+        self.config = redact(cfg)
         self._session: Optional[InteractiveSession] = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._handle else "stopped")
-        host = self._config.get("xcp_host") or self._config.get("xapi_url")
+        host = redact_userinfo(self._config.get("xcp_host") or self._config.get("xapi_url"))
         return f"<XCPngVM {self.vm_id!r} host={host!r} {state}>"
 
     def _engine_config(self) -> bytes:
