@@ -156,7 +156,7 @@ func New(opts Options) (*Client, error) {
 		return nil, core.Errorf(core.ErrInvalid, op, "bad XAPI URL %q: want http(s)://host[:port]", core.RedactUserinfo(opts.URL, "***"))
 	}
 	if u.User != nil {
-		return nil, core.Errorf(core.ErrInvalid, op, "the XAPI URL must not carry credentials (%s)", u.Redacted())
+		return nil, core.Errorf(core.ErrInvalid, op, "the XAPI URL must not carry credentials (%s)", core.RedactUserinfo(opts.URL, "***"))
 	}
 	if u.Path == "" {
 		u.Path = "/"

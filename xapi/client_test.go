@@ -485,6 +485,7 @@ func TestOptionsValidation(t *testing.T) {
 		{},
 		{URL: "ftp://x", Username: "u"},
 		{URL: "https://u:secretpw@x", Username: "u"},
+		{URL: "https://secretpw@x", Username: "u"}, // a token without a password
 		{URL: "https://x"},
 		{URL: "https://x", Username: "u", Insecure: true, Fingerprint: strings.Repeat("a", 64)},
 		{URL: "https://x", Username: "u", Fingerprint: "abcd"},
