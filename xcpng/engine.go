@@ -3,11 +3,13 @@ package xcpng
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"libbioxen/core"
 	"libbioxen/luaproc"
@@ -74,6 +76,7 @@ type remote struct {
 	frames  chan frameOrErr
 	stderr  *tail
 	version string
+	secrets []string // the passwords: the VM may echo them in what it sends
 
 	stop     chan struct{} // closed when the driver is dropped: readers and writers give up
 	stopOnce sync.Once
@@ -215,11 +218,12 @@ func (e *Engine) startDriver(ctx context.Context) (*remote, error) {
 	}
 	out := bufio.NewReaderSize(stream.Stdout, 64<<10)
 	r := &remote{conn: e.conn, stream: stream, frames: make(chan frameOrErr), stderr: newTail(64 << 10),
-		stop: make(chan struct{}), killed: make(chan struct{}), killers: &e.killers}
+		stop: make(chan struct{}), killed: make(chan struct{}), killers: &e.killers,
+		secrets: []string{e.cfg.Password, e.cfg.VMPassword}}
 	go r.stderr.drain(stream.Stderr)
 	failed := func(code core.Code, msg string, cause error) (*remote, error) {
 		r.dropWait()
-		if tail := strings.TrimSpace(r.stderr.String()); tail != "" {
+		if tail := r.stderrTail(); tail != "" {
 			msg += " (its stderr: " + tail + ")"
 		}
 		return nil, core.Wrap(code, "xcpng", msg, cause)
@@ -238,7 +242,7 @@ func (e *Engine) startDriver(ctx context.Context) (*remote, error) {
 		if fe.err != nil || fe.f.Tag != 'H' {
 			return failed(core.ErrLuaNotFound, fmt.Sprintf("%s in the VM did not start", e.cfg.Lua), fe.err)
 		}
-		r.version = string(fe.f.Payload)
+		r.version = core.PeerText(string(fe.f.Payload), r.secrets...)
 	case <-ctx.Done():
 		return failed(core.ErrTimeout, "the Lua driver in the VM did not answer", ctx.Err())
 	}
@@ -378,12 +382,41 @@ func betweenCalls(what string) error {
 
 // endedErr is the error of a driver whose output ended (cause), with the
 // tail of the interpreter's raw stderr.
+//
+// A cause that is a protocol error (a malformed frame) is the driver's
+// fault, not the connection's: ErrEngine, as for the process engine.
 func (r *remote) endedErr(cause error) error {
-	msg := "the Lua interpreter in the VM ended or the connection broke; the next call restarts it"
-	if tail := strings.TrimSpace(r.stderr.String()); tail != "" {
+	code, msg := core.ErrConnection, "the Lua interpreter in the VM ended or the connection broke; the next call restarts it"
+	var pe *luaproc.ProtocolError
+	if errors.As(cause, &pe) {
+		code, msg = core.ErrEngine, "the Lua driver in the VM broke the protocol; the next call restarts it"
+	}
+	if tail := r.stderrTail(); tail != "" {
 		msg += ": " + tail
 	}
-	return core.Wrap(core.ErrConnection, "exec", msg, cause)
+	return core.Wrap(code, "exec", msg, core.PeerError(cause, r.secrets...))
+}
+
+// stderrShown is how much of the end of the interpreter's raw stderr an
+// error message shows.
+const stderrShown = 2 << 10
+
+// stderrTail is the end of the interpreter's raw stderr, for an error
+// message: redacted (the VM may echo a password), its last stderrShown
+// bytes.
+func (r *remote) stderrTail() string {
+	s := strings.TrimSpace(r.stderr.String())
+	for _, secret := range r.secrets {
+		s = core.Redact(s, secret)
+	}
+	if len(s) > stderrShown {
+		i := len(s) - stderrShown
+		for i < len(s) && !utf8.RuneStart(s[i]) {
+			i++
+		}
+		s = "…" + s[i:]
+	}
+	return s
 }
 
 // begin marks the start of a call; it fails when the driver was dropped.

@@ -155,6 +155,34 @@ func (h *hostile) driver(ch ssh.Channel) {
 		}
 	}
 	ch.Write([]byte("4242\n"))
+	switch h.mode {
+	case "echo-stderr": // the interpreter fails, echoing the VM's password
+		go io.Copy(io.Discard, ch)
+		ch.Stderr().Write([]byte(strings.Repeat("noise ", 100<<10) + "lua5.4: bad password " + h.pw + "\n"))
+		ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{1}))
+		return
+	case "hello-echo": // a 4 MiB hello that echoes it
+		go io.Copy(io.Discard, ch)
+		ch.Write(frame('H', []byte("Lua 5.4 "+h.pw+strings.Repeat("v", 4<<20)), 1))
+		<-h.stop
+		return
+	case "bad-header": // a malformed frame in answer to a request
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := ch.Read(buf)
+				if err != nil {
+					return
+				}
+				if strings.Contains(string(buf[:n]), "return 1") {
+					ch.Write([]byte("O " + strings.Repeat("9", 1<<20) + "\n"))
+				}
+			}
+		}()
+		ch.Write(frame('H', []byte("Lua 5.4 (hostile)"), 1))
+		<-h.stop
+		return
+	}
 	if h.mode != "no-read" {
 		go io.Copy(io.Discard, ch) // the bootstrap and requests
 	}
@@ -188,7 +216,7 @@ func (h *hostile) engine(t *testing.T) *Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Engine{opts: core.Options{Name: "hostile"}, cfg: Config{Lua: "lua5.4", MaxLifetime: time.Hour}, conn: conn}
+	e := &Engine{opts: core.Options{Name: "hostile"}, cfg: Config{Lua: "lua5.4", MaxLifetime: time.Hour, VMPassword: h.pw}, conn: conn}
 	t.Cleanup(func() { e.Close() })
 	return e
 }
@@ -451,4 +479,54 @@ func TestInstallPackageIsBounded(t *testing.T) {
 		t.Fatal("InstallPackage still blocked after 60 s on a VM that never ends a command")
 	}
 	closeAndCheckGoroutines(t, e)
+}
+
+// What the VM sends is shown redacted (it may echo the passwords) and
+// clipped: the tail of its stderr in an error, its hello in the log.
+func TestVMTextInErrorsAndLogsIsScrubbed(t *testing.T) {
+	h := newHostile(t, "echo-stderr")
+	e := h.engine(t)
+	_, err := e.startDriver(ctxT(t, 30*time.Second))
+	if err == nil || strings.Contains(err.Error(), h.pw) || len(err.Error()) > 4096 || !strings.Contains(err.Error(), "bad password ***") {
+		t.Errorf("start error of %d bytes: %.300v", len(fmt.Sprint(err)), err)
+	}
+	closeAndCheckGoroutines(t, e)
+
+	var mu sync.Mutex
+	var lines []string
+	core.SetLogger(func(_ int, msg string) { mu.Lock(); lines = append(lines, msg); mu.Unlock() }, core.LevelDebug)
+	defer core.SetLogger(nil, 0)
+	h = newHostile(t, "hello-echo")
+	e = h.engine(t)
+	if _, err := e.startDriver(ctxT(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	core.SetLogger(nil, 0)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, l := range lines {
+		if strings.Contains(l, h.pw) || len(l) > 4096 {
+			t.Errorf("log line of %d bytes: %.200s", len(l), l)
+		}
+	}
+	closeAndCheckGoroutines(t, e)
+}
+
+// A malformed frame in answer to a call is the driver breaking the
+// protocol (ErrEngine), not a lost connection.
+func TestMalformedFrameIsAnEngineError(t *testing.T) {
+	h := newHostile(t, "bad-header")
+	e := h.engine(t)
+	_, err := e.Exec(ctxT(t, 10*time.Second), &core.Request{Code: []byte("return 1"), ChunkName: "=input"})
+	if core.CodeOf(err) != core.ErrEngine || !strings.Contains(err.Error(), "broke the protocol") {
+		t.Errorf("got %v: %v, want ErrEngine", core.CodeOf(err), err)
+	}
+	closeAndCheckGoroutines(t, e)
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }
