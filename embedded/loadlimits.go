@@ -45,6 +45,23 @@ const (
 	compileBytesPerByte = 64 // the live syntax tree and proto took 25-45
 )
 
+// roomFor reports whether need more bytes fit under the running call's
+// memory limit (always, without one). The state is walked only when need
+// could matter next to the limit (a walk costs time in proportion to the
+// state); a state found over the limit already stops the call.
+func (st *state) roomFor(L *lua.LState, need int64) bool {
+	c := st.ctx
+	if !c.checking || c.memLimit <= 0 || need <= c.memLimit/16 {
+		return true
+	}
+	c.memUsed = st.memUsage(c.memLimit, c.done)
+	if c.memUsed > c.memLimit {
+		c.stopNow(errMemLimit)
+		st.raiseStop(L)
+	}
+	return c.memUsed+need <= c.memLimit
+}
+
 // sourceLimit is the largest chunk a running call may compile.
 func (c *callCtx) sourceLimit() int {
 	if c.maxSource > 0 {
@@ -81,19 +98,8 @@ func (st *state) compileChunk(L *lua.LState, src []byte, name string) (proto *lu
 	if max := c.sourceLimit(); len(src) > max {
 		return nil, fmt.Sprintf("%s: chunk too large (%d bytes; the VM's source limit is %d bytes)", name, len(src), max)
 	}
-	if c.checking && c.memLimit > 0 {
-		// Worth a walk only when the compilation could matter next to
-		// the limit (a walk costs time in proportion to the state).
-		if need := int64(len(src)) * compileBytesPerByte; need > c.memLimit/16 {
-			c.memUsed = st.memUsage(c.memLimit, c.done)
-			if c.memUsed > c.memLimit {
-				c.stopNow(errMemLimit)
-				st.raiseStop(L)
-			}
-			if c.memUsed+need > c.memLimit {
-				return nil, "not enough memory"
-			}
-		}
+	if !st.roomFor(L, int64(len(src))*compileBytesPerByte) {
+		return nil, "not enough memory"
 	}
 	var err error
 	if len(src) < bigLoad {

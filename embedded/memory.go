@@ -238,6 +238,9 @@ func (w *memWalk) run() {
 		case *lua.LUserData:
 			if w.first(unsafe.Pointer(x)) {
 				w.total += sizeUserdata
+				if held, ok := x.Value.(interface{ MemSize() int64 }); ok {
+					w.total += held.MemSize() // Go data a Lua value keeps (a gmatch pattern)
+				}
 				if x.Env != nil {
 					w.todo = append(w.todo, x.Env)
 				}

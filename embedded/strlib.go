@@ -25,6 +25,7 @@ import (
 // strlib is the per-state part of the string functions: a small cache of
 // compiled patterns (scripts call the same few patterns in loops).
 type strlib struct {
+	st    *state
 	cache map[patternKey]*pattern.Pattern
 }
 
@@ -43,7 +44,7 @@ const (
 const specials = "^$*+?.([%-"
 
 func (st *state) installStrlib(str *lua.LTable) {
-	sl := &strlib{cache: map[patternKey]*pattern.Pattern{}}
+	sl := &strlib{st: st, cache: map[patternKey]*pattern.Pattern{}}
 	L := st.L
 	L.SetFuncs(str, map[string]lua.LGFunction{
 		"find":   func(L *lua.LState) int { return sl.findAux(L, true) },
@@ -56,9 +57,9 @@ func (st *state) installStrlib(str *lua.LTable) {
 	}
 }
 
-func (sl *strlib) compile(pat string, anchor bool) *pattern.Pattern {
+func (sl *strlib) compile(L *lua.LState, pat string, anchor bool) *pattern.Pattern {
 	if len(pat) > maxCachedPatternLen {
-		return pattern.Compile(pat, anchor)
+		return sl.compileLong(L, pat, anchor)
 	}
 	key := patternKey{pat, anchor}
 	if p, ok := sl.cache[key]; ok {
@@ -69,6 +70,28 @@ func (sl *strlib) compile(pat string, anchor bool) *pattern.Pattern {
 	}
 	p := pattern.Compile(pat, anchor)
 	sl.cache[key] = p
+	return p
+}
+
+// patternBytesPerByte bounds what a compiled pattern takes per byte of its
+// text (a 24-byte item per byte at most, a 32-byte set per bracket set of
+// three bytes or more, and the item slice's growth).
+const patternBytesPerByte = 48
+
+// compileLong compiles a pattern too long for the cache within the call's
+// limits: one that would not fit under the memory limit is a memory
+// breach before anything is built (a 24 MiB pattern took 900 MB), and the
+// compilation polls the call's deadline and CPU budget.
+func (sl *strlib) compileLong(L *lua.LState, pat string, anchor bool) *pattern.Pattern {
+	c := sl.st.ctx
+	if !sl.st.roomFor(L, int64(len(pat))*patternBytesPerByte) {
+		c.stopNow(errMemLimit)
+		sl.st.raiseStop(L)
+	}
+	p, err := pattern.CompileContext(L.Context(), pat, anchor)
+	if err != nil {
+		raiseMatchError(L, err)
+	}
 	return p
 }
 
@@ -114,7 +137,7 @@ func (sl *strlib) findAux(L *lua.LState, find bool) int {
 		L.Push(lua.LNumber(init + i + len(pat)))
 		return 2
 	}
-	found, err := m.Find(sl.compile(pat, true), s, init)
+	found, err := m.Find(sl.compile(L, pat, true), s, init)
 	if err != nil {
 		raiseMatchError(L, err)
 	}
@@ -136,11 +159,14 @@ func (sl *strlib) findAux(L *lua.LState, find bool) int {
 // ended is skipped.
 func (sl *strlib) gmatch(L *lua.LState) int {
 	s := argString(L, 1)
-	p := sl.compile(argString(L, 2), false)
+	p := sl.compile(L, argString(L, 2), false)
 	m := new(pattern.Matcher)
 	pos, lastEnd := 0, -1
-	// s is also the closure's upvalue, unused but for the memory walk:
-	// the iterator holds the string.
+	// s and p are also the closure's upvalues, unused but for the memory
+	// walk: the iterator holds them (p as a userdata the walk asks for its
+	// MemSize: a kept pattern can be many times its text).
+	held := L.NewUserData()
+	held.Value = p
 	L.Push(L.NewClosure(func(L *lua.LState) int {
 		m.Context = L.Context()
 		for pos <= len(s) {
@@ -160,7 +186,7 @@ func (sl *strlib) gmatch(L *lua.LState) int {
 			return pushCaptures(L, m, s, true)
 		}
 		return 0
-	}, lua.LString(s)))
+	}, lua.LString(s), held))
 	return 1
 }
 
@@ -172,7 +198,7 @@ func (sl *strlib) gsub(L *lua.LState) int {
 	L.CheckTypes(3, lua.LTString, lua.LTTable, lua.LTFunction, lua.LTNumber)
 	repl := L.Get(3)
 	maxN := optInt(L, 4, len(s)+1)
-	p := sl.compile(pat, true)
+	p := sl.compile(L, pat, true)
 	var m pattern.Matcher
 	b := gsubOut{tk: workTicker{L: L}}
 	pos, lastEnd, n := 0, -1, 0

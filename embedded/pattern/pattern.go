@@ -19,6 +19,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"unsafe"
 )
 
 const (
@@ -105,6 +106,7 @@ type Pattern struct {
 	first   *charSet
 	literal bool // the pattern is prefix and nothing else
 	single  bool // the pattern is one opChar item
+	sets    int  // bracket sets made for this pattern (not shared)
 }
 
 // Compile compiles pat. When anchor is true a leading '^' anchors the
@@ -112,23 +114,49 @@ type Pattern struct {
 // false, which makes '^' an ordinary character (as in Lua). Compile never
 // fails: errors are reported by Find when matching reaches them.
 func Compile(pat string, anchor bool) *Pattern {
+	p, _ := CompileContext(nil, pat, anchor)
+	return p
+}
+
+// CompileContext is Compile for a pattern that may be long: it polls ctx
+// (as a Matcher does; nil: never) every pollInterval items, and returns
+// ctx's error once it is done. A pattern takes up to about 40 bytes per
+// byte of its text (see MemSize).
+func CompileContext(ctx context.Context, pat string, anchor bool) (*Pattern, error) {
 	p := &Pattern{}
 	if anchor && len(pat) > 0 && pat[0] == '^' {
 		p.anchored = true
 		pat = pat[1:]
 	}
+	m := Matcher{Context: ctx, steps: pollInterval}
 	for i := 0; i < len(pat) && p.err == nil; {
 		var it item
 		var err *Error
+		start := i
 		i, err = compileItem(pat, i, &it)
 		if err != nil {
 			it = item{op: opError}
 			p.err = err
+		} else if pat[start] == '[' || it.op == opFrontier {
+			p.sets++ // a set of its own (newBracketSet)
 		}
 		p.items = append(p.items, it)
+		if ctx != nil {
+			if stop := m.tickCompile(); stop != nil {
+				return nil, stop
+			}
+		}
 	}
 	p.analyse()
-	return p
+	return p, nil
+}
+
+// MemSize is about how many bytes p holds: its items and its own bracket
+// sets (the memory walk of the embedded engine counts it for a pattern a
+// gmatch iterator keeps).
+func (p *Pattern) MemSize() int64 {
+	return int64(cap(p.items))*int64(unsafe.Sizeof(item{})) + int64(p.sets)*int64(unsafe.Sizeof(charSet{})) +
+		int64(len(p.prefix)) + int64(unsafe.Sizeof(Pattern{}))
 }
 
 // compileItem compiles the item at pat[i:] into it and returns where the
@@ -606,6 +634,25 @@ func (m *Matcher) skip(set *charSet, s string, at int) int {
 		}
 	}
 	return at
+}
+
+// tickCompile counts one compiled item and polls the Context when it is
+// time, returning its error (or a Poller's) instead of panicking.
+func (m *Matcher) tickCompile() (err error) {
+	if m.steps--; m.steps > 0 {
+		return nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s, ok := r.(stopped)
+			if !ok {
+				panic(r)
+			}
+			err = s.err
+		}
+	}()
+	m.poll()
+	return nil
 }
 
 // tick counts n steps and polls the Context when it is time.

@@ -99,6 +99,23 @@ func TestCPUBudgetLongBuiltins(t *testing.T) {
 	}
 }
 
+// TestCPUBudgetBuiltinComparator: table.sort with a Go builtin as the
+// comparator runs no Lua instruction; it polls the budget itself (a
+// million numbers sorted by math.max ran 19 s past a 1 s budget).
+func TestCPUBudgetBuiltinComparator(t *testing.T) {
+	vm := open(t, core.Options{Persistent: true, Limits: core.Limits{MaxCPUTime: time.Second}})
+	run(t, vm, `nums = {} for i = 1, 1e6 do nums[i] = (i * 7919) % 1000003 end`)
+	err, took := execErr(t, vm, `for i = 1, 100 do table.sort(nums, math.max) end`, time.Minute)
+	t.Logf("%v after %v", err, took)
+	if core.CodeOf(err) != core.ErrCPULimit || took > 3*time.Second {
+		t.Errorf("got %v after %v, want ErrCPULimit after about 1s", err, took)
+	}
+	res := run(t, vm, `local t = {3, 1, 2} table.sort(t, math.max) return #nums, #t`)
+	if string(res.Values) != "[1000000,3]" {
+		t.Errorf("after: %s %s", res.Values, res.Stderr)
+	}
+}
+
 // TestMemoryLimit: memory bombs end in ErrNoMem on every engine, the VM
 // works afterwards and a sibling VM is untouched.
 func TestMemoryLimit(t *testing.T) {
@@ -324,6 +341,28 @@ func TestDefaultSortStopsAtTheDeadline(t *testing.T) {
 	}
 }
 
+// TestLongPatternCompileStopsAtTheDeadline: a pattern of 12 MiB compiles
+// for about a second; the compilation polls the call's limits (it ran on,
+// and the state was given up 20 ms after the deadline).
+func TestLongPatternCompileStopsAtTheDeadline(t *testing.T) {
+	vm := open(t, core.Options{Persistent: true})
+	run(t, vm, `p = string.rep("[a]", 2^22)`)
+	err, took := execErr(t, vm, `return string.find("x", p)`, 100*time.Millisecond)
+	t.Logf("%v after %v", err, took)
+	if core.CodeOf(err) != core.ErrTimeout {
+		t.Fatalf("got %v, want ErrTimeout", err)
+	}
+	// Stuck in the compilation, the chunk was abandoned and the state
+	// reset; polled, it stops and keeps it.
+	if strings.Contains(err.Error(), "reset") && !raceBuild {
+		t.Errorf("the state was given up: %v", err)
+	}
+	if took > 500*time.Millisecond && !raceBuild {
+		t.Errorf("stopped after %v", took)
+	}
+	mustPrint2(t, vm)
+}
+
 // heapAfter is the live Go heap after collections (the second and third
 // free what finalizers of the first released).
 func heapAfter() int64 {
@@ -348,11 +387,20 @@ func TestMemoryLimitSeesWhatValuesHold(t *testing.T) {
 		"captures":   `keep = {} for i = 1, 80 do local big = string.rep("abc", 2^19) .. i keep[i] = big:match("(ab)c", i) end`,
 		"gmatch":     `keep = {} for i = 1, 80 do local big = string.rep("abc", 2^19) .. i keep[i] = big:gmatch("abc") end`,
 		"load":       `keep = {} for i = 1, 80 do keep[i] = load("return '" .. string.rep("abc", 2^19) .. i .. "'") end`,
+		// A compiled pattern is ~20 times its text: held by gmatch
+		// iterators, 400 of 12 KB patterns held 90 MB.
+		"gmatch patterns": `keep = {} for i = 1, 400 do keep[i] = string.gmatch("x", string.rep("[a]", 2^12) .. i) end`,
+		// One pattern too big for the limit, compiled at once (600 MB).
+		"long pattern": `return string.find("x", string.rep("[a]", 2^22))`,
+		// The formats of file:lines, kept in Go: 80 MB.
+		"lines formats": `local f = assert(io.open(DIR .. "/x", "w")) keep = {} for i = 1, 80 do keep[i] = f:lines(string.rep("x", 2^20) .. i) end`,
 	}
+	dir := t.TempDir()
 	for name, code := range bombs {
 		t.Run(name, func(t *testing.T) {
 			base := heapAfter()
-			vm := open(t, core.Options{Persistent: true, Limits: core.Limits{MaxMemoryBytes: limit}})
+			code = strings.ReplaceAll(code, "DIR", fmt.Sprintf("%q", dir))
+			vm := open(t, core.Options{Persistent: true, AllowedPaths: []string{dir}, Limits: core.Limits{MaxMemoryBytes: limit}})
 			err, took := execErr(t, vm, code, 30*time.Second)
 			if err != nil && core.CodeOf(err) != core.ErrNoMem {
 				t.Fatalf("got %v, want success or ErrNoMem", err)
