@@ -18,8 +18,8 @@
 // contains a password shorter than 4 bytes is replaced whole, since
 // masking each occurrence would show where its characters are); errors
 // quote at most a short prefix of what a server sent. A response is read
-// up to 256 MiB, with at most 512 levels of nesting and 2 Mi values
-// (ErrResponseLimit).
+// up to 256 MiB, with at most 512 levels of nesting, 2 Mi values, 4 KiB
+// in a tag and 64 KiB of attributes (ErrResponseLimit).
 //
 // On top of Call, Provision/Launch create a VM from a template the way
 // `xe vm-install` does, and VM's methods start it, wait for its IP,

@@ -52,8 +52,10 @@ const (
 var ErrMalformed = wire.ErrMalformed
 
 // ErrResponseLimit is in the chain of the error for a response nested
-// deeper than wire.DefaultMaxDepth (512) values or holding more than
-// wire.DefaultMaxValues (2 Mi) values. With the 256 MiB cap on a
+// deeper than wire.DefaultMaxDepth (512) values, holding more than
+// wire.DefaultMaxValues (2 Mi) values, a tag (or processing instruction,
+// or directive) longer than wire.MaxMarkup (4 KiB) or more than
+// wire.MaxAttributes (64 KiB) of attributes. With the 256 MiB cap on a
 // response's size, this keeps a hostile server from crashing the client
 // (stack exhaustion) or making it allocate many times the response's size.
 var ErrResponseLimit = wire.ErrLimit

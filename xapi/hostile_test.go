@@ -268,6 +268,81 @@ func TestManyValuesMemoryBounded(t *testing.T) {
 	}
 }
 
+// heapPeak runs f and returns how far the heap in use rose above where
+// it was before, at its highest (sampled every 10 ms).
+func heapPeak(f func()) uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	var peak atomic.Uint64
+	peak.Store(base)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var ms runtime.MemStats
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			peak.Store(max(peak.Load(), ms.HeapInuse))
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	f()
+	close(stop)
+	wg.Wait()
+	return peak.Load() - base
+}
+
+// encoding/xml reads a whole start tag and builds ~50 bytes of heap per
+// attribute (`a=""` is 4 bytes on the wire), and keeps namespace
+// declarations until their element closes: 30 MiB of attributes in
+// <methodResponse> drove the heap up by 750 MiB, 30 MiB of xmlns:
+// declarations by 345 MiB (100 MiB: 2.3 GiB, after 22 s of CPU), far
+// beyond the 2.5 times the response's size that its text may cost. The
+// decoder now refuses a tag over wire.MaxMarkup (4 KiB) bytes. Not
+// parallel, so that other tests do not add to the heap it measures.
+func TestAttributesMemoryBounded(t *testing.T) {
+	const mib = 30
+	var xmlns strings.Builder
+	for i := 0; xmlns.Len() < 1<<20; i++ {
+		fmt.Fprintf(&xmlns, `xmlns:n%d="u" `, i)
+	}
+	for name, chunk := range map[string]string{
+		"attributes": strings.Repeat(`a="" `, (1<<20)/5),
+		"namespaces": xmlns.String(),
+	} {
+		s := hostileServer(t, func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			_, _ = io.WriteString(w, `<?xml version="1.0"?><methodResponse `)
+			for range mib {
+				if _, err := io.WriteString(w, chunk); err != nil {
+					return
+				}
+			}
+			_, _ = io.WriteString(w, `><params><param><value>x</value></param></params></methodResponse>`)
+		})
+		var err error
+		start := time.Now()
+		peak := heapPeak(func() {
+			_, err = hostileClient(t, s.URL, func(o *Options) { o.CallTimeout = 2 * time.Minute }).CallNoSession(context.Background(), "x")
+		})
+		t.Logf("%d MiB of %s: heap in use up by %d MiB at most, in %v: %v", mib, name, peak>>20, time.Since(start), err)
+		checkHostileError(t, err, hostilePassword, 300)
+		if !errors.Is(err, ErrResponseLimit) || !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: got %v, want a response-limit error", name, err)
+		}
+		if peak > mib<<20 { // unbounded: 11 to 25 times the response
+			t.Errorf("%s: heap in use up by %d MiB for a %d MiB response", name, peak>>20, mib)
+		}
+	}
+}
+
 // event.from answering at once with nothing new made WaitIP spin at
 // thousands of calls a second.
 func TestWaitIPDoesNotSpin(t *testing.T) {

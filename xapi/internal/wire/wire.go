@@ -11,8 +11,13 @@
 // ("can't unmarshal interface to string"): hence this small codec.
 //
 // The decoder treats its input as hostile: it bounds the nesting and the
-// number of values (see Decoder), rejects <int>/<i4> beyond 32 bits, and
-// its errors quote at most a short, redacted prefix of the document.
+// number of values (see Decoder), the size of each tag (MaxMarkup) and of
+// all attributes (MaxAttributes), rejects <int>/<i4> beyond 32 bits, and
+// its errors quote at most a short, redacted prefix of the document. So
+// its heap stays within about 2.5 times the size of the document, plus
+// what the values cost (see DefaultMaxValues): text costs that much while
+// it is decoded (encoding/xml buffers it, and so comments and CDATA
+// sections too), and markup, bounded, costs no more.
 package wire
 
 import (
@@ -218,7 +223,7 @@ var ErrMalformed = errors.New("malformed XML-RPC document")
 
 // ErrLimit is wrapped, with ErrMalformed, by the decoding error of a
 // document over one of the decoder's limits (Decoder.MaxDepth,
-// Decoder.MaxValues).
+// Decoder.MaxValues, MaxMarkup, MaxAttributes).
 var ErrLimit = errors.New("limit exceeded")
 
 // Default limits of a Decoder whose fields are zero.
@@ -239,6 +244,18 @@ const (
 	// times its size while it is decoded, as encoding/xml buffers it:
 	// one 256 MiB string peaks near 650 MiB.)
 	DefaultMaxValues = 2 << 20
+	// MaxMarkup bounds the size of each start or end tag (its name and
+	// attributes), processing instruction (<?xml …?>) and directive
+	// (<!DOCTYPE …>), from its '<' to its '>'. XML-RPC's are a few dozen
+	// bytes; encoding/xml reads each whole before it returns it.
+	MaxMarkup = 4 << 10
+	// MaxAttributes bounds the bytes of attributes (but white space) in
+	// all the start tags of a document. XML-RPC has no attributes, but a
+	// namespace declaration (xmlns:ex="…") is harmless; encoding/xml
+	// spends about 50 bytes of heap on each attribute however short (`a=""`
+	// is 4 bytes), and keeps namespace declarations until their element
+	// closes.
+	MaxAttributes = 64 << 10
 	// MaxQuoted bounds how much of a document's text an error quotes.
 	MaxQuoted = 64
 	// maxFault bounds a fault's string.
@@ -289,7 +306,7 @@ type decoder struct {
 }
 
 func (o Decoder) newDecoder(r io.Reader) *decoder {
-	d := xml.NewDecoder(r)
+	d := xml.NewDecoder(&markupLimiter{r: r})
 	d.Strict = true
 	d.CharsetReader = func(label string, in io.Reader) (io.Reader, error) {
 		switch strings.ToLower(label) {
@@ -346,6 +363,9 @@ func (dc *decoder) token() (xml.Token, error) {
 	if err != nil {
 		if err == io.EOF {
 			return nil, malformed("unexpected end of document")
+		}
+		if errors.Is(err, ErrLimit) { // from markupLimiter, through the tokenizer
+			return nil, err
 		}
 		return nil, malformed("%s", dc.clean(err.Error(), 2*MaxQuoted))
 	}
@@ -733,4 +753,207 @@ func (o Decoder) DecodeResponse(r io.Reader) (any, error) {
 		return nil, f
 	}
 	return nil, malformed("unexpected %s in methodResponse", dc.describe(s))
+}
+
+// States of a markupLimiter: where its input is in the XML grammar.
+const (
+	inText             = iota // character data, outside markup
+	inOpen                    // just after '<'
+	inBang                    // just after "<!"
+	inDash                    // just after "<!-"
+	inComment                 // after "<!--", up to "--" and the byte after it
+	inCDATA                   // after "<![", up to "]]>"
+	inPI                      // after "<?", up to "?>"
+	inName                    // a start or end tag's name
+	inAttrs                   // a tag after its name, up to an unquoted '>'
+	inDirective               // after "<!x" (<!DOCTYPE …>), up to its '>'
+	inDirectiveLt             // a '<' in a directive, maybe opening a comment
+	inDirectiveComment        // a comment in a directive, up to "-->"
+)
+
+// markupLimiter passes a document to encoding/xml and fails (with an
+// ErrLimit error, at the byte over the limit, once the bytes before it
+// are read) on a start or end tag, processing instruction or directive
+// longer than MaxMarkup bytes, and on attributes longer than
+// MaxAttributes bytes in all. encoding/xml reads a whole tag before
+// returning it and builds its attributes at about 50 bytes each (`a=""`
+// is 4 on the wire): without the bounds, 100 MiB of attributes in one tag
+// took 2.3 GiB of heap; namespace declarations (xmlns:p="u") are also
+// kept until their element closes. Comments and CDATA sections are not
+// bounded: they cost what character data costs.
+//
+// It follows encoding/xml's lexer (xml.go, Decoder.rawToken) closely
+// enough to find where each piece of markup ends in any input that the
+// tokenizer accepts up to there: where they disagree, the tokenizer has
+// already failed on the document.
+type markupLimiter struct {
+	r      io.Reader
+	err    error
+	state  int
+	n      int  // bytes of the current markup, from its '<'
+	attrs  int  // bytes of attributes so far, but white space and '/'
+	quote  byte // the quote open in a tag or directive, or 0
+	b0, b1 byte // the bytes before this one, to find "-->", "]]>", "?>"
+	depth  int  // '<' open in a directive, as encoding/xml counts them
+	match  int  // how much of "!--" follows a '<' in a directive
+}
+
+func (l *markupLimiter) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.r.Read(p)
+	for i := 0; i < n; i++ {
+		switch b := p[i]; {
+		case l.state == inText:
+			j := bytes.IndexByte(p[i:n], '<')
+			if j < 0 {
+				return n, err
+			}
+			i += j
+		case l.state == inName && l.n < MaxMarkup && b != '>' && b != '/' && !isSpace(b):
+			l.n++ // fast paths for the common bytes of a tag
+			continue
+		case l.state == inAttrs && l.n < MaxMarkup && l.quote == 0 && isSpace(b):
+			l.n++
+			continue
+		}
+		if l.err = l.step(p[i]); l.err != nil {
+			return i, l.err
+		}
+	}
+	return n, err
+}
+
+func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\r' || b == '\n' }
+
+func (l *markupLimiter) step(b byte) error {
+	switch l.state {
+	case inText:
+		if b == '<' {
+			l.state, l.n, l.quote = inOpen, 1, 0
+		}
+		return nil
+	case inComment: // encoding/xml ends a comment at the byte after "--"
+		if l.b0 == '-' && l.b1 == '-' {
+			l.state = inText
+		}
+		l.b0, l.b1 = l.b1, b
+		return nil
+	case inCDATA:
+		if l.b0 == ']' && l.b1 == ']' && b == '>' {
+			l.state = inText
+		}
+		l.b0, l.b1 = l.b1, b
+		return nil
+	}
+	if l.n++; l.n > MaxMarkup {
+		what := "tag"
+		switch l.state {
+		case inPI:
+			what = "processing instruction"
+		case inDirective, inDirectiveLt, inDirectiveComment:
+			what = "directive"
+		}
+		return overLimit("%s longer than %d bytes", what, MaxMarkup)
+	}
+	switch l.state {
+	case inOpen:
+		switch b {
+		case '!':
+			l.state = inBang
+		case '?':
+			l.state, l.b0 = inPI, 0
+		case '/':
+			l.state = inName
+		default:
+			l.state = inName
+			l.name(b)
+		}
+	case inBang:
+		switch b {
+		case '-':
+			l.state = inDash
+		case '[':
+			l.state, l.b0, l.b1 = inCDATA, 0, 0
+		default: // the directive's first byte is not interpreted
+			l.state, l.quote, l.depth = inDirective, 0, 0
+		}
+	case inDash:
+		l.state, l.b0, l.b1 = inComment, 0, 0
+	case inPI:
+		if l.b0 == '?' && b == '>' {
+			l.state = inText
+		}
+		l.b0 = b
+	case inName:
+		l.name(b)
+	case inAttrs:
+		switch {
+		case l.quote != 0:
+			if b == l.quote {
+				l.quote = 0
+			}
+			l.attrs++
+		case b == '>':
+			l.state = inText
+		case isSpace(b) || b == '/':
+		default:
+			if b == '"' || b == '\'' {
+				l.quote = b
+			}
+			l.attrs++
+		}
+		if l.attrs > MaxAttributes {
+			return overLimit("attributes longer than %d bytes in all", MaxAttributes)
+		}
+	case inDirective:
+		if l.quote == 0 && b == '>' && l.depth == 0 {
+			l.state = inText
+		} else {
+			l.directive(b)
+		}
+	case inDirectiveLt:
+		if b == "!--"[l.match] {
+			if l.match++; l.match == 3 {
+				l.state, l.b0, l.b1 = inDirectiveComment, 0, 0
+			}
+		} else {
+			l.state = inDirective
+			l.depth++
+			l.directive(b)
+		}
+	case inDirectiveComment:
+		if l.b0 == '-' && l.b1 == '-' && b == '>' {
+			l.state = inDirective
+		}
+		l.b0, l.b1 = l.b1, b
+	}
+	return nil
+}
+
+// name handles a byte of a tag's name.
+func (l *markupLimiter) name(b byte) {
+	switch {
+	case b == '>':
+		l.state = inText
+	case b == '/' || isSpace(b):
+		l.state = inAttrs
+	}
+}
+
+// directive handles a byte of a directive as encoding/xml does (its
+// HandleB label).
+func (l *markupLimiter) directive(b byte) {
+	switch {
+	case b == l.quote:
+		l.quote = 0
+	case l.quote != 0:
+	case b == '\'' || b == '"':
+		l.quote = b
+	case b == '>':
+		l.depth--
+	case b == '<':
+		l.state, l.match = inDirectiveLt, 0
+	}
 }

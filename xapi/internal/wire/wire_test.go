@@ -2,9 +2,12 @@ package wire
 
 import (
 	"bytes"
+	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -196,4 +199,163 @@ func TestErrorsQuoteRedactedPrefix(t *testing.T) {
 		!strings.HasPrefix(f.String, "bad params: root, ***") {
 		t.Fatalf("fault: %.300v", err)
 	}
+}
+
+// repeated streams prefix, chunk n times, then suffix, counting what is
+// read, without holding the whole document.
+type repeated struct {
+	parts []string
+	read  int
+}
+
+func newRepeated(prefix, chunk string, n int, suffix string) *repeated {
+	r := &repeated{parts: []string{prefix}}
+	for range n {
+		r.parts = append(r.parts, chunk)
+	}
+	r.parts = append(r.parts, suffix)
+	return r
+}
+
+func (r *repeated) Read(p []byte) (int, error) {
+	for len(r.parts) > 0 && r.parts[0] == "" {
+		r.parts = r.parts[1:]
+	}
+	if len(r.parts) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.parts[0])
+	r.parts[0] = r.parts[0][n:]
+	r.read += n
+	return n, nil
+}
+
+// encoding/xml reads a whole tag before returning it and builds ~50 bytes
+// of heap per attribute (`a=""` is 4 bytes on the wire): 30 MiB of
+// attributes in one start tag took 1.5 GiB of allocations and a heap of
+// 750 MiB (25 times the document), 30 MiB of namespace declarations
+// 345 MiB. The decoder now fails at the first tag over MaxMarkup bytes,
+// having read little more than that.
+func TestHugeMarkupStopsEarly(t *testing.T) {
+	const mib = 30
+	xmlns := func() string {
+		var b strings.Builder
+		for i := 0; b.Len() < 1<<20; i++ {
+			fmt.Fprintf(&b, `xmlns:n%d="u" `, i)
+		}
+		return b.String()
+	}()
+	const tail = `<params><param><value>x</value></param></params></methodResponse>`
+	for _, c := range []struct{ name, prefix, chunk, suffix string }{
+		{"attributes", `<?xml version="1.0"?><methodResponse `, strings.Repeat(`a="" `, (1<<20)/5), `>` + tail},
+		{"namespaces", `<?xml version="1.0"?><methodResponse `, xmlns, `>` + tail},
+		{"attributes in a value", `<methodResponse><params><param><value `, strings.Repeat(`a="" `, (1<<20)/5), `>x</value></param></params></methodResponse>`},
+		{"element name", `<methodResponse><params><param><value><a`, strings.Repeat("a", 1<<20), `/></value></param></params></methodResponse>`},
+		{"end tag", `<methodResponse></a`, strings.Repeat("a", 1<<20), `>`},
+		{"processing instruction", `<?xml version="1.0"?><?pi `, strings.Repeat("a", 1<<20), `?><methodResponse>` + tail},
+		{"xml declaration", `<?xml version="1.0" `, strings.Repeat("a", 1<<20), `?><methodResponse>` + tail},
+		{"doctype", `<!DOCTYPE methodResponse [`, strings.Repeat(`<!ENTITY a "b">`, (1<<20)/15), `]><methodResponse>` + tail},
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		r := newRepeated(c.prefix, c.chunk, mib, c.suffix)
+		_, err := DecodeResponse(r)
+		runtime.ReadMemStats(&after)
+		alloc := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%-22s: read %d bytes, allocated %d KiB: %v", c.name, r.read, alloc>>10, err)
+		if !errors.Is(err, ErrMalformed) || !errors.Is(err, ErrLimit) {
+			t.Errorf("%s: got %v, want a limit error", c.name, err)
+		}
+		if r.read > 64<<10 {
+			t.Errorf("%s: read %d bytes before failing", c.name, r.read)
+		}
+		if alloc > 4<<20 {
+			t.Errorf("%s: allocated %d MiB", c.name, alloc>>20)
+		}
+	}
+}
+
+func TestMarkupLimits(t *testing.T) {
+	doc := func(open, value string) string {
+		return `<?xml version="1.0" encoding="UTF-8"?>` + "\n" + open + `<params><param><value>` + value + `</value></param></params></methodResponse>`
+	}
+	ok := map[string]string{
+		"namespace":       doc(`<methodResponse xmlns:ex="http://ws.apache.org/xmlrpc/namespaces/extensions">`, `<ex:nil/>`),
+		"attributes":      doc(`<methodResponse a="1>2" b='"'>`, `x`),
+		"long tag":        doc(`<methodResponse`+strings.Repeat(" ", MaxMarkup-len(`<methodResponse>`))+`>`, `x`),
+		"spaced tags":     doc(`<methodResponse>`, `<array><data>`+strings.Repeat(`<value  ></value  ><value />`, 20000)+`</data></array>`),
+		"big comment":     doc(`<!-- `+strings.Repeat("<a b='>", 1<<15)+` --><methodResponse>`, `x`),
+		"big CDATA":       doc(`<methodResponse>`, `<![CDATA[`+strings.Repeat("<a b='>", 1<<15)+`]]>`),
+		"doctype":         `<!DOCTYPE methodResponse [ <!ELEMENT methodResponse (params|fault)> <!-- <'" --> <!ATTLIST x y CDATA "<>"> ]>` + doc(`<methodResponse>`, `x`),
+		"pi with a quote": doc(`<?pi a="?><methodResponse>`, `x`),
+	}
+	for name, d := range ok {
+		if _, err := DecodeResponse(strings.NewReader(d)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	attrs := strings.Repeat(` a="x"`, (MaxMarkup-len(`<value>`))/6)
+	bad := map[string]string{
+		"tag":        doc(`<methodResponse`+strings.Repeat(" ", MaxMarkup-len(`<methodResponse>`)+1)+`>`, `x`),
+		"attributes": doc(`<methodResponse>`, `<array><data>`+strings.Repeat(`<value`+attrs+`/>`, 2*MaxAttributes/len(attrs))+`</data></array>`),
+		"end tag":    doc(`<methodResponse>`, `x</value`+strings.Repeat(" ", MaxMarkup)+`>`),
+		"doctype":    `<!DOCTYPE methodResponse [` + strings.Repeat(`<!-- x -->`, MaxMarkup/10) + `]>` + doc(`<methodResponse>`, `x`),
+		"pi":         doc(`<?pi `+strings.Repeat("?", MaxMarkup)+`?><methodResponse>`, `x`),
+	}
+	for name, d := range bad {
+		if _, err := DecodeResponse(strings.NewReader(d)); !errors.Is(err, ErrLimit) || !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: got %v, want a limit error", name, err)
+		}
+	}
+	if _, _, err := DecodeCall(strings.NewReader(`<methodCall><methodName ` + strings.Repeat(`a="" `, MaxMarkup) + `>m</methodName></methodCall>`)); !errors.Is(err, ErrLimit) {
+		t.Errorf("call: got %v, want a limit error", err)
+	}
+}
+
+// FuzzMarkupLimiter checks that markupLimiter finds the ends of markup
+// where encoding/xml does: after each token the tokenizer returns, the
+// limiter is back in text, and within a token that is markup it is not.
+func FuzzMarkupLimiter(f *testing.F) {
+	for _, s := range []string{
+		`<?xml version="1.0"?><methodResponse a="x>y" b='"'><params/></methodResponse>`,
+		`<a><!-- <b> -- --><![CDATA[ <c> ]] ]> ]]></a>`,
+		`<!DOCTYPE a [ <!ENTITY e "<>"> <!-- > --> <!x <y> > ]><a/>`,
+		`<!DOCTYPE a [<!<!-- -->>]><a/>`, `<!'><a/>`, `<!<a>'>`, `<?p ??>?><a>?></a>`,
+		`<a
+b = "1" c='2'
+/>`, `<a></a ><b/ >`, `<!----><a/>`, `<!---->-->`, `<![CDATA[]]]]>`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		states := make([]int, len(doc))
+		l := &markupLimiter{}
+		for i := range len(doc) {
+			if l.step(doc[i]) != nil {
+				return // over a limit: what follows does not matter
+			}
+			states[i] = l.state
+		}
+		d := xml.NewDecoder(strings.NewReader(doc))
+		d.Strict = true
+		start := 0
+		for {
+			tok, err := d.RawToken()
+			if err != nil {
+				return
+			}
+			end := int(d.InputOffset())
+			if end > 0 && states[end-1] != inText {
+				t.Fatalf("%q: token %T ends at %d, limiter in state %d", doc, tok, end, states[end-1])
+			}
+			if _, text := tok.(xml.CharData); !text || doc[start] == '<' { // CDATA is markup too
+				for i := start; i < end-1; i++ {
+					if states[i] == inText {
+						t.Fatalf("%q: token %T at %d-%d, limiter in text at %d", doc, tok, start, end, i)
+					}
+				}
+			}
+			start = end
+		}
+	})
 }
