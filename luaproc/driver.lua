@@ -1569,6 +1569,12 @@ local function teardown(maxdepth, budget)
   end
   if res.perr ~= nil then
     local perr = res.perr
+    if perr == OOM then
+      -- Out of memory while printing the values (a __tostring): as any
+      -- memory error, the host reports it and replaces the interpreter.
+      finish_error(OOM, NO_TB)
+      return
+    end
     if type(perr) == "string" and str_find(perr, "^%[bioxen driver%]:%d+: interrupted!$") then perr = "interrupted!" end
     local msg = clip("error calling 'print' (" .. (type(perr) == "string" and perr or "(error object is a " .. type(perr) .. " value)") .. ")")
     finish_error(msg, NO_TB)

@@ -133,6 +133,11 @@ MEMORY_BOMBS = {
     "in a load reader": (
         "local f, e = load(function() local t = {} for i = 1, 1e9 do t[i] = {i} end end) return 'swallowed', e"
     ),
+    # While the REPL-style printing of the returned values calls __tostring
+    # (the process engine's driver reported "error calling 'print'").
+    "printing a returned value": (
+        "return setmetatable({}, {__tostring = function() local t = {} for i = 1, 1e9 do t[i] = {} end end})"
+    ),
 }
 
 
