@@ -159,6 +159,13 @@ func (st *state) applySandbox(allowed, readOnly, moduleRoots []string) {
 	if mt, ok := L.GetMetatable(lua.LString("")).(*lua.LTable); ok {
 		mt.RawSetString("__metatable", lua.LFalse)
 	}
+	// Nor can the files' (their methods could be replaced for later
+	// calls of the state), as the process engine's driver hides it.
+	for _, name := range []string{fileType, stdFileType} {
+		if mt, ok := L.GetTypeMetatable(name).(*lua.LTable); ok {
+			mt.RawSetString("__metatable", lua.LFalse)
+		}
+	}
 
 	st.installLoaders(guard, moduleGuard)
 	L.SetGlobal("collectgarbage", L.NewFunction(func(L *lua.LState) int {

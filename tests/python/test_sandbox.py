@@ -96,6 +96,12 @@ def test_string_metatable_is_protected(vm):
     assert not result["success"]
 
 
+def test_standard_files_metatable_is_protected(vm):
+    # On every engine: their methods cannot be replaced for later calls.
+    res = vm.execute_string("return getmetatable(io.stdout), io.type(io.stdout), pcall(setmetatable, io.stdout, {})")
+    assert res["values"][:3] == [False, "file", False], res
+
+
 def test_collectgarbage_cannot_stop_the_collector(vm):
     assert vm.execute_string('return pcall(collectgarbage, "stop")')["values"][0] is False
     assert vm.execute_string('return collectgarbage("count")')["success"]
