@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"strings"
 
 	"libbioxen/core"
 	"libbioxen/xapi/internal/wire"
@@ -199,32 +198,16 @@ func (c *Client) scrub(f *Failure) {
 	}
 }
 
-// minReplacedPassword is the shortest password redact replaces where it
-// occurs; a shorter one makes it replace the whole text.
-const minReplacedPassword = 4
-
 // redact removes the password from one piece of text a server sent (a
 // failure's code or parameter, a fault string, the text a decoding error
-// quotes).
-//
-// A password of 4 bytes or more is replaced by "***" wherever it occurs.
-// A shorter one is likely to occur by chance ("a" in most words, "10" in
-// addresses), and replacing each occurrence would both mangle the text
-// and show where the password's characters are, which gives them away
-// to anyone who knows what the text said ("HANDLE_INV***ID"). So a text
-// that contains a 1-3 byte password is replaced as a whole by "***": the
-// text is lost, the password is not shown. (With such a password a
-// HOST_IS_SLAVE address that happens to contain it is lost too, and the
-// redirect fails with an error.)
+// quotes), by core.Redact's rule: a password of 4 bytes or more becomes
+// "***" wherever it occurs; a text holding a shorter one becomes "***"
+// as a whole, as each occurrence of "a" or "10" would both mangle the text
+// and show where the password's characters are ("HANDLE_INV***ID"). (With
+// such a password a HOST_IS_SLAVE address that happens to contain it is
+// lost too, and the redirect fails with an error.)
 func (c *Client) redact(s string) string {
-	pw := string(c.creds.password)
-	if pw == "" || !strings.Contains(s, pw) {
-		return s
-	}
-	if len(pw) < minReplacedPassword {
-		return redacted
-	}
-	return strings.ReplaceAll(s, pw, redacted)
+	return core.Redact(s, string(c.creds.password))
 }
 
 // quoteServer quotes text a server sent for an error message: redacted,
