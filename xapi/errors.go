@@ -22,14 +22,14 @@ type Failure struct {
 // Error shows the code and the parameters, each clipped (a server could
 // send megabytes); the fields keep them whole.
 func (f *Failure) Error() string {
-	code := wire.Clip(f.Code, maxCodeText)
+	code := core.Clip(f.Code, maxCodeText)
 	if len(f.Params) == 0 {
 		return "XAPI failure " + code
 	}
 	n := min(len(f.Params), maxParamsShown)
 	params := make([]string, n)
 	for i := range n {
-		params[i] = wire.Clip(f.Params[i], maxParamText)
+		params[i] = core.Clip(f.Params[i], maxParamText)
 	}
 	s := fmt.Sprintf("XAPI failure %s %q", code, params)
 	if n < len(f.Params) {
@@ -111,7 +111,7 @@ func CodeFor(code string) core.Code {
 func describe(f *Failure) string {
 	p := func(i int) string {
 		if i < len(f.Params) {
-			return wire.Clip(f.Params[i], maxParamText)
+			return core.Clip(f.Params[i], maxParamText)
 		}
 		return ""
 	}

@@ -37,6 +37,20 @@ def in_thread(fn: Callable[[], Any]) -> Future[Any]:
     return future
 
 
+def peer_client(port: int, body: str) -> None:
+    """Run body, a LuaSocket client's code with its connection c, in a
+    trusted lua5.4 VM: c connects to port on 127.0.0.1 while it is refused
+    (the helper under test may not listen yet)."""
+    with create_vm("peer", engine="process", lua_executable="lua5.4", sandbox=False) as peer:
+        code = f"""
+        local socket = require("socket")
+        local c
+        for _ = 1, 200 do c = socket.connect("127.0.0.1", {port}) if c then break end socket.sleep(0.05) end
+        {body}"""
+        res = peer.execute_string(code, timeout=30)
+        assert res["success"], res
+
+
 @pytest.fixture(params=["embedded", "lua5.4", "luajit"])
 def net_vm(request: pytest.FixtureRequest) -> NetworkedLuaVM:
     """A networked VM of each kind: the helpers run in an interpreter with
@@ -116,13 +130,7 @@ def test_server_reports_a_client_that_sends_nothing() -> None:
     with create_vm("server", networked=True) as vm:
         res = in_thread(lambda: vm.start_server(port, timeout=30, recv_timeout=0.3))
         # A client that reads the greeting and closes without a line.
-        with create_vm("probe", networked=True, engine="process", lua_executable="lua5.4", sandbox=False) as probe:
-            code = f"""
-            local socket = require("socket")
-            local c
-            for _ = 1, 200 do c = socket.connect("127.0.0.1", {port}) if c then break end socket.sleep(0.05) end
-            local greeting = assert(c:receive("*l")) c:close() return greeting"""
-            assert probe.execute_string(code, timeout=30)["success"]
+        peer_client(port, 'assert(c:receive("*l")) c:close()')
         got = res.result(timeout=30)
     assert not got["success"] and got["received"] is None
     assert "Error receiving data or client disconnected: closed" in got["stderr"]
@@ -148,16 +156,13 @@ def test_p2p_joins_a_line_that_comes_in_pieces() -> None:
     port = free_port()
     with create_vm("p2p", networked=True) as vm:
         res = in_thread(lambda: vm.start_p2p(port, run_duration=3, send_interval=10))
-        with create_vm("peer", networked=True, engine="process", lua_executable="lua5.4", sandbox=False) as peer:
-            code = f"""
-            local socket = require("socket")
-            local c
-            for _ = 1, 200 do c = socket.connect("127.0.0.1", {port}) if c then break end socket.sleep(0.05) end
-            c:setoption("tcp-nodelay", true)
+        peer_client(
+            port,
+            """c:setoption("tcp-nodelay", true)
             assert(c:receive("*l"))  -- the welcome: the peer is registered
             c:send("first half, ") socket.sleep(0.3) c:send("second half\\n")
-            c:close()"""
-            assert peer.execute_string(code, timeout=30)["success"]
+            c:close()""",
+        )
         got = res.result(timeout=60)
     assert got["success"], got
     assert [r.split(": ", 1)[1] for r in got["received"]] == ["first half, second half"]

@@ -32,7 +32,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"libbioxen/core"
 )
 
 // TimeLayout is XML-RPC's dateTime.iso8601 layout as XAPI writes it.
@@ -275,19 +276,6 @@ type Decoder struct {
 	MaxValues int
 }
 
-// Clip returns s cut to at most n bytes, on a UTF-8 boundary, with "…"
-// appended when something was cut.
-func Clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := n
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
-}
-
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
 }
@@ -313,7 +301,7 @@ func (o Decoder) newDecoder(r io.Reader) *decoder {
 		case "utf-8", "utf8", "us-ascii", "ascii":
 			return in, nil
 		}
-		return nil, fmt.Errorf("unsupported charset %q", Clip(label, MaxQuoted))
+		return nil, fmt.Errorf("unsupported charset %q", core.Clip(label, MaxQuoted))
 	}
 	dc := &decoder{d: d, redact: o.Redact, maxDepth: o.MaxDepth, maxValues: o.MaxValues}
 	if dc.maxDepth <= 0 {
@@ -334,7 +322,7 @@ func (dc *decoder) clean(s string, n int) string {
 		s = dc.redact(s)
 	}
 	if len(s) > n {
-		return fmt.Sprintf("%s (%d bytes)", Clip(s, n), len(s))
+		return fmt.Sprintf("%s (%d bytes)", core.Clip(s, n), len(s))
 	}
 	return s
 }
@@ -351,7 +339,7 @@ func (dc *decoder) quote(s string) string {
 // followed by its size; s must already be free of secrets.
 func Quote(s string) string {
 	if len(s) > MaxQuoted {
-		return fmt.Sprintf("%q (%d bytes)", Clip(s, MaxQuoted), len(s))
+		return fmt.Sprintf("%q (%d bytes)", core.Clip(s, MaxQuoted), len(s))
 	}
 	return strconv.Quote(s)
 }
