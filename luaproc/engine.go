@@ -1036,7 +1036,7 @@ func templateDirs(templates string) []string {
 // exhausting the host. Children of os.execute and io.popen inherit it.
 func (e *Engine) applyRlimits(pid int) error {
 	if n := e.opts.Limits.MaxMemoryBytes; n > 0 {
-		if err := prlimit(pid, syscall.RLIMIT_AS, uint64(n)); err != nil {
+		if err := core.Prlimit(pid, syscall.RLIMIT_AS, uint64(n)); err != nil {
 			return err
 		}
 	}

@@ -52,17 +52,6 @@ func pidfdOpen(pid int) (int, error) {
 	return int(r), nil
 }
 
-// prlimit sets resource limit res (syscall.RLIMIT_AS ...) of process pid,
-// soft and hard, with prlimit(2).
-func prlimit(pid, res int, limit uint64) error {
-	lim := syscall.Rlimit{Cur: limit, Max: limit}
-	_, _, e := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, uintptr(pid), uintptr(res), uintptr(unsafe.Pointer(&lim)), 0, 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
-}
-
 // prlimitSoft sets only the soft limit of resource res of process pid (an
 // unprivileged process may move it anywhere up to the hard limit, which it
 // could only lower).

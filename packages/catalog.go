@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -79,12 +78,11 @@ func (c *Catalog) AddFile(path string) error {
 	var data []byte
 	var err error
 	if strings.HasPrefix(path, "http://") || strings.HasPrefix(path, "https://") {
-		data, err = fetchURL(path)
-	} else {
-		data, err = os.ReadFile(path)
-	}
-	if err != nil {
-		return core.Wrap(core.ErrFileNotFound, "catalog", "cannot read catalog "+path, err)
+		if data, err = fetchURL(path); err != nil {
+			return core.Wrap(core.ErrFileNotFound, "catalog", "cannot read catalog "+path, err)
+		}
+	} else if data, err = core.ReadRegularFile("catalog", path, maxCatalogBytes); err != nil {
+		return err
 	}
 	if err := c.AddJSON(path, data); err != nil {
 		return err
@@ -152,6 +150,9 @@ func decodeNamed[T any](raw json.RawMessage, file, what string, name func(*T) *s
 	return list, nil
 }
 
+// maxCatalogBytes bounds a catalog file (the shipped ones are a few KB).
+const maxCatalogBytes = 64 << 20
+
 func fetchURL(u string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -159,7 +160,7 @@ func fetchURL(u string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := repoClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +168,11 @@ func fetchURL(u string) ([]byte, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	return io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxCatalogBytes+1))
+	if err == nil && len(data) > maxCatalogBytes {
+		err = fmt.Errorf("larger than %d bytes", maxCatalogBytes)
+	}
+	return data, err
 }
 
 // describeJSONError turns a JSON error into "file:line:col: message".

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -212,9 +213,19 @@ func (e *Env) runLuarocks(ctx context.Context, luaVersion string, args []string,
 	fmt.Fprintf(&cfg, "rocks_trees = { { name = \"bioxen\", root = %s } }\n", quoteLua(e.Tree()))
 	fmt.Fprintf(&cfg, "rocks_servers = { %s }\n", strings.Join(servers, ", "))
 	fmt.Fprintf(&cfg, "local_by_default = false\n")
+	// https is verified (luarocks' default is not to), and the download
+	// cache is this run's own: luarocks' shared one (~/.cache/luarocks)
+	// is named after the URLs, credentials included, and kept failures.
+	fmt.Fprintf(&cfg, "check_certificates = true\n")
+	fmt.Fprintf(&cfg, "local_cache = %s\n", quoteLua(filepath.Join(dir, "cache")))
 	if !e.m.allowBuildCommands {
 		fmt.Fprintf(&cfg, "accepted_build_types = { \"builtin\", \"none\" }\n")
 		fmt.Fprintf(&cfg, "hooks_enabled = false\n")
+		// Compiling C is a build step too: the rockspec's sources and
+		// flags become compiler arguments (gcc reads options from
+		// "@file" and runs "-wrapper" programs), so a "builtin" rock's C
+		// modules are not compiled either.
+		fmt.Fprintf(&cfg, "variables = { CC = \"false\", LD = \"false\" }\n")
 	}
 	cfgFile := filepath.Join(dir, "config.lua")
 	if err := os.WriteFile(cfgFile, []byte(cfg.String()), 0o600); err != nil {
@@ -235,6 +246,12 @@ func (e *Env) runLuarocks(ctx context.Context, luaVersion string, args []string,
 		}
 	}
 	cmd.Env = append(cmd.Env, "LUAROCKS_CONFIG="+cfgFile, "LUAROCKS_SYSCONFDIR="+sysconf)
+	if _, set := os.LookupEnv("no_proxy"); !set && slices.ContainsFunc(repos, func(r Repo) bool { return strings.HasPrefix(r.URL, "https://") }) {
+		// luarocks fetches https with LuaSec, which never verifies the
+		// certificate (check_certificates covers only wget and curl); a
+		// no_proxy variable, even empty, makes it use wget or curl.
+		cmd.Env = append(cmd.Env, "no_proxy=")
+	}
 	// Pdeathsig: if this process dies mid-change, luarocks dies too instead
 	// of writing into the tree while the next change restores the backup.
 	// The signal follows the thread that started luarocks: keep it.
@@ -244,19 +261,45 @@ func (e *Env) runLuarocks(ctx context.Context, luaVersion string, args []string,
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	err = cmd.Start()
+	if err == nil {
+		// luarocks evaluates what a repository serves (its manifests,
+		// rockspecs, rock_manifest files) as Lua, unbounded: an endless or
+		// allocating manifest held the environment's lock for the whole
+		// deadline, or took gigabytes. Bound it and its children (set
+		// before luarocks has fetched anything).
+		limitLuarocks(cmd.Process.Pid)
+		err = cmd.Wait()
+	}
 	what := strings.Join(append(append([]string(nil), args...), pos...), " ")
 	if ctx.Err() != nil {
 		return out.Bytes(), core.Errorf(core.ErrTimeout, "luarocks", "luarocks %s timed out", what)
 	}
 	if err != nil {
 		msg := lastLines(out.String(), 6)
+		if msg == "" {
+			msg = err.Error() // "signal: CPU time limit exceeded"
+		}
 		for _, r := range repos {
 			msg = r.scrub(msg)
 		}
 		return out.Bytes(), core.Errorf(core.ErrEngine, "luarocks", "luarocks %s failed: %s", what, msg)
 	}
 	return out.Bytes(), nil
+}
+
+// Resource limits of luarocks and the programs it runs (per process): an
+// address space of 4 GiB and 300 s of CPU time (a variable for the tests).
+const luarocksMaxMemory = 4 << 30
+
+var luarocksMaxCPU uint64 = 300
+
+func limitLuarocks(pid int) {
+	for res, limit := range map[int]uint64{syscall.RLIMIT_AS: luarocksMaxMemory, syscall.RLIMIT_CPU: luarocksMaxCPU} {
+		if err := core.Prlimit(pid, res, limit); err != nil {
+			core.Logf(core.LevelWarn, "packages: cannot limit luarocks (pid %d): %v", pid, err)
+		}
+	}
 }
 
 func lastLines(s string, n int) string {
@@ -318,6 +361,11 @@ func (e *Env) checkKnown(ctx context.Context, name string) error {
 	repos := e.m.Repos()
 	for _, r := range repos {
 		man, err := r.Manifest(ctx)
+		if core.CodeOf(err) == core.ErrHostKey {
+			// Not merely unreachable: someone may be in the way, and
+			// luarocks would fetch from it next.
+			return err
+		}
 		if err != nil {
 			continue
 		}
@@ -537,11 +585,14 @@ func WriteLockFile(path string, lf *LockFile) error {
 	return nil
 }
 
+// maxLockFileBytes bounds a lock file (a few hundred bytes per package).
+const maxLockFileBytes = 16 << 20
+
 // ReadLockFile reads a lock file.
 func ReadLockFile(path string) (*LockFile, error) {
-	data, err := os.ReadFile(path)
+	data, err := core.ReadRegularFile("lock", path, maxLockFileBytes)
 	if err != nil {
-		return nil, core.Wrap(core.ErrFileNotFound, "lock", "cannot read "+path, err)
+		return nil, err
 	}
 	var lf LockFile
 	if err := json.Unmarshal(data, &lf); err != nil {

@@ -163,6 +163,80 @@ build = { type = "command", build_command = "echo ran > `+marker+`", install = {
 	}
 }
 
+// A "builtin" rock's C module is not compiled without the opt-in: its
+// sources become compiler arguments, and gcc runs the program a "-wrapper"
+// option in an "@file" names (this ran a shell command at install time).
+func TestCompilerArgumentsNeedOptIn(t *testing.T) {
+	if _, err := exec.LookPath("luarocks"); err != nil {
+		t.Skip("luarocks is not installed")
+	}
+	repo := t.TempDir()
+	work := t.TempDir()
+	marker := filepath.Join(t.TempDir(), "ran")
+	src := filepath.Join(work, "evil-1.0")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "evil.rsp"), []byte("-wrapper /bin/sh,-c,echo>"+marker+" real.c\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "real.c"), []byte("int luaopen_evil(void *L) { return 0; }\n"), 0o644)
+	if out, err := exec.Command("tar", "-C", work, "-czf", filepath.Join(repo, "evil-1.0.tar.gz"), "evil-1.0").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	os.WriteFile(filepath.Join(repo, "evil-1.0-1.rockspec"), []byte(`package = "evil"
+version = "1.0-1"
+source = { url = "file://`+filepath.Join(repo, "evil-1.0.tar.gz")+`" }
+description = { summary = "compiler options as sources" }
+dependencies = { "lua >= 5.1" }
+build = { type = "builtin", modules = { evil = { sources = { "@evil.rsp" } } } }
+`), 0o644)
+	if out, err := exec.Command("luarocks-admin", "make_manifest", repo).CombinedOutput(); err != nil {
+		t.Fatalf("make_manifest: %v\n%s", err, out)
+	}
+	m := open(t, repo)
+	env, _ := m.Env("default", true)
+	if _, err := env.Install(context.Background(), "evil", ""); err == nil {
+		t.Error("the C module was built without the opt-in")
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the compiler ran the rock's command")
+	}
+}
+
+// What luarocks evaluates as Lua (a repository's manifest-5.x, which the
+// library does not read) is bounded: an endless one held the
+// environment's lock for the whole deadline.
+func TestLuarocksIsBounded(t *testing.T) {
+	if _, err := exec.LookPath("luarocks"); err != nil {
+		t.Skip("luarocks is not installed")
+	}
+	defer func(old uint64) { luarocksMaxCPU = old }(luarocksMaxCPU)
+	luarocksMaxCPU = 2
+	repo := t.TempDir()
+	os.WriteFile(filepath.Join(repo, "x-1.0-1.rockspec"), []byte(`package = "x"
+version = "1.0-1"
+source = { url = "file:///nonexistent/x.tar.gz" }
+build = { type = "builtin", modules = {} }
+`), 0o644)
+	if out, err := exec.Command("luarocks-admin", "make_manifest", repo).CombinedOutput(); err != nil {
+		t.Fatalf("make_manifest: %v\n%s", err, out)
+	}
+	zips, _ := filepath.Glob(filepath.Join(repo, "manifest-*"))
+	for _, z := range zips {
+		os.Remove(z)
+	}
+	for _, v := range LuaVersions {
+		os.WriteFile(filepath.Join(repo, "manifest-"+v), []byte("while true do end\n"), 0o644)
+	}
+	m := open(t, repo)
+	env, _ := m.Env("default", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	_, err := env.Install(ctx, "x", "")
+	t.Logf("%v after %v", err, time.Since(start))
+	if err == nil || core.CodeOf(err) == core.ErrTimeout || time.Since(start) > time.Minute {
+		t.Errorf("got %v after %v, want luarocks stopped by its CPU limit", err, time.Since(start))
+	}
+}
+
 // luarocks never sees the system config or its default servers.
 func TestLuarocksUsesOnlyOurServers(t *testing.T) {
 	if _, err := exec.LookPath("luarocks"); err != nil {
@@ -183,6 +257,15 @@ func TestLuarocksUsesOnlyOurServers(t *testing.T) {
 	}
 	if strings.Contains(string(out), "/etc/luarocks") {
 		t.Errorf("system config consulted: %s", out)
+	}
+	// Certificates checked (luarocks' default is not to); a download
+	// cache of the run's own, not ~/.cache/luarocks (named after the
+	// URLs, credentials included); no C compiler without the opt-in.
+	for key, want := range map[string]string{"check_certificates": "true", "local_cache": "bioxen-luarocks-", "variables.CC": "false"} {
+		out, err = env.runLuarocks(context.Background(), "5.1", []string{"config", key})
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("config %s: %v %s, want %s", key, err, out, want)
+		}
 	}
 }
 
@@ -516,5 +599,52 @@ func TestManifestSignedExponentsAreLinear(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second { // minutes before the fix
 		t.Errorf("parsing took %v", d)
+	}
+}
+
+// A lock file or catalog that is a device, a FIFO or a huge file is a
+// typed error at once: /dev/zero ended the process ("out of memory"), a
+// FIFO hung it.
+func TestLockAndCatalogFilesAreBounded(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "huge.lock")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 40); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, path := range []string{"/dev/zero", fifo, huge} {
+		if _, err := ReadLockFile(path); core.CodeOf(err) != core.ErrInvalid {
+			t.Errorf("lock file %s: got %v, want ErrInvalid", path, err)
+		}
+		if err := NewCatalog().AddFile(path); core.CodeOf(err) != core.ErrInvalid {
+			t.Errorf("catalog %s: got %v, want ErrInvalid", path, err)
+		}
+	}
+}
+
+// An https repository whose certificate is not trusted is not merely
+// skipped as unreachable: luarocks would fetch from it next (and LuaSec,
+// which it uses, verifies nothing). The install fails with ErrHostKey.
+func TestUntrustedCertificateFailsTheInstall(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `repository = { hello = { ["1.0-1"] = { { arch = "all" } } } }`)
+	}))
+	defer srv.Close()
+	m := open(t)
+	if err := m.AddRepo("mitm", srv.URL, 0); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := m.Env("default", true)
+	_, err := env.Install(context.Background(), "hello", "")
+	if core.CodeOf(err) != core.ErrHostKey {
+		t.Errorf("got %v, want ErrHostKey", err)
 	}
 }

@@ -2,6 +2,8 @@ package packages
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -152,9 +154,14 @@ func (r Repo) fetch(ctx context.Context, name string, limit int64) ([]byte, erro
 	if err != nil {
 		return nil, core.Errorf(core.ErrInvalid, "repository", "bad URL %s", r.display())
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := repoClient.Do(req)
 	if err != nil {
-		return nil, core.Errorf(core.ErrEngine, "repository", "repository %s is unreachable: %s", r.display(), r.scrub(err.Error()))
+		code, what := core.ErrEngine, "is unreachable"
+		var cve *tls.CertificateVerificationError
+		if errors.As(err, &cve) {
+			code, what = core.ErrHostKey, "has a TLS certificate that is not trusted"
+		}
+		return nil, core.Errorf(code, "repository", "repository %s %s: %s", r.display(), what, r.scrub(err.Error()))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -162,6 +169,18 @@ func (r Repo) fetch(ctx context.Context, name string, limit int64) ([]byte, erro
 	}
 	return readLimited(resp.Body, limit, name, r)
 }
+
+// repoClient fetches from repositories: TLS verified (Go's default), and
+// never redirected from https to http.
+var repoClient = &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return errors.New("refused a redirect from https to " + req.URL.Scheme)
+	}
+	return nil
+}}
 
 func readLimited(rd io.Reader, limit int64, name string, r Repo) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(rd, limit+1))
