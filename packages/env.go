@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -245,7 +244,10 @@ func (e *Env) runLuarocks(ctx context.Context, luaVersion string, args []string,
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "LUAROCKS_CONFIG="+cfgFile, "LUAROCKS_SYSCONFDIR="+sysconf)
+	// Its temporary files and home are the run's own directory: luarocks
+	// is confined to it (see confineThread), and wget and curl read
+	// their configuration from the home.
+	cmd.Env = append(cmd.Env, "LUAROCKS_CONFIG="+cfgFile, "LUAROCKS_SYSCONFDIR="+sysconf, "TMPDIR="+dir, "HOME="+dir)
 	if _, set := os.LookupEnv("no_proxy"); !set && slices.ContainsFunc(repos, func(r Repo) bool { return strings.HasPrefix(r.URL, "https://") }) {
 		// luarocks fetches https with LuaSec, which never verifies the
 		// certificate (check_certificates covers only wget and curl); a
@@ -254,23 +256,13 @@ func (e *Env) runLuarocks(ctx context.Context, luaVersion string, args []string,
 	}
 	// Pdeathsig: if this process dies mid-change, luarocks dies too instead
 	// of writing into the tree while the next change restores the backup.
-	// The signal follows the thread that started luarocks: keep it.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	// (The signal follows the thread that started luarocks: runConfined
+	// keeps it.)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Start()
-	if err == nil {
-		// luarocks evaluates what a repository serves (its manifests,
-		// rockspecs, rock_manifest files) as Lua, unbounded: an endless or
-		// allocating manifest held the environment's lock for the whole
-		// deadline, or took gigabytes. Bound it and its children (set
-		// before luarocks has fetched anything).
-		limitLuarocks(cmd.Process.Pid)
-		err = cmd.Wait()
-	}
+	err = runConfined(cmd, e.confinement(dir, repos))
 	what := strings.Join(append(append([]string(nil), args...), pos...), " ")
 	if ctx.Err() != nil {
 		return out.Bytes(), core.Errorf(core.ErrTimeout, "luarocks", "luarocks %s timed out", what)
@@ -294,6 +286,11 @@ const luarocksMaxMemory = 4 << 30
 
 var luarocksMaxCPU uint64 = 300
 
+// limitLuarocks bounds luarocks and the programs it runs: it evaluates
+// what a repository serves (its manifests, rockspecs, rock_manifest files)
+// as Lua, unbounded: an endless or allocating manifest held the
+// environment's lock for the whole deadline, or took gigabytes. (Set
+// before luarocks has fetched anything.)
 func limitLuarocks(pid int) {
 	for res, limit := range map[int]uint64{syscall.RLIMIT_AS: luarocksMaxMemory, syscall.RLIMIT_CPU: luarocksMaxCPU} {
 		if err := core.Prlimit(pid, res, limit); err != nil {
