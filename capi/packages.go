@@ -91,7 +91,10 @@ func runPackages(req *pkgRequest) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		p, cp := e.Paths(req.LuaVersion)
+		p, cp, err := e.Paths(req.LuaVersion)
+		if err != nil {
+			return nil, err
+		}
 		return map[string]string{"path": p, "cpath": cp, "tree": e.Tree()}, nil
 	case "install", "update":
 		e, err := env(true)

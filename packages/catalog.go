@@ -150,6 +150,10 @@ func decodeNamed[T any](raw json.RawMessage, file, what string, name func(*T) *s
 	return list, nil
 }
 
+// maxPriority bounds what a catalog's priority adds to a search score (a
+// hostile one of 2^63-1 overflowed it).
+const maxPriority = 1 << 20
+
 // maxCatalogBytes bounds a catalog file (the shipped ones are a few KB).
 const maxCatalogBytes = 64 << 20
 
@@ -253,7 +257,7 @@ func (c *Catalog) Search(query string) []Match {
 			if len(p.Versions) > 0 {
 				v = p.Versions[0]
 			}
-			out = append(out, Match{Name: p.Name, Summary: p.Summary, Score: s + p.Priority, Source: "catalog", Version: v, Tags: p.Tags})
+			out = append(out, Match{Name: p.Name, Summary: p.Summary, Score: s + max(min(p.Priority, maxPriority), -maxPriority), Source: "catalog", Version: v, Tags: p.Tags})
 		}
 	}
 	sortMatches(out)

@@ -37,11 +37,14 @@ func (e *Env) Tree() string { return filepath.Join(e.Dir, "tree") }
 
 // Paths returns package.path and package.cpath for a Lua version ("5.1",
 // "5.4"), the environment's directories only.
-func (e *Env) Paths(luaVersion string) (path, cpath string) {
+func (e *Env) Paths(luaVersion string) (path, cpath string, err error) {
+	if !slices.Contains(LuaVersions, luaVersion) {
+		return "", "", core.Errorf(core.ErrInvalid, "paths", "unknown Lua version %q (valid: %s)", luaVersion, strings.Join(LuaVersions, ", "))
+	}
 	t := e.Tree()
 	path = fmt.Sprintf("%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua", t, luaVersion, t, luaVersion)
 	cpath = fmt.Sprintf("%s/lib/lua/%s/?.so", t, luaVersion)
-	return path, cpath
+	return path, cpath, nil
 }
 
 // lockPath is the environment's lock file. It lives outside the

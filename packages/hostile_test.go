@@ -648,3 +648,15 @@ func TestUntrustedCertificateFailsTheInstall(t *testing.T) {
 		t.Errorf("got %v, want ErrHostKey", err)
 	}
 }
+
+// A catalog's priority is bounded where it adds to a search score: one
+// of 2^63-1 overflowed it to the lowest score.
+func TestCatalogPriorityIsBounded(t *testing.T) {
+	c := NewCatalog()
+	if err := c.AddJSON("c.json", []byte(`{"packages": [{"name": "bio_x", "summary": "x", "priority": 9223372036854775807}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.Search("bio"); len(m) != 1 || m[0].Score <= 0 {
+		t.Errorf("search: %+v", m)
+	}
+}

@@ -92,7 +92,7 @@ func TestInstallRequireRemove(t *testing.T) {
 	if !names["hello@5.1"] || !names["world@5.1"] {
 		t.Errorf("installed %v", inst)
 	}
-	path, _ := env.Paths("5.1")
+	path, _, _ := env.Paths("5.1")
 	for _, lua := range []string{"lua5.1", "luajit"} {
 		if _, err := exec.LookPath(lua); err != nil {
 			continue
@@ -103,7 +103,7 @@ func TestInstallRequireRemove(t *testing.T) {
 		}
 	}
 	if _, err := exec.LookPath("lua5.4"); err == nil {
-		p54, _ := env.Paths("5.4")
+		p54, _, _ := env.Paths("5.4")
 		out, err := exec.Command("lua5.4", "-e", `package.path = "`+p54+`" print(require("world").both())`).CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != "hi 1.0-1 world" {
 			t.Errorf("lua5.4 require: %v %s", err, out)

@@ -116,8 +116,9 @@ def env_paths(name: str, engine: str, executable: str) -> Optional[Dict[str, str
 
 
 def check_env_name(name: str) -> str:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"invalid environment name {name!r}")
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", name):
-        raise ValueError(f"invalid environment name {name!r} (letters, digits, '_', '.', '-')")
+    """name, or InvalidArgumentError (a ValueError) as the core would raise
+    for it: 1-64 letters, digits, '_', '.', '-', not starting with '_',
+    '.' or '-' (so never "..", and no trailing newline)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise exc.InvalidArgumentError(f"invalid environment name {name!r} (letters, digits, '_', '.', '-')")
     return name

@@ -289,3 +289,28 @@ def test_build_commands_run_only_when_allowed(tmp_path):
     PackageManager().remove("evil")
     assert PackageInstaller(allow_build_commands=True).install_package("evil")["installed_version"] == "1.0-1"
     assert marker.exists()
+
+
+def test_environment_names_and_lua_versions_are_checked(tmp_path):
+    from pylua_bioxen_vm_lib.env import EnvironmentManager
+    from pylua_bioxen_vm_lib.package_manager import PackageManager
+
+    # As the core checks them: InvalidArgumentError (a ValueError), and a
+    # trailing newline is no exception.
+    for bad in ("../x", "default\n", "", ".hidden"):
+        with pytest.raises(exc.InvalidArgumentError):
+            PackageManager(bad)
+        with pytest.raises(exc.InvalidArgumentError):
+            create_vm("v", environment=bad)
+    EnvironmentManager().create_environment("default")
+    with pytest.raises(exc.InvalidArgumentError):
+        EnvironmentManager().get_paths("default", "../../../etc")
+    assert EnvironmentManager().get_paths("default", "5.4")["path"].endswith("/share/lua/5.4/?/init.lua")
+
+
+def test_input_files_must_be_regular_and_bounded(tmp_path):
+    from pylua_bioxen_vm_lib.package_manager import PackageManager
+
+    # /dev/zero as a lock file ended the process (out of memory).
+    with pytest.raises(exc.InvalidArgumentError):
+        PackageManager("default").install_from_lock("/dev/zero")
