@@ -353,6 +353,19 @@ func TestManifestBounds(t *testing.T) {
 	if core.CodeOf(err) != core.ErrInvalid || !strings.Contains(err.Error(), "more than 1000 versions") {
 		t.Errorf("version cap: %v", err)
 	}
+	// Values in the repository table are counted (64 MiB of "{}," took
+	// 2.8 GB); the other tables (modules, commands) are checked and dropped.
+	oldN := maxManifestValues
+	maxManifestValues = 1000
+	_, err = manifestOf(t, "repository = {"+strings.Repeat("{},", 2000)+"}")
+	if core.CodeOf(err) != core.ErrInvalid || !strings.Contains(err.Error(), "more than 1000 values") {
+		t.Errorf("value cap: %v", err)
+	}
+	man, err = manifestOf(t, "modules = {"+strings.Repeat("{},", 2000)+"} repository = { p = { [\"1.0-1\"] = {} } }")
+	maxManifestValues = oldN
+	if err != nil || len(man["p"].Versions) != 1 {
+		t.Errorf("a large modules table: %v %v", man, err)
+	}
 	if CompareVersions("1.10-1", "1.9-2") != 1 || CompareVersions("1.0-1", "1.0-2") != -1 || CompareVersions("1.0", "1.0.0") != -1 || CompareVersions("2rc", "2rc") != 0 {
 		t.Error("version order")
 	}

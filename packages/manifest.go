@@ -18,6 +18,10 @@ var (
 	maxManifestBytes    int64 = 64 << 20 // local file or HTTP body
 	maxManifestDepth          = 64       // nested tables (a real manifest uses 5)
 	maxManifestVersions       = 500000   // versions of all packages together
+	// Values kept of the repository table: each costs ~50 bytes, and a
+	// 64 MiB manifest of "{}," or "1," took 2.3-2.8 GB (a real one keeps
+	// ~5 per version: luarocks.org has ~60,000 versions).
+	maxManifestValues = 2 << 20
 )
 
 // mtable is a table of a manifest: its fields in order.
@@ -27,10 +31,12 @@ type mtable struct {
 }
 
 type manifestParser struct {
-	ctx   context.Context
-	src   string
-	pos   int
-	steps int
+	ctx    context.Context
+	src    string
+	pos    int
+	steps  int
+	keep   bool // the values read are kept (the repository table), not only checked
+	values int  // values kept
 }
 
 type manifestError struct {
@@ -72,7 +78,12 @@ func parseManifest(ctx context.Context, src string) (globals map[string]any, err
 		}
 		p.skipSpace()
 		p.expect('=')
-		globals[name] = p.value(0)
+		// Only the repository table is used; the others (modules,
+		// commands) are checked as data and dropped.
+		p.keep = name == "repository"
+		if v := p.value(0); p.keep {
+			globals[name] = v
+		}
 	}
 }
 
@@ -249,8 +260,13 @@ func (p *manifestParser) table(depth int) *mtable {
 			n++
 			key = n
 		}
-		t.keys = append(t.keys, key)
-		t.vals = append(t.vals, p.value(depth))
+		if v := p.value(depth); p.keep {
+			if p.values++; p.values > maxManifestValues {
+				p.fail("more than %d values in the repository table", maxManifestValues)
+			}
+			t.keys = append(t.keys, key)
+			t.vals = append(t.vals, v)
+		}
 		p.skipSpace()
 		if p.pos < len(p.src) && (p.src[p.pos] == ',' || p.src[p.pos] == ';') {
 			p.pos++
