@@ -161,8 +161,9 @@ func (c luarocksConfinement) confineThread() (bool, error) {
 // the luarocks installation and the local repositories, read.
 func (e *Env) confinement(dir string, repos []Repo) luarocksConfinement {
 	// /tmp too: luarocks reads commands' output through os.tmpname files,
-	// which Lua makes in /tmp whatever TMPDIR says.
-	c := luarocksConfinement{rw: []string{e.Tree(), dir, "/tmp"}}
+	// which Lua makes in /tmp whatever TMPDIR says; and the caller's
+	// temporary directory, where InstallLock puts the rocks it fetched.
+	c := luarocksConfinement{rw: []string{e.Tree(), dir, "/tmp", os.TempDir()}}
 	c.ro = append(c.ro, systemReadDirs...)
 	if p, err := filepath.EvalSymlinks(e.m.luarocks); err == nil {
 		// luarocks installed elsewhere (~/.luarocks, /usr/local): its prefix.
