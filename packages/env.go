@@ -243,10 +243,14 @@ func (e *Env) runLuarocks(ctx context.Context, luaVersion string, args []string,
 	cmd := exec.CommandContext(ctx, e.m.luarocks, full...)
 	cmd.Dir = dir // no project configuration (.luarocks/) of the caller's directory
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "LUAROCKS_") {
+		if !strings.HasPrefix(kv, "LUAROCKS_") && !strings.HasPrefix(kv, "LUA_INIT") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	// Lua's os.tmpname makes its files in /tmp whatever TMPDIR says, and
+	// luarocks reads commands' output through them: make them in the run's
+	// own directory, so that luarocks needs no access to /tmp.
+	cmd.Env = append(cmd.Env, "LUA_INIT="+tmpnameInit)
 	// Its temporary files and home are the run's own directory: luarocks
 	// is confined to it (see confineThread), and wget and curl read
 	// their configuration from the home.
@@ -265,7 +269,7 @@ func (e *Env) runLuarocks(ctx context.Context, luaVersion string, args []string,
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = runConfined(cmd, e.confinement(dir, repos))
+	err = runConfined(cmd, e.confinement(dir, repos, pos))
 	what := strings.Join(append(append([]string(nil), args...), pos...), " ")
 	if ctx.Err() != nil {
 		return out.Bytes(), core.Errorf(core.ErrTimeout, "luarocks", "luarocks %s timed out", what)
@@ -282,6 +286,21 @@ func (e *Env) runLuarocks(ctx context.Context, luaVersion string, args []string,
 	}
 	return out.Bytes(), nil
 }
+
+// tmpnameInit replaces os.tmpname, for luarocks, by one that makes its
+// files in TMPDIR (the run's own directory; see runLuarocks).
+const tmpnameInit = `do
+  local dir, n = os.getenv("TMPDIR"), 0
+  if dir then
+    os.tmpname = function()
+      n = n + 1
+      local name = dir .. "/lua_tmpname_" .. n
+      local f = assert(io.open(name, "w"))
+      f:close()
+      return name
+    end
+  end
+end`
 
 // Resource limits of luarocks and the programs it runs (per process): an
 // address space of 4 GiB and 300 s of CPU time (a variable for the tests).

@@ -119,6 +119,10 @@ func TestBuildCommandsNeedOptIn(t *testing.T) {
 	if _, err := exec.LookPath("luarocks"); err != nil {
 		t.Skip("luarocks is not installed")
 	}
+	// This defence holds without the confinement (which would also stop
+	// the marker being written): test it alone.
+	defer func() { confineLuarocks = true }()
+	confineLuarocks = false
 	repo := t.TempDir()
 	work := t.TempDir()
 	marker := filepath.Join(t.TempDir(), "ran")
@@ -170,6 +174,10 @@ func TestCompilerArgumentsNeedOptIn(t *testing.T) {
 	if _, err := exec.LookPath("luarocks"); err != nil {
 		t.Skip("luarocks is not installed")
 	}
+	// This defence holds without the confinement (which would also stop
+	// the marker being written): test it alone.
+	defer func() { confineLuarocks = true }()
+	confineLuarocks = false
 	repo := t.TempDir()
 	work := t.TempDir()
 	marker := filepath.Join(t.TempDir(), "ran")
@@ -671,5 +679,60 @@ func TestCatalogPriorityIsBounded(t *testing.T) {
 	}
 	if m := c.Search("bio"); len(m) != 1 || m[0].Score <= 0 {
 		t.Errorf("search: %+v", m)
+	}
+}
+
+// luarocks runs confined: a trusted rock's build command (allowed) cannot
+// write outside the environment's tree, here a file in the test's
+// directory, nor read one there.
+func TestLuarocksRunsConfined(t *testing.T) {
+	if _, err := exec.LookPath("luarocks"); err != nil {
+		t.Skip("luarocks is not installed")
+	}
+	if landlockABI() < 1 {
+		t.Skip("the kernel has no Landlock")
+	}
+	repo := t.TempDir()
+	work := t.TempDir()
+	outside := t.TempDir()
+	marker := filepath.Join(outside, "written")
+	os.WriteFile(filepath.Join(outside, "secret"), []byte("s3cret"), 0o600)
+	os.MkdirAll(filepath.Join(work, "spy-1.0"), 0o755)
+	os.WriteFile(filepath.Join(work, "spy-1.0", "spy.lua"), []byte("return {}\n"), 0o644)
+	if out, err := exec.Command("tar", "-C", work, "-czf", filepath.Join(work, "spy-1.0.tar.gz"), "spy-1.0").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	spec := filepath.Join(work, "spy-1.0-1.rockspec")
+	os.WriteFile(spec, []byte(`package = "spy"
+version = "1.0-1"
+source = { url = "file://`+filepath.Join(work, "spy-1.0.tar.gz")+`" }
+description = { summary = "writes and reads outside its tree" }
+dependencies = { "lua >= 5.1" }
+build = { type = "command", build_command = "cp `+filepath.Join(outside, "secret")+` spy.lua; echo ran > `+marker+`",
+  install = { lua = { spy = "spy.lua" } } }
+`), 0o644)
+	// A source rock, as repositories serve them (luarocks unpacks it in
+	// its own directory).
+	pack := exec.Command("luarocks", "pack", spec)
+	pack.Dir = repo
+	if out, err := pack.CombinedOutput(); err != nil {
+		t.Fatalf("pack: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("luarocks-admin", "make_manifest", repo).CombinedOutput(); err != nil {
+		t.Fatalf("make_manifest: %v\n%s", err, out)
+	}
+	u, _ := NormalizeRepoURL(repo)
+	trusted, err := Open(Config{Home: t.TempDir(), DefaultRepos: []Repo{{Name: "r", URL: u}}, AllowBuildCommands: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := trusted.Env("default", true)
+	_, err = env.Install(context.Background(), "spy", "")
+	t.Logf("install: %v", err)
+	if err == nil {
+		t.Error("the build command read or wrote outside the tree")
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the build command wrote outside the tree")
 	}
 }

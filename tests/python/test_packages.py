@@ -5,6 +5,7 @@ repository built from lua/ (no network)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 
@@ -252,25 +253,37 @@ def test_percent_encoded_file_uri_repository(tmp_path):
 def test_build_commands_run_only_when_allowed(tmp_path):
     # A rockspec whose build step is a shell command: refused by default on
     # every API (the opt-in was Go-only), run when the caller allows it.
+    # (The command writes the module it installs: luarocks may write
+    # nothing outside the environment's tree.)
     import subprocess
 
+    from pylua_bioxen_vm_lib.env import EnvironmentManager
     from pylua_bioxen_vm_lib.package_manager import PackageManager
     from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
 
-    repo, work, marker = tmp_path / "repo", tmp_path / "work" / "evil-1.0", tmp_path / "ran"
+    repo, work = tmp_path / "repo", tmp_path / "work" / "evil-1.0"
     repo.mkdir()
     work.mkdir(parents=True)
     (work / "evil.lua").write_text("return {}\n")
-    subprocess.run(["tar", "-C", str(work.parent), "-czf", str(repo / "evil-1.0.tar.gz"), "evil-1.0"], check=True)
-    (repo / "evil-1.0-1.rockspec").write_text(
+    tarball = work.parent / "evil-1.0.tar.gz"
+    subprocess.run(["tar", "-C", str(work.parent), "-czf", str(tarball), "evil-1.0"], check=True)
+    spec = work.parent / "evil-1.0-1.rockspec"
+    spec.write_text(
         f'package = "evil"\nversion = "1.0-1"\n'
-        f'source = {{ url = "{(repo / "evil-1.0.tar.gz").as_uri()}" }}\n'
+        f'source = {{ url = "{tarball.as_uri()}" }}\n'
         'description = { summary = "runs a command" }\ndependencies = { "lua >= 5.1" }\n'
-        f'build = {{ type = "command", build_command = "echo ran > {marker}", '
+        'build = { type = "command", build_command = "echo \'return [[ran]]\' > evil.lua", '
         'install = { lua = { evil = "evil.lua" } } }\n'
     )
+    # A source rock, as repositories serve them.
+    subprocess.run(["luarocks", "pack", str(spec)], cwd=repo, check=True, capture_output=True)
     subprocess.run(["luarocks-admin", "make_manifest", str(repo)], check=True, capture_output=True)
     PackageManager().repositories.add_repository(repo, name="evil", index=0)
+
+    def built() -> bool:
+        tree = EnvironmentManager().get_paths("default")["tree"]
+        module = os.path.join(tree, "share", "lua", "5.1", "evil.lua")
+        return os.path.exists(module) and "ran" in open(module).read()
 
     with pytest.raises(exc.PackageError, match="accepted_build_types"):
         PackageManager().install("evil")
@@ -278,17 +291,17 @@ def test_build_commands_run_only_when_allowed(tmp_path):
     with pytest.raises(exc.LuaProcessError, match="accepted_build_types") as info:
         PackageInstaller().install_package("evil")
     assert isinstance(info.value, exc.LuaRocksError)
-    assert not marker.exists()
+    assert not built()
     with pytest.raises(TypeError):
         PackageManager(allow_build_commands="yes")  # type: ignore[arg-type]
 
     installed = PackageManager(allow_build_commands=True).install("evil")
-    assert marker.read_text() == "ran\n"
+    assert built()
     assert any(p["name"] == "evil" for p in installed)
-    marker.unlink()
     PackageManager().remove("evil")
+    assert not built()
     assert PackageInstaller(allow_build_commands=True).install_package("evil")["installed_version"] == "1.0-1"
-    assert marker.exists()
+    assert built()
 
 
 def test_environment_names_and_lua_versions_are_checked(tmp_path):
