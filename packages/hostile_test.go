@@ -113,6 +113,37 @@ func TestTamperedLockFileIsRefused(t *testing.T) {
 	}
 }
 
+// sourceRockRepo makes a repository serving one source rock, <name>
+// 1.0-1: its source holds files (name to content), and build is the
+// rockspec's build table.
+func sourceRockRepo(t *testing.T, name string, files map[string]string, build string) string {
+	t.Helper()
+	repo, work := t.TempDir(), t.TempDir()
+	src := filepath.Join(work, name+"-1.0")
+	os.MkdirAll(src, 0o755)
+	for f, content := range files {
+		os.WriteFile(filepath.Join(src, f), []byte(content), 0o644)
+	}
+	tarball := filepath.Join(work, name+"-1.0.tar.gz")
+	if out, err := exec.Command("tar", "-C", work, "-czf", tarball, name+"-1.0").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	spec := filepath.Join(work, name+"-1.0-1.rockspec")
+	os.WriteFile(spec, []byte(fmt.Sprintf("package = %q\nversion = \"1.0-1\"\nsource = { url = \"file://%s\" }\n"+
+		"description = { summary = \"a test rock\" }\ndependencies = { \"lua >= 5.1\" }\nbuild = %s\n", name, tarball, build)), 0o644)
+	// A source rock, as repositories serve them (luarocks unpacks it in
+	// its own directory).
+	pack := exec.Command("luarocks", "pack", spec)
+	pack.Dir = repo
+	if out, err := pack.CombinedOutput(); err != nil {
+		t.Fatalf("pack: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("luarocks-admin", "make_manifest", repo).CombinedOutput(); err != nil {
+		t.Fatalf("make_manifest: %v\n%s", err, out)
+	}
+	return repo
+}
+
 // A rockspec whose build step is a shell command: refused by default, run
 // only when the manager allows build commands.
 func TestBuildCommandsNeedOptIn(t *testing.T) {
@@ -123,24 +154,9 @@ func TestBuildCommandsNeedOptIn(t *testing.T) {
 	// the marker being written): test it alone.
 	defer func() { confineLuarocks = true }()
 	confineLuarocks = false
-	repo := t.TempDir()
-	work := t.TempDir()
 	marker := filepath.Join(t.TempDir(), "ran")
-	os.MkdirAll(filepath.Join(work, "evil-1.0"), 0o755)
-	os.WriteFile(filepath.Join(work, "evil-1.0", "evil.lua"), []byte("return {}\n"), 0o644)
-	if out, err := exec.Command("tar", "-C", work, "-czf", filepath.Join(repo, "evil-1.0.tar.gz"), "evil-1.0").CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
-	}
-	os.WriteFile(filepath.Join(repo, "evil-1.0-1.rockspec"), []byte(`package = "evil"
-version = "1.0-1"
-source = { url = "file://`+filepath.Join(repo, "evil-1.0.tar.gz")+`" }
-description = { summary = "runs a command" }
-dependencies = { "lua >= 5.1" }
-build = { type = "command", build_command = "echo ran > `+marker+`", install = { lua = { evil = "evil.lua" } } }
-`), 0o644)
-	if out, err := exec.Command("luarocks-admin", "make_manifest", repo).CombinedOutput(); err != nil {
-		t.Fatalf("make_manifest: %v\n%s", err, out)
-	}
+	repo := sourceRockRepo(t, "evil", map[string]string{"evil.lua": "return {}\n"},
+		`{ type = "command", build_command = "echo ran > `+marker+`", install = { lua = { evil = "evil.lua" } } }`)
 	m := open(t, repo)
 	env, _ := m.Env("default", true)
 	_, err := env.Install(context.Background(), "evil", "")
@@ -178,26 +194,11 @@ func TestCompilerArgumentsNeedOptIn(t *testing.T) {
 	// the marker being written): test it alone.
 	defer func() { confineLuarocks = true }()
 	confineLuarocks = false
-	repo := t.TempDir()
-	work := t.TempDir()
 	marker := filepath.Join(t.TempDir(), "ran")
-	src := filepath.Join(work, "evil-1.0")
-	os.MkdirAll(src, 0o755)
-	os.WriteFile(filepath.Join(src, "evil.rsp"), []byte("-wrapper /bin/sh,-c,echo>"+marker+" real.c\n"), 0o644)
-	os.WriteFile(filepath.Join(src, "real.c"), []byte("int luaopen_evil(void *L) { return 0; }\n"), 0o644)
-	if out, err := exec.Command("tar", "-C", work, "-czf", filepath.Join(repo, "evil-1.0.tar.gz"), "evil-1.0").CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
-	}
-	os.WriteFile(filepath.Join(repo, "evil-1.0-1.rockspec"), []byte(`package = "evil"
-version = "1.0-1"
-source = { url = "file://`+filepath.Join(repo, "evil-1.0.tar.gz")+`" }
-description = { summary = "compiler options as sources" }
-dependencies = { "lua >= 5.1" }
-build = { type = "builtin", modules = { evil = { sources = { "@evil.rsp" } } } }
-`), 0o644)
-	if out, err := exec.Command("luarocks-admin", "make_manifest", repo).CombinedOutput(); err != nil {
-		t.Fatalf("make_manifest: %v\n%s", err, out)
-	}
+	repo := sourceRockRepo(t, "evil", map[string]string{
+		"evil.rsp": "-wrapper /bin/sh,-c,echo>" + marker + " real.c\n",
+		"real.c":   "int luaopen_evil(void *L) { return 0; }\n",
+	}, `{ type = "builtin", modules = { evil = { sources = { "@evil.rsp" } } } }`)
 	m := open(t, repo)
 	env, _ := m.Env("default", true)
 	if _, err := env.Install(context.Background(), "evil", ""); err == nil {
@@ -692,35 +693,12 @@ func TestLuarocksRunsConfined(t *testing.T) {
 	if landlockABI() < 1 {
 		t.Skip("the kernel has no Landlock")
 	}
-	repo := t.TempDir()
-	work := t.TempDir()
 	outside := t.TempDir()
 	marker := filepath.Join(outside, "written")
 	os.WriteFile(filepath.Join(outside, "secret"), []byte("s3cret"), 0o600)
-	os.MkdirAll(filepath.Join(work, "spy-1.0"), 0o755)
-	os.WriteFile(filepath.Join(work, "spy-1.0", "spy.lua"), []byte("return {}\n"), 0o644)
-	if out, err := exec.Command("tar", "-C", work, "-czf", filepath.Join(work, "spy-1.0.tar.gz"), "spy-1.0").CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
-	}
-	spec := filepath.Join(work, "spy-1.0-1.rockspec")
-	os.WriteFile(spec, []byte(`package = "spy"
-version = "1.0-1"
-source = { url = "file://`+filepath.Join(work, "spy-1.0.tar.gz")+`" }
-description = { summary = "writes and reads outside its tree" }
-dependencies = { "lua >= 5.1" }
-build = { type = "command", build_command = "cp `+filepath.Join(outside, "secret")+` spy.lua; echo ran > `+marker+`",
-  install = { lua = { spy = "spy.lua" } } }
-`), 0o644)
-	// A source rock, as repositories serve them (luarocks unpacks it in
-	// its own directory).
-	pack := exec.Command("luarocks", "pack", spec)
-	pack.Dir = repo
-	if out, err := pack.CombinedOutput(); err != nil {
-		t.Fatalf("pack: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("luarocks-admin", "make_manifest", repo).CombinedOutput(); err != nil {
-		t.Fatalf("make_manifest: %v\n%s", err, out)
-	}
+	repo := sourceRockRepo(t, "spy", map[string]string{"spy.lua": "return {}\n"},
+		`{ type = "command", build_command = "cp `+filepath.Join(outside, "secret")+` spy.lua; echo ran > `+marker+`",
+		   install = { lua = { spy = "spy.lua" } } }`)
 	u, _ := NormalizeRepoURL(repo)
 	trusted, err := Open(Config{Home: t.TempDir(), DefaultRepos: []Repo{{Name: "r", URL: u}}, AllowBuildCommands: true})
 	if err != nil {
