@@ -277,7 +277,7 @@ func (e *Env) runLuarocks(ctx context.Context, luaVersion string, args []string,
 	if err != nil {
 		msg := lastLines(out.String(), 6)
 		if msg == "" {
-			msg = err.Error() // "signal: CPU time limit exceeded"
+			msg = err.Error() // "signal: killed" (past its CPU limit, say)
 		}
 		for _, r := range repos {
 			msg = r.scrub(msg)
