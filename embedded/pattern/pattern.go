@@ -128,27 +128,89 @@ func CompileContext(ctx context.Context, pat string, anchor bool) (*Pattern, err
 		p.anchored = true
 		pat = pat[1:]
 	}
-	m := Matcher{Context: ctx, steps: pollInterval}
+	m := Matcher{Context: ctx, steps: compilePollInterval}
+	var cm compiler
+	// Items are gathered in blocks and copied once at the end: growing one
+	// slice copied megabytes at a time, which kept a long compilation from
+	// polling for tens of milliseconds.
+	var blocks [][]item
+	cur := make([]item, 0, min(len(pat), itemBlock))
 	for i := 0; i < len(pat) && p.err == nil; {
 		var it item
 		var err *Error
-		start := i
-		i, err = compileItem(pat, i, &it)
+		i, err = cm.compileItem(pat, i, &it)
 		if err != nil {
 			it = item{op: opError}
 			p.err = err
-		} else if pat[start] == '[' || it.op == opFrontier {
-			p.sets++ // a set of its own (newBracketSet)
 		}
-		p.items = append(p.items, it)
+		if len(cur) == cap(cur) {
+			blocks = append(blocks, cur)
+			cur = make([]item, 0, itemBlock)
+		}
+		cur = append(cur, it)
 		if ctx != nil {
 			if stop := m.tickCompile(); stop != nil {
 				return nil, stop
 			}
 		}
 	}
+	p.items = cur
+	if len(blocks) > 0 {
+		p.items = make([]item, 0, len(blocks)*itemBlock+len(cur))
+		for _, b := range append(blocks, cur) {
+			p.items = append(p.items, b...)
+			if ctx != nil {
+				m.steps = 1 // poll after each block
+				if stop := m.tickCompile(); stop != nil {
+					return nil, stop
+				}
+			}
+		}
+	}
+	p.sets = cm.made
 	p.analyse()
 	return p, nil
+}
+
+// compilePollInterval is how many items CompileContext compiles between
+// two looks at its Context (~0.2 ms); itemBlock is how many it gathers in
+// one block.
+const (
+	compilePollInterval = 1024
+	itemBlock           = 4096
+)
+
+// compiler makes the bracket sets of one pattern: equal sets are one
+// (a long pattern of "[a]" items made one allocation per item, whose
+// collection kept the compilation from polling for 50-90 ms), allocated
+// in slabs.
+type compiler struct {
+	sets map[charSet]*charSet
+	slab []charSet
+	made int // sets made
+}
+
+// maxInterned bounds the sets the map of a compilation holds (a pattern of
+// many different sets is not worth it).
+const maxInterned = 1 << 12
+
+func (c *compiler) set(s charSet) *charSet {
+	if p, ok := c.sets[s]; ok {
+		return p
+	}
+	if len(c.slab) == cap(c.slab) {
+		c.slab = make([]charSet, 0, 256)
+	}
+	c.slab = append(c.slab, s)
+	p := &c.slab[len(c.slab)-1]
+	c.made++
+	if c.sets == nil {
+		c.sets = map[charSet]*charSet{}
+	}
+	if len(c.sets) < maxInterned {
+		c.sets[s] = p
+	}
+	return p
 }
 
 // MemSize is about how many bytes p holds: its items and its own bracket
@@ -161,7 +223,7 @@ func (p *Pattern) MemSize() int64 {
 
 // compileItem compiles the item at pat[i:] into it and returns where the
 // next item starts.
-func compileItem(pat string, i int, it *item) (int, *Error) {
+func (cm *compiler) compileItem(pat string, i int, it *item) (int, *Error) {
 	more := func(n int) bool { return i+n < len(pat) }
 	switch c := pat[i]; {
 	case c == '(' && more(1) && pat[i+1] == ')':
@@ -191,7 +253,7 @@ func compileItem(pat string, i int, it *item) (int, *Error) {
 		if err != nil {
 			return 0, err
 		}
-		it.op, it.set = opFrontier, newBracketSet(pat, i, end-1)
+		it.op, it.set = opFrontier, cm.set(bracketSet(pat, i, end-1))
 		return end, nil
 	case c == '%' && more(1) && isDigit(pat[i+1]):
 		it.op, it.a = opBackref, pat[i+1]
@@ -208,7 +270,7 @@ func compileItem(pat string, i int, it *item) (int, *Error) {
 	case '%':
 		it.set = &classSets[pat[i+1]]
 	case '[':
-		it.set = newBracketSet(pat, i, end-1)
+		it.set = cm.set(bracketSet(pat, i, end-1))
 	default:
 		it.set = &byteSets[pat[i]]
 	}
@@ -254,9 +316,9 @@ func classEnd(pat string, i int) (int, *Error) {
 	return i, nil
 }
 
-// newBracketSet returns the set pat[open:close+1] ("[...]") matches.
-func newBracketSet(pat string, open, close int) *charSet {
-	set := new(charSet)
+// bracketSet returns the set pat[open:close+1] ("[...]") matches.
+func bracketSet(pat string, open, close int) charSet {
+	var set charSet
 	negate := pat[open+1] == '^'
 	i := open + 1
 	if negate {
