@@ -199,7 +199,8 @@ func (c *compiler) set(s charSet) *charSet {
 		return p
 	}
 	if len(c.slab) == cap(c.slab) {
-		c.slab = make([]charSet, 0, 256)
+		// Small first (most patterns have a set or two), up to 8 KiB.
+		c.slab = make([]charSet, 0, min(max(2*cap(c.slab), 2), 256))
 	}
 	c.slab = append(c.slab, s)
 	p := &c.slab[len(c.slab)-1]
