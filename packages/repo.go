@@ -4,15 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"libbioxen/core"
@@ -129,24 +126,8 @@ func (r Repo) fetch(ctx context.Context, name string, limit int64) ([]byte, erro
 		return nil, core.Errorf(core.ErrTimeout, "repository", "reading %s from %s: %v", name, r.display(), err)
 	}
 	if dir := r.localDir(); dir != "" {
-		path := filepath.Join(dir, name)
-		// O_NONBLOCK: opening a FIFO does not wait for a writer.
-		f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-		if err != nil {
-			return nil, core.Wrap(core.ErrFileNotFound, "repository", fmt.Sprintf("repository %s has no %s", r.display(), name), err)
-		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return nil, core.Wrap(core.ErrGeneric, "repository", "cannot stat "+path, err)
-		}
-		if !st.Mode().IsRegular() {
-			return nil, core.Errorf(core.ErrInvalid, "repository", "%s in repository %s is not a regular file (%v)", name, r.display(), st.Mode().Type())
-		}
-		if st.Size() > limit {
-			return nil, core.Errorf(core.ErrInvalid, "repository", "%s in repository %s is larger than %d bytes", name, r.display(), limit)
-		}
-		return readLimited(f, limit, name, r)
+		// A regular file only: a FIFO or a device is refused at once.
+		return core.ReadRegularFile("repository", filepath.Join(dir, name), limit)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
