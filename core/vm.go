@@ -250,8 +250,16 @@ func (vm *VM) acquire(ctx context.Context, op string) (context.Context, func(), 
 		vm.release()
 		return nil, nil, notStarted(op, err, "before it started")
 	}
-	asked := new(atomic.Bool)
-	ctx, cancel := context.WithCancelCause(context.WithValue(ctx, askedKey{}, asked))
+	// Only a call with an owner (an Interrupt's, a session run's) can be
+	// asked for the engine's interrupt (interruptFor): the others need no
+	// flag.
+	owner := ctx.Value(ownerKey{})
+	var asked *atomic.Bool
+	if owner != nil {
+		asked = new(atomic.Bool)
+		ctx = context.WithValue(ctx, askedKey{}, asked)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
 	vm.mu.Lock()
 	if vm.closed {
 		vm.mu.Unlock()
@@ -260,7 +268,7 @@ func (vm *VM) acquire(ctx context.Context, op string) (context.Context, func(), 
 		return nil, nil, Errorf(ErrClosed, op, "VM is closed")
 	}
 	vm.cancel = cancel
-	vm.owner = ctx.Value(ownerKey{})
+	vm.owner = owner
 	vm.asked = asked
 	vm.mu.Unlock()
 	if acquireHook != nil {
