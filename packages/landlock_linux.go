@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -29,62 +28,36 @@ import (
 // older kernel, or one built without it) it runs unconfined, and a debug
 // line says so.
 
+// Rights beyond golang.org/x/sys/unix's names: what reading needs, and
+// what a rule on a file (not a directory) may carry.
 const (
-	sysLandlockCreateRuleset = 444
-	sysLandlockAddRule       = 445
-	sysLandlockRestrictSelf  = 446
-
-	landlockCreateRulesetVersion = 1
-	landlockRulePathBeneath      = 1
-	prSetNoNewPrivs              = 38
-)
-
-// Landlock's filesystem access rights (include/uapi/linux/landlock.h).
-const (
-	llExecute    = 1 << 0
-	llWriteFile  = 1 << 1
-	llReadFile   = 1 << 2
-	llReadDir    = 1 << 3
-	llRemoveDir  = 1 << 4
-	llRemoveFile = 1 << 5
-	llMakeChar   = 1 << 6
-	llMakeDir    = 1 << 7
-	llMakeReg    = 1 << 8
-	llMakeSock   = 1 << 9
-	llMakeFifo   = 1 << 10
-	llMakeBlock  = 1 << 11
-	llMakeSym    = 1 << 12
-	llRefer      = 1 << 13 // ABI 2
-	llTruncate   = 1 << 14 // ABI 3
-	llIoctlDev   = 1 << 15 // ABI 5
-
-	llRead = llExecute | llReadFile | llReadDir
-	// The rights a rule on a file (not a directory) may carry.
-	llFileRights = llExecute | llWriteFile | llReadFile | llTruncate | llIoctlDev
+	llRead       = unix.LANDLOCK_ACCESS_FS_EXECUTE | unix.LANDLOCK_ACCESS_FS_READ_FILE | unix.LANDLOCK_ACCESS_FS_READ_DIR
+	llFileRights = unix.LANDLOCK_ACCESS_FS_EXECUTE | unix.LANDLOCK_ACCESS_FS_WRITE_FILE | unix.LANDLOCK_ACCESS_FS_READ_FILE |
+		unix.LANDLOCK_ACCESS_FS_TRUNCATE | unix.LANDLOCK_ACCESS_FS_IOCTL_DEV
 )
 
 // landlockABI is the kernel's Landlock ABI version (0: none).
 var landlockABI = sync.OnceValue(func() int {
-	r, _, e := syscall.Syscall(sysLandlockCreateRuleset, 0, 0, landlockCreateRulesetVersion)
+	r, _, e := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, unix.LANDLOCK_CREATE_RULESET_VERSION)
 	if e != 0 {
 		return 0
 	}
 	return int(r)
 })
 
-// handledRights are the access rights the kernel's ABI knows; a ruleset
-// handles all of them, so anything not granted is denied.
+// handledRights are the filesystem rights the kernel's ABI knows (up to
+// ABI 5); a ruleset handles all of them, so anything not granted is
+// denied.
 func handledRights(abi int) uint64 {
-	h := uint64(llExecute | llWriteFile | llReadFile | llReadDir | llRemoveDir | llRemoveFile | llMakeChar |
-		llMakeDir | llMakeReg | llMakeSock | llMakeFifo | llMakeBlock | llMakeSym)
+	h := uint64(unix.LANDLOCK_ACCESS_FS_REFER - 1) // ABI 1: the rights below REFER
 	if abi >= 2 {
-		h |= llRefer
+		h |= unix.LANDLOCK_ACCESS_FS_REFER
 	}
 	if abi >= 3 {
-		h |= llTruncate
+		h |= unix.LANDLOCK_ACCESS_FS_TRUNCATE
 	}
 	if abi >= 5 {
-		h |= llIoctlDev
+		h |= unix.LANDLOCK_ACCESS_FS_IOCTL_DEV
 	}
 	return h
 }
@@ -110,12 +83,13 @@ func (c luarocksConfinement) confineThread() (bool, error) {
 		return false, nil
 	}
 	handled := handledRights(abi)
-	attr := handled // struct landlock_ruleset_attr { __u64 handled_access_fs; } (its first field)
-	fd, _, e := syscall.Syscall(sysLandlockCreateRuleset, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr), 0)
+	attr := unix.LandlockRulesetAttr{Handled_access_fs: handled}
+	// Only the first field: a kernel of ABI 1-3 knows no other.
+	fd, _, e := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr.Handled_access_fs), 0)
 	if e != 0 {
 		return true, fmt.Errorf("landlock_create_ruleset: %w", e)
 	}
-	defer syscall.Close(int(fd))
+	defer unix.Close(int(fd))
 	add := func(path string, rights uint64) error {
 		f, err := os.OpenFile(path, unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -125,11 +99,8 @@ func (c luarocksConfinement) confineThread() (bool, error) {
 		if st, err := f.Stat(); err == nil && !st.IsDir() {
 			rights &= llFileRights
 		}
-		// struct landlock_path_beneath_attr { __u64 allowed_access; __s32 parent_fd; } __attribute__((packed))
-		var buf [12]byte
-		*(*uint64)(unsafe.Pointer(&buf[0])) = rights & handled
-		*(*int32)(unsafe.Pointer(&buf[8])) = int32(f.Fd())
-		if _, _, e := syscall.Syscall6(sysLandlockAddRule, fd, landlockRulePathBeneath, uintptr(unsafe.Pointer(&buf[0])), 0, 0, 0); e != 0 {
+		rule := unix.LandlockPathBeneathAttr{Allowed_access: rights & handled, Parent_fd: int32(f.Fd())}
+		if _, _, e := unix.Syscall(unix.SYS_LANDLOCK_ADD_RULE, fd, unix.LANDLOCK_RULE_PATH_BENEATH, uintptr(unsafe.Pointer(&rule))); e != 0 {
 			return fmt.Errorf("landlock_add_rule %s: %w", path, e)
 		}
 		return nil
@@ -144,13 +115,13 @@ func (c luarocksConfinement) confineThread() (bool, error) {
 			return true, err
 		}
 	}
-	if err := add(os.DevNull, llReadFile|llWriteFile|llTruncate); err != nil {
+	if err := add(os.DevNull, unix.LANDLOCK_ACCESS_FS_READ_FILE|unix.LANDLOCK_ACCESS_FS_WRITE_FILE|unix.LANDLOCK_ACCESS_FS_TRUNCATE); err != nil {
 		return true, err
 	}
-	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetNoNewPrivs, 1, 0, 0, 0, 0); e != 0 {
-		return true, fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", e)
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return true, fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
 	}
-	if _, _, e := syscall.Syscall(sysLandlockRestrictSelf, fd, 0, 0); e != 0 {
+	if _, _, e := unix.Syscall(unix.SYS_LANDLOCK_RESTRICT_SELF, fd, 0, 0); e != 0 {
 		return true, fmt.Errorf("landlock_restrict_self: %w", e)
 	}
 	return true, nil
@@ -188,15 +159,17 @@ func runConfined(cmd *exec.Cmd, c luarocksConfinement) error {
 		// Never unlocked: a confined thread must end with this goroutine.
 		// (It also keeps Pdeathsig, which follows the starting thread.)
 		runtime.LockOSThread()
-		if !confineLuarocks {
-			// (tests of the other defences only)
-		} else if ok, err := c.confineThread(); err != nil {
-			done <- core.Wrap(core.ErrGeneric, "luarocks", "cannot confine luarocks", err)
-			return
-		} else if !ok {
-			landlockMissing.Do(func() {
-				core.Logf(core.LevelDebug, "packages: Landlock is not available: luarocks runs unconfined")
-			})
+		if confineLuarocks {
+			ok, err := c.confineThread()
+			if err != nil {
+				done <- core.Wrap(core.ErrGeneric, "luarocks", "cannot confine luarocks", err)
+				return
+			}
+			if !ok {
+				landlockMissing.Do(func() {
+					core.Logf(core.LevelDebug, "packages: Landlock is not available: luarocks runs unconfined")
+				})
+			}
 		}
 		err := cmd.Start()
 		if err == nil {
