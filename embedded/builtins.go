@@ -328,14 +328,19 @@ func tableSort(orig *lua.LFunction) lua.LGFunction {
 // sorts a copy put in place in one step, as sortDefault does.
 func sortWithBuiltin(L *lua.LState, t *lua.LTable, less *lua.LFunction) {
 	tick := limitTicker(L)
-	n := t.Len()
+	vals := arrayValues(t, t.Len(), tick)
+	sort.Sort(byBuiltin{L: L, vals: vals, less: less, tick: tick})
+	replaceArray(t, vals)
+}
+
+// arrayValues copies t[1..n], polling with tick.
+func arrayValues(t *lua.LTable, n int, tick func()) []lua.LValue {
 	vals := make([]lua.LValue, n)
 	for i := range vals {
 		tick()
 		vals[i] = t.RawGetInt(i + 1)
 	}
-	sort.Sort(byBuiltin{L: L, vals: vals, less: less, tick: tick})
-	replaceArray(t, vals)
+	return vals
 }
 
 type byBuiltin struct {
@@ -386,11 +391,7 @@ func sortDefault(L *lua.LState, t *lua.LTable) {
 	case allStr:
 		vals = sortByKey(t, n, tick, func(v lua.LValue) string { return string(v.(lua.LString)) }, strings.Compare)
 	default:
-		vals = make([]lua.LValue, n)
-		for i := range vals {
-			tick()
-			vals[i] = t.RawGetInt(i + 1)
-		}
+		vals = arrayValues(t, n, tick)
 		slices.SortFunc(vals, func(a, b lua.LValue) int {
 			tick()
 			switch {

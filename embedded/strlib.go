@@ -74,8 +74,9 @@ func (sl *strlib) compile(L *lua.LState, pat string, anchor bool) *pattern.Patte
 }
 
 // patternBytesPerByte bounds what a compiled pattern takes per byte of its
-// text (a 24-byte item per byte at most, a 32-byte set per bracket set of
-// three bytes or more, and the item slice's growth).
+// text while it is compiled (a 24-byte item per byte at most, gathered in
+// blocks and then copied once; a 32-byte set per distinct bracket set of
+// three bytes or more).
 const patternBytesPerByte = 48
 
 // compileLong compiles a pattern too long for the cache within the call's
