@@ -1,7 +1,6 @@
 package core
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"syscall"
@@ -16,12 +15,12 @@ func ReadRegularFile(op, path string, max int64) ([]byte, error) {
 	// O_NONBLOCK: opening a FIFO does not wait for a writer.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, Wrap(ErrFileNotFound, op, "cannot read "+path, err)
+		return nil, Wrap(ErrFileNotFound, op, "cannot read "+path, unwrapPathError(err))
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, Wrap(ErrFileNotFound, op, "cannot read "+path, err)
+		return nil, Wrap(ErrFileNotFound, op, "cannot read "+path, unwrapPathError(err))
 	}
 	if !st.Mode().IsRegular() {
 		return nil, Errorf(ErrInvalid, op, "%s is not a regular file (%v)", path, st.Mode().Type())
@@ -34,7 +33,7 @@ func ReadRegularFile(op, path string, max int64) ([]byte, error) {
 	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
-		return nil, Wrap(ErrFileNotFound, op, fmt.Sprintf("cannot read %s", path), err)
+		return nil, Wrap(ErrFileNotFound, op, "cannot read "+path, unwrapPathError(err))
 	}
 	if int64(len(data)) > max { // it grew while we read
 		return nil, tooLarge(int64(len(data)))
