@@ -20,7 +20,7 @@ from string import Template
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import exceptions as exc
-from .vm import BasicLuaVM, ExecResult
+from .vm import BasicLuaVM, ExecResult, timeout_ms
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.networking")
 
@@ -325,7 +325,8 @@ class NetworkedLuaVM(BasicLuaVM):
         _line("message", message)
         # Half the call's time at most: the rest is for the exchange, and a
         # refused connection then ends as a result, not a timeout.
-        window = CONNECT_WINDOW if timeout is None else min(CONNECT_WINDOW, _positive("timeout", timeout) / 2)
+        ms = timeout_ms(timeout)  # checked as every call's timeout; 0: none
+        window = CONNECT_WINDOW if ms == 0 else min(CONNECT_WINDOW, ms / 2000)
         script = _CLIENT.substitute(
             host=lua_string(host), port=port, message=lua_string(message), window=_lua_number(window)
         )
