@@ -23,7 +23,7 @@ import (
 // read into it (where sandboxed code may read it). So luarocks runs
 // confined with Landlock (Linux 5.13+, unprivileged): it may write only
 // its environment's tree and its own temporary directory, and read only
-// those, the system's directories (programs, libraries, /etc) and the
+// those, the system's directories (programs, libraries, /etc; not /proc) and the
 // local repositories — not the user's home, nor /tmp. Without Landlock (an
 // older kernel, or one built without it) it runs unconfined, and a debug
 // line says so.
@@ -64,8 +64,13 @@ func handledRights(abi int) uint64 {
 
 // systemReadDirs are read by luarocks, the interpreter, unzip, wget,
 // curl and the compiler: programs, libraries, configuration (certificates,
-// resolv.conf), devices and process information.
-var systemReadDirs = []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/run", "/proc", "/sys", "/dev", "/opt"}
+// resolv.conf and where systemd and resolvconf put it), and the random
+// devices. Not /proc: the host's /proc/<pid>/environ and cmdline are
+// readable there (Landlock's ptrace scoping does not cover them), and
+// their secrets would be copied into the tree; nor the rest of /dev
+// (/dev/shm) and /run (/run/user), or /sys.
+var systemReadDirs = []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
+	"/run/systemd/resolve", "/run/resolvconf", "/dev/urandom", "/dev/random", "/dev/zero"}
 
 // luarocksConfinement lists what a luarocks run may touch: write (and
 // read) the dirs in rw, read the dirs in ro.

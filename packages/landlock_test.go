@@ -3,6 +3,7 @@
 package packages
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,6 +48,19 @@ func TestLuarocksConfinement(t *testing.T) {
 	}
 	if err := run("sh", "-c", "echo ok > /dev/null"); err != nil {
 		t.Errorf("cannot run a shell writing /dev/null: %v", err)
+	}
+	// The host's environment and command line (secrets) are not readable
+	// through /proc, nor are other programs' shared memory files.
+	for _, f := range []string{fmt.Sprintf("/proc/%d/environ", os.Getpid()), fmt.Sprintf("/proc/%d/cmdline", os.Getpid())} {
+		if err := run("cat", f); err == nil {
+			t.Errorf("read %s", f)
+		}
+	}
+	if err := run("ls", "/dev/shm"); err == nil {
+		t.Error("listed /dev/shm")
+	}
+	if err := run("head", "-c", "16", "/dev/urandom"); err != nil {
+		t.Errorf("cannot read /dev/urandom: %v", err)
 	}
 	// The test's own thread is not confined.
 	if _, err := os.ReadFile(secret); err != nil {
