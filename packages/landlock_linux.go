@@ -23,8 +23,8 @@ import (
 // read into it (where sandboxed code may read it). So luarocks runs
 // confined with Landlock (Linux 5.13+, unprivileged): it may write only
 // its environment's tree and its own temporary directory, and read only
-// those, the system's directories (programs, libraries, /etc; not /proc) and the
-// local repositories — not the user's home, nor /tmp. Without Landlock (an
+// those, the system's directories (programs, libraries, /etc; not /proc)
+// and the local repositories — not the user's home, nor /tmp. Without Landlock (an
 // older kernel, or one built without it) it runs unconfined, and a debug
 // line says so.
 
