@@ -25,7 +25,7 @@ import (
 // its environment's tree and its own temporary directory, and read only
 // those, the system's directories (programs, libraries, /etc; not /proc)
 // and the local repositories — not the user's home, nor /tmp. Without Landlock (an
-// older kernel, or one built without it) it runs unconfined, and a debug
+// older kernel, or one built without it) it runs unconfined, and a warning
 // line says so.
 
 // Rights beyond golang.org/x/sys/unix's names: what reading needs, and
@@ -172,7 +172,7 @@ func runConfined(cmd *exec.Cmd, c luarocksConfinement) error {
 			}
 			if !ok {
 				landlockMissing.Do(func() {
-					core.Logf(core.LevelDebug, "packages: Landlock is not available: luarocks runs unconfined")
+					core.Logf(core.LevelWarn, "packages: Landlock is not available: luarocks runs unconfined (install only from repositories you trust)")
 				})
 			}
 		}
