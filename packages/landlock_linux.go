@@ -24,9 +24,9 @@ import (
 // confined with Landlock (Linux 5.13+, unprivileged): it may write only
 // its environment's tree and its own temporary directory, and read only
 // those, the system's directories (programs, libraries, /etc; not /proc)
-// and the local repositories — not the user's home, nor /tmp. Without Landlock (an
-// older kernel, or one built without it) it runs unconfined, and a warning
-// line says so.
+// and the local repositories — not the user's home, nor /tmp. Without
+// Landlock (an older kernel, or one built without it) it runs unconfined,
+// and a warning says so once.
 
 // Rights beyond golang.org/x/sys/unix's names: what reading needs, and
 // what a rule on a file (not a directory) may carry.
