@@ -1,8 +1,11 @@
 // Package core is libbioxen's execution contract: the options a VM is opened
 // with, the request an engine runs, the result it gives back, the typed errors
 // every layer (capi, Python) maps one to one, and the VM type that puts an
-// engine behind a lock. Engines (embedded gopher-lua, a local interpreter
-// process, later an SSH channel) register themselves with Register.
+// engine behind a lock. Engines register themselves with Register when
+// their package is imported: "embedded" (libbioxen/embedded, gopher-lua in
+// the process), "process" (libbioxen/luaproc, a local interpreter) and
+// "xcpng" (libbioxen/xcpng, the same driver over SSH in an XCP-ng VM).
+// The package's examples show the calls a Go program makes.
 package core
 
 import (
