@@ -32,6 +32,11 @@ func main() {}
 
 // Handles: one counter for VMs, sessions and calls that never reuses a value, so a
 // stale handle is BIOXEN_E_BADHANDLE rather than someone else's object.
+// (This is why github.com/mattn/go-pointer, named in the design card, is
+// not used: it hands C a pointer-sized key to a Go value, which C could
+// keep past its release and have mistaken for a later value; no Go pointer
+// crosses the boundary here, and callbacks get the caller's own user data
+// back untouched.)
 var handles = struct {
 	sync.RWMutex
 	next     uint64
