@@ -211,6 +211,7 @@ func (c *callCtx) end() error {
 // the returned func ends it.
 func (c *callCtx) enter() func() {
 	c.steps = 0
+	c.st.count = memCount{} // the state may have been reset between calls
 	mem, cpu := c.memLimit > 0, c.cpuBudget > 0
 	if mem {
 		memWatchStart()

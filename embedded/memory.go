@@ -41,11 +41,20 @@ var (
 const allocMetric = "/gc/heap/allocs:bytes"
 
 func sampleAllocs() {
+	if n := processAllocs(); n != 0 {
+		allocTotal.Store(n)
+	}
+}
+
+// processAllocs is the bytes the process has allocated so far, read now
+// (allocTotal, the sampler's, is up to memSampleEvery old); 0 if unknown.
+func processAllocs() uint64 {
 	s := []metrics.Sample{{Name: allocMetric}}
 	metrics.Read(s)
 	if s[0].Value.Kind() == metrics.KindUint64 {
-		allocTotal.Store(s[0].Value.Uint64())
+		return s[0].Value.Uint64()
 	}
+	return 0
 }
 
 // memWatchStart registers a call that needs allocTotal kept current.

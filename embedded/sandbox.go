@@ -176,6 +176,8 @@ func (st *state) applySandbox(allowed, readOnly, moduleRoots []string) {
 		case "collect", "step":
 			// The Go runtime collects on its own; a forced process-wide
 			// collection per call would let a script stall the host.
+			// The next count walks the state again.
+			st.count.valid = false
 			L.Push(lua.LNumber(0))
 			return 1
 		default:
