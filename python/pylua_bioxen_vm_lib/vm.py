@@ -189,6 +189,33 @@ def _check_memory_limit(limit: Optional[int]) -> int:
     return -1 if limit == 0 or limit > INT64_MAX else limit
 
 
+def _allowed_dirs(paths: Any) -> List[str]:
+    """allowed_paths -> absolute directory names. One path (str, bytes or
+    os.PathLike) is one directory, not a sequence of one-letter names; a
+    relative path is made absolute against the current directory now. The
+    core takes the list ':'-separated, so a path with ':' (which it would
+    split into other directories) or a NUL byte raises
+    InvalidArgumentError."""
+    if paths is None:
+        return []
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        paths = [paths]
+    out = []
+    for p in paths:
+        if not isinstance(p, (str, bytes, os.PathLike)):
+            raise TypeError(f"allowed_paths must hold paths, not {type(p).__name__}")
+        path = os.path.abspath(os.fsdecode(p))
+        if "\x00" in path:
+            raise exc.InvalidArgumentError(f"allowed path {path!r} contains a NUL byte", code=_ffi.E_INVALID)
+        if ":" in path:
+            raise exc.InvalidArgumentError(
+                f"allowed path {path!r} contains ':', which separates directories in the core's list",
+                code=_ffi.E_INVALID,
+            )
+        out.append(path)
+    return out
+
+
 def _byte_count(value: Optional[int]) -> int:
     """max_output_bytes/max_source_bytes -> int64 for the core (0: default);
     values past the int64 range are clamped to its maximum instead of
@@ -333,7 +360,9 @@ class BasicLuaVM:
 
     ``sandbox=True`` (the default) runs code in the allow-listed environment
     of docs/sandbox.md: no shell, no process control, files only under
-    ``allowed_paths`` (and the package environment, read-only use);
+    ``allowed_paths`` (a directory or a list of them, made absolute when
+    the VM is created; a path with ':' raises InvalidArgumentError) and the
+    package environment (read-only use);
     ``sandbox=False`` is for trusted code and gives the whole standard
     library.
 
@@ -376,7 +405,7 @@ class BasicLuaVM:
         max_source_bytes: Optional[int] = None,
         environment: Optional[str] = None,
         sandbox: bool = True,
-        allowed_paths: Optional[Sequence[Union[str, os.PathLike[str]]]] = None,
+        allowed_paths: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], None] = None,
         memory_limit: Optional[int] = None,
         cpu_limit: Optional[float] = None,
     ) -> None:
@@ -391,7 +420,7 @@ class BasicLuaVM:
         self.networked = bool(networked)
         self.environment = _packages.check_env_name(environment) if environment is not None else None
         self.sandbox = bool(sandbox)
-        self.allowed_paths = [os.fspath(p) for p in (allowed_paths or [])]
+        self.allowed_paths = _allowed_dirs(allowed_paths)
         self._max_output = _byte_count(max_output_bytes)
         self._max_source = _byte_count(max_source_bytes)
         self._memory = _check_memory_limit(memory_limit)
@@ -447,7 +476,7 @@ class BasicLuaVM:
         if config:
             opts.config_json = config
         if self.allowed_paths:
-            opts.allowed_paths = ":".join(os.path.abspath(p) for p in self.allowed_paths).encode()
+            opts.allowed_paths = os.fsencode(":".join(self.allowed_paths))
         handle = ctypes.c_uint64()
         _ffi.check(_ffi.vm_open(ctypes.byref(opts), ctypes.byref(handle)), f"VM {self.vm_id!r}")
         self._handle = handle.value

@@ -124,6 +124,40 @@ def test_allowed_paths(engine, tmp_path):
         assert result["values"][0] is None
 
 
+def test_allowed_paths_as_one_string_is_one_directory(engine, tmp_path, monkeypatch):
+    """A single path string names that directory. It used to be iterated
+    character by character: the directory itself was refused while one-letter
+    directories under the current directory were opened up."""
+    from pylua_bioxen_vm_lib import BasicLuaVM
+
+    kind, executable = engine
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "reads.txt").write_text("ACGT\n")
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "secret").write_text("secret\n")
+    monkeypatch.chdir(tmp_path)
+    with BasicLuaVM("one", engine=kind, lua_executable=executable, allowed_paths=str(data)) as machine:
+        assert machine.allowed_paths == [str(data)]
+        reads = machine.execute_string(f'local f = io.open("{data}/reads.txt") return f and f:read("*l")')
+        assert reads["values"] == ["ACGT"], reads
+        secret = machine.execute_string(f'return io.open("{tmp_path}/t/secret")')
+        assert secret["values"][0] is None, secret
+
+
+def test_allowed_path_with_a_colon_is_refused(tmp_path):
+    """The core splits its list at ':', so "/data/run:/etc" allowed /etc and
+    not the directory meant; such a path is an error now."""
+    from pylua_bioxen_vm_lib import BasicLuaVM
+    from pylua_bioxen_vm_lib.exceptions import InvalidArgumentError
+
+    for paths in ([f"{tmp_path}/run:/etc"], f"{tmp_path}/run:1", ["ok", "a\x00b"]):
+        with pytest.raises(InvalidArgumentError):
+            BasicLuaVM("colon", allowed_paths=paths)
+    with pytest.raises(TypeError):
+        BasicLuaVM("bad", allowed_paths=[5])
+
+
 def test_dangling_link_cannot_create_a_file_outside(engine, tmp_path):
     inside, outside = tmp_path / "in", tmp_path / "out"
     inside.mkdir()
