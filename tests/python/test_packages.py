@@ -304,6 +304,57 @@ def test_build_commands_run_only_when_allowed(tmp_path):
     assert built()
 
 
+def _pure_lua_repo(tmp_path, name, versions):
+    """A repository of source rocks of a one-module pure-Lua package, one
+    per version (the module returns its version)."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir(exist_ok=True)
+    for version in versions:
+        upstream = version.rsplit("-", 1)[0]
+        work = tmp_path / "work" / f"{name}-{upstream}"
+        work.mkdir(parents=True)
+        (work / f"{name}.lua").write_text(f'return "{version}"\n')
+        tarball = work.parent / f"{name}-{upstream}.tar.gz"
+        subprocess.run(["tar", "-C", str(work.parent), "-czf", str(tarball), work.name], check=True)
+        spec = work.parent / f"{name}-{version}.rockspec"
+        spec.write_text(
+            f'package = "{name}"\nversion = "{version}"\nsource = {{ url = "{tarball.as_uri()}" }}\n'
+            'description = { summary = "test" }\ndependencies = { "lua >= 5.1" }\n'
+            f'build = {{ type = "builtin", modules = {{ {name} = "{name}.lua" }} }}\n'
+        )
+        subprocess.run(["luarocks", "pack", str(spec)], cwd=repo, check=True, capture_output=True)
+    subprocess.run(["luarocks-admin", "make_manifest", str(repo)], check=True, capture_output=True)
+    return repo
+
+
+def test_installer_update_package_updates(tmp_path):
+    """PackageInstaller.update_package installs the newest version; it
+    returned at once when the package was installed, updating nothing."""
+    from pylua_bioxen_vm_lib.package_manager import RepositoryManager
+    from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
+
+    repo = _pure_lua_repo(tmp_path, "upd", ["1.0-1", "1.1-1"])
+    RepositoryManager().add_repository(repo, name="upd", index=0)
+    installer = PackageInstaller()
+    assert installer.install_package("upd", "1.0-1")["installed_version"] == "1.0-1"
+    result = installer.update_package("upd")
+    assert result["success"] and result["installed_version"] == "1.1-1", result
+    assert create_vm("u").execute_string('return require("upd")')["values"] == ["1.1-1"]
+
+
+def test_installer_result_lists_the_package_dependencies():
+    """``dependencies`` names what the package depends on, not every other
+    package of the environment."""
+    from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
+
+    installer = PackageInstaller()
+    assert installer.install_package("seq_utils")["dependencies"] == ["bio_compute"]
+    assert installer.install_package("bio_compute")["dependencies"] == []
+    assert installer.install_package("bio_compute", "1.0.0-1")["dependencies"] == []
+
+
 def test_environment_names_and_lua_versions_are_checked(tmp_path):
     from pylua_bioxen_vm_lib.env import EnvironmentManager
     from pylua_bioxen_vm_lib.package_manager import PackageManager

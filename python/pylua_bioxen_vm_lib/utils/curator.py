@@ -134,6 +134,17 @@ class Curator:
             raise _packages.package_error(err) from err
         return True
 
+    def update_package(self, name: str) -> bool:
+        """Update an installed package (and its dependencies) to the newest
+        version the repositories have. Returns True; raises PackageError."""
+        try:
+            self._call("update", package=name)
+        except exc.PackageError:
+            raise
+        except exc.LuaVMError as err:
+            raise _packages.package_error(err) from err
+        return True
+
     def remove_package(self, name: str) -> bool:
         try:
             self._call("remove", package=name)
@@ -233,9 +244,20 @@ class PackageInstaller:
         ``{success, package, version, installed_version, dependencies,
         error}``. Failures raise PackageError (with close matches for an
         unknown name)."""
+        before = self.curator._installed()
         self.curator.install_package(package_name, version or "latest", force=version is not None)
+        return self._result(package_name, version, before)
+
+    def _result(self, package_name: str, version: Optional[str], before: Dict[str, str]) -> Dict[str, Any]:
+        """The result dict; ``dependencies`` are the package's own (from the
+        catalog; for a package it does not describe, what came with it)."""
         installed = self.curator._installed()
-        deps = [n for n in installed if n != package_name]
+        meta = (self.curator.catalog().get("packages") or {}).get(package_name)
+        if meta is not None:
+            names = (str(d).split()[0] for d in meta.get("dependencies") or [] if str(d).strip())
+            deps = [n for n in names if n != "lua"]
+        else:
+            deps = sorted(n for n in installed if n not in before and n != package_name)
         return {
             "success": True,
             "package": package_name,
@@ -252,7 +274,14 @@ class PackageInstaller:
         return self.curator.remove_package(package_name)
 
     def update_package(self, package_name: str) -> Dict[str, Any]:
-        return self.install_package(package_name, None)
+        """Update a package to the newest version the repositories have
+        (installing it when missing); the result dict of install_package."""
+        before = self.curator._installed()
+        if package_name in before:
+            self.curator.update_package(package_name)
+        else:
+            self.curator.install_package(package_name)
+        return self._result(package_name, None, before)
 
     def list_installed(self) -> List[Package]:
         return self.curator.list_installed_packages()
