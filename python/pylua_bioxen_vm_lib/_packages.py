@@ -82,7 +82,7 @@ def build_commands_opt_in(allow: bool) -> Optional[bool]:
     """The request field for ``allow_build_commands``: True, or None (the
     core's default, refusing a rockspec's own build steps and hooks)."""
     if not isinstance(allow, bool):
-        raise TypeError("allow_build_commands must be True or False")
+        raise exc.ArgumentTypeError("allow_build_commands must be True or False")
     return True if allow else None
 
 

@@ -3,8 +3,8 @@
 Every exception the library raises derives from :class:`LuaVMError`. The
 names are those of the original library (0.1.x), so existing ``except``
 clauses keep working; a few also derive from the matching built-in exception
-(``TimeoutError``, ``FileNotFoundError``, ``ValueError``, ``MemoryError``)
-so that generic handlers catch them too.
+(``TimeoutError``, ``FileNotFoundError``, ``ValueError``, ``TypeError``,
+``MemoryError``) so that generic handlers catch them too.
 
 A Lua syntax or runtime error in user code is *not* an exception: it comes
 back as a result with ``success`` False (as the original's did).
@@ -75,6 +75,11 @@ class VMClosedError(LuaVMError):
 class InvalidArgumentError(LuaVMError, ValueError):
     """An argument was refused, by the library or by the core (for example a
     NUL byte in code or in a file path, a NaN or negative timeout)."""
+
+
+class ArgumentTypeError(LuaVMError, TypeError):
+    """An argument of the wrong type (for example code that is neither str
+    nor bytes, a timeout that is not a number). Also a TypeError."""
 
 
 class CodeTooLargeError(LuaVMError, ValueError):
@@ -199,6 +204,7 @@ __all__ = [
     "VMConnectionError",
     "VMClosedError",
     "InvalidArgumentError",
+    "ArgumentTypeError",
     "CodeTooLargeError",
     "LuaMemoryError",
     "ScriptGenerationError",

@@ -131,7 +131,7 @@ class InteractiveSession:
             self._owns_vm = True
         else:
             if not isinstance(vm_instance, BasicLuaVM):
-                raise TypeError(f"vm_instance must be a BasicLuaVM, not {type(vm_instance).__name__}")
+                raise exc.ArgumentTypeError(f"vm_instance must be a BasicLuaVM, not {type(vm_instance).__name__}")
             if not vm_instance.persistent:
                 raise exc.SessionStateError(
                     f"VM {vm_instance.vm_id!r} is not persistent; an interactive session needs persistent=True"
@@ -228,7 +228,7 @@ class InteractiveSession:
         elif isinstance(input_text, (bytes, bytearray)):
             data = bytes(input_text)
         else:
-            raise TypeError(f"input must be str or bytes, not {type(input_text).__name__}")
+            raise exc.ArgumentTypeError(f"input must be str or bytes, not {type(input_text).__name__}")
         handle = self._h()
         self._check(_ffi.session_send(handle, data, len(data)), "send_input")
         self.last_activity = time.time()
@@ -248,7 +248,7 @@ class InteractiveSession:
         ReentrantCallError."""
         mask = _STREAMS.get(stream)
         if mask is None:
-            raise ValueError(f"stream must be 'both', 'stdout' or 'stderr', not {stream!r}")
+            raise exc.InvalidArgumentError(f"stream must be 'both', 'stdout' or 'stderr', not {stream!r}")
         ms = wait_ms(timeout)
         if ms:
             check_not_delivering(self.vm, "read_output() with a timeout")
@@ -364,7 +364,7 @@ class InteractiveSession:
         anything else to another thread, without waiting for it in the
         callback. An exception the callback raises is logged and dropped."""
         if output_callback is not None and not callable(output_callback):
-            raise TypeError("output_callback must be callable")
+            raise exc.ArgumentTypeError("output_callback must be callable")
         with self._lock:
             if self._attached:
                 raise exc.AttachError(f"session {self.session_id!r} is already attached")

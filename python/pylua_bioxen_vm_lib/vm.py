@@ -161,9 +161,9 @@ def encode_code(code: Any) -> bytes:
     elif isinstance(code, (bytes, bytearray, memoryview)):
         data = bytes(code)
     else:
-        raise TypeError(f"Lua code must be str or bytes, not {type(code).__name__}")
+        raise exc.ArgumentTypeError(f"Lua code must be str or bytes, not {type(code).__name__}")
     if not data.strip():
-        raise ValueError("Lua code is empty")
+        raise exc.InvalidArgumentError("Lua code is empty", code=_ffi.E_INVALID)
     _reject_nul(data, "Lua code")
     return data
 
@@ -183,7 +183,9 @@ def _check_memory_limit(limit: Optional[int]) -> int:
     if limit is None:
         return 0
     if isinstance(limit, bool) or not isinstance(limit, int):
-        raise TypeError(f"memory_limit must be a number of bytes, 0 for no limit, or None, not {type(limit).__name__}")
+        raise exc.ArgumentTypeError(
+            f"memory_limit must be a number of bytes, 0 for no limit, or None, not {type(limit).__name__}"
+        )
     if limit < 0:
         raise exc.InvalidArgumentError(f"memory_limit must not be negative, got {limit!r}")
     return -1 if limit == 0 or limit > INT64_MAX else limit
@@ -203,7 +205,7 @@ def _allowed_dirs(paths: Any) -> List[str]:
     out = []
     for p in paths:
         if not isinstance(p, (str, bytes, os.PathLike)):
-            raise TypeError(f"allowed_paths must hold paths, not {type(p).__name__}")
+            raise exc.ArgumentTypeError(f"allowed_paths must hold paths, not {type(p).__name__}")
         path = os.path.abspath(os.fsdecode(p))
         if "\x00" in path:
             raise exc.InvalidArgumentError(f"allowed path {path!r} contains a NUL byte", code=_ffi.E_INVALID)
@@ -216,18 +218,25 @@ def _allowed_dirs(paths: Any) -> List[str]:
     return out
 
 
-def _byte_count(value: Optional[int]) -> int:
+def _byte_count(value: Optional[int], name: str) -> int:
     """max_output_bytes/max_source_bytes -> int64 for the core (0: default);
     values past the int64 range are clamped to its maximum instead of
-    wrapping around."""
-    return min(int(value or 0), INT64_MAX)
+    wrapping around. A non-int raises ArgumentTypeError, a negative number
+    InvalidArgumentError."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise exc.ArgumentTypeError(f"{name} must be a number of bytes or None, not {type(value).__name__}")
+    if value < 0:
+        raise exc.InvalidArgumentError(f"{name} must not be negative, got {value!r}")
+    return min(value, INT64_MAX)
 
 
 def _seconds(value: Any, name: str) -> None:
     """Check a number of seconds: TypeError for a non-number, and
     InvalidArgumentError (a ValueError) for NaN."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
+        raise exc.ArgumentTypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
     if isinstance(value, float) and math.isnan(value):
         raise exc.InvalidArgumentError(f"{name} must be a number of seconds, not NaN")
 
@@ -338,7 +347,7 @@ def resolve_engine(engine: Optional[str], lua_executable: Optional[str]) -> str:
     embedded engine."""
     if engine is not None:
         if engine not in ENGINES:
-            raise ValueError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
+            raise exc.InvalidArgumentError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
         return engine
     if lua_executable and lua_executable != DEFAULT_LUA_EXECUTABLE:
         return "process"
@@ -410,7 +419,7 @@ class BasicLuaVM:
         cpu_limit: Optional[float] = None,
     ) -> None:
         if not isinstance(vm_id, str) or not vm_id:
-            raise ValueError("vm_id must be a non-empty string")
+            raise exc.InvalidArgumentError(f"vm_id must be a non-empty string, not {vm_id!r}")
         self.vm_id = vm_id
         self.name = vm_id
         self.engine = resolve_engine(engine, lua_executable)
@@ -421,8 +430,8 @@ class BasicLuaVM:
         self.environment = _packages.check_env_name(environment) if environment is not None else None
         self.sandbox = bool(sandbox)
         self.allowed_paths = _allowed_dirs(allowed_paths)
-        self._max_output = _byte_count(max_output_bytes)
-        self._max_source = _byte_count(max_source_bytes)
+        self._max_output = _byte_count(max_output_bytes, "max_output_bytes")
+        self._max_source = _byte_count(max_source_bytes, "max_source_bytes")
         self._memory = _check_memory_limit(memory_limit)
         self.memory_limit = memory_limit
         self.cpu_limit = cpu_limit
@@ -589,7 +598,7 @@ class BasicLuaVM:
         A path with a NUL byte raises InvalidArgumentError (a ValueError, as
         ``open()`` raises)."""
         if not isinstance(file_path, (str, bytes, os.PathLike)):
-            raise TypeError(f"file_path must be a path, not {type(file_path).__name__}")
+            raise exc.ArgumentTypeError(f"file_path must be a path, not {type(file_path).__name__}")
         path = os.fsencode(file_path)
         _reject_nul(path, f"file path {file_path!r}")
         ms = timeout_ms(timeout)

@@ -17,13 +17,21 @@ from .vm import BasicLuaVM, Code, ExecResult
 logger = logging.getLogger("pylua_bioxen_vm_lib.VMManager")
 
 
+def _check_count(value: Any, name: str) -> None:
+    """A whole number >= 1: TypeError for another type, InvalidArgumentError
+    (a ValueError) below 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise exc.ArgumentTypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise exc.InvalidArgumentError(f"{name} must be at least 1, got {value}")
+
+
 class VMManager:
     """Creates, runs and stops named VMs. Thread-safe; a context manager
     that stops every VM on exit."""
 
     def __init__(self, max_workers: int = 10, lua_executable: str = "lua", debug_mode: bool = False) -> None:
-        if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
+        _check_count(max_workers, "max_workers")
         self.max_workers = max_workers
         self.lua_executable = lua_executable
         self.debug_mode = bool(debug_mode) or env_debug()
@@ -323,8 +331,7 @@ class VMManager:
         lua_executable: Optional[str] = None,
     ) -> VMCluster:
         """Create ``size`` VMs named ``<cluster_id>_0`` ... as one cluster."""
-        if size < 1:
-            raise ValueError("a cluster needs at least one VM")
+        _check_count(size, "size (a cluster needs at least one VM)")
         with self._lock:
             if cluster_id in self.clusters:
                 raise exc.VMAlreadyExistsError(f"cluster {cluster_id!r} already exists")

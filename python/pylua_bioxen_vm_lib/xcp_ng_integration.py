@@ -91,7 +91,7 @@ class XCPngVM(BasicLuaVM):
         library's repositories; success comes from luarocks' exit status.
         Raises PackageError with luarocks' output on failure."""
         if not isinstance(package_name, str) or not package_name or any(c in package_name for c in " \t\n/;'\"$`\\"):
-            raise ValueError(f"invalid package name {package_name!r}")
+            raise exc.InvalidArgumentError(f"invalid package name {package_name!r}")
         from . import _packages
 
         handle = self._running_handle()

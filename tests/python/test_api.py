@@ -116,6 +116,51 @@ def test_engine_selection():
         create_vm("d", engine="jvm")
 
 
+def _raises(cls, call):
+    with pytest.raises(cls) as info:
+        call()
+    return info.value
+
+
+def test_bad_arguments_raise_the_library_s_typed_errors():
+    """Bad input raises the library's exceptions (still ValueError/TypeError
+    for generic handlers), with a message that names the argument — not a
+    plain ValueError, nor "'<' not supported between instances"."""
+    vm = create_vm("typed")
+    manager = VMManager()
+    session = manager.create_interactive_vm("typed_s")
+    value_errors = [
+        lambda: create_vm("d", engine="jvm"),
+        lambda: create_vm(""),
+        lambda: BasicLuaVM(None),  # type: ignore[arg-type]
+        lambda: vm.execute_string("   "),
+        lambda: session.read_output(stream="stdio"),
+        lambda: VMManager(max_workers=0),
+        lambda: manager.create_vm_cluster("c0", 0),
+        lambda: BasicLuaVM("neg", max_output_bytes=-5),
+        lambda: BasicLuaVM("neg", max_source_bytes=-1),
+    ]
+    for call in value_errors:
+        err = _raises(exc.InvalidArgumentError, call)
+        assert isinstance(err, ValueError)
+    type_errors = {
+        "Lua code": lambda: vm.execute_string(None),  # type: ignore[arg-type]
+        "timeout": lambda: vm.execute_string("return 1", timeout="1"),  # type: ignore[arg-type]
+        "file_path": lambda: vm.execute_file(5),  # type: ignore[arg-type]
+        "input": lambda: session.send_input(5),  # type: ignore[arg-type]
+        "callable": lambda: manager.attach_to_vm("typed_s", 5),  # type: ignore[arg-type]
+        "max_workers": lambda: VMManager(max_workers="3"),  # type: ignore[arg-type]
+        "size": lambda: manager.create_vm_cluster("c1", "2"),  # type: ignore[arg-type]
+        "max_output_bytes": lambda: BasicLuaVM("s", max_output_bytes="abc"),  # type: ignore[arg-type]
+    }
+    for name, call in type_errors.items():
+        err = _raises(exc.ArgumentTypeError, call)
+        assert isinstance(err, TypeError) and name in str(err), err
+    assert manager.list_vms() == ["typed_s"]
+    manager.shutdown_all()
+    vm.close()
+
+
 def test_missing_interpreter_is_lua_not_found():
     vm = create_vm("nolua", lua_executable="lua-does-not-exist")
     with pytest.raises(exc.LuaNotFoundError) as info:
