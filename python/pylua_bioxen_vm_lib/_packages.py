@@ -60,6 +60,12 @@ def call(op: str, catalogs: Optional[Sequence[str]] = None, **fields: Any) -> An
     request.update({k: v for k, v in fields.items() if v is not None})
     try:
         return _ffi.json_call(_ffi.packages, request, f"packages: {op}")
+    except exc.LuaFileNotFoundError as err:
+        if "environment: no environment" in str(err):
+            # The core's ErrFileNotFound for an unknown environment name:
+            # the library's own class for that, as create_vm raises.
+            raise exc.EnvironmentNotFoundError(str(err), code=err.code) from err
+        raise
     except exc.LuaProcessError as err:
         if type(err) is not exc.LuaProcessError:
             raise  # a timeout, say: keep its own class

@@ -72,7 +72,13 @@ class EnvironmentManager:
         return {f"LUA_PATH{suffix}": paths["path"] + ";;", f"LUA_CPATH{suffix}": paths["cpath"] + ";;"}
 
     def list_packages(self, name: str = _packages.DEFAULT_ENV) -> List[Dict[str, str]]:
-        return self._call("list", env=name, create=True) or []
+        """The packages installed in an environment; [] for a "default"
+        that does not exist yet, EnvironmentNotFoundError for another
+        unknown name (nothing is created)."""
+        _packages.check_env_name(name)
+        if name == _packages.DEFAULT_ENV and not _packages.env_exists(name):
+            return []
+        return self._call("list", env=name, create=False) or []
 
     def install_profile_packages(
         self, profile: Optional[str] = None, env_name: str = _packages.DEFAULT_ENV
@@ -102,7 +108,12 @@ class EnvironmentManager:
         }
 
     def validate_environment(self, name: str = _packages.DEFAULT_ENV) -> Dict[str, Any]:
-        """Health of an environment: luarocks, Lua versions, repositories."""
+        """Health of an environment: luarocks, Lua versions, repositories.
+        An unknown name other than "default" raises EnvironmentNotFoundError
+        (it is not created)."""
+        _packages.check_env_name(name)
+        if name != _packages.DEFAULT_ENV and not _packages.env_exists(name):
+            raise exc.EnvironmentNotFoundError(f"no package environment {name!r}")
         return self._call("health", env=name)
 
     def check_package_availability(self, package: str) -> bool:

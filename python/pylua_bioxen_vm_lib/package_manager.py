@@ -86,7 +86,11 @@ class PackageManager:
         self._call("remove", package=name)
 
     def list_installed(self) -> List[Dict[str, str]]:
-        return self._call("list", create=True) or []
+        """What is installed; [] while the environment does not exist
+        (listing does not create it)."""
+        if not _packages.env_exists(self.env_name):
+            return []
+        return self._call("list", create=False) or []
 
     def is_installed(self, name: str) -> bool:
         return any(p["name"] == name for p in self.list_installed())

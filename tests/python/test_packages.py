@@ -355,6 +355,36 @@ def test_installer_result_lists_the_package_dependencies():
     assert installer.install_package("bio_compute", "1.0.0-1")["dependencies"] == []
 
 
+def test_queries_on_an_unknown_environment_create_nothing(isolated_home):
+    """Listing, validating or locking a misspelt environment raised nothing
+    and created it (so create_vm(environment=<typo>) worked afterwards), or
+    raised LuaFileNotFoundError; it is EnvironmentNotFoundError now, and
+    listing an environment that does not exist yet gives []."""
+    from pylua_bioxen_vm_lib.env import EnvironmentManager
+    from pylua_bioxen_vm_lib.package_manager import PackageManager
+    from pylua_bioxen_vm_lib.utils.curator import Curator
+
+    manager = EnvironmentManager()
+    for call in (
+        lambda: manager.list_packages("ghost"),
+        lambda: manager.validate_environment("ghost"),
+        lambda: manager.get_paths("ghost"),
+        lambda: manager.lock("ghost"),
+        lambda: PackageManager("ghost").remove("bio_compute"),
+    ):
+        with pytest.raises(exc.EnvironmentNotFoundError):
+            call()
+    assert manager.list_packages() == []
+    assert PackageManager("ghost").list_installed() == []
+    assert PackageManager("ghost").is_installed("bio_compute") is False
+    assert Curator(env_name="ghost").is_package_installed("bio_compute") is False
+    with pytest.raises(exc.InvalidArgumentError):
+        manager.validate_environment("")
+    assert manager.list_environments() == []
+    with pytest.raises(exc.EnvironmentNotFoundError):
+        create_vm("v", environment="ghost").execute_string("return 1")
+
+
 def test_environment_names_and_lua_versions_are_checked(tmp_path):
     from pylua_bioxen_vm_lib.env import EnvironmentManager
     from pylua_bioxen_vm_lib.package_manager import PackageManager

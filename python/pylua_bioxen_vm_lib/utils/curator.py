@@ -155,7 +155,9 @@ class Curator:
         return True
 
     def _installed(self) -> Dict[str, str]:
-        return {p["name"]: p["version"] for p in self._call("list", create=True) or []}
+        if not _packages.env_exists(self.env_name):
+            return {}  # listing does not create the environment
+        return {p["name"]: p["version"] for p in self._call("list", create=False) or []}
 
     def is_package_installed(self, name: str) -> bool:
         return name in self._installed()
