@@ -114,7 +114,9 @@ class VMManager:
 
     def get_vm_info(self, vm_id: str) -> Dict[str, Any]:
         vm = self._vm(vm_id)
-        info = vm.get_info()
+        # An XCP-ng VM adds its (redacted) config and session_active.
+        get_vm_info = getattr(vm, "get_vm_info", None)
+        info = get_vm_info() if callable(get_vm_info) else vm.get_info()
         session = self._session_or_none(vm_id)
         info.update(
             vm_name=vm.name,

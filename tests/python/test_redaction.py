@@ -127,6 +127,17 @@ def test_ssh_session_manager_error_without_userinfo_names_the_host(tmp_path):
     assert_clean(str(info.value))
 
 
+def test_manager_vm_info_has_the_redacted_config(config):
+    """docs/xcpng.md: get_vm_info()["config"] is vm.config, also through
+    VMManager.get_vm_info (which left it out)."""
+    with VMManager() as manager:
+        vm = manager.create_vm("info_cfg", vm_type="xcpng", config=config)
+        info = manager.get_vm_info("info_cfg")
+        assert info["config"] is vm.config and info["config"]["xcp_password"] == "***"
+        assert info["session_active"] is False and info["vm_type"] == "xcpng"
+        assert_clean(repr(info))
+
+
 def test_log_records_hold_no_secret(config, tmp_path, caplog):
     """Everything the library logs at DEBUG while these objects are made,
     used and fail, plus what an application logs from their reprs and
