@@ -75,7 +75,7 @@ func (e *Env) lock() (func(), error) {
 		unlock()
 		return nil, core.Wrap(core.ErrFileNotFound, "environment", fmt.Sprintf("environment %q no longer exists", e.Name), err)
 	}
-	if err := e.recover(); err != nil {
+	if err := e.recover(true); err != nil {
 		unlock()
 		return nil, err
 	}
@@ -90,9 +90,12 @@ func (e *Env) backupDir() string { return filepath.Join(e.Dir, "tree.backup") }
 func (e *Env) backupTmp() string { return filepath.Join(e.Dir, "tree.backup.tmp") }
 func (e *Env) backupOld() string { return filepath.Join(e.Dir, "tree.backup.old") }
 
-// recover puts the backup of an interrupted change back in place, and
-// deletes an incomplete copy or a backup that was being discarded.
-func (e *Env) recover() error {
+// recover puts the backup of a change back in place, and deletes an
+// incomplete copy or a backup that was being discarded. interrupted says
+// why: a change an earlier process did not finish (a warning, found when
+// the environment is next locked), or the rollback of a change that just
+// failed, whose error the caller gets anyway (debug only).
+func (e *Env) recover(interrupted bool) error {
 	for _, d := range []string{e.backupTmp(), e.backupOld()} {
 		if err := os.RemoveAll(d); err != nil {
 			return core.Wrap(core.ErrGeneric, "environment", "cannot remove "+d, err)
@@ -101,7 +104,11 @@ func (e *Env) recover() error {
 	if _, err := os.Lstat(e.backupDir()); err != nil {
 		return nil
 	}
-	core.Logf(core.LevelWarn, "environment %q: restoring the tree after an interrupted change", e.Name)
+	if interrupted {
+		core.Logf(core.LevelWarn, "environment %q: restoring the tree after an interrupted change", e.Name)
+	} else {
+		core.Logf(core.LevelDebug, "environment %q: the change failed; restoring the tree", e.Name)
+	}
 	if err := os.RemoveAll(e.Tree()); err != nil {
 		return core.Wrap(core.ErrGeneric, "environment", "cannot restore "+e.Tree(), err)
 	}
@@ -144,7 +151,7 @@ func (e *Env) transact(change func() error) error {
 		return core.Wrap(core.ErrGeneric, "environment", "backing up the tree", err)
 	}
 	if err := change(); err != nil {
-		if rerr := e.recover(); rerr != nil {
+		if rerr := e.recover(false); rerr != nil {
 			return errors.Join(err, rerr)
 		}
 		return err

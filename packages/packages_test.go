@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"libbioxen/core"
@@ -200,6 +201,60 @@ func TestInterruptedChangeIsRecovered(t *testing.T) {
 	inst, _ := env.List(ctx)
 	if len(inst) < 2 {
 		t.Errorf("after recovery: %v", inst)
+	}
+}
+
+// logLines collects the core's log lines at warning level and above
+// until the test ends.
+func logLines(t *testing.T) *[]string {
+	t.Helper()
+	var mu sync.Mutex
+	lines := &[]string{}
+	core.SetLogger(func(level int, msg string) {
+		mu.Lock()
+		defer mu.Unlock()
+		*lines = append(*lines, msg)
+	}, core.LevelWarn)
+	t.Cleanup(func() { core.SetLogger(nil, 0) })
+	return lines
+}
+
+// A failed install rolls the tree back without a warning that calls it an
+// interrupted change (the caller gets the install's own error); a change
+// that an earlier process left unfinished is still reported.
+func TestFailedChangeRollsBackWithoutInterruptedWarning(t *testing.T) {
+	repo := buildRepo(t)
+	m := open(t, repo)
+	ctx := context.Background()
+	env, _ := m.Env("default", true)
+	if _, err := env.Install(ctx, "hello", ""); err != nil {
+		t.Fatal(err)
+	}
+	lines := logLines(t)
+	if _, err := env.Install(ctx, "hello", "9.9-1"); err == nil {
+		t.Fatal("installing a version no repository has succeeded")
+	}
+	if inst, _ := env.List(ctx); len(inst) == 0 {
+		t.Errorf("the tree was not restored: %v", inst)
+	}
+	if _, err := os.Stat(env.backupDir()); err == nil {
+		t.Errorf("backup left behind")
+	}
+	for _, l := range *lines {
+		if strings.Contains(l, "interrupted") {
+			t.Errorf("a failed install logged %q", l)
+		}
+	}
+	copyTree(env.Tree(), env.backupDir())
+	if _, err := env.Install(ctx, "world", ""); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range *lines {
+		found = found || strings.Contains(l, "interrupted change")
+	}
+	if !found {
+		t.Errorf("an interrupted change was not reported: %q", *lines)
 	}
 }
 
