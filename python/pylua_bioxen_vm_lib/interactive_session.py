@@ -508,6 +508,9 @@ class SessionManager:
         self.debug_mode = debug_mode
         self._sessions: Dict[str, InteractiveSession] = {}
         self._lock = threading.RLock()
+        # Called with the session after terminate_session: the VMManager
+        # that owns this manager closes the VM it made for the session.
+        self._on_terminated: Optional[Callable[[InteractiveSession], None]] = None
 
     def create_session(
         self, session_id: str, vm_instance: Optional[BasicLuaVM] = None, **kwargs: Any
@@ -551,6 +554,8 @@ class SessionManager:
         if session is None:
             raise exc.SessionNotFoundError(f"no session with id {session_id!r}")
         session.terminate()
+        if self._on_terminated is not None:
+            self._on_terminated(session)
 
     def cleanup_all(self) -> None:
         with self._lock:

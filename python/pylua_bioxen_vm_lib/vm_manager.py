@@ -42,6 +42,8 @@ class VMManager:
         self._lock = threading.RLock()
         self._executor: Optional[ThreadPoolExecutor] = None
         self.session_manager = SessionManager(debug_mode=self.debug_mode)
+        self.session_manager._on_terminated = self._session_terminated
+        self._made_for_session: Dict[str, BasicLuaVM] = {}  # by create_interactive_vm
         self.clusters: Dict[str, VMCluster] = {}
 
     # -- VMs -------------------------------------------------------------
@@ -104,6 +106,7 @@ class VMManager:
         with self._lock:
             vm = self.vms.pop(vm_id, None)
             self._futures.pop(vm_id, None)
+            self._made_for_session.pop(vm_id, None)
             session = self.session_manager.remove_session(vm_id)
         if session is not None:
             session.terminate()
@@ -258,6 +261,7 @@ class VMManager:
                 session = InteractiveSession(vm_id, vm, debug_mode=self.debug_mode)
                 session.start()
                 self.session_manager.add_session(session)
+                self._made_for_session[vm_id] = vm
             except BaseException:
                 self.vms.pop(vm_id, None)
                 vm.close()
@@ -265,6 +269,20 @@ class VMManager:
         if auto_attach:
             session.attach()
         return session
+
+    def _session_terminated(self, session: InteractiveSession) -> None:
+        """session_manager.terminate_session(id) ended a session: the VM
+        create_interactive_vm made for it goes too, as with
+        terminate_vm_session (it would keep running, an interpreter process
+        on the process engine, and hold the id)."""
+        with self._lock:
+            vm = self.vms.get(session.session_id)
+            if vm is None or vm is not session.vm or self._made_for_session.get(session.session_id) is not vm:
+                return
+            del self._made_for_session[session.session_id]
+            del self.vms[session.session_id]
+            self._futures.pop(session.session_id, None)
+        vm.close()
 
     def _session(self, vm_id: str) -> InteractiveSession:
         return self.session_manager.get_session(vm_id)
@@ -395,6 +413,7 @@ class VMManager:
         with self._lock:
             vms = list(self.vms.values())
             self.vms.clear()
+            self._made_for_session.clear()
             self._futures.clear()
             self.clusters.clear()
             executor, self._executor = self._executor, None

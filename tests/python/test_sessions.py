@@ -85,6 +85,26 @@ def test_spec_session_management_example(capsys):
     manager.shutdown_all()
 
 
+def test_session_manager_terminate_frees_the_vm_made_for_the_session(engine):
+    """The spec's "Clean up" (session_manager.terminate_session) left the VM
+    create_interactive_vm made running — an interpreter process on the
+    process engine — and its id taken, so the session could not be made
+    again until shutdown_all."""
+    kind, executable = engine
+    with VMManager() as manager:
+        session = manager.create_interactive_vm("again", engine=kind, lua_executable=executable)
+        vm = session.vm
+        manager.session_manager.terminate_session("again")
+        assert vm.closed and manager.list_vms() == [] and manager.get_stats()["total_vms"] == 0
+        again = manager.create_interactive_vm("again", engine=kind, lua_executable=executable)
+        assert again.execute_interactive("return 1")["values"] == [1]
+        # A VM the manager made with create_vm is not the session's to close.
+        own = manager.create_vm("own", persistent=True, engine=kind, lua_executable=executable)
+        manager.session_manager.create_session("own", own)
+        manager.session_manager.terminate_session("own")
+        assert not own.closed and manager.get_vm("own") is own
+
+
 def test_spec_pattern_3_interactive_sessions(capsys):
     from pylua_bioxen_vm_lib import VMManager
 
