@@ -214,6 +214,25 @@ def test_bad_catalog_names_file_and_line(tmp_path):
     assert "bad.json:3:" in str(info.value)
 
 
+def test_curator_catalog_dicts_leave_no_temporary_files():
+    """The original's injected catalogs (dicts) are written to temporary
+    JSON files for the core; they were never removed (two per Curator)."""
+    import gc
+
+    from pylua_bioxen_vm_lib.utils.curator import Curator
+
+    curator = Curator(
+        packages_catalog={"mypkg": {"summary": "mine", "versions": ["1.0-1"]}},
+        profiles_catalog={"mine": {"description": "d", "packages": ["mypkg"]}},
+    )
+    files = [f for f in curator.catalogs if os.path.basename(f).startswith("bioxen-catalog-")]
+    assert len(files) == 2 and all(os.path.exists(f) for f in files)
+    assert curator.get_profile("mine")["packages"] == ["mypkg"]
+    del curator
+    gc.collect()
+    assert not any(os.path.exists(f) for f in files)
+
+
 def test_curator_profiles_health_and_bootstrap():
     from pylua_bioxen_vm_lib.utils.curator import bootstrap_lua_environment, get_curator
 

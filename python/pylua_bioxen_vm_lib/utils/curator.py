@@ -10,12 +10,15 @@ named) through the core's package manager and the real ``luarocks``; after
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .. import _packages
 from .. import exceptions as exc
@@ -41,10 +44,18 @@ class Package:
     tags: List[str] = field(default_factory=list)
 
 
-def _catalog_files(packages_catalog: CatalogSource, profiles_catalog: CatalogSource) -> List[str]:
-    """Shipped catalogs plus the given ones; dicts/lists (the original's
-    injected catalogs) are written to a temporary JSON file."""
+def _remove_files(paths: List[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _catalog_files(packages_catalog: CatalogSource, profiles_catalog: CatalogSource) -> Tuple[List[str], List[str]]:
+    """Shipped catalogs plus the given ones, and the temporary files among
+    them: dicts/lists (the original's injected catalogs) are written to a
+    temporary JSON file, which the caller removes when done."""
     files = _packages.default_catalogs()
+    temporary: List[str] = []
     for key, source in (("packages", packages_catalog), ("profiles", profiles_catalog)):
         if source is None:
             continue
@@ -57,9 +68,10 @@ def _catalog_files(packages_catalog: CatalogSource, profiles_catalog: CatalogSou
         if key == "profiles" and not (isinstance(source, Mapping) and "profiles" in source):
             data = {"profiles": source}
         with tempfile.NamedTemporaryFile("w", suffix=f"-{key}.json", delete=False, prefix="bioxen-catalog-") as tmp:
+            temporary.append(tmp.name)
             json.dump(data, tmp)
         files.append(tmp.name)
-    return files
+    return files, temporary
 
 
 class Curator:
@@ -81,7 +93,10 @@ class Curator:
         self.lua_path = lua_path
         self.manifest_path = manifest_path
         self.env_name = _packages.check_env_name(env_name)
-        self.catalogs = _catalog_files(packages_catalog, profiles_catalog)
+        self.catalogs, temporary = _catalog_files(packages_catalog, profiles_catalog)
+        if temporary:
+            # Written for this Curator's calls; removed with it (or at exit).
+            weakref.finalize(self, _remove_files, temporary)
 
     def _call(self, op: str, **fields: Any) -> Any:
         return _packages.call(
