@@ -95,9 +95,12 @@ func (g *pathGuard) resolve(p string, write bool) (string, error) {
 	return "", errOutside
 }
 
+// under reports whether p is one of dirs or lies below one. The root
+// directory holds every absolute path (its prefix is not "//"), as in the
+// process engine's driver.
 func under(p string, dirs []string) bool {
 	for _, d := range dirs {
-		if p == d || strings.HasPrefix(p, d+string(filepath.Separator)) {
+		if p == d || strings.HasPrefix(p, strings.TrimSuffix(d, string(filepath.Separator))+string(filepath.Separator)) {
 			return true
 		}
 	}

@@ -145,6 +145,16 @@ def test_allowed_paths_as_one_string_is_one_directory(engine, tmp_path, monkeypa
         assert secret["values"][0] is None, secret
 
 
+def test_allowed_root_directory_allows_every_file(engine, tmp_path):
+    """allowed_paths=["/"] opened every file on the process engine but none
+    on the embedded engine (whose prefix test looked for "//")."""
+    data = tmp_path / "reads.txt"
+    data.write_text("ACGT\n")
+    with _vm_with_paths(engine, "/") as machine:
+        result = machine.execute_string(f'local f, e = io.open("{data}") return f and f:read("*l"), e')
+        assert result["values"] == ["ACGT", None], result
+
+
 def test_allowed_path_with_a_colon_is_refused(tmp_path):
     """The core splits its list at ':', so "/data/run:/etc" allowed /etc and
     not the directory meant; such a path is an error now."""
