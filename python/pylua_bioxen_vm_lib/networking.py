@@ -348,7 +348,8 @@ class NetworkedLuaVM(BasicLuaVM):
         while it refuses, within run_duration); greet every connection,
         print every line received, and send a heartbeat to every peer every
         ``send_interval`` seconds. ``result["received"]`` lists the lines
-        received, each as "ip:port: line". ``timeout`` (None: run_duration
+        received, each as "ip:port: line" ([] when none came, or the port
+        could not be bound). ``timeout`` (None: run_duration
         plus 30 s) bounds the call."""
         validate_port(local_port)
         validate_host(bind)
@@ -370,4 +371,9 @@ class NetworkedLuaVM(BasicLuaVM):
             send_interval=_lua_number(interval),
             window=_lua_number(CONNECT_WINDOW),
         )
-        return self._run_script("p2p", script, timeout)
+        res = self._run_script("p2p", script, timeout)
+        # Always a list: no line received is Lua's empty table, which
+        # converts to {} (docs/values.md), and a failed run returns nothing.
+        if not res["received"]:
+            res["received"] = []
+        return res

@@ -152,6 +152,20 @@ def test_p2p_peers_greet_and_send_heartbeats() -> None:
     assert any(f"P2P VM {pa}: Heartbeat at" in r for r in second["received"])
 
 
+def test_p2p_received_is_a_list_when_nothing_came() -> None:
+    """No line received gave {} (Lua's empty table converts to a dict), a
+    port that cannot be bound None; ``received`` is a list either way."""
+    vm = create_vm("p2p_alone", networked=True)
+    port = free_port()
+    res = vm.start_p2p(port, run_duration=0.2, send_interval=0.1)
+    assert res["success"] and res["received"] == [] and isinstance(res["received"], list), res
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        res = vm.start_p2p(port, run_duration=0.2, send_interval=0.1)
+    assert not res["success"] and res["received"] == [], res
+
+
 def test_p2p_joins_a_line_that_comes_in_pieces() -> None:
     port = free_port()
     with create_vm("p2p", networked=True) as vm:
