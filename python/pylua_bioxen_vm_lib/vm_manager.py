@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from . import _ffi
 from . import exceptions as exc
 from .factory import create_vm as _create_vm
 from .interactive_session import InteractiveSession, OutputCallback, SessionManager
@@ -15,6 +18,12 @@ from .networking import NetworkedLuaVM
 from .vm import BasicLuaVM, Code, ExecResult
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.VMManager")
+
+
+class _WaitTimeout(exc.VMTimeoutError, FuturesTimeoutError):
+    """wait_for_vm's timeout: the library's VMTimeoutError, and still what
+    Future.result raised (concurrent.futures.TimeoutError, which is
+    TimeoutError only since Python 3.11)."""
 
 
 def _check_count(value: Any, name: str) -> None:
@@ -191,10 +200,21 @@ class VMManager:
 
     def wait_for_vm(self, vm_id: str, timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
         """The result of the VM's last async call, waiting up to timeout
-        seconds; None when it has none."""
+        seconds; None when it has none. A call still running then raises
+        VMTimeoutError (also concurrent.futures.TimeoutError); the call goes
+        on."""
         with self._lock:
             future = self._futures.get(vm_id)
-        return None if future is None else future.result(timeout)
+        if future is None:
+            return None
+        try:
+            return future.result(timeout)
+        except FuturesTimeoutError:
+            if future.done():
+                raise  # the call itself raised it
+            raise _WaitTimeout(
+                f"VM {vm_id!r}: its last async call is still running after {timeout} s", code=_ffi.E_TIMEOUT
+            ) from None
 
     def get_vm_status(self, vm_id: str) -> Optional[str]:
         """'running', 'done' or 'cancelled' for the last async call; None."""
@@ -385,12 +405,15 @@ class VMManager:
         return {vm_id: self.execute_vm_async(vm_id, lua_code, timeout) for vm_id in self._cluster(cluster_id).vm_ids}
 
     def wait_for_cluster(self, cluster_id: str, timeout: Optional[float] = None) -> Dict[str, Dict[str, Any]]:
-        """Results of every VM's last async call; a failed call gives
+        """Results of every VM's last async call, waiting up to ``timeout``
+        seconds in all; a failed call, or one still running then, gives
         ``{error, success: False, stdout: '', stderr, return_code: -1}``."""
         results: Dict[str, Dict[str, Any]] = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
         for vm_id in self._cluster(cluster_id).vm_ids:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                result = self.wait_for_vm(vm_id, timeout)
+                result = self.wait_for_vm(vm_id, left)
             except Exception as err:  # reported per VM, as the original did
                 result = {"error": str(err), "success": False, "stdout": "", "stderr": str(err), "return_code": -1}
             if result is not None:

@@ -202,6 +202,27 @@ def test_vm_manager_lifecycle():
     manager.shutdown_all()
 
 
+def test_waiting_for_running_async_calls_is_bounded_and_typed():
+    """wait_for_cluster's timeout bounds the whole wait (it was per VM: three
+    stuck VMs and timeout=1 took 3 s), a call still running is reported as
+    such (it was {'error': ''}), and wait_for_vm raises VMTimeoutError (it
+    raised a bare TimeoutError with an empty message)."""
+    import time
+
+    with VMManager() as manager:
+        cluster = manager.create_vm_cluster("stuck", 3)
+        cluster.broadcast("while true do end")
+        start = time.monotonic()
+        results = cluster.wait(timeout=1.0)
+        assert time.monotonic() - start < 2.5
+        assert sorted(results) == ["stuck_0", "stuck_1", "stuck_2"]
+        for result in results.values():
+            assert not result["success"] and "still running" in result["error"], result
+        with pytest.raises(exc.VMTimeoutError, match="still running") as info:
+            manager.wait_for_vm("stuck_0", timeout=0.1)
+        assert isinstance(info.value, TimeoutError)
+
+
 def test_core_log_lines_reach_python_logging(caplog):
     with caplog.at_level(logging.DEBUG, logger="pylua_bioxen_vm_lib.core"):
         vm = create_vm("logged")
