@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from . import _ffi
 from ._redact import redact_userinfo
+from .vm import finite_seconds
 
 
 class SSHSessionManager:
@@ -60,7 +61,7 @@ class SSHSessionManager:
             "trust_on_first_use": self.trust_on_first_use,
             "command": command,
             "stdin": stdin,
-            "timeout": timeout,
+            "timeout": finite_seconds(timeout),
         }
         return _ffi.json_call(_ffi.remote, request, f"SSH {self._label()}")
 

@@ -260,6 +260,17 @@ def timeout_ms(timeout: Optional[float], name: str = "timeout") -> int:
     return max(1, int(round(ms)))
 
 
+def finite_seconds(value: Any, name: str = "timeout") -> float:
+    """A positive, finite number of seconds, for the core's remote calls
+    (XAPI, SSH), which otherwise take 0 or less as their 5-minute default
+    and cannot encode NaN or infinity: ArgumentTypeError for a non-number,
+    InvalidArgumentError for anything else out of range."""
+    _seconds(value, name)
+    if not value > 0 or value * 1000 > MAX_TIMEOUT_MS:
+        raise exc.InvalidArgumentError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+    return float(value)
+
+
 def wait_ms(timeout: Optional[float], name: str = "timeout") -> int:
     """Seconds -> milliseconds for a C call that waits (where 0 means do not
     wait): 0 and positive numbers are accepted, anything over MAX_TIMEOUT_MS

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from . import _ffi
 from ._redact import redact_userinfo
+from .vm import finite_seconds
 
 
 class XAPIClient:
@@ -47,7 +48,7 @@ class XAPIClient:
         self.fingerprint = fingerprint
         self.allow_loopback_ip = allow_loopback_ip
         self.ssh_port_key = ssh_port_key
-        self.timeout = timeout
+        self.timeout = finite_seconds(timeout)
 
     def __repr__(self) -> str:
         return f"<XAPIClient {redact_userinfo(self.host)!r} user={self.username!r} password=***>"

@@ -161,6 +161,28 @@ def test_bad_arguments_raise_the_library_s_typed_errors():
     vm.close()
 
 
+def test_remote_timeouts_are_checked():
+    """XAPIClient and SSHSessionManager took 0 or a negative timeout as the
+    core's 5-minute default, and NaN, infinity or a str failed as "remote:
+    bad request JSON"."""
+    import math
+
+    from pylua_bioxen_vm_lib.ssh_session import SSHSessionManager
+    from pylua_bioxen_vm_lib.xapi_client import XAPIClient
+
+    ssh = SSHSessionManager("127.0.0.1", "u", password="p", port=1)
+    for bad in (0, -1, math.nan, math.inf):
+        with pytest.raises(exc.InvalidArgumentError):
+            XAPIClient("http://127.0.0.1:1", "root", "pw", timeout=bad)
+        with pytest.raises(exc.InvalidArgumentError):
+            ssh.run_command("true", timeout=bad)
+    with pytest.raises(exc.ArgumentTypeError):
+        XAPIClient("http://127.0.0.1:1", "root", "pw", timeout="5")  # type: ignore[arg-type]
+    with pytest.raises(exc.ArgumentTypeError):
+        ssh.run_command("true", timeout="5")  # type: ignore[arg-type]
+    assert XAPIClient("http://127.0.0.1:1", "root", "pw", timeout=2).timeout == 2.0
+
+
 def test_missing_interpreter_is_lua_not_found():
     vm = create_vm("nolua", lua_executable="lua-does-not-exist")
     with pytest.raises(exc.LuaNotFoundError) as info:
