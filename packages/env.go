@@ -433,7 +433,13 @@ func (e *Env) Remove(ctx context.Context, name string) error {
 			if !e.has(lv, name) {
 				continue
 			}
-			if _, err := e.runLuarocks(ctx, lv, []string{"remove", "--force"}, name); err != nil {
+			// Without --force: luarocks refuses to remove a package that
+			// another installed one needs (it would break it silently).
+			if out, err := e.runLuarocks(ctx, lv, []string{"remove"}, name); err != nil {
+				if deps := dependents(out); len(deps) > 0 {
+					return core.Errorf(core.ErrInvalid, "remove", "package %q is needed by %s in environment %q: remove those first",
+						name, strings.Join(deps, ", "), e.Name)
+				}
 				return err
 			}
 			removed = true
@@ -443,6 +449,27 @@ func (e *Env) Remove(ctx context.Context, name string) error {
 		}
 		return nil
 	})
+}
+
+// dependents returns the packages luarocks named when it refused a remove
+// ("Removing it would break dependencies for:" and one "name version" per
+// line after it), or nil.
+func dependents(out []byte) []string {
+	const marker = "would break dependencies for:"
+	text := string(out)
+	i := strings.Index(text, marker)
+	if i < 0 {
+		return nil
+	}
+	var deps []string
+	for _, line := range strings.Split(text[i+len(marker):], "\n")[1:] {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			break
+		}
+		deps = append(deps, line)
+	}
+	return deps
 }
 
 // Update installs the newest version of an installed package.

@@ -110,7 +110,18 @@ func TestInstallRequireRemove(t *testing.T) {
 			t.Errorf("lua5.4 require: %v %s", err, out)
 		}
 	}
+	// hello is needed by world: removing it would break world, so it is
+	// refused and nothing changes.
+	if err := env.Remove(ctx, "hello"); err == nil || !strings.Contains(err.Error(), "world") {
+		t.Errorf("removing a dependency of world: %v", err)
+	}
+	if inst, _ := env.List(ctx); len(inst) != len(names) {
+		t.Errorf("after the refused remove: %v", inst)
+	}
 	if err := env.Remove(ctx, "world"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Remove(ctx, "hello"); err != nil {
 		t.Fatal(err)
 	}
 	if err := env.Remove(ctx, "world"); core.CodeOf(err) != core.ErrInvalid {

@@ -374,6 +374,20 @@ def test_installer_result_lists_the_package_dependencies():
     assert installer.install_package("bio_compute", "1.0.0-1")["dependencies"] == []
 
 
+def test_removing_a_needed_package_is_refused():
+    """remove ran luarocks with --force: removing bio_compute under seq_utils
+    succeeded and left seq_utils unable to load."""
+    from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
+
+    installer = PackageInstaller()
+    installer.install_package("seq_utils")
+    with pytest.raises(exc.PackageError, match="needed by seq_utils"):
+        installer.remove_package("bio_compute")
+    assert create_vm("dep").execute_string('return require("seq_utils").version')["values"] == ["1.0.0"]
+    assert installer.remove_package("seq_utils") and installer.remove_package("bio_compute")
+    assert installer.list_installed() == []
+
+
 def test_queries_on_an_unknown_environment_create_nothing(isolated_home):
     """Listing, validating or locking a misspelt environment raised nothing
     and created it (so create_vm(environment=<typo>) worked afterwards), or
