@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -102,6 +103,13 @@ def lua_versions_for(engine: str, executable: str) -> List[str]:
     if engine == "embedded":
         return ["5.1"]
     name = os.path.basename(executable)
+    if not re.search(r"5\.[1-4]|jit", name):
+        # "lua", or another name without its version: Debian's
+        # /usr/bin/lua is a link (through /etc/alternatives) to the
+        # interpreter it runs, lua5.4 say.
+        found = shutil.which(executable)
+        if found:
+            name = os.path.basename(os.path.realpath(found))
     if "5.4" in name:
         return ["5.4", "5.1"]
     if "5.3" in name:

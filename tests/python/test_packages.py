@@ -374,6 +374,29 @@ def test_installer_result_lists_the_package_dependencies():
     assert installer.install_package("bio_compute", "1.0.0-1")["dependencies"] == []
 
 
+def test_interpreter_named_lua_gets_the_tree_of_its_version(tmp_path):
+    """An interpreter named without its version ("lua", Debian's link to the
+    one chosen by update-alternatives) was given the Lua 5.1 part of the
+    environment even when it is lua5.4, whose C modules live in the 5.4
+    part."""
+    lua54 = shutil.which("lua5.4")
+    if lua54 is None:
+        pytest.skip("lua5.4 is not installed")
+    from pylua_bioxen_vm_lib.env import EnvironmentManager
+    from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
+
+    PackageInstaller().install_package("bio_compute")
+    tree = EnvironmentManager().get_paths("default")["tree"]
+    link = tmp_path / "bin" / "lua"
+    link.parent.mkdir()
+    link.symlink_to(lua54)
+    with create_vm("named_lua", engine="process", lua_executable=str(link)) as vm:
+        result = vm.execute_string('return package.path, package.cpath, require("bio_compute").version')
+        path, cpath, version = result["values"]
+        assert f"{tree}/share/lua/5.4/" in path and f"{tree}/lib/lua/5.4/" in cpath, result
+        assert version == "1.0.0"
+
+
 def test_removing_a_needed_package_is_refused():
     """remove ran luarocks with --force: removing bio_compute under seq_utils
     succeeded and left seq_utils unable to load."""
