@@ -51,7 +51,10 @@ def default_repos() -> List[Dict[str, str]]:
 
 
 def call(op: str, catalogs: Optional[Sequence[str]] = None, **fields: Any) -> Any:
-    """Run one operation in the core; raises the library's exceptions."""
+    """Run one operation in the core; raises the library's exceptions. An
+    ``env`` field is checked first (the core reads "" as "default")."""
+    if "env" in fields:
+        check_env_name(fields["env"])
     request = {
         "op": op,
         "home": str(fields.pop("home", None) or home()),

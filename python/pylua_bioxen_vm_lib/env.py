@@ -86,6 +86,7 @@ class EnvironmentManager:
         """Install every package of a profile; returns
         ``{success, profile, environment, installed, failed}``."""
         profile = profile or self.profile
+        _packages.check_env_name(env_name)
         catalog = self._call("catalog")
         prof = (catalog.get("profiles") or {}).get(profile)
         if prof is None:

@@ -434,8 +434,16 @@ def test_queries_on_an_unknown_environment_create_nothing(isolated_home):
     assert PackageManager("ghost").list_installed() == []
     assert PackageManager("ghost").is_installed("bio_compute") is False
     assert Curator(env_name="ghost").is_package_installed("bio_compute") is False
-    with pytest.raises(exc.InvalidArgumentError):
-        manager.validate_environment("")
+    for call in (
+        lambda: manager.validate_environment(""),
+        lambda: manager.lock(""),
+        lambda: manager.lock(None),  # type: ignore[arg-type]
+        lambda: manager.restore("", "x.lock"),
+        lambda: manager.install_profile_packages("bioxen-minimal", env_name=""),
+    ):
+        # "" (or None, dropped from the request) was the default environment.
+        with pytest.raises(exc.InvalidArgumentError):
+            call()
     assert manager.list_environments() == []
     with pytest.raises(exc.EnvironmentNotFoundError):
         create_vm("v", environment="ghost").execute_string("return 1")
