@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"libbioxen/core"
@@ -42,6 +43,8 @@ type remoteRequest struct {
 	Stdin           string   `json:"stdin"`
 	// Both
 	TimeoutSeconds float64 `json:"timeout"`
+	// xcpng_check_config
+	Config json.RawMessage `json:"config"`
 }
 
 func (r *remoteRequest) ctx() (context.Context, context.CancelFunc) {
@@ -53,6 +56,14 @@ func (r *remoteRequest) ctx() (context.Context, context.CancelFunc) {
 }
 
 func runRemote(req *remoteRequest) (any, error) {
+	if req.Op == "xcpng_check_config" {
+		// Checked as the engine will read it, so a typo fails when the VM
+		// object is made, not minutes later at start.
+		if err := xcpng.CheckConfig(req.Config); err != nil {
+			return nil, err
+		}
+		return map[string]any{"ok": true}, nil
+	}
 	ctx, cancel := req.ctx()
 	defer cancel()
 	switch req.Op {

@@ -75,11 +75,49 @@ var knownKeys = map[string]bool{
 
 // ParseConfig reads a config JSON object. Missing required settings and
 // values of the wrong type are reported together, by key; unknown keys are
-// errors too (a typo must not be ignored). Secrets never appear in errors.
+// errors too (a typo must not be ignored), and so is a config that gives
+// no way to log in to the VM or no host-key policy. Secrets never appear
+// in errors.
 func ParseConfig(data []byte) (Config, error) {
+	c, problems, err := readConfig(data)
+	if err != nil {
+		return c, err
+	}
+	if c.VMPassword == "" && len(c.VMKeyFiles) == 0 {
+		problems = append(problems, `no way to log in to the VM: give "vm_key_file" or "vm_password"`)
+	}
+	if c.KnownHosts == "" && !c.TrustOnFirstUse && !c.InsecureHostKey {
+		problems = append(problems, `no host-key policy: give "vm_known_hosts" (or set "vm_trust_on_first_use")`)
+	}
+	return c, configError(problems)
+}
+
+// CheckConfig reports what ParseConfig would of the keys themselves: a
+// config that is not a JSON object, missing required settings, values of
+// the wrong type, unknown keys. It does not ask for the VM's login or
+// host-key policy, which a config may leave to be filled in before the VM
+// starts (the original library's examples give neither).
+func CheckConfig(data []byte) error {
+	_, problems, err := readConfig(data)
+	if err != nil {
+		return err
+	}
+	return configError(problems)
+}
+
+func configError(problems []string) error {
+	if len(problems) > 0 {
+		return core.Errorf(core.ErrInvalid, "xcpng config", "%s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// readConfig reads a config JSON object into a Config with its defaults,
+// listing the problems of its keys and values.
+func readConfig(data []byte) (Config, []string, error) {
 	var raw map[string]any
 	if err := json.Unmarshal(data, &raw); err != nil {
-		return Config{}, core.Wrap(core.ErrInvalid, "xcpng config", "config is not a JSON object", err)
+		return Config{}, nil, core.Wrap(core.ErrInvalid, "xcpng config", "config is not a JSON object", err)
 	}
 	var problems []string
 	str := func(keys ...string) string {
@@ -181,14 +219,5 @@ func ParseConfig(data []byte) (Config, error) {
 	if c.Lua == "" {
 		c.Lua = "lua5.4"
 	}
-	if c.VMPassword == "" && len(c.VMKeyFiles) == 0 {
-		problems = append(problems, `no way to log in to the VM: give "vm_key_file" or "vm_password"`)
-	}
-	if c.KnownHosts == "" && !c.TrustOnFirstUse && !c.InsecureHostKey {
-		problems = append(problems, `no host-key policy: give "vm_known_hosts" (or set "vm_trust_on_first_use")`)
-	}
-	if len(problems) > 0 {
-		return c, core.Errorf(core.ErrInvalid, "xcpng config", "%s", strings.Join(problems, "; "))
-	}
-	return c, nil
+	return c, problems, nil
 }

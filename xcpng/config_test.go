@@ -57,3 +57,39 @@ func TestFormatHidesSecrets(t *testing.T) {
 		t.Errorf("nil *Engine: %s", s)
 	}
 }
+
+// CheckConfig reports the keys' problems (typos, types, missing required
+// settings) and leaves the VM's login and host-key policy to ParseConfig,
+// which opening the VM runs: the original library's examples create VMs
+// from configs that give neither.
+func TestCheckConfigAndParseConfig(t *testing.T) {
+	spec := `{"xcp_host":"192.168.1.100","xcp_username":"root","xcp_password":"s3cret-xcp","template_name":"t","vm_username":"u","vm_password":"s3cret-vm"`
+	if err := CheckConfig([]byte(spec + `}`)); err != nil {
+		t.Errorf("the spec's config: %v", err)
+	}
+	if _, err := ParseConfig([]byte(spec + `}`)); err == nil || !strings.Contains(err.Error(), "host-key policy") {
+		t.Errorf("ParseConfig without a host-key policy: %v", err)
+	}
+	for bad, want := range map[string]string{
+		spec + `,"vm_pasword":"x"}`:     `unknown key "vm_pasword"`,
+		spec + `,"vm_ip_timeout":"x"}`:  `"vm_ip_timeout" must be a positive number`,
+		spec + `,"vm_key_file":[1]}`:    `"vm_key_file" must be a path`,
+		`{"xcp_host":"h"}`:              `missing "xcp_username"`,
+		`[1]`:                           `not a JSON object`,
+		spec + `,"persistent":"maybe"}`: ``, // strings are read as booleans
+	} {
+		err := CheckConfig([]byte(bad))
+		if want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", bad, err)
+			}
+			continue
+		}
+		if core.CodeOf(err) != core.ErrInvalid || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", bad, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("a secret in %v", err)
+		}
+	}
+}

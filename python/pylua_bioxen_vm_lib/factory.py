@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, Mapping, Optional
 
+from . import _ffi
 from . import exceptions as exc
 from .logger import enable_debug, env_debug
 from .vm import BasicLuaVM
@@ -20,6 +22,14 @@ XCPNG_REQUIRED = (
 )
 
 
+def _fspath(v: Any) -> Any:
+    if isinstance(v, os.PathLike):
+        return os.fspath(v)
+    if isinstance(v, (list, tuple)):
+        return [os.fspath(x) if isinstance(x, os.PathLike) else x for x in v]
+    return v
+
+
 def validate_xcpng_config(config: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     """Check an XCP-ng VM configuration; raise ConfigurationError naming
     every missing setting. Secrets are never put into the message."""
@@ -32,7 +42,17 @@ def validate_xcpng_config(config: Optional[Mapping[str, Any]]) -> Dict[str, Any]
     missing = [f"{a!r} (or {b!r})" for a, b in XCPNG_REQUIRED if not config.get(a) and not config.get(b)]
     if missing:
         raise exc.ConfigurationError("XCP-ng config is missing " + ", ".join(missing))
-    return dict(config)
+    # Paths may be given as os.PathLike (vm_key_file also as a list of them).
+    cfg = {k: _fspath(v) for k, v in config.items()}
+    # The rest (unknown keys, wrong types) as the engine will read it at
+    # start(), so that a typo such as "vm_pasword" fails here.
+    try:
+        _ffi.json_call(_ffi.remote, {"op": "xcpng_check_config", "config": cfg}, "")
+    except exc.InvalidArgumentError as err:
+        raise exc.ConfigurationError(str(err)) from None
+    except (TypeError, ValueError) as err:  # json: a value that is not JSON (an object, a cycle)
+        raise exc.ConfigurationError(f"XCP-ng config values must be strings, numbers or booleans: {err}") from None
+    return cfg
 
 
 def create_vm(

@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 from concurrent.futures import Future
+from pathlib import Path
 
 import pylua_bioxen_vm_lib as lib
 import pytest
@@ -106,6 +107,18 @@ def test_xcpng_config_is_validated():
     vm = create_vm("xcpng_vm", vm_type="xcpng", config=config)
     assert vm.vm_type == "xcpng" and vm.config["xcp_password"] == "***"
     assert "password" not in repr(vm).replace("password=***", "")
+    # A typo or a mistyped value fails at creation, not minutes later at
+    # start(); every problem is named, no secret is shown.
+    with pytest.raises(exc.ConfigurationError) as info:
+        create_vm("x", vm_type="xcpng", config=dict(config, vm_pasword="hunter2", vm_ip_timeout="soon"))
+    msg = str(info.value)
+    assert '"vm_pasword"' in msg and '"vm_ip_timeout"' in msg, msg
+    assert "hunter2" not in msg and "ubuntu" not in msg.replace('"vm_username"', ""), msg
+    with pytest.raises(exc.ConfigurationError):
+        create_vm("x", vm_type="xcpng", config=dict(config, vm_key_file=object()))
+    # Paths may be os.PathLike.
+    vm = create_vm("x", vm_type="xcpng", config=dict(config, vm_key_file=[Path("/k1")], vm_known_hosts=Path("/kh")))
+    assert vm._config["vm_key_file"] == ["/k1"] and vm._config["vm_known_hosts"] == "/kh"
 
 
 def test_engine_selection():

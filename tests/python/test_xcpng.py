@@ -125,8 +125,8 @@ def test_config_errors_name_the_keys(config):
         create_vm("xcp_cfg", vm_type="xcpng", config={"xcp_host": "http://127.0.0.1:1"})
     assert "xcp_username" in str(info.value)
     typo = dict(config, vm_usernme="x")
-    with pytest.raises(exc.LuaVMError) as info:
-        create_vm("xcp_typo", vm_type="xcpng", config=typo).start()
+    with pytest.raises(exc.ConfigurationError) as info:  # at creation, before anything starts
+        create_vm("xcp_typo", vm_type="xcpng", config=typo)
     assert "vm_usernme" in str(info.value)
 
 
