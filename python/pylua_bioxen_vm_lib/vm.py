@@ -480,9 +480,10 @@ class BasicLuaVM:
         opts.max_memory_bytes = self._memory
         opts.cpu_limit_ms = self._cpu_ms
         # `require` sees a package environment: the one named, else the
-        # default environment when it exists.
+        # default environment when it exists. (Not in an XCP-ng VM, whose
+        # packages are installed in the guest: install_package.)
         env = self.environment or _packages.DEFAULT_ENV
-        paths = _packages.env_paths(env, self.engine, self.lua_executable)
+        paths = None if self.engine == "xcpng" else _packages.env_paths(env, self.engine, self.lua_executable)
         if paths is None and self.environment is not None:
             raise exc.EnvironmentNotFoundError(f"no package environment {self.environment!r}")
         if paths:

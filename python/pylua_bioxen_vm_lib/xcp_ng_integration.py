@@ -48,6 +48,8 @@ class XCPngVM(BasicLuaVM):
         cfg = validate_xcpng_config(config)
         super().__init__(vm_id, engine="xcpng", persistent=True, debug_mode=debug_mode, sandbox=False)
         self._config = cfg
+        # The interpreter the driver runs in the guest (get_info shows it).
+        self.lua_executable = str(cfg.get("vm_lua") or "lua5.4")
         # What may be shown (get_vm_info, logs): no password, no URL user
         # information. The secrets stay in _config, for the core only.
         self.config = redact(cfg)

@@ -116,6 +116,10 @@ def test_xcpng_config_is_validated():
     assert "hunter2" not in msg and "ubuntu" not in msg.replace('"vm_username"', ""), msg
     with pytest.raises(exc.ConfigurationError):
         create_vm("x", vm_type="xcpng", config=dict(config, vm_key_file=object()))
+    # get_info names the interpreter the guest runs, not the local default.
+    assert vm.get_info()["lua_executable"] == "lua5.4"
+    jit = create_vm("x", vm_type="xcpng", config=dict(config, vm_lua="luajit"))
+    assert jit.get_info()["lua_executable"] == "luajit"
     # Paths may be os.PathLike.
     vm = create_vm("x", vm_type="xcpng", config=dict(config, vm_key_file=[Path("/k1")], vm_known_hosts=Path("/kh")))
     assert vm._config["vm_key_file"] == ["/k1"] and vm._config["vm_known_hosts"] == "/kh"
