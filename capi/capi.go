@@ -48,6 +48,32 @@ var handles = struct {
 type sessionEntry struct {
 	s  *core.Session
 	vm uint64 // the VM handle it belongs to; closing the VM closes it
+
+	// Guarded by listenerMu: the gate of the host's listener (nil: none),
+	// and whether the session was closed (no listener may be set then).
+	listener *gate
+	closed   bool
+}
+
+var listenerMu sync.Mutex
+
+// closeSession closes the session of handle h, whose entry has left the
+// handle table: its listener is removed (calls under way end first), then
+// the session. A close made from inside a listener call of the session
+// (or, vm set, of a session of its VM) cannot wait for the session's chunk,
+// which is the one calling: the session is then closed in the background,
+// once that call returns.
+func (e *sessionEntry) close(h uint64) {
+	listenerMu.Lock()
+	g := e.listener
+	e.listener, e.closed = nil, true
+	listenerMu.Unlock()
+	g.retire()
+	if inListenerOf(h, e.vm) {
+		go e.s.Close()
+		return
+	}
+	e.s.Close()
 }
 
 func newHandle() uint64 {
@@ -175,10 +201,10 @@ func bioxenGoVMClose(h C.bioxen_vm) (status C.int) {
 	handles.Lock()
 	vm := handles.vms[uint64(h)]
 	delete(handles.vms, uint64(h))
-	var sessions []*core.Session
+	sessions := map[uint64]*sessionEntry{}
 	for sh, e := range handles.sessions {
 		if e.vm == uint64(h) {
-			sessions = append(sessions, e.s)
+			sessions[sh] = e
 			delete(handles.sessions, sh)
 		}
 	}
@@ -186,8 +212,23 @@ func bioxenGoVMClose(h C.bioxen_vm) (status C.int) {
 	if vm == nil {
 		return fail(core.Errorf(core.ErrBadHandle, "close", "no VM with handle %d (closed or never opened)", uint64(h)))
 	}
-	for _, s := range sessions {
-		s.Close()
+	if inListenerOf(0, uint64(h)) {
+		// Called from a listener of one of the VM's sessions, whose chunk
+		// holds the VM until the listener returns: waiting here would wait
+		// for ourselves. The listeners are removed now, the rest follows
+		// in the background.
+		for sh, e := range sessions {
+			e.close(sh)
+		}
+		go func() {
+			if err := vm.Close(); err != nil {
+				core.Logf(core.LevelWarn, "closing VM %d: %v", uint64(h), err)
+			}
+		}()
+		return C.BIOXEN_OK
+	}
+	for sh, e := range sessions {
+		e.close(sh)
 	}
 	if err := vm.Close(); err != nil {
 		return fail(err)
@@ -349,17 +390,36 @@ func newResult(r *core.Result) *C.bioxen_result {
 //export bioxenGoSetLog
 func bioxenGoSetLog(fn C.bioxen_log_fn, ud unsafe.Pointer, min C.int) (status C.int) {
 	defer guard(&status)
+	logMu.Lock()
+	old := logGate
+	logGate = nil
 	if fn == nil {
 		core.SetLogger(nil, 0)
-		return C.BIOXEN_OK
+	} else {
+		g := newGate()
+		logGate = g
+		core.SetLogger(func(level int, msg string) {
+			if !g.enter() {
+				return
+			}
+			defer g.exit()
+			cmsg := C.CString(msg)
+			C.bioxen__call_log(fn, ud, C.int(level), cmsg, C.uint64_t(g.id))
+			C.free(unsafe.Pointer(cmsg))
+		}, int(min))
 	}
-	core.SetLogger(func(level int, msg string) {
-		cmsg := C.CString(msg)
-		C.bioxen__call_log(fn, ud, C.int(level), cmsg)
-		C.free(unsafe.Pointer(cmsg))
-	}, int(min))
+	logMu.Unlock()
+	// The old callback is not called after this returns (its userdata may
+	// be freed then).
+	old.retire()
 	return C.BIOXEN_OK
 }
+
+// logGate is the gate of the log callback set (nil: none), guarded by logMu.
+var (
+	logMu   sync.Mutex
+	logGate *gate
+)
 
 //export bioxenGoLiveHandles
 func bioxenGoLiveHandles() C.int {

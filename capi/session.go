@@ -65,7 +65,7 @@ func bioxenGoSessionClose(h C.bioxen_session) (status C.int) {
 	if e == nil {
 		return fail(core.Errorf(core.ErrBadHandle, "session_close", "no session with handle %d (closed or never opened)", uint64(h)))
 	}
-	e.s.Close()
+	e.close(uint64(h))
 	return C.BIOXEN_OK
 }
 
@@ -191,23 +191,44 @@ func bioxenGoSessionInterrupt(h C.bioxen_session) (status C.int) {
 //export bioxenGoSessionSetListener
 func bioxenGoSessionSetListener(h C.bioxen_session, fn C.bioxen_output_fn, ud unsafe.Pointer) (status C.int) {
 	defer guard(&status)
-	s, st := lookupSession(h)
-	if s == nil {
-		return st
+	handles.RLock()
+	e := handles.sessions[uint64(h)]
+	handles.RUnlock()
+	if e == nil {
+		return fail(core.Errorf(core.ErrBadHandle, "session_set_listener", "no session with handle %d (closed or never opened)", uint64(h)))
 	}
+	var g *gate
+	listenerMu.Lock()
+	if e.closed {
+		listenerMu.Unlock()
+		return fail(core.Errorf(core.ErrBadHandle, "session_set_listener", "session %d was closed", uint64(h)))
+	}
+	old := e.listener
 	if fn == nil {
-		s.SetListener(nil)
-		return C.BIOXEN_OK
+		e.s.SetListener(nil)
+	} else {
+		g = newGate()
+		session, vm := C.uint64_t(h), C.uint64_t(e.vm)
+		e.s.SetGatedListener(func(stream core.Stream, p []byte) bool {
+			if len(p) == 0 {
+				return true
+			}
+			if !g.enter() {
+				return false // being removed: the session buffers it
+			}
+			defer g.exit()
+			// A C copy, so the callback reads C memory only.
+			cp := C.CBytes(p)
+			C.bioxen__call_output(fn, ud, C.int(stream), (*C.char)(cp), C.size_t(len(p)), C.uint64_t(g.id), session, vm)
+			C.free(cp)
+			return true
+		})
 	}
-	s.SetListener(func(stream core.Stream, p []byte) {
-		if len(p) == 0 {
-			return
-		}
-		// A C copy, so the callback reads C memory only.
-		cp := C.CBytes(p)
-		C.bioxen__call_output(fn, ud, C.int(stream), (*C.char)(cp), C.size_t(len(p)))
-		C.free(cp)
-	})
+	e.listener = g
+	listenerMu.Unlock()
+	// The old listener is not called after this returns (its userdata may
+	// be freed then).
+	old.retire()
 	return C.BIOXEN_OK
 }
 

@@ -93,12 +93,46 @@ int bioxen_set_interrupt_fd(int fd) {
   return status;
 }
 
-void bioxen__call_log(bioxen_log_fn fn, void *ud, int level, const char *msg) {
-  fn(ud, level, msg);
+/* The host callbacks (listeners, the log callback) running on the calling
+ * thread, innermost first: a frame on the C stack per call, linked from a
+ * pthread key. A callback may call back into libbioxen, which must then not
+ * wait for the very call it is made from (capi/callbacks.go). */
+struct cbframe {
+  uint64_t gate;    /* the callback's gate id (capi/callbacks.go) */
+  uint64_t session; /* the session whose listener this is, 0 for the log callback */
+  uint64_t vm;      /* that session's VM */
+  struct cbframe *prev;
+};
+static pthread_key_t cbkey;
+static pthread_once_t cbkey_once = PTHREAD_ONCE_INIT;
+
+static void cbkey_init(void) { pthread_key_create(&cbkey, NULL); }
+
+static struct cbframe *cbtop(void) {
+  pthread_once(&cbkey_once, cbkey_init);
+  return pthread_getspecific(cbkey);
 }
 
-void bioxen__call_output(bioxen_output_fn fn, void *ud, int stream, const char *data, size_t len) {
+int bioxen__in_callback(uint64_t gate, uint64_t session, uint64_t vm) {
+  for (struct cbframe *f = cbtop(); f; f = f->prev) {
+    if ((gate && f->gate == gate) || (session && f->session == session) || (vm && f->vm == vm)) return 1;
+  }
+  return 0;
+}
+
+void bioxen__call_log(bioxen_log_fn fn, void *ud, int level, const char *msg, uint64_t gate) {
+  struct cbframe f = {gate, 0, 0, cbtop()};
+  pthread_setspecific(cbkey, &f);
+  fn(ud, level, msg);
+  pthread_setspecific(cbkey, f.prev);
+}
+
+void bioxen__call_output(bioxen_output_fn fn, void *ud, int stream, const char *data, size_t len,
+                         uint64_t gate, uint64_t session, uint64_t vm) {
+  struct cbframe f = {gate, session, vm, cbtop()};
+  pthread_setspecific(cbkey, &f);
   fn(ud, stream, data, len);
+  pthread_setspecific(cbkey, f.prev);
 }
 
 void bioxen__call_done(bioxen_exec_done_fn fn, void *ud, int status, bioxen_result *result, const char *msg) {

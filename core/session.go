@@ -42,11 +42,11 @@ type Session struct {
 	busy     bool   // input queued or a chunk running
 	running  bool   // a chunk is running (on the loop or inline in Execute)
 	closed   bool
-	cur      *sessionRun // the running item, nil when none
-	stopped  bool        // Interrupt stopped the running item: drop the rest of its input
-	errLast  byte        // the last byte written to Stderr by REPL input
-	held     piece       // an incomplete UTF-8 character ending the latest write (see whole)
-	listener func(Stream, []byte)
+	cur      *sessionRun               // the running item, nil when none
+	stopped  bool                      // Interrupt stopped the running item: drop the rest of its input
+	errLast  byte                      // the last byte written to Stderr by REPL input
+	held     piece                     // an incomplete UTF-8 character ending the latest write (see whole)
+	listener func(Stream, []byte) bool // false: not taken, buffer it (see SetGatedListener)
 	log      outputLog
 	kick     chan struct{}
 	done     chan struct{}
@@ -245,6 +245,18 @@ func (s *Session) Pending() bool {
 // buffering for Read). While a listener is set, output goes to it and not
 // to the buffer. fn runs on the session's goroutine.
 func (s *Session) SetListener(fn func(Stream, []byte)) {
+	if fn == nil {
+		s.SetGatedListener(nil)
+		return
+	}
+	s.SetGatedListener(func(st Stream, p []byte) bool { fn(st, p); return true })
+}
+
+// SetGatedListener is SetListener with a listener that may decline output
+// by returning false (it was being removed when the output came): REPL
+// input's output is then buffered for Read as if no listener were set, so
+// that none is lost.
+func (s *Session) SetGatedListener(fn func(Stream, []byte) bool) {
 	s.mu.Lock()
 	s.listener = fn
 	s.mu.Unlock()
@@ -413,10 +425,23 @@ func (s *Session) emit(stream Stream, p []byte) {
 	}
 	s.mu.Unlock()
 	if fn != nil {
-		for _, pc := range out {
-			fn(pc.stream, append([]byte(nil), pc.p...))
+		for i, pc := range out {
+			if !fn(pc.stream, append([]byte(nil), pc.p...)) {
+				s.bufferDeclined(out[i:])
+				return
+			}
 		}
 	}
+}
+
+// bufferDeclined adds output a listener declined to the buffer.
+func (s *Session) bufferDeclined(out []piece) {
+	s.mu.Lock()
+	for _, pc := range out {
+		s.log.add(pc.stream, pc.p)
+	}
+	s.changed.Broadcast()
+	s.mu.Unlock()
 }
 
 // piece is output of one stream.
@@ -482,8 +507,8 @@ func (s *Session) flushHeld(toLog bool) {
 		s.changed.Broadcast()
 	}
 	s.mu.Unlock()
-	if len(h.p) > 0 && fn != nil {
-		fn(h.stream, h.p)
+	if len(h.p) > 0 && fn != nil && !fn(h.stream, h.p) && toLog {
+		s.bufferDeclined([]piece{h})
 	}
 }
 

@@ -323,7 +323,8 @@ int bioxen_session_open(bioxen_vm vm, bioxen_session *session_out);
 
 /*
 ** bioxen_session_close interrupts a running chunk and ends the session (the
-** VM stays open). bioxen_session_close(0) is a no-op.
+** VM stays open). bioxen_session_close(0) is a no-op. Its listener, if any,
+** is removed as by bioxen_session_set_listener(session, NULL, NULL).
 **
 ** DESTRUCTOR: bioxen_session
 */
@@ -427,6 +428,17 @@ int bioxen_session_interrupt(bioxen_session session);
 ** len) as it is produced (data valid during the call only), from a library
 ** thread, in order. While a listener is set, output goes to it instead of
 ** the buffer that bioxen_session_read takes from. fn NULL removes it.
+** When a call that removes or replaces a listener returns (this one,
+** bioxen_session_close, bioxen_vm_close), the old fn is no longer running
+** and is not called again, so its userdata may be freed: the call waits for
+** a running fn to return (so do not hold a lock fn waits for), except when
+** made from inside fn itself.
+**
+** fn may call libbioxen, even to close its own session or VM (the close
+** returns at once and completes when fn has returned); but a call that
+** waits for the session - bioxen_vm_exec on its VM, bioxen_session_execute
+** or bioxen_session_wait on it - waits for the chunk that is calling fn:
+** give it a timeout.
 **
 ** METHOD: bioxen_session
 */
@@ -536,7 +548,9 @@ int bioxen_vm_install_package(bioxen_vm vm, const char *request_json, size_t len
 ** and message a NUL-terminated string valid during the callback only. Lines
 ** below min_level are not produced. fn may be called from any thread, also
 ** threads the library created; it must not call back into libbioxen. Pass
-** fn NULL to remove the callback.
+** fn NULL to remove the callback. When bioxen_set_log_callback returns, the
+** previous fn is no longer running on any thread and is not called again
+** (its userdata may be freed).
 */
 typedef void (*bioxen_log_fn)(void *userdata, int level, const char *message);
 int bioxen_set_log_callback(bioxen_log_fn fn, void *userdata, int min_level);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,6 +216,147 @@ static void sessions(const char *engine, const char *interp) {
   CHECK(bioxen_session_send(s, "x", 1) == BIOXEN_E_BADHANDLE, "session closed with its VM");
 }
 
+static int logged = 0;
+static void on_log(void *ud, int level, const char *msg) {
+  (void)ud;
+  (void)msg;
+  if (level >= 10) logged++;
+}
+
+/* Removing a callback: once bioxen_session_set_listener(s, NULL, ...),
+** bioxen_session_close or bioxen_set_log_callback(NULL, ...) has returned,
+** the old callback is not running and is not called again, so its userdata
+** can be freed (it ran on after its removal). */
+typedef struct {
+  int calls;
+  int finished;
+} cb_state;
+static sem_t cb_entered;
+static int cb_removing = 0, cb_after = 0;
+
+static void cb_slow(cb_state *st) {
+  if (__atomic_load_n(&cb_removing, __ATOMIC_SEQ_CST) == 2) __atomic_add_fetch(&cb_after, 1, __ATOMIC_SEQ_CST);
+  if (st->calls++ == 0) {
+    sem_post(&cb_entered);
+    /* Let the remover reach the library while this call runs (not a
+       wait for output: it widens the window the defect needs). */
+    while (__atomic_load_n(&cb_removing, __ATOMIC_SEQ_CST) == 0) sched_yield();
+    usleep(100000);
+    st->finished = 1;
+  }
+}
+static void slow_listener(void *ud, int stream, const char *data, size_t len) {
+  (void)stream;
+  (void)data;
+  (void)len;
+  cb_slow(ud);
+}
+static void slow_log(void *ud, int level, const char *msg) {
+  (void)level;
+  (void)msg;
+  cb_slow(ud);
+}
+
+static void *open_close_loop(void *arg) {
+  int *stop = arg;
+  while (!__atomic_load_n(stop, __ATOMIC_SEQ_CST)) {
+    bioxen_vm vm = 0;
+    if (bioxen_vm_open(NULL, &vm) == BIOXEN_OK) bioxen_vm_close(vm);
+  }
+  return NULL;
+}
+
+/* A listener that closes its own session or VM (close_vm). */
+static bioxen_session self_session;
+static bioxen_vm self_vm;
+static int self_close_vm;
+static sem_t self_closed;
+static int self_close_rc = -1;
+static void closing_listener(void *ud, int stream, const char *data, size_t len) {
+  (void)ud;
+  (void)stream;
+  (void)data;
+  (void)len;
+  if (self_close_rc != -1) return;
+  self_close_rc = self_close_vm ? bioxen_vm_close(self_vm) : bioxen_session_close(self_session);
+  sem_post(&self_closed);
+}
+
+static void callback_removal(void) {
+  sem_init(&cb_entered, 0, 0);
+  sem_init(&self_closed, 0, 0);
+  bioxen_vm_options o;
+  memset(&o, 0, sizeof o);
+  o.size = sizeof o;
+  o.persistent = 1;
+  for (int close_session = 0; close_session < 2; close_session++) {
+    bioxen_vm vm = 0;
+    bioxen_session s = 0;
+    CHECK(bioxen_vm_open(&o, &vm) == BIOXEN_OK && bioxen_session_open(vm, &s) == BIOXEN_OK, "open %s", bioxen_errmsg());
+    cb_state *st = calloc(1, sizeof *st);
+    cb_removing = cb_after = 0;
+    CHECK(bioxen_session_set_listener(s, slow_listener, st) == BIOXEN_OK, "listener");
+    const char *in = "io.write('a') io.write('b') io.write('c')";
+    bioxen_session_send(s, in, strlen(in));
+    sem_wait(&cb_entered);
+    __atomic_store_n(&cb_removing, 1, __ATOMIC_SEQ_CST);
+    int rc = close_session ? bioxen_session_close(s) : bioxen_session_set_listener(s, NULL, NULL);
+    __atomic_store_n(&cb_removing, 2, __ATOMIC_SEQ_CST);
+    CHECK(rc == BIOXEN_OK, "remove listener: %d", rc);
+    CHECK(st->finished == 1, "%s returned while the listener ran", close_session ? "session_close" : "set_listener(NULL)");
+    free(st);
+    int idle = 0;
+    if (!close_session) bioxen_session_wait(s, 20000, &idle);
+    CHECK(cb_after == 0, "the listener was called %d times after its removal", cb_after);
+    bioxen_vm_close(vm);
+  }
+
+  /* The log callback, called from another thread. */
+  cb_state *st = calloc(1, sizeof *st);
+  cb_removing = cb_after = 0;
+  int stop = 0;
+  pthread_t th;
+  CHECK(bioxen_set_log_callback(slow_log, st, 10) == BIOXEN_OK, "set log");
+  pthread_create(&th, NULL, open_close_loop, &stop);
+  sem_wait(&cb_entered);
+  __atomic_store_n(&cb_removing, 1, __ATOMIC_SEQ_CST);
+  CHECK(bioxen_set_log_callback(NULL, NULL, 0) == BIOXEN_OK, "unset log");
+  __atomic_store_n(&cb_removing, 2, __ATOMIC_SEQ_CST);
+  CHECK(st->finished == 1, "set_log_callback(NULL) returned while the callback ran");
+  free(st);
+  __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
+  pthread_join(th, NULL);
+  CHECK(cb_after == 0, "the log callback was called %d times after its removal", cb_after);
+  bioxen_set_log_callback(on_log, NULL, 10);
+
+  /* A listener may close its own session, or its VM: the close cannot
+     wait for the chunk that calls the listener (it waited forever, holding
+     the VM and a thread). */
+  for (self_close_vm = 0; self_close_vm < 2; self_close_vm++) {
+    CHECK(bioxen_vm_open(&o, &self_vm) == BIOXEN_OK && bioxen_session_open(self_vm, &self_session) == BIOXEN_OK,
+          "open %s", bioxen_errmsg());
+    self_close_rc = -1;
+    bioxen_session_set_listener(self_session, closing_listener, NULL);
+    bioxen_session_send(self_session, "print('x')", 10);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 20;
+    int waited = sem_timedwait(&self_closed, &until);
+    CHECK(waited == 0 && self_close_rc == BIOXEN_OK, "%s from its listener: %s, status %d",
+          self_close_vm ? "vm_close" : "session_close", waited ? "did not return" : "returned", self_close_rc);
+    if (!self_close_vm) {
+      CHECK(bioxen_session_close(self_session) == BIOXEN_E_BADHANDLE, "session closed by its listener");
+      bioxen_result *r = NULL;
+      int rc = bioxen_vm_exec(self_vm, "return 1", 8, 20000, 0, &r);
+      CHECK(rc == BIOXEN_OK, "the VM after its session closed itself: %d %s", rc, bioxen_errmsg());
+      bioxen_result_free(r);
+      CHECK(bioxen_vm_close(self_vm) == BIOXEN_OK, "close VM");
+    } else {
+      CHECK(bioxen_vm_close(self_vm) == BIOXEN_E_BADHANDLE, "VM closed by its listener");
+    }
+  }
+}
+
 /* Async exec: the callback owns the result. */
 static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
@@ -305,13 +447,6 @@ static void async_exec(void) {
   CHECK(done_ok == 20, "async results ok: %d", done_ok);
   bioxen_vm_close(vm);
   async_interrupt();
-}
-
-static int logged = 0;
-static void on_log(void *ud, int level, const char *msg) {
-  (void)ud;
-  (void)msg;
-  if (level >= 10) logged++;
 }
 
 /* The per-VM limits: a CPU budget and a memory limit, each a typed status,
@@ -516,6 +651,7 @@ int main(int argc, char **argv) {
   contract("embedded", NULL);
   limits("embedded", NULL);
   sessions("embedded", NULL);
+  callback_removal();
   async_exec();
   boundaries();
   ctrl_c("embedded", NULL);
