@@ -223,3 +223,19 @@ func TestExecFileNonRegular(t *testing.T) {
 		t.Errorf("regular file: %d %s", st, testErrmsg())
 	}
 }
+
+// bioxen_remote's "timeout" of 1e19 seconds (or anything past a
+// time.Duration) overflowed to a negative duration: the call failed at once
+// with BIOXEN_E_TIMEOUT "deadline exceeded". It now has no deadline.
+func TestRemoteHugeTimeout(t *testing.T) {
+	for _, secs := range []float64{1e19, 9.3e9, math.MaxFloat64, 9.2e9, 1} {
+		ctx, cancel := (&remoteRequest{TimeoutSeconds: secs}).ctx()
+		if err := ctx.Err(); err != nil {
+			t.Errorf("timeout %g s: context already ended: %v", secs, err)
+		}
+		if dl, ok := ctx.Deadline(); ok && !dl.After(time.Now()) {
+			t.Errorf("timeout %g s: deadline %v is not in the future", secs, dl)
+		}
+		cancel()
+	}
+}

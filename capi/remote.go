@@ -9,6 +9,7 @@ import "C"
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"time"
 
 	"libbioxen/core"
@@ -49,7 +50,12 @@ type remoteRequest struct {
 
 func (r *remoteRequest) ctx() (context.Context, context.CancelFunc) {
 	d := 5 * time.Minute
-	if r.TimeoutSeconds > 0 {
+	switch {
+	case r.TimeoutSeconds >= float64(math.MaxInt64)/float64(time.Second):
+		// Past what a time.Duration holds (about 292 years): converting
+		// it gave a negative duration, a deadline already passed.
+		return context.WithCancel(context.Background())
+	case r.TimeoutSeconds > 0:
 		d = time.Duration(r.TimeoutSeconds * float64(time.Second))
 	}
 	return context.WithTimeout(context.Background(), d)

@@ -518,11 +518,13 @@ int bioxen_packages(const char *request_json, size_t len, char **response_out, s
 ** xapi_destroy (ref). SSH op ssh_run (host, port, user, password |
 ** key_files, known_hosts, trust_on_first_use, command, stdin, timeout): the
 ** command runs under a remote `timeout -s KILL`; the result holds
-** exit_status, signal, stdout, stderr. Op xcpng_check_config (config: a
-** JSON object) checks the keys of an "xcpng" engine's config_json without
-** connecting anywhere: BIOXEN_E_INVALID naming every missing required,
-** mistyped or unknown key (the VM's login and host-key policy are checked
-** when the VM opens). Passwords never appear in messages.
+** exit_status, signal, stdout, stderr. timeout is in seconds: 0, negative
+** or absent is 300; one too large for the library's clock (about 292
+** years or more) is none. Op xcpng_check_config (config: a JSON object)
+** checks the keys of an "xcpng" engine's config_json without connecting
+** anywhere: BIOXEN_E_INVALID naming every missing required, mistyped or
+** unknown key (the VM's login and host-key policy are checked when the VM
+** opens). Passwords never appear in messages.
 */
 int bioxen_remote(const char *request_json, size_t len, char **response_out, size_t *response_len);
 
