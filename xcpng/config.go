@@ -73,6 +73,10 @@ var knownKeys = map[string]bool{
 	"vm_session_lifetime": true, "vm_config": true, "sim_state_dir": true, "sim_pid": true,
 }
 
+// maxConfigSeconds bounds a seconds setting (about 31 years): far inside a
+// time.Duration, also once added to another timeout.
+const maxConfigSeconds = 1e9
+
 // ParseConfig reads a config JSON object. Missing required settings and
 // values of the wrong type are reported together, by key; unknown keys are
 // errors too (a typo must not be ignored), and so is a config that gives
@@ -155,11 +159,13 @@ func readConfig(data []byte) (Config, []string, error) {
 		case nil:
 			return def
 		case float64:
-			if x > 0 {
+			if x > 0 && x <= maxConfigSeconds {
 				return time.Duration(x * float64(time.Second))
 			}
 		}
-		problems = append(problems, fmt.Sprintf("%q must be a positive number of seconds", k))
+		// Past maxConfigSeconds a time.Duration overflowed (1e19 became a
+		// negative timeout, an address wait that had ended before it began).
+		problems = append(problems, fmt.Sprintf("%q must be a positive number of seconds, at most %g", k, float64(maxConfigSeconds)))
 		return def
 	}
 	c := Config{

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"libbioxen/core"
 )
@@ -91,5 +92,22 @@ func TestCheckConfigAndParseConfig(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("a secret in %v", err)
 		}
+	}
+}
+
+// A seconds setting too large for a time.Duration is refused: 1e19 gave a
+// negative duration (vm_ip_timeout: a wait that ended before it began).
+func TestSecondsBounded(t *testing.T) {
+	const base = `{"xcp_host":"h","xcp_username":"u","xcp_password":"p","template_name":"t","vm_password":"v","vm_known_hosts":"/k",`
+	for _, v := range []string{"1e19", "1e300", "1000000001", "0", "-1"} {
+		for _, k := range []string{"vm_ip_timeout", "vm_session_lifetime"} {
+			if _, err := ParseConfig([]byte(base + `"` + k + `":` + v + `}`)); err == nil || !strings.Contains(err.Error(), k) {
+				t.Errorf("%s %s: %v, want an error naming it", k, v, err)
+			}
+		}
+	}
+	cfg, err := ParseConfig([]byte(base + `"vm_ip_timeout":1e9,"vm_session_lifetime":2.5}`))
+	if err != nil || cfg.IPTimeout <= 0 || cfg.MaxLifetime != 2500*time.Millisecond {
+		t.Errorf("in range: %v %v %v", cfg.IPTimeout, cfg.MaxLifetime, err)
 	}
 }
