@@ -76,6 +76,11 @@ func dupSelfPipe(fd int) (*os.File, error) {
 	if t := st.Mode & unix.S_IFMT; t != unix.S_IFIFO && t != unix.S_IFSOCK {
 		return nil, core.Errorf(core.ErrInvalid, op, "fd %d is not a pipe or socket (a signal handler's self-pipe)", fd)
 	}
+	// The write end of a pipe was accepted, and its watcher ended at once
+	// (EBADF on the first read): Ctrl-C then silently did nothing.
+	if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil && fl&unix.O_ACCMODE == unix.O_WRONLY {
+		return nil, core.Errorf(core.ErrInvalid, op, "fd %d is open for writing only: give the read end of the self-pipe", fd)
+	}
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, core.Wrap(core.ErrGeneric, op, "duplicating the fd", err)

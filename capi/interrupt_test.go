@@ -89,6 +89,20 @@ func TestInterruptFdRefusesFiles(t *testing.T) {
 	if st := testSetInterruptFd(1 << 20); st != 2 {
 		t.Fatalf("closed fd: %d %q", st, testErrmsg())
 	}
+	// The write end of the self-pipe is no use: nothing can be read from it.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	before := testWatchers()
+	if st := testSetInterruptFd(int(w.Fd())); st != 2 || !strings.Contains(testErrmsg(), "read end") {
+		t.Fatalf("write end of a pipe: %d %q, want BIOXEN_E_INVALID", st, testErrmsg())
+	}
+	if n := testWatchers(); n != before {
+		t.Fatalf("%d watchers after a refused fd, want %d", n, before)
+	}
 }
 
 // A call handle is stale once the call has finished.

@@ -469,12 +469,13 @@ int bioxen_session_set_listener(bioxen_session session, bioxen_output_fn fn, voi
 **
 ** The library reads a close-on-exec duplicate of fd and sets O_NONBLOCK on
 ** it (a flag the two share), so fd may be closed afterwards. Nothing else
-** should read the pipe. fd must be a pipe or socket (BIOXEN_E_INVALID
-** otherwise). The setting is per thread; a new call replaces it and -1
+** should read the pipe. fd must be a pipe or socket open for reading (the
+** read end: BIOXEN_E_INVALID otherwise). The setting is per thread; a new call replaces it and -1
 ** removes it. Remove it before the thread exits: otherwise the duplicate
 ** stays open (and watched) until every writer has closed the pipe.
 **
-** Returns: BIOXEN_OK; BIOXEN_E_INVALID (fd not open, not a pipe or socket).
+** Returns: BIOXEN_OK; BIOXEN_E_INVALID (fd not open, not a pipe or socket,
+** open for writing only).
 */
 int bioxen_set_interrupt_fd(int fd);
 
