@@ -239,3 +239,25 @@ func TestRemoteHugeTimeout(t *testing.T) {
 		cancel()
 	}
 }
+
+// bioxen_session_execute_async refuses empty code or a NUL byte at once,
+// as bioxen_vm_exec_async does (header: "otherwise a status as
+// bioxen_vm_exec, and done is not called"); it returned BIOXEN_OK and
+// reported BIOXEN_E_INVALID through done.
+func TestSessionExecuteAsyncRefusesBadCode(t *testing.T) {
+	h, _ := testOpen("", "", true)
+	defer testClose(h)
+	s, st := testSessionOpen(h)
+	if st != 0 {
+		t.Fatalf("session: %d %s", st, testErrmsg())
+	}
+	defer testSessionClose(s)
+	for _, code := range []string{"", "  \n", "return 1\x00"} {
+		if st := testSessionExecuteAsyncN(s, code, uint64(len(code))); st != 2 {
+			t.Errorf("%q: status %d, want BIOXEN_E_INVALID", code, st)
+		}
+		if st := testExecAsyncN(h, code, uint64(len(code))); st != 2 {
+			t.Errorf("vm_exec_async %q: status %d, want BIOXEN_E_INVALID", code, st)
+		}
+	}
+}

@@ -273,6 +273,10 @@ func bioxenGoSessionExecuteAsync(h C.bioxen_session, code *C.char, n C.size_t, t
 	if err != nil {
 		return fail(err)
 	}
+	// As bioxen_vm_exec_async: bad code is refused here, not through done.
+	if err := core.CheckSource(src, s.Limits()); err != nil {
+		return fail(err)
+	}
 	eo := execOpts(timeoutMS, flags)
 	// Cancelling Execute's context stops this chunk only: taken out of
 	// the queue, or interrupted (state kept) when it runs.
