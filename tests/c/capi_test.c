@@ -282,12 +282,12 @@ static void closing_listener(void *ud, int stream, const char *data, size_t len)
   sem_post(&self_closed);
 }
 
-static void callback_removal(void) {
-  sem_init(&cb_entered, 0, 0);
-  sem_init(&self_closed, 0, 0);
+static void callback_removal(const char *engine, const char *interp) {
   bioxen_vm_options o;
   memset(&o, 0, sizeof o);
   o.size = sizeof o;
+  o.engine = engine;
+  o.interpreter = interp;
   o.persistent = 1;
   for (int close_session = 0; close_session < 2; close_session++) {
     bioxen_vm vm = 0;
@@ -310,24 +310,6 @@ static void callback_removal(void) {
     CHECK(cb_after == 0, "the listener was called %d times after its removal", cb_after);
     bioxen_vm_close(vm);
   }
-
-  /* The log callback, called from another thread. */
-  cb_state *st = calloc(1, sizeof *st);
-  cb_removing = cb_after = 0;
-  int stop = 0;
-  pthread_t th;
-  CHECK(bioxen_set_log_callback(slow_log, st, 10) == BIOXEN_OK, "set log");
-  pthread_create(&th, NULL, open_close_loop, &stop);
-  sem_wait(&cb_entered);
-  __atomic_store_n(&cb_removing, 1, __ATOMIC_SEQ_CST);
-  CHECK(bioxen_set_log_callback(NULL, NULL, 0) == BIOXEN_OK, "unset log");
-  __atomic_store_n(&cb_removing, 2, __ATOMIC_SEQ_CST);
-  CHECK(st->finished == 1, "set_log_callback(NULL) returned while the callback ran");
-  free(st);
-  __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
-  pthread_join(th, NULL);
-  CHECK(cb_after == 0, "the log callback was called %d times after its removal", cb_after);
-  bioxen_set_log_callback(on_log, NULL, 10);
 
   /* A listener may close its own session, or its VM: the close cannot
      wait for the chunk that calls the listener (it waited forever, holding
@@ -355,6 +337,26 @@ static void callback_removal(void) {
       CHECK(bioxen_vm_close(self_vm) == BIOXEN_E_BADHANDLE, "VM closed by its listener");
     }
   }
+}
+
+/* The log callback, called from another thread. */
+static void log_callback_removal(void) {
+  cb_state *st = calloc(1, sizeof *st);
+  cb_removing = cb_after = 0;
+  int stop = 0;
+  pthread_t th;
+  CHECK(bioxen_set_log_callback(slow_log, st, 10) == BIOXEN_OK, "set log");
+  pthread_create(&th, NULL, open_close_loop, &stop);
+  sem_wait(&cb_entered);
+  __atomic_store_n(&cb_removing, 1, __ATOMIC_SEQ_CST);
+  CHECK(bioxen_set_log_callback(NULL, NULL, 0) == BIOXEN_OK, "unset log");
+  __atomic_store_n(&cb_removing, 2, __ATOMIC_SEQ_CST);
+  CHECK(st->finished == 1, "set_log_callback(NULL) returned while the callback ran");
+  free(st);
+  __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
+  pthread_join(th, NULL);
+  CHECK(cb_after == 0, "the log callback was called %d times after its removal", cb_after);
+  bioxen_set_log_callback(on_log, NULL, 10);
 }
 
 /* Async exec: the callback owns the result. */
@@ -637,6 +639,8 @@ int main(int argc, char **argv) {
   CHECK(strcmp(bioxen_errstr(BIOXEN_E_TIMEOUT), "timeout") == 0, "errstr");
   CHECK(strcmp(bioxen_errmsg(), "") == 0, "fresh thread errmsg '%s'", bioxen_errmsg());
   CHECK(bioxen_set_log_callback(on_log, NULL, 10) == BIOXEN_OK, "set log");
+  sem_init(&cb_entered, 0, 0);
+  sem_init(&self_closed, 0, 0);
   CHECK(bioxen_vm_close(0) == BIOXEN_OK, "close(0)");
 
   bioxen_vm bad = 0;
@@ -651,7 +655,8 @@ int main(int argc, char **argv) {
   contract("embedded", NULL);
   limits("embedded", NULL);
   sessions("embedded", NULL);
-  callback_removal();
+  callback_removal("embedded", NULL);
+  log_callback_removal();
   async_exec();
   boundaries();
   ctrl_c("embedded", NULL);
@@ -660,6 +665,7 @@ int main(int argc, char **argv) {
     contract("process", argv[1]);
     limits("process", argv[1]);
     sessions("process", argv[1]);
+    callback_removal("process", argv[1]);
     o.engine = "process";
     o.interpreter = "no-such-lua-interpreter";
     CHECK(bioxen_vm_open(&o, &bad) == BIOXEN_E_LUA_NOT_FOUND, "missing interpreter");
