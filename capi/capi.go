@@ -57,7 +57,7 @@ type sessionEntry struct {
 
 var listenerMu sync.Mutex
 
-// closeSession closes the session of handle h, whose entry has left the
+// close closes the session of handle h, whose entry has left the
 // handle table: its listener is removed (calls under way end first), then
 // the session. A close made from inside a listener call of the session
 // (or, vm set, of a session of its VM) cannot wait for the session's chunk,
