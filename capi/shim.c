@@ -74,6 +74,30 @@ const char *bioxen_errstr(int code) {
   }
 }
 
+/* fork(): the Go runtime inside the library does not survive it - a child
+ * of fork() has only the forking thread, and its first call into Go waited
+ * forever. A child is told so instead (bioxen.h: "Processes"). The Go
+ * runtime's own forks (os/exec) are raw clone calls that run no atfork
+ * handler, as are posix_spawn and vfork. */
+static volatile int forked = 0;
+static void mark_forked(void) { forked = 1; }
+__attribute__((constructor)) static void bioxen__atfork_init(void) { pthread_atfork(NULL, NULL, mark_forked); }
+
+static int forked_fail(void) {
+  static const char m[] =
+      "libbioxen cannot be used in a child of fork(): the Go runtime inside it does not survive fork "
+      "(use it in the parent, or exec a new program in the child)";
+  bioxen__set_err(m, sizeof m - 1);
+  return BIOXEN_ERROR;
+}
+#define BIOXEN_NOT_FORKED(...) \
+  do {                         \
+    if (forked) {              \
+      __VA_ARGS__;             \
+      return forked_fail();    \
+    }                          \
+  } while (0)
+
 /* The calling thread's interrupt watcher (bioxen_set_interrupt_fd), 0 for
  * none: a watcher id kept in a pthread key, as the error messages are. */
 static pthread_key_t intrkey;
@@ -87,6 +111,7 @@ uint64_t bioxen__interrupt_id(void) {
 }
 
 int bioxen_set_interrupt_fd(int fd) {
+  BIOXEN_NOT_FORKED();
   uint64_t id = 0;
   int status = bioxenGoSetInterruptFd(fd, bioxen__interrupt_id(), &id);
   if (status == BIOXEN_OK) pthread_setspecific(intrkey, (void *)(uintptr_t)id);
@@ -143,63 +168,89 @@ void bioxen_free(void *p) { free(p); }
 
 int bioxen_vm_exec_async(bioxen_vm vm, const char *code, size_t code_len, int64_t timeout_ms,
                          int flags, bioxen_exec_done_fn done, void *userdata) {
+  BIOXEN_NOT_FORKED();
   return bioxenGoVMExecAsync(vm, (char *)code, code_len, timeout_ms, flags, done, userdata, NULL);
 }
 int bioxen_vm_exec_async_v2(bioxen_vm vm, const char *code, size_t code_len, int64_t timeout_ms,
                             int flags, bioxen_exec_done_fn done, void *userdata,
                             bioxen_call *call_out) {
+  BIOXEN_NOT_FORKED(if (call_out) *call_out = 0);
   return bioxenGoVMExecAsync(vm, (char *)code, code_len, timeout_ms, flags, done, userdata, call_out);
 }
-int bioxen_call_interrupt(bioxen_call call) { return bioxenGoCallInterrupt(call); }
+int bioxen_call_interrupt(bioxen_call call) {
+  BIOXEN_NOT_FORKED();
+  return bioxenGoCallInterrupt(call);
+}
 
 int bioxen_session_open(bioxen_vm vm, bioxen_session *session_out) {
+  BIOXEN_NOT_FORKED(if (session_out) *session_out = 0);
   return bioxenGoSessionOpen(vm, session_out);
 }
-int bioxen_session_close(bioxen_session s) { return bioxenGoSessionClose(s); }
+int bioxen_session_close(bioxen_session s) {
+  BIOXEN_NOT_FORKED();
+  return bioxenGoSessionClose(s);
+}
 int bioxen_session_send(bioxen_session s, const char *input, size_t len) {
+  BIOXEN_NOT_FORKED();
   return bioxenGoSessionSend(s, (char *)input, len);
 }
 int bioxen_session_read(bioxen_session s, int streams, int64_t timeout_ms, char **data_out, size_t *len_out) {
+  BIOXEN_NOT_FORKED(if (data_out) *data_out = NULL; if (len_out) *len_out = 0);
   return bioxenGoSessionRead(s, streams, timeout_ms, data_out, len_out);
 }
 int bioxen_session_execute(bioxen_session s, const char *code, size_t code_len, int64_t timeout_ms,
                            int flags, bioxen_result **result_out) {
+  BIOXEN_NOT_FORKED(if (result_out) *result_out = NULL);
   return bioxenGoSessionExecute(s, (char *)code, code_len, timeout_ms, flags, result_out);
 }
 int bioxen_session_execute_async(bioxen_session s, const char *code, size_t code_len,
                                  int64_t timeout_ms, int flags, bioxen_exec_done_fn done,
                                  void *userdata) {
+  BIOXEN_NOT_FORKED();
   return bioxenGoSessionExecuteAsync(s, (char *)code, code_len, timeout_ms, flags, done, userdata, NULL);
 }
 int bioxen_session_execute_async_v2(bioxen_session s, const char *code, size_t code_len,
                                     int64_t timeout_ms, int flags, bioxen_exec_done_fn done,
                                     void *userdata, bioxen_call *call_out) {
+  BIOXEN_NOT_FORKED(if (call_out) *call_out = 0);
   return bioxenGoSessionExecuteAsync(s, (char *)code, code_len, timeout_ms, flags, done, userdata, call_out);
 }
 int bioxen_session_wait(bioxen_session s, int64_t timeout_ms, int *idle_out) {
+  BIOXEN_NOT_FORKED();
   return bioxenGoSessionWait(s, timeout_ms, idle_out);
 }
 int bioxen_session_status(bioxen_session s, int *busy_out, int *pending_out) {
+  BIOXEN_NOT_FORKED();
   return bioxenGoSessionStatus(s, busy_out, pending_out);
 }
-int bioxen_session_interrupt(bioxen_session s) { return bioxenGoSessionInterrupt(s); }
+int bioxen_session_interrupt(bioxen_session s) {
+  BIOXEN_NOT_FORKED();
+  return bioxenGoSessionInterrupt(s);
+}
 int bioxen_session_set_listener(bioxen_session s, bioxen_output_fn fn, void *userdata) {
+  BIOXEN_NOT_FORKED();
   return bioxenGoSessionSetListener(s, fn, userdata);
 }
 
 int bioxen_vm_open(const bioxen_vm_options *opts, bioxen_vm *vm_out) {
+  BIOXEN_NOT_FORKED(if (vm_out) *vm_out = 0);
   return bioxenGoVMOpen((bioxen_vm_options *)opts, vm_out);
 }
 
-int bioxen_vm_close(bioxen_vm vm) { return bioxenGoVMClose(vm); }
+int bioxen_vm_close(bioxen_vm vm) {
+  BIOXEN_NOT_FORKED();
+  return bioxenGoVMClose(vm);
+}
 
 int bioxen_vm_exec(bioxen_vm vm, const char *code, size_t code_len,
                    int64_t timeout_ms, int flags, bioxen_result **result_out) {
+  BIOXEN_NOT_FORKED(if (result_out) *result_out = NULL);
   return bioxenGoVMExec(vm, (char *)code, code_len, timeout_ms, flags, result_out);
 }
 
 int bioxen_vm_exec_file(bioxen_vm vm, const char *path, int64_t timeout_ms,
                         bioxen_result **result_out) {
+  BIOXEN_NOT_FORKED(if (result_out) *result_out = NULL);
   return bioxenGoVMExecFile(vm, (char *)path, timeout_ms, result_out);
 }
 
@@ -210,20 +261,27 @@ void bioxen_result_free(bioxen_result *r) {
 }
 
 int bioxen_set_log_callback(bioxen_log_fn fn, void *userdata, int min_level) {
+  BIOXEN_NOT_FORKED();
   return bioxenGoSetLog(fn, userdata, min_level);
 }
 
 int bioxen_packages(const char *request_json, size_t len, char **response_out, size_t *response_len) {
+  BIOXEN_NOT_FORKED(if (response_out) *response_out = NULL; if (response_len) *response_len = 0);
   return bioxenGoPackages((char *)request_json, len, response_out, response_len);
 }
 
 int bioxen_remote(const char *request_json, size_t len, char **response_out, size_t *response_len) {
+  BIOXEN_NOT_FORKED(if (response_out) *response_out = NULL; if (response_len) *response_len = 0);
   return bioxenGoRemote((char *)request_json, len, response_out, response_len);
 }
 
 int bioxen_vm_install_package(bioxen_vm vm, const char *request_json, size_t len, char **response_out,
                               size_t *response_len) {
+  BIOXEN_NOT_FORKED(if (response_out) *response_out = NULL; if (response_len) *response_len = 0);
   return bioxenGoVMInstallPackage(vm, (char *)request_json, len, response_out, response_len);
 }
 
-int bioxen_live_handles(void) { return bioxenGoLiveHandles(); }
+int bioxen_live_handles(void) {
+  if (forked) return 0;
+  return bioxenGoLiveHandles();
+}

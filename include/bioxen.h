@@ -543,6 +543,20 @@ int bioxen_vm_install_package(bioxen_vm vm, const char *request_json, size_t len
                               size_t *response_len);
 
 /*
+** CAPI: Processes
+**
+** The library runs a Go runtime with threads of its own, which fork() does
+** not copy: a child of fork() made after the library was loaded (Python's
+** multiprocessing with the "fork" start method, a pre-forking server)
+** cannot use it. There every function of this file that needs the runtime
+** fails at once with BIOXEN_ERROR and a message saying so
+** (bioxen_live_handles returns 0); bioxen_errmsg, bioxen_errstr,
+** bioxen_version, bioxen_version_number, bioxen_result_free and bioxen_free
+** work. Load and use the library in the process that uses it, or exec in
+** the child; posix_spawn and vfork+exec are fine.
+*/
+
+/*
 ** CAPI: Logging
 **
 ** The library never writes to the host's stdout or stderr. Its log lines go

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -633,6 +634,33 @@ static void ctrl_c(const char *engine, const char *interp) {
   close(file);
 }
 
+/* A child of fork() cannot use the library (its Go runtime's threads are
+** not copied): every call fails at once with a message saying so. The first
+** call in such a child waited forever. */
+static void after_fork(void) {
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20); /* the bound of the old hang */
+    bioxen_vm vm = 7;
+    bioxen_result *r = (bioxen_result *)&vm;
+    int ok = bioxen_vm_open(NULL, &vm) == BIOXEN_ERROR && vm == 0 && strstr(bioxen_errmsg(), "fork") != NULL;
+    ok = ok && bioxen_vm_exec(1, "return 1", 8, 0, 0, &r) == BIOXEN_ERROR && r == NULL;
+    ok = ok && bioxen_session_close(1) == BIOXEN_ERROR && bioxen_live_handles() == 0;
+    _exit(ok ? 0 : 1);
+  }
+  CHECK(pid > 0, "fork: %s", strerror(errno));
+  int st = 0;
+  CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "in a child of fork: %s %d", WIFSIGNALED(st) ? "killed by signal" : "exit status",
+        WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+  /* The parent carries on. */
+  bioxen_vm vm = 0;
+  CHECK(bioxen_vm_open(NULL, &vm) == BIOXEN_OK, "open after fork: %s", bioxen_errmsg());
+  bioxen_vm_close(vm);
+}
+
 int main(int argc, char **argv) {
   CHECK(bioxen_version_number() == BIOXEN_VERSION_NUMBER, "version %d", bioxen_version_number());
   CHECK(strcmp(bioxen_version(), BIOXEN_VERSION) == 0, "version %s", bioxen_version());
@@ -657,6 +685,7 @@ int main(int argc, char **argv) {
   sessions("embedded", NULL);
   callback_removal("embedded", NULL);
   log_callback_removal();
+  after_fork();
   async_exec();
   boundaries();
   ctrl_c("embedded", NULL);
