@@ -236,6 +236,9 @@ void bioxen_result_free(bioxen_result *result);
 ** a new result that the callback (or whoever it hands it to) frees with
 ** bioxen_result_free, otherwise result is NULL and message (valid during the
 ** callback only; never NULL) says why. done must not block for long.
+** Closing the VM (or the session) does not wait for done: a call it ends
+** reports BIOXEN_E_CLOSED through done, usually after bioxen_vm_close has
+** returned, so keep userdata until done has been called.
 **
 ** Returns: BIOXEN_OK when the call was queued (done will be called);
 ** otherwise a status as bioxen_vm_exec, and done is not called.
