@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,10 @@ func Open(opts Options) (*VM, error) {
 		opts.Interpreter = "lua"
 	}
 	opts.Limits = opts.Limits.WithDefaults()
+	if len(opts.EngineConfig) > 0 && !isJSONObject(opts.EngineConfig) {
+		// Not quoted: it may hold the engine's secrets.
+		return nil, Errorf(ErrInvalid, "open", "the engine config is not a JSON object (%d bytes)", len(opts.EngineConfig))
+	}
 	f, ok := factories[opts.Engine]
 	if !ok {
 		names := Engines()
@@ -64,6 +69,12 @@ func Open(opts Options) (*VM, error) {
 		return nil, err
 	}
 	return &VM{opts: opts, engine: eng, turn: make(chan struct{}, 1), done: make(chan struct{})}, nil
+}
+
+// isJSONObject reports whether data is one JSON object.
+func isJSONObject(data []byte) bool {
+	var obj map[string]json.RawMessage
+	return json.Unmarshal(data, &obj) == nil && obj != nil
 }
 
 // Options returns the options the VM was opened with (defaults filled in).

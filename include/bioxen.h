@@ -111,7 +111,7 @@ typedef struct bioxen_vm_options {
   const char *package_cpath;  /* put in front of package.cpath; may be NULL */
   int trusted;                /* non-zero: no sandbox (docs/sandbox.md); for trusted code only */
   const char *allowed_paths;  /* ':'-separated directories sandboxed code may open files in; may be NULL */
-  const char *config_json;    /* engine-specific configuration, a JSON object (engine "xcpng": docs/xcpng.md); may be NULL */
+  const char *config_json;    /* engine-specific configuration, a JSON object (engine "xcpng": docs/xcpng.md), else BIOXEN_E_INVALID; may be NULL */
   const char *module_roots;   /* ':'-separated directories sandboxed require may load Lua modules from; may be NULL */
   int64_t max_memory_bytes;   /* memory limit of the VM (docs/sandbox.md); 0: default 1 GiB; negative: none */
   int64_t cpu_limit_ms;       /* CPU time one call may use (not wall-clock time); 0: no limit */
@@ -341,7 +341,8 @@ int bioxen_session_close(bioxen_session session);
 ** METHOD: bioxen_session
 ** Returns: BIOXEN_OK; BIOXEN_E_INVALID (a NUL byte); BIOXEN_E_TOOLARGE (len,
 ** any size_t value, or the chunk being typed, over the VM's
-** max_source_bytes); BIOXEN_E_BADHANDLE.
+** max_source_bytes); BIOXEN_E_BADHANDLE; BIOXEN_E_CLOSED (another thread
+** was closing the session or its VM).
 */
 int bioxen_session_send(bioxen_session session, const char *input, size_t len);
 

@@ -141,6 +141,19 @@ func TestBadInput(t *testing.T) {
 	if _, err := core.Open(core.Options{Engine: "nope"}); core.CodeOf(err) != core.ErrInvalid {
 		t.Errorf("unknown engine: %v", err)
 	}
+	// A malformed engine config is refused by every engine (the embedded
+	// engine ignored it), and not quoted.
+	for _, bad := range []string{`{"x_password": "s3cret"`, `null`, `["s3cret"]`, `"s3cret"`} {
+		_, err := core.Open(core.Options{EngineConfig: []byte(bad)})
+		if core.CodeOf(err) != core.ErrInvalid || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("engine config %s: %v", bad, err)
+		}
+	}
+	if vm, err := core.Open(core.Options{EngineConfig: []byte(`{}`)}); err != nil {
+		t.Errorf("engine config {}: %v", err)
+	} else {
+		vm.Close()
+	}
 	if _, err := core.Open(core.Options{Engine: "process", Interpreter: "no-such-lua"}); core.CodeOf(err) != core.ErrLuaNotFound {
 		t.Errorf("missing interpreter: %v", err)
 	}
