@@ -714,3 +714,18 @@ func TestLuarocksRunsConfined(t *testing.T) {
 		t.Error("the build command wrote outside the tree")
 	}
 }
+
+// A repository's name is shown in lists and logs, and stored: no control
+// characters (a NUL byte was accepted from C), at most 256 bytes.
+func TestRepoNameIsChecked(t *testing.T) {
+	m := open(t)
+	u, _ := NormalizeRepoURL(t.TempDir())
+	for _, bad := range []string{"a\x00b", "line\nbreak", strings.Repeat("n", 257), "\xff"} {
+		if err := m.AddRepo(bad, u, 0); core.CodeOf(err) != core.ErrInvalid {
+			t.Errorf("%q: %v", core.Clip(bad, 20), err)
+		}
+	}
+	if err := m.AddRepo("my mirror (é)", u, 0); err != nil {
+		t.Error(err)
+	}
+}

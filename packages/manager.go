@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"libbioxen/core"
 )
@@ -131,6 +133,9 @@ func (m *Manager) AddRepo(name, rawURL string, index int) error {
 	}
 	if name == "" {
 		name = RedactURL(u)
+	}
+	if len(name) > 256 || strings.IndexFunc(name, unicode.IsControl) >= 0 || !utf8.ValidString(name) {
+		return core.Errorf(core.ErrInvalid, "add_repo", "invalid repository name %q (at most 256 characters, no control characters)", core.Clip(name, 64))
 	}
 	warnIfPlainHTTP(u)
 	m.mu.Lock()
