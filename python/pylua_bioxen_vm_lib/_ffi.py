@@ -165,10 +165,14 @@ def _find_library() -> str:
 lib = ctypes.CDLL(_find_library())
 
 
+_declared: list = []  # every function declared below (see _after_fork_in_child)
+
+
 def _declare(name: str, argtypes: list, restype: object) -> Callable:
     fn = getattr(lib, name)
     fn.argtypes = argtypes
     fn.restype = restype
+    _declared.append(fn)
     return fn
 
 
@@ -216,6 +220,51 @@ vm_install_package = _declare(
 )
 remote = _declare("bioxen_remote", [c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int)
 packages = _declare("bioxen_packages", [c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int)
+
+
+# -- os.fork() -------------------------------------------------------------------
+# The Go runtime inside the library does not survive fork(): its threads stay
+# in the parent, so in the child a call into the core hangs (a call on an
+# inherited embedded VM at once, any call once the parent had calls running).
+# And the VMs the child inherits are the parent's: closing one there (at
+# exit, by the garbage collector) killed the parent's interpreter process.
+# In a forked child every function of the library is therefore replaced:
+# the ones that release something do nothing (the resources are the
+# parent's), every other one raises ForkedProcessError before reaching the
+# core. This costs nothing in the parent.
+_RELEASERS = frozenset({"vm_close", "session_close", "result_free", "free", "call_interrupt", "set_log_callback"})
+forked = False
+
+
+def _refuse_in_child(*_args: Any) -> int:
+    raise exc.ForkedProcessError(
+        "pylua_bioxen_vm_lib cannot be used in a process made by os.fork() from one that had loaded it: "
+        "the Go runtime of libbioxen does not survive a fork, and the VMs inherited are the parent's. "
+        "Use multiprocessing's 'spawn' or 'forkserver' start method, or exec a new program."
+    )
+
+
+def _release_in_child(*_args: Any) -> int:
+    return OK
+
+
+def _set_listener_in_child(handle: int, fn: Any, userdata: Any) -> int:
+    if fn:  # setting a listener; removing one (a NULL function) is a release
+        return _refuse_in_child()
+    return OK
+
+
+def _after_fork_in_child() -> None:
+    global forked
+    forked = True
+    module = globals()
+    for name, value in list(module.items()):
+        if any(value is fn for fn in _declared):
+            module[name] = _release_in_child if name in _RELEASERS else _refuse_in_child
+    module["session_set_listener"] = _set_listener_in_child
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # -- Ctrl-C during a blocking call ---------------------------------------------

@@ -72,6 +72,17 @@ class VMClosedError(LuaVMError):
     """The VM was stopped or closed and cannot run code."""
 
 
+class ForkedProcessError(LuaVMError, RuntimeError):
+    """The library was used in a child made by ``os.fork()`` (or
+    multiprocessing's "fork" start method) of a process that had loaded it.
+    The Go runtime inside libbioxen does not survive a fork (its threads stay
+    in the parent), so every call in the child would hang, and the VMs
+    inherited from the parent are the parent's (closing one there would
+    kill the parent's interpreter). Use the "spawn" or "forkserver" start
+    method, or exec a new program. Closing objects in the child is allowed
+    and does nothing."""
+
+
 class InvalidArgumentError(LuaVMError, ValueError):
     """An argument was refused, by the library or by the core (for example a
     NUL byte in code or in a file path, a NaN or negative timeout)."""
@@ -203,6 +214,7 @@ __all__ = [
     "CPULimitError",
     "VMConnectionError",
     "VMClosedError",
+    "ForkedProcessError",
     "InvalidArgumentError",
     "ArgumentTypeError",
     "CodeTooLargeError",

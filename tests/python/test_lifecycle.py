@@ -1,0 +1,63 @@
+"""Object lifecycle across threads, the garbage collector and os.fork()."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+
+import pytest
+from pylua_bioxen_vm_lib import BasicLuaVM, ForkedProcessError
+from pylua_bioxen_vm_lib.vm import close_all_at_exit
+
+needs_lua54 = pytest.mark.skipif(shutil.which("lua5.4") is None, reason="lua5.4 is not installed")
+
+
+def _wait_child(pid: int, limit: float) -> int:
+    """The child's exit code; kills it (and fails) when it has not exited
+    within limit seconds (the old code hung there)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung calling into the library")
+
+
+@needs_lua54
+def test_forked_child_refuses_the_library_and_leaves_the_parents_vms_alone() -> None:
+    """A forked child's calls hung (embedded VM) or drove the parent's
+    interpreter (process VM), and closing the inherited VMs there (at exit,
+    by the garbage collector) killed the parent's interpreter: the parent's
+    persistent VM lost its globals. Now the child gets ForkedProcessError
+    and closing does nothing."""
+    proc = BasicLuaVM("parent_proc", engine="process", lua_executable="lua5.4", persistent=True)
+    embedded = BasicLuaVM("parent_embedded", persistent=True)
+    try:
+        proc.execute_string("x = 41")
+        embedded.execute_string("y = 1")
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 0
+            try:
+                for machine in (proc, embedded, BasicLuaVM("child_new")):
+                    try:
+                        machine.execute_string("return 1", timeout=1)
+                        code |= 1
+                    except ForkedProcessError:
+                        pass
+                proc.close()
+                close_all_at_exit()  # what interpreter exit runs
+            except BaseException:
+                code |= 2
+            os._exit(code)
+        assert _wait_child(pid, 20) == 0
+        assert proc.execute_string("return x + 1")["values"] == [42]
+        assert embedded.execute_string("return y")["values"] == [1]
+    finally:
+        proc.close()
+        embedded.close()
