@@ -33,8 +33,10 @@ import contextlib
 import ctypes
 import logging
 import math
+import sys
 import threading
 import time
+import weakref
 from typing import Any, AsyncIterator, Callable, Dict, Optional
 
 from . import _ffi, _packages
@@ -72,18 +74,20 @@ _STREAMS = {"both": _ffi.STDOUT | _ffi.STDERR, "stdout": _ffi.STDOUT, "stderr": 
 
 class _Listeners:
     """Routes the core's output callback (one C function for all sessions)
-    to the Python session it belongs to, by the userdata key."""
+    to the Python session it belongs to, by the userdata key. It holds the
+    sessions weakly: a session dropped without terminate() is collected
+    (and closed by its __del__) even while attached."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._next = 1
-        self._sessions: Dict[int, InteractiveSession] = {}
+        self._sessions: Dict[int, weakref.ref[InteractiveSession]] = {}
 
     def add(self, session: InteractiveSession) -> int:
         with self._lock:
             key = self._next
             self._next += 1
-            self._sessions[key] = session
+            self._sessions[key] = weakref.ref(session)
             return key
 
     def remove(self, key: int) -> None:
@@ -92,7 +96,8 @@ class _Listeners:
 
     def get(self, key: int) -> Optional[InteractiveSession]:
         with self._lock:
-            return self._sessions.get(key)
+            ref = self._sessions.get(key)
+        return None if ref is None else ref()
 
 
 _listeners = _Listeners()
@@ -113,6 +118,8 @@ class InteractiveSession:
     persistent :class:`BasicLuaVM` is created (and closed with the session);
     a given VM must be persistent (a session keeps its state between inputs).
     The session starts on first use or with :meth:`start`.
+    :meth:`terminate` ends it; a session dropped without it is closed when
+    it is garbage collected.
     """
 
     def __init__(
@@ -212,6 +219,22 @@ class InteractiveSession:
             logger.debug("session %r terminated", self.session_id)
 
     close = terminate
+
+    def __del__(self) -> None:
+        # A session dropped without terminate(): close its core session (it
+        # holds the VM's Lua state and, for a VM the session did not create,
+        # would live as long as the VM). A VM the session created is closed
+        # by its own __del__.
+        key = getattr(self, "_listener_key", 0)
+        if key:
+            _listeners.remove(key)
+        handle = getattr(self, "_handle", 0)
+        if not handle:
+            return
+        with contextlib.suppress(Exception):
+            if sys.is_finalizing():
+                return  # as BasicLuaVM.__del__: the process is exiting
+            _ffi.session_close(handle)
 
     def __enter__(self) -> InteractiveSession:
         return self

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import signal
 import time
+import weakref
+from typing import List
 
 import pytest
-from pylua_bioxen_vm_lib import BasicLuaVM, ForkedProcessError
+from pylua_bioxen_vm_lib import BasicLuaVM, ForkedProcessError, InteractiveSession, _ffi
 from pylua_bioxen_vm_lib.vm import close_all_at_exit
 
 needs_lua54 = pytest.mark.skipif(shutil.which("lua5.4") is None, reason="lua5.4 is not installed")
@@ -61,3 +64,30 @@ def test_forked_child_refuses_the_library_and_leaves_the_parents_vms_alone() -> 
     finally:
         proc.close()
         embedded.close()
+
+
+@pytest.mark.parametrize("attached", [False, True], ids=["detached", "attached"])
+def test_a_dropped_session_is_closed_and_does_not_keep_its_vm(engine: tuple, attached: bool) -> None:
+    """A session dropped without terminate() kept its core session open as
+    long as its VM lived; attached with a callback, the listener registry
+    kept the session, and so its VM (and a process-engine VM's interpreter),
+    alive until the interpreter exited."""
+    kind, executable = engine
+    before = _ffi.live_handles()
+    vm = BasicLuaVM("dropped", engine=kind, lua_executable=executable, persistent=True)
+    seen: List[str] = []
+    session = InteractiveSession("dropped", vm)
+    if attached:
+        session.attach(seen.append)
+    session.send_input("print('x')")
+    assert session.wait(10)
+    assert _ffi.live_handles() == before + 2  # the VM and the session
+    del session
+    gc.collect()
+    assert _ffi.live_handles() == before + 1  # the VM only
+    assert vm.execute_string("return 1")["values"] == [1]
+    vm_ref = weakref.ref(vm)
+    del vm
+    gc.collect()
+    assert vm_ref() is None
+    assert _ffi.live_handles() == before
