@@ -155,6 +155,8 @@ class InteractiveSession:
         self._callback: Optional[OutputCallback] = None
         self._attached = False
         self._listener_key = 0
+        self._listener_lock = threading.RLock()  # see _sync_listener
+        self._listener_set = False  # the core has our listener
         self._late: list[tuple[int, str]] = []  # (stream, text) delivered with no one to take it
         self._late_lock = threading.Lock()
         self.last_activity = time.time()
@@ -391,11 +393,11 @@ class InteractiveSession:
         with self._lock:
             if self._attached:
                 raise exc.AttachError(f"session {self.session_id!r} is already attached")
-            handle = self._start_locked()
+            self._start_locked()
             self._attached = True
             self._callback = output_callback
         if output_callback is not None:
-            self._set_listener(handle)
+            self._sync_listener()
 
     def detach(self) -> None:
         with self._lock:
@@ -404,17 +406,35 @@ class InteractiveSession:
             self._attached = False
             had_callback = self._callback is not None
             self._callback = None
-            handle = self._handle
-        if had_callback and handle and not self._async_queues:
-            _ffi.session_set_listener(handle, _ffi.OUTPUT_FN(), None)
+        if had_callback:
+            self._sync_listener()
 
     def is_attached(self) -> bool:
         return self._attached
 
-    def _set_listener(self, handle: int) -> None:
-        if not self._listener_key:
-            self._listener_key = _listeners.add(self)
-        self._check(_ffi.session_set_listener(handle, _on_output, self._listener_key), "attach")
+    def _sync_listener(self) -> None:
+        """Make the core's listener match the session's state: set while a
+        callback (attach) or a stream_output wants the output, removed
+        otherwise. Whatever changes that state calls this after the change.
+        The calls are serialized and each one looks at the state again
+        after its core call, so the last one leaves the core matching the
+        last change: attach and detach racing on two threads could leave an
+        attached callback without a listener (its output buffered, the
+        callback never called) or a listener after the last detach."""
+        with self._listener_lock:
+            while True:
+                handle = self._handle
+                want = self._callback is not None or bool(self._async_queues)
+                if not handle or want == self._listener_set:
+                    return
+                if want:
+                    if not self._listener_key:
+                        self._listener_key = _listeners.add(self)
+                    self._check(_ffi.session_set_listener(handle, _on_output, self._listener_key), "attach")
+                else:
+                    # Fails only when the session was closed meanwhile.
+                    _ffi.session_set_listener(handle, _ffi.OUTPUT_FN(), None)
+                self._listener_set = want
 
     def _deliver(self, stream: int, data: bytes) -> None:
         text = data.decode("utf-8", "replace")
@@ -473,9 +493,10 @@ class InteractiveSession:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Optional[str]] = asyncio.Queue()
         entry = (loop, queue)
+        self._h()
         self._async_queues.append(entry)
-        self._set_listener(self._h())
         try:
+            self._sync_listener()
             # Output produced before the listener was set is in the buffer.
             earlier = self.read_output(timeout=0)
             if earlier:
@@ -487,8 +508,7 @@ class InteractiveSession:
                 yield text
         finally:
             self._async_queues.remove(entry)
-            if not self._async_queues and self._callback is None and self._handle:
-                _ffi.session_set_listener(self._handle, _ffi.OUTPUT_FN(), None)
+            self._sync_listener()
 
     # -- environments ----------------------------------------------------
     def set_environment(self, env_name: str) -> None:

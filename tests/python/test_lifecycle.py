@@ -91,3 +91,33 @@ def test_a_dropped_session_is_closed_and_does_not_keep_its_vm(engine: tuple, att
     gc.collect()
     assert vm_ref() is None
     assert _ffi.live_handles() == before
+
+
+def test_attach_racing_detach_keeps_the_listener_of_the_last_attach(monkeypatch: pytest.MonkeyPatch) -> None:
+    """detach() removed the core's listener after releasing the session's
+    lock: an attach() on another thread in between set its listener first,
+    and detach's removal then left the session attached with a callback
+    that was never called (its output went to the buffer)."""
+    session = InteractiveSession("race")
+    try:
+        seen: List[str] = []
+        session.attach(seen.append)
+        real = _ffi.session_set_listener
+
+        def set_listener(handle: int, fn: object, userdata: object) -> int:
+            if not fn and not session.is_attached():
+                # Between detach's state change and its core call, another
+                # thread attaches (run here, so that the order is fixed).
+                monkeypatch.setattr(_ffi, "session_set_listener", real)
+                session.attach(seen.append)
+            return int(real(handle, fn, userdata))
+
+        monkeypatch.setattr(_ffi, "session_set_listener", set_listener)
+        session.detach()
+        assert session.is_attached()
+        session.send_input("print('to the callback')")
+        assert session.wait(10)
+        assert "".join(seen) == "to the callback\n"
+        assert session.read_output(timeout=0) == ""
+    finally:
+        session.terminate()
