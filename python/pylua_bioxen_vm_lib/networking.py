@@ -17,10 +17,10 @@ import logging
 import shutil
 import threading
 from string import Template
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from . import exceptions as exc
-from .vm import BasicLuaVM, ExecResult, timeout_ms
+from .vm import BasicLuaVM, ExecResult, check_not_delivering, timeout_ms
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.networking")
 
@@ -240,6 +240,9 @@ class NetworkedLuaVM(BasicLuaVM):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["networked"] = True
         super().__init__(*args, **kwargs)
+        # The helper VMs running a script now: stop() and close() close
+        # them, as they stop this VM's own calls.
+        self._helpers: Set[BasicLuaVM] = set()
 
     # -- the interpreter that runs the helpers ----------------------------
     def _socket_interpreter(self) -> str:
@@ -266,8 +269,7 @@ class NetworkedLuaVM(BasicLuaVM):
 
     def _probe(self, interp: str) -> bool:
         try:
-            with self._helper_vm(interp, "probe") as vm:
-                res = vm._execute('return (pcall(require, "socket"))', 30.0, print_results=False)
+            res = self._run_helper(interp, "probe", 'return (pcall(require, "socket"))', 30.0)
         except (exc.LuaNotFoundError, exc.VMTimeoutError) as e:
             logger.debug("no LuaSocket with %s: %s", interp, e)
             return False
@@ -284,11 +286,41 @@ class NetworkedLuaVM(BasicLuaVM):
             cpu_limit=self.cpu_limit,
         )
 
+    def _run_helper(self, interp: str, what: str, code: str, timeout: Optional[float]) -> ExecResult:
+        """Run code in a helper VM of its own, closed afterwards, or earlier
+        by this VM's stop() or close() (then VMClosedError, as for a call of
+        this VM)."""
+        vm = self._helper_vm(interp, what)
+        with self._lock:
+            if self._closed:
+                raise exc.VMClosedError(f"VM {self.vm_id!r} is closed")
+            self._helpers.add(vm)
+        try:
+            with vm:
+                return vm._execute(code, timeout, print_results=False)
+        except exc.VMClosedError as err:
+            raise exc.VMClosedError(f"VM {self.vm_id!r} is stopped or closed", code=err.code) from None
+        finally:
+            with self._lock:
+                self._helpers.discard(vm)
+
+    def stop(self) -> None:
+        """Stop the VM, and the helper scripts running now (their calls
+        raise VMClosedError)."""
+        check_not_delivering(self, "stop()")
+        with self._lock:
+            helpers = list(self._helpers)
+        for vm in helpers:
+            vm.close()
+        super().stop()
+
     def _run_script(self, what: str, script: str, timeout: Optional[float]) -> ExecResult:
+        with self._lock:
+            if self._closed:
+                raise exc.VMClosedError(f"VM {self.vm_id!r} is closed")
         interp = self._socket_interpreter()
         logger.debug("VM %r: %s with %s", self.vm_id, what, interp)
-        with self._helper_vm(interp, what) as vm:
-            res = vm._execute(_PRELUDE + script, timeout, print_results=False)
+        res = self._run_helper(interp, what, _PRELUDE + script, timeout)
         values = res.get("values") or []
         res["received"] = values[0] if values else None
         return res

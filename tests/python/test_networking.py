@@ -243,3 +243,33 @@ def test_manager_runs_the_helpers_in_the_background() -> None:
             manager.start_server_vm("plain", port)
         p2p = manager.start_p2p_vm("server", free_port(), run_duration=0.5, send_interval=1)
         assert p2p.result(timeout=60)["success"]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def test_close_stops_a_running_helper_and_later_ones_are_refused() -> None:
+    """close() (and so a manager's shutdown_all) did not reach the helper VM
+    running a script: a server waiting for its client (timeout None) went on
+    waiting for ever, and the closed VM still ran helpers. Now the helper is
+    closed with the VM and the call raises VMClosedError, as any call does."""
+    vm = create_vm("net_close", networked=True)
+    port = free_port()
+    future = in_thread(lambda: vm.start_server(port))
+    deadline = time.monotonic() + 30
+    while not _listening(port):
+        assert time.monotonic() < deadline, "the server never listened"
+        assert not future.done(), future.result()
+        time.sleep(0.01)
+    vm.close()
+    with pytest.raises(exc.VMClosedError, match="net_close"):
+        future.result(timeout=10)
+    assert not _listening(port)
+    with pytest.raises(exc.VMClosedError):
+        vm.start_client("127.0.0.1", port, timeout=5)
