@@ -397,7 +397,15 @@ class InteractiveSession:
             self._attached = True
             self._callback = output_callback
         if output_callback is not None:
-            self._sync_listener()
+            try:
+                self._sync_listener()
+            except BaseException:
+                # Not attached after all (the session was closed meanwhile).
+                with self._lock:
+                    if self._callback is output_callback:
+                        self._attached = False
+                        self._callback = None
+                raise
 
     def detach(self) -> None:
         with self._lock:

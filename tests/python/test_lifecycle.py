@@ -11,7 +11,7 @@ import weakref
 from typing import List
 
 import pytest
-from pylua_bioxen_vm_lib import BasicLuaVM, ForkedProcessError, InteractiveSession, _ffi
+from pylua_bioxen_vm_lib import BasicLuaVM, ForkedProcessError, InteractiveSession, SessionStateError, _ffi
 from pylua_bioxen_vm_lib.vm import close_all_at_exit
 
 needs_lua54 = pytest.mark.skipif(shutil.which("lua5.4") is None, reason="lua5.4 is not installed")
@@ -121,3 +121,18 @@ def test_attach_racing_detach_keeps_the_listener_of_the_last_attach(monkeypatch:
         assert session.read_output(timeout=0) == ""
     finally:
         session.terminate()
+
+
+def test_a_failed_attach_leaves_the_session_detached() -> None:
+    """attach(callback) on a session whose VM was closed raised
+    SessionStateError but left the session marked attached (is_attached()
+    True, the next attach an AttachError)."""
+    vm = BasicLuaVM("attach_closed", persistent=True)
+    session = InteractiveSession("attach_closed", vm).start()
+    vm.close()
+    with pytest.raises(SessionStateError):
+        session.attach(lambda text: None)
+    assert not session.is_attached()
+    with pytest.raises(SessionStateError):
+        session.attach(lambda text: None)
+    session.terminate()
