@@ -189,6 +189,14 @@ class InteractiveSession:
         with self._lock:
             return self._start_locked()
 
+    async def _h_async(self) -> int:
+        """_h for a coroutine: starting the session (and its VM) runs in
+        the loop's default executor, not in the event loop."""
+        handle = self._handle
+        if handle and not self._closed:
+            return handle
+        return await asyncio.get_running_loop().run_in_executor(None, self._h)
+
     def _check(self, status: int, what: str) -> None:
         if status == _ffi.OK:
             return
@@ -484,7 +492,7 @@ class InteractiveSession:
         the session's state kept)."""
         data = encode_code(lua_code)
         ms = timeout_ms(timeout)
-        handle = self._h()
+        handle = await self._h_async()
         call = pending_calls.new()
         status = _ffi.session_execute_async(
             handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, on_exec_done, call.key, ctypes.byref(call.handle)
@@ -501,7 +509,7 @@ class InteractiveSession:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Optional[str]] = asyncio.Queue()
         entry = (loop, queue)
-        self._h()
+        await self._h_async()
         self._async_queues.append(entry)
         try:
             self._sync_listener()

@@ -513,6 +513,15 @@ class BasicLuaVM:
         with self._lock:
             return self._start_locked()
 
+    async def _running_handle_async(self) -> int:
+        """_running_handle for a coroutine: starting the engine (an
+        interpreter process, an XCP-ng VM's boot) runs in the loop's default
+        executor, so that the event loop is not held up meanwhile."""
+        handle = self._handle
+        if handle and not self._closed:
+            return handle
+        return await asyncio.get_running_loop().run_in_executor(None, self._running_handle)
+
     def stop(self) -> None:
         """Stop the engine; its Lua state is gone. Calling it twice is harmless.
         A call running on another thread ends with VMClosedError (or
@@ -594,7 +603,7 @@ class BasicLuaVM:
         Ctrl-C."""
         data = encode_code(lua_code)
         ms = timeout_ms(timeout)
-        handle = self._running_handle()
+        handle = await self._running_handle_async()
         future = pending_calls.new()
         status = _ffi.vm_exec_async(
             handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, on_exec_done, future.key, ctypes.byref(future.handle)

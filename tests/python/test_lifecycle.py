@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import shutil
 import signal
+import threading
 import time
 import weakref
 from typing import List
@@ -136,3 +138,35 @@ def test_a_failed_attach_leaves_the_session_detached() -> None:
     with pytest.raises(SessionStateError):
         session.attach(lambda text: None)
     session.terminate()
+
+
+@pytest.mark.parametrize("kind", ["vm", "session"])
+def test_an_async_call_starts_the_vm_off_the_event_loop(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """The first execute_async / execute_interactive_async started the VM
+    (an interpreter process, an XCP-ng VM's boot) in the event loop's
+    thread: every other task waited for it. Here the start waits for
+    another task to run; held up in the loop it would never see it."""
+    real = _ffi.vm_open
+    loop_ran = threading.Event()
+
+    def vm_open(opts: object, handle: object) -> int:
+        assert loop_ran.wait(10), "the event loop was held up while the VM started"
+        return int(real(opts, handle))
+
+    monkeypatch.setattr(_ffi, "vm_open", vm_open)
+
+    async def tick() -> None:
+        loop_ran.set()
+
+    async def main() -> List[object]:
+        ticker = asyncio.ensure_future(tick())
+        if kind == "vm":
+            with BasicLuaVM("async_start") as vm:
+                result = await vm.execute_async("return 1")
+        else:
+            with InteractiveSession("async_start") as session:
+                result = await session.execute_interactive_async("return 1")
+        await ticker
+        return list(result["values"])
+
+    assert asyncio.run(main()) == [1]
