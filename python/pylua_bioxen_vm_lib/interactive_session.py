@@ -33,7 +33,6 @@ import contextlib
 import ctypes
 import logging
 import math
-import sys
 import threading
 import time
 import weakref
@@ -46,6 +45,7 @@ from .vm import (
     Code,
     ExecResult,
     check_not_delivering,
+    close_from_finalizer,
     delivering_for,
     encode_code,
     on_exec_done,
@@ -242,9 +242,7 @@ class InteractiveSession:
         if not handle:
             return
         with contextlib.suppress(Exception):
-            if sys.is_finalizing():
-                return  # as BasicLuaVM.__del__: the process is exiting
-            _ffi.session_close(handle)
+            close_from_finalizer(_ffi.session_close, handle)
 
     def __enter__(self) -> InteractiveSession:
         return self

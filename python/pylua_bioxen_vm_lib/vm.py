@@ -352,6 +352,23 @@ def close_all_at_exit() -> None:
 atexit.register(close_all_at_exit)
 
 
+def close_from_finalizer(close: Any, handle: int) -> None:
+    """Close a handle for a __del__: at once, except on a core thread (one
+    that runs an output callback or an async completion), where the object
+    can die when the callback drops its last reference. Closing there
+    would wait for the chunk that waits for this very callback (a session
+    closed from its own delivery never returned; a VM waited CloseGrace),
+    so the close runs on a new thread instead. Nothing while the
+    interpreter finalizes: the process is exiting, and the atexit hook
+    closed every VM open at that time already."""
+    if sys.is_finalizing():
+        return
+    if isinstance(threading.current_thread(), threading._DummyThread):
+        threading.Thread(target=close, args=(handle,), name="pylua-close", daemon=True).start()
+        return
+    close(handle)
+
+
 def resolve_engine(engine: Optional[str], lua_executable: Optional[str]) -> str:
     """Pick the engine: explicit ``engine`` wins; otherwise a ``lua_executable``
     other than the default "lua" asks for the process engine; otherwise the
@@ -566,13 +583,10 @@ class BasicLuaVM:
         if not handle:
             return
         with contextlib.suppress(Exception):
-            if sys.is_finalizing():
-                # Closing may wait for a core thread that is blocked calling
-                # into Python (an output callback), which it can no longer
-                # do: the process is exiting; leave the handle to it. (The
-                # atexit hook closed every VM open at that time already.)
-                return
-            _ffi.vm_close(handle)
+            # Not while finalizing: closing may wait for a core thread that
+            # is blocked calling into Python (an output callback), which it
+            # can no longer do; the process is exiting, leave the handle to it.
+            close_from_finalizer(_ffi.vm_close, handle)
 
     # -- execution -------------------------------------------------------
     def execute_string(self, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:

@@ -170,3 +170,42 @@ def test_an_async_call_starts_the_vm_off_the_event_loop(monkeypatch: pytest.Monk
         return list(result["values"])
 
     assert asyncio.run(main()) == [1]
+
+
+def _wait_live_handles(count: int) -> None:
+    deadline = time.monotonic() + 10
+    while _ffi.live_handles() != count:
+        assert time.monotonic() < deadline, f"live handles: {_ffi.live_handles()}, expected {count}"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("owns_vm", [False, True], ids=["shared_vm", "own_vm"])
+def test_a_session_dropped_by_its_own_callback_is_closed_without_deadlock(engine: tuple, owns_vm: bool) -> None:
+    """When an output callback drops the last reference to its session, the
+    session dies on the core thread that delivers its output: closing it
+    there waited for the chunk waiting for that very callback, for ever (and
+    its VM no longer ran anything). The close runs on another thread."""
+    kind, executable = engine
+    before = _ffi.live_handles()
+    vm = None if owns_vm else BasicLuaVM("shared", engine=kind, lua_executable=executable, persistent=True)
+    holder = {}
+    delivered = threading.Event()
+
+    def callback(text: str) -> None:
+        holder.clear()  # the last reference
+        delivered.set()
+
+    if vm is None:
+        session = InteractiveSession("own", engine=kind, lua_executable=executable)
+    else:
+        session = InteractiveSession("shared", vm)
+    session.attach(callback)
+    session.send_input("print('a') print('b')")
+    holder["session"] = session
+    del session
+    assert delivered.wait(10)
+    if vm is not None:
+        assert vm.execute_string("return 1", timeout=10)["values"] == [1]
+        _wait_live_handles(before + 1)
+        vm.close()
+    _wait_live_handles(before)
