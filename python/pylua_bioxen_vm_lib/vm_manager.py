@@ -15,7 +15,7 @@ from .factory import create_vm as _create_vm
 from .interactive_session import InteractiveSession, OutputCallback, SessionManager
 from .logger import enable_debug, env_debug
 from .networking import NetworkedLuaVM
-from .vm import BasicLuaVM, Code, ExecResult
+from .vm import BasicLuaVM, Code, ExecResult, check_not_delivering
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.VMManager")
 
@@ -111,8 +111,11 @@ class VMManager:
             return list(self.vms)
 
     def remove_vm(self, vm_id: str) -> bool:
-        """Stop and forget a VM (and its session); False when there was none."""
+        """Stop and forget a VM (and its session); False when there was none.
+        From an output callback of that VM it raises ReentrantCallError and
+        keeps both (closing them there would deadlock)."""
         with self._lock:
+            self._check_not_delivering([self.vms.get(vm_id), self._session_or_none(vm_id)], "remove_vm()")
             vm = self.vms.pop(vm_id, None)
             self._futures.pop(vm_id, None)
             self._made_for_session.pop(vm_id, None)
@@ -123,6 +126,15 @@ class VMManager:
             return session is not None
         vm.close()
         return True
+
+    def _check_not_delivering(self, items: List[Any], what: str) -> None:
+        """ReentrantCallError, before anything changes, when this thread runs
+        an output callback of one of these VMs or sessions' VMs."""
+        for item in items:
+            if isinstance(item, InteractiveSession):
+                item = item.vm
+            if item is not None:
+                check_not_delivering(item, what)
 
     def get_vm_info(self, vm_id: str) -> Dict[str, Any]:
         vm = self._vm(vm_id)
@@ -431,7 +443,12 @@ class VMManager:
     # -- shutdown --------------------------------------------------------
     def shutdown_all(self) -> None:
         """Stop every VM and the background workers. Calling it twice is
-        harmless, and the manager can create new VMs afterwards."""
+        harmless, and the manager can create new VMs afterwards. From an
+        output callback of one of its VMs it raises ReentrantCallError and
+        stops nothing."""
+        with self._lock:
+            sessions = list(self.session_manager.list_sessions())
+            self._check_not_delivering([*self.vms.values(), *map(self._session_or_none, sessions)], "shutdown_all()")
         self.session_manager.cleanup_all()
         with self._lock:
             vms = list(self.vms.values())

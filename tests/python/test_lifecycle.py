@@ -13,7 +13,15 @@ import weakref
 from typing import List
 
 import pytest
-from pylua_bioxen_vm_lib import BasicLuaVM, ForkedProcessError, InteractiveSession, SessionStateError, _ffi
+from pylua_bioxen_vm_lib import (
+    BasicLuaVM,
+    ForkedProcessError,
+    InteractiveSession,
+    ReentrantCallError,
+    SessionStateError,
+    VMManager,
+    _ffi,
+)
 from pylua_bioxen_vm_lib.vm import close_all_at_exit
 
 needs_lua54 = pytest.mark.skipif(shutil.which("lua5.4") is None, reason="lua5.4 is not installed")
@@ -209,3 +217,33 @@ def test_a_session_dropped_by_its_own_callback_is_closed_without_deadlock(engine
         _wait_live_handles(before + 1)
         vm.close()
     _wait_live_handles(before)
+
+
+@pytest.mark.parametrize("call", ["remove_vm", "terminate_vm_session", "shutdown_all"])
+def test_a_manager_call_refused_in_a_callback_changes_nothing(call: str) -> None:
+    """remove_vm (and terminate_vm_session, shutdown_all) from an output
+    callback of the VM raised ReentrantCallError only after the manager had
+    forgotten the VM and its session: both stayed open, out of the
+    manager's reach (its shutdown_all no longer closed them)."""
+    before = _ffi.live_handles()
+    manager = VMManager()
+    session = manager.create_interactive_vm("cb", auto_attach=False)
+    errors: List[BaseException] = []
+    delivered = threading.Event()
+
+    def callback(text: str) -> None:
+        try:
+            getattr(manager, call)(*(() if call == "shutdown_all" else ("cb",)))
+        except BaseException as err:
+            errors.append(err)
+        delivered.set()
+
+    session.attach(callback)
+    session.send_input("print(1)")
+    assert delivered.wait(10)
+    assert [type(e) for e in errors] == [ReentrantCallError]
+    assert manager.list_vms() == ["cb"]
+    assert list(manager.list_sessions()) == ["cb"]
+    assert session.execute_interactive("return 2")["values"] == [2]
+    manager.shutdown_all()
+    assert _ffi.live_handles() == before
