@@ -16,6 +16,7 @@ import "C"
 import (
 	"context"
 	"math"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -399,13 +400,15 @@ func bioxenGoSetLog(fn C.bioxen_log_fn, ud unsafe.Pointer, min C.int) (status C.
 		g := newGate()
 		logGate = g
 		core.SetLogger(func(level int, msg string) {
-			if !g.enter() {
-				return
-			}
-			defer g.exit()
-			cmsg := C.CString(msg)
-			C.bioxen__call_log(fn, ud, C.int(level), cmsg, C.uint64_t(g.id))
-			C.free(unsafe.Pointer(cmsg))
+			logLine(func() {
+				if !g.enter() {
+					return
+				}
+				defer g.exit()
+				cmsg := C.CString(msg)
+				C.bioxen__call_log(fn, ud, C.int(level), cmsg, C.uint64_t(g.id))
+				C.free(unsafe.Pointer(cmsg))
+			})
 		}, int(min))
 	}
 	logMu.Unlock()
@@ -420,6 +423,39 @@ var (
 	logMu   sync.Mutex
 	logGate *gate
 )
+
+// Log lines are handed to the log callback by one thread of the library's
+// own (logThread), while the line's caller waits, so lines keep their order
+// and are delivered before the call that logged returns. Calling the
+// callback on the caller's thread instead ran the host's code in the
+// middle of the host's call: in Python a Ctrl-C that came during a
+// blocking call from the main thread (a VM's start, an XCP-ng VM's boot, a
+// close) ran its handler inside the log callback of that call, where the
+// KeyboardInterrupt was swallowed ("Exception ignored on calling ctypes
+// callback function") instead of raised when the call returned.
+var logQueue = make(chan logItem)
+
+type logItem struct {
+	deliver func()
+	done    chan struct{}
+}
+
+var logStart sync.Once
+
+func logLine(deliver func()) {
+	logStart.Do(func() { go logThread() })
+	done := make(chan struct{})
+	logQueue <- logItem{deliver, done}
+	<-done
+}
+
+func logThread() {
+	runtime.LockOSThread() // one thread: a host sees one foreign thread, not many
+	for it := range logQueue {
+		it.deliver()
+		close(it.done)
+	}
+}
 
 //export bioxenGoLiveHandles
 func bioxenGoLiveHandles() C.int {

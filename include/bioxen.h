@@ -567,11 +567,14 @@ int bioxen_vm_install_package(bioxen_vm vm, const char *request_json, size_t len
 ** to a callback, if one is set: fn(userdata, level, message) with level
 ** 10 debug, 20 info, 30 warning, 40 error (the numbers of Python's logging),
 ** and message a NUL-terminated string valid during the callback only. Lines
-** below min_level are not produced. fn may be called from any thread, also
-** threads the library created; it must not call back into libbioxen. Pass
-** fn NULL to remove the callback. When bioxen_set_log_callback returns, the
-** previous fn is no longer running on any thread and is not called again
-** (its userdata may be freed).
+** below min_level are not produced. fn is called from one thread of the
+** library's own, never from the thread whose call logged (which waits until
+** fn returns, so lines keep their order and come before that call returns):
+** the host's code never runs in the middle of its own call (a Python
+** signal handler raising there was swallowed). fn must not call back into
+** libbioxen. Pass fn NULL to remove the callback. When
+** bioxen_set_log_callback returns, the previous fn is no longer running on
+** any thread and is not called again (its userdata may be freed).
 */
 typedef void (*bioxen_log_fn)(void *userdata, int level, const char *message);
 int bioxen_set_log_callback(bioxen_log_fn fn, void *userdata, int min_level);

@@ -178,10 +178,16 @@ class InteractiveSession:
         if not self._handle:
             vm_handle = self.vm._running_handle()
             handle = ctypes.c_uint64()
-            status = _ffi.session_open(vm_handle, ctypes.byref(handle))
+            try:
+                status = _ffi.session_open(vm_handle, ctypes.byref(handle))
+                if status == _ffi.OK:
+                    self._handle = handle.value
+            except BaseException:  # Ctrl-C as it returned: as in BasicLuaVM._start_locked
+                if handle.value and self._handle != handle.value:
+                    _ffi.session_close(handle.value)
+                raise
             if status != _ffi.OK:
                 raise _ffi.error_for(status, f"session {self.session_id!r}")
-            self._handle = handle.value
             logger.debug("session %r started", self.session_id)
         return self._handle
 

@@ -516,9 +516,19 @@ class BasicLuaVM:
         if self.allowed_paths:
             opts.allowed_paths = os.fsencode(":".join(self.allowed_paths))
         handle = ctypes.c_uint64()
-        _ffi.check(_ffi.vm_open(ctypes.byref(opts), ctypes.byref(handle)), f"VM {self.vm_id!r}")
-        self._handle = handle.value
         _track(self)
+        try:
+            status = _ffi.vm_open(ctypes.byref(opts), ctypes.byref(handle))
+            if status == _ffi.OK:
+                self._handle = handle.value
+        except BaseException:
+            # Ctrl-C during a long start (an XCP-ng VM's boot, an
+            # interpreter's start) raises KeyboardInterrupt as vm_open
+            # returns: close what it opened instead of leaking it.
+            if handle.value and self._handle != handle.value:
+                _ffi.vm_close(handle.value)
+            raise
+        _ffi.check(status, f"VM {self.vm_id!r}")
         self._log.debug("started (%s engine)", self.engine)
         return self._handle
 

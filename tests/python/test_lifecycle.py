@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 import weakref
+from pathlib import Path
 from typing import List
 
 import pytest
@@ -246,4 +247,30 @@ def test_a_manager_call_refused_in_a_callback_changes_nothing(call: str) -> None
     assert list(manager.list_sessions()) == ["cb"]
     assert session.execute_interactive("return 2")["values"] == [2]
     manager.shutdown_all()
+    assert _ffi.live_handles() == before
+
+
+@needs_lua54
+@pytest.mark.parametrize("what", ["vm", "session"])
+def test_ctrl_c_during_a_slow_start_leaks_no_engine(tmp_path: Path, what: str) -> None:
+    """Ctrl-C while a VM starts (an XCP-ng VM boots, an interpreter starts)
+    raised KeyboardInterrupt as bioxen_vm_open returned, before the handle
+    was kept: the engine (here a lua5.4 process; there a guest VM) stayed
+    open, out of reach, until the process exited."""
+    slow = tmp_path / "slow-lua"
+    slow.write_text(f'#!/bin/sh\nsleep 0.5\nexec {shutil.which("lua5.4")} "$@"\n')
+    slow.chmod(0o755)
+    before = _ffi.live_handles()
+    vm = BasicLuaVM("slow_start", engine="process", lua_executable=str(slow), persistent=True)
+    start = vm.start if what == "vm" else InteractiveSession("slow_start", vm).start
+    timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            start()
+    finally:
+        timer.join()
+    assert _ffi.live_handles() == before
+    assert vm.execute_string("return 1")["values"] == [1]
+    vm.close()
     assert _ffi.live_handles() == before
