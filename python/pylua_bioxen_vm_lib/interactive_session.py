@@ -217,6 +217,13 @@ class InteractiveSession:
         """Stop the session (and the VM it created). Calling it twice is
         harmless. Raises ReentrantCallError from an output callback of this
         session's VM (it would deadlock)."""
+        if _ffi.forked:
+            # In a forked child the session is the parent's, and so may be
+            # the lock (held by another thread of the parent at fork()).
+            self._handle, self._closed = 0, True
+            if self._owns_vm:
+                self.vm.close()
+            return
         check_not_delivering(self.vm, "terminate()")
         with self._lock:
             handle, self._handle = self._handle, 0

@@ -19,6 +19,7 @@ import threading
 from string import Template
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from . import _ffi
 from . import exceptions as exc
 from .vm import BasicLuaVM, ExecResult, check_not_delivering, timeout_ms
 
@@ -307,6 +308,9 @@ class NetworkedLuaVM(BasicLuaVM):
     def stop(self) -> None:
         """Stop the VM, and the helper scripts running now (their calls
         raise VMClosedError)."""
+        if _ffi.forked:  # no lock in a forked child: see BasicLuaVM.stop
+            super().stop()
+            return
         check_not_delivering(self, "stop()")
         with self._lock:
             helpers = list(self._helpers)

@@ -341,7 +341,10 @@ def live_vms() -> List[BasicLuaVM]:
 
 def close_all_at_exit() -> None:
     """atexit hook: close every VM still holding an engine handle (and so
-    its sessions) before the interpreter starts finalizing."""
+    its sessions) before the interpreter starts finalizing. Nothing in a
+    forked child: the VMs there are the parent's."""
+    if _ffi.forked:
+        return
     for vm in live_vms():
         try:
             vm.close()
@@ -553,6 +556,11 @@ class BasicLuaVM:
         """Stop the engine; its Lua state is gone. Calling it twice is harmless.
         A call running on another thread ends with VMClosedError (or
         completes first, as the core decides)."""
+        if _ffi.forked:
+            # The engine is the parent's, and so may be the lock: another
+            # thread of the parent may have held it at fork().
+            self._handle = 0
+            return
         check_not_delivering(self, "stop()")
         with self._lock:
             handle, self._handle = self._handle, 0
@@ -568,6 +576,10 @@ class BasicLuaVM:
         call racing close() on another thread either completes before the
         engine is closed or raises VMClosedError; the lock is not held while
         the engine closes."""
+        if _ffi.forked:  # see stop()
+            self._closed = True
+            self.stop()
+            return
         check_not_delivering(self, "close()")
         with self._lock:
             self._closed = True

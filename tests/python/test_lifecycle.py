@@ -274,3 +274,34 @@ def test_ctrl_c_during_a_slow_start_leaks_no_engine(tmp_path: Path, what: str) -
     assert vm.execute_string("return 1")["values"] == [1]
     vm.close()
     assert _ffi.live_handles() == before
+
+
+def test_closing_in_a_forked_child_takes_no_lock_held_at_fork() -> None:
+    """A lock of a VM or session held by another thread of the parent at
+    fork() (a call starting the VM, an XCP-ng boot) stays held for ever in
+    the child: close(), terminate() and the exit hook waited on it there."""
+    session = InteractiveSession("fork_locked")
+    session.start()
+    vm = BasicLuaVM("fork_locked_vm").start()
+    locks = [session._lock, session.vm._lock, vm._lock]
+    for lock in locks:  # as another thread in a call that holds them
+        lock.acquire()
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 0
+            try:
+                vm.close()
+                session.terminate()
+                close_all_at_exit()  # what interpreter exit runs
+            except BaseException:
+                code = 1
+            os._exit(code)
+    finally:
+        for lock in locks:
+            lock.release()
+    assert _wait_child(pid, 20) == 0
+    assert session.execute_interactive("return 3")["values"] == [3]
+    assert vm.execute_string("return 4")["values"] == [4]
+    session.terminate()
+    vm.close()
