@@ -225,14 +225,18 @@ class InteractiveSession:
                 self.vm.close()
             return
         check_not_delivering(self.vm, "terminate()")
-        with self._lock:
-            handle, self._handle = self._handle, 0
-            already = self._closed
-            self._closed = True
-        if handle:
-            if self._listener_key:
-                _listeners.remove(self._listener_key)
-            _ffi.session_close(handle)
+        handle, already = 0, True
+        try:
+            with self._lock:
+                handle, self._handle = self._handle, 0
+                already = self._closed
+                self._closed = True
+        finally:
+            # Also when a Ctrl-C lands right after the handle was taken.
+            if handle:
+                if self._listener_key:
+                    _listeners.remove(self._listener_key)
+                _ffi.session_close(handle)
         if self._owns_vm:
             self.vm.close()
         for loop, queue in self._async_queues:

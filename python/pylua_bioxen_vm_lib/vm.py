@@ -562,11 +562,16 @@ class BasicLuaVM:
             self._handle = 0
             return
         check_not_delivering(self, "stop()")
-        with self._lock:
-            handle, self._handle = self._handle, 0
-        if handle:
-            _ffi.check(_ffi.vm_close(handle), f"VM {self.vm_id!r}")
-            self._log.debug("stopped")
+        handle = 0
+        try:
+            with self._lock:
+                handle, self._handle = self._handle, 0
+        finally:
+            # Also when a Ctrl-C lands right after the handle was taken: the
+            # handle is closed, not leaked.
+            if handle:
+                _ffi.check(_ffi.vm_close(handle), f"VM {self.vm_id!r}")
+                self._log.debug("stopped")
 
     def close(self) -> None:
         """Stop the VM for good; later calls raise VMClosedError.

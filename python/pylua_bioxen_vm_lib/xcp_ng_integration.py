@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 from typing import Any, Dict, Mapping, Optional
 
 from . import _ffi
@@ -54,6 +55,7 @@ class XCPngVM(BasicLuaVM):
         # information. The secrets stay in _config, for the core only.
         self.config = redact(cfg)
         self._session: Optional[InteractiveSession] = None
+        self._session_lock = threading.Lock()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._handle else "stopped")
@@ -69,10 +71,13 @@ class XCPngVM(BasicLuaVM):
 
     # -- interactive session (the original's send_input/read_output) -------
     def _ensure_session(self) -> InteractiveSession:
-        if self._session is None or not self._session.is_running():
-            self._session = InteractiveSession(self.vm_id, self)
-            self._session.start()
-        return self._session
+        # One session for all threads: two first send_input calls made two,
+        # and one thread's input went to a session nobody read.
+        with self._session_lock:
+            if self._session is None or not self._session.is_running():
+                self._session = InteractiveSession(self.vm_id, self)
+                self._session.start()
+            return self._session
 
     def send_input(self, input_text: Code) -> bool:
         """Send input to the VM's interactive Lua session (starting the VM

@@ -305,3 +305,42 @@ def test_closing_in_a_forked_child_takes_no_lock_held_at_fork() -> None:
     assert vm.execute_string("return 4")["values"] == [4]
     session.terminate()
     vm.close()
+
+
+def test_xcpng_first_inputs_on_two_threads_share_one_session(monkeypatch):
+    """Two threads' first send_input made two sessions (one thread's input
+    went to a session nobody read). The session's start is held until the
+    second thread has had its chance; no XCP-ng host is involved."""
+    from pylua_bioxen_vm_lib import xcp_ng_integration as xi
+
+    made: List[object] = []
+    in_start, release = threading.Event(), threading.Event()
+
+    class FakeSession:
+        def __init__(self, *args: object) -> None:
+            made.append(self)
+            self.running = False
+
+        def start(self) -> None:
+            if len(made) == 1:
+                in_start.set()
+                release.wait(10)
+            self.running = True
+
+        def is_running(self) -> bool:
+            return self.running
+
+    monkeypatch.setattr(xi, "InteractiveSession", FakeSession)
+    config = {"xcp_host": "h", "xcp_username": "u", "xcp_password": "p", "template_name": "t"}
+    vm = xi.XCPngVM("two_threads", config)
+    got: List[object] = []
+    t1 = threading.Thread(target=lambda: got.append(vm._ensure_session()))
+    t1.start()
+    assert in_start.wait(10)
+    t2 = threading.Thread(target=lambda: got.append(vm._ensure_session()))
+    t2.start()
+    t2.join(0.5)  # the old code made a second session here, at once
+    release.set()
+    t1.join(10)
+    t2.join(10)
+    assert len(made) == 1 and got == [made[0], made[0]]
