@@ -36,7 +36,7 @@ import math
 import threading
 import time
 import weakref
-from typing import Any, AsyncIterator, Callable, Dict, Optional
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 from . import _ffi, _packages
 from . import exceptions as exc
@@ -632,8 +632,12 @@ class SessionManager:
             self._on_terminated(session)
 
     def cleanup_all(self) -> None:
+        for session in self.take_all():
+            session.terminate()
+
+    def take_all(self) -> List[InteractiveSession]:
+        """Unregister every session and return them (to terminate)."""
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
-        for session in sessions:
-            session.terminate()
+        return sessions

@@ -449,14 +449,19 @@ class VMManager:
         with self._lock:
             sessions = list(self.session_manager.list_sessions())
             self._check_not_delivering([*self.vms.values(), *map(self._session_or_none, sessions)], "shutdown_all()")
-        self.session_manager.cleanup_all()
         with self._lock:
+            # Under the lock that create_interactive_vm holds while it
+            # registers a VM and its session, so none is made in between
+            # (it stayed listed with its VM closed).
+            taken = self.session_manager.take_all()
             vms = list(self.vms.values())
             self.vms.clear()
             self._made_for_session.clear()
             self._futures.clear()
             self.clusters.clear()
             executor, self._executor = self._executor, None
+        for session in taken:
+            session.terminate()
         for vm in vms:
             try:
                 vm.close()

@@ -344,3 +344,33 @@ def test_xcpng_first_inputs_on_two_threads_share_one_session(monkeypatch):
     t1.join(10)
     t2.join(10)
     assert len(made) == 1 and got == [made[0], made[0]]
+
+
+def test_shutdown_all_racing_create_interactive_vm_leaves_nothing_dangling(monkeypatch):
+    """A session created while shutdown_all ran stayed listed with its VM
+    closed: the sessions were taken outside the lock that
+    create_interactive_vm holds. A creation on another thread, started as
+    shutdown_all takes the sessions, now either lands after it, whole, or
+    not at all."""
+    manager = VMManager()
+    manager.create_interactive_vm("before", auto_attach=False)
+    sm = manager.session_manager
+    original = sm.take_all
+    creator: List[threading.Thread] = []
+
+    def take_all() -> list:
+        t = threading.Thread(target=lambda: manager.create_interactive_vm("during", auto_attach=False))
+        t.start()
+        creator.append(t)
+        t.join(0.2)  # the old code let it register here, between the steps
+        return original()
+
+    monkeypatch.setattr(sm, "take_all", take_all)
+    manager.shutdown_all()
+    creator[0].join(10)
+    for sid in sm.list_sessions():
+        assert sid in manager.vms, sid
+        assert manager.execute_vm_sync(sid, "return 1 + 1")["stdout"] == "2"
+    assert "before" not in sm.list_sessions()
+    monkeypatch.undo()
+    manager.shutdown_all()
