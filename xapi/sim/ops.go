@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -107,17 +108,98 @@ func (c *call) cloneVM(copyTo bool) (any, error) {
 	return ref, nil
 }
 
-type provisionXML struct {
-	XMLName xml.Name `xml:"provision"`
-	Disks   []struct {
-		Device   string `xml:"device,attr"`
-		Size     string `xml:"size,attr"`
-		SR       string `xml:"sr,attr"`
-		Bootable string `xml:"bootable,attr"`
-		Type     string `xml:"type,attr"`
-	} `xml:"disk"`
+// provisionDisk is one <disk> of a template's provisioning XML, as
+// xen-api's ocaml/xapi/xapi_templates.ml disk_of_xml reads it.
+type provisionDisk struct {
+	device, sr, vdiType string
+	size                int64
+	bootable            bool
 }
 
+// errProvisionParse is what XAPI reports for provisioning XML that
+// disks_of_xml rejects (the exception Xapi_templates.Parse_failure, which
+// exnHelper.ml turns into INTERNAL_ERROR).
+var errProvisionParse = fail("INTERNAL_ERROR", "Xapi_templates.Parse_failure")
+
+// parseProvision parses other_config:disks as XAPI does: the root must be
+// <provision> without attributes, every child a <disk> without children
+// and with the attributes device, size (an int64), sr and bootable; type
+// is optional ("system" by default) but must be a known VDI type.
+func parseProvision(spec string) ([]provisionDisk, error) {
+	dec := xml.NewDecoder(strings.NewReader(spec))
+	var disks []provisionDisk
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fail("INTERNAL_ERROR", "Xml.Error: "+err.Error())
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			depth++
+			switch depth {
+			case 1:
+				if t.Name.Local != "provision" || len(t.Attr) != 0 {
+					return nil, errProvisionParse
+				}
+			case 2:
+				if t.Name.Local != "disk" {
+					return nil, errProvisionParse
+				}
+				attrs := map[string]string{}
+				for _, a := range t.Attr {
+					attrs[a.Name.Local] = a.Value
+				}
+				var d provisionDisk
+				var size string
+				var ok [4]bool
+				d.device, ok[0] = attrs["device"]
+				size, ok[1] = attrs["size"]
+				d.sr, ok[2] = attrs["sr"]
+				bootable, hasBootable := attrs["bootable"]
+				ok[3] = hasBootable
+				if ok != [4]bool{true, true, true, true} {
+					return nil, errProvisionParse
+				}
+				n, err := strconv.ParseInt(size, 10, 64)
+				if err != nil {
+					return nil, errProvisionParse
+				}
+				d.size, d.bootable = n, bootable == "true"
+				d.vdiType = "system"
+				if ty, ok := attrs["type"]; ok {
+					switch ty {
+					case "system", "user", "ephemeral", "suspend", "crashdump":
+						d.vdiType = ty
+					default:
+						// string2vdi_type raises INTERNAL_ERROR inside a
+						// try … with _ -> `system.
+					}
+				}
+				disks = append(disks, d)
+			default:
+				return nil, errProvisionParse // a <disk> with children
+			}
+		case xml.EndElement:
+			depth--
+		case xml.CharData:
+			if depth == 2 && len(strings.TrimSpace(string(t))) > 0 {
+				return nil, errProvisionParse
+			}
+		}
+	}
+	return disks, nil
+}
+
+// vmProvision follows xen-api ocaml/xapi/xapi_vm.ml provision: it clears
+// is_a_template first, then, if other_config has disks or postinstall
+// (xapi_templates.ml get_template_record), creates a VDI and a VBD per
+// disk (create_disk: the VDI is named after the device, the VBD carries
+// other_config owner="", unpluggable unless the disk is a system disk)
+// and removes both keys (post_install).
 func (c *call) vmProvision() (any, error) {
 	d := c.s.db
 	d.mu.Lock()
@@ -129,56 +211,49 @@ func (c *call) vmProvision() (any, error) {
 	if ps := o.rec.str("power_state"); ps != "Halted" {
 		return nil, fail("VM_BAD_POWER_STATE", o.ref, "halted", lower(ps))
 	}
+	o.rec["is_a_template"], o.rec["is_default_template"] = false, false
+	d.touch(o)
 	oc := maps.Clone(o.rec.smap("other_config"))
+	var disks []provisionDisk
 	if spec, ok := oc["disks"]; ok {
-		var p provisionXML
-		if err := xml.Unmarshal([]byte(spec), &p); err != nil {
-			return nil, fail("INTERNAL_ERROR", "Failed to parse provision XML: "+err.Error())
+		if disks, err = parseProvision(spec); err != nil {
+			return nil, err
 		}
-		srs := make([]string, len(p.Disks))
-		sizes := make([]int64, len(p.Disks))
-		for i, disk := range p.Disks {
-			if disk.SR == "" {
-				return nil, fail("UUID_INVALID", "sr", "")
-			}
-			for _, sr := range d.byClass["SR"] {
-				if sr.rec.str("uuid") == disk.SR {
-					srs[i] = sr.ref
-				}
-			}
-			if srs[i] == "" {
-				return nil, fail("UUID_INVALID", "sr", disk.SR)
-			}
-			n, err := strconv.ParseInt(disk.Size, 10, 64)
-			if err != nil || n < 0 {
-				return nil, fail("INTERNAL_ERROR", "bad disk size "+strconv.Quote(disk.Size))
-			}
-			sizes[i] = n
-		}
-		for i, disk := range p.Disks {
-			vr := defaults("VDI")
-			vr["name_label"], vr["name_description"] = o.rec.str("name_label")+" "+disk.Device, "Created by template provisioner"
-			vr["SR"], vr["virtual_size"], vr["type"] = srs[i], sizes[i], cmpOr(disk.Type, "user")
-			vdi := d.create("VDI", vr)
-			d.addToSet("SR", srs[i], "VDIs", vdi)
-			br := defaults("VBD")
-			br["VM"], br["VDI"], br["userdevice"], br["bootable"] = o.ref, vdi, disk.Device, disk.Bootable == "true"
-			vbd := d.create("VBD", br)
-			d.addToSet("VM", o.ref, "VBDs", vbd)
-			d.addToSet("VDI", vdi, "VBDs", vbd)
-		}
-		delete(oc, "disks")
 	}
-	o.rec["other_config"], o.rec["is_a_template"], o.rec["is_default_template"] = oc, false, false
+	_, hasScript := oc["postinstall"]
+	if len(disks) == 0 && !hasScript {
+		return nil, nil
+	}
+	srs := make([]string, len(disks))
+	for i, disk := range disks {
+		for _, sr := range d.byClass["SR"] {
+			if sr.rec.str("uuid") == disk.sr {
+				srs[i] = sr.ref
+			}
+		}
+		if srs[i] == "" {
+			return nil, fail("UUID_INVALID", "sr", disk.sr)
+		}
+	}
+	for i, disk := range disks {
+		vr := defaults("VDI")
+		vr["name_label"], vr["name_description"] = disk.device, "Created by template provisioner"
+		vr["SR"], vr["virtual_size"], vr["type"] = srs[i], disk.size, disk.vdiType
+		vr["sm_config"] = map[string]string{"vmhint": o.rec.str("uuid")}
+		vdi := d.create("VDI", vr)
+		d.addToSet("SR", srs[i], "VDIs", vdi)
+		br := defaults("VBD")
+		br["VM"], br["VDI"], br["userdevice"], br["bootable"] = o.ref, vdi, disk.device, disk.bootable
+		br["unpluggable"], br["other_config"] = disk.vdiType != "system", map[string]string{"owner": ""}
+		vbd := d.create("VBD", br)
+		d.addToSet("VM", o.ref, "VBDs", vbd)
+		d.addToSet("VDI", vdi, "VBDs", vbd)
+	}
+	delete(oc, "disks")
+	delete(oc, "postinstall")
+	o.rec["other_config"] = oc
 	d.touch(o)
 	return nil, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func (c *call) vmStart() (any, error) {
@@ -458,9 +533,15 @@ func (c *call) vifCreate() (any, error) {
 		}
 		r[k] = x
 	}
-	for _, k := range []string{"device", "network", "VM"} {
+	// XAPI's generated dispatcher looks every constructor field without a
+	// default up with my_assoc, which raises Dispatcher_FieldNotFound
+	// (xen-api ocaml/idl/ocaml_backend/gen_server.ml from_ctor_record,
+	// ocaml/xapi/server_helpers.ml my_assoc); exnHelper.ml reports it as
+	// INTERNAL_ERROR. VIF's such fields: datamodel.ml module VIF and qos.
+	for _, k := range []string{"device", "network", "VM", "MAC", "MTU", "other_config",
+		"qos_algorithm_type", "qos_algorithm_params"} {
 		if _, ok := m[k]; !ok {
-			return nil, fail("FIELD_TYPE_ERROR", k)
+			return nil, fail("INTERNAL_ERROR", fmt.Sprintf("Server_helpers.Dispatcher_FieldNotFound(%q)", k))
 		}
 	}
 	d := c.s.db

@@ -1,0 +1,137 @@
+package xapi
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"libbioxen/xapi/sim"
+)
+
+// These tests pin the simulator (and the client) to behaviour read in
+// xen-api's sources; each names the file it follows.
+
+// customTemplate clones the simulator's Lua template into a new template
+// whose other_config is oc.
+func customTemplate(t *testing.T, ctx context.Context, c *Client, s *sim.Server, name string, oc map[string]string) string {
+	t.Helper()
+	tmpl, err := c.FindTemplate(ctx, s.Config().TemplateName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := c.callString(ctx, "VM.clone", tmpl, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Call(ctx, "VM.set_other_config", ref, oc); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// VIF.create's record needs every constructor field without a default
+// (xen-api gen_server.ml from_ctor_record, server_helpers.ml my_assoc):
+// a missing MAC is INTERNAL_ERROR, not a VIF with a generated MAC.
+func TestSimVIFCreateNeedsEveryField(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	vm, err := c.Provision(ctx, ProvisionSpec{Template: s.Config().TemplateName, Name: "vif"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	net, err := c.PoolNetwork(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := map[string]any{"device": "1", "network": net, "VM": vm.Ref, "MAC": "", "MTU": "1500",
+		"other_config": map[string]string{}, "qos_algorithm_type": "", "qos_algorithm_params": map[string]string{}}
+	for _, missing := range []string{"MAC", "MTU", "other_config", "qos_algorithm_type", "qos_algorithm_params", "VM"} {
+		args := map[string]any{}
+		for k, v := range full {
+			if k != missing {
+				args[k] = v
+			}
+		}
+		_, err := c.Call(ctx, "VIF.create", args)
+		if f := FailureOf(err); f == nil || f.Code != "INTERNAL_ERROR" {
+			t.Errorf("VIF.create without %s: got %v, want INTERNAL_ERROR", missing, err)
+		}
+	}
+	if _, err := c.Call(ctx, "VIF.create", full); err != nil {
+		t.Fatalf("VIF.create with every field: %v", err)
+	}
+	if err := vm.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// VM.provision follows xapi_vm.ml provision and xapi_templates.ml: the
+// template flag goes first, a disk's type defaults to system, the VDI is
+// named after the device, the VBD carries other_config owner, and a disk
+// without a bootable attribute is a parse failure.
+func TestSimProvisionLikeXAPI(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	_, srUUID, err := c.DefaultSR(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ref := customTemplate(t, ctx, c, s, "untyped", map[string]string{
+		"disks": `<provision><disk device="0" size="1024" sr="` + srUUID + `" bootable="true"/><disk device="1" size="2048" sr="` + srUUID + `" bootable="false" type="user"/></provision>`})
+	if _, err := c.Call(ctx, "VM.provision", ref); err != nil {
+		t.Fatal(err)
+	}
+	vbds, err := c.Call(ctx, "VM.get_VBDs", ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(AsStrings(vbds)); n != 2 {
+		t.Fatalf("%d VBDs, want 2", n)
+	}
+	for _, vbd := range AsStrings(vbds) {
+		rec, err := c.callRecord(ctx, "VBD.get_record", vbd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev := AsString(rec["userdevice"])
+		if _, ok := AsStringMap(rec["other_config"])["owner"]; !ok {
+			t.Errorf("VBD %s: other_config %v has no owner key", dev, rec["other_config"])
+		}
+		vdi, err := c.callRecord(ctx, "VDI.get_record", AsString(rec["VDI"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if AsString(vdi["name_label"]) != dev {
+			t.Errorf("VDI of device %s is named %q, want the device", dev, AsString(vdi["name_label"]))
+		}
+		wantType, wantUnplug := "system", false
+		if dev == "1" {
+			wantType, wantUnplug = "user", true
+		}
+		if AsString(vdi["type"]) != wantType || AsBool(rec["unpluggable"]) != wantUnplug {
+			t.Errorf("device %s: VDI type %q unpluggable %v, want %q %v", dev, AsString(vdi["type"]), AsBool(rec["unpluggable"]), wantType, wantUnplug)
+		}
+	}
+	if err := c.VM(ref).Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	bad := customTemplate(t, ctx, c, s, "no-bootable", map[string]string{
+		"disks": `<provision><disk device="0" size="1024" sr="` + srUUID + `"/></provision>`})
+	_, err = c.Call(ctx, "VM.provision", bad)
+	if f := FailureOf(err); f == nil || f.Code != "INTERNAL_ERROR" {
+		t.Fatalf("provision of a disk without bootable: got %v, want INTERNAL_ERROR", err)
+	}
+	if tmpl, err := c.Call(ctx, "VM.get_is_a_template", bad); err != nil || AsBool(tmpl) {
+		t.Fatalf("after a failed provision is_a_template is %v (%v); XAPI clears it first", tmpl, err)
+	}
+	if err := c.VM(bad).Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkNoGuests(t, s)
+}
