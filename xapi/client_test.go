@@ -469,11 +469,19 @@ func TestRewriteDisks(t *testing.T) {
 	if err != nil || !changed || calls != 1 {
 		t.Fatalf("%v %v %d", err, changed, calls)
 	}
-	if !strings.Contains(out, `sr="sr-uuid"`) || !strings.Contains(out, `sr="keep"`) || !strings.Contains(out, `bootable="true"`) {
+	// Every disk goes to the SR, as xe's rewrite_provisioning_xml does.
+	if strings.Count(out, `sr="sr-uuid"`) != 2 || strings.Contains(out, `sr="keep"`) || !strings.Contains(out, `bootable="true"`) {
 		t.Fatalf("rewritten: %s", out)
 	}
-	if _, changed, _ := rewriteDisks(`<provision><disk device="0" sr="x"/></provision>`, sr); changed {
-		t.Fatal("changed a complete XML")
+	if out, changed, _ := rewriteDisks(`<provision><disk device="0"/></provision>`, sr); !changed || !strings.Contains(out, `sr="sr-uuid"`) {
+		t.Fatalf("a disk without sr: %v %s", changed, out)
+	}
+	if _, changed, _ := rewriteDisks(`<provision><disk device="0" sr="sr-uuid"/></provision>`, sr); changed {
+		t.Fatal("changed an XML already on the SR")
+	}
+	calls = 0
+	if _, changed, _ := rewriteDisks(`<provision></provision>`, sr); changed || calls != 0 {
+		t.Fatalf("no disks: changed %v, %d SR lookups", changed, calls)
 	}
 	if _, _, err := rewriteDisks(`<provision><disk`, sr); core.CodeOf(err) != core.ErrInvalid {
 		t.Fatalf("bad XML: %v", err)

@@ -135,3 +135,77 @@ func TestSimProvisionLikeXAPI(t *testing.T) {
 	}
 	checkNoGuests(t, s)
 }
+
+// Provision does what `xe vm-install` does (cli_operations.ml
+// vm_install_real, cli_util.ml rewrite_provisioning_xml): every disk goes
+// to the default SR whatever sr the template's XML names, VM.provision is
+// called even without disks (it clears is_a_template and handles a
+// postinstall key), and an explicit SR means VM.copy to it.
+func TestProvisionLikeXeVMInstall(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	srRef, srUUID, err := c.DefaultSR(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A template whose disk names an SR that does not exist.
+	customTemplate(t, ctx, c, s, "stale-sr", map[string]string{
+		"disks": `<provision><disk device="0" size="1024" sr="00000000-0000-4000-8000-000000000000" bootable="true" type="system"/></provision>`})
+	vm, err := c.Provision(ctx, ProvisionSpec{Template: "stale-sr", Name: "a"})
+	if err != nil {
+		t.Fatalf("provision from a template naming a stale SR: %v", err)
+	}
+	vbds, _ := c.Call(ctx, "VM.get_VBDs", vm.Ref)
+	if len(AsStrings(vbds)) != 1 {
+		t.Fatalf("VBDs %v", vbds)
+	}
+	vdi, _ := c.callString(ctx, "VBD.get_VDI", AsStrings(vbds)[0])
+	if sr, _ := c.callString(ctx, "VDI.get_SR", vdi); sr != srRef {
+		t.Fatalf("disk on SR %s, want the default %s", sr, srRef)
+	}
+	if err := vm.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A template without disks but with a post-install script.
+	customTemplate(t, ctx, c, s, "script-only", map[string]string{"postinstall": "/bin/true"})
+	vm, err = c.Provision(ctx, ProvisionSpec{Template: "script-only", Name: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, _ := c.Call(ctx, "VM.get_other_config", vm.Ref)
+	if _, ok := AsStringMap(oc)["postinstall"]; ok {
+		t.Fatal("VM.provision was not called: the postinstall key is still there")
+	}
+	if err := vm.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// An explicit SR: VM.copy, not VM.clone; a bad one is UUID_INVALID.
+	if _, err := s.SetFault(sim.Fault{Kind: sim.FaultFail, Method: "VM.clone", Error: []string{"INTERNAL_ERROR", "clone used"}}); err != nil {
+		t.Fatal(err)
+	}
+	vm, err = c.Provision(ctx, ProvisionSpec{Template: s.Config().TemplateName, Name: "c", SR: srUUID})
+	if err != nil {
+		t.Fatalf("provision onto an explicit SR: %v", err)
+	}
+	if err := vm.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Provision(ctx, ProvisionSpec{Template: s.Config().TemplateName, Name: "d", SR: "00000000-0000-4000-8000-000000000000"}); !IsFailure(err, "UUID_INVALID") {
+		t.Fatalf("unknown SR: got %v, want UUID_INVALID", err)
+	}
+	s.ClearFaults()
+	for _, name := range []string{"stale-sr", "script-only"} {
+		refs, _ := c.Call(ctx, "VM.get_by_name_label", name)
+		for _, r := range AsStrings(refs) {
+			if _, err := c.Call(ctx, "VM.destroy", r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	checkNoGuests(t, s)
+}

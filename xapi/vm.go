@@ -28,8 +28,11 @@ type ProvisionSpec struct {
 	Description string
 	// OtherConfig entries are merged into the VM's other_config.
 	OtherConfig map[string]string
-	// SR is the UUID of the SR for disks whose provisioning XML has
-	// sr=""; default: the pool's default SR.
+	// SR is the UUID of the SR to create the VM's disks on, as `xe
+	// vm-install sr-uuid=` takes it: the template is then copied there
+	// (VM.copy) instead of cloned, and every disk of its provisioning XML
+	// goes there. Default: VM.clone, and the provisioned disks go to the
+	// pool's default SR.
 	SR string
 	// Network is the network (ref or name_label) for the VIF created when
 	// the template has none; default: the management PIF's network, else
@@ -190,15 +193,18 @@ type provisionDoc struct {
 	Disks   []provisionDisk `xml:"disk"`
 }
 
-// rewriteDisks sets sr="<uuid>" on every disk of a provisioning XML whose
-// sr is empty or missing, as `xe vm-install` does. sr is called only when
-// a disk needs it.
+// rewriteDisks points every disk of a provisioning XML at the SR whose
+// UUID sr returns, as `xe vm-install` does (xen-api
+// ocaml/xapi-cli-server/cli_util.ml rewrite_provisioning_xml replaces
+// each disk's sr attribute, empty or not); a disk without one gets one,
+// since XAPI's parser requires it. sr is called only when there is a
+// disk.
 func rewriteDisks(doc string, sr func() (string, error)) (string, bool, error) {
 	var p provisionDoc
 	if err := xml.Unmarshal([]byte(doc), &p); err != nil {
 		return "", false, core.Wrap(core.ErrInvalid, "xapi provision", "cannot parse the template's disks XML", err)
 	}
-	changed := false
+	changed, uuid := false, ""
 	for i := range p.Disks {
 		d := &p.Disks[i]
 		at := -1
@@ -207,17 +213,19 @@ func rewriteDisks(doc string, sr func() (string, error)) (string, bool, error) {
 				at = j
 			}
 		}
-		if at >= 0 && d.Attrs[at].Value != "" {
-			continue
+		if uuid == "" {
+			var err error
+			if uuid, err = sr(); err != nil {
+				return "", false, err
+			}
 		}
-		uuid, err := sr()
-		if err != nil {
-			return "", false, err
-		}
-		if at < 0 {
+		switch {
+		case at < 0:
 			d.Attrs = append(d.Attrs, xml.Attr{Name: xml.Name{Local: "sr"}, Value: uuid})
-		} else {
+		case d.Attrs[at].Value != uuid:
 			d.Attrs[at].Value = uuid
+		default:
+			continue
 		}
 		changed = true
 	}
@@ -231,11 +239,14 @@ func rewriteDisks(doc string, sr func() (string, error)) (string, bool, error) {
 	return string(out), true, nil
 }
 
-// Provision creates a halted VM from a template, like `xe vm-install`:
-// VM.clone, name and other_config, the disks XML's empty sr pointed at the
-// default SR, VM.provision (or is_a_template=false when the template has
-// no disks XML), and a VIF on the pool network when the template has none.
-// On failure everything it created is removed.
+// Provision creates a halted VM from a template, like `xe vm-install`
+// (xen-api ocaml/xapi-cli-server/cli_operations.ml vm_install_real):
+// VM.clone (VM.copy to spec.SR when one is given), name and
+// other_config, every disk of the disks XML pointed at spec.SR or the
+// pool's default SR, VM.provision (which also clears is_a_template and
+// runs a template's post-install script), and a VIF on the pool network
+// when the template has none (which xe leaves to the caller). On failure
+// everything it created is removed.
 func (c *Client) Provision(ctx context.Context, spec ProvisionSpec) (_ *VM, err error) {
 	const op = "xapi provision"
 	if spec.Name == "" {
@@ -245,8 +256,17 @@ func (c *Client) Provision(ctx context.Context, spec ProvisionSpec) (_ *VM, err 
 	if err != nil {
 		return nil, err
 	}
-	ref, err := c.callString(ctx, "VM.clone", tmpl, spec.Name)
-	if err != nil {
+	var ref string
+	if spec.SR != "" {
+		sr, err := c.callString(ctx, "SR.get_by_uuid", spec.SR)
+		if err != nil {
+			return nil, err
+		}
+		ref, err = c.callString(ctx, "VM.copy", tmpl, spec.Name, sr)
+		if err != nil {
+			return nil, err
+		}
+	} else if ref, err = c.callString(ctx, "VM.clone", tmpl, spec.Name); err != nil {
 		return nil, err
 	}
 	vm := &VM{c: c, Ref: ref, Name: spec.Name}
@@ -271,8 +291,7 @@ func (c *Client) Provision(ctx context.Context, spec ProvisionSpec) (_ *VM, err 
 	for k, val := range spec.OtherConfig {
 		oc[k] = val
 	}
-	disks, hasDisks := oc["disks"]
-	if hasDisks {
+	if disks, ok := oc["disks"]; ok {
 		rewritten, changed, err := rewriteDisks(disks, func() (string, error) {
 			if spec.SR != "" {
 				return spec.SR, nil
@@ -290,12 +309,7 @@ func (c *Client) Provision(ctx context.Context, spec ProvisionSpec) (_ *VM, err 
 	if _, err = c.Call(ctx, "VM.set_other_config", ref, oc); err != nil {
 		return nil, err
 	}
-	if hasDisks {
-		_, err = c.Call(ctx, "VM.provision", ref)
-	} else {
-		_, err = c.Call(ctx, "VM.set_is_a_template", ref, false)
-	}
-	if err != nil {
+	if _, err = c.Call(ctx, "VM.provision", ref); err != nil {
 		return nil, err
 	}
 	v, err = c.Call(ctx, "VM.get_VIFs", ref)
