@@ -209,3 +209,48 @@ func TestProvisionLikeXeVMInstall(t *testing.T) {
 	}
 	checkNoGuests(t, s)
 }
+
+// event.from answers only when there are events or the timeout has
+// passed, for the token "" too (xapi_event.ml from), and reports no del
+// for an object both created and deleted after the token
+// (collect_events).
+func TestSimEventFromLikeXAPI(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	start := time.Now()
+	res, err := c.Call(ctx, "event.from", []string{"vm/OpaqueRef:00000000-0000-4000-8000-000000000000"}, "", 0.3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < 250*time.Millisecond {
+		t.Fatalf("event.from with token \"\" and nothing to report answered after %v, before its timeout", el)
+	}
+	if evs, _ := AsRecord(res)["events"].([]any); len(evs) != 0 {
+		t.Fatalf("events %v", evs)
+	}
+	token := AsString(AsRecord(res)["token"])
+
+	tmpl, err := c.FindTemplate(ctx, s.Config().TemplateName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := c.callString(ctx, "VM.clone", tmpl, "short-lived")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Call(ctx, "VM.destroy", ref); err != nil {
+		t.Fatal(err)
+	}
+	res, err = c.Call(ctx, "event.from", []string{"vm"}, token, 0.2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := AsRecord(res)["events"].([]any)
+	for _, e := range evs {
+		if AsString(AsRecord(e)["ref"]) == ref {
+			t.Fatalf("event %v for a VM created and destroyed after the token", e)
+		}
+	}
+}

@@ -245,7 +245,10 @@ func (d *db) eventsSince(f classFilter, since uint64) []map[string]any {
 		}})
 	}
 	for _, dl := range d.dels {
-		if since == 0 || dl.gen <= since || !f.match(dl.class, dl.ref) {
+		// An object created after the token and deleted since gives no
+		// event (xapi_event.ml collect_events prepend_deleted: created <=
+		// last_generation).
+		if since == 0 || dl.gen <= since || dl.created > since || !f.match(dl.class, dl.ref) {
 			continue
 		}
 		evs = append(evs, ev{dl.gen, map[string]any{

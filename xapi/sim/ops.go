@@ -646,7 +646,10 @@ func (c *call) eventFrom() (any, error) {
 	for {
 		d.mu.Lock()
 		evs := d.eventsSince(f, since)
-		if len(evs) > 0 || token == "" || !time.Now().Before(deadline) {
+		// XAPI answers only when there are events or the timeout has
+		// passed, for the token "" too (xapi_event.ml from: "suppressing
+		// empty event.from"; from_inner waits while nothing matches).
+		if len(evs) > 0 || !time.Now().Before(deadline) {
 			res := map[string]any{"events": evs, "valid_ref_counts": d.refCounts(), "token": eventToken(d.gen)}
 			d.mu.Unlock()
 			return res, nil
