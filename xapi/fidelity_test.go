@@ -254,3 +254,50 @@ func TestSimEventFromLikeXAPI(t *testing.T) {
 		}
 	}
 }
+
+// The simulator checks VM operations in the order of xapi_vm_lifecycle.ml
+// check_operation_error (power state first, then the template rules, then
+// provision only on templates) and formats VM_SHUTDOWN_TIMEOUT's timeout
+// as OCaml's string_of_float (xapi_xenops.ml).
+func TestSimLifecycleChecksLikeXAPI(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true, CleanShutdownTimeout: time.Second})
+	c := clientFor(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	tmpl, err := c.FindTemplate(ctx, s.Config().TemplateName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Call(ctx, "VM.hard_shutdown", tmpl)
+	if f := FailureOf(err); f == nil || f.Code != "VM_BAD_POWER_STATE" || len(f.Params) != 3 || f.Params[1] != "paused, suspended, running" || f.Params[2] != "halted" {
+		t.Fatalf("hard_shutdown of a halted template: got %v, want VM_BAD_POWER_STATE [vm, paused, suspended, running, halted]", err)
+	}
+	_, err = c.Call(ctx, "VM.clean_shutdown", tmpl)
+	if !IsFailure(err, "VM_BAD_POWER_STATE") {
+		t.Fatalf("clean_shutdown of a halted template: got %v, want VM_BAD_POWER_STATE", err)
+	}
+
+	vm, err := c.Provision(ctx, ProvisionSpec{Template: s.Config().TemplateName, Name: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Call(ctx, "VM.provision", vm.Ref)
+	if f := FailureOf(err); f == nil || f.Code != "PROVISION_ONLY_ALLOWED_ON_TEMPLATE" || len(f.Params) != 0 {
+		t.Fatalf("provision of a VM: got %v, want PROVISION_ONLY_ALLOWED_ON_TEMPLATE []", err)
+	}
+
+	if _, err := s.SetFault(sim.Fault{Kind: sim.FaultIgnoreShutdown, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Call(ctx, "VM.clean_shutdown", vm.Ref)
+	if f := FailureOf(err); f == nil || f.Code != "VM_SHUTDOWN_TIMEOUT" || len(f.Params) != 2 || f.Params[1] != "1." {
+		t.Fatalf("clean_shutdown ignored: got %v, want VM_SHUTDOWN_TIMEOUT [vm, \"1.\"]", err)
+	}
+	if err := vm.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkNoGuests(t, s)
+}

@@ -90,13 +90,14 @@ func TestSimulatorSemantics(t *testing.T) {
 	}
 	must(nil, c.VM(vm.Ref).Destroy(ctx))
 
-	// Default templates cannot be destroyed.
+	// Default templates cannot be destroyed (xapi_vm_lifecycle.ml
+	// check_template).
 	deb, err := c.FindTemplate(ctx, "Debian Bookworm 12")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Call(ctx, "VM.destroy", deb)
-	expect(err, "VM_CANNOT_DELETE_DEFAULT_TEMPLATE")
+	expect(err, "VM_IS_TEMPLATE")
 
 	// sim.* methods over the wire.
 	must(c.CallNoSession(ctx, "sim.set_fault", map[string]any{"kind": "fail", "method": "VM_get_all", "error": []string{"NO_HOSTS_AVAILABLE"}}))

@@ -20,6 +20,53 @@ func randomMAC() string {
 	return fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4])
 }
 
+// lifecycle checks op on VM o in the order of xen-api
+// ocaml/xapi/xapi_vm_lifecycle.ml check_operation_error: the power state
+// first (allowed_power_states; VM_BAD_POWER_STATE [vm, expected, actual],
+// lower case, expected states joined with ", "), then the template rules
+// (check_template: a template allows clone, copy, provision and memory
+// changes, and destroy unless it is a default template; else
+// VM_IS_TEMPLATE [vm, op]), then provision only on templates. states are
+// the allowed power states in XAPI's order.
+func lifecycle(o *object, op string, states ...string) error {
+	ps := o.rec.str("power_state")
+	if !slices.Contains(states, ps) {
+		exp := make([]string, len(states))
+		for i, st := range states {
+			exp[i] = lower(st)
+		}
+		return fail("VM_BAD_POWER_STATE", o.ref, strings.Join(exp, ", "), lower(ps))
+	}
+	if o.rec.flag("is_a_template") && !o.rec.flag("is_a_snapshot") {
+		oc, _ := o.rec["other_config"].(map[string]string)
+		isDefault := o.rec.flag("is_default_template") || oc["default_template"] == "true"
+		switch op {
+		case "clone", "copy", "provision", "changing_memory_limits":
+		case "destroy":
+			if isDefault {
+				return fail("VM_IS_TEMPLATE", o.ref, op)
+			}
+		default:
+			return fail("VM_IS_TEMPLATE", o.ref, op)
+		}
+	}
+	if op == "provision" && !o.rec.flag("is_a_template") {
+		return fail("PROVISION_ONLY_ALLOWED_ON_TEMPLATE")
+	}
+	return nil
+}
+
+// ocamlFloat formats f as OCaml's string_of_float does ("%.12g", with a
+// trailing "." when that looks like an integer): XAPI builds error
+// parameters such as VM_SHUTDOWN_TIMEOUT's with it.
+func ocamlFloat(f float64) string {
+	s := strconv.FormatFloat(f, 'g', 12, 64)
+	if !strings.ContainsAny(s, ".eEnN") {
+		s += "."
+	}
+	return s
+}
+
 // vmArg reads a VM ref argument and looks the VM up; d.mu held.
 func (c *call) vm(i int) (*object, error) {
 	ref, err := c.str(i)
@@ -44,8 +91,15 @@ func (c *call) cloneVM(copyTo bool) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ps := src.rec.str("power_state"); ps != "Halted" {
-		return nil, fail("VM_BAD_POWER_STATE", src.ref, "halted", lower(ps))
+	op, states := "clone", []string{"Halted"}
+	if copyTo {
+		op = "copy"
+	}
+	if src.rec.flag("is_a_snapshot") {
+		states = append(states, "Suspended")
+	}
+	if err := lifecycle(src, op, states...); err != nil {
+		return nil, err
 	}
 	if src.rec.flag("is_control_domain") {
 		return nil, fail("OPERATION_NOT_ALLOWED", "cannot clone the control domain")
@@ -208,8 +262,8 @@ func (c *call) vmProvision() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ps := o.rec.str("power_state"); ps != "Halted" {
-		return nil, fail("VM_BAD_POWER_STATE", o.ref, "halted", lower(ps))
+	if err := lifecycle(o, "provision", "Halted"); err != nil {
+		return nil, err
 	}
 	o.rec["is_a_template"], o.rec["is_default_template"] = false, false
 	d.touch(o)
@@ -271,14 +325,11 @@ func (c *call) vmStart() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.rec.flag("is_a_template") {
-		return nil, fail("VM_IS_TEMPLATE", o.ref, "start")
+	if err := lifecycle(o, "start", "Halted"); err != nil {
+		return nil, err
 	}
 	if o.rec.flag("is_control_domain") {
 		return nil, fail("OPERATION_NOT_ALLOWED", "cannot start the control domain")
-	}
-	if ps := o.rec.str("power_state"); ps != "Halted" {
-		return nil, fail("VM_BAD_POWER_STATE", o.ref, "halted", lower(ps))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -375,21 +426,17 @@ func (c *call) checkPower(op string, expected ...string) (*object, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.rec.flag("is_a_template") {
-		return nil, fail("VM_IS_TEMPLATE", o.ref, op)
+	if err := lifecycle(o, op, expected...); err != nil {
+		return nil, err
 	}
 	if o.rec.flag("is_control_domain") {
 		return nil, fail("OPERATION_NOT_ALLOWED", "cannot "+op+" the control domain")
-	}
-	ps := lower(o.rec.str("power_state"))
-	if !slices.Contains(expected, ps) {
-		return nil, fail("VM_BAD_POWER_STATE", o.ref, strings.Join(expected, ", "), ps)
 	}
 	return o, nil
 }
 
 func (c *call) vmHardShutdown() (any, error) {
-	o, err := c.checkPower("hard_shutdown", "paused", "suspended", "running")
+	o, err := c.checkPower("hard_shutdown", "Paused", "Suspended", "Running")
 	if err != nil {
 		return nil, err
 	}
@@ -398,7 +445,7 @@ func (c *call) vmHardShutdown() (any, error) {
 }
 
 func (c *call) vmCleanShutdown() (any, error) {
-	o, err := c.checkPower("clean_shutdown", "running")
+	o, err := c.checkPower("clean_shutdown", "Running")
 	if err != nil {
 		return nil, err
 	}
@@ -413,7 +460,7 @@ func (c *call) vmCleanShutdown() (any, error) {
 		case <-g.done: // a hard_shutdown cancelled this one
 			return nil, fail("TASK_CANCELLED", newRef())
 		case <-t.C:
-			return nil, fail("VM_SHUTDOWN_TIMEOUT", o.ref, strconv.FormatFloat(s.opts.CleanShutdownTimeout.Seconds(), 'f', -1, 64))
+			return nil, fail("VM_SHUTDOWN_TIMEOUT", o.ref, ocamlFloat(s.opts.CleanShutdownTimeout.Seconds()))
 		case <-s.closing:
 			return nil, fail("INTERNAL_ERROR", "simulator shutting down")
 		}
@@ -450,17 +497,19 @@ func (c *call) vmDestroy() (any, error) {
 		d.mu.Unlock()
 		return nil, err
 	}
-	if o.rec.flag("is_default_template") {
+	if err := lifecycle(o, "destroy", "Halted", "Suspended"); err != nil {
 		d.mu.Unlock()
-		return nil, fail("VM_CANNOT_DELETE_DEFAULT_TEMPLATE")
+		return nil, err
 	}
 	if o.rec.flag("is_control_domain") {
 		d.mu.Unlock()
 		return nil, fail("OPERATION_NOT_ALLOWED", "cannot destroy the control domain")
 	}
-	if ps := o.rec.str("power_state"); ps != "Halted" && ps != "Suspended" {
+	// xapi_vm_helpers.ml destroy: only reachable for a non-template
+	// with the other_config flag.
+	if oc, _ := o.rec["other_config"].(map[string]string); oc["default_template"] == "true" {
 		d.mu.Unlock()
-		return nil, fail("VM_BAD_POWER_STATE", o.ref, "halted, suspended", lower(ps))
+		return nil, fail("VM_CANNOT_DELETE_DEFAULT_TEMPLATE")
 	}
 	// VM.destroy removes VBDs, VIFs and metrics, but not the VDIs.
 	for _, b := range o.rec.set("VBDs") {
@@ -507,8 +556,8 @@ func (c *call) vmSetMemoryLimits() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ps := o.rec.str("power_state"); ps != "Halted" {
-		return nil, fail("VM_BAD_POWER_STATE", o.ref, "halted", lower(ps))
+	if err := lifecycle(o, "changing_memory_limits", "Halted"); err != nil {
+		return nil, err
 	}
 	o.rec["memory_static_min"], o.rec["memory_static_max"] = v[0], v[1]
 	o.rec["memory_dynamic_min"], o.rec["memory_dynamic_max"] = v[2], v[3]
