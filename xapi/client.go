@@ -298,7 +298,7 @@ func (c *Client) Options() Options { return c.opts }
 // for XAPI to copy disks, boot or stop a VM, or for events. Only the
 // caller's deadline bounds them.
 var longCalls = map[string]bool{
-	"VM.clone": true, "VM.provision": true, "VM.start": true, "VM.clean_shutdown": true,
+	"VM.clone": true, "VM.copy": true, "VM.provision": true, "VM.start": true, "VM.clean_shutdown": true,
 	"VM.hard_shutdown": true, "VM.destroy": true, "VDI.destroy": true, "event.from": true,
 }
 
@@ -563,7 +563,7 @@ func (c *Client) ensureSession(ctx context.Context) (string, *url.URL, error) {
 // On SESSION_INVALID it logs in again once and retries; on HOST_IS_SLAVE it
 // switches to the master and retries. The call is bounded by ctx's
 // deadline and by Options.CallTimeout, except the long operations (VM.clone,
-// VM.provision, VM.start, the shutdowns, the destroys, event.from), which
+// VM.copy, VM.provision, VM.start, the shutdowns, the destroys, event.from), which
 // ctx alone bounds (CallTimeout when ctx has no deadline).
 func (c *Client) Call(ctx context.Context, method string, args ...any) (any, error) {
 	ctx, cancel := c.withDeadline(ctx, method)

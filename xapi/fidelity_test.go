@@ -301,3 +301,26 @@ func TestSimLifecycleChecksLikeXAPI(t *testing.T) {
 	}
 	checkNoGuests(t, s)
 }
+
+// VM.copy copies whole disks (xe vm-install uses it for sr-uuid): like
+// VM.clone it is bounded by the caller's deadline, not CallTimeout.
+func TestProvisionCopyIsALongCall(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s, func(o *Options) { o.CallTimeout = 200 * time.Millisecond })
+	ctx := ctxT(t, 20*time.Second)
+	_, srUUID, err := c.DefaultSR(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetFault(sim.Fault{Kind: sim.FaultDelay, Method: "VM.copy", Delay: 500 * time.Millisecond, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	vm, err := c.Provision(ctx, ProvisionSpec{Template: s.Config().TemplateName, Name: "slow-copy", SR: srUUID})
+	if err != nil {
+		t.Fatalf("a VM.copy longer than CallTimeout: %v", err)
+	}
+	if err := vm.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
