@@ -88,7 +88,10 @@ func FailureOf(err error) *Failure {
 // CodeFor maps an XAPI error code to the library's error code.
 func CodeFor(code string) core.Code {
 	switch code {
-	case "SESSION_AUTHENTICATION_FAILED", "RBAC_PERMISSION_DENIED":
+	// SESSION_AUTHORIZATION_FAILED [user, msg]: an external-auth user
+	// whose password is right but who may not log in (xen-api
+	// xapi_session.ml thread_delay_and_raise_error).
+	case "SESSION_AUTHENTICATION_FAILED", "SESSION_AUTHORIZATION_FAILED", "RBAC_PERMISSION_DENIED":
 		return core.ErrAuth
 	case "SESSION_INVALID",
 		"MESSAGE_PARAMETER_COUNT_MISMATCH", "FIELD_TYPE_ERROR", "INVALID_VALUE", "MAP_DUPLICATE_KEY",
@@ -118,6 +121,8 @@ func describe(f *Failure) string {
 	switch f.Code {
 	case "SESSION_AUTHENTICATION_FAILED":
 		return fmt.Sprintf("authentication failed for user %q", p(0))
+	case "SESSION_AUTHORIZATION_FAILED":
+		return fmt.Sprintf("user %q may not log in to XAPI", p(0))
 	case "SESSION_INVALID":
 		return "the XAPI session is no longer valid"
 	case "HOST_IS_SLAVE":

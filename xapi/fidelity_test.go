@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"libbioxen/core"
 	"libbioxen/xapi/sim"
 )
 
@@ -322,5 +323,18 @@ func TestProvisionCopyIsALongCall(t *testing.T) {
 	}
 	if err := vm.Destroy(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A login XAPI refuses for authorisation (external auth: the user exists
+// but is not allowed) is an authentication error like a bad password.
+func TestAuthorizationFailedIsAuth(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true, Faults: []sim.Fault{{Kind: sim.FaultFail, Method: "session.login_with_password",
+		Error: []string{"SESSION_AUTHORIZATION_FAILED", "root", "not authorized"}}}})
+	c := clientFor(t, s)
+	err := c.Login(ctxT(t, 10*time.Second))
+	if !IsFailure(err, "SESSION_AUTHORIZATION_FAILED") || core.CodeOf(err) != core.ErrAuth {
+		t.Fatalf("got %v (%v), want SESSION_AUTHORIZATION_FAILED as ErrAuth", err, core.CodeOf(err))
 	}
 }
