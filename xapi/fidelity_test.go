@@ -338,3 +338,27 @@ func TestAuthorizationFailedIsAuth(t *testing.T) {
 		t.Fatalf("got %v (%v), want SESSION_AUTHORIZATION_FAILED as ErrAuth", err, core.CodeOf(err))
 	}
 }
+
+// VM.destroy leaves a suspended VM's suspend image (xapi_vm_helpers.ml
+// destroy); VM.hard_shutdown removes it (xapi_vm.ml hard_shutdown). So
+// Destroy of a suspended VM must shut it down first.
+func TestDestroySuspendedVMLeavesNoSuspendImage(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	vm, err := c.Launch(ctx, ProvisionSpec{Template: s.Config().TemplateName, Name: "susp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Call(ctx, "VM.suspend", vm.Ref); err != nil {
+		t.Fatal(err)
+	}
+	if ps, _ := vm.PowerState(ctx); ps != "Suspended" {
+		t.Fatalf("power state %s after VM.suspend", ps)
+	}
+	if err := vm.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkNoGuests(t, s)
+}

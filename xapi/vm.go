@@ -596,15 +596,18 @@ func (v *VM) Shutdown(ctx context.Context, cleanTimeout time.Duration) error {
 	return err
 }
 
-// Destroy removes the VM and its disks: hard shutdown if it runs, collect
-// the VDIs of its Disk VBDs, VM.destroy (which removes VBDs, VIFs and
-// metrics), then VDI.destroy for each VDI no other VM uses.
+// Destroy removes the VM and its disks: hard shutdown unless it is
+// halted (for a suspended VM this destroys its suspend image, which
+// VM.destroy would leave behind: xen-api xapi_vm.ml hard_shutdown,
+// xapi_vm_helpers.ml destroy), collect the VDIs of its Disk VBDs,
+// VM.destroy (which removes VBDs, VIFs and metrics), then VDI.destroy for
+// each VDI no other VM uses.
 func (v *VM) Destroy(ctx context.Context) error {
 	ps, err := v.PowerState(ctx)
 	if err != nil {
 		return err
 	}
-	if ps == "Running" || ps == "Paused" {
+	if ps == "Running" || ps == "Paused" || ps == "Suspended" {
 		if _, err := v.c.Call(ctx, "VM.hard_shutdown", v.Ref); err != nil && !IsFailure(err, "VM_BAD_POWER_STATE") {
 			return err
 		}

@@ -532,6 +532,7 @@ func init() {
 		"VM.clean_shutdown": {params: []string{"vm"}, async: true, fn: (*call).vmCleanShutdown},
 		"VM.hard_shutdown":  {params: []string{"vm"}, async: true, fn: (*call).vmHardShutdown},
 		"VM.shutdown":       {params: []string{"vm"}, async: true, fn: (*call).vmShutdown},
+		"VM.suspend":        {params: []string{"vm"}, async: true, fn: (*call).vmSuspend},
 		"VM.destroy":        {params: []string{"self"}, async: true, fn: (*call).vmDestroy},
 		"VM.set_memory_limits": {params: []string{"self", "static_min", "static_max", "dynamic_min", "dynamic_max"},
 			async: true, fn: (*call).vmSetMemoryLimits},

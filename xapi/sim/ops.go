@@ -435,12 +435,64 @@ func (c *call) checkPower(op string, expected ...string) (*object, error) {
 	return o, nil
 }
 
+// vmHardShutdown follows xen-api xapi_vm.ml hard_shutdown: a suspended
+// VM loses its suspend image (VDI.destroy of suspend_VDI) and is Halted.
 func (c *call) vmHardShutdown() (any, error) {
 	o, err := c.checkPower("hard_shutdown", "Paused", "Suspended", "Running")
 	if err != nil {
 		return nil, err
 	}
+	d := c.s.db
+	d.mu.Lock()
+	if o.rec.str("power_state") == "Suspended" {
+		if vdi := d.objs[o.rec.str("suspend_VDI")]; vdi != nil {
+			d.removeFromSet("SR", vdi.rec.str("SR"), "VDIs", vdi.ref)
+			d.remove(vdi)
+		}
+		o.rec["suspend_VDI"] = NullRef
+		d.touch(o)
+	}
+	d.mu.Unlock()
 	c.s.halt(o.ref, nil)
+	return nil, nil
+}
+
+// vmSuspend stops a running VM's guest and keeps its memory image in a
+// VDI of type suspend (VM.suspend_VDI) on the VM's suspend_SR, else the
+// pool's suspend_image_SR, else the default SR. Resume is not simulated.
+func (c *call) vmSuspend() (any, error) {
+	o, err := c.checkPower("suspend", "Running")
+	if err != nil {
+		return nil, err
+	}
+	s, d := c.s, c.s.db
+	if !s.halt(o.ref, nil) {
+		return nil, fail("INTERNAL_ERROR", "VM changed state during suspend")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.objs[o.ref] != o {
+		return nil, fail("HANDLE_INVALID", "VM", o.ref)
+	}
+	sr := o.rec.str("suspend_SR")
+	if d.objs[sr] == nil {
+		if p := d.objs[s.poolRef]; p != nil {
+			sr = p.rec.str("suspend_image_SR")
+			if d.objs[sr] == nil {
+				sr = p.rec.str("default_SR")
+			}
+		}
+	}
+	if d.objs[sr] == nil {
+		return nil, fail("VM_NO_SUSPEND_SR", o.ref)
+	}
+	vr := defaults("VDI")
+	vr["name_label"], vr["name_description"] = "Suspend image", "Suspend image"
+	vr["SR"], vr["type"], vr["virtual_size"] = sr, "suspend", o.rec["memory_static_max"]
+	vdi := d.create("VDI", vr)
+	d.addToSet("SR", sr, "VDIs", vdi)
+	o.rec["power_state"], o.rec["suspend_VDI"] = "Suspended", vdi
+	d.touch(o)
 	return nil, nil
 }
 

@@ -59,7 +59,7 @@ func defaults(class string) record {
 			"metrics": NullRef, "tags": s(), "allowed_operations": s(), "current_operations": m(),
 			"blocked_operations": m(), "PV_bootloader": "", "HVM_boot_policy": "BIOS order", "platform": m(),
 			"xenstore_data": m(), "actions_after_shutdown": "destroy", "actions_after_reboot": "restart",
-			"actions_after_crash": "restart", "start_time": epoch}
+			"actions_after_crash": "restart", "start_time": epoch, "suspend_VDI": NullRef, "suspend_SR": NullRef}
 	case "VM_guest_metrics":
 		return record{"os_version": m(), "PV_drivers_version": m(), "PV_drivers_up_to_date": true, "networks": m(),
 			"other": m(), "disks": m(), "memory": m(), "last_updated": epoch, "live": true,
@@ -86,7 +86,7 @@ var writable = map[string]map[string]bool{
 	"VIF":     set("other_config", "qos_algorithm_type", "qos_algorithm_params", "locking_mode"),
 	"VM": set("name_label", "name_description", "other_config", "is_a_template", "VCPUs_max", "VCPUs_at_startup",
 		"tags", "blocked_operations", "platform", "xenstore_data", "PV_bootloader", "HVM_boot_policy", "affinity",
-		"user_version", "actions_after_shutdown", "actions_after_reboot", "actions_after_crash"),
+		"user_version", "actions_after_shutdown", "actions_after_reboot", "actions_after_crash", "suspend_SR"),
 	"VM_guest_metrics": set("other_config"),
 	"task":             set("other_config"),
 }
