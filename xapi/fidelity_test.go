@@ -362,3 +362,57 @@ func TestDestroySuspendedVMLeavesNoSuspendImage(t *testing.T) {
 	}
 	checkNoGuests(t, s)
 }
+
+// VIF.create generates a MAC for "" only from the VM's other_config
+// mac_seed (xapi_vif_helpers.ml create), which VM.clone sets
+// (xapi_vm_clone.ml copy_vm_record); without it, or for a malformed MAC,
+// it fails with MAC_INVALID.
+func TestSimVIFMACLikeXAPI(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	tmpl, err := c.FindTemplate(ctx, "Debian Bookworm 12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.Call(ctx, "VM.get_other_config", tmpl); AsStringMap(v)["default_template"] != "true" {
+		t.Fatalf("the default template's other_config %v lacks default_template=true", v)
+	}
+	ref, err := c.callString(ctx, "VM.clone", tmpl, "seeded")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Call(ctx, "VM.get_other_config", ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc := AsStringMap(v)
+	if oc["mac_seed"] == "" || oc["base_template_name"] != "Debian Bookworm 12" || oc["default_template"] != "" {
+		t.Fatalf("clone's other_config %v: want a mac_seed and base_template_name, no default_template", oc)
+	}
+	net, err := c.PoolNetwork(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vif := func(dev, mac string) error {
+		_, err := c.Call(ctx, "VIF.create", map[string]any{"device": dev, "network": net, "VM": ref, "MAC": mac, "MTU": "1500",
+			"other_config": map[string]string{}, "qos_algorithm_type": "", "qos_algorithm_params": map[string]string{}})
+		return err
+	}
+	if err := vif("0", ""); err != nil {
+		t.Fatalf("MAC \"\" with a mac_seed: %v", err)
+	}
+	if err := vif("1", "02:00:zz:00:00:01"); !IsFailure(err, "MAC_INVALID") {
+		t.Fatalf("a malformed MAC: got %v, want MAC_INVALID", err)
+	}
+	if _, err := c.Call(ctx, "VM.remove_from_other_config", ref, "mac_seed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := vif("2", ""); !IsFailure(err, "MAC_INVALID") {
+		t.Fatalf("MAC \"\" without a mac_seed: got %v, want MAC_INVALID", err)
+	}
+	if err := c.VM(ref).Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
