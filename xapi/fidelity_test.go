@@ -416,3 +416,25 @@ func TestSimVIFMACLikeXAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A pool member checks the session before refusing the call: an unknown
+// session is SESSION_INVALID, a known one HOST_IS_SLAVE (session_check.ml).
+func TestSimPoolMemberChecksSessionFirst(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	ctx := ctxT(t, 10*time.Second)
+	if err := c.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sess := c.Session()
+	if err := s.SetPoolMember("127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CallNoSession(ctx, "VM.get_all", "OpaqueRef:00000000-0000-4000-8000-000000000000"); !IsFailure(err, "SESSION_INVALID") {
+		t.Fatalf("unknown session on a pool member: got %v, want SESSION_INVALID", err)
+	}
+	if _, err := c.CallNoSession(ctx, "VM.get_all", sess); !IsFailure(err, "HOST_IS_SLAVE") {
+		t.Fatalf("known session on a pool member: got %v, want HOST_IS_SLAVE", err)
+	}
+}

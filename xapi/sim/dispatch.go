@@ -251,14 +251,10 @@ func (s *Server) dispatch(ctx context.Context, wireName string, params []any) (a
 		return nil, fail("MESSAGE_PARAMETER_COUNT_MISMATCH", wireName, strconv.Itoa(len(h.params)), strconv.Itoa(len(args)))
 	}
 	c := &call{s: s, ctx: ctx, method: method, args: args, h: h}
-	if !h.sim {
-		s.mu.Lock()
-		master := s.master
-		s.mu.Unlock()
-		if master != "" {
-			return nil, fail("HOST_IS_SLAVE", master)
-		}
-	}
+	// A pool member session-checks first (an unknown session is
+	// SESSION_INVALID), then refuses a known one, and every login, with
+	// HOST_IS_SLAVE (xen-api session_check.ml: Non_master_login_on_slave;
+	// xapi_session.ml login).
 	if !h.noSession {
 		ref, _ := params[0].(string)
 		sess, err := s.checkSession(ref)
@@ -266,6 +262,14 @@ func (s *Server) dispatch(ctx context.Context, wireName string, params []any) (a
 			return nil, err
 		}
 		c.sess = sess
+	}
+	if !h.sim {
+		s.mu.Lock()
+		master := s.master
+		s.mu.Unlock()
+		if master != "" {
+			return nil, fail("HOST_IS_SLAVE", master)
+		}
 	}
 	if !h.sim {
 		s.mu.Lock()
