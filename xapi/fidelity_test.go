@@ -438,3 +438,51 @@ func TestSimPoolMemberChecksSessionFirst(t *testing.T) {
 		t.Fatalf("known session on a pool member: got %v, want HOST_IS_SLAVE", err)
 	}
 }
+
+// XAPI keeps a halted VM's guest metrics, stale, until VM.start deletes
+// them (xapi_vm.ml start: delete_guest_metrics); VM.clone copies them
+// (xapi_vm_helpers.ml copy_guest_metrics). WaitIP must not take such a
+// stale address for a running guest's.
+func TestStaleGuestMetricsLikeXAPI(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	vm, err := c.Launch(ctx, ProvisionSpec{Template: s.Config().TemplateName, Name: "stale"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Call(ctx, "VM.hard_shutdown", vm.Ref); err != nil {
+		t.Fatal(err)
+	}
+	gm, err := c.callString(ctx, "VM.get_guest_metrics", vm.Ref)
+	if err != nil || IsNullRef(gm) {
+		t.Fatalf("guest metrics of a halted VM: %q %v; XAPI keeps them", gm, err)
+	}
+	if ip, err := vm.WaitIP(ctx); err == nil {
+		t.Fatalf("WaitIP on a halted VM returned the stale address %s", ip)
+	}
+	clone, err := c.callString(ctx, "VM.clone", vm.Ref, "stale-clone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cgm, _ := c.callString(ctx, "VM.get_guest_metrics", clone); IsNullRef(cgm) || cgm == gm {
+		t.Fatalf("clone's guest metrics %q: want a copy of %q", cgm, gm)
+	}
+	if err := c.VM(clone).Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := c.callString(ctx, "VM.get_guest_metrics", vm.Ref); now == gm {
+		t.Fatal("VM.start kept the stale guest metrics")
+	}
+	if _, err := c.Call(ctx, "VM_guest_metrics.get_networks", gm); !IsFailure(err, "HANDLE_INVALID") {
+		t.Fatalf("stale guest metrics after start: %v, want HANDLE_INVALID", err)
+	}
+	if err := vm.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkNoGuests(t, s)
+}

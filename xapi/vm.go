@@ -490,6 +490,20 @@ func (v *VM) WaitIP(ctx context.Context) (string, error) {
 	}
 	token, useEvents, backoff := "", true, minPollInterval
 	for {
+		// The power state first: XAPI keeps a halted VM's guest metrics,
+		// stale, until its next start (xen-api xapi_vm.ml start:
+		// delete_guest_metrics), so an address alone does not mean the VM
+		// runs.
+		ps, err := v.PowerState(ctx)
+		if ctx.Err() != nil {
+			return "", expired(ctx.Err())
+		}
+		if err != nil {
+			return "", err
+		}
+		if ps != "Running" {
+			return "", core.Errorf(core.ErrEngine, op, "the VM is %s, not Running", v.c.quoteServer(ps))
+		}
 		ip, err := v.lookupIP(ctx)
 		if ctx.Err() != nil {
 			return "", expired(ctx.Err())
@@ -506,16 +520,6 @@ func (v *VM) WaitIP(ctx context.Context) (string, error) {
 				}
 			}
 			return ip, nil
-		}
-		ps, err := v.PowerState(ctx)
-		if ctx.Err() != nil {
-			return "", expired(ctx.Err())
-		}
-		if err != nil {
-			return "", err
-		}
-		if ps != "Running" {
-			return "", core.Errorf(core.ErrEngine, op, "the VM is %s, not Running", v.c.quoteServer(ps))
 		}
 		if useEvents {
 			wait := 30.0

@@ -139,6 +139,13 @@ func (c *call) cloneVM(copyTo bool) (any, error) {
 	r["name_label"], r["is_default_template"], r["is_a_snapshot"] = name, false, false
 	r["snapshot_of"], r["snapshots"], r["VBDs"], r["VIFs"] = NullRef, []string{}, []string{}, []string{}
 	r["guest_metrics"], r["domid"], r["resident_on"], r["power_state"] = NullRef, int64(-1), NullRef, "Halted"
+	// xapi_vm_helpers.ml copy_guest_metrics: the clone gets a copy of the
+	// source's (stale) guest metrics.
+	if gm := d.objs[src.rec.str("guest_metrics")]; gm != nil {
+		gr := gm.rec.clone()
+		delete(gr, "uuid")
+		r["guest_metrics"] = d.create("VM_guest_metrics", gr)
+	}
 	r["current_operations"], r["start_time"] = map[string]string{}, epoch
 	// xapi_vm_clone.ml copy_vm_record: a fresh mac_seed (VIF.create
 	// generates MACs from it), no default_template/xensource_internal, and
@@ -378,6 +385,11 @@ func (c *call) vmStart() (any, error) {
 			d.touch(vbd)
 		}
 	}
+	// xapi_vm.ml start clears out any (stale) guest metrics record.
+	if gm := d.objs[o.rec.str("guest_metrics")]; gm != nil {
+		d.remove(gm)
+	}
+	o.rec["guest_metrics"] = NullRef
 	s.domid++
 	o.rec["domid"], o.rec["resident_on"], o.rec["start_time"] = int64(s.domid), s.hostRef, time.Now().UTC().Truncate(time.Second)
 	o.rec["power_state"] = "Running"
@@ -422,9 +434,9 @@ func (s *Server) halt(vm string, only *guest) bool {
 	if o == nil {
 		return true
 	}
-	if gm := d.objs[o.rec.str("guest_metrics")]; gm != nil {
-		d.remove(gm)
-	}
+	// The guest metrics stay, stale, until the next VM.start deletes them
+	// (xen-api xapi_vm.ml start: delete_guest_metrics); nothing clears
+	// them when the domain goes away.
 	for _, v := range o.rec.set("VIFs") {
 		if vif := d.objs[v]; vif != nil {
 			vif.rec["currently_attached"] = false
@@ -439,7 +451,7 @@ func (s *Server) halt(vm string, only *guest) bool {
 	}
 	oc := maps.Clone(o.rec.smap("other_config"))
 	delete(oc, SSHPortKey)
-	o.rec["other_config"], o.rec["guest_metrics"] = oc, NullRef
+	o.rec["other_config"] = oc
 	o.rec["power_state"], o.rec["domid"], o.rec["resident_on"] = "Halted", int64(-1), NullRef
 	d.touch(o)
 	d.removeFromSet("host", s.hostRef, "resident_VMs", vm)
