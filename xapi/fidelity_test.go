@@ -2,6 +2,7 @@ package xapi
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -485,4 +486,30 @@ func TestStaleGuestMetricsLikeXAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkNoGuests(t, s)
+}
+
+// MESSAGE_PARAMETER_COUNT_MISMATCH counts as gen_server.ml does: the
+// expected count leaves out parameters with defaults, the received count
+// the session (so -1 without one), and the call is named without Async.
+func TestSimParameterCountLikeXAPI(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	ctx := ctxT(t, 10*time.Second)
+	want := func(err error, params ...string) {
+		t.Helper()
+		f := FailureOf(err)
+		if f == nil || f.Code != "MESSAGE_PARAMETER_COUNT_MISMATCH" || strings.Join(f.Params, ",") != strings.Join(params, ",") {
+			t.Fatalf("got %v, want MESSAGE_PARAMETER_COUNT_MISMATCH %v", err, params)
+		}
+	}
+	_, err := c.CallNoSession(ctx, "session.login_with_password", "root")
+	want(err, "session.login_with_password", "2", "1")
+	_, err = c.CallNoSession(ctx, "VM.get_all")
+	want(err, "VM.get_all", "0", "-1")
+	if err := c.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Call(ctx, "Async.VM.clone", "OpaqueRef:NULL")
+	want(err, "VM.clone", "2", "1")
 }

@@ -236,19 +236,24 @@ func (s *Server) dispatch(ctx context.Context, wireName string, params []any) (a
 		}
 		return nil, fail("MESSAGE_METHOD_UNKNOWN", wireName)
 	}
-	args := params
-	if !h.noSession {
-		if len(params) == 0 {
-			return nil, fail("MESSAGE_PARAMETER_COUNT_MISMATCH", wireName, strconv.Itoa(len(h.params)), "0")
-		}
-		args = params[1:]
-	}
+	// gen_server.ml: MESSAGE_PARAMETER_COUNT_MISMATCH [call, expected,
+	// received], the call without its Async. prefix, expected the
+	// parameters without a default, received the parameters less the
+	// session (-1 when even the session is missing).
 	min := len(h.params)
 	if h.minParams > 0 {
 		min = h.minParams
 	}
-	if len(args) < min || len(args) > len(h.params) {
-		return nil, fail("MESSAGE_PARAMETER_COUNT_MISMATCH", wireName, strconv.Itoa(len(h.params)), strconv.Itoa(len(args)))
+	received := len(params)
+	if !h.noSession {
+		received--
+	}
+	if received < min || received > len(h.params) {
+		return nil, fail("MESSAGE_PARAMETER_COUNT_MISMATCH", strings.TrimPrefix(wireName, "Async."), strconv.Itoa(min), strconv.Itoa(received))
+	}
+	args := params
+	if !h.noSession {
+		args = params[1:]
 	}
 	c := &call{s: s, ctx: ctx, method: method, args: args, h: h}
 	// A pool member session-checks first (an unknown session is
