@@ -410,8 +410,13 @@ func TestIdleFloodDropsTheDriver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := e.startDriver(ctx); err != nil {
-		stop()
-		t.Fatal(err)
+		// The flood can come in the same read as H (a loaded machine):
+		// then the start itself refuses the bytes after H.
+		if !strings.Contains(err.Error(), "followed the H frame") {
+			stop()
+			t.Fatal(err)
+		}
+		wantErr(t, err, core.ErrEngine, true)
 	}
 	waitFor(t, "the driver to be dropped", 30*time.Second, func() bool {
 		e.mu.Lock()
