@@ -15,6 +15,9 @@ const MaxFrameSize = 64 << 20
 // maxHeaderLen bounds a frame's header line (tag, fields, newline).
 const maxHeaderLen = 128
 
+// readChunk is the memory a frame's payload gets before its bytes arrive.
+const readChunk = 64 << 10
+
 // maxFields bounds the number of decimal fields in a header, the payload
 // length included.
 const maxFields = 8
@@ -167,8 +170,23 @@ func ReadFrame(r *bufio.Reader) (Frame, error) {
 	if err != nil {
 		return Frame{}, err
 	}
-	payload := make([]byte, plen)
-	if _, err := io.ReadFull(r, payload); err != nil {
+	var payload []byte
+	if plen <= readChunk {
+		payload = make([]byte, plen)
+		_, err = io.ReadFull(r, payload)
+	} else {
+		// Memory grows with the bytes that arrive, not with what the
+		// header announces: a 12-byte header costs no 64 MiB.
+		var b bytes.Buffer
+		b.Grow(readChunk)
+		var n int64
+		n, err = io.CopyN(&b, r, plen)
+		if err == nil && n != plen {
+			err = io.ErrUnexpectedEOF
+		}
+		payload = b.Bytes()
+	}
+	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
@@ -224,9 +242,11 @@ func (p *Parser) Next() (f Frame, ok bool, err error) {
 	}
 	end := i + 1 + int(plen)
 	if len(data) < end {
-		// Make room for the whole frame at once.
-		if need := p.off + end; cap(p.buf) < need {
-			nb := make([]byte, len(data), end+64<<10)
+		// Make room for the frame as its bytes arrive, at least doubling
+		// (so copying stays linear) but never far ahead of the bytes fed:
+		// a header announcing a large payload costs nothing up front.
+		if cap(p.buf)-p.off < min(end, len(data)+readChunk) {
+			nb := make([]byte, len(data), min(end, 2*len(data)+readChunk))
 			copy(nb, data)
 			p.buf, p.off = nb, 0
 		}

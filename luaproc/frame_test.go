@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -240,5 +241,44 @@ func TestLuaQuote(t *testing.T) {
 	}
 	if !bytes.HasPrefix(BootstrapFrame(), []byte("B ")) || len(DriverSource()) == 0 {
 		t.Errorf("bootstrap frame")
+	}
+}
+
+// TestHeaderCostsNothingAhead: a peer's 12-byte header announcing a
+// 64 MiB payload made the Parser and ReadFrame allocate 64 MiB before a
+// byte of it arrived (found by FuzzFrames). Memory now grows with the
+// bytes received.
+func TestHeaderCostsNothingAhead(t *testing.T) {
+	hdr := "O 67108864\nabc"
+	var p Parser
+	p.Feed([]byte(hdr))
+	if _, ok, err := p.Next(); ok || err != nil {
+		t.Fatalf("Next: %v %v", ok, err)
+	}
+	if c := cap(p.buf); c > 1<<20 {
+		t.Errorf("Parser holds %d bytes for a %d-byte input", c, len(hdr))
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := ReadFrame(bufio.NewReader(strings.NewReader(hdr)))
+	runtime.ReadMemStats(&after)
+	if err != io.ErrUnexpectedEOF {
+		t.Errorf("ReadFrame: %v, want io.ErrUnexpectedEOF", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Errorf("ReadFrame allocated %d bytes for a %d-byte input", n, len(hdr))
+	}
+	// A large frame fed in pieces still arrives whole.
+	payload := bytes.Repeat([]byte("x"), 3<<20)
+	data := AppendFrame(nil, 'O', nil, payload)
+	p = Parser{}
+	for off := 0; off < len(data); off += 50000 {
+		p.Feed(data[off:min(off+50000, len(data))])
+	}
+	if f, ok, err := p.Next(); !ok || err != nil || !bytes.Equal(f.Payload, payload) {
+		t.Errorf("large frame: %v %v", ok, err)
+	}
+	if f, err := ReadFrame(bufio.NewReader(bytes.NewReader(data))); err != nil || !bytes.Equal(f.Payload, payload) {
+		t.Errorf("large frame via ReadFrame: %v", err)
 	}
 }
