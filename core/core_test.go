@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValueEncoder(t *testing.T) {
@@ -112,5 +113,44 @@ func TestCheckSource(t *testing.T) {
 		if got := CodeOf(CheckSource([]byte(code), lim)); got != want {
 			t.Errorf("%q: %v, want %v", code, got, want)
 		}
+	}
+}
+
+// TestDecodeValuesIsLinear: each nested value was decoded again from its
+// raw bytes, so nesting cost quadratic time (18 KB of "[[[...]]]" took
+// 5 s, 13 KB of nested maps 1 s); found by FuzzDecodeValues.
+func TestDecodeValuesIsLinear(t *testing.T) {
+	const d = 9000
+	for _, s := range []string{
+		"[" + strings.Repeat("[", d) + strings.Repeat("]", d) + "]",
+		"[" + strings.Repeat(`{"$t":[[1,`, 3000) + "1" + strings.Repeat("]]}", 3000) + "]",
+	} {
+		start := time.Now()
+		if _, err := DecodeValues([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+		if el := time.Since(start); el > time.Second {
+			t.Errorf("%d bytes took %v", len(s), el)
+		}
+	}
+}
+
+// TestDecodeValuesErrorsAreTyped: bad input anywhere below the top level
+// returned encoding/json's, strconv's or base64's bare error; DecodeValues
+// now always answers an *Error of code ErrGeneric, and is strict about the
+// tags (a "$f" other than nan/inf/-inf was -inf, a "$t" entry of three
+// items was a pair).
+func TestDecodeValuesErrorsAreTyped(t *testing.T) {
+	for _, s := range []string{
+		`[1e400]`, `[{}]`, `[{"$b":"!"}]`, `[{"$b":1}]`, `[{"$t":1}]`, `[{"$t":[[1]]}]`, `[{"$t":[[1,2,3]]}]`,
+		`[{"$f":"x"}]`, `[{"x":1}]`, `[1] [2]`, `{"a":1}`, `1`, `[1,`,
+	} {
+		_, err := DecodeValues([]byte(s))
+		if e, ok := err.(*Error); !ok || e.Code != ErrGeneric {
+			t.Errorf("%s: %T %v, want an *Error with ErrGeneric", s, err, err)
+		}
+	}
+	if v, err := DecodeValues([]byte(`null`)); err != nil || len(v) != 0 {
+		t.Errorf("null: %v %v", v, err)
 	}
 }
