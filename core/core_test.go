@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestValueEncoder(t *testing.T) {
@@ -113,6 +114,24 @@ func TestCheckSource(t *testing.T) {
 		if got := CodeOf(CheckSource([]byte(code), lim)); got != want {
 			t.Errorf("%q: %v, want %v", code, got, want)
 		}
+	}
+}
+
+// TestOpaqueTextIsUTF8: an opaque value's text with bytes that are not
+// UTF-8 (the driver cuts tostring at 1024 bytes, maybe inside a
+// character; a remote driver sends what it likes) went into the JSON
+// as is, and Python's strict UTF-8 decode of the values failed (found by
+// luaproc's FuzzDecodeValues). They become U+FFFD.
+func TestOpaqueTextIsUTF8(t *testing.T) {
+	e := NewValueEncoder(1000)
+	e.Opaque("user\xffdata", "caf\xc3")
+	out := e.Finish()
+	if !utf8.Valid(out) {
+		t.Fatalf("not UTF-8: %q", out)
+	}
+	vals, err := DecodeValues(out)
+	if err != nil || vals[0] != (Opaque{"user\uFFFDdata", "caf\uFFFD"}) {
+		t.Errorf("decoded %#v %v", vals, err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -165,7 +166,17 @@ func utf8Valid[T string | []byte](s T) bool {
 
 // Opaque writes a value that has no data form (function, userdata, thread)
 // or a marker for a cycle or a cut-off.
+// Its texts are for display: bytes that are not UTF-8 (a tostring cut at
+// 1024 bytes in the middle of a character, a remote driver's bytes)
+// become U+FFFD, so the JSON stays valid UTF-8, which decoders (Python's
+// bytes.decode("utf-8")) require.
 func (e *ValueEncoder) Opaque(luaType, text string) {
+	if !utf8.ValidString(luaType) {
+		luaType = strings.ToValidUTF8(luaType, "\uFFFD")
+	}
+	if !utf8.ValidString(text) {
+		text = strings.ToValidUTF8(text, "\uFFFD")
+	}
 	e.sep()
 	e.buf = append(e.buf, `{"$o":`...)
 	e.buf = appendJSONString(e.buf, luaType)

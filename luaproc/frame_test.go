@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"libbioxen/core"
 )
@@ -280,5 +281,23 @@ func TestHeaderCostsNothingAhead(t *testing.T) {
 	}
 	if f, err := ReadFrame(bufio.NewReader(bytes.NewReader(data))); err != nil || !bytes.Equal(f.Payload, payload) {
 		t.Errorf("large frame via ReadFrame: %v", err)
+	}
+}
+
+// TestDecodeValuesOpaqueNotUTF8: an 'o' value whose text is not UTF-8
+// (the driver cuts tostring at 1024 bytes, maybe inside a character; a
+// remote driver sends any bytes) went into the values JSON as is, which
+// Python's strict UTF-8 decode refuses (found by FuzzDecodeValues,
+// testdata/fuzz/FuzzDecodeValues/2c09f45404001f5e).
+func TestDecodeValuesOpaqueNotUTF8(t *testing.T) {
+	got, err := decodeJSON("2;o11:function \xe2\x82o8:ta\xffble x", 1000, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !utf8.ValidString(got) {
+		t.Errorf("not UTF-8: %q", got)
+	}
+	if want := `[{"$o":"function","s":"` + "\uFFFD" + `"},{"$o":"ta` + "\uFFFD" + `ble","s":"x"}]`; got != want {
+		t.Errorf("got %s, want %s", got, want)
 	}
 }
