@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -299,5 +300,29 @@ func TestDecodeValuesOpaqueNotUTF8(t *testing.T) {
 	}
 	if want := `[{"$o":"function","s":"` + "\uFFFD" + `"},{"$o":"ta` + "\uFFFD" + `ble","s":"x"}]`; got != want {
 		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+// TestDecodeValuesOpaqueIsClipped: the driver clips an opaque value's
+// text at 1024 bytes, but the host took whatever an 'o' held: a remote
+// driver's 64 MiB one became up to 384 MiB of JSON, past the values'
+// size limit. The host clips the type name and the text too.
+func TestDecodeValuesOpaqueIsClipped(t *testing.T) {
+	text := strings.Repeat("\x01", 100000)
+	typ := strings.Repeat("u", 1000)
+	s := typ + " " + text
+	got, err := decodeJSON("1;o"+strconv.Itoa(len(s))+":"+s, 1000, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) > 1000+6*(maxOpaqueType+maxOpaqueText)+100 {
+		t.Errorf("%d bytes of JSON for a limit of 1000", len(got))
+	}
+	vals, err := core.DecodeValues([]byte(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := vals[0].(core.Opaque); !ok || len(o.Type) != maxOpaqueType || len(o.Text) != maxOpaqueText {
+		t.Errorf("got %T, want a clipped opaque", vals[0])
 	}
 }

@@ -159,6 +159,12 @@ func FuzzDecodeValues(f *testing.F) {
 		if max := 16*len(payload) + 64 + 2*int(depth); len(out) > max {
 			t.Fatalf("%q: %d bytes of JSON, more than %d", payload, len(out), max)
 		}
+		// Past the size limit comes at most one item (an opaque value, its
+		// text clipped, or a short scalar), the marker and the brackets
+		// that close what is open.
+		if max := int(limit) + 6*(maxOpaqueType+maxOpaqueText) + 100 + 3*(int(depth)+2); len(out) > max {
+			t.Fatalf("%q: %d bytes of JSON for a limit of %d", clip(payload), len(out), limit)
+		}
 		if bytes.Contains(out, []byte("<size limit>")) || bytes.Contains(out, []byte(`"$t"`)) {
 			return
 		}

@@ -44,6 +44,13 @@ type valueDecoder struct {
 	stop     bool // decoding ended early (size limit)
 }
 
+// Bounds of an opaque value's type name and text (the driver's put_opaque
+// clips the text at 1024 bytes).
+const (
+	maxOpaqueType = 64
+	maxOpaqueText = 1024
+)
+
 // maxSkipDepth bounds nesting in a subtree skipped past the depth limit,
 // so a broken driver cannot make the decoder recurse without end.
 const maxSkipDepth = 1000
@@ -160,6 +167,10 @@ func (d *valueDecoder) item(depth int, emit bool) error {
 			return err
 		}
 		typ, text, _ := bytes.Cut(b, []byte{' '})
+		// The driver sends at most maxOpaqueText bytes of text; a remote
+		// one may send 64 MiB, which would go into the values whole (up to
+		// six JSON bytes a byte) past their size limit.
+		typ, text = typ[:min(len(typ), maxOpaqueType)], text[:min(len(text), maxOpaqueText)]
 		if emit {
 			enc.Opaque(string(typ), string(text))
 		}
