@@ -86,10 +86,20 @@ func FuzzDecodeValues(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		start := time.Now()
-		vals, err := DecodeValues(data)
-		if d := time.Since(start); d > 50*time.Millisecond+time.Duration(len(data))*5*time.Microsecond {
-			t.Fatalf("%d bytes took %v", len(data), d)
+		var vals []any
+		var err error
+		// The fastest of three runs, so that a pause of a shared machine
+		// does not count.
+		for try := 0; ; try++ {
+			start := time.Now()
+			vals, err = DecodeValues(data)
+			d := time.Since(start)
+			if d <= 50*time.Millisecond+time.Duration(len(data))*5*time.Microsecond {
+				break
+			}
+			if try == 2 {
+				t.Fatalf("%d bytes took %v", len(data), d)
+			}
 		}
 		if err != nil {
 			var e *Error
