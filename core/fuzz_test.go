@@ -23,8 +23,9 @@ var valueSeeds = []string{
 	`[{"$b":"!"}]`, `{"a":1}`, `[1,`, `[{"$t":1}]`,
 }
 
-// encodeAny encodes DecodeValues's output back; map pairs are written
-// sorted by their encoding, so the result is deterministic.
+// encodeAny encodes DecodeValues's output back, in time linear in its
+// size; map pairs are written sorted by their encoding, so the result is
+// deterministic.
 func encodeAny(vals []any) []byte {
 	e := NewValueEncoder(math.MaxInt32)
 	for _, v := range vals {
@@ -56,20 +57,27 @@ func encodeOne(e *ValueEncoder, v any) {
 		}
 		e.End()
 	case map[any]any:
-		var pairs [][2][]byte
+		// Keys are scalars or opaque values (DecodeValues turns table
+		// keys into one), cheap to encode for sorting; only NaN keys tie.
+		type kv struct {
+			kb   []byte
+			k, x any
+		}
+		pairs := make([]kv, 0, len(v))
 		for k, x := range v {
-			pairs = append(pairs, [2][]byte{encodeAny([]any{k}), encodeAny([]any{x})})
+			pairs = append(pairs, kv{encodeAny([]any{k}), k, x})
 		}
 		sort.Slice(pairs, func(i, j int) bool {
-			return string(pairs[i][0])+string(pairs[i][1]) < string(pairs[j][0])+string(pairs[j][1])
+			if c := bytes.Compare(pairs[i].kb, pairs[j].kb); c != 0 {
+				return c < 0
+			}
+			return bytes.Compare(encodeAny([]any{pairs[i].x}), encodeAny([]any{pairs[j].x})) < 0
 		})
 		e.BeginMap()
 		for _, p := range pairs {
 			e.BeginPair()
-			e.buf = append(e.buf, p[0][1:len(p[0])-1]...) // the items, without "[" "]"
-			e.buf = append(e.buf, ',')
-			e.buf = append(e.buf, p[1][1:len(p[1])-1]...)
-			e.count[len(e.count)-1] = 2
+			encodeOne(e, p.k)
+			encodeOne(e, p.x)
 			e.End()
 		}
 		e.End()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"sort"
 	"testing"
 
 	"libbioxen/core"
@@ -207,24 +208,28 @@ func encodeGoValue(enc *core.ValueEncoder, v any) {
 		}
 		enc.End()
 	case map[any]any:
-		type kv struct{ k, v []byte }
-		var pairs []kv
+		// Keys are scalars or opaque values (core.DecodeValues turns
+		// table keys into one), cheap to encode for sorting; only NaN
+		// keys tie.
+		type kv struct {
+			kb   []byte
+			k, x any
+		}
+		pairs := make([]kv, 0, len(v))
 		for k, x := range v {
-			pairs = append(pairs, kv{encodeGo([]any{k}), encodeGo([]any{x})})
+			pairs = append(pairs, kv{encodeGo([]any{k}), k, x})
 		}
-		// Sorting by the encoded key makes the output deterministic.
-		for i := 1; i < len(pairs); i++ {
-			for j := i; j > 0 && string(pairs[j].k) < string(pairs[j-1].k); j-- {
-				pairs[j], pairs[j-1] = pairs[j-1], pairs[j]
+		sort.Slice(pairs, func(i, j int) bool {
+			if c := bytes.Compare(pairs[i].kb, pairs[j].kb); c != 0 {
+				return c < 0
 			}
-		}
+			return bytes.Compare(encodeGo([]any{pairs[i].x}), encodeGo([]any{pairs[j].x})) < 0
+		})
 		enc.BeginMap()
 		for _, p := range pairs {
 			enc.BeginPair()
-			k, _ := core.DecodeValues(p.k)
-			x, _ := core.DecodeValues(p.v)
-			encodeGoValue(enc, k[0])
-			encodeGoValue(enc, x[0])
+			encodeGoValue(enc, p.k)
+			encodeGoValue(enc, p.x)
 			enc.End()
 		}
 		enc.End()
