@@ -729,3 +729,32 @@ func TestRepoNameIsChecked(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestManifestReadsAsLua: the manifest reader took what Lua does not
+// read as data, or read it otherwise (found by FuzzParseManifest, which
+// checks it against gopher-lua): "-inf" and "-nan" as numbers (a NaN table
+// key, which no Lua table holds), a reserved word as a variable or field
+// name ("true = {}"), a carriage return inside a quoted string; and long
+// strings kept "\r\n" where Lua reads "\n".
+func TestManifestReadsAsLua(t *testing.T) {
+	for _, bad := range []string{
+		"repository = {-inf}", "repository = {[-nan] = 1}", "repository = {- infinity}", "true = {}",
+		"repository = {end = 1}", "repository = {'a\rb'}", "repository = {-}",
+	} {
+		if _, err := parseManifest(context.Background(), bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	for src, want := range map[string]string{
+		"repository = [[a\r\nb\n\rc\rd]]": "a\nb\nc\nd", "repository = [[\r\nq]]": "q", "repository = [[\n\rw]]": "w",
+		"repository = [[\n\nw]]": "\nw", "repository = [==[\rx\r]==]": "x\n", "repository = [[]]": "",
+	} {
+		g, err := parseManifest(context.Background(), src)
+		if err != nil || g["repository"] != want {
+			t.Errorf("%q: %q %v, want %q", src, g["repository"], err, want)
+		}
+	}
+	if g, err := parseManifest(context.Background(), "repository = {-.5, - 2, x = -0x10}"); err != nil {
+		t.Errorf("negative numbers: %v %v", g, err)
+	}
+}

@@ -72,8 +72,10 @@ func parseManifest(ctx context.Context, src string) (globals map[string]any, err
 			p.pos++
 			continue
 		}
+		save := p.pos
 		name := p.name()
-		if name == "" {
+		if name == "" || luaKeywords[name] {
+			p.pos = save
 			p.fail("expected an assignment (name = {...}), found %q", p.peekText())
 		}
 		p.skipSpace()
@@ -105,6 +107,14 @@ func (p *manifestParser) expect(c byte) {
 		p.fail("expected %q, found %q", c, p.peekText())
 	}
 	p.pos++
+}
+
+// luaKeywords are Lua's reserved words, which name no variable or field.
+var luaKeywords = map[string]bool{
+	"and": true, "break": true, "do": true, "else": true, "elseif": true, "end": true,
+	"false": true, "for": true, "function": true, "if": true, "in": true, "local": true,
+	"nil": true, "not": true, "or": true, "repeat": true, "return": true, "then": true,
+	"true": true, "until": true, "while": true,
 }
 
 func isNameStart(c byte) bool {
@@ -173,12 +183,36 @@ func (p *manifestParser) longBracketBody(level int) string {
 	}
 	s := p.src[p.pos : p.pos+i]
 	p.pos += i + len(closer)
-	if strings.HasPrefix(s, "\r\n") {
-		s = s[2:]
-	} else if strings.HasPrefix(s, "\n") {
-		s = s[1:]
+	// As Lua reads it: a newline right after the opening bracket is
+	// skipped, and each newline ("\n", "\r", "\r\n" or "\n\r") is "\n".
+	if !strings.ContainsRune(s, '\r') {
+		return strings.TrimPrefix(s, "\n")
 	}
-	return s
+	// newlineAt is the length of the newline at j (0 if none).
+	newlineAt := func(j int) int {
+		if s[j] != '\n' && s[j] != '\r' {
+			return 0
+		}
+		if j+1 < len(s) && (s[j+1] == '\n' || s[j+1] == '\r') && s[j+1] != s[j] {
+			return 2
+		}
+		return 1
+	}
+	var b strings.Builder
+	j := 0
+	if len(s) > 0 {
+		j = newlineAt(0)
+	}
+	for j < len(s) {
+		if n := newlineAt(j); n > 0 {
+			b.WriteByte('\n')
+			j += n
+			continue
+		}
+		b.WriteByte(s[j])
+		j++
+	}
+	return b.String()
 }
 
 // value reads a constant or a table constructor.
@@ -249,7 +283,7 @@ func (p *manifestParser) table(depth int) *mtable {
 			save := p.pos
 			name := p.name()
 			p.skipSpace()
-			if p.pos < len(p.src) && p.src[p.pos] == '=' && !strings.HasPrefix(p.src[p.pos:], "==") {
+			if p.pos < len(p.src) && p.src[p.pos] == '=' && !strings.HasPrefix(p.src[p.pos:], "==") && !luaKeywords[name] {
 				p.pos++
 				key = name
 			} else {
@@ -288,7 +322,7 @@ func (p *manifestParser) quoted(q byte) string {
 		case c == q:
 			p.pos++
 			return b.String()
-		case c == '\n':
+		case c == '\n' || c == '\r':
 			p.fail("unfinished string")
 		case c == '\\':
 			p.pos++
@@ -343,6 +377,12 @@ func (p *manifestParser) number() float64 {
 		p.pos++
 		p.skipSpace()
 		start = p.pos
+	}
+	// A numeral starts with a digit or a dot: "-inf" or "-nan" is no
+	// constant (Lua reads the negation of a variable), though
+	// strconv.ParseFloat takes them.
+	if start >= len(p.src) || !(p.src[start] == '.' || (p.src[start] >= '0' && p.src[start] <= '9')) {
+		p.fail("unexpected %q: a manifest holds data only (no variables, calls or expressions)", p.peekText())
 	}
 	// Decided once: lowercasing the rest of the manifest for every signed
 	// exponent made a manifest of "1e+5"s take minutes.
