@@ -242,7 +242,8 @@ func (e *ValueEncoder) Depth() int { return e.tables }
 // written already, by String or by the producer): in a list as its next
 // item, in a pair as its value (or as its key, the value then being null);
 // a cut between the pairs of a map has no place for one. A pair left
-// without its value gets null, so the output is always well formed.
+// without its value gets null, one left empty the marker as its key, so
+// the output is always well formed.
 func (e *ValueEncoder) Finish() []byte {
 	if e.full && e.markEnd == 0 {
 		top := len(e.kind) - 1
@@ -252,6 +253,9 @@ func (e *ValueEncoder) Finish() []byte {
 	}
 	for len(e.count) > 0 {
 		top := len(e.kind) - 1
+		if e.kind[top] == 'p' && e.count[top] == 0 {
+			e.marker() // a pair left empty: [] is no pair
+		}
 		if e.kind[top] == 'p' && e.count[top] == 1 {
 			e.Nil()
 		}
