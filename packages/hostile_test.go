@@ -735,7 +735,8 @@ func TestRepoNameIsChecked(t *testing.T) {
 // checks it against gopher-lua): "-inf" and "-nan" as numbers (a NaN table
 // key, which no Lua table holds), a reserved word as a variable or field
 // name ("true = {}"), a carriage return inside a quoted string; and long
-// strings kept "\r\n" where Lua reads "\n".
+// strings kept "\r\n" where Lua reads "\n"; a line comment ran past a
+// lone "\r".
 func TestManifestReadsAsLua(t *testing.T) {
 	for _, bad := range []string{
 		"repository = {-inf}", "repository = {[-nan] = 1}", "repository = {- infinity}", "true = {}",
@@ -753,6 +754,10 @@ func TestManifestReadsAsLua(t *testing.T) {
 		if err != nil || g["repository"] != want {
 			t.Errorf("%q: %q %v, want %q", src, g["repository"], err, want)
 		}
+	}
+	// A line comment ends at "\r" too: Lua reads the assignment after it.
+	if g, err := parseManifest(context.Background(), "-- c\rrepository = 'r'"); err != nil || g["repository"] != "r" {
+		t.Errorf("comment ended by \\r: %v %v", g, err)
 	}
 	if g, err := parseManifest(context.Background(), "repository = {-.5, - 2, x = -0x10}"); err != nil {
 		t.Errorf("negative numbers: %v %v", g, err)

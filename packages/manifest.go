@@ -147,7 +147,8 @@ func (p *manifestParser) skipSpace() {
 				p.longBracketBody(level)
 				continue
 			}
-			if i := strings.IndexByte(p.src[p.pos:], '\n'); i >= 0 {
+			// A line comment ends at a newline, "\r" too, as Lua's does.
+			if i := strings.IndexAny(p.src[p.pos:], "\n\r"); i >= 0 {
 				p.pos += i + 1
 			} else {
 				p.pos = len(p.src)
