@@ -733,14 +733,15 @@ func TestRepoNameIsChecked(t *testing.T) {
 // TestManifestReadsAsLua: the manifest reader took what Lua does not
 // read as data, or read it otherwise (found by FuzzParseManifest, which
 // checks it against gopher-lua): "-inf" and "-nan" as numbers (a NaN table
-// key, which no Lua table holds), a reserved word as a variable or field
+// key, which no Lua table holds), "0_0" (strconv.ParseFloat takes Go's
+// digit separators), a reserved word as a variable or field
 // name ("true = {}"), a carriage return inside a quoted string; and long
 // strings kept "\r\n" where Lua reads "\n"; a line comment ran past a
 // lone "\r".
 func TestManifestReadsAsLua(t *testing.T) {
 	for _, bad := range []string{
 		"repository = {-inf}", "repository = {[-nan] = 1}", "repository = {- infinity}", "true = {}",
-		"repository = {end = 1}", "repository = {'a\rb'}", "repository = {-}",
+		"repository = {end = 1}", "repository = {'a\rb'}", "repository = {-}", "repository = {0_0}", "repository = {1_000.5}",
 	} {
 		if _, err := parseManifest(context.Background(), bad); err == nil {
 			t.Errorf("%q accepted", bad)

@@ -406,7 +406,8 @@ func (p *manifestParser) number() float64 {
 	} else {
 		v, err = strconv.ParseFloat(text, 64)
 	}
-	if err != nil || text == "" {
+	// strconv takes "0_1" (a Go literal); Lua has no '_' in numerals.
+	if err != nil || text == "" || strings.ContainsRune(text, '_') {
 		p.fail("bad number %q", text)
 	}
 	if neg {
