@@ -764,3 +764,14 @@ func TestManifestReadsAsLua(t *testing.T) {
 		t.Errorf("negative numbers: %v %v", g, err)
 	}
 }
+
+// TestRootRepoURLIsStable: the root directory normalized to "file:///",
+// and that again to "file:", which has no path (found by FuzzRepoURL).
+func TestRootRepoURLIsStable(t *testing.T) {
+	for _, raw := range []string{"/", "file:///", "file:///.//", "file://localhost/"} {
+		u, err := NormalizeRepoURL(raw)
+		if err != nil || u != "file:///" {
+			t.Errorf("%q: %q %v, want file:///", raw, u, err)
+		}
+	}
+}

@@ -48,7 +48,9 @@ func NormalizeRepoURL(raw string) (string, error) {
 		if u.Path == "" || !strings.HasPrefix(u.Path, "/") {
 			return "", core.Errorf(core.ErrInvalid, "repository", "file URL %s has no absolute path", RedactURL(raw))
 		}
-		return (&url.URL{Scheme: "file", Path: strings.TrimRight(filepath.Clean(u.Path), "/")}).String(), nil
+		// (Clean leaves no trailing '/' but the root's: trimming that one
+		// too made "file:///" "file:", a URL without a path.)
+		return (&url.URL{Scheme: "file", Path: filepath.Clean(u.Path)}).String(), nil
 	case "http", "https":
 		return strings.TrimRight(raw, "/"), nil
 	}
