@@ -775,3 +775,20 @@ func TestRootRepoURLIsStable(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPRepoURLNamesAHost: "http://" was accepted and normalized to
+// "http:", which names no host, and which normalizes again to a local
+// directory named "http:" (found by FuzzRepoURL). A '/' that ends a
+// query is kept.
+func TestHTTPRepoURLNamesAHost(t *testing.T) {
+	for _, raw := range []string{"http://", "https:///x", "https://?q"} {
+		if u, err := NormalizeRepoURL(raw); core.CodeOf(err) != core.ErrInvalid {
+			t.Errorf("%q: %q %v, want ErrInvalid", raw, u, err)
+		}
+	}
+	for raw, want := range map[string]string{"https://h/x//": "https://h/x", "https://h/?p=/": "https://h/?p=/", "http://h#/": "http://h#/"} {
+		if u, err := NormalizeRepoURL(raw); err != nil || u != want {
+			t.Errorf("%q: %q %v, want %q", raw, u, err, want)
+		}
+	}
+}

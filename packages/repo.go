@@ -52,6 +52,12 @@ func NormalizeRepoURL(raw string) (string, error) {
 		// too made "file:///" "file:", a URL without a path.)
 		return (&url.URL{Scheme: "file", Path: filepath.Clean(u.Path)}).String(), nil
 	case "http", "https":
+		if u.Host == "" {
+			return "", core.Errorf(core.ErrInvalid, "repository", "URL %s names no host", RedactURL(raw))
+		}
+		if u.RawQuery != "" || u.ForceQuery || strings.Contains(raw, "#") {
+			return raw, nil // a '/' that ends a query or fragment is no path's
+		}
 		return strings.TrimRight(raw, "/"), nil
 	}
 	return "", core.Errorf(core.ErrInvalid, "repository", "unsupported scheme %q in %s (file, http, https)", u.Scheme, RedactURL(raw))
