@@ -792,3 +792,23 @@ func TestHTTPRepoURLNamesAHost(t *testing.T) {
 		}
 	}
 }
+
+// TestCompareVersionsIsAnOrder: a number and a word were compared by
+// their text, and a number past int64 counted as a word, so versions were
+// no order ("010000000000000000000" <= "0A" <= "0" but the first > "0";
+// "+5" < "/" < "3" < "+5"): a sort of them is then arbitrary. Found by
+// FuzzCompareVersions.
+func TestCompareVersionsIsAnOrder(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{
+		{"010000000000000000000", "0", 1}, {"010000000000000000000", "0A", 1}, {"99999999999999999999", "100000000000000000000", -1},
+		{"+5", "3", 1}, {"/", "3", 1}, {"/", "+5", 1}, {"scm-1", "1.0-1", 1}, {"1.0", "1.0.1", -1}, {"1.0", "1.0.rc", -1},
+		{"1.10-1", "1.9-2", 1}, {"007", "7", 0},
+	} {
+		if got := CompareVersions(c.a, c.b); got != c.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+}

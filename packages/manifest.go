@@ -419,10 +419,13 @@ func (p *manifestParser) number() float64 {
 // versionKey is a version split once into parts for sorting.
 type versionKey []versionPart
 
+// versionPart is one part of a version: a number (digits, the value of
+// its leading digits, as fmt.Sscanf("%d") reads them, of any length), or
+// a word.
 type versionPart struct {
-	num   int64
-	isNum bool
-	s     string
+	digits string // the number's digits without leading zeros
+	isNum  bool
+	s      string
 }
 
 func parseVersion(v string) versionKey {
@@ -440,12 +443,24 @@ func parseVersion(v string) versionKey {
 			k++
 		}
 		if k > j {
-			if n, err := strconv.ParseInt(f[:k], 10, 64); err == nil {
-				key[i].num, key[i].isNum = n, true
-			}
+			key[i].digits, key[i].isNum = strings.TrimLeft(f[j:k], "0"), true
 		}
 	}
 	return key
+}
+
+// rank orders the kinds of part: a missing part ("1.0" against "1.0.1")
+// before a number, a number before a word ("scm", "dev"). Comparing a
+// number with a word by their text (as before) was no order: "+5" < "/"
+// < "3" though 3 < 5, and a number past int64 counted as a word.
+func (p versionPart) rank() int {
+	switch {
+	case p.isNum:
+		return 1
+	case p.s == "":
+		return 0
+	}
+	return 2
 }
 
 func compareVersionKeys(a, b versionKey) int {
@@ -457,17 +472,26 @@ func compareVersionKeys(a, b versionKey) int {
 		if i < len(b) {
 			y = b[i]
 		}
-		switch {
-		case x.isNum && y.isNum && x.num != y.num:
-			if x.num < y.num {
+		if c := x.rank() - y.rank(); c != 0 {
+			if c < 0 {
 				return -1
 			}
 			return 1
-		case (!x.isNum || !y.isNum) && x.s != y.s:
-			if x.s < y.s {
-				return -1
+		}
+		if x.isNum {
+			if c := len(x.digits) - len(y.digits); c != 0 {
+				if c < 0 {
+					return -1
+				}
+				return 1
 			}
-			return 1
+			if c := strings.Compare(x.digits, y.digits); c != 0 {
+				return c
+			}
+			continue
+		}
+		if c := strings.Compare(x.s, y.s); c != 0 {
+			return c
 		}
 	}
 	return 0
