@@ -57,10 +57,29 @@ func isLuaSpace(c byte) bool {
 
 func isLuaAlnum(c byte) bool { return isNameStart(c) || isDigit(c) }
 
+// blankSpaces returns src with each vertical tab and form feed between
+// tokens made a space (src itself is not changed): Lua's lexer skips
+// them as it does blanks, gopher-lua's called them an invalid token, so a
+// chunk with a form feed between two functions did not compile. Those in
+// strings and comments stay.
+func blankSpaces(src []byte) []byte {
+	if bytes.IndexByte(src, '\v') < 0 && bytes.IndexByte(src, '\f') < 0 {
+		return src
+	}
+	out := bytes.Clone(src)
+	scanSource(src, func(i int) { out[i] = ' ' })
+	return out
+}
+
 // scanLexical returns the first token of src that Lua 5.1's lexer rejects
 // and gopher-lua's does not, or nil. It stops (nil) at the errors both
 // lexers raise (unfinished strings and long brackets).
-func scanLexical(src []byte) *lexError {
+func scanLexical(src []byte) *lexError { return scanSource(src, nil) }
+
+// scanSource is scanLexical; it also calls onSpace, when not nil, with
+// the offset of each vertical tab and form feed between tokens (up to the
+// first error).
+func scanSource(src []byte, onSpace func(int)) *lexError {
 	n := len(src)
 	line := 1
 	i := 0
@@ -114,6 +133,9 @@ func scanLexical(src []byte) *lexError {
 		case c == '\n' || c == '\r':
 			newline()
 		case isLuaSpace(c):
+			if onSpace != nil && (c == '\v' || c == '\f') {
+				onSpace(i)
+			}
 			i++
 		case c == '-':
 			if i+1 >= n || src[i+1] != '-' {

@@ -75,6 +75,7 @@ func (c *callCtx) sourceLimit() int {
 // errors read like Lua's; a syntax error at the end of the input is marked
 // (an incomplete REPL line).
 func compileSource(src []byte, name string) (*lua.FunctionProto, error) {
+	src = blankSpaces(src)
 	if err := checkNesting(src, name); err != nil {
 		return nil, err
 	}

@@ -362,3 +362,18 @@ print(type(t0), os.clock() - t0 >= 0.05, string.format("%.17g", os.clock()))`
 		}
 	}
 }
+
+// TestFormFeedIsBlank: Lua's lexer skips a vertical tab or form feed
+// between tokens as a blank; gopher-lua's called it an invalid token, so
+// a chunk with a form feed (a page break) between two statements did not
+// compile, nor did loadstring take it. Those in strings stay. Found by
+// FuzzCompile, which checks the engine against luac5.1.
+func TestFormFeedIsBlank(t *testing.T) {
+	script := "local s = '\f\v'\f\vprint(#s, s == '\\f\\v')\n" +
+		"print(loadstring('return\\f1\\v+\\v1')())\n" +
+		"print(loadstring('x = 1e\\f'))"
+	got := string(runEmbeddedScript(t, script, true))
+	if want := "2\ttrue\n2\nnil\t[string \"x = 1e\f\"]:1: malformed number near '1e'\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
