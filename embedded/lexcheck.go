@@ -61,9 +61,11 @@ func isLuaAlnum(c byte) bool { return isNameStart(c) || isDigit(c) }
 // tokens made a space (src itself is not changed): Lua's lexer skips
 // them as it does blanks, gopher-lua's called them an invalid token, so a
 // chunk with a form feed between two functions did not compile. Those in
-// strings and comments stay.
+// strings and comments stay. It also blanks the '[' of a line comment
+// that starts "--[=" with no long bracket ("--[=0"), which gopher-lua
+// called an invalid multiline comment.
 func blankSpaces(src []byte) []byte {
-	if bytes.IndexByte(src, '\v') < 0 && bytes.IndexByte(src, '\f') < 0 {
+	if bytes.IndexByte(src, '\v') < 0 && bytes.IndexByte(src, '\f') < 0 && !bytes.Contains(src, []byte("--[=")) {
 		return src
 	}
 	out := bytes.Clone(src)
@@ -77,8 +79,8 @@ func blankSpaces(src []byte) []byte {
 func scanLexical(src []byte) *lexError { return scanSource(src, nil) }
 
 // scanSource is scanLexical; it also calls onSpace, when not nil, with
-// the offset of each vertical tab and form feed between tokens (up to the
-// first error).
+// the offset of each byte blankSpaces makes a space (up to the first
+// error).
 func scanSource(src []byte, onSpace func(int)) *lexError {
 	n := len(src)
 	line := 1
@@ -149,6 +151,11 @@ func scanSource(src []byte, onSpace func(int)) *lexError {
 						return nil
 					}
 					continue
+				}
+				// "--[=" with no second '[' is a line comment to Lua,
+				// an invalid long one to gopher-lua: blank the '['.
+				if onSpace != nil && i+1 < n && src[i+1] == '=' {
+					onSpace(i)
 				}
 			}
 			for i < n && src[i] != '\n' && src[i] != '\r' {

@@ -377,3 +377,14 @@ func TestFormFeedIsBlank(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// TestDashBracketEqualsIsALineComment: "--[=" not followed by a long
+// bracket ("--[=0", "--[==x") is a line comment to Lua 5.1; gopher-lua
+// called it an invalid multiline comment (found by FuzzParseManifest's
+// reference, gopher-lua, checked against luac5.1).
+func TestDashBracketEqualsIsALineComment(t *testing.T) {
+	script := "--[=0\nprint(1) --[==x\nprint(loadstring('--[=\\nreturn 2')())\n--[=[ long ]=] print(3)"
+	if got := string(runEmbeddedScript(t, script, true)); got != "1\n2\n3\n" {
+		t.Errorf("got %q", got)
+	}
+}
