@@ -150,6 +150,7 @@ class InteractiveSession:
         self.environment = vm_instance.environment or _packages.DEFAULT_ENV
         self._base_paths: Optional[tuple[str, str]] = None
         self._handle = 0
+        self._vm_handle = 0  # the VM engine the session was opened on
         self._closed = False
         self._lock = threading.Lock()
         self._callback: Optional[OutputCallback] = None
@@ -182,6 +183,7 @@ class InteractiveSession:
                 status = _ffi.session_open(vm_handle, ctypes.byref(handle))
                 if status == _ffi.OK:
                     self._handle = handle.value
+                    self._vm_handle = vm_handle
             except BaseException:  # Ctrl-C as it returned: as in BasicLuaVM._start_locked
                 if handle.value and self._handle != handle.value:
                     _ffi.session_close(handle.value)
@@ -207,11 +209,14 @@ class InteractiveSession:
         if status == _ffi.OK:
             return
         if status in (_ffi.E_BADHANDLE, _ffi.E_CLOSED):
-            raise exc.SessionStateError(f"session {self.session_id!r} is terminated", code=status)
+            why = "is terminated" if self.vm._handle == self._vm_handle else "ended when its VM was stopped"
+            raise exc.SessionStateError(f"session {self.session_id!r} {why}", code=status)
         raise _ffi.error_for(status, f"session {self.session_id!r}: {what}")
 
     def is_running(self) -> bool:
-        return bool(self._handle) and not self._closed
+        # A session ends with its VM's engine: after vm.stop() (and a later
+        # start(), which makes a new engine) it is not running.
+        return bool(self._handle) and not self._closed and self.vm._handle == self._vm_handle
 
     def terminate(self) -> None:
         """Stop the session (and the VM it created). Calling it twice is

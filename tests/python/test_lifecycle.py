@@ -374,3 +374,21 @@ def test_shutdown_all_racing_create_interactive_vm_leaves_nothing_dangling(monke
     assert "before" not in sm.list_sessions()
     monkeypatch.undo()
     manager.shutdown_all()
+
+
+def test_session_is_not_running_once_its_vm_stopped():
+    """A session ends with its VM's engine: is_running() said True after
+    vm.stop() (and after a later start(), which makes a new engine), and
+    input then failed with "is terminated"."""
+    vm = BasicLuaVM("stopped_under_session", persistent=True)
+    session = InteractiveSession("s", vm).start()
+    session.send_input("x = 1")
+    assert session.wait(10) and session.is_running()
+    vm.stop()
+    assert not session.is_running()
+    vm.start()
+    assert vm.is_running() and not session.is_running()
+    with pytest.raises(SessionStateError, match="ended when its VM was stopped"):
+        session.send_input("print(x)")
+    session.terminate()
+    vm.close()
