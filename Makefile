@@ -71,7 +71,7 @@ test-install: ## `pip install ./python` into a scratch venv and use the installe
 	rm -rf build/install-venv && $(PYTHON) -m venv build/install-venv
 	build/install-venv/bin/pip install -q --disable-pip-version-check ./python
 	cd /tmp && $(CURDIR)/build/install-venv/bin/python -c "import pylua_bioxen_vm_lib as m, os; \
-		assert os.path.dirname(m._ffi.lib._name) == os.path.dirname(m.__file__), m._ffi.lib._name; \
+		assert os.path.dirname(m._ffi.LIB_PATH) == os.path.dirname(m.__file__), m._ffi.LIB_PATH; \
 		assert m.create_vm('installed').execute_string('return 2 + 2')['stdout'] == '4'; print('installed package works')"
 
 bench: build ## benchmarks: ratios against the baselines, measured in the same run

@@ -24,7 +24,15 @@ from .vm_manager import VMCluster, VMManager
 from .xcp_ng_integration import XCPngVM
 
 __version__ = "0.2.0"
-core_version: str = _core_version().decode()
+
+
+def __getattr__(name: str) -> str:
+    # core_version asks the library, which is loaded at its first use (not
+    # at import: see _ffi, "os.fork()").
+    if name == "core_version":
+        return str(_core_version().decode())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",

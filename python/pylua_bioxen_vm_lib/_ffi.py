@@ -162,64 +162,115 @@ def _find_library() -> str:
     )
 
 
-lib = ctypes.CDLL(_find_library())
+# The library is found at import (a missing one is an ImportError then) but
+# loaded at the first call. Loading starts the Go runtime, whose threads a
+# fork() does not copy: a program that imports this package at the top and
+# uses it only in processes forked later (multiprocessing's default "fork"
+# start method on Linux before Python 3.14: a Pool of workers each running
+# Lua) must not have loaded it in the parent (see os.fork() below).
+LIB_PATH = _find_library()
+lib: Optional[ctypes.CDLL] = None
+_load_lock = threading.Lock()
+_loading = False  # set before the library is loaded (see _after_fork_in_child)
+_declared: list = []  # every function of the library, once loaded (see _after_fork_in_child)
+_specs: Dict[str, tuple] = {}  # Python name: (C name, argtypes, restype)
 
 
-_declared: list = []  # every function declared below (see _after_fork_in_child)
+def _load() -> None:
+    """Load the library and put its declared functions in place of the
+    stubs (at most once; every thread's first call waits for it)."""
+    global lib
+    with _load_lock:
+        if lib is not None:
+            return
+        if forked:  # a stub kept from before the fork: refuse as the rest do
+            _refuse_in_child()
+        global _loading
+        _loading = True  # from here a fork copies a started runtime
+        loaded = ctypes.CDLL(LIB_PATH)
+        module = globals()
+        for pyname, (cname, argtypes, restype) in _specs.items():
+            fn = getattr(loaded, cname)
+            fn.argtypes = argtypes
+            fn.restype = restype
+            _declared.append(fn)
+            module[pyname] = fn
+        lib = loaded
+        # The core only logs rare events (VM open/close, state replacement,
+        # restarts), so it sends everything and Python's logging filters.
+        set_core_log_level(logging.DEBUG)
 
 
-def _declare(name: str, argtypes: list, restype: object) -> Callable:
-    fn = getattr(lib, name)
-    fn.argtypes = argtypes
-    fn.restype = restype
-    _declared.append(fn)
-    return fn
+def _declare(pyname: str, name: str, argtypes: list, restype: object) -> Callable:
+    """A stub for the C function name, replaced by it at the first call of
+    any function of the library."""
+    _specs[pyname] = (name, argtypes, restype)
+
+    def stub(*args: Any) -> Any:
+        _load()
+        return globals()[pyname](*args)
+
+    stub.__name__ = pyname
+    return stub
 
 
-version = _declare("bioxen_version", [], c_char_p)
-version_number = _declare("bioxen_version_number", [], c_int)
-errmsg = _declare("bioxen_errmsg", [], c_char_p)
-errstr = _declare("bioxen_errstr", [c_int], c_char_p)
-vm_open = _declare("bioxen_vm_open", [POINTER(VMOptions), POINTER(c_uint64)], c_int)
-vm_close = _declare("bioxen_vm_close", [c_uint64], c_int)
+version = _declare("version", "bioxen_version", [], c_char_p)
+version_number = _declare("version_number", "bioxen_version_number", [], c_int)
+errmsg = _declare("errmsg", "bioxen_errmsg", [], c_char_p)
+errstr = _declare("errstr", "bioxen_errstr", [c_int], c_char_p)
+vm_open = _declare("vm_open", "bioxen_vm_open", [POINTER(VMOptions), POINTER(c_uint64)], c_int)
+vm_close = _declare("vm_close", "bioxen_vm_close", [c_uint64], c_int)
 vm_exec = _declare(
+    "vm_exec",
     "bioxen_vm_exec",
     [c_uint64, c_char_p, c_size_t, c_int64, c_int, POINTER(ResultPtr)],
     c_int,
 )
-vm_exec_file = _declare("bioxen_vm_exec_file", [c_uint64, c_char_p, c_int64, POINTER(ResultPtr)], c_int)
-result_free = _declare("bioxen_result_free", [ResultPtr], None)
+vm_exec_file = _declare("vm_exec_file", "bioxen_vm_exec_file", [c_uint64, c_char_p, c_int64, POINTER(ResultPtr)], c_int)
+result_free = _declare("result_free", "bioxen_result_free", [ResultPtr], None)
 vm_exec_async = _declare(
+    "vm_exec_async",
     "bioxen_vm_exec_async_v2",
     [c_uint64, c_char_p, c_size_t, c_int64, c_int, DONE_FN, c_void_p, POINTER(c_uint64)],
     c_int,
 )
-call_interrupt = _declare("bioxen_call_interrupt", [c_uint64], c_int)
-free = _declare("bioxen_free", [c_void_p], None)
-session_open = _declare("bioxen_session_open", [c_uint64, POINTER(c_uint64)], c_int)
-session_close = _declare("bioxen_session_close", [c_uint64], c_int)
-session_send = _declare("bioxen_session_send", [c_uint64, c_char_p, c_size_t], c_int)
-session_read = _declare("bioxen_session_read", [c_uint64, c_int, c_int64, POINTER(c_void_p), POINTER(c_size_t)], c_int)
+call_interrupt = _declare("call_interrupt", "bioxen_call_interrupt", [c_uint64], c_int)
+free = _declare("free", "bioxen_free", [c_void_p], None)
+session_open = _declare("session_open", "bioxen_session_open", [c_uint64, POINTER(c_uint64)], c_int)
+session_close = _declare("session_close", "bioxen_session_close", [c_uint64], c_int)
+session_send = _declare("session_send", "bioxen_session_send", [c_uint64, c_char_p, c_size_t], c_int)
+session_read = _declare(
+    "session_read", "bioxen_session_read", [c_uint64, c_int, c_int64, POINTER(c_void_p), POINTER(c_size_t)], c_int
+)
 session_execute = _declare(
-    "bioxen_session_execute", [c_uint64, c_char_p, c_size_t, c_int64, c_int, POINTER(ResultPtr)], c_int
+    "session_execute",
+    "bioxen_session_execute",
+    [c_uint64, c_char_p, c_size_t, c_int64, c_int, POINTER(ResultPtr)],
+    c_int,
 )
 session_execute_async = _declare(
+    "session_execute_async",
     "bioxen_session_execute_async_v2",
     [c_uint64, c_char_p, c_size_t, c_int64, c_int, DONE_FN, c_void_p, POINTER(c_uint64)],
     c_int,
 )
-session_wait = _declare("bioxen_session_wait", [c_uint64, c_int64, POINTER(c_int)], c_int)
-session_status = _declare("bioxen_session_status", [c_uint64, POINTER(c_int), POINTER(c_int)], c_int)
-session_interrupt = _declare("bioxen_session_interrupt", [c_uint64], c_int)
-session_set_listener = _declare("bioxen_session_set_listener", [c_uint64, OUTPUT_FN, c_void_p], c_int)
-set_log_callback = _declare("bioxen_set_log_callback", [LOG_FN, c_void_p, c_int], c_int)
-live_handles = _declare("bioxen_live_handles", [], c_int)
-set_interrupt_fd = _declare("bioxen_set_interrupt_fd", [c_int], c_int)
-vm_install_package = _declare(
-    "bioxen_vm_install_package", [c_uint64, c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int
+session_wait = _declare("session_wait", "bioxen_session_wait", [c_uint64, c_int64, POINTER(c_int)], c_int)
+session_status = _declare("session_status", "bioxen_session_status", [c_uint64, POINTER(c_int), POINTER(c_int)], c_int)
+session_interrupt = _declare("session_interrupt", "bioxen_session_interrupt", [c_uint64], c_int)
+session_set_listener = _declare(
+    "session_set_listener", "bioxen_session_set_listener", [c_uint64, OUTPUT_FN, c_void_p], c_int
 )
-remote = _declare("bioxen_remote", [c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int)
-packages = _declare("bioxen_packages", [c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int)
+set_log_callback = _declare("set_log_callback", "bioxen_set_log_callback", [LOG_FN, c_void_p, c_int], c_int)
+live_handles = _declare("live_handles", "bioxen_live_handles", [], c_int)
+set_interrupt_fd = _declare("set_interrupt_fd", "bioxen_set_interrupt_fd", [c_int], c_int)
+vm_install_package = _declare(
+    "vm_install_package",
+    "bioxen_vm_install_package",
+    [c_uint64, c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)],
+    c_int,
+)
+remote = _declare("remote", "bioxen_remote", [c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int)
+packages = _declare("packages", "bioxen_packages", [c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], c_int)
 
 
 # -- os.fork() -------------------------------------------------------------------
@@ -255,7 +306,12 @@ def _set_listener_in_child(handle: int, fn: Any, userdata: Any) -> int:
 
 
 def _after_fork_in_child() -> None:
-    global forked
+    global forked, _load_lock
+    _load_lock = threading.Lock()  # another thread of the parent may have held it
+    if lib is None and not _loading:
+        # Never loaded in the parent: the child loads its own at its first
+        # call, and works.
+        return
     forked = True
     module = globals()
     for name, value in list(module.items()):
@@ -388,8 +444,3 @@ def json_call(fn: Callable, request: dict, context: str) -> Any:
 def set_core_log_level(level: int) -> None:
     """Ask the core for log lines at level and above."""
     set_log_callback(_on_log, None, level)
-
-
-# The core only logs rare events (VM open/close, state replacement, restarts),
-# so it sends everything and Python's logging filters.
-set_core_log_level(logging.DEBUG)

@@ -7,6 +7,8 @@ import gc
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -392,3 +394,29 @@ def test_session_is_not_running_once_its_vm_stopped():
         session.send_input("print(x)")
     session.terminate()
     vm.close()
+
+
+def test_fork_pool_works_when_the_parent_only_imported_the_package(tmp_path: Path) -> None:
+    """Loading libbioxen.so starts the Go runtime, which a fork does not
+    copy. It was loaded at import, so a script importing the package at the
+    top and running Lua in a fork-started multiprocessing.Pool (Linux's
+    default before Python 3.14) got ForkedProcessError in every worker. It
+    is loaded at the first call now: the workers load their own."""
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import multiprocessing as mp\n"
+        "import pylua_bioxen_vm_lib as lib\n"
+        "from pylua_bioxen_vm_lib import _ffi, create_vm\n"
+        "def work(n):\n"
+        "    return create_vm(f'w{n}').execute_string(f'return {n} * 2')['values'][0]\n"
+        "if __name__ == '__main__':\n"
+        "    assert _ffi.lib is None, 'loaded at import'\n"
+        "    with mp.get_context('fork').Pool(2) as pool:\n"
+        "        print(pool.map(work, range(4)))\n"
+        "    print(create_vm('parent').execute_string('return 1 + 1')['stdout'], lib.core_version)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(_ffi.__file__).resolve().parents[1]))
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "[0, 2, 4, 6]"
+    assert out.stdout.splitlines()[1].startswith("2 ")
