@@ -213,23 +213,20 @@ func bioxenGoVMClose(h C.bioxen_vm) (status C.int) {
 	if vm == nil {
 		return fail(core.Errorf(core.ErrBadHandle, "close", "no VM with handle %d (closed or never opened)", uint64(h)))
 	}
+	for sh, e := range sessions {
+		e.close(sh)
+	}
 	if inListenerOf(0, uint64(h)) {
 		// Called from a listener of one of the VM's sessions, whose chunk
 		// holds the VM until the listener returns: waiting here would wait
-		// for ourselves. The listeners are removed now, the rest follows
+		// for ourselves. The listeners are removed (above); the VM closes
 		// in the background.
-		for sh, e := range sessions {
-			e.close(sh)
-		}
 		go func() {
 			if err := vm.Close(); err != nil {
 				core.Logf(core.LevelWarn, "closing VM %d: %v", uint64(h), err)
 			}
 		}()
 		return C.BIOXEN_OK
-	}
-	for sh, e := range sessions {
-		e.close(sh)
 	}
 	if err := vm.Close(); err != nil {
 		return fail(err)
