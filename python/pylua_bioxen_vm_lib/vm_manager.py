@@ -447,12 +447,12 @@ class VMManager:
         output callback of one of its VMs it raises ReentrantCallError and
         stops nothing."""
         with self._lock:
-            sessions = list(self.session_manager.list_sessions())
-            self._check_not_delivering([*self.vms.values(), *map(self._session_or_none, sessions)], "shutdown_all()")
-        with self._lock:
             # Under the lock that create_interactive_vm holds while it
             # registers a VM and its session, so none is made in between
-            # (it stayed listed with its VM closed).
+            # (it stayed listed with its VM closed); checked first, so a
+            # refusal changes nothing.
+            sessions = list(self.session_manager.list_sessions())
+            self._check_not_delivering([*self.vms.values(), *map(self._session_or_none, sessions)], "shutdown_all()")
             taken = self.session_manager.take_all()
             vms = list(self.vms.values())
             self.vms.clear()
