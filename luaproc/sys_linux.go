@@ -9,12 +9,10 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
-// The few Linux calls the engine needs beyond package syscall and
-// golang.org/x/sys/unix (prlimit comes from there).
+// The few Linux calls the engine needs beyond package syscall, so the
+// module needs no dependency for them.
 
 type pollFd struct {
 	fd      int32
@@ -58,11 +56,15 @@ func pidfdOpen(pid int) (int, error) {
 // unprivileged process may move it anywhere up to the hard limit, which it
 // could only lower).
 func prlimitSoft(pid, res int, limit uint64) error {
-	var old unix.Rlimit
-	if err := unix.Prlimit(pid, res, nil, &old); err != nil {
-		return err
+	var old syscall.Rlimit
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, uintptr(pid), uintptr(res), 0, uintptr(unsafe.Pointer(&old)), 0, 0); e != 0 {
+		return e
 	}
-	return unix.Prlimit(pid, res, &unix.Rlimit{Cur: min(limit, old.Max), Max: old.Max}, nil)
+	lim := syscall.Rlimit{Cur: min(limit, old.Max), Max: old.Max}
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, uintptr(pid), uintptr(res), uintptr(unsafe.Pointer(&lim)), 0, 0, 0); e != 0 {
+		return e
+	}
+	return nil
 }
 
 // processCPU is the CPU time process pid has used (user + system, its
