@@ -168,14 +168,13 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 func (e *Engine) finish(st *state, req *core.Request, pure bool) {
 	st.L.SetTop(0)
 	st.endFiles(req.Fresh)
-	if !req.Fresh || e.st != st || pure {
-		return
-	}
-	if !st.restore() {
+	if req.Fresh && e.st == st && !pure && !st.restore() {
 		core.Logf(core.LevelDebug, "embedded VM %q: chunk changed the standard library; using a new state", e.opts.Name)
 		st.close()
 		e.st = takeState(e.cfg)
+		return
 	}
+	st.park()
 }
 
 func timeoutError(ctx context.Context, lost bool) error {
@@ -268,6 +267,7 @@ func compileRequest(req *core.Request) (*chunk, bool, error) {
 }
 
 func (st *state) begin(lim core.Limits, out func(core.Stream, []byte)) {
+	st.unpark()
 	st.out.Max, st.errw.Max = lim.MaxOutputBytes, lim.MaxOutputBytes
 	st.out.Tee, st.errw.Tee = nil, nil
 	if out != nil {

@@ -19,7 +19,7 @@ import (
 // The engine therefore tunes GOGC after every collection so that the next
 // one waits for a base percentage of the live heap plus minGCGrowth of new
 // allocation (a 4 MiB heap gets GOGC 1650, a 1 GiB one 56). The base is the process's GOGC when set, else 50 rather than Go's
-// 100: a large heap is mostly Lua states (10,000 VMs are ~0.85 GB) and may
+// 100: a large heap is mostly Lua states (10,000 idle VMs hold ~0.7 GB) and may
 // then carry half its size in garbage, not all of it (10,000 VMs measured
 // ~5% less RSS). GOGC=off is left alone. (A heap ballast, a 64 MiB
 // allocation never touched, did the same job until it turned out to be
@@ -57,6 +57,7 @@ type gcSentinel struct{ t *gcTuner }
 
 func (t *gcTuner) arm() {
 	runtime.SetFinalizer(&gcSentinel{t: t}, func(s *gcSentinel) {
+		sweepIdleStates()
 		s.t.tune()
 		s.t.arm()
 	})

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -50,6 +51,14 @@ type state struct {
 	typeMts    []lua.LValue // their pristine metatables
 	typeErrMt  *lua.LTable  // nil's, booleans', numbers' and functions' (typeerrors.go)
 	tombstones int          // distinct user globals deleted so far (gopher-lua keeps their keys)
+
+	// Idle states give buffers back (idle.go).
+	idle         atomic.Int32      // stateBusy, stateParked ...
+	framesParked bool              // the call stack's segment table is parked
+	firstSeg     [1]unsafe.Pointer // the parked table: the stack's first segment
+	fullBox      *[]unsafe.Pointer // while unparked: the pool's box of the full table
+	parkedAt     atomic.Uint64     // sweepEpoch when it last parked with a big value stack
+	inBig        bool              // in bigStates (guarded by bigMu)
 }
 
 // tableSnap is a pristine library table: its entries in iteration order, the
@@ -126,6 +135,7 @@ func newState(cfg stateConfig) *state {
 	st.curOut, st.curIn = st.stdout, st.stdin
 	compactTables(st.L.G.Global, st.L.G.Registry)
 	st.takeSnapshot()
+	st.park()
 	return st
 }
 
@@ -238,6 +248,7 @@ func (ts *tableSnap) isPristineKey(k lua.LValue) bool {
 }
 
 func (st *state) close() {
+	st.retire()
 	st.closeFiles()
 	st.L.Close()
 }

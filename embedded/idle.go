@@ -1,0 +1,226 @@
+package embedded
+
+import (
+	"reflect"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+	"weak"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// An idle state (no call running) gives back two buffers gopher-lua sizes
+// for the worst case:
+//
+//   - The call-frame stack's table of segment pointers, which gopher-lua
+//     (MinimizeStackMemory) sizes for the maximum depth up front: 2,500
+//     pointers, 20 KB, for our 20,000 frames, a quarter of a new VM's
+//     memory. An idle stack uses its first segment only, so a parked state
+//     keeps a one-entry table and the full one goes to a small spare list; the next
+//     call takes a full table back before any Lua runs.
+//   - The value stack (registry), which starts at 256 slots but grows by
+//     RegistryGrowStep (64 Ki slots, 1 MiB) and never shrinks: a VM that
+//     once recursed 200 deep kept over 1 MiB for good. A state idle for a
+//     whole collection cycle gets a new 256-slot stack (the sweep after
+//     each collection, from gc.go), so busy VMs keep theirs and idle ones
+//     give it back.
+//
+// The fields are reached at offsets checked here against a state made with
+// our options (go.mod pins gopher-lua v1.1.2); if they differ, parking is
+// off and states keep their buffers (a test fails on it).
+var parkLayout = func() (l struct {
+	ok       bool
+	stack    uintptr        // LState.stack (callFrameStack, an interface)
+	itab     unsafe.Pointer // the interface's type word for *autoGrowingCallFrameStack
+	segments uintptr        // autoGrowingCallFrameStack.segments ([]*segment)
+	segIdx   uintptr        // .segIdx (uint16)
+	segSp    uintptr        // .segSp (uint8)
+	size     int            // len(segments) for luaOptions.CallStackSize
+}) {
+	sf, ok := reflect.TypeOf(lua.LState{}).FieldByName("stack")
+	if !ok || sf.Type.Kind() != reflect.Interface || len(sf.Index) != 1 || !layout.ok {
+		return l
+	}
+	L := lua.NewState(lua.Options{CallStackSize: luaOptions.CallStackSize, MinimizeStackMemory: true, SkipOpenLibs: true})
+	defer L.Close()
+	dyn := reflect.ValueOf(L).Elem().Field(sf.Index[0]).Elem()
+	if dyn.Kind() != reflect.Pointer || dyn.Elem().Kind() != reflect.Struct {
+		return l
+	}
+	cs := dyn.Elem().Type()
+	segs, ok1 := cs.FieldByName("segments")
+	idx, ok2 := cs.FieldByName("segIdx")
+	sp, ok3 := cs.FieldByName("segSp")
+	if !ok1 || !ok2 || !ok3 || segs.Type.Kind() != reflect.Slice || segs.Type.Elem().Kind() != reflect.Pointer ||
+		idx.Type.Kind() != reflect.Uint16 || sp.Type.Kind() != reflect.Uint8 {
+		return l
+	}
+	l.stack, l.segments, l.segIdx, l.segSp = sf.Offset, segs.Offset, idx.Offset, sp.Offset
+	iface := (*[2]unsafe.Pointer)(unsafe.Add(unsafe.Pointer(L), l.stack))
+	l.itab = iface[0]
+	table := *(*[]unsafe.Pointer)(unsafe.Add(iface[1], l.segments))
+	l.size = len(table)
+	l.ok = l.size == (luaOptions.CallStackSize+7)/8 && table[0] != nil
+	return l
+}()
+
+// A state's idle flag: who may touch its buffers.
+const (
+	stateBusy     int32 = iota // a call runs (or is being set up) on it
+	stateParked                // idle: the sweep may shrink its value stack
+	stateSweeping              // the sweep is shrinking it
+	stateClosed
+)
+
+// spareTables keeps a few segment tables (parkLayout.size entries, all
+// nil) for the next calls; the rest are garbage. (A sync.Pool kept every
+// new state's table for two collection cycles: 200 MB for 10,000 VMs.)
+var spareTables = make(chan *[]unsafe.Pointer, 16)
+
+func getTable() *[]unsafe.Pointer {
+	select {
+	case box := <-spareTables:
+		return box
+	default:
+		t := make([]unsafe.Pointer, parkLayout.size)
+		return &t
+	}
+}
+
+func putTable(box *[]unsafe.Pointer) {
+	select {
+	case spareTables <- box:
+	default:
+	}
+}
+
+// frameStack returns L's call-frame stack, or nil when it is not the kind
+// parkLayout describes.
+func frameStack(L *lua.LState) unsafe.Pointer {
+	iface := (*[2]unsafe.Pointer)(unsafe.Add(unsafe.Pointer(L), parkLayout.stack))
+	if iface[0] != parkLayout.itab {
+		return nil
+	}
+	return iface[1]
+}
+
+// valueStack returns the address of L's value-stack slice and its top.
+func valueStack(L *lua.LState) (*[]lua.LValue, int) {
+	reg := *(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(L), layout.sReg))
+	return (*[]lua.LValue)(unsafe.Add(reg, layout.rArray)), *(*int)(unsafe.Add(reg, layout.rTop))
+}
+
+// park runs when a call has ended (and when a state is made): it gives the
+// segment table back, notes an outsized value stack for the sweep, and
+// marks the state idle.
+func (st *state) park() {
+	if !parkLayout.ok || st.idle.Load() == stateClosed {
+		return
+	}
+	st.parkFrames()
+	if reg, top := valueStack(st.L); top == 0 && cap(*reg) > luaOptions.RegistrySize {
+		st.parkedAt.Store(sweepEpoch.Load())
+		bigMu.Lock()
+		if !st.inBig {
+			st.inBig = true
+			bigStates = append(bigStates, weak.Make(st))
+		}
+		bigMu.Unlock()
+	}
+	st.idle.Store(stateParked)
+}
+
+func (st *state) parkFrames() {
+	if st.framesParked {
+		return
+	}
+	cs := frameStack(st.L)
+	if cs == nil || *(*uint16)(unsafe.Add(cs, parkLayout.segIdx)) != 0 || *(*uint8)(unsafe.Add(cs, parkLayout.segSp)) != 0 {
+		return
+	}
+	segs := (*[]unsafe.Pointer)(unsafe.Add(cs, parkLayout.segments))
+	full := *segs
+	if len(full) != parkLayout.size || full[1] != nil {
+		return
+	}
+	st.firstSeg[0] = full[0]
+	full[0] = nil
+	*segs = st.firstSeg[:]
+	st.framesParked = true
+	box := st.fullBox
+	if box == nil {
+		box = new([]unsafe.Pointer)
+	}
+	*box, st.fullBox = full, nil
+	putTable(box)
+}
+
+// unpark runs before any Lua runs on the state: it waits out a sweep of it
+// and gives the state its full segment table back.
+func (st *state) unpark() {
+	for !st.idle.CompareAndSwap(stateParked, stateBusy) && st.idle.Load() != stateBusy {
+		runtime.Gosched() // the sweep is shrinking the value stack: microseconds
+	}
+	if !st.framesParked {
+		return
+	}
+	cs := frameStack(st.L)
+	segs := (*[]unsafe.Pointer)(unsafe.Add(cs, parkLayout.segments))
+	box := getTable()
+	full := *box
+	*box, st.fullBox = nil, box // the box goes back with the table
+	full[0] = st.firstSeg[0]
+	st.firstSeg[0] = nil
+	*segs = full
+	st.framesParked = false
+}
+
+// retire marks a state closed (the sweep drops it); it waits out a sweep.
+func (st *state) retire() {
+	for !st.idle.CompareAndSwap(stateParked, stateClosed) && !st.idle.CompareAndSwap(stateBusy, stateClosed) {
+		runtime.Gosched()
+	}
+}
+
+var (
+	sweepEpoch atomic.Uint64 // collections seen by the sweep
+	bigMu      sync.Mutex
+	bigStates  []weak.Pointer[state] // states that parked with an outsized value stack
+)
+
+// sweepIdleStates runs after each collection (gc.go): a state parked since
+// before the previous one gets a value stack of the initial size.
+func sweepIdleStates() {
+	epoch := sweepEpoch.Add(1)
+	bigMu.Lock()
+	defer bigMu.Unlock()
+	kept := bigStates[:0]
+	for _, wp := range bigStates {
+		st := wp.Value()
+		if st == nil {
+			continue
+		}
+		if !st.idle.CompareAndSwap(stateParked, stateSweeping) {
+			if st.idle.Load() == stateBusy {
+				kept = append(kept, wp) // it parks again later; look then
+			} else {
+				st.inBig = false // closed
+			}
+			continue
+		}
+		if epoch-st.parkedAt.Load() < 2 {
+			st.idle.Store(stateParked)
+			kept = append(kept, wp)
+			continue
+		}
+		if reg, top := valueStack(st.L); top == 0 && cap(*reg) > luaOptions.RegistrySize {
+			*reg = make([]lua.LValue, luaOptions.RegistrySize)
+		}
+		st.inBig = false
+		st.idle.Store(stateParked)
+	}
+	clear(bigStates[len(kept):])
+	bigStates = kept
+}
