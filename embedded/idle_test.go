@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -140,5 +141,121 @@ func TestIdleStateGivesItsValueStackBack(t *testing.T) {
 		if st := wp.Value(); st != nil && st.idle.Load() == stateClosed {
 			t.Fatal("a closed state stayed in the sweep's list")
 		}
+	}
+}
+
+// rawValues runs code on a new embedded VM and returns its values' JSON.
+func rawValues(t *testing.T, code string) string {
+	t.Helper()
+	res, _ := execValues(t, openVM(t, core.Options{}), code)
+	if res.ReturnCode != 0 {
+		t.Fatalf("error: %s", res.Stderr)
+	}
+	return string(res.Values)
+}
+
+// TestCoroutinesAreSmall: a suspended coroutine costs a few KB, as in Lua
+// (gopher-lua's took 26.7 KB: 20,000 of them were 511 MB), so 20,000 fit
+// in a 256 MB memory limit; the memory estimate and the Go heap agree.
+func TestCoroutinesAreSmall(t *testing.T) {
+	code := `
+local before = collectgarbage("count")
+cos = {}
+for i = 1, 20000 do
+  cos[i] = coroutine.create(function(a) local b = coroutine.yield(a + 1) return b end)
+  assert(coroutine.resume(cos[i], i))
+end
+local after = collectgarbage("count")
+local s = 0
+for i = 1, #cos do local ok, v = coroutine.resume(cos[i], i) s = s + v end
+return s, math.floor((after - before) * 1024 / 20000)`
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	// Persistent: the coroutines stay alive in cos after the call.
+	vm := openVM(t, core.Options{Persistent: true, Limits: core.Limits{MaxMemoryBytes: 256 << 20}})
+	res, err := vm.Exec(context.Background(), []byte(code), core.ExecOptions{Timeout: time.Minute})
+	if err != nil || res.ReturnCode != 0 {
+		t.Fatalf("%v %s", err, res.Stderr)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	runtime.KeepAlive(vm)
+	var sum, per float64
+	if _, err := fmt.Sscanf(string(res.Values), "[%g,%g]", &sum, &per); err != nil || sum != 200010000 {
+		t.Fatalf("values %s", res.Values)
+	}
+	heap := (int64(m1.HeapAlloc) - int64(m0.HeapAlloc)) / 20000
+	t.Logf("per coroutine: estimate %.0f B, Go heap %d B", per, heap)
+	if per > 8000 || heap > 8000 {
+		t.Errorf("a coroutine costs %.0f B (estimate) / %d B (heap), want under 8 KB", per, heap)
+	}
+	if heap > 2*int64(per) || int64(per) > 3*heap {
+		t.Errorf("estimate %.0f B and heap %d B disagree", per, heap)
+	}
+}
+
+// TestCoroutineFramesAcrossYields: a coroutine still reaches the full call
+// depth, yields from deep and shallow frames in any order (its frame table
+// is lent while it runs and taken back when it yields within 8 frames),
+// nested in other coroutines and through coroutine.wrap.
+func TestCoroutineFramesAcrossYields(t *testing.T) {
+	code := `
+local function r(n) if n == 0 then return 0 end return 1 + r(n - 1) end
+local function dig(n, f) if n == 0 then return f() end return dig(n - 1, f) end
+local out = {}
+local co = coroutine.create(function()
+  out[#out + 1] = r(19990)
+  local ok, err = pcall(r, 20001)
+  out[#out + 1] = (not ok) and err:find("stack overflow") ~= nil
+  for depth = 1, 40, 3 do
+    local got = dig(depth, function() return coroutine.yield(depth) end)
+    out[#out + 1] = got
+  end
+  local inner = coroutine.wrap(function()
+    dig(30, function() coroutine.yield("deep") end)
+    coroutine.yield("shallow")
+    return r(5000)
+  end)
+  out[#out + 1] = inner() .. inner() .. inner()
+  return "done"
+end)
+local ok, v = coroutine.resume(co)
+while coroutine.status(co) ~= "dead" do
+  ok, v = coroutine.resume(co, v * 2)
+  assert(ok, v)
+end
+out[#out + 1] = v
+for i = 1, #out do out[i] = tostring(out[i]) end
+return table.concat(out, " ")`
+	got := rawValues(t, code)
+	want := `["19990 true 2 8 14 20 26 32 38 44 50 56 62 68 74 80 deepshallow5000 done"]`
+	if got != want {
+		t.Errorf("got %s\nwant %s", got, want)
+	}
+}
+
+// TestResumeNormalCoroutine: resuming a coroutine that is waiting in a
+// resume of its own is Lua 5.1's error, with the caller's position for a
+// coroutine.wrap function (gopher-lua resumed it and failed with a nil
+// dereference).
+func TestResumeNormalCoroutine(t *testing.T) {
+	code := `
+local A, W
+A = coroutine.create(function()
+  local B = coroutine.create(function() return coroutine.resume(A) end)
+  return coroutine.resume(B)
+end)
+W = coroutine.wrap(function()
+  return pcall(coroutine.wrap(function() return W() end))
+end)
+local r = {coroutine.resume(A)}
+local w = {W()}
+return tostring(r[1]) .. " " .. tostring(r[2]) .. " " .. tostring(r[3]) .. " " .. tostring(r[4]),
+  coroutine.status(A), tostring(w[1]) .. " " .. tostring(w[2])`
+	got := rawValues(t, code)
+	want := `["true true false cannot resume normal coroutine","dead","false input:8: cannot resume normal coroutine"]`
+	if got != want {
+		t.Errorf("got %s\nwant %s", got, want)
 	}
 }

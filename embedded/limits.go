@@ -311,6 +311,7 @@ func (st *state) installCoroutines() {
 	create := co.RawGetString("create").(*lua.LFunction)
 	wrap := co.RawGetString("wrap").(*lua.LFunction)
 	co.RawSetString("create", L.NewFunction(func(L *lua.LState) int {
+		defer smallThreads(L)()
 		n := create.GFunction(L)
 		if th, ok := L.Get(-1).(*lua.LState); ok {
 			th.SetContext(st.ctx)
@@ -347,6 +348,16 @@ func (st *state) installCoroutines() {
 			return 2
 		}
 		defer leave(held)
+		th, _ := L.Get(1).(*lua.LState)
+		if th != nil && th != L && resuming(L, th) {
+			// gopher-lua resumed it and crashed (a nil dereference).
+			L.Push(lua.LFalse)
+			L.Push(lua.LString("cannot resume normal coroutine"))
+			return 2
+		}
+		if small, own := st.lendThread(L, th); own {
+			defer st.parkThread(th, small)
+		}
 		n := resume.GFunction(L)
 		st.raiseExit(L) // os.exit inside the coroutine
 		// Lua's words for gopher-lua's.
@@ -361,6 +372,7 @@ func (st *state) installCoroutines() {
 		return n
 	}))
 	co.RawSetString("wrap", L.NewFunction(func(L *lua.LState) int {
+		defer smallThreads(L)()
 		n := wrap.GFunction(L)
 		fn, ok := L.Get(-1).(*lua.LFunction)
 		if !ok || len(fn.Upvalues) == 0 {
@@ -380,6 +392,12 @@ func (st *state) installCoroutines() {
 				L.RaiseError("C stack overflow")
 			}
 			defer leave(held)
+			if th != L && resuming(L, th) {
+				L.RaiseError("cannot resume normal coroutine")
+			}
+			if small, own := st.lendThread(L, th); own {
+				defer st.parkThread(th, small)
+			}
 			return aux(L)
 		}, th))
 		return n

@@ -154,11 +154,24 @@ const (
 	sizeUserdata = 64
 )
 
-// sizeThread is a coroutine's fixed cost besides its value stack: the
-// LState and its call-frame stack, whose segment table gopher-lua sizes for
-// the maximum depth up front (a pointer per 8 frames). Measured: 26.7 KB
-// with the 4 KB value stack, for 20,000 frames.
-var sizeThread = int64(2048 + luaOptions.CallStackSize)
+// sizeThread is a coroutine's fixed cost besides its value stack and its
+// call-frame stack's segment table (a pointer per 8 frames, see
+// threadSize): the LState, its first segment and what gopher-lua makes
+// along. Measured: 26.7 KB with the 4 KB value stack and a 20 KB table.
+const sizeThread = 2700
+
+// threadSize is th's fixed cost: sizeThread and its segment table, 8 bytes
+// (a parked or new coroutine, idle.go) or 20 KB (a running one, or one
+// that yielded more than 8 frames deep).
+func threadSize(th *lua.LState) int64 {
+	n := (luaOptions.CallStackSize + 7) / 8
+	if parkLayout.ok {
+		if cs := frameStack(th); cs != nil {
+			n = len(*(*[]unsafe.Pointer)(unsafe.Add(cs, parkLayout.segments)))
+		}
+	}
+	return sizeThread + 8*int64(n)
+}
 
 // memWalk estimates the bytes held by values reachable from roots; it
 // stops counting once over limit (limit <= 0: no early stop).
@@ -331,7 +344,7 @@ func (w *memWalk) table(t *lua.LTable) {
 }
 
 func (w *memWalk) thread(th *lua.LState) {
-	w.total += sizeThread
+	w.total += threadSize(th)
 	if th.Env != nil {
 		w.todo = append(w.todo, th.Env)
 	}
