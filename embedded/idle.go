@@ -120,6 +120,11 @@ func (st *state) park() {
 		return
 	}
 	st.parkFrames()
+	for i, t := range st.spares { // an idle VM keeps none (20 KB each)
+		putTable(t)
+		st.spares[i] = nil
+	}
+	st.spares = st.spares[:0]
 	if reg, top := valueStack(st.L); top == 0 && cap(*reg) > luaOptions.RegistrySize {
 		st.parkedAt.Store(sweepEpoch.Load())
 		bigMu.Lock()

@@ -259,3 +259,27 @@ return tostring(r[1]) .. " " .. tostring(r[2]) .. " " .. tostring(r[3]) .. " " .
 		t.Errorf("got %s\nwant %s", got, want)
 	}
 }
+
+// TestIdleStateKeepsNoSpareTables: the frame tables a call's resumes used
+// are not kept by the idle state.
+func TestIdleStateKeepsNoSpareTables(t *testing.T) {
+	eng, err := Open(core.Options{Name: "spares"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := eng.(*Engine)
+	defer e.Close()
+	code := `local cos = {}
+for i = 1, 10 do cos[i] = coroutine.wrap(function() coroutine.yield(i) return i end) end
+local s = 0
+for i = 1, 10 do s = s + cos[i]() end
+for i = 1, 10 do s = s + cos[i]() end
+return s`
+	res, err := e.Exec(context.Background(), &core.Request{Code: []byte(code), ChunkName: "=t"})
+	if err != nil || string(res.Values) != "[110]" {
+		t.Fatalf("%v %s %s", err, res.Values, res.Stderr)
+	}
+	if len(e.st.spares) != 0 {
+		t.Errorf("the idle state keeps %d spare frame tables", len(e.st.spares))
+	}
+}
