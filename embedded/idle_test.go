@@ -18,12 +18,7 @@ func TestIdleStateParksItsCallStack(t *testing.T) {
 	if !parkLayout.ok {
 		t.Fatal("gopher-lua's call-stack layout changed: idle states keep 20 KB segment tables")
 	}
-	eng, err := Open(core.Options{Name: "park"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := eng.(*Engine)
-	defer e.Close()
+	e := openEngine(t, "park")
 	tableLen := func() int {
 		return len(*(*[]unsafe.Pointer)(unsafe.Add(frameStack(e.st.L), parkLayout.segments)))
 	}
@@ -74,12 +69,7 @@ return r(19990)`
 // initial size once the state has been idle for a collection cycle, but not
 // while a call runs, and the state still runs deep calls afterwards.
 func TestIdleStateGivesItsValueStackBack(t *testing.T) {
-	eng, err := Open(core.Options{Name: "sweep"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := eng.(*Engine)
-	defer e.Close()
+	e := openEngine(t, "sweep")
 	// capacity reads the value stack as the sweep does: holding the state.
 	capacity := func() int {
 		st := e.st
@@ -142,6 +132,17 @@ func TestIdleStateGivesItsValueStackBack(t *testing.T) {
 			t.Fatal("a closed state stayed in the sweep's list")
 		}
 	}
+}
+
+// openEngine opens an embedded engine, closed when the test ends.
+func openEngine(t *testing.T, name string) *Engine {
+	t.Helper()
+	eng, err := Open(core.Options{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	return eng.(*Engine)
 }
 
 // rawValues runs code on a new embedded VM and returns its values' JSON.
@@ -263,12 +264,7 @@ return tostring(r[1]) .. " " .. tostring(r[2]) .. " " .. tostring(r[3]) .. " " .
 // TestIdleStateKeepsNoSpareTables: the frame tables a call's resumes used
 // are not kept by the idle state.
 func TestIdleStateKeepsNoSpareTables(t *testing.T) {
-	eng, err := Open(core.Options{Name: "spares"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := eng.(*Engine)
-	defer e.Close()
+	e := openEngine(t, "spares")
 	code := `local cos = {}
 for i = 1, 10 do cos[i] = coroutine.wrap(function() coroutine.yield(i) return i end) end
 local s = 0
