@@ -282,6 +282,9 @@ func TestLongBuiltinsStopAtTheDeadline(t *testing.T) {
 		`s:rep(4)`,
 		`string.format("%q", s)`,
 		`table.concat(t)`,
+		`s .. s .. s .. s`,     // the .. operator
+		`(s .. s) .. (s .. s)`, // pairs
+		`setmetatable({}, {__concat = function(a, b) return s end}) .. s .. s`, // __concat path
 	} {
 		vm := open(t, core.Options{Persistent: true})
 		run(t, vm, setup)
@@ -320,6 +323,35 @@ func TestLongBuiltinsStopAtTheDeadline(t *testing.T) {
 		}
 		res := run(t, vm, "return kept, #s")
 		if string(res.Values) != "[1,33554432]" {
+			t.Errorf("after %s the state was lost: %s %s", chunk, res.Values, res.Stderr)
+		}
+	}
+}
+
+// TestLongConcatStopsAtTheDeadline: one `..` making a 256 MiB string (0.03 s
+// into reused memory, 0.45 s into fresh memory) was one Go copy no deadline
+// could stop: the state was given up past the grace. It now copies in
+// pieces and polls between them, so it stops at the deadline and the state
+// is kept.
+func TestLongConcatStopsAtTheDeadline(t *testing.T) {
+	for _, chunk := range []string{
+		`local x = s .. s .. s .. s .. s .. s .. s .. s`,
+		`local x = setmetatable({}, {__concat = function() return 1 end}) .. ((s .. s .. s .. s) .. (s .. s .. s .. s))`,
+	} {
+		vm := open(t, core.Options{Persistent: true})
+		run(t, vm, `s = string.rep("a", 2^25) kept = 1`)
+		err, took := execErr(t, vm, chunk, 5*time.Millisecond)
+		if core.CodeOf(err) != core.ErrTimeout {
+			t.Fatalf("%s: %v, want a timeout", chunk, err)
+		}
+		if strings.Contains(err.Error(), "reset") || took > 250*time.Millisecond {
+			if raceBuild { // see TestLongBuiltinsStopAtTheDeadline
+				t.Logf("%s: under -race: %v after %v", chunk, err, took)
+				continue
+			}
+			t.Errorf("%s did not stop at its deadline: %v after %v", chunk, err, took)
+		}
+		if res := run(t, vm, "return kept, #s"); string(res.Values) != "[1,33554432]" {
 			t.Errorf("after %s the state was lost: %s %s", chunk, res.Values, res.Stderr)
 		}
 	}
