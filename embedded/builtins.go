@@ -271,14 +271,91 @@ func tableInsert(L *lua.LState) int {
 			L.ArgError(2, "position out of bounds")
 		}
 		v := L.Get(3)
-		for i := e; i > pos; i-- {
-			t.RawSetInt(i, t.RawGetInt(i-1))
+		if pos < e {
+			last := t.RawGetInt(e - 1)
+			t.RawSetInt(e, last) // grows the array part if needed
+			if arr := arrayPart(t); arr != nil && len(*arr) >= e {
+				// positions pos..e-2 up by one: indices pos-1..e-2
+				if stop, undone := shiftPolled(L, (*arr)[pos-1:e-1], true); stop != nil {
+					if undone {
+						t.RawSetInt(e-1, last)
+						t.RawSetInt(e, lua.LNil)
+					} else {
+						t.RawSetInt(pos, v)
+					}
+					L.RaiseError("%s", stop)
+				}
+			} else {
+				for i := e - 1; i > pos; i-- {
+					t.RawSetInt(i, t.RawGetInt(i-1))
+				}
+			}
 		}
 		t.RawSetInt(pos, v)
 	default:
 		L.RaiseError("wrong number of arguments to 'insert'")
 	}
 	return 0
+}
+
+// shiftPoll is how many slots table.insert and table.remove move between
+// two polls of the call's limits (1 MiB, ~0.1 ms): shifting a table of 30
+// million took 0.3 s that no deadline could stop.
+const shiftPoll = 1 << 16
+
+// shiftPolled moves s[0:n] to s[1:n+1] (up) or s[1:n+1] to s[0:n] (down),
+// n = len(s)-1, in pieces, polling the call's limits between them. On a
+// stop it finishes the move or undoes it, whichever is shorter (at most
+// half the work), and returns the stop and whether it undid the move; an
+// undone move leaves s as before except the slot the move overwrote first
+// (s[n] up, s[0] down), which the caller restores.
+func shiftPolled(L *lua.LState, s []lua.LValue, up bool) (stop error, undone bool) {
+	n := len(s) - 1
+	move := func(from, to int) { // steps [from, to) of the move
+		if up { // from the top: s[k+1] = s[k] for k in [n-to, n-from)
+			copy(s[n-to+1:n-from+1], s[n-to:n-from])
+		} else { // s[k] = s[k+1] for k in [from, to)
+			copy(s[from:to], s[from+1:to+1])
+		}
+	}
+	for done := 0; done < n; {
+		next := min(n, done+shiftPoll)
+		move(done, next)
+		done = next
+		if done == n {
+			break
+		}
+		if stop = pollLimits(L); stop != nil {
+			if done > n-done {
+				move(done, n)
+				return stop, false
+			}
+			if up { // s[k] = s[k+1] for k in [n-done, n)
+				copy(s[n-done:n], s[n-done+1:n+1])
+			} else { // s[k+1] = s[k] for k in [0, done)
+				copy(s[1:done+1], s[0:done])
+			}
+			return stop, true
+		}
+	}
+	return nil, false
+}
+
+// arrayPart is t's array part (nil when gopher-lua's layout is not the one
+// memory.go checked).
+func arrayPart(t *lua.LTable) *[]lua.LValue {
+	if !layout.ok {
+		return nil
+	}
+	return (*[]lua.LValue)(unsafe.Add(unsafe.Pointer(t), layout.tArray))
+}
+
+// pollLimits reports the call's stop (deadline, CPU, memory), if any.
+func pollLimits(L *lua.LState) error {
+	if p, ok := L.Context().(interface{ Poll() error }); ok {
+		return p.Poll()
+	}
+	return nil
 }
 
 // tableRemove is table.remove(t [, pos]) of Lua 5.1: a position outside
@@ -292,8 +369,20 @@ func tableRemove(L *lua.LState) int {
 		return 0
 	}
 	v := t.RawGetInt(pos)
-	for i := pos; i < e; i++ {
-		t.RawSetInt(i, t.RawGetInt(i+1))
+	if arr := arrayPart(t); arr != nil && len(*arr) >= e {
+		// positions pos+1..e down by one: indices pos-1..e-1
+		if stop, undone := shiftPolled(L, (*arr)[pos-1:e], false); stop != nil {
+			if undone {
+				t.RawSetInt(pos, v)
+			} else {
+				t.RawSetInt(e, lua.LNil)
+			}
+			L.RaiseError("%s", stop)
+		}
+	} else {
+		for i := pos; i < e; i++ {
+			t.RawSetInt(i, t.RawGetInt(i+1))
+		}
 	}
 	t.RawSetInt(e, lua.LNil)
 	L.Push(v)

@@ -509,9 +509,7 @@ func (t *workTicker) add(n int) {
 
 func (t *workTicker) poll() {
 	t.work = 0
-	if p, ok := t.L.Context().(interface{ Poll() error }); ok {
-		if err := p.Poll(); err != nil {
-			t.L.RaiseError("%s", err)
-		}
+	if err := pollLimits(t.L); err != nil {
+		t.L.RaiseError("%s", err)
 	}
 }
