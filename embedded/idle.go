@@ -156,27 +156,34 @@ func (st *state) unpark() {
 }
 
 // parkFrames gives L's full segment table back to the spare list and lets
-// L keep small (one entry, nil), which then holds the first segment. It
-// does nothing and reports false unless L's frames all fit in the first
-// segment. No Lua may run on L until lendFrames.
+// L keep a table of just the segments its frames use: small when it is
+// long enough (its first entries must be nil), else a new one. It does
+// nothing and reports false unless L has a full table. No Lua may run on
+// L until lendFrames.
 func parkFrames(L *lua.LState, small []unsafe.Pointer, put func([]unsafe.Pointer)) bool {
 	cs := frameStack(L)
-	if cs == nil || *(*uint16)(unsafe.Add(cs, parkLayout.segIdx)) != 0 {
+	if cs == nil {
 		return false
 	}
+	used := int(*(*uint16)(unsafe.Add(cs, parkLayout.segIdx))) + 1
 	segs := (*[]unsafe.Pointer)(unsafe.Add(cs, parkLayout.segments))
 	full := *segs
-	if len(full) != parkLayout.size || full[1] != nil {
+	if len(full) != parkLayout.size || used >= len(full) || full[used] != nil {
 		return false
 	}
-	small[0], full[0] = full[0], nil
+	if len(small) < used {
+		small = make([]unsafe.Pointer, used)
+	}
+	small = small[:used]
+	copy(small, full[:used])
+	clear(full[:used])
 	*segs = small
 	put(full)
 	return true
 }
 
-// lendFrames gives L a full segment table if it has a small one; it
-// returns the small one (nil when L had a full table).
+// lendFrames gives L a full segment table if it has a parked one; it
+// returns the parked one, cleared (nil when L had a full table).
 func lendFrames(L *lua.LState, get func() []unsafe.Pointer) []unsafe.Pointer {
 	cs := frameStack(L)
 	if cs == nil {
@@ -184,11 +191,12 @@ func lendFrames(L *lua.LState, get func() []unsafe.Pointer) []unsafe.Pointer {
 	}
 	segs := (*[]unsafe.Pointer)(unsafe.Add(cs, parkLayout.segments))
 	small := *segs
-	if len(small) != 1 {
+	if len(small) == parkLayout.size {
 		return nil
 	}
 	full := get()
-	full[0], small[0] = small[0], nil
+	copy(full, small)
+	clear(small)
 	*segs = full
 	return small
 }
@@ -198,7 +206,8 @@ func lendFrames(L *lua.LState, get func() []unsafe.Pointer) []unsafe.Pointer {
 // make, where lua5.4 takes 22 MB and 46 ms, and every collection scanned
 // the tables. A coroutine is made with a one-segment table instead
 // (smallThreads); a resume lends it a full table and takes it back when
-// the coroutine yields or ends within its first 8 frames (lendThread, parkThread).
+// the coroutine yields or ends, leaving it the segments its frames use
+// (lendThread, parkThread).
 
 // smallThreads makes the coroutines that L creates until the returned
 // function runs start with a one-segment frame table and a 64-slot value
@@ -223,8 +232,7 @@ const (
 
 // lendThread runs before L resumes th: it gives th a full frame table when
 // th will run, and reports whether the caller must give it back with
-// parkThread once the resume has returned (when th has yielded or ended
-// within its first segment). th runs only inside this resume (it is
+// parkThread once the resume has returned. th runs only inside this resume (it is
 // suspended: not running, not waiting in a resume of its own, not dead),
 // so nothing else can be running on the table taken back.
 func (st *state) lendThread(L, th *lua.LState) (small []unsafe.Pointer, own bool) {
@@ -235,9 +243,6 @@ func (st *state) lendThread(L, th *lua.LState) (small []unsafe.Pointer, own bool
 }
 
 func (st *state) parkThread(th *lua.LState, small []unsafe.Pointer) {
-	if small == nil {
-		small = make([]unsafe.Pointer, 1)
-	}
 	parkFrames(th, small, st.putTable)
 }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 	"unsafe"
 
+	lua "github.com/yuin/gopher-lua"
+
 	"libbioxen/core"
 )
 
@@ -278,4 +280,27 @@ return s`
 	if len(e.st.spares) != 0 {
 		t.Errorf("the idle state keeps %d spare frame tables", len(e.st.spares))
 	}
+}
+
+// TestDeepSuspendedCoroutineIsSmall: a coroutine suspended deep keeps a
+// frame table of the segments its frames use (it kept the full 20 KB one),
+// and resumes and finishes correctly.
+func TestDeepSuspendedCoroutineIsSmall(t *testing.T) {
+	e := openEngine(t, "deep")
+	exec := func(code, want string) {
+		t.Helper()
+		res, err := e.Exec(context.Background(), &core.Request{Code: []byte(code), ChunkName: "=t"})
+		if err != nil || string(res.Values) != want {
+			t.Fatalf("%s: %v %s %s", code, err, res.Values, res.Stderr)
+		}
+	}
+	exec(`local function dig(n) if n == 0 then return coroutine.yield(1) + 1 end return dig(n - 1) + 1 end
+co = coroutine.create(function() return dig(100) end)
+return coroutine.resume(co)`, "[true,1]")
+	th := e.st.L.GetGlobal("co").(*lua.LState)
+	table := *(*[]unsafe.Pointer)(unsafe.Add(frameStack(th), parkLayout.segments))
+	if len(table) < 13 || len(table) > 14 {
+		t.Errorf("a coroutine suspended 100 frames deep keeps a table of %d segments, want 13-14", len(table))
+	}
+	exec(`return coroutine.resume(co, 10)`, "[true,111]")
 }

@@ -161,8 +161,8 @@ const (
 const sizeThread = 2700
 
 // threadSize is th's fixed cost: sizeThread and its segment table, 8 bytes
-// (a parked or new coroutine, idle.go) or 20 KB (a running one, or one
-// that yielded more than 8 frames deep).
+// per 8 frames in use (a suspended or new coroutine, idle.go) or 20 KB (a
+// running one).
 func threadSize(th *lua.LState) int64 {
 	n := (luaOptions.CallStackSize + 7) / 8
 	if parkLayout.ok {
