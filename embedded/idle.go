@@ -146,7 +146,7 @@ func (st *state) parkFrames() {
 // unpark runs before any Lua runs on the state: it waits out a sweep of it
 // and gives the state its full segment table back.
 func (st *state) unpark() {
-	for !st.idle.CompareAndSwap(stateParked, stateBusy) && st.idle.Load() != stateBusy {
+	for !st.claim(stateBusy) {
 		runtime.Gosched() // the sweep is shrinking the value stack: microseconds
 	}
 	if st.framesParked {
@@ -281,9 +281,21 @@ func resuming(L, th *lua.LState) bool {
 
 // retire marks a state closed (the sweep drops it); it waits out a sweep.
 func (st *state) retire() {
-	for !st.idle.CompareAndSwap(stateParked, stateClosed) && !st.idle.CompareAndSwap(stateBusy, stateClosed) {
+	for !st.claim(stateClosed) {
 		runtime.Gosched()
 	}
+}
+
+// claim moves the state to busy or closed from parked or busy (a closed
+// state stays closed); it reports false while the sweep holds the state.
+func (st *state) claim(to int32) bool {
+	switch from := st.idle.Load(); from {
+	case stateParked, stateBusy:
+		return st.idle.CompareAndSwap(from, to)
+	case stateClosed:
+		return true
+	}
+	return false
 }
 
 var (

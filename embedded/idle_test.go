@@ -304,3 +304,22 @@ return coroutine.resume(co)`, "[true,1]")
 	}
 	exec(`return coroutine.resume(co, 10)`, "[true,111]")
 }
+
+// TestStateClosedTwice: closing a state twice, or setting up a call on a
+// closed one, returns (a second close spun forever waiting for a state
+// that was neither parked nor busy).
+func TestStateClosedTwice(t *testing.T) {
+	st := newState(stateConfig{})
+	st.close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		st.retire()
+		st.unpark()
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("retire or unpark of a closed state did not return")
+	}
+}
