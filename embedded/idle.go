@@ -18,8 +18,8 @@ import (
 //     (MinimizeStackMemory) sizes for the maximum depth up front: 2,500
 //     pointers, 20 KB, for our 20,000 frames, a quarter of a new VM's
 //     memory. An idle stack uses its first segment only, so a parked state
-//     keeps a one-entry table and the full one goes to a small spare list; the next
-//     call takes a full table back before any Lua runs.
+//     keeps a one-entry table and the full one goes to a small spare list;
+//     the next call takes a full table back before any Lua runs.
 //   - The value stack (registry), which starts at 256 slots but grows by
 //     RegistryGrowStep (64 Ki slots, 1 MiB) and never shrinks: a VM that
 //     once recursed 200 deep kept over 1 MiB for good. A state idle for a
