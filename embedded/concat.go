@@ -309,8 +309,6 @@ func syntaxDepthOK(tree []ast.Stmt) (int, bool) {
 	return 0, true
 }
 
-// exactConcatSize raises the too-large error unless the n operands (strings
-// and numbers), with the numbers written out, fit in maxStringBytes.
 // writePolled appends s to b in pieces, polling the call's limits between
 // them: copying a 256 MiB result into fresh memory took 0.45 s, which no
 // deadline could stop.
@@ -337,6 +335,8 @@ func joinPolled(L *lua.LState, a, b string) string {
 	return sb.String()
 }
 
+// exactConcatSize raises the too-large error unless the n operands (strings
+// and numbers), with the numbers written out, fit in maxStringBytes.
 func exactConcatSize(L *lua.LState, n int) {
 	size := 0
 	for i := 1; i <= n; i++ {
