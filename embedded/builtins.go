@@ -893,8 +893,7 @@ sizing:
 		tk.add(16)
 		switch v := rawInt(tbl, k).(type) {
 		case lua.LString:
-			tk.add(len(v))
-			b.WriteString(string(v))
+			writePolled(&b, &tk, string(v))
 		case lua.LNumber:
 			b.WriteString(fmtNumber(v))
 		default:
