@@ -325,7 +325,7 @@ func DecodeValues(data []byte) ([]any, error) {
 		return nil, Wrap(ErrGeneric, "decode", "bad value encoding", err)
 	}
 	if _, err := d.Token(); err != io.EOF {
-		return nil, Errorf(ErrGeneric, "decode", "bad value encoding: data after the values")
+		return nil, badValue("data after the values")
 	}
 	var items []any
 	switch v := top.(type) {
@@ -333,7 +333,7 @@ func DecodeValues(data []byte) ([]any, error) {
 	case []any:
 		items = v
 	default:
-		return nil, Errorf(ErrGeneric, "decode", "bad value encoding: not an array of values")
+		return nil, badValue("not an array of values")
 	}
 	out := make([]any, len(items))
 	for i, it := range items {
