@@ -94,13 +94,23 @@ func lookup(h C.bioxen_vm) (*core.VM, C.int) {
 }
 
 func lookupSession(h C.bioxen_session) (*core.Session, C.int) {
+	e, st := lookupSessionEntry(h, "")
+	if e == nil {
+		return nil, st
+	}
+	return e.s, C.BIOXEN_OK
+}
+
+// lookupSessionEntry is lookupSession's table entry; op names the call in
+// the error.
+func lookupSessionEntry(h C.bioxen_session, op string) (*sessionEntry, C.int) {
 	handles.RLock()
 	e := handles.sessions[uint64(h)]
 	handles.RUnlock()
 	if e == nil {
-		return nil, fail(core.Errorf(core.ErrBadHandle, "", "no session with handle %d (closed or never opened)", uint64(h)))
+		return nil, fail(core.Errorf(core.ErrBadHandle, op, "no session with handle %d (closed or never opened)", uint64(h)))
 	}
-	return e.s, C.BIOXEN_OK
+	return e, C.BIOXEN_OK
 }
 
 // fail records err as the calling thread's message and returns its code.

@@ -191,11 +191,9 @@ func bioxenGoSessionInterrupt(h C.bioxen_session) (status C.int) {
 //export bioxenGoSessionSetListener
 func bioxenGoSessionSetListener(h C.bioxen_session, fn C.bioxen_output_fn, ud unsafe.Pointer) (status C.int) {
 	defer guard(&status)
-	handles.RLock()
-	e := handles.sessions[uint64(h)]
-	handles.RUnlock()
+	e, st := lookupSessionEntry(h, "session_set_listener")
 	if e == nil {
-		return fail(core.Errorf(core.ErrBadHandle, "session_set_listener", "no session with handle %d (closed or never opened)", uint64(h)))
+		return st
 	}
 	var g *gate
 	listenerMu.Lock()
