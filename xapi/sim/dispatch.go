@@ -271,15 +271,14 @@ func (s *Server) dispatch(ctx context.Context, wireName string, params []any) (a
 	if !h.sim {
 		s.mu.Lock()
 		master := s.master
+		var f *Fault
+		if master == "" {
+			f = s.takeFault(FaultFail, method)
+		}
 		s.mu.Unlock()
 		if master != "" {
 			return nil, fail("HOST_IS_SLAVE", master)
 		}
-	}
-	if !h.sim {
-		s.mu.Lock()
-		f := s.takeFault(FaultFail, method)
-		s.mu.Unlock()
 		if f != nil {
 			s.logf("fault: %s fails with %v", method, f.Error)
 			if async {

@@ -364,10 +364,11 @@ func (s *Server) populate() {
 		r := defaults("VM")
 		r["name_label"], r["name_description"] = name, desc
 		r["is_a_template"], r["is_default_template"] = true, isDefault
-		r["other_config"] = map[string]string{"disks": disks, "install-methods": "cdrom,nfs,http,ftp", "linux_template": "true"}
+		oc := map[string]string{"disks": disks, "install-methods": "cdrom,nfs,http,ftp", "linux_template": "true"}
 		if isDefault {
-			r["other_config"].(map[string]string)["default_template"] = "true" // as XAPI's set_is_default_template writes it
+			oc["default_template"] = "true" // as XAPI's set_is_default_template writes it
 		}
+		r["other_config"] = oc
 		return d.create("VM", r)
 	}
 	tmpl("Debian Bookworm 12", "Clones of this template will automatically provision their storage.", true)
