@@ -150,14 +150,13 @@ func (c *call) cloneVM(copyTo bool) (any, error) {
 	// xapi_vm_clone.ml copy_vm_record: a fresh mac_seed (VIF.create
 	// generates MACs from it), no default_template/xensource_internal, and
 	// the template's name kept as base_template_name.
-	oc := maps.Clone(src.rec.smap("other_config"))
+	oc := r.smap("other_config") // r is a deep copy
 	oc["mac_seed"] = newUUID()
 	delete(oc, "default_template")
 	delete(oc, "xensource_internal")
 	if _, ok := oc["base_template_name"]; !ok && src.rec.flag("is_a_template") {
 		oc["base_template_name"] = src.rec.str("name_label")
 	}
-	r["other_config"] = oc
 	ref := d.create("VM", r)
 	for _, vbdRef := range src.rec.set("VBDs") {
 		vbd := d.objs[vbdRef]
@@ -497,6 +496,22 @@ func (c *call) vmHardShutdown() (any, error) {
 	return nil, nil
 }
 
+// suspendSR is the SR a suspend of vm writes its image to: the VM's
+// suspend_SR, else the pool's suspend_image_SR, else its default_SR ("":
+// none exists). d.mu is held.
+func (d *db) suspendSR(vm *object, pool string) string {
+	srs := []string{vm.rec.str("suspend_SR")}
+	if p := d.objs[pool]; p != nil {
+		srs = append(srs, p.rec.str("suspend_image_SR"), p.rec.str("default_SR"))
+	}
+	for _, sr := range srs {
+		if d.objs[sr] != nil {
+			return sr
+		}
+	}
+	return ""
+}
+
 // vmSuspend stops a running VM's guest and keeps its memory image in a
 // VDI of type suspend (VM.suspend_VDI) on the VM's suspend_SR, else the
 // pool's suspend_image_SR, else the default SR. Resume is not simulated.
@@ -506,24 +521,20 @@ func (c *call) vmSuspend() (any, error) {
 		return nil, err
 	}
 	s, d := c.s, c.s.db
-	if !s.halt(o.ref, nil) {
-		return nil, fail("INTERNAL_ERROR", "VM changed state during suspend")
+	// The SR first: without one the VM keeps running.
+	d.mu.Lock()
+	sr := d.suspendSR(o, s.poolRef)
+	d.mu.Unlock()
+	if sr == "" {
+		return nil, fail("VM_NO_SUSPEND_SR", o.ref)
 	}
+	s.halt(o.ref, nil)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.objs[o.ref] != o {
 		return nil, fail("HANDLE_INVALID", "VM", o.ref)
 	}
-	sr := o.rec.str("suspend_SR")
-	if d.objs[sr] == nil {
-		if p := d.objs[s.poolRef]; p != nil {
-			sr = p.rec.str("suspend_image_SR")
-			if d.objs[sr] == nil {
-				sr = p.rec.str("default_SR")
-			}
-		}
-	}
-	if d.objs[sr] == nil {
+	if d.objs[sr] == nil { // destroyed meanwhile
 		return nil, fail("VM_NO_SUSPEND_SR", o.ref)
 	}
 	vr := defaults("VDI")
