@@ -182,13 +182,8 @@ def _check_memory_limit(limit: Optional[int]) -> int:
     raises InvalidArgumentError (a ValueError)."""
     if limit is None:
         return 0
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise exc.ArgumentTypeError(
-            f"memory_limit must be a number of bytes, 0 for no limit, or None, not {type(limit).__name__}"
-        )
-    if limit < 0:
-        raise exc.InvalidArgumentError(f"memory_limit must not be negative, got {limit!r}")
-    return -1 if limit == 0 or limit > INT64_MAX else limit
+    n = _byte_count(limit, "memory_limit", "a number of bytes, 0 for no limit, or None")
+    return -1 if n == 0 or limit > INT64_MAX else n
 
 
 def _allowed_dirs(paths: Any) -> List[str]:
@@ -207,8 +202,7 @@ def _allowed_dirs(paths: Any) -> List[str]:
         if not isinstance(p, (str, bytes, os.PathLike)):
             raise exc.ArgumentTypeError(f"allowed_paths must hold paths, not {type(p).__name__}")
         path = os.path.abspath(os.fsdecode(p))
-        if "\x00" in path:
-            raise exc.InvalidArgumentError(f"allowed path {path!r} contains a NUL byte", code=_ffi.E_INVALID)
+        _reject_nul(os.fsencode(path), f"allowed path {path!r}")
         if ":" in path:
             raise exc.InvalidArgumentError(
                 f"allowed path {path!r} contains ':', which separates directories in the core's list",
@@ -218,15 +212,15 @@ def _allowed_dirs(paths: Any) -> List[str]:
     return out
 
 
-def _byte_count(value: Optional[int], name: str) -> int:
+def _byte_count(value: Optional[int], name: str, what: str = "a number of bytes or None") -> int:
     """max_output_bytes/max_source_bytes -> int64 for the core (0: default);
     values past the int64 range are clamped to its maximum instead of
-    wrapping around. A non-int raises ArgumentTypeError, a negative number
-    InvalidArgumentError."""
+    wrapping around. A non-int raises ArgumentTypeError ("name must be
+    what"), a negative number InvalidArgumentError."""
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int):
-        raise exc.ArgumentTypeError(f"{name} must be a number of bytes or None, not {type(value).__name__}")
+        raise exc.ArgumentTypeError(f"{name} must be {what}, not {type(value).__name__}")
     if value < 0:
         raise exc.InvalidArgumentError(f"{name} must not be negative, got {value!r}")
     return min(value, INT64_MAX)
