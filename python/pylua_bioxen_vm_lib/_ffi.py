@@ -172,7 +172,6 @@ LIB_PATH = _find_library()
 lib: Optional[ctypes.CDLL] = None
 _load_lock = threading.Lock()
 _loading = False  # set before the library is loaded (see _after_fork_in_child)
-_declared: list = []  # every function of the library, once loaded (see _after_fork_in_child)
 _specs: Dict[str, tuple] = {}  # Python name: (C name, argtypes, restype)
 
 
@@ -193,7 +192,6 @@ def _load() -> None:
             fn = getattr(loaded, cname)
             fn.argtypes = argtypes
             fn.restype = restype
-            _declared.append(fn)
             module[pyname] = fn
         lib = loaded
         # The core only logs rare events (VM open/close, state replacement,
@@ -308,15 +306,14 @@ def _set_listener_in_child(handle: int, fn: Any, userdata: Any) -> int:
 def _after_fork_in_child() -> None:
     global forked, _load_lock
     _load_lock = threading.Lock()  # another thread of the parent may have held it
-    if lib is None and not _loading:
+    if not _loading:
         # Never loaded in the parent: the child loads its own at its first
         # call, and works.
         return
     forked = True
     module = globals()
-    for name, value in list(module.items()):
-        if any(value is fn for fn in _declared):
-            module[name] = _release_in_child if name in _RELEASERS else _refuse_in_child
+    for name in _specs:  # the library's functions (or stubs, if loading was under way)
+        module[name] = _release_in_child if name in _RELEASERS else _refuse_in_child
     module["session_set_listener"] = _set_listener_in_child
 
 
