@@ -75,7 +75,6 @@ class EnvironmentManager:
         """The packages installed in an environment; [] for a "default"
         that does not exist yet, EnvironmentNotFoundError for another
         unknown name (nothing is created)."""
-        _packages.check_env_name(name)
         if name == _packages.DEFAULT_ENV and not _packages.env_exists(name):
             return []
         return self._call("list", env=name, create=False) or []

@@ -141,28 +141,20 @@ class Curator:
         matches, unreachable repository, luarocks failure) otherwise."""
         if not force and version == "latest" and self.is_package_installed(name):
             return True
-        try:
-            self._call("install", package=name, version=None if version == "latest" else version)
-        except exc.PackageError:
-            raise
-        except exc.LuaVMError as err:
-            raise _packages.package_error(err) from err
-        return True
+        return self._package_op("install", package=name, version=None if version == "latest" else version)
 
     def update_package(self, name: str) -> bool:
         """Update an installed package (and its dependencies) to the newest
         version the repositories have. Returns True; raises PackageError."""
-        try:
-            self._call("update", package=name)
-        except exc.PackageError:
-            raise
-        except exc.LuaVMError as err:
-            raise _packages.package_error(err) from err
-        return True
+        return self._package_op("update", package=name)
 
     def remove_package(self, name: str) -> bool:
+        return self._package_op("remove", package=name)
+
+    def _package_op(self, op: str, **fields: Any) -> bool:
+        """Run a package operation; True, or PackageError for any failure."""
         try:
-            self._call("remove", package=name)
+            self._call(op, **fields)
         except exc.PackageError:
             raise
         except exc.LuaVMError as err:
@@ -261,15 +253,21 @@ class PackageInstaller:
         ``{success, package, version, installed_version, dependencies,
         error}``. Failures raise PackageError (with close matches for an
         unknown name)."""
-        before = self.curator._installed()
+        meta = self._catalog_entry(package_name)
+        before = self.curator._installed() if meta is None else {}  # only to find what came with it
         self.curator.install_package(package_name, version or "latest", force=version is not None)
-        return self._result(package_name, version, before)
+        return self._result(package_name, version, before, meta)
 
-    def _result(self, package_name: str, version: Optional[str], before: Dict[str, str]) -> Dict[str, Any]:
+    def _catalog_entry(self, package_name: str) -> Optional[Dict[str, Any]]:
+        return (self.curator.catalog().get("packages") or {}).get(package_name)
+
+    def _result(
+        self, package_name: str, version: Optional[str], before: Dict[str, str], meta: Optional[Dict[str, Any]]
+    ) -> Dict[str, Any]:
         """The result dict; ``dependencies`` are the package's own (from the
-        catalog; for a package it does not describe, what came with it)."""
+        catalog entry meta; for a package it does not describe, what came
+        with it: what is installed now and was not before)."""
         installed = self.curator._installed()
-        meta = (self.curator.catalog().get("packages") or {}).get(package_name)
         if meta is not None:
             names = (str(d).split()[0] for d in meta.get("dependencies") or [] if str(d).strip())
             deps = [n for n in names if n != "lua"]
@@ -298,7 +296,7 @@ class PackageInstaller:
             self.curator.update_package(package_name)
         else:
             self.curator.install_package(package_name)
-        return self._result(package_name, None, before)
+        return self._result(package_name, None, before, self._catalog_entry(package_name))
 
     def list_installed(self) -> List[Package]:
         return self.curator.list_installed_packages()
