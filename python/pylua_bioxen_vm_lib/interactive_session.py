@@ -624,9 +624,12 @@ class SessionManager:
 
     def list_sessions(self) -> Dict[str, Dict[str, Any]]:
         """``{session_id: {attached, running, last_activity, ...}}``."""
+        return {s.session_id: s.details() for s in self.sessions()}
+
+    def sessions(self) -> List[InteractiveSession]:
+        """The registered sessions, now."""
         with self._lock:
-            sessions = list(self._sessions.values())
-        return {s.session_id: s.details() for s in sessions}
+            return list(self._sessions.values())
 
     def terminate_session(self, session_id: str) -> None:
         session = self.remove_session(session_id)

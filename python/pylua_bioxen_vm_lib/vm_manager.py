@@ -451,8 +451,7 @@ class VMManager:
             # registers a VM and its session, so none is made in between
             # (it stayed listed with its VM closed); checked first, so a
             # refusal changes nothing.
-            sessions = list(self.session_manager.list_sessions())
-            self._check_not_delivering([*self.vms.values(), *map(self._session_or_none, sessions)], "shutdown_all()")
+            self._check_not_delivering([*self.vms.values(), *self.session_manager.sessions()], "shutdown_all()")
             taken = self.session_manager.take_all()
             vms = list(self.vms.values())
             self.vms.clear()
