@@ -47,8 +47,7 @@ func TestSimVIFCreateNeedsEveryField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := map[string]any{"device": "1", "network": net, "VM": vm.Ref, "MAC": "", "MTU": "1500",
-		"other_config": map[string]string{}, "qos_algorithm_type": "", "qos_algorithm_params": map[string]string{}}
+	full := vifRecord(vm.Ref, net, "1", "")
 	for _, missing := range []string{"MAC", "MTU", "other_config", "qos_algorithm_type", "qos_algorithm_params", "VM"} {
 		args := map[string]any{}
 		for k, v := range full {
@@ -57,7 +56,7 @@ func TestSimVIFCreateNeedsEveryField(t *testing.T) {
 			}
 		}
 		_, err := c.Call(ctx, "VIF.create", args)
-		if f := FailureOf(err); f == nil || f.Code != "INTERNAL_ERROR" {
+		if !IsFailure(err, "INTERNAL_ERROR") {
 			t.Errorf("VIF.create without %s: got %v, want INTERNAL_ERROR", missing, err)
 		}
 	}
@@ -126,7 +125,7 @@ func TestSimProvisionLikeXAPI(t *testing.T) {
 	bad := customTemplate(t, ctx, c, s, "no-bootable", map[string]string{
 		"disks": `<provision><disk device="0" size="1024" sr="` + srUUID + `"/></provision>`})
 	_, err = c.Call(ctx, "VM.provision", bad)
-	if f := FailureOf(err); f == nil || f.Code != "INTERNAL_ERROR" {
+	if !IsFailure(err, "INTERNAL_ERROR") {
 		t.Fatalf("provision of a disk without bootable: got %v, want INTERNAL_ERROR", err)
 	}
 	if tmpl, err := c.Call(ctx, "VM.get_is_a_template", bad); err != nil || AsBool(tmpl) {
@@ -397,8 +396,7 @@ func TestSimVIFMACLikeXAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	vif := func(dev, mac string) error {
-		_, err := c.Call(ctx, "VIF.create", map[string]any{"device": dev, "network": net, "VM": ref, "MAC": mac, "MTU": "1500",
-			"other_config": map[string]string{}, "qos_algorithm_type": "", "qos_algorithm_params": map[string]string{}})
+		_, err := c.Call(ctx, "VIF.create", vifRecord(ref, net, dev, mac))
 		return err
 	}
 	if err := vif("0", ""); err != nil {

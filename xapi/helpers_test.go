@@ -108,3 +108,9 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// vifRecord is a VIF.create record with every field XAPI requires.
+func vifRecord(vm, network, device, mac string) map[string]any {
+	return map[string]any{"device": device, "network": network, "VM": vm, "MAC": mac, "MTU": "1500",
+		"other_config": map[string]string{}, "qos_algorithm_type": "", "qos_algorithm_params": map[string]string{}}
+}

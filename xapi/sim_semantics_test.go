@@ -64,8 +64,7 @@ func TestSimulatorSemantics(t *testing.T) {
 		t.Fatalf("dynamic_min %d", n)
 	}
 	vifs := AsStrings(must(c.Call(ctx, "VM.get_VIFs", cp)))
-	_, err = c.Call(ctx, "VIF.create", map[string]any{"device": "0", "network": AsString(must(c.Call(ctx, "VIF.get_network", vifs[0]))), "VM": cp,
-		"MAC": "", "MTU": "1500", "other_config": map[string]string{}, "qos_algorithm_type": "", "qos_algorithm_params": map[string]string{}})
+	_, err = c.Call(ctx, "VIF.create", vifRecord(cp, AsString(must(c.Call(ctx, "VIF.get_network", vifs[0]))), "0", ""))
 	expect(err, "DEVICE_ALREADY_EXISTS")
 	must(c.Call(ctx, "VIF.destroy", vifs[0]))
 	vbds := AsStrings(must(c.Call(ctx, "VM.get_VBDs", cp)))
