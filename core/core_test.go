@@ -190,3 +190,28 @@ func TestFinishFillsAnEmptyPair(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestEncodeValues: EncodeValues writes what DecodeValues reads back, maps
+// in the order of their encoded keys, and refuses other Go types.
+func TestEncodeValues(t *testing.T) {
+	vals := []any{nil, true, int64(-3), 1.5, "a", []byte{0xff}, Opaque{Type: "function", Text: "f"},
+		[]any{int64(1)}, map[any]any{"b": int64(2), int64(1): "x"}}
+	out, err := EncodeValues(vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[null,true,-3,1.5,"a",{"$b":"/w=="},{"$o":"function","s":"f"},[1],{"$t":[["b",2],[1,"x"]]}]`
+	if string(out) != want {
+		t.Fatalf("got %s\nwant %s", out, want)
+	}
+	back, err := DecodeValues(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := EncodeValues(back); string(again) != want {
+		t.Errorf("round trip: %s", again)
+	}
+	if _, err := EncodeValues([]any{struct{}{}}); CodeOf(err) != ErrInvalid {
+		t.Errorf("a struct: %v, want ErrInvalid", err)
+	}
+}

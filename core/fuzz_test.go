@@ -3,8 +3,6 @@ package core
 import (
 	"bytes"
 	"encoding/json"
-	"math"
-	"sort"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -23,67 +21,13 @@ var valueSeeds = []string{
 	`[{"$b":"!"}]`, `{"a":1}`, `[1,`, `[{"$t":1}]`,
 }
 
-// encodeAny encodes DecodeValues's output back, in time linear in its
-// size; map pairs are written sorted by their encoding, so the result is
-// deterministic.
+// encodeAny is EncodeValues for values DecodeValues returned.
 func encodeAny(vals []any) []byte {
-	e := NewValueEncoder(math.MaxInt32)
-	for _, v := range vals {
-		encodeOne(e, v)
+	b, err := EncodeValues(vals)
+	if err != nil {
+		panic(err)
 	}
-	return e.Finish()
-}
-
-func encodeOne(e *ValueEncoder, v any) {
-	switch v := v.(type) {
-	case nil:
-		e.Nil()
-	case bool:
-		e.Bool(v)
-	case int64:
-		e.Int(v)
-	case float64:
-		e.Number(v)
-	case string:
-		e.StringOf(v)
-	case []byte:
-		e.String(v)
-	case Opaque:
-		e.Opaque(v.Type, v.Text)
-	case []any:
-		e.BeginList()
-		for _, it := range v {
-			encodeOne(e, it)
-		}
-		e.End()
-	case map[any]any:
-		// Keys are scalars or opaque values (DecodeValues turns table
-		// keys into one), cheap to encode for sorting; only NaN keys tie.
-		type kv struct {
-			kb   []byte
-			k, x any
-		}
-		pairs := make([]kv, 0, len(v))
-		for k, x := range v {
-			pairs = append(pairs, kv{encodeAny([]any{k}), k, x})
-		}
-		sort.Slice(pairs, func(i, j int) bool {
-			if c := bytes.Compare(pairs[i].kb, pairs[j].kb); c != 0 {
-				return c < 0
-			}
-			return bytes.Compare(encodeAny([]any{pairs[i].x}), encodeAny([]any{pairs[j].x})) < 0
-		})
-		e.BeginMap()
-		for _, p := range pairs {
-			e.BeginPair()
-			encodeOne(e, p.k)
-			encodeOne(e, p.x)
-			e.End()
-		}
-		e.End()
-	default:
-		panic("unexpected decoded type")
-	}
+	return b
 }
 
 // FuzzDecodeValues: any bytes decode or fail with an *Error of code

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -308,6 +310,90 @@ func appendJSONString[T string | []byte](dst []byte, s T) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// EncodeValues is DecodeValues's inverse: the value encoding of vals, which
+// hold what DecodeValues returns (nil, bool, int64, float64, string,
+// []byte, Opaque, []any, map[any]any). A map's pairs are written in the
+// order of their encoded keys (values break a tie of NaN keys), so equal
+// values encode to equal bytes. Any other type is an *Error with code
+// ErrInvalid.
+func EncodeValues(vals []any) ([]byte, error) {
+	e := NewValueEncoder(math.MaxInt32)
+	for _, v := range vals {
+		if err := encodeValue(e, v); err != nil {
+			return nil, err
+		}
+	}
+	return e.Finish(), nil
+}
+
+func encodeValue(e *ValueEncoder, v any) error {
+	switch v := v.(type) {
+	case nil:
+		e.Nil()
+	case bool:
+		e.Bool(v)
+	case int64:
+		e.Int(v)
+	case float64:
+		e.Number(v)
+	case string:
+		e.StringOf(v)
+	case []byte:
+		e.String(v)
+	case Opaque:
+		e.Opaque(v.Type, v.Text)
+	case []any:
+		e.BeginList()
+		for _, it := range v {
+			if err := encodeValue(e, it); err != nil {
+				return err
+			}
+		}
+		e.End()
+	case map[any]any:
+		type pair struct {
+			kb   []byte
+			k, x any
+		}
+		pairs := make([]pair, 0, len(v))
+		for k, x := range v {
+			kb, err := EncodeValues([]any{k})
+			if err != nil {
+				return err
+			}
+			pairs = append(pairs, pair{kb, k, x})
+		}
+		var err error
+		sort.Slice(pairs, func(i, j int) bool {
+			if c := bytes.Compare(pairs[i].kb, pairs[j].kb); c != 0 {
+				return c < 0
+			}
+			a, err1 := EncodeValues([]any{pairs[i].x})
+			b, err2 := EncodeValues([]any{pairs[j].x})
+			err = errors.Join(err, err1, err2)
+			return bytes.Compare(a, b) < 0
+		})
+		if err != nil {
+			return err
+		}
+		e.BeginMap()
+		for _, p := range pairs {
+			e.BeginPair()
+			if err := encodeValue(e, p.k); err != nil {
+				return err
+			}
+			if err := encodeValue(e, p.x); err != nil {
+				return err
+			}
+			e.End()
+		}
+		e.End()
+	default:
+		return Errorf(ErrInvalid, "encode", "cannot encode a %T as a Lua value", v)
+	}
+	return nil
 }
 
 // DecodeValues turns the value encoding into Go values for Go callers:

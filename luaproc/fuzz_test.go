@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"math"
-	"sort"
 	"testing"
 
 	"libbioxen/core"
@@ -175,65 +173,11 @@ func FuzzDecodeValues(f *testing.F) {
 	})
 }
 
-// encodeGo encodes core.DecodeValues's output back with a ValueEncoder
-// (no limit); maps are written in an order of their encoded keys.
+// encodeGo is core.EncodeValues for values core.DecodeValues returned.
 func encodeGo(vals []any) []byte {
-	enc := core.NewValueEncoder(math.MaxInt32)
-	for _, v := range vals {
-		encodeGoValue(enc, v)
+	b, err := core.EncodeValues(vals)
+	if err != nil {
+		panic(err)
 	}
-	return enc.Finish()
-}
-
-func encodeGoValue(enc *core.ValueEncoder, v any) {
-	switch v := v.(type) {
-	case nil:
-		enc.Nil()
-	case bool:
-		enc.Bool(v)
-	case int64:
-		enc.Int(v)
-	case float64:
-		enc.Number(v)
-	case string:
-		enc.StringOf(v)
-	case []byte:
-		enc.String(v)
-	case core.Opaque:
-		enc.Opaque(v.Type, v.Text)
-	case []any:
-		enc.BeginList()
-		for _, it := range v {
-			encodeGoValue(enc, it)
-		}
-		enc.End()
-	case map[any]any:
-		// Keys are scalars or opaque values (core.DecodeValues turns
-		// table keys into one), cheap to encode for sorting; only NaN
-		// keys tie.
-		type kv struct {
-			kb   []byte
-			k, x any
-		}
-		pairs := make([]kv, 0, len(v))
-		for k, x := range v {
-			pairs = append(pairs, kv{encodeGo([]any{k}), k, x})
-		}
-		sort.Slice(pairs, func(i, j int) bool {
-			if c := bytes.Compare(pairs[i].kb, pairs[j].kb); c != 0 {
-				return c < 0
-			}
-			return bytes.Compare(encodeGo([]any{pairs[i].x}), encodeGo([]any{pairs[j].x})) < 0
-		})
-		enc.BeginMap()
-		for _, p := range pairs {
-			enc.BeginPair()
-			encodeGoValue(enc, p.k)
-			encodeGoValue(enc, p.x)
-			enc.End()
-		}
-		enc.End()
-	default:
-		panic("unexpected decoded type")
-	}
+	return b
 }
