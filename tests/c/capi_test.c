@@ -37,12 +37,19 @@ static bioxen_result *run(bioxen_vm vm, const char *code, int flags) {
   return r;
 }
 
-static void contract(const char *engine, const char *interp) {
+/* Options of a VM on engine (NULL: the default) with interpreter interp
+** (NULL: the engine's default), everything else zero. */
+static bioxen_vm_options options_for(const char *engine, const char *interp) {
   bioxen_vm_options o;
   memset(&o, 0, sizeof o);
   o.size = sizeof o;
   o.engine = engine;
   o.interpreter = interp;
+  return o;
+}
+
+static void contract(const char *engine, const char *interp) {
+  bioxen_vm_options o = options_for(engine, interp);
   bioxen_vm vm = 0;
   int rc = bioxen_vm_open(&o, &vm);
   CHECK(rc == BIOXEN_OK && vm != 0, "open %s: %d %s", engine, rc, bioxen_errmsg());
@@ -148,11 +155,7 @@ static char *read_all(bioxen_session s, int streams) {
 }
 
 static void sessions(const char *engine, const char *interp) {
-  bioxen_vm_options o;
-  memset(&o, 0, sizeof o);
-  o.size = sizeof o;
-  o.engine = engine;
-  o.interpreter = interp;
+  bioxen_vm_options o = options_for(engine, interp);
   bioxen_vm plain = 0, vm = 0;
   bioxen_session s = 0;
   CHECK(bioxen_vm_open(&o, &plain) == BIOXEN_OK, "open plain");
@@ -284,11 +287,7 @@ static void closing_listener(void *ud, int stream, const char *data, size_t len)
 }
 
 static void callback_removal(const char *engine, const char *interp) {
-  bioxen_vm_options o;
-  memset(&o, 0, sizeof o);
-  o.size = sizeof o;
-  o.engine = engine;
-  o.interpreter = interp;
+  bioxen_vm_options o = options_for(engine, interp);
   o.persistent = 1;
   for (int close_session = 0; close_session < 2; close_session++) {
     bioxen_vm vm = 0;
@@ -391,9 +390,7 @@ static void on_stopped(void *ud, int status, bioxen_result *r, const char *msg) 
 }
 
 static void async_interrupt(void) {
-  bioxen_vm_options o;
-  memset(&o, 0, sizeof o);
-  o.size = sizeof o;
+  bioxen_vm_options o = options_for(NULL, NULL);
   o.persistent = 1;
   o.trusted = 1; /* io.open for the marker file */
   bioxen_vm vm = 0;
@@ -455,11 +452,7 @@ static void async_exec(void) {
 /* The per-VM limits: a CPU budget and a memory limit, each a typed status,
 ** after which the VM runs code again. */
 static void limits(const char *engine, const char *interp) {
-  bioxen_vm_options o;
-  memset(&o, 0, sizeof o);
-  o.size = sizeof o;
-  o.engine = engine;
-  o.interpreter = interp;
+  bioxen_vm_options o = options_for(engine, interp);
   o.cpu_limit_ms = 100;
   o.max_memory_bytes = 64 << 20;
   bioxen_vm vm = 0;
@@ -508,9 +501,7 @@ static void *run_forever(void *arg) {
 }
 
 static void boundaries(void) {
-  bioxen_vm_options o;
-  memset(&o, 0, sizeof o);
-  o.size = sizeof o;
+  bioxen_vm_options o = options_for(NULL, NULL);
   o.persistent = 1;
   bioxen_vm vm = 0;
   CHECK(bioxen_vm_open(&o, &vm) == BIOXEN_OK, "open");
@@ -594,11 +585,7 @@ static void ctrl_c(const char *engine, const char *interp) {
   CHECK(bioxen_set_interrupt_fd(fds[0]) == BIOXEN_OK, "set_interrupt_fd: %s", bioxen_errmsg());
   close(fds[0]); /* the library reads its own duplicate */
 
-  bioxen_vm_options o;
-  memset(&o, 0, sizeof o);
-  o.size = sizeof o;
-  o.engine = engine;
-  o.interpreter = interp;
+  bioxen_vm_options o = options_for(engine, interp);
   o.persistent = 1;
   o.trusted = 1; /* the chunk says it started by creating a file */
   bioxen_vm vm = 0;
@@ -672,9 +659,7 @@ int main(int argc, char **argv) {
   CHECK(bioxen_vm_close(0) == BIOXEN_OK, "close(0)");
 
   bioxen_vm bad = 0;
-  bioxen_vm_options o;
-  memset(&o, 0, sizeof o);
-  o.size = sizeof o;
+  bioxen_vm_options o = options_for(NULL, NULL);
   o.engine = "nonsense";
   CHECK(bioxen_vm_open(&o, &bad) == BIOXEN_E_INVALID && bad == 0, "unknown engine");
   CHECK(strstr(bioxen_errmsg(), "embedded") != NULL, "engine list in '%s'", bioxen_errmsg());
