@@ -143,6 +143,14 @@ func patchGlobal(proto *lua.FunctionProto, placeholder string, fnValue *lua.LFun
 // builtins that build strings.
 func luaConcat(L *lua.LState) int {
 	n := L.GetTop()
+	if n == 2 { // the common a .. b: one allocation for the bytes
+		if a, ok := L.Get(1).(lua.LString); ok {
+			if b, ok := L.Get(2).(lua.LString); ok && len(a)+len(b) <= pollWork {
+				L.Push(a + b)
+				return 1
+			}
+		}
+	}
 	size, simple := 0, true
 	for i := 1; i <= n; i++ {
 		switch v := L.Get(i).(type) {
