@@ -144,12 +144,15 @@ func bioxenGoSessionWait(h C.bioxen_session, timeoutMS C.int64_t, idle *C.int) (
 	if s == nil {
 		return st
 	}
-	ok := s.Wait(millis(timeoutMS))
 	if idle != nil {
 		*idle = 0
-		if ok {
-			*idle = 1
-		}
+	}
+	ok, err := s.Wait(millis(timeoutMS))
+	if err != nil {
+		return fail(err)
+	}
+	if idle != nil && ok {
+		*idle = 1
 	}
 	return C.BIOXEN_OK
 }

@@ -528,8 +528,8 @@ func TestSessionLogConcurrentRead(t *testing.T) {
 	if err := s.Send([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if !s.Wait(30 * time.Second) {
-		t.Fatal("session not idle")
+	if idle, err := s.Wait(30 * time.Second); !idle || err != nil {
+		t.Fatal("session not idle:", err)
 	}
 	close(stop)
 	wg.Wait()

@@ -61,7 +61,9 @@ func ExampleVM_NewSession() {
 	defer s.Close()
 	s.Send([]byte("x = 6\nfunction f(a)\n"))
 	s.Send([]byte("  return a * x\nend\nprint(f(7))\n"))
-	s.Wait(5 * time.Second) // until the input has run
+	if _, err := s.Wait(5 * time.Second); err != nil { // until the input has run
+		panic(err)
+	}
 	out, _ := s.Read(core.Stdout, 0)
 	fmt.Printf("%s", out)
 	// Output:

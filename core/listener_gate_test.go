@@ -35,8 +35,8 @@ func TestDeclinedListenerOutputIsBuffered(t *testing.T) {
 	if err := s.Send([]byte("io.write('a') io.write('b') io.write('c\\195')")); err != nil {
 		t.Fatal(err)
 	}
-	if !s.Wait(20 * time.Second) {
-		t.Fatal("session not idle")
+	if idle, err := s.Wait(20 * time.Second); !idle || err != nil {
+		t.Fatal("session not idle:", err)
 	}
 	got, _ := s.Read(core.Stdout, 0)
 	if string(took) != "a" || string(got) != "bc\xc3" {

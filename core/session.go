@@ -198,11 +198,17 @@ func (s *Session) Read(streams Stream, timeout time.Duration) ([]byte, error) {
 }
 
 // Wait blocks until the session is idle (no queued input, no running chunk)
-// or timeout passes; it reports whether the session is idle.
-func (s *Session) Wait(timeout time.Duration) bool {
+// or timeout passes; it reports whether the session is idle. A session
+// closed before or during the wait is an ErrClosed error: the input it
+// dropped will not run.
+func (s *Session) Wait(timeout time.Duration) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.waitLocked(timeout, func() bool { return !s.busy || s.closed })
+	idle := s.waitLocked(timeout, func() bool { return !s.busy || s.closed })
+	if s.closed {
+		return false, Errorf(ErrClosed, "wait", "session is closed")
+	}
+	return idle, nil
 }
 
 // waitLocked waits on s.changed (s.mu held) until done() or timeout, and

@@ -150,8 +150,8 @@ func TestInterruptDropsTheRestOfTheInput(t *testing.T) {
 			}
 			readUntil(t, s, "spinning")
 			s.Interrupt()
-			if !s.Wait(30 * time.Second) {
-				t.Fatal("the session did not go idle after the interrupt")
+			if idle, err := s.Wait(30 * time.Second); !idle || err != nil {
+				t.Fatal("the session did not go idle after the interrupt:", err)
 			}
 			out, _ := s.Read(core.Stdout|core.Stderr, 0)
 			if strings.Contains(string(out), "after") {
@@ -388,7 +388,9 @@ func TestHeldBytesKeepTheOrderOfWrites(t *testing.T) {
 			if err := s.Send([]byte("io.write('A\\226\\130') error('boom')\nio.write('Z\\n')\n")); err != nil {
 				t.Fatal(err)
 			}
-			s.Wait(20 * time.Second)
+			if idle, err := s.Wait(20 * time.Second); !idle || err != nil {
+				t.Fatalf("not idle: %v", err)
+			}
 			out, _ := s.Read(core.Stdout|core.Stderr, 0)
 			if !bytes.HasPrefix(out, []byte("A\xe2\x82stdin:1: boom")) || !bytes.Contains(out, []byte("\nZ\n")) {
 				t.Fatalf("output %q", out)
@@ -398,14 +400,51 @@ func TestHeldBytesKeepTheOrderOfWrites(t *testing.T) {
 			}
 			readUntil(t, s, "spin")
 			s.Interrupt()
-			s.Wait(20 * time.Second)
+			if idle, err := s.Wait(20 * time.Second); !idle || err != nil {
+				t.Fatalf("not idle: %v", err)
+			}
 			if err := s.Send([]byte("print('next')\n")); err != nil {
 				t.Fatal(err)
 			}
-			s.Wait(20 * time.Second)
+			if idle, err := s.Wait(20 * time.Second); !idle || err != nil {
+				t.Fatalf("not idle: %v", err)
+			}
 			got := readUntil(t, s, "next")
 			if !strings.Contains(got, "\nnext\n") || strings.Count(got, "interrupted") != 1 {
 				t.Fatalf("after the interrupt %q", got)
+			}
+		})
+	}
+}
+
+// Wait on a session closed before or while it waits is ErrClosed, not
+// "idle": the input it dropped never ran (it reported idle).
+func TestWaitOnClosedSession(t *testing.T) {
+	for _, o := range engines(t) {
+		t.Run(o.Engine, func(t *testing.T) {
+			_, s := openSession(t, o)
+			if err := s.Send([]byte("print('spin') while true do end\nprint('never')\n")); err != nil {
+				t.Fatal(err)
+			}
+			readUntil(t, s, "spin")
+			type waited struct {
+				idle bool
+				err  error
+			}
+			done := make(chan waited, 1)
+			go func() {
+				idle, err := s.Wait(20 * time.Second)
+				done <- waited{idle, err}
+			}()
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			w := <-done
+			if w.idle || core.CodeOf(w.err) != core.ErrClosed {
+				t.Fatalf("Wait across Close: idle %v, error %v; want ErrClosed", w.idle, w.err)
+			}
+			if idle, err := s.Wait(time.Second); idle || core.CodeOf(err) != core.ErrClosed {
+				t.Fatalf("Wait after Close: idle %v, error %v; want ErrClosed", idle, err)
 			}
 		})
 	}

@@ -398,7 +398,9 @@ int bioxen_session_execute_async_v2(bioxen_session session, const char *code, si
 /*
 ** bioxen_session_wait blocks until the session is idle or timeout_ms passes
 ** (0 or negative: do not wait; 9223372036854 or more: no end); *idle_out
-** (may be NULL) is 1 when idle.
+** (may be NULL) is 1 when idle. A session closed before or during the wait
+** (bioxen_session_close from another thread, or its VM closed) gives
+** BIOXEN_E_CLOSED with *idle_out 0: the input it dropped will not run.
 **
 ** METHOD: bioxen_session
 */

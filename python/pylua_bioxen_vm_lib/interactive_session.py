@@ -340,9 +340,11 @@ class InteractiveSession:
         """Wait until all input sent so far has run; True when idle, False
         when ``timeout`` seconds passed first. ``timeout`` None (the default)
         or ``math.inf`` waits as long as it takes; 0, negative or NaN raise
-        InvalidArgumentError (a ValueError). Raises ReentrantCallError from
-        an output callback of this session's VM (the session cannot become
-        idle while its callback waits)."""
+        InvalidArgumentError (a ValueError). Raises SessionStateError when
+        the session is terminated (or its VM stopped) before or while it
+        waits: the input it dropped will not run. Raises ReentrantCallError
+        from an output callback of this session's VM (the session cannot
+        become idle while its callback waits)."""
         limit = timeout_ms(timeout)  # 0: no limit (None, inf, over ~292 years)
         check_not_delivering(self.vm, "wait()")
         handle = self._h()

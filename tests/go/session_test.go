@@ -25,8 +25,8 @@ func openSession(t *testing.T, opts core.Options) (*core.VM, *core.Session) {
 // settle waits until the session has processed everything sent so far.
 func settle(t *testing.T, s *core.Session) {
 	t.Helper()
-	if !s.Wait(10 * time.Second) {
-		t.Fatal("session did not become idle")
+	if idle, err := s.Wait(10 * time.Second); !idle || err != nil {
+		t.Fatal("session did not become idle:", err)
 	}
 }
 

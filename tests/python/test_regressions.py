@@ -32,6 +32,7 @@ from pylua_bioxen_vm_lib.exceptions import (
     InvalidArgumentError,
     LuaVMError,
     ReentrantCallError,
+    SessionStateError,
     VMClosedError,
 )
 
@@ -116,6 +117,32 @@ def test_wait_timeouts_are_checked(session):
     for bad in (0, -1, math.nan):
         with pytest.raises(InvalidArgumentError):
             session.wait(timeout=bad)
+
+
+@pytest.mark.parametrize("end", ["terminate", "stop the VM"])
+def test_wait_across_the_end_of_the_session_raises(session, end):
+    # wait() returned True (idle) when the session ended while it waited,
+    # as if the input it dropped had run.
+    session.send_input("print('spin') while true do end\nprint('never')")
+    assert session.read_output(timeout=HANG) == "spin\n"
+    outcome: List[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            outcome.append(AssertionError(f"wait() returned {session.wait(timeout=HANG)!r}"))
+        except BaseException as e:  # noqa: BLE001
+            outcome.append(e)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    if end == "terminate":
+        session.terminate()
+    else:
+        session.vm.stop()
+    thread.join(HANG)
+    assert len(outcome) == 1 and isinstance(outcome[0], SessionStateError), outcome
+    with pytest.raises(SessionStateError):
+        session.wait(timeout=HANG)
 
 
 # -- 3. table keys that Python's dict would merge --------------------------------
