@@ -29,6 +29,7 @@ waiting for that thread in the callback).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import logging
@@ -56,6 +57,75 @@ from .vm import (
 )
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.session")
+
+# What one stream_output iterator keeps that its consumer has not taken yet
+# (characters), as the core keeps for read_output: past it the oldest is
+# dropped.
+STREAM_BUFFER_CHARS = 4 << 20
+
+
+class _OutputStream:
+    """The output waiting for one ``stream_output`` iterator: filled on the
+    core's thread, drained on the iterator's event loop. It is bounded like
+    the core's own buffer (the core does not wait for this consumer, so a
+    slow or abandoned one would otherwise collect everything a chunk
+    prints): past STREAM_BUFFER_CHARS the oldest text is dropped and the
+    next item starts with ``[bioxen: N bytes of older output dropped]``.
+    One wake-up is scheduled on the loop per batch, not one per write."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._parts: collections.deque[str] = collections.deque()
+        self._size = 0
+        self._dropped = 0  # bytes (UTF-8) dropped since the last get
+        self._ended = False
+        self._wake_scheduled = False
+        self._wake = asyncio.Event()  # set and cleared on the loop only
+
+    def put(self, text: str) -> None:
+        """Add output (any thread)."""
+        with self._lock:
+            if self._ended:
+                return
+            self._parts.append(text)
+            self._size += len(text)
+            while self._size > STREAM_BUFFER_CHARS and len(self._parts) > 1:
+                old = self._parts.popleft()
+                self._size -= len(old)
+                self._dropped += len(old.encode("utf-8", "surrogatepass"))
+            self._schedule_wake_locked()
+
+    def end(self) -> None:
+        """No more output: get returns None once the rest is taken (any thread)."""
+        with self._lock:
+            self._ended = True
+            self._schedule_wake_locked()
+
+    def _schedule_wake_locked(self) -> None:
+        if self._wake_scheduled:
+            return
+        self._wake_scheduled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            self.loop.call_soon_threadsafe(self._wake.set)
+
+    async def get(self) -> Optional[str]:
+        """The output written since the last get, or None at the end (on the loop)."""
+        while True:
+            with self._lock:
+                self._wake.clear()
+                self._wake_scheduled = False
+                if self._parts or self._dropped:
+                    text = "".join(self._parts)
+                    if self._dropped:
+                        text = f"[bioxen: {self._dropped} bytes of older output dropped]\n" + text
+                    self._parts.clear()
+                    self._size = self._dropped = 0
+                    return text
+                if self._ended:
+                    return None
+            await self._wake.wait()
+
 
 # wait() waits in slices of this many milliseconds (so a KeyboardInterrupt
 # is seen between them, and no value the core cannot count is ever sent).
@@ -161,7 +231,7 @@ class InteractiveSession:
         self._late: list[tuple[int, str]] = []  # (stream, text) delivered with no one to take it
         self._late_lock = threading.Lock()
         self.last_activity = time.time()
-        self._async_queues: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Optional[str]]]] = []
+        self._output_streams: list[_OutputStream] = []
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("attached" if self._attached else "detached")
@@ -244,9 +314,8 @@ class InteractiveSession:
                 _ffi.session_close(handle)
         if self._owns_vm:
             self.vm.close()
-        for loop, queue in self._async_queues:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(queue.put_nowait, None)
+        for stream in list(self._output_streams):
+            stream.end()
         if not already:
             logger.debug("session %r terminated", self.session_id)
 
@@ -462,7 +531,7 @@ class InteractiveSession:
         with self._listener_lock:
             while True:
                 handle = self._handle
-                want = self._callback is not None or bool(self._async_queues)
+                want = self._callback is not None or bool(self._output_streams)
                 if not handle or want == self._listener_set:
                     return
                 if want:
@@ -479,8 +548,8 @@ class InteractiveSession:
         if not text:
             return
         callback = self._callback
-        queues = list(self._async_queues)
-        if callback is None and not queues:
+        streams = list(self._output_streams)
+        if callback is None and not streams:
             # Delivered while detach() (or the end of stream_output) was
             # removing the core's listener: keep it for read_output, which
             # returns it before what the core buffered after it.
@@ -493,9 +562,8 @@ class InteractiveSession:
                     callback(text)
             except Exception:
                 logger.exception("output callback of session %r failed", self.session_id)
-        for loop, queue in queues:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(queue.put_nowait, text)
+        for out in streams:
+            out.put(text)
 
     def _take_late(self, mask: int) -> str:
         """The late deliveries (see _deliver) on the streams of mask."""
@@ -526,13 +594,13 @@ class InteractiveSession:
 
     async def stream_output(self) -> AsyncIterator[str]:
         """``async for text in session.stream_output()``: output as it is
-        produced, pushed by the core's callback (no thread per session). Ends
-        when the session is terminated or the loop stops iterating."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Optional[str]] = asyncio.Queue()
-        entry = (loop, queue)
+        produced, pushed by the core's callback (no thread per session); each
+        item is all the output written since the previous one, at most
+        STREAM_BUFFER_CHARS of it (the oldest dropped, see _OutputStream).
+        Ends when the session is terminated or the loop stops iterating."""
+        stream = _OutputStream(asyncio.get_running_loop())
         await self._h_async()
-        self._async_queues.append(entry)
+        self._output_streams.append(stream)
         try:
             self._sync_listener()
             # Output produced before the listener was set is in the buffer.
@@ -540,12 +608,12 @@ class InteractiveSession:
             if earlier:
                 yield earlier
             while True:
-                text = await queue.get()
+                text = await stream.get()
                 if text is None:
                     return
                 yield text
         finally:
-            self._async_queues.remove(entry)
+            self._output_streams.remove(stream)
             self._sync_listener()
 
     # -- environments ----------------------------------------------------

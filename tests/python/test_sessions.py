@@ -462,6 +462,39 @@ def test_async_manager(engine):
     assert streamed == "1\n2\n3\n"
 
 
+def test_stream_output_keeps_a_bounded_backlog(engine):
+    # The core does not wait for a stream_output consumer: a consumer that
+    # does not keep up used to collect every write in an unbounded queue.
+    from pylua_bioxen_vm_lib.interactive_session import STREAM_BUFFER_CHARS
+
+    kind, executable = engine
+    lines = STREAM_BUFFER_CHARS // 1000 + 2000  # 2 MB past the bound
+
+    async def main():
+        with VMManager() as manager:
+            session = manager.create_interactive_vm("flood", engine=kind, lua_executable=executable)
+            session.send_input("print('start')")
+            stream = session.stream_output()
+            first = await stream.__anext__()
+            # Not consuming: the whole flood reaches the stream meanwhile.
+            done = await session.execute_interactive_async(
+                f"for i = 1, {lines} do io.write(('x'):rep(999), '\\n') end print('end')"
+            )
+            rest = await stream.__anext__()
+            await stream.aclose()
+            return first, done, rest
+
+    first, done, rest = asyncio.run(main())
+    assert first == "start\n"
+    assert done["success"], done
+    head, _, kept = rest.partition("\n")
+    assert head.startswith("[bioxen: ") and head.endswith(" bytes of older output dropped]"), head[:100]
+    dropped = int(head[len("[bioxen: ") :].split()[0])
+    assert len(kept) <= STREAM_BUFFER_CHARS
+    assert kept.endswith(("x" * 999 + "\n") * 3 + "end\n")
+    assert dropped + len(kept) == lines * 1000 + 4
+
+
 def test_async_calls_use_no_thread_per_call(engine):
     kind, executable = engine
     vm = create_vm("async_threads", engine=kind, lua_executable=executable)
