@@ -25,7 +25,9 @@ import (
 //     once recursed 200 deep kept over 1 MiB for good. A state idle for a
 //     whole collection cycle gets a new 256-slot stack (the sweep after
 //     each collection, from gc.go), so busy VMs keep theirs and idle ones
-//     give it back.
+//     give it back. Its suspended coroutines whose value stacks grew get
+//     stacks just the size of what they hold (a generator that once
+//     recursed 200 deep kept 64 KB, which the memory limit counts).
 //
 // The fields are reached at offsets checked here against a state made with
 // our options (go.mod pins gopher-lua v1.1.2); if they differ, parking is
@@ -125,7 +127,7 @@ func (st *state) park() {
 		st.spares[i] = nil
 	}
 	st.spares = st.spares[:0]
-	if reg, top := valueStack(st.L); top == 0 && cap(*reg) > luaOptions.RegistrySize {
+	if reg, top := valueStack(st.L); top == 0 && cap(*reg) > luaOptions.RegistrySize || len(st.bigThreads) > 0 {
 		st.parkedAt.Store(sweepEpoch.Load())
 		bigMu.Lock()
 		if !st.inBig {
@@ -212,8 +214,8 @@ func lendFrames(L *lua.LState, get func() []unsafe.Pointer) []unsafe.Pointer {
 // smallThreads makes the coroutines that L creates until the returned
 // function runs start with a one-segment frame table and a 64-slot value
 // stack (1 KB, not 4) that grows by 4,096 slots (64 KB, not 1 MiB: a
-// coroutine's value stack is not swept). gopher-lua reads these options
-// only when it makes a state.
+// grown stack is given back only when the sweep finds the state idle).
+// gopher-lua reads these options only when it makes a state.
 func smallThreads(L *lua.LState) (restore func()) {
 	if !parkLayout.ok {
 		return func() {}
@@ -244,6 +246,31 @@ func (st *state) lendThread(L, th *lua.LState) (small []unsafe.Pointer, own bool
 
 func (st *state) parkThread(th *lua.LState, small []unsafe.Pointer) {
 	parkFrames(th, small, st.putTable)
+	if reg, _ := valueStack(th); cap(*reg) > threadRegistrySize {
+		if st.bigThreads == nil {
+			st.bigThreads = map[weak.Pointer[lua.LState]]struct{}{}
+		}
+		st.bigThreads[weak.Make(th)] = struct{}{}
+	}
+}
+
+// shrinkThreads gives each coroutine in st.bigThreads a value stack just
+// the size of what it holds (at least threadRegistrySize slots); it runs
+// only while no Lua runs on st, so every coroutine is suspended or dead,
+// and nothing it holds is above its top (a suspended coroutine's top frame
+// is its call of coroutine.yield, whose arguments end at the top).
+func (st *state) shrinkThreads() {
+	for wp := range st.bigThreads {
+		if th := wp.Value(); th != nil {
+			reg, top := valueStack(th)
+			if size := max(top, threadRegistrySize); size < cap(*reg) {
+				small := make([]lua.LValue, size)
+				copy(small, (*reg)[:top])
+				*reg = small
+			}
+		}
+		delete(st.bigThreads, wp)
+	}
 }
 
 // A state keeps a few spare tables of its own for resumes: no locking (a
@@ -301,7 +328,7 @@ func (st *state) claim(to int32) bool {
 var (
 	sweepEpoch atomic.Uint64 // collections seen by the sweep
 	bigMu      sync.Mutex
-	bigStates  []weak.Pointer[state] // states that parked with an outsized value stack
+	bigStates  []weak.Pointer[state] // states that parked with an outsized value stack (theirs or a coroutine's)
 )
 
 // sweepIdleStates runs after each collection (gc.go): a state parked since
@@ -332,6 +359,7 @@ func sweepIdleStates() {
 		if reg, top := valueStack(st.L); top == 0 && cap(*reg) > luaOptions.RegistrySize {
 			*reg = make([]lua.LValue, luaOptions.RegistrySize)
 		}
+		st.shrinkThreads()
 		st.inBig = false
 		st.idle.Store(stateParked)
 	}

@@ -323,3 +323,59 @@ func TestStateClosedTwice(t *testing.T) {
 		t.Fatal("retire or unpark of a closed state did not return")
 	}
 }
+
+// TestIdleStateShrinksGrownCoroutines: a suspended coroutine whose value
+// stack grew on a deep call (by 4,096 slots, 64 KB, never given back) gets
+// a stack of the size it holds once its state has been idle for a
+// collection cycle; what it holds survives, and the memory estimate drops.
+func TestIdleStateShrinksGrownCoroutines(t *testing.T) {
+	e := openEngine(t, "threads")
+	exec := func(code, want string) {
+		t.Helper()
+		res, err := e.Exec(context.Background(), &core.Request{Code: []byte(code), ChunkName: "=t"})
+		if err != nil || string(res.Values) != want {
+			t.Fatalf("%s: %v %s %s", code, err, res.Values, res.Stderr)
+		}
+	}
+	exec(`local function r(n) if n == 0 then return 0 end return 1 + r(n - 1) end
+cos = {}
+for i = 1, 50 do
+  cos[i] = coroutine.create(function(k)
+    local s, t = "v" .. k, {k}
+    local depth = r(500)
+    local more = coroutine.yield(depth)
+    return s .. t[1] .. more
+  end)
+  assert(select(2, coroutine.resume(cos[i], i)) == 500)
+end
+return #cos`, "[50]")
+	caps := func() (lo, hi int) {
+		lo = 1 << 30
+		cos := e.st.L.GetGlobal("cos").(*lua.LTable)
+		for i := 1; i <= 50; i++ {
+			reg, _ := valueStack(cos.RawGetInt(i).(*lua.LState))
+			lo, hi = min(lo, cap(*reg)), max(hi, cap(*reg))
+		}
+		return lo, hi
+	}
+	if lo, _ := caps(); lo <= threadRegistrySize {
+		t.Fatalf("the deep calls did not grow the coroutines' value stacks (%d slots)", lo)
+	}
+	before := e.st.memUsage(0, nil)
+	sweepIdleStates()
+	sweepIdleStates()
+	if _, hi := caps(); hi != threadRegistrySize {
+		t.Fatalf("value stacks of up to %d slots after two idle cycles, want %d", hi, threadRegistrySize)
+	}
+	after := e.st.memUsage(0, nil)
+	if before-after < 50*4096*sizeSlot {
+		t.Errorf("memory estimate %d -> %d bytes: the coroutines' stacks still counted", before, after)
+	}
+	t.Logf("memory estimate %d -> %d bytes", before, after)
+	exec(`local out = {}
+for i = 1, 50 do
+  local ok, v = coroutine.resume(cos[i], "!")
+  out[i] = ok and v
+end
+return out[1], out[50], coroutine.status(cos[7])`, `["v11!","v5050!","dead"]`)
+}

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+	"weak"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -53,12 +54,15 @@ type state struct {
 	tombstones int          // distinct user globals deleted so far (gopher-lua keeps their keys)
 
 	// Idle states give buffers back (idle.go).
-	idle         atomic.Int32       // stateBusy, stateParked ...
-	framesParked bool               // the call stack's segment table is parked
-	firstSeg     [1]unsafe.Pointer  // the parked table: the stack's first segment
-	parkedAt     atomic.Uint64      // sweepEpoch when it last parked with a big value stack
-	inBig        bool               // in bigStates (guarded by bigMu)
-	spares       [][]unsafe.Pointer // full frame tables for resumes
+	idle         atomic.Int32      // stateBusy, stateParked ...
+	framesParked bool              // the call stack's segment table is parked
+	firstSeg     [1]unsafe.Pointer // the parked table: the stack's first segment
+	parkedAt     atomic.Uint64     // sweepEpoch when it last parked with a big value stack
+	inBig        bool              // in bigStates (guarded by bigMu)
+	// Coroutines whose value stacks grew, for the sweep (set while a call
+	// runs, read by the sweep while the state is parked).
+	bigThreads map[weak.Pointer[lua.LState]]struct{}
+	spares     [][]unsafe.Pointer // full frame tables for resumes
 }
 
 // tableSnap is a pristine library table: its entries in iteration order, the
