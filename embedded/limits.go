@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
 	"golang.org/x/sys/unix"
@@ -355,6 +356,10 @@ func (st *state) installCoroutines() {
 			L.Push(lua.LString("cannot resume normal coroutine"))
 			return 2
 		}
+		if th != nil && endedByTailYield(th) {
+			L.Insert(lua.LTrue, 2)
+			return L.GetTop() - 1
+		}
 		if small, own := st.lendThread(L, th); own {
 			defer st.parkThread(th, small)
 		}
@@ -395,13 +400,65 @@ func (st *state) installCoroutines() {
 			if th != L && resuming(L, th) {
 				L.RaiseError("cannot resume normal coroutine")
 			}
+			switch {
+			case th.Dead: // gopher-lua: "input:1: can not resume a dead thread"
+				wrapError(L, "cannot resume dead coroutine")
+			case th == L.G.CurrentThread:
+				wrapError(L, "cannot resume running coroutine")
+			case endedByTailYield(th):
+				return L.GetTop()
+			}
 			if small, own := st.lendThread(L, th); own {
 				defer st.parkThread(th, small)
 			}
-			return aux(L)
+			returned := false
+			defer func() {
+				if !returned {
+					// An error in the coroutine: gopher-lua passes it on
+					// but leaves the coroutine running (and the current
+					// thread), so the next call said "running". It is dead.
+					th.Dead = true
+					th.Parent = nil
+					if L.G.CurrentThread == th {
+						L.G.CurrentThread = L
+					}
+				}
+			}()
+			n := aux(L)
+			returned = true
+			return n
 		}, th))
 		return n
 	}))
+}
+
+// wrapError raises msg from a coroutine.wrap function as Lua 5.1 does: with
+// the position of its caller when that is a Lua function.
+func wrapError(L *lua.LState, msg string) {
+	level := 1
+	if caller := topFrame(L).parent(); caller.IsNil() || caller.isG() {
+		level = 0
+	}
+	L.Error(lua.LString(msg), level)
+}
+
+// endedByTailYield reports a coroutine suspended in `return
+// coroutine.yield(...)` in its main function, and then marks it dead: its
+// resume is the function's return, with the resume's arguments as its
+// results, which the caller gives back. gopher-lua's tail call of yield
+// drops the function's frame, so the coroutine has no frame left and its
+// resume crashed with a Go nil dereference (a fresh coroutine has no
+// running frame either, but holds its function's).
+func endedByTailYield(th *lua.LState) bool {
+	if th.Dead || !topFrame(th).IsNil() || !parkLayout.ok {
+		return false
+	}
+	cs := frameStack(th)
+	if cs == nil || *(*uint16)(unsafe.Add(cs, parkLayout.segIdx)) != 0 || *(*uint8)(unsafe.Add(cs, parkLayout.segSp)) != 0 {
+		return false
+	}
+	th.Dead = true
+	return true
 }
 
 // maxCCalls bounds nested coroutine resumes and protected calls, which

@@ -188,6 +188,32 @@ try("return '\\255', '\\065\\066', '\\0651', '\\q'")
 try("return [[\\300]]")
 try("-- '\\300'\nreturn 1")
 `},
+	// `return coroutine.yield(...)`, a tail call of yield: gopher-lua drops
+	// the function's frame, and the next resume crashed with a Go nil
+	// dereference (found by review). The resume's arguments are the
+	// function's results.
+	{"tail_call_yield", `
+local co = coroutine.create(function(a) return coroutine.yield(a + 1) end)
+print(coroutine.resume(co, 1))
+print(coroutine.status(co))
+print(coroutine.resume(co, "x", nil, 3))
+print(coroutine.status(co), coroutine.resume(co))
+local gen = coroutine.wrap(function(a) local b = coroutine.yield(a + 1) return coroutine.yield(b * 2) end)
+print(gen(1), gen(10), gen(7))
+print(pcall(gen))
+local function f(x) return coroutine.yield(x) end
+local nested = coroutine.wrap(function(a) local b = f(a + 1) local c = f(b * 2) return c + 1 end)
+print(nested(1), nested(10), nested(7))
+local empty = coroutine.create(function() return coroutine.yield() end)
+print(coroutine.resume(empty))
+print(coroutine.resume(empty))
+print(coroutine.status(empty))
+local again
+again = coroutine.wrap(function() return again() end)
+local function where(ok, msg) return ok, (msg:gsub("^.-:(%d+):", "line %1:")) end
+print(where(pcall(again)))
+print(where(pcall(function() again() end)))
+`},
 }
 
 // TestNumeralsEveryCompilePath checks the numeral fixes on the top-level
