@@ -104,7 +104,9 @@ type Options struct {
 
 // Request is one chunk for an engine to run.
 type Request struct {
-	// Code is the Lua source text.
+	// Code is the Lua source text. An engine reads it during Exec only:
+	// it may be the caller's memory (the C ABI passes a view of the C
+	// buffer), so work that outlives the call copies it.
 	Code []byte
 	// ChunkName is Lua's chunk name: "=input" for strings, "@path" for files.
 	ChunkName string

@@ -110,7 +110,9 @@ func CheckSource(code []byte, lim Limits) error {
 }
 
 // Exec runs code. A Lua error is reported in the Result; the error return is
-// for everything else (timeout, closed VM, bad input, engine failure).
+// for everything else (timeout, closed VM, bad input, engine failure). code
+// is not read after Exec returns, even when a call that did not stop is
+// left running.
 func (vm *VM) Exec(ctx context.Context, code []byte, eo ExecOptions) (*Result, error) {
 	if err := CheckSource(code, vm.opts.Limits); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -217,6 +218,13 @@ func compileWithin(ctx context.Context, req *core.Request) (*chunk, bool, error)
 		printRes bool
 		err      error
 	}
+	// The compile may outlive the call, and the call's code may be the
+	// caller's memory, valid during the call only (the C ABI's buffers):
+	// compiling a view of it after a timeout read freed memory and killed
+	// the process.
+	own := *req
+	own.Code = bytes.Clone(req.Code)
+	req = &own
 	done := make(chan result, 1)
 	go func() {
 		defer func() { <-bigCompiles }()
