@@ -22,34 +22,59 @@ func traceback(L *lua.LState, level int) string {
 	if frameLayoutErr != nil {
 		return header + "\n\t(unavailable: " + frameLayoutErr.Error() + ")"
 	}
-	// entries: what each line shows, top first: a GetStack level (gopher-
-	// lua counts a tail call's lost levels), a gap, or the final "[G]: ?".
-	// The engine's hidden Go functions (hiddenFrame) have no line and no
-	// level number: Lua raises type errors in the instruction itself and
-	// calls xpcall's handler directly.
+	// entries: what each line shows, top first, as runs: a GetStack level
+	// (gopher-lua counts a tail call's lost levels), a run of gaps (one
+	// frame may have lost 10^8 tail calls: listing them one by one took
+	// gigabytes), or the final "[G]: ?". The engine's hidden Go functions
+	// (hiddenFrame) have no line and no level number: Lua raises type
+	// errors in the instruction itself and calls xpcall's handler directly.
 	const gap, final, ellipsis = -1, -2, -3
-	var entries []int
-	levels := 0
+	type run struct{ entry, n int }
+	var runs []run
+	total, levels := 0, 0
+	add := func(entry, n int) {
+		if n > 0 {
+			runs = append(runs, run{entry, n})
+			total += n
+		}
+	}
 	for fr := topFrame(L); !fr.IsNil(); fr = fr.parent() {
 		if fr.isG() {
 			if !hiddenFrame(fr.fn()) {
-				entries = append(entries, levels)
+				add(levels, 1)
 			}
 			levels++
 			continue
 		}
-		entries = append(entries, levels)
+		add(levels, 1)
 		gaps := fr.tailCalls()
-		for range gaps {
-			entries = append(entries, gap)
-		}
+		add(gap, gaps)
 		levels += 1 + gaps
 	}
-	entries = append(entries, final)
-	entries = entries[max(0, min(level, len(entries))):]
-	if n := len(entries); n > 20 { // the first 7 and the last 7
-		cut := append(append(make([]int, 0, 15), entries[:7]...), ellipsis)
-		entries = append(cut, entries[n-7:]...)
+	add(final, 1)
+	entryAt := func(i int) int {
+		for _, r := range runs {
+			if i < r.n {
+				return r.entry
+			}
+			i -= r.n
+		}
+		return final
+	}
+	var entries []int
+	first := max(0, min(level, total))
+	if total-first > 20 { // the first 7 and the last 7
+		for i := first; i < first+7; i++ {
+			entries = append(entries, entryAt(i))
+		}
+		entries = append(entries, ellipsis)
+		for i := total - 7; i < total; i++ {
+			entries = append(entries, entryAt(i))
+		}
+	} else {
+		for i := first; i < total; i++ {
+			entries = append(entries, entryAt(i))
+		}
 	}
 	var b strings.Builder
 	b.WriteString(header)

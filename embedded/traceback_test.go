@@ -4,6 +4,7 @@ import (
 	"context"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +140,36 @@ show(function() return #nil end)
 	}
 	if got := string(res.Stdout); got != want {
 		t.Errorf("tracebacks differ\n--- lua5.1:\n%s\n--- embedded:\n%s", want, got)
+	}
+}
+
+// TestTracebackOfManyTailCalls: a frame that lost millions of tail calls
+// has as many "(tailcall): ?" levels, and the traceback listed them all
+// before keeping 15 lines: f(1e8) took 8 s and 2.9 GB for one
+// debug.traceback(). Found by review (red team).
+func TestTracebackOfManyTailCalls(t *testing.T) {
+	e := openEngine(t, "tailcalls")
+	run := func(code string) string {
+		t.Helper()
+		res, err := e.Exec(context.Background(), &core.Request{Code: []byte(code), ChunkName: "=t"})
+		if err != nil || res.ReturnCode != 0 {
+			t.Fatalf("%s: %v %s", code, err, res.Stderr)
+		}
+		return string(res.Values)
+	}
+	run(`co = coroutine.create(function()
+  local function f(n) if n > 0 then return f(n - 1) end coroutine.yield() end
+  f(3e6)
+end)
+assert(coroutine.resume(co))`)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	tb := run(`return debug.traceback(co)`)
+	runtime.ReadMemStats(&after)
+	if !strings.Contains(tb, `(tailcall): ?\n\t...`) || strings.Count(tb, `\n\t`) != 15 {
+		t.Errorf("traceback %s", tb)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+		t.Errorf("one traceback allocated %d bytes", got)
 	}
 }
