@@ -40,6 +40,8 @@ var parkLayout = func() (l struct {
 	segIdx   uintptr        // .segIdx (uint16)
 	segSp    uintptr        // .segSp (uint8)
 	size     int            // len(segments) for luaOptions.CallStackSize
+	segBytes int64          // the size of a segment (its frames)
+	frame    reflect.Type   // callFrame, when a segment starts with an array of them (else nil)
 }) {
 	sf, ok := reflect.TypeOf(lua.LState{}).FieldByName("stack")
 	if !ok || sf.Type.Kind() != reflect.Interface || len(sf.Index) != 1 || !layout.ok {
@@ -60,6 +62,13 @@ var parkLayout = func() (l struct {
 		return l
 	}
 	l.stack, l.segments, l.segIdx, l.segSp = sf.Offset, segs.Offset, idx.Offset, sp.Offset
+	seg := segs.Type.Elem().Elem()
+	l.segBytes = int64(seg.Size())
+	if frameLayoutErr == nil && seg.Kind() == reflect.Struct && seg.NumField() > 0 && seg.Field(0).Offset == 0 &&
+		seg.Field(0).Type.Kind() == reflect.Array &&
+		seg.Field(0).Type.Elem() == reflect.TypeOf(lua.Debug{}).FieldByIndex(frameLayout.frame).Type.Elem() {
+		l.frame = seg.Field(0).Type.Elem()
+	}
 	iface := (*[2]unsafe.Pointer)(unsafe.Add(unsafe.Pointer(L), l.stack))
 	l.itab = iface[0]
 	table := *(*[]unsafe.Pointer)(unsafe.Add(iface[1], l.segments))
@@ -106,6 +115,28 @@ func frameStack(L *lua.LState) unsafe.Pointer {
 		return nil
 	}
 	return iface[1]
+}
+
+// frames calls fn with each of th's frames, top first: the running or
+// suspended ones, or the one a fresh coroutine holds for its function
+// (gopher-lua keeps that function nowhere else).
+func frames(th *lua.LState, fn func(frame)) {
+	if fr := topFrame(th); !fr.IsNil() {
+		for ; !fr.IsNil(); fr = fr.parent() {
+			fn(fr)
+		}
+		return
+	}
+	if !parkLayout.ok || parkLayout.frame == nil {
+		return
+	}
+	cs := frameStack(th)
+	if cs == nil || *(*uint16)(unsafe.Add(cs, parkLayout.segIdx)) != 0 || *(*uint8)(unsafe.Add(cs, parkLayout.segSp)) != 1 {
+		return
+	}
+	if table := *(*[]unsafe.Pointer)(unsafe.Add(cs, parkLayout.segments)); len(table) > 0 && table[0] != nil {
+		fn(frame{reflect.NewAt(parkLayout.frame, table[0])})
+	}
 }
 
 // valueStack returns the address of L's value-stack slice and its top.

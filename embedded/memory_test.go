@@ -40,6 +40,17 @@ func TestMemoryEstimate(t *testing.T) {
 		// Chunks made by load hold their constants (they were not
 		// charged at all).
 		"loaded chunks": "t = {} for i = 1, 20 do t[i] = load('return \"' .. string.rep('z', 2e5) .. i .. '\"') end",
+		// Found by review (red team), each held gigabytes under a 64 MiB
+		// limit: gopher-lua keeps a deleted key (and what it refers to)
+		// in the table's key list; a coroutine's function, with its
+		// upvalues, is only in its call frames; and a coroutine suspended
+		// deep holds its frames.
+		"deleted keys":   "t = {} for i = 1, 200 do local k = string.rep('x', 1e5) .. i t[k] = true t[k] = nil end",
+		"new coroutines": "t = {} for i = 1, 200 do local big = string.rep('x', 1e5) .. i t[i] = coroutine.create(function() return big end) end",
+		"suspended coroutines": "t = {} for i = 1, 200 do local big = string.rep('x', 1e5) .. i " +
+			"t[i] = coroutine.create(function() coroutine.yield() return big end) coroutine.resume(t[i]) end",
+		"deep coroutines": "local function deep(n) if n == 0 then coroutine.yield() else deep(n - 1) end end " +
+			"t = {} for i = 1, 20 do t[i] = coroutine.create(deep) coroutine.resume(t[i], 5000) end",
 	}
 	for name, code := range shapes {
 		st := newState(stateConfig{trusted: true})
