@@ -82,6 +82,16 @@ func (st *state) installBuiltins() {
 			return origToString.GFunction(L)
 		},
 	})
+	// next, and pairs returning it, on a tableScan (tablenext.go).
+	next := L.NewFunction(luaNext)
+	L.SetGlobal("next", next)
+	L.SetGlobal("pairs", L.NewFunction(func(L *lua.LState) int {
+		t := L.CheckTable(1)
+		L.Push(next)
+		L.Push(t)
+		L.Push(lua.LNil)
+		return 3
+	}))
 	st.installPcall()
 	st.installCollectGarbage() // (the sandbox replaces it with its own)
 }

@@ -344,8 +344,9 @@ func (st *state) run(proto *lua.FunctionProto, req *core.Request, lim core.Limit
 	}
 	n := L.GetTop()
 	enc := core.NewValueEncoder(lim.MaxValueBytes)
-	for i := 1; i <= n && !enc.Full(); i++ {
-		encodeValue(enc, L.Get(i), lim.MaxValueDepth, nil)
+	w := valueWriter{enc: enc, depth: lim.MaxValueDepth, scan: tableScan{L: L}}
+	for i := 1; i <= n && !enc.Full() && w.scan.stop == nil; i++ {
+		w.value(L.Get(i))
 	}
 	if req.PrintResults && n > 0 && res.ReturnCode == 0 {
 		st.printValues(n)

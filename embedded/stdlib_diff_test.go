@@ -1115,8 +1115,6 @@ var stdlibKnownDiffs = map[string]string{
 	`type(table.foreach)`:                                sdMissing,
 	`type(table.foreachi)`:                               sdMissing,
 	`type(gcinfo)`:                                       sdMissing,
-	`next({10}, 2)`:                                      sdNext,
-	`next({10}, "x")`:                                    sdNext,
 	`select('#', unpack({}, 1, 20000))`:                  sdUnpackLimit,
 	`INS({1, 2, 3}, 5, 9)`:                               sdInsPos,
 	`INS({1, 2, 3}, 0, 9)`:                               sdInsPos,
@@ -1198,7 +1196,6 @@ const (
 	// Base library.
 	sdCoCreate    = "minor: coroutine.create accepts Go functions (lua5.1: 'Lua function expected')"
 	sdMissing     = "minor: 5.1 compatibility function missing in gopher-lua (table.setn/foreach/foreachi, gcinfo)"
-	sdNext        = "minor: next(t, k) with a key not in t returns nil instead of raising 'invalid key to 'next''"
 	sdUnpackLimit = "minor: unpack allows up to 1e6 results (lua5.1's C stack limit is about 8000)"
 	sdExtraArgs   = "minor: extra arguments are ignored or a missing one defaults (table.insert(t, 1, 2, 3), setmetatable(t), os.difftime(t)) where lua5.1 raises"
 	sdErrorNum    = "minor: error(42) keeps the number; lua5.1 converts it to a string (with the position)"

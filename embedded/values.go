@@ -8,9 +8,20 @@ import (
 	"libbioxen/core"
 )
 
-// encodeValue writes v in the value encoding. path holds the tables being
-// encoded above v, to cut cycles. Tables are read raw: no metamethod runs.
-func encodeValue(enc *core.ValueEncoder, v lua.LValue, depth int, path []*lua.LTable) {
+// valueWriter writes returned values in the value encoding. Tables are
+// read raw (no metamethod runs) on a tableScan, so the call's limits stop
+// a long encoding: a shared table with a sparse array part returned 2,000
+// times took 26 s past the deadline. Once stopped it writes nothing more
+// (the call's result is then its stop).
+type valueWriter struct {
+	enc   *core.ValueEncoder
+	depth int
+	scan  tableScan
+	path  []*lua.LTable // the tables being encoded above the value, to cut cycles
+}
+
+func (w *valueWriter) value(v lua.LValue) {
+	enc := w.enc
 	switch x := v.(type) {
 	case *lua.LNilType, nil: // nil: a Go nil a gopher-lua bug can leave in a register
 		enc.Nil()
@@ -22,39 +33,43 @@ func encodeValue(enc *core.ValueEncoder, v lua.LValue, depth int, path []*lua.LT
 		// No []byte copy: the encoder checks the size limit first.
 		enc.StringOf(string(x))
 	case *lua.LTable:
-		for _, p := range path {
+		for _, p := range w.path {
 			if p == x {
 				enc.Opaque("table", "<cycle>")
 				return
 			}
 		}
-		if enc.Depth() >= depth {
+		if enc.Depth() >= w.depth {
 			enc.Opaque("table", "<depth limit>")
 			return
 		}
-		path = append(path, x)
-		if n := sequenceLen(x); n > 0 {
+		w.path = append(w.path, x)
+		defer func() { w.path = w.path[:len(w.path)-1] }()
+		if n := w.sequenceLen(x); n > 0 {
 			enc.BeginList()
 			for i := 1; i <= n; i++ {
-				if enc.Full() {
+				if enc.Full() || w.scan.stopped() {
 					return
 				}
-				encodeValue(enc, x.RawGetInt(i), depth, path)
+				w.value(x.RawGetInt(i))
 			}
 			enc.End()
 			return
 		}
+		if w.scan.stop != nil {
+			return
+		}
 		enc.BeginMap()
-		for k, val := x.Next(lua.LNil); k != lua.LNil; k, val = x.Next(k) {
+		for k, val, ok := w.scan.next(x, lua.LNil); ok; k, val, ok = w.scan.next(x, k) {
 			if enc.Full() {
 				return
 			}
 			enc.BeginPair()
-			encodeValue(enc, k, depth, path)
+			w.value(k)
 			if enc.Full() {
 				return // Finish gives the pair its value
 			}
-			encodeValue(enc, val, depth, path)
+			w.value(val)
 			enc.End()
 		}
 		enc.End()
@@ -67,17 +82,17 @@ func encodeValue(enc *core.ValueEncoder, v lua.LValue, depth int, path []*lua.LT
 // every key is an integer between 1 and the number of keys. (t.Len() is
 // no help: it is a border of the array part, blind to holes and to the
 // other keys.)
-func sequenceLen(t *lua.LTable) int {
+func (w *valueWriter) sequenceLen(t *lua.LTable) int {
 	count, maxKey := 0, 0.0
-	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) {
-		f, ok := k.(lua.LNumber)
-		if !ok || float64(f) < 1 || float64(f) != math.Trunc(float64(f)) || float64(f) > math.MaxInt32 {
+	for k, _, ok := w.scan.next(t, lua.LNil); ok; k, _, ok = w.scan.next(t, k) {
+		f, isNum := k.(lua.LNumber)
+		if !isNum || float64(f) < 1 || float64(f) != math.Trunc(float64(f)) || float64(f) > math.MaxInt32 {
 			return 0
 		}
 		count++
 		maxKey = max(maxKey, float64(f))
 	}
-	if count == 0 || maxKey != float64(count) {
+	if count == 0 || maxKey != float64(count) || w.scan.stop != nil {
 		return 0
 	}
 	return count
