@@ -23,7 +23,7 @@ local io_open, io_type, io_lines, io_popen = io.open, io.type, io.lines, io.pope
 local os_execute = os.execute
 local real_stdout, real_stderr = io.stdout, io.stderr
 local traceback = debug.traceback
-local getmt = debug.getmetatable
+local getmt, setmt = debug.getmetatable, debug.setmetatable
 local sethook = debug.sethook
 local co_resume, co_create, co_yield = coroutine.resume, coroutine.create, coroutine.yield
 local os_exit = os.exit
@@ -111,14 +111,15 @@ for k, v in next, _G do
 end
 
 -- Metatables shared by every environment (strings, files) are put back
--- after each call.
+-- after each call: their fields, and their own metatables (a chunk that
+-- can reach one could give it, or its __index table, a metatable).
 local shared, nshared = {}, 0
 local function snapshot(t)
   if type(t) ~= "table" then return end
   local saved = {}
   for k, v in next, t do saved[k] = v end
   nshared = nshared + 1
-  shared[nshared] = { t, saved }
+  shared[nshared] = { t, saved, getmt(t) }
 end
 local strmt = getmt("")
 snapshot(strmt)
@@ -128,11 +129,12 @@ if filemt then snapshot(rawget(filemt, "__index")) end
 
 local function restore_shared()
   for i = 1, nshared do
-    local t, saved = shared[i][1], shared[i][2]
+    local t, saved, mt = shared[i][1], shared[i][2], shared[i][3]
     for k in next, t do
       if saved[k] == nil then rawset(t, k, nil) end
     end
     for k, v in next, saved do rawset(t, k, v) end
+    if getmt(t) ~= mt then setmt(t, mt) end
   end
 end
 
@@ -1124,12 +1126,15 @@ local function apply_sandbox()
   end
   override("io", "open", sb_open)
   sb.open, sb.check = sb_open, resolve
-  -- getmetatable("") is false, so the string metatable cannot be reached;
-  -- the driver itself uses debug.getmetatable, which ignores the field.
-  if strmt then
-    strmt.__metatable = false
-    for i = 1, nshared do
-      if shared[i][1] == strmt then shared[i][2].__metatable = false end
+  -- getmetatable("") and getmetatable(f) of a file from io.open are
+  -- false, so neither the string metatable nor the FILE* one can be
+  -- reached; the driver itself uses debug.getmetatable, which ignores the
+  -- field.
+  for i = 1, nshared do
+    local t, saved = shared[i][1], shared[i][2]
+    if t == strmt or t == filemt then
+      t.__metatable = false
+      saved.__metatable = false
     end
   end
 end

@@ -223,3 +223,37 @@ func TestMemoryLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestSandboxFileMetatable: the FILE* metatable of io.open's files is
+// hidden in the sandbox, as the standard files' are; in a trusted VM a
+// metatable set on it (or on its __index table) is gone in the next call.
+func TestSandboxFileMetatable(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "in.txt")
+	if err := os.WriteFile(file, []byte("inside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	implant := `local f = io.open(` + luaQuote(file) + `) local mt = getmetatable(f)
+		setmetatable(mt.__index, {__index = function(_, k) return function() return "IMPLANT " .. k end end})
+		setmetatable(mt, {__index = function(_, k) return "meta-meta " .. k end})
+		f:close()`
+	check := `local f = io.open(` + luaQuote(file) + `) local mt = getmetatable(f)
+		local r = {type(mt)}
+		if type(mt) == "table" then r[2] = tostring(getmetatable(mt)) r[3] = tostring(getmetatable(mt.__index)) r[4] = tostring(f.implant) end
+		f:close()
+		return table.concat(r, " ")`
+	eachLua(t, func(t *testing.T, interp string) {
+		sb := openSandboxed(t, interp, core.Options{AllowedPaths: []string{dir}})
+		r := mustExec(t, sb, `local f = io.open(`+luaQuote(file)+`) local mt = getmetatable(f) local s = f:read("*a") f:close()
+			return tostring(mt), s`, execOpts{})
+		if string(r.Values) != `["false","inside"]` {
+			t.Errorf("sandbox: FILE* metatable: %s %s", r.Values, r.ErrorMessage)
+		}
+		tr := openSandboxed(t, interp, core.Options{Trusted: true})
+		mustExec(t, tr, implant, execOpts{})
+		r = mustExec(t, tr, check, execOpts{})
+		if string(r.Values) != `["table nil nil nil"]` {
+			t.Errorf("trusted: the FILE* metatable's metatables persisted: %s %s", r.Values, r.ErrorMessage)
+		}
+	})
+}
