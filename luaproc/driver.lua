@@ -1029,6 +1029,44 @@ local function sb_seeall(m)
   return m
 end
 
+-- setmetatable of Lua 5.2+, without finalizers: Lua marks a table for
+-- finalization only when its new metatable has a __gc field, so the field
+-- is taken out of the metatable for the real setmetatable and put back.
+-- A finalizer runs where the collector calls it: in a later call (whose
+-- io.stdout it could change through the shared standard files) or in the
+-- driver's own code. Lua 5.1 and LuaJIT have no finalizers for tables.
+-- Bad arguments are reported as the real one does, at the caller's level.
+local function sb_typename(v, none)
+  if none then return "no value" end
+  local m = getmt(v)
+  local name = m and rawget(m, "__name")
+  if type(name) == "string" and _VERSION ~= "Lua 5.2" then return name end
+  return type(v)
+end
+
+local function sb_setmetatable(...)
+  local t, mt = ...
+  local n = select("#", ...)
+  if type(t) ~= "table" then
+    error("bad argument #1 to 'setmetatable' (table expected, got " .. sb_typename(t, n < 1) .. ")", 2)
+  end
+  local tm = type(mt)
+  if tm ~= "table" and (tm ~= "nil" or n < 2) then
+    error("bad argument #2 to 'setmetatable' (nil or table expected" ..
+      (LUA54 and ", got " .. sb_typename(mt, n < 2) or "") .. ")", 2)
+  end
+  local cur = getmt(t)
+  if cur ~= nil and rawget(cur, "__metatable") ~= nil then
+    error("cannot change a protected metatable", 2)
+  end
+  if tm == "nil" or rawget(mt, "__gc") == nil then return setmetatable(t, mt) end
+  local gc = rawget(mt, "__gc")
+  rawset(mt, "__gc", nil)
+  setmetatable(t, mt)
+  rawset(mt, "__gc", gc)
+  return t
+end
+
 local function sb_collectgarbage(opt, ...)
   if opt == nil or opt == "collect" or opt == "count" or opt == "step" then
     return real_collectgarbage(opt, ...)
@@ -1126,15 +1164,26 @@ local function apply_sandbox()
   end
   override("io", "open", sb_open)
   sb.open, sb.check = sb_open, resolve
+  if not setfenv then set_plain("setmetatable", sb_setmetatable) end
   -- getmetatable("") and getmetatable(f) of a file from io.open are
   -- false, so neither the string metatable nor the FILE* one can be
   -- reached; the driver itself uses debug.getmetatable, which ignores the
-  -- field.
+  -- field. Between calls the string metatable's __index is the sandbox's
+  -- string table (no dump), not the real one.
+  local sb_string
+  for i = 1, nlibs do
+    local lib = libs[i]
+    if lib.name == "string" then
+      sb_string = {}
+      for j = 1, lib.n do sb_string[lib.keys[j]] = lib.vals[j] end
+    end
+  end
   for i = 1, nshared do
     local t, saved = shared[i][1], shared[i][2]
     if t == strmt or t == filemt then
       t.__metatable = false
       saved.__metatable = false
+      if t == strmt and sb_string then t.__index = sb_string; saved.__index = sb_string end
     end
   end
 end

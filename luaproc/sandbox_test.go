@@ -224,6 +224,60 @@ func TestMemoryLimit(t *testing.T) {
 	})
 }
 
+// TestSandboxNoFinalizers: a __gc finalizer armed by one call (Lua 5.2+
+// tables) ran in later calls on the same interpreter, where it could rawset
+// methods on the shared io.stdout/io.stdin to capture their output. In the
+// sandbox setmetatable never marks a table for finalization (as on Lua 5.1,
+// LuaJIT and the embedded engine); the metatable keeps its __gc field.
+func TestSandboxNoFinalizers(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{})
+		arm := `local loot = {}
+			local function arm()
+			  setmetatable({}, {__gc = function()
+			    arm()
+			    if rawget(io.stdin, "gimme") then io.write("LOOT: ", table.concat(loot, "|")) return end
+			    if not rawget(io.stdout, "write") then
+			      rawset(io.stdout, "write", function(s, ...) loot[#loot + 1] = table.concat({...}) return s end)
+			    end
+			  end})
+			end
+			arm() collectgarbage() collectgarbage()`
+		mustExec(t, e, arm, execOpts{})
+		r := mustExec(t, e, `collectgarbage() collectgarbage() io.stdout:write("victim password=hunter2\n") return 42`, execOpts{})
+		if string(r.Stdout) != "victim password=hunter2\n" || string(r.Values) != "[42]" {
+			t.Errorf("victim: stdout %q values %s", r.Stdout, r.Values)
+		}
+		r = mustExec(t, e, `rawset(io.stdin, "gimme", true) collectgarbage() collectgarbage()`, execOpts{})
+		if len(r.Stdout) != 0 {
+			t.Errorf("a finalizer of an earlier call ran: %q", r.Stdout)
+		}
+		// Within one call too, and setmetatable leaves the metatable as it was.
+		r = mustExec(t, e, `local ran = false
+			local mt = {__gc = function() ran = true end, __index = {v = 1}}
+			local t = setmetatable({}, mt)
+			local keep = rawget(mt, "__gc")
+			t = nil collectgarbage() collectgarbage()
+			local ok, err = pcall(setmetatable, setmetatable({}, {__metatable = 1}), mt)
+			return ran, type(keep), getmetatable(setmetatable({}, mt)) == mt, setmetatable({}, mt).v, ok, err`, execOpts{})
+		if string(r.Values) != `[false,"function",true,1,false,"cannot change a protected metatable"]` {
+			t.Errorf("setmetatable with __gc: %s %s", r.Values, r.ErrorMessage)
+		}
+		// Its errors read as the interpreter's own.
+		errs := `local r = {}
+			local function add(...) r[#r + 1] = tostring(select(2, ...)) end
+			add(pcall(setmetatable, 1, {})) add(pcall(setmetatable, {})) add(pcall(setmetatable))
+			add(pcall(setmetatable, {}, "x")) add(pcall(function() setmetatable(1, {}) end))
+			add(pcall(function() setmetatable(setmetatable({}, {__metatable = 1}), {}) end))
+			add(pcall(function() setmetatable({}, 3) end))
+			return table.concat(r, "\n")`
+		want := mustExec(t, openSandboxed(t, interp, core.Options{Trusted: true}), errs, execOpts{})
+		if r := mustExec(t, e, errs, execOpts{}); string(r.Values) != string(want.Values) {
+			t.Errorf("setmetatable's errors: %s, want %s", r.Values, want.Values)
+		}
+	})
+}
+
 // TestSandboxFileMetatable: the FILE* metatable of io.open's files is
 // hidden in the sandbox, as the standard files' are; in a trusted VM a
 // metatable set on it (or on its __index table) is gone in the next call.

@@ -96,8 +96,9 @@ def test_cpu_trap(hostile, name):
 
 def test_gc_and_close_metamethods(hostile, engine):
     """__gc (Lua 5.2+ tables) and __close (5.4) handlers that never return
-    are stopped like any code; where the engine has no such metamethod the
-    chunk just finishes or is a syntax error."""
+    are stopped like any code; where the engine has no such metamethod (and
+    in the sandbox, where tables get no finalizers) the chunk just finishes
+    or is a syntax error."""
     gc = "setmetatable({}, {__gc = function() while true do end end}) collectgarbage() collectgarbage()"
     close = "do local x <close> = setmetatable({}, {__close = function() while true do end end}) end"
     for code in (gc, close):
