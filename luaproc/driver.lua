@@ -952,6 +952,9 @@ local function sb_load_any(chunk, name, mode, ...)
         local piece = chunk()
         if piece == nil or piece == "" then break end
         if type(piece) ~= "string" then return nil, "reader function must return a string" end
+        -- A binary chunk is refused at its first piece, as Lua 5.4 does
+        -- (a reader that never ends would run out of memory first).
+        if n == 0 and str_byte(piece, 1) == 27 then return nil, BINARY end
         n = n + 1; parts[n] = piece
       end
       chunk = tconcat(parts, "", 1, n)

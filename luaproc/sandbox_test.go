@@ -311,3 +311,18 @@ func TestSandboxFileMetatable(t *testing.T) {
 		}
 	})
 }
+
+// TestSandboxLoadReaderBinary: load refuses a binary chunk from a reader
+// function at its first piece (LuaJIT's driver gathered every piece first,
+// and a reader that never ends ran out of memory).
+func TestSandboxLoadReaderBinary(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{Limits: core.Limits{MaxMemoryBytes: 256 << 20}})
+		r := mustExec(t, e, `local n = 0
+			local f, err = load(function() n = n + 1 return "\27LJ" end)
+			return tostring(f), err, n`, execOpts{})
+		if string(r.Values) != `["nil","attempt to load a binary chunk (mode is 't')",1]` {
+			t.Errorf("got %s %s", r.Values, r.ErrorMessage)
+		}
+	})
+}
