@@ -1648,7 +1648,8 @@ end
 local function internal_error(err)
   restore_shared()
   clear_buffers()
-  local msg = "bioxen driver internal error: " .. (type(err) == "string" and err or type(err))
+  -- Out of memory: Lua's own message, which the host reports as ErrNoMem.
+  local msg = err == OOM and OOM or "bioxen driver internal error: " .. (type(err) == "string" and err or type(err))
   finish_error(msg, NO_TB)
 end
 

@@ -1043,9 +1043,12 @@ func (e *Engine) applyRlimits(pid int) error {
 	return nil
 }
 
-// isNoMem tells Lua's memory error ("not enough memory") from others.
+// isNoMem tells Lua's memory error from others: its message is exactly
+// "not enough memory" (the driver reports its own running out of memory
+// while it prepares or finishes a call with that message too). A chunk's
+// error that merely ends with it ("db: not enough memory") is not one.
 func isNoMem(msg string) bool {
-	return msg == "not enough memory" || strings.HasSuffix(msg, ": not enough memory")
+	return msg == "not enough memory"
 }
 
 // realPath resolves the symbolic links of absolute path p for the

@@ -312,6 +312,25 @@ func TestSandboxFileMetatable(t *testing.T) {
 	})
 }
 
+// TestNoMemExact: only Lua's own memory error ("not enough memory") is
+// ErrNoMem; a chunk's error that merely ends with ": not enough memory"
+// is an ordinary error and the interpreter is kept.
+func TestNoMemExact(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{})
+		pid := e.Pid()
+		r := mustExec(t, e, `error("db: not enough memory", 0)`, execOpts{})
+		if r.Success || r.ErrorMessage != "db: not enough memory" {
+			t.Errorf("got success %v, error %q", r.Success, r.ErrorMessage)
+		}
+		if e.Pid() != pid {
+			t.Errorf("the interpreter was replaced (pid %d, then %d)", pid, e.Pid())
+		}
+		_, err := execCode(e, `error("not enough memory", 0)`, execOpts{})
+		wantCode(t, err, core.ErrNoMem)
+	})
+}
+
 // TestSandboxLoadReaderBinary: load refuses a binary chunk from a reader
 // function at its first piece (LuaJIT's driver gathered every piece first,
 // and a reader that never ends ran out of memory).
