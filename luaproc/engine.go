@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,8 +78,9 @@ type Engine struct {
 	armed    bool // its SIGINT handler is installed and no SIGINT was sent since
 	awaitAck bool // the call is done; an A frame was sent to re-arm the driver
 	// The running call's CPU budget (0: none) and the interpreter's CPU
-	// clock when it started.
-	cpuBudget, cpuStart time.Duration
+	// clock when it started; hostCPU is the CPU time this process spent on
+	// the call's behalf (resolving its paths: L frames), which counts too.
+	cpuBudget, cpuStart, hostCPU time.Duration
 
 	// wake is a self-pipe that a cancelled context or Interrupt writes
 	// to, so the poll loop notices them as well as deadlines.
@@ -426,7 +428,7 @@ var (
 // RLIMIT_CPU (whole seconds) is set as a backstop: the kernel sends SIGXCPU
 // a second or two past the budget even if this process cannot run.
 func (e *Engine) startCPUBudget(budget time.Duration) {
-	e.cpuBudget = 0
+	e.cpuBudget, e.hostCPU = 0, 0
 	if budget <= 0 || e.p == nil {
 		return
 	}
@@ -441,7 +443,8 @@ func (e *Engine) startCPUBudget(budget time.Duration) {
 	}
 }
 
-// cpuLeft is the running call's CPU budget left (ok false: no budget).
+// cpuLeft is the running call's CPU budget left (ok false: no budget):
+// what neither the interpreter nor the host on its behalf has used.
 func (e *Engine) cpuLeft() (left time.Duration, ok bool) {
 	if e.cpuBudget <= 0 || e.p == nil {
 		return 0, false
@@ -450,7 +453,20 @@ func (e *Engine) cpuLeft() (left time.Duration, ok bool) {
 	if err != nil {
 		return 0, false
 	}
-	return e.cpuBudget - (used - e.cpuStart), true
+	return e.cpuBudget - (used - e.cpuStart) - e.hostCPU, true
+}
+
+// resolveForCall resolves path p for the running call's L frame and
+// charges the CPU time it took to the call: a chunk could otherwise have
+// the host resolve long chains of symbolic links ("/proc/self/root"
+// repeated, milliseconds each) at next to no cost to its own budget.
+func (e *Engine) resolveForCall(p string) string {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start := threadCPU()
+	r := realPath(p)
+	e.hostCPU += threadCPU() - start
+	return r
 }
 
 // armWake makes ctx's cancellation write to the wake pipe while a call
@@ -763,7 +779,7 @@ func (e *Engine) readFrames(hello bool, slice time.Duration) (bool, error) {
 				if len(f.Args) != 1 {
 					return false, protoErr("frame %q with %d fields", f.Tag, len(f.Args)+1)
 				}
-				e.sendIn(fmt.Appendf(nil, "L %d %s\n", f.Args[0], hexPath(realPath(string(f.Payload)))))
+				e.sendIn(fmt.Appendf(nil, "L %d %s\n", f.Args[0], hexPath(e.resolveForCall(string(f.Payload)))))
 				continue
 			case 'S', 'F', 'D':
 				// Raw output written before this frame belongs before

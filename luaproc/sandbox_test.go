@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"libbioxen/core"
 )
@@ -343,5 +344,25 @@ func TestSandboxLoadReaderBinary(t *testing.T) {
 		if string(r.Values) != `["nil","attempt to load a binary chunk (mode is 't')",1]` {
 			t.Errorf("got %s %s", r.Values, r.ErrorMessage)
 		}
+	})
+}
+
+// TestSandboxHostResolveCPU: the host's work resolving a sandboxed
+// chunk's paths (L frames, core.RealPath) counts against the call's CPU
+// budget. A path of 270 "/proc/self/root" links costs the host
+// milliseconds to resolve and the interpreter next to nothing: a loop of
+// io.open on it ran past its budget for as long as it liked.
+func TestSandboxHostResolveCPU(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{Limits: core.Limits{MaxCPUTime: 200 * time.Millisecond}})
+		start := time.Now()
+		r, err := execCode(e, `local p = string.rep("/proc/self/root", 270) .. "/nonexist/x"
+			local t0 = os.time()
+			while os.time() - t0 < 3 do io.open(p) end
+			return os.clock()`, execOpts{})
+		if err == nil {
+			t.Fatalf("the call ran %v and succeeded (interpreter CPU %s), want ErrCPULimit", time.Since(start), r.Values)
+		}
+		wantCode(t, err, core.ErrCPULimit)
 	})
 }

@@ -78,6 +78,17 @@ func processCPU(pid int) (time.Duration, error) {
 	return time.Duration(ts.Nano()), nil
 }
 
+// threadCPU is the CPU time the calling OS thread has used (the caller
+// keeps its goroutine on the thread: runtime.LockOSThread).
+func threadCPU() time.Duration {
+	const clockThreadCPUTime = 3 // CLOCK_THREAD_CPUTIME_ID
+	var ts syscall.Timespec
+	if _, _, e := syscall.RawSyscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTime, uintptr(unsafe.Pointer(&ts)), 0); e != 0 {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
 // startProcess starts processes from one OS thread that lives as long as
 // this process. Pdeathsig kills a child when the thread that forked it
 // exits, not the process: forked from a caller's thread (a C or Python
