@@ -316,6 +316,7 @@ func (st *state) installCoroutines() {
 		n := create.GFunction(L)
 		if th, ok := L.Get(-1).(*lua.LState); ok {
 			th.SetContext(st.ctx)
+			smallNumberPages(th)
 		}
 		return n
 	}))
@@ -388,6 +389,7 @@ func (st *state) installCoroutines() {
 			return n
 		}
 		th.SetContext(st.ctx)
+		smallNumberPages(th)
 		// The same Go function with the same upvalue (the thread),
 		// counted.
 		aux := fn.GFunction

@@ -14,6 +14,9 @@ func TestMemoryLayout(t *testing.T) {
 	if !layout.ok {
 		t.Fatal("gopher-lua's table/registry layout changed: memory accounting would miss locals and table slots")
 	}
+	if !allocLayout.ok {
+		t.Fatal("gopher-lua's allocator layout changed: numbers would be boxed 32 to a page again")
+	}
 }
 
 // TestMemoryEstimate: the walk's estimate of what a state holds is within
@@ -49,6 +52,11 @@ func TestMemoryEstimate(t *testing.T) {
 		"new coroutines": "t = {} for i = 1, 200 do local big = string.rep('x', 1e5) .. i t[i] = coroutine.create(function() return big end) end",
 		"suspended coroutines": "t = {} for i = 1, 200 do local big = string.rep('x', 1e5) .. i " +
 			"t[i] = coroutine.create(function() coroutine.yield() return big end) coroutine.resume(t[i]) end",
+		// Numbers made by arithmetic are boxed 32 to a page: one kept in
+		// 32 keeps the page (charged 16 bytes of 256); numbers boxed by
+		// builtins, kept among short strings.
+		"sparse numbers": "t = {} local n = 0 for i = 1, 32 * 20000 do local x = i * 1.5 if i % 32 == 0 then n = n + 1 t[n] = x end end",
+		"parsed numbers": "t = {} for i = 1, 50000 do local a, b, c = ('ab,' .. i .. ',cd'):match('(%w+),(%d+),(%w+)') t[i] = tonumber(b) end",
 		"deep coroutines": "local function deep(n) if n == 0 then coroutine.yield() else deep(n - 1) end end " +
 			"t = {} for i = 1, 20 do t[i] = coroutine.create(deep) coroutine.resume(t[i], 5000) end",
 	}
@@ -63,6 +71,7 @@ func TestMemoryEstimate(t *testing.T) {
 		runtime.GC()
 		runtime.ReadMemStats(&m0)
 		co, _ := st.L.NewThread()
+		smallNumberPages(co) // as coroutine.create does
 		fn, err := st.L.LoadString(code)
 		if err != nil {
 			t.Fatal(err)
@@ -76,7 +85,14 @@ func TestMemoryEstimate(t *testing.T) {
 		st.L.G.CurrentThread = st.L
 		ratio := float64(est) / float64(real)
 		t.Logf("%-18s real %7d KiB  estimate %7d KiB  ratio %.2f", name, real>>10, est>>10, ratio)
-		if ratio < 0.7 || ratio > 1.5 {
+		hi := 1.5
+		if name == "parsed numbers" {
+			// Go's 16-byte blocks charged as 128-byte ones when the
+			// numbers lie scattered among other small values (1.1-2x
+			// seen; 8x at worst, see numberBlock).
+			hi = 8.5
+		}
+		if ratio < 0.7 || ratio > hi {
 			t.Errorf("%s: estimate %d vs real %d bytes", name, est, real)
 		}
 		runtime.KeepAlive(co)

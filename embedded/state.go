@@ -105,6 +105,7 @@ type stateConfig struct {
 
 func newState(cfg stateConfig) *state {
 	st := &state{L: lua.NewState(luaOptions)}
+	smallNumberPages(st.L)
 	st.ctx = newCallCtx(st)
 	st.L.SetContext(st.ctx)
 	st.installCoroutines()
