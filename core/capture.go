@@ -7,7 +7,9 @@ import "fmt"
 type Capture struct {
 	Max int
 	// Tee, when set, receives everything written (also past Max), as it is
-	// written: the streaming path of interactive sessions.
+	// written: the streaming path of interactive sessions. Its argument is
+	// only valid during the call (writers may reuse it); a string is handed
+	// on in pieces of at most MaxOutputPiece bytes.
 	Tee     func([]byte)
 	buf     []byte
 	dropped int64
@@ -37,8 +39,13 @@ func (c *Capture) WriteBytes(p []byte) {
 
 // WriteString appends s within the cap.
 func (c *Capture) WriteString(s string) {
-	if c.Tee != nil && len(s) > 0 {
-		c.Tee([]byte(s))
+	if c.Tee != nil {
+		// In pieces: a copy of a huge string is not made at once.
+		for t := s; len(t) > 0; {
+			n := min(len(t), MaxOutputPiece)
+			c.Tee([]byte(t[:n]))
+			t = t[n:]
+		}
 	}
 	room := c.Max - len(c.buf)
 	if room >= len(s) {

@@ -123,7 +123,8 @@ type Request struct {
 	REPL bool
 	// Output, when set, receives the chunk's output as it is produced, in
 	// order, in addition to the Result's captures. It is called on the
-	// goroutine running the chunk and must not block for long.
+	// goroutine running the chunk and must not block for long; p is only
+	// valid during the call (an engine may reuse its memory).
 	Output func(stream Stream, p []byte)
 }
 

@@ -249,7 +249,9 @@ func (s *Session) Pending() bool {
 
 // SetListener streams output to fn as it is produced (fn nil: back to
 // buffering for Read). While a listener is set, output goes to it and not
-// to the buffer. fn runs on the session's goroutine.
+// to the buffer. fn runs on the session's goroutine, on pieces of at most
+// MaxOutputPiece bytes (plus a character held back, see whole); p is only
+// valid during the call.
 func (s *Session) SetListener(fn func(Stream, []byte)) {
 	if fn == nil {
 		s.SetGatedListener(nil)
@@ -417,9 +419,29 @@ func (s *Session) loop() {
 	}
 }
 
+// MaxOutputPiece is the most output one listener call gets (besides the
+// rest of a character held back from the piece before, see whole): a
+// longer write is handed on in pieces, so that each copy made of it for a
+// listener stays small however much the Lua code writes at once.
+const MaxOutputPiece = 64 << 10
+
+// inPieces calls fn with p in pieces of at most MaxOutputPiece bytes.
+func inPieces(p []byte, fn func([]byte)) {
+	for len(p) > MaxOutputPiece {
+		fn(p[:MaxOutputPiece])
+		p = p[MaxOutputPiece:]
+	}
+	fn(p)
+}
+
 // emit delivers output to the listener (a copy of p) or the buffer (which
-// copies p into its own storage), whole characters only (see whole).
+// copies p into its own storage), whole characters only (see whole), in
+// pieces of at most MaxOutputPiece bytes.
 func (s *Session) emit(stream Stream, p []byte) {
+	inPieces(p, func(p []byte) { s.emitPiece(stream, p) })
+}
+
+func (s *Session) emitPiece(stream Stream, p []byte) {
 	s.mu.Lock()
 	out := s.whole(stream, p)
 	fn := s.listener
@@ -577,7 +599,13 @@ func (s *Session) stoppedOutcome(res *Result, err error) (*Result, error) {
 	return nil, Errorf(ErrTimeout, "execute", "interrupted: the chunk was stopped; the session keeps its state")
 }
 
+// emitListenerOnly delivers an Execute's output to the listener only (its
+// result has all of it), as emit does.
 func (s *Session) emitListenerOnly(stream Stream, p []byte) {
+	inPieces(p, func(p []byte) { s.listenerPiece(stream, p) })
+}
+
+func (s *Session) listenerPiece(stream Stream, p []byte) {
 	s.mu.Lock()
 	out := s.whole(stream, p)
 	fn := s.listener

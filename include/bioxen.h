@@ -434,6 +434,9 @@ int bioxen_session_interrupt(bioxen_session session);
 ** len) as it is produced (data valid during the call only), from a library
 ** thread, in order. While a listener is set, output goes to it instead of
 ** the buffer that bioxen_session_read takes from. fn NULL removes it.
+** Output comes in pieces of at most 64 KiB (plus up to 3 bytes completing
+** a character the piece before ended inside): a longer line or write comes
+** in several calls.
 ** When a call that removes or replaces a listener returns (this one,
 ** bioxen_session_close, bioxen_vm_close), the old fn is no longer running
 ** and is not called again, so its userdata may be freed: the call waits for
