@@ -5,6 +5,7 @@ import (
 	"context"
 	"math"
 	"os/exec"
+	"sync"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -100,51 +101,120 @@ func checkStdFile(L *lua.LState, n int) *stdFile {
 	return f
 }
 
-// print writes its whole line at once, so a streaming reader never sees
-// half a line. Without a streaming reader it writes piece by piece: the
-// capture keeps at most its limit, so a huge value is not copied into a
-// line first.
+// teePiece is the most one write hands to a streaming reader (a session:
+// core.Capture's Tee): print gathers its line up to this size, so that a
+// reader gets a line whole, and a longer line, or io.write of a longer
+// string, goes in pieces this big, with the call's limits polled after
+// each. A 2.5 GB line built whole before it was handed on took 8 GB, and
+// no deadline could stop it.
+const teePiece = core.MaxOutputPiece
+
+// argWork is the work counted for one argument of print or io.write besides
+// its bytes, so that a long list of short ones polls the limits too.
+const argWork = 16
+
+// teeBufs holds the gathering buffers of outWriter (teePiece bytes each):
+// a piece is only valid during the Tee call that gets it, so the next
+// piece reuses its memory, and a huge line streams without garbage. A pool
+// rather than a buffer per state: idle states keep nothing.
+var teeBufs = sync.Pool{New: func() any { b := make([]byte, 0, teePiece); return &b }}
+
+// outWriter writes the output of one print or io.write call to a capture.
+// Without a streaming reader it writes each argument as it comes: the
+// capture keeps its first Max bytes and counts the rest, so a huge value is
+// not copied. With one it gathers pieces of at most teePiece bytes.
+type outWriter struct {
+	w   *core.Capture
+	tk  workTicker
+	buf *[]byte // from teeBufs once something is gathered
+}
+
+func newOutWriter(L *lua.LState, w *core.Capture) outWriter {
+	return outWriter{w: w, tk: workTicker{L: L}}
+}
+
+func (o *outWriter) write(s string) {
+	if o.w.Tee == nil {
+		o.w.WriteString(s)
+		o.tk.add(len(s) + argWork)
+		return
+	}
+	if o.buf == nil {
+		o.buf = teeBufs.Get().(*[]byte)
+	}
+	for len(*o.buf)+len(s) > teePiece {
+		n := teePiece - len(*o.buf)
+		*o.buf = append(*o.buf, s[:n]...)
+		s = s[n:]
+		o.flush()
+		// The listener may have taken its time with the piece; the
+		// instruction hook polls between short writes.
+		o.tk.poll()
+	}
+	*o.buf = append(*o.buf, s...)
+	o.tk.add(argWork)
+}
+
+// flush hands the gathered piece on.
+func (o *outWriter) flush() {
+	if o.buf == nil || len(*o.buf) == 0 {
+		return
+	}
+	p := *o.buf
+	*o.buf = p[:0]
+	o.w.WriteBytes(p)
+}
+
+// done flushes and gives the buffer back. (A call that raised an error
+// leaves its buffer to the collector.)
+func (o *outWriter) done() {
+	o.flush()
+	if o.buf != nil {
+		teeBufs.Put(o.buf)
+		o.buf = nil
+	}
+}
+
+// print writes its line in one write when it is at most teePiece bytes
+// (see outWriter).
 func (st *state) print(L *lua.LState) int {
 	n := L.GetTop()
-	var line []byte
-	write := func(s string) { line = append(line, s...) }
-	if st.out.Tee == nil {
-		write = st.out.WriteString
-	}
+	o := newOutWriter(L, &st.out)
 	for i := 1; i <= n; i++ {
 		if i > 1 {
-			write("\t")
+			o.write("\t")
 		}
 		switch v := L.Get(i).(type) {
 		case lua.LString:
-			write(string(v))
+			o.write(string(v))
 		case lua.LNumber:
-			write(fmtNumber(v))
+			o.write(fmtNumber(v))
 		default:
-			write(L.ToStringMeta(v).String())
+			o.write(L.ToStringMeta(v).String())
 		}
 	}
-	write("\n")
-	if line != nil {
-		st.out.WriteBytes(line)
-	}
+	o.write("\n")
+	o.done()
 	return 0
 }
 
 // writeArgs writes arguments from..top like Lua's io.write: strings and
-// numbers only.
+// numbers only (those before a bad one are written).
 func writeArgs(L *lua.LState, w *core.Capture, from int) {
+	o := newOutWriter(L, w)
 	top := L.GetTop()
 	for i := from; i <= top; i++ {
 		switch v := L.Get(i).(type) {
 		case lua.LString:
-			w.WriteString(string(v))
+			o.write(string(v))
 		case lua.LNumber:
-			w.WriteString(fmtNumber(v))
+			o.write(fmtNumber(v))
 		default:
+			o.flush()
 			L.ArgError(i-from+1, "string expected, got "+v.Type().String())
 		}
 	}
+	o.done()
 }
 
 func (st *state) fileWrite(L *lua.LState) int {

@@ -436,7 +436,8 @@ int bioxen_session_interrupt(bioxen_session session);
 ** the buffer that bioxen_session_read takes from. fn NULL removes it.
 ** Output comes in pieces of at most 64 KiB (plus up to 3 bytes completing
 ** a character the piece before ended inside): a longer line or write comes
-** in several calls.
+** in several calls, and the chunk's timeout or an interrupt stops it
+** between two of them.
 ** When a call that removes or replaces a listener returns (this one,
 ** bioxen_session_close, bioxen_vm_close), the old fn is no longer running
 ** and is not called again, so its userdata may be freed: the call waits for
