@@ -9,6 +9,7 @@ import (
 	"runtime/metrics"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -90,9 +91,11 @@ func TestSessionHugePrintKeepsTimeoutAndMemoryBound(t *testing.T) {
 		for _, listen := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/listener=%v", o.Engine, listen), func(t *testing.T) {
 				s := boundedSession(t, o)
-				var streamed int64
+				// Atomic: a chunk abandoned past its deadline (a failure
+				// of this test) would still be calling the listener.
+				var streamed atomic.Int64
 				if listen {
-					s.SetListener(func(_ core.Stream, p []byte) { streamed += int64(len(p)) })
+					s.SetListener(func(_ core.Stream, p []byte) { streamed.Add(int64(len(p))) })
 				}
 				const timeout = 300 * time.Millisecond
 				peak := heapPeak(t)
@@ -112,7 +115,7 @@ func TestSessionHugePrintKeepsTimeoutAndMemoryBound(t *testing.T) {
 				if grew > maxHeapGrowth {
 					t.Errorf("the heap grew by %d MB while printing", grew>>20)
 				}
-				if listen && streamed == 0 {
+				if listen && streamed.Load() == 0 {
 					t.Error("the listener got nothing")
 				}
 				// The chunk was stopped, not abandoned in a builtin: the
@@ -204,9 +207,15 @@ func TestSessionHugeWriteKeepsTimeout(t *testing.T) {
 	for _, o := range engines(t) {
 		t.Run(o.Engine, func(t *testing.T) {
 			s := boundedSession(t, o)
+			var mu sync.Mutex // (see TestSessionHugePrintKeepsTimeoutAndMemoryBound)
 			var streamed int64
 			biggest := 0
-			s.SetListener(func(_ core.Stream, p []byte) { streamed += int64(len(p)); biggest = max(biggest, len(p)) })
+			s.SetListener(func(_ core.Stream, p []byte) {
+				mu.Lock()
+				defer mu.Unlock()
+				streamed += int64(len(p))
+				biggest = max(biggest, len(p))
+			})
 			const timeout = 300 * time.Millisecond
 			peak := heapPeak(t)
 			start := time.Now()
@@ -222,9 +231,11 @@ func TestSessionHugeWriteKeepsTimeout(t *testing.T) {
 			if grew > maxHeapGrowth {
 				t.Errorf("the heap grew by %d MB while writing", grew>>20)
 			}
+			mu.Lock()
 			if streamed == 0 || biggest > core.MaxOutputPiece+utf8.UTFMax {
 				t.Errorf("the listener got %d bytes, at most %d in one call", streamed, biggest)
 			}
+			mu.Unlock()
 			s.SetListener(nil)
 			res, err := s.Execute(context.Background(), []byte("return kept"), core.ExecOptions{Timeout: 5 * time.Second})
 			if err != nil || string(res.Values) != "[42]" {
