@@ -804,6 +804,7 @@ func strByte(L *lua.LState) int {
 	if j-i >= maxUnpack {
 		L.RaiseError("string slice too long")
 	}
+	reserveStack(L, j-i+1)
 	for k := i; k <= j; k++ {
 		L.Push(byteValues[s[k-1]])
 	}
@@ -930,6 +931,7 @@ func baseUnpack(L *lua.LState) int {
 	if int64(end)-int64(start) >= maxUnpack {
 		L.RaiseError("too many results to unpack")
 	}
+	reserveStack(L, end-start+1)
 	for i := start; i <= end; i++ {
 		L.Push(rawInt(tb, i))
 	}

@@ -139,6 +139,26 @@ func frames(th *lua.LState, fn func(frame)) {
 	}
 }
 
+// reserveStack makes room for n more values on L's value stack at once,
+// doubling it: gopher-lua grows it by RegistryGrowStep per push past the
+// end, copying it whole each time, so pushing a million values onto a
+// coroutine's stack (4,096-slot steps: unpack, string.byte, the values a
+// resume passes) copied gigabytes in one Go call, past any deadline. Past
+// RegistryMaxSize it does nothing: the push reports the overflow.
+func reserveStack(L *lua.LState, n int) {
+	if !layout.ok || n <= 0 {
+		return
+	}
+	reg, top := valueStack(L)
+	need := top + n
+	if need <= cap(*reg) || need > luaOptions.RegistryMaxSize {
+		return
+	}
+	grown := make([]lua.LValue, min(max(need, 2*cap(*reg)), luaOptions.RegistryMaxSize))
+	copy(grown, (*reg)[:top])
+	*reg = grown
+}
+
 // valueStack returns the address of L's value-stack slice and its top.
 func valueStack(L *lua.LState) (*[]lua.LValue, int) {
 	reg := *(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(L), layout.sReg))

@@ -379,3 +379,22 @@ for i = 1, 50 do
 end
 return out[1], out[50], coroutine.status(cos[7])`, `["v11!","v5050!","dead"]`)
 }
+
+// TestManyValuesOnACoroutineStack: pushing a million values onto a
+// coroutine's value stack (unpack, string.byte, the values a resume or a
+// yield passes) grows it once, not by 4,096 slots per push past the end,
+// each growth copying it whole: unpack inside unpack in a coroutine took
+// 9 s in one Go call, past any deadline (found by review, red team).
+func TestManyValuesOnACoroutineStack(t *testing.T) {
+	vm := openVM(t, core.Options{})
+	res, err := vm.Exec(context.Background(), []byte(`
+local function f(d, ...) if d == 0 then return select('#', unpack({}, 1, 999999)) end return (f(d - 1, unpack({}, 1, 999999))) end
+local nested = coroutine.create(function() return f(2) end)
+local bytes = coroutine.wrap(function(s) return select('#', s:byte(1, -1)) end)
+local passed = coroutine.wrap(function(...) coroutine.yield(unpack({}, 1, 999999)) return select('#', ...) end)
+return select(2, coroutine.resume(nested)), bytes(string.rep("a", 1e6)), select('#', passed(unpack({}, 1, 999999))), passed()`),
+		core.ExecOptions{Timeout: 5 * time.Second})
+	if err != nil || string(res.Values) != "[999999,1000000,999999,999999]" {
+		t.Fatalf("%v %v", err, res)
+	}
+}

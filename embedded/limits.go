@@ -332,6 +332,9 @@ func (st *state) installCoroutines() {
 				L.Error(lua.LString("attempt to yield across metamethod/C-call boundary"), 0)
 			}
 		}
+		if L.Parent != nil {
+			reserveStack(L.Parent, L.GetTop()) // the values passed out
+		}
 		return yield.GFunction(L)
 	}))
 	// Nested resumes run on the Go stack (gopher-lua runs a coroutine
@@ -363,6 +366,9 @@ func (st *state) installCoroutines() {
 		}
 		if small, own := st.lendThread(L, th); own {
 			defer st.parkThread(th, small)
+		}
+		if th != nil {
+			reserveStack(th, L.GetTop()-1) // the values passed in
 		}
 		n := resume.GFunction(L)
 		st.raiseExit(L) // os.exit inside the coroutine
@@ -413,6 +419,7 @@ func (st *state) installCoroutines() {
 			if small, own := st.lendThread(L, th); own {
 				defer st.parkThread(th, small)
 			}
+			reserveStack(th, L.GetTop())
 			returned := false
 			defer func() {
 				if !returned {
