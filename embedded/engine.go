@@ -350,6 +350,10 @@ func (st *state) run(proto *lua.FunctionProto, req *core.Request, lim core.Limit
 	}
 	if req.PrintResults && n > 0 && res.ReturnCode == 0 {
 		st.printValues(n)
+		if st.exited { // os.exit in a __tostring: as in the chunk
+			res.ReturnCode = st.exitCode
+			enc = core.NewValueEncoder(lim.MaxValueBytes)
+		}
 	}
 	res.Values = enc.Finish()
 	res.Success = res.ReturnCode == 0
@@ -364,7 +368,7 @@ func (st *state) run(proto *lua.FunctionProto, req *core.Request, lim core.Limit
 func (st *state) printValues(n int) {
 	L := st.L
 	L.Insert(st.printer, 1)
-	if err := L.PCall(n, 0, nil); err != nil {
+	if err := L.PCall(n, 0, nil); err != nil && !st.exited {
 		msg, _ := describeError(err)
 		st.errw.WriteString("error printing results: " + msg)
 	}

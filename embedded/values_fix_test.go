@@ -160,3 +160,21 @@ func TestPcallTailRecursion(t *testing.T) {
 		t.Errorf("after the recursion: %#v", vals)
 	}
 }
+
+// os.exit in a __tostring that prints the returned values (found by
+// review, red team) gave return code 0, success, and "error printing
+// results: (error object is a userdata value)" on stderr: the engine's
+// exit marker. It exits as in the chunk, with no values.
+func TestExitWhilePrintingResults(t *testing.T) {
+	vm := openVM(t, core.Options{Persistent: true})
+	res, err := vm.Exec(context.Background(), []byte(`return 1, setmetatable({}, {__tostring = function() io.write("printing ") os.exit(3) end})`),
+		core.ExecOptions{PrintResults: true})
+	if err != nil || res.ReturnCode != 3 || res.Success || string(res.Values) != "[]" ||
+		string(res.Stdout) != "1\tprinting " || len(res.Stderr) != 0 {
+		t.Fatalf("%v rc %d success %v values %s stdout %q stderr %q", err, res.ReturnCode, res.Success, res.Values, res.Stdout, res.Stderr)
+	}
+	res, err = vm.Exec(context.Background(), []byte("print(1 + 1)"), core.ExecOptions{})
+	if err != nil || string(res.Stdout) != "2\n" {
+		t.Fatalf("after: %v %v", err, res)
+	}
+}
