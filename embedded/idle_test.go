@@ -139,7 +139,13 @@ func TestIdleStateGivesItsValueStackBack(t *testing.T) {
 // openEngine opens an embedded engine, closed when the test ends.
 func openEngine(t *testing.T, name string) *Engine {
 	t.Helper()
-	eng, err := Open(core.Options{Name: name})
+	return openEngineOpts(t, core.Options{Name: name})
+}
+
+// openEngineOpts opens an embedded engine with opts, closed when the test ends.
+func openEngineOpts(t *testing.T, opts core.Options) *Engine {
+	t.Helper()
+	eng, err := Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

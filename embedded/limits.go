@@ -69,9 +69,13 @@ type callCtx struct {
 	cpuStart   time.Duration
 	cpuTimer   *time.Timer // sets flagWake once the budget left may be used up
 	memLimit   int64
-	memUsed    int64  // what the state held at the last walk
-	memNext    uint64 // walk again once allocTotal passes this
-	maxSource  int    // the largest chunk load and its kin compile
+	memUsed    int64         // what the state held at the last walk
+	memNext    uint64        // walk again once allocTotal passes this
+	walkAt     time.Time     // when the last walk ended
+	walkCost   time.Duration // how long it took
+	walkAfter  time.Time     // a walk is due but held back until then (see check)
+	walkTime   time.Duration // time spent walking, for the tests
+	maxSource  int           // the largest chunk load and its kin compile
 	stopParent func() bool
 }
 
@@ -276,11 +280,32 @@ func (c *callCtx) check() {
 		}
 	}
 	if c.memLimit > 0 {
+		if !c.walkAfter.IsZero() && !time.Now().Before(c.walkAfter) {
+			c.walkAfter, c.memNext = time.Time{}, 0
+		}
 		// What the state holds can only have grown by what the process
 		// allocated since the last walk: walk again once that could have
 		// used up half of the room left.
+		//
+		// But the process's allocation count grows with every VM's
+		// garbage, and a walk costs time in proportion to what the state
+		// holds: a VM holding 3 million tables walked again and again
+		// while another VM made garbage, and a loop that took 0.14 s took
+		// 6.9 s. A walk therefore waits until three times its last
+		// duration has passed since it, so that walking takes about a
+		// quarter of the call's time at most; the VM can meanwhile outgrow
+		// its limit by what it allocates itself in that time.
+		if allocTotal.Load() > c.memNext && c.walkCost > 0 {
+			if next := c.walkAt.Add(3 * c.walkCost); time.Now().Before(next) {
+				c.walkAfter, c.memNext = next, ^uint64(0)
+			}
+		}
 		if allocTotal.Load() > c.memNext {
+			start := time.Now()
 			c.memUsed = c.st.memUsage(c.memLimit, c.done)
+			c.walkAt = time.Now()
+			c.walkCost = c.walkAt.Sub(start)
+			c.walkTime += c.walkCost
 			// The next walk once the process allocated half of the room
 			// left, and at least 1/16 of the limit (a walk costs time in
 			// proportion to what the state holds).
