@@ -631,3 +631,25 @@ func TestCallFrames(t *testing.T) {
 		t.Errorf("request %q", got)
 	}
 }
+
+// A chunk raising "interrupted!" itself does not spend the SIGINT handler:
+// the driver took its word, had the host re-arm it, and 1,030 such errors
+// used up the re-arm stubs, so that a real interrupt then killed the
+// interpreter (found by review, red team).
+func TestForgedInterruptKeepsTheHandler(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openEngine(t, interp, core.Limits{})
+		execReq(t, e, &core.Request{Code: []byte("kept = 41")})
+		pid := e.Pid()
+		for i := 0; i < RearmStubs+6; i++ {
+			r := execReq(t, e, &core.Request{Code: []byte(`error("interrupted!", 0)`)})
+			if r.Success || r.ErrorMessage != "interrupted!" {
+				t.Fatalf("call %d: %+v", i, r)
+			}
+		}
+		wantInterrupted(t, execReq(t, e, interruptible(interp, "print('start') while true do end", e.Interrupt)))
+		if r := execReq(t, e, &core.Request{Code: []byte("return kept")}); string(r.Values) != "[41]" || e.Pid() != pid {
+			t.Fatalf("after a real interrupt: %s, pid %d -> %d", r.Values, pid, e.Pid())
+		}
+	})
+}
