@@ -648,7 +648,7 @@ func xpcallRunner(st *state, xpcallFn, handler, inner *lua.LFunction) lua.LGFunc
 		if st.exited {
 			return 1 // os.exit unwinds past the handler
 		}
-		msg := L.Get(1)
+		msg := luaErrorValue(L.Get(1))
 		L.SetTop(0)
 		L.Push(handler)
 		L.Push(msg)
@@ -714,9 +714,19 @@ func debugTraceback(L *lua.LState) int {
 // errorObject is the Lua value of an error from PCall.
 func errorObject(err error) lua.LValue {
 	if ae, ok := err.(*lua.ApiError); ok && ae.Object != nil {
-		return ae.Object
+		return luaErrorValue(ae.Object)
 	}
 	return lua.LString(err.Error())
+}
+
+// luaErrorValue is an error value with Lua's words for gopher-lua's: a
+// full call stack is Lua's "stack overflow" (gopher-lua panics with "lua
+// callstack overflow").
+func luaErrorValue(v lua.LValue) lua.LValue {
+	if v == lua.LString("lua callstack overflow") {
+		return lua.LString("stack overflow")
+	}
+	return v
 }
 
 // emptyProto is a compiled `function() end` (not vararg, so its frame

@@ -54,3 +54,19 @@ return table.concat(report, "\n")`
 		t.Errorf("wrong results at a full call stack:\n%s%s", res.Values, res.Stderr)
 	}
 }
+
+// A full call stack is Lua's "stack overflow", caught or not (gopher-lua
+// says "lua callstack overflow"; found by review, red team).
+func TestStackOverflowMessage(t *testing.T) {
+	vm := openVM(t, core.Options{})
+	res, err := vm.Exec(context.Background(), []byte(`local function f() f() end
+local ok, msg = pcall(f)
+return ok, msg`), core.ExecOptions{})
+	if err != nil || string(res.Values) != `[false,"stack overflow"]` {
+		t.Fatalf("caught: %v %v", err, res)
+	}
+	res, err = vm.Exec(context.Background(), []byte(`local function f() return 1 + f() end f()`), core.ExecOptions{})
+	if err != nil || res.ErrorMessage != "stack overflow" {
+		t.Fatalf("uncaught: %v %+v", err, res)
+	}
+}

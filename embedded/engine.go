@@ -380,7 +380,7 @@ func describeError(err error) (msg, trace string) {
 	if !errors.As(err, &ae) {
 		return err.Error(), ""
 	}
-	switch v := ae.Object.(type) {
+	switch v := luaErrorValue(ae.Object).(type) {
 	case lua.LString:
 		msg = string(v)
 	case lua.LNumber:
