@@ -426,6 +426,13 @@ def json_call(fn: Callable, request: dict, context: str) -> Any:
     bioxen_remote) and return the response's "result"."""
     import json
 
+    for key, value in request.items():
+        # A bytes or other non-JSON argument (a package name, a password):
+        # the library's type error, naming it, not json's.
+        if value is not None and not isinstance(value, (str, bool, int, float, list, dict)):
+            from .exceptions import ArgumentTypeError
+
+            raise ArgumentTypeError(f"{context}: {key} must be a str, not {type(value).__name__}")
     data = json.dumps(request).encode()
     out = c_void_p()
     size = c_size_t()

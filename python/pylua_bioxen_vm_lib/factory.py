@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Literal, Mapping, Optional, overload
 
 from . import _ffi
 from . import exceptions as exc
-from .logger import enable_debug, env_debug
+from .logger import ROOT_LOGGER, enable_debug, env_debug
 from .vm import BasicLuaVM
+
+if TYPE_CHECKING:
+    from .xcp_ng_integration import XCPngVM
 
 VM_TYPES = ("basic", "xcpng")
 
@@ -55,6 +59,42 @@ def validate_xcpng_config(config: Optional[Mapping[str, Any]]) -> Dict[str, Any]
     return cfg
 
 
+@overload
+def create_vm(
+    vm_id: str,
+    vm_type: Literal["xcpng"],
+    networked: bool = False,
+    persistent: bool = False,
+    debug_mode: bool = False,
+    lua_executable: str = "lua",
+    config: Optional[Mapping[str, Any]] = None,
+    *,
+    engine: Optional[str] = None,
+    sandbox: bool = True,
+    environment: Optional[str] = None,
+    memory_limit: Optional[int] = None,
+    cpu_limit: Optional[float] = None,
+) -> XCPngVM: ...
+
+
+@overload
+def create_vm(
+    vm_id: str = "default",
+    vm_type: str = "basic",
+    networked: bool = False,
+    persistent: bool = False,
+    debug_mode: bool = False,
+    lua_executable: str = "lua",
+    config: Optional[Mapping[str, Any]] = None,
+    *,
+    engine: Optional[str] = None,
+    sandbox: bool = True,
+    environment: Optional[str] = None,
+    memory_limit: Optional[int] = None,
+    cpu_limit: Optional[float] = None,
+) -> BasicLuaVM: ...
+
+
 def create_vm(
     vm_id: str = "default",
     vm_type: str = "basic",
@@ -81,8 +121,12 @@ def create_vm(
     """
     if not isinstance(vm_type, str) or vm_type not in VM_TYPES:
         raise exc.VMManagerError(f"unknown vm_type {vm_type!r}; valid types: {', '.join(repr(t) for t in VM_TYPES)}")
-    if debug_mode or env_debug():
+    if env_debug():
         enable_debug()
+    elif debug_mode and isinstance(vm_id, str):
+        # This VM's logger only: debug_mode is a VM's option (it turned the
+        # whole library's debug output on for good).
+        enable_debug(logging.getLogger(f"{ROOT_LOGGER}.vm.{vm_id}"))
     if vm_type == "xcpng":
         from .xcp_ng_integration import XCPngVM
 

@@ -321,6 +321,15 @@ class InteractiveSession:
 
     close = terminate
 
+    def __copy__(self) -> InteractiveSession:
+        raise exc.ArgumentTypeError("an InteractiveSession cannot be copied: it owns a live session")
+
+    def __deepcopy__(self, memo: Any) -> InteractiveSession:
+        return self.__copy__()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise exc.ArgumentTypeError("an InteractiveSession cannot be pickled: it owns a live session")
+
     def __del__(self) -> None:
         # A session dropped without terminate(): close its core session (it
         # holds the VM's Lua state and, for a VM the session did not create,

@@ -443,8 +443,16 @@ class BasicLuaVM:
         memory_limit: Optional[int] = None,
         cpu_limit: Optional[float] = None,
     ) -> None:
-        if not isinstance(vm_id, str) or not vm_id:
-            raise exc.InvalidArgumentError(f"vm_id must be a non-empty string, not {vm_id!r}")
+        if not isinstance(vm_id, str):
+            raise exc.ArgumentTypeError(f"vm_id must be a non-empty string, not {type(vm_id).__name__}")
+        if not vm_id:
+            raise exc.InvalidArgumentError("vm_id must be a non-empty string, not ''")
+        if lua_executable is not None and not isinstance(lua_executable, (str, os.PathLike)):
+            raise exc.ArgumentTypeError(f"lua_executable must be a str or a path, not {type(lua_executable).__name__}")
+        if isinstance(lua_executable, os.PathLike):
+            lua_executable = os.fspath(lua_executable)
+            if not isinstance(lua_executable, str):
+                raise exc.ArgumentTypeError("lua_executable must be a str or a str path, not a bytes path")
         self.vm_id = vm_id
         self.name = vm_id
         self.engine = resolve_engine(engine, lua_executable)
@@ -467,6 +475,8 @@ class BasicLuaVM:
         self._log = logging.getLogger(f"pylua_bioxen_vm_lib.vm.{vm_id}")
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_closed"):  # its __init__ raised
+            return f"<{type(self).__name__} (not made)>"
         state = "closed" if self._closed else ("running" if self._handle else "stopped")
         return f"<{type(self).__name__} {self.vm_id!r} engine={self.engine!r} persistent={self.persistent} {state}>"
 
@@ -598,6 +608,15 @@ class BasicLuaVM:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def __copy__(self) -> BasicLuaVM:
+        raise exc.ArgumentTypeError(f"{type(self).__name__} cannot be copied: it owns a live engine (make another VM)")
+
+    def __deepcopy__(self, memo: Any) -> BasicLuaVM:
+        return self.__copy__()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise exc.ArgumentTypeError(f"{type(self).__name__} cannot be pickled: it owns a live engine")
 
     def __del__(self) -> None:
         handle = getattr(self, "_handle", 0)

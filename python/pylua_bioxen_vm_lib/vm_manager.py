@@ -7,7 +7,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeoutError
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, Optional, overload
 
 from . import _ffi
 from . import exceptions as exc
@@ -15,7 +15,10 @@ from .factory import create_vm as _create_vm
 from .interactive_session import InteractiveSession, OutputCallback, SessionManager
 from .logger import enable_debug, env_debug
 from .networking import NetworkedLuaVM
-from .vm import BasicLuaVM, Code, ExecResult, check_not_delivering
+from .vm import BasicLuaVM, Code, ExecResult, check_not_delivering, wait_ms
+
+if TYPE_CHECKING:
+    from .xcp_ng_integration import XCPngVM
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.VMManager")
 
@@ -45,7 +48,8 @@ class VMManager:
         self.lua_executable = lua_executable
         self.debug_mode = bool(debug_mode) or env_debug()
         if self.debug_mode:
-            enable_debug()
+            # The manager's logger (and, through debug_mode, each VM's it makes).
+            enable_debug(logger)
         self.vms: Dict[str, BasicLuaVM] = {}
         self._futures: Dict[str, Future[ExecResult]] = {}
         self._lock = threading.RLock()
@@ -56,12 +60,48 @@ class VMManager:
         self.clusters: Dict[str, VMCluster] = {}
 
     # -- VMs -------------------------------------------------------------
+    @overload
     def create_vm(
         self,
         vm_id: str,
-        vm_type: str = "basic",
+        networked: bool = ...,
+        persistent: bool = ...,
+        *,
+        vm_type: Literal["xcpng"],
+        debug_mode: Optional[bool] = None,
+        lua_executable: Optional[str] = None,
+        config: Optional[Mapping[str, Any]] = None,
+        engine: Optional[str] = None,
+        sandbox: bool = True,
+        environment: Optional[str] = None,
+        memory_limit: Optional[int] = None,
+        cpu_limit: Optional[float] = None,
+    ) -> XCPngVM: ...
+
+    @overload
+    def create_vm(
+        self,
+        vm_id: str,
         networked: bool = False,
         persistent: bool = False,
+        vm_type: str = "basic",
+        debug_mode: Optional[bool] = None,
+        lua_executable: Optional[str] = None,
+        config: Optional[Mapping[str, Any]] = None,
+        *,
+        engine: Optional[str] = None,
+        sandbox: bool = True,
+        environment: Optional[str] = None,
+        memory_limit: Optional[int] = None,
+        cpu_limit: Optional[float] = None,
+    ) -> BasicLuaVM: ...
+
+    def create_vm(
+        self,
+        vm_id: str,
+        networked: bool = False,
+        persistent: bool = False,
+        vm_type: str = "basic",
         debug_mode: Optional[bool] = None,
         lua_executable: Optional[str] = None,
         config: Optional[Mapping[str, Any]] = None,
@@ -72,7 +112,10 @@ class VMManager:
         memory_limit: Optional[int] = None,
         cpu_limit: Optional[float] = None,
     ) -> BasicLuaVM:
-        """Create and register a VM; its id must be new."""
+        """Create and register a VM; its id must be new. The positional
+        order is the spec's ``create_vm(vm_id, networked=False,
+        persistent=False)`` (the module-level :func:`create_vm` takes
+        ``vm_type`` second, as its spec does)."""
         with self._lock:
             if vm_id in self.vms:
                 raise exc.VMAlreadyExistsError(f"VM {vm_id!r} already exists")
@@ -215,6 +258,8 @@ class VMManager:
         seconds; None when it has none. A call still running then raises
         VMTimeoutError (also concurrent.futures.TimeoutError); the call goes
         on."""
+        if timeout is not None:
+            wait_ms(timeout)  # a number >= 0, not NaN
         with self._lock:
             future = self._futures.get(vm_id)
         if future is None:
@@ -292,6 +337,9 @@ class VMManager:
             try:
                 session = InteractiveSession(vm_id, vm, debug_mode=self.debug_mode)
                 session.start()
+                adopt = getattr(vm, "_adopt_session", None)
+                if adopt is not None:  # an XCPngVM: its send_input/read_output use this session
+                    adopt(session)
                 self.session_manager.add_session(session)
                 self._made_for_session[vm_id] = vm
             except BaseException:
@@ -420,6 +468,8 @@ class VMManager:
         """Results of every VM's last async call, waiting up to ``timeout``
         seconds in all; a failed call, or one still running then, gives
         ``{error, success: False, stdout: '', stderr, return_code: -1}``."""
+        if timeout is not None:
+            wait_ms(timeout)  # a number >= 0, not NaN
         results: Dict[str, Dict[str, Any]] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
         for vm_id in self._cluster(cluster_id).vm_ids:

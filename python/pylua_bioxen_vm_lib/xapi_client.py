@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from . import _ffi
+from . import exceptions as exc
 from ._redact import redact_userinfo
 from .vm import finite_seconds
 
@@ -40,6 +41,9 @@ class XAPIClient:
         ssh_port_key: Optional[str] = None,
         timeout: float = 300.0,
     ) -> None:
+        for name, value in (("host", host), ("username", username), ("password", password)):
+            if not isinstance(value, str):
+                raise exc.ArgumentTypeError(f"XAPIClient {name} must be a str, not {type(value).__name__}")
         self.host = host
         self.username = username
         self._password = password

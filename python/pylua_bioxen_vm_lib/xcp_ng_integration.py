@@ -24,6 +24,7 @@ from ._redact import redact_config, redact_userinfo
 from .factory import validate_xcpng_config
 from .interactive_session import InteractiveSession
 from .vm import BasicLuaVM, Code, ExecResult
+from .xapi_client import XAPIClient
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.xcpng")
 
@@ -68,6 +69,44 @@ class XCPngVM(BasicLuaVM):
     @property
     def session_active(self) -> bool:
         return self._session is not None and self._session.is_running()
+
+    @property
+    def xapi_client(self) -> XAPIClient:
+        """The spec's ``vm.xapi_client``: an :class:`XAPIClient` for this
+        VM's pool, with its credentials and TLS settings (a new one each
+        time; it holds no connection)."""
+        cfg = self._config
+
+        def pick(*keys: str) -> Any:
+            return next((cfg[k] for k in keys if cfg.get(k) not in (None, "")), None)
+
+        return XAPIClient(
+            str(pick("xcp_host", "xapi_url") or ""),
+            str(pick("xcp_username", "username") or ""),
+            str(pick("xcp_password", "password") or ""),
+            verify_ssl=not bool(cfg.get("xcp_insecure")),
+            ca_file=pick("xcp_tls_ca_file"),
+            fingerprint=pick("xcp_tls_fingerprint"),
+            allow_loopback_ip=bool(cfg.get("xcp_allow_loopback_ip")),
+            ssh_port_key=pick("vm_ssh_port_key"),
+        )
+
+    @property
+    def ssh_session(self) -> Optional[InteractiveSession]:
+        """The spec's ``vm.ssh_session``: the interactive Lua session that
+        runs over this VM's SSH connection, or None until one is started
+        (``send_input``, ``read_output`` or a manager's
+        ``create_interactive_vm``). The SSH connection itself belongs to
+        the core."""
+        return self._session
+
+    def _adopt_session(self, session: InteractiveSession) -> None:
+        """Make session (a manager's, on this VM) the one send_input and
+        read_output use: two sessions each saw only their own output."""
+        with self._session_lock:
+            if self._session is not None and self._session is not session and self._session.is_running():
+                self._session.terminate()
+            self._session = session
 
     # -- interactive session (the original's send_input/read_output) -------
     def _ensure_session(self) -> InteractiveSession:

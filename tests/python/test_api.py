@@ -149,7 +149,6 @@ def test_bad_arguments_raise_the_library_s_typed_errors():
     value_errors = [
         lambda: create_vm("d", engine="jvm"),
         lambda: create_vm(""),
-        lambda: BasicLuaVM(None),  # type: ignore[arg-type]
         lambda: vm.execute_string("   "),
         lambda: session.read_output(stream="stdio"),
         lambda: VMManager(max_workers=0),
@@ -169,6 +168,7 @@ def test_bad_arguments_raise_the_library_s_typed_errors():
         "max_workers": lambda: VMManager(max_workers="3"),  # type: ignore[arg-type]
         "size": lambda: manager.create_vm_cluster("c1", "2"),  # type: ignore[arg-type]
         "max_output_bytes": lambda: BasicLuaVM("s", max_output_bytes="abc"),  # type: ignore[arg-type]
+        "vm_id": lambda: BasicLuaVM(None),  # type: ignore[arg-type]
     }
     for name, call in type_errors.items():
         err = _raises(exc.ArgumentTypeError, call)

@@ -29,6 +29,7 @@ from pylua_bioxen_vm_lib import (
     create_vm,
 )
 from pylua_bioxen_vm_lib.exceptions import (
+    ArgumentTypeError,
     InvalidArgumentError,
     LuaVMError,
     ReentrantCallError,
@@ -383,3 +384,64 @@ def test_reentrant_call_error_is_a_library_error():
     assert issubclass(ReentrantCallError, LuaVMError)
     assert issubclass(ReentrantCallError, RuntimeError)
     assert "ReentrantCallError" in pylua_bioxen_vm_lib.__all__
+
+
+# -- review: Python API against the spec (2026-11-26) ----------------------------
+def test_manager_create_vm_takes_the_specs_positional_order():
+    # Spec: VMManager.create_vm(vm_id, networked=False, persistent=False);
+    # vm_type came second, so create_vm("v", False, True) failed.
+    with VMManager() as manager:
+        vm = manager.create_vm("v", False, True)
+        assert vm.persistent and not vm.networked
+        vm.execute_string("kept = 1")
+        assert vm.execute_string("return kept")["values"] == [1]
+
+
+@pytest.mark.parametrize("make", ["vm", "session"])
+def test_copying_or_pickling_is_refused_and_harmless(make):
+    import copy
+    import pickle
+
+    # A copy shared the handle and closed it when collected.
+    with VMManager() as manager:
+        obj = manager.create_interactive_vm("c") if make == "session" else manager.create_vm("c", persistent=True)
+        for attempt in (copy.copy, copy.deepcopy, pickle.dumps):
+            with pytest.raises(ArgumentTypeError):
+                attempt(obj)
+        gc.collect()
+        if make == "session":
+            assert obj.execute_interactive("return 6 * 7")["values"] == [42]
+        else:
+            assert obj.execute_string("return 6 * 7")["values"] == [42]
+
+
+def test_wrong_argument_types_are_the_librarys():
+    from pylua_bioxen_vm_lib.utils.curator import search_packages
+    from pylua_bioxen_vm_lib.xapi_client import XAPIClient
+
+    cases = [
+        lambda: create_vm(b"x"),
+        lambda: create_vm("x", lua_executable=b"lua5.4"),
+        lambda: create_vm("x", lua_executable=5),
+        lambda: XAPIClient("http://127.0.0.1:1", b"root", "pw"),
+        lambda: search_packages(b"bio"),
+        lambda: search_packages("bio", limit="2"),
+    ]
+    for case in cases:
+        with pytest.raises(ArgumentTypeError):
+            case()
+    with VMManager() as manager, pytest.raises(InvalidArgumentError):
+        manager.wait_for_vm("none", math.nan)
+
+
+def test_debug_mode_is_the_vms_own():
+    import logging
+
+    root = logging.getLogger("pylua_bioxen_vm_lib")
+    before = root.level
+    vm = create_vm("debugged", debug_mode=True)
+    try:
+        assert logging.getLogger("pylua_bioxen_vm_lib.vm.debugged").level == logging.DEBUG
+        assert root.level == before  # it turned the whole library's debug output on for good
+    finally:
+        vm.close()

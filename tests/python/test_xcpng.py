@@ -97,6 +97,24 @@ def test_manager_interactive_xcpng(config):
         assert manager.list_vms() == []
 
 
+def test_spec_attributes_and_one_session(config):
+    # The spec's XCPngVM has xapi_client and ssh_session; a manager's
+    # interactive session on an XCP-ng VM is the one the VM's own
+    # send_input/read_output use (each saw only its own output).
+    with VMManager() as manager:
+        session = manager.create_interactive_vm("xcp_one", vm_type="xcpng", config=config)
+        vm = manager.get_vm("xcp_one")
+        assert vm.ssh_session is session and vm.session_active
+        assert vm.xapi_client.authenticate()
+        assert config["xcp_password"] not in repr(vm.xapi_client)
+        vm.send_input("print('from the vm')")
+        assert session.wait(60)
+        assert manager.read_output("xcp_one", timeout=5) == "from the vm\n"
+        manager.send_input("xcp_one", "print('from the manager')")
+        assert session.wait(60)
+        assert vm.read_output(timeout=5) == "from the manager\n"
+
+
 def test_install_package_in_the_vm(config):
     with create_vm("xcp_pkg", vm_type="xcpng", config=config) as vm:
         assert vm.install_package("bio_compute") is True

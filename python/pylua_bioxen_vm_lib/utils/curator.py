@@ -305,6 +305,8 @@ class PackageInstaller:
 def search_packages(query: str, limit: Optional[int] = None) -> List[Dict[str, Any]]:
     """Search the catalogs and the repositories' manifests, best first:
     ``[{name, summary, score, source, version, tags}]``."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        raise exc.ArgumentTypeError(f"limit must be an int or None, not {type(limit).__name__}")
     matches = _packages.call("search", query=query)["matches"] or []
     return matches[:limit] if limit else matches
 
