@@ -1,7 +1,10 @@
 package main
 
 import (
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -259,5 +262,33 @@ func TestSessionExecuteAsyncRefusesBadCode(t *testing.T) {
 		if st := testExecAsyncN(h, code, uint64(len(code))); st != 2 {
 			t.Errorf("vm_exec_async %q: status %d, want BIOXEN_E_INVALID", code, st)
 		}
+	}
+}
+
+// An XAPI call logs out within its own deadline: the logout had a context
+// of its own and took up to 60 s more than a timeout of 1 s when the
+// server stalled it (found by review, red team).
+func TestRemoteLogoutKeepsTheDeadline(t *testing.T) {
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), "session.logout") {
+			select { // stalled until the client gives up
+			case <-r.Context().Done():
+			case <-stop:
+			}
+			return
+		}
+		_, _ = io.WriteString(w, `<?xml version="1.0"?><methodResponse><params><param><value><struct>`+
+			`<member><name>Status</name><value>Success</value></member>`+
+			`<member><name>Value</name><value>OpaqueRef:1234</value></member></struct></value></param></params></methodResponse>`)
+	}))
+	defer srv.Close()
+	defer close(stop)
+	start := time.Now()
+	_, err := runRemote(&remoteRequest{Op: "xapi_login", URL: srv.URL, Username: "root", Password: "pw",
+		AllowLoopbackIP: true, TimeoutSeconds: 1})
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("a call with a timeout of 1 s took %v (%v)", took, err)
 	}
 }

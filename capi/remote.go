@@ -93,7 +93,9 @@ func runRemote(req *remoteRequest) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer client.Close(context.Background())
+	// Logging out is part of the call: within its deadline (with a
+	// context of its own it took up to 60 s more than a timeout of 3 s).
+	defer client.Close(ctx)
 	if err := client.Login(ctx); err != nil {
 		return nil, err
 	}

@@ -142,6 +142,10 @@ type Client struct {
 
 // New checks the options and builds a Client. It does not connect: Login
 // (or the first Call) does.
+// maxRefLen bounds the session reference a server may hand out (XAPI's
+// are "OpaqueRef:" and a UUID, 46 bytes).
+const maxRefLen = 1024
+
 func New(opts Options) (*Client, error) {
 	const op = "xapi.New"
 	if opts.URL == "" {
@@ -223,6 +227,10 @@ func New(opts Options) (*Client, error) {
 		MaxIdleConnsPerHost:   32,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		// No gzip: the response limit counts the bytes read, and Go's
+		// transparent decompression made 199 KiB on the wire a 200 MiB
+		// answer (found by review, red team).
+		DisableCompression: true,
 	}
 	c.httpc = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
@@ -410,6 +418,10 @@ func (c *Client) loginLocked(ctx context.Context) error {
 		ref := AsString(v)
 		if !strings.HasPrefix(ref, "OpaqueRef:") {
 			return core.Errorf(core.ErrEngine, "xapi session.login_with_password", "XAPI returned no session reference")
+		}
+		if len(ref) > maxRefLen {
+			// It goes with every later call: a 200 MiB one was uploaded again each time.
+			return core.Errorf(core.ErrEngine, "xapi session.login_with_password", "XAPI returned a session reference of %d bytes (a reference is ~46)", len(ref))
 		}
 		c.mu.Lock()
 		c.session = ref

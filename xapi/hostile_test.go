@@ -487,3 +487,28 @@ func TestCallTimeoutBoundsShortCallsWithinLongDeadlines(t *testing.T) {
 		t.Fatalf("a long call answered after CallTimeout: %v %v", v, err)
 	}
 }
+
+// The client does not ask for gzip (the response limit counts what is
+// read: a 199 KiB gzip body became a 200 MiB answer), and refuses a
+// session reference far longer than XAPI's 46 bytes (it goes with every
+// later call). Found by review (red team).
+func TestNoGzipAndBoundedSessionRef(t *testing.T) {
+	var accept atomic.Value
+	accept.Store("unset")
+	long := "OpaqueRef:" + strings.Repeat("x", 2000)
+	s := hostileServer(t, func(w http.ResponseWriter, r *http.Request) {
+		accept.Store(r.Header.Get("Accept-Encoding"))
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, rpcResult(`<value><struct><member><name>Status</name><value>Success</value></member>`+
+			`<member><name>Value</name><value>`+long+`</value></member></struct></value>`))
+	})
+	c := hostileClient(t, s.URL, func(o *Options) { o.AllowLoopbackIP = true })
+	err := c.Login(context.Background())
+	checkHostileError(t, err, hostilePassword, 400)
+	if !strings.Contains(err.Error(), "session reference of 2010 bytes") {
+		t.Errorf("error %v", err)
+	}
+	if got := accept.Load().(string); got != "" {
+		t.Errorf("the client sent Accept-Encoding %q", got)
+	}
+}
