@@ -38,8 +38,13 @@ func redactedBytes(b []byte) string {
 
 // RedactUserinfo replaces the user information (user name, password,
 // token) of a URL or of a "user:password@host" with mark, for messages:
-// ("https://u:p@host/x@y", "***") gives "https://***@host/x@y". Only the
-// authority counts: an '@' in the path, query or fragment stays.
+// ("https://u:p@host/x@y", "***") gives "https://***@host/x@y". The
+// authority counts, up to its first '/', '?' or '#': an '@' in the path,
+// query or fragment stays. But a password holding one of those characters
+// ("https://root:pa/ss@host") ends the authority early: when the authority
+// has a ':' and no '@' while an '@' follows, everything up to the last '@'
+// is the user information (a URL with a port and an '@' in its path shows
+// less than it could; none shows a password).
 func RedactUserinfo(s, mark string) string {
 	start := 0
 	if i := strings.Index(s, "://"); i >= 0 {
@@ -51,6 +56,11 @@ func RedactUserinfo(s, mark string) string {
 	}
 	if i := strings.LastIndexByte(s[start:end], '@'); i >= 0 {
 		return s[:start] + mark + s[start+i:]
+	}
+	if strings.IndexByte(s[start:end], ':') >= 0 {
+		if i := strings.LastIndexByte(s[end:], '@'); i >= 0 {
+			return s[:start] + mark + s[end+i:]
+		}
 	}
 	return s
 }

@@ -51,6 +51,11 @@ func TestRedactUserinfo(t *testing.T) {
 		"http://h/path@x":          "http://h/path@x",
 		"https://a@b:c@h?q=x@y#f@": "https://[REDACTED]@h?q=x@y#f@",
 		"":                         "",
+		// A password with '/', '?' or '#' (found by review, red team).
+		"https://root:pa/ss@127.0.0.1:9": "https://[REDACTED]@127.0.0.1:9",
+		"root:pa#ss@127.0.0.1":           "[REDACTED]@127.0.0.1",
+		"https://root:p?w@h/x":           "https://[REDACTED]@h/x",
+		"/home/u@x/known_hosts":          "/home/u@x/known_hosts",
 	} {
 		if got := RedactUserinfo(in, "[REDACTED]"); got != want {
 			t.Errorf("RedactUserinfo(%q) = %q, want %q", in, got, want)

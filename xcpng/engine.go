@@ -228,7 +228,7 @@ func (e *Engine) startDriver(ctx context.Context) (*remote, error) {
 		}
 		return nil, core.Wrap(code, "xcpng", msg, cause)
 	}
-	r.pid, err = readPid(ctx, out)
+	r.pid, err = readPid(ctx, out, r.secrets...)
 	if err != nil {
 		return failed(ctxCode(ctx, core.ErrEngine), "the VM did not start the Lua driver", err)
 	}
@@ -268,8 +268,10 @@ func ctxCode(ctx context.Context, code core.Code) core.Code {
 // readPid reads the first line of the driver's channel, the pid the remote
 // shell echoes, bounded by ctx and by pidLineMax bytes: a VM streaming
 // bytes without a newline gets a *luaproc.ProtocolError, not our memory.
-// The reading goroutine ends when the channel is closed.
-func readPid(ctx context.Context, r *bufio.Reader) (int, error) {
+// The reading goroutine ends when the channel is closed. A line that is
+// not a pid is shown as peer text, without the secrets (a VM echoing its
+// password there had it in the error).
+func readPid(ctx context.Context, r *bufio.Reader, secrets ...string) (int, error) {
 	type res struct {
 		line []byte
 		err  error
@@ -298,7 +300,7 @@ func readPid(ctx context.Context, r *bufio.Reader) (int, error) {
 		}
 		pid, err := strconv.Atoi(strings.TrimSpace(string(x.line)))
 		if err != nil || pid <= 1 {
-			return 0, &luaproc.ProtocolError{Msg: fmt.Sprintf("the first line of the driver's channel is %q, not the remote shell's pid", x.line)}
+			return 0, &luaproc.ProtocolError{Msg: fmt.Sprintf("the first line of the driver's channel is %q, not the remote shell's pid", core.PeerText(string(x.line), secrets...))}
 		}
 		return pid, nil
 	case <-ctx.Done():

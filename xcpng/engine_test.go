@@ -1,6 +1,7 @@
 package xcpng
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -547,4 +548,18 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// A first line that is not a pid is shown without the passwords: a VM
+// echoing its password there had it in the error (found by review, red
+// team).
+func TestReadPidHidesSecrets(t *testing.T) {
+	const secret = "VmPassw0rd-secret"
+	_, err := readPid(context.Background(), bufio.NewReader(strings.NewReader(secret+"\n")), "xapi-pw", secret)
+	if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "not the remote shell's pid") {
+		t.Fatalf("error %v", err)
+	}
+	if pid, err := readPid(context.Background(), bufio.NewReader(strings.NewReader("4242\n")), secret); err != nil || pid != 4242 {
+		t.Fatalf("pid %d %v", pid, err)
+	}
 }

@@ -24,7 +24,9 @@ def redact_userinfo(value: Any, mark: str = MARK) -> Any:
     """A URL or ``user:password@host`` with its user information replaced
     by mark: ``"https://root:pw@h/x@y"`` gives ``"https://***@h/x@y"``.
     Only the authority counts (an '@' in the path, query or fragment stays),
-    as in the core's ``RedactUserinfo``. Anything but a string is returned
+    unless a password holding '/', '?' or '#' cut it short
+    (``"https://root:pa/ss@h"`` gives ``"https://***@h"``), as in the core's
+    ``RedactUserinfo``. Anything but a string is returned
     as it is."""
     if not isinstance(value, str):
         return value
@@ -40,6 +42,12 @@ def redact_userinfo(value: Any, mark: str = MARK) -> Any:
     at = value.rfind("@", start, end)
     if at >= 0:
         return value[:start] + mark + value[at:]
+    # A password holding '/', '?' or '#' ends the authority early (as in
+    # the core): a ':' and no '@' in it, and an '@' later.
+    if ":" in value[start:end]:
+        at = value.rfind("@", end)
+        if at >= 0:
+            return value[:start] + mark + value[at:]
     return value
 
 
