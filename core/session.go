@@ -53,10 +53,11 @@ type Session struct {
 }
 
 type sessionItem struct {
-	input []byte       // REPL input (complete lines)
-	code  []byte       // or a whole chunk to run (Execute)
-	opts  ExecOptions  // for code
-	reply chan execOut // for code
+	input    []byte       // REPL input (complete lines)
+	code     []byte       // or a whole chunk to run (Execute)
+	opts     ExecOptions  // for code
+	reply    chan execOut // for code
+	deadline time.Time    // for code with a timeout: the call's end, queue wait included
 }
 
 type execOut struct {
@@ -123,7 +124,9 @@ func (s *Session) Send(input []byte) error {
 
 // Execute runs code as one chunk after the input queued before it and
 // returns the chunk's complete output and status. Its output is streamed to
-// an attached listener but not added to what Read returns.
+// an attached listener but not added to what Read returns. eo.Timeout
+// bounds the whole call, the wait behind earlier input included: past it a
+// chunk still queued leaves the queue without running (ErrTimeout).
 func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Result, error) {
 	if err := CheckSource(code, s.vm.opts.Limits); err != nil {
 		return nil, err
@@ -158,12 +161,37 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 		s.finishRun()
 		return res, err
 	}
-	s.queue = append(s.queue, sessionItem{code: code, opts: eo, reply: reply})
+	// The timeout bounds the whole call, the wait behind earlier input
+	// included (it started only when the chunk ran: a call queued behind a
+	// 3 s chunk with a timeout of 300 ms returned after 3 s, and one made
+	// from the session's own listener waited forever).
+	item := sessionItem{code: code, opts: eo, reply: reply}
+	var expired <-chan time.Time
+	if eo.Timeout > 0 {
+		item.deadline = time.Now().Add(eo.Timeout)
+		t := time.NewTimer(eo.Timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	s.queue = append(s.queue, item)
 	s.busy = true
 	s.wakeLocked()
 	s.mu.Unlock()
 	select {
 	case out := <-reply:
+		return out.res, out.err
+	case <-expired:
+		s.mu.Lock()
+		for i, it := range s.queue {
+			if it.reply == reply {
+				s.queue = append(s.queue[:i], s.queue[i+1:]...)
+				s.mu.Unlock()
+				return nil, Errorf(ErrTimeout, "execute", "timed out after %v waiting for the session's earlier input; the chunk did not run", eo.Timeout)
+			}
+		}
+		s.mu.Unlock()
+		// Running: its own timeout is what was left of the call's.
+		out := <-reply
 		return out.res, out.err
 	case <-ctx.Done():
 		// Still queued: leave the queue. Running: stop it (only it; it may
@@ -405,6 +433,11 @@ func (s *Session) loop() {
 		}
 		item := s.queue[0]
 		s.queue = s.queue[1:]
+		if !item.deadline.IsZero() {
+			// What is left of the call's timeout (Execute takes it out of
+			// the queue once it is all spent).
+			item.opts.Timeout = max(time.Until(item.deadline), time.Millisecond)
+		}
 		ctx, run := s.startRunLocked(context.Background(), item.reply)
 		s.mu.Unlock()
 

@@ -449,3 +449,31 @@ func TestWaitOnClosedSession(t *testing.T) {
 		})
 	}
 }
+
+// An Execute's timeout counts the wait behind earlier input: queued behind
+// a chunk of seconds with a timeout of 200 ms it returned after the chunk
+// and ran anyway (found by review, red team: from the session's own
+// listener it waited forever).
+func TestExecuteTimeoutCoversTheQueue(t *testing.T) {
+	for _, o := range engines(t) {
+		t.Run(o.Engine, func(t *testing.T) {
+			_, s := openSession(t, o)
+			if err := s.Send([]byte("print('busy') local t = os.clock() while os.clock() - t < 1.5 do end\n")); err != nil {
+				t.Fatal(err)
+			}
+			readUntil(t, s, "busy")
+			start := time.Now()
+			_, err := s.Execute(context.Background(), []byte("ran = true"), core.ExecOptions{Timeout: 200 * time.Millisecond})
+			if core.CodeOf(err) != core.ErrTimeout || time.Since(start) > time.Second {
+				t.Fatalf("after %v: %v", time.Since(start), err)
+			}
+			if idle, err := s.Wait(20 * time.Second); !idle || err != nil {
+				t.Fatalf("not idle: %v", err)
+			}
+			res, err := s.Execute(context.Background(), []byte("return ran"), core.ExecOptions{Timeout: 5 * time.Second})
+			if err != nil || string(res.Values) != "[null]" {
+				t.Fatalf("the timed-out chunk ran: %v %v", err, res)
+			}
+		})
+	}
+}

@@ -367,7 +367,9 @@ int bioxen_session_read(bioxen_session session, int streams, int64_t timeout_ms,
 ** before it, and blocks until it finishes: its complete output and status
 ** come back in a result (free it with bioxen_result_free), not through
 ** bioxen_session_read. timeout_ms, flags and code_len (BIOXEN_E_TOOLARGE)
-** as bioxen_vm_exec.
+** as bioxen_vm_exec; timeout_ms bounds the whole call, the wait for the
+** input queued before it included: a chunk still waiting when it passes
+** does not run (BIOXEN_E_TIMEOUT).
 **
 ** METHOD: bioxen_session
 */
