@@ -141,6 +141,9 @@ func goString(p *C.char) string {
 	return C.GoString(p)
 }
 
+// maxOptionsSize bounds the size a caller may give bioxen_vm_options.
+const maxOptionsSize = 4096
+
 //export bioxenGoVMOpen
 func bioxenGoVMOpen(o *C.bioxen_vm_options, out *C.bioxen_vm) (status C.int) {
 	defer guard(&status)
@@ -156,6 +159,20 @@ func bioxenGoVMOpen(o *C.bioxen_vm_options, out *C.bioxen_vm) (status C.int) {
 		}
 		if size < unsafe.Offsetof(o.max_output_bytes)+unsafe.Sizeof(o.max_output_bytes) {
 			return fail(core.Errorf(core.ErrInvalid, "open", "options size %d is smaller than the oldest layout", size))
+		}
+		if known := unsafe.Sizeof(*o); size > known {
+			// A newer header's layout: accepted when the fields this
+			// library does not know are all zero (their defaults), so that
+			// no setting is silently dropped; a size like SIZE_MAX is not
+			// read at all.
+			if size > maxOptionsSize {
+				return fail(core.Errorf(core.ErrInvalid, "open", "options size %d is not a bioxen_vm_options size", size))
+			}
+			for _, b := range unsafe.Slice((*byte)(unsafe.Pointer(o)), size)[known:] {
+				if b != 0 {
+					return fail(core.Errorf(core.ErrInvalid, "open", "options of size %d set fields this library (%d bytes) does not know", size, known))
+				}
+			}
 		}
 		has := func(off, n uintptr) bool { return off+n <= size }
 		opts.Engine = goString(o.engine)

@@ -9,9 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"libbioxen/core"
 )
 
 // Defect 4: size_t lengths were converted with C.int: 2^32+8 ran the first
@@ -290,5 +293,46 @@ func TestRemoteLogoutKeepsTheDeadline(t *testing.T) {
 		AllowLoopbackIP: true, TimeoutSeconds: 1})
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("a call with a timeout of 1 s took %v (%v)", took, err)
+	}
+}
+
+// Found by review (red team) of the C ABI: bioxen_vm_options of size
+// SIZE_MAX was accepted (and a newer layout's unknown fields silently
+// dropped); bioxen_set_interrupt_fd(-5) removed the setting; session_wait
+// on a closed handle left *idle_out as it was; bioxen_remote with a
+// misspelt op logged in first.
+func TestCABIArgumentChecks(t *testing.T) {
+	known := testOptionsSize()
+	for _, c := range []struct {
+		size  uintptr
+		extra byte
+		ok    bool
+	}{{known, 0, true}, {known + 16, 0, true}, {known + 16, 1, false}, {maxOptionsSize + 8, 0, false}} {
+		h, st := testOpenSized(c.size, c.extra)
+		if (st == 0) != c.ok || (st != 0 && st != 2) {
+			t.Errorf("options size %d (extra %d): status %d %s", c.size, c.extra, st, testErrmsg())
+		}
+		if h != 0 {
+			testClose(h)
+		}
+	}
+	for _, fd := range []int{-5, math.MinInt32} {
+		if st := testSetInterruptFd(fd); st != 2 {
+			t.Errorf("set_interrupt_fd(%d): status %d", fd, st)
+		}
+	}
+	h, _ := testOpen("", "", true)
+	defer testClose(h)
+	s, _ := testSessionOpen(h)
+	testSessionClose(s)
+	if idle, st := testSessionWaitIdle(s); idle != 0 || st == 0 {
+		t.Errorf("wait on a closed session: idle %d status %d", idle, st)
+	}
+	var logins atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { logins.Add(1) }))
+	defer srv.Close()
+	_, err := runRemote(&remoteRequest{Op: "xapi_vm", URL: srv.URL, Username: "root", Password: "pw", AllowLoopbackIP: true, TimeoutSeconds: 5})
+	if core.CodeOf(err) != core.ErrInvalid || logins.Load() != 0 {
+		t.Errorf("misspelt op: %v, %d requests", err, logins.Load())
 	}
 }

@@ -40,6 +40,9 @@ var watchers = struct {
 func bioxenGoSetInterruptFd(fd C.int, old C.uint64_t, out *C.uint64_t) (status C.int) {
 	defer guard(&status)
 	*out = 0
+	if fd < -1 {
+		return fail(core.Errorf(core.ErrInvalid, "set_interrupt_fd", "fd %d is not a file descriptor (-1 removes the setting)", fd))
+	}
 	var w *watcher
 	if fd >= 0 {
 		f, err := dupSelfPipe(int(fd))

@@ -61,6 +61,10 @@ func (r *remoteRequest) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
 
+// remoteOps are the ops runRemote knows (besides xcpng_check_config).
+var remoteOps = map[string]bool{"ssh_run": true, "xapi_login": true, "xapi_vms": true, "xapi_find_template": true,
+	"xapi_launch": true, "xapi_shutdown": true, "xapi_destroy": true, "xapi_power_state": true}
+
 func runRemote(req *remoteRequest) (any, error) {
 	if req.Op == "xcpng_check_config" {
 		// Checked as the engine will read it, so a typo fails when the VM
@@ -69,6 +73,11 @@ func runRemote(req *remoteRequest) (any, error) {
 			return nil, err
 		}
 		return map[string]any{"ok": true}, nil
+	}
+	if !remoteOps[req.Op] {
+		// Before connecting: a misspelt op logged in (sending the
+		// password) and then failed (found by review, red team).
+		return nil, core.Errorf(core.ErrInvalid, "remote", "unknown op %q", req.Op)
 	}
 	ctx, cancel := req.ctx()
 	defer cancel()

@@ -140,12 +140,12 @@ func bioxenGoSessionExecute(h C.bioxen_session, code *C.char, n C.size_t, timeou
 //export bioxenGoSessionWait
 func bioxenGoSessionWait(h C.bioxen_session, timeoutMS C.int64_t, idle *C.int) (status C.int) {
 	defer guard(&status)
+	if idle != nil {
+		*idle = 0
+	}
 	s, st := lookupSession(h)
 	if s == nil {
 		return st
-	}
-	if idle != nil {
-		*idle = 0
 	}
 	ok, err := s.Wait(millis(timeoutMS))
 	if err != nil {
@@ -160,6 +160,11 @@ func bioxenGoSessionWait(h C.bioxen_session, timeoutMS C.int64_t, idle *C.int) (
 //export bioxenGoSessionStatus
 func bioxenGoSessionStatus(h C.bioxen_session, busy, pending *C.int) (status C.int) {
 	defer guard(&status)
+	for _, p := range []*C.int{busy, pending} {
+		if p != nil {
+			*p = 0
+		}
+	}
 	s, st := lookupSession(h)
 	if s == nil {
 		return st

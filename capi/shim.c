@@ -216,11 +216,11 @@ int bioxen_session_execute_async_v2(bioxen_session s, const char *code, size_t c
   return bioxenGoSessionExecuteAsync(s, (char *)code, code_len, timeout_ms, flags, done, userdata, call_out);
 }
 int bioxen_session_wait(bioxen_session s, int64_t timeout_ms, int *idle_out) {
-  BIOXEN_NOT_FORKED();
+  BIOXEN_NOT_FORKED(if (idle_out) *idle_out = 0);
   return bioxenGoSessionWait(s, timeout_ms, idle_out);
 }
 int bioxen_session_status(bioxen_session s, int *busy_out, int *pending_out) {
-  BIOXEN_NOT_FORKED();
+  BIOXEN_NOT_FORKED(if (busy_out) *busy_out = 0; if (pending_out) *pending_out = 0);
   return bioxenGoSessionStatus(s, busy_out, pending_out);
 }
 int bioxen_session_interrupt(bioxen_session s) {

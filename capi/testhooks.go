@@ -190,3 +190,32 @@ func testWatchers() int {
 	defer watchers.Unlock()
 	return len(watchers.m)
 }
+
+// testOpenSized opens with options of size bytes (a newer header's layout
+// when larger than this one's), the bytes past this layout set to extra.
+func testOpenSized(size uintptr, extra byte) (uint64, int) {
+	known := unsafe.Sizeof(C.bioxen_vm_options{})
+	buf := C.calloc(1, C.size_t(max(size, known)))
+	defer C.free(buf)
+	o := (*C.bioxen_vm_options)(buf)
+	o.size = C.size_t(size)
+	if size > known {
+		b := unsafe.Slice((*byte)(buf), size)
+		for i := known; i < size; i++ {
+			b[i] = extra
+		}
+	}
+	var h C.bioxen_vm
+	st := bioxenGoVMOpen(o, &h)
+	return uint64(h), int(st)
+}
+
+// testSessionWaitIdle calls bioxen_session_wait with *idle_out set to 42.
+func testSessionWaitIdle(h uint64) (idle, status int) {
+	i := C.int(42)
+	st := bioxenGoSessionWait(C.bioxen_session(h), 0, &i)
+	return int(i), int(st)
+}
+
+// testOptionsSize is sizeof(bioxen_vm_options).
+func testOptionsSize() uintptr { return unsafe.Sizeof(C.bioxen_vm_options{}) }

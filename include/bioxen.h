@@ -127,7 +127,8 @@ typedef struct bioxen_vm_options {
 ** interpreter is reported here.
 **
 ** Returns: BIOXEN_OK; BIOXEN_E_INVALID (NULL vm_out, unknown engine, bad
-** size); BIOXEN_E_LUA_NOT_FOUND; BIOXEN_E_ENGINE (the interpreter started
+** size: under the oldest layout, over 4096 bytes, or a newer layout that
+** sets fields this library does not know); BIOXEN_E_LUA_NOT_FOUND; BIOXEN_E_ENGINE (the interpreter started
 ** but did not speak the protocol).
 */
 int bioxen_vm_open(const bioxen_vm_options *opts, bioxen_vm *vm_out);
@@ -400,9 +401,10 @@ int bioxen_session_execute_async_v2(bioxen_session session, const char *code, si
 /*
 ** bioxen_session_wait blocks until the session is idle or timeout_ms passes
 ** (0 or negative: do not wait; 9223372036854 or more: no end); *idle_out
-** (may be NULL) is 1 when idle. A session closed before or during the wait
-** (bioxen_session_close from another thread, or its VM closed) gives
-** BIOXEN_E_CLOSED with *idle_out 0: the input it dropped will not run.
+** (may be NULL) is 1 when idle, else 0 (also on every failure). A session
+** closed during the wait (bioxen_session_close from another thread), or
+** whose VM was closed, gives BIOXEN_E_CLOSED: the input it dropped will not
+** run; a handle already closed is BIOXEN_E_BADHANDLE.
 **
 ** METHOD: bioxen_session
 */
@@ -411,7 +413,7 @@ int bioxen_session_wait(bioxen_session session, int64_t timeout_ms, int *idle_ou
 /*
 ** bioxen_session_status reports whether the session is busy (input queued
 ** or a chunk running) and whether an incomplete chunk waits for more lines.
-** Either pointer may be NULL.
+** Either pointer may be NULL; both are 0 on failure.
 **
 ** METHOD: bioxen_session
 */
@@ -482,8 +484,9 @@ int bioxen_session_set_listener(bioxen_session session, bioxen_output_fn fn, voi
 ** The library reads a close-on-exec duplicate of fd and sets O_NONBLOCK on
 ** it (a flag the two share), so fd may be closed afterwards. Nothing else
 ** should read the pipe. fd must be a pipe or socket open for reading (the
-** read end: BIOXEN_E_INVALID otherwise). The setting is per thread; a new call replaces it and -1
-** removes it. Remove it before the thread exits: otherwise the duplicate
+** read end: BIOXEN_E_INVALID otherwise). The setting is per thread; a new
+** call replaces it and -1 removes it (any other negative fd is
+** BIOXEN_E_INVALID). Remove it before the thread exits: otherwise the duplicate
 ** stays open (and watched) until every writer has closed the pipe.
 **
 ** Returns: BIOXEN_OK; BIOXEN_E_INVALID (fd not open, not a pipe or socket,
