@@ -161,49 +161,89 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 		s.finishRun()
 		return res, err
 	}
-	// The timeout bounds the whole call, the wait behind earlier input
-	// included (it started only when the chunk ran: a call queued behind a
-	// 3 s chunk with a timeout of 300 ms returned after 3 s, and one made
-	// from the session's own listener waited forever).
+	s.enqueueLocked(code, eo, reply)
+	s.mu.Unlock()
+	return s.await(ctx, reply, eo.Timeout)
+}
+
+// Submit queues code as one chunk, like Execute, and returns at once; wait
+// blocks until the chunk's outcome (call it once, on any goroutine).
+// Chunks submitted one after the other run in that order, after the input
+// sent before them. Cancelling ctx stops this chunk only, as for Execute.
+// eo.Interrupt is not taken (cancel ctx).
+func (s *Session) Submit(ctx context.Context, code []byte, eo ExecOptions) (wait func() (*Result, error), err error) {
+	if err := CheckSource(code, s.vm.opts.Limits); err != nil {
+		return nil, err
+	}
+	if eo.Interrupt != nil {
+		return nil, Errorf(ErrInvalid, "submit", "Submit takes no Interrupt: cancel its context")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, Wrap(ErrTimeout, "execute", "cancelled before it ran", err)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, Errorf(ErrClosed, "execute", "session is closed")
+	}
+	reply := s.enqueueLocked(code, eo, make(chan execOut, 1))
+	s.mu.Unlock()
+	return func() (*Result, error) { return s.await(ctx, reply, eo.Timeout) }, nil
+}
+
+// enqueueLocked queues code to run after what is queued (s.mu held).
+//
+// The timeout bounds the whole call, the wait behind earlier input
+// included (it started only when the chunk ran: a call queued behind a 3 s
+// chunk with a timeout of 300 ms returned after 3 s, and one made from the
+// session's own listener waited forever).
+func (s *Session) enqueueLocked(code []byte, eo ExecOptions, reply chan execOut) chan execOut {
 	item := sessionItem{code: code, opts: eo, reply: reply}
-	var expired <-chan time.Time
 	if eo.Timeout > 0 {
 		item.deadline = time.Now().Add(eo.Timeout)
-		t := time.NewTimer(eo.Timeout)
-		defer t.Stop()
-		expired = t.C
 	}
 	s.queue = append(s.queue, item)
 	s.busy = true
 	s.wakeLocked()
-	s.mu.Unlock()
+	return reply
+}
+
+// await waits for a queued chunk's outcome: its reply, its timeout while
+// it is still queued (it then leaves the queue), or ctx.
+func (s *Session) await(ctx context.Context, reply chan execOut, timeout time.Duration) (*Result, error) {
+	var expired <-chan time.Time
+	if timeout > 0 {
+		s.mu.Lock()
+		var deadline time.Time
+		for _, it := range s.queue {
+			if it.reply == reply {
+				deadline = it.deadline
+			}
+		}
+		s.mu.Unlock()
+		if !deadline.IsZero() {
+			t := time.NewTimer(max(time.Until(deadline), 0))
+			defer t.Stop()
+			expired = t.C
+		}
+	}
 	select {
 	case out := <-reply:
 		return out.res, out.err
 	case <-expired:
-		s.mu.Lock()
-		for i, it := range s.queue {
-			if it.reply == reply {
-				s.queue = append(s.queue[:i], s.queue[i+1:]...)
-				s.mu.Unlock()
-				return nil, Errorf(ErrTimeout, "execute", "timed out after %v waiting for the session's earlier input; the chunk did not run", eo.Timeout)
-			}
+		if s.leaveQueue(reply) {
+			return nil, Errorf(ErrTimeout, "execute", "timed out after %v waiting for the session's earlier input; the chunk did not run", timeout)
 		}
-		s.mu.Unlock()
 		// Running: its own timeout is what was left of the call's.
 		out := <-reply
 		return out.res, out.err
 	case <-ctx.Done():
 		// Still queued: leave the queue. Running: stop it (only it; it may
 		// also have ended meanwhile, and then its outcome stands).
-		s.mu.Lock()
-		for i, it := range s.queue {
-			if it.reply == reply {
-				s.queue = append(s.queue[:i], s.queue[i+1:]...)
-				s.mu.Unlock()
-				return nil, Wrap(ErrTimeout, "execute", "cancelled before it ran", ctx.Err())
-			}
+		if s.leaveQueue(reply) {
+			return nil, Wrap(ErrTimeout, "execute", "cancelled before it ran", ctx.Err())
 		}
+		s.mu.Lock()
 		run := s.cur
 		s.mu.Unlock()
 		if run != nil && run.reply == reply {
@@ -212,6 +252,20 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 		out := <-reply
 		return out.res, out.err
 	}
+}
+
+// leaveQueue takes the chunk answering on reply out of the queue; false
+// when it is not there (running, or done).
+func (s *Session) leaveQueue(reply chan execOut) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, it := range s.queue {
+		if it.reply == reply {
+			s.queue = append(s.queue[:i], s.queue[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // Read returns the output produced so far on the given streams (Stdout,
