@@ -325,11 +325,13 @@ func TestSessionLongWriteKeepsCharactersWhole(t *testing.T) {
 // keptState reports that `return kept` found the state of before the
 // timeout. The process engine may also have killed the interpreter (a new
 // one has no kept): it stops a chunk with SIGINT, which a loaded machine
-// (a -race run beside other test binaries) can leave unanswered past the
-// grace; the embedded engine's chunk polls its limits and must stop.
+// can leave unanswered past the grace. The embedded engine's chunk polls
+// its limits between 64 KiB pieces and must stop within its 20 ms grace,
+// except under -race beside other test binaries (the collector, driven by
+// heapPeak's tight memory limit, held it up past the grace in CI).
 func keptState(o core.Options, res *core.Result) bool {
 	if string(res.Values) == "[42]" {
 		return true
 	}
-	return o.Engine == "process" && string(res.Values) == "[null]"
+	return (o.Engine == "process" || raceBuild) && string(res.Values) == "[null]"
 }
