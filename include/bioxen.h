@@ -455,7 +455,11 @@ int bioxen_session_interrupt(bioxen_session session);
 ** returns at once and completes when fn has returned); but a call that
 ** waits for the session - bioxen_vm_exec on its VM, bioxen_session_execute
 ** or bioxen_session_wait on it - waits for the chunk that is calling fn:
-** give it a timeout.
+** give it a timeout. A call from fn that removes, replaces or closes
+** another session's listener (bioxen_session_set_listener,
+** bioxen_session_close, bioxen_vm_close on another session or VM) waits for
+** that listener's running call: two listeners doing so to each other wait
+** for each other forever. Hand such work to another thread.
 **
 ** METHOD: bioxen_session
 */
