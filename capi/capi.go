@@ -413,7 +413,7 @@ func newResult(r *core.Result) *C.bioxen_result {
 }
 
 //export bioxenGoSetLog
-func bioxenGoSetLog(fn C.bioxen_log_fn, ud unsafe.Pointer, min C.int) (status C.int) {
+func bioxenGoSetLog(fn C.bioxen_log_fn, ud C.uintptr_t, min C.int) (status C.int) {
 	defer guard(&status)
 	logMu.Lock()
 	old := logGate

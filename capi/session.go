@@ -198,7 +198,7 @@ func bioxenGoSessionInterrupt(h C.bioxen_session) (status C.int) {
 }
 
 //export bioxenGoSessionSetListener
-func bioxenGoSessionSetListener(h C.bioxen_session, fn C.bioxen_output_fn, ud unsafe.Pointer) (status C.int) {
+func bioxenGoSessionSetListener(h C.bioxen_session, fn C.bioxen_output_fn, ud C.uintptr_t) (status C.int) {
 	defer guard(&status)
 	e, st := lookupSessionEntry(h, "session_set_listener")
 	if e == nil {
@@ -240,7 +240,7 @@ func bioxenGoSessionSetListener(h C.bioxen_session, fn C.bioxen_output_fn, ud un
 }
 
 //export bioxenGoVMExecAsync
-func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, fn C.bioxen_exec_done_fn, ud unsafe.Pointer, callOut *C.bioxen_call) (status C.int) {
+func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, fn C.bioxen_exec_done_fn, ud C.uintptr_t, callOut *C.bioxen_call) (status C.int) {
 	defer guard(&status)
 	setCallOut(callOut, 0)
 	if code == nil || fn == nil {
@@ -321,7 +321,7 @@ func (q *asyncQueues) run(h C.bioxen_vm, aq *asyncQueue) {
 }
 
 //export bioxenGoSessionExecuteAsync
-func bioxenGoSessionExecuteAsync(h C.bioxen_session, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, fn C.bioxen_exec_done_fn, ud unsafe.Pointer, callOut *C.bioxen_call) (status C.int) {
+func bioxenGoSessionExecuteAsync(h C.bioxen_session, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, fn C.bioxen_exec_done_fn, ud C.uintptr_t, callOut *C.bioxen_call) (status C.int) {
 	defer guard(&status)
 	setCallOut(callOut, 0)
 	if code == nil || fn == nil {
@@ -361,7 +361,7 @@ func bioxenGoSessionExecuteAsync(h C.bioxen_session, code *C.char, n C.size_t, t
 
 // deliver runs fn and reports its outcome to a bioxen_exec_done_fn, exactly
 // once, from this goroutine.
-func deliver(done C.bioxen_exec_done_fn, ud unsafe.Pointer, call uint64, fn func() (*core.Result, error)) {
+func deliver(done C.bioxen_exec_done_fn, ud C.uintptr_t, call uint64, fn func() (*core.Result, error)) {
 	var status C.int = C.BIOXEN_OK
 	var res *C.bioxen_result
 	var msg *C.char

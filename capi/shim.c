@@ -145,23 +145,23 @@ int bioxen__in_callback(uint64_t gate, uint64_t session, uint64_t vm) {
   return 0;
 }
 
-void bioxen__call_log(bioxen_log_fn fn, void *ud, int level, const char *msg, uint64_t gate) {
+void bioxen__call_log(bioxen_log_fn fn, uintptr_t ud, int level, const char *msg, uint64_t gate) {
   struct cbframe f = {gate, 0, 0, cbtop()};
   pthread_setspecific(cbkey, &f);
-  fn(ud, level, msg);
+  fn((void *)ud, level, msg);
   pthread_setspecific(cbkey, f.prev);
 }
 
-void bioxen__call_output(bioxen_output_fn fn, void *ud, int stream, const char *data, size_t len,
+void bioxen__call_output(bioxen_output_fn fn, uintptr_t ud, int stream, const char *data, size_t len,
                          uint64_t gate, uint64_t session, uint64_t vm) {
   struct cbframe f = {gate, session, vm, cbtop()};
   pthread_setspecific(cbkey, &f);
-  fn(ud, stream, data, len);
+  fn((void *)ud, stream, data, len);
   pthread_setspecific(cbkey, f.prev);
 }
 
-void bioxen__call_done(bioxen_exec_done_fn fn, void *ud, int status, bioxen_result *result, const char *msg) {
-  fn(ud, status, result, msg ? msg : "");
+void bioxen__call_done(bioxen_exec_done_fn fn, uintptr_t ud, int status, bioxen_result *result, const char *msg) {
+  fn((void *)ud, status, result, msg ? msg : "");
 }
 
 void bioxen_free(void *p) { free(p); }
@@ -169,13 +169,13 @@ void bioxen_free(void *p) { free(p); }
 int bioxen_vm_exec_async(bioxen_vm vm, const char *code, size_t code_len, int64_t timeout_ms,
                          int flags, bioxen_exec_done_fn done, void *userdata) {
   BIOXEN_NOT_FORKED();
-  return bioxenGoVMExecAsync(vm, (char *)code, code_len, timeout_ms, flags, done, userdata, NULL);
+  return bioxenGoVMExecAsync(vm, (char *)code, code_len, timeout_ms, flags, done, (uintptr_t)userdata, NULL);
 }
 int bioxen_vm_exec_async_v2(bioxen_vm vm, const char *code, size_t code_len, int64_t timeout_ms,
                             int flags, bioxen_exec_done_fn done, void *userdata,
                             bioxen_call *call_out) {
   BIOXEN_NOT_FORKED(if (call_out) *call_out = 0);
-  return bioxenGoVMExecAsync(vm, (char *)code, code_len, timeout_ms, flags, done, userdata, call_out);
+  return bioxenGoVMExecAsync(vm, (char *)code, code_len, timeout_ms, flags, done, (uintptr_t)userdata, call_out);
 }
 int bioxen_call_interrupt(bioxen_call call) {
   BIOXEN_NOT_FORKED();
@@ -207,13 +207,13 @@ int bioxen_session_execute_async(bioxen_session s, const char *code, size_t code
                                  int64_t timeout_ms, int flags, bioxen_exec_done_fn done,
                                  void *userdata) {
   BIOXEN_NOT_FORKED();
-  return bioxenGoSessionExecuteAsync(s, (char *)code, code_len, timeout_ms, flags, done, userdata, NULL);
+  return bioxenGoSessionExecuteAsync(s, (char *)code, code_len, timeout_ms, flags, done, (uintptr_t)userdata, NULL);
 }
 int bioxen_session_execute_async_v2(bioxen_session s, const char *code, size_t code_len,
                                     int64_t timeout_ms, int flags, bioxen_exec_done_fn done,
                                     void *userdata, bioxen_call *call_out) {
   BIOXEN_NOT_FORKED(if (call_out) *call_out = 0);
-  return bioxenGoSessionExecuteAsync(s, (char *)code, code_len, timeout_ms, flags, done, userdata, call_out);
+  return bioxenGoSessionExecuteAsync(s, (char *)code, code_len, timeout_ms, flags, done, (uintptr_t)userdata, call_out);
 }
 int bioxen_session_wait(bioxen_session s, int64_t timeout_ms, int *idle_out) {
   BIOXEN_NOT_FORKED(if (idle_out) *idle_out = 0);
@@ -229,7 +229,7 @@ int bioxen_session_interrupt(bioxen_session s) {
 }
 int bioxen_session_set_listener(bioxen_session s, bioxen_output_fn fn, void *userdata) {
   BIOXEN_NOT_FORKED();
-  return bioxenGoSessionSetListener(s, fn, userdata);
+  return bioxenGoSessionSetListener(s, fn, (uintptr_t)userdata);
 }
 
 int bioxen_vm_open(const bioxen_vm_options *opts, bioxen_vm *vm_out) {
@@ -262,7 +262,7 @@ void bioxen_result_free(bioxen_result *r) {
 
 int bioxen_set_log_callback(bioxen_log_fn fn, void *userdata, int min_level) {
   BIOXEN_NOT_FORKED();
-  return bioxenGoSetLog(fn, userdata, min_level);
+  return bioxenGoSetLog(fn, (uintptr_t)userdata, min_level);
 }
 
 int bioxen_packages(const char *request_json, size_t len, char **response_out, size_t *response_len) {

@@ -130,7 +130,7 @@ func testExecN(h uint64, code string, n uint64) int {
 func testExecAsyncN(h uint64, code string, n uint64) int {
 	cs := C.CString(code)
 	defer C.free(unsafe.Pointer(cs))
-	return int(bioxenGoVMExecAsync(C.bioxen_vm(h), cs, C.size_t(n), 0, 0, C.bioxen__test_done_fn(), nil, nil))
+	return int(bioxenGoVMExecAsync(C.bioxen_vm(h), cs, C.size_t(n), 0, 0, C.bioxen__test_done_fn(), 0, nil))
 }
 
 func testSessionExecuteN(h uint64, code string, n uint64) int {
@@ -145,7 +145,7 @@ func testSessionExecuteN(h uint64, code string, n uint64) int {
 func testSessionExecuteAsyncN(h uint64, code string, n uint64) int {
 	cs := C.CString(code)
 	defer C.free(unsafe.Pointer(cs))
-	return int(bioxenGoSessionExecuteAsync(C.bioxen_session(h), cs, C.size_t(n), 0, 0, C.bioxen__test_done_fn(), nil, nil))
+	return int(bioxenGoSessionExecuteAsync(C.bioxen_session(h), cs, C.size_t(n), 0, 0, C.bioxen__test_done_fn(), 0, nil))
 }
 
 func testSessionSendN(h uint64, input string, n uint64) int {

@@ -231,7 +231,8 @@ func (vm *VM) run(ctx context.Context, req *Request, timeout time.Duration) (*Re
 	res, err := vm.engine.Exec(ctx, req)
 	if err != nil && errors.Is(context.Cause(ctx), errClosing) {
 		// Close cancelled the call: say so rather than "cancelled".
-		return nil, Wrap(ErrClosed, "exec", "the VM was closed while the chunk ran", err)
+		// (Not the engine's words: they say the VM is usable.)
+		return nil, Errorf(ErrClosed, "exec", "the VM was closed while the chunk ran; the chunk was stopped")
 	}
 	if res != nil {
 		normalizeResult(res)

@@ -57,7 +57,7 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	}
 	ch, printRes, err := compileWithin(ctx, req)
 	if errors.Is(err, errCompileTimeout) {
-		return nil, timeoutError(ctx, false)
+		return nil, timeoutError(ctx, !req.Fresh, false)
 	}
 	if err != nil {
 		var se *syntaxError
@@ -131,7 +131,7 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 				e.stuck = stuck
 				go func() { <-done; st.ctx.end(); st.close(); close(stuck) }()
 				core.Logf(core.LevelWarn, "embedded VM %q: chunk did not stop within %v of its deadline; state replaced", e.opts.Name, core.TimeoutGrace)
-				return nil, timeoutError(ctx, !req.Fresh)
+				return nil, timeoutError(ctx, !req.Fresh, !req.Fresh)
 			}
 		}
 	}
@@ -160,7 +160,7 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 		return nil, core.Errorf(core.ErrNoMem, "exec", "the Lua code went over the VM's memory limit (%d bytes) and was stopped%s", e.opts.Limits.MaxMemoryBytes, lost)
 	default:
 		e.finish(st, req, false)
-		return nil, timeoutError(ctx, false)
+		return nil, timeoutError(ctx, !req.Fresh, false)
 	}
 }
 
@@ -178,13 +178,21 @@ func (e *Engine) finish(st *state, req *core.Request, pure bool) {
 	st.park()
 }
 
-func timeoutError(ctx context.Context, lost bool) error {
-	msg := "the Lua code was stopped; the VM is usable"
+// timeoutError is a stopped call's error. persistent: the VM keeps its
+// state across calls; lost: that state was reset (the chunk was stuck in
+// a builtin and given up).
+func timeoutError(ctx context.Context, persistent, lost bool) error {
+	msg := "the Lua code was stopped"
 	if errors.Is(ctx.Err(), context.Canceled) {
-		msg = "the Lua code was cancelled; the VM is usable"
+		msg = "the Lua code was cancelled"
 	}
-	if lost {
-		msg += " but its state was reset (the chunk was stuck in a builtin)"
+	switch {
+	case lost:
+		msg += "; the VM is usable but its state was reset (the chunk was stuck in a builtin)"
+	case persistent:
+		msg += "; the VM keeps its state"
+	default:
+		msg += "; the VM is usable"
 	}
 	return core.Errorf(core.ErrTimeout, "exec", "%s", msg)
 }
