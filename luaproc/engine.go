@@ -291,8 +291,17 @@ func (e *Engine) start(ctx context.Context) error {
 	if stderr != "" {
 		msg += "; stderr: " + stderr
 	}
+	if n := e.opts.Limits.MaxMemoryBytes; n > 0 && n < smallMemoryLimit {
+		// RLIMIT_AS this low leaves the interpreter no room to start (it
+		// failed loading its libraries under 8 MiB).
+		msg += fmt.Sprintf("; its memory limit of %d bytes is likely too small to start it (give it 16 MiB or more)", n)
+	}
 	return core.Errorf(core.ErrEngine, "open", "%s", msg)
 }
+
+// smallMemoryLimit is the memory limit under which a failed start names
+// the limit as the likely cause.
+const smallMemoryLimit = 16 << 20
 
 func unwrapExec(err error) error {
 	var ee *exec.Error

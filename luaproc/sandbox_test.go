@@ -2,8 +2,11 @@ package luaproc
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -365,4 +368,17 @@ func TestSandboxHostResolveCPU(t *testing.T) {
 		}
 		wantCode(t, err, core.ErrCPULimit)
 	})
+}
+
+// A memory limit too small for the interpreter to start (RLIMIT_AS) is
+// named in the error (found by review, red team: it said only that the
+// interpreter exited).
+func TestTinyMemoryLimitIsNamed(t *testing.T) {
+	if _, err := exec.LookPath("lua5.4"); err != nil {
+		t.Skip("lua5.4 not installed")
+	}
+	_, err := Open(core.Options{Interpreter: "lua5.4", Limits: core.Limits{MaxMemoryBytes: 1 << 20}})
+	if core.CodeOf(err) != core.ErrEngine || !strings.Contains(fmt.Sprint(err), "memory limit of 1048576 bytes") {
+		t.Fatalf("open with a 1 MiB limit: %v", err)
+	}
 }
