@@ -47,7 +47,7 @@ if not out then error("bioxen driver: cannot open " .. tostring(outpath)) end
 out:setvbuf("full", 65536)
 
 -- File methods are captured too: user code can reach the FILE* metatable.
-local f_write, f_flush, f_read, f_closefile = out.write, out.flush, out.read, out.close
+local f_write, f_flush, f_read = out.write, out.flush, out.read
 local function out_write(...) return f_write(out, ...) end
 local function out_flush() return f_flush(out) end
 
@@ -1478,24 +1478,6 @@ end
 
 local spent, reported = false, false -- the handler is spent / the host was told
 
--- sigint_forged reports an "interrupted!" error that no SIGINT caused: the
--- interpreter's handler puts SIGINT back to its default action when it
--- fires, so while /proc/self/status still lists SIGINT as caught (SigCgt,
--- bit 1), the chunk raised the message itself (error("interrupted!")):
--- taking its word spent a re-arm stub each time, and 1,030 such errors
--- used them all up. False when it cannot tell (no /proc).
-local function sigint_forged()
-  if intr_mode ~= "stubs" then return false end
-  local f = io_open("/proc/self/status", "r")
-  if not f then return false end
-  local status = f_read(f, "*a")
-  f_closefile(f)
-  local mask = type(status) == "string" and str_match(status, "\nSigCgt:%s*(%x+)")
-  if not mask then return false end
-  local low = tonumber(str_sub(mask, -1), 16) -- signals 1-4
-  return low ~= nil and floor(low / 2) % 2 == 1
-end
-
 -- The call handed from the worker to the main thread and back.
 local job_state = "idle" -- idle, run, running, ran, rearm, sync, rearmed, quit
 local job_fn, job_print, job_res, job_err
@@ -1634,7 +1616,7 @@ local function teardown(maxdepth, budget)
       tb = NO_TB
     end
     if type(msg) == "string" and str_find(msg, "interrupted!$") then
-      if intr_mode == "stubs" and not sigint_forged() then spent = true end
+      if intr_mode == "stubs" then spent = true end
       -- The hook fired in a driver function the chunk called (print ...):
       -- say it like the interpreter does for a C function.
       if str_find(msg, "^%[bioxen driver%]:%d+: interrupted!$") then msg = "interrupted!" end
@@ -1832,7 +1814,7 @@ local function main_protected()
       f_write(real_stderr, "bioxen driver: not enough memory\n")
       return "quit"
     end
-    if type(r) == "string" and str_find(r, "interrupted!$") and not sigint_forged() then spent = true end
+    if type(r) == "string" and str_find(r, "interrupted!$") then spent = true end
     if job_state == "run" then
       -- A SIGINT that came while the call was being prepared, or between
       -- calls: it interrupts this call.

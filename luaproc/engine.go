@@ -751,7 +751,16 @@ func (e *Engine) readFrames(hello bool, slice time.Duration) (bool, error) {
 			}
 			switch f.Tag {
 			case 'I':
-				e.armed = false // an interrupt the host did not send spent the handler
+				// An interrupt the host did not send spent the handler - or
+				// the chunk raised "interrupted!" itself: the interpreter's
+				// handler resets SIGINT to its default action when it
+				// fires, so a handler still installed was not spent (taking
+				// the driver's word, 1,030 such errors used up the 1,024
+				// re-arm stubs, and a real interrupt then killed the
+				// interpreter).
+				if caught, ok := sigintCaught(p.pid); !ok || !caught {
+					e.armed = false
+				}
 			case 'A':
 				// The driver's answer to an A frame: not part of the result.
 				if len(f.Args) != 1 || len(f.Payload) != 0 {

@@ -5,6 +5,8 @@ package luaproc
 import (
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -76,6 +78,25 @@ func processCPU(pid int) (time.Duration, error) {
 		return 0, e
 	}
 	return time.Duration(ts.Nano()), nil
+}
+
+// sigintCaught reports whether process pid has a handler for SIGINT
+// (bit 1 of SigCgt in /proc/pid/status); ok is false when it cannot tell.
+func sigintCaught(pid int) (caught, ok bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return false, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if hex, found := strings.CutPrefix(line, "SigCgt:"); found {
+			mask, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+			if err != nil {
+				return false, false
+			}
+			return mask&(1<<(syscall.SIGINT-1)) != 0, true
+		}
+	}
+	return false, false
 }
 
 // threadCPU is the CPU time the calling OS thread has used (the caller
