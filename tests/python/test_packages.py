@@ -472,3 +472,21 @@ def test_input_files_must_be_regular_and_bounded(tmp_path):
     # /dev/zero as a lock file ended the process (out of memory).
     with pytest.raises(exc.InvalidArgumentError):
         PackageManager("default").install_from_lock("/dev/zero")
+
+
+def test_many_luajit_starts_stay_in_sync():
+    # A small, unrelated change to the driver once made LuaJIT drivers read
+    # a request line in two pieces in ~4% of starts ("unknown frame", or
+    # both sides waiting: a CI run hung here). This loop found it.
+    if shutil.which("luajit") is None:
+        pytest.skip("luajit is not installed")
+    from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
+
+    PackageInstaller().install_package("bio_compute")
+    for i in range(200):
+        vm = create_vm("sync", engine="process", lua_executable="luajit")
+        try:
+            result = vm.execute_string('return require("bio_compute").analyze_sequence("ATCG").gc_content', timeout=10)
+            assert result["values"] == [0.5], (i, result)
+        finally:
+            vm.close()
