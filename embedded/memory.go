@@ -181,13 +181,14 @@ func threadSize(th *lua.LState) int64 {
 // memWalk estimates the bytes held by values reachable from roots; it
 // stops counting once over limit (limit <= 0: no early stop).
 type memWalk struct {
-	total    int64
-	limit    int64
-	seen     map[unsafe.Pointer]struct{}
-	pages    map[uintptr]struct{} // number blocks charged (see numberBlock)
-	lastPage uintptr
-	todo     []lua.LValue
-	done     <-chan struct{}
+	total     int64
+	limit     int64
+	seen      map[unsafe.Pointer]struct{}
+	pages     map[uintptr]struct{} // number blocks charged (see numberBlock)
+	pagesHint int                  // how many the last walk found
+	lastPage  uintptr
+	todo      []lua.LValue
+	done      <-chan struct{}
 }
 
 func (w *memWalk) push(v lua.LValue) {
@@ -253,7 +254,7 @@ func (w *memWalk) number(v lua.LValue) {
 	w.lastPage = page
 	if _, ok := w.pages[page]; !ok {
 		if w.pages == nil {
-			w.pages = map[uintptr]struct{}{}
+			w.pages = make(map[uintptr]struct{}, w.pagesHint)
 		}
 		w.pages[page] = struct{}{}
 		w.total += numberBlock
@@ -390,7 +391,13 @@ func (w *memWalk) table(t *lua.LTable) {
 	p := unsafe.Pointer(t)
 	array := *(*[]lua.LValue)(unsafe.Add(p, layout.tArray))
 	w.total += int64(cap(array)) * sizeSlot
-	for _, v := range array {
+	for i, v := range array {
+		// A table of millions of numbers is one item of the walk: look
+		// at the call's stop inside it too (a walk of 3 million numbers
+		// outlasted a deadline's grace).
+		if i&(1<<16-1) == 1<<16-1 && w.stopped() {
+			return
+		}
 		w.push(v)
 	}
 	// keys (with k2i) lists every key ever set in the hash part, in
@@ -400,7 +407,10 @@ func (w *memWalk) table(t *lua.LTable) {
 	keys := *(*[]lua.LValue)(unsafe.Add(p, layout.tKeys))
 	if keys != nil {
 		w.total += int64(cap(keys)) * (sizeSlot + sizeMapEntry) // keys and k2i
-		for _, k := range keys {
+		for i, k := range keys {
+			if i&(1<<16-1) == 1<<16-1 && w.stopped() {
+				return
+			}
 			w.push(k)
 		}
 	}
@@ -449,8 +459,8 @@ func (w *memWalk) thread(th *lua.LState) {
 // what it counted, when done is closed.
 func (st *state) memUsage(limit int64, done <-chan struct{}) int64 {
 	L := st.L
-	w := memWalk{limit: limit, seen: make(map[unsafe.Pointer]struct{}, st.walkSeen), done: done}
-	defer func() { st.walkSeen = len(w.seen) }()
+	w := memWalk{limit: limit, seen: make(map[unsafe.Pointer]struct{}, st.walkSeen), done: done, pagesHint: st.walkPages}
+	defer func() { st.walkSeen, st.walkPages = len(w.seen), len(w.pages) }()
 	w.todo = append(w.todo, L.G.Global, L.G.Registry, L.G.MainThread)
 	if L.G.CurrentThread != nil {
 		w.todo = append(w.todo, L.G.CurrentThread)

@@ -20,6 +20,7 @@ type state struct {
 	L         *lua.LState
 	ctx       *callCtx // the context of all its threads: limits and stops
 	walkSeen  int      // objects the last memory walk saw (sizes the next one's set)
+	walkPages int      // number blocks it charged (the same)
 	count     memCount // collectgarbage("count")'s last walk in this call
 	out, errw core.Capture
 
