@@ -9,7 +9,6 @@ import "C"
 
 import (
 	"context"
-	"sync"
 	"unsafe"
 
 	"libbioxen/core"
@@ -261,63 +260,8 @@ func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.in
 	eo.Interrupt = &core.Interrupt{KeepEarly: true}
 	call := addCall(eo.Interrupt.Trigger)
 	setCallOut(callOut, call)
-	// In the VM's queue of async calls, which run one at a time in the
-	// order they were made (each on its own goroutine, they ran in the
-	// scheduler's order); done is called from a goroutine of its own, so
-	// that a slow one does not hold up the next call.
-	asyncCalls.add(h, func() {
-		var res *core.Result
-		var err error
-		func() {
-			defer func() {
-				if r := recover(); r != nil { // as guard does for a C call
-					err = core.Errorf(core.ErrGeneric, "exec_async", "internal error: %v", r)
-				}
-			}()
-			res, err = vm.Exec(context.Background(), src, eo)
-		}()
-		go deliver(fn, ud, call, func() (*core.Result, error) { return res, err })
-	})
+	go deliver(fn, ud, call, func() (*core.Result, error) { return vm.Exec(context.Background(), src, eo) })
 	return C.BIOXEN_OK
-}
-
-// asyncCalls queues each VM's async calls: one goroutine per VM with calls
-// pending runs them in order.
-var asyncCalls = asyncQueues{m: map[C.bioxen_vm]*asyncQueue{}}
-
-type asyncQueues struct {
-	mu sync.Mutex
-	m  map[C.bioxen_vm]*asyncQueue // VMs with calls queued or running
-}
-
-type asyncQueue struct{ jobs []func() }
-
-func (q *asyncQueues) add(h C.bioxen_vm, job func()) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if aq := q.m[h]; aq != nil {
-		aq.jobs = append(aq.jobs, job)
-		return
-	}
-	aq := &asyncQueue{jobs: []func(){job}}
-	q.m[h] = aq
-	go q.run(h, aq)
-}
-
-func (q *asyncQueues) run(h C.bioxen_vm, aq *asyncQueue) {
-	for {
-		q.mu.Lock()
-		if len(aq.jobs) == 0 {
-			delete(q.m, h)
-			q.mu.Unlock()
-			return
-		}
-		job := aq.jobs[0]
-		aq.jobs[0] = nil
-		aq.jobs = aq.jobs[1:]
-		q.mu.Unlock()
-		job()
-	}
 }
 
 //export bioxenGoSessionExecuteAsync

@@ -229,11 +229,10 @@ void bioxen_result_free(bioxen_result *result);
 /*
 ** bioxen_vm_exec_async runs code like bioxen_vm_exec without blocking the
 ** caller: the code is copied, the call is queued on the VM (calls on one VM
-** still run one at a time; the async calls on one VM run in the order they
-** were made, as do those on one session with the input sent around them),
-** and done(userdata, status, result, message) is called exactly once from a
-** library thread when it finishes (the done calls of several calls may come
-** in any order).
+** still run one at a time, in no set order; the async calls on one
+** session run in the order they were made, with the input sent around
+** them), and done(userdata, status, result, message) is called exactly
+** once from a library thread when it finishes.
 **
 ** METHOD: bioxen_vm
 ** In done: status is as bioxen_vm_exec would return; on BIOXEN_OK result is
