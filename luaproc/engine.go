@@ -263,7 +263,7 @@ func (e *Engine) start(ctx context.Context) error {
 		deadline = ctxDeadline
 	}
 	e.res.Reset(core.Limits{MaxOutputBytes: 64 << 10})
-	e.wbuf = append(e.wbuf[:0], BootstrapFrame()...)
+	e.wbuf, e.wpos = append(e.wbuf[:0], BootstrapFrame()...), 0
 	e.wbuf = append(e.wbuf, PolicyFrame(e.opts)...)
 	stop := e.armWake(ctx)
 	err = e.loop(ctx, deadline, true)
@@ -342,7 +342,10 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	if !req.Fresh {
 		e.persisted = true
 	}
-	e.wbuf = e.wbuf[:0]
+	// Bytes not yet written stay first: the start's loop ends at the
+	// driver's hello, which comes before the driver reads the policy, and
+	// the policy may not have fit in the pipe by then.
+	e.wbuf, e.wpos = e.wbuf[:copy(e.wbuf, e.wbuf[e.wpos:])], 0
 	if e.canIntr && !e.armed {
 		// A SIGINT was spent and the driver could not be re-armed after
 		// that call: have it re-arm before this one.
@@ -415,8 +418,8 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 }
 
 func (e *Engine) trimBuffers() {
-	if cap(e.wbuf) > 1<<20 {
-		e.wbuf = nil
+	if cap(e.wbuf) > 1<<20 && e.pendingIn() == 0 {
+		e.wbuf, e.wpos = nil, 0
 	}
 	if e.p != nil && e.p.parser.Buffered() == 0 && cap(e.p.parser.buf) > 1<<20 {
 		e.p.parser = Parser{}
@@ -547,7 +550,6 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 	var pfds [6]pollFd
 	e.backlog = false // a killed call's frames died with its parser
 	// Most requests fit in the pipe: write before the first poll.
-	e.wpos = 0
 	e.writeIn()
 	e.awaitAck = false
 	// finished decides what a readFrames result means for the loop: stop

@@ -382,3 +382,41 @@ func TestTinyMemoryLimitIsNamed(t *testing.T) {
 		t.Fatalf("open with a 1 MiB limit: %v", err)
 	}
 }
+
+// TestPolicyBiggerThanThePipe gives the driver a policy frame that does not
+// fit in the pipe with the driver source. The interpreter says hello before
+// it reads the policy; the host used to drop the policy bytes it had not yet
+// written when the hello came, and the driver then read the request as the
+// rest of the policy and waited forever (a policy of ~1.2 KiB was enough,
+// and the hang came in some starts only).
+func TestPolicyBiggerThanThePipe(t *testing.T) {
+	base := t.TempDir()
+	var allowed []string
+	for i := 0; i < 1500; i++ {
+		allowed = append(allowed, filepath.Join(base, fmt.Sprintf("dir-%04d-%s", i, strings.Repeat("p", 100))))
+	}
+	last := allowed[len(allowed)-1]
+	if err := os.MkdirAll(last, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(last, "in.txt"), []byte("last"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(BootstrapFrame()) + len(PolicyFrame(core.Options{AllowedPaths: allowed})); n < 4*65536 {
+		t.Fatalf("the frames are only %d bytes", n)
+	}
+	read := `local f = io.open(` + luaQuote(filepath.Join(last, "in.txt")) + `) local s = f:read("*a") f:close() return s`
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{AllowedPaths: allowed})
+		for i := 0; i < 3; i++ {
+			r, err := execCode(e, read, execOpts{timeout: 10 * time.Second})
+			if err != nil {
+				t.Fatalf("start %d: %v", i, err)
+			}
+			if string(r.Values) != `["last"]` {
+				t.Fatalf("start %d: %s", i, r.Values)
+			}
+			mustExec(t, e, "os.exit(0)", execOpts{}) // the next call starts a new interpreter
+		}
+	})
+}

@@ -475,9 +475,10 @@ def test_input_files_must_be_regular_and_bounded(tmp_path):
 
 
 def test_many_luajit_starts_stay_in_sync():
-    # A small, unrelated change to the driver once made LuaJIT drivers read
-    # a request line in two pieces in ~4% of starts ("unknown frame", or
-    # both sides waiting: a CI run hung here). This loop found it.
+    # A driver ~1 KiB longer once made ~4% of LuaJIT starts hang or read a
+    # request from its middle ("unknown frame"; a CI run hung here): when
+    # the driver and policy frames outgrew the pipe, the host dropped the
+    # policy bytes still unwritten at the driver's hello. This loop found it.
     if shutil.which("luajit") is None:
         pytest.skip("luajit is not installed")
     from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
