@@ -152,19 +152,55 @@ func compile(code []byte, chunkName string) (*chunk, error) {
 	return c, nil
 }
 
-func formatParseError(name string, err error) string {
+// formatParseError words a gopher-lua parse error as Lua 5.1 does: an
+// error at the end of src names the last line and '<eof>' (gopher-lua
+// gave no line), and an unfinished string or long bracket is called that
+// (a string a line break ends names its own line, not the next; Lua also
+// shows its opening quote, which is not known here).
+func formatParseError(name string, src []byte, err error) string {
 	var pe *parse.Error
 	if !errors.As(err, &pe) {
 		return name + ": " + strings.TrimSpace(err.Error())
 	}
 	msg := strings.TrimSpace(pe.Message)
+	switch msg {
+	case "unterminated string":
+		msg = "unfinished string"
+	case "unterminated multiline string":
+		msg = "unfinished long string"
+	case "invalid multiline comment":
+		if pe.Pos.Line == parse.EOF {
+			msg = "unfinished long comment"
+		}
+	}
 	if pe.Pos.Line == parse.EOF {
-		return fmt.Sprintf("%s: %s near <eof>", name, msg)
+		return fmt.Sprintf("%s:%d: %s near '<eof>'", name, lastLine(src), msg)
+	}
+	line := pe.Pos.Line
+	if msg == "unfinished string" && line > 1 {
+		line-- // the scanner is past the line break that ended the string
 	}
 	if pe.Token != "" {
-		return fmt.Sprintf("%s:%d: %s near '%s'", name, pe.Pos.Line, msg, pe.Token)
+		return fmt.Sprintf("%s:%d: %s near '%s'", name, line, msg, pe.Token)
 	}
-	return fmt.Sprintf("%s:%d: %s", name, pe.Pos.Line, msg)
+	return fmt.Sprintf("%s:%d: %s", name, line, msg)
+}
+
+// lastLine is the line number Lua's lexer has at the end of src: one plus
+// its line breaks, where "\r\n" and "\n\r" count as one.
+func lastLine(src []byte) int {
+	line := 1
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if c != '\n' && c != '\r' {
+			continue
+		}
+		if i+1 < len(src) && (src[i+1] == '\n' || src[i+1] == '\r') && src[i+1] != c {
+			i++
+		}
+		line++
+	}
+	return line
 }
 
 // fixNumerals gives every numeral of the tree the value Lua 5.1 reads.

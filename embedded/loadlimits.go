@@ -83,7 +83,7 @@ func compileSource(src []byte, name string) (*lua.FunctionProto, error) {
 	if err != nil {
 		var pe *parse.Error
 		eof := errors.As(err, &pe) && pe.Pos.Line == parse.EOF
-		return nil, &syntaxError{msg: formatParseError(name, err), eof: eof}
+		return nil, &syntaxError{msg: formatParseError(name, src, err), eof: eof}
 	}
 	return compileTree(tree, name)
 }

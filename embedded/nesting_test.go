@@ -158,3 +158,33 @@ func TestNestedCallsInResumedThreadsAreBounded(t *testing.T) {
 		t.Fatalf("under the bound: %v %s %s", err, res.Values, res.Stderr)
 	}
 }
+
+// TestSyntaxErrorsAtTheEndNameTheLine: a chunk that ends too early names
+// its last line and '<eof>' as Lua 5.1 does (gopher-lua gave no line, so
+// the error in a 500-line script pointed nowhere), also through load.
+func TestSyntaxErrorsAtTheEndNameTheLine(t *testing.T) {
+	vm := openVM(t, core.Options{})
+	for _, c := range []struct{ src, want string }{
+		{"x = 1 +", "input:1: syntax error near '<eof>'"},
+		{"local a = 1\nlocal b = 2\nif a then\n", "input:4: syntax error near '<eof>'"},
+		{"a = 1\r\nb = 2\n\rc = (", "input:3: syntax error near '<eof>'"},
+		{"a = 1\n\nb = (", "input:3: syntax error near '<eof>'"},
+		{`local s = "abc`, "input:1: unfinished string near '<eof>'"},
+		{"local s = 'abc\nx'", "input:1: unfinished string near 'abc'"},
+		{"x = [[abc\ndef", "input:2: unfinished long string near '<eof>'"},
+		{"--[[ open\ncomment", "input:2: unfinished long comment near '<eof>'"},
+		{"x = 1 = 2", "input:1: syntax error near '='"},
+	} {
+		res, err := vm.Exec(context.Background(), []byte(c.src), core.ExecOptions{ChunkName: "=input"})
+		if err != nil {
+			t.Fatalf("%q: %v", c.src, err)
+		}
+		if res.Success || res.ErrorMessage != c.want {
+			t.Errorf("%q: got %q, want %q", c.src, res.ErrorMessage, c.want)
+		}
+	}
+	res, _ := execValues(t, vm, `return select(2, loadstring("local t = {\n1,\n", "=chunk"))`)
+	if string(res.Values) != `["chunk:3: syntax error near '<eof>'"]` {
+		t.Errorf("load: %s", res.Values)
+	}
+}
