@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
@@ -224,6 +226,8 @@ func luaConcat(L *lua.LState) int {
 // (multiple assignment, `..`).
 //
 // Its errors are *syntaxError, with name and line in the message.
+var missingLabel = regexp.MustCompile(`^no visible label '.*' for <goto> at line (\d+)$`)
+
 func compileTree(tree []ast.Stmt, name string) (proto *lua.FunctionProto, err error) {
 	if line, ok := syntaxDepthOK(tree); !ok {
 		return nil, &syntaxError{msg: fmt.Sprintf("%s:%d: chunk has too many syntax levels (limit %d)", name, line, maxSyntaxDepth)}
@@ -232,7 +236,13 @@ func compileTree(tree []ast.Stmt, name string) (proto *lua.FunctionProto, err er
 	if err != nil {
 		var ce *lua.CompileError
 		if errors.As(err, &ce) { // (its Error method needs a context it does not always have)
-			return nil, &syntaxError{msg: fmt.Sprintf("%s:%d: %s", name, ce.Line, ce.Message)}
+			line := ce.Line
+			// A goto without its label is reported at the goto, as LuaJIT
+			// does (gopher-lua named the line after the function's end).
+			if m := missingLabel.FindStringSubmatch(ce.Message); m != nil {
+				line, _ = strconv.Atoi(m[1])
+			}
+			return nil, &syntaxError{msg: fmt.Sprintf("%s:%d: %s", name, line, ce.Message)}
 		}
 		return nil, &syntaxError{msg: name + ": " + err.Error()}
 	}

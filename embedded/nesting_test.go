@@ -188,3 +188,22 @@ func TestSyntaxErrorsAtTheEndNameTheLine(t *testing.T) {
 		t.Errorf("load: %s", res.Values)
 	}
 }
+
+// TestGotoWithoutLabelNamesTheGoto: the error names the goto's line, as
+// LuaJIT does (gopher-lua named the line after the chunk's end).
+func TestGotoWithoutLabelNamesTheGoto(t *testing.T) {
+	vm := openVM(t, core.Options{})
+	for src, want := range map[string]string{
+		"goto nowhere":                     "input:1: no visible label 'nowhere' for <goto> at line 1",
+		"local x = 1\ngoto nowhere\nx = 2": "input:2: no visible label 'nowhere' for <goto> at line 2",
+		"goto a\ndo\n::a::\nend":           "input:1: no visible label 'a' for <goto> at line 1",
+	} {
+		res, err := vm.Exec(context.Background(), []byte(src), core.ExecOptions{ChunkName: "=input"})
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if res.Success || res.ErrorMessage != want {
+			t.Errorf("%q: got %q, want %q", src, res.ErrorMessage, want)
+		}
+	}
+}
