@@ -338,10 +338,9 @@ func TestCABIArgumentChecks(t *testing.T) {
 	}
 }
 
-// Async calls on a session run in the order they were made: each was
-// queued from a goroutine of its own, so 50 of them ran as the scheduler
-// chose ("23 49 24 25 ... 10 0 1"; found by review, red team). (A VM's
-// async calls still run in no set order.)
+// Async calls on a VM, or on a session, run in the order they were made:
+// each was queued from a goroutine of its own, so 50 of them ran as the
+// scheduler chose ("23 49 24 25 ... 10 0 1"; found by review, red team).
 func TestAsyncCallsRunInOrder(t *testing.T) {
 	h, st := testOpen("", "", true)
 	if st != 0 {
@@ -350,11 +349,15 @@ func TestAsyncCallsRunInOrder(t *testing.T) {
 	defer testClose(h)
 	s, _ := testSessionOpen(h)
 	defer testSessionClose(s)
-	testExec(h, "session_order = {}", 0, 0)
+	testExec(h, "vm_order, session_order = {}, {}", 0, 0)
 	var want []string
 	for i := 0; i < 50; i++ {
 		want = append(want, fmt.Sprint(i))
-		code := fmt.Sprintf("session_order[#session_order + 1] = %d", i)
+		code := fmt.Sprintf("vm_order[#vm_order + 1] = %d", i)
+		if st := testExecAsyncN(h, code, uint64(len(code))); st != 0 {
+			t.Fatalf("exec_async: %d", st)
+		}
+		code = fmt.Sprintf("session_order[#session_order + 1] = %d", i)
 		if st := testSessionExecuteAsyncN(s, code, uint64(len(code))); st != 0 {
 			t.Fatalf("session_execute_async: %d", st)
 		}
@@ -362,8 +365,8 @@ func TestAsyncCallsRunInOrder(t *testing.T) {
 	// Each check is a call of its own (the async calls run between them).
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		r, _ := testExec(h, "return table.concat(session_order, ' ')", 0, 0)
-		got := fmt.Sprintf(`[%q]`, strings.Join(want, " "))
+		r, _ := testExec(h, "return table.concat(vm_order, ' '), table.concat(session_order, ' ')", 0, 0)
+		got := fmt.Sprintf(`[%q,%q]`, strings.Join(want, " "), strings.Join(want, " "))
 		if r != nil && r.values == got {
 			return
 		}

@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"context"
+	"sync"
 	"unsafe"
 
 	"libbioxen/core"
@@ -260,8 +261,57 @@ func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.in
 	eo.Interrupt = &core.Interrupt{KeepEarly: true}
 	call := addCall(eo.Interrupt.Trigger)
 	setCallOut(callOut, call)
-	go deliver(fn, ud, call, func() (*core.Result, error) { return vm.Exec(context.Background(), src, eo) })
+	// The call's place in the VM's line is taken here, in the caller's
+	// thread: each call runs on a goroutine of its own, and those reached
+	// the VM in the scheduler's order.
+	turn := vmLines.enter(h)
+	go deliver(fn, ud, call, func() (*core.Result, error) {
+		<-turn
+		defer vmLines.leave(h) // before done: a slow done holds up nothing
+		return vm.Exec(context.Background(), src, eo)
+	})
 	return C.BIOXEN_OK
+}
+
+// vmLines keeps each VM's async calls in the order they were made: a call
+// starts when the one before it on the same VM has finished.
+var vmLines = asyncLines{m: map[C.bioxen_vm]*asyncLine{}}
+
+type asyncLines struct {
+	mu sync.Mutex
+	m  map[C.bioxen_vm]*asyncLine // VMs with an async call queued or running
+}
+
+type asyncLine struct {
+	waiting []chan struct{} // the turns of the calls behind the running one
+}
+
+// enter queues a call on h; the channel is closed when its turn comes.
+func (q *asyncLines) enter(h C.bioxen_vm) <-chan struct{} {
+	ch := make(chan struct{})
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if l := q.m[h]; l != nil {
+		l.waiting = append(l.waiting, ch)
+		return ch
+	}
+	q.m[h] = &asyncLine{}
+	close(ch)
+	return ch
+}
+
+// leave ends the running call on h and gives the next one its turn.
+func (q *asyncLines) leave(h C.bioxen_vm) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	l := q.m[h]
+	if len(l.waiting) == 0 {
+		delete(q.m, h)
+		return
+	}
+	close(l.waiting[0])
+	l.waiting[0] = nil
+	l.waiting = l.waiting[1:]
 }
 
 //export bioxenGoSessionExecuteAsync

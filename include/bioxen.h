@@ -229,9 +229,9 @@ void bioxen_result_free(bioxen_result *result);
 /*
 ** bioxen_vm_exec_async runs code like bioxen_vm_exec without blocking the
 ** caller: the code is copied, the call is queued on the VM (calls on one VM
-** still run one at a time, in no set order; the async calls on one
-** session run in the order they were made, with the input sent around
-** them), and done(userdata, status, result, message) is called exactly
+** still run one at a time; its async calls run in the order they were
+** made, and so do the async calls on one session, with the input sent
+** around them), and done(userdata, status, result, message) is called exactly
 ** once from a library thread when it finishes.
 **
 ** METHOD: bioxen_vm

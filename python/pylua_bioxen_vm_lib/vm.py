@@ -652,7 +652,8 @@ class BasicLuaVM:
     async def execute_async(self, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:
         """``await vm.execute_async(code)``: run a chunk without blocking the
         event loop. The core runs it and calls back when done; no Python
-        thread is used per call. Cancelling the task (``asyncio.wait_for``'s
+        thread is used per call. A VM's chunks run one at a time, in the
+        order the calls were made. Cancelling the task (``asyncio.wait_for``'s
         timeout too) stops the chunk, and the VM keeps its state, as after
         Ctrl-C."""
         data = encode_code(lua_code)

@@ -513,6 +513,23 @@ def test_async_calls_use_no_thread_per_call(engine):
     vm.close()
 
 
+def test_async_calls_on_one_vm_run_in_order(engine):
+    # Each async call ran on a goroutine of its own and reached the VM in
+    # the scheduler's order ("23 49 24 25 ... 10 0 1").
+    kind, executable = engine
+    vm = create_vm("async_order", engine=kind, lua_executable=executable, persistent=True)
+
+    async def main():
+        await vm.execute_async("order = {}")
+        await asyncio.gather(*(vm.execute_async(f"order[#order + 1] = {i}") for i in range(50)))
+        return await vm.execute_async("return table.concat(order, ' ')")
+
+    try:
+        assert asyncio.run(main())["values"] == [" ".join(str(i) for i in range(50))]
+    finally:
+        vm.close()
+
+
 def test_session_limits(engine, manager):
     """An input past the session VM's CPU budget is stopped and reported;
     the session goes on with the next input."""
