@@ -946,25 +946,43 @@ func (p *proc) exitText() string {
 }
 
 // quit asks the driver to exit, waits up to quitGrace, then kills the
-// process group and reaps the interpreter.
-func (p *proc) quit() {
-	syscall.Write(p.in, []byte("Q 0\n"))
+// process group and reaps the interpreter. pending is what the host had not
+// yet written to the driver (the rest of a policy bigger than the pipe):
+// it goes first, as Q written among its bytes is no frame to the driver,
+// which then waited out the grace.
+func (p *proc) quit(pending []byte) {
+	msg := append(pending[:len(pending):len(pending)], "Q 0\n"...)
 	deadline := time.Now().Add(quitGrace)
 	var buf [4096]byte
 	for {
+		if len(msg) > 0 {
+			n, err := syscall.Write(p.in, msg)
+			if n > 0 {
+				msg = msg[n:]
+			}
+			if err != nil && err != syscall.EAGAIN && err != syscall.EINTR {
+				msg = nil // the driver is gone
+			}
+		}
 		rem := time.Until(deadline)
 		if rem <= 0 {
 			break
 		}
 		ts := syscall.NsecToTimespec(int64(rem))
-		fds := []pollFd{{fd: int32(p.out), events: pollIn}}
+		fds := []pollFd{{fd: int32(p.out), events: pollIn}, {fd: -1}, {fd: -1}}
+		if p.outEOF {
+			fds[0].fd = -1
+		}
 		if p.pidfd >= 0 {
-			fds = append(fds, pollFd{fd: int32(p.pidfd), events: pollIn})
+			fds[1].fd, fds[1].events = int32(p.pidfd), pollIn
+		}
+		if len(msg) > 0 {
+			fds[2].fd, fds[2].events = int32(p.in), pollOut
 		}
 		if _, err := ppoll(fds, &ts); err != nil && err != syscall.EINTR {
 			break
 		}
-		if len(fds) > 1 && fds[1].revents != 0 {
+		if fds[1].revents != 0 {
 			break // exited
 		}
 		if fds[0].revents != 0 {
@@ -973,11 +991,10 @@ func (p *proc) quit() {
 				if p.pidfd < 0 {
 					break // frame pipe closed: the driver is gone
 				}
-				fds[0].fd = -1
 				p.outEOF = true
 			}
 		}
-		if p.outEOF && p.pidfd >= 0 {
+		if p.outEOF && p.pidfd >= 0 && len(msg) == 0 {
 			// Wait on the pidfd alone.
 			ts := syscall.NsecToTimespec(int64(max(time.Until(deadline), 0)))
 			ppoll([]pollFd{{fd: int32(p.pidfd), events: pollIn}}, &ts)
@@ -997,7 +1014,8 @@ func (e *Engine) Close() error {
 	}
 	e.closed = true
 	if e.p != nil {
-		e.p.quit()
+		e.p.quit(e.wbuf[e.wpos:])
+		e.wbuf, e.wpos = e.wbuf[:0], 0
 		e.p = nil
 		e.pid.Store(0)
 	}

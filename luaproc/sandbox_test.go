@@ -420,3 +420,30 @@ func TestPolicyBiggerThanThePipe(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseWithPolicyBiggerThanThePipe closes a VM right after Open, while
+// part of a large policy still waits in the host: Q must come after it, so
+// that the driver reads it as a frame and exits at once (it used to be
+// written in the middle of the policy, and Close waited out its grace and
+// killed the interpreter).
+func TestCloseWithPolicyBiggerThanThePipe(t *testing.T) {
+	base := t.TempDir()
+	var allowed []string
+	for i := 0; i < 1500; i++ {
+		allowed = append(allowed, filepath.Join(base, fmt.Sprintf("dir-%04d-%s", i, strings.Repeat("p", 100))))
+	}
+	eachLua(t, func(t *testing.T, interp string) {
+		for i := 0; i < 3; i++ {
+			e := openSandboxed(t, interp, core.Options{AllowedPaths: allowed})
+			p := e.p
+			start := time.Now()
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+			d := time.Since(start)
+			if p.state == nil || !p.state.Exited() || p.state.ExitCode() != 0 || d >= quitGrace {
+				t.Fatalf("Close %d took %v; the interpreter ended with %v", i, d, p.state)
+			}
+		}
+	})
+}
