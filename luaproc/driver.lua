@@ -1684,8 +1684,19 @@ local function read_line()
   end
 end
 
+local version = _VERSION
+if type(rawget(_G, "jit")) == "table" and type(jit.version) == "string" then
+  version = version .. " " .. jit.version
+end
+
 -- The worker: reads requests and runs them through the main thread.
 local function worker_loop()
+  -- The hello goes from here, under main_protected: the host may send
+  -- SIGINT as soon as it has it, and an interrupt the main chunk took
+  -- (sent from there, the hello came before the driver's protection) ended
+  -- the interpreter.
+  out_write("H ", intr_mode == "none" and 0 or 1, " ", #version, "\n", version)
+  out_flush()
   while true do
     local line = read_line()
     if line == nil then break end
@@ -1845,13 +1856,6 @@ rawset(_G, "bioxen_resume", function()
   return enter()
 end)
 
--- Start ---------------------------------------------------------------------------------------
-
-local version = _VERSION
-if type(rawget(_G, "jit")) == "table" and type(jit.version) == "string" then
-  version = version .. " " .. jit.version
-end
-out_write("H ", intr_mode == "none" and 0 or 1, " ", #version, "\n", version)
-out_flush()
+-- Start: the worker sends the hello ------------------------------------------------------------
 
 return enter()

@@ -453,6 +453,38 @@ func TestSIGINTBetweenCalls(t *testing.T) {
 	})
 }
 
+// A SIGINT just after the driver's hello (the host may send one as soon as
+// it has the hello) is one between calls: the driver survives it. It used
+// to send the hello before its protection was set up, and the interrupt
+// often ended the interpreter.
+func TestSIGINTRightAfterHello(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		for i := 0; i < 20; i++ {
+			eng, err := Open(core.Options{Engine: "process", Interpreter: interp, Trusted: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := eng.(*Engine)
+			pid := e.Pid()
+			syscall.Kill(pid, syscall.SIGINT)
+			r, err := execCode(e, "return 1", execOpts{})
+			if err == nil && !r.Success && !strings.Contains(r.ErrorMessage, "interrupted!") {
+				err = fmt.Errorf("rc %d %q", r.ReturnCode, r.Stderr)
+			}
+			if err == nil {
+				_, err = execCode(e, "return 2", execOpts{})
+			}
+			if err == nil && e.Pid() != pid {
+				err = fmt.Errorf("the interpreter was replaced: pid %d -> %d", pid, e.Pid())
+			}
+			e.Close()
+			if err != nil {
+				t.Fatalf("start %d: %v", i, err)
+			}
+		}
+	})
+}
+
 // Interrupts that race with the end of calls, and with calls that do not
 // run yet: the driver never dies and the state stays.
 func TestInterruptRace(t *testing.T) {
