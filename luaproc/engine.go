@@ -552,6 +552,12 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 	// Most requests fit in the pipe: write before the first poll.
 	e.writeIn()
 	e.awaitAck = false
+	if !hello && e.intrReq.Load() {
+		// An Interrupt came before this loop, and its wake-up may be
+		// spent: the start's loop (a new interpreter) drained the wake
+		// pipe. maySignal is checked after each poll, so poll at once.
+		e.wakeUp()
+	}
 	// finished decides what a readFrames result means for the loop: stop
 	// (with err), or go on. After a call that spent the driver's SIGINT
 	// handler, the driver is re-armed before Exec returns, so that the

@@ -685,3 +685,44 @@ func TestForgedInterruptKeepsTheHandler(t *testing.T) {
 		}
 	})
 }
+
+// An Interrupt that comes while the call starts a new interpreter (the
+// last one was killed) stops the chunk once it runs: the start's wait for
+// the hello used to take the wake-up, and a chunk that writes nothing then
+// ran until the call's deadline.
+func TestInterruptWhileStarting(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openEngine(t, interp, core.Limits{})
+		for i := 0; i < 3; i++ {
+			_, err := execCode(e, "while true do end", execOpts{timeout: 50 * time.Millisecond})
+			wantCode(t, err, core.ErrTimeout)
+			if e.Pid() != 0 {
+				t.Fatalf("the interpreter %d still runs", e.Pid())
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for e.Pid() == 0 {
+					runtime.Gosched()
+				}
+				e.Interrupt() // the interpreter is starting
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			r, err := e.Exec(ctx, &core.Request{Code: []byte("while true do end"), ChunkName: "=input", REPL: interp == "luajit"})
+			cancel()
+			<-done
+			if err != nil {
+				t.Fatalf("start %d: %v", i, err)
+			}
+			// The chunk may be stopped before it runs.
+			if r.ReturnCode != 1 || !strings.Contains(r.ErrorMessage, "interrupted!") {
+				t.Fatalf("start %d: not interrupted: rc %d %q", i, r.ReturnCode, r.Stderr)
+			}
+			pid := e.Pid()
+			wantInterrupted(t, execReq(t, e, interruptible(interp, "print('start') while true do end", e.Interrupt)))
+			if e.Pid() != pid {
+				t.Fatalf("start %d: the interpreter was replaced: pid %d -> %d", i, pid, e.Pid())
+			}
+		}
+	})
+}
