@@ -508,7 +508,12 @@ func (r *remote) kill() {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
 			defer cancel()
-			_, _ = r.conn.Run(ctx, fmt.Sprintf("kill -KILL -- -%d 2>/dev/null || kill -KILL %d 2>/dev/null; true", r.pid, r.pid), nil, sshsession.Limits{})
+			// `kill -s KILL --`, the POSIX form: dash (sh on Debian, which
+			// runs this under Run's remote timeout) refuses `kill -KILL --`,
+			// and the fallback then killed `timeout` alone, leaving the
+			// interpreter running (after a lost connection, Stream.Close
+			// cannot kill the session's group for us).
+			_, _ = r.conn.Run(ctx, fmt.Sprintf("kill -s KILL -- -%d 2>/dev/null || kill -s KILL %d 2>/dev/null; true", r.pid, r.pid), nil, sshsession.Limits{})
 		}()
 	}
 	r.stream.Close()

@@ -11,12 +11,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +28,7 @@ import (
 	"libbioxen/core"
 	"libbioxen/luaproc"
 	"libbioxen/sshsession"
+	"libbioxen/sshsession/sshtest"
 )
 
 // hostile is an in-process SSH server on 127.0.0.1 whose driver channel
@@ -561,5 +564,86 @@ func TestReadPidHidesSecrets(t *testing.T) {
 	}
 	if pid, err := readPid(context.Background(), bufio.NewReader(strings.NewReader("4242\n")), secret); err != nil || pid != 4242 {
 		t.Fatalf("pid %d %v", pid, err)
+	}
+}
+
+// sshdEngine is an Engine running lua5.4 through a real OpenSSH sshd on
+// 127.0.0.1 (sshtest: root, its client key), without a VM: Close only
+// stops the driver and closes the connection. The connection reconnects
+// quickly and notices a dead peer within 2 s.
+func sshdEngine(t *testing.T) (*Engine, *sshtest.Server) {
+	t.Helper()
+	if _, err := exec.LookPath("lua5.4"); err != nil {
+		t.Skip("lua5.4 is not installed")
+	}
+	t.Setenv("SSH_AUTH_SOCK", "")
+	s := sshtest.Start(t)
+	conn, err := sshsession.Dial(ctxT(t, 20*time.Second), sshsession.Config{Host: s.Host, Port: s.Port, User: "root",
+		KeyFiles: []string{s.ClientKeyFile}, NoAgent: true, KnownHostsFile: s.WriteKnownHosts("known_hosts"),
+		KeepaliveInterval: 2 * time.Second,
+		Reconnect:         sshsession.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond, Attempts: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Engine{opts: core.Options{Name: "sshd", Limits: core.Limits{}.WithDefaults()},
+		cfg: Config{Lua: "lua5.4", MaxLifetime: time.Hour}, conn: conn}
+	t.Cleanup(func() { e.Close() })
+	return e, s
+}
+
+func execCode(e *Engine, code string, timeout time.Duration) (*core.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return e.Exec(ctx, &core.Request{Code: []byte(code), ChunkName: "=input"})
+}
+
+// driverProcs are the remote `timeout` process of e's driver and the
+// processes below it (the interpreter), found in /proc (the guest is local).
+func driverProcs(t *testing.T, e *Engine) []int {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.drv == nil {
+		t.Fatal("no driver")
+	}
+	return append([]int{e.drv.pid}, sshtest.Descendants(e.drv.pid)...)
+}
+
+// A connection lost during a call is ErrConnection; the next call
+// reconnects and runs, and the interpreter of the lost call, still busy
+// in the guest, is killed (the kill goes through the new connection). The
+// kill used to be `kill -KILL -- -<pgid>`, which dash (the guest's sh on
+// Debian) refuses; its fallback then killed only `timeout`, and the
+// interpreter looped on until the session lifetime.
+func TestLostConnectionMidCallKillsTheInterpreter(t *testing.T) {
+	e, s := sshdEngine(t)
+	if _, err := execCode(e, "return 1", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	procs := driverProcs(t, e)
+	t.Cleanup(func() {
+		for _, p := range procs {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	})
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		for _, p := range s.ConnectionPids() {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	}()
+	_, err := execCode(e, "while true do end", 20*time.Second)
+	wantErr(t, err, core.ErrConnection, false)
+	res, err := execCode(e, "return 2", 20*time.Second)
+	if err != nil || string(res.Values) != "[2]" {
+		t.Fatalf("the call after the loss: %+v %v", res, err)
+	}
+	e.killers.Wait()
+	if !sshtest.WaitGone(procs, 5*time.Second) {
+		for _, p := range procs {
+			if sshtest.Alive(p) {
+				t.Errorf("process %d of the lost driver is still running", p)
+			}
+		}
 	}
 }
