@@ -105,7 +105,7 @@ const pidLineMax = 64
 // background, bounded by killTimeout (and sshsession.KillGrace).
 const dropGrace = 500 * time.Millisecond
 
-// killTimeout bounds the remote kill of a dropped driver's process group.
+// killTimeout bounds the remote kill of a dropped driver's session.
 // Closing its channel, done at the same time, is bounded by sshsession
 // (Stream.Close: at most 2.5 × sshsession.KillGrace), so a dropped driver's
 // goroutines are all gone within about killTimeout + sshsession.KillGrace.
@@ -470,7 +470,7 @@ func (r *remote) writeAsync(p []byte) <-chan error {
 }
 
 // shutdown stops r: the frame reader and writers give up at once, and the
-// remote process group is killed and the channel closed in the background
+// remote session is killed and the channel closed in the background
 // (bounded; see killTimeout). Idempotent; the returned channel is closed
 // when the kill is done.
 func (r *remote) shutdown() <-chan struct{} {
@@ -499,7 +499,7 @@ func (r *remote) dropWait() {
 	}
 }
 
-// kill ends the remote interpreter's whole process group and the channel.
+// kill ends the remote interpreter's whole session and the channel.
 func (r *remote) kill() {
 	var wg sync.WaitGroup
 	if r.pid > 1 && r.conn != nil {
@@ -508,12 +508,15 @@ func (r *remote) kill() {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
 			defer cancel()
-			// `kill -s KILL --`, the POSIX form: dash (sh on Debian, which
-			// runs this under Run's remote timeout) refuses `kill -KILL --`,
-			// and the fallback then killed `timeout` alone, leaving the
-			// interpreter running (after a lost connection, Stream.Close
-			// cannot kill the session's group for us).
-			_, _ = r.conn.Run(ctx, fmt.Sprintf("kill -s KILL -- -%d 2>/dev/null || kill -s KILL %d 2>/dev/null; true", r.pid, r.pid), nil, sshsession.Limits{})
+			// r.pid is the login shell's pid, so the session id too: pkill
+			// -s reaches process groups made inside it (a nested
+			// timeout(1) makes one), as Stream.Close does on a live
+			// connection; after a lost connection this is the only kill.
+			// Then `kill -s KILL --`, the POSIX form: dash (sh on Debian,
+			// which runs this under Run's remote timeout) refuses
+			// `kill -KILL --`, and the fallback then killed `timeout`
+			// alone, leaving the interpreter running.
+			_, _ = r.conn.Run(ctx, fmt.Sprintf("pkill --signal KILL -s %d 2>/dev/null || kill -s KILL -- -%d 2>/dev/null || kill -s KILL %d 2>/dev/null; true", r.pid, r.pid, r.pid), nil, sshsession.Limits{})
 		}()
 	}
 	r.stream.Close()

@@ -647,3 +647,35 @@ func TestLostConnectionMidCallKillsTheInterpreter(t *testing.T) {
 		}
 	}
 }
+
+// After a lost connection the background kill reaches the driver's whole
+// session, as Stream.Close does on a live one: a child the chunk started
+// in a process group of its own (a nested timeout(1) makes one) used to
+// survive, since only the driver's process group was killed.
+func TestLostConnectionKillsTheDriversSession(t *testing.T) {
+	e, s := sshdEngine(t)
+	marker := fmt.Sprintf("bioxen-nested-%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		for _, p := range sshtest.ProcsWithMarker(marker) {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	})
+	go func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for len(sshtest.ProcsWithMarker(marker)) < 2 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, p := range s.ConnectionPids() {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	}()
+	_, err := execCode(e, `os.execute("timeout 300 sh -c 'sleep 300; : `+marker+`' &") while true do end`, 20*time.Second)
+	wantErr(t, err, core.ErrConnection, false)
+	if res, err := execCode(e, "return 2", 20*time.Second); err != nil || string(res.Values) != "[2]" {
+		t.Fatalf("the call after the loss: %+v %v", res, err)
+	}
+	e.killers.Wait()
+	waitFor(t, "the chunk's nested process group to be killed", 5*time.Second, func() bool {
+		return len(sshtest.ProcsWithMarker(marker)) == 0
+	})
+}
