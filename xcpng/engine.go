@@ -191,7 +191,8 @@ const remoteTree = "$HOME/.bioxen/tree"
 
 // startDriver starts the interpreter under a remote `timeout -s KILL`, so
 // that a lost connection or a stuck call never leaves it running, with the
-// frames on its fds 3 and 4 and its raw output on the channel's stderr.
+// frames on its fds 3 and 4 and its raw output on the channel's stderr;
+// its end ends the channel (see the command).
 // ctx bounds the whole start; on failure the channel is closed in the
 // background and startDriver returns within dropGrace.
 func (e *Engine) startDriver(ctx context.Context) (*remote, error) {
@@ -210,8 +211,18 @@ func (e *Engine) startDriver(ctx context.Context) (*remote, error) {
 	if v != "5.1" {
 		suffix = "_" + strings.ReplaceAll(v, ".", "_")
 	}
-	cmd := fmt.Sprintf(`echo $$; LUA_PATH%s="%s" LUA_CPATH%s="%s" exec timeout -s KILL %d %s -e %s 3<&0 4>&1 0</dev/null 1>&2`,
-		suffix, paths, suffix, cpaths, int(e.cfg.MaxLifetime/time.Second), lua, boot)
+	// When the interpreter ends, sh kills what is left of its process
+	// group: children of os.execute inherit the channel's stdout (the
+	// frames), and one left running in the background kept the channel
+	// open, so a crashed interpreter went unnoticed until the call's
+	// deadline. (A group kill, not pkill -s: kill(2) on a group also gets
+	// a child forked meanwhile, and pkill would kill this sh first.)
+	inner, err := sshsession.ShellQuote(fmt.Sprintf(`%s -e %s 3<&0 4>&1 0</dev/null 1>&2; kill -s KILL 0`, lua, boot))
+	if err != nil {
+		return nil, err
+	}
+	cmd := fmt.Sprintf(`echo $$; LUA_PATH%s="%s" LUA_CPATH%s="%s" exec timeout -s KILL %d sh -c %s`,
+		suffix, paths, suffix, cpaths, int(e.cfg.MaxLifetime/time.Second), inner)
 	stream, err := e.conn.Start(ctx, cmd)
 	if err != nil {
 		return nil, err

@@ -679,3 +679,31 @@ func TestLostConnectionKillsTheDriversSession(t *testing.T) {
 		return len(sshtest.ProcsWithMarker(marker)) == 0
 	})
 }
+
+// An interpreter that dies during a call while a child it started in the
+// background still holds the channel (its stdout carries the frames) is
+// reported at once, as the process engine reports a crash, and the child
+// goes with it. The call used to wait for its deadline and report a
+// timeout: the channel only ended when the child did.
+func TestInterpreterDeathWithABackgroundChildIsReportedAtOnce(t *testing.T) {
+	e, _ := sshdEngine(t)
+	marker := fmt.Sprintf("bioxen-orphan-%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		for _, p := range sshtest.ProcsWithMarker(marker) {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	})
+	const timeout = 20 * time.Second
+	start := time.Now()
+	_, err := execCode(e, `os.execute("sh -c 'sleep 60; : `+marker+`' & kill -KILL $PPID")`, timeout)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the call returned after %v (its timeout: %v)", d, timeout)
+	}
+	wantErr(t, err, core.ErrConnection, false)
+	if res, err := execCode(e, "return 2", 20*time.Second); err != nil || string(res.Values) != "[2]" {
+		t.Fatalf("the call after the crash: %+v %v", res, err)
+	}
+	waitFor(t, "the background child to be killed", 5*time.Second, func() bool {
+		return len(sshtest.ProcsWithMarker(marker)) == 0
+	})
+}
