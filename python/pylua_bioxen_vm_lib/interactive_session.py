@@ -254,6 +254,8 @@ class InteractiveSession:
                 if status == _ffi.OK:
                     self._handle = handle.value
                     self._vm_handle = vm_handle
+                    with self.vm._lock:
+                        self.vm._sessions.add(self)
             except BaseException:  # Ctrl-C as it returned: as in BasicLuaVM._start_locked
                 if handle.value and self._handle != handle.value:
                     _ffi.session_close(handle.value)
@@ -320,6 +322,16 @@ class InteractiveSession:
             logger.debug("session %r terminated", self.session_id)
 
     close = terminate
+
+    def _vm_stopped(self, vm_handle: int) -> None:
+        """The VM engine vm_handle was closed (BasicLuaVM.stop): if this
+        session was opened on it, it has ended, and so do its
+        stream_output iterators (once they have yielded what they hold)."""
+        if vm_handle != self._vm_handle:
+            return
+        for stream in list(self._output_streams):
+            stream.end()
+        logger.debug("session %r ended with its VM", self.session_id)
 
     def __copy__(self) -> InteractiveSession:
         raise exc.ArgumentTypeError("an InteractiveSession cannot be copied: it owns a live session")
@@ -606,10 +618,13 @@ class InteractiveSession:
         produced, pushed by the core's callback (no thread per session); each
         item is all the output written since the previous one, at most
         STREAM_BUFFER_CHARS of it (the oldest dropped, see _OutputStream).
-        Ends when the session is terminated or the loop stops iterating."""
+        Ends when the session is terminated, when its VM is stopped or
+        closed, or when the loop stops iterating."""
         stream = _OutputStream(asyncio.get_running_loop())
         await self._h_async()
         self._output_streams.append(stream)
+        if self.vm._handle != self._vm_handle:  # the VM stopped meanwhile: see _vm_stopped
+            stream.end()
         try:
             self._sync_listener()
             # Output produced before the listener was set is in the buffer.

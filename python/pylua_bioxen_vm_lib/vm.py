@@ -472,6 +472,9 @@ class BasicLuaVM:
         self._handle = 0
         self._closed = False
         self._lock = threading.Lock()
+        # The InteractiveSessions opened on this VM: stopping its engine
+        # ends them, and stop() ends their stream_output iterators.
+        self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
         self._log = logging.getLogger(f"pylua_bioxen_vm_lib.vm.{vm_id}")
 
     def __repr__(self) -> str:
@@ -567,15 +570,23 @@ class BasicLuaVM:
             return
         check_not_delivering(self, "stop()")
         handle = 0
+        sessions: List[Any] = []
         try:
             with self._lock:
                 handle, self._handle = self._handle, 0
+                sessions = list(self._sessions)
         finally:
             # Also when a Ctrl-C lands right after the handle was taken: the
             # handle is closed, not leaked.
             if handle:
-                _ffi.check(_ffi.vm_close(handle), f"VM {self.vm_id!r}")
-                self._log.debug("stopped")
+                try:
+                    _ffi.check(_ffi.vm_close(handle), f"VM {self.vm_id!r}")
+                    self._log.debug("stopped")
+                finally:
+                    # Their core sessions ended with the engine: so do
+                    # their stream_output iterators (they waited forever).
+                    for session in sessions:
+                        session._vm_stopped(handle)
 
     def close(self) -> None:
         """Stop the VM for good; later calls raise VMClosedError.

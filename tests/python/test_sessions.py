@@ -495,6 +495,32 @@ def test_stream_output_keeps_a_bounded_backlog(engine):
     assert dropped + len(kept) == lines * 1000 + 4
 
 
+@pytest.mark.parametrize("end", ["stop", "close"])
+def test_stream_output_ends_when_its_vm_stops(engine, end):
+    # A session ends with its VM's engine, but its stream_output iterators
+    # were only ended by terminate(): after vm.stop() or vm.close() an
+    # `async for` over them waited forever.
+    kind, executable = engine
+    vm = create_vm(f"stream_{end}", engine=kind, lua_executable=executable, persistent=True)
+    session = InteractiveSession("s", vm).start()
+
+    async def main():
+        stream = session.stream_output()
+        session.send_input("print('hi')")
+        first = await stream.__anext__()
+        getattr(vm, end)()
+        rest = [text async for text in stream]
+        return first, rest
+
+    try:
+        first, rest = asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        session.terminate()
+        vm.close()
+    assert first == "hi\n"
+    assert rest == []
+
+
 def test_async_calls_use_no_thread_per_call(engine):
     kind, executable = engine
     vm = create_vm("async_threads", engine=kind, lua_executable=executable)
