@@ -45,6 +45,7 @@ from .vm import (
     BasicLuaVM,
     Code,
     ExecResult,
+    _delivering,
     check_not_delivering,
     close_from_finalizer,
     delivering_for,
@@ -232,6 +233,7 @@ class InteractiveSession:
         self._late_lock = threading.Lock()
         self.last_activity = time.time()
         self._output_streams: list[_OutputStream] = []
+        self._dropping_streams = False  # a thread runs _drop_abandoned_streams
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("attached" if self._attached else "detached")
@@ -396,6 +398,7 @@ class InteractiveSession:
         if ms:
             check_not_delivering(self.vm, "read_output() with a timeout")
         handle = self._h()
+        self._drop_abandoned_streams()
         late = self._take_late(mask)
         if late:
             return late + self._read_once(handle, mask, 0).decode("utf-8", "replace")
@@ -564,12 +567,41 @@ class InteractiveSession:
                     _ffi.session_set_listener(handle, _ffi.OUTPUT_FN(), None)
                 self._listener_set = want
 
+    def _drop_abandoned_streams(self) -> None:
+        """Forget the stream_output iterators whose event loop was closed
+        before they ended (their finally never runs): they kept the core's
+        listener, so read_output found nothing, ever again. Not from an
+        output callback: removing the listener there could wait for a
+        thread that waits for this callback."""
+        try:
+            if getattr(_delivering, "vm", None) is self.vm:
+                return
+            dead = [out for out in self._output_streams if out.loop.is_closed()]
+            for out in dead:
+                with contextlib.suppress(ValueError):  # removed meanwhile
+                    self._output_streams.remove(out)
+            if dead:
+                logger.debug("session %r: dropped %d stream_output iterators of dead loops", self.session_id, len(dead))
+            # Also when another thread dropped them and has not removed the
+            # listener yet (a no-op when the listener matches).
+            self._sync_listener()
+        finally:
+            self._dropping_streams = False
+
     def _deliver(self, stream: int, data: bytes) -> None:
         text = data.decode("utf-8", "replace")
         if not text:
             return
         callback = self._callback
-        streams = list(self._output_streams)
+        # An iterator whose loop is closed takes nothing: its output is kept
+        # for read_output (see _drop_abandoned_streams).
+        streams = [out for out in self._output_streams if not out.loop.is_closed()]
+        if len(streams) != len(self._output_streams) and not self._dropping_streams:
+            # And the listener they keep goes, so that output nobody reads
+            # is bounded in the core again (not from here: see
+            # _drop_abandoned_streams).
+            self._dropping_streams = True
+            threading.Thread(target=self._drop_abandoned_streams, name="pylua-stream-drop", daemon=True).start()
         if callback is None and not streams:
             # Delivered while detach() (or the end of stream_output) was
             # removing the core's listener: keep it for read_output, which
@@ -637,7 +669,8 @@ class InteractiveSession:
                     return
                 yield text
         finally:
-            self._output_streams.remove(stream)
+            with contextlib.suppress(ValueError):  # dropped by _drop_abandoned_streams
+                self._output_streams.remove(stream)
             self._sync_listener()
 
     # -- environments ----------------------------------------------------

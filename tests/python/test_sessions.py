@@ -521,6 +521,30 @@ def test_stream_output_ends_when_its_vm_stops(engine, end):
     assert rest == []
 
 
+def test_read_output_after_the_loop_of_a_stream_output_closed(engine):
+    # A stream_output iterator whose event loop was closed before it ended
+    # (a loop closed without finishing its async generators) kept the
+    # session's listener: from then on every output went to the dead
+    # iterator and read_output returned "" forever.
+    kind, executable = engine
+    vm = create_vm("stream_loop_closed", engine=kind, lua_executable=executable, persistent=True)
+    session = InteractiveSession("s", vm).start()
+    loop = asyncio.new_event_loop()
+    try:
+        stream = session.stream_output()
+        session.send_input("print('a')")
+        assert loop.run_until_complete(stream.__anext__()) == "a\n"
+        loop.close()
+        session.send_input("print('b')")
+        assert session.wait(30)
+        assert session.read_output(timeout=30) == "b\n"
+        session.send_input("print('c')")
+        assert session.read_output(timeout=30) == "c\n"
+    finally:
+        session.terminate()
+        vm.close()
+
+
 def test_async_calls_use_no_thread_per_call(engine):
     kind, executable = engine
     vm = create_vm("async_threads", engine=kind, lua_executable=executable)
