@@ -632,7 +632,8 @@ class InteractiveSession:
         """``await`` a chunk in this session: the core runs it and calls back
         when done; no Python thread is used per call. Cancelling the task
         stops this chunk only (taken out of the queue, or interrupted with
-        the session's state kept)."""
+        the session's state kept). Raises SessionStateError when the session
+        is terminated (or its VM stopped) before or while the chunk runs."""
         data = encode_code(lua_code)
         ms = timeout_ms(timeout)
         handle = await self._h_async()
@@ -643,7 +644,13 @@ class InteractiveSession:
         if status != _ffi.OK:
             pending_calls.drop(call.key)
             self._check(status, "execute_interactive_async")
-        return await call.wait()
+        try:
+            return await call.wait()
+        except exc.VMClosedError as err:
+            # The session (or its VM) ended while the call waited or ran:
+            # SessionStateError, as execute_interactive raises.
+            self._check(err.code or _ffi.E_CLOSED, "execute_interactive_async")
+            raise
 
     async def stream_output(self) -> AsyncIterator[str]:
         """``async for text in session.stream_output()``: output as it is

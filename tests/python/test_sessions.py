@@ -545,6 +545,32 @@ def test_read_output_after_the_loop_of_a_stream_output_closed(engine):
         vm.close()
 
 
+@pytest.mark.parametrize("end", ["terminate", "vm.close"])
+def test_async_call_ended_by_the_session_end_raises_session_state_error(engine, end):
+    # execute_interactive raises SessionStateError when the session ends
+    # while it runs; execute_interactive_async raised VMClosedError (not an
+    # InteractiveSessionError) for the same thing.
+    kind, executable = engine
+    vm = create_vm(f"async_end_{kind}", engine=kind, lua_executable=executable, persistent=True)
+    session = InteractiveSession("s", vm).start()
+
+    running = threading.Event()
+    session.attach(lambda text: running.set())
+
+    async def main():
+        call = asyncio.ensure_future(session.execute_interactive_async("print('go') while true do end"))
+        assert await asyncio.get_running_loop().run_in_executor(None, running.wait, 30)
+        session.terminate() if end == "terminate" else vm.close()
+        with pytest.raises(SessionStateError):
+            await asyncio.wait_for(call, 30)
+
+    try:
+        asyncio.run(main())
+    finally:
+        session.terminate()
+        vm.close()
+
+
 def test_async_calls_use_no_thread_per_call(engine):
     kind, executable = engine
     vm = create_vm("async_threads", engine=kind, lua_executable=executable)
