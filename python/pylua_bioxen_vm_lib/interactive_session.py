@@ -766,15 +766,29 @@ class SessionManager:
             return list(self._sessions.values())
 
     def terminate_session(self, session_id: str) -> None:
-        session = self.remove_session(session_id)
-        if session is None:
-            raise exc.SessionNotFoundError(f"no session with id {session_id!r}")
+        """Terminate a session and forget it. From an output callback of its
+        VM it raises ReentrantCallError and keeps it (closing it there
+        would deadlock)."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                raise exc.SessionNotFoundError(f"no session with id {session_id!r}")
+            # Checked before the session is forgotten: it stayed open, out
+            # of the manager's reach.
+            check_not_delivering(session.vm, "terminate_session()")
+            del self._sessions[session_id]
         session.terminate()
         if self._on_terminated is not None:
             self._on_terminated(session)
 
     def cleanup_all(self) -> None:
-        for session in self.take_all():
+        """Terminate every session; from an output callback of one of their
+        VMs it raises ReentrantCallError and changes nothing."""
+        with self._lock:
+            for session in self._sessions.values():
+                check_not_delivering(session.vm, "cleanup_all()")
+            taken = self.take_all()
+        for session in taken:
             session.terminate()
 
     def take_all(self) -> List[InteractiveSession]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import operator
 import os
 import shutil
 import signal
@@ -222,12 +223,22 @@ def test_a_session_dropped_by_its_own_callback_is_closed_without_deadlock(engine
     _wait_live_handles(before)
 
 
-@pytest.mark.parametrize("call", ["remove_vm", "terminate_vm_session", "shutdown_all"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        "remove_vm",
+        "terminate_vm_session",
+        "shutdown_all",
+        "session_manager.terminate_session",
+        "session_manager.cleanup_all",
+    ],
+)
 def test_a_manager_call_refused_in_a_callback_changes_nothing(call: str) -> None:
     """remove_vm (and terminate_vm_session, shutdown_all) from an output
     callback of the VM raised ReentrantCallError only after the manager had
     forgotten the VM and its session: both stayed open, out of the
-    manager's reach (its shutdown_all no longer closed them)."""
+    manager's reach (its shutdown_all no longer closed them). The session
+    manager's terminate_session and cleanup_all forgot the session so."""
     before = _ffi.live_handles()
     manager = VMManager()
     session = manager.create_interactive_vm("cb", auto_attach=False)
@@ -236,7 +247,8 @@ def test_a_manager_call_refused_in_a_callback_changes_nothing(call: str) -> None
 
     def callback(text: str) -> None:
         try:
-            getattr(manager, call)(*(() if call == "shutdown_all" else ("cb",)))
+            method = operator.attrgetter(call)(manager)
+            method(*(() if call.endswith(("shutdown_all", "cleanup_all")) else ("cb",)))
         except BaseException as err:
             errors.append(err)
         delivered.set()
