@@ -12,17 +12,17 @@ import (
 // plus 64 MiB of allocation, whatever the heap the other tests left.
 func TestGCTuner(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	tu := &gcTuner{base: 50, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	tu := &gcTuner{base: defaultGCBase, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
 	check := func(what string) {
 		t.Helper()
 		runtime.GC()
 		tu.tune()
 		live := max(readUint(t, "/gc/heap/live:bytes"), 1<<20)
-		want := 50 + int(minGCGrowth*100/live)
+		want := defaultGCBase + int(minGCGrowth*100/live)
 		if got := int(readUint(t, "/gc/gogc:percent")); got != want {
 			t.Fatalf("%s (live %d MiB): GOGC %d, want %d", what, live>>20, got, want)
 		}
-		if what == "large heap" && want > 80 {
+		if what == "large heap" && want > defaultGCBase+30 {
 			t.Fatalf("large heap: GOGC %d is not near the base", want)
 		}
 	}
