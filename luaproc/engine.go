@@ -636,6 +636,14 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 		// pipes before it is applied.
 		if ready(iOut) || e.backlog {
 			if stop, err := finished(e.readFrames(hello, frameSlice)); stop {
+				if err == nil && hello && (ready(iPid) || p.outEOF) {
+					// The hello came with the interpreter's exit: the
+					// start fails now, with what it wrote to stderr,
+					// rather than hand the first call a dead process
+					// ("died during the call", the start's stderr lost).
+					e.drainRaw()
+					return errDied
+				}
 				return err
 			}
 		}
@@ -652,8 +660,10 @@ func (e *Engine) loop(ctx context.Context, deadline time.Time, hello bool) error
 			// The interpreter exited (or closed its frame pipe). Take
 			// what it wrote last; a D frame may still be among it.
 			if !p.outEOF {
+				// A call's D frame still counts; a hello does not: the
+				// interpreter is gone (see above).
 				done, err := e.readFrames(hello, 0)
-				if err != nil || done {
+				if err != nil || (done && !hello) {
 					return err
 				}
 			}

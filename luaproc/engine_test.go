@@ -761,6 +761,32 @@ func TestOpenErrors(t *testing.T) {
 			t.Errorf("took %v", time.Since(start))
 		}
 	})
+	t.Run("dies after hello", func(t *testing.T) {
+		// An interpreter whose exit the host sees in the same poll as its
+		// hello: the start succeeded with a dead process, the next call
+		// said "died during the call", and the start's stderr was lost.
+		p := filepath.Join(dir, "hello-then-exit")
+		os.WriteFile(p, []byte("#!/bin/sh\nprintf 'H 1 7\\nLua 5.4' >&4\necho 'fake-lua: gone' >&2\nexit 3\n"), 0o755)
+		// Resolving this many allowed paths (PolicyFrame) holds the host
+		// for 100 ms or so before its first poll: by then the script has
+		// written the hello and exited.
+		paths := make([]string, 20000)
+		for i := range paths {
+			paths[i] = dir
+		}
+		eng, err := Open(core.Options{Interpreter: p, AllowedPaths: paths})
+		if err == nil {
+			_, err = eng.Exec(context.Background(), &core.Request{Code: []byte("return 1"), ChunkName: "=input"})
+			eng.Close()
+			t.Fatalf("Open of an interpreter that exits after its hello succeeded; the call then said: %v", err)
+		}
+		ce := wantCode(t, err, core.ErrEngine)
+		for _, want := range []string{"fake-lua: gone", "exit status 3"} {
+			if !strings.Contains(ce.Msg, want) {
+				t.Errorf("message %q lacks %q", ce.Msg, want)
+			}
+		}
+	})
 }
 
 func TestOutputCap(t *testing.T) {
