@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -217,7 +219,9 @@ func (e *Engine) startDriver(ctx context.Context) (*remote, error) {
 	// open, so a crashed interpreter went unnoticed until the call's
 	// deadline. (A group kill, not pkill -s: kill(2) on a group also gets
 	// a child forked meanwhile, and pkill would kill this sh first.)
-	inner, err := sshsession.ShellQuote(fmt.Sprintf(`%s -e %s 3<&0 4>&1 0</dev/null 1>&2; kill -s KILL 0`, lua, boot))
+	// The group kill ends the session with SIGKILL however the
+	// interpreter ended, so sh first tells how on stderr (exitMarker).
+	inner, err := sshsession.ShellQuote(fmt.Sprintf(`%s -e %s 3<&0 4>&1 0</dev/null 1>&2; echo "%s$?" >&2; kill -s KILL 0`, lua, boot, exitMarker))
 	if err != nil {
 		return nil, err
 	}
@@ -397,17 +401,71 @@ func betweenCalls(what string) error {
 // tail of the interpreter's raw stderr.
 //
 // A cause that is a protocol error (a malformed frame) is the driver's
-// fault, not the connection's: ErrEngine, as for the process engine.
+// fault, not the connection's: ErrEngine, as for the process engine. So is
+// an interpreter that died while the connection lived (the channel ended
+// normally, with its exit reported): ErrEngine naming how it ended, as the
+// process engine reports a crash, not the ErrConnection of a lost
+// connection.
 func (r *remote) endedErr(cause error) error {
 	code, msg := core.ErrConnection, "the Lua interpreter in the VM ended or the connection broke; the next call restarts it"
 	var pe *luaproc.ProtocolError
-	if errors.As(cause, &pe) {
+	status, died := r.died(cause)
+	switch {
+	case errors.As(cause, &pe):
 		code, msg = core.ErrEngine, "the Lua driver in the VM broke the protocol; the next call restarts it"
+	case died:
+		code, msg = core.ErrEngine, fmt.Sprintf("the Lua interpreter in the VM died (%s); the next call restarts it (globals are lost)", status)
 	}
 	if tail := r.stderrTail(); tail != "" {
 		msg += ": " + tail
 	}
 	return core.Wrap(code, "exec", msg, core.PeerError(cause, r.secrets...))
+}
+
+// exitMarker starts the line sh writes to the channel's stderr when the
+// interpreter has ended, followed by its exit status ($?; 128+n for
+// signal n). It is taken out of the stderr shown.
+const exitMarker = "bioxen-lua-exit:"
+
+// stderrSettle bounds the wait for the rest of the channel's stderr (the
+// exit marker) once its stdout has ended: both end with the channel, but
+// are copied by different goroutines.
+const stderrSettle = time.Second
+
+// died tells whether the output ended (cause) because the interpreter
+// ended while the connection lived, and how it ended: the channel ended
+// normally (io.EOF; a lost connection is ErrConnLost) and the remote
+// session's end was reported. How is sh's exit marker when it came, else
+// the session's end.
+func (r *remote) died(cause error) (string, bool) {
+	if !errors.Is(cause, io.EOF) || r.stream == nil {
+		return "", false
+	}
+	select {
+	case <-r.stream.Done():
+	default:
+		return "", false // output closed, process still running: not a death
+	}
+	ei, err := r.stream.Wait()
+	if err != nil || ei.ExitMissing {
+		return "", false
+	}
+	t := time.NewTimer(stderrSettle)
+	defer t.Stop()
+	select {
+	case <-r.stderr.done:
+	case <-t.C:
+	}
+	if n, ok := r.stderr.exitStatus(); ok {
+		if n > 128 {
+			return "killed by signal " + syscall.Signal(n-128).String(), true
+		}
+		return fmt.Sprintf("exit status %d", n), true
+	}
+	if ei.Signal != "" {
+		return "its session was killed by signal " + ei.Signal, true
+	}
+	return fmt.Sprintf("its session ended with exit status %d", ei.ExitStatus), true
 }
 
 // stderrShown is how much of the end of the interpreter's raw stderr an
@@ -685,14 +743,16 @@ func (e *Engine) teardown(destroy bool) {
 
 // tail keeps the last bytes of the remote stderr for error messages.
 type tail struct {
-	mu  sync.Mutex
-	buf []byte
-	max int
+	mu   sync.Mutex
+	buf  []byte
+	max  int
+	done chan struct{} // closed when drain has returned
 }
 
-func newTail(max int) *tail { return &tail{max: max} }
+func newTail(max int) *tail { return &tail{max: max, done: make(chan struct{})} }
 
 func (t *tail) drain(r interface{ Read([]byte) (int, error) }) {
+	defer close(t.done)
 	b := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(b)
@@ -710,8 +770,48 @@ func (t *tail) drain(r interface{ Read([]byte) (int, error) }) {
 	}
 }
 
+// String is what was kept, without sh's exit marker line.
 func (t *tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return string(t.buf)
+	s := string(t.buf)
+	if i := markerLine(s); i >= 0 {
+		j := strings.IndexByte(s[i:], '\n')
+		if j < 0 {
+			j = len(s) - i
+		} else {
+			j++
+		}
+		s = s[:i] + s[i+j:]
+	}
+	return s
+}
+
+// exitStatus is the status in sh's exit marker line, if it came.
+func (t *tail) exitStatus() (int, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := string(t.buf)
+	i := markerLine(s)
+	if i < 0 {
+		return 0, false
+	}
+	s = s[i+len(exitMarker):]
+	if j := strings.IndexByte(s, '\n'); j >= 0 {
+		s = s[:j]
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n >= 0
+}
+
+// markerLine is where the last line starting with exitMarker starts (-1:
+// none). It is the last: the interpreter could write one too, sh writes
+// its own after the interpreter has ended.
+func markerLine(s string) int {
+	for i := strings.LastIndex(s, exitMarker); i >= 0; i = strings.LastIndex(s[:i], exitMarker) {
+		if i == 0 || s[i-1] == '\n' {
+			return i
+		}
+	}
+	return -1
 }

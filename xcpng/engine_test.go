@@ -699,11 +699,41 @@ func TestInterpreterDeathWithABackgroundChildIsReportedAtOnce(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("the call returned after %v (its timeout: %v)", d, timeout)
 	}
-	wantErr(t, err, core.ErrConnection, false)
+	wantErr(t, err, core.ErrEngine, false)
 	if res, err := execCode(e, "return 2", 20*time.Second); err != nil || string(res.Values) != "[2]" {
 		t.Fatalf("the call after the crash: %+v %v", res, err)
 	}
 	waitFor(t, "the background child to be killed", 5*time.Second, func() bool {
 		return len(sshtest.ProcsWithMarker(marker)) == 0
 	})
+}
+
+// An interpreter that dies during a call on a live connection is an
+// ErrEngine naming how it ended, as the process engine reports it; it used
+// to be the ErrConnection of a lost connection ("ended or the connection
+// broke"). Killed from inside the chunk and from outside.
+func TestInterpreterDeathIsAnEngineError(t *testing.T) {
+	e, _ := sshdEngine(t)
+	_, err := execCode(e, `os.execute("kill -KILL $PPID")`, 20*time.Second)
+	wantErr(t, err, core.ErrEngine, false)
+	if !strings.Contains(err.Error(), "died") || !strings.Contains(err.Error(), "killed by signal killed") {
+		t.Errorf("error %v does not say the interpreter died of SIGKILL", err)
+	}
+	if res, err := execCode(e, "return 2", 20*time.Second); err != nil || string(res.Values) != "[2]" {
+		t.Fatalf("the call after the crash: %+v %v", res, err)
+	}
+	procs := driverProcs(t, e)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		// The interpreter is the deepest process of the driver's session.
+		syscall.Kill(procs[len(procs)-1], syscall.SIGSEGV)
+	}()
+	_, err = execCode(e, "while true do end", 20*time.Second)
+	wantErr(t, err, core.ErrEngine, false)
+	if !strings.Contains(err.Error(), "killed by signal segmentation fault") {
+		t.Errorf("error %v does not say the interpreter died of SIGSEGV", err)
+	}
+	if res, err := execCode(e, "return 3", 20*time.Second); err != nil || string(res.Values) != "[3]" {
+		t.Fatalf("the call after the crash: %+v %v", res, err)
+	}
 }
