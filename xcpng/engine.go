@@ -76,7 +76,7 @@ type remote struct {
 	stream  *sshsession.Stream
 	pid     int // the remote `timeout` process, leader of its process group
 	frames  chan frameOrErr
-	stderr  *tail
+	stderr  *tail // raw stderr of the current call (or the start), for error messages
 	version string
 	secrets []string // the passwords: the VM may echo them in what it sends
 
@@ -501,6 +501,9 @@ func (r *remote) begin() error {
 		return core.Errorf(core.ErrConnection, "exec", "the Lua driver in the VM was stopped; the next call restarts it")
 	}
 	r.active = true
+	// Error messages show the stderr of the failing call only, as the
+	// process engine's do: what earlier calls wrote is not its doing.
+	r.stderr.reset()
 	return nil
 }
 
@@ -768,6 +771,13 @@ func (t *tail) drain(r interface{ Read([]byte) (int, error) }) {
 			return
 		}
 	}
+}
+
+// reset forgets what was kept.
+func (t *tail) reset() {
+	t.mu.Lock()
+	t.buf = t.buf[:0]
+	t.mu.Unlock()
 }
 
 // String is what was kept, without sh's exit marker line.

@@ -737,3 +737,17 @@ func TestInterpreterDeathIsAnEngineError(t *testing.T) {
 		t.Fatalf("the call after the crash: %+v %v", res, err)
 	}
 }
+
+// The stderr in a call's error is what that call wrote, as the process
+// engine shows it: the remote one showed the tail of the driver's whole
+// life, so a crash showed what earlier calls had written.
+func TestCallErrorShowsOnlyItsOwnStderr(t *testing.T) {
+	e, _ := sshdEngine(t)
+	if _, err := execCode(e, `os.execute("echo first-call-noise >&2")`, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_, err := execCode(e, `os.execute("echo second-call-noise >&2; kill -KILL $PPID")`, 20*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "second-call-noise") || strings.Contains(err.Error(), "first-call-noise") {
+		t.Fatalf("error %v: want the second call's stderr only", err)
+	}
+}
