@@ -85,6 +85,8 @@ type remote struct {
 	killed   chan struct{} // closed when the background kill has finished
 	killers  *sync.WaitGroup
 
+	afterWrite func() // tests: runs after a write has returned, before it is reported
+
 	mu      sync.Mutex
 	active  bool  // a call (or the start) waits for frames
 	stopped bool  // dropped; stop is (being) closed
@@ -106,6 +108,10 @@ const pidLineMax = 64
 // at most about dropGrace after its deadline. The kill goes on in the
 // background, bounded by killTimeout (and sshsession.KillGrace).
 const dropGrace = 500 * time.Millisecond
+
+// writeSettle is how long a call that has its answer waits past its
+// deadline for the news that its request was sent (see Exec).
+const writeSettle = 100 * time.Millisecond
 
 // killTimeout bounds the remote kill of a dropped driver's session.
 // Closing its channel, done at the same time, is bounded by sshsession
@@ -536,6 +542,9 @@ func (r *remote) writeAsync(p []byte) <-chan error {
 	ch := make(chan error, 1)
 	go func() {
 		_, err := r.stream.Stdin.Write(p)
+		if r.afterWrite != nil {
+			r.afterWrite()
+		}
 		ch <- err
 	}()
 	return ch
@@ -632,9 +641,10 @@ func (e *Engine) drop(r *remote) {
 
 // Exec runs one chunk in the VM, restarting the driver (and reconnecting)
 // first if it was lost. It returns at most about dropGrace after ctx's
-// deadline: sending the chunk, waiting for the answer and starting the
-// driver are all bounded by ctx, and the kill of a driver given up goes on
-// in the background.
+// deadline (writeSettle more for a driver that answers a request it did not
+// read): sending the chunk, waiting for the answer and starting the driver
+// are all bounded by ctx, and the kill of a driver given up goes on in the
+// background. A call answered before its deadline returns its result.
 func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, error) {
 	e.mu.Lock()
 	r, lost := e.drv, e.lost
@@ -689,14 +699,26 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 				continue
 			}
 			if wrote != nil {
-				// The answer may overtake the news that the request was sent.
+				// The answer may overtake the news that the request was
+				// sent. The driver answered, so it read the request and
+				// the news is due: the deadline passing meanwhile is no
+				// reason to drop a driver whose call finished. Only a
+				// driver that answered a request it did not read keeps
+				// it waiting (writeSettle).
+				var err error
 				select {
-				case err := <-wrote:
-					if err != nil {
-						return broken(err)
-					}
+				case err = <-wrote:
 				case <-ctx.Done():
-					return timedOut()
+					t := time.NewTimer(writeSettle)
+					defer t.Stop()
+					select {
+					case err = <-wrote:
+					case <-t.C:
+						return timedOut()
+					}
+				}
+				if err != nil {
+					return broken(err)
 				}
 			}
 			return call.Result(), nil

@@ -751,3 +751,29 @@ func TestCallErrorShowsOnlyItsOwnStderr(t *testing.T) {
 		t.Fatalf("error %v: want the second call's stderr only", err)
 	}
 }
+
+// A call whose answer came before the news that its request was sent, the
+// deadline passing in between, returns its result: the driver answered, so
+// it had read the request. Its driver used to be dropped (globals lost) and
+// the call reported as timed out. The hook holds the news past the deadline.
+func TestAnswerBeforeWriteNewsIsNotATimeout(t *testing.T) {
+	e, _ := sshdEngine(t)
+	if _, err := execCode(e, "x = 41", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	e.mu.Lock()
+	e.drv.afterWrite = func() { <-ctx.Done() }
+	e.mu.Unlock()
+	res, err := e.Exec(ctx, &core.Request{Code: []byte("x = x + 1 return x"), ChunkName: "=input"})
+	if err != nil || string(res.Values) != "[42]" {
+		t.Fatalf("got %+v %v; want [42]", res, err)
+	}
+	e.mu.Lock()
+	e.drv.afterWrite = nil
+	e.mu.Unlock()
+	if res, err := execCode(e, "return x", 20*time.Second); err != nil || string(res.Values) != "[42]" {
+		t.Fatalf("the next call: %+v %v; want the driver kept ([42])", res, err)
+	}
+}
