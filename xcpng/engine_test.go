@@ -251,6 +251,19 @@ func heapWatch() (stop func() uint64) {
 }
 
 // waitFor polls cond until it holds or d has passed.
+// processMarker returns a word unique to this test for the command lines
+// of the processes it starts, and kills whatever still carries it at the
+// end.
+func processMarker(t *testing.T, prefix string) string {
+	marker := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())
+	t.Cleanup(func() {
+		for _, p := range sshtest.ProcsWithMarker(marker) {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	})
+	return marker
+}
+
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -654,12 +667,7 @@ func TestLostConnectionMidCallKillsTheInterpreter(t *testing.T) {
 // survive, since only the driver's process group was killed.
 func TestLostConnectionKillsTheDriversSession(t *testing.T) {
 	e, s := sshdEngine(t)
-	marker := fmt.Sprintf("bioxen-nested-%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		for _, p := range sshtest.ProcsWithMarker(marker) {
-			syscall.Kill(p, syscall.SIGKILL)
-		}
-	})
+	marker := processMarker(t, "bioxen-nested")
 	go func() {
 		deadline := time.Now().Add(10 * time.Second)
 		for len(sshtest.ProcsWithMarker(marker)) < 2 && time.Now().Before(deadline) {
@@ -687,12 +695,7 @@ func TestLostConnectionKillsTheDriversSession(t *testing.T) {
 // timeout: the channel only ended when the child did.
 func TestInterpreterDeathWithABackgroundChildIsReportedAtOnce(t *testing.T) {
 	e, _ := sshdEngine(t)
-	marker := fmt.Sprintf("bioxen-orphan-%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		for _, p := range sshtest.ProcsWithMarker(marker) {
-			syscall.Kill(p, syscall.SIGKILL)
-		}
-	})
+	marker := processMarker(t, "bioxen-orphan")
 	const timeout = 20 * time.Second
 	start := time.Now()
 	_, err := execCode(e, `os.execute("sh -c 'sleep 60; : `+marker+`' & kill -KILL $PPID")`, timeout)
