@@ -174,6 +174,9 @@ func formatParseError(name string, src []byte, err error) string {
 		}
 	}
 	if pe.Pos.Line == parse.EOF {
+		if m, ok := unclosedBlock(src); ok && msg == "syntax error" {
+			msg = m
+		}
 		return fmt.Sprintf("%s:%d: %s near '<eof>'", name, lastLine(src), msg)
 	}
 	line := pe.Pos.Line

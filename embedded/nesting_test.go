@@ -166,7 +166,7 @@ func TestSyntaxErrorsAtTheEndNameTheLine(t *testing.T) {
 	vm := openVM(t, core.Options{})
 	for _, c := range []struct{ src, want string }{
 		{"x = 1 +", "input:1: syntax error near '<eof>'"},
-		{"local a = 1\nlocal b = 2\nif a then\n", "input:4: syntax error near '<eof>'"},
+		{"local a = 1\nlocal b = 2\nif a then\n", "input:4: 'end' expected (to close 'if' at line 3) near '<eof>'"},
 		{"a = 1\r\nb = 2\n\rc = (", "input:3: syntax error near '<eof>'"},
 		{"a = 1\n\nb = (", "input:3: syntax error near '<eof>'"},
 		{`local s = "abc`, "input:1: unfinished string near '<eof>'"},
@@ -174,6 +174,19 @@ func TestSyntaxErrorsAtTheEndNameTheLine(t *testing.T) {
 		{"x = [[abc\ndef", "input:2: unfinished long string near '<eof>'"},
 		{"--[[ open\ncomment", "input:2: unfinished long comment near '<eof>'"},
 		{"x = 1 = 2", "input:1: syntax error near '='"},
+		// A block left open: Lua 5.1's words (lua5.1 gives these).
+		{"if a then", "input:1: 'end' expected near '<eof>'"},
+		{"local a = 1\nif a then\n  for i = 1, 3 do\n    print(i)\n", "input:5: 'end' expected (to close 'for' at line 3) near '<eof>'"},
+		{"function f()\n  return 1\n", "input:3: 'end' expected (to close 'function' at line 1) near '<eof>'"},
+		{"repeat\n  x = 1\n", "input:3: 'until' expected (to close 'repeat' at line 1) near '<eof>'"},
+		{"while x do\n  local t = {f = function() end}\n", "input:3: 'end' expected (to close 'while' at line 1) near '<eof>'"},
+		{"do\n  x = 1", "input:2: 'end' expected (to close 'do' at line 1) near '<eof>'"},
+		{"local s = [[\nend\n]]\nif a then\n-- end\n", "input:6: 'end' expected (to close 'if' at line 4) near '<eof>'"},
+		{"for k, v in pairs(t) do\n  f(function()\n    return 1\n  end)\n", "input:5: 'end' expected (to close 'for' at line 1) near '<eof>'"},
+		// Not an open block: gopher-lua's words (lua5.1: "unexpected
+		// symbol", "'do' expected").
+		{"if a then x = 1 +", "input:1: syntax error near '<eof>'"},
+		{"while x", "input:1: syntax error near '<eof>'"},
 	} {
 		res, err := vm.Exec(context.Background(), []byte(c.src), core.ExecOptions{ChunkName: "=input"})
 		if err != nil {
