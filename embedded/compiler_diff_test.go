@@ -337,3 +337,43 @@ func runLuaFile(t *testing.T, bin, script string) []byte {
 	}
 	return out
 }
+
+// TestUnclosedBlocksMatchLua51: random chunks made of block openers,
+// closers and statements, cut off anywhere; every one that ends too early
+// gets the message lua5.1 gives ("'end' expected (to close 'for' at line
+// 3) near '<eof>'"), compared case by case.
+func TestUnclosedBlocksMatchLua51(t *testing.T) {
+	luaBin, err := exec.LookPath("lua5.1")
+	if err != nil {
+		t.Skip("lua5.1 not on PATH")
+	}
+	pieces := []string{"if x then", "end", "for i = 1, 2 do", "while x do", "repeat", "until x",
+		"function f()", "local function g()", "do", "x = 1", "f(function() end)", "\n", "\n", "\r\n",
+		"return", "else", "elseif y then", "-- end\n", "s = 'end'", "t = {a = function() return 1 end}"}
+	r := rand.New(rand.NewSource(compilerDiffSeed()))
+	var srcs, msgs []string
+	for len(srcs) < 500 {
+		var b strings.Builder
+		for j := r.Intn(12); j > 0; j-- {
+			b.WriteString(pieces[r.Intn(len(pieces))])
+			b.WriteByte(' ')
+		}
+		var se *syntaxError
+		if _, err := compileSource([]byte(b.String()), "input"); errors.As(err, &se) && se.eof {
+			srcs, msgs = append(srcs, b.String()), append(msgs, se.msg)
+		}
+	}
+	var script strings.Builder
+	for _, src := range srcs {
+		fmt.Fprintf(&script, "print((select(2, loadstring(%s, '=input'))))\n", luaQuote(src)) // ASCII, line breaks as \r and \n
+	}
+	want := strings.Split(strings.TrimSuffix(string(runLuaFile(t, luaBin, script.String())), "\n"), "\n")
+	if len(want) != len(srcs) {
+		t.Fatalf("lua5.1 printed %d lines for %d chunks", len(want), len(srcs))
+	}
+	for i := range srcs {
+		if msgs[i] != want[i] {
+			t.Errorf("%q: lua5.1 %q, engine %q", srcs[i], want[i], msgs[i])
+		}
+	}
+}
