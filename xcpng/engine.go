@@ -82,6 +82,7 @@ type remote struct {
 
 	stop     chan struct{} // closed when the driver is dropped: readers and writers give up
 	stopOnce sync.Once
+	settled  sync.Once     // the wait for the end of stderr (see settleStderr)
 	killed   chan struct{} // closed when the background kill has finished
 	killers  *sync.WaitGroup
 
@@ -336,6 +337,12 @@ func readPid(ctx context.Context, r *bufio.Reader, secrets ...string) (int, erro
 func (r *remote) readFrames(out *bufio.Reader, onLost func(*remote, error)) {
 	for {
 		_, perr := out.Peek(1)
+		if _, ok := r.endedNormally(perr); ok {
+			// Before taking r.mu: endedErr, below or in the call, waits
+			// for the exit marker, which must not hold up begin or
+			// shutdown.
+			r.settleStderr()
+		}
 		r.mu.Lock()
 		idle := !r.active && !r.stopped
 		if idle {
@@ -439,29 +446,14 @@ const exitMarker = "bioxen-lua-exit:"
 const stderrSettle = time.Second
 
 // died tells whether the output ended (cause) because the interpreter
-// ended while the connection lived, and how it ended: the channel ended
-// normally (io.EOF; a lost connection is ErrConnLost) and the remote
-// session's end was reported. How is sh's exit marker when it came, else
-// the session's end.
+// ended while the connection lived, and how it ended. How is sh's exit
+// marker when it came, else the session's end.
 func (r *remote) died(cause error) (string, bool) {
-	if !errors.Is(cause, io.EOF) || r.stream == nil {
+	ei, ok := r.endedNormally(cause)
+	if !ok {
 		return "", false
 	}
-	select {
-	case <-r.stream.Done():
-	default:
-		return "", false // output closed, process still running: not a death
-	}
-	ei, err := r.stream.Wait()
-	if err != nil || ei.ExitMissing {
-		return "", false
-	}
-	t := time.NewTimer(stderrSettle)
-	defer t.Stop()
-	select {
-	case <-r.stderr.done:
-	case <-t.C:
-	}
+	r.settleStderr()
 	if n, ok := r.stderr.exitStatus(); ok {
 		if n > 128 {
 			return "killed by signal " + syscall.Signal(n-128).String(), true
@@ -472,6 +464,38 @@ func (r *remote) died(cause error) (string, bool) {
 		return "its session was killed by signal " + ei.Signal, true
 	}
 	return fmt.Sprintf("its session ended with exit status %d", ei.ExitStatus), true
+}
+
+// endedNormally reports whether the output ended (cause) with the channel
+// while the connection lived: the channel ended normally (io.EOF; a lost
+// connection is ErrConnLost) and the remote session's end was reported.
+func (r *remote) endedNormally(cause error) (sshsession.ExitInfo, bool) {
+	if !errors.Is(cause, io.EOF) || r.stream == nil {
+		return sshsession.ExitInfo{}, false
+	}
+	select {
+	case <-r.stream.Done():
+	default:
+		return sshsession.ExitInfo{}, false // output closed, process still running: not a death
+	}
+	ei, err := r.stream.Wait()
+	if err != nil || ei.ExitMissing {
+		return sshsession.ExitInfo{}, false
+	}
+	return ei, true
+}
+
+// settleStderr waits, once per driver, up to stderrSettle for the rest of
+// the channel's stderr (the exit marker); later calls return at once.
+func (r *remote) settleStderr() {
+	r.settled.Do(func() {
+		t := time.NewTimer(stderrSettle)
+		defer t.Stop()
+		select {
+		case <-r.stderr.done:
+		case <-t.C:
+		}
+	})
 }
 
 // stderrShown is how much of the end of the interpreter's raw stderr an
