@@ -831,14 +831,8 @@ func (t *tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := string(t.buf)
-	if i := markerLine(s); i >= 0 {
-		j := strings.IndexByte(s[i:], '\n')
-		if j < 0 {
-			j = len(s) - i
-		} else {
-			j++
-		}
-		s = s[:i] + s[i+j:]
+	if i, j := markerLine(s); i >= 0 {
+		s = s[:i] + s[j:]
 	}
 	return s
 }
@@ -848,26 +842,25 @@ func (t *tail) exitStatus() (int, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := string(t.buf)
-	i := markerLine(s)
+	i, j := markerLine(s)
 	if i < 0 {
 		return 0, false
 	}
-	s = s[i+len(exitMarker):]
-	if j := strings.IndexByte(s, '\n'); j >= 0 {
-		s = s[:j]
-	}
-	n, err := strconv.Atoi(s)
+	n, err := strconv.Atoi(strings.TrimSuffix(s[i+len(exitMarker):j], "\n"))
 	return n, err == nil && n >= 0
 }
 
-// markerLine is where the last line starting with exitMarker starts (-1:
-// none). It is the last: the interpreter could write one too, sh writes
-// its own after the interpreter has ended.
-func markerLine(s string) int {
+// markerLine is where the last line starting with exitMarker starts and
+// ends, past its newline (-1: none). It is the last: the interpreter could
+// write one too, sh writes its own after the interpreter has ended.
+func markerLine(s string) (start, end int) {
 	for i := strings.LastIndex(s, exitMarker); i >= 0; i = strings.LastIndex(s[:i], exitMarker) {
 		if i == 0 || s[i-1] == '\n' {
-			return i
+			if j := strings.IndexByte(s[i:], '\n'); j >= 0 {
+				return i, i + j + 1
+			}
+			return i, len(s)
 		}
 	}
-	return -1
+	return -1, -1
 }
