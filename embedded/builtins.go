@@ -54,13 +54,20 @@ func (st *state) installBuiltins() {
 		"sort":   tableSort(tbl.RawGetString("sort").(*lua.LFunction)),
 	})
 	mathLib := L.GetGlobal("math").(*lua.LTable)
+	mathLib.ForEach(func(k, v lua.LValue) {
+		if fn, ok := v.(*lua.LFunction); ok && fn.IsG {
+			mathLib.RawSet(k, L.NewFunction(numberArgs(fn.GFunction)))
+		}
+	})
 	mathLib.RawSetString("huge", lua.LNumber(math.Inf(1)))
 	installRandom(L, mathLib) // math.random, math.randomseed
 	installOSDate(L)          // os.date, os.time
 	st.installClock()
 	L.GetGlobal("debug").(*lua.LTable).RawSetString("traceback", L.NewFunction(debugTraceback))
 	origToString := L.GetGlobal("tostring").(*lua.LFunction)
+	L.GetGlobal("os").(*lua.LTable).RawSetString("difftime", L.NewFunction(osDifftime))
 	L.SetFuncs(L.G.Global, map[string]lua.LGFunction{
+		"select":       baseSelect(L.GetGlobal("select").(*lua.LFunction).GFunction),
 		"unpack":       baseUnpack,
 		"tonumber":     baseToNumber,
 		"setmetatable": baseSetMetatable,

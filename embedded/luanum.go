@@ -80,8 +80,15 @@ func trimFraction(s string) string {
 // decimal number with optional fraction and exponent or a hexadecimal one
 // (0x, optional fraction and binary exponent p), optional spaces. Unlike C's
 // strtod, "inf" and "nan" are not numbers (as in Lua 5.4).
-func str2number(s string) (float64, bool) {
-	s = strings.Trim(s, luaSpace)
+func str2number(s string) (float64, bool) { return readNumeral(nil, s) }
+
+// readNumeral is str2number for a call on L: a long string (a numeral
+// of 200 MB took 0.9 s to read) is read with polls of the call's limits.
+// With L nil it does not poll: numerals in source code are bounded by
+// the source limit.
+func readNumeral(L *lua.LState, s string) (float64, bool) {
+	tk := numTicker{workTicker: workTicker{L: L}}
+	s = tk.trim(s)
 	neg := false
 	if s != "" && (s[0] == '-' || s[0] == '+') {
 		neg = s[0] == '-'
@@ -90,9 +97,9 @@ func str2number(s string) (float64, bool) {
 	var f float64
 	var ok bool
 	if len(s) > 1 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
-		f, ok = hexNumber(s[2:])
+		f, ok = hexNumber(s[2:], &tk)
 	} else {
-		f, ok = decNumber(s)
+		f, ok = decNumber(s, &tk)
 	}
 	if neg {
 		f = -f
@@ -100,25 +107,59 @@ func str2number(s string) (float64, bool) {
 	return f, ok
 }
 
+// numTicker polls a call's limits once per pollBytes bytes of a numeral
+// (never when it has no call).
+type numTicker struct {
+	workTicker
+	n int
+}
+
+// step counts one byte read.
+func (t *numTicker) step() {
+	if t.n++; t.n == pollBytes {
+		t.n = 0
+		if t.L != nil {
+			t.poll()
+		}
+	}
+}
+
+// trim is strings.Trim(s, luaSpace), one step per space.
+func (t *numTicker) trim(s string) string {
+	for s != "" && strings.IndexByte(luaSpace, s[0]) >= 0 {
+		s = s[1:]
+		t.step()
+	}
+	for s != "" && strings.IndexByte(luaSpace, s[len(s)-1]) >= 0 {
+		s = s[:len(s)-1]
+		t.step()
+	}
+	return s
+}
+
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // decNumber reads digits [. digits] [e [sign] digits] (no sign).
-func decNumber(s string) (float64, bool) {
-	i, digits := 0, 0
+func decNumber(s string, tk *numTicker) (float64, bool) {
+	i, digits, point := 0, 0, -1
 	for i < len(s) && isDigit(s[i]) {
 		i++
 		digits++
+		tk.step()
 	}
 	if i < len(s) && s[i] == '.' {
+		point = i
 		i++
 		for i < len(s) && isDigit(s[i]) {
 			i++
 			digits++
+			tk.step()
 		}
 	}
 	if digits == 0 {
 		return 0, false
 	}
+	mantissa := i
 	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
 		i++
 		if i < len(s) && (s[i] == '+' || s[i] == '-') {
@@ -127,6 +168,7 @@ func decNumber(s string) (float64, bool) {
 		start := i
 		for i < len(s) && isDigit(s[i]) {
 			i++
+			tk.step()
 		}
 		if i == start {
 			return 0, false
@@ -134,6 +176,9 @@ func decNumber(s string) (float64, bool) {
 	}
 	if i != len(s) {
 		return 0, false
+	}
+	if len(s) > maxParsedNumeral {
+		s = shortNumeral(s, mantissa, point, tk)
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
@@ -145,12 +190,90 @@ func decNumber(s string) (float64, bool) {
 	return f, true
 }
 
+// maxParsedNumeral is the longest numeral handed to strconv.ParseFloat as
+// it is; a longer one is first made short (shortNumeral). ParseFloat keeps
+// 800 digits and is wrong past them before the point (it counted them as
+// 800: 1336 digits and e-549 read as 6e250, not +Inf).
+const maxParsedNumeral = 800
+
+// sigDigits is how many significant digits shortNumeral keeps: a double
+// halfway between two others has at most 767, so these and a sticky digit
+// for the rest round as all of them would.
+const sigDigits = 780
+
+// shortNumeral writes the valid decimal numeral s (mantissa: the length
+// of its digits and point, point: the point's index or -1) as
+// "0.<digits>e<exponent>" with at most sigDigits+1 significant digits and
+// the same value once rounded to a double.
+func shortNumeral(s string, mantissa, point int, tk *numTicker) string {
+	intDigits := mantissa
+	if point >= 0 {
+		intDigits = point
+	}
+	// digit k of the mantissa, the point skipped
+	digit := func(k int) byte {
+		if k >= intDigits && point >= 0 {
+			k++
+		}
+		return s[k]
+	}
+	n := mantissa
+	if point >= 0 {
+		n--
+	}
+	z := 0 // first nonzero digit
+	for z < n && digit(z) == '0' {
+		z++
+		tk.step()
+	}
+	if z == n {
+		return "0"
+	}
+	var b strings.Builder
+	b.WriteString("0.")
+	end := min(n, z+sigDigits)
+	for k := z; k < end; k++ {
+		b.WriteByte(digit(k))
+	}
+	for k := end; k < n; k++ {
+		if digit(k) != '0' {
+			b.WriteByte('1') // sticky: the dropped digits are not all zero
+			break
+		}
+		tk.step()
+	}
+	// 0.d1d2... times 10^(intDigits-z), times 10^e.
+	exp := intDigits - z
+	if mantissa < len(s) {
+		e, sign, k := 0, 1, mantissa+1
+		if s[k] == '+' || s[k] == '-' {
+			if s[k] == '-' {
+				sign = -1
+			}
+			k++
+		}
+		for ; k < len(s); k++ {
+			tk.step()
+			if e < 1e9 {
+				e = e*10 + int(s[k]-'0')
+			}
+		}
+		exp += sign * e
+	}
+	// Past these a double is 0 or infinite whatever the digits.
+	exp = max(-100000, min(exp, 100000))
+	b.WriteString("e")
+	b.WriteString(strconv.Itoa(exp))
+	return b.String()
+}
+
 // hexNumber reads hexdigits [. hexdigits] [p [sign] digits] (after "0x").
-func hexNumber(s string) (float64, bool) {
+func hexNumber(s string, tk *numTicker) (float64, bool) {
 	var m float64
 	exp, digits, i := 0, 0, 0
 	frac := false
 	for ; i < len(s); i++ {
+		tk.step()
 		c := s[i]
 		if c == '.' && !frac {
 			frac = true
@@ -184,6 +307,7 @@ func hexNumber(s string) (float64, bool) {
 				e = e*10 + int(s[i]-'0')
 			}
 			i++
+			tk.step()
 		}
 		if i == start {
 			return 0, false
@@ -209,13 +333,14 @@ func digitValue(c byte) int {
 	return 99
 }
 
-// toNumber converts a number or a numeral string, as Lua's arithmetic does.
-func toNumber(v lua.LValue) (float64, bool) {
+// toNumber converts a number or a numeral string, as Lua's arithmetic does,
+// for a call on L (nil: none; see readNumeral).
+func toNumber(L *lua.LState, v lua.LValue) (float64, bool) {
 	switch x := v.(type) {
 	case lua.LNumber:
 		return float64(x), true
 	case lua.LString:
-		return str2number(string(x))
+		return readNumeral(L, string(x))
 	}
 	return 0, false
 }
@@ -223,7 +348,7 @@ func toNumber(v lua.LValue) (float64, bool) {
 // argNumber is luaL_checknumber: a number or a numeral string.
 func argNumber(L *lua.LState, n int) float64 {
 	v := L.Get(n)
-	if f, ok := toNumber(v); ok {
+	if f, ok := toNumber(L, v); ok {
 		return f
 	}
 	argTypeError(L, n, "number")
@@ -296,7 +421,7 @@ func baseToNumber(L *lua.LState) int {
 		base = argInt(L, 2)
 	}
 	if base == 10 {
-		if f, ok := toNumber(L.Get(1)); ok {
+		if f, ok := toNumber(L, L.Get(1)); ok {
 			L.Push(lua.LNumber(f))
 		} else {
 			L.Push(lua.LNil)
@@ -306,13 +431,15 @@ func baseToNumber(L *lua.LState) int {
 	if base < 2 || base > 36 {
 		L.ArgError(2, "base out of range")
 	}
-	s := strings.Trim(argString(L, 1), luaSpace)
+	tk := numTicker{workTicker: workTicker{L: L}}
+	s := tk.trim(argString(L, 1))
 	neg := false
 	if s != "" && (s[0] == '-' || s[0] == '+') {
 		neg, s = s[0] == '-', s[1:]
 	}
 	var f float64
 	for i := 0; i < len(s); i++ {
+		tk.step()
 		d := digitValue(s[i])
 		if d >= base {
 			L.Push(lua.LNil)
@@ -341,8 +468,8 @@ func baseToNumber(L *lua.LState) int {
 func stringArith(op func(a, b float64) float64) lua.LGFunction {
 	return func(L *lua.LState) int {
 		a, b := L.Get(1), L.Get(2)
-		x, ok1 := toNumber(a)
-		y, ok2 := toNumber(b)
+		x, ok1 := toNumber(L, a)
+		y, ok2 := toNumber(L, b)
 		if !ok1 || !ok2 {
 			bad := a
 			if ok1 {
@@ -357,7 +484,7 @@ func stringArith(op func(a, b float64) float64) lua.LGFunction {
 
 // stringUnm is __unm (gopher-lua calls it with the operand alone).
 func stringUnm(L *lua.LState) int {
-	x, ok := toNumber(L.Get(1))
+	x, ok := toNumber(L, L.Get(1))
 	if !ok {
 		raiseTypeError(L, L.Get(1), "perform arithmetic on")
 	}
@@ -394,4 +521,67 @@ func installStringMeta(L *lua.LState, str *lua.LTable) {
 	}
 	mt.RawSetString("__unm", L.NewFunction(stringUnm))
 	L.SetMetatable(lua.LString(""), mt)
+}
+
+// numberArgs wraps a gopher-lua function whose arguments are all numbers
+// (the math library's): a numeral string becomes the number Lua reads in
+// it, and any other string is Lua's "number expected" error. gopher-lua
+// reads strings with Go's syntax ("010" is 8, "0b11" and "1_0" are
+// numbers), refuses them where it wants an integer (math.ldexp), and read a
+// numeral of 200 MB for a second without polling the call's limits.
+func numberArgs(fn lua.LGFunction) lua.LGFunction {
+	return func(L *lua.LState) int {
+		for i := 1; i <= L.GetTop(); i++ {
+			if s, ok := L.Get(i).(lua.LString); ok {
+				f, ok := readNumeral(L, string(s))
+				if !ok {
+					argTypeError(L, i, "number")
+				}
+				L.Replace(i, lua.LNumber(f))
+			}
+		}
+		return fn(L)
+	}
+}
+
+// baseSelect is select(n, ...): n is "#" (or, as Lua 5.1 reads it, any
+// string that starts with '#'), a number, or a numeral string (gopher-lua
+// took "2" for an invalid string).
+func baseSelect(sel lua.LGFunction) lua.LGFunction {
+	return func(L *lua.LState) int {
+		if s, ok := L.Get(1).(lua.LString); ok {
+			if strings.HasPrefix(string(s), "#") {
+				L.Replace(1, lua.LString("#"))
+			} else {
+				L.Replace(1, lua.LNumber(argNumber(L, 1)))
+			}
+		}
+		return sel(L)
+	}
+}
+
+// osDifftime is Lua 5.1's os.difftime(t2 [, t1]): both read as numbers and
+// cut to whole seconds (time_t), t1 0 when absent. gopher-lua's wanted both
+// and refused numeral strings.
+func osDifftime(L *lua.LState) int {
+	t2 := argNumber(L, 1)
+	t1 := 0.0
+	if L.Get(2) != lua.LNil {
+		t1 = argNumber(L, 2)
+	}
+	L.Push(lua.LNumber(float64(timeT(t2)) - float64(timeT(t1))))
+	return 1
+}
+
+// timeT is C's (time_t)f: toward zero, and within int64.
+func timeT(f float64) int64 {
+	switch {
+	case f != f:
+		return 0
+	case f >= 1<<63:
+		return math.MaxInt64
+	case f < -(1 << 63):
+		return math.MinInt64
+	}
+	return int64(f)
 }

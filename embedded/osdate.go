@@ -143,7 +143,7 @@ func yearFitsC(year int) bool {
 // is absent (an error when def < 0); the value minus delta must fit a C int.
 func dateField(L *lua.LState, tb *lua.LTable, key string, def, delta int) int {
 	v := L.GetField(tb, key)
-	f, ok := toNumber(v)
+	f, ok := toNumber(L, v)
 	if !ok || f != math.Trunc(f) || f < -(1<<63) || f >= 1<<63 {
 		if v != lua.LNil {
 			L.RaiseError("field '%s' is not an integer", key)

@@ -444,7 +444,7 @@ func forNum(L *lua.LState) int {
 		if _, ok := v.(lua.LNumber); ok {
 			continue
 		}
-		f, ok := toNumber(v)
+		f, ok := toNumber(L, v)
 		if !ok {
 			L.RaiseError("'for' %s must be a number", [...]string{"initial value", "limit", "step"}[i-1])
 		}

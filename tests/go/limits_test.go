@@ -357,6 +357,36 @@ func TestLongConcatStopsAtTheDeadline(t *testing.T) {
 	}
 }
 
+// TestLongNumeralsStopAtTheDeadline: a numeral string of 200 MB took
+// tonumber a second (gopher-lua's math library, through its own reading,
+// as long) in one Go call that no deadline could stop: the state was given
+// up past the grace. Numerals are now read with polls of the call's limits
+// (and one past 800 digits is cut to its significant ones first).
+func TestLongNumeralsStopAtTheDeadline(t *testing.T) {
+	setup := `n = string.rep("0", 2^25) .. "1" w = string.rep(" ", 2^25) kept = 1`
+	for _, chunk := range []string{
+		`tonumber(n)`, `n + 0`, `-n`, `tonumber("0x" .. n)`, `tonumber(n, 16)`, `tonumber(w)`,
+		`math.floor(n)`, `math.max(1, n)`, `select(n, 1)`, `os.difftime(n)`, `string.rep("a", n)`,
+	} {
+		vm := open(t, core.Options{Persistent: true})
+		run(t, vm, setup)
+		err, took := execErr(t, vm, "for i = 1, 1e9 do local x = "+chunk+" end", 60*time.Millisecond)
+		if core.CodeOf(err) != core.ErrTimeout {
+			t.Fatalf("%s: %v, want a timeout", chunk, err)
+		}
+		if strings.Contains(err.Error(), "reset") || took > 500*time.Millisecond {
+			if raceBuild { // see TestLongBuiltinsStopAtTheDeadline
+				t.Logf("%s: under -race: %v after %v", chunk, err, took)
+				continue
+			}
+			t.Errorf("%s did not stop at its deadline: %v after %v", chunk, err, took)
+		}
+		if res := run(t, vm, "return kept, #w"); string(res.Values) != "[1,33554432]" {
+			t.Errorf("after %s the state was lost: %s %s", chunk, res.Values, res.Stderr)
+		}
+	}
+}
+
 // TestLongShiftStopsAtTheDeadline: table.insert and table.remove at the
 // front of a long table moved every element in one Go call (30 million:
 // 0.3 s, now 0.05 s) that no deadline could stop. They now poll the call's
