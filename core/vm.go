@@ -229,9 +229,12 @@ func (vm *VM) run(ctx context.Context, req *Request, timeout time.Duration) (*Re
 	}
 	defer release()
 	res, err := vm.engine.Exec(ctx, req)
-	if err != nil && errors.Is(context.Cause(ctx), errClosing) {
+	if (err != nil || res != nil && !res.Success) && errors.Is(context.Cause(ctx), errClosing) {
 		// Close cancelled the call: say so rather than "cancelled".
-		// (Not the engine's words: they say the VM is usable.)
+		// (Not the engine's words: they say the VM is usable.) A chunk
+		// that failed meanwhile is reported so too: the stop may reach it
+		// as a Lua error (the process engine's driver raises
+		// "interrupted!" on a SIGINT), and the VM is gone either way.
 		return nil, Errorf(ErrClosed, "exec", "the VM was closed while the chunk ran; the chunk was stopped")
 	}
 	if res != nil {
