@@ -56,7 +56,16 @@ func (st *state) installBuiltins() {
 	mathLib := L.GetGlobal("math").(*lua.LTable)
 	mathLib.ForEach(func(k, v lua.LValue) {
 		if fn, ok := v.(*lua.LFunction); ok && fn.IsG {
-			mathLib.RawSet(k, L.NewFunction(numberArgs(fn.GFunction)))
+			name := lua.LVAsString(k)
+			g := fn.GFunction
+			if fix, ok := mathFixes[name]; ok {
+				g = fix
+			}
+			n, ok := mathArity[name]
+			if !ok {
+				n = 1
+			}
+			mathLib.RawSet(k, L.NewFunction(numberArgs(g, n)))
 		}
 	})
 	mathLib.RawSetString("huge", lua.LNumber(math.Inf(1)))

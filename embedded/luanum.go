@@ -523,15 +523,21 @@ func installStringMeta(L *lua.LState, str *lua.LTable) {
 	L.SetMetatable(lua.LString(""), mt)
 }
 
-// numberArgs wraps a gopher-lua function whose arguments are all numbers
-// (the math library's): a numeral string becomes the number Lua reads in
-// it, and any other string is Lua's "number expected" error. gopher-lua
-// reads strings with Go's syntax ("010" is 8, "0b11" and "1_0" are
-// numbers), refuses them where it wants an integer (math.ldexp), and read a
-// numeral of 200 MB for a second without polling the call's limits.
-func numberArgs(fn lua.LGFunction) lua.LGFunction {
+// numberArgs wraps a gopher-lua function whose first n arguments are
+// numbers (the math library's; n < 0: all of them): a numeral string
+// becomes the number Lua reads in it, and any other string is Lua's "number
+// expected" error. gopher-lua reads strings with Go's syntax ("010" is 8,
+// "0b11" and "1_0" are numbers), refuses them where it wants an integer
+// (math.ldexp), and read a numeral of 200 MB for a second without polling
+// the call's limits. Arguments past n are left alone, unread, as Lua's
+// functions leave them (math.floor(1.5, "x") is 1).
+func numberArgs(fn lua.LGFunction, n int) lua.LGFunction {
 	return func(L *lua.LState) int {
-		for i := 1; i <= L.GetTop(); i++ {
+		top := L.GetTop()
+		if n >= 0 && n < top {
+			top = n
+		}
+		for i := 1; i <= top; i++ {
 			if s, ok := L.Get(i).(lua.LString); ok {
 				f, ok := readNumeral(L, string(s))
 				if !ok {
@@ -542,6 +548,42 @@ func numberArgs(fn lua.LGFunction) lua.LGFunction {
 		}
 		return fn(L)
 	}
+}
+
+// mathArity is how many arguments each math function reads (-1: all);
+// the rest read one.
+var mathArity = map[string]int{"atan2": 2, "fmod": 2, "ldexp": 2, "mod": 2, "pow": 2, "max": -1, "min": -1}
+
+// Lua 5.1's math functions where gopher-lua's compute something else.
+var mathFixes = map[string]lua.LGFunction{
+	// math.mod is Lua 5.1's old name of fmod (C's fmod: the sign of the
+	// dividend); gopher-lua's was the % operator (floored).
+	"mod": func(L *lua.LState) int {
+		L.Push(lua.LNumber(math.Mod(float64(L.CheckNumber(1)), float64(L.CheckNumber(2)))))
+		return 1
+	},
+	// C's modf: the fraction of +-inf is +-0 (Go's math.Modf gives NaN).
+	"modf": func(L *lua.LState) int {
+		x := float64(L.CheckNumber(1))
+		ip, fp := math.Modf(x)
+		if math.IsInf(x, 0) {
+			fp = math.Copysign(0, x)
+		}
+		L.Push(lua.LNumber(ip))
+		L.Push(lua.LNumber(fp))
+		return 2
+	},
+	// x / (pi/180) and x * (pi/180), as lua5.1 computes them (gopher-lua's
+	// x * pi / 180 overflowed for math.rad(1e308) and differed in the last
+	// bit).
+	"deg": func(L *lua.LState) int {
+		L.Push(lua.LNumber(float64(L.CheckNumber(1)) / (math.Pi / 180)))
+		return 1
+	},
+	"rad": func(L *lua.LState) int {
+		L.Push(lua.LNumber(float64(L.CheckNumber(1)) * (math.Pi / 180)))
+		return 1
+	},
 }
 
 // baseSelect is select(n, ...): n is "#" (or, as Lua 5.1 reads it, any
