@@ -146,7 +146,7 @@ func (st *state) getMetatable(L *lua.LState) int {
 func baseSetMetatable(L *lua.LState) int {
 	t := L.CheckTable(1)
 	mt := L.Get(2)
-	if mt != lua.LNil {
+	if mt != lua.LNil || L.GetTop() < 2 { // setmetatable(t) is an error, as in Lua
 		if _, ok := mt.(*lua.LTable); !ok {
 			L.ArgError(2, "nil or table expected")
 		}
@@ -164,11 +164,11 @@ func baseSetMetatable(L *lua.LState) int {
 // (gopher-lua counted levels from the caller of error's caller, so
 // error(msg, 2) pointed at the function that raised, not at its caller).
 func baseError(L *lua.LState) int {
+	level := optInt(L, 2, 1) // read first, as Lua does: error(t, "x") is an argument error
 	obj := L.Get(1)
-	if s, ok := obj.(lua.LString); ok {
-		if level := optInt(L, 2, 1); level > 0 {
-			obj = lua.LString(where(L, level) + string(s))
-		}
+	if s, ok := luaString(obj); ok && level > 0 {
+		// A number becomes a string too (error(42) raises "42"), as in Lua.
+		obj = lua.LString(where(L, level) + s)
 	}
 	L.Error(obj, 0)
 	return 0
