@@ -389,6 +389,15 @@ func argString(L *lua.LState, n int) string {
 	return ""
 }
 
+// optString is luaL_optstring: argString, or def when the argument is
+// absent or nil.
+func optString(L *lua.LState, n int, def string) string {
+	if L.Get(n) == lua.LNil {
+		return def
+	}
+	return argString(L, n)
+}
+
 // luaString is v as a string where Lua converts: a string, or a number
 // written as Lua writes it (`..`, string arguments).
 func luaString(v lua.LValue) (string, bool) {

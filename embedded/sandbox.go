@@ -215,7 +215,7 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 	// load / loadstring: text only; the chunk runs in the sandbox.
 	L.SetGlobal("loadstring", L.NewFunction(func(L *lua.LState) int {
 		src := L.CheckString(1)
-		name := L.OptString(2, src)
+		name := optString(L, 2, src)
 		if fn := compile(L, []byte(src), sourceName(name)); fn != nil {
 			L.Push(fn)
 			return 1
@@ -233,8 +233,18 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 				L.Call(0, 1)
 				piece := L.Get(-1)
 				L.Pop(1)
-				s, ok := piece.(lua.LString)
-				if !ok || len(s) == 0 {
+				if piece == lua.LNil {
+					break
+				}
+				// A number is a piece too, as in Lua; anything else
+				// fails the load.
+				s, ok := luaString(piece)
+				if !ok {
+					L.Push(lua.LNil)
+					L.Push(lua.LString("reader function must return a string"))
+					return 2
+				}
+				if len(s) == 0 {
 					break
 				}
 				src = append(src, s...)
@@ -245,7 +255,7 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 		default:
 			L.ArgError(1, "string or function expected")
 		}
-		name := L.OptString(2, "=(load)")
+		name := optString(L, 2, "=(load)")
 		if fn := compile(L, src, sourceName(name)); fn != nil {
 			L.Push(fn)
 			return 1
