@@ -64,7 +64,9 @@ type memCount struct {
 func (st *state) installCollectGarbage() {
 	pause, stepmul := 200, 200
 	st.L.SetGlobal("collectgarbage", st.L.NewFunction(func(L *lua.LState) int {
-		switch opt := L.OptString(1, "collect"); opt {
+		opt := L.OptString(1, "collect")
+		arg := optInt(L, 2, 0) // a number if given, as in Lua
+		switch opt {
 		case "collect":
 			runtime.GC()
 			st.count.valid = false
@@ -79,11 +81,11 @@ func (st *state) installCollectGarbage() {
 			L.Push(lua.LNumber(0))
 		case "setpause":
 			old := pause
-			pause = optInt(L, 2, 0)
+			pause = arg
 			L.Push(lua.LNumber(old))
 		case "setstepmul":
 			old := stepmul
-			stepmul = optInt(L, 2, 0)
+			stepmul = arg
 			L.Push(lua.LNumber(old))
 		default:
 			L.ArgError(1, "invalid option '"+opt+"'")

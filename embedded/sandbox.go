@@ -172,7 +172,9 @@ func (st *state) applySandbox(allowed, readOnly, moduleRoots []string) {
 
 	st.installLoaders(guard, moduleGuard)
 	L.SetGlobal("collectgarbage", L.NewFunction(func(L *lua.LState) int {
-		switch opt := L.OptString(1, "collect"); opt {
+		opt := L.OptString(1, "collect")
+		optInt(L, 2, 0) // a number if given, as in Lua (collectgarbage("count", "x") raises)
+		switch opt {
 		case "count": // the VM's own memory, as trusted states count it
 			L.Push(st.memUsedKB(L))
 			return 1
@@ -181,7 +183,11 @@ func (st *state) applySandbox(allowed, readOnly, moduleRoots []string) {
 			// collection per call would let a script stall the host.
 			// The next count walks the state again.
 			st.count.valid = false
-			L.Push(lua.LNumber(0))
+			if opt == "step" {
+				L.Push(lua.LTrue) // the step finished a cycle, as the trusted one says
+			} else {
+				L.Push(lua.LNumber(0))
+			}
 			return 1
 		default:
 			L.ArgError(1, "option '"+opt+"' is not allowed in the sandbox (only count, collect, step)")
