@@ -460,7 +460,7 @@ func baseToNumber(L *lua.LState) int {
 		L.Push(lua.LNil)
 		return 1
 	}
-	if neg {
+	if neg && f != 0 { // "-0" is 0: Lua reads an integer (strtoul), which has no -0
 		f = -f
 	}
 	L.Push(lua.LNumber(f))
