@@ -563,6 +563,15 @@ func numberArgs(fn lua.LGFunction, n int) lua.LGFunction {
 // the rest read one.
 var mathArity = map[string]int{"atan2": 2, "fmod": 2, "ldexp": 2, "mod": 2, "pow": 2, "max": -1, "min": -1}
 
+// logNormal is log(x) for a logarithm log and its log(2), ln2: a subnormal
+// x is multiplied by 2^54 first and 54 log(2) taken off.
+func logNormal(x float64, log func(float64) float64, ln2 float64) float64 {
+	if x > 0 && x < 0x1p-1022 {
+		return log(x*0x1p54) - 54*ln2
+	}
+	return log(x)
+}
+
 // Lua 5.1's math functions where gopher-lua's compute something else.
 var mathFixes = map[string]lua.LGFunction{
 	// math.mod is Lua 5.1's old name of fmod (C's fmod: the sign of the
@@ -581,6 +590,17 @@ var mathFixes = map[string]lua.LGFunction{
 		L.Push(lua.LNumber(ip))
 		L.Push(lua.LNumber(fp))
 		return 2
+	},
+	// Go's math.Log (the amd64 assembly) is wrong for subnormal numbers:
+	// math.log(1e-310) was -709.09 (glibc: -713.80), math.log10(1e-310)
+	// -307.95 (-310). They are scaled into the normal range first.
+	"log": func(L *lua.LState) int {
+		L.Push(lua.LNumber(logNormal(float64(L.CheckNumber(1)), math.Log, math.Ln2)))
+		return 1
+	},
+	"log10": func(L *lua.LState) int {
+		L.Push(lua.LNumber(logNormal(float64(L.CheckNumber(1)), math.Log10, math.Ln2/math.Ln10)))
+		return 1
 	},
 	// x / (pi/180) and x * (pi/180), as lua5.1 computes them (gopher-lua's
 	// x * pi / 180 overflowed for math.rad(1e308) and differed in the last
