@@ -602,6 +602,20 @@ var mathFixes = map[string]lua.LGFunction{
 		L.Push(lua.LNumber(logNormal(float64(L.CheckNumber(1)), math.Log10, math.Ln2/math.Ln10)))
 		return 1
 	},
+	// math.Pow takes math.Log of the base for a fractional exponent, so
+	// it is wrong for a subnormal base too: math.pow(2^-1074, -0.25) was
+	// 9.7e+76 (glibc: 6.7e+80).
+	"pow": func(L *lua.LState) int {
+		x, y := float64(L.CheckNumber(1)), float64(L.CheckNumber(2))
+		if a := math.Abs(x); a > 0 && a < 0x1p-1022 && y != math.Trunc(y) && !math.IsInf(y, 0) {
+			// x^y = (x 2^54)^y 2^(-54y); where the first part overflows
+			// or underflows, so does the result.
+			L.Push(lua.LNumber(math.Pow(x*0x1p54, y) * math.Exp2(-54*y)))
+			return 1
+		}
+		L.Push(lua.LNumber(math.Pow(x, y)))
+		return 1
+	},
 	// x / (pi/180) and x * (pi/180), as lua5.1 computes them (gopher-lua's
 	// x * pi / 180 overflowed for math.rad(1e308) and differed in the last
 	// bit).
