@@ -616,6 +616,17 @@ var mathFixes = map[string]lua.LGFunction{
 		L.Push(lua.LNumber(math.Pow(x, y)))
 		return 1
 	},
+	// Go's math.Atan2 picks the quadrant from atan(y/x), which is +0
+	// when y/x underflows: math.atan2(-1e-310, -1e308) was pi, not -pi.
+	"atan2": func(L *lua.LState) int {
+		y, x := float64(L.CheckNumber(1)), float64(L.CheckNumber(2))
+		r := math.Atan2(y, x)
+		if x < 0 && y < 0 && r > 0 {
+			r = -r
+		}
+		L.Push(lua.LNumber(r))
+		return 1
+	},
 	// x / (pi/180) and x * (pi/180), as lua5.1 computes them (gopher-lua's
 	// x * pi / 180 overflowed for math.rad(1e308) and differed in the last
 	// bit).
