@@ -401,7 +401,7 @@ func fzPool(r *rand.Rand, p byte) fzVal {
 	case 'n', 'i', 'I':
 		pool = append(fzNumbers, fzNumerals...)
 	case 'x':
-		pool = append(append(fzNumbers, fzNumerals...), fzNumbers...)
+		pool = append(append(append(fzNumbers, fzNumerals...), fzNumbers...), fzStrings...)
 	case 's':
 		pool = append(append(fzStrings, fzNumerals...), fzNumbers...)
 	case 't':
@@ -593,6 +593,9 @@ func fzSkip(f fzFunc, params []byte, args []fzVal) string {
 		s, _ := luaString51(arg(0))
 		if b, ok := fzAsNumber(arg(1)); ok && b != 10 && (strings.Contains(s, "-") && s != "-0" || strings.Contains(strings.ToLower(s), "x") || strings.Contains(s, "nan")) {
 			return "lua5.1's strtoul negates modulo 2^64 and takes a 0x prefix (sdStrtoul, sdToNumHex)"
+		}
+		if b, ok := fzAsNumber(arg(1)); ok && b != 10 && len(strings.TrimSpace(s)) > 12 {
+			return "lua5.1's strtoul saturates at 2^64-1 (sdStrtoul)"
 		}
 	case "table.sort":
 		if k := arg(1).kind; (k == 'f' || k == 'F') && !slices.ContainsFunc(fzComparators, func(v fzVal) bool { return v.src == arg(1).src }) {
