@@ -7,7 +7,7 @@ PYTHON  ?= python3
 VENV    ?= .venv
 PKG     := python/pylua_bioxen_vm_lib
 LIB     := $(PKG)/libbioxen.so
-GOFILES := $(shell find core embedded luaproc capi xapi sshsession packages xcpng -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.lua' 2>/dev/null) include/bioxen.h go.mod go.sum
+GOFILES := $(shell find core embedded luaproc capi xapi sshsession packages xcpng third_party -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.lua' 2>/dev/null) include/bioxen.h go.mod go.sum
 VALGRIND := valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	--show-leak-kinds=definite --suppressions=tests/c/go-runtime.supp --quiet
 

@@ -9,3 +9,5 @@ require (
 )
 
 require golang.org/x/sys v0.50.0
+
+replace github.com/yuin/gopher-lua => ./third_party/gopher-lua
