@@ -118,15 +118,20 @@ func (tb *LTable) Insert(i int, value LValue) {
 
 // MaxN returns a maximum number key that nil value does not exist before it.
 func (tb *LTable) MaxN() int {
-	if tb.array == nil {
-		return 0
-	}
+	n := 0
 	for i := len(tb.array) - 1; i >= 0; i-- {
 		if tb.array[i] != LNil {
-			return i + 1
+			n = i + 1
+			break
 		}
 	}
-	return 0
+	// bioxen: integer keys past the array part are in the hash part
+	for k, v := range tb.dict {
+		if kn, ok := k.(LNumber); ok && v != LNil && isArrayKey(kn) && int(kn) > n {
+			n = int(kn)
+		}
+	}
+	return n
 }
 
 // Remove removes from this table the element at a given position.
@@ -162,22 +167,7 @@ func (tb *LTable) RawSet(key LValue, value LValue) {
 	switch v := key.(type) {
 	case LNumber:
 		if isArrayKey(v) {
-			if tb.array == nil {
-				tb.array = make([]LValue, 0, defaultArrayCap)
-			}
-			index := int(v) - 1
-			alen := len(tb.array)
-			switch {
-			case index == alen:
-				tb.array = append(tb.array, value)
-			case index > alen:
-				for i := 0; i < (index - alen); i++ {
-					tb.array = append(tb.array, LNil)
-				}
-				tb.array = append(tb.array, value)
-			case index < alen:
-				tb.array[index] = value
-			}
+			tb.RawSetInt(int(v), value) // bioxen: one place for array keys
 			return
 		}
 	case LString:
@@ -200,16 +190,57 @@ func (tb *LTable) RawSetInt(key int, value LValue) {
 	index := key - 1
 	alen := len(tb.array)
 	switch {
-	case index == alen:
-		tb.array = append(tb.array, value)
-	case index > alen:
-		for i := 0; i < (index - alen); i++ {
-			tb.array = append(tb.array, LNil)
-		}
-		tb.array = append(tb.array, value)
 	case index < alen:
 		tb.array[index] = value
+	case value == LNil:
+		// bioxen: nothing is stored past the array part's end (upstream
+		// appended the nil, and filled a hole up to it).
+		if tb.dict != nil {
+			tb.RawSetH(LNumber(key), LNil)
+		}
+	case index > alen+alen+arrayHole:
+		// bioxen: a key far past the array part's end goes to the hash
+		// part, as in Lua. Upstream filled the array part up to it: a
+		// single store to t[2^26 - 1] took 15 s and 3 GB, which no limit
+		// could stop.
+		tb.RawSetH(LNumber(key), value)
+	default:
+		// bioxen: the array part grows to the key (at most doubling),
+		// taking over the keys of the hash part it now covers.
+		if index > alen {
+			for k := alen + 1; k < key; k++ {
+				tb.array = append(tb.array, tb.takeH(k))
+			}
+			tb.takeH(key)
+		}
+		tb.array = append(tb.array, value)
+		for tb.dict != nil && len(tb.dict) > 0 {
+			v := tb.takeH(len(tb.array) + 1)
+			if v == LNil {
+				break
+			}
+			tb.array = append(tb.array, v)
+		}
 	}
+}
+
+// arrayHole is how far past twice its length a store may grow the array
+// part (bioxen).
+const arrayHole = 64
+
+// takeH removes integer key k from the hash part and returns its value, or
+// LNil (bioxen).
+func (tb *LTable) takeH(k int) LValue {
+	if tb.dict == nil {
+		return LNil
+	}
+	key := LNumber(k)
+	v, ok := tb.dict[key]
+	if !ok {
+		return LNil
+	}
+	tb.RawSetH(key, LNil)
+	return v
 }
 
 // RawSetString sets a given LValue to a given string index without the __newindex metamethod.
@@ -266,14 +297,11 @@ func (tb *LTable) RawGet(key LValue) LValue {
 	switch v := key.(type) {
 	case LNumber:
 		if isArrayKey(v) {
-			if tb.array == nil {
-				return LNil
-			}
 			index := int(v) - 1
-			if index >= len(tb.array) {
-				return LNil
+			if index < len(tb.array) {
+				return tb.array[index]
 			}
-			return tb.array[index]
+			// bioxen: past the array part, an integer key is in the hash part
 		}
 	case LString:
 		if tb.strdict == nil {
@@ -295,11 +323,15 @@ func (tb *LTable) RawGet(key LValue) LValue {
 
 // RawGetInt returns an LValue at position `key` without __index metamethod.
 func (tb *LTable) RawGetInt(key int) LValue {
-	if tb.array == nil {
-		return LNil
-	}
 	index := int(key) - 1
 	if index >= len(tb.array) || index < 0 {
+		// bioxen: past the array part, an integer key is in the hash part
+		if tb.dict == nil || index < 0 {
+			return LNil
+		}
+		if v, ok := tb.dict[LNumber(key)]; ok {
+			return v
+		}
 		return LNil
 	}
 	return tb.array[index]
@@ -379,7 +411,7 @@ func (tb *LTable) Next(key LValue) (LValue, LValue) {
 					}
 				}
 			}
-			if tb.array == nil || index == len(tb.array) {
+			if index == len(tb.array) { // bioxen: not for an integer key of the hash part
 				if (tb.dict == nil || len(tb.dict) == 0) && (tb.strdict == nil || len(tb.strdict) == 0) {
 					return LNil, LNil
 				}
