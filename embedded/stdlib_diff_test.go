@@ -1253,6 +1253,25 @@ const (
 // (the chunk names differ: a file for lua5.1, "input" for the engine).
 var stdlibErrPrefix = regexp.MustCompile(`(\[string "[^"]*"\]|/[^ :"]*|input):\d+: `)
 
+// runStdlibCases runs each of cases (an expression list) as T(i, function()
+// return <case> end) under stdlibHarness and extra, in lua5.1 (luaBin) and
+// in the embedded engine (trusted or sandboxed), and returns both outputs,
+// a line per case. Both run in this process's time zone (os.time of a date
+// table is local time); the C locale is what gopher-lua implements.
+func runStdlibCases(t *testing.T, luaBin, extra string, cases []string, trusted bool) (want, got []string) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString(stdlibHarness)
+	b.WriteString(extra)
+	for i, c := range cases {
+		fmt.Fprintf(&b, "T(%d, function() return %s\nend)\n", i, c)
+	}
+	script := b.String()
+	want = parseStdlibOutput(t, "lua5.1", runLuaFile(t, luaBin, script), len(cases))
+	got = parseStdlibOutput(t, "embedded", runEmbeddedScript(t, script, trusted), len(cases))
+	return want, got
+}
+
 func parseStdlibOutput(t *testing.T, who string, out []byte, n int) []string {
 	t.Helper()
 	res := make([]string, n)
@@ -1290,23 +1309,9 @@ func TestStdlibDiff(t *testing.T) {
 			t.Errorf("stdlibKnownDiffs names %q, which is not a case", k)
 		}
 	}
-	var b strings.Builder
-	b.WriteString(stdlibHarness)
-	for i, c := range cases {
-		fmt.Fprintf(&b, "T(%d, function() return %s\nend)\n", i, c)
-	}
-	script := b.String()
-
-	// Both run in this process's time zone (os.time of a date table is
-	// local time); the C locale is what gopher-lua implements.
-	wantOut := runLuaFile(t, luaBin, script)
-
 	// Trusted: the sandbox drops a few globals (getfenv, newproxy,
 	// string.dump ...) on purpose; the library itself is the same.
-	gotOut := runEmbeddedScript(t, script, true)
-
-	want := parseStdlibOutput(t, "lua5.1", wantOut, len(cases))
-	got := parseStdlibOutput(t, "embedded", gotOut, len(cases))
+	want, got := runStdlibCases(t, luaBin, "", cases, true)
 	var msgDiffs []string
 	bad := 0
 	for i, c := range cases {

@@ -1,7 +1,6 @@
 package embedded
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -54,17 +53,7 @@ func TestStdlibFuzz(t *testing.T) {
 			t.Errorf("%s: only %d calls generated (want %d or more)", f.name, counts[f.name], want)
 		}
 	}
-	var b strings.Builder
-	b.WriteString(stdlibHarness)
-	b.WriteString(fuzzHarness)
-	for i, c := range cases {
-		fmt.Fprintf(&b, "T(%d, function() return %s\nend)\n", i, c)
-	}
-	script := b.String()
-	wantOut := runLuaFile(t, luaBin, script)
-	gotOut := runEmbeddedScript(t, script, false)
-	want := parseStdlibOutput(t, "lua5.1", wantOut, len(cases))
-	got := parseStdlibOutput(t, "embedded", gotOut, len(cases))
+	want, got := runStdlibCases(t, luaBin, fuzzHarness, cases, false)
 	bad := 0
 	for i, c := range cases {
 		w, g := fzNormalize(want[i]), fzNormalize(got[i])
