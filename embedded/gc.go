@@ -76,6 +76,9 @@ func (t *gcTuner) tune() {
 	if t.sample[0].Value.Kind() == metrics.KindUint64 {
 		live = t.sample[0].Value.Uint64()
 	}
+	// (Under 4 MiB of live heap, Go's own minimum, 4 MB times GOGC/100,
+	// is larger: the first collections wait for ~257 MB. Clamping live
+	// at 4 MiB instead, for ~65 MB, cost 2 threads 1.66x -> 1.53x.)
 	if live < 1<<20 {
 		live = 1 << 20
 	}
