@@ -586,6 +586,7 @@ func inPieces(L *lua.LState, n int, fn func(start, end int)) {
 // workTicker polls the call's limits (deadline, CPU, memory) for a long Go
 // builtin once per pollWork of the work it reports, and raises the stop as
 // a Lua error. The zero work of small calls costs an add and a compare.
+// With L nil (no call: numerals in source code) it never polls.
 type workTicker struct {
 	L    *lua.LState
 	work int
@@ -600,6 +601,9 @@ func (t *workTicker) add(n int) {
 
 func (t *workTicker) poll() {
 	t.work = 0
+	if t.L == nil {
+		return
+	}
 	if err := pollLimits(t.L); err != nil {
 		t.L.RaiseError("%s", err)
 	}

@@ -87,8 +87,8 @@ func str2number(s string) (float64, bool) { return readNumeral(nil, s) }
 // With L nil it does not poll: numerals in source code are bounded by
 // the source limit.
 func readNumeral(L *lua.LState, s string) (float64, bool) {
-	tk := numTicker{workTicker: workTicker{L: L}}
-	s = tk.trim(s)
+	tk := workTicker{L: L}
+	s = trimPolled(s, &tk)
 	neg := false
 	if s != "" && (s[0] == '-' || s[0] == '+') {
 		neg = s[0] == '-'
@@ -107,32 +107,16 @@ func readNumeral(L *lua.LState, s string) (float64, bool) {
 	return f, ok
 }
 
-// numTicker polls a call's limits once per pollBytes bytes of a numeral
-// (never when it has no call).
-type numTicker struct {
-	workTicker
-	n int
-}
-
-// step counts one byte read.
-func (t *numTicker) step() {
-	if t.n++; t.n == pollBytes {
-		t.n = 0
-		if t.L != nil {
-			t.poll()
-		}
-	}
-}
-
-// trim is strings.Trim(s, luaSpace), one step per space.
-func (t *numTicker) trim(s string) string {
+// trimPolled is strings.Trim(s, luaSpace), counting a byte of work per
+// space.
+func trimPolled(s string, tk *workTicker) string {
 	for s != "" && strings.IndexByte(luaSpace, s[0]) >= 0 {
 		s = s[1:]
-		t.step()
+		tk.add(1)
 	}
 	for s != "" && strings.IndexByte(luaSpace, s[len(s)-1]) >= 0 {
 		s = s[:len(s)-1]
-		t.step()
+		tk.add(1)
 	}
 	return s
 }
@@ -140,12 +124,12 @@ func (t *numTicker) trim(s string) string {
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // decNumber reads digits [. digits] [e [sign] digits] (no sign).
-func decNumber(s string, tk *numTicker) (float64, bool) {
+func decNumber(s string, tk *workTicker) (float64, bool) {
 	i, digits, point := 0, 0, -1
 	for i < len(s) && isDigit(s[i]) {
 		i++
 		digits++
-		tk.step()
+		tk.add(1)
 	}
 	if i < len(s) && s[i] == '.' {
 		point = i
@@ -153,7 +137,7 @@ func decNumber(s string, tk *numTicker) (float64, bool) {
 		for i < len(s) && isDigit(s[i]) {
 			i++
 			digits++
-			tk.step()
+			tk.add(1)
 		}
 	}
 	if digits == 0 {
@@ -168,7 +152,7 @@ func decNumber(s string, tk *numTicker) (float64, bool) {
 		start := i
 		for i < len(s) && isDigit(s[i]) {
 			i++
-			tk.step()
+			tk.add(1)
 		}
 		if i == start {
 			return 0, false
@@ -205,7 +189,7 @@ const sigDigits = 780
 // of its digits and point, point: the point's index or -1) as
 // "0.<digits>e<exponent>" with at most sigDigits+1 significant digits and
 // the same value once rounded to a double.
-func shortNumeral(s string, mantissa, point int, tk *numTicker) string {
+func shortNumeral(s string, mantissa, point int, tk *workTicker) string {
 	intDigits := mantissa
 	if point >= 0 {
 		intDigits = point
@@ -224,7 +208,7 @@ func shortNumeral(s string, mantissa, point int, tk *numTicker) string {
 	z := 0 // first nonzero digit
 	for z < n && digit(z) == '0' {
 		z++
-		tk.step()
+		tk.add(1)
 	}
 	if z == n {
 		return "0"
@@ -240,7 +224,7 @@ func shortNumeral(s string, mantissa, point int, tk *numTicker) string {
 			b.WriteByte('1') // sticky: the dropped digits are not all zero
 			break
 		}
-		tk.step()
+		tk.add(1)
 	}
 	// 0.d1d2... times 10^(intDigits-z), times 10^e.
 	exp := intDigits - z
@@ -253,7 +237,7 @@ func shortNumeral(s string, mantissa, point int, tk *numTicker) string {
 			k++
 		}
 		for ; k < len(s); k++ {
-			tk.step()
+			tk.add(1)
 			if e < 1e9 {
 				e = e*10 + int(s[k]-'0')
 			}
@@ -268,12 +252,12 @@ func shortNumeral(s string, mantissa, point int, tk *numTicker) string {
 }
 
 // hexNumber reads hexdigits [. hexdigits] [p [sign] digits] (after "0x").
-func hexNumber(s string, tk *numTicker) (float64, bool) {
+func hexNumber(s string, tk *workTicker) (float64, bool) {
 	var m float64
 	exp, digits, i := 0, 0, 0
 	frac := false
 	for ; i < len(s); i++ {
-		tk.step()
+		tk.add(1)
 		c := s[i]
 		if c == '.' && !frac {
 			frac = true
@@ -307,7 +291,7 @@ func hexNumber(s string, tk *numTicker) (float64, bool) {
 				e = e*10 + int(s[i]-'0')
 			}
 			i++
-			tk.step()
+			tk.add(1)
 		}
 		if i == start {
 			return 0, false
@@ -440,15 +424,15 @@ func baseToNumber(L *lua.LState) int {
 	if base < 2 || base > 36 {
 		L.ArgError(2, "base out of range")
 	}
-	tk := numTicker{workTicker: workTicker{L: L}}
-	s := tk.trim(argString(L, 1))
+	tk := workTicker{L: L}
+	s := trimPolled(argString(L, 1), &tk)
 	neg := false
 	if s != "" && (s[0] == '-' || s[0] == '+') {
 		neg, s = s[0] == '-', s[1:]
 	}
 	var f float64
 	for i := 0; i < len(s); i++ {
-		tk.step()
+		tk.add(1)
 		d := digitValue(s[i])
 		if d >= base {
 			L.Push(lua.LNil)
