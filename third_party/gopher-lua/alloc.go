@@ -1,6 +1,7 @@
 package lua
 
 import (
+	"math"
 	"reflect"
 	"unsafe"
 )
@@ -11,17 +12,46 @@ type iface struct {
 	word unsafe.Pointer
 }
 
-const preloadLimit LNumber = 128
+// bioxen: the integers in [smallNumberMin, smallNumberMax) are boxed once,
+// in a static array, rather than per result (upstream: 0..127). Loop
+// counters, indexes, counts and scores mostly lie in that range, and a
+// result boxed in an allocator page keeps its page alive. The array costs
+// 532 KiB per process.
+const (
+	smallNumberMin = -1024
+	smallNumberMax = 1 << 16
+)
 
 var _fv float64
 var _uv uintptr
 
-var preloads [int(preloadLimit)]LValue
+var smallNumbers [smallNumberMax - smallNumberMin]float64
+
+// numberItab is the interface table of an LNumber held in an LValue.
+var numberItab unsafe.Pointer
 
 func init() {
-	for i := 0; i < int(preloadLimit); i++ {
-		preloads[i] = LNumber(i)
+	for i := range smallNumbers {
+		smallNumbers[i] = float64(i + smallNumberMin)
 	}
+	var v LValue = LNumber(0)
+	numberItab = (*iface)(unsafe.Pointer(&v)).itab
+}
+
+// smallNumber returns the shared boxed value of v when v is an integer in
+// the static range; -0 is not one (its sign shows in 1/v).
+func smallNumber(v LNumber) (LValue, bool) {
+	if v < smallNumberMin || v >= smallNumberMax {
+		return nil, false // also NaN
+	}
+	i := int64(v)
+	if float64(i) != float64(v) || i == 0 && math.Signbit(float64(v)) {
+		return nil, false
+	}
+	var lv LValue
+	p := (*iface)(unsafe.Pointer(&lv))
+	p.itab, p.word = numberItab, unsafe.Pointer(&smallNumbers[i-smallNumberMin])
+	return lv, true
 }
 
 // allocator is a fast bulk memory allocator for the LValue.
@@ -56,8 +86,8 @@ func newAllocator(size int) *allocator {
 // as a whole can be gc-ed.
 func (al *allocator) LNumber2I(v LNumber) LValue {
 	// first check for shared preloaded numbers
-	if v >= 0 && v < preloadLimit && float64(v) == float64(int64(v)) {
-		return preloads[int(v)]
+	if lv, ok := smallNumber(v); ok {
+		return lv
 	}
 
 	// check if we need a new alloc page
