@@ -214,7 +214,9 @@ func (w *memWalk) push(v lua.LValue) {
 // walk: its page, exactly, or for a number Go boxed (a builtin's result, 8
 // bytes of a 16-byte block) the block around it, which over-counts only
 // numbers kept sparsely among other small strings and numbers (by up to
-// 8x; 1.1-2x for numbers parsed from text, in TestMemoryEstimate).
+// 8x; 1.1-2x for numbers parsed from text, in TestMemoryEstimate). The
+// small integers gopher-lua boxes once, in a static array, are charged
+// the same way: at most the array's 532 KiB, for a VM holding all of them.
 const (
 	numberPage  = 16
 	numberBlock = 8 * numberPage
