@@ -2275,11 +2275,27 @@ func opArith(L *LState, inst uint32, baseframe *callFrame) int { //OP_ADD, OP_SU
 }
 
 func luaModulo(lhs, rhs LNumber) LNumber {
+	// bioxen: integer operands (the common case) are taken modulo in
+	// int64, which is exact for them, as math.Mod is, and several times
+	// faster. A zero result is +0, as in Lua 5.1 (a - floor(a/b)*b):
+	// math.Mod gives -0 for a negative lhs (-6 % 3).
+	const exact = 1 << 53
+	if a, b := int64(lhs), int64(rhs); LNumber(a) == lhs && LNumber(b) == rhs && b != 0 &&
+		a > -exact && a < exact && b > -exact && b < exact {
+		r := a % b
+		if r != 0 && (r^b) < 0 {
+			r += b
+		}
+		return LNumber(r)
+	}
 	flhs := float64(lhs)
 	frhs := float64(rhs)
 	v := math.Mod(flhs, frhs)
 	if frhs > 0 && v < 0 || frhs < 0 && v > 0 {
 		v += frhs
+	}
+	if v == 0 {
+		v = 0 // +0, not -0
 	}
 	return LNumber(v)
 }
