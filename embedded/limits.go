@@ -75,6 +75,7 @@ type callCtx struct {
 	walkCost   time.Duration // how long it took
 	walkAfter  time.Time     // a walk is due but held back until then (see check)
 	walkTime   time.Duration // time spent walking, for the tests
+	walkMax    time.Duration // the longest walk, for the tests
 	maxSource  int           // the largest chunk load and its kin compile
 	stopParent func() bool
 }
@@ -306,6 +307,7 @@ func (c *callCtx) check() {
 			c.walkAt = time.Now()
 			c.walkCost = c.walkAt.Sub(start)
 			c.walkTime += c.walkCost
+			c.walkMax = max(c.walkMax, c.walkCost)
 			// The next walk once the process allocated half of the room
 			// left, and at least 1/16 of the limit (a walk costs time in
 			// proportion to what the state holds).

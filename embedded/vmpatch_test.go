@@ -1,6 +1,11 @@
 package embedded
 
 import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
 	"testing"
 
 	"libbioxen/core"
@@ -61,5 +66,69 @@ func TestSmallIntegersAreNotBoxed(t *testing.T) {
 		if got, _ := execCounted(t, vm, c.code); got != c.want {
 			t.Errorf("%s: got %s, want %s", c.code, got, c.want)
 		}
+	}
+}
+
+// TestModuloMatchesFmod: `%` on integers takes a fast path in int64
+// (math.Mod took a quarter of a counting loop's time); it must give what
+// the float path gives (fmod, then the divisor's sign), for integers up
+// to 2^53 of both signs, fractions, zeros, infinities and NaN. A zero
+// result is +0, as in Lua 5.1: math.Mod made -6 % 3 -0.
+func TestModuloMatchesFmod(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 3))
+	pick := func() float64 {
+		switch rng.IntN(8) {
+		case 0:
+			return float64(rng.IntN(101) - 50)
+		case 1:
+			return float64(rng.Int64N(1<<54) - 1<<53)
+		case 2:
+			return float64(1<<53-rng.IntN(3)) * float64(1-2*rng.IntN(2))
+		case 3:
+			return (rng.Float64() - 0.5) * 1e6
+		case 4:
+			return []float64{0, math.Copysign(0, -1), math.Inf(1), math.Inf(-1), math.NaN(), 0.5, -0.25}[rng.IntN(7)]
+		default:
+			return float64(rng.IntN(2000001) - 1000000)
+		}
+	}
+	lit := func(x float64) string {
+		switch {
+		case math.IsNaN(x):
+			return "0/0"
+		case math.IsInf(x, 1):
+			return "1/0"
+		case math.IsInf(x, -1):
+			return "-1/0"
+		case x == 0 && math.Signbit(x):
+			return "-z"
+		}
+		return strconv.FormatFloat(x, 'g', 17, 64)
+	}
+	ref := func(a, b float64) float64 {
+		v := math.Mod(a, b)
+		if b > 0 && v < 0 || b < 0 && v > 0 {
+			v += b
+		}
+		if v == 0 {
+			v = 0
+		}
+		return v
+	}
+	var code strings.Builder
+	code.WriteString("local z = 0 local bad, n = {}, 0\nlocal function check(a, b, e)\n" +
+		"  n = n + 1\n  local r = a % b\n" +
+		"  if not (r == e and (r ~= 0 or 1 / r > 0) or r ~= r and e ~= e) then bad[#bad + 1] = string.format('%.17g %% %.17g = %.17g, want %.17g', a, b, r, e) end\nend\n")
+	for i := 0; i < 4000; i++ {
+		a, b := pick(), pick()
+		fmt.Fprintf(&code, "check(%s, %s, %s)\n", lit(a), lit(b), lit(ref(a, b)))
+	}
+	// Constant folding takes the same path.
+	code.WriteString("check(-6, 3, 0) n = n + 1 if 1 / (-6 % 3) < 0 then bad[#bad + 1] = 'folded -6 % 3 is -0' end\n")
+	code.WriteString("return n, #bad, bad[1], bad[2]")
+	vm := openVM(t, core.Options{})
+	_, vals := execValues(t, vm, code.String())
+	if len(vals) < 2 || vals[0] != int64(4002) || vals[1] != int64(0) {
+		t.Fatalf("got %v", vals)
 	}
 }
