@@ -96,6 +96,9 @@ func TestSparseIntegerKeys(t *testing.T) {
 		{`local t = {} t[5000] = 5 rawset(t, 4000, 4) return rawget(t, 5000), rawget(t, 4000), #t`, `[5,4,0]`},
 		{`local t = {} t[200] = 2 t[100] = 1 local k, v = next(t) local k2 = next(t, k) return k + k2, next(t, k2)`, `[300,null]`},
 		{`local t = {1, 2, nil} return #t`, `[2]`},
+		// table.insert(t, v) takes over t[#t + 2] from the hash part (it
+		// left it there: #t was 65, and t[66] was stored twice).
+		{`local t = {[66] = 66} for i = 1, 64 do t[i] = i end table.insert(t, 65) local n = #t table.insert(t, "x") local c = 0 for k in pairs(t) do c = c + 1 if c > 1000 then break end end return n, c, t[66]`, `[66,67,66]`},
 		{`local t = {} for i = 1, 64 do t[i] = i end t[200] = 200 for i = 65, 199 do t[i] = i end return #t, table.concat(t, ",", 198)`, `[200,"198,199,200"]`},
 	}
 	for _, c := range cases {

@@ -89,7 +89,12 @@ func (tb *LTable) Append(value LValue) {
 		tb.array = make([]LValue, 0, defaultArrayCap)
 	}
 	if len(tb.array) == 0 || tb.array[len(tb.array)-1] != LNil {
-		tb.array = append(tb.array, value)
+		// bioxen: as a store to t[#t + 1], which takes over the keys of
+		// the hash part the grown array part covers (appending left the
+		// hash part's t[#t + 2] there: #t was no longer a border, and
+		// the next push stored that key twice, which next then visited
+		// again and again).
+		tb.RawSetInt(len(tb.array)+1, value)
 	} else {
 		// bioxen: at #t + 1 (Len), not after a scan of every trailing nil,
 		// which made pushes after pops quadratic.
