@@ -99,6 +99,11 @@ func TestSparseIntegerKeys(t *testing.T) {
 		// table.insert(t, v) takes over t[#t + 2] from the hash part (it
 		// left it there: #t was 65, and t[66] was stored twice).
 		{`local t = {[66] = 66} for i = 1, 64 do t[i] = i end table.insert(t, 65) local n = #t table.insert(t, "x") local c = 0 for k in pairs(t) do c = c + 1 if c > 1000 then break end end return n, c, t[66]`, `[66,67,66]`},
+		// An assignment to an existing key of the hash part keeps it there
+		// (it grew the array part over it, and the traversal visited "x"
+		// twice).
+		{`local t = {x = 1} t[100] = 1 t.y = 2 for i = 1, 50 do t[i] = i end local c = 0 for k, v in pairs(t) do c = c + 1 t[k] = v end return c`, `[53]`},
+		{`local t = {} t[100] = 1 for i = 1, 50 do t[i] = i end t[100] = 2 t[51] = 51 local c = 0 for k, v in pairs(t) do c = c + 1 end return c, t[100]`, `[52,2]`},
 		{`local t = {} for i = 1, 64 do t[i] = i end t[200] = 200 for i = 65, 199 do t[i] = i end return #t, table.concat(t, ",", 198)`, `[200,"198,199,200"]`},
 	}
 	for _, c := range cases {

@@ -209,6 +209,12 @@ func (tb *LTable) RawSetInt(key int, value LValue) {
 		// single store to t[2^26 - 1] took 15 s and 3 GB, which no limit
 		// could stop.
 		tb.RawSetH(LNumber(key), value)
+	case index > alen && tb.dict != nil && tb.dict[LNumber(key)] != nil:
+		// bioxen: a key the hash part holds stays there: assigning to an
+		// existing field must not move keys, as next, in a traversal
+		// that changes or clears fields (which Lua allows), would then
+		// visit keys twice or miss them.
+		tb.dict[LNumber(key)] = value
 	default:
 		// bioxen: the array part grows to the key (at most doubling),
 		// taking over the keys of the hash part it now covers.
