@@ -104,6 +104,7 @@ func TestSparseIntegerKeys(t *testing.T) {
 		// twice).
 		{`local t = {x = 1} t[100] = 1 t.y = 2 for i = 1, 50 do t[i] = i end local c = 0 for k, v in pairs(t) do c = c + 1 t[k] = v end return c`, `[53]`},
 		{`local t = {} t[100] = 1 for i = 1, 50 do t[i] = i end t[100] = 2 t[51] = 51 local c = 0 for k, v in pairs(t) do c = c + 1 end return c, t[100]`, `[52,2]`},
+		{`return table.maxn({[2^26] = 1}), table.maxn({[2^53] = 1, [3] = 3})`, `[67108864,9007199254740992]`},
 		{`local t = {} for i = 1, 64 do t[i] = i end t[200] = 200 for i = 65, 199 do t[i] = i end return #t, table.concat(t, ",", 198)`, `[200,"198,199,200"]`},
 	}
 	for _, c := range cases {

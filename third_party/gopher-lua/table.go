@@ -130,9 +130,11 @@ func (tb *LTable) MaxN() int {
 			break
 		}
 	}
-	// bioxen: integer keys past the array part are in the hash part
+	// bioxen: integer keys past the array part are in the hash part, also
+	// those of 2^26 (MaxArrayIndex) and more, which isArrayKey leaves out
+	// (table.maxn({[2^26] = 1}) was 0; Lua 5.1: 2^26).
 	for k, v := range tb.dict {
-		if kn, ok := k.(LNumber); ok && v != LNil && isArrayKey(kn) && int(kn) > n {
+		if kn, ok := k.(LNumber); ok && v != LNil && kn > 0 && isInteger(kn) && int(kn) > n {
 			n = int(kn)
 		}
 	}
