@@ -417,16 +417,16 @@ func tableRemove(L *lua.LState) int {
 
 // tableSort is table.sort(t [, comp]) where an explicit nil comparator
 // means the default order (gopher-lua raised "function expected"). With a
-// comparator it is gopher-lua's sort (the comparator is Lua code, which
-// stops at the call's deadline); without, sortDefault.
+// comparator it is sortWithFunc (a comparator not a function is gopher-lua's
+// error); without, sortDefault.
 func tableSort(orig *lua.LFunction) lua.LGFunction {
 	return func(L *lua.LState) int {
 		if L.GetTop() >= 2 && L.Get(2) == lua.LNil {
 			L.SetTop(1)
 		}
 		if L.GetTop() >= 2 {
-			if fn, ok := L.Get(2).(*lua.LFunction); ok && fn.IsG {
-				sortWithBuiltin(L, L.CheckTable(1), fn)
+			if fn, ok := L.Get(2).(*lua.LFunction); ok {
+				sortWithFunc(L, L.CheckTable(1), fn)
 				return 0
 			}
 			return orig.GFunction(L)
@@ -436,15 +436,19 @@ func tableSort(orig *lua.LFunction) lua.LGFunction {
 	}
 }
 
-// sortWithBuiltin sorts t[1..#t] with a Go builtin as the comparator
-// (table.sort(t, math.max)). gopher-lua's sort runs no Lua instruction
-// then, so nothing polled the call's limits: 1,000,000 numbers ran 19 s
-// past a 1 s CPU budget. This one polls them every 4K comparisons, and
-// sorts a copy put in place in one step, as sortDefault does.
-func sortWithBuiltin(L *lua.LState, t *lua.LTable, less *lua.LFunction) {
+// sortWithFunc sorts t[1..#t] with a comparator function. gopher-lua's
+// sort sorted the whole array part, also the slots past #t: after
+// table.remove(t), a comparator got the nil left in the array part
+// ("attempt to compare nil"), and a sort with holes moved elements past
+// #t. With a Go builtin as the comparator (table.sort(t, math.max)) it ran
+// no Lua instruction, so nothing polled the call's limits: 1,000,000
+// numbers ran 19 s past a 1 s CPU budget. This one polls them every 4K
+// comparisons, and sorts a copy put in place in one step, as sortDefault
+// does.
+func sortWithFunc(L *lua.LState, t *lua.LTable, less *lua.LFunction) {
 	tick := limitTicker(L)
 	vals := arrayValues(t, t.Len(), tick)
-	sort.Sort(byBuiltin{L: L, vals: vals, less: less, tick: tick})
+	sort.Sort(byFunc{L: L, vals: vals, less: less, tick: tick})
 	replaceArray(t, vals)
 }
 
@@ -458,16 +462,16 @@ func arrayValues(t *lua.LTable, n int, tick func()) []lua.LValue {
 	return vals
 }
 
-type byBuiltin struct {
+type byFunc struct {
 	L    *lua.LState
 	vals []lua.LValue
 	less *lua.LFunction
 	tick func()
 }
 
-func (b byBuiltin) Len() int      { return len(b.vals) }
-func (b byBuiltin) Swap(i, j int) { b.vals[i], b.vals[j] = b.vals[j], b.vals[i] }
-func (b byBuiltin) Less(i, j int) bool {
+func (b byFunc) Len() int      { return len(b.vals) }
+func (b byFunc) Swap(i, j int) { b.vals[i], b.vals[j] = b.vals[j], b.vals[i] }
+func (b byFunc) Less(i, j int) bool {
 	b.tick()
 	b.L.Push(b.less)
 	b.L.Push(b.vals[i])
