@@ -42,9 +42,9 @@ func init() {
 // the static range; -0 is not one (its sign shows in 1/v).
 func smallNumber(v LNumber) (LValue, bool) {
 	if v < smallNumberMin || v >= smallNumberMax {
-		return nil, false // also NaN
+		return nil, false
 	}
-	i := int64(v)
+	i := int64(v) // (NaN is none: it fails the check below)
 	if float64(i) != float64(v) || i == 0 && math.Signbit(float64(v)) {
 		return nil, false
 	}
