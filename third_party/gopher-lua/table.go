@@ -122,9 +122,16 @@ func (tb *LTable) Insert(i int, value LValue) {
 }
 
 // MaxN returns a maximum number key that nil value does not exist before it.
-func (tb *LTable) MaxN() int {
+func (tb *LTable) MaxN() int { return tb.MaxNPoll(func() {}) }
+
+// MaxNPoll is MaxN calling tick for every slot and key it looks at.
+// bioxen: the caller's tick polls the call's limits now and then, so that
+// table.maxn over millions of keys stops at a deadline (a sandboxed chunk
+// runs on its caller's goroutine, which nothing else can stop).
+func (tb *LTable) MaxNPoll(tick func()) int {
 	n := 0
 	for i := len(tb.array) - 1; i >= 0; i-- {
+		tick()
 		if tb.array[i] != LNil {
 			n = i + 1
 			break
@@ -134,6 +141,7 @@ func (tb *LTable) MaxN() int {
 	// those of 2^26 (MaxArrayIndex) and more, which isArrayKey leaves out
 	// (table.maxn({[2^26] = 1}) was 0; Lua 5.1: 2^26).
 	for k, v := range tb.dict {
+		tick()
 		if kn, ok := k.(LNumber); ok && v != LNil && kn > 0 && isInteger(kn) && int(kn) > n {
 			n = int(kn)
 		}
