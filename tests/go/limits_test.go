@@ -243,16 +243,16 @@ func TestEmbeddedStopKillsChild(t *testing.T) {
 	mustPrint2(t, vm)
 }
 
-// TestStuckBuiltinBlocksNextCall: a chunk stuck past its deadline in one
-// long Go operation (table.maxn looks at every key, as Lua's does, without
-// polling: 0.14 s for two million) is given up; until it returns, the VM
-// refuses calls that cannot wait for it, so no more than one runs per VM.
+// TestStuckBuiltinBlocksNextCall: a trusted chunk can block in a builtin
+// that no deadline reaches (reading a pipe from io.popen). Its call still
+// returns at the deadline: the state is given up, and until the builtin
+// returns the VM refuses calls that cannot wait for it, so no more than
+// one runs per VM.
 func TestStuckBuiltinBlocksNextCall(t *testing.T) {
-	vm := open(t, core.Options{Persistent: true})
-	run(t, vm, "M = {} for i = 1, 2^21 do M[i * 1000] = i end")
-	err, _ := execErr(t, vm, "return table.maxn(M)", 20*time.Millisecond)
-	if core.CodeOf(err) != core.ErrTimeout {
-		t.Fatalf("want a timeout, got %v", err)
+	vm := open(t, core.Options{Persistent: true, Trusted: true})
+	err, took := execErr(t, vm, `return io.popen("sleep 1"):read("*a")`, 20*time.Millisecond)
+	if core.CodeOf(err) != core.ErrTimeout || took > 500*time.Millisecond {
+		t.Fatalf("want a timeout at once, got %v after %v", err, took)
 	}
 	err, _ = execErr(t, vm, "return 1", 5*time.Millisecond)
 	if core.CodeOf(err) != core.ErrTimeout || !strings.Contains(err.Error(), "still busy") {
@@ -262,6 +262,26 @@ func TestStuckBuiltinBlocksNextCall(t *testing.T) {
 	res, err := vm.Exec(context.Background(), []byte("return 1"), core.ExecOptions{Timeout: time.Minute})
 	if err != nil || string(res.Values) != "[1]" {
 		t.Fatalf("after the stuck chunk: %v %v", res, err)
+	}
+}
+
+// TestMaxnStopsAtTheDeadline: a sandboxed chunk runs on its caller's
+// goroutine, so every builtin that can take long must poll the call's
+// limits. table.maxn looked at two million keys in one Go call (0.14 s),
+// past a 20 ms deadline; it now stops at it, and the state is kept.
+func TestMaxnStopsAtTheDeadline(t *testing.T) {
+	vm := open(t, core.Options{Persistent: true})
+	run(t, vm, "M = {} for i = 1, 2^21 do M[i * 1000] = i end")
+	err, took := execErr(t, vm, "for i = 1, 1e9 do local n = table.maxn(M) end", 20*time.Millisecond)
+	if core.CodeOf(err) != core.ErrTimeout || strings.Contains(err.Error(), "reset") {
+		t.Fatalf("want a timeout with the state kept, got %v", err)
+	}
+	if took > 100*time.Millisecond && !raceBuild {
+		t.Errorf("stopped after %v", took)
+	}
+	res, err := vm.Exec(context.Background(), []byte("return table.maxn(M), M[1000]"), core.ExecOptions{Timeout: time.Minute})
+	if err != nil || string(res.Values) != "[2097152000,1]" {
+		t.Fatalf("after the timeout: %v %v", res, err)
 	}
 }
 
