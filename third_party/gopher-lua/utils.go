@@ -232,27 +232,15 @@ func int2Fb(val int) int {
 	return ((e + 1) << 3) | (x - 8)
 }
 
+// strCmp compares two strings byte by byte, as unsigned chars, a prefix
+// first: the order of Lua 5.1's l_strcmp in the C locale.
+//
+// bioxen: strings.Compare (the runtime's vectorised memcmp), not a loop
+// over every byte: `s < t` of two equal 128 MiB strings took 0.15 s in
+// one Go call, which no deadline stops (a sandboxed chunk runs on its
+// caller's goroutine); now 8 ms, as `==` does.
 func strCmp(s1, s2 string) int {
-	len1 := len(s1)
-	len2 := len(s2)
-	for i := 0; ; i++ {
-		c1 := -1
-		if i < len1 {
-			c1 = int(s1[i])
-		}
-		c2 := -1
-		if i != len2 {
-			c2 = int(s2[i])
-		}
-		switch {
-		case c1 < c2:
-			return -1
-		case c1 > c2:
-			return +1
-		case c1 < 0:
-			return 0
-		}
-	}
+	return strings.Compare(s1, s2)
 }
 
 func unsafeFastStringToReadOnlyBytes(s string) (bs []byte) {
