@@ -410,7 +410,8 @@ type funcContext struct {
 	labelPc         map[int]int
 	gotosCount      int
 	unresolvedGotos map[int]*gotoLabelDesc
-	constIndex      map[LValue]int // bioxen: Proto.Constants' indexes
+	constIndex      map[LValue]int    // bioxen: Proto.Constants' indexes
+	notConst        map[ast.Expr]bool // bioxen: constFold's answers "not a constant"
 }
 
 func newFuncContext(sourcename string, parent *funcContext) *funcContext {
@@ -1277,11 +1278,37 @@ func compileExprWithMVPropagation(context *funcContext, expr ast.Expr, reg *int,
 	compileExprWithPropagation(context, expr, reg, save, context.Code.PropagateMV)
 } // }}}
 
-func constFold(exp ast.Expr) ast.Expr { // {{{
+// constFold returns exp folded into a constant when it is arithmetic on
+// numerals, else exp (unary minus nodes keep their folded operand).
+//
+// bioxen: the compilation of every arithmetic node folds it, and folding
+// looked at the whole tree below it again: quadratic in the depth of a
+// chain, `- - - ... a` (4,000 of them, 8 KB) compiled for 0.12 s and
+// `a^a^...^a` for 0.17 s, on the caller's goroutine (load and its kin
+// compile small chunks there). A node found not constant is remembered in
+// fc.notConst, so each is folded once.
+func constFold(fc *funcContext, exp ast.Expr) ast.Expr { // {{{
+	if fc.notConst[exp] {
+		return exp
+	}
+	folded := constFoldOnce(fc, exp)
+	if folded == exp {
+		switch exp.(type) {
+		case *ast.ArithmeticOpExpr, *ast.UnaryMinusOpExpr:
+			if fc.notConst == nil {
+				fc.notConst = map[ast.Expr]bool{}
+			}
+			fc.notConst[exp] = true
+		}
+	}
+	return folded
+}
+
+func constFoldOnce(fc *funcContext, exp ast.Expr) ast.Expr {
 	switch expr := exp.(type) {
 	case *ast.ArithmeticOpExpr:
-		lvalue, lisconst := lnumberValue(constFold(expr.Lhs))
-		rvalue, risconst := lnumberValue(constFold(expr.Rhs))
+		lvalue, lisconst := lnumberValue(constFold(fc, expr.Lhs))
+		rvalue, risconst := lnumberValue(constFold(fc, expr.Rhs))
 		if lisconst && risconst {
 			switch expr.Operator {
 			case "+":
@@ -1303,7 +1330,7 @@ func constFold(exp ast.Expr) ast.Expr { // {{{
 			return expr
 		}
 	case *ast.UnaryMinusOpExpr:
-		expr.Expr = constFold(expr.Expr)
+		expr.Expr = constFold(fc, expr.Expr)
 		if value, ok := lnumberValue(expr.Expr); ok {
 			return &constLValueExpr{Value: LNumber(-value)}
 		}
@@ -1429,7 +1456,7 @@ func compileTableExpr(context *funcContext, reg int, ex *ast.TableExpr, ec *expc
 } // }}}
 
 func compileArithmeticOpExpr(context *funcContext, reg int, expr *ast.ArithmeticOpExpr, ec *expcontext) { // {{{
-	exp := constFold(expr)
+	exp := constFold(context, expr)
 	if ex, ok := exp.(*constLValueExpr); ok {
 		exp.SetLine(sline(expr))
 		compileExpr(context, reg, ex, ec)
@@ -1487,7 +1514,7 @@ func compileUnaryOpExpr(context *funcContext, reg int, expr ast.Expr, ec *expcon
 	var operandexpr ast.Expr
 	switch ex := expr.(type) {
 	case *ast.UnaryMinusOpExpr:
-		exp := constFold(ex)
+		exp := constFold(context, ex)
 		if lvexpr, ok := exp.(*constLValueExpr); ok {
 			exp.SetLine(sline(expr))
 			compileExpr(context, reg, lvexpr, ec)
