@@ -109,19 +109,28 @@ type syntaxError struct {
 
 func (e *syntaxError) Error() string { return e.msg }
 
+// cachedChunk is the compiled chunk of code in the cache, or nil.
+func cachedChunk(code []byte, chunkName string) *chunk {
+	if len(code) > cacheMaxEntryBytes {
+		return nil
+	}
+	protoCache.Lock()
+	defer protoCache.Unlock()
+	if el, ok := protoCache.m[chunkName+"\x00"+string(code)]; ok {
+		protoCache.lru.MoveToFront(el)
+		return el.Value.(*cacheEntry).chunk
+	}
+	return nil
+}
+
 func compile(code []byte, chunkName string) (*chunk, error) {
 	cacheable := len(code) <= cacheMaxEntryBytes
 	var key string
 	if cacheable {
-		key = chunkName + "\x00" + string(code)
-		protoCache.Lock()
-		if el, ok := protoCache.m[key]; ok {
-			protoCache.lru.MoveToFront(el)
-			c := el.Value.(*cacheEntry).chunk
-			protoCache.Unlock()
+		if c := cachedChunk(code, chunkName); c != nil {
 			return c, nil
 		}
-		protoCache.Unlock()
+		key = chunkName + "\x00" + string(code)
 	}
 	if len(code) > 0 && code[0] == 0x1b {
 		return nil, &syntaxError{msg: sourceName(chunkName) + ": attempt to load a binary chunk (only text chunks are accepted)"}

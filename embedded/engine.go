@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -205,27 +206,49 @@ func timeoutError(ctx context.Context, persistent, lost bool) error {
 	return core.Errorf(core.ErrTimeout, "exec", "%s", msg)
 }
 
-// Parsing cannot be interrupted and takes about a second per 2 MB of
-// source (16 MB is allowed): a chunk larger than bigCompile compiles on a
-// goroutine the call's deadline can leave behind, and at most
-// maxBigCompiles run at once, so that repeated huge chunks cannot pile up
-// uninterruptible work on the host.
+// Parsing and compiling cannot be interrupted and takes up to ~1.5 s per
+// MB of source (16 MB is allowed; `f{} ` over and over is the slowest
+// found): a chunk of asideCompile bytes or more compiles on a goroutine the
+// call's deadline can leave behind, so that a call returns on time however
+// long its chunk takes to compile (a chunk of 250 KB compiled for 0.35 s
+// past a 20 ms deadline on the caller's goroutine). Below that a compile
+// takes ~15 ms at most (a chain of `^`; most syntax takes a third of
+// that), and the hand-off (~50 µs) would cost more than it saves. At most maxBigCompiles chunks of bigCompile bytes or more compile
+// at once, and at most one per CPU of the smaller ones, so that repeated
+// chunks cannot pile up uninterruptible work on the host. (load and its
+// kin compile the same way: loadlimits.go.)
 const (
+	asideCompile   = 4 << 10
 	bigCompile     = 256 << 10
 	maxBigCompiles = 2
 )
 
 var (
 	bigCompiles       = make(chan struct{}, maxBigCompiles)
+	midCompiles       = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
 	errCompileTimeout = errors.New("compiling the chunk took longer than the call's deadline")
 )
 
+// compileSlots is the pool whose slot a compile of n bytes aside takes.
+func compileSlots(n int) chan struct{} {
+	if n >= bigCompile {
+		return bigCompiles
+	}
+	return midCompiles
+}
+
 func compileWithin(ctx context.Context, req *core.Request) (*chunk, bool, error) {
-	if len(req.Code) < bigCompile || ctx.Done() == nil {
+	if len(req.Code) < asideCompile || ctx.Done() == nil {
 		return compileRequest(req)
 	}
+	if !req.REPL {
+		if ch := cachedChunk(req.Code, req.ChunkName); ch != nil {
+			return ch, req.PrintResults, nil // no compile, no hand-off
+		}
+	}
+	slots := compileSlots(len(req.Code))
 	select {
-	case bigCompiles <- struct{}{}:
+	case slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, false, errCompileTimeout
 	}
@@ -243,7 +266,7 @@ func compileWithin(ctx context.Context, req *core.Request) (*chunk, bool, error)
 	req = &own
 	done := make(chan result, 1)
 	go func() {
-		defer func() { <-bigCompiles }()
+		defer func() { <-slots }()
 		// A panic here (a compiler bug on some input) would end the
 		// process: no caller's recover reaches this goroutine.
 		defer func() {

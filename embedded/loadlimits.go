@@ -31,19 +31,19 @@ import (
 //   - one whose compilation would take more memory than the limit has room
 //     for (compileBytesPerByte per source byte) is refused like Lua's load
 //     without memory: nil, "not enough memory";
-//   - one of bigLoad bytes or more compiles on a goroutine of its own,
-//     taking one of the maxBigCompiles slots top-level chunks use, while
-//     the chunk waits: a stop (deadline, cancellation, CPU budget) ends
-//     the wait at once and leaves the compilation behind, bounded as a
-//     top-level one is. Its CPU time is read from its thread's clock while
-//     it runs and counts against the call's budget;
-//   - a smaller one compiles on the chunk's own thread, whose CPU clock is
-//     the budget's, and the budget is checked right after.
+//   - one of asideCompile bytes or more compiles on a goroutine of its
+//     own, taking a slot of the pools top-level chunks use (see
+//     compileSlots), while the chunk waits: a stop (deadline,
+//     cancellation, CPU budget) ends the wait at once and leaves the
+//     compilation behind, bounded as a top-level one is. Its CPU time is
+//     read from its thread's clock while it runs and counts against the
+//     call's budget. (Chunks below 64 KiB compiled on the chunk's thread:
+//     one of 60 KiB took 0.1 s there, past any deadline.);
+//   - a smaller one (~15 ms of compiling at most) compiles on the chunk's
+//     own thread, whose CPU clock is the budget's, and the budget is
+//     checked right after.
 
-const (
-	bigLoad             = 64 << 10
-	compileBytesPerByte = 64 // the live syntax tree and proto took 25-45
-)
+const compileBytesPerByte = 64 // the live syntax tree and proto took 25-45
 
 // roomFor reports whether need more bytes fit under the running call's
 // memory limit (always, without one). The state is walked only when need
@@ -103,7 +103,7 @@ func (st *state) compileChunk(L *lua.LState, src []byte, name string) (proto *lu
 		return nil, "not enough memory"
 	}
 	var err error
-	if len(src) < bigLoad {
+	if len(src) < asideCompile {
 		proto, err = compileSource(src, name)
 	} else {
 		proto, err = st.compileAside(L, src, name)
@@ -129,8 +129,9 @@ func (st *state) raiseStop(L *lua.LState) {
 // above); it returns early, with the call stopped, when the call is.
 func (st *state) compileAside(L *lua.LState, src []byte, name string) (*lua.FunctionProto, error) {
 	c := st.ctx
+	slots := compileSlots(len(src))
 	select {
-	case bigCompiles <- struct{}{}:
+	case slots <- struct{}{}:
 	case <-c.stoppedCh():
 		st.raiseStop(L)
 		L.RaiseError("interrupted")
@@ -143,7 +144,7 @@ func (st *state) compileAside(L *lua.LState, src []byte, name string) (*lua.Func
 	done := make(chan result, 1)
 	var tid atomic.Int32
 	go func() {
-		defer func() { <-bigCompiles }()
+		defer func() { <-slots }()
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		tid.Store(int32(unix.Gettid()))

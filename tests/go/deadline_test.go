@@ -51,6 +51,12 @@ func TestSandboxedBuiltinsStopAtTheDeadline(t *testing.T) {
 		// 56 KB chunk of 7,000 global names compiled for 0.6 s on the
 		// chunk's thread.
 		{name: "load many constants", setup: manyNames, chunk: `load(src)`},
+
+		// A chunk under 64 KiB compiled on the chunk's thread: 0.1 s for
+		// one of 63 KiB (the slowest syntax found).
+		{name: "load 63 KiB", setup: `src = string.rep("f{} ", 2^14 - 200)`, chunk: `!load(src) while true do end`, grace: 50 * time.Millisecond},
+		// And a top-level chunk under 256 KiB: 0.35 s for 240 KB.
+		{name: "compile 240 KB", chunk: "!local function f() while true do end end --TRY\n" + strings.Repeat("f{} ", 60000)},
 	}
 	_ = S
 	const timeout = 30 * time.Millisecond
