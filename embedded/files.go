@@ -170,7 +170,7 @@ func openFlags(mode string) (int, bool) {
 func pushIOError(L *lua.LState, name string, err error) int {
 	msg, errno := ioErrorText(err)
 	if name != "" {
-		msg = name + ": " + msg
+		msg = shortName(name) + ": " + msg
 	}
 	L.Push(lua.LNil)
 	L.Push(lua.LString(msg))

@@ -22,6 +22,10 @@ func (st *state) installCModuleLoader() {
 	}
 	loaders.Append(L.NewFunction(func(L *lua.LState) int {
 		name := L.CheckString(1)
+		if len(name) >= maxPathBytes {
+			L.Push(lua.LString("\n\tno C module '" + shortName(name) + "' either (longer than a path can be)"))
+			return 1
+		}
 		cpath := lua.LVAsString(pkg.RawGetString("cpath"))
 		file := strings.ReplaceAll(name, ".", "/")
 		for _, tmpl := range strings.Split(cpath, ";") {

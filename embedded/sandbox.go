@@ -1,8 +1,11 @@
 package embedded
 
 import (
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -67,11 +70,32 @@ func (g *pathGuard) check(p string) (string, bool) {
 	return real, err == nil
 }
 
+// maxPathBytes is Linux's PATH_MAX (its NUL included): a longer name is no
+// file's, and the kernel refuses it (ENAMETOOLONG). Sandboxed code's names
+// are refused before any work on them: cleaning and resolving a name of
+// 128 MiB (io.open, loadfile, dofile, io.lines) took 0.5 s, require's
+// probes of every package.path template 2 s, in Go calls no deadline
+// stops.
+const maxPathBytes = 4096
+
+// shortName is a file or module name as messages quote it: whole, but for
+// one longer than a path can be, cut to its first 64 bytes and its length
+// (a copy of the whole in each message was a long Go call of its own).
+func shortName(name string) string {
+	if len(name) < maxPathBytes {
+		return name
+	}
+	return fmt.Sprintf("%s... (%d bytes)", name[:64], len(name))
+}
+
 // resolve returns the resolved path when it may be opened (written, with
-// write), else errOutside or errReadOnly.
+// write), else errOutside, errReadOnly or ENAMETOOLONG (see maxPathBytes).
 func (g *pathGuard) resolve(p string, write bool) (string, error) {
 	if g == nil {
 		return p, nil
+	}
+	if len(p) >= maxPathBytes {
+		return "", syscall.ENAMETOOLONG
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
@@ -269,10 +293,14 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 		return 2
 	}))
 	readAllowed := func(L *lua.LState, p string) ([]byte, string, bool) {
-		real, ok := guard.check(p)
-		if !ok {
+		real, err := guard.resolve(p, false)
+		if err != nil {
+			msg := errOutside.Error()
+			if errors.Is(err, syscall.ENAMETOOLONG) {
+				msg, _ = ioErrorText(err)
+			}
 			L.Push(lua.LNil)
-			L.Push(lua.LString(p + ": access outside the VM's allowed directories"))
+			L.Push(lua.LString(shortName(p) + ": " + msg))
 			return nil, "", false
 		}
 		data, err := st.readSource(real)
@@ -317,6 +345,10 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 	if loaders != nil {
 		luaLoader := L.NewFunction(func(L *lua.LState) int {
 			name := L.CheckString(1)
+			if len(name) >= maxPathBytes {
+				L.Push(lua.LString("\n\tno file for '" + shortName(name) + "' (longer than a path can be)"))
+				return 1
+			}
 			file := strings.ReplaceAll(name, ".", "/")
 			var tried strings.Builder
 			for _, tmpl := range strings.Split(lua.LVAsString(pkg.RawGetString("path")), ";") {

@@ -318,7 +318,7 @@ func (st *state) ioLines(L *lua.LState) int {
 	ud, err := st.openFile(name, "r")
 	if err != nil {
 		msg, _ := ioErrorText(err)
-		L.RaiseError("%s: %s", name, msg)
+		L.RaiseError("%s: %s", shortName(name), msg)
 	}
 	L.Push(linesIterator(L, ud, 2, true))
 	return 1
@@ -350,7 +350,7 @@ func (st *state) ioDefault(L *lua.LState, cur **lua.LUserData, mode string, orig
 		ud, err := st.openFile(string(v), mode)
 		if err != nil {
 			msg, _ := ioErrorText(err)
-			L.ArgError(1, string(v)+": "+msg)
+			L.ArgError(1, shortName(string(v))+": "+msg)
 		}
 		*cur = ud
 	case *lua.LUserData:

@@ -62,6 +62,18 @@ func TestSandboxedBuiltinsStopAtTheDeadline(t *testing.T) {
 		{name: "compile 240 KB", chunk: "!local function f() while true do end end --TRY\n" + strings.Repeat("f{} ", 60000)},
 		// os.date copied plain text a byte at a time: 0.25 s.
 		{name: "os.date", setup: S, chunk: `os.date(s)`},
+		// Names: cleaning and resolving a name of 128 MiB took 0.5 s;
+		// require probed it on every package.path template and quoted it
+		// in every message (2 s); module made a table per part of a
+		// dotted name (0.85 s for a million parts, and a name of 2^27
+		// parts would have taken the host's memory).
+		{name: "io.open", setup: S, chunk: `io.open(s)`},
+		{name: "io.lines", setup: S, chunk: `pcall(io.lines, s)`},
+		{name: "io.output", setup: S, chunk: `pcall(io.output, s)`},
+		{name: "loadfile", setup: S, chunk: `loadfile(s)`},
+		{name: "dofile", setup: S, chunk: `pcall(dofile, s)`},
+		{name: "require", setup: S, chunk: `pcall(require, s)`},
+		{name: "module", setup: `m = string.rep("a.", 2^20)`, chunk: `!local module = module for i = 1, 1e9 do module("t" .. i .. "." .. m) end`, fresh: true},
 	}
 	const timeout = 30 * time.Millisecond
 	// A polled call stops within a few ms of the deadline; allocating a

@@ -488,19 +488,16 @@ func loModule(L *LState) int {
 	if _, ok := tb.(*LTable); !ok {
 		tb = L.FindTable(L.Get(GlobalsIndex).(*LTable), name, 1)
 		if tb == LNil {
-			L.RaiseError("name conflict for module: %v", name)
+			L.RaiseError("name conflict for module: %v", msgName(name)) // bioxen: msgName
 		}
 		L.SetField(loaded, name, tb)
 	}
 	if L.GetField(tb, "_NAME") == LNil {
 		L.SetField(tb, "_M", tb)
 		L.SetField(tb, "_NAME", LString(name))
-		names := strings.Split(name, ".")
-		pname := ""
-		if len(names) > 1 {
-			pname = strings.Join(names[:len(names)-1], ".") + "."
-		}
-		L.SetField(tb, "_PACKAGE", LString(pname))
+		// bioxen: up to the last dot (a split of a long name into its
+		// parts took a slice of them all)
+		L.SetField(tb, "_PACKAGE", LString(name[:strings.LastIndexByte(name, '.')+1]))
 	}
 
 	caller := L.currentFrame.Parent
@@ -529,7 +526,7 @@ func loRequire(L *LState) int {
 	lv := L.GetField(loaded, name)
 	if LVAsBool(lv) {
 		if lv == loopdetection {
-			L.RaiseError("loop or previous error loading module: %s", name)
+			L.RaiseError("loop or previous error loading module: %s", msgName(name)) // bioxen: msgName
 		}
 		L.Push(lv)
 		return 1
@@ -543,7 +540,7 @@ func loRequire(L *LState) int {
 	for i := 1; ; i++ {
 		loader := L.RawGetInt(loaders, i)
 		if loader == LNil {
-			L.RaiseError("module %s not found:\n\t%s, ", name, strings.Join(messages, "\n\t"))
+			L.RaiseError("module %s not found:\n\t%s, ", msgName(name), strings.Join(messages, "\n\t")) // bioxen: msgName
 		}
 		L.Push(loader)
 		L.Push(LString(name))

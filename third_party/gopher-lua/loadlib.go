@@ -85,7 +85,7 @@ func loLoaderPreload(L *LState) int {
 	}
 	lv := L.GetField(preload, name)
 	if lv == LNil {
-		L.Push(LString(fmt.Sprintf("no field package.preload['%s']", name)))
+		L.Push(LString(fmt.Sprintf("no field package.preload['%s']", msgName(name)))) // bioxen: msgName
 		return 1
 	}
 	L.Push(lv)

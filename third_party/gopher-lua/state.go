@@ -2268,6 +2268,38 @@ func (ls *LState) Context() context.Context {
 	return ls.ctx
 }
 
+// Poller is implemented by a state's context that can tell, when asked,
+// whether the running call was stopped.
+//
+// bioxen: the engine's call context (deadline, CPU budget, memory limit).
+// A sandboxed chunk runs on its caller's goroutine, where nothing stops a
+// long Go call from outside: long loops of the library ask now and then,
+// through PollLimits, and stop with the call.
+type Poller interface{ Poll() error }
+
+// PollLimits raises the running call's stop as a Lua error, if the state's
+// context is a Poller that reports one (bioxen).
+func (ls *LState) PollLimits() {
+	if p, ok := ls.ctx.(Poller); ok {
+		if err := p.Poll(); err != nil {
+			ls.RaiseError("%s", err.Error())
+		}
+	}
+}
+
+// msgName is a name as messages quote it: whole, but for one longer than a
+// path can be (4096 bytes), which is cut to its first 64 bytes and its
+// length.
+//
+// bioxen: require, module and their loaders quoted a name of 128 MiB in
+// every message, a copy each: seconds in Go calls no deadline stops.
+func msgName(name string) string {
+	if len(name) < 4096 {
+		return name
+	}
+	return fmt.Sprintf("%s... (%d bytes)", name[:64], len(name))
+}
+
 // RemoveContext removes the context associated with this LState and returns this context.
 func (ls *LState) RemoveContext() context.Context {
 	oldctx := ls.ctx
