@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -262,8 +264,51 @@ func fileRead(L *lua.LState) int {
 	return readFormats(L, f, 2)
 }
 
+// ioPoll counts the bytes a read or a write moves, and every pollWork of
+// them (and every few thousand formats or values) polls the call's limits:
+// reading or writing 128 MiB took 0.1-0.5 s, and a million formats or
+// values in one call 0.2 s, past any deadline. Unlike a workTicker it
+// keeps the stop for its caller, who puts the file back first.
+type ioPoll struct {
+	L        *lua.LState
+	work     int
+	consumed int64 // bytes taken from the reader by this call
+	stop     error
+}
+
+// add counts n bytes of work; false once the call is stopped.
+func (p *ioPoll) add(n int) bool {
+	if p.work += n; p.work >= pollWork && p.stop == nil {
+		p.work = 0
+		if p.L != nil {
+			p.stop = pollLimits(p.L)
+		}
+	}
+	return p.stop == nil
+}
+
+// take counts n bytes taken from the reader; false once stopped.
+func (p *ioPoll) take(n int) bool {
+	p.consumed += int64(n)
+	return p.add(n)
+}
+
+var errStopped = errors.New("stopped")
+
+// unread puts the file's position back by n bytes read through r, which
+// then reads from there: a read the call's stop interrupted leaves the
+// file where it was (regular files; others cannot be put back).
+func (f *luaFile) unread(r *bufio.Reader, n int64) {
+	back := int64(r.Buffered()) + n
+	if _, err := f.f.Seek(-back, io.SeekCurrent); err == nil {
+		r.Reset(f.f)
+	}
+}
+
 // readFormats reads L's arguments from first on as formats: Lua's
-// file:read. It returns a value per format up to the first that fails (nil).
+// file:read. It returns a value per format up to the first that fails
+// (nil). Stopped by the call's limits, it raises the stop with the file
+// where it was before the call.
 func readFormats(L *lua.LState, f *luaFile, first int) int {
 	r, err := f.reader()
 	if err != nil {
@@ -274,28 +319,36 @@ func readFormats(L *lua.LState, f *luaFile, first int) int {
 		L.Push(lua.LString("l"))
 		top = first
 	}
+	p := &ioPoll{L: L}
 	n := 0
 	for i := first; i <= top; i++ {
 		var v lua.LValue
 		var err error
 		switch format := L.Get(i).(type) {
 		case lua.LNumber:
-			v, err = readCount(r, int64(format))
+			v, err = readCount(f, r, int64(format), p)
 		case lua.LString:
 			switch strings.TrimPrefix(string(format), "*") {
 			case "n":
-				v, err = readNumber(r)
+				v, err = readNumber(r, p)
 			case "l":
-				v, err = readLine(r, false)
+				v, err = readLine(r, false, p)
 			case "L":
-				v, err = readLine(r, true)
+				v, err = readLine(r, true, p)
 			case "a":
-				v, err = readAll(r)
+				v, err = readAll(f, r, p)
 			default:
 				L.ArgError(i, "invalid format")
 			}
 		default:
 			L.ArgError(i, "invalid format")
+		}
+		if err == nil && !p.add(64) {
+			err = errStopped
+		}
+		if errors.Is(err, errStopped) {
+			f.unread(r, p.consumed)
+			L.RaiseError("%s", p.stop)
 		}
 		if errors.Is(err, errTooLarge) {
 			L.RaiseError("read: %s (limit %d bytes)", err, maxStringBytes)
@@ -314,11 +367,19 @@ func readFormats(L *lua.LState, f *luaFile, first int) int {
 
 var errTooLarge = errors.New("resulting string too large")
 
-func readLine(r *bufio.Reader, keepNewline bool) (lua.LValue, error) {
+// bytesString is b as a string, without a copy: b is not written again.
+func bytesString(b []byte) lua.LString {
+	return lua.LString(unsafe.String(unsafe.SliceData(b), len(b)))
+}
+
+func readLine(r *bufio.Reader, keepNewline bool, p *ioPoll) (lua.LValue, error) {
 	var line []byte
 	for {
 		chunk, err := r.ReadSlice('\n')
 		line = append(line, chunk...)
+		if !p.take(len(chunk)) {
+			return lua.LNil, errStopped
+		}
 		if len(line) > maxStringBytes {
 			return lua.LNil, errTooLarge
 		}
@@ -329,58 +390,106 @@ func readLine(r *bufio.Reader, keepNewline bool) (lua.LValue, error) {
 			if len(line) == 0 {
 				return lua.LNil, err
 			}
-			return lua.LString(line), nil
+			return bytesString(line), nil
 		}
 		if !keepNewline {
 			line = line[:len(line)-1]
 		}
-		return lua.LString(line), nil
+		return bytesString(line), nil
 	}
 }
 
-func readAll(r *bufio.Reader) (lua.LValue, error) {
-	data, err := io.ReadAll(io.LimitReader(r, maxStringBytes+1))
-	if len(data) > maxStringBytes {
-		return lua.LNil, errTooLarge
+// left is how many bytes a read through r can still get from f (-1 when
+// that is not known).
+func (f *luaFile) left(r *bufio.Reader) int64 {
+	if fi, err := f.f.Stat(); err == nil && fi.Mode().IsRegular() {
+		if pos, err := f.f.Seek(0, io.SeekCurrent); err == nil {
+			return max(fi.Size()-pos+int64(r.Buffered()), 0)
+		}
 	}
-	return lua.LString(data), err
+	return -1
 }
 
-func readCount(r *bufio.Reader, n int64) (lua.LValue, error) {
+// readUpTo reads up to n bytes (all the file has left when n is -1), in
+// pieces of pollWork bytes into a buffer of the size the file has left
+// (io.ReadAll grew one by copies, each one Go call of up to 256 MiB).
+func readUpTo(f *luaFile, r *bufio.Reader, n int64, p *ioPoll) ([]byte, error) {
+	size := min(n, maxStringBytes+1)
+	if left := f.left(r); left >= 0 && (size < 0 || left < size) {
+		size = left + 1 // + 1: EOF is seen without growing
+	}
+	if size < 0 {
+		size = 512
+	}
+	data := make([]byte, 0, size)
+	for n < 0 || int64(len(data)) < n {
+		if len(data) == cap(data) {
+			data = slices.Grow(data, min(len(data), pollWork))
+		}
+		end := min(cap(data), len(data)+pollWork)
+		if n >= 0 {
+			end = min(end, int(n))
+		}
+		k, err := r.Read(data[len(data):end])
+		data = data[:len(data)+k]
+		if !p.take(k) {
+			return nil, errStopped
+		}
+		if len(data) > maxStringBytes {
+			return nil, errTooLarge
+		}
+		if err != nil {
+			return data, err
+		}
+	}
+	return data, nil
+}
+
+// readAll reads the rest of the file.
+func readAll(f *luaFile, r *bufio.Reader, p *ioPoll) (lua.LValue, error) {
+	data, err := readUpTo(f, r, -1, p)
+	if err == io.EOF {
+		err = nil
+	}
+	if err != nil && !errors.Is(err, errStopped) && !errors.Is(err, errTooLarge) {
+		return bytesString(data), err
+	}
+	if err != nil {
+		return lua.LNil, err
+	}
+	return bytesString(data), nil
+}
+
+func readCount(f *luaFile, r *bufio.Reader, n int64, p *ioPoll) (lua.LValue, error) {
 	if n <= 0 {
 		if _, err := r.Peek(1); err != nil {
 			return lua.LNil, err
 		}
 		return lua.LString(""), nil
 	}
-	if n > maxStringBytes {
-		n = maxStringBytes
+	data, err := readUpTo(f, r, min(n, maxStringBytes), p)
+	switch {
+	case errors.Is(err, errStopped):
+		return lua.LNil, err
+	case err != nil && len(data) == 0:
+		return lua.LNil, err
 	}
-	buf := make([]byte, min(n, 64<<10))
-	var out []byte
-	for int64(len(out)) < n {
-		k, err := r.Read(buf[:min(int64(len(buf)), n-int64(len(out)))])
-		out = append(out, buf[:k]...)
-		if err != nil {
-			if len(out) == 0 {
-				return lua.LNil, err
-			}
-			break
-		}
-	}
-	return lua.LString(out), nil
+	return bytesString(data), nil
 }
 
 // readNumber reads a numeral as Lua 5.4's io.read("n") does: leading
 // space, then at most 200 characters that can form a numeral (sign,
 // "0x", digits, point, exponent), converted by Lua's rules; nil when they
 // do not form one.
-func readNumber(r *bufio.Reader) (lua.LValue, error) {
+func readNumber(r *bufio.Reader, p *ioPoll) (lua.LValue, error) {
 	var c byte
 	var err error
 	for {
 		if c, err = r.ReadByte(); err != nil {
 			return lua.LNil, err
+		}
+		if !p.take(1) {
+			return lua.LNil, errStopped
 		}
 		if strings.IndexByte(luaSpace, c) < 0 {
 			break
@@ -390,7 +499,9 @@ func readNumber(r *bufio.Reader) (lua.LValue, error) {
 	accept := func(set string) bool {
 		if err == nil && len(b) < maxNumeral && strings.IndexByte(set, c) >= 0 {
 			b = append(b, c)
-			c, err = r.ReadByte()
+			if c, err = r.ReadByte(); err == nil {
+				p.consumed++
+			}
 			return true
 		}
 		return false
@@ -429,8 +540,8 @@ func readNumber(r *bufio.Reader) (lua.LValue, error) {
 			digits(false)
 		}
 	}
-	if err == nil {
-		_ = r.UnreadByte() // the byte that ended the numeral
+	if err == nil && r.UnreadByte() == nil { // the byte that ended the numeral
+		p.consumed--
 	}
 	if v, ok := str2number(string(b)); ok {
 		return lua.LNumber(v), nil
@@ -445,22 +556,38 @@ func fileWriteMethod(L *lua.LState) int {
 
 // writeFile writes L's arguments from first on (strings and numbers) to f
 // and returns self (Lua 5.4) or nil, message, errno.
+//
+// It writes in pieces of pollWork bytes and polls the call's limits
+// between them (ioPoll): a write the call's stop interrupts has written a
+// prefix of its values (as when a process is killed in the middle of one).
 func writeFile(L *lua.LState, f *luaFile, first int, self lua.LValue) int {
 	w, err := f.writer()
 	if err != nil {
 		return pushIOError(L, "", err)
 	}
+	p := &ioPoll{L: L}
 	for i := first; i <= L.GetTop(); i++ {
+		var s string
 		switch v := L.Get(i).(type) {
 		case lua.LString:
-			_, err = w.WriteString(string(v))
+			s = string(v)
 		case lua.LNumber:
-			_, err = w.WriteString(fmtNumber(v))
+			s = fmtNumber(v)
 		default:
 			L.ArgError(i-first+1, "string expected, got "+v.Type().String())
 		}
-		if err != nil {
-			return pushIOError(L, "", err)
+		for {
+			piece := s[:min(len(s), pollWork)]
+			if _, err = w.WriteString(piece); err != nil {
+				return pushIOError(L, "", err)
+			}
+			s = s[len(piece):]
+			if !p.add(len(piece) + 64) {
+				L.RaiseError("%s", p.stop)
+			}
+			if s == "" {
+				break
+			}
 		}
 	}
 	if f.nobuf {
