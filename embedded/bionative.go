@@ -60,8 +60,21 @@ func bnSeq(L *lua.LState) string {
 	return string(s)
 }
 
-// bnInvalid returns nil and the position of an invalid byte.
+// bnStop is the stop function of a kernel called from L: every few
+// hundred microseconds of work it polls the call's limits (deadline, CPU
+// budget, memory); stopped, the kernel returns bionative.ErrStopped and
+// bnInvalid raises the stop. (A sandboxed chunk runs on its caller's
+// goroutine: six_frames of 128 MiB ran 0.5 s past a 30 ms deadline.)
+func bnStop(L *lua.LState) func() bool {
+	return func() bool { return pollLimits(L) != nil }
+}
+
+// bnInvalid returns nil and the position of an invalid byte, or raises the
+// call's stop.
 func bnInvalid(L *lua.LState, err error) int {
+	if err == bionative.ErrStopped {
+		L.RaiseError("%s: stopped (%v)", bioNativeName, pollLimits(L))
+	}
 	pos := 0
 	if ie, ok := err.(*bionative.InvalidError); ok {
 		pos = ie.Pos
@@ -89,7 +102,7 @@ func bnInt(L *lua.LState, n int) (int, bool) {
 }
 
 func bnClean(L *lua.LState) int {
-	out, err := bionative.Clean(bnSeq(L), L.ToBool(2))
+	out, err := bionative.Clean(bnSeq(L), L.ToBool(2), bnStop(L))
 	if err != nil {
 		return bnInvalid(L, err)
 	}
@@ -98,7 +111,7 @@ func bnClean(L *lua.LState) int {
 }
 
 func bnBaseCounts(L *lua.LState) int {
-	c, err := bionative.BaseCounts(bnSeq(L))
+	c, err := bionative.BaseCounts(bnSeq(L), bnStop(L))
 	if err != nil {
 		return bnInvalid(L, err)
 	}
@@ -109,7 +122,7 @@ func bnBaseCounts(L *lua.LState) int {
 }
 
 func bnReverseComplement(L *lua.LState) int {
-	out, err := bionative.ReverseComplement(bnSeq(L))
+	out, err := bionative.ReverseComplement(bnSeq(L), bnStop(L))
 	if err != nil {
 		return bnInvalid(L, err)
 	}
@@ -127,7 +140,7 @@ func bnTranslate(L *lua.LState) int {
 		}
 		frame = f
 	}
-	out, err := bionative.Translate(s, frame)
+	out, err := bionative.Translate(s, frame, bnStop(L))
 	if err != nil {
 		return bnInvalid(L, err)
 	}
@@ -136,7 +149,7 @@ func bnTranslate(L *lua.LState) int {
 }
 
 func bnSixFrames(L *lua.LState) int {
-	six, err := bionative.SixFrames(bnSeq(L))
+	six, err := bionative.SixFrames(bnSeq(L), bnStop(L))
 	if err != nil {
 		return bnInvalid(L, err)
 	}
@@ -156,21 +169,18 @@ func bnKmerCounts(L *lua.LState) int {
 	if !ok || k < 1 {
 		L.ArgError(2, "k must be a positive integer")
 	}
-	// Counting a long sequence with a long k can take a while: give up when
-	// the call's context ends, as a Lua loop would be stopped.
-	ctx := L.Context()
-	stop := func() bool { return ctx != nil && ctx.Err() != nil }
-	kmers, err := bionative.KmerCounts(s, min(k, len(s)+1), stop)
-	if err == bionative.ErrStopped {
-		L.RaiseError("%s.kmer_counts: stopped (%v)", bioNativeName, ctx.Err())
-	}
+	// Counting a long sequence with a long k can take a while: it stops
+	// with the call (deadline, CPU budget, memory), as a Lua loop would.
+	// (It asked the context for a deadline or a cancellation only.)
+	kmers, err := bionative.KmerCounts(s, min(k, len(s)+1), bnStop(L))
 	if err != nil {
 		return bnInvalid(L, err)
 	}
 	t := L.CreateTable(0, len(kmers))
+	tk := workTicker{L: L}
 	for i, km := range kmers {
-		if i%bnStopEvery == bnStopEvery-1 && stop() {
-			L.RaiseError("%s.kmer_counts: stopped (%v)", bioNativeName, ctx.Err())
+		if i%bnStopEvery == bnStopEvery-1 {
+			tk.poll()
 		}
 		t.RawSetString(km.Seq, lua.LNumber(km.Count))
 	}

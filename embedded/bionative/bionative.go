@@ -34,7 +34,13 @@ func (e *InvalidError) Error() string {
 	return fmt.Sprintf("invalid character %s at position %d", what, e.Pos)
 }
 
-// ErrStopped is returned by KmerCounts when its stop function reported true.
+// ErrStopped is returned by a kernel when its stop function reported true.
+//
+// Every kernel takes a stop function (nil: never stop), which it calls
+// between pieces of its work of about stopBytes bytes (or stopInterval
+// k-mers): the embedded engine runs a sandboxed chunk on its caller's
+// goroutine, where nothing else stops a Go call at the call's deadline
+// (six_frames of 128 MiB ran 0.5 s past one, reverse_complement 0.15 s).
 var ErrStopped = errors.New("stopped")
 
 // Letters is the sequence alphabet (upper case; lower case is accepted too).
@@ -177,7 +183,13 @@ func resolve(codon [3]byte, standard map[string]byte) byte {
 }
 
 // scan ORs the flags of every byte of s.
-func scan(s string) uint8 {
+func scan(s string, stop func() bool) (uint8, error) {
+	var f uint8
+	err := inPieces(len(s), stop, func(start, end int) { f |= scanPiece(s[start:end]) })
+	return f, err
+}
+
+func scanPiece(s string) uint8 {
 	var a, b, c, d uint8
 	i := 0
 	for ; i+4 <= len(s); i += 4 {
@@ -190,6 +202,22 @@ func scan(s string) uint8 {
 		a |= flags[s[i]]
 	}
 	return a | b | c | d
+}
+
+// stopBytes is how many bytes a byte loop handles between calls of the
+// stop function: ~0.1 ms.
+var stopBytes = 64 * stopInterval
+
+// inPieces calls fn on [0, n) in pieces of stopBytes, and stop between
+// them: ErrStopped when it reports true.
+func inPieces(n int, stop func() bool, fn func(start, end int)) error {
+	for start := 0; start < n; start += stopBytes {
+		if start > 0 && stop != nil && stop() {
+			return ErrStopped
+		}
+		fn(start, min(start+stopBytes, n))
+	}
+	return nil
 }
 
 // invalidAt returns the error for the first invalid byte of s (which has one).
@@ -213,7 +241,7 @@ func toString(b []byte) string {
 
 // Validate checks s: nil, or an *InvalidError for its first invalid byte.
 func Validate(s string) error {
-	if scan(s)&fInvalid != 0 {
+	if f, _ := scan(s, nil); f&fInvalid != 0 {
 		return invalidAt(s)
 	}
 	return nil
@@ -221,8 +249,11 @@ func Validate(s string) error {
 
 // Clean returns s without white space, upper-cased unless keepCase (Lua:
 // bio_compute.validate). When nothing needs changing it returns s itself.
-func Clean(s string, keepCase bool) (string, error) {
-	f := scan(s)
+func Clean(s string, keepCase bool, stop func() bool) (string, error) {
+	f, err := scan(s, stop)
+	if err != nil {
+		return "", err
+	}
 	if f&fInvalid != 0 {
 		return "", invalidAt(s)
 	}
@@ -231,15 +262,20 @@ func Clean(s string, keepCase bool) (string, error) {
 	}
 	out := make([]byte, 0, len(s))
 	tab := &upperTab
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if flags[b]&fSpace != 0 {
-			continue
+	err = inPieces(len(s), stop, func(start, end int) {
+		for i := start; i < end; i++ {
+			b := s[i]
+			if flags[b]&fSpace != 0 {
+				continue
+			}
+			if !keepCase {
+				b = tab[b]
+			}
+			out = append(out, b)
 		}
-		if !keepCase {
-			b = tab[b]
-		}
-		out = append(out, b)
+	})
+	if err != nil {
+		return "", err
 	}
 	return toString(out), nil
 }
@@ -261,19 +297,24 @@ func (c Counts) GC() float64 {
 }
 
 // BaseCounts counts the bases of s (any case, white space ignored).
-func BaseCounts(s string) (Counts, error) {
+func BaseCounts(s string, stop func() bool) (Counts, error) {
 	// Four histograms, so that runs of one letter do not serialise on one
 	// counter.
 	var h [4][256]int
-	i := 0
-	for ; i+4 <= len(s); i += 4 {
-		h[0][s[i]]++
-		h[1][s[i+1]]++
-		h[2][s[i+2]]++
-		h[3][s[i+3]]++
-	}
-	for ; i < len(s); i++ {
-		h[0][s[i]]++
+	err := inPieces(len(s), stop, func(start, end int) {
+		i := start
+		for ; i+4 <= end; i += 4 {
+			h[0][s[i]]++
+			h[1][s[i+1]]++
+			h[2][s[i+2]]++
+			h[3][s[i+3]]++
+		}
+		for ; i < end; i++ {
+			h[0][s[i]]++
+		}
+	})
+	if err != nil {
+		return Counts{}, err
 	}
 	var cnt [256]int
 	spaces := 0
@@ -303,25 +344,38 @@ func BaseCounts(s string) (Counts, error) {
 
 // ReverseComplement returns the IUPAC reverse complement of s, case kept,
 // white space dropped, U complemented to A.
-func ReverseComplement(s string) (string, error) {
-	f := scan(s)
+func ReverseComplement(s string, stop func() bool) (string, error) {
+	f, err := scan(s, stop)
+	if err != nil {
+		return "", err
+	}
 	if f&fInvalid != 0 {
 		return "", invalidAt(s)
 	}
 	tab := &compTab
+	n := len(s)
 	if f&fSpace == 0 {
-		out := make([]byte, len(s))
-		n := len(s)
-		for i := 0; i < n; i++ {
-			out[n-1-i] = tab[s[i]]
+		out := make([]byte, n)
+		err = inPieces(n, stop, func(start, end int) {
+			for i := start; i < end; i++ {
+				out[n-1-i] = tab[s[i]]
+			}
+		})
+		if err != nil {
+			return "", err
 		}
 		return toString(out), nil
 	}
-	out := make([]byte, 0, len(s))
-	for i := len(s) - 1; i >= 0; i-- {
-		if c := tab[s[i]]; c != 0 {
-			out = append(out, c)
+	out := make([]byte, 0, n)
+	err = inPieces(n, stop, func(start, end int) { // from the end of s
+		for i := n - 1 - start; i >= n-end; i-- {
+			if c := tab[s[i]]; c != 0 {
+				out = append(out, c)
+			}
 		}
+	})
+	if err != nil {
+		return "", err
 	}
 	return toString(out), nil
 }
@@ -335,60 +389,67 @@ func ValidFrame(frame int) bool {
 // base 1, 2, 3) or -1, -2, -3 (the same on the reverse complement). '*' is
 // a stop, 'X' an undetermined amino acid, '-' a gap codon; a trailing
 // partial codon is ignored. It panics on any other frame.
-func Translate(s string, frame int) (string, error) {
+func Translate(s string, frame int, stop func() bool) (string, error) {
 	if !ValidFrame(frame) {
 		panic(fmt.Sprintf("bionative.Translate: frame %d", frame))
 	}
-	c, err := Clean(s, true)
+	c, err := Clean(s, true, stop)
 	if err != nil {
 		return "", err
 	}
-	return translateClean(c, frame), nil
+	return translateClean(c, frame, stop)
 }
 
 // SixFrames translates s in frames 1, 2, 3, -1, -2, -3 (in that order).
-func SixFrames(s string) ([6]string, error) {
+func SixFrames(s string, stop func() bool) ([6]string, error) {
 	var out [6]string
-	c, err := Clean(s, true)
+	c, err := Clean(s, true, stop)
 	if err != nil {
 		return out, err
 	}
 	for i, f := range [6]int{1, 2, 3, -1, -2, -3} {
-		out[i] = translateClean(c, f)
+		if out[i], err = translateClean(c, f, stop); err != nil {
+			return [6]string{}, err
+		}
 	}
 	return out, nil
 }
 
 // translateClean translates a sequence of letters only (any case).
-func translateClean(s string, frame int) string {
+func translateClean(s string, frame int, stop func() bool) (string, error) {
 	off := frame - 1
 	if frame < 0 {
 		off = -frame - 1
 	}
 	n := len(s)
 	if n-off < 3 {
-		return ""
+		return "", nil
 	}
 	codons := (n - off) / 3
 	out := make([]byte, codons)
 	aa := &codonAA
-	if frame > 0 {
-		idx := &symIdx
-		p := off
-		for j := range out {
-			out[j] = aa[(int(idx[s[p]])*nsym+int(idx[s[p+1]]))*nsym+int(idx[s[p+2]])]
-			p += 3
+	err := inPieces(codons, stop, func(start, end int) {
+		if frame > 0 {
+			idx := &symIdx
+			p := off + 3*start
+			for j := start; j < end; j++ {
+				out[j] = aa[(int(idx[s[p]])*nsym+int(idx[s[p+1]]))*nsym+int(idx[s[p+2]])]
+				p += 3
+			}
+		} else {
+			// Codon j of the reverse complement read from the end of s.
+			idx := &compIdx
+			p := n - 1 - off - 3*start
+			for j := start; j < end; j++ {
+				out[j] = aa[(int(idx[s[p]])*nsym+int(idx[s[p-1]]))*nsym+int(idx[s[p-2]])]
+				p -= 3
+			}
 		}
-	} else {
-		// Codon j of the reverse complement read from the end of s.
-		idx := &compIdx
-		p := n - 1 - off
-		for j := range out {
-			out[j] = aa[(int(idx[s[p]])*nsym+int(idx[s[p-1]]))*nsym+int(idx[s[p-2]])]
-			p -= 3
-		}
+	})
+	if err != nil {
+		return "", err
 	}
-	return toString(out)
+	return toString(out), nil
 }
 
 // Kmer is one distinct k-mer and how many windows hold it.
@@ -420,7 +481,10 @@ func KmerCounts(s string, k int, stop func() bool) ([]Kmer, error) {
 	if k < 1 {
 		panic(fmt.Sprintf("bionative.KmerCounts: k = %d", k))
 	}
-	f := scan(s)
+	f, err := scan(s, stop)
+	if err != nil {
+		return nil, err
+	}
 	if f&fInvalid != 0 {
 		return nil, invalidAt(s)
 	}
@@ -437,7 +501,10 @@ func KmerCounts(s string, k int, stop func() bool) ([]Kmer, error) {
 		}
 		return kmersSparse(s, k, last, stop)
 	}
-	c, _ := Clean(s, false)
+	c, err := Clean(s, false, stop)
+	if err != nil {
+		return nil, err
+	}
 	return kmersStrings(c, k, stop)
 }
 
@@ -495,7 +562,7 @@ func kmersDense(s string, k int, last byte, stop func() bool) ([]Kmer, error) {
 	}
 	return decode(k, last, len(order), func(i int) (uint64, int) {
 		return uint64(order[i]), int(cnt[order[i]])
-	}), nil
+	}, stop)
 }
 
 func kmersSparse(s string, k int, last byte, stop func() bool) ([]Kmer, error) {
@@ -521,18 +588,21 @@ func kmersSparse(s string, k int, last byte, stop func() bool) ([]Kmer, error) {
 	if stopped {
 		return nil, ErrStopped
 	}
-	return decode(k, last, len(codes), func(i int) (uint64, int) { return codes[i], counts[i] }), nil
+	return decode(k, last, len(codes), func(i int) (uint64, int) { return codes[i], counts[i] }, stop)
 }
 
 // decode spells n codes as k-mers, all in one string.
-func decode(k int, last byte, n int, at func(i int) (uint64, int)) []Kmer {
+func decode(k int, last byte, n int, at func(i int) (uint64, int), stop func() bool) ([]Kmer, error) {
 	if n == 0 {
-		return nil
+		return nil, nil
 	}
 	letters := [4]byte{'A', 'C', 'G', last}
 	buf := make([]byte, n*k)
 	out := make([]Kmer, n)
 	for i := range n {
+		if i%stopInterval == stopInterval-1 && stop != nil && stop() {
+			return nil, ErrStopped
+		}
 		code, c := at(i)
 		key := buf[i*k : (i+1)*k]
 		for j := k - 1; j >= 0; j-- {
@@ -545,7 +615,7 @@ func decode(k int, last byte, n int, at func(i int) (uint64, int)) []Kmer {
 	for i := range out {
 		out[i].Seq = all[i*k : (i+1)*k]
 	}
-	return out
+	return out, nil
 }
 
 // kmersStrings counts k-mers by their text: long k, or T and U both present.

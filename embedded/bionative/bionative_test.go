@@ -162,7 +162,7 @@ func TestClean(t *testing.T) {
 		for _, n := range []int{0, 1, 5, 100, 4099} {
 			s := randomSeq(r, n, alpha)
 			for _, keep := range []bool{false, true} {
-				got, err := Clean(s, keep)
+				got, err := Clean(s, keep, nil)
 				if err != nil || got != refClean(s, keep) {
 					t.Fatalf("Clean(%q, %v) = %q, %v", s, keep, got, err)
 				}
@@ -171,7 +171,7 @@ func TestClean(t *testing.T) {
 	}
 	// Already clean: the same string, no copy.
 	s := strings.Repeat("ACGTN-", 100)
-	if got, _ := Clean(s, false); unsafe.StringData(got) != unsafe.StringData(s) {
+	if got, _ := Clean(s, false, nil); unsafe.StringData(got) != unsafe.StringData(s) {
 		t.Fatal("a clean sequence was copied")
 	}
 }
@@ -193,15 +193,15 @@ func TestInvalid(t *testing.T) {
 				t.Errorf("%s(%q): %v, want position %d", what, c.s, err, c.pos)
 			}
 		}
-		_, err := Clean(c.s, false)
+		_, err := Clean(c.s, false, nil)
 		check("Clean", err)
-		_, err = BaseCounts(c.s)
+		_, err = BaseCounts(c.s, nil)
 		check("BaseCounts", err)
-		_, err = ReverseComplement(c.s)
+		_, err = ReverseComplement(c.s, nil)
 		check("ReverseComplement", err)
-		_, err = Translate(c.s, -2)
+		_, err = Translate(c.s, -2, nil)
 		check("Translate", err)
-		_, err = SixFrames(c.s)
+		_, err = SixFrames(c.s, nil)
 		check("SixFrames", err)
 		_, err = KmerCounts(c.s, 2, nil)
 		check("KmerCounts", err)
@@ -231,7 +231,7 @@ func TestBaseCounts(t *testing.T) {
 	for _, alpha := range []string{plain, mixed, iupac, withU, withBoth} {
 		for _, n := range []int{0, 1, 3, 4, 7, 1000, 10007} {
 			s := randomSeq(r, n, alpha)
-			got, err := BaseCounts(s)
+			got, err := BaseCounts(s, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -257,11 +257,11 @@ func TestBaseCounts(t *testing.T) {
 			}
 		}
 	}
-	c, _ := BaseCounts("GCAASWRY--")
+	c, _ := BaseCounts("GCAASWRY--", nil)
 	if c.GC() != 0.5 {
 		t.Error(c.GC())
 	}
-	if c, _ := BaseCounts("NNNN"); c.GC() != 0 {
+	if c, _ := BaseCounts("NNNN", nil); c.GC() != 0 {
 		t.Error("all N")
 	}
 }
@@ -271,7 +271,7 @@ func TestReverseComplement(t *testing.T) {
 	for _, alpha := range []string{plain, mixed, iupac, withU} {
 		for _, n := range []int{0, 1, 2, 17, 4097} {
 			s := randomSeq(r, n, alpha)
-			got, err := ReverseComplement(s)
+			got, err := ReverseComplement(s, nil)
 			if err != nil || got != refRevcomp(s) {
 				t.Fatalf("ReverseComplement(%q) = %q, %v", s, got, err)
 			}
@@ -279,7 +279,7 @@ func TestReverseComplement(t *testing.T) {
 	}
 	for in, want := range map[string]string{"ATCG": "CGAT", "acgT": "Acgt", "AC GT\nTT": "AAACGT",
 		"RYKMSWBDHVN": "NBDHVWSKMRY", "AUGu": "aCAT", "AC--G": "C--GT", "": ""} {
-		if got, _ := ReverseComplement(in); got != want {
+		if got, _ := ReverseComplement(in, nil); got != want {
 			t.Errorf("ReverseComplement(%q) = %q, want %q", in, got, want)
 		}
 	}
@@ -293,7 +293,7 @@ func TestTranslate(t *testing.T) {
 				codon := string([]byte{x, y, z})
 				want := string(refAmino(codon))
 				for _, c := range []string{codon, strings.ToLower(codon)} {
-					if got, _ := Translate(c, 1); got != want {
+					if got, _ := Translate(c, 1, nil); got != want {
 						t.Fatalf("Translate(%q) = %q, want %q", c, got, want)
 					}
 				}
@@ -303,14 +303,14 @@ func TestTranslate(t *testing.T) {
 	known := map[string]string{"GGN": "G", "CTN": "L", "TAR": "*", "TRA": "*", "ATN": "X", "MGR": "R",
 		"YTR": "L", "ATH": "I", "gcn": "A", "---": "-", "A-G": "X", "ATGNNNTAA": "MX*", "AUG": "M"}
 	for in, want := range known {
-		if got, _ := Translate(in, 1); got != want {
+		if got, _ := Translate(in, 1, nil); got != want {
 			t.Errorf("Translate(%q) = %q, want %q", in, got, want)
 		}
 	}
 	s := "ATGGCCATTGTAATGGGCCGCTGAAAGGGTGCCCGATAG"
 	for f, want := range map[int]string{1: "MAIVMGR*KGAR*", 2: "WPL*WAAERVPD", 3: "GHCNGPLKGCPI",
 		-1: "LSGTLSAAHYNGH", -2: "YRAPFQRPITMA", -3: "IGHPFSGPLQWP"} {
-		if got, _ := Translate(s, f); got != want {
+		if got, _ := Translate(s, f, nil); got != want {
 			t.Errorf("frame %d: %q, want %q", f, got, want)
 		}
 	}
@@ -319,13 +319,13 @@ func TestTranslate(t *testing.T) {
 		for n := range 14 {
 			for _, m := range []int{n, n + 3000} {
 				s := randomSeq(r, m, alpha)
-				six, err := SixFrames(s)
+				six, err := SixFrames(s, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
 				for i, f := range []int{1, 2, 3, -1, -2, -3} {
 					want := refTranslate(s, f)
-					got, err := Translate(s, f)
+					got, err := Translate(s, f, nil)
 					if err != nil || got != want || six[i] != want {
 						t.Fatalf("Translate(%q, %d) = %q / %q, want %q", s, f, got, six[i], want)
 					}
@@ -377,8 +377,9 @@ func TestKmerCounts(t *testing.T) {
 }
 
 func TestKmerCountsStop(t *testing.T) {
-	defer func(n int) { stopInterval = n }(stopInterval)
+	defer func(n, b int) { stopInterval, stopBytes = n, b }(stopInterval, stopBytes)
 	stopInterval = 1 << 10
+	stopBytes = 1 << 30 // the scan first is not stopped: the counting is
 	s := randomSeq(rand.New(rand.NewPCG(11, 12)), 256<<10, plain)
 	for _, k := range []int{6, 20, 40} { // dense, sparse codes, text
 		calls := 0
@@ -397,7 +398,7 @@ func BenchmarkBaseCounts(b *testing.B) {
 	s := benchSeq()
 	b.SetBytes(int64(len(s)))
 	for b.Loop() {
-		_, _ = BaseCounts(s)
+		_, _ = BaseCounts(s, nil)
 	}
 }
 
@@ -405,7 +406,7 @@ func BenchmarkReverseComplement(b *testing.B) {
 	s := benchSeq()
 	b.SetBytes(int64(len(s)))
 	for b.Loop() {
-		_, _ = ReverseComplement(s)
+		_, _ = ReverseComplement(s, nil)
 	}
 }
 
@@ -413,7 +414,7 @@ func BenchmarkSixFrames(b *testing.B) {
 	s := benchSeq()
 	b.SetBytes(int64(len(s)))
 	for b.Loop() {
-		_, _ = SixFrames(s)
+		_, _ = SixFrames(s, nil)
 	}
 }
 
@@ -422,5 +423,52 @@ func BenchmarkKmerCounts6(b *testing.B) {
 	b.SetBytes(int64(len(s)))
 	for b.Loop() {
 		_, _ = KmerCounts(s, 6, nil)
+	}
+}
+
+// TestKernelsInPieces: the kernels work in pieces of stopBytes with a call
+// of the stop function between them; in small pieces their results are
+// the reference's, and a stop ends each with ErrStopped.
+func TestKernelsInPieces(t *testing.T) {
+	defer func(b int) { stopBytes = b }(stopBytes)
+	stopBytes = 7
+	r := rand.New(rand.NewPCG(21, 22))
+	never := func() bool { return false }
+	for _, alpha := range []string{plain, mixed, iupac, withU} {
+		for _, n := range []int{0, 1, 5, 7, 8, 100, 4099} {
+			s := randomSeq(r, n, alpha)
+			for _, keep := range []bool{false, true} {
+				if got, err := Clean(s, keep, never); err != nil || got != refClean(s, keep) {
+					t.Fatalf("Clean(%q, %v) = %q, %v", s, keep, got, err)
+				}
+			}
+			want, _ := BaseCounts(s, nil)
+			if got, err := BaseCounts(s, never); err != nil || got != want {
+				t.Fatalf("BaseCounts(%q) = %+v, %v, want %+v", s, got, err, want)
+			}
+			if got, err := ReverseComplement(s, never); err != nil || got != refRevcomp(s) {
+				t.Fatalf("ReverseComplement(%q) = %q, %v", s, got, err)
+			}
+			six, err := SixFrames(s, never)
+			for i, f := range []int{1, 2, 3, -1, -2, -3} {
+				if want := refTranslate(s, f); err != nil || six[i] != want {
+					t.Fatalf("SixFrames(%q)[%d] = %q, %v, want %q", s, i, six[i], err, want)
+				}
+			}
+		}
+	}
+	s := randomSeq(r, 1000, mixed)
+	for name, run := range map[string]func(stop func() bool) error{
+		"Clean":             func(stop func() bool) error { _, err := Clean(s, false, stop); return err },
+		"BaseCounts":        func(stop func() bool) error { _, err := BaseCounts(s, stop); return err },
+		"ReverseComplement": func(stop func() bool) error { _, err := ReverseComplement(s, stop); return err },
+		"Translate":         func(stop func() bool) error { _, err := Translate(s, -1, stop); return err },
+		"SixFrames":         func(stop func() bool) error { _, err := SixFrames(s, stop); return err },
+		"KmerCounts":        func(stop func() bool) error { _, err := KmerCounts(s, 3, stop); return err },
+	} {
+		calls := 0
+		if err := run(func() bool { calls++; return calls == 3 }); err != ErrStopped || calls != 3 {
+			t.Errorf("%s: %v after %d calls", name, err, calls)
+		}
 	}
 }
