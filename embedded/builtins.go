@@ -201,7 +201,7 @@ func baseRawSet(L *lua.LState) int {
 			L.RaiseError("table index is NaN")
 		}
 	}
-	t.RawSet(k, v)
+	L.RawSet(t, k, v) // through L: a long growth of t polls the call's limits
 	L.SetTop(1)
 	return 1
 }
@@ -288,9 +288,13 @@ func rawInt(t *lua.LTable, k int) lua.LValue {
 // without moving anything).
 func tableInsert(L *lua.LState) int {
 	t := L.CheckTable(1)
+	// Stores that may grow t go through L: a long growth (the keys of the
+	// hash part taken over) polls the call's limits.
 	switch L.GetTop() {
 	case 2:
-		t.Append(L.Get(2))
+		if v := L.Get(2); v != lua.LNil { // t.Append(v), through L
+			L.RawSetInt(t, t.Len()+1, v)
+		}
 	case 3:
 		e := t.Len() + 1
 		pos := argInt(L, 2)
@@ -300,7 +304,7 @@ func tableInsert(L *lua.LState) int {
 		v := L.Get(3)
 		if pos < e {
 			last := t.RawGetInt(e - 1)
-			t.RawSetInt(e, last) // grows the array part if needed
+			L.RawSetInt(t, e, last) // grows the array part if needed
 			if arr := arrayPart(t); arr != nil && len(*arr) >= e {
 				// positions pos..e-2 up by one: indices pos-1..e-2
 				if stop, undone := shiftPolled(L, (*arr)[pos-1:e-1], true); stop != nil {
@@ -318,7 +322,7 @@ func tableInsert(L *lua.LState) int {
 				}
 			}
 		}
-		t.RawSetInt(pos, v)
+		L.RawSetInt(t, pos, v)
 	default:
 		L.RaiseError("wrong number of arguments to 'insert'")
 	}

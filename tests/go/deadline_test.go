@@ -101,6 +101,31 @@ func TestSandboxedBuiltinsStopAtTheDeadline(t *testing.T) {
 		deadlineCase{name: "bio translate", setup: B, chunk: `!local x = bn.translate(seq, -1) while true do end`, grace: 50 * time.Millisecond},
 		deadlineCase{name: "bio six_frames", setup: B, chunk: `!local x = bn.six_frames(seq) while true do end`},
 	)
+	// A store that grows a table's array part took over the hash part's
+	// keys in a row, or filled a hole of up to twice its length, in one
+	// Go call: 0.3 s for a million keys of a table filled backwards, 0.2 s
+	// for a hole of 2^21 slots. A growth that is stopped leaves the table
+	// as it was.
+	n := "1e6"
+	if raceBuild {
+		n = "1e5"
+	}
+	cases = append(cases,
+		deadlineCase{name: "table growth, keys taken over", fresh: true,
+			setup: `big = {} for i = ` + n + `, 100, -1 do big[i] = i end for i = 1, 98 do big[i] = i end`,
+			chunk: `!big[99] = "x" while true do end`,
+			check: `local n, count = ` + n + `, 0
+				for k, v in pairs(big) do
+				  count = count + 1
+				  if v ~= k and not (k == 99 and v == "x") then return k end
+				end
+				if count ~= n - (big[99] and 0 or 1) or (#big ~= 98 and #big ~= n) then return count, #big end
+				return true`},
+		deadlineCase{name: "table growth, long hole", fresh: true,
+			setup: `big = {} for i = 1, 2^21 do big[i] = i end`,
+			chunk: `!big[2^22 + 60] = "x" while true do end`,
+			check: `return #big == 2^21 and big[2^22 + 60] == nil or #big == 2^22 + 60 and big[2^22 + 60] == "x"`},
+	)
 	size := 1 << 27
 	if raceBuild {
 		size = 1 << 22

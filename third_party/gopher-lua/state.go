@@ -1918,11 +1918,11 @@ func (ls *LState) RawSet(tb *LTable, key LValue, value LValue) {
 	} else if key == LNil {
 		ls.RaiseError("table index is nil")
 	}
-	tb.RawSet(key, value)
+	tb.rawSet(key, value, ls) // bioxen: a long growth polls (growArray)
 }
 
 func (ls *LState) RawSetInt(tb *LTable, key int, value LValue) {
-	tb.RawSetInt(key, value)
+	tb.rawSetInt(key, value, ls) // bioxen: a long growth polls (growArray)
 }
 
 func (ls *LState) SetField(obj LValue, key string, value LValue) {

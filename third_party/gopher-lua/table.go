@@ -178,11 +178,15 @@ func (tb *LTable) Remove(pos int) LValue {
 // RawSet sets a given LValue to a given index without the __newindex metamethod.
 // It is recommended to use `RawSetString` or `RawSetInt` for performance
 // if you already know the given LValue is a string or number.
-func (tb *LTable) RawSet(key LValue, value LValue) {
+func (tb *LTable) RawSet(key LValue, value LValue) { tb.rawSet(key, value, nil) }
+
+// rawSet is RawSet; a long growth of the array part polls ls's call
+// limits (bioxen: see growArray).
+func (tb *LTable) rawSet(key LValue, value LValue, ls *LState) {
 	switch v := key.(type) {
 	case LNumber:
 		if isArrayKey(v) {
-			tb.RawSetInt(int(v), value) // bioxen: one place for array keys
+			tb.rawSetInt(int(v), value, ls) // bioxen: one place for array keys
 			return
 		}
 	case LString:
@@ -194,7 +198,11 @@ func (tb *LTable) RawSet(key LValue, value LValue) {
 }
 
 // RawSetInt sets a given LValue at a position `key` without the __newindex metamethod.
-func (tb *LTable) RawSetInt(key int, value LValue) {
+func (tb *LTable) RawSetInt(key int, value LValue) { tb.rawSetInt(key, value, nil) }
+
+// rawSetInt is RawSetInt; a long growth of the array part polls ls's call
+// limits (bioxen: see growArray).
+func (tb *LTable) rawSetInt(key int, value LValue, ls *LState) {
 	if key < 1 || key >= MaxArrayIndex {
 		tb.RawSetH(LNumber(key), value)
 		return
@@ -228,19 +236,141 @@ func (tb *LTable) RawSetInt(key int, value LValue) {
 	default:
 		// bioxen: the array part grows to the key (at most doubling),
 		// taking over the keys of the hash part it now covers.
-		if index > alen {
-			for k := alen + 1; k < key; k++ {
-				tb.array = append(tb.array, tb.takeH(k))
-			}
-			tb.takeH(key)
+		tb.growArray(key, value, ls)
+	}
+}
+
+// growPoll is how many slots or keys the growth of an array part handles
+// between two polls of the call's limits (bioxen).
+const growPoll = 1 << 16
+
+// growArray stores value at key, at or past the array part's end (key - 1
+// >= len(tb.array)), growing the array part to it: the slots between take
+// over the keys of the hash part they cover (nil where it has none), and
+// the keys right after key that the hash part holds, in a row, move in too.
+//
+// bioxen: a hole of millions of slots, or millions of keys taken over,
+// was one Go call of a second or more (a hole of 2^23 slots: 1.2 s; two
+// million keys of a table filled backwards: 0.8 s) that no deadline
+// stopped: a sandboxed chunk runs on its caller's goroutine. A long growth
+// is now built aside, in a new array part (and a new hash part when many
+// of its keys stay), polling ls's call limits (LState.PollLimits) every
+// growPoll slots or keys: a stop raised there leaves the table as it was.
+// The new parts then replace the old ones at once.
+func (tb *LTable) growArray(key int, value LValue, ls *LState) {
+	alen, index := len(tb.array), key-1
+	hasDict := tb.dict != nil && len(tb.dict) > 0
+	keyInDict := false // at index == alen only (rawSetInt updates it past that)
+	if hasDict {
+		_, keyInDict = tb.dict[LNumber(key)]
+	}
+	if index == alen && (!hasDict || tb.dict[LNumber(key+1)] == nil) {
+		// An append, nothing to take over (the common case).
+		if keyInDict {
+			tb.RawSetH(LNumber(key), LNil) // now in the array part
 		}
 		tb.array = append(tb.array, value)
-		for tb.dict != nil && len(tb.dict) > 0 {
-			v := tb.takeH(len(tb.array) + 1)
-			if v == LNil {
+		return
+	}
+	tick := func() {}
+	if ls != nil {
+		steps := 0
+		tick = func() {
+			if steps++; steps%growPoll == 0 {
+				ls.PollLimits()
+			}
+		}
+	}
+	// The new length: the keys after key the hash part holds, in a row.
+	n := key
+	if hasDict {
+		for {
+			if _, ok := tb.dict[LNumber(n+1)]; !ok {
 				break
 			}
-			tb.array = append(tb.array, v)
+			n++
+			tick()
+		}
+	}
+	if n-alen < growPoll {
+		// A short growth: in place, a few milliseconds at most.
+		for k := alen + 1; k < key; k++ {
+			tb.array = append(tb.array, tb.takeH(k))
+		}
+		tb.takeH(key)
+		tb.array = append(tb.array, value)
+		for k := key + 1; k <= n; k++ {
+			tb.array = append(tb.array, tb.takeH(k))
+		}
+		return
+	}
+	arr := make([]LValue, n, n+n/4)
+	for i := 0; i < alen; i += growPoll {
+		copy(arr[i:min(i+growPoll, alen)], tb.array[i:])
+		tick()
+	}
+	var moved []LValue // the keys of the hash part now in arr
+	if !hasDict || len(tb.dict) < key-alen {
+		for i := alen; i < index; i++ {
+			arr[i] = LNil
+			tick()
+		}
+		if hasDict {
+			for k, v := range tb.dict {
+				if kn, ok := k.(LNumber); ok {
+					if i := int(kn); LNumber(i) == kn && i > alen && i < key {
+						arr[i-1] = v
+						moved = append(moved, k)
+					}
+				}
+				tick()
+			}
+		}
+	} else {
+		for i := alen; i < index; i++ {
+			arr[i] = LNil
+			if v, ok := tb.dict[LNumber(i+1)]; ok {
+				arr[i] = v
+				moved = append(moved, LNumber(i+1))
+			}
+			tick()
+		}
+	}
+	arr[index] = value
+	if keyInDict {
+		moved = append(moved, LNumber(key))
+	}
+	for i := key; i < n; i++ {
+		arr[i] = tb.dict[LNumber(i+1)]
+		moved = append(moved, LNumber(i+1))
+		tick()
+	}
+	// The hash part without the moved keys: emptied, rid of a few, or a
+	// new one without them (deleting millions of keys was as long).
+	var dict map[LValue]LValue
+	rebuild := len(moved) > growPoll && len(moved) < len(tb.dict)
+	if rebuild {
+		dict = make(map[LValue]LValue, len(tb.dict)-len(moved))
+		for k, v := range tb.dict {
+			if kn, ok := k.(LNumber); ok {
+				if i := int(kn); LNumber(i) == kn && i > alen && i <= n {
+					continue
+				}
+			}
+			dict[k] = v
+			tick()
+		}
+	}
+	// No polls from here: the table changes.
+	tb.array = arr
+	switch {
+	case hasDict && len(moved) == len(tb.dict):
+		tb.dict = nil
+	case rebuild:
+		tb.dict = dict
+	default:
+		for _, k := range moved {
+			delete(tb.dict, k)
 		}
 	}
 }

@@ -2076,7 +2076,7 @@ func init() {
 				nelem = reg.Top() - RA - 1
 			}
 			for i := 1; i <= nelem; i++ {
-				table.RawSetInt(offset+i, reg.Get(RA+i))
+				table.rawSetInt(offset+i, reg.Get(RA+i), L) // bioxen: a long growth polls (growArray)
 			}
 			return 0
 		},
