@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"syscall"
-	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -367,35 +365,57 @@ func readFormats(L *lua.LState, f *luaFile, first int) int {
 
 var errTooLarge = errors.New("resulting string too large")
 
-// bytesString is b as a string, without a copy: b is not written again.
-func bytesString(b []byte) lua.LString {
-	return lua.LString(unsafe.String(unsafe.SliceData(b), len(b)))
+// growLine doubles line's room, for n more bytes at least; a long line's
+// bytes move to the new room in pieces with polls between (its own growth
+// copies them in one Go call). False once the call is stopped.
+func growLine(line *strings.Builder, n int, p *ioPoll) bool {
+	c := line.Cap()
+	if line.Len() <= pollWork {
+		line.Grow(max(n, c))
+		return true
+	}
+	old := line.String()
+	line.Reset()
+	line.Grow(grownCap(c, len(old)+n))
+	for len(old) > 0 {
+		k := min(len(old), pollWork)
+		line.WriteString(old[:k])
+		old = old[k:]
+		if !p.add(k) {
+			return false
+		}
+	}
+	return true
 }
 
 func readLine(r *bufio.Reader, keepNewline bool, p *ioPoll) (lua.LValue, error) {
-	var line []byte
+	var line strings.Builder // grown without zeroing (see readUpTo)
 	for {
 		chunk, err := r.ReadSlice('\n')
-		line = append(line, chunk...)
+		if line.Cap()-line.Len() < len(chunk) && !growLine(&line, len(chunk), p) {
+			return lua.LNil, errStopped
+		}
+		line.Write(chunk)
 		if !p.take(len(chunk)) {
 			return lua.LNil, errStopped
 		}
-		if len(line) > maxStringBytes {
+		if line.Len() > maxStringBytes {
 			return lua.LNil, errTooLarge
 		}
 		if err == bufio.ErrBufferFull {
 			continue
 		}
+		s := line.String()
 		if err != nil {
-			if len(line) == 0 {
+			if len(s) == 0 {
 				return lua.LNil, err
 			}
-			return bytesString(line), nil
+			return lua.LString(s), nil
 		}
 		if !keepNewline {
-			line = line[:len(line)-1]
+			s = s[:len(s)-1]
 		}
-		return bytesString(line), nil
+		return lua.LString(s), nil
 	}
 }
 
@@ -411,9 +431,11 @@ func (f *luaFile) left(r *bufio.Reader) int64 {
 }
 
 // readUpTo reads up to n bytes (all the file has left when n is -1), in
-// pieces of pollWork bytes into a buffer of the size the file has left
-// (io.ReadAll grew one by copies, each one Go call of up to 256 MiB).
-func readUpTo(f *luaFile, r *bufio.Reader, n int64, p *ioPoll) ([]byte, error) {
+// pieces of pollWork bytes, into room for what the file has left (io.ReadAll
+// grew a buffer by copies, each one Go call of up to 256 MiB) that is not
+// zeroed first (a strings.Builder's: zeroing a reused 256 MiB buffer is a
+// long Go call too).
+func readUpTo(f *luaFile, r *bufio.Reader, n int64, p *ioPoll) (string, error) {
 	size := min(n, maxStringBytes+1)
 	if left := f.left(r); left >= 0 && (size < 0 || left < size) {
 		size = left + 1 // + 1: EOF is seen without growing
@@ -421,28 +443,30 @@ func readUpTo(f *luaFile, r *bufio.Reader, n int64, p *ioPoll) ([]byte, error) {
 	if size < 0 {
 		size = 512
 	}
-	data := make([]byte, 0, size)
-	for n < 0 || int64(len(data)) < n {
-		if len(data) == cap(data) {
-			data = slices.Grow(data, min(len(data), pollWork))
-		}
-		end := min(cap(data), len(data)+pollWork)
+	var b strings.Builder
+	b.Grow(int(size))
+	piece := make([]byte, min(size, pollWork))
+	for n < 0 || int64(b.Len()) < n {
+		want := int64(len(piece))
 		if n >= 0 {
-			end = min(end, int(n))
+			want = min(want, n-int64(b.Len()))
 		}
-		k, err := r.Read(data[len(data):end])
-		data = data[:len(data)+k]
+		k, err := r.Read(piece[:want])
+		if b.Cap()-b.Len() < k {
+			b.Grow(b.Cap()) // doubled
+		}
+		b.Write(piece[:k])
 		if !p.take(k) {
-			return nil, errStopped
+			return "", errStopped
 		}
-		if len(data) > maxStringBytes {
-			return nil, errTooLarge
+		if b.Len() > maxStringBytes {
+			return "", errTooLarge
 		}
 		if err != nil {
-			return data, err
+			return b.String(), err
 		}
 	}
-	return data, nil
+	return b.String(), nil
 }
 
 // readAll reads the rest of the file.
@@ -452,12 +476,12 @@ func readAll(f *luaFile, r *bufio.Reader, p *ioPoll) (lua.LValue, error) {
 		err = nil
 	}
 	if err != nil && !errors.Is(err, errStopped) && !errors.Is(err, errTooLarge) {
-		return bytesString(data), err
+		return lua.LString(data), err
 	}
 	if err != nil {
 		return lua.LNil, err
 	}
-	return bytesString(data), nil
+	return lua.LString(data), nil
 }
 
 func readCount(f *luaFile, r *bufio.Reader, n int64, p *ioPoll) (lua.LValue, error) {
@@ -474,7 +498,7 @@ func readCount(f *luaFile, r *bufio.Reader, n int64, p *ioPoll) (lua.LValue, err
 	case err != nil && len(data) == 0:
 		return lua.LNil, err
 	}
-	return bytesString(data), nil
+	return lua.LString(data), nil
 }
 
 // readNumber reads a numeral as Lua 5.4's io.read("n") does: leading

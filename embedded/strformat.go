@@ -34,8 +34,7 @@ func strFormat(L *lua.LState) int {
 			if j > maxStringBytes-b.Len() {
 				tooLong(L, "string.format")
 			}
-			tk.add(j)
-			b.WriteString(f[i : i+j])
+			writePolled(&b, &tk, f[i:i+j])
 			i += j - 1
 			continue
 		}
@@ -183,7 +182,12 @@ func formatOne(L *lua.LState, b *strings.Builder, spec fmtSpec, arg int) bool {
 		if max(len(s), spec.width) > maxStringBytes-b.Len() {
 			tooLong(L, "string.format")
 		}
-		pad(b, spec, s, false)
+		if len(s) > pollWork && len(s) >= spec.width {
+			tk := workTicker{L: L}
+			writePolled(b, &tk, s) // in pieces, polling (see writePolled)
+		} else {
+			pad(b, spec, s, false)
+		}
 	default:
 		return false
 	}

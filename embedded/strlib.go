@@ -1,10 +1,8 @@
 package embedded
 
 import (
-	"slices"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -241,31 +239,22 @@ func (sl *strlib) gsub(L *lua.LState) int {
 // a replacement such as 2048 "%0" of a 1 MiB match asked for 2 GiB, 6 GB
 // of heap with the regrowth, before the check), and the bytes written
 // poll the call's limits every pollWork.
+// (A long write is copied in pieces, with polls between, by writePolled.)
 type gsubOut struct {
-	buf []byte
-	tk  workTicker
+	b  strings.Builder
+	tk workTicker
 }
 
 func (o *gsubOut) write(x string) {
-	o.tk.work += len(x) + 64 // a write costs more than its bytes
-	if o.tk.work >= pollWork || len(x) > maxStringBytes-len(o.buf) {
-		o.check(len(x))
-	}
-	o.buf = append(o.buf, x...)
-}
-
-// check is write's slow path: the cap, then the poll.
-func (o *gsubOut) check(n int) {
-	if n > maxStringBytes-len(o.buf) {
+	o.tk.work += 64 // a write costs more than its bytes (writePolled counts those)
+	if len(x) > maxStringBytes-o.b.Len() {
 		tooLong(o.tk.L, "string.gsub")
 	}
-	if o.tk.work >= pollWork {
-		o.tk.poll()
-	}
+	writePolled(&o.b, &o.tk, x)
 }
 
-// String is the result; buf is not written again.
-func (o *gsubOut) String() string { return unsafe.String(unsafe.SliceData(o.buf), len(o.buf)) }
+// String is the result.
+func (o *gsubOut) String() string { return o.b.String() }
 
 // addValue appends the replacement of the match m holds.
 func addValue(L *lua.LState, b *gsubOut, m *pattern.Matcher, s string, repl lua.LValue) {
@@ -321,7 +310,7 @@ func captureValue(L *lua.LState, m *pattern.Matcher, s string, i int) lua.LValue
 	if c.End == c.Start+1 {
 		return charStrings[s[c.Start]] // preboxed: no allocation
 	}
-	return substring(s, c.Start, c.End)
+	return substring(L, s, c.Start, c.End)
 }
 
 // pushCaptures pushes the captures of a match; with none, the whole match
@@ -345,10 +334,10 @@ func expandReplacement(L *lua.LState, b *gsubOut, repl string, m *pattern.Matche
 		b.write(repl)
 		return
 	}
-	if n := expansionSize(b, repl, m); n > maxStringBytes-len(b.buf) {
+	if n := expansionSize(b, repl, m); n > maxStringBytes-b.b.Len() {
 		tooLong(L, "string.gsub")
 	} else {
-		b.buf = slices.Grow(b.buf, n)
+		growBuilder(&b.b, &b.tk, n)
 	}
 	for {
 		i := strings.IndexByte(repl, '%')
