@@ -87,9 +87,9 @@ func sourceName(chunk string) string {
 		return chunk[1:]
 	}
 	const keep = idSize - len(` [string "..."] `) - 1
-	line := chunk
-	if i := strings.IndexAny(chunk, "\n\r"); i >= 0 {
-		line = chunk[:i]
+	line := chunk[:min(len(chunk), keep+1)] // (IndexAny over a chunk of 128 MiB took 0.1 s)
+	if i := strings.IndexAny(line, "\n\r"); i >= 0 {
+		line = line[:i]
 	}
 	if len(line) > keep {
 		line = line[:keep]

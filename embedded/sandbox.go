@@ -242,11 +242,25 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 		}
 		return L.NewFunctionFromProto(proto)
 	}
+	// tooLarge pushes nil and compileChunk's message for a source string
+	// over the source limit, before it is copied: a copy of 128 MiB was a
+	// Go call of up to 0.4 s.
+	tooLarge := func(L *lua.LState, src, name string) bool {
+		if max := st.ctx.sourceLimit(); len(src) > max {
+			L.Push(lua.LNil)
+			L.Push(lua.LString(fmt.Sprintf("%s: chunk too large (%d bytes; the VM's source limit is %d bytes)", name, len(src), max)))
+			return true
+		}
+		return false
+	}
 	// load / loadstring: text only; the chunk runs in the sandbox.
 	L.SetGlobal("loadstring", L.NewFunction(func(L *lua.LState) int {
 		src := L.CheckString(1)
-		name := optString(L, 2, src)
-		if fn := compile(L, []byte(src), sourceName(name)); fn != nil {
+		name := sourceName(optString(L, 2, src))
+		if tooLarge(L, src, name) {
+			return 2
+		}
+		if fn := compile(L, []byte(src), name); fn != nil {
 			L.Push(fn)
 			return 1
 		}
@@ -256,6 +270,9 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 		var src []byte
 		switch v := L.CheckAny(1).(type) {
 		case lua.LString:
+			if tooLarge(L, string(v), sourceName(optString(L, 2, "=(load)"))) {
+				return 2
+			}
 			src = []byte(v)
 		case *lua.LFunction:
 			for {
@@ -277,10 +294,12 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 				if len(s) == 0 {
 					break
 				}
-				src = append(src, s...)
-				if len(src) > st.ctx.sourceLimit() {
-					break // compile refuses it
+				if room := st.ctx.sourceLimit() + 1 - len(src); len(s) >= room {
+					// compile refuses it: no need to copy all of s
+					src = append(src, s[:room]...)
+					break
 				}
+				src = append(src, s...)
 			}
 		default:
 			L.ArgError(1, "string or function expected")

@@ -105,6 +105,12 @@ func TestSandboxedBuiltinsStopAtTheDeadline(t *testing.T) {
 		deadlineCase{name: "format %s%s", setup: S, chunk: `string.format("%s%s", s, s)`},
 		deadlineCase{name: "assert long message", setup: S, chunk: `pcall(assert, false, s)`},
 		deadlineCase{name: "error long message", setup: S, chunk: `!local f = function() error(s, 1) end for i = 1, 1e9 do pcall(f) end`},
+		// loadstring and load copied a source over the source limit before
+		// refusing it, and scanned all of it for its first line (for the
+		// chunk's name): 60 ms a call for 128 MiB, 0.35 s at times for
+		// a load reader returning it.
+		deadlineCase{name: "loadstring too large", setup: S, chunk: `loadstring(s)`},
+		deadlineCase{name: "load reader too large", setup: S, chunk: `load(function() return s end)`},
 	)
 	// The native bio functions (require "bio_compute.native") ran as one
 	// Go call: six_frames of 128 MiB 0.45 s, reverse_complement 0.13 s,

@@ -2077,6 +2077,11 @@ func init() {
 			}
 			for i := 1; i <= nelem; i++ {
 				table.rawSetInt(offset+i, reg.Get(RA+i), L) // bioxen: a long growth polls (growArray)
+				if i&0xffff == 0 {
+					// bioxen: {f()} of a million values took 50 ms in this
+					// loop; a stop leaves the new table half filled
+					L.PollLimits()
+				}
 			}
 			return 0
 		},
