@@ -1384,7 +1384,7 @@ func (ls *LState) setFieldString(obj LValue, key string, value LValue) {
 			if !istable {
 				ls.RaiseError("attempt to index a non-table object(%v) with key '%s'", curobj.Type().String(), key)
 			}
-			tb.RawSetString(key, value)
+			tb.rawSetString(key, value, ls) // bioxen: a long key list grows polled (growSlice)
 			return
 		}
 		if metaindex.Type() == LTFunction {
