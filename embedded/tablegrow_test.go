@@ -30,50 +30,50 @@ local function check(t, want, n)
 end
 `
 	for name, code := range map[string]string{
-		// Filled backwards: 200K keys of the hash part taken over by the
-		// store of t[1] (the hash part is emptied).
+		// Filled backwards: 100K keys of the hash part taken over by the
+		// store of t[65] (the hash part is emptied).
 		"backwards": `local t, want = {}, {}
-			for i = 2e5, 1, -1 do t[i] = i want[i] = i end
-			check(t, want, 2e5)
-			t[#t + 1] = "x" want[2e5 + 1] = "x" check(t, want, 2e5 + 1)`,
+			for i = 1e5, 1, -1 do t[i] = i want[i] = i end
+			check(t, want, 1e5)
+			t[#t + 1] = "x" want[1e5 + 1] = "x" check(t, want, 1e5 + 1)`,
 		// The same with other keys in the hash part: a new hash part
 		// without the keys taken over.
 		"backwards, other keys": `local t, want = {}, {}
-			for i = 2e5, 1, -1 do t[i] = i want[i] = i t[i + 0.5] = -i want[i + 0.5] = -i end
+			for i = 1e5, 1, -1 do t[i] = i want[i] = i t[i + 0.5] = -i want[i + 0.5] = -i end
 			t[-1] = "neg" want[-1] = "neg" t.s = "str" want.s = "str"
-			check(t, want, 4e5 + 2)`,
-		// A hole of 100K slots with one key of the hash part in it.
+			check(t, want, 2e5 + 2)`,
+		// A hole of 70K slots with one key of the hash part in it.
 		"long hole, few keys": `local t, want = {}, {}
-			t[150000] = "x" want[150000] = "x"
-			for i = 1, 1e5 do t[i] = i want[i] = i end
-			t[2e5] = "y" want[2e5] = "y"
-			check(t, want, 1e5 + 2)`,
-		// A hole of 100K slots, many keys of the hash part, some in it:
+			t[100000] = "x" want[100000] = "x"
+			for i = 1, 7e4 do t[i] = i want[i] = i end
+			t[1.4e5] = "y" want[1.4e5] = "y"
+			check(t, want, 7e4 + 2)`,
+		// A hole of 70K slots, more keys in the hash part, some in it:
 		// looked up slot by slot, a few deleted.
 		"long hole, many keys": `local t, want = {}, {}
-			for i = 1, 2e5 do t[i + 0.25] = i want[i + 0.25] = i end
-			for i = 150000, 150009 do t[i] = i want[i] = i end
-			for i = 1, 1e5 do t[i] = i want[i] = i end
-			t[2e5] = "y" want[2e5] = "y"
-			check(t, want, 2e5 + 1e5 + 11)
-			for i = 150000, 150009 do t[i] = nil want[i] = nil end
-			check(t, want, 2e5 + 1e5 + 1)`,
+			for i = 1, 1e5 do t[i + 0.25] = i want[i + 0.25] = i end
+			for i = 100000, 100009 do t[i] = i want[i] = i end
+			for i = 1, 7e4 do t[i] = i want[i] = i end
+			t[1.4e5] = "y" want[1.4e5] = "y"
+			check(t, want, 1e5 + 7e4 + 11)
+			for i = 100000, 100009 do t[i] = nil want[i] = nil end
+			check(t, want, 1e5 + 7e4 + 1)`,
 		// A long hole and a run of keys after it.
 		"hole then run": `local t, want = {}, {}
-			for i = 3e5, 200001, -1 do t[i] = i want[i] = i end
-			for i = 1, 1e5 do t[i] = i want[i] = i end
-			t[2e5] = "y" want[2e5] = "y"
-			check(t, want, 1e5 + 1e5 + 1)
-			if #t ~= 3e5 then error("#t = " .. #t) end`,
+			for i = 2.1e5, 140001, -1 do t[i] = i want[i] = i end
+			for i = 1, 7e4 do t[i] = i want[i] = i end
+			t[1.4e5] = "y" want[1.4e5] = "y"
+			check(t, want, 7e4 + 7e4 + 1)
+			if #t ~= 2.1e5 then error("#t = " .. #t) end`,
 		// table.insert and rawset grow through the same path.
 		"insert, rawset": `local t, want = {}, {}
-			for i = 2e5, 102, -1 do t[i] = i want[i] = i end
+			for i = 1e5, 102, -1 do t[i] = i want[i] = i end
 			for i = 1, 100 do t[i] = i want[i] = i end
 			table.insert(t, "c") want[101] = "c"
-			check(t, want, 2e5)
+			check(t, want, 1e5)
 			local u, uw = {}, {}
-			for i = 2e5, 1, -1 do rawset(u, i, i) uw[i] = i end
-			check(u, uw, 2e5)`,
+			for i = 1e5, 1, -1 do rawset(u, i, i) uw[i] = i end
+			check(u, uw, 1e5)`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			out := runLua(t, core.Options{}, check+code+` print("ok")`)
