@@ -362,9 +362,17 @@ func growBuilder(b *strings.Builder, tk *workTicker, n int) {
 	if b.Cap()-b.Len() >= n {
 		return
 	}
+	regrow(b, n, n, func(k int) bool { tk.add(k); return true })
+}
+
+// regrow gives b room for n more bytes: Grow(small) while b holds little;
+// else room for grownCap, into which b's bytes move in pieces of pollWork,
+// add(k) counting each piece (it polls the call's limits). False when add
+// does, which leaves b partly copied.
+func regrow(b *strings.Builder, n, small int, add func(int) bool) bool {
 	if b.Len() <= pollWork {
-		b.Grow(n)
-		return
+		b.Grow(small)
+		return true
 	}
 	c, old := b.Cap(), b.String() // b's bytes, not copied
 	b.Reset()
@@ -373,8 +381,11 @@ func growBuilder(b *strings.Builder, tk *workTicker, n int) {
 		k := min(len(old), pollWork)
 		b.WriteString(old[:k])
 		old = old[k:]
-		tk.add(k)
+		if !add(k) {
+			return false
+		}
 	}
+	return true
 }
 
 // joinPolled is a + b, polling the call's limits when it is large.

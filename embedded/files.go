@@ -369,23 +369,7 @@ var errTooLarge = errors.New("resulting string too large")
 // bytes move to the new room in pieces with polls between (its own growth
 // copies them in one Go call). False once the call is stopped.
 func growLine(line *strings.Builder, n int, p *ioPoll) bool {
-	c := line.Cap()
-	if line.Len() <= pollWork {
-		line.Grow(max(n, c))
-		return true
-	}
-	old := line.String()
-	line.Reset()
-	line.Grow(grownCap(c, len(old)+n))
-	for len(old) > 0 {
-		k := min(len(old), pollWork)
-		line.WriteString(old[:k])
-		old = old[k:]
-		if !p.add(k) {
-			return false
-		}
-	}
-	return true
+	return regrow(line, n, max(n, line.Cap()), p.add)
 }
 
 func readLine(r *bufio.Reader, keepNewline bool, p *ioPoll) (lua.LValue, error) {
