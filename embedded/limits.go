@@ -122,6 +122,10 @@ func (c *callCtx) slowDone() <-chan struct{} {
 // for code that blocks until then. Call it on the chunk's goroutine.
 func (c *callCtx) stoppedCh() <-chan struct{} { return c.done }
 
+// Stopped is stoppedCh for gopher-lua (lua.Stopper), which waits on it
+// while a large slice is made aside.
+func (c *callCtx) Stopped() <-chan struct{} { return c.done }
+
 // Err reports why the call was stopped (nil while it may run).
 func (c *callCtx) Err() error {
 	c.mu.Lock()

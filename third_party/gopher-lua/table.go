@@ -309,10 +309,12 @@ func (tb *LTable) growArray(key int, value LValue, ls *LState) {
 		}
 		return
 	}
-	arr := make([]LValue, n, n+n/4)
+	arr := ls.makeValues(n, n+n/4) // bioxen: see makeValues
 	for i := 0; i < alen; i += growPoll {
 		copy(arr[i:min(i+growPoll, alen)], tb.array[i:])
-		tick()
+		if ls != nil {
+			ls.PollLimits() // a piece of growPoll values (not tick: one step)
+		}
 	}
 	var moved []LValue // the keys of the hash part now in arr
 	if !hasDict || len(tb.dict) < key-alen {
@@ -397,7 +399,7 @@ func growSlice(s []LValue, n int, ls *LState) []LValue {
 	if len(s) < growPoll || ls == nil {
 		return slices.Grow(s, n)
 	}
-	ns := make([]LValue, len(s), len(s)+max(n, len(s)/4))
+	ns := ls.makeValues(len(s), len(s)+max(n, len(s)/4))
 	for i := 0; i < len(s); i += growPoll {
 		copy(ns[i:min(i+growPoll, len(s))], s[i:])
 		ls.PollLimits()
