@@ -126,6 +126,8 @@ func (c *callCtx) stoppedCh() <-chan struct{} { return c.done }
 // while a large slice is made aside.
 func (c *callCtx) Stopped() <-chan struct{} { return c.done }
 
+var _ lua.Stopper = (*callCtx)(nil)
+
 // Err reports why the call was stopped (nil while it may run).
 func (c *callCtx) Err() error {
 	c.mu.Lock()
