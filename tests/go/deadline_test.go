@@ -248,3 +248,34 @@ func TestSandboxedBuiltinsStopAtTheDeadline(t *testing.T) {
 // manyNames sets src to a chunk of about 56 KB that assigns to 7,000
 // distinct global names.
 var manyNames = fmt.Sprintf(`local parts = {} for i = 1, %d do parts[i] = "g" .. i .. "=1 " end src = table.concat(parts)`, 7000)
+
+// TestStoppedGrowthsDoNotPileUp: a large array part is made on a goroutine
+// of its own, which a stopped call leaves behind. A growth retried with a
+// 1 ms timeout, over and over, must not leave one allocation running per
+// call (each of 134 MiB here, of gigabytes for a larger table): a new one
+// waits for the last.
+func TestStoppedGrowthsDoNotPileUp(t *testing.T) {
+	n := "2^22"
+	if raceBuild {
+		n = "2^18"
+	}
+	vm := open(t, core.Options{Persistent: true})
+	if _, err := vm.Exec(context.Background(), []byte(`big = {} for i = 1, `+n+` do big[i] = true end`), core.ExecOptions{Timeout: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	base, most := runtime.NumGoroutine(), 0
+	for range 30 {
+		err, _ := execErr(t, vm, `big[2 * `+n+` + 60] = "x" while true do end`, time.Millisecond)
+		if core.CodeOf(err) != core.ErrTimeout {
+			t.Fatalf("got %v, want a timeout", err)
+		}
+		most = max(most, runtime.NumGoroutine()-base)
+	}
+	if most > 2 {
+		t.Errorf("%d more goroutines after stopped growths, want at most 2 (one allocation, one timer)", most)
+	}
+	if res := run(t, vm, `return #big`); string(res.Values) != "[4194304]" && string(res.Values) != "[262144]" {
+		t.Errorf("the table changed: #big = %s", res.Values)
+	}
+}

@@ -2296,8 +2296,11 @@ const bigValues = 1 << 16
 // 0.13-0.35 s after a 30 ms deadline, one of 2^25 0.3-0.7 s. A slice of
 // bigValues or more is therefore made on a goroutine of its own while ls
 // waits for it or for its call's stop, which raises the call's error (the
-// slice, once made, is garbage). A state whose context is not a Stopper
-// makes it in place.
+// slice, once made, is garbage). One such slice at a time is made for the
+// states of one Global: a new one waits until the last is made, so that
+// calls stopped one after the other (a growth of a gigabyte retried with a
+// 1 ms timeout) do not pile up allocations the host cannot hold. A state
+// whose context is not a Stopper makes it in place.
 func (ls *LState) makeValues(n, c int) []LValue {
 	var stopped <-chan struct{}
 	if ls != nil && c >= bigValues {
@@ -2308,14 +2311,26 @@ func (ls *LState) makeValues(n, c int) []LValue {
 	if stopped == nil {
 		return make([]LValue, n, c)
 	}
-	made := make(chan []LValue, 1)
-	go func() { made <- make([]LValue, n, c) }()
+	if last := ls.G.asideMade; last != nil {
+		select {
+		case <-last:
+		case <-stopped:
+			ls.PollLimits() // raises the stop
+			<-last          // (a Stopper that is not a Poller)
+		}
+	}
+	made, done := make(chan []LValue, 1), make(chan struct{})
+	ls.G.asideMade = done
+	go func() {
+		made <- make([]LValue, n, c)
+		close(done)
+	}()
 	select {
 	case s := <-made:
 		return s
 	case <-stopped:
-		ls.PollLimits() // raises the stop
-		return <-made   // (a Stopper that is not a Poller)
+		ls.PollLimits()
+		return <-made
 	}
 }
 

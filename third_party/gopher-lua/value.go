@@ -174,6 +174,10 @@ type Global struct {
 	builtinMts map[int]LValue
 	tempFiles  []*os.File
 	gccount    int32
+
+	// bioxen: closed when the last slice makeValues made aside is made
+	// (nil: none yet); used by the goroutine running the state only.
+	asideMade chan struct{}
 }
 
 type LState struct {
