@@ -17,14 +17,16 @@ import (
 
 // Limits that hold inside a running chunk.
 //
-// gopher-lua calls its context's Done method before every instruction of
-// every Lua thread that has a context. Each state's threads (the main one
-// and every coroutine, see installCoroutines) share one callCtx, which
-// makes Done the engine's instruction hook: every hookEvery instructions it
-// checks the call's CPU budget and memory limit on the goroutine running the
-// chunk, where reading the Lua state is safe. A call is stopped by closing
-// the channel Done returns: gopher-lua then raises an error at every
-// following instruction, so pcall, xpcall handlers, coroutines and
+// gopher-lua reads the context's flag (ContextFlag) before every
+// instruction of every Lua thread that has a context, and calls its Done
+// method when the flag is set and every lua.ContextPollEvery instructions.
+// Each state's threads (the main one and every coroutine, see
+// installCoroutines) share one callCtx, which makes Done the engine's
+// instruction hook: every hookEvery instructions it checks the call's CPU
+// budget and memory limit on the goroutine running the chunk, where
+// reading the Lua state is safe. A call is stopped by setting the flag and
+// closing the channel Done returns: gopher-lua then raises an error at
+// every following instruction, so pcall, xpcall handlers, coroutines and
 // metamethods cannot swallow it; the chunk unwinds to Exec, which reports
 // the typed error.
 //
@@ -34,8 +36,8 @@ import (
 // 200 ms budget). So a call with a budget also arms a timer for the budget
 // left: CPU time cannot pass faster than wall-clock time, so the budget
 // cannot run out before the timer fires. The timer only sets a flag, which
-// Done reads with the stop flag (one atomic load per instruction, as
-// before); the next instruction or poll then reads the thread's CPU clock,
+// gopher-lua reads with the stop flag (one atomic load per instruction);
+// the next instruction (through Done) or poll then reads the thread's CPU clock,
 // and either stops the call or arms the timer again for what is left. Long
 // builtins poll (Poll, limitTicker, workTicker) every few milliseconds of
 // work, so the budget, the deadline and the memory limit reach them too.
@@ -43,6 +45,11 @@ import (
 // hookEvery is how many instructions run between limit checks (~40 µs of
 // gopher-lua code).
 const hookEvery = 4096
+
+// doneEvery is how many calls of Done make hookEvery instructions.
+const doneEvery = hookEvery / lua.ContextPollEvery
+
+var _ = [1]int{}[hookEvery%lua.ContextPollEvery] // a multiple of it
 
 // Why a call was stopped, besides its caller's context.
 var (
@@ -93,15 +100,16 @@ func newCallCtx(st *state) *callCtx {
 // Deadline reports the running call's deadline.
 func (c *callCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
 
-// Done is called by gopher-lua before every instruction: count, check the
-// limits now and then, and return the closed channel once the call is
-// stopped. Until then it returns nil, which gopher-lua's per-instruction
-// select skips at the cost of a nil check (a select on an open channel
-// was a sixth of a tight loop's time). So Done is only for that
-// non-blocking poll: code that blocks until a stop waits on stoppedCh.
+// Done is called by gopher-lua every lua.ContextPollEvery instructions and
+// whenever the flag is set: count, check the limits now and then, and
+// return the closed channel once the call is stopped. Until then it
+// returns nil, which gopher-lua's select skips at the cost of a nil check
+// (a select on an open channel was a sixth of a tight loop's time). So
+// Done is only for that non-blocking poll: code that blocks until a stop
+// waits on stoppedCh.
 func (c *callCtx) Done() <-chan struct{} {
 	c.steps++
-	if f := c.flags.Load(); f != 0 || c.checking && (c.steps%hookEvery == 0 || allocTotal.Load() > c.memNext) {
+	if f := c.flags.Load(); f != 0 || c.checking && (c.steps%doneEvery == 0 || allocTotal.Load() > c.memNext) {
 		return c.slowDone()
 	}
 	return nil
@@ -127,6 +135,13 @@ func (c *callCtx) stoppedCh() <-chan struct{} { return c.done }
 func (c *callCtx) Stopped() <-chan struct{} { return c.done }
 
 var _ lua.Stopper = (*callCtx)(nil)
+
+// ContextFlag is the flag gopher-lua reads before every instruction
+// (lua.ContextFlagger): nonzero once the call is stopped or the CPU timer
+// fired, when Done must be called.
+func (c *callCtx) ContextFlag() *atomic.Uint32 { return &c.flags }
+
+var _ lua.ContextFlagger = (*callCtx)(nil)
 
 // Err reports why the call was stopped (nil while it may run).
 func (c *callCtx) Err() error {

@@ -619,3 +619,52 @@ func TestLoadWithinLimits(t *testing.T) {
 		mustPrint2(t, vm)
 	})
 }
+
+// TestStopIsNoticedAtTheNextInstruction: gopher-lua reads the call's stop
+// flag before every instruction and calls the context's Done only every
+// 256 instructions while it is clear. A stop caught by pcall or by a
+// coroutine's resume must still end the chunk at the next instruction,
+// before any more Lua code runs (a countdown alone let up to 256
+// instructions run after the pcall), and a tight loop must stop at its
+// deadline, a CPU-bound one at its budget.
+func TestStopIsNoticedAtTheNextInstruction(t *testing.T) {
+	vm := open(t, core.Options{Persistent: true})
+	run(t, vm, `s = string.rep("a", 2^22) p = string.rep("a", 3000) .. "b"`)
+	for _, code := range []string{
+		`pcall(function() while true do end end) after = true`,
+		`pcall(function() while true do s:find(p, 1, true) end end) after = true`,
+		`local co = coroutine.create(function() while true do end end) coroutine.resume(co) after = true`,
+		`for i = 1, 1e9 do local ok = pcall(error, "x") end after = true`,
+		`local t = setmetatable({}, {__index = function() while true do end end}) pcall(function() return t.x end) after = true`,
+	} {
+		run(t, vm, `after = nil`)
+		err, took := execErr(t, vm, code, 30*time.Millisecond)
+		if core.CodeOf(err) != core.ErrTimeout {
+			t.Errorf("%s: got %v, want ErrTimeout", code, err)
+		}
+		if res := run(t, vm, `return after`); string(res.Values) != `[null]` {
+			t.Errorf("%s: Lua code ran after the stop: after = %s", code, res.Values)
+		}
+		if !raceBuild && took > 30*time.Millisecond+25*time.Millisecond {
+			t.Errorf("%s: stopped after %v, deadline 30 ms", code, took)
+		}
+		t.Logf("%s: stopped after %v", code, took)
+	}
+	vm = open(t, core.Options{Persistent: true, Limits: core.Limits{MaxCPUTime: 50 * time.Millisecond}})
+	for _, code := range []string{
+		`local x = 0 while true do x = x + 1 end`,
+		`pcall(function() while true do end end) after = true`,
+	} {
+		err, took := execErr(t, vm, code, 10*time.Second)
+		if core.CodeOf(err) != core.ErrCPULimit {
+			t.Errorf("%s: got %v, want ErrCPULimit", code, err)
+		}
+		if res := run(t, vm, `return after`); string(res.Values) != `[null]` {
+			t.Errorf("%s: Lua code ran after the stop: after = %s", code, res.Values)
+		}
+		if !raceBuild && took > 2*time.Second {
+			t.Errorf("%s: stopped after %v, budget 50 ms", code, took)
+		}
+		t.Logf("%s: stopped after %v", code, took)
+	}
+}

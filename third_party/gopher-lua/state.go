@@ -1622,6 +1622,7 @@ func (ls *LState) NewThread() (*LState, context.CancelFunc) {
 		thread.mainLoop = mainLoopWithContext
 		thread.ctx, f = context.WithCancel(ls.ctx)
 		thread.ctxCancelFn = f
+		thread.setContextFlag() // bioxen: see ContextFlagger
 	}
 	return thread, f
 }
@@ -2263,6 +2264,55 @@ func (ls *LState) SetMx(mx int) {
 func (ls *LState) SetContext(ctx context.Context) {
 	ls.mainLoop = mainLoopWithContext
 	ls.ctx = ctx
+	ls.setContextFlag()
+}
+
+// ContextFlagger is implemented by a state's context that keeps a flag
+// which is nonzero whenever its Done may return a closed channel or wants
+// to be called (bioxen: the engine's call context: stopped, or its CPU
+// timer fired).
+//
+// bioxen: mainLoopWithContext called ctx.Done before every instruction,
+// through the interface (a tenth of a tight loop's time with the call's
+// own counting). With such a context it reads the flag instead, one load,
+// and calls Done only when the flag is set or once every
+// ContextPollEvery instructions, so a stop is still noticed at the next
+// instruction and Done still counts (in units of ContextPollEvery).
+// Contexts without the flag get Done called before every instruction, as
+// upstream.
+type ContextFlagger interface{ ContextFlag() *atomic.Uint32 }
+
+// ContextPollEvery is how many instructions run between calls of a
+// ContextFlagger's Done while its flag is clear.
+const ContextPollEvery = 256
+
+// alwaysFlag is the flag of contexts that are no ContextFlagger: always
+// set, so Done is called before every instruction.
+var alwaysFlag = func() *atomic.Uint32 {
+	var f atomic.Uint32
+	f.Store(1)
+	return &f
+}()
+
+func (ls *LState) setContextFlag() {
+	ls.ctxFlag, ls.ctxTick = alwaysFlag, 0
+	if f, ok := ls.ctx.(ContextFlagger); ok {
+		ls.ctxFlag = f.ContextFlag()
+	}
+}
+
+// pollContext is mainLoopWithContext's call of the context's Done: it
+// raises the context's error once the context is done.
+func (ls *LState) pollContext() {
+	ls.ctxTick = ContextPollEvery - 1
+	if done := ls.ctx.Done(); done != nil {
+		select {
+		case <-done:
+			ls.ctxTick = 0
+			ls.RaiseError(ls.ctx.Err().Error())
+		default:
+		}
+	}
 }
 
 // Context returns the LState's context. To change the context, use WithContext.
@@ -2383,6 +2433,7 @@ func (ls *LState) RemoveContext() context.Context {
 	oldctx := ls.ctx
 	ls.mainLoop = mainLoop
 	ls.ctx = nil
+	ls.ctxFlag = nil // bioxen: see ContextFlagger
 	return oldctx
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync/atomic"
 )
 
 type LValueType int
@@ -199,6 +200,10 @@ type LState struct {
 	mainLoop     func(*LState, *callFrame)
 	ctx          context.Context
 	ctxCancelFn  context.CancelFunc
+	// bioxen: what mainLoopWithContext reads per instruction instead of
+	// calling ctx.Done (see ContextFlagger).
+	ctxFlag *atomic.Uint32
+	ctxTick int32
 }
 
 func (ls *LState) String() string   { return fmt.Sprintf("thread: %p", ls) }
