@@ -637,18 +637,23 @@ func TestStopIsNoticedAtTheNextInstruction(t *testing.T) {
 		`for i = 1, 1e9 do local ok = pcall(error, "x") end after = true`,
 		`local t = setmetatable({}, {__index = function() while true do end end}) pcall(function() return t.x end) after = true`,
 	} {
-		run(t, vm, `after = nil`)
-		err, took := execErr(t, vm, code, 30*time.Millisecond)
-		if core.CodeOf(err) != core.ErrTimeout {
-			t.Errorf("%s: got %v, want ErrTimeout", code, err)
+		// The best of five runs: the machine may be busy with other tests.
+		best := time.Hour
+		for range 5 {
+			run(t, vm, `after = nil`)
+			err, took := execErr(t, vm, code, 30*time.Millisecond)
+			if core.CodeOf(err) != core.ErrTimeout {
+				t.Errorf("%s: got %v, want ErrTimeout", code, err)
+			}
+			if res := run(t, vm, `return after`); string(res.Values) != `[null]` {
+				t.Errorf("%s: Lua code ran after the stop: after = %s", code, res.Values)
+			}
+			best = min(best, took)
 		}
-		if res := run(t, vm, `return after`); string(res.Values) != `[null]` {
-			t.Errorf("%s: Lua code ran after the stop: after = %s", code, res.Values)
+		if !raceBuild && best > 30*time.Millisecond+15*time.Millisecond {
+			t.Errorf("%s: stopped after %v at best, deadline 30 ms", code, best)
 		}
-		if !raceBuild && took > 30*time.Millisecond+25*time.Millisecond {
-			t.Errorf("%s: stopped after %v, deadline 30 ms", code, took)
-		}
-		t.Logf("%s: stopped after %v", code, took)
+		t.Logf("%s: stopped after %v at best", code, best)
 	}
 	vm = open(t, core.Options{Persistent: true, Limits: core.Limits{MaxCPUTime: 50 * time.Millisecond}})
 	for _, code := range []string{
