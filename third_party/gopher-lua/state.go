@@ -341,6 +341,56 @@ func (cs *autoGrowingCallFrameStack) At(sp int) *callFrame {
 	return &cs.segments[segIdx].array[frameIdx]
 }
 
+// bioxen: the interpreter's calls and returns push and pop frames with
+// pushFrame and popFrame, which vm.go inlines by hand (too large for Go's
+// inliner): they reach this kind of stack (the one the engine uses,
+// MinimizeStackMemory) without the interface. Push took the frame by value
+// and copied it twice (80 bytes), and every call and return made three or
+// four interface calls (IsFull, Push, Last; Pop, IsEmpty, Last). Their slow
+// paths (another kind of stack, a segment boundary) are pushFrameSlow and
+// popFrameSlow. fib(30) ran 7% faster (210 ms, now 195), a loop calling
+// string.byte per byte 6% (300 ms, now 281).
+
+// pushFrame pushes a frame for the caller to fill in (keeping its Idx) and
+// returns it: IsFull, Push and Last, without the copies.
+func (ls *LState) pushFrame() *callFrame { // +inline-start (by hand)
+	if cs, ok := ls.stack.(*autoGrowingCallFrameStack); ok && cs.segSp < FramesPerSegment {
+		sp := cs.segSp
+		f := &cs.segments[cs.segIdx].array[sp]
+		f.Idx = int(sp) + FramesPerSegment*int(cs.segIdx)
+		cs.segSp = sp + 1
+		return f
+	}
+	return ls.pushFrameSlow()
+}
+
+//go:noinline
+func (ls *LState) pushFrameSlow() *callFrame {
+	if ls.stack.IsFull() {
+		ls.RaiseError("stack overflow")
+	}
+	ls.stack.Push(callFrame{})
+	return ls.stack.Last()
+}
+
+// popFrame pops the top frame and returns it and the new top (nil when the
+// stack is empty): Pop, then Last.
+func (ls *LState) popFrame() (popped, top *callFrame) { // +inline-start (by hand)
+	if cs, ok := ls.stack.(*autoGrowingCallFrameStack); ok && cs.segSp >= 2 {
+		sp := cs.segSp - 1
+		seg := cs.segments[cs.segIdx]
+		cs.segSp = sp
+		return &seg.array[sp], &seg.array[sp-1]
+	}
+	return ls.popFrameSlow()
+}
+
+//go:noinline
+func (ls *LState) popFrameSlow() (popped, top *callFrame) {
+	popped = ls.stack.Pop()
+	return popped, ls.stack.Last()
+}
+
 // Pop pops off the most recent stack frame and returns it
 func (cs *autoGrowingCallFrameStack) Pop() *callFrame {
 	curSeg := cs.segments[cs.segIdx]

@@ -264,8 +264,20 @@ func callGFunction(L *LState, tailcall bool) bool {
 			}
 		}
 	}
-	L.stack.Pop()
-	L.currentFrame = L.stack.Last()
+	// bioxen: popFrame, not Pop and Last (see pushFrame).
+	// this section is inlined by hand
+	// source function is 'func (ls *LState) popFrame() (popped, top *callFrame)' in 'state.go'
+	var popped, top *callFrame
+	if cs, ok := L.stack.(*autoGrowingCallFrameStack); ok && cs.segSp >= 2 {
+		sp := cs.segSp - 1
+		seg := cs.segments[cs.segIdx]
+		cs.segSp = sp
+		popped, top = &seg.array[sp], &seg.array[sp-1]
+	} else {
+		popped, top = L.popFrameSlow()
+	}
+	_ = popped
+	L.currentFrame = top
 	return false
 }
 
@@ -1205,11 +1217,22 @@ func init() {
 				if cf.Fn == nil {
 					ls.RaiseError("attempt to call a non-function object")
 				}
-				if ls.stack.IsFull() {
-					ls.RaiseError("stack overflow")
+				// bioxen: pushFrame, not IsFull, Push(cf) and Last: no
+				// interface calls, one copy of the frame (see pushFrame).
+				var newcf *callFrame
+				// this section is inlined by hand
+				// source function is 'func (ls *LState) pushFrame() *callFrame' in 'state.go'
+				if cs, ok := ls.stack.(*autoGrowingCallFrameStack); ok && cs.segSp < FramesPerSegment {
+					sp := cs.segSp
+					newcf = &cs.segments[cs.segIdx].array[sp]
+					newcf.Idx = int(sp) + FramesPerSegment*int(cs.segIdx)
+					cs.segSp = sp + 1
+				} else {
+					newcf = ls.pushFrameSlow()
 				}
-				ls.stack.Push(cf)
-				newcf := ls.stack.Last()
+				idx := newcf.Idx
+				*newcf = cf
+				newcf.Idx = idx
 				// this section is inlined by go-inline
 				// source function is 'func (ls *LState) initCallFrame(cf *callFrame) ' in '_state.go'
 				{
@@ -1681,7 +1704,19 @@ func init() {
 				switchToParentThread(L, n, false, true)
 				return 1
 			}
-			islast := baseframe == L.stack.Pop() || L.stack.IsEmpty()
+			// bioxen: popFrame, not Pop, IsEmpty and Last (see pushFrame).
+			// this section is inlined by hand
+			// source function is 'func (ls *LState) popFrame() (popped, top *callFrame)' in 'state.go'
+			var popped, top *callFrame
+			if cs, ok := L.stack.(*autoGrowingCallFrameStack); ok && cs.segSp >= 2 {
+				sp := cs.segSp - 1
+				seg := cs.segments[cs.segIdx]
+				cs.segSp = sp
+				popped, top = &seg.array[sp], &seg.array[sp-1]
+			} else {
+				popped, top = L.popFrameSlow()
+			}
+			islast := baseframe == popped || top == nil
 			// this section is inlined by go-inline
 			// source function is 'func copyReturnValues(L *LState, regv, start, n, b int) ' in '_vm.go'
 			{
@@ -1788,7 +1823,7 @@ func init() {
 					}
 				}
 			}
-			L.currentFrame = L.stack.Last()
+			L.currentFrame = top
 			if islast || L.currentFrame == nil || L.currentFrame.Fn.IsG {
 				return 1
 			}
