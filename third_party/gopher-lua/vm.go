@@ -593,7 +593,22 @@ func init() {
 			RA := lbase + A
 			B := int(inst & 0x1ff)    //GETB
 			C := int(inst>>9) & 0x1ff //GETC
-			v := L.getField(reg.Get(lbase+B), L.rkValue(C))
+			obj, key := reg.array[lbase+B], L.rkValue(C)
+			// bioxen: a number key within a table's array part is read
+			// there directly (see arraySlot); a nil found there, and any
+			// other key, takes getField's way (RawGet, then __index).
+			if tb, ok := obj.(*LTable); ok {
+				if i, ok := arraySlot(tb, key); ok {
+					if v := tb.array[i]; v != LNil {
+						reg.array[RA] = v
+						if RA >= reg.top {
+							reg.top = RA + 1
+						}
+						return 0
+					}
+				}
+			}
+			v := L.getField(obj, key)
 			// this section is inlined by go-inline
 			// source function is 'func (rg *registry) Set(regi int, vali LValue) ' in '_state.go'
 			{
@@ -676,7 +691,17 @@ func init() {
 			RA := lbase + A
 			B := int(inst & 0x1ff)    //GETB
 			C := int(inst>>9) & 0x1ff //GETC
-			L.setField(reg.Get(RA), L.rkValue(B), L.rkValue(C))
+			obj, key := reg.array[RA], L.rkValue(B)
+			// bioxen: a number key within a table's array part whose slot
+			// holds a value is stored there directly, as setField would
+			// (an existing key: no __newindex, RawSet stores in the slot).
+			if tb, ok := obj.(*LTable); ok {
+				if i, ok := arraySlot(tb, key); ok && tb.array[i] != LNil {
+					tb.array[i] = L.rkValue(C)
+					return 0
+				}
+			}
+			L.setField(obj, key, L.rkValue(C))
 			return 0
 		},
 		func(L *LState, inst uint32, baseframe *callFrame) int { //OP_SETTABLEKS
@@ -2526,4 +2551,19 @@ func objectRational(L *LState, lhs, rhs LValue, event string) int {
 		return 0
 	}
 	return -1
+}
+
+// arraySlot returns the index in tb's array part of key when key is a
+// number equal to an integer in [1, len(tb.array)], where table.go keeps
+// every such key (bioxen: OP_GETTABLE's and OP_SETTABLE's fast path). Any
+// other number (non-integral, -0, NaN, infinite, out of range) is refused
+// by the final comparison, whatever the conversion to int gave for it.
+func arraySlot(tb *LTable, key LValue) (int, bool) {
+	if n, ok := key.(LNumber); ok {
+		i := int(n) - 1
+		if uint(i) < uint(len(tb.array)) && LNumber(i+1) == n {
+			return i, true
+		}
+	}
+	return 0, false
 }
