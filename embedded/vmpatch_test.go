@@ -179,3 +179,70 @@ return table.concat(out, " ")`
 		t.Fatalf("got %v\nwant %s", vals, want)
 	}
 }
+
+// TestNumberComparisonFastPath: OP_EQ and OP_LT compare two numbers in
+// place (vm.go), without equals and lessThan. Each pair of -0, 0, NaN,
+// infinities, 2^53 and its neighbours, tiny and huge numbers must compare
+// as in Lua 5.1, and mixed types must still be unequal or raise. The
+// expected text is lua5.1's output for the same chunk.
+func TestNumberComparisonFastPath(t *testing.T) {
+	const code = `local z = 0
+local vals = {0, -z * 1, 1, -1, 0.5, 2^53, 2^53 + 1, 2^53 + 2, 1/0, -1/0, 0/0, 1e308, -1e-308, 65535, 65536}
+local out = {}
+for i = 1, #vals do
+  local a = vals[i]
+  local row = {}
+  for j = 1, #vals do
+    local b = vals[j]
+    local e, n, l, g = (a == b), (a ~= b), (a < b), (a > b)
+    local k = 0
+    if a == b then k = k + 1 end
+    if a ~= b then k = k + 2 end
+    if a < b then k = k + 4 end
+    if not (a < b) then k = k + 8 end
+    if a < 1 then k = k + 16 end
+    if 1 < a then k = k + 32 end
+    if a == 1 then k = k + 64 end
+    if a > b then k = k + 128 end
+    row[#row + 1] = (e and 1 or 0) .. (n and 1 or 0) .. (l and 1 or 0) .. (g and 1 or 0) .. ":" .. k
+  end
+  out[#out + 1] = table.concat(row, ",")
+end
+out[#out + 1] = tostring(1 == "1") .. tostring("1" == 1) .. tostring(1 ~= "1") .. tostring(0 == nil) .. tostring(0 == false) .. tostring({} == 0)
+out[#out + 1] = tostring(select(2, pcall(function() return 1 < "2" end)))
+out[#out + 1] = tostring(select(2, pcall(function() return "1" < 2 end)))
+out[#out + 1] = tostring(select(2, pcall(function() return 1 < nil end)))
+out[#out + 1] = tostring("a" < "b") .. tostring("b" < "a")
+local mt = {__lt = function(x, y) return true end, __eq = function(x, y) return true end}
+local t1, t2 = setmetatable({}, mt), setmetatable({}, mt)
+out[#out + 1] = tostring(t1 < t2) .. tostring(t1 == t2) .. tostring(t1 == 1)
+out[#out + 1] = tostring(select(2, pcall(function() return t1 < 1 end)))
+return table.concat(out, "\n")`
+	const want = `1000:25,1000:25,0110:22,0101:154,0110:22,0110:22,0110:22,0110:22,0110:22,0101:154,0100:26,0110:22,0101:154,0110:22,0110:22
+1000:25,1000:25,0110:22,0101:154,0110:22,0110:22,0110:22,0110:22,0110:22,0101:154,0100:26,0110:22,0101:154,0110:22,0110:22
+0101:202,0101:202,1000:73,0101:202,0101:202,0110:70,0110:70,0110:70,0110:70,0101:202,0100:74,0110:70,0101:202,0110:70,0110:70
+0110:22,0110:22,0110:22,1000:25,0110:22,0110:22,0110:22,0110:22,0110:22,0101:154,0100:26,0110:22,0110:22,0110:22,0110:22
+0101:154,0101:154,0110:22,0101:154,1000:25,0110:22,0110:22,0110:22,0110:22,0101:154,0100:26,0110:22,0101:154,0110:22,0110:22
+0101:170,0101:170,0101:170,0101:170,0101:170,1000:41,1000:41,0110:38,0110:38,0101:170,0100:42,0110:38,0101:170,0101:170,0101:170
+0101:170,0101:170,0101:170,0101:170,0101:170,1000:41,1000:41,0110:38,0110:38,0101:170,0100:42,0110:38,0101:170,0101:170,0101:170
+0101:170,0101:170,0101:170,0101:170,0101:170,0101:170,0101:170,1000:41,0110:38,0101:170,0100:42,0110:38,0101:170,0101:170,0101:170
+0101:170,0101:170,0101:170,0101:170,0101:170,0101:170,0101:170,0101:170,1000:41,0101:170,0100:42,0101:170,0101:170,0101:170,0101:170
+0110:22,0110:22,0110:22,0110:22,0110:22,0110:22,0110:22,0110:22,0110:22,1000:25,0100:26,0110:22,0110:22,0110:22,0110:22
+0100:10,0100:10,0100:10,0100:10,0100:10,0100:10,0100:10,0100:10,0100:10,0100:10,0100:10,0100:10,0100:10,0100:10,0100:10
+0101:170,0101:170,0101:170,0101:170,0101:170,0101:170,0101:170,0101:170,0110:38,0101:170,0100:42,1000:41,0101:170,0101:170,0101:170
+0110:22,0110:22,0110:22,0101:154,0110:22,0110:22,0110:22,0110:22,0110:22,0101:154,0100:26,0110:22,1000:25,0110:22,0110:22
+0101:170,0101:170,0101:170,0101:170,0101:170,0110:38,0110:38,0110:38,0110:38,0101:170,0100:42,0110:38,0101:170,1000:41,0110:38
+0101:170,0101:170,0101:170,0101:170,0101:170,0110:38,0110:38,0110:38,0110:38,0101:170,0100:42,0110:38,0101:170,0101:170,1000:41
+falsefalsetruefalsefalsefalse
+input:24: attempt to compare number with string
+input:25: attempt to compare string with number
+input:26: attempt to compare number with nil
+truefalse
+truetruefalse
+input:31: attempt to compare table with number`
+	vm := openVM(t, core.Options{})
+	_, vals := execValues(t, vm, code)
+	if len(vals) != 1 || vals[0] != want {
+		t.Fatalf("got %v\nwant %s", vals, want)
+	}
+}

@@ -1093,7 +1093,20 @@ func init() {
 			A := int(inst>>18) & 0xff //GETA
 			B := int(inst & 0x1ff)    //GETB
 			C := int(inst>>9) & 0x1ff //GETC
-			ret := equals(L, L.rkValue(B), L.rkValue(C), false)
+			lhs, rhs := L.rkValue(B), L.rkValue(C)
+			// bioxen: two numbers are compared here, without equals'
+			// two Type calls through the interface and its switch (NaN is
+			// unequal to itself, -0 equals 0, as Go's == has it).
+			var ret bool
+			if v1, ok := lhs.(LNumber); ok {
+				if v2, ok := rhs.(LNumber); ok {
+					ret = v1 == v2
+				} else {
+					ret = false // a number equals no other type
+				}
+			} else {
+				ret = equals(L, lhs, rhs, false)
+			}
 			v := 1
 			if ret {
 				v = 0
@@ -1108,7 +1121,19 @@ func init() {
 			A := int(inst>>18) & 0xff //GETA
 			B := int(inst & 0x1ff)    //GETB
 			C := int(inst>>9) & 0x1ff //GETC
-			ret := lessThan(L, L.rkValue(B), L.rkValue(C))
+			lhs, rhs := L.rkValue(B), L.rkValue(C)
+			// bioxen: two numbers are compared here, without a call of
+			// lessThan (which Go does not inline).
+			var ret bool
+			if v1, ok := lhs.(LNumber); ok {
+				if v2, ok := rhs.(LNumber); ok {
+					ret = v1 < v2
+				} else {
+					ret = lessThan(L, lhs, rhs)
+				}
+			} else {
+				ret = lessThan(L, lhs, rhs)
+			}
 			v := 1
 			if ret {
 				v = 0
