@@ -2318,7 +2318,29 @@ func opArith(L *LState, inst uint32, baseframe *callFrame) int { //OP_ADD, OP_SU
 	v1, ok1 := lhs.(LNumber)
 	v2, ok2 := rhs.(LNumber)
 	if ok1 && ok2 {
-		v := numberArith(L, opcode, LNumber(v1), LNumber(v2))
+		// bioxen: +, - and * of two numbers are computed here, and a small
+		// integer result takes its shared box here (smallNumber), without
+		// the calls of numberArith and LNumber2I.
+		var v LNumber
+		switch opcode {
+		case OP_ADD:
+			v = v1 + v2
+		case OP_SUB:
+			v = v1 - v2
+		case OP_MUL:
+			v = v1 * v2
+		default:
+			v = numberArith(L, opcode, v1, v2)
+		}
+		if RA < len(reg.array) {
+			if lv, ok := smallNumber(v); ok {
+				reg.array[RA] = lv
+				if RA >= reg.top {
+					reg.top = RA + 1
+				}
+				return 0
+			}
+		}
 		// this section is inlined by go-inline
 		// source function is 'func (rg *registry) SetNumber(regi int, vali LNumber) ' in '_state.go'
 		{
