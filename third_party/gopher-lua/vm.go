@@ -596,8 +596,10 @@ func init() {
 			obj, key := reg.array[lbase+B], L.rkValue(C)
 			// bioxen: a number key within a table's array part is read
 			// there directly (see arraySlot); a nil found there, and any
-			// other key, takes getField's way (RawGet, then __index).
-			if tb, ok := obj.(*LTable); ok {
+			// other key, takes getField's way (RawGet, then __index). (A
+			// frame's registers are allocated by its call; RA is checked
+			// anyway, as the store below skips Set's checkSize.)
+			if tb, ok := obj.(*LTable); ok && RA < len(reg.array) {
 				if i, ok := arraySlot(tb, key); ok {
 					if v := tb.array[i]; v != LNil {
 						reg.array[RA] = v
