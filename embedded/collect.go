@@ -38,7 +38,7 @@ func (st *state) memUsedKB(L *lua.LState) lua.LNumber {
 		}
 	}
 	countWalks.Add(1)
-	bytes := st.memUsage(0, st.ctx.stoppedCh())
+	bytes := st.memUsage(0, st.ctx.Stopped())
 	st.raiseStop(L)
 	// After the walk, which allocates its own bookkeeping (the state
 	// cannot change meanwhile: the walk runs on the chunk's goroutine).

@@ -106,7 +106,7 @@ func (c *callCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.
 // returns nil, which gopher-lua's select skips at the cost of a nil check
 // (a select on an open channel was a sixth of a tight loop's time). So
 // Done is only for that non-blocking poll: code that blocks until a stop
-// waits on stoppedCh.
+// waits on Stopped.
 func (c *callCtx) Done() <-chan struct{} {
 	c.steps++
 	if f := c.flags.Load(); f != 0 || c.checking && (c.steps%doneEvery == 0 || allocTotal.Load() > c.memNext) {
@@ -126,12 +126,9 @@ func (c *callCtx) slowDone() <-chan struct{} {
 	return nil
 }
 
-// stoppedCh returns the channel closed when the running call is stopped,
-// for code that blocks until then. Call it on the chunk's goroutine.
-func (c *callCtx) stoppedCh() <-chan struct{} { return c.done }
-
-// Stopped is stoppedCh for gopher-lua (lua.Stopper), which waits on it
-// while a large slice is made aside.
+// Stopped returns the channel closed when the running call is stopped,
+// for code that blocks until then (and gopher-lua, lua.Stopper, while it
+// makes a large slice aside). Call it on the chunk's goroutine.
 func (c *callCtx) Stopped() <-chan struct{} { return c.done }
 
 var _ lua.Stopper = (*callCtx)(nil)

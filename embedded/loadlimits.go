@@ -132,7 +132,7 @@ func (st *state) compileAside(L *lua.LState, src []byte, name string) (*lua.Func
 	slots := compileSlots(len(src))
 	select {
 	case slots <- struct{}{}:
-	case <-c.stoppedCh():
+	case <-c.Stopped():
 		st.raiseStop(L)
 		L.RaiseError("interrupted")
 	}
@@ -174,7 +174,7 @@ func (st *state) compileAside(L *lua.LState, src []byte, name string) (*lua.Func
 		case r := <-done:
 			c.cpuStart -= r.cpu // the call used it
 			return r.proto, r.err
-		case <-c.stoppedCh():
+		case <-c.Stopped():
 			st.raiseStop(L)
 			L.RaiseError("interrupted")
 		case <-tick:

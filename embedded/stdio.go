@@ -485,7 +485,7 @@ func (st *state) osExecute(L *lua.LState) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if parent, ok := L.Context().(*callCtx); ok {
-		stopped, finished := parent.stoppedCh(), make(chan struct{})
+		stopped, finished := parent.Stopped(), make(chan struct{})
 		defer close(finished)
 		go func() {
 			select {

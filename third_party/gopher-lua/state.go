@@ -2412,25 +2412,27 @@ func (ls *LState) makeValues(n, c int) []LValue {
 		return make([]LValue, n, c)
 	}
 	if last := ls.G.asideMade; last != nil {
-		select {
-		case <-last:
-		case <-stopped:
-			ls.PollLimits() // raises the stop
-			<-last          // (a Stopper that is not a Poller)
-		}
+		ls.waitUnlessStopped(last, stopped)
 	}
-	made, done := make(chan []LValue, 1), make(chan struct{})
+	var made []LValue
+	done := make(chan struct{})
 	ls.G.asideMade = done
 	go func() {
-		made <- make([]LValue, n, c)
+		made = make([]LValue, n, c)
 		close(done)
 	}()
+	ls.waitUnlessStopped(done, stopped)
+	return made // written before done was closed
+}
+
+// waitUnlessStopped waits until done is closed, or raises the call's stop
+// if stopped is closed first (bioxen: see makeValues).
+func (ls *LState) waitUnlessStopped(done, stopped <-chan struct{}) {
 	select {
-	case s := <-made:
-		return s
+	case <-done:
 	case <-stopped:
-		ls.PollLimits()
-		return <-made
+		ls.PollLimits() // raises the stop
+		<-done          // (a Stopper that is not a Poller)
 	}
 }
 

@@ -267,16 +267,13 @@ func callGFunction(L *LState, tailcall bool) bool {
 	// bioxen: popFrame, not Pop and Last (see pushFrame).
 	// this section is inlined by hand
 	// source function is 'func (ls *LState) popFrame() (popped, top *callFrame)' in 'state.go'
-	var popped, top *callFrame
+	var top *callFrame
 	if cs, ok := L.stack.(*autoGrowingCallFrameStack); ok && cs.segSp >= 2 {
-		sp := cs.segSp - 1
-		seg := cs.segments[cs.segIdx]
-		cs.segSp = sp
-		popped, top = &seg.array[sp], &seg.array[sp-1]
+		cs.segSp--
+		top = &cs.segments[cs.segIdx].array[cs.segSp-1]
 	} else {
-		popped, top = L.popFrameSlow()
+		_, top = L.popFrameSlow()
 	}
-	_ = popped
 	L.currentFrame = top
 	return false
 }
