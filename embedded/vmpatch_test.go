@@ -314,6 +314,53 @@ false 11 32 2`
 	returnsText(t, code, want)
 }
 
+// TestStringKeyStores: a store from Lua to a string key the table holds
+// updates it in place (setStringIfPresent: no __newindex, as before) and a
+// store to a new one boxes its key once, or not at all (rawSetStringKey);
+// an update had looked the key up in the key list on every store. Stores
+// through __newindex, deletions and keys stored again after a deletion
+// (also during a traversal) must behave as in Lua 5.1: the expected text
+// is lua5.1's output for the same chunk.
+func TestStringKeyStores(t *testing.T) {
+	const code = `local out = {}
+local log = {}
+local mt = {__newindex = function(t, k, v) log[#log + 1] = k .. "=" .. tostring(v) rawset(t, k, v) end}
+local t = setmetatable({a = 1}, mt)
+t.a = 2
+t.b = 3
+t.b = 4
+t.a = nil
+t.a = 5
+local k = ("c"):rep(1)
+t[k] = 6 t[k] = 7 t[k] = nil t[k] = 8
+rawset(t, "d", 9) t.d = 10
+out[#out + 1] = table.concat(log, ",")
+local seen = {}
+for key, v in pairs(t) do seen[#seen + 1] = key .. ":" .. v end
+table.sort(seen)
+out[#out + 1] = table.concat(seen, ",")
+local u = {}
+for i = 1, 50 do u["k" .. i] = i end
+local n, sum = 0, 0
+for key, v in pairs(u) do
+  n = n + 1 sum = sum + v
+  u[key] = v * 2
+  if v % 2 == 0 then u[key] = nil end
+end
+local n2, sum2 = 0, 0
+for key, v in pairs(u) do n2 = n2 + 1 sum2 = sum2 + v end
+out[#out + 1] = n .. " " .. sum .. " " .. n2 .. " " .. sum2
+for i = 1, 30 do u["k" .. i] = -i end
+n2, sum2 = 0, 0
+for key, v in pairs(u) do n2 = n2 + 1 sum2 = sum2 + v end
+out[#out + 1] = n2 .. " " .. sum2
+g1 = 1 g1 = g1 + 1 g1 = nil g1 = 3
+out[#out + 1] = tostring(g1)
+return table.concat(out, " | ")`
+	returnsText(t, code, `b=3,a=5,c=6,c=8 | a:5,b:4,c:8,d:10 | 50 1275 25 1250 | 40 335 | 3`)
+
+}
+
 // returnsText runs code on a new VM and checks that it returns exactly
 // one value, the string want (lua5.1's output for the same chunk).
 func returnsText(t *testing.T, code, want string) {

@@ -1392,7 +1392,12 @@ func (ls *LState) setField(obj LValue, key LValue, value LValue) {
 	for i := 0; i < MaxTableGetLoop; i++ {
 		tb, istable := curobj.(*LTable)
 		if istable {
-			if tb.RawGet(key) != LNil {
+			// bioxen: a string key present is stored with one lookup fewer
+			if s, ok := key.(LString); ok {
+				if tb.setStringIfPresent(string(s), value) {
+					return
+				}
+			} else if tb.RawGet(key) != LNil {
 				ls.RawSet(tb, key, value)
 				return
 			}
@@ -1423,11 +1428,8 @@ func (ls *LState) setFieldString(obj LValue, key string, value LValue) {
 	curobj := obj
 	for i := 0; i < MaxTableGetLoop; i++ {
 		tb, istable := curobj.(*LTable)
-		if istable {
-			if tb.RawGetString(key) != LNil {
-				tb.RawSetString(key, value)
-				return
-			}
+		if istable && tb.setStringIfPresent(key, value) { // bioxen: one lookup fewer
+			return
 		}
 		metaindex := ls.metaOp1(curobj, "__newindex")
 		if metaindex == LNil {

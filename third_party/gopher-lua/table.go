@@ -192,7 +192,7 @@ func (tb *LTable) rawSet(key LValue, value LValue, ls *LState) {
 			return
 		}
 	case LString:
-		tb.rawSetString(string(v), value, ls)
+		tb.rawSetStringKey(string(v), key, value, ls) // bioxen: key is boxed already
 		return
 	}
 
@@ -432,6 +432,17 @@ func (tb *LTable) RawSetString(key string, value LValue) { tb.rawSetString(key, 
 // rawSetString is RawSetString; the growth of a long key list polls ls's
 // call limits (bioxen: see growSlice).
 func (tb *LTable) rawSetString(key string, value LValue, ls *LState) {
+	tb.rawSetStringKey(key, nil, value, ls)
+}
+
+// rawSetStringKey is rawSetString with the key boxed already as an LValue
+// (lkey), or nil.
+//
+// bioxen: a key strdict holds is in k2i too (a new key goes there first),
+// so a store to it only updates strdict: it no longer boxed the key (an
+// allocation) and looked it up in k2i on every store. A new key is boxed
+// once, or not at all when the caller had it boxed.
+func (tb *LTable) rawSetStringKey(key string, lkey LValue, value LValue, ls *LState) {
 	if tb.strdict == nil {
 		tb.strdict = make(map[string]LValue, defaultHashCap)
 	}
@@ -443,15 +454,38 @@ func (tb *LTable) rawSetString(key string, value LValue, ls *LState) {
 	if value == LNil {
 		// TODO tb.keys and tb.k2i should also be removed
 		delete(tb.strdict, key)
-	} else {
-		lkey := LString(key)
+		return
+	}
+	if _, ok := tb.strdict[key]; !ok {
+		if lkey == nil {
+			lkey = LString(key)
+		}
 		if _, ok := tb.k2i[lkey]; !ok {
 			tb.keys = growSlice(tb.keys, 1, ls) // bioxen: first, it may stop
 			tb.k2i[lkey] = len(tb.keys)
 			tb.keys = append(tb.keys, lkey)
 		}
+	}
+	tb.strdict[key] = value
+}
+
+// setStringIfPresent stores value under key when the table holds a value
+// there, and reports whether it did (bioxen). This is what a store from
+// Lua does to a key present (no __newindex, a raw store), with one lookup
+// fewer than RawGetString then RawSetString.
+func (tb *LTable) setStringIfPresent(key string, value LValue) bool {
+	if tb.strdict == nil {
+		return false
+	}
+	if _, ok := tb.strdict[key]; !ok {
+		return false
+	}
+	if value == LNil {
+		delete(tb.strdict, key)
+	} else {
 		tb.strdict[key] = value
 	}
+	return true
 }
 
 // RawSetH sets a given LValue to a given index without the __newindex metamethod.
@@ -461,7 +495,7 @@ func (tb *LTable) RawSetH(key LValue, value LValue) { tb.rawSetH(key, value, nil
 // limits (bioxen: see growSlice).
 func (tb *LTable) rawSetH(key LValue, value LValue, ls *LState) {
 	if s, ok := key.(LString); ok {
-		tb.rawSetString(string(s), value, ls)
+		tb.rawSetStringKey(string(s), key, value, ls) // bioxen: key is boxed already
 		return
 	}
 	if tb.dict == nil {
