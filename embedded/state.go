@@ -112,6 +112,7 @@ func newState(cfg stateConfig) *state {
 	st.installCoroutines()
 	st.installStdio()
 	st.installBuiltins()
+	st.installFastPaths()
 	st.installCModuleLoader()
 	st.installBioNative()
 	if cfg.path != "" || cfg.cpath != "" {

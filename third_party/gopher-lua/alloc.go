@@ -54,6 +54,16 @@ func smallNumber(v LNumber) (LValue, bool) {
 	return lv, true
 }
 
+// NumberValue is n as an LValue, sharing the boxed small integers
+// (bioxen): for code without an allocator at hand, such as a fast path
+// (LFastFunction).
+func NumberValue(n LNumber) LValue {
+	if v, ok := smallNumber(n); ok {
+		return v
+	}
+	return n
+}
+
 // allocator is a fast bulk memory allocator for the LValue.
 type allocator struct {
 	size    int

@@ -159,9 +159,23 @@ type LFunction struct {
 	Env       *LTable
 	Proto     *FunctionProto
 	GFunction LGFunction
-	Upvalues  []*Upvalue
+	// Fast, when set, is the Go function's fast path (bioxen: see
+	// LFastFunction). It fills the struct's size class (64 bytes): a
+	// function costs no more memory with it.
+	Fast     LFastFunction
+	Upvalues []*Upvalue
 }
 type LGFunction func(*LState) int
+
+// LFastFunction is the fast path of a Go function (bioxen): given the
+// arguments of a call from Lua (args aliases the caller's registers; it
+// must not be kept or changed), it returns the function's one result and
+// true, or false when it cannot (an unusual argument, an error to raise, a
+// result that takes long to make). A call from Lua with a fixed number of
+// arguments tries it before pushing a call frame; on false the function
+// is called as usual, which raises any error. So a fast path must return
+// what GFunction returns, must not raise or yield, and must be quick.
+type LFastFunction func(args []LValue) (LValue, bool)
 
 func (fn *LFunction) String() string   { return fmt.Sprintf("function: %p", fn) }
 func (fn *LFunction) Type() LValueType { return LTFunction }

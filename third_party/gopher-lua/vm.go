@@ -202,6 +202,30 @@ func switchToParentThread(L *LState, nargs int, haserror bool, kill bool) {
 	}
 }
 
+// fastCallResult stores the result v of a fast path called by OP_CALL
+// (bioxen: see LFastFunction) as callGFunction stores a Go function's
+// results: v and nils up to the nret wanted (one for MultRet) from RA on,
+// the top after them, and the registers up to the old top (the arguments
+// included) cleared.
+func fastCallResult(rg *registry, RA, nargs, nret int, v LValue) {
+	n := nret
+	if n == MultRet {
+		n = 1
+	}
+	oldtop := max(rg.top, RA+1+nargs)
+	if RA+n > cap(rg.array) {
+		rg.resize(RA + n)
+	}
+	rg.array[RA] = v
+	for i := 1; i < n; i++ {
+		rg.array[RA+i] = LNil
+	}
+	rg.top = RA + n
+	if rg.top < oldtop {
+		clear(rg.array[rg.top:oldtop])
+	}
+}
+
 func callGFunction(L *LState, tailcall bool) bool {
 	frame := L.currentFrame
 	gfnret := frame.Fn.GFunction(L)
@@ -1250,6 +1274,14 @@ func init() {
 			if fn, ok := lv.(*LFunction); ok {
 				callable = fn
 				meta = false
+				// bioxen: a Go function's fast path, with no call frame;
+				// it leaves the registers as callGFunction would.
+				if fn.Fast != nil && B != 0 {
+					if v, ok := fn.Fast(reg.array[RA+1 : RA+1+nargs]); ok {
+						fastCallResult(reg, RA, nargs, nret, v)
+						return 0
+					}
+				}
 			} else {
 				callable, meta = L.metaCall(lv)
 			}
