@@ -361,6 +361,68 @@ return table.concat(out, " | ")`
 
 }
 
+// TestArrayAppendFastPath: a value stored at the index right after a
+// table's array part, with room there, no metatable and no number keys
+// in its hash part, is appended in place (OP_SETTABLE). Other stores take
+// the old way: __newindex sees every new key, keys the hash part holds are
+// taken over by the growth, nil is not stored. The expected text is
+// lua5.1's output for the same chunk.
+func TestArrayAppendFastPath(t *testing.T) {
+	const code = `local out = {}
+local function dump(t, n)
+  local parts = {}
+  for i = 1, n do parts[#parts + 1] = tostring(t[i]) end
+  local keys = 0
+  for k in pairs(t) do keys = keys + 1 end
+  return table.concat(parts, ",") .. " #" .. #t .. " keys " .. keys
+end
+-- plain appends across several growths, by i and by #t + 1
+local a, b = {}, {}
+for i = 1, 100 do a[i] = i * 2 b[#b + 1] = -i end
+out[#out + 1] = #a .. " " .. a[100] .. " " .. #b .. " " .. b[77]
+-- a float key equal to the next index, then nil appends (no store)
+local c = {1, 2}
+c[3.0] = "three" c[4] = nil c[#c + 1] = nil
+out[#out + 1] = dump(c, 5)
+-- keys already in the hash part are taken over by the growth
+local d = {}
+d[3] = "c" d[4] = "d" d[1] = "a" d[2] = "b" d[5] = "e"
+out[#out + 1] = dump(d, 6)
+local log = {}
+-- __newindex sees every new key, appended or not
+local e = setmetatable({10}, {__newindex = function(t, k, v) log[#log + 1] = tostring(k) .. "=" .. tostring(v) rawset(t, k, v) end})
+e[2] = 20 e[3] = 30 e[2] = 21
+out[#out + 1] = dump(e, 4) .. " log " .. table.concat(log, ";")
+-- __newindex also when the array part has room
+local e2 = {}
+for i = 1, 5 do e2[i] = i end
+setmetatable(e2, getmetatable(e))
+e2[6] = 6
+out[#out + 1] = dump(e2, 7) .. " log " .. table.concat(log, ";")
+-- a table with a string key still appends; one with a number key in the hash part too
+local f = {x = 1}
+for i = 1, 40 do f[i] = i end
+local g = {[1.5] = "h"}
+for i = 1, 40 do g[i] = i end
+out[#out + 1] = #f .. " " .. f.x .. " " .. #g .. " " .. g[1.5] .. " " .. g[40]
+-- a key past the end held by the hash part moves in when the array part reaches it
+local m = {}
+m[100] = "hundred"
+for i = 1, 99 do m[i] = i end
+m[100] = "H"
+m[101] = "next"
+local cnt = 0
+for _ in pairs(m) do cnt = cnt + 1 end
+out[#out + 1] = #m .. " " .. cnt .. " " .. m[100] .. " " .. m[101]
+-- appends while traversing with next visit the keys once
+local h = {1, 2, 3}
+local seen = 0
+for k, v in pairs(h) do seen = seen + 1 if k <= 3 then h[k] = v * 10 end end
+out[#out + 1] = seen .. " " .. dump(h, 4)
+return table.concat(out, " | ")`
+	returnsText(t, code, `100 200 100 -77 | 1,2,three,nil,nil #3 keys 3 | a,b,c,d,e,nil #5 keys 5 | 10,21,30,nil #3 keys 3 log 2=20;3=30 | 1,2,3,4,5,6,nil #6 keys 6 log 2=20;3=30;6=6 | 40 1 40 h 40 | 101 101 H next | 3 10,20,30,nil #3 keys 3`)
+}
+
 // returnsText runs code on a new VM and checks that it returns exactly
 // one value, the string want (lua5.1's output for the same chunk).
 func returnsText(t *testing.T, code, want string) {

@@ -723,6 +723,16 @@ func init() {
 					tb.array[i] = L.rkValue(C)
 					return 0
 				}
+				// bioxen: so is a value appended to an array part with
+				// room, in a table with no metatable (no __newindex) and no
+				// keys in its hash part other than strings (none to take
+				// over), as rawSetInt's growArray would append it.
+				if v := L.rkValue(C); v != LNil && tb.Metatable == LNil && len(tb.dict) == 0 && len(tb.array) < cap(tb.array) && len(tb.array)+1 < MaxArrayIndex {
+					if n, ok := key.(LNumber); ok && n == LNumber(len(tb.array)+1) {
+						tb.array = append(tb.array, v)
+						return 0
+					}
+				}
 			}
 			L.setField(obj, key, L.rkValue(C))
 			return 0
