@@ -29,6 +29,9 @@ func (st *state) installFastPaths() {
 	setFast(mathLib, "sqrt", fastMath(math.Sqrt))
 	setFast(mathLib, "max", fastMax)
 	setFast(mathLib, "min", fastMin)
+	setFast(L.G.Global, "next", fastNext)
+	ipairs := L.G.Global.RawGetString("ipairs").(*lua.LFunction)
+	ipairs.Upvalues[0].Value().(*lua.LFunction).Fast = fastIpairsAux
 	setFast(L.G.Global, "type", fastType)
 	setFast(L.G.Global, "tostring", fastToString)
 }
@@ -72,121 +75,121 @@ func fastRange(s string, args []lua.LValue, def int, sameJ bool) (i, j int, ok b
 }
 
 // fastByte is string.byte(s [, i [, j]]) with one byte as its result.
-func fastByte(args []lua.LValue) (lua.LValue, bool) {
+func fastByte(args []lua.LValue) (r1, r2 lua.LValue, n int) {
 	if len(args) == 0 || len(args) > 3 {
-		return nil, false
+		return nil, nil, -1
 	}
 	s, ok := args[0].(lua.LString)
 	if !ok {
-		return nil, false
+		return nil, nil, -1
 	}
 	i, j, ok := fastRange(string(s), args, 1, true)
 	if !ok || i != j {
-		return nil, false
+		return nil, nil, -1
 	}
-	return byteValues[s[i-1]], true
+	return byteValues[s[i-1]], nil, 1
 }
 
 // fastSub is string.sub(s, i [, j]) with a result of up to fastMaxSub
 // bytes.
-func fastSub(args []lua.LValue) (lua.LValue, bool) {
+func fastSub(args []lua.LValue) (r1, r2 lua.LValue, n int) {
 	if len(args) < 2 || len(args) > 3 {
-		return nil, false
+		return nil, nil, -1
 	}
 	s, ok := args[0].(lua.LString)
 	if !ok {
-		return nil, false
+		return nil, nil, -1
 	}
 	i, j, ok := fastRange(string(s), args, 0, false)
 	switch {
 	case !ok || j-i >= fastMaxSub:
-		return nil, false
+		return nil, nil, -1
 	case i > j:
-		return lua.LString(""), true
+		return lua.LString(""), nil, 1
 	case i == j:
-		return charStrings[s[i-1]], true
+		return charStrings[s[i-1]], nil, 1
 	case i == 1 && j == len(s):
-		return args[0], true
+		return args[0], nil, 1
 	case len(s) > sharedSubstrings:
-		return lua.LString(strings.Clone(string(s[i-1 : j]))), true
+		return lua.LString(strings.Clone(string(s[i-1 : j]))), nil, 1
 	}
-	return s[i-1 : j], true
+	return s[i-1 : j], nil, 1
 }
 
 // fastChar is string.char(c) of one byte value.
-func fastChar(args []lua.LValue) (lua.LValue, bool) {
+func fastChar(args []lua.LValue) (r1, r2 lua.LValue, n int) {
 	if len(args) != 1 {
-		return nil, false
+		return nil, nil, -1
 	}
 	c, ok := fastInt(args[0])
 	if !ok || c < 0 || c > 255 {
-		return nil, false
+		return nil, nil, -1
 	}
-	return charStrings[c], true
+	return charStrings[c], nil, 1
 }
 
 // fastMath is a math function of one number, f (math.floor, math.abs,
 // math.sqrt), of a number.
 func fastMath(f func(float64) float64) lua.LFastFunction {
-	return func(args []lua.LValue) (lua.LValue, bool) {
+	return func(args []lua.LValue) (r1, r2 lua.LValue, n int) {
 		if len(args) == 0 {
-			return nil, false
+			return nil, nil, -1
 		}
 		x, ok := args[0].(lua.LNumber)
 		if !ok {
-			return nil, false
+			return nil, nil, -1
 		}
-		return lua.NumberValue(lua.LNumber(f(float64(x)))), true
+		return lua.NumberValue(lua.LNumber(f(float64(x)))), nil, 1
 	}
 }
 
 // fastMax is math.max of numbers: the first of the greatest, as Lua
 // compares them (a NaN after the first is passed over).
-func fastMax(args []lua.LValue) (lua.LValue, bool) {
+func fastMax(args []lua.LValue) (r1, r2 lua.LValue, n int) {
 	return fastPick(args, func(a, b lua.LNumber) bool { return a > b })
 }
 
 // fastMin is math.min of numbers, likewise.
-func fastMin(args []lua.LValue) (lua.LValue, bool) {
+func fastMin(args []lua.LValue) (r1, r2 lua.LValue, n int) {
 	return fastPick(args, func(a, b lua.LNumber) bool { return a < b })
 }
 
-func fastPick(args []lua.LValue, better func(a, b lua.LNumber) bool) (lua.LValue, bool) {
+func fastPick(args []lua.LValue, better func(a, b lua.LNumber) bool) (r1, r2 lua.LValue, n int) {
 	if len(args) == 0 {
-		return nil, false
+		return nil, nil, -1
 	}
 	best, ok := args[0].(lua.LNumber)
 	if !ok {
-		return nil, false
+		return nil, nil, -1
 	}
 	k := 0
 	for i, v := range args[1:] {
 		n, ok := v.(lua.LNumber)
 		if !ok {
-			return nil, false
+			return nil, nil, -1
 		}
 		if better(n, best) {
 			best, k = n, i+1
 		}
 	}
-	return args[k], true
+	return args[k], nil, 1
 }
 
 // fastToString is tostring of a string or a number.
-func fastToString(args []lua.LValue) (lua.LValue, bool) {
+func fastToString(args []lua.LValue) (r1, r2 lua.LValue, n int) {
 	if len(args) == 0 {
-		return nil, false
+		return nil, nil, -1
 	}
 	switch v := args[0].(type) {
 	case lua.LString:
-		return args[0], true
+		return args[0], nil, 1
 	case lua.LNumber:
 		if i := int(v); lua.LNumber(i) == v && i > 0 && i < numSmallInts {
-			return smallInts()[i], true
+			return smallInts()[i], nil, 1
 		}
-		return lua.LString(fmtNumber(v)), true
+		return lua.LString(fmtNumber(v)), nil, 1
 	}
-	return nil, false
+	return nil, nil, -1
 }
 
 // typeNames are type's results, boxed once.
@@ -198,13 +201,63 @@ var typeNames = func() (names [lua.LTChannel + 1]lua.LValue) {
 }()
 
 // fastType is type(v).
-func fastType(args []lua.LValue) (lua.LValue, bool) {
+func fastType(args []lua.LValue) (r1, r2 lua.LValue, n int) {
 	if len(args) == 0 || args[0] == nil {
-		return nil, false
+		return nil, nil, -1
 	}
 	t := args[0].Type()
 	if int(t) >= len(typeNames) {
-		return nil, false
+		return nil, nil, -1
 	}
-	return typeNames[t], true
+	return typeNames[t], nil, 1
+}
+
+// fastNext is next(t [, key]) when the next key is within fastScanSlots
+// slots or keys (tableScan); a longer scan, which polls the call's limits,
+// and an invalid key, which raises, are left to next.
+func fastNext(args []lua.LValue) (r1, r2 lua.LValue, n int) {
+	if len(args) == 0 || len(args) > 2 || !layout.ok {
+		return nil, nil, -1
+	}
+	t, ok := args[0].(*lua.LTable)
+	if !ok {
+		return nil, nil, -1
+	}
+	key := lua.LValue(lua.LNil)
+	if len(args) == 2 && args[1] != nil {
+		// (a register past the top may hold Go's nil: the control
+		// variable of `for k in next, t`, which gopher-lua leaves unset)
+		key = args[1]
+	}
+	var s tableScan
+	k, v, ok := s.next(t, key)
+	switch {
+	case s.stop != nil:
+		return nil, nil, -1
+	case !ok:
+		return lua.LNil, nil, 1
+	}
+	return k, v, 2
+}
+
+// fastIpairsAux is the iterator ipairs returns (gopher-lua's ipairsaux):
+// the next index of t and its value, nothing at the first nil.
+func fastIpairsAux(args []lua.LValue) (r1, r2 lua.LValue, n int) {
+	if len(args) != 2 {
+		return nil, nil, -1
+	}
+	t, ok := args[0].(*lua.LTable)
+	if !ok {
+		return nil, nil, -1
+	}
+	i, ok := fastInt(args[1])
+	if !ok {
+		return nil, nil, -1
+	}
+	i++
+	v := t.RawGetInt(i)
+	if v == lua.LNil {
+		return nil, nil, 0
+	}
+	return lua.NumberValue(lua.LNumber(i)), v, 2
 }

@@ -119,9 +119,104 @@ return #bad .. " " .. table.concat(bad, "\n")
 	for name, fn := range map[string]lua.LValue{"string.byte": str.RawGetString("byte"), "string.sub": str.RawGetString("sub"),
 		"string.char": str.RawGetString("char"), "math.floor": math.RawGetString("floor"), "math.abs": math.RawGetString("abs"),
 		"math.sqrt": math.RawGetString("sqrt"), "math.max": math.RawGetString("max"), "math.min": math.RawGetString("min"),
-		"type": g.RawGetString("type"), "tostring": g.RawGetString("tostring")} {
+		"type": g.RawGetString("type"), "tostring": g.RawGetString("tostring"), "next": g.RawGetString("next"),
+		"ipairs' iterator": g.RawGetString("ipairs").(*lua.LFunction).Upvalues[0].Value()} {
 		if f, ok := fn.(*lua.LFunction); !ok || f.Fast == nil {
 			t.Errorf("%s has no fast path", name)
 		}
 	}
+}
+
+// TestFastIteratorsMatch: next and ipairs' iterator take their fast paths
+// in generic for loops (OP_TFORLOOP) and in calls with fixed arguments,
+// and next leaves scans longer than fastScanSlots and invalid keys to the
+// builtin. Loops with one, two and three variables, over a table with
+// holes, gaps of more than 64 slots, deleted keys and keys of every kind,
+// also while the loop changes and clears fields, must visit what next
+// called through pcall (never the fast path) visits, and direct calls must
+// give the same results and errors.
+func TestFastIteratorsMatch(t *testing.T) {
+	const code = `local function mk()
+  local T = {10, 20, nil, 40}
+  for i = 6, 200 do T[i] = i end
+  for i = 80, 150 do T[i] = nil end
+  T.a, T.b, T[1.5], T[true] = "A", "B", "f", "t"
+  T[-3] = "neg"
+  T[2^40] = "big"
+  for i = 1, 100 do T["k" .. i] = i end
+  for i = 1, 90 do T["k" .. i] = nil end
+  return T
+end
+local function show(...)
+  local out = {}
+  for i = 1, select('#', ...) do out[i] = tostring((select(i, ...))) end
+  return table.concat(out, ",")
+end
+local bad = {}
+-- generic for loops (the fast path) against next called through pcall
+local T = mk()
+local seq1, seq2, seq3 = {}, {}, {}
+for k, v in pairs(T) do seq1[#seq1 + 1] = show(k, v) end
+for k in next, T do seq3[#seq3 + 1] = show(k) end
+local k = nil
+while true do
+  local ok, nk, nv = pcall(next, T, k)
+  if not ok or nk == nil then break end
+  seq2[#seq2 + 1] = show(nk, nv)
+  k = nk
+end
+if table.concat(seq1, ";") ~= table.concat(seq2, ";") then bad[#bad + 1] = "pairs order" end
+if #seq3 ~= #seq2 then bad[#bad + 1] = "one-variable loop: " .. #seq3 .. " keys, " .. #seq2 end
+local n3 = 0
+for k, v, extra in pairs(T) do if extra ~= nil then bad[#bad + 1] = "third variable " .. tostring(extra) end n3 = n3 + 1 end
+if n3 ~= #seq2 then bad[#bad + 1] = "three-variable loop" end
+-- ipairs against its iterator called through pcall
+local iaux = ipairs({})
+local s1, s2 = {}, {}
+for i, v in ipairs(T) do s1[#s1 + 1] = show(i, v) end
+local i = 0
+while true do
+  local r = {pcall(iaux, T, i)}
+  if r[2] == nil then break end
+  s2[#s2 + 1] = show(r[2], r[3])
+  i = r[2]
+end
+if table.concat(s1, ";") ~= table.concat(s2, ";") then bad[#bad + 1] = "ipairs" end
+-- a traversal that changes and clears fields (which Lua allows)
+local U, V = mk(), mk()
+local c1, c2 = {}, {}
+for k, v in pairs(U) do c1[#c1 + 1] = show(k) if type(v) == "number" then U[k] = v * 2 else U[k] = nil end end
+local k2 = nil
+while true do
+  local ok, nk, nv = pcall(next, V, k2)
+  if not ok or nk == nil then break end
+  c2[#c2 + 1] = show(nk)
+  if type(nv) == "number" then V[nk] = nv * 2 else V[nk] = nil end
+  k2 = nk
+end
+if table.concat(c1, ";") ~= table.concat(c2, ";") then bad[#bad + 1] = "changing traversal" end
+-- direct calls with fixed arguments (the fast path) against pcall
+local cases = {
+  {next, T}, {next, T, nil}, {next, T, 1}, {next, T, 2}, {next, T, 4}, {next, T, 79}, {next, T, 200},
+  {next, T, "a"}, {next, T, 1.5}, {next, T, true}, {next, T, -3}, {next, T, 2^40}, {next, T, "k95"}, {next, T, "zz"},
+  {next, T, 3}, {next, T, 0}, {next, {}}, {next, {}, 1}, {next, "x"}, {next},
+  {iaux, T, 0}, {iaux, T, 1}, {iaux, T, 2}, {iaux, T, 3}, {iaux, T, 1.5}, {iaux, T, -1}, {iaux, T, 199}, {iaux, T, 200}, {iaux, "x", 0}, {iaux, T},
+}
+for ci, c in ipairs(cases) do
+  local f, a, b = c[1], c[2], c[3]
+  local n = #c - 1
+  local want = {pcall(f, unpack(c, 2, n + 1))}
+  local got
+  local cnt, wcnt
+  if n == 0 then got = {pcall(function() local x, y, z = f() return x, y, z end)} cnt = pcall(function() return select('#', f()) end) and select('#', f())
+  elseif n == 1 then got = {pcall(function() local x, y, z = f(a) return x, y, z end)} cnt = pcall(function() return select('#', f(a)) end) and select('#', f(a))
+  else got = {pcall(function() local x, y, z = f(a, b) return x, y, z end)} cnt = pcall(function() return select('#', f(a, b)) end) and select('#', f(a, b)) end
+  wcnt = want[1] and select('#', pcall(f, unpack(c, 2, n + 1))) - 1
+  if cnt ~= wcnt then bad[#bad + 1] = "case " .. ci .. ": " .. tostring(cnt) .. " results vs " .. tostring(wcnt) end
+  local w = want[1] and show(want[2], want[3], want[4]) or tostring(want[2]):gsub("^[^:]*:%d+: ", ""):gsub(" to [^ ]+ %(", " to ? (")
+  local g = got[1] and show(got[2], got[3], got[4]) or tostring(got[2]):gsub("^[^:]*:%d+: ", ""):gsub(" to [^ ]+ %(", " to ? (")
+  if want[1] ~= got[1] or w ~= g then bad[#bad + 1] = "case " .. ci .. ": " .. g .. " vs " .. w end
+end
+return #bad .. " " .. table.concat(bad, " | ") .. " " .. #seq1 .. " " .. #s1`
+	returnsText(t, code, "0  143 2")
 }

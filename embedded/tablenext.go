@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"errors"
 	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
@@ -17,14 +18,28 @@ import (
 
 const scanPoll = 1 << 16
 
+// A tableScan without L is fastNext's: it neither polls nor raises. It
+// stops after fastScanSlots slots and at a key that is not in the table,
+// and leaves the call to next.
 type tableScan struct {
 	L       *lua.LState
 	scanned int
 	stop    error // the call's stop, once seen
 }
 
+// fastScanSlots is how many slots or keys fastNext looks at.
+const fastScanSlots = 64
+
+var errFastScan = errors.New("left to next")
+
 // stopped counts one slot looked at; it reports the call's stop.
 func (s *tableScan) stopped() bool {
+	if s.L == nil {
+		if s.scanned++; s.scanned > fastScanSlots {
+			s.stop = errFastScan
+		}
+		return s.stop != nil
+	}
 	if s.scanned++; s.scanned >= scanPoll && s.stop == nil {
 		s.scanned = 0
 		s.stop = pollLimits(s.L)
@@ -53,6 +68,10 @@ func (s *tableScan) next(t *lua.LTable, key lua.LValue) (k, v lua.LValue, ok boo
 	default:
 		i, found := (*(*map[lua.LValue]int)(unsafe.Add(p, layout.tK2i)))[key]
 		if !found {
+			if s.L == nil {
+				s.stop = errFastScan
+				return lua.LNil, lua.LNil, false
+			}
 			s.L.RaiseError("invalid key to 'next'")
 		}
 		from = i + 1
@@ -63,7 +82,7 @@ func (s *tableScan) next(t *lua.LTable, key lua.LValue) (k, v lua.LValue, ok boo
 				return lua.LNil, lua.LNil, false
 			}
 			if v := array[i]; v != lua.LNil && v != nil {
-				return lua.LNumber(i + 1), v, true
+				return lua.NumberValue(lua.LNumber(i + 1)), v, true
 			}
 		}
 		from = 0

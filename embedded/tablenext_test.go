@@ -70,6 +70,32 @@ func TestNextPollsOnDeletedKeys(t *testing.T) {
 	}
 }
 
+// TestFastNextLeavesLongScansToNext: next's fast path (fastNext) looks at
+// fastScanSlots slots or keys at most and leaves longer scans to next,
+// which polls: a call from Lua and a generic for loop past many deleted
+// keys see the call's stop too.
+func TestFastNextLeavesLongScansToNext(t *testing.T) {
+	for _, code := range []string{`local k = next(t) return k`, `for k in next, t do return k end`} {
+		L := lua.NewState(lua.Options{SkipOpenLibs: true})
+		tb := L.NewTable()
+		for i := range 3 * scanPoll {
+			k := fmt.Sprint("k", i)
+			tb.RawSetString(k, lua.LTrue)
+			tb.RawSetString(k, lua.LNil)
+		}
+		tb.RawSetString("live", lua.LTrue)
+		next := L.NewFunction(luaNext)
+		next.Fast = fastNext
+		L.SetGlobal("next", next)
+		L.SetGlobal("t", tb)
+		L.SetContext(&stopAfter{Context: context.Background(), n: 1})
+		if err := L.DoString(code); err == nil || !strings.Contains(err.Error(), "stopped") {
+			t.Errorf("%s past %d deleted keys of a stopped call: %v", code, 3*scanPoll, err)
+		}
+		L.Close()
+	}
+}
+
 // TestReturnedSparseTablesStopAtTheDeadline: encoding the returned values
 // polls the call's limits. A table with a sparse array part (a million
 // empty slots and one value) returned 2,000 times took 26 s past the

@@ -169,13 +169,15 @@ type LGFunction func(*LState) int
 
 // LFastFunction is the fast path of a Go function (bioxen): given the
 // arguments of a call from Lua (args aliases the caller's registers; it
-// must not be kept or changed), it returns the function's one result and
-// true, or false when it cannot (an unusual argument, an error to raise, a
-// result that takes long to make). A call from Lua with a fixed number of
-// arguments tries it before pushing a call frame; on false the function
-// is called as usual, which raises any error. So a fast path must return
-// what GFunction returns, must not raise or yield, and must be quick.
-type LFastFunction func(args []LValue) (LValue, bool)
+// must not be kept or changed), it returns the function's results, n of
+// them (at most two: r1, r2), or n < 0 when it cannot (an unusual
+// argument, an error to raise, a result that takes long to make). A call
+// from Lua with a fixed number of arguments, and a generic for loop's call
+// of its iterator, try it before pushing a call frame; when n < 0 the
+// function is called as usual, which raises any error. So a fast path
+// must return what GFunction returns, must not raise or yield, and must
+// be quick.
+type LFastFunction func(args []LValue) (r1, r2 LValue, n int)
 
 func (fn *LFunction) String() string   { return fmt.Sprintf("function: %p", fn) }
 func (fn *LFunction) Type() LValueType { return LTFunction }

@@ -202,25 +202,31 @@ func switchToParentThread(L *LState, nargs int, haserror bool, kill bool) {
 	}
 }
 
-// fastCallResult stores the result v of a fast path called by OP_CALL
-// (bioxen: see LFastFunction) as callGFunction stores a Go function's
-// results: v and nils up to the nret wanted (one for MultRet) from RA on,
-// the top after them, and the registers up to the old top (the arguments
-// included) cleared.
-func fastCallResult(rg *registry, RA, nargs, nret int, v LValue) {
-	n := nret
-	if n == MultRet {
-		n = 1
+// fastCallResult stores the n results (r1, r2) of a fast path called with
+// nargs arguments from RA + 1 on (bioxen: see LFastFunction) as
+// callGFunction stores a Go function's results: from RA on, as many as
+// nret wants (all for MultRet), nil past the n there are; the top after
+// them; the registers up to the old top (the arguments included) cleared.
+func fastCallResult(rg *registry, RA, nargs, nret int, r1, r2 LValue, n int) {
+	want := nret
+	if want == MultRet {
+		want = n
 	}
 	oldtop := max(rg.top, RA+1+nargs)
-	if RA+n > cap(rg.array) {
-		rg.resize(RA + n)
+	if RA+want > cap(rg.array) {
+		rg.resize(RA + want)
 	}
-	rg.array[RA] = v
-	for i := 1; i < n; i++ {
-		rg.array[RA+i] = LNil
+	for i := 0; i < want; i++ {
+		v := LValue(LNil)
+		switch {
+		case i == 0 && n > 0:
+			v = r1
+		case i == 1 && n > 1:
+			v = r2
+		}
+		rg.array[RA+i] = v
 	}
-	rg.top = RA + n
+	rg.top = RA + want
 	if rg.top < oldtop {
 		clear(rg.array[rg.top:oldtop])
 	}
@@ -1287,8 +1293,8 @@ func init() {
 				// bioxen: a Go function's fast path, with no call frame;
 				// it leaves the registers as callGFunction would.
 				if fn.Fast != nil && B != 0 {
-					if v, ok := fn.Fast(reg.array[RA+1 : RA+1+nargs]); ok {
-						fastCallResult(reg, RA, nargs, nret, v)
+					if r1, r2, n := fn.Fast(reg.array[RA+1 : RA+1+nargs]); n >= 0 {
+						fastCallResult(reg, RA, nargs, nret, r1, r2, n)
 						return 0
 					}
 				}
@@ -2066,97 +2072,108 @@ func init() {
 			RA := lbase + A
 			C := int(inst>>9) & 0x1ff //GETC
 			nret := C
-			// this section is inlined by go-inline
-			// source function is 'func (rg *registry) SetTop(topi int) ' in '_state.go'
-			{
-				rg := reg
-				topi := RA + 3 + 2
-				// this section is inlined by go-inline
-				// source function is 'func (rg *registry) checkSize(requiredSize int) ' in '_state.go'
-				{
-					requiredSize := topi
-					if requiredSize > cap(rg.array) {
-						rg.resize(requiredSize)
-					}
-				}
-				oldtopi := rg.top
-				rg.top = topi
-				for i := oldtopi; i < rg.top; i++ {
-					rg.array[i] = LNil
-				}
-				// values beyond top don't need to be valid LValues, so setting them to nil is fine
-				// setting them to nil rather than LNil lets us invoke the golang memclr opto
-				if rg.top < oldtopi {
-					nilRange := rg.array[rg.top:oldtopi]
-					for i := range nilRange {
-						nilRange[i] = nil
-					}
-				}
-				//for i := rg.top; i < oldtop; i++ {
-				//	rg.array[i] = LNil
-				//}
-			}
-			// this section is inlined by go-inline
-			// source function is 'func (rg *registry) Set(regi int, vali LValue) ' in '_state.go'
-			{
-				rg := reg
-				regi := RA + 3 + 2
-				vali := reg.Get(RA + 2)
-				newSize := regi + 1
-				// this section is inlined by go-inline
-				// source function is 'func (rg *registry) checkSize(requiredSize int) ' in '_state.go'
-				{
-					requiredSize := newSize
-					if requiredSize > cap(rg.array) {
-						rg.resize(requiredSize)
-					}
-				}
-				rg.array[regi] = vali
-				if regi >= rg.top {
-					rg.top = regi + 1
+			// bioxen: an iterator's fast path (ipairs' and next's), with
+			// no call frame; it leaves the registers as the call would.
+			fast := false
+			if fn, ok := reg.array[RA].(*LFunction); ok && fn.Fast != nil {
+				if r1, r2, n := fn.Fast(reg.array[RA+1 : RA+3]); n >= 0 {
+					fastCallResult(reg, RA+3, 2, nret, r1, r2, n)
+					fast = true
 				}
 			}
-			// this section is inlined by go-inline
-			// source function is 'func (rg *registry) Set(regi int, vali LValue) ' in '_state.go'
-			{
-				rg := reg
-				regi := RA + 3 + 1
-				vali := reg.Get(RA + 1)
-				newSize := regi + 1
+			if !fast {
 				// this section is inlined by go-inline
-				// source function is 'func (rg *registry) checkSize(requiredSize int) ' in '_state.go'
+				// source function is 'func (rg *registry) SetTop(topi int) ' in '_state.go'
 				{
-					requiredSize := newSize
-					if requiredSize > cap(rg.array) {
-						rg.resize(requiredSize)
+					rg := reg
+					topi := RA + 3 + 2
+					// this section is inlined by go-inline
+					// source function is 'func (rg *registry) checkSize(requiredSize int) ' in '_state.go'
+					{
+						requiredSize := topi
+						if requiredSize > cap(rg.array) {
+							rg.resize(requiredSize)
+						}
+					}
+					oldtopi := rg.top
+					rg.top = topi
+					for i := oldtopi; i < rg.top; i++ {
+						rg.array[i] = LNil
+					}
+					// values beyond top don't need to be valid LValues, so setting them to nil is fine
+					// setting them to nil rather than LNil lets us invoke the golang memclr opto
+					if rg.top < oldtopi {
+						nilRange := rg.array[rg.top:oldtopi]
+						for i := range nilRange {
+							nilRange[i] = nil
+						}
+					}
+					//for i := rg.top; i < oldtop; i++ {
+					//	rg.array[i] = LNil
+					//}
+				}
+				// this section is inlined by go-inline
+				// source function is 'func (rg *registry) Set(regi int, vali LValue) ' in '_state.go'
+				{
+					rg := reg
+					regi := RA + 3 + 2
+					vali := reg.Get(RA + 2)
+					newSize := regi + 1
+					// this section is inlined by go-inline
+					// source function is 'func (rg *registry) checkSize(requiredSize int) ' in '_state.go'
+					{
+						requiredSize := newSize
+						if requiredSize > cap(rg.array) {
+							rg.resize(requiredSize)
+						}
+					}
+					rg.array[regi] = vali
+					if regi >= rg.top {
+						rg.top = regi + 1
 					}
 				}
-				rg.array[regi] = vali
-				if regi >= rg.top {
-					rg.top = regi + 1
-				}
-			}
-			// this section is inlined by go-inline
-			// source function is 'func (rg *registry) Set(regi int, vali LValue) ' in '_state.go'
-			{
-				rg := reg
-				regi := RA + 3
-				vali := reg.Get(RA)
-				newSize := regi + 1
 				// this section is inlined by go-inline
-				// source function is 'func (rg *registry) checkSize(requiredSize int) ' in '_state.go'
+				// source function is 'func (rg *registry) Set(regi int, vali LValue) ' in '_state.go'
 				{
-					requiredSize := newSize
-					if requiredSize > cap(rg.array) {
-						rg.resize(requiredSize)
+					rg := reg
+					regi := RA + 3 + 1
+					vali := reg.Get(RA + 1)
+					newSize := regi + 1
+					// this section is inlined by go-inline
+					// source function is 'func (rg *registry) checkSize(requiredSize int) ' in '_state.go'
+					{
+						requiredSize := newSize
+						if requiredSize > cap(rg.array) {
+							rg.resize(requiredSize)
+						}
+					}
+					rg.array[regi] = vali
+					if regi >= rg.top {
+						rg.top = regi + 1
 					}
 				}
-				rg.array[regi] = vali
-				if regi >= rg.top {
-					rg.top = regi + 1
+				// this section is inlined by go-inline
+				// source function is 'func (rg *registry) Set(regi int, vali LValue) ' in '_state.go'
+				{
+					rg := reg
+					regi := RA + 3
+					vali := reg.Get(RA)
+					newSize := regi + 1
+					// this section is inlined by go-inline
+					// source function is 'func (rg *registry) checkSize(requiredSize int) ' in '_state.go'
+					{
+						requiredSize := newSize
+						if requiredSize > cap(rg.array) {
+							rg.resize(requiredSize)
+						}
+					}
+					rg.array[regi] = vali
+					if regi >= rg.top {
+						rg.top = regi + 1
+					}
 				}
+				L.callR(2, nret, RA+3)
 			}
-			L.callR(2, nret, RA+3)
 			if value := reg.Get(RA + 3); value != LNil {
 				// this section is inlined by go-inline
 				// source function is 'func (rg *registry) Set(regi int, vali LValue) ' in '_state.go'
