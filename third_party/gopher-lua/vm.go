@@ -635,6 +635,15 @@ func init() {
 						}
 						return 0
 					}
+				} else if s, ok := key.(LString); ok {
+					// bioxen: so is a string key the table holds
+					if v, ok := tb.strdict[string(s)]; ok && v != LNil {
+						reg.array[RA] = v
+						if RA >= reg.top {
+							reg.top = RA + 1
+						}
+						return 0
+					}
 				}
 			}
 			v := L.getField(obj, key)
