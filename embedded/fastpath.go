@@ -29,6 +29,7 @@ func (st *state) installFastPaths() {
 	setFast(mathLib, "sqrt", fastMath(math.Sqrt))
 	setFast(mathLib, "max", fastMax)
 	setFast(mathLib, "min", fastMin)
+	setFast(L.GetGlobal("table").(*lua.LTable), "insert", fastInsert)
 	setFast(L.G.Global, "next", fastNext)
 	ipairs := L.G.Global.RawGetString("ipairs").(*lua.LFunction)
 	ipairs.Upvalues[0].Value().(*lua.LFunction).Fast = fastIpairsAux
@@ -260,4 +261,17 @@ func fastIpairsAux(args []lua.LValue) (r1, r2 lua.LValue, n int) {
 		return nil, nil, 0
 	}
 	return lua.NumberValue(lua.LNumber(i)), v, 2
+}
+
+// fastInsert is table.insert(t, v) when v goes into t's array part without
+// a growth (LTable.AppendInPlace).
+func fastInsert(args []lua.LValue) (r1, r2 lua.LValue, n int) {
+	if len(args) != 2 || args[1] == nil {
+		return nil, nil, -1
+	}
+	t, ok := args[0].(*lua.LTable)
+	if !ok || args[1] != lua.LNil && !t.AppendInPlace(args[1]) {
+		return nil, nil, -1
+	}
+	return nil, nil, 0
 }

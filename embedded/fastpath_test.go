@@ -120,6 +120,7 @@ return #bad .. " " .. table.concat(bad, "\n")
 		"string.char": str.RawGetString("char"), "math.floor": math.RawGetString("floor"), "math.abs": math.RawGetString("abs"),
 		"math.sqrt": math.RawGetString("sqrt"), "math.max": math.RawGetString("max"), "math.min": math.RawGetString("min"),
 		"type": g.RawGetString("type"), "tostring": g.RawGetString("tostring"), "next": g.RawGetString("next"),
+		"table.insert":     g.RawGetString("table").(*lua.LTable).RawGetString("insert"),
 		"ipairs' iterator": g.RawGetString("ipairs").(*lua.LFunction).Upvalues[0].Value()} {
 		if f, ok := fn.(*lua.LFunction); !ok || f.Fast == nil {
 			t.Errorf("%s has no fast path", name)
@@ -219,4 +220,66 @@ for ci, c in ipairs(cases) do
 end
 return #bad .. " " .. table.concat(bad, " | ") .. " " .. #seq1 .. " " .. #s1`
 	returnsText(t, code, "0  143 2")
+}
+
+// TestFastInsertMatches: table.insert(t, v) takes its fast path when v
+// goes into t's array part without a growth (LTable.AppendInPlace), and
+// the builtin otherwise. On tables with trailing nils, integer keys in the
+// hash part (one right after the array part, which a growth takes over),
+// string keys, a full array part, a metatable (which insert
+// ignores), and values of each kind, nil included, a call with fixed
+// arguments must leave the table as the builtin called through pcall does.
+func TestFastInsertMatches(t *testing.T) {
+	const code = `local function mk(kind)
+  local t = {}
+  if kind == 2 then t = {1, 2, 3}
+  elseif kind == 3 then for i = 1, 10 do t[i] = i end t[10] = nil t[9] = nil
+  elseif kind == 4 then t = {[5] = "five", [2] = "two"} t[1] = "one"
+  elseif kind == 5 then t = {a = 1, b = 2} t[1] = "one"
+  elseif kind == 6 then for i = 1, 32 do t[i] = i end
+  elseif kind == 7 then for i = 1, 33 do t[i] = i end
+  elseif kind == 8 then t = setmetatable({1}, {__newindex = function() error("no") end, __len = function() return 99 end})
+  elseif kind == 9 then for i = 1, 200 do t[i] = i end for i = 100, 200 do t[i] = nil end
+  elseif kind == 10 then t[1.5] = "x" t[1] = 1
+  elseif kind == 11 then t[70] = "far" for i = 1, 68 do t[i] = i end
+  end
+  return t
+end
+local function dump(t)
+  local keys = {}
+  for k, v in pairs(t) do keys[#keys + 1] = tostring(k) .. "=" .. tostring(type(v) == "table" and "tbl" or v) end
+  table.sort(keys)
+  return #t .. ":" .. table.concat(keys, ",")
+end
+local bad = {}
+local vals = {1, "x", false, "nil", "tbl"}
+for kind = 1, 11 do
+  for vi, v0 in ipairs(vals) do
+    local v = v0
+    if v0 == "nil" then v = nil elseif v0 == "tbl" then v = {} end
+    local a, b = mk(kind), mk(kind)
+    local ok1, e1 = pcall(function() table.insert(a, v) end)
+    local ok2, e2 = pcall(table.insert, b, v)
+    local d1, d2 = dump(a), dump(b)
+    if ok1 ~= ok2 or d1 ~= d2 then bad[#bad + 1] = kind .. "/" .. vi .. ": " .. tostring(ok1) .. " " .. d1 .. " vs " .. tostring(ok2) .. " " .. d2 end
+    -- and a second insert after the first
+    pcall(function() table.insert(a, 7) end)
+    pcall(table.insert, b, 7)
+    if dump(a) ~= dump(b) then bad[#bad + 1] = kind .. "/" .. vi .. " twice" end
+  end
+  local a, b = mk(kind), mk(kind)
+  local ok1 = pcall(function() table.insert(a, 1, "first") end)
+  local ok2 = pcall(table.insert, b, 1, "first")
+  if ok1 ~= ok2 or dump(a) ~= dump(b) then bad[#bad + 1] = kind .. " at 1" end
+end
+local ok1, e1 = pcall(function() table.insert({}) end)
+local ok2, e2 = pcall(table.insert, {})
+if ok1 ~= ok2 then bad[#bad + 1] = "one argument" end
+-- a loop of inserts grows the array part many times
+local big = {}
+for i = 1, 100000 do table.insert(big, i) end
+local s = 0
+for i = 1, #big do s = s + big[i] end
+return #bad .. " " .. table.concat(bad, " | ") .. " " .. #big .. " " .. s`
+	returnsText(t, code, "0  100000 5000050000")
 }

@@ -82,6 +82,27 @@ func (tb *LTable) Len() int {
 // lenScan is how many trailing slots Len looks at one by one.
 const lenScan = 64
 
+// AppendInPlace stores value (not nil) at Len() + 1 when that takes no
+// growth and moves no key: the slot is in the array part, or the array
+// part has room for it and the hash part holds no keys other than
+// strings. It reports whether it did (bioxen: table.insert's fast path,
+// which leaves the other cases to the store that polls).
+func (tb *LTable) AppendInPlace(value LValue) bool {
+	if len(tb.dict) != 0 {
+		return false
+	}
+	n := tb.Len()
+	switch {
+	case n < len(tb.array):
+		tb.array[n] = value
+	case n < cap(tb.array) && n+1 < MaxArrayIndex:
+		tb.array = append(tb.array, value)
+	default:
+		return false
+	}
+	return true
+}
+
 // Append appends a given LValue to this LTable.
 func (tb *LTable) Append(value LValue) {
 	if value == LNil {
