@@ -49,12 +49,8 @@ tables = {
 	}
 }
 
-// TestNextPollsOnDeletedKeys: next looking past many deleted keys sees the
-// call's stop (gopher-lua's scanned them all in one Go call: 1.2 s for 4
-// million, past any deadline).
-func TestNextPollsOnDeletedKeys(t *testing.T) {
-	L := lua.NewState(lua.Options{SkipOpenLibs: true})
-	defer L.Close()
+// deletedKeysTable is a table of 3 * scanPoll deleted keys, then one live.
+func deletedKeysTable(L *lua.LState) *lua.LTable {
 	tb := L.NewTable()
 	for i := range 3 * scanPoll {
 		k := fmt.Sprint("k", i)
@@ -62,6 +58,16 @@ func TestNextPollsOnDeletedKeys(t *testing.T) {
 		tb.RawSetString(k, lua.LNil)
 	}
 	tb.RawSetString("live", lua.LTrue)
+	return tb
+}
+
+// TestNextPollsOnDeletedKeys: next looking past many deleted keys sees the
+// call's stop (gopher-lua's scanned them all in one Go call: 1.2 s for 4
+// million, past any deadline).
+func TestNextPollsOnDeletedKeys(t *testing.T) {
+	L := lua.NewState(lua.Options{SkipOpenLibs: true})
+	defer L.Close()
+	tb := deletedKeysTable(L)
 	L.SetContext(&stopAfter{Context: context.Background(), n: 1})
 	L.Push(L.NewFunction(luaNext))
 	L.Push(tb)
@@ -77,13 +83,7 @@ func TestNextPollsOnDeletedKeys(t *testing.T) {
 func TestFastNextLeavesLongScansToNext(t *testing.T) {
 	for _, code := range []string{`local k = next(t) return k`, `for k in next, t do return k end`} {
 		L := lua.NewState(lua.Options{SkipOpenLibs: true})
-		tb := L.NewTable()
-		for i := range 3 * scanPoll {
-			k := fmt.Sprint("k", i)
-			tb.RawSetString(k, lua.LTrue)
-			tb.RawSetString(k, lua.LNil)
-		}
-		tb.RawSetString("live", lua.LTrue)
+		tb := deletedKeysTable(L)
 		next := L.NewFunction(luaNext)
 		next.Fast = fastNext
 		L.SetGlobal("next", next)
