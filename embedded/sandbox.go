@@ -374,26 +374,32 @@ func (st *state) installLoaders(guard, moduleGuard *pathGuard) {
 				return 1
 			}
 			file := strings.ReplaceAll(name, ".", "/")
-			var tried strings.Builder
-			for _, tmpl := range strings.Split(lua.LVAsString(pkg.RawGetString("path")), ";") {
-				if tmpl == "" {
-					continue
+			var tried probeText
+			var found *lua.LFunction
+			eachPath(L, lua.LVAsString(pkg.RawGetString("path")), file, func(p string, long bool) bool {
+				if long {
+					if moduleGuard == nil {
+						tried.add("\n\tno file '" + p + "' (longer than a path can be)")
+					}
+					return false
 				}
-				p := strings.ReplaceAll(tmpl, "?", file)
 				real, ok := moduleGuard.check(p)
 				if !ok {
-					continue
+					return false
 				}
 				data, err := st.readSource(real)
 				if err != nil {
-					tried.WriteString("\n\tno file '" + p + "'")
-					continue
+					tried.add("\n\tno file '" + p + "'")
+					return false
 				}
-				if fn := compile(L, skipShebang(data), p); fn != nil {
-					L.Push(fn)
-					return 1
+				if found = compile(L, skipShebang(data), p); found == nil {
+					L.RaiseError("error loading module '%s' from file '%s':\n\t%s", name, p, lua.LVAsString(L.Get(-1)))
 				}
-				L.RaiseError("error loading module '%s' from file '%s':\n\t%s", name, p, lua.LVAsString(L.Get(-1)))
+				return true
+			})
+			if found != nil {
+				L.Push(found)
+				return 1
 			}
 			if moduleGuard != nil {
 				tried.WriteString("\n\t(the sandbox loads modules only from the VM's package environments)")

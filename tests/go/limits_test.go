@@ -548,6 +548,39 @@ func TestMemoryLimitSeesWhatValuesHold(t *testing.T) {
 	}
 }
 
+// TestRequireWithinMemoryLimit: require's probes were built in Go, where
+// the memory limit does not look: a package.path of one template of 2^18
+// "?" made a name of 256 MB for a module name of 1,000 bytes (of 64 GB
+// for longer ones, more than the host has), and a path of millions of
+// templates was split into a slice of them first. What one call
+// allocates must stay near the limit.
+func TestRequireWithinMemoryLimit(t *testing.T) {
+	const limit = 64 << 20
+	bombs := map[string]string{
+		"path of one template":   `package.path = string.rep("?", 2^18) pcall(require, string.rep("a", 1000))`,
+		"cpath of one template":  `package.path = "" package.cpath = string.rep("?", 2^18) pcall(require, string.rep("a", 1000))`,
+		"path of many templates": `package.path = string.rep(";", 2^23) pcall(require, "x")`,
+	}
+	for name, code := range bombs {
+		t.Run(name, func(t *testing.T) {
+			vm := open(t, core.Options{Persistent: true, Limits: core.Limits{MaxMemoryBytes: limit}})
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			err, took := execErr(t, vm, code, 30*time.Second)
+			runtime.ReadMemStats(&after)
+			allocated := after.TotalAlloc - before.TotalAlloc
+			t.Logf("%v after %v; %d MiB allocated", err, took, allocated>>20)
+			if err != nil && core.CodeOf(err) != core.ErrNoMem {
+				t.Fatalf("got %v, want success or ErrNoMem", err)
+			}
+			if allocated > limit {
+				t.Errorf("the call allocated %d MiB under a %d MiB limit", allocated>>20, limit>>20)
+			}
+			mustPrint2(t, vm)
+		})
+	}
+}
+
 // TestMemoryLimitSharedString: a string stored many times is one string:
 // the walk charged it per reference, and this chunk (a few MB) failed
 // with ErrNoMem under a 64 MiB limit (300 MB charged; it holds ~25 MB).
