@@ -81,9 +81,11 @@ func TestSandboxedBuiltinsStopAtTheDeadline(t *testing.T) {
 		{name: "dofile", setup: S, chunk: `pcall(dofile, s)`},
 		{name: "require", setup: S, chunk: `pcall(require, s)`},
 		// require probed a package.path or package.cpath of a million
-		// templates in a loop that polled nothing (5.6 s).
+		// templates in a loop that polled nothing (5.6 s), and joined
+		// the messages of any number of loaders in one Go call.
 		{name: "require long path", setup: `package.path = string.rep("/tmp/?;", 1e6)`, chunk: `pcall(require, "x")`},
 		{name: "require long cpath", setup: `package.path = "" package.cpath = string.rep("/tmp/?;", 1e6)`, chunk: `pcall(require, "x")`},
+		{name: "require many loaders", setup: `local l = package.loaders for i = 1, 1e6 do l[#l + 1] = os.clock end`, chunk: `pcall(require, "x")`},
 		{name: "module", setup: `m = string.rep("a.", 2^20)`, chunk: `!local module = module for i = 1, 1e9 do module("t" .. i .. "." .. m) end`, fresh: true},
 		// Files in an allowed directory were read and written in one Go
 		// call: 0.1-0.5 s for 128 MiB (write, read "a", "l", n, lines,
