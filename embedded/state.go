@@ -67,15 +67,47 @@ type state struct {
 }
 
 // tableSnap is a pristine library table: its entries in iteration order, the
-// last key, its metatable and its array length.
+// last key, its metatable and its array part.
 type tableSnap struct {
-	t        *lua.LTable
-	mt       lua.LValue
-	keys     []lua.LValue
-	vals     []lua.LValue
-	last     lua.LValue
-	arrayLen int
-	globals  bool
+	t         *lua.LTable
+	mt        lua.LValue
+	keys      []lua.LValue
+	vals      []lua.LValue
+	last      lua.LValue
+	arrayLen  int // t.MaxN(), when arraySize is -1
+	arraySize int // the length of its array part (-1: arrayPart cannot tell)
+	arrayTop  int // the index of its last non-nil value, 0 if none
+	globals   bool
+}
+
+// arrayShape is the length of t's array part and the index of its last
+// non-nil value, or -1, 0 when arrayPart cannot tell.
+func arrayShape(t *lua.LTable) (size, top int) {
+	a := arrayPart(t)
+	if a == nil {
+		return -1, 0
+	}
+	for i := len(*a) - 1; i >= 0; i-- {
+		if (*a)[i] != lua.LNil {
+			return len(*a), i + 1
+		}
+	}
+	return len(*a), 0
+}
+
+// sameArray reports whether t's array part is as the snapshot saw it:
+// restore's walk from the last key does not visit it (Next walks the array
+// part first). It compares the part's length and its last value's index
+// (the part is as long as it was: the snapshot's, a few values at most).
+// t.MaxN also ranged over every key of the hash part, after the call's
+// deadline: millions of number keys stored in _G made a stopped call
+// return 0.6 s late; restore's walk sees those keys.
+func (ts *tableSnap) sameArray(t *lua.LTable) bool {
+	if ts.arraySize < 0 {
+		return t.MaxN() == ts.arrayLen
+	}
+	size, top := arrayShape(t)
+	return size == ts.arraySize && top == ts.arrayTop
 }
 
 // gopher-lua options: the value stack starts small (VMs are cheap to keep
@@ -157,6 +189,7 @@ func (st *state) takeSnapshot() {
 		}
 		seen[t] = true
 		ts := tableSnap{t: t, mt: t.Metatable, last: lua.LNil, arrayLen: t.MaxN(), globals: globals}
+		ts.arraySize, ts.arrayTop = arrayShape(t)
 		var sub []*lua.LTable
 		keys, vals = keys[:0], vals[:0]
 		for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
@@ -208,7 +241,7 @@ func (st *state) restore() bool {
 	for i := range st.snap {
 		ts := &st.snap[i]
 		t := ts.t
-		if t.Metatable != ts.mt || t.MaxN() != ts.arrayLen {
+		if t.Metatable != ts.mt || !ts.sameArray(t) {
 			return false
 		}
 		for j, k := range ts.keys {
@@ -220,7 +253,9 @@ func (st *state) restore() bool {
 			if ts.isPristineKey(k) {
 				continue
 			}
-			if !ts.globals {
+			if !ts.globals || st.tombstones+len(added) >= maxTombstones {
+				// Replaced below anyway: walking on over millions of
+				// added keys took 0.45 s after the call's deadline.
 				return false
 			}
 			added = append(added, k)
