@@ -510,6 +510,9 @@ func loModule(L *LState) int {
 
 	top := L.GetTop()
 	for i := 2; i <= top; i++ {
+		if i%1024 == 0 {
+			L.PollLimits() // bioxen: a million builtin options ran 75 ms, polling nothing
+		}
 		L.Push(L.Get(i))
 		L.Push(tb)
 		L.Call(1, 0)
