@@ -103,7 +103,12 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 		}()
 		leave := st.ctx.enter()
 		defer leave()
-		return outcome{res: st.run(ch.proto, req, e.opts.Limits)}
+		res := st.run(ch.proto, req, e.opts.Limits)
+		if !req.Fresh {
+			st.L.SetTop(0) // the values were returned: only what the state keeps counts
+			st.ctx.finalCheck()
+		}
+		return outcome{res: res}
 	}
 
 	var o outcome

@@ -69,22 +69,23 @@ type callCtx struct {
 	flags atomic.Uint32 // flagStopped, flagWake (read by Done without the lock)
 
 	// Owned by the goroutine running the chunk.
-	steps      uint32
-	checking   bool
-	deadline   time.Time
-	cpuBudget  time.Duration
-	cpuStart   time.Duration
-	cpuTimer   *time.Timer // sets flagWake once the budget left may be used up
-	memLimit   int64
-	memUsed    int64         // what the state held at the last walk
-	memNext    uint64        // walk again once allocTotal passes this
-	walkAt     time.Time     // when the last walk ended
-	walkCost   time.Duration // how long it took
-	walkAfter  time.Time     // a walk is due but held back until then (see check)
-	walkTime   time.Duration // time spent walking, for the tests
-	walkMax    time.Duration // the longest walk, for the tests
-	maxSource  int           // the largest chunk load and its kin compile
-	stopParent func() bool
+	steps        uint32
+	checking     bool
+	deadline     time.Time
+	cpuBudget    time.Duration
+	cpuStart     time.Duration
+	cpuTimer     *time.Timer // sets flagWake once the budget left may be used up
+	memLimit     int64
+	memUsed      int64         // what the state held at the last walk
+	memNext      uint64        // walk again once allocTotal passes this
+	allocAtEnter uint64        // allocTotal when the call began
+	walkAt       time.Time     // when the last walk ended
+	walkCost     time.Duration // how long it took
+	walkAfter    time.Time     // a walk is due but held back until then (see check)
+	walkTime     time.Duration // time spent walking, for the tests
+	walkMax      time.Duration // the longest walk, for the tests
+	maxSource    int           // the largest chunk load and its kin compile
+	stopParent   func() bool
 }
 
 // The bits of callCtx.flags.
@@ -239,6 +240,7 @@ func (c *callCtx) enter() func() {
 	mem, cpu := c.memLimit > 0, c.cpuBudget > 0
 	if mem {
 		memWatchStart()
+		c.allocAtEnter = allocTotal.Load()
 		if c.memNext == 0 {
 			// Never walked: a new state holds ~100 KiB, nothing next to a
 			// limit. Its first walk waits for 1/16 of the limit to be
@@ -320,21 +322,58 @@ func (c *callCtx) check() {
 			}
 		}
 		if allocTotal.Load() > c.memNext {
-			start := time.Now()
-			c.memUsed = c.st.memUsage(c.memLimit, c.done)
-			c.walkAt = time.Now()
-			c.walkCost = c.walkAt.Sub(start)
-			c.walkTime += c.walkCost
-			c.walkMax = max(c.walkMax, c.walkCost)
-			// The next walk once the process allocated half of the room
-			// left, and at least 1/16 of the limit (a walk costs time in
-			// proportion to what the state holds).
-			c.memNext = allocTotal.Load() + max(uint64(max(c.memLimit-c.memUsed, 0))/2, uint64(c.memLimit)/16, 1<<20)
-			if c.memUsed > c.memLimit {
-				c.stopNow(errMemLimit)
-			}
+			c.walk()
 		}
 	}
+}
+
+// walk measures what the state holds and stops the call when it is over
+// the memory limit.
+func (c *callCtx) walk() {
+	start := time.Now()
+	c.memUsed = c.st.memUsage(c.memLimit, c.done)
+	c.walkAt = time.Now()
+	c.walkCost = c.walkAt.Sub(start)
+	c.walkTime += c.walkCost
+	c.walkMax = max(c.walkMax, c.walkCost)
+	c.memNext = allocTotal.Load() + c.walkStep()
+	if c.memUsed > c.memLimit {
+		c.stopNow(errMemLimit)
+	}
+}
+
+// finalCheck runs when a chunk whose state is kept (a persistent VM's) has
+// ended, on its goroutine, with its values off the stack. A walk sees
+// only what the state holds: a value a builtin is still building is not
+// there yet, and a walk while string.rep built 256 MiB left the next one
+// due only once the process allocated 1 MiB more. A chunk that stored
+// such a value last (g = string.rep("a", 2^28 - 1)) thus ended unchecked,
+// and its VM kept 256 MiB under a 1 MiB limit for as long as its next
+// calls allocated little. So the state is walked once more when the call
+// allocated more than a walk's step (or a walk is due), unless walks are
+// held back (see check: the next check then walks).
+func (c *callCtx) finalCheck() {
+	if c.memLimit <= 0 || c.flags.Load()&flagStopped != 0 {
+		return
+	}
+	now := allocTotal.Load()
+	if now <= c.memNext && c.walkAfter.IsZero() && now-c.allocAtEnter < c.walkStep() {
+		return
+	}
+	if c.walkCost > 0 && time.Now().Before(c.walkAt.Add(3*c.walkCost)) {
+		c.walkAfter, c.memNext = time.Time{}, 0
+		return
+	}
+	c.walkAfter = time.Time{}
+	c.walk()
+}
+
+// walkStep is how much the process may allocate between two walks: half
+// of the room left under the limit at the last walk, at least 1/16 of the
+// limit and 1 MiB (a walk costs time in proportion to what the state
+// holds).
+func (c *callCtx) walkStep() uint64 {
+	return max(uint64(max(c.memLimit-c.memUsed, 0))/2, uint64(c.memLimit)/16, 1<<20)
 }
 
 // threadCPU is the CPU time the calling thread has used.

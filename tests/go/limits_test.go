@@ -585,6 +585,26 @@ func TestRequireWithinMemoryLimit(t *testing.T) {
 	}
 }
 
+// TestMemoryLimitHoldsBetweenCalls: the memory limit is checked every few
+// thousand instructions and when builtins poll, and a walk sees only what
+// the state holds, not a string a builtin is still building: a chunk that
+// stored such a string last ended unchecked, and its persistent VM kept
+// 256 MiB under a 1 MiB limit, for as long as its next calls allocated
+// little (`return 1` did not notice): 256 times the limit for each VM.
+func TestMemoryLimitHoldsBetweenCalls(t *testing.T) {
+	const limit = 1 << 20
+	vm := open(t, core.Options{Persistent: true, Limits: core.Limits{MaxMemoryBytes: limit}})
+	err, took := execErr(t, vm, `g = string.rep("a", 2^28 - 1)`, 30*time.Second)
+	if core.CodeOf(err) != core.ErrNoMem {
+		t.Errorf("got %v after %v, want ErrNoMem", err, took)
+	}
+	res := run(t, vm, `return g == nil, collectgarbage("count") < 1024`)
+	if string(res.Values) != "[true,true]" {
+		t.Errorf("the next call sees %s: the VM kept the string", res.Values)
+	}
+	mustPrint2(t, vm)
+}
+
 // TestMemoryLimitSharedString: a string stored many times is one string:
 // the walk charged it per reference, and this chunk (a few MB) failed
 // with ErrNoMem under a 64 MiB limit (300 MB charged; it holds ~25 MB).
