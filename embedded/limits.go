@@ -351,7 +351,7 @@ func (c *callCtx) walk() {
 // and its VM kept 256 MiB under a 1 MiB limit for as long as its next
 // calls allocated little. So the state is walked once more when the call
 // allocated more than a walk's step (or a walk is due), unless walks are
-// held back (see check: the next check then walks).
+// held back (see check): then the walk is held back as check does it.
 func (c *callCtx) finalCheck() {
 	if c.memLimit <= 0 || c.flags.Load()&flagStopped != 0 {
 		return
@@ -360,8 +360,8 @@ func (c *callCtx) finalCheck() {
 	if now <= c.memNext && c.walkAfter.IsZero() && now-c.allocAtEnter < c.walkStep() {
 		return
 	}
-	if c.walkCost > 0 && time.Now().Before(c.walkAt.Add(3*c.walkCost)) {
-		c.walkAfter, c.memNext = time.Time{}, 0
+	if next := c.walkAt.Add(3 * c.walkCost); c.walkCost > 0 && time.Now().Before(next) {
+		c.walkAfter, c.memNext = next, ^uint64(0) // as check holds a walk back
 		return
 	}
 	c.walkAfter = time.Time{}
