@@ -605,6 +605,32 @@ func TestMemoryLimitHoldsBetweenCalls(t *testing.T) {
 	mustPrint2(t, vm)
 }
 
+// TestRequireAfterAStop: require marks a module as being loaded while its
+// loader runs (Lua 5.1's sentinel, which an error leaves in place), and a
+// stop left the mark too: a persistent VM, which keeps its state after a
+// timeout, then refused the module for good ("loop or previous error
+// loading module"), when only its first load had been too slow.
+func TestRequireAfterAStop(t *testing.T) {
+	vm := open(t, core.Options{Persistent: true})
+	run(t, vm, `package.preload.slow = function() while not ready do end return {v = 1} end`)
+	err, took := execErr(t, vm, `return require("slow")`, 50*time.Millisecond)
+	if core.CodeOf(err) != core.ErrTimeout {
+		t.Fatalf("got %v after %v, want a timeout", err, took)
+	}
+	res := run(t, vm, `ready = true return require("slow").v`)
+	if string(res.Values) != "[1]" {
+		t.Fatalf("after the stop: %s %s", res.Values, res.Stderr)
+	}
+	// An error still leaves the mark, as in Lua 5.1.
+	res = run(t, vm, `package.preload.bad = function() error("boom") end
+		local ok1, e1 = pcall(require, "bad")
+		local ok2, e2 = pcall(require, "bad")
+		return ok1, ok2, e2:match("loop or previous error") ~= nil`)
+	if string(res.Values) != "[false,false,true]" {
+		t.Fatalf("after an error: %s %s", res.Values, res.Stderr)
+	}
+}
+
 // TestMemoryLimitSharedString: a string stored many times is one string:
 // the walk charged it per reference, and this chunk (a few MB) failed
 // with ErrNoMem under a 64 MiB limit (300 MB charged; it holds ~25 MB).

@@ -577,6 +577,16 @@ func loRequire(L *LState) int {
 	}
 loopbreak:
 	L.SetField(loaded, name, loopdetection)
+	// bioxen: a stop of the call (its deadline, CPU budget, an interrupt)
+	// takes the mark off again, so that a state kept after the stop can
+	// load the module later; an error leaves it, as in Lua 5.1.
+	if tb, ok := loaded.(*LTable); ok && L.ctx != nil {
+		defer func() {
+			if L.ctx.Err() != nil && tb.RawGetString(name) == loopdetection {
+				tb.RawSetString(name, LNil)
+			}
+		}()
+	}
 	L.Push(modasfunc)
 	L.Push(LString(name))
 	L.Call(1, 1)
