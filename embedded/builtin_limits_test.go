@@ -80,3 +80,21 @@ func TestFormatQuoteCapped(t *testing.T) {
 		}
 	}
 }
+
+// TestRepCountOverflow: string.rep checked len(s) * n against the cap in
+// int64, which wraps: 64 KiB times 2^48 + 32 passed as 2 MiB and made a
+// 2 MiB string, and times 2^48 passed as 0 and reached strings.Repeat,
+// whose panic became the error ("strings: Repeat output length overflow").
+func TestRepCountOverflow(t *testing.T) {
+	vm := openVM(t, core.Options{})
+	const tooLarge = `"input:1: string.rep: resulting string too large (limit 268435456 bytes)"`
+	for _, n := range []string{"2^48", "2^48 + 32", "2^62 + 1", "2^63 - 1024"} {
+		code := `local s = string.rep("a", 2^16) local ok, r = pcall(string.rep, s, ` + n + `) return ok, ok and #r or r`
+		if got, _ := execCounted(t, vm, code); got != "[false,"+tooLarge+"]" {
+			t.Errorf("%s: got %s", code, got)
+		}
+	}
+	if got, _ := execCounted(t, vm, `return #string.rep("abc", 2^20), #string.rep("a", 2^28)`); got != "[3145728,268435456]" {
+		t.Errorf("got %s", got)
+	}
+}

@@ -798,7 +798,7 @@ func strRep(L *lua.LState) int {
 		L.Push(lua.LString(""))
 		return 1
 	}
-	if int64(len(s))*int64(n) > maxStringBytes {
+	if n > maxStringBytes/len(s) { // len(s) * n could wrap
 		tooLong(L, "string.rep")
 	}
 	size := len(s) * n
