@@ -79,6 +79,7 @@ type callCtx struct {
 	memUsed      int64         // what the state held at the last walk
 	memNext      uint64        // walk again once allocTotal passes this
 	allocAtEnter uint64        // allocTotal when the call began
+	enteredAt    time.Time     // when the call began (with a memory limit)
 	walkAt       time.Time     // when the last walk ended
 	walkCost     time.Duration // how long it took
 	walkAfter    time.Time     // a walk is due but held back until then (see check)
@@ -240,7 +241,7 @@ func (c *callCtx) enter() func() {
 	mem, cpu := c.memLimit > 0, c.cpuBudget > 0
 	if mem {
 		memWatchStart()
-		c.allocAtEnter = allocTotal.Load()
+		c.allocAtEnter, c.enteredAt = allocTotal.Load(), time.Now()
 		if c.memNext == 0 {
 			// Never walked: a new state holds ~100 KiB, nothing next to a
 			// limit. Its first walk waits for 1/16 of the limit to be
@@ -350,8 +351,7 @@ func (c *callCtx) walk() {
 // such a value last (g = string.rep("a", 2^28 - 1)) thus ended unchecked,
 // and its VM kept 256 MiB under a 1 MiB limit for as long as its next
 // calls allocated little. So the state is walked once more when the call
-// allocated more than a walk's step (or a walk is due), unless walks are
-// held back (see check): then the walk is held back as check does it.
+// allocated more than a walk's step (or a walk is due).
 func (c *callCtx) finalCheck() {
 	if c.memLimit <= 0 || c.flags.Load()&flagStopped != 0 {
 		return
@@ -360,8 +360,12 @@ func (c *callCtx) finalCheck() {
 	if now <= c.memNext && c.walkAfter.IsZero() && now-c.allocAtEnter < c.walkStep() {
 		return
 	}
-	if next := c.walkAt.Add(3 * c.walkCost); c.walkCost > 0 && time.Now().Before(next) {
-		c.walkAfter, c.memNext = next, ^uint64(0) // as check holds a walk back
+	// Held back as check holds walks back (at most a quarter of the time
+	// walking), unless the call itself ran long enough to pay for one
+	// more: the walks a builtin's polls made while it built its result
+	// may have been the last ones.
+	if next := c.walkAt.Add(3 * c.walkCost); c.walkCost > 0 && time.Now().Before(next) && time.Since(c.enteredAt) < 3*c.walkCost {
+		c.walkAfter, c.memNext = next, ^uint64(0)
 		return
 	}
 	c.walkAfter = time.Time{}
