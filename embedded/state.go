@@ -88,7 +88,7 @@ func arrayShape(t *lua.LTable) (size, top int) {
 		return -1, 0
 	}
 	for i := len(*a) - 1; i >= 0; i-- {
-		if (*a)[i] != lua.LNil {
+		if v := (*a)[i]; v != nil && v != lua.LNil {
 			return len(*a), i + 1
 		}
 	}
