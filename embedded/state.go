@@ -258,6 +258,9 @@ func (st *state) restore() bool {
 				// added keys took 0.45 s after the call's deadline.
 				return false
 			}
+			if !smallKey(k) {
+				return false
+			}
 			added = append(added, k)
 		}
 	}
@@ -275,6 +278,26 @@ func (st *state) restore() bool {
 	}
 	st.tombstones += len(added)
 	return true
+}
+
+// maxTombstoneKey is the longest name of a global whose key may stay in
+// _G's key list once the global is deleted (see smallKey): with
+// maxTombstones, 1 MiB at most.
+const maxTombstoneKey = 256
+
+// smallKey reports whether a deleted global's key may stay in _G's key
+// list (gopher-lua keeps deleted keys): a number, a boolean or a short
+// string. Any other key could hold any amount of memory for every later
+// call: a global named by a 256 MiB string, or keyed by a table holding
+// one, stayed in a VM with a 1 MiB limit after its call.
+func smallKey(k lua.LValue) bool {
+	switch k := k.(type) {
+	case lua.LString:
+		return len(k) <= maxTombstoneKey
+	case lua.LNumber, lua.LBool:
+		return true
+	}
+	return false
 }
 
 // isPristineKey reports whether k was in the table when the snapshot was

@@ -605,6 +605,32 @@ func TestMemoryLimitHoldsBetweenCalls(t *testing.T) {
 	mustPrint2(t, vm)
 }
 
+// TestFreshCallsKeepNoLargeKeys: after a call on a fresh environment the
+// globals it added are deleted, but gopher-lua keeps a deleted key in the
+// table's key list: a global whose name was a 256 MiB string, or a table
+// holding one, stayed in the VM under a 1 MiB limit after the call
+// (collectgarbage("count") said 256 MiB to every later call).
+func TestFreshCallsKeepNoLargeKeys(t *testing.T) {
+	var vm *core.VM
+	for _, code := range []string{
+		`_G[string.rep("a", 2^28 - 1)] = 1`,
+		`_G[{string.rep("a", 2^28 - 1)}] = 1`,
+		`local s = string.rep("a", 2^28 - 1) _G[function() return s end] = 1`,
+	} {
+		vm = open(t, core.Options{Limits: core.Limits{MaxMemoryBytes: 1 << 20}})
+		if err, took := execErr(t, vm, code, 30*time.Second); err != nil && core.CodeOf(err) != core.ErrNoMem {
+			t.Fatalf("%s: got %v after %v", code, err, took)
+		}
+		if res := run(t, vm, `return collectgarbage("count") < 1024`); string(res.Values) != "[true]" {
+			t.Errorf("after %s: %s %s", code, res.Values, res.Stderr)
+		}
+	}
+	res := run(t, vm, `x1, x2 = 1, 2 return x1 + x2`)
+	if string(res.Values) != "[3]" {
+		t.Fatalf("got %s %s", res.Values, res.Stderr)
+	}
+}
+
 // TestRequireAfterAStop: require marks a module as being loaded while its
 // loader runs (Lua 5.1's sentinel, which an error leaves in place), and a
 // stop left the mark too: a persistent VM, which keeps its state after a
