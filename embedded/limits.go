@@ -362,9 +362,14 @@ func (c *callCtx) finalCheck() {
 	}
 	// Held back as check holds walks back (at most a quarter of the time
 	// walking), unless the call itself ran long enough to pay for one
-	// more: the walks a builtin's polls made while it built its result
-	// may have been the last ones.
-	if next := c.walkAt.Add(3 * c.walkCost); c.walkCost > 0 && time.Now().Before(next) && time.Since(c.enteredAt) < 3*c.walkCost {
+	// more (the walks a builtin's polls made while it built its result
+	// may have been the last ones), or the process allocated the VM's
+	// whole limit during the call: the call's own result may be what put
+	// it over, and a walk, which stops past the limit, costs little next
+	// to that allocation. (The time alone failed under load: a small
+	// walk slowed down by other processes held back the last one.)
+	if next := c.walkAt.Add(3 * c.walkCost); c.walkCost > 0 && time.Now().Before(next) && time.Since(c.enteredAt) < 3*c.walkCost &&
+		now-c.allocAtEnter < uint64(c.memLimit) {
 		c.walkAfter, c.memNext = next, ^uint64(0)
 		return
 	}
