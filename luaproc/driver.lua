@@ -1018,12 +1018,19 @@ local function sb_module(name, ...)
 end
 
 -- package.seeall(m): m sees the environment's globals (the real one gives
--- it the real _G).
+-- it the real _G). A protected metatable is refused: io.stdout, io.stderr
+-- and io.stdin are the driver's tables, shared by every call, and their
+-- metatable's __index set to one call's environment looked their methods
+-- up there in every later call.
 local function sb_seeall(m)
   if type(m) ~= "table" then
     error("bad argument #1 to 'seeall' (table expected, got " .. (m == nil and "no value" or type(m)) .. ")", 2)
   end
   local mt = getmt(m)
+  if mt ~= nil and rawget(mt, "__metatable") ~= nil then
+    -- Level 0: called by module, level 2 would be the driver's line.
+    error("cannot change a protected metatable", 0)
+  end
   if mt == nil then
     mt = {}
     setmetatable(m, mt)

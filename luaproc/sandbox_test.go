@@ -447,3 +447,34 @@ func TestCloseWithPolicyBiggerThanThePipe(t *testing.T) {
 		}
 	})
 }
+
+// TestSandboxSeeallSharedFiles: package.seeall (Lua 5.1, LuaJIT) sets
+// __index in the metatable of the table it is given, protected or not,
+// and io.stdout is a table of the driver shared by every call: seeall on
+// it made the fake files' metatable look methods up in that call's
+// environment, so a write defined there ran for io.stdout:write in every
+// later call (capturing their output). It is refused, as setmetatable
+// refuses a protected metatable.
+func TestSandboxSeeallSharedFiles(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		if interp == "lua5.4" {
+			t.Skip("no package.seeall")
+		}
+		for _, arm := range []string{
+			`package.seeall(io.stdout)`,
+			`package.loaded.x = io.stderr module("x", package.seeall)`,
+		} {
+			e := openSandboxed(t, interp, core.Options{})
+			r := mustExec(t, e, `write = function() return "captured" end
+				local ok, err = pcall(function() `+arm+` end)
+				return ok, err`, execOpts{})
+			if string(r.Values) != `[false,"cannot change a protected metatable"]` {
+				t.Errorf("%s: %s %s", arm, r.Values, r.ErrorMessage)
+			}
+			r = mustExec(t, e, `return io.stdout:write("a") == io.stdout, io.stderr:write("b") == io.stderr`, execOpts{})
+			if string(r.Values) != `[true,true]` || string(r.Stdout) != "a" || string(r.Stderr) != "b" {
+				t.Errorf("after %s: values %s stdout %q stderr %q (%s)", arm, r.Values, r.Stdout, r.Stderr, r.ErrorMessage)
+			}
+		}
+	})
+}
