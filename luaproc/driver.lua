@@ -1370,7 +1370,11 @@ local function handler(e)
 end
 
 -- The traceback without the driver's frames at its bottom, ending like the
--- standalone interpreter's.
+-- standalone interpreter's. Its lines are cut at TB_LINE bytes: a line
+-- names a function, whose name can be megabytes long, and a traceback of
+-- such lines went over the host's frame size limit (a protocol error that
+-- killed the interpreter).
+local TB_LINE = 1024
 local function trim_traceback(tb)
   if type(tb) ~= "string" then tb = "" end
   if str_byte(tb, 1) == 10 then tb = str_sub(tb, 2) end
@@ -1378,8 +1382,13 @@ local function trim_traceback(tb)
   local pos = 1
   while true do
     local s, e = str_find(tb, "\n", pos, true)
-    local line = str_sub(tb, pos, (s or 0) - 1)
-    if s == nil then line = str_sub(tb, pos) end
+    local last = s and s - 1 or #tb
+    local line
+    if last - pos >= TB_LINE then
+      line = str_sub(tb, pos, pos + TB_LINE - 1) .. "..."
+    else
+      line = str_sub(tb, pos, last)
+    end
     n = n + 1; lines[n] = line
     if s == nil then break end
     pos = e + 1

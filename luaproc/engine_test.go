@@ -691,6 +691,31 @@ return coroutine.close(co)`
 	}
 }
 
+// TestHugeTraceback: the error message is clipped to 64 KiB, and the
+// traceback is kept short too: one of a recursion through a function with
+// an 8 MiB name (each frame's line names it) went to the host as one
+// frame over MaxFrameSize, a protocol error that killed the interpreter
+// (a persistent VM lost its globals) for an ordinary Lua error.
+func TestHugeTraceback(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{})
+		mustExec(t, e, "kept = 7", execOpts{persistent: true})
+		r := mustExec(t, e, `local n = ("x"):rep(2^23)
+			local f = assert(load("local function " .. n .. "(k) if k == 0 then error('e', 0) end return (" .. n .. "(k - 1)) end " .. n .. "(30)"))
+			f()`, execOpts{persistent: true})
+		if r.Success || r.ErrorMessage != "e" {
+			t.Fatalf("Success %v, ErrorMessage %q", r.Success, r.ErrorMessage)
+		}
+		stderr := string(r.Stderr)
+		if !strings.HasPrefix(stderr, "e\nstack traceback:\n\t") || !strings.HasSuffix(stderr, "\n\t[C]: in ?\n") || len(stderr) > 128<<10 {
+			t.Errorf("stderr of %d bytes: %q ... %q", len(stderr), stderr[:min(len(stderr), 200)], stderr[max(0, len(stderr)-200):])
+		}
+		if r := mustExec(t, e, "return kept", execOpts{persistent: true}); string(r.Values) != "[7]" {
+			t.Errorf("the persistent globals were lost: %s %s", r.Values, r.ErrorMessage)
+		}
+	})
+}
+
 func TestProtocolViolation(t *testing.T) {
 	cases := []struct{ name, frame, want string }{
 		{"garbage", `garbage\n`, "bad frame header"},
