@@ -420,7 +420,10 @@ function ov.lio_popen(...)
   return io_popen(...)
 end
 
-local function pack(...) return { n = select("#", ...), ... } end
+-- table.pack (5.2+) takes the values where they are; the vararg function
+-- of 5.1 copies them twice, and the results of a chunk returning ~500,000
+-- values overflowed the stack.
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 local unpack = table.unpack or unpack
 
 function ov.los_execute(...)

@@ -289,6 +289,24 @@ func TestValueSizeLimit(t *testing.T) {
 	})
 }
 
+// TestManyValues: a chunk may return as many values as the interpreter
+// allows (table.unpack of 900,000 on Lua 5.4). The driver gathered them
+// with a vararg function that put them on the stack twice, and a chunk
+// returning more than ~500,000 values failed with the driver's own
+// "[bioxen driver]:<line>: stack overflow".
+func TestManyValues(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		if interp != "lua5.4" {
+			t.Skip("unpack gives at most ~8,000 values")
+		}
+		e := openSandboxed(t, interp, core.Options{})
+		r := mustExec(t, e, `local t = {} for i = 1, 900000 do t[i] = i end return table.unpack(t)`, execOpts{})
+		if !r.Success || !strings.HasPrefix(string(r.Values), "[1,2,3,") || !strings.HasSuffix(string(r.Values), ",899999,900000]") {
+			t.Fatalf("Success %v, error %q, %d bytes of values", r.Success, r.ErrorMessage, len(r.Values))
+		}
+	})
+}
+
 func TestFreshAndPersistent(t *testing.T) {
 	eachLua(t, func(t *testing.T, interp string) {
 		e := openEngine(t, interp, core.Limits{})
