@@ -1513,9 +1513,11 @@ local function report_spent()
   end
 end
 
+-- msg is clipped here too: a syntax error quotes the token it met, which
+-- can be as long as the source.
 local function finish_error(msg, tb)
   sync_out()
-  send("F", msg)
+  send("F", clip(msg))
   send("T", tb)
   report_spent()
   out_write("D 1 0\n")

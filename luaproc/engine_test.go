@@ -289,6 +289,25 @@ func TestValueSizeLimit(t *testing.T) {
 	})
 }
 
+// TestHugeSyntaxError: a syntax error quotes the token it met, which can
+// be the whole source ("unexpected symbol near '"aaa..."'"). Under a source
+// limit above MaxFrameSize, the driver sent such a message whole: a frame
+// over the limit, which the host took for a protocol error and killed
+// the interpreter for.
+func TestHugeSyntaxError(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{Limits: core.Limits{MaxSourceBytes: 80 << 20}})
+		code := "\"" + strings.Repeat("a", 65<<20) + "\""
+		r, err := execCode(e, code, execOpts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Success || !strings.HasPrefix(r.ErrorMessage, "input:1: unexpected symbol near '\"aaa") || len(r.ErrorMessage) > 64<<10 {
+			t.Fatalf("Success %v, error of %d bytes: %.100q", r.Success, len(r.ErrorMessage), r.ErrorMessage)
+		}
+	})
+}
+
 // TestManyValues: a chunk may return as many values as the interpreter
 // allows (table.unpack of 900,000 on Lua 5.4). The driver gathered them
 // with a vararg function that put them on the stack twice, and a chunk
