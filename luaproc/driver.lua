@@ -146,7 +146,13 @@ local stream = false             -- X flag 4: output frames go at once
 local answered = false           -- X flag 16: the host answers W frames
 local wseq = 0                   -- the number of the last W frame
 local exit_code = nil            -- set by os.exit
-local EXIT = setmetatable({}, { __tostring = function() return "os.exit" end })
+-- os.exit unwinds with EXIT, which the chunk's __close handlers receive
+-- (Lua 5.4). Every call meets this one table: its metatable is protected
+-- and fields set on it are removed after each call, like the standard
+-- files' (a __tostring set by one call ran in a later call that printed
+-- the error, and could capture its output).
+local EXIT = setmetatable({}, { __tostring = function() return "os.exit" end, __metatable = false })
+snapshot(EXIT)
 
 local function send_pieces(tag, s)
   local n = #s

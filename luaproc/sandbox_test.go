@@ -478,3 +478,50 @@ func TestSandboxSeeallSharedFiles(t *testing.T) {
 		}
 	})
 }
+
+// TestSandboxExitObjectNotShared: os.exit unwinds with an error object of
+// the driver, which a to-be-closed variable's __close handler receives
+// (Lua 5.4). It was one table for the interpreter's life, with an open
+// metatable: a call could set its __tostring, and a later call whose
+// __close handler printed the error ran that function, which captured
+// the later call's io.stdout:write for a third call to collect; fields
+// set on it reached later calls too.
+func TestSandboxExitObjectNotShared(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		if interp != "lua5.4" {
+			t.Skip("no to-be-closed variables")
+		}
+		e := openSandboxed(t, interp, core.Options{})
+		r := mustExec(t, e, `local loot = {}
+			local x <close> = setmetatable({}, {__close = function(_, err)
+			  rawset(err, "planted", "by the attacker")
+			  local mt = getmetatable(err)
+			  if type(mt) ~= "table" then return end
+			  mt.__tostring = function(self, cmd)
+			    if cmd == "dump" then return table.concat(loot, "|") end
+			    rawset(io.stdout, "write", function(f, ...) loot[#loot + 1] = table.concat({...}) return f end)
+			    return "os.exit"
+			  end
+			end})
+			os.exit(0)`, execOpts{})
+		if r.ReturnCode != 0 || r.ErrorMessage != "" {
+			t.Fatalf("arming: rc %d %s", r.ReturnCode, r.ErrorMessage)
+		}
+		r = mustExec(t, e, `local x <close> = setmetatable({}, {__close = function(_, err)
+			  io.write("cleanup after ", tostring(err), " ", tostring(rawget(err, "planted")), "\n")
+			  io.stdout:write("victim password=hunter2\n")
+			end})
+			os.exit(0)`, execOpts{})
+		if string(r.Stdout) != "cleanup after os.exit nil\nvictim password=hunter2\n" {
+			t.Errorf("victim: stdout %q (%s)", r.Stdout, r.ErrorMessage)
+		}
+		r = mustExec(t, e, `local x <close> = setmetatable({}, {__close = function(_, err)
+			  local mt = getmetatable(err)
+			  io.write(type(mt) == "table" and tostring(mt.__tostring(err, "dump")) or tostring(mt))
+			end})
+			os.exit(0)`, execOpts{})
+		if string(r.Stdout) != "false" {
+			t.Errorf("collecting: stdout %q (%s)", r.Stdout, r.ErrorMessage)
+		}
+	})
+}
