@@ -252,6 +252,15 @@ local function sync_child()
   end
 end
 
+-- table.pack (5.2+) takes the values where they are; the vararg function
+-- of 5.1 copies them twice, and the results of a chunk returning ~500,000
+-- values overflowed the stack.
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+
+-- print and write take many arguments from their pack(...): select(i, ...)
+-- copies the arguments after i (print(table.unpack(t)) was quadratic).
+local MANY_ARGS = 16
+
 -- io.write's number format: integers as %d, floats as %.14g. The error
 -- level points at the user's call: write_arg <- write_to <- write <- user.
 local function write_arg(emit, i, v)
@@ -296,7 +305,13 @@ local function write_to(f, ...)
   if kind == "stdout" then emit = emit_out
   elseif kind == "stderr" then emit = emit_err
   else return nil end
-  for i = 1, select("#", ...) do write_arg(emit, i, (select(i, ...))) end
+  local n = select("#", ...)
+  local args = n > MANY_ARGS and pack(...)
+  for i = 1, n do
+    local v
+    if args then v = args[i] else v = (select(i, ...)) end
+    write_arg(emit, i, v)
+  end
   stream_flush()
   return f
 end
@@ -341,8 +356,11 @@ local cur_out, cur_in = fake_stdout, fake_stdin
 
 local function lprint(...)
   local n = select("#", ...)
+  local args = n > MANY_ARGS and pack(...)
   for i = 1, n do
-    local s = tostring((select(i, ...)))
+    local v
+    if args then v = args[i] else v = (select(i, ...)) end
+    local s = tostring(v)
     if type(s) ~= "string" then error("'tostring' must return a string to 'print'", 2) end
     if i > 1 then emit_out("\t") end
     emit_out(s)
@@ -426,10 +444,6 @@ function ov.lio_popen(...)
   return io_popen(...)
 end
 
--- table.pack (5.2+) takes the values where they are; the vararg function
--- of 5.1 copies them twice, and the results of a chunk returning ~500,000
--- values overflowed the stack.
-local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 local unpack = table.unpack or unpack
 
 function ov.los_execute(...)
