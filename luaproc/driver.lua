@@ -1219,6 +1219,21 @@ local function apply_sandbox()
       if t == strmt and sb_string then t.__index = sb_string; saved.__index = sb_string end
     end
   end
+  -- Lua 5.1 and LuaJIT make the FILE* metatable its own __index: f.__index
+  -- of a file from io.open was the metatable getmetatable(f) hides, to
+  -- read and change (its __gc ran on the driver's stack). Files get a
+  -- method table of their own, restored after each call like the rest.
+  if filemt and rawget(filemt, "__index") == filemt then
+    local methods = {}
+    for k, v in next, filemt do
+      if type(k) ~= "string" or str_sub(k, 1, 2) ~= "__" then methods[k] = v end
+    end
+    filemt.__index = methods
+    for i = 1, nshared do
+      if shared[i][1] == filemt then shared[i][2].__index = methods end
+    end
+    snapshot(methods)
+  end
 end
 
 -- configure applies the host's policy (or none: an older host) once,

@@ -525,3 +525,27 @@ func TestSandboxExitObjectNotShared(t *testing.T) {
 		}
 	})
 }
+
+// TestSandboxFileMetatableNotIndexed: on Lua 5.1 and LuaJIT the FILE*
+// metatable is its own __index, so f.__index of a file from io.open
+// handed the sandboxed chunk the metatable that getmetatable(f) hides,
+// to read and change (its __gc, its methods) during the call. The
+// sandbox gives files a separate method table.
+func TestSandboxFileMetatableNotIndexed(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "in.txt")
+	if err := os.WriteFile(file, []byte("inside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{AllowedPaths: []string{dir}})
+		r := mustExec(t, e, `local f = io.open(`+luaQuote(file)+`)
+			local r = {type(f.__index), type(f.__gc), type(f.__tostring), tostring(getmetatable(f)), f:read("*a"), io.type(f), tostring(f):sub(1, 6)}
+			f:close()
+			r[#r + 1] = io.type(f)
+			return table.concat(r, " ")`, execOpts{})
+		if string(r.Values) != `["nil nil nil false inside file file ( closed file"]` {
+			t.Errorf("got %s %s", r.Values, r.ErrorMessage)
+		}
+	})
+}
