@@ -1535,6 +1535,10 @@ local spent, reported = false, false -- the handler is spent / the host was told
 -- The call handed from the worker to the main thread and back.
 local job_state = "idle" -- idle, run, running, ran, rearm, sync, rearmed, quit
 local job_fn, job_print, job_res, job_err
+-- The collector, its count (KiB) when the call started, and the growth
+-- past which the call's teardown runs a full collection (one table: the
+-- main chunk is at LuaJIT's limit of 200 locals).
+local heap = { gc = collectgarbage, start = 0, growth = 16384 }
 local progress = 0 -- counts the trampoline's completed steps
 
 -- Running a chunk -------------------------------------------------------------------------
@@ -1591,6 +1595,7 @@ end
 -- REPL input).
 local function setup(flags, name, code)
   exit_code = nil
+  heap.start = heap.gc("count")
   cur_out, cur_in = fake_stdout, fake_stdin
   stream = floor(flags / 4) % 2 == 1
   answered = floor(flags / 16) % 2 == 1
@@ -1657,6 +1662,12 @@ local function teardown(maxdepth, budget)
   local res = job_res
   job_res, job_fn, job_err = nil, nil, nil
   restore_shared()
+  -- What the chunk left is garbage to the next call, but the collector may
+  -- not have run: the buffers of string.rep, table.concat ... (and every
+  -- allocation on 5.1 and LuaJIT) fail without collecting first, and the
+  -- next call's big string ran out of memory with the limit nearly free.
+  -- A call that grew the heap by 16 MiB collects before it ends.
+  if heap.gc("count") - heap.start > heap.growth then heap.gc("collect") end
 
   if exit_code ~= nil then finish_exit(); return end
   if not res[1] then

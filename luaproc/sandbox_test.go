@@ -228,6 +228,31 @@ func TestMemoryLimit(t *testing.T) {
 	})
 }
 
+// TestMemoryFreedBetweenCalls: what a call leaves behind is garbage to
+// the next call, but the collector had not run yet, and buffers of the
+// auxiliary library (string.rep, table.concat, ...; everything on 5.1 and
+// LuaJIT) do not collect before they fail: after a call that filled most
+// of the memory limit, the next call's big string failed with "not enough
+// memory" (ErrNoMem, the interpreter replaced) with the limit nearly free.
+func TestMemoryFreedBetweenCalls(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{Limits: core.Limits{MaxMemoryBytes: 256 << 20}})
+		for i := 0; i < 2; i++ {
+			r := mustExec(t, e, `local t = {} for i = 1, 190 do t[i] = ("x"):rep(1e6 - 100) .. i end return #t`, execOpts{})
+			if string(r.Values) != "[190]" {
+				t.Fatalf("filling: %s %s", r.Values, r.ErrorMessage)
+			}
+			r, err := execCode(e, `return #("y"):rep(5e7)`, execOpts{})
+			if err != nil {
+				t.Fatalf("after a call that filled 190 MiB: %v", err)
+			}
+			if string(r.Values) != "[50000000]" {
+				t.Fatalf("after a call that filled 190 MiB: %s %s", r.Values, r.ErrorMessage)
+			}
+		}
+	})
+}
+
 // TestSandboxNoFinalizers: a __gc finalizer armed by one call (Lua 5.2+
 // tables) ran in later calls on the same interpreter, where it could rawset
 // methods on the shared io.stdout/io.stdin to capture their output. In the
