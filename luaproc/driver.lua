@@ -146,6 +146,11 @@ local stream = false             -- X flag 4: output frames go at once
 local answered = false           -- X flag 16: the host answers W frames
 local wseq = 0                   -- the number of the last W frame
 local exit_code = nil            -- set by os.exit
+-- The collector, its count (KiB) when the call started, the files the
+-- sandbox opened during the call, and the growth and number of files past
+-- which the call's teardown runs a full collection (one table: the main
+-- chunk is at LuaJIT's limit of 200 locals).
+local heap = { gc = collectgarbage, start = 0, files = 0, growth = 16384, maxfiles = 64 }
 -- os.exit unwinds with EXIT, which the chunk's __close handlers receive
 -- (Lua 5.4). Every call meets this one table: its metatable is protected
 -- and fields set on it are removed after each call, like the standard
@@ -424,6 +429,7 @@ function ov.lio_lines(name, ...)
     local r, err = sb.check(name)
     if not r then error(err, 2) end
     name = r
+    heap.files = heap.files + 1
   end
   return io_lines(name, ...)
 end
@@ -918,6 +924,7 @@ local function sb_open(p, mode)
   p = path_arg(p, "open")
   local r, err = resolve(p, mode ~= nil and (str_find(tostring(mode), "^[wa]") or str_find(tostring(mode), "+", 1, true)) and true)
   if not r then return nil, err, 13 end
+  heap.files = heap.files + 1
   if mode == nil then return io_open(r) end
   return io_open(r, mode)
 end
@@ -1535,10 +1542,6 @@ local spent, reported = false, false -- the handler is spent / the host was told
 -- The call handed from the worker to the main thread and back.
 local job_state = "idle" -- idle, run, running, ran, rearm, sync, rearmed, quit
 local job_fn, job_print, job_res, job_err
--- The collector, its count (KiB) when the call started, and the growth
--- past which the call's teardown runs a full collection (one table: the
--- main chunk is at LuaJIT's limit of 200 locals).
-local heap = { gc = collectgarbage, start = 0, growth = 16384 }
 local progress = 0 -- counts the trampoline's completed steps
 
 -- Running a chunk -------------------------------------------------------------------------
@@ -1595,7 +1598,7 @@ end
 -- REPL input).
 local function setup(flags, name, code)
   exit_code = nil
-  heap.start = heap.gc("count")
+  heap.start, heap.files = heap.gc("count"), 0
   cur_out, cur_in = fake_stdout, fake_stdin
   stream = floor(flags / 4) % 2 == 1
   answered = floor(flags / 16) % 2 == 1
@@ -1665,9 +1668,12 @@ local function teardown(maxdepth, budget)
   -- What the chunk left is garbage to the next call, but the collector may
   -- not have run: the buffers of string.rep, table.concat ... (and every
   -- allocation on 5.1 and LuaJIT) fail without collecting first, and the
-  -- next call's big string ran out of memory with the limit nearly free.
-  -- A call that grew the heap by 16 MiB collects before it ends.
-  if heap.gc("count") - heap.start > heap.growth then heap.gc("collect") end
+  -- next call's big string ran out of memory with the limit nearly free;
+  -- files left open weigh too little to make it run, and a call that
+  -- opened them up to the process's limit left later calls unable to open
+  -- one. A call that grew the heap by 16 MiB, or opened more than 64
+  -- files, collects before it ends.
+  if heap.files > heap.maxfiles or heap.gc("count") - heap.start > heap.growth then heap.gc("collect") end
 
   if exit_code ~= nil then finish_exit(); return end
   if not res[1] then

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -249,6 +250,33 @@ func TestMemoryFreedBetweenCalls(t *testing.T) {
 			if string(r.Values) != "[50000000]" {
 				t.Fatalf("after a call that filled 190 MiB: %s %s", r.Values, r.ErrorMessage)
 			}
+		}
+	})
+}
+
+// TestFilesClosedBetweenCalls: the files a call leaves open are garbage
+// to the next call, but a few thousand of them weigh too little to make
+// the collector run: a call that opened files up to the process's limit
+// left every later call unable to open one (io.open, require, dofile).
+func TestFilesClosedBetweenCalls(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "in.txt")
+	if err := os.WriteFile(file, []byte("inside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{AllowedPaths: []string{dir}})
+		// A limit the test reaches quickly, whatever the machine's.
+		if err := prlimitSoft(e.Pid(), syscall.RLIMIT_NOFILE, 1024); err != nil {
+			t.Fatal(err)
+		}
+		r := mustExec(t, e, `local t = {} for i = 1, 1e6 do local f, err = io.open(`+luaQuote(file)+`) if not f then return #t, err end t[i] = f end`, execOpts{})
+		if !strings.Contains(string(r.Values), "Too many open files") {
+			t.Fatalf("the files ran out some other way: %s %s", r.Values, r.ErrorMessage)
+		}
+		r = mustExec(t, e, `local f, err = io.open(`+luaQuote(file)+`) if not f then return err end local s = f:read("*a") f:close() return s`, execOpts{})
+		if string(r.Values) != `["inside"]` {
+			t.Errorf("the next call: %s %s", r.Values, r.ErrorMessage)
 		}
 	})
 }
