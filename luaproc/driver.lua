@@ -1665,20 +1665,21 @@ local function teardown(maxdepth, budget)
   local res = job_res
   job_res, job_fn, job_err = nil, nil, nil
   restore_shared()
-  -- What the chunk left is garbage to the next call, but the collector may
-  -- not have run: the buffers of string.rep, table.concat ... (and every
-  -- allocation on 5.1 and LuaJIT) fail without collecting first, and the
-  -- next call's big string ran out of memory with the limit nearly free;
-  -- files left open weigh too little to make it run, and a call that
-  -- opened them up to the process's limit left later calls unable to open
-  -- one. A call that grew the heap by 16 MiB, or opened more than 64
-  -- files, collects before it ends.
-  if heap.files > heap.maxfiles or heap.gc("count") - heap.start > heap.growth then heap.gc("collect") end
+  -- What the chunk left, its values too once sent, is garbage to the next
+  -- call, but the collector may not have run: the buffers of string.rep,
+  -- table.concat ... (and every allocation on 5.1 and LuaJIT) fail without
+  -- collecting first, and the next call's big string ran out of memory
+  -- with the limit nearly free; files left open weigh too little to make
+  -- it run, and a call that opened them up to the process's limit left
+  -- later calls unable to open one. A call that grew the heap by 16 MiB,
+  -- or opened more than 64 files, collects before it ends.
+  local collect = heap.files > heap.maxfiles or heap.gc("count") - heap.start > heap.growth
 
-  if exit_code ~= nil then finish_exit(); return end
-  if not res[1] then
+  local payload, msg, tb
+  if exit_code ~= nil then
+    -- finish_exit below
+  elseif not res[1] then
     local e = res[2]
-    local msg, tb
     local rec = type(e) == "table" and records[e]
     if rec then
       msg, tb = rec.msg, rec.raw and rec.tb or trim_traceback(rec.tb)
@@ -1694,28 +1695,32 @@ local function teardown(maxdepth, budget)
       -- say it like the interpreter does for a C function.
       if str_find(msg, "^%[bioxen driver%]:%d+: interrupted!$") then msg = "interrupted!" end
     end
-    finish_error(msg, tb)
-    return
-  end
-  if res.perr ~= nil then
+  elseif res.perr ~= nil then
     local perr = res.perr
     if perr == OOM then
       -- Out of memory while printing the values (a __tostring): as any
       -- memory error, the host reports it and replaces the interpreter.
-      finish_error(OOM, NO_TB)
-      return
+      msg, tb = OOM, NO_TB
+    else
+      if type(perr) == "string" and str_find(perr, "^%[bioxen driver%]:%d+: interrupted!$") then perr = "interrupted!" end
+      msg = clip("error calling 'print' (" .. (type(perr) == "string" and perr or "(error object is a " .. type(perr) .. " value)") .. ")")
+      tb = NO_TB
     end
-    if type(perr) == "string" and str_find(perr, "^%[bioxen driver%]:%d+: interrupted!$") then perr = "interrupted!" end
-    local msg = clip("error calling 'print' (" .. (type(perr) == "string" and perr or "(error object is a " .. type(perr) .. " value)") .. ")")
-    finish_error(msg, NO_TB)
-    return
+  else
+    payload = serialize(res, maxdepth, budget)
   end
-  local payload = serialize(res, maxdepth, budget)
-  sync_out()
-  send("R", payload)
-  report_spent()
-  out_write("D 0 0\n")
-  out_flush()
+  res = nil
+  if collect then heap.gc("collect") end
+
+  if exit_code ~= nil then finish_exit()
+  elseif msg ~= nil then finish_error(msg, tb)
+  else
+    sync_out()
+    send("R", payload)
+    report_spent()
+    out_write("D 0 0\n")
+    out_flush()
+  end
 end
 
 local function internal_error(err)

@@ -233,22 +233,24 @@ func TestMemoryLimit(t *testing.T) {
 // the next call, but the collector had not run yet, and buffers of the
 // auxiliary library (string.rep, table.concat, ...; everything on 5.1 and
 // LuaJIT) do not collect before they fail: after a call that filled most
-// of the memory limit, the next call's big string failed with "not enough
-// memory" (ErrNoMem, the interpreter replaced) with the limit nearly free.
+// of the memory limit, or returned that much, the next call's big string
+// failed with "not enough memory" (ErrNoMem, the interpreter replaced)
+// with the limit nearly free.
 func TestMemoryFreedBetweenCalls(t *testing.T) {
 	eachLua(t, func(t *testing.T, interp string) {
 		e := openSandboxed(t, interp, core.Options{Limits: core.Limits{MaxMemoryBytes: 256 << 20}})
-		for i := 0; i < 2; i++ {
-			r := mustExec(t, e, `local t = {} for i = 1, 190 do t[i] = ("x"):rep(1e6 - 100) .. i end return #t`, execOpts{})
-			if string(r.Values) != "[190]" {
+		// The call's garbage, then its values (cut at the size limit).
+		for _, ret := range []string{"#t", "t"} {
+			r := mustExec(t, e, `local t = {} for i = 1, 120 do t[i] = ("x"):rep(1e6 - 100) .. i end return `+ret, execOpts{})
+			if !r.Success {
 				t.Fatalf("filling: %s %s", r.Values, r.ErrorMessage)
 			}
-			r, err := execCode(e, `return #("y"):rep(5e7)`, execOpts{})
+			r, err := execCode(e, `return #("y"):rep(8e7)`, execOpts{})
 			if err != nil {
-				t.Fatalf("after a call that filled 190 MiB: %v", err)
+				t.Fatalf("after a call that filled 120 MiB (return %s): %v", ret, err)
 			}
-			if string(r.Values) != "[50000000]" {
-				t.Fatalf("after a call that filled 190 MiB: %s %s", r.Values, r.ErrorMessage)
+			if string(r.Values) != "[80000000]" {
+				t.Fatalf("after a call that filled 120 MiB (return %s): %s %s", ret, r.Values, r.ErrorMessage)
 			}
 		}
 	})
