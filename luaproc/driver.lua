@@ -147,10 +147,11 @@ local answered = false           -- X flag 16: the host answers W frames
 local wseq = 0                   -- the number of the last W frame
 local exit_code = nil            -- set by os.exit
 -- The collector, its count (KiB) when the call started, the files the
--- sandbox opened during the call, and the growth and number of files past
--- which the call's teardown runs a full collection (one table: the main
--- chunk is at LuaJIT's limit of 200 locals).
-local heap = { gc = collectgarbage, start = 0, files = 0, growth = 16384, maxfiles = 64 }
+-- sandbox opened during the call, whether the call's environment is
+-- fresh, and the growth and number of files past which the call's
+-- teardown runs a full collection (one table: the main chunk is at
+-- LuaJIT's limit of 200 locals).
+local heap = { gc = collectgarbage, start = 0, files = 0, fresh = true, growth = 16384, maxfiles = 64 }
 -- os.exit unwinds with EXIT, which the chunk's __close handlers receive
 -- (Lua 5.4). Every call meets this one table: its metatable is protected
 -- and fields set on it are removed after each call, like the standard
@@ -1598,7 +1599,7 @@ end
 -- REPL input).
 local function setup(flags, name, code)
   exit_code = nil
-  heap.start, heap.files = heap.gc("count"), 0
+  heap.start, heap.files, heap.fresh = heap.gc("count"), 0, flags % 2 == 1
   cur_out, cur_in = fake_stdout, fake_stdin
   stream = floor(flags / 4) % 2 == 1
   answered = floor(flags / 16) % 2 == 1
@@ -1671,9 +1672,13 @@ local function teardown(maxdepth, budget)
   -- collecting first, and the next call's big string ran out of memory
   -- with the limit nearly free; files left open weigh too little to make
   -- it run, and a call that opened them up to the process's limit left
-  -- later calls unable to open one. A call that grew the heap by 16 MiB,
-  -- or opened more than 64 files, collects before it ends.
-  local collect = heap.files > heap.maxfiles or heap.gc("count") - heap.start > heap.growth
+  -- later calls unable to open one. A call that grew the heap by 16 MiB
+  -- and by more than the heap it started with (so that a collection costs
+  -- in proportion to what the call did: a persistent environment can hold
+  -- much), or a fresh call that opened more than 64 files, collects before
+  -- it ends.
+  local grew = heap.gc("count") - heap.start
+  local collect = (grew > heap.growth and grew > heap.start) or (heap.fresh and heap.files > heap.maxfiles)
 
   local payload, msg, tb
   if exit_code ~= nil then
