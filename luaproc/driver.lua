@@ -516,10 +516,18 @@ end
 
 local lclose -- coroutine.close (Lua 5.4)
 do
-  local co_close = coroutine.close
+  local co_close, co_status = coroutine.close, coroutine.status
   if co_close then
-    lclose = function(co)
-      if co == driver_co then error("cannot close a running coroutine", 2) end
+    -- Its errors are raised here, as the interpreter words them: from
+    -- co_close they named the driver's line and local.
+    lclose = function(...)
+      local co = ...
+      if type(co) ~= "thread" then
+        error("bad argument #1 to 'close' (thread expected, got " ..
+          (select("#", ...) == 0 and "no value" or type(co)) .. ")", 2)
+      end
+      local st = co == driver_co and "running" or co_status(co)
+      if st == "running" or st == "normal" then error("cannot close a " .. st .. " coroutine", 2) end
       return rethrow(co_close(co))
     end
   end

@@ -718,6 +718,30 @@ func TestCrash(t *testing.T) {
 
 // Debian's lua5.4 5.4.4 overflows its C stack and segfaults on a long chain
 // of coroutine.close calls made from __close handlers.
+// TestCoroutineCloseErrors: coroutine.close's errors read as the
+// interpreter's; the driver's wrapper let them name its own line and local
+// ("[bioxen driver]:516: bad argument #1 to 'co_close'").
+func TestCoroutineCloseErrors(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		if interp != "lua5.4" {
+			t.Skip("no coroutine.close")
+		}
+		e := openSandboxed(t, interp, core.Options{})
+		r := mustExec(t, e, `local r = {}
+			local function add(ok, err) r[#r + 1] = tostring(err) end
+			add(pcall(function() coroutine.close(1) end))
+			add(pcall(function() coroutine.close() end))
+			add(pcall(function() coroutine.close(coroutine.running()) end))
+			local outer = coroutine.running()
+			add(select(2, coroutine.resume(coroutine.create(function() return pcall(coroutine.close, outer) end))))
+			return table.concat(r, "|")`, execOpts{})
+		want := `["input:3: bad argument #1 to 'close' (thread expected, got number)|input:4: bad argument #1 to 'close' (thread expected, got no value)|input:5: cannot close a running coroutine|cannot close a normal coroutine"]`
+		if string(r.Values) != want {
+			t.Errorf("got  %s\nwant %s (%s)", r.Values, want, r.ErrorMessage)
+		}
+	})
+}
+
 func TestLua54CoroutineCloseCrash(t *testing.T) {
 	if _, err := exec.LookPath("lua5.4"); err != nil {
 		t.Skip("lua5.4 not on PATH")
