@@ -5,6 +5,7 @@ import (
 	"context"
 	"math"
 	"os/exec"
+	"strings"
 	"sync"
 
 	lua "github.com/yuin/gopher-lua"
@@ -37,7 +38,7 @@ func (st *state) installStdio() {
 		"setvbuf": fileTrue,
 		"close":   fileNoClose,
 		"seek":    fileNoSeek,
-		"read":    fileEOF,
+		"read":    func(L *lua.LState) int { return readEmpty(L, 2) },
 		"lines":   fileLines,
 	})
 	mt.RawSetString("__index", methods)
@@ -243,6 +244,38 @@ func fileNoSeek(L *lua.LState) int {
 	return 3
 }
 func fileEOF(L *lua.LState) int { L.Push(lua.LNil); return 1 }
+
+// readEmpty is read on the standard input, which is empty (a chunk gets no
+// input), for the formats from argument first on: each reads as at the
+// end of a file, "*a" an empty string and the others nil, which ends the
+// results (Lua's g_read; it was nil for "*a" too, where the process
+// engine's interpreters give "").
+func readEmpty(L *lua.LState, first int) int {
+	top := L.GetTop()
+	if top < first {
+		L.Push(lua.LNil)
+		return 1
+	}
+	for i := first; i <= top; i++ {
+		format := ""
+		switch v := L.Get(i).(type) {
+		case lua.LNumber:
+		case lua.LString:
+			format = strings.TrimPrefix(string(v), "*")
+			if format != "n" && format != "l" && format != "L" && format != "a" {
+				L.ArgError(i-first+1, "invalid format") // (a method's self is not counted)
+			}
+		default:
+			L.ArgError(i-first+1, "invalid format")
+		}
+		if format != "a" {
+			L.Push(lua.LNil)
+			return i - first + 1
+		}
+		L.Push(lua.LString(""))
+	}
+	return top - first + 1
+}
 func fileLines(L *lua.LState) int {
 	L.Push(L.NewFunction(fileEOF))
 	return 1
@@ -268,8 +301,7 @@ func (st *state) ioWrite(L *lua.LState) int {
 func (st *state) ioRead(L *lua.LState) int {
 	switch f := st.curIn.Value.(type) {
 	case *stdFile:
-		L.Push(lua.LNil)
-		return 1
+		return readEmpty(L, 1)
 	case *luaFile:
 		if f.closed {
 			L.RaiseError("default input file is closed")

@@ -262,6 +262,7 @@ end
 -- of 5.1 copies them twice, and the results of a chunk returning ~500,000
 -- values overflowed the stack.
 local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack
 
 -- print and write take many arguments from their pack(...): select(i, ...)
 -- copies the arguments after i (print(table.unpack(t)) was quadratic).
@@ -327,11 +328,28 @@ function file_methods.write(f, ...)
   return (write_to(f, ...))
 end
 
+-- read on the standard input, which is empty (a chunk gets no input):
+-- each format reads as at the end of a file, "a" an empty string and the
+-- others nil, which ends the results (g_read). Only the first format was
+-- read: io.read("a", "a") gave one "".
 local function read_eof(...)
-  local fmt = ...
-  if select("#", ...) == 0 then return nil end
-  if fmt == "a" or fmt == "*a" then return "" end
-  return nil
+  local n = select("#", ...)
+  if n == 0 then return nil end
+  local fmts, out = pack(...), {}
+  for i = 1, n do
+    local fmt, c = fmts[i], nil
+    if type(fmt) == "string" then
+      c = str_sub(fmt, 1, 1) == "*" and str_sub(fmt, 2, 2) or str_sub(fmt, 1, 1)
+      if c ~= "n" and c ~= "l" and c ~= "L" and c ~= "a" then c = false end
+    elseif type(fmt) ~= "number" then
+      c = false
+    end
+    -- (called by a tail call from read or io.read: level 2 is the chunk)
+    if c == false then error("bad argument #" .. i .. " to 'read' (invalid format)", 2) end
+    if c ~= "a" then return unpack(out, 1, i) end
+    out[i] = ""
+  end
+  return unpack(out, 1, n)
 end
 
 function file_methods.read(f, ...)
@@ -450,8 +468,6 @@ function ov.lio_popen(...)
   sync_child()
   return io_popen(...)
 end
-
-local unpack = table.unpack or unpack
 
 function ov.los_execute(...)
   if select("#", ...) == 0 then return os_execute() end

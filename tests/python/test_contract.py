@@ -59,6 +59,14 @@ def test_stderr_is_separate(vm, capfd):
 
 def test_stdin_reads_end_of_file(vm):
     assert vm.execute_string("return io.read('*l')")["values"] == [None]
+    # As at the end of a file: "*a" reads an empty string, the other
+    # formats nil, which ends the results (the embedded engine gave nil
+    # for "*a" too).
+    assert vm.execute_string("return io.read('*a', '*a')")["values"] == ["", ""]
+    assert vm.execute_string("return io.stdin:read('*a', 0, '*a')")["values"] == ["", None]
+    assert vm.execute_string("return io.read(), io.read(0)")["values"] == [None, None]
+    bad = vm.execute_string("return io.stdin:read('a', {})")
+    assert not bad["success"] and "bad argument #2 to" in bad["error"] and "(invalid format)" in bad["error"]
 
 
 def test_values_mapping(vm):
