@@ -394,6 +394,16 @@ func threadCPU() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
+// luaFunctionArg raises Lua 5.1's error for a coroutine body that is a Go
+// function (a builtin): gopher-lua ran it, but its coroutine never died
+// (coroutine.create(print) stayed "running" and resumed again) and a
+// yield in it lost its values.
+func luaFunctionArg(L *lua.LState) {
+	if fn, ok := L.Get(1).(*lua.LFunction); ok && fn.IsG {
+		L.ArgError(1, "Lua function expected")
+	}
+}
+
 // installCoroutines makes every coroutine run under the state's callCtx:
 // gopher-lua gives a new thread a context derived from the creating call's
 // one, which is cancelled when that call ends (a coroutine made in one
@@ -405,6 +415,7 @@ func (st *state) installCoroutines() {
 	create := co.RawGetString("create").(*lua.LFunction)
 	wrap := co.RawGetString("wrap").(*lua.LFunction)
 	co.RawSetString("create", L.NewFunction(func(L *lua.LState) int {
+		luaFunctionArg(L)
 		defer smallThreads(L)()
 		n := create.GFunction(L)
 		if th, ok := L.Get(-1).(*lua.LState); ok {
@@ -477,6 +488,7 @@ func (st *state) installCoroutines() {
 		return n
 	}))
 	co.RawSetString("wrap", L.NewFunction(func(L *lua.LState) int {
+		luaFunctionArg(L)
 		defer smallThreads(L)()
 		n := wrap.GFunction(L)
 		fn, ok := L.Get(-1).(*lua.LFunction)

@@ -52,6 +52,19 @@ end
 `
 
 var lua51CompatCases = []struct{ name, src string }{
+	// A coroutine's body must be a Lua function: gopher-lua ran a builtin,
+	// but that coroutine never died (coroutine.create(print) stayed
+	// "running" and resumed again), and a yield in it lost its values.
+	{"coroutine_body_is_lua", `
+for _, f in ipairs({print, pcall, select, coroutine.yield, string.rep}) do
+  local ok1, e1 = pcall(coroutine.create, f)
+  local ok2, e2 = pcall(coroutine.wrap, f)
+  print(ok1, ok2, tostring(e1):match("Lua function expected"), tostring(e2):match("Lua function expected"))
+end
+local co = coroutine.create(function(...) return ... end)
+print(coroutine.resume(co, 7)) print(coroutine.status(co))
+print(pcall(coroutine.wrap(function(a) return a * 2 end), 21))
+`},
 	// A bound that is a call or ... gives its first value only: the
 	// rewrite passed all of them to the conversion (an error, and a Go
 	// panic on four values; found by review).
