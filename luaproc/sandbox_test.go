@@ -14,6 +14,17 @@ import (
 	"libbioxen/core"
 )
 
+// insideFile writes "inside" to in.txt in a new temporary directory.
+func insideFile(t *testing.T) (dir, file string) {
+	t.Helper()
+	dir = t.TempDir()
+	file = filepath.Join(dir, "in.txt")
+	if err := os.WriteFile(file, []byte("inside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, file
+}
+
 func openSandboxed(t *testing.T, interp string, opts core.Options) *Engine {
 	t.Helper()
 	opts.Engine, opts.Interpreter = "process", interp
@@ -261,11 +272,7 @@ func TestMemoryFreedBetweenCalls(t *testing.T) {
 // the collector run: a call that opened files up to the process's limit
 // left every later call unable to open one (io.open, require, dofile).
 func TestFilesClosedBetweenCalls(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "in.txt")
-	if err := os.WriteFile(file, []byte("inside"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, file := insideFile(t)
 	eachLua(t, func(t *testing.T, interp string) {
 		e := openSandboxed(t, interp, core.Options{AllowedPaths: []string{dir}})
 		// A limit the test reaches quickly, whatever the machine's.
@@ -341,11 +348,7 @@ func TestSandboxNoFinalizers(t *testing.T) {
 // hidden in the sandbox, as the standard files' are; in a trusted VM a
 // metatable set on it (or on its __index table) is gone in the next call.
 func TestSandboxFileMetatable(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "in.txt")
-	if err := os.WriteFile(file, []byte("inside"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, file := insideFile(t)
 	implant := `local f = io.open(` + luaQuote(file) + `) local mt = getmetatable(f)
 		setmetatable(mt.__index, {__index = function(_, k) return function() return "IMPLANT " .. k end end})
 		setmetatable(mt, {__index = function(_, k) return "meta-meta " .. k end})
@@ -587,11 +590,7 @@ func TestSandboxExitObjectNotShared(t *testing.T) {
 // to read and change (its __gc, its methods) during the call. The
 // sandbox gives files a separate method table.
 func TestSandboxFileMetatableNotIndexed(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "in.txt")
-	if err := os.WriteFile(file, []byte("inside"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, file := insideFile(t)
 	eachLua(t, func(t *testing.T, interp string) {
 		e := openSandboxed(t, interp, core.Options{AllowedPaths: []string{dir}})
 		r := mustExec(t, e, `local f = io.open(`+luaQuote(file)+`)
