@@ -445,6 +445,10 @@ function ov.lio_lines(name, ...)
     return cur_in:lines(...)
   end
   if sb.check then
+    -- (a name that is no string is the caller's error, not str_find's)
+    local tp = type(name)
+    if tp == "number" then name = tostring(name)
+    elseif tp ~= "string" then error("bad argument #1 to 'lines' (string expected, got " .. tp .. ")", 2) end
     local r, err = sb.check(name)
     if not r then error(err, 2) end
     name = r
@@ -994,6 +998,8 @@ local function sb_loadfile(file, mode, ...)
 end
 
 local function sb_dofile(file)
+  -- (checked here: from sb_loadfile, the error named loadfile, at its line)
+  if file ~= nil then file = path_arg(file, "dofile") end
   local f, err = sb_loadfile(file)
   if not f then error(err, 2) end
   return f()
@@ -1133,8 +1139,18 @@ local function sb_setmetatable(...)
 end
 
 local function sb_collectgarbage(opt, ...)
+  if opt == "step" and select("#", ...) > 0 then
+    -- (the real one's error would name this function's local and line)
+    local n = ...
+    if n ~= nil and tonumber(n) == nil then
+      error("bad argument #2 to 'collectgarbage' (number expected, got " .. type(n) .. ")", 2)
+    end
+  end
   if opt == nil or opt == "collect" or opt == "count" or opt == "step" then
     return real_collectgarbage(opt, ...)
+  end
+  if type(opt) ~= "string" and type(opt) ~= "number" then
+    error("bad argument #1 to 'collectgarbage' (string expected, got " .. type(opt) .. ")", 2)
   end
   error("bad argument #1 to 'collectgarbage' (option '" .. tostring(opt) ..
     "' is not allowed in the sandbox: only count, collect, step)", 2)

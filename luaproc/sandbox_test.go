@@ -603,3 +603,40 @@ func TestSandboxFileMetatableNotIndexed(t *testing.T) {
 		}
 	})
 }
+
+// TestSandboxErrorsNameTheCallersFunction: a sandboxed builtin's argument
+// errors name the builtin, as the interpreter's do, not the driver's
+// local or line that the wrapper passed the argument on to ("[bioxen
+// driver]:1137: bad argument #2 to 'real_collectgarbage'", "... to
+// 'str_find'" for io.lines, "... to 'loadfile'" for dofile).
+func TestSandboxErrorsNameTheCallersFunction(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{})
+		r := mustExec(t, e, `local out = {}
+			local function try(f, ...) out[#out + 1] = tostring(select(2, pcall(f, ...))) end
+			try(collectgarbage, "step", "x")
+			try(collectgarbage, {})
+			try(io.lines, {})
+			try(dofile, {})
+			try(loadfile, {})
+			try(io.open, {})
+			return table.concat(out, "\n")`, execOpts{})
+		want := []string{
+			"bad argument #2 to 'collectgarbage' (number expected, got string)",
+			"bad argument #1 to 'collectgarbage' (string expected, got table)",
+			"bad argument #1 to 'lines' (string expected, got table)",
+			"bad argument #1 to 'dofile' (string expected, got table)",
+			"bad argument #1 to 'loadfile' (string expected, got table)",
+			"bad argument #1 to 'open' (string expected, got table)",
+		}
+		got := strings.Split(strings.Trim(string(r.Values), `[]"`), `\n`)
+		if len(got) != len(want) {
+			t.Fatalf("got %s", r.Values)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("got %q, want %q", got[i], want[i])
+			}
+		}
+	})
+}
