@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -232,8 +233,13 @@ func (e *Engine) startDriver(ctx context.Context) (*remote, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Whole seconds, rounded up: `timeout 0` would mean no timeout at all.
+	secs := int64(math.Ceil(e.cfg.MaxLifetime.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
 	cmd := fmt.Sprintf(`echo $$; LUA_PATH%s="%s" LUA_CPATH%s="%s" exec timeout -s KILL %d sh -c %s`,
-		suffix, paths, suffix, cpaths, int(e.cfg.MaxLifetime/time.Second), inner)
+		suffix, paths, suffix, cpaths, secs, inner)
 	stream, err := e.conn.Start(ctx, cmd)
 	if err != nil {
 		return nil, err

@@ -41,6 +41,7 @@ import (
 //	flood                H, then unsolicited 16 MiB O frames
 //	stale                H, then an unsolicited O and D in the same write
 //	stall-run            other commands are accepted and never end
+//	fail-run             other commands echo the VM's password and fail
 //
 // Other commands end at once with status 0 (they are the kills).
 type hostile struct {
@@ -50,6 +51,8 @@ type hostile struct {
 	pw    string
 	execs atomic.Int32
 	stop  chan struct{}
+	mu    sync.Mutex
+	cmds  []string // the exec requests received
 }
 
 var pgidRe = regexp.MustCompile(`echo (bioxen-pgid-[0-9a-f]+:)\$\$`)
@@ -121,6 +124,9 @@ func (h *hostile) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 		}
 		n := binary.BigEndian.Uint32(req.Payload)
 		cmd := string(req.Payload[4 : 4+n])
+		h.mu.Lock()
+		h.cmds = append(h.cmds, cmd)
+		h.mu.Unlock()
 		isDriver := strings.Contains(cmd, "exec timeout -s KILL") && strings.Contains(cmd, "/dev/fd/3")
 		if !isDriver && h.mode == "stall-after-request" && h.execs.Load() > 0 {
 			go func() { <-h.stop; ch.Close() }() // never answered
@@ -129,6 +135,14 @@ func (h *hostile) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 		req.Reply(true, nil)
 		if !isDriver && h.mode == "stall-run" {
 			go func() { <-h.stop; ch.Close() }() // accepted, never ends
+			continue
+		}
+		if !isDriver && h.mode == "fail-run" {
+			go io.Copy(io.Discard, ch)
+			fmt.Fprintf(ch.Stderr(), "denied for %s\n", h.pw)
+			fmt.Fprintf(ch, "password %s\n", h.pw)
+			ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{1}))
+			ch.Close()
 			continue
 		}
 		if !isDriver {
@@ -548,6 +562,24 @@ func TestVMTextInErrorsAndLogsIsScrubbed(t *testing.T) {
 		if strings.Contains(l, h.pw) || len(l) > 4096 {
 			t.Errorf("log line of %d bytes: %.200s", len(l), l)
 		}
+	}
+	closeAndCheckGoroutines(t, e)
+}
+
+// A session lifetime under a second still puts the driver under a remote
+// kill: `timeout 0` would mean no timeout at all.
+func TestSubSecondLifetimeStillKills(t *testing.T) {
+	h := newHostile(t, "")
+	e := h.engine(t)
+	e.cfg.MaxLifetime = 500 * time.Millisecond
+	if _, err := e.startDriver(ctxT(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	cmd := h.cmds[0]
+	h.mu.Unlock()
+	if !strings.Contains(cmd, "exec timeout -s KILL 1 sh -c") {
+		t.Errorf("driver command: %.200s", cmd)
 	}
 	closeAndCheckGoroutines(t, e)
 }
