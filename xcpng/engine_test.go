@@ -566,6 +566,19 @@ func TestVMTextInErrorsAndLogsIsScrubbed(t *testing.T) {
 	closeAndCheckGoroutines(t, e)
 }
 
+// The output of a failed command of install_package is shown redacted: the
+// VM may echo the passwords.
+func TestInstallPackageErrorHidesSecrets(t *testing.T) {
+	h := newHostile(t, "fail-run")
+	e := h.engine(t)
+	req := fmt.Sprintf(`{"package":"bio_compute","home":%q,"catalogs":[],"default_repos":[]}`, t.TempDir())
+	_, err := e.InstallPackage(ctxT(t, 30*time.Second), []byte(req))
+	if err == nil || !strings.Contains(err.Error(), "exit 1") || strings.Contains(err.Error(), h.pw) {
+		t.Errorf("InstallPackage error: %v", err)
+	}
+	closeAndCheckGoroutines(t, e)
+}
+
 // A session lifetime under a second still puts the driver under a remote
 // kill: `timeout 0` would mean no timeout at all.
 func TestSubSecondLifetimeStillKills(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"libbioxen/core"
 	"libbioxen/packages"
@@ -66,7 +67,7 @@ func (e *Engine) InstallPackage(ctx context.Context, request []byte) ([]byte, er
 	if res, err := run(ctx, "mkdir -p "+dir, nil); err != nil {
 		return nil, core.Wrap(core.CodeOf(err), "install_package", "creating "+dir+" in the VM", err)
 	} else if res.ExitStatus != 0 {
-		return nil, core.Errorf(core.ErrEngine, "install_package", "creating %s in the VM failed (exit %d): %s", dir, res.ExitStatus, lastBytes(res.Stderr, res.Stdout))
+		return nil, core.Errorf(core.ErrEngine, "install_package", "creating %s in the VM failed (exit %d): %s", dir, res.ExitStatus, e.vmOutput(res.Stderr, res.Stdout))
 	}
 	defer func() {
 		cleanup := func() {
@@ -121,27 +122,38 @@ func (e *Engine) InstallPackage(ctx context.Context, request []byte) ([]byte, er
 			return nil, core.Wrap(core.CodeOf(err), "install_package", "copying "+p.Rock+" to the VM", err)
 		}
 		if res.ExitStatus != 0 {
-			return nil, core.Errorf(core.ErrEngine, "install_package", "copying %s to the VM failed (exit %d): %s", p.Rock, res.ExitStatus, lastBytes(res.Stderr, res.Stdout))
+			return nil, core.Errorf(core.ErrEngine, "install_package", "copying %s to the VM failed (exit %d): %s", p.Rock, res.ExitStatus, e.vmOutput(res.Stderr, res.Stdout))
 		}
 		res, err = run(ctx, fmt.Sprintf(`luarocks --lua-version=%s --tree="%s" install --deps-mode=none %s`, e.luaVersion(), remoteTree, q), nil)
 		if err != nil {
 			return nil, core.Wrap(core.CodeOf(err), "install_package", "installing "+p.Rock+" in the VM", err)
 		}
 		if res.ExitStatus != 0 {
-			return nil, core.Errorf(core.ErrEngine, "install_package", "luarocks in the VM failed to install %s (exit %d): %s", p.Rock, res.ExitStatus, lastBytes(res.Stderr, res.Stdout))
+			return nil, core.Errorf(core.ErrEngine, "install_package", "luarocks in the VM failed to install %s (exit %d): %s", p.Rock, res.ExitStatus, e.vmOutput(res.Stderr, res.Stdout))
 		}
 		installed = append(installed, p.Name+" "+p.Version)
 	}
 	return json.Marshal(map[string]any{"result": map[string]any{"installed": installed}})
 }
 
-func lastBytes(bufs ...[]byte) string {
+// vmOutput is the tail of what a failed command in the VM wrote, fit for
+// an error: the passwords redacted (the VM may echo them), then the last
+// 800 bytes, cut on a UTF-8 boundary.
+func (e *Engine) vmOutput(bufs ...[]byte) string {
 	var all []byte
 	for _, b := range bufs {
 		all = append(all, b...)
 	}
-	if len(all) > 800 {
-		all = all[len(all)-800:]
+	s := string(all)
+	for _, secret := range []string{e.cfg.Password, e.cfg.VMPassword} {
+		s = core.Redact(s, secret)
 	}
-	return string(all)
+	if len(s) > 800 {
+		i := len(s) - 800
+		for i < len(s) && !utf8.RuneStart(s[i]) {
+			i++
+		}
+		s = "…" + s[i:]
+	}
+	return s
 }
