@@ -29,6 +29,13 @@ from .xapi_client import XAPIClient
 logger = logging.getLogger("pylua_bioxen_vm_lib.xcpng")
 
 
+def _flag(value: Any) -> bool:
+    """A true/false setting read as the engine reads it (xcpng/config.go):
+    True, or one of the strings "true", "1", "yes". bool("false") is True,
+    and made vm.xapi_client skip TLS verification for xcp_insecure="false"."""
+    return value is True or (isinstance(value, str) and value in ("true", "1", "yes"))
+
+
 def redact(config: Mapping[str, Any]) -> Dict[str, Any]:
     """The config as it may be shown: passwords as '***', the user
     information of ``xcp_host``/``xapi_url`` as '***'."""
@@ -84,10 +91,10 @@ class XCPngVM(BasicLuaVM):
             str(pick("xcp_host", "xapi_url") or ""),
             str(pick("xcp_username", "username") or ""),
             str(pick("xcp_password", "password") or ""),
-            verify_ssl=not bool(cfg.get("xcp_insecure")),
+            verify_ssl=not _flag(cfg.get("xcp_insecure")),
             ca_file=pick("xcp_tls_ca_file"),
             fingerprint=pick("xcp_tls_fingerprint"),
-            allow_loopback_ip=bool(cfg.get("xcp_allow_loopback_ip")),
+            allow_loopback_ip=_flag(cfg.get("xcp_allow_loopback_ip")),
             ssh_port_key=pick("vm_ssh_port_key"),
         )
 

@@ -269,3 +269,21 @@ def test_guest_sshd_killed_mid_session_then_reconnect(config):
             vm.execute_string("return 2", timeout=10)
         assert time.monotonic() - start < 12
         assert vm.execute_string("return 3")["values"] == [3]  # reconnected, new interpreter
+
+
+@pytest.mark.parametrize("flag", ["false", "0", "no", "", False])
+def test_xapi_client_reads_flags_as_the_engine_does(flag):
+    # The engine reads xcp_insecure "false" (a string) as false; so must
+    # vm.xapi_client, or its TLS verification was off (bool("false")).
+    cfg = {
+        "xcp_host": "https://xcp.invalid",
+        "xcp_username": "root",
+        "xcp_password": "pw-secret",
+        "template_name": "t",
+        "xcp_insecure": flag,
+        "xcp_allow_loopback_ip": flag,
+    }
+    client = create_vm("xcp_flags", vm_type="xcpng", config=cfg).xapi_client
+    assert client.verify_ssl is True and client.allow_loopback_ip is False
+    on = create_vm("xcp_flags_on", vm_type="xcpng", config=dict(cfg, xcp_insecure="true", xcp_allow_loopback_ip="yes"))
+    assert on.xapi_client.verify_ssl is False and on.xapi_client.allow_loopback_ip is True
