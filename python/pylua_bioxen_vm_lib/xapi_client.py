@@ -44,6 +44,9 @@ class XAPIClient:
         for name, value in (("host", host), ("username", username), ("password", password)):
             if not isinstance(value, str):
                 raise exc.ArgumentTypeError(f"XAPIClient {name} must be a str, not {type(value).__name__}")
+        if not isinstance(verify_ssl, bool):
+            # None or 0 turned verification off; "false" left it on.
+            raise exc.ArgumentTypeError(f"XAPIClient verify_ssl must be True or False, not {type(verify_ssl).__name__}")
         self.host = host
         self.username = username
         self._password = password

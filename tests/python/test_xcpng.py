@@ -287,3 +287,13 @@ def test_xapi_client_reads_flags_as_the_engine_does(flag):
     assert client.verify_ssl is True and client.allow_loopback_ip is False
     on = create_vm("xcp_flags_on", vm_type="xcpng", config=dict(cfg, xcp_insecure="true", xcp_allow_loopback_ip="yes"))
     assert on.xapi_client.verify_ssl is False and on.xapi_client.allow_loopback_ip is True
+
+
+@pytest.mark.parametrize("value", [None, "false", 0, "no"])
+def test_xapi_client_verify_ssl_must_be_a_bool(value):
+    # Only an explicit False turns TLS verification off: None (a "default"
+    # elsewhere) or 0 did, and "false" left it on against the caller's word.
+    from pylua_bioxen_vm_lib.xapi_client import XAPIClient
+
+    with pytest.raises(exc.ArgumentTypeError):
+        XAPIClient("https://xcp.invalid", "root", "pw", verify_ssl=value)
