@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strconv"
+	"unicode"
 
 	"libbioxen/core"
 	"libbioxen/xapi/internal/wire"
@@ -22,7 +24,7 @@ type Failure struct {
 // Error shows the code and the parameters, each clipped (a server could
 // send megabytes); the fields keep them whole.
 func (f *Failure) Error() string {
-	code := core.Clip(f.Code, maxCodeText)
+	code := shown(f.Code, maxCodeText)
 	if len(f.Params) == 0 {
 		return "XAPI failure " + code
 	}
@@ -34,6 +36,20 @@ func (f *Failure) Error() string {
 	s := fmt.Sprintf("XAPI failure %s %q", code, params)
 	if n < len(f.Params) {
 		s += fmt.Sprintf(" and %d more parameters", len(f.Params)-n)
+	}
+	return s
+}
+
+// shown is a server's text as an error message shows it unquoted: clipped
+// to n bytes, and quoted when it holds a character that is not printable
+// (a newline in a failure's code or parameter started a forged line in a
+// log, a U+202E reordered the text after it).
+func shown(s string, n int) string {
+	s = core.Clip(s, n)
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
 	}
 	return s
 }
@@ -114,15 +130,21 @@ func CodeFor(code string) core.Code {
 func describe(f *Failure) string {
 	p := func(i int) string {
 		if i < len(f.Params) {
+			return shown(f.Params[i], maxParamText)
+		}
+		return ""
+	}
+	q := func(i int) string { // for %q, which quotes it already
+		if i < len(f.Params) {
 			return core.Clip(f.Params[i], maxParamText)
 		}
 		return ""
 	}
 	switch f.Code {
 	case "SESSION_AUTHENTICATION_FAILED":
-		return fmt.Sprintf("authentication failed for user %q", p(0))
+		return fmt.Sprintf("authentication failed for user %q", q(0))
 	case "SESSION_AUTHORIZATION_FAILED":
-		return fmt.Sprintf("user %q may not log in to XAPI", p(0))
+		return fmt.Sprintf("user %q may not log in to XAPI", q(0))
 	case "SESSION_INVALID":
 		return "the XAPI session is no longer valid"
 	case "HOST_IS_SLAVE":
@@ -130,7 +152,7 @@ func describe(f *Failure) string {
 	case "HANDLE_INVALID":
 		return fmt.Sprintf("no %s with reference %s", p(0), p(1))
 	case "UUID_INVALID":
-		return fmt.Sprintf("no %s with UUID %q", p(0), p(1))
+		return fmt.Sprintf("no %s with UUID %q", p(0), q(1))
 	case "VM_BAD_POWER_STATE":
 		return fmt.Sprintf("VM is %s, expected %s", p(2), p(1))
 	case "VM_IS_TEMPLATE":

@@ -512,3 +512,24 @@ func TestNoGzipAndBoundedSessionRef(t *testing.T) {
 		t.Errorf("the client sent Accept-Encoding %q", got)
 	}
 }
+
+// A failure's code and parameters cannot start a new line (or reorder the
+// text) in an error message or a log line: a server could forge lines.
+func TestFailureTextCannotForgeLines(t *testing.T) {
+	t.Parallel()
+	forged := "\n2026-01-01 INFO xcpng VM \"a\": destroyed\r\u202e"
+	for _, desc := range [][]string{
+		{"HANDLE_INVALID", "VM" + forged, "OpaqueRef:1" + forged},
+		{"VM_BAD_POWER_STATE", "OpaqueRef:1", "Halted", "Running" + forged},
+		{"MESSAGE_METHOD_UNKNOWN", "x" + forged},
+		{"VM_IS_TEMPLATE", "OpaqueRef:1", "start" + forged},
+		{"SOME_ERROR" + forged, "x"},
+	} {
+		s := hostileServer(t, answer(failureResult(desc...)))
+		err := hostileClient(t, s.URL).Login(ctxT(t, 10*time.Second))
+		checkHostileError(t, err, hostilePassword, 2000)
+		if msg := err.Error(); strings.ContainsAny(msg, "\n\r\u202e") {
+			t.Errorf("%s: %q", desc[0], msg)
+		}
+	}
+}
