@@ -533,3 +533,28 @@ func TestFailureTextCannotForgeLines(t *testing.T) {
 		}
 	}
 }
+
+// A template's disks XML (other_config "disks", a string as long as the
+// response allows) is parsed with encoding/xml, which spends ~50 bytes of
+// heap on each attribute (`a="" ` is 5 bytes) and each disk. It is bounded
+// like the rest of a response: a template's is a few hundred bytes. Not
+// parallel, so that other tests do not add to the heap it measures.
+func TestDisksXMLMemoryBounded(t *testing.T) {
+	const mib = 30
+	for name, doc := range map[string]string{
+		"attributes": `<provision><disk ` + strings.Repeat(`a="" `, (mib<<20)/5) + `/></provision>`,
+		"disks":      `<provision>` + strings.Repeat(`<disk/>`, (mib<<20)/7) + `</provision>`,
+	} {
+		var err error
+		peak := heapPeak(func() {
+			_, _, err = rewriteDisks(doc, func() (string, error) { return "sr-uuid", nil })
+		})
+		t.Logf("%s: heap in use up by %d MiB at most: %.200v", name, peak>>20, err)
+		if err == nil || core.CodeOf(err) != core.ErrInvalid {
+			t.Errorf("%s: got %.200v, want an ErrInvalid error", name, err)
+		}
+		if peak > mib<<20 {
+			t.Errorf("%s: heap in use up by %d MiB for %d MiB of disks XML", name, peak>>20, mib)
+		}
+	}
+}

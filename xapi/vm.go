@@ -184,6 +184,12 @@ func (c *Client) findNetwork(ctx context.Context, name string) (string, error) {
 	return refs[0], nil
 }
 
+// maxDisksXML bounds a template's disks XML (other_config "disks"). A
+// template's is about 100 bytes a disk; encoding/xml spends ~50 bytes of
+// heap on each attribute (`a="" ` is 5 bytes) and disk, so the 256 MiB a
+// response may hold took gigabytes (30 MiB: 1.4 GiB).
+const maxDisksXML = 64 << 10
+
 type provisionDisk struct {
 	Attrs []xml.Attr `xml:",any,attr"`
 }
@@ -200,6 +206,9 @@ type provisionDoc struct {
 // since XAPI's parser requires it. sr is called only when there is a
 // disk.
 func rewriteDisks(doc string, sr func() (string, error)) (string, bool, error) {
+	if len(doc) > maxDisksXML {
+		return "", false, core.Errorf(core.ErrInvalid, "xapi provision", "the template's disks XML is %d bytes, over the %d byte limit", len(doc), maxDisksXML)
+	}
 	var p provisionDoc
 	if err := xml.Unmarshal([]byte(doc), &p); err != nil {
 		return "", false, core.Wrap(core.ErrInvalid, "xapi provision", "cannot parse the template's disks XML", err)
