@@ -558,3 +558,19 @@ func TestDisksXMLMemoryBounded(t *testing.T) {
 		}
 	}
 }
+
+// PickIP splits each key of the guest's networks map at '/': a key of
+// 30 MiB of slashes made 31 M strings (480 MiB) at once. Not parallel,
+// so that other tests do not add to the heap it measures.
+func TestPickIPMemoryBounded(t *testing.T) {
+	const mib = 30
+	networks := map[string]string{"0" + strings.Repeat("/", mib<<20): "10.0.0.9", "1/ip": "10.0.0.1"}
+	var ip string
+	peak := heapPeak(func() { ip = PickIP(networks, false) })
+	if ip != "10.0.0.1" {
+		t.Errorf("PickIP: %q", ip)
+	}
+	if peak > mib<<20 {
+		t.Errorf("heap in use up by %d MiB for a %d MiB key", peak>>20, mib)
+	}
+}

@@ -398,7 +398,9 @@ func PickIP(networks map[string]string, allowLoopback bool) string {
 	}
 	var v4, v6 []cand
 	for k, val := range networks {
-		parts := strings.Split(k, "/")
+		// At most 4 parts: the keys used have 2 or 3, and a server's key
+		// of millions of slashes made as many strings.
+		parts := strings.SplitN(k, "/", 4)
 		dev, err := strconv.Atoi(parts[0])
 		if err != nil {
 			continue
