@@ -42,6 +42,7 @@ import (
 //	stale                H, then an unsolicited O and D in the same write
 //	stall-run            other commands are accepted and never end
 //	fail-run             other commands echo the VM's password and fail
+//	fail-run-cut         the same, after 1 MiB - 5 bytes of stdout
 //
 // Other commands end at once with status 0 (they are the kills).
 type hostile struct {
@@ -137,10 +138,14 @@ func (h *hostile) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			go func() { <-h.stop; ch.Close() }() // accepted, never ends
 			continue
 		}
-		if !isDriver && h.mode == "fail-run" {
+		if !isDriver && (h.mode == "fail-run" || h.mode == "fail-run-cut") {
 			go io.Copy(io.Discard, ch)
 			fmt.Fprintf(ch.Stderr(), "denied for %s\n", h.pw)
-			fmt.Fprintf(ch, "password %s\n", h.pw)
+			if h.mode == "fail-run-cut" { // the password straddles the 1 MiB Run keeps of stdout
+				fmt.Fprintf(ch, "%s%s\n", strings.Repeat("x", sshsession.DefaultOutputCap-5), h.pw)
+			} else {
+				fmt.Fprintf(ch, "password %s\n", h.pw)
+			}
 			ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{1}))
 			ch.Close()
 			continue
@@ -568,15 +573,18 @@ func TestVMTextInErrorsAndLogsIsScrubbed(t *testing.T) {
 
 // The output of a failed command of install_package is shown redacted: the
 // VM may echo the passwords.
+// So is the start of one that the cap on what Run keeps cut short.
 func TestInstallPackageErrorHidesSecrets(t *testing.T) {
-	h := newHostile(t, "fail-run")
-	e := h.engine(t)
-	req := fmt.Sprintf(`{"package":"bio_compute","home":%q,"catalogs":[],"default_repos":[]}`, t.TempDir())
-	_, err := e.InstallPackage(ctxT(t, 30*time.Second), []byte(req))
-	if err == nil || !strings.Contains(err.Error(), "exit 1") || strings.Contains(err.Error(), h.pw) {
-		t.Errorf("InstallPackage error: %v", err)
+	for _, mode := range []string{"fail-run", "fail-run-cut"} {
+		h := newHostile(t, mode)
+		e := h.engine(t)
+		req := fmt.Sprintf(`{"package":"bio_compute","home":%q,"catalogs":[],"default_repos":[]}`, t.TempDir())
+		_, err := e.InstallPackage(ctxT(t, 30*time.Second), []byte(req))
+		if err == nil || !strings.Contains(err.Error(), "exit 1") || strings.Contains(err.Error(), h.pw[:5]) {
+			t.Errorf("%s: InstallPackage error: %.1000v", mode, err)
+		}
+		closeAndCheckGoroutines(t, e)
 	}
-	closeAndCheckGoroutines(t, e)
 }
 
 // A session lifetime under a second still puts the driver under a remote

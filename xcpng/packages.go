@@ -67,7 +67,7 @@ func (e *Engine) InstallPackage(ctx context.Context, request []byte) ([]byte, er
 	if res, err := run(ctx, "mkdir -p "+dir, nil); err != nil {
 		return nil, core.Wrap(core.CodeOf(err), "install_package", "creating "+dir+" in the VM", err)
 	} else if res.ExitStatus != 0 {
-		return nil, core.Errorf(core.ErrEngine, "install_package", "creating %s in the VM failed (exit %d): %s", dir, res.ExitStatus, e.vmOutput(res.Stderr, res.Stdout))
+		return nil, core.Errorf(core.ErrEngine, "install_package", "creating %s in the VM failed (exit %d): %s", dir, res.ExitStatus, e.vmOutput(res))
 	}
 	defer func() {
 		cleanup := func() {
@@ -122,14 +122,14 @@ func (e *Engine) InstallPackage(ctx context.Context, request []byte) ([]byte, er
 			return nil, core.Wrap(core.CodeOf(err), "install_package", "copying "+p.Rock+" to the VM", err)
 		}
 		if res.ExitStatus != 0 {
-			return nil, core.Errorf(core.ErrEngine, "install_package", "copying %s to the VM failed (exit %d): %s", p.Rock, res.ExitStatus, e.vmOutput(res.Stderr, res.Stdout))
+			return nil, core.Errorf(core.ErrEngine, "install_package", "copying %s to the VM failed (exit %d): %s", p.Rock, res.ExitStatus, e.vmOutput(res))
 		}
 		res, err = run(ctx, fmt.Sprintf(`luarocks --lua-version=%s --tree="%s" install --deps-mode=none %s`, e.luaVersion(), remoteTree, q), nil)
 		if err != nil {
 			return nil, core.Wrap(core.CodeOf(err), "install_package", "installing "+p.Rock+" in the VM", err)
 		}
 		if res.ExitStatus != 0 {
-			return nil, core.Errorf(core.ErrEngine, "install_package", "luarocks in the VM failed to install %s (exit %d): %s", p.Rock, res.ExitStatus, e.vmOutput(res.Stderr, res.Stdout))
+			return nil, core.Errorf(core.ErrEngine, "install_package", "luarocks in the VM failed to install %s (exit %d): %s", p.Rock, res.ExitStatus, e.vmOutput(res))
 		}
 		installed = append(installed, p.Name+" "+p.Version)
 	}
@@ -138,16 +138,29 @@ func (e *Engine) InstallPackage(ctx context.Context, request []byte) ([]byte, er
 
 // vmOutput is the tail of what a failed command in the VM wrote, fit for
 // an error: the passwords redacted (the VM may echo them), then the last
-// 800 bytes, cut on a UTF-8 boundary.
-func (e *Engine) vmOutput(bufs ...[]byte) string {
-	var all []byte
-	for _, b := range bufs {
-		all = append(all, b...)
+// 800 bytes, cut on a UTF-8 boundary. A stream cut short by Run's cap
+// first loses what could be the start of a password at its end.
+func (e *Engine) vmOutput(res *sshsession.ExecResult) string {
+	secrets := []string{e.cfg.Password, e.cfg.VMPassword}
+	clean := func(b []byte, truncated bool) string {
+		s := string(b)
+		if truncated {
+			n := 0
+			for _, secret := range secrets {
+				n = max(n, len(secret)-1)
+			}
+			i := max(0, len(s)-n)
+			for i > 0 && !utf8.RuneStart(s[i]) {
+				i--
+			}
+			s = s[:i] + "…"
+		}
+		for _, secret := range secrets {
+			s = core.Redact(s, secret)
+		}
+		return s
 	}
-	s := string(all)
-	for _, secret := range []string{e.cfg.Password, e.cfg.VMPassword} {
-		s = core.Redact(s, secret)
-	}
+	s := clean(res.Stderr, res.StderrTruncated) + clean(res.Stdout, res.StdoutTruncated)
 	if len(s) > 800 {
 		i := len(s) - 800
 		for i < len(s) && !utf8.RuneStart(s[i]) {
