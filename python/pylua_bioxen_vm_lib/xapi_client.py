@@ -23,7 +23,8 @@ class XAPIClient:
     ``host`` is a URL (``https://host``, ``http://127.0.0.1:8443``) or a
     bare host name (https). TLS is verified: against the system CAs, a
     ``ca_file``, or a pinned SHA-256 ``fingerprint`` (XCP-ng's self-signed
-    certificates); ``verify_ssl=False`` turns verification off explicitly.
+    certificates); ``verify_ssl=False`` turns verification off explicitly (a value that
+    is not a bool is an ArgumentTypeError).
     The password, and any user information in ``host``
     (``https://user:pw@host``), never appear in errors or the repr.
     """
