@@ -136,6 +136,11 @@ def decode(data: bytes) -> List[Any]:
     """Decode the core's value encoding into a list of Python values."""
     if data == b"[]":
         return []
+    # One integer (`return 2 + 2`, a count, a status) is the commonest
+    # result; json takes ~2 us of a 13 us call for it.
+    inner = data[1:-1]
+    if data[:1] == b"[" and data[-1:] == b"]" and (inner.isdigit() or (inner[:1] == b"-" and inner[1:].isdigit())):
+        return [int(inner)]
     text = data.decode("utf-8")
     # Objects only appear for tagged values; plain data skips the hook.
     return (_tagged if "{" in text else _plain).decode(text)

@@ -118,6 +118,35 @@ def test_runtime_error_has_message_line_and_traceback(vm):
     assert result["error"] == "input:2: boom"
 
 
+def test_single_values_decode_as_json_does():
+    # decode takes a shortcut for one integer; every other text goes to
+    # json as before, and the results must not differ.
+    import json
+
+    from pylua_bioxen_vm_lib.values import decode
+
+    for text in [
+        "[4]",
+        "[-12]",
+        "[0]",
+        "[9007199254740992]",
+        "[-9007199254740992]",
+        "[1,2]",
+        "[1.5]",
+        "[-0.0]",
+        "[1e3]",
+        '["4"]',
+        "[true]",
+        "[null]",
+        "[ 4]",
+        "[4 ]",
+    ]:
+        assert decode(text.encode()) == json.loads(text), text
+    for bad in ["[-]", "[--1]", "[4", "4]", "x4y"]:
+        with pytest.raises(ValueError):
+            decode(bad.encode())
+
+
 def test_error_with_table_value(vm):
     result = vm.execute_string("error({code = 1})")
     assert result["success"] is False
