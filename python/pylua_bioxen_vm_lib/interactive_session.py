@@ -48,6 +48,7 @@ from .vm import (
     _delivering,
     check_not_delivering,
     close_from_finalizer,
+    code_bytes,
     delivering_for,
     encode_code,
     on_exec_done,
@@ -368,12 +369,7 @@ class InteractiveSession:
     def send_input(self, input_text: Code) -> None:
         """Queue input and return at once. A line without a final newline
         is completed with one, like pressing Enter."""
-        if isinstance(input_text, str):
-            data = input_text.encode("utf-8", "surrogateescape")
-        elif isinstance(input_text, (bytes, bytearray)):
-            data = bytes(input_text)
-        else:
-            raise exc.ArgumentTypeError(f"input must be str or bytes, not {type(input_text).__name__}")
+        data = code_bytes(input_text, "input")
         handle = self._h()
         self._check(_ffi.session_send(handle, data, len(data)), "send_input")
         self.last_activity = time.time()

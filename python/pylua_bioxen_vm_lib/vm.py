@@ -155,13 +155,26 @@ def on_exec_done(userdata: Optional[int], status: int, result: Any, message: byt
         call.loop.call_soon_threadsafe(_settle, call.future, outcome)
 
 
-def encode_code(code: Any) -> bytes:
+def code_bytes(code: Any, what: str = "Lua code") -> bytes:
+    """str (UTF-8; surrogate escapes give their bytes back), bytes,
+    bytearray or memoryview -> bytes. ArgumentTypeError for another type;
+    InvalidArgumentError for a str with a lone surrogate, which has no
+    UTF-8 form (a bare UnicodeEncodeError is no LuaVMError)."""
     if isinstance(code, str):
-        data = code.encode("utf-8", "surrogateescape")
-    elif isinstance(code, (bytes, bytearray, memoryview)):
-        data = bytes(code)
-    else:
-        raise exc.ArgumentTypeError(f"Lua code must be str or bytes, not {type(code).__name__}")
+        try:
+            return code.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as err:
+            raise exc.InvalidArgumentError(
+                f"{what} is not valid UTF-8: {err.object[err.start]!r} at offset {err.start} is a lone surrogate",
+                code=_ffi.E_INVALID,
+            ) from None
+    if isinstance(code, (bytes, bytearray, memoryview)):
+        return bytes(code)
+    raise exc.ArgumentTypeError(f"{what} must be str or bytes, not {type(code).__name__}")
+
+
+def encode_code(code: Any) -> bytes:
+    data = code_bytes(code)
     if not data.strip():
         raise exc.InvalidArgumentError("Lua code is empty", code=_ffi.E_INVALID)
     _reject_nul(data, "Lua code")

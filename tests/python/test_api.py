@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pylua_bioxen_vm_lib as lib
 import pytest
-from pylua_bioxen_vm_lib import BasicLuaVM, LuaProcess, NetworkedLuaVM, VMLogger, VMManager, create_vm
+from pylua_bioxen_vm_lib import (
+    BasicLuaVM,
+    InteractiveSession,
+    LuaProcess,
+    NetworkedLuaVM,
+    VMLogger,
+    VMManager,
+    create_vm,
+)
 from pylua_bioxen_vm_lib import exceptions as exc
 
 ORIGINAL_EXCEPTIONS = [
@@ -295,3 +303,23 @@ def test_result_repr_and_vm_repr_are_readable():
     result = vm.execute_string("return 1")
     assert repr(result).startswith("ExecResult(")
     assert "reprs" in repr(vm) and "embedded" in repr(vm)
+
+
+def test_code_with_a_lone_surrogate_is_invalid_argument():
+    """A str with a surrogate that is not an escaped byte (U+D800..U+DC7F,
+    U+DD00..U+DFFF) cannot be UTF-8: InvalidArgumentError (a LuaVMError)
+    like any other bad code, not a bare UnicodeEncodeError that slips past
+    ``except LuaVMError``. send_input takes what execute_string takes
+    (memoryview too)."""
+    with create_vm("surrogate", persistent=True) as vm, InteractiveSession("surrogate_s", vm) as session:
+        for call in (
+            lambda: vm.execute_string("return '\ud800'"),
+            lambda: session.execute_interactive("return '\udfff'"),
+            lambda: session.send_input("x = '\ud800'"),
+        ):
+            err = _raises(exc.InvalidArgumentError, call)
+            assert "surrogate" in str(err) or "UTF-8" in str(err), err
+        # An escaped byte (surrogateescape) is still that byte.
+        assert vm.execute_string("return '\udcff'")["values"] == [b"\xff"]
+        session.send_input(memoryview(b"y = 7"))
+        assert session.execute_interactive("return y")["values"] == [7]
