@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import contextlib
 import ctypes
 import logging
@@ -325,6 +326,67 @@ def check_not_delivering(vm: BasicLuaVM, what: str) -> None:
         )
 
 
+# -- per-VM loggers -----------------------------------------------------------
+# A VM logs through logging.getLogger("pylua_bioxen_vm_lib.vm.<id>"), which
+# the logging module keeps for good: a VM made per request with a fresh id
+# left a logger behind each time. The last VM of an id to go forgets its
+# logger, unless someone configured it (a level, a handler, a filter).
+_loggers_lock = threading.Lock()
+_logger_users: Dict[str, int] = {}
+# Names released by __del__, which takes no lock (the garbage collector may
+# run it on a thread inside vm_logger); the next vm_logger or release
+# handles them.
+_loggers_dropped: collections.deque[str] = collections.deque()
+
+
+def vm_logger(name: str) -> logging.Logger:
+    """logging.getLogger(name), counted as held by one more VM."""
+    with _loggers_lock:
+        _drain_dropped_locked()
+        _logger_users[name] = _logger_users.get(name, 0) + 1
+    return logging.getLogger(name)
+
+
+def release_vm_logger(name: str) -> None:
+    """A VM holding logger name is closed: forget the logger when no VM
+    holds it any more and nobody configured it."""
+    with _loggers_lock:
+        _drain_dropped_locked()
+        _release_locked(name)
+
+
+def _drain_dropped_locked() -> None:
+    while _loggers_dropped:
+        _release_locked(_loggers_dropped.popleft())
+
+
+def _release_locked(name: str) -> None:
+    users = _logger_users.get(name, 0) - 1
+    if users > 0:
+        _logger_users[name] = users
+        return
+    _logger_users.pop(name, None)
+    loggers = logging.Logger.manager.loggerDict
+    with getattr(logging, "_lock", None) or contextlib.nullcontext():
+        log = loggers.get(name)
+        if not isinstance(log, logging.Logger) or log.level or log.handlers or log.filters or not log.propagate:
+            return
+        below = name + "."
+        if any(other.startswith(below) for other in loggers):
+            return  # a logger below has it as its parent
+        del loggers[name]
+        # The placeholders getLogger made for the parts of a dotted id.
+        parent = name.rpartition(".")[0]
+        while isinstance(loggers.get(parent), logging.PlaceHolder):
+            holder = loggers[parent]
+            assert isinstance(holder, logging.PlaceHolder)
+            holder.loggerMap.pop(log, None)
+            if holder.loggerMap:
+                break
+            del loggers[parent]
+            parent = parent.rpartition(".")[0]
+
+
 # -- shutdown ---------------------------------------------------------------
 # VMs holding an engine handle, so that they can be closed at interpreter exit
 # while the core's threads can still call into Python (output callbacks and
@@ -488,7 +550,8 @@ class BasicLuaVM:
         # The InteractiveSessions opened on this VM: stopping its engine
         # ends them, and stop() ends their stream_output iterators.
         self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._log = logging.getLogger(f"pylua_bioxen_vm_lib.vm.{vm_id}")
+        self._log = vm_logger(f"pylua_bioxen_vm_lib.vm.{vm_id}")
+        self._log_held = True  # released by close() or __del__
 
     def __repr__(self) -> str:
         if not hasattr(self, "_closed"):  # its __init__ raised
@@ -616,7 +679,12 @@ class BasicLuaVM:
         check_not_delivering(self, "close()")
         with self._lock:
             self._closed = True
-        self.stop()
+            release, self._log_held = self._log_held, False
+        try:
+            self.stop()
+        finally:
+            if release:
+                release_vm_logger(self._log.name)
 
     cleanup = close
 
@@ -643,6 +711,9 @@ class BasicLuaVM:
         raise exc.ArgumentTypeError(f"{type(self).__name__} cannot be pickled: it owns a live engine")
 
     def __del__(self) -> None:
+        if getattr(self, "_log_held", False):
+            self._log_held = False
+            _loggers_dropped.append(self._log.name)  # no lock here: see _loggers_dropped
         handle = getattr(self, "_handle", 0)
         if not handle:
             return

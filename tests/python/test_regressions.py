@@ -445,3 +445,36 @@ def test_debug_mode_is_the_vms_own():
         assert root.level == before  # it turned the whole library's debug output on for good
     finally:
         vm.close()
+
+
+def test_closed_vms_do_not_keep_a_logger_each():
+    """Each VM logs through logging.getLogger("pylua_bioxen_vm_lib.vm.<id>"),
+    which the logging module keeps for good: a service making a VM per
+    request with a fresh id grew by a logger (~600 bytes) per VM, without
+    bound. Closing a VM forgets its logger unless someone configured it
+    (a level, a handler, a filter: debug_mode, or the application's own)."""
+    import logging
+
+    registered = logging.Logger.manager.loggerDict
+    prefix = "pylua_bioxen_vm_lib.vm.per-request-"
+    for i in range(50):
+        with create_vm(f"per-request-{i}") as vm:
+            vm.execute_string("return 1")
+        with create_vm(f"per-request-{i}.part") as vm:  # a dotted id makes placeholders too
+            vm.execute_string("return 1")
+    assert [name for name in registered if name.startswith(prefix)] == []
+    # A logger the application configured stays, with its configuration.
+    mine = logging.getLogger(prefix + "kept")
+    mine.setLevel(logging.INFO)
+    with create_vm("per-request-kept") as vm:
+        vm.execute_string("return 1")
+    assert registered.get(prefix + "kept") is mine and mine.level == logging.INFO
+    # Two live VMs with one id: closing the first leaves the second's logger registered.
+    first, second = create_vm("per-request-twin"), create_vm("per-request-twin")
+    first.execute_string("return 1")
+    second.execute_string("return 1")
+    first.close()
+    assert registered.get(prefix + "twin") is second._log
+    second.close()
+    assert prefix + "twin" not in registered
+    del registered[prefix + "kept"]
