@@ -40,16 +40,28 @@ def validate_port(port: int) -> None:
         raise exc.InvalidArgumentError(f"port must be an int between 1024 and 65535, not {port!r}")
 
 
+def _utf8(text: str) -> bool:
+    """Whether text has a UTF-8 form (no lone surrogate), as lua_string needs."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate_host(host: str) -> None:
     """Raise InvalidArgumentError unless host is a non-empty name or address."""
-    if not isinstance(host, str) or not host.strip() or any(c.isspace() or c == "\0" for c in host):
+    if not isinstance(host, str) or not host.strip() or any(c.isspace() or c == "\0" for c in host) or not _utf8(host):
         raise exc.InvalidArgumentError(f"host must be a non-empty host name or address, not {host!r}")
 
 
 def _line(what: str, text: str) -> None:
-    """A message sent as one line must not hold a line break."""
+    """A message sent as one line must not hold a line break (nor a lone
+    surrogate, which has no UTF-8 form)."""
     if not isinstance(text, str) or "\n" in text or "\r" in text:
         raise exc.InvalidArgumentError(f"{what} must be a str without line breaks (it is sent as one line)")
+    if not _utf8(text):
+        raise exc.InvalidArgumentError(f"{what} must be valid UTF-8 text: it holds a lone surrogate")
 
 
 def _positive(what: str, value: float) -> float:

@@ -195,6 +195,10 @@ def test_helpers_refuse_bad_arguments() -> None:
             "zero duration": lambda: vm.start_p2p(8080, run_duration=0),
             "nan interval": lambda: vm.start_p2p(8080, send_interval=float("nan")),
             "negative recv timeout": lambda: vm.start_server(8080, recv_timeout=-1),
+            # A lone surrogate has no UTF-8 form: not a bare UnicodeEncodeError.
+            "surrogate in message": lambda: vm.start_client("127.0.0.1", 8080, "x\ud800"),
+            "surrogate in host": lambda: vm.start_client("h\udfff", 8080),
+            "surrogate in bind": lambda: vm.start_server(8080, bind="\ud800"),
         }
         for what, call in bad.items():
             with pytest.raises(exc.InvalidArgumentError):
