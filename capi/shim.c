@@ -90,12 +90,26 @@ static int forked_fail(void) {
   bioxen__set_err(m, sizeof m - 1);
   return BIOXEN_ERROR;
 }
-#define BIOXEN_NOT_FORKED(...) \
-  do {                         \
-    if (forked) {              \
-      __VA_ARGS__;             \
-      return forked_fail();    \
-    }                          \
+static int in_log_callback(void);
+static int log_callback_fail(void) {
+  static const char m[] =
+      "libbioxen was called from inside its log callback, which must not call back into it: the call "
+      "would wait for a log line that waits for the callback (hand the work to another thread)";
+  bioxen__set_err(m, sizeof m - 1);
+  return BIOXEN_E_INVALID;
+}
+/* Every entry into the Go runtime starts with this: refused in a child of
+ * fork(), and from inside the log callback (bioxen.h: "Logging"). */
+#define BIOXEN_NOT_FORKED(...)        \
+  do {                                \
+    if (forked) {                     \
+      __VA_ARGS__;                    \
+      return forked_fail();           \
+    }                                 \
+    if (in_log_callback()) {          \
+      __VA_ARGS__;                    \
+      return log_callback_fail();     \
+    }                                 \
   } while (0)
 
 /* The calling thread's interrupt watcher (bioxen_set_interrupt_fd), 0 for
@@ -141,6 +155,15 @@ static struct cbframe *cbtop(void) {
 int bioxen__in_callback(uint64_t gate, uint64_t session, uint64_t vm) {
   for (struct cbframe *f = cbtop(); f; f = f->prev) {
     if ((gate && f->gate == gate) || (session && f->session == session) || (vm && f->vm == vm)) return 1;
+  }
+  return 0;
+}
+
+/* Whether the calling thread runs the log callback (a frame with no
+ * session), where any call that can log waited for itself forever. */
+static int in_log_callback(void) {
+  for (struct cbframe *f = cbtop(); f; f = f->prev) {
+    if (!f->session) return 1;
   }
   return 0;
 }

@@ -589,7 +589,10 @@ int bioxen_vm_install_package(bioxen_vm vm, const char *request_json, size_t len
 ** fn returns, so lines keep their order and come before that call returns):
 ** the host's code never runs in the middle of its own call (a Python
 ** signal handler raising there was swallowed). fn must not call back into
-** libbioxen. Pass fn NULL to remove the callback. When
+** libbioxen: such a call (other than bioxen_errmsg, bioxen_errstr,
+** bioxen_version*, bioxen_result_free, bioxen_free and
+** bioxen_live_handles) fails with BIOXEN_E_INVALID, as it would wait for
+** a log line that waits for fn. Pass fn NULL to remove the callback. When
 ** bioxen_set_log_callback returns, the previous fn is no longer running on
 ** any thread and is not called again (its userdata may be freed).
 */

@@ -359,6 +359,31 @@ static void log_callback_removal(void) {
   bioxen_set_log_callback(on_log, NULL, 10);
 }
 
+/* A log callback that calls back into libbioxen (which bioxen.h forbids:
+** a careless host, such as a Python logging handler that uses a VM) gets
+** BIOXEN_E_INVALID: the call would wait for a log line that waits for the
+** callback, and the whole process hung. */
+static int reentry_status = -1, reentry_calls = 0;
+static void reentrant_log(void *ud, int level, const char *msg) {
+  (void)ud;
+  (void)level;
+  (void)msg;
+  if (reentry_calls++) return;
+  bioxen_vm vm = 0; /* opening a VM logs a line, which waited for this callback */
+  reentry_status = bioxen_vm_open(NULL, &vm);
+  CHECK(vm == 0 || reentry_status == BIOXEN_OK, "handle set on failure");
+  bioxen_vm_close(vm);
+}
+static void log_callback_reentry(void) {
+  CHECK(bioxen_set_log_callback(reentrant_log, NULL, 10) == BIOXEN_OK, "set log");
+  bioxen_vm other = 0;
+  CHECK(bioxen_vm_open(NULL, &other) == BIOXEN_OK, "open logs a line"); /* the callback runs meanwhile */
+  CHECK(bioxen_set_log_callback(on_log, NULL, 10) == BIOXEN_OK, "reset log");
+  CHECK(reentry_calls > 0, "no log line reached the callback");
+  CHECK(reentry_status == BIOXEN_E_INVALID, "open from the log callback: %d", reentry_status);
+  bioxen_vm_close(other);
+}
+
 /* Async exec: the callback owns the result. */
 static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
@@ -670,6 +695,7 @@ int main(int argc, char **argv) {
   sessions("embedded", NULL);
   callback_removal("embedded", NULL);
   log_callback_removal();
+  log_callback_reentry();
   after_fork();
   async_exec();
   boundaries();

@@ -478,3 +478,37 @@ def test_closed_vms_do_not_keep_a_logger_each():
     second.close()
     assert prefix + "twin" not in registered
     del registered[prefix + "kept"]
+
+
+def test_a_logging_handler_that_uses_the_library_gets_an_error_not_a_hang():
+    """The core's log lines reach Python's logging from the library's log
+    thread while the call that logged waits: a handler that used a VM
+    there (opening one logs a line too) waited for itself, and the whole
+    process hung. The call now raises InvalidArgumentError in the handler."""
+    proc = run_script(
+        """
+        import logging
+        from pylua_bioxen_vm_lib import create_vm
+        from pylua_bioxen_vm_lib.exceptions import InvalidArgumentError
+
+        side = create_vm("side")
+        errors = []
+
+        class UsesAVM(logging.Handler):
+            def emit(self, record):
+                if not errors:
+                    try:
+                        side.execute_string("return 1")
+                    except InvalidArgumentError as err:
+                        errors.append(str(err))
+
+        core = logging.getLogger("pylua_bioxen_vm_lib.core")
+        core.addHandler(UsesAVM())
+        core.setLevel(logging.DEBUG)
+        with create_vm("main") as vm:  # opening it logs a line
+            print(vm.execute_string("return 2")["values"], flush=True)
+        print("log callback" in errors[0], flush=True)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[2]\nTrue\n"
