@@ -257,9 +257,12 @@ class VMManager:
         """The result of the VM's last async call, waiting up to timeout
         seconds; None when it has none. A call still running then raises
         VMTimeoutError (also concurrent.futures.TimeoutError); the call goes
-        on."""
+        on. ``math.inf``, or anything longer than a lock can wait, waits as
+        long as it takes."""
         if timeout is not None:
             wait_ms(timeout)  # a number >= 0, not NaN
+            if timeout > threading.TIMEOUT_MAX:  # Future.result raised OverflowError
+                timeout = None
         with self._lock:
             future = self._futures.get(vm_id)
         if future is None:

@@ -202,6 +202,20 @@ def test_huge_timeouts_mean_no_limit(timeout):
         vm.close()
 
 
+@pytest.mark.parametrize("timeout", [1e300, 2**64, math.inf])
+def test_huge_waits_for_async_calls_mean_no_limit(timeout):
+    # wait_for_vm and wait_for_cluster accept these (as read_output does),
+    # but handed them on to Future.result, whose lock cannot wait that long:
+    # OverflowError, which wait_for_cluster even reported as a failed call.
+    with VMManager() as manager:
+        manager.create_vm_cluster("huge_wait", 2)
+        manager.broadcast_to_cluster("huge_wait", "return 6 * 7")
+        results = manager.wait_for_cluster("huge_wait", timeout=timeout)
+        assert [r["values"] for r in results.values()] == [[42], [42]], results
+        vm_id = next(iter(results))
+        assert manager.wait_for_vm(vm_id, timeout=timeout)["values"] == [42]
+
+
 @pytest.mark.parametrize("timeout", [math.nan, -1, -math.inf, 0])
 def test_bad_timeouts_raise_invalid_argument(timeout):
     vm = create_vm("bad_timeout")
