@@ -528,6 +528,9 @@ class BasicLuaVM:
             lua_executable = os.fspath(lua_executable)
             if not isinstance(lua_executable, str):
                 raise exc.ArgumentTypeError("lua_executable must be a str or a str path, not a bytes path")
+        if lua_executable:
+            # The core takes a C string: what follows a NUL named no program.
+            _reject_nul(os.fsencode(lua_executable), f"lua_executable {lua_executable!r}")
         self.vm_id = vm_id
         self.name = vm_id
         self.engine = resolve_engine(engine, lua_executable)

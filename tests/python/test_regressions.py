@@ -274,6 +274,15 @@ def test_nul_byte_in_file_path_is_refused(tmp_path):
             assert isinstance(info.value, ValueError) and "NUL" in str(info.value)
 
 
+def test_nul_byte_in_lua_executable_is_refused(tmp_path):
+    # The core takes the name as a C string: "lua5.4\0anything" ran lua5.4,
+    # another program than the one named, without a word.
+    for name in ("lua5.4\0garbage", tmp_path / "lua\0x"):
+        with pytest.raises(InvalidArgumentError) as info:
+            create_vm("nul_exe", lua_executable=name)  # type: ignore[arg-type]
+        assert isinstance(info.value, ValueError) and "NUL" in str(info.value)
+
+
 # -- 6. the process exits while a session with a callback is running input --------
 LONG_INPUT = "for i = 1, 2000 do local t = os.clock() while os.clock() - t < 0.001 do end print(i) end"
 
