@@ -215,6 +215,10 @@ def _allowed_dirs(paths: Any) -> List[str]:
     for p in paths:
         if not isinstance(p, (str, bytes, os.PathLike)):
             raise exc.ArgumentTypeError(f"allowed_paths must hold paths, not {type(p).__name__}")
+        if not os.fspath(p):
+            # os.path.abspath("") is the current directory: an unset
+            # setting read as "" opened all of it to sandboxed code.
+            raise exc.InvalidArgumentError("allowed_paths holds an empty path (name a directory)", code=_ffi.E_INVALID)
         path = os.path.abspath(os.fsdecode(p))
         _reject_nul(os.fsencode(path), f"allowed path {path!r}")
         if ":" in path:

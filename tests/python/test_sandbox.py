@@ -168,6 +168,23 @@ def test_allowed_path_with_a_colon_is_refused(tmp_path):
         BasicLuaVM("bad", allowed_paths=[5])
 
 
+def test_empty_allowed_path_is_refused_not_the_current_directory(tmp_path, monkeypatch):
+    """An empty path ("" or b"", alone or in a list: an unset setting read
+    as "") became os.path.abspath(""), the current directory, and
+    sandboxed code could open every file under it."""
+    from pylua_bioxen_vm_lib import BasicLuaVM
+    from pylua_bioxen_vm_lib.exceptions import InvalidArgumentError
+
+    (tmp_path / "secret").write_text("secret\n")
+    monkeypatch.chdir(tmp_path)
+    for paths in ("", b"", [""], [str(tmp_path / "data"), b""]):
+        with pytest.raises(InvalidArgumentError) as info:
+            BasicLuaVM("empty", allowed_paths=paths)
+        assert "empty" in str(info.value)
+    with BasicLuaVM("none", allowed_paths=[]) as machine:
+        assert machine.execute_string(f'return io.open("{tmp_path}/secret")')["values"][0] is None
+
+
 def test_dangling_link_cannot_create_a_file_outside(engine, tmp_path):
     inside, outside = tmp_path / "in", tmp_path / "out"
     inside.mkdir()
