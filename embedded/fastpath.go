@@ -9,10 +9,12 @@ import (
 
 // Fast paths of the builtins sequence code calls in its inner loops
 // (gopher-lua's LFastFunction, a bioxen patch): a call from Lua with a
-// fixed number of arguments gets the result without a call frame when the
-// arguments are the usual ones, and calls the builtin as before otherwise
-// (which raises any error). Each fast path returns exactly what its
-// builtin returns; TestFastPathsMatchBuiltins compares them.
+// fixed number of arguments, and a generic for loop's call of its
+// iterator, get the results without a call frame when the arguments are
+// the usual ones, and call the builtin as before otherwise (which raises
+// any error). Each fast path returns exactly what its builtin returns;
+// TestFastPathsMatchBuiltins, TestFastIteratorsMatch and
+// TestFastInsertMatches compare them.
 
 // fastMaxSub is the longest string.sub result made on the fast path.
 const fastMaxSub = 64
@@ -52,9 +54,9 @@ func fastInt(v lua.LValue) (int, bool) {
 }
 
 // fastRange is the 1-based range [i, j] of s that string.byte and
-// string.sub compute from args[1:] (i, then j; def is i's default and
-// j defaults to jdef(i)), clamped to s; ok is false when an argument is
-// not an integer number.
+// string.sub compute from args[1:] (i, default def, then j, default i
+// when sameJ, as for string.byte, else -1), clamped to s; ok is false
+// when an argument is not an integer number.
 func fastRange(s string, args []lua.LValue, def int, sameJ bool) (i, j int, ok bool) {
 	i = def
 	if len(args) >= 2 {
