@@ -602,7 +602,15 @@ class BasicLuaVM:
         opts.trusted = 0 if self.sandbox else 1
         # Sandboxed require may load modules from any package environment
         # (set_environment binds one at run time).
-        opts.module_roots = str(_packages.home() / "envs").encode()
+        roots = str(_packages.home() / "envs")
+        if ":" in roots:
+            # The core splits module_roots at ':': "/srv/a:b" let sandboxed
+            # require load from all of /srv/a.
+            raise exc.InvalidArgumentError(
+                f"the package home {str(_packages.home())!r} holds ':', which the sandbox's module roots cannot "
+                "hold (set PYLUA_BIOXEN_HOME to a path without ':')"
+            )
+        opts.module_roots = roots.encode()
         config = self._engine_config()
         if config:
             opts.config_json = config

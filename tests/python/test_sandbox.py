@@ -168,6 +168,23 @@ def test_allowed_path_with_a_colon_is_refused(tmp_path):
         BasicLuaVM("bad", allowed_paths=[5])
 
 
+def test_package_home_with_a_colon_is_refused(tmp_path, monkeypatch):
+    """The core splits the sandbox's module roots at ':' too: a package home
+    "/srv/a:b" let sandboxed require load modules from all of /srv/a."""
+    from pylua_bioxen_vm_lib import BasicLuaVM
+    from pylua_bioxen_vm_lib.exceptions import InvalidArgumentError
+
+    monkeypatch.setenv("PYLUA_BIOXEN_HOME", f"{tmp_path}/a:b")
+    machine = BasicLuaVM("colon_home")
+    with pytest.raises(InvalidArgumentError) as info:
+        machine.execute_string("return 1")
+    assert "PYLUA_BIOXEN_HOME" in str(info.value)
+    machine.close()
+    monkeypatch.setenv("PYLUA_BIOXEN_HOME", f"{tmp_path}/ab")
+    with BasicLuaVM("plain_home") as machine:
+        assert machine.execute_string("return 1")["values"] == [1]
+
+
 def test_empty_allowed_path_is_refused_not_the_current_directory(tmp_path, monkeypatch):
     """An empty path ("" or b"", alone or in a list: an unset setting read
     as "") became os.path.abspath(""), the current directory, and
