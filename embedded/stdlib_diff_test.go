@@ -1165,7 +1165,6 @@ var stdlibKnownDiffs = map[string]string{
 	`tonumber("99999999999999999999", 36)`:               sdStrtoul,
 	`tonumber("ffffffffffffffffff", 16)`:                 sdStrtoul,
 	`select(2^31, 'a')`:                                  sdUB,
-	`type(coroutine.create(print))`:                      sdCoCreate,
 	`A(rawset({}, 2.0, "x"))`:                            sdBorder,
 	`type(table.setn)`:                                   sdMissing,
 	`type(table.foreach)`:                                sdMissing,
@@ -1205,10 +1204,8 @@ var stdlibKnownDiffs = map[string]string{
 	`pcall(pcall)`:                        sdErrText,
 	`pcall(function() return ({})() end)`: sdErrText,
 	`pcall(string.rep)`:                   sdErrText,
-	`coroutine.status(coroutine.create(print))`:         sdCoCreate,
-	`coroutine.resume(coroutine.create(tostring), nil)`: sdCoCreate,
-	`os.time(os.date("*t", -1))`:                        sdTimeNeg,
-	`os.date("!%Y", 1e18)`:                              sdTimeNeg,
+	`os.time(os.date("*t", -1))`:          sdTimeNeg,
+	`os.date("!%Y", 1e18)`:                sdTimeNeg,
 }
 
 // Notes for stdlibKnownDiffs. "BUG:" marks differences a Lua 5.1 program
@@ -1237,7 +1234,6 @@ const (
 	sdStrtoul      = "minor: lua5.1 quirk: strtoul negates \"-ff\" modulo 2^64 and saturates on overflow; the engine gives -255 (like Lua 5.2+) or nil on overflow"
 
 	// Base library.
-	sdCoCreate    = "minor: coroutine.create accepts Go functions (lua5.1: 'Lua function expected')"
 	sdMissing     = "minor: 5.1 compatibility function missing in gopher-lua (table.setn/foreach/foreachi, gcinfo)"
 	sdUnpackLimit = "minor: unpack allows up to 1e6 results (lua5.1's C stack limit is about 8000)"
 	sdErrText     = "minor: runtime error message text differs (the message pcall returns)"
