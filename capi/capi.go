@@ -262,6 +262,16 @@ func bioxenGoVMClose(h C.bioxen_vm) (status C.int) {
 	return C.BIOXEN_OK
 }
 
+// checkFlags refuses exec flags this library does not know: a program
+// built for a later library that sets a new flag gets BIOXEN_E_INVALID,
+// not a call that ignores the flag.
+func checkFlags(flags C.int, op string) error {
+	if flags&^C.BIOXEN_EXEC_PRINT_RESULTS != 0 {
+		return core.Errorf(core.ErrInvalid, op, "unknown flags %#x (the only flag is BIOXEN_EXEC_PRINT_RESULTS)", int(flags))
+	}
+	return nil
+}
+
 // execOpts builds a call's options: timeoutMS <= 0 is no limit, and so is
 // a timeout too long for time.Duration (maxMillis, about 292 years).
 func execOpts(timeoutMS C.int64_t, flags C.int) core.ExecOptions {
@@ -333,6 +343,9 @@ func bioxenGoVMExec(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.int64_t
 	*out = nil
 	if code == nil {
 		return fail(core.Errorf(core.ErrInvalid, "exec", "code is NULL"))
+	}
+	if err := checkFlags(flags, "exec"); err != nil {
+		return fail(err)
 	}
 	vm, st := lookup(h)
 	if vm == nil {

@@ -25,6 +25,10 @@ func TestExecTranslation(t *testing.T) {
 		{"error('x')", 0, 0, "", "[]", "input:1: x", 1},
 		{"", 0, 2, "", "", "", 0},
 		{"return 1\x00", 0, 2, "", "", "", 0},
+		// Unknown flag bits are refused, not ignored.
+		{"return 1", 2, 2, "", "", "", 0},
+		{"return 1", 99, 2, "", "", "", 0},
+		{"return 1", -1, 2, "", "", "", 0},
 	}
 	for _, c := range cases {
 		r, st := testExec(h, c.code, 0, c.flags)

@@ -122,6 +122,9 @@ func bioxenGoSessionExecute(h C.bioxen_session, code *C.char, n C.size_t, timeou
 		return fail(core.Errorf(core.ErrInvalid, "session_execute", "code or result_out is NULL"))
 	}
 	*out = nil
+	if err := checkFlags(flags, "session_execute"); err != nil {
+		return fail(err)
+	}
 	s, st := lookupSession(h)
 	if s == nil {
 		return st
@@ -246,6 +249,9 @@ func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.in
 	if code == nil || fn == nil {
 		return fail(core.Errorf(core.ErrInvalid, "exec_async", "code or callback is NULL"))
 	}
+	if err := checkFlags(flags, "exec_async"); err != nil {
+		return fail(err)
+	}
 	vm, st := lookup(h)
 	if vm == nil {
 		return st
@@ -320,6 +326,9 @@ func bioxenGoSessionExecuteAsync(h C.bioxen_session, code *C.char, n C.size_t, t
 	setCallOut(callOut, 0)
 	if code == nil || fn == nil {
 		return fail(core.Errorf(core.ErrInvalid, "session_execute_async", "code or callback is NULL"))
+	}
+	if err := checkFlags(flags, "session_execute_async"); err != nil {
+		return fail(err)
 	}
 	s, st := lookupSession(h)
 	if s == nil {

@@ -185,7 +185,9 @@ typedef struct bioxen_result {
 ** timeout_ms > 0 bounds the call's wall-clock time; 0 or negative means no
 ** limit, and so does a value of 9223372036854 or more (the largest number of
 ** milliseconds the library's clock holds, about 292 years). flags is 0 or
-** BIOXEN_EXEC_PRINT_RESULTS. code_len may be any size_t value: one over the
+** BIOXEN_EXEC_PRINT_RESULTS (any other bit is BIOXEN_E_INVALID, also for the
+** session and async calls, so that a flag of a later library is not ignored
+** silently). code_len may be any size_t value: one over the
 ** VM's max_source_bytes is BIOXEN_E_TOOLARGE (nothing is read past it). A Lua syntax or runtime error is not a
 ** failure of this function: it returns BIOXEN_OK with a result whose success
 ** is 0. On BIOXEN_OK *result_out holds a new result for the caller to free

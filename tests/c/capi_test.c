@@ -192,6 +192,7 @@ static void sessions(const char *engine, const char *interp) {
 
   bioxen_result *r = NULL;
   const char *code = "return x + 1";
+  CHECK(bioxen_session_execute(s, code, strlen(code), 0, 1 << 5, &r) == BIOXEN_E_INVALID && r == NULL, "execute unknown flag");
   CHECK(bioxen_session_execute(s, code, strlen(code), 0, BIOXEN_EXEC_PRINT_RESULTS, &r) == BIOXEN_OK, "execute");
   if (r) {
     CHECK(strcmp(r->stdout_data, "43\n") == 0, "execute stdout '%s'", r->stdout_data);
@@ -466,6 +467,8 @@ static void async_exec(void) {
     CHECK(bioxen_vm_exec_async(vm, code, strlen(code), 0, 0, on_done, (void *)i) == BIOXEN_OK, "async %ld", i);
   }
   CHECK(bioxen_vm_exec_async(vm, "", 0, 0, 0, on_done, NULL) == BIOXEN_E_INVALID, "async empty code");
+  /* an unknown flag bit is refused, not ignored (done is not called) */
+  CHECK(bioxen_vm_exec_async(vm, "return 1", 8, 0, 8, on_done, NULL) == BIOXEN_E_INVALID, "async unknown flag");
   pthread_mutex_lock(&done_mu);
   while (done_count < 20) pthread_cond_wait(&done_cv, &done_mu);
   pthread_mutex_unlock(&done_mu);
