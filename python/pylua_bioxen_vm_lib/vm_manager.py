@@ -116,6 +116,9 @@ class VMManager:
         order is the spec's ``create_vm(vm_id, networked=False,
         persistent=False)`` (the module-level :func:`create_vm` takes
         ``vm_type`` second, as its spec does)."""
+        if not isinstance(vm_id, str):
+            # (an unhashable one failed the lookup below with a plain TypeError)
+            raise exc.ArgumentTypeError(f"vm_id must be a non-empty string, not {type(vm_id).__name__}")
         with self._lock:
             if vm_id in self.vms:
                 raise exc.VMAlreadyExistsError(f"VM {vm_id!r} already exists")

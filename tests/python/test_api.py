@@ -177,6 +177,8 @@ def test_bad_arguments_raise_the_library_s_typed_errors():
         "size": lambda: manager.create_vm_cluster("c1", "2"),  # type: ignore[arg-type]
         "max_output_bytes": lambda: BasicLuaVM("s", max_output_bytes="abc"),  # type: ignore[arg-type]
         "vm_id": lambda: BasicLuaVM(None),  # type: ignore[arg-type]
+        # (an unhashable id failed the manager's lookup with a plain TypeError)
+        "vm_id ": lambda: manager.create_vm(["a"]),  # type: ignore[arg-type]
     }
     for name, call in type_errors.items():
         err = _raises(exc.ArgumentTypeError, call)
