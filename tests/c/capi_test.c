@@ -146,7 +146,9 @@ static void on_output(void *ud, int stream, const char *data, size_t len) {
 
 static char *read_all(bioxen_session s, int streams) {
   int idle = 0;
-  CHECK(bioxen_session_wait(s, 20000, &idle) == BIOXEN_OK && idle, "wait idle");
+  /* 120 s: under valgrind an interrupted chunk took over 20 s to end once
+   * (the Go runtime runs there 20-50x slower); natively it is milliseconds */
+  CHECK(bioxen_session_wait(s, 120000, &idle) == BIOXEN_OK && idle, "wait idle");
   char *data = NULL;
   size_t len = 0;
   int rc = bioxen_session_read(s, streams, 0, &data, &len);
