@@ -144,6 +144,32 @@ func goString(p *C.char) string {
 // maxOptionsSize bounds the size a caller may give bioxen_vm_options.
 const maxOptionsSize = 4096
 
+// optionsLayouts are the sizes of the older bioxen_vm_options layouts this
+// library reads: each ends after the last field a version added (rounded
+// up to the struct's alignment, as sizeof is).
+var optionsLayouts = func() []uintptr {
+	var o C.bioxen_vm_options
+	align := unsafe.Alignof(o)
+	end := func(off, n uintptr) uintptr { return (off + n + align - 1) / align * align }
+	return []uintptr{
+		end(unsafe.Offsetof(o.max_output_bytes), unsafe.Sizeof(o.max_output_bytes)),
+		end(unsafe.Offsetof(o.package_cpath), unsafe.Sizeof(o.package_cpath)),
+		end(unsafe.Offsetof(o.allowed_paths), unsafe.Sizeof(o.allowed_paths)),
+		end(unsafe.Offsetof(o.config_json), unsafe.Sizeof(o.config_json)),
+		end(unsafe.Offsetof(o.module_roots), unsafe.Sizeof(o.module_roots)),
+		end(unsafe.Offsetof(o.cpu_limit_ms), unsafe.Sizeof(o.cpu_limit_ms)),
+	}
+}()
+
+func isOptionsLayout(size uintptr) bool {
+	for _, n := range optionsLayouts {
+		if n == size {
+			return true
+		}
+	}
+	return false
+}
+
 //export bioxenGoVMOpen
 func bioxenGoVMOpen(o *C.bioxen_vm_options, out *C.bioxen_vm) (status C.int) {
 	defer guard(&status)
@@ -159,6 +185,11 @@ func bioxenGoVMOpen(o *C.bioxen_vm_options, out *C.bioxen_vm) (status C.int) {
 		}
 		if size < unsafe.Offsetof(o.max_output_bytes)+unsafe.Sizeof(o.max_output_bytes) {
 			return fail(core.Errorf(core.ErrInvalid, "open", "options size %d is smaller than the oldest layout", size))
+		}
+		if size < unsafe.Sizeof(*o) && !isOptionsLayout(size) {
+			// A size that ends inside a field or between the fields of one
+			// version would drop settings silently.
+			return fail(core.Errorf(core.ErrInvalid, "open", "options size %d is not a bioxen_vm_options size", size))
 		}
 		if known := unsafe.Sizeof(*o); size > known {
 			// A newer header's layout: accepted when the fields this

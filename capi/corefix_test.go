@@ -308,7 +308,12 @@ func TestCABIArgumentChecks(t *testing.T) {
 		size  uintptr
 		extra byte
 		ok    bool
-	}{{known, 0, true}, {known + 16, 0, true}, {known + 16, 1, false}, {maxOptionsSize + 8, 0, false}} {
+	}{{known, 0, true}, {known + 16, 0, true}, {known + 16, 1, false}, {maxOptionsSize + 8, 0, false},
+		// Older layouts, and sizes that end inside a field or between
+		// two fields of one version (found by review: cpu_limit_ms and
+		// max_memory_bytes were silently dropped for known-4).
+		{optionsLayouts[0], 0, true}, {optionsLayouts[4], 0, true},
+		{known - 4, 0, false}, {known - 8, 0, false}, {optionsLayouts[0] + 8, 0, false}, {optionsLayouts[0] + 1, 0, false}} {
 		h, st := testOpenSized(c.size, c.extra)
 		if (st == 0) != c.ok || (st != 0 && st != 2) {
 			t.Errorf("options size %d (extra %d): status %d %s", c.size, c.extra, st, testErrmsg())
