@@ -387,6 +387,10 @@ class InteractiveSession:
         session's VM only ``timeout=0`` is allowed (a wait there would hold
         up the chunk it waits for): anything else raises
         ReentrantCallError."""
+        if not isinstance(stream, str):
+            raise exc.ArgumentTypeError(
+                f"stream must be a str ('both', 'stdout' or 'stderr'), not {type(stream).__name__}"
+            )
         mask = _STREAMS.get(stream)
         if mask is None:
             raise exc.InvalidArgumentError(f"stream must be 'both', 'stdout' or 'stderr', not {stream!r}")

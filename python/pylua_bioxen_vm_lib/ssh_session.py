@@ -8,9 +8,11 @@ keepalives, reconnects, remote processes under ``timeout -s KILL``.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Union
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from . import _ffi
+from . import exceptions as exc
 from ._redact import redact_userinfo
 from .vm import finite_seconds
 
@@ -18,6 +20,9 @@ from .vm import finite_seconds
 class SSHSessionManager:
     """``SSHSessionManager(host, username, password=None, key_file=None,
     port=22, known_hosts=None, trust_on_first_use=False)``.
+
+    ``key_file`` is a path (str or os.PathLike) or a list of them, and
+    ``known_hosts`` a path; other types raise ArgumentTypeError.
 
     The password, and any user information in ``host`` (``user:pw@host``),
     never appear in errors or the repr."""
@@ -27,18 +32,31 @@ class SSHSessionManager:
         host: str,
         username: str,
         password: Optional[str] = None,
-        key_file: Optional[Union[str, List[str]]] = None,
+        key_file: Optional[Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]]]] = None,
         port: int = 22,
         *,
-        known_hosts: Optional[str] = None,
+        known_hosts: Optional[Union[str, os.PathLike[str]]] = None,
         trust_on_first_use: bool = False,
     ) -> None:
         self.host = host
         self.username = username
         self._password = password
-        self.key_files = [key_file] if isinstance(key_file, str) else list(key_file or [])
+        for name, v in (("host", host), ("username", username)):
+            if not isinstance(v, str):
+                raise exc.ArgumentTypeError(f"{name} must be a str, not {type(v).__name__}")
+        if password is not None and not isinstance(password, str):
+            raise exc.ArgumentTypeError(f"password must be a str or None, not {type(password).__name__}")
+        if key_file is None:
+            files: List[str] = []
+        elif isinstance(key_file, (str, os.PathLike)):
+            files = [_path("key_file", key_file)]
+        elif isinstance(key_file, (list, tuple)):
+            files = [_path("key_file", f) for f in key_file]
+        else:
+            raise exc.ArgumentTypeError(f"key_file must be a path or a list of paths, not {type(key_file).__name__}")
+        self.key_files = files
         self.port = port
-        self.known_hosts = known_hosts
+        self.known_hosts = None if known_hosts is None else _path("known_hosts", known_hosts)
         self.trust_on_first_use = trust_on_first_use
 
     def __repr__(self) -> str:
@@ -68,3 +86,12 @@ class SSHSessionManager:
     def connect(self) -> bool:
         """Check that the host is reachable and the login works."""
         return self.run_command("true", timeout=60)["exit_status"] == 0
+
+
+def _path(name: str, v: Any) -> str:
+    """A path argument as str: str or os.PathLike, else ArgumentTypeError."""
+    if isinstance(v, os.PathLike):
+        v = os.fspath(v)
+    if not isinstance(v, str):
+        raise exc.ArgumentTypeError(f"{name} must be a str or os.PathLike, not {type(v).__name__}")
+    return v

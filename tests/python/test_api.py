@@ -21,6 +21,7 @@ from pylua_bioxen_vm_lib import (
     create_vm,
 )
 from pylua_bioxen_vm_lib import exceptions as exc
+from pylua_bioxen_vm_lib.ssh_session import SSHSessionManager
 
 ORIGINAL_EXCEPTIONS = [
     "LuaVMError",
@@ -179,6 +180,13 @@ def test_bad_arguments_raise_the_library_s_typed_errors():
         "vm_id": lambda: BasicLuaVM(None),  # type: ignore[arg-type]
         # (an unhashable id failed the manager's lookup with a plain TypeError)
         "vm_id ": lambda: manager.create_vm(["a"]),  # type: ignore[arg-type]
+        # (an unhashable stream, and path objects, failed with plain
+        # TypeErrors: "unhashable type", "not JSON serializable")
+        "stream": lambda: session.read_output(stream=["stdout"]),  # type: ignore[arg-type]
+        "key_file": lambda: SSHSessionManager("h", "u", key_file=5),  # type: ignore[arg-type]
+        "key_file ": lambda: SSHSessionManager("h", "u", key_file=[b"k"]),  # type: ignore[list-item]
+        "known_hosts": lambda: SSHSessionManager("h", "u", known_hosts=5),  # type: ignore[arg-type]
+        "username": lambda: SSHSessionManager("h", None),  # type: ignore[arg-type]
     }
     for name, call in type_errors.items():
         err = _raises(exc.ArgumentTypeError, call)
@@ -186,6 +194,10 @@ def test_bad_arguments_raise_the_library_s_typed_errors():
     assert manager.list_vms() == ["typed_s"]
     manager.shutdown_all()
     vm.close()
+    # Paths may be os.PathLike.
+    ssh = SSHSessionManager("h", "u", key_file=Path("/k"), known_hosts=Path("/kh"))
+    assert ssh.key_files == ["/k"] and ssh.known_hosts == "/kh"
+    assert SSHSessionManager("h", "u", key_file=(Path("/a"), "/b")).key_files == ["/a", "/b"]
 
 
 def test_remote_timeouts_are_checked():
@@ -194,7 +206,6 @@ def test_remote_timeouts_are_checked():
     bad request JSON"."""
     import math
 
-    from pylua_bioxen_vm_lib.ssh_session import SSHSessionManager
     from pylua_bioxen_vm_lib.xapi_client import XAPIClient
 
     ssh = SSHSessionManager("127.0.0.1", "u", password="p", port=1)
