@@ -1010,6 +1010,9 @@ func baseUnpack(L *lua.LState) int {
 	reserveStack(L, end-start+1)
 	for i := start; i <= end; i++ {
 		L.Push(rawInt(tb, i))
+		if (i-start)&0xffff == 0xffff {
+			L.PollLimits() // a million values take 5 ms
+		}
 	}
 	return end - start + 1
 }

@@ -2228,7 +2228,25 @@ func init() {
 			if B == 0 {
 				nelem = reg.Top() - RA - 1
 			}
-			for i := 1; i <= nelem; i++ {
+			i := 1
+			if offset == len(table.array) && nelem > 1 && offset+nelem < MaxArrayIndex {
+				table.reserveArray(nelem, L) // bioxen: one growth, as Lua's luaH_resize
+				if len(table.dict) == 0 {
+					// bioxen: appends while the values are not nil (the
+					// common case), without rawSetInt's checks.
+					for ; i <= nelem; i++ {
+						v := reg.array[RA+i]
+						if v == nil || v == LNil {
+							break
+						}
+						table.array = append(table.array, v)
+						if i&0xffff == 0 {
+							L.PollLimits()
+						}
+					}
+				}
+			}
+			for ; i <= nelem; i++ {
 				table.rawSetInt(offset+i, reg.Get(RA+i), L) // bioxen: a long growth polls (growArray)
 				if i&0xffff == 0 {
 					// bioxen: {f()} of a million values took 50 ms in this
