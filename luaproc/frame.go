@@ -176,15 +176,21 @@ func ReadFrame(r *bufio.Reader) (Frame, error) {
 		_, err = io.ReadFull(r, payload)
 	} else {
 		// Memory grows with the bytes that arrive, not with what the
-		// header announces: a 12-byte header costs no 64 MiB.
-		var b bytes.Buffer
-		b.Grow(readChunk)
-		var n int64
-		n, err = io.CopyN(&b, r, plen)
-		if err == nil && n != plen {
-			err = io.ErrUnexpectedEOF
+		// header announces: a 12-byte header costs no 64 MiB. It doubles
+		// up to the payload's length, never past it (a bytes.Buffer
+		// doubled a full 16 MiB payload to 32 MiB, and held 64 MiB of
+		// garbage and buffer per frame of a flood).
+		payload = make([]byte, 0, readChunk)
+		for err == nil && int64(len(payload)) < plen {
+			if len(payload) == cap(payload) {
+				nb := make([]byte, len(payload), min(plen, 2*int64(cap(payload))))
+				copy(nb, payload)
+				payload = nb
+			}
+			var n int
+			n, err = io.ReadFull(r, payload[len(payload):cap(payload)])
+			payload = payload[:len(payload)+n]
 		}
-		payload = b.Bytes()
 	}
 	if err != nil {
 		if err == io.EOF {

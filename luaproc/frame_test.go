@@ -283,6 +283,21 @@ func TestHeaderCostsNothingAhead(t *testing.T) {
 	if f, err := ReadFrame(bufio.NewReader(bytes.NewReader(data))); err != nil || !bytes.Equal(f.Payload, payload) {
 		t.Errorf("large frame via ReadFrame: %v", err)
 	}
+	// A payload of a power of two takes no more than its length: a
+	// bytes.Buffer doubled a full 16 MiB payload to 32 MiB (a flooding
+	// peer's frames made the host hold 134 MiB in a CI run).
+	for _, n := range []int{1 << 22, 3<<20 + 1} {
+		data := AppendFrame(nil, 'O', nil, bytes.Repeat([]byte("y"), n))
+		runtime.ReadMemStats(&before)
+		f, err := ReadFrame(bufio.NewReader(bytes.NewReader(data)))
+		runtime.ReadMemStats(&after)
+		if err != nil || len(f.Payload) != n || cap(f.Payload) != n {
+			t.Errorf("ReadFrame of %d bytes: len %d cap %d, %v", n, len(f.Payload), cap(f.Payload), err)
+		}
+		if a := after.TotalAlloc - before.TotalAlloc; a > uint64(2*n+1<<20) {
+			t.Errorf("ReadFrame of %d bytes allocated %d", n, a)
+		}
+	}
 }
 
 // TestDecodeValuesOpaqueNotUTF8: an 'o' value whose text is not UTF-8

@@ -479,8 +479,10 @@ func TestIdleFloodDropsTheDriver(t *testing.T) {
 	if core.CodeOf(err) != core.ErrTimeout {
 		wantErr(t, err, core.ErrEngine, true)
 	}
-	if peak := stop(); peak > 128<<20 {
-		t.Errorf("a flooding driver's call made the host hold %d MiB", peak>>20)
+	peak2 := stop()
+	t.Logf("peak heap in use: %d MiB idle, %d MiB in the call", peak>>20, peak2>>20)
+	if peak2 > 128<<20 {
+		t.Errorf("a flooding driver's call made the host hold %d MiB", peak2>>20)
 	}
 	closeAndCheckGoroutines(t, e)
 	runtime.GC()
