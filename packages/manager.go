@@ -20,7 +20,8 @@ import (
 // Config opens a Manager.
 type Config struct {
 	// Home holds the environments (Home/envs/<name>) and the repository
-	// list (Home/repos.json).
+	// list (Home/repos.json). A relative path is taken from the current
+	// directory when the manager is opened.
 	Home string
 	// Luarocks is the luarocks executable; default "luarocks".
 	Luarocks string
@@ -61,6 +62,13 @@ func Open(cfg Config) (*Manager, error) {
 	if cfg.Home == "" {
 		return nil, core.Errorf(core.ErrInvalid, "packages", "no home directory given")
 	}
+	// Absolute: luarocks runs in a directory of its own, where a relative
+	// tree would name a directory removed after the run.
+	home, err := filepath.Abs(cfg.Home)
+	if err != nil {
+		return nil, core.Wrap(core.ErrInvalid, "packages", "bad home directory "+cfg.Home, err)
+	}
+	cfg.Home = home
 	if err := os.MkdirAll(filepath.Join(cfg.Home, "envs"), 0o755); err != nil {
 		return nil, core.Wrap(core.ErrGeneric, "packages", "cannot create "+cfg.Home, err)
 	}

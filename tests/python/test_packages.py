@@ -491,3 +491,19 @@ def test_many_luajit_starts_stay_in_sync():
             assert result["values"] == [0.5], (i, result)
         finally:
             vm.close()
+
+
+def test_relative_home_is_the_current_directorys(tmp_path, monkeypatch):
+    """A relative PYLUA_BIOXEN_HOME installed into luarocks' own temporary
+    directory (removed afterwards) and reported success: nothing could be
+    required."""
+    from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYLUA_BIOXEN_HOME", "rel-home")
+    result = PackageInstaller().install_package("bio_compute")
+    assert result["installed_version"] == "1.0.0-1"
+    assert (tmp_path / "rel-home" / "envs" / "default" / "tree").is_dir()
+    for engine in ("embedded", "process"):
+        out = create_vm("v", engine=engine).execute_string('require("bio_compute") return bio_compute.compute(10)')
+        assert out["success"], (engine, out)

@@ -1,0 +1,41 @@
+package packages
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// A relative home was used as given: luarocks runs in a directory of its
+// own, so it installed into that directory (removed afterwards) and the
+// install reported success with nothing in the environment.
+func TestRelativeHomeInstallsIntoTheHome(t *testing.T) {
+	repo := buildRepo(t)
+	u, err := NormalizeRepoURL(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	m, err := Open(Config{Home: "home", DefaultRepos: []Repo{{Name: "r", URL: u}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(m.Home()) {
+		t.Errorf("Home() = %q, not absolute", m.Home())
+	}
+	env, err := m.Env("default", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := env.Install(context.Background(), "hello", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inst) == 0 {
+		t.Errorf("install reported nothing installed")
+	}
+	if _, err := os.Stat(filepath.Join("home", "envs", "default", "tree", "share", "lua", "5.1", "hello.lua")); err != nil {
+		t.Errorf("hello.lua is not in the environment: %v", err)
+	}
+}
