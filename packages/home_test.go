@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"libbioxen/core"
 )
 
 // A relative home was used as given: luarocks runs in a directory of its
@@ -37,5 +39,23 @@ func TestRelativeHomeInstallsIntoTheHome(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join("home", "envs", "default", "tree", "share", "lua", "5.1", "hello.lua")); err != nil {
 		t.Errorf("hello.lua is not in the environment: %v", err)
+	}
+}
+
+// package.path and package.cpath are ';'-separated templates in which '?'
+// stands for the module name: a tree under a home holding either took
+// installs that no require could ever find.
+func TestHomeThatPackagePathCannotHoldIsRefused(t *testing.T) {
+	for _, bad := range []string{"a;b", "a?b"} {
+		m, err := Open(Config{Home: filepath.Join(t.TempDir(), bad)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Env("default", true); core.CodeOf(err) != core.ErrInvalid {
+			t.Errorf("home %q: Env: %v, want ErrInvalid", bad, err)
+		}
+		if _, err := os.Stat(filepath.Join(m.Home(), "envs", "default")); err == nil {
+			t.Errorf("home %q: the environment was created", bad)
+		}
 	}
 }

@@ -232,6 +232,11 @@ func (m *Manager) Env(name string, create bool) (*Env, error) {
 	if !ValidEnvName(name) {
 		return nil, core.Errorf(core.ErrInvalid, "environment", "invalid environment name %q (letters, digits, '_', '.', '-')", name)
 	}
+	if strings.ContainsAny(m.home, ";?") {
+		// package.path is ';'-separated and '?' stands for the module
+		// name: a tree here would take installs no require could find.
+		return nil, core.Errorf(core.ErrInvalid, "environment", "the package home %q holds ';' or '?', which package.path cannot hold", m.home)
+	}
 	dir := filepath.Join(m.home, "envs", name)
 	if _, err := os.Stat(dir); err != nil {
 		if !create {

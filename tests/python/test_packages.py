@@ -507,3 +507,18 @@ def test_relative_home_is_the_current_directorys(tmp_path, monkeypatch):
     for engine in ("embedded", "process"):
         out = create_vm("v", engine=engine).execute_string('require("bio_compute") return bio_compute.compute(10)')
         assert out["success"], (engine, out)
+
+
+@pytest.mark.parametrize("bad", ["a;b", "a?b"])
+def test_home_that_package_path_cannot_hold_is_refused(tmp_path, monkeypatch, bad):
+    """package.path is ';'-separated with '?' for the module name: an
+    install under such a home succeeded and require never found it."""
+    from pylua_bioxen_vm_lib.env import EnvironmentManager
+    from pylua_bioxen_vm_lib.package_manager import PackageManager
+
+    monkeypatch.setenv("PYLUA_BIOXEN_HOME", str(tmp_path / bad))
+    with pytest.raises(exc.InvalidArgumentError, match="package.path"):
+        PackageManager().install("bio_compute")
+    with pytest.raises(exc.InvalidArgumentError):
+        EnvironmentManager().create_environment("e")
+    assert not (tmp_path / bad / "envs" / "default").exists()
