@@ -522,3 +522,28 @@ def test_home_that_package_path_cannot_hold_is_refused(tmp_path, monkeypatch, ba
     with pytest.raises(exc.InvalidArgumentError):
         EnvironmentManager().create_environment("e")
     assert not (tmp_path / bad / "envs" / "default").exists()
+
+
+def test_curator_catalogs_given_as_paths_or_bad_data(tmp_path, monkeypatch):
+    """A catalog given as a pathlib.Path was taken for data: TypeError (not
+    JSON serializable), leaving a temporary file behind; an entry of the
+    original's dict that is no dict was AttributeError."""
+    from pathlib import Path
+
+    from pylua_bioxen_vm_lib.utils.curator import Curator
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    catalog = tmp_path / "mine.json"
+    catalog.write_text(json.dumps({"packages": [{"name": "mypkg", "summary": "mine"}]}))
+    curator = Curator(packages_catalog=Path(catalog))
+    assert curator.catalog()["packages"]["mypkg"]["summary"] == "mine"
+    for bad in ({"x": 1}, {"x": {"summary": object()}}, object()):
+        with pytest.raises(exc.ArgumentTypeError):
+            Curator(packages_catalog=bad)  # type: ignore[arg-type]
+    with pytest.raises(exc.ArgumentTypeError):
+        Curator(profiles_catalog={"p": {"packages": [object()]}})
+    assert os.listdir(tmp_path / "tmp") == []

@@ -25,7 +25,7 @@ from .. import exceptions as exc
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.curator")
 
-CatalogSource = Union[str, Mapping[str, Any], Sequence[Any], None]
+CatalogSource = Union[str, "os.PathLike[str]", Mapping[str, Any], Sequence[Any], None]
 
 
 @dataclass
@@ -52,26 +52,46 @@ def _remove_files(paths: List[str]) -> None:
 
 def _catalog_files(packages_catalog: CatalogSource, profiles_catalog: CatalogSource) -> Tuple[List[str], List[str]]:
     """Shipped catalogs plus the given ones, and the temporary files among
-    them: dicts/lists (the original's injected catalogs) are written to a
-    temporary JSON file, which the caller removes when done."""
+    them: paths (str or os.PathLike) are used as they are; dicts/lists (the
+    original's injected catalogs) are written to a temporary JSON file,
+    which the caller removes when done. Data that is no catalog is
+    ArgumentTypeError, and leaves no temporary file."""
     files = _packages.default_catalogs()
     temporary: List[str] = []
-    for key, source in (("packages", packages_catalog), ("profiles", profiles_catalog)):
-        if source is None:
-            continue
-        if isinstance(source, str):
-            files.append(source)
-            continue
-        data = source
-        if isinstance(source, Mapping) and key == "packages" and "packages" not in source:
-            data = [dict(v, name=v.get("name", k)) for k, v in source.items()]
-        if key == "profiles" and not (isinstance(source, Mapping) and "profiles" in source):
-            data = {"profiles": source}
-        with tempfile.NamedTemporaryFile("w", suffix=f"-{key}.json", delete=False, prefix="bioxen-catalog-") as tmp:
-            temporary.append(tmp.name)
-            json.dump(data, tmp)
-        files.append(tmp.name)
+    try:
+        for key, source in (("packages", packages_catalog), ("profiles", profiles_catalog)):
+            if source is None:
+                continue
+            if isinstance(source, (str, os.PathLike)):
+                files.append(os.fsdecode(source))
+                continue
+            text = _catalog_json(key, source)
+            with tempfile.NamedTemporaryFile("w", suffix=f"-{key}.json", delete=False, prefix="bioxen-catalog-") as tmp:
+                temporary.append(tmp.name)
+                tmp.write(text)
+            files.append(tmp.name)
+    except BaseException:
+        _remove_files(temporary)
+        raise
     return files, temporary
+
+
+def _catalog_json(key: str, source: Any) -> str:
+    """The JSON of an injected catalog (``key`` is "packages" or
+    "profiles"), or ArgumentTypeError."""
+    if not isinstance(source, (Mapping, list, tuple)):
+        raise exc.ArgumentTypeError(f"{key}_catalog must be a path, a dict or a list, not {type(source).__name__}")
+    data: Any = source
+    if isinstance(source, Mapping) and key == "packages" and "packages" not in source:
+        if not all(isinstance(v, Mapping) for v in source.values()):
+            raise exc.ArgumentTypeError("packages_catalog: each package's entry must be a dict")
+        data = [dict(v, name=v.get("name", k)) for k, v in source.items()]
+    if key == "profiles" and not (isinstance(source, Mapping) and "profiles" in source):
+        data = {"profiles": source}
+    try:
+        return json.dumps(data)
+    except (TypeError, ValueError) as err:
+        raise exc.ArgumentTypeError(f"{key}_catalog is not JSON data: {err}") from err
 
 
 class Curator:
