@@ -142,7 +142,8 @@ func runPackages(req *pkgRequest) (any, error) {
 		}
 		return e.InstallLock(ctx, lf)
 	case "health":
-		e, err := env(true)
+		// A query: an unknown environment is not created ("create" asks).
+		e, err := env(req.Create)
 		if err != nil {
 			return nil, err
 		}

@@ -114,7 +114,7 @@ class EnvironmentManager:
         _packages.check_env_name(name)
         if name != _packages.DEFAULT_ENV and not _packages.env_exists(name):
             raise exc.EnvironmentNotFoundError(f"no package environment {name!r}")
-        return self._call("health", env=name)
+        return self._call("health", env=name, create=name == _packages.DEFAULT_ENV)
 
     def check_package_availability(self, package: str) -> bool:
         """True when some repository has the package."""

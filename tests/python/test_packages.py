@@ -547,3 +547,21 @@ def test_curator_catalogs_given_as_paths_or_bad_data(tmp_path, monkeypatch):
     with pytest.raises(exc.ArgumentTypeError):
         Curator(profiles_catalog={"p": {"packages": [object()]}})
     assert os.listdir(tmp_path / "tmp") == []
+
+
+def test_health_check_creates_no_environment(isolated_home):
+    """Curator(env_name=<typo>).health_check() created the environment (so
+    create_vm(environment=<typo>) worked afterwards); the C request
+    {"op": "health", "env": <typo>} too."""
+    from pylua_bioxen_vm_lib import _packages
+    from pylua_bioxen_vm_lib.env import EnvironmentManager
+    from pylua_bioxen_vm_lib.utils.curator import Curator
+
+    with pytest.raises(exc.EnvironmentNotFoundError):
+        Curator(env_name="ghost").health_check()
+    with pytest.raises(exc.EnvironmentNotFoundError):
+        _packages.call("health", env="ghost")
+    assert not (isolated_home / "envs" / "ghost").exists()
+    # "default" is always there to check.
+    assert Curator().health_check()["environment"] == "default"
+    assert EnvironmentManager().validate_environment()["environment"] == "default"

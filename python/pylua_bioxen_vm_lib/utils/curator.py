@@ -216,8 +216,10 @@ class Curator:
         return sorted(recs, key=lambda p: (-p.priority, p.name))
 
     def health_check(self) -> Dict[str, Any]:
-        """The original's health dict, from the core."""
-        health = self._call("health")
+        """The original's health dict, from the core. An environment other
+        than "default" that does not exist is EnvironmentNotFoundError (it
+        is not created)."""
+        health = self._call("health", create=self.env_name == _packages.DEFAULT_ENV)
         catalog = self.catalog()
         profiles = catalog.get("profiles") or {}
         critical = [n for p in profiles.get("bioxen-minimal", {}).get("packages", []) for n in [p]]
