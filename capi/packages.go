@@ -50,6 +50,24 @@ func runPackages(req *pkgRequest) (any, error) {
 		}
 		return m.Env(name, create)
 	}
+	// changeEnv opens the environment of a change (install, update,
+	// install_lock), creating it; undo removes it again if it was created
+	// here, so that a change that fails leaves no new, empty environment.
+	changeEnv := func() (e *packages.Env, undo func(), err error) {
+		_, err = env(false)
+		existed := err == nil
+		if e, err = env(true); err != nil {
+			return nil, nil, err
+		}
+		undo = func() {
+			if !existed {
+				if err := m.RemoveEnv(e.Name); err != nil {
+					core.Logf(core.LevelWarn, "packages: removing environment %q after a failed change: %v", e.Name, err)
+				}
+			}
+		}
+		return e, undo, nil
+	}
 	switch req.Op {
 	case "catalog":
 		return map[string]any{"packages": m.Catalog().Packages, "profiles": m.Catalog().Profiles, "sources": m.Catalog().Sources}, nil
@@ -97,11 +115,16 @@ func runPackages(req *pkgRequest) (any, error) {
 		}
 		return map[string]string{"path": p, "cpath": cp, "tree": e.Tree()}, nil
 	case "install", "update":
-		e, err := env(true)
+		e, undo, err := changeEnv()
 		if err != nil {
 			return nil, err
 		}
-		return e.Install(ctx, req.Package, req.Version)
+		inst, err := e.Install(ctx, req.Package, req.Version)
+		if err != nil {
+			undo()
+			return nil, err
+		}
+		return inst, nil
 	case "remove":
 		e, err := env(false)
 		if err != nil {
@@ -130,17 +153,22 @@ func runPackages(req *pkgRequest) (any, error) {
 		}
 		return lf, nil
 	case "install_lock":
-		e, err := env(true)
-		if err != nil {
-			return nil, err
-		}
 		lf := req.Lock
 		if lf == nil {
 			if lf, err = packages.ReadLockFile(req.Path); err != nil {
 				return nil, err
 			}
 		}
-		return e.InstallLock(ctx, lf)
+		e, undo, err := changeEnv()
+		if err != nil {
+			return nil, err
+		}
+		inst, err := e.InstallLock(ctx, lf)
+		if err != nil {
+			undo()
+			return nil, err
+		}
+		return inst, nil
 	case "health":
 		// A query: an unknown environment is not created ("create" asks).
 		e, err := env(req.Create)

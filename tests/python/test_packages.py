@@ -276,7 +276,7 @@ def test_build_commands_run_only_when_allowed(tmp_path):
     # nothing outside the environment's tree.)
     import subprocess
 
-    from pylua_bioxen_vm_lib.env import EnvironmentManager
+    from pylua_bioxen_vm_lib import _packages
     from pylua_bioxen_vm_lib.package_manager import PackageManager
     from pylua_bioxen_vm_lib.utils.curator import PackageInstaller
 
@@ -300,7 +300,8 @@ def test_build_commands_run_only_when_allowed(tmp_path):
     PackageManager().repositories.add_repository(repo, name="evil", index=0)
 
     def built() -> bool:
-        tree = EnvironmentManager().get_paths("default")["tree"]
+        # (A failed install removes the environment it created.)
+        tree = _packages.home() / "envs" / "default" / "tree"
         module = os.path.join(tree, "share", "lua", "5.1", "evil.lua")
         return os.path.exists(module) and "ran" in open(module).read()
 
@@ -565,3 +566,31 @@ def test_health_check_creates_no_environment(isolated_home):
     # "default" is always there to check.
     assert Curator().health_check()["environment"] == "default"
     assert EnvironmentManager().validate_environment()["environment"] == "default"
+
+
+def test_failed_change_leaves_no_new_environment(isolated_home, tmp_path):
+    """An install, update or lock restore that failed before installing
+    anything still created its environment (so create_vm(environment=...)
+    then worked on an empty one)."""
+    from pylua_bioxen_vm_lib.env import EnvironmentManager
+    from pylua_bioxen_vm_lib.package_manager import PackageManager
+
+    with pytest.raises(exc.InvalidArgumentError, match="unknown package"):
+        PackageManager("fresh1").install("no_such_package")
+    with pytest.raises(exc.InvalidArgumentError):
+        PackageManager("fresh2").install("-bad")
+    with pytest.raises(exc.LuaRocksError):
+        PackageManager("fresh3").install("bio_compute", "9.9-1")
+    with pytest.raises(exc.LuaFileNotFoundError):
+        EnvironmentManager().restore("fresh4", tmp_path / "missing.lock")
+    bad_lock = tmp_path / "bad.lock"
+    bad_lock.write_text('{"format": 1, "packages": [{"name": "x", "version": "1-1", "rock": "../x", "repo": "r"}]}')
+    with pytest.raises(exc.InvalidArgumentError):
+        EnvironmentManager().restore("fresh5", bad_lock)
+    assert EnvironmentManager().list_environments() == []
+    # An environment that was there stays, with what it had.
+    PackageManager("kept").install("bio_compute")
+    with pytest.raises(exc.InvalidArgumentError):
+        PackageManager("kept").install("no_such_package")
+    assert PackageManager("kept").is_installed("bio_compute")
+    assert EnvironmentManager().list_environments() == ["kept"]
