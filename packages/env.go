@@ -632,7 +632,24 @@ func WriteLockFile(path string, lf *LockFile) error {
 		clean.Packages[i].Repo = RedactURL(clean.Packages[i].Repo)
 	}
 	data, _ := json.MarshalIndent(&clean, "", "  ")
-	if err := os.WriteFile(path, append(data, '\n'), 0o600); err != nil {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return core.Wrap(core.ErrGeneric, "lock", "cannot write "+path, err)
+	}
+	// The mode of a file that was there is kept by open: a regular one is
+	// made 0600 too (never a device, /dev/stdout say).
+	if fi, serr := f.Stat(); serr != nil {
+		err = serr
+	} else if fi.Mode().IsRegular() && fi.Mode().Perm() != 0o600 {
+		err = f.Chmod(0o600)
+	}
+	if _, werr := f.Write(append(data, '\n')); err == nil {
+		err = werr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return core.Wrap(core.ErrGeneric, "lock", "cannot write "+path, err)
 	}
 	return nil

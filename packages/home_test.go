@@ -59,3 +59,25 @@ func TestHomeThatPackagePathCannotHoldIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// os.WriteFile keeps the mode of a file that exists: a lock file written
+// over one of mode 0644 stayed 0644, though lock files are written 0600.
+func TestLockFileOverwrittenIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "env.lock")
+	if err := os.WriteFile(path, []byte("old, longer than the new content, which must replace it all\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteLockFile(path, &LockFile{Format: 1}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	if lf, err := ReadLockFile(path); err != nil || lf.Format != 1 || len(lf.Packages) != 0 {
+		t.Errorf("read back: %+v, %v", lf, err)
+	}
+}
