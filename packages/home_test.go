@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"libbioxen/core"
 )
@@ -79,5 +81,32 @@ func TestLockFileOverwrittenIsPrivate(t *testing.T) {
 	}
 	if lf, err := ReadLockFile(path); err != nil || lf.Format != 1 || len(lf.Packages) != 0 {
 		t.Errorf("read back: %+v, %v", lf, err)
+	}
+}
+
+// repos.json was read with os.ReadFile: a FIFO there blocked Open (every
+// package operation) until something wrote to it.
+func TestReposFileMustBeRegular(t *testing.T) {
+	home := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(home, "repos.json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Open(Config{Home: home})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if core.CodeOf(err) != core.ErrInvalid {
+			t.Errorf("Open with a FIFO as repos.json: %v, want ErrInvalid", err)
+		}
+	case <-time.After(20 * time.Second):
+		// Unblock the reader so the test ends.
+		f, _ := os.OpenFile(filepath.Join(home, "repos.json"), os.O_WRONLY, 0)
+		f.Write([]byte("[]"))
+		f.Close()
+		<-done
+		t.Fatal("Open blocked on a FIFO as repos.json")
 	}
 }

@@ -81,7 +81,8 @@ func Open(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m.catalog = cat
-	data, err := os.ReadFile(m.reposFile())
+	// A regular file of bounded size: a FIFO there blocked every call.
+	data, err := core.ReadRegularFile("packages", m.reposFile(), maxReposFileBytes)
 	switch {
 	case err == nil:
 		if err := json.Unmarshal(data, &m.repos); err != nil {
@@ -90,10 +91,13 @@ func Open(cfg Config) (*Manager, error) {
 	case errors.Is(err, os.ErrNotExist):
 		m.repos = append([]Repo(nil), cfg.DefaultRepos...)
 	default:
-		return nil, core.Wrap(core.ErrGeneric, "packages", "cannot read "+m.reposFile(), err)
+		return nil, err
 	}
 	return m, nil
 }
+
+// maxReposFileBytes bounds repos.json (a few hundred bytes a repository).
+const maxReposFileBytes = 16 << 20
 
 // Home is the manager's home directory.
 func (m *Manager) Home() string { return m.home }
