@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -108,5 +109,33 @@ func TestReposFileMustBeRegular(t *testing.T) {
 		f.Close()
 		<-done
 		t.Fatal("Open blocked on a FIFO as repos.json")
+	}
+}
+
+// The entries of repos.json (a file a user may edit) were used unchecked:
+// an unsupported scheme, a null entry or an empty URL became a server
+// luarocks was given, and a plain path was handed to luarocks without the
+// confinement's read access to it, so no install from it could work.
+func TestReposFileEntriesAreChecked(t *testing.T) {
+	for _, bad := range []string{`[{"name":"a","url":"ftp://x"}]`, `[null]`, `[{"name":"a","url":""}]`, `[{"name":"a\u0001","url":"/srv"}]`} {
+		home := t.TempDir()
+		os.WriteFile(filepath.Join(home, "repos.json"), []byte(bad), 0o600)
+		if _, err := Open(Config{Home: home}); core.CodeOf(err) != core.ErrInvalid || !strings.Contains(err.Error(), "repos.json") {
+			t.Errorf("repos.json %s: %v, want ErrInvalid naming the file", bad, err)
+		}
+	}
+	repo := buildRepo(t)
+	home := t.TempDir()
+	os.WriteFile(filepath.Join(home, "repos.json"), []byte(`[{"name":"plain","url":"`+repo+`"}]`), 0o600)
+	m, err := Open(Config{Home: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := m.Env("default", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Install(context.Background(), "hello", ""); err != nil {
+		t.Errorf("install from a plain path in repos.json: %v", err)
 	}
 }

@@ -88,6 +88,22 @@ func Open(cfg Config) (*Manager, error) {
 		if err := json.Unmarshal(data, &m.repos); err != nil {
 			return nil, core.Errorf(core.ErrInvalid, "packages", "%s", describeJSONError(m.reposFile(), data, err))
 		}
+		// Checked as AddRepo checks them (the file may be edited by hand):
+		// a plain path becomes a file:// URL.
+		for i := range m.repos {
+			r := &m.repos[i]
+			u, err := NormalizeRepoURL(r.URL)
+			if err == nil {
+				if r.Name == "" {
+					r.Name = RedactURL(u)
+				}
+				err = checkRepoName(r.Name)
+			}
+			if err != nil {
+				return nil, core.Wrap(core.ErrInvalid, "packages", fmt.Sprintf("%s: repository #%d", m.reposFile(), i+1), err)
+			}
+			r.URL = u
+		}
 	case errors.Is(err, os.ErrNotExist):
 		m.repos = append([]Repo(nil), cfg.DefaultRepos...)
 	default:
@@ -146,8 +162,8 @@ func (m *Manager) AddRepo(name, rawURL string, index int) error {
 	if name == "" {
 		name = RedactURL(u)
 	}
-	if len(name) > 256 || strings.IndexFunc(name, unicode.IsControl) >= 0 || !utf8.ValidString(name) {
-		return core.Errorf(core.ErrInvalid, "add_repo", "invalid repository name %q (at most 256 characters, no control characters)", core.Clip(name, 64))
+	if err := checkRepoName(name); err != nil {
+		return err
 	}
 	warnIfPlainHTTP(u)
 	m.mu.Lock()
@@ -166,6 +182,15 @@ func (m *Manager) AddRepo(name, rawURL string, index int) error {
 		m.repos = append(m.repos[:index], append([]Repo{r}, m.repos[index:]...)...)
 	}
 	return m.saveRepos()
+}
+
+// checkRepoName accepts a repository name of at most 256 characters of
+// valid UTF-8, without control characters.
+func checkRepoName(name string) error {
+	if len(name) > 256 || strings.IndexFunc(name, unicode.IsControl) >= 0 || !utf8.ValidString(name) {
+		return core.Errorf(core.ErrInvalid, "add_repo", "invalid repository name %q (at most 256 characters, no control characters)", core.Clip(name, 64))
+	}
+	return nil
 }
 
 // RemoveRepo removes a repository by name or URL.
