@@ -55,6 +55,13 @@ def call(op: str, catalogs: Optional[Sequence[str]] = None, **fields: Any) -> An
     ``env`` field is checked first (the core reads "" as "default")."""
     if "env" in fields:
         check_env_name(fields["env"])
+    for key, value in fields.items():
+        # The core would read a value of another type as a bad request.
+        if value is None or key in ("home", "create", "allow_build_commands", "lock"):
+            continue
+        wanted = int if key == "index" else str
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise exc.ArgumentTypeError(f"{key} must be {wanted.__name__}, not {type(value).__name__}")
     request = {
         "op": op,
         "home": str(fields.pop("home", None) or home()),

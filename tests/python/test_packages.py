@@ -594,3 +594,25 @@ def test_failed_change_leaves_no_new_environment(isolated_home, tmp_path):
         PackageManager("kept").install("no_such_package")
     assert PackageManager("kept").is_installed("bio_compute")
     assert EnvironmentManager().list_environments() == ["kept"]
+
+
+def test_fields_of_the_wrong_type_are_argument_type_errors():
+    """A package name, version, query, URL or index of the wrong type went
+    to the core as it was and came back as "bad request JSON"
+    (InvalidArgumentError, or PackageError from the Curator)."""
+    from pylua_bioxen_vm_lib.env import EnvironmentManager
+    from pylua_bioxen_vm_lib.package_manager import PackageManager, RepositoryManager
+    from pylua_bioxen_vm_lib.utils.curator import Curator, PackageInstaller, search_packages
+
+    for call in (
+        lambda: PackageManager().install(123),  # type: ignore[arg-type]
+        lambda: PackageManager().install("bio_compute", 1.0),  # type: ignore[arg-type]
+        lambda: Curator().install_package(["bio_compute"]),  # type: ignore[arg-type]
+        lambda: PackageInstaller().install_package("bio_compute", 1),  # type: ignore[arg-type]
+        lambda: search_packages(123),  # type: ignore[arg-type]
+        lambda: EnvironmentManager().get_paths("default", 5.1),  # type: ignore[arg-type]
+        lambda: RepositoryManager().add_repository("/tmp", index="1"),  # type: ignore[arg-type]
+        lambda: RepositoryManager().remove_repository(5),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(exc.ArgumentTypeError):
+            call()

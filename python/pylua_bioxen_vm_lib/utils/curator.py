@@ -94,6 +94,11 @@ def _catalog_json(key: str, source: Any) -> str:
         raise exc.ArgumentTypeError(f"{key}_catalog is not JSON data: {err}") from err
 
 
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str):
+        raise exc.ArgumentTypeError(f"a package name must be a str, not {type(name).__name__}")
+
+
 class Curator:
     """Catalog-driven package curation for one environment.
     ``allow_build_commands`` as for :class:`PackageManager`."""
@@ -159,6 +164,7 @@ class Curator:
         """Install a package (and its dependencies) into the environment.
         Returns True; raises PackageError (unknown package with close
         matches, unreachable repository, luarocks failure) otherwise."""
+        _check_name(name)
         if not force and version == "latest" and self.is_package_installed(name):
             return True
         return self._package_op("install", package=name, version=None if version == "latest" else version)
@@ -175,7 +181,7 @@ class Curator:
         """Run a package operation; True, or PackageError for any failure."""
         try:
             self._call(op, **fields)
-        except exc.PackageError:
+        except (exc.PackageError, exc.ArgumentTypeError):
             raise
         except exc.LuaVMError as err:
             raise _packages.package_error(err) from err
@@ -275,6 +281,7 @@ class PackageInstaller:
         ``{success, package, version, installed_version, dependencies,
         error}``. Failures raise PackageError (with close matches for an
         unknown name)."""
+        _check_name(package_name)
         meta = self._catalog_entry(package_name)
         before = self.curator._installed() if meta is None else {}  # only to find what came with it
         self.curator.install_package(package_name, version or "latest", force=version is not None)
