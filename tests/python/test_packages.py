@@ -562,7 +562,10 @@ def test_health_check_creates_no_environment(isolated_home):
         Curator(env_name="ghost").health_check()
     with pytest.raises(exc.EnvironmentNotFoundError):
         _packages.call("health", env="ghost")
+    with pytest.raises(exc.EnvironmentNotFoundError):
+        Curator(env_name="ghost").get_lua_env()
     assert not (isolated_home / "envs" / "ghost").exists()
+    assert "LUA_PATH" in Curator().get_lua_env()
     # "default" is always there to check.
     assert Curator().health_check()["environment"] == "default"
     assert EnvironmentManager().validate_environment()["environment"] == "default"

@@ -245,7 +245,10 @@ class Curator:
         }
 
     def get_lua_env(self) -> Dict[str, str]:
-        paths = self._call("paths", lua_version="5.1", create=True)
+        """``LUA_PATH``/``LUA_CPATH`` of the environment, for an external
+        interpreter. An environment other than "default" that does not
+        exist is EnvironmentNotFoundError (it is not created)."""
+        paths = self._call("paths", lua_version="5.1", create=self.env_name == _packages.DEFAULT_ENV)
         return {"LUA_PATH": paths["path"] + ";;", "LUA_CPATH": paths["cpath"] + ";;"}
 
 
