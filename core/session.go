@@ -741,7 +741,12 @@ func (s *Session) runInput(ctx context.Context, input []byte) {
 		s.flushHeld(true) // the line's output ends here
 		s.mu.Lock()
 		if err == nil && res.Incomplete {
-			s.pending = chunk
+			// Not after an Interrupt that came while the line ran: it
+			// dropped the chunk being typed, which this would bring back
+			// for the next input to complete.
+			if !s.stopped {
+				s.pending = chunk
+			}
 			s.mu.Unlock()
 			continue
 		}

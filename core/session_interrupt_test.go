@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -473,6 +474,46 @@ func TestExecuteTimeoutCoversTheQueue(t *testing.T) {
 			res, err := s.Execute(context.Background(), []byte("return ran"), core.ExecOptions{Timeout: 5 * time.Second})
 			if err != nil || string(res.Values) != "[null]" {
 				t.Fatalf("the timed-out chunk ran: %v %v", err, res)
+			}
+		})
+	}
+}
+
+// An Interrupt that lands while a line of an incomplete chunk is being
+// read drops that chunk, as ^C does in `lua -i` (the line's read put it
+// back once the Interrupt had cleared it: the next input completed the
+// interrupted chunk and ran it).
+func TestInterruptDropsTheChunkBeingTyped(t *testing.T) {
+	for _, o := range engines(t) {
+		t.Run(o.Engine, func(t *testing.T) {
+			_, s := openSession(t, o)
+			// Thousands of lines of one unfinished block: each line reads
+			// the chunk so far again, so the input runs long enough for the
+			// Interrupt to come while one of its lines is being read.
+			in := "do ran = true\n" + strings.Repeat("local x = 1\n", 4000)
+			if err := s.Send([]byte(in)); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for !s.Pending() {
+				if time.Now().After(deadline) {
+					t.Fatal("the block never became pending")
+				}
+				runtime.Gosched()
+			}
+			s.Interrupt()
+			if idle, err := s.Wait(20 * time.Second); !idle || err != nil {
+				t.Fatalf("Wait = %v, %v", idle, err)
+			}
+			if s.Pending() {
+				t.Fatal("the interrupted chunk is still pending")
+			}
+			if err := s.Send([]byte("end\nprint(ran)\n")); err != nil {
+				t.Fatal(err)
+			}
+			got := readUntil(t, s, "nil\n")
+			if !strings.Contains(got, "'end'") || strings.Contains(got, "true") {
+				t.Fatalf("after the interrupt, %q: want a syntax error near 'end', then nil", got)
 			}
 		})
 	}
