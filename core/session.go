@@ -825,6 +825,9 @@ func (l *outputLog) add(stream Stream, p []byte) {
 		l.drop(l.cost())
 		l.dropped += int64(len(p) - l.max)
 		p = p[len(p)-l.max:]
+		n := charStart(p)
+		l.dropped += int64(n)
+		p = p[n:]
 		if len(p) == 0 {
 			return
 		}
@@ -859,10 +862,29 @@ func (l *outputLog) drop(over int) {
 		l.head += over
 		l.dropped += int64(over)
 		over = 0
+		// Whole characters only: the rest of one the cut went through
+		// goes too (a read began with its stray bytes).
+		n := charStart(l.data[l.head : l.head+r.n])
+		r.n -= n
+		l.head += n
+		l.dropped += int64(n)
+		if r.n == 0 {
+			l.rhead++
+		}
 	}
 	if l.rhead == len(l.runs) {
 		l.reset()
 	}
+}
+
+// charStart is how many bytes p starts with that continue a UTF-8
+// character cut just before p (at most utf8.UTFMax-1).
+func charStart(p []byte) int {
+	n := 0
+	for n < len(p) && n < utf8.UTFMax-1 && !utf8.RuneStart(p[n]) {
+		n++
+	}
+	return n
 }
 
 // compact moves the kept output to the front once the dropped part is the

@@ -335,3 +335,43 @@ func keptState(o core.Options, res *core.Result) bool {
 	}
 	return (o.Engine == "process" || raceBuild) && string(res.Values) == "[null]"
 }
+
+// Output dropped past the session's buffer is dropped in whole characters:
+// the read after the drop began with the stray rest of the character the
+// cut went through.
+func TestSessionDropKeepsCharactersWhole(t *testing.T) {
+	cases := []struct {
+		name, code string
+		total      int // bytes written
+	}{
+		// Many writes: the oldest are dropped inside the buffer.
+		{"writes", `io.write("x") for i = 1, 40 do io.write(string.rep("\226\130\172", 40000)) end`, 1 + 40*120000},
+		// One write over the whole buffer: its tail is kept.
+		{"one", `do io.write("x" .. string.rep("\226\130\172", 1500000)) end`, 1 + 4500000},
+	}
+	for _, o := range engines(t) {
+		for _, c := range cases {
+			t.Run(o.Engine+"/"+c.name, func(t *testing.T) {
+				_, s := openSession(t, o)
+				if err := s.Send([]byte(c.code)); err != nil {
+					t.Fatal(err)
+				}
+				if idle, err := s.Wait(20 * time.Second); !idle || err != nil {
+					t.Fatalf("not idle: %v", err)
+				}
+				out, err := s.Read(core.Stdout|core.Stderr, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				marker, rest, ok := strings.Cut(string(out), "dropped]\n")
+				if !ok || !utf8.ValidString(rest) || len(rest) < core.DefaultSessionBuffer-3 {
+					t.Fatalf("%d bytes after %q, valid UTF-8: %v", len(rest), marker, utf8.ValidString(rest))
+				}
+				var dropped int
+				if _, err := fmt.Sscanf(marker, "[bioxen: %d bytes", &dropped); err != nil || dropped+len(rest) != c.total {
+					t.Fatalf("marker %q (%v) and %d bytes kept: want %d in all", marker, err, len(rest), c.total)
+				}
+			})
+		}
+	}
+}

@@ -303,8 +303,8 @@ void bioxen_free(void *p);
 ** thread, one at a time; bioxen_vm_exec on the same VM sees the same state.
 **
 ** Output not taken by a reader is kept up to 4 MiB per session; past that
-** the oldest is dropped and the next read starts with
-** "[bioxen: N bytes of older output dropped]\n". Each switch between stdout
+** the oldest is dropped (in whole UTF-8 characters) and the next read
+** starts with "[bioxen: N bytes of older output dropped]\n". Each switch between stdout
 ** and stderr (past the first 64 kept) counts 32 bytes against the 4 MiB, so
 ** output alternating between the streams a byte at a time keeps less text
 ** but no more memory. The Lua code never blocks on a slow reader.
