@@ -416,8 +416,10 @@ class InteractiveSession:
             if raw or ms == 0:
                 # The core never splits a character between reads (or
                 # deliveries), so each piece decodes on its own, whatever
-                # the stream asked for.
-                return raw.decode("utf-8", "replace")
+                # the stream asked for. A delivery that came while detach()
+                # removed the listener during the wait was written before
+                # what the core buffered after it: it goes first.
+                return self._take_late(mask) + raw.decode("utf-8", "replace")
 
     def _read_once(self, handle: int, mask: int, ms: int) -> bytes:
         data = ctypes.c_void_p()

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from pylua_bioxen_vm_lib import InteractiveSession, VMManager, create_vm
+from pylua_bioxen_vm_lib import InteractiveSession, VMManager, _ffi, create_vm
 from pylua_bioxen_vm_lib.aio import AsyncVMManager
 from pylua_bioxen_vm_lib.exceptions import (
     AttachError,
@@ -324,6 +324,76 @@ def test_detach_loses_no_output(engine):
             session.detach()
             assert session.wait(timeout=60)
             assert "".join(got) + session.read_output(timeout=0) == expect
+
+
+class _SignallingList(list):
+    """A list whose append sets an event (a session's late deliveries)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.added = threading.Event()
+
+    def append(self, item) -> None:
+        super().append(item)
+        self.added.set()
+
+
+def test_output_delivered_during_detach_is_read_in_order(engine, monkeypatch):
+    # Output the listener took after detach() had cleared the callback waits
+    # for read_output; a read_output already waiting in the core then woke
+    # up with what was buffered after it and returned that first: the
+    # output came out of order. The wrappers of the two core calls only
+    # order the threads (the window is a few microseconds wide); the
+    # engines and the output are real.
+    kind, executable = engine
+    with VMManager() as m:
+        session = m.create_interactive_vm("o", engine=kind, lua_executable=executable)
+        session.detach()
+        late = _SignallingList()
+        session._late = late
+        got: list = []
+        go_seen, in_window, reading = threading.Event(), threading.Event(), threading.Event()
+
+        def collect(text):
+            got.append(text)
+            if not go_seen.is_set():
+                go_seen.set()
+                assert in_window.wait(20)  # holds the chunk until detach() is under way
+
+        real_set, real_read = _ffi.session_set_listener, _ffi.session_read
+
+        def set_listener(handle, fn, key):
+            if not fn:  # detach() removing the listener
+                in_window.set()
+                assert late.added.wait(20)  # a delivery came with no callback
+            return real_set(handle, fn, key)
+
+        def session_read(handle, mask, ms, data, size):
+            if ms > 0:
+                reading.set()
+            return real_read(handle, mask, ms, data, size)
+
+        monkeypatch.setattr(_ffi, "session_set_listener", set_listener)
+        monkeypatch.setattr(_ffi, "session_read", session_read)
+        n = 2000
+        session.attach(collect)
+        session.send_input(f"print('go') for i = 1, {n} do print(i) end print('END')")
+        assert go_seen.wait(20)
+        first: list = []
+        reader = threading.Thread(target=lambda: first.append(session.read_output(timeout=20)))
+        reader.start()
+        assert reading.wait(20)
+        session.detach()
+        reader.join(30)
+        assert session.wait(timeout=20)
+        rest = []
+        while True:
+            text = session.read_output(timeout=0)
+            if not text:
+                break
+            rest.append(text)
+        expect = "go\n" + "".join(f"{i}\n" for i in range(1, n + 1)) + "END\n"
+        assert "".join(got) + first[0] + "".join(rest) == expect
 
 
 def test_read_output_from_a_callback_cannot_deadlock(session):
