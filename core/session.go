@@ -83,6 +83,7 @@ func (s *Session) startRunLocked(ctx context.Context, reply chan execOut) (conte
 
 // NewSession starts a session on vm, which must be persistent (a session
 // keeps its state between inputs; a non-persistent VM wipes it every call).
+// Closing the VM closes the session.
 func (vm *VM) NewSession() (*Session, error) {
 	if !vm.opts.Persistent {
 		return nil, Errorf(ErrInvalid, "session", "interactive sessions need a persistent VM")
@@ -94,7 +95,28 @@ func (vm *VM) NewSession() (*Session, error) {
 	s.changed = sync.NewCond(&s.mu)
 	s.log.max = DefaultSessionBuffer
 	go s.loop()
+	go func() {
+		// The session ends with its VM, as bioxen_vm_close ends a VM's
+		// sessions: it accepted input whose every line then failed with
+		// "VM is closed", Wait said idle, and its goroutine lived on.
+		select {
+		case <-vm.done:
+			s.Close()
+		case <-s.done:
+		}
+	}()
 	return s, nil
+}
+
+// vmClosed reports whether the session's VM was closed (the session is
+// then closed too, or about to be).
+func (s *Session) vmClosed() bool {
+	select {
+	case <-s.vm.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Send queues input and returns at once. A newline ends each line; input
@@ -105,7 +127,7 @@ func (s *Session) Send(input []byte) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || s.vmClosed() {
 		return Errorf(ErrClosed, "send", "session is closed")
 	}
 	text := append(append([]byte(nil), s.partial...), input...)
@@ -143,7 +165,7 @@ func (s *Session) Execute(ctx context.Context, code []byte, eo ExecOptions) (*Re
 		defer in.set(nil)
 	}
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.vmClosed() {
 		s.mu.Unlock()
 		return nil, Errorf(ErrClosed, "execute", "session is closed")
 	}
@@ -182,7 +204,7 @@ func (s *Session) Submit(ctx context.Context, code []byte, eo ExecOptions) (wait
 		return nil, Wrap(ErrTimeout, "execute", "cancelled before it ran", err)
 	}
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.vmClosed() {
 		s.mu.Unlock()
 		return nil, Errorf(ErrClosed, "execute", "session is closed")
 	}
@@ -281,13 +303,13 @@ func (s *Session) Read(streams Stream, timeout time.Duration) ([]byte, error) {
 
 // Wait blocks until the session is idle (no queued input, no running chunk)
 // or timeout passes; it reports whether the session is idle. A session
-// closed before or during the wait is an ErrClosed error: the input it
-// dropped will not run.
+// closed (or whose VM was closed) before or during the wait is an ErrClosed
+// error: the input it dropped will not run.
 func (s *Session) Wait(timeout time.Duration) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	idle := s.waitLocked(timeout, func() bool { return !s.busy || s.closed })
-	if s.closed {
+	if s.closed || s.vmClosed() {
 		return false, Errorf(ErrClosed, "wait", "session is closed")
 	}
 	return idle, nil

@@ -3,6 +3,7 @@ package core_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -516,5 +517,46 @@ func TestInterruptDropsTheChunkBeingTyped(t *testing.T) {
 				t.Fatalf("after the interrupt, %q: want a syntax error near 'end', then nil", got)
 			}
 		})
+	}
+}
+
+// Closing a VM closes its sessions, in Go as in C (the session took input
+// whose every line failed with "VM is closed", Wait said it was idle, and
+// its goroutine lived on until the session itself was closed).
+func TestSessionEndsWithItsVM(t *testing.T) {
+	for _, o := range engines(t) {
+		for _, running := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/running=%v", o.Engine, running), func(t *testing.T) {
+				vm, s := openSession(t, o)
+				waited := make(chan error, 1)
+				if running {
+					if err := s.Send([]byte("print('spinning') while true do end\n")); err != nil {
+						t.Fatal(err)
+					}
+					readUntil(t, s, "spinning")
+					go func() {
+						_, err := s.Wait(30 * time.Second)
+						waited <- err
+					}()
+				}
+				if err := vm.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if running {
+					if err := <-waited; core.CodeOf(err) != core.ErrClosed {
+						t.Fatalf("Wait during the close: %v", err)
+					}
+				}
+				if err := s.Send([]byte("print(1)")); core.CodeOf(err) != core.ErrClosed {
+					t.Fatalf("Send: %v", err)
+				}
+				if _, err := s.Wait(time.Second); core.CodeOf(err) != core.ErrClosed {
+					t.Fatalf("Wait: %v", err)
+				}
+				if _, err := s.Execute(context.Background(), []byte("return 1"), core.ExecOptions{}); core.CodeOf(err) != core.ErrClosed {
+					t.Fatalf("Execute: %v", err)
+				}
+			})
+		}
 	}
 }
