@@ -39,6 +39,7 @@ type Session struct {
 	queue    []sessionItem
 	partial  []byte // input after the last newline of the latest Send
 	pending  []byte // lines of the chunk being typed
+	unread   int    // bytes of REPL input sent and not yet read (queued, or the rest of the running input)
 	busy     bool   // input queued or a chunk running
 	running  bool   // a chunk is running (on the loop or inline in Execute)
 	closed   bool
@@ -121,6 +122,8 @@ func (s *Session) vmClosed() bool {
 
 // Send queues input and returns at once. A newline ends each line; input
 // without a final newline is completed with one, like pressing Enter.
+// ErrTooLarge when the chunk being typed, with this input and the input
+// sent before it that has not run yet, would be over MaxSourceBytes.
 func (s *Session) Send(input []byte) error {
 	if bytes.IndexByte(input, 0) >= 0 {
 		return Errorf(ErrInvalid, "send", "input contains a NUL byte")
@@ -135,9 +138,14 @@ func (s *Session) Send(input []byte) error {
 	if len(text) == 0 || text[len(text)-1] != '\n' {
 		text = append(text, '\n')
 	}
-	if len(s.pending)+len(text) > s.vm.opts.Limits.MaxSourceBytes {
-		return Errorf(ErrTooLarge, "send", "input would make a chunk over the limit of %d bytes", s.vm.opts.Limits.MaxSourceBytes)
+	// The input not read yet may all join the chunk being typed: counted
+	// with it, the chunk stays within the limit however fast input comes
+	// (input queued behind a running chunk was not counted, so a chunk of
+	// any size ran, and the queue grew without bound).
+	if len(s.pending)+s.unread+len(text) > s.vm.opts.Limits.MaxSourceBytes {
+		return Errorf(ErrTooLarge, "send", "input would make a chunk over the limit of %d bytes (with the input sent before it and not run yet)", s.vm.opts.Limits.MaxSourceBytes)
 	}
+	s.unread += len(text)
 	s.queue = append(s.queue, sessionItem{input: text})
 	s.busy = true
 	s.wakeLocked()
@@ -429,6 +437,7 @@ func (s *Session) dropQueueLocked(err error) {
 		if it.reply != nil {
 			it.reply <- execOut{err: err}
 		}
+		s.unread -= len(it.input)
 	}
 	s.queue = s.queue[:0]
 }
@@ -739,6 +748,11 @@ func (s *Session) runInput(ctx context.Context, input []byte) {
 		s.emit(st, p)
 	}
 	defer s.flushHeld(true)
+	defer func() {
+		s.mu.Lock()
+		s.unread -= len(input) // dropped, when the input was interrupted
+		s.mu.Unlock()
+	}()
 	for len(input) > 0 {
 		s.mu.Lock()
 		stopped := s.stopped
@@ -755,6 +769,7 @@ func (s *Session) runInput(ctx context.Context, input []byte) {
 		if len(bytes.TrimSpace(chunk)) == 0 {
 			s.mu.Lock()
 			s.pending = nil
+			s.unread -= len(line)
 			s.mu.Unlock()
 			continue
 		}
@@ -762,6 +777,7 @@ func (s *Session) runInput(ctx context.Context, input []byte) {
 		res, err := s.vm.run(ctx, &Request{Code: chunk, ChunkName: "=stdin", REPL: true, PrintResults: true, Output: out}, 0)
 		s.flushHeld(true) // the line's output ends here
 		s.mu.Lock()
+		s.unread -= len(line) // in the chunk being typed, or run
 		if err == nil && res.Incomplete {
 			// Not after an Interrupt that came while the line ran: it
 			// dropped the chunk being typed, which this would bring back

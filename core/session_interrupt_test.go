@@ -560,3 +560,48 @@ func TestSessionEndsWithItsVM(t *testing.T) {
 		}
 	}
 }
+
+// The chunk being typed stays within MaxSourceBytes however fast input
+// comes: input queued behind a running chunk is counted with it (it was
+// not, so a chunk of any size ran, and the queue grew without bound).
+func TestSendCountsQueuedInputAgainstTheSourceLimit(t *testing.T) {
+	for _, o := range engines(t) {
+		t.Run(o.Engine, func(t *testing.T) {
+			o.Limits.MaxSourceBytes = 1000
+			_, s := openSession(t, o)
+			if err := s.Send([]byte("print('spinning') while true do end\n")); err != nil {
+				t.Fatal(err)
+			}
+			readUntil(t, s, "spinning")
+			// The spinning input holds the loop: what follows stays queued.
+			if err := s.Send([]byte("do\n")); err != nil {
+				t.Fatal(err)
+			}
+			line := []byte("x = 1 --" + strings.Repeat("a", 91) + "\n") // 100 bytes
+			sent := 3
+			var err error
+			for i := 0; i < 20 && err == nil; i++ {
+				if err = s.Send(line); err == nil {
+					sent += len(line)
+				}
+			}
+			if core.CodeOf(err) != core.ErrTooLarge || sent > 1000 {
+				t.Fatalf("%d bytes queued, then %v; want ErrTooLarge past 1000", sent, err)
+			}
+			// Interrupting drops the queue: the room is back.
+			s.Interrupt()
+			if idle, err := s.Wait(20 * time.Second); !idle || err != nil {
+				t.Fatalf("Wait = %v, %v", idle, err)
+			}
+			for i := 0; i < 9; i++ {
+				if err := s.Send(line); err != nil {
+					t.Fatalf("line %d after the interrupt: %v", i, err)
+				}
+			}
+			if err := s.Send([]byte("print('typed')")); err != nil {
+				t.Fatal(err)
+			}
+			readUntil(t, s, "typed")
+		})
+	}
+}

@@ -346,9 +346,10 @@ int bioxen_session_close(bioxen_session session);
 **
 ** METHOD: bioxen_session
 ** Returns: BIOXEN_OK; BIOXEN_E_INVALID (a NUL byte); BIOXEN_E_TOOLARGE (len,
-** any size_t value, or the chunk being typed, over the VM's
-** max_source_bytes); BIOXEN_E_BADHANDLE; BIOXEN_E_CLOSED (another thread
-** was closing the session or its VM).
+** any size_t value, or the chunk being typed with this input and the input
+** sent before it that has not run yet, over the VM's max_source_bytes);
+** BIOXEN_E_BADHANDLE; BIOXEN_E_CLOSED (another thread was closing the
+** session or its VM).
 */
 int bioxen_session_send(bioxen_session session, const char *input, size_t len);
 
