@@ -311,6 +311,7 @@ class InteractiveSession:
                 handle, self._handle = self._handle, 0
                 already = self._closed
                 self._closed = True
+                self._attached, self._callback = False, None
         finally:
             # Also when a Ctrl-C lands right after the handle was taken.
             if handle:
@@ -516,6 +517,8 @@ class InteractiveSession:
         if output_callback is not None and not callable(output_callback):
             raise exc.ArgumentTypeError("output_callback must be callable")
         with self._lock:
+            if self._closed:  # not AttachError "already attached": it is terminated
+                raise exc.SessionStateError(f"session {self.session_id!r} is terminated")
             if self._attached:
                 raise exc.AttachError(f"session {self.session_id!r} is already attached")
             self._start_locked()
@@ -534,6 +537,8 @@ class InteractiveSession:
 
     def detach(self) -> None:
         with self._lock:
+            if self._closed:
+                raise exc.SessionStateError(f"session {self.session_id!r} is terminated")
             if not self._attached:
                 raise exc.DetachError(f"session {self.session_id!r} is not attached")
             self._attached = False

@@ -464,6 +464,24 @@ def test_terminated_session_is_an_error(session):
         session.send_input("print(1)")
 
 
+def test_a_terminated_session_is_no_longer_attached(manager, engine):
+    # terminate() left the session attached: attach() said AttachError
+    # "already attached", detach() succeeded on the terminated session, and
+    # details() reported it attached; every other call says it is terminated.
+    kind, executable = engine
+    for callback in (None, print):
+        session = manager.create_interactive_vm(f"t{callback is None}", engine=kind, lua_executable=executable)
+        if callback is not None:
+            session.detach()
+            session.attach(callback)
+        session.terminate()
+        assert not session.is_attached() and not session.details()["attached"]
+        with pytest.raises(SessionStateError):
+            session.attach()
+        with pytest.raises(SessionStateError):
+            session.detach()
+
+
 def test_manager_info_stats_and_clusters(manager, session):
     info = manager.get_vm_info("s")
     assert info["session_exists"] and info["session_attached"] and info["interactive_capable"]
