@@ -721,8 +721,16 @@ class InteractiveSession:
         }
 
 
+def check_id(value: Any, name: str = "session_id") -> None:
+    """ArgumentTypeError for an id that is no str: a lookup with an
+    unhashable one raised a plain TypeError, outside the library's errors."""
+    if not isinstance(value, str):
+        raise exc.ArgumentTypeError(f"{name} must be a str, not {type(value).__name__}")
+
+
 class SessionManager:
-    """Keeps interactive sessions by id (``VMManager.session_manager``)."""
+    """Keeps interactive sessions by id (``VMManager.session_manager``).
+    An id that is no str raises ArgumentTypeError."""
 
     def __init__(self, debug_mode: bool = False) -> None:
         self.debug_mode = debug_mode
@@ -735,6 +743,7 @@ class SessionManager:
     def create_session(
         self, session_id: str, vm_instance: Optional[BasicLuaVM] = None, **kwargs: Any
     ) -> InteractiveSession:
+        check_id(session_id)
         with self._lock:
             if session_id in self._sessions:
                 raise exc.SessionAlreadyExistsError(f"session {session_id!r} already exists")
@@ -743,12 +752,14 @@ class SessionManager:
         return session
 
     def add_session(self, session: InteractiveSession) -> None:
+        check_id(session.session_id)
         with self._lock:
             if session.session_id in self._sessions:
                 raise exc.SessionAlreadyExistsError(f"session {session.session_id!r} already exists")
             self._sessions[session.session_id] = session
 
     def get_session(self, session_id: str) -> InteractiveSession:
+        check_id(session_id)
         with self._lock:
             session = self._sessions.get(session_id)
         if session is None:
@@ -756,10 +767,12 @@ class SessionManager:
         return session
 
     def has_session(self, session_id: str) -> bool:
+        check_id(session_id)
         with self._lock:
             return session_id in self._sessions
 
     def remove_session(self, session_id: str) -> Optional[InteractiveSession]:
+        check_id(session_id)
         with self._lock:
             return self._sessions.pop(session_id, None)
 
@@ -776,6 +789,7 @@ class SessionManager:
         """Terminate a session and forget it. From an output callback of its
         VM it raises ReentrantCallError and keeps it (closing it there
         would deadlock)."""
+        check_id(session_id)
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, O
 from . import _ffi
 from . import exceptions as exc
 from .factory import create_vm as _create_vm
-from .interactive_session import InteractiveSession, OutputCallback, SessionManager
+from .interactive_session import InteractiveSession, OutputCallback, SessionManager, check_id
 from .logger import enable_debug, env_debug
 from .networking import NetworkedLuaVM
 from .vm import BasicLuaVM, Code, ExecResult, check_not_delivering, wait_ms
@@ -142,10 +142,12 @@ class VMManager:
 
     def get_vm(self, vm_id: str) -> Optional[BasicLuaVM]:
         """The VM with this id, or None."""
+        check_id(vm_id, "vm_id")
         with self._lock:
             return self.vms.get(vm_id)
 
     def _vm(self, vm_id: str) -> BasicLuaVM:
+        check_id(vm_id, "vm_id")
         with self._lock:
             vm = self.vms.get(vm_id)
         if vm is None:
@@ -160,6 +162,7 @@ class VMManager:
         """Stop and forget a VM (and its session); False when there was none.
         From an output callback of that VM it raises ReentrantCallError and
         keeps both (closing them there would deadlock)."""
+        check_id(vm_id, "vm_id")
         with self._lock:
             self._check_not_delivering([self.vms.get(vm_id), self._session_or_none(vm_id)], "remove_vm()")
             vm = self.vms.pop(vm_id, None)
@@ -262,6 +265,7 @@ class VMManager:
         VMTimeoutError (also concurrent.futures.TimeoutError); the call goes
         on. ``math.inf``, or anything longer than a lock can wait, waits as
         long as it takes."""
+        check_id(vm_id, "vm_id")
         if timeout is not None:
             wait_ms(timeout)  # a number >= 0, not NaN
             if timeout > threading.TIMEOUT_MAX:  # Future.result raised OverflowError
@@ -281,6 +285,7 @@ class VMManager:
 
     def get_vm_status(self, vm_id: str) -> Optional[str]:
         """'running', 'done' or 'cancelled' for the last async call; None."""
+        check_id(vm_id, "vm_id")
         with self._lock:
             future = self._futures.get(vm_id)
         if future is None:
@@ -291,6 +296,7 @@ class VMManager:
 
     def cancel_vm(self, vm_id: str) -> bool:
         """Cancel the VM's last async call if it has not started yet."""
+        check_id(vm_id, "vm_id")
         with self._lock:
             future = self._futures.get(vm_id)
         return bool(future and future.cancel())
@@ -325,6 +331,7 @@ class VMManager:
         session and ``execute_vm_sync`` on this id share one Lua state.
         ``sandbox``, ``memory_limit`` and ``cpu_limit`` are as for
         :func:`create_vm` (``cpu_limit`` bounds each input sent)."""
+        check_id(vm_id, "vm_id")
         with self._lock:
             if vm_id in self.vms or self.session_manager.has_session(vm_id):
                 raise exc.VMAlreadyExistsError(f"VM {vm_id!r} already exists")
@@ -419,6 +426,7 @@ class VMManager:
     def terminate_vm_session(self, vm_id: str) -> bool:
         """Terminate a VM's session and the VM. SessionNotFoundError when the
         id names neither."""
+        check_id(vm_id, "vm_id")
         with self._lock:
             known = vm_id in self.vms or self.session_manager.has_session(vm_id)
         if not known:

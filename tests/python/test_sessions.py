@@ -14,6 +14,7 @@ import pytest
 from pylua_bioxen_vm_lib import InteractiveSession, VMManager, _ffi, create_vm
 from pylua_bioxen_vm_lib.aio import AsyncVMManager
 from pylua_bioxen_vm_lib.exceptions import (
+    ArgumentTypeError,
     AttachError,
     DetachError,
     EnvironmentNotFoundError,
@@ -716,3 +717,36 @@ def test_equals_expression_continued_on_the_next_line_waits(session):
     session.send_input("2\n")
     settle(session)
     assert session.read_output(timeout=1.0) == "1\t2\n"
+
+
+@pytest.mark.parametrize("bad_id", [["a"], {"a": 1}, 5, None])
+def test_an_id_that_is_no_str_is_argument_type_error(manager, bad_id):
+    # A lookup by an unhashable id raised a plain TypeError (the dict's
+    # "unhashable type"), outside the library's errors; create_vm already
+    # refused such ids with ArgumentTypeError.
+    calls = [
+        lambda: manager.create_interactive_vm(bad_id),
+        lambda: manager.attach_to_vm(bad_id),
+        lambda: manager.detach_from_vm(bad_id),
+        lambda: manager.send_input(bad_id, "print(1)"),
+        lambda: manager.read_output(bad_id),
+        lambda: manager.execute_interactive(bad_id, "return 1"),
+        lambda: manager.interrupt_vm(bad_id),
+        lambda: manager.terminate_vm_session(bad_id),
+        lambda: manager.remove_vm(bad_id),
+        lambda: manager.get_vm(bad_id),
+        lambda: manager.get_vm_info(bad_id),
+        lambda: manager.execute_vm_sync(bad_id, "return 1"),
+        lambda: manager.wait_for_vm(bad_id),
+        lambda: manager.get_vm_status(bad_id),
+        lambda: manager.cancel_vm(bad_id),
+        lambda: manager.session_manager.get_session(bad_id),
+        lambda: manager.session_manager.has_session(bad_id),
+        lambda: manager.session_manager.remove_session(bad_id),
+        lambda: manager.session_manager.terminate_session(bad_id),
+        lambda: manager.session_manager.create_session(bad_id),
+    ]
+    for call in calls:
+        with pytest.raises(ArgumentTypeError):
+            call()
+    assert manager.list_vms() == [] and manager.list_sessions() == {}
