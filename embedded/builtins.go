@@ -640,6 +640,14 @@ func (st *state) installPcall() {
 		}
 		if err := pcallKeepingFlag(L, nargs, lua.MultRet, handler); err != nil {
 			st.raiseExit(L)
+			if pollLimits(L) != nil {
+				// The call was stopped: the stop goes on unwinding, with
+				// the position where it was raised (the closer below
+				// would fail at its first instruction and name itself,
+				// "=(close):1: interrupted!"); the chunk's own closer
+				// closes what is left open.
+				L.Error(errorObject(err), 0)
+			}
 			// Upvalues still open (the handler could not run: the call
 			// stack was full) are closed now, with nil values.
 			L.Push(st.closer)
@@ -689,8 +697,11 @@ func (st *state) installPcall() {
 func xpcallRunner(st *state, xpcallFn, handler, inner *lua.LFunction) lua.LGFunction {
 	return func(L *lua.LState) int {
 		closeUnwound(L, xpcallFn)
-		if st.exited {
-			return 1 // os.exit unwinds past the handler
+		if st.exited || pollLimits(L) != nil {
+			// os.exit unwinds past the handler, and so does a stop (the
+			// handler would fail at its first instruction: "error in
+			// error handling").
+			return 1
 		}
 		msg := luaErrorValue(L.Get(1))
 		L.SetTop(0)

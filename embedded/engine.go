@@ -365,11 +365,13 @@ func (st *state) run(proto *lua.FunctionProto, req *core.Request, lim core.Limit
 		L.SetTop(0)
 	case err != nil:
 		msg, trace := describeError(err)
+		limitStop := false // stopped by a limit, which the core reports itself
 		if cerr := st.ctx.Err(); cerr != nil && strings.HasSuffix(msg, cerr.Error()) {
 			// gopher-lua raises the context's error at the instruction
 			// where the call was stopped ("stdin:1: context canceled"):
 			// say it as the interpreter says an interrupt.
 			msg = strings.TrimSuffix(msg, cerr.Error()) + "interrupted!"
+			limitStop = !errors.Is(cerr, context.Canceled)
 		}
 		switch {
 		case st.trace != "":
@@ -380,9 +382,14 @@ func (st *state) run(proto *lua.FunctionProto, req *core.Request, lim core.Limit
 		}
 		res.ReturnCode = 1
 		res.ErrorMessage = msg
-		st.errw.WriteString(msg)
-		if trace != "" {
-			st.errw.WriteString("\n" + trace)
+		if !limitStop {
+			// A deadline, CPU budget or memory limit is no interrupt: the
+			// core reports it (a session said "stdin:1: interrupted!" with
+			// a traceback before the limit's own message).
+			st.errw.WriteString(msg)
+			if trace != "" {
+				st.errw.WriteString("\n" + trace)
+			}
 		}
 		L.SetTop(0)
 	}

@@ -147,6 +147,62 @@ func TestSessionInterruptKeepsState(t *testing.T) {
 	}
 }
 
+// An interrupt inside a pcall or xpcall of the line: on the embedded
+// engine it still ends the line, named as the line (it said "=(close):1:
+// interrupted!", the frame of its upvalue closer, and xpcall "error in
+// error handling"; found by review).
+func TestSessionInterruptInsidePcall(t *testing.T) {
+	for _, ec := range engines(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			_, s := openSession(t, ec.opts)
+			s.Send([]byte("kept = 'yes'"))
+			settle(t, s)
+			for _, line := range []string{
+				"print('start') pcall(function() while true do end end)",
+				"print('start') xpcall(function() while true do end end, function(m) return m end)",
+			} {
+				s.Send([]byte(line))
+				if out, _ := s.Read(core.Stdout, 10*time.Second); string(out) != "start\n" {
+					t.Fatalf("before interrupt: %q", out)
+				}
+				s.Interrupt()
+				settle(t, s)
+				// On the process engine, as in lua -i, the pcall catches
+				// the interrupt and the line ends normally (LuaJIT's
+				// compiled loop ignores it, and is killed after 500 ms);
+				// the embedded engine's interrupt cannot be caught.
+				errOut := readAll(t, s, core.Stderr)
+				if strings.Contains(errOut, "(close)") || strings.Contains(errOut, "error in error handling") ||
+					(ec.name == "embedded" && !strings.HasPrefix(errOut, "stdin:1: interrupted!\n")) {
+					t.Errorf("%s: stderr after interrupt: %q", line, errOut)
+				}
+			}
+			s.Send([]byte("print(kept)"))
+			if got := readAll(t, s, core.Stdout); got != "yes\n" && ec.name != "luajit" {
+				t.Errorf("state after interrupt: %q", got)
+			}
+		})
+	}
+}
+
+// A line stopped by a limit says the limit's message only: the embedded
+// engine first wrote "stdin:1: interrupted!" and a traceback, as for an
+// interrupt (found by review).
+func TestSessionLimitStopIsNoInterrupt(t *testing.T) {
+	for _, ec := range engines(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			opts := ec.opts
+			opts.Limits.MaxCPUTime = 200 * time.Millisecond
+			_, s := openSession(t, opts)
+			s.Send([]byte("while true do end"))
+			settle(t, s)
+			if errOut := readAll(t, s, core.Stderr); strings.Contains(errOut, "interrupted") || !strings.Contains(errOut, "CPU") {
+				t.Errorf("stderr after the CPU budget: %q", errOut)
+			}
+		})
+	}
+}
+
 func TestSessionExecute(t *testing.T) {
 	for _, ec := range engines(t) {
 		t.Run(ec.name, func(t *testing.T) {
