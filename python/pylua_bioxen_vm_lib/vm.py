@@ -554,6 +554,9 @@ class BasicLuaVM:
         self._handle = 0
         self._closed = False
         self._lock = threading.Lock()
+        # Done once the last execute_async call made so far has handed its
+        # chunk to the core (see execute_async); None before the first.
+        self._async_tail: Optional[asyncio.Future[None]] = None
         # The InteractiveSessions opened on this VM: stopping its engine
         # ends them, and stop() ends their stream_output iterators.
         self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -768,11 +771,29 @@ class BasicLuaVM:
         Ctrl-C."""
         data = encode_code(lua_code)
         ms = timeout_ms(timeout)
-        handle = await self._running_handle_async()
-        future = pending_calls.new()
-        status = _ffi.vm_exec_async(
-            handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, on_exec_done, future.key, ctypes.byref(future.handle)
-        )
+        # The core queues a VM's calls in the order they reach it; a call
+        # that must first wait (for the engine to start, in an executor
+        # thread) would let a later call overtake it. So each call hands its
+        # chunk to the core only after the call made before it on this loop
+        # has: the calls form a chain of futures.
+        loop = asyncio.get_running_loop()
+        before = self._async_tail
+        if before is not None and (before.done() or before.get_loop() is not loop):
+            before = None
+        issued: asyncio.Future[None] = loop.create_future()
+        self._async_tail = issued
+        try:
+            if before is not None:
+                await asyncio.shield(before)  # cancelling this call does not cancel the one before
+            handle = await self._running_handle_async()
+            future = pending_calls.new()
+            flags = _ffi.EXEC_PRINT_RESULTS
+            out = ctypes.byref(future.handle)
+            status = _ffi.vm_exec_async(handle, data, len(data), ms, flags, on_exec_done, future.key, out)
+        finally:
+            issued.set_result(None)
+            if self._async_tail is issued:
+                self._async_tail = None  # holds no loop once the chain is through
         if status != _ffi.OK:
             pending_calls.drop(future.key)
             raise self._error(status)

@@ -1,0 +1,45 @@
+"""Async calls, returned values and networking: regressions of review round 6."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pylua_bioxen_vm_lib import BasicLuaVM, create_vm
+
+
+def test_async_calls_on_a_vm_not_started_run_in_call_order(engine: tuple) -> None:
+    """The first calls on a VM waited for its engine to start, each in an
+    executor thread of its own, and reached the core in whatever order those
+    threads finished: "0,2,3,4,1,5," instead of "0,1,2,3,4,5,"."""
+    kind, executable = engine
+
+    async def run(vm: BasicLuaVM) -> str:
+        calls = [vm.execute_async(f"seq = (seq or '') .. '{i},' return seq") for i in range(8)]
+        results = await asyncio.wait_for(asyncio.gather(*calls), 60)
+        return results[-1]["values"][0]
+
+    for i in range(6):
+        with create_vm(f"order{i}", engine=kind, lua_executable=executable, persistent=True) as vm:
+            assert asyncio.run(run(vm)) == "0,1,2,3,4,5,6,7,"
+
+
+def test_a_cancelled_async_call_waiting_for_the_start_lets_the_next_run(engine: tuple) -> None:
+    kind, executable = engine
+
+    async def run(vm: BasicLuaVM) -> list:
+        # The first chunk runs a while, so that the second, once queued in
+        # the core, is still queued when cancelled.
+        first = asyncio.ensure_future(
+            vm.execute_async("local t = os.clock() while os.clock() - t < 0.3 do end seq = 'a' return seq")
+        )
+        second = asyncio.ensure_future(vm.execute_async("seq = seq .. 'b' return seq"))
+        third = asyncio.ensure_future(vm.execute_async("seq = seq .. 'c' return seq"))
+        await asyncio.sleep(0)  # all three are under way
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        return [(await asyncio.wait_for(t, 60))["values"][0] for t in (first, third)]
+
+    with create_vm("cancel_order", engine=kind, lua_executable=executable, persistent=True) as vm:
+        assert asyncio.run(run(vm)) == ["a", "ac"]
