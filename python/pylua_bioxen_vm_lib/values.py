@@ -15,8 +15,8 @@ function, userdata,      LuaOpaque(type, text), text being tostring()
 thread
 =======================  ==============================================
 
-Keys of a dict are converted like values, with two exceptions so that no two
-Lua keys become one Python key:
+Keys of a dict are converted like values, with three exceptions so that no
+two Lua keys become one Python key:
 
 - a key that is itself a table becomes a :class:`LuaTableKey` (a LuaOpaque
   of type "table", text "<table key>"), whose ``table`` holds the key's
@@ -25,7 +25,10 @@ Lua keys become one Python key:
 - ``true``/``false`` stay ``True``/``False`` unless the same table also has
   the number key they equal in Python (``1``/``0``): then the boolean keys
   become ``LuaBoolKey(True)``/``LuaBoolKey(False)``, so
-  ``{[1] = "a", [true] = "b"}`` gives ``{1: "a", LuaBoolKey(True): "b"}``.
+  ``{[1] = "a", [true] = "b"}`` gives ``{1: "a", LuaBoolKey(True): "b"}``;
+- function, userdata and thread keys of one table that share their
+  ``tostring`` text become :class:`LuaOpaqueKey` keys (equal only to
+  themselves).
 
 Tables are converted by value, without calling metamethods. A table met
 again inside itself becomes ``LuaOpaque("table", "<cycle>")``; nesting deeper
@@ -39,7 +42,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Set
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,21 @@ class LuaTableKey(LuaOpaque):
     tables with the same contents are two keys in Lua too."""
 
     table: Any = None
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+@dataclass(frozen=True, eq=False)
+class LuaOpaqueKey(LuaOpaque):
+    """A function, userdata or thread key whose ``tostring`` text another
+    such key of the same table shares (a ``__tostring`` metamethod, text cut
+    at 1024 bytes), so that LuaOpaque keys, equal by value, would merge two
+    Lua keys into one. ``type`` and ``text`` are the LuaOpaque's; equal only
+    to itself, as the Lua key is."""
 
     def __eq__(self, other: object) -> bool:
         return self is other
@@ -104,6 +122,12 @@ def _table_keys(pairs: List[List[Any]]) -> Dict[Any, Any]:
     # Python's True == 1 and False == 0 (1.0, 0.0 too): a boolean key whose
     # number is also a key of the table is wrapped so that both stay.
     numbers = {k for k, _ in pairs if type(k) in (int, float) and k in (0, 1)}
+    # Opaque keys that two Lua keys share (the same tostring text).
+    seen: Set[LuaOpaque] = set()
+    shared: Set[LuaOpaque] = set()
+    for k, _ in pairs:
+        if type(k) is LuaOpaque:
+            (shared if k in seen else seen).add(k)
     out: Dict[Any, Any] = {}
     for k, v in pairs:
         if isinstance(k, (list, dict)) or (type(k) is LuaOpaque and k.type == "table"):
@@ -111,6 +135,8 @@ def _table_keys(pairs: List[List[Any]]) -> Dict[Any, Any]:
             k = LuaTableKey("table", "<table key>", k)
         elif type(k) is bool and k in numbers:
             k = LuaBoolKey(k)
+        elif type(k) is LuaOpaque and k in shared:
+            k = LuaOpaqueKey(k.type, k.text)
         out[k] = v
     return out
 

@@ -43,3 +43,26 @@ def test_a_cancelled_async_call_waiting_for_the_start_lets_the_next_run(engine: 
 
     with create_vm("cancel_order", engine=kind, lua_executable=executable, persistent=True) as vm:
         assert asyncio.run(run(vm)) == ["a", "ac"]
+
+
+@pytest.mark.parametrize("executable", ["lua5.4", "luajit"])
+def test_opaque_keys_with_one_tostring_text_stay_apart(executable: str) -> None:
+    """Two function keys whose __tostring gives one text became one
+    LuaOpaque dict key: one of the two values was silently lost."""
+    from pylua_bioxen_vm_lib.values import LuaOpaque, LuaOpaqueKey
+
+    with create_vm("opaque_keys", engine="process", lua_executable=executable, sandbox=False) as vm:
+        res = vm.execute_string(
+            'debug.setmetatable(print, {__tostring = function() return "f" end})\n'
+            "return {[print] = 1, [type] = 2, [coroutine.create(print)] = 3, x = 4}"
+        )
+    assert res["error"] is None
+    (table,) = res["values"]
+    assert sorted(table.values()) == [1, 2, 3, 4]
+    keys = [k for k in table if k != "x"]
+    functions = [k for k in keys if k.type == "function"]
+    assert [type(k) for k in functions] == [LuaOpaqueKey, LuaOpaqueKey]
+    assert all(k.text == "f" and isinstance(k, LuaOpaque) for k in functions)
+    # A key whose text no other key shares stays a plain LuaOpaque.
+    (thread,) = [k for k in keys if k.type == "thread"]
+    assert type(thread) is LuaOpaque and table[LuaOpaque("thread", thread.text)] == 3
