@@ -111,9 +111,11 @@ func FuzzValueEncoder(f *testing.F) {
 				for _, it := range top.items {
 					kv := it.([]any)
 					k := kv[0]
-					switch k.(type) {
-					case []any, map[any]any, []byte:
+					switch kk := k.(type) {
+					case []any, map[any]any:
 						k = Opaque{Type: "table", Text: "<table key>"}
+					case []byte:
+						k = string(kk)
 					}
 					m[k] = kv[1]
 				}

@@ -398,7 +398,9 @@ func encodeValue(e *ValueEncoder, v any) error {
 
 // DecodeValues turns the value encoding into Go values for Go callers:
 // nil, bool, int64 or float64, string or []byte, []any, map[any]any (keys
-// that are tables become their Opaque), Opaque. Bytes that are not the
+// that are tables become their Opaque; a string key that is not UTF-8, a
+// []byte as a value, is a string holding its bytes, since a []byte cannot
+// be a map key), Opaque. Bytes that are not the
 // value encoding are an *Error with code ErrGeneric.
 func DecodeValues(data []byte) ([]any, error) {
 	// One pass of encoding/json over the whole input, then a walk of the
@@ -520,9 +522,13 @@ func decodeTagged(tag map[string]any) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		switch k.(type) {
-		case []any, map[any]any, []byte:
+		switch kk := k.(type) {
+		case []any, map[any]any:
 			k = Opaque{Type: "table", Text: "<table key>"}
+		case []byte:
+			// A string key that is not UTF-8: a Go string holds its
+			// bytes (no UTF-8 string key can equal it).
+			k = string(kk)
 		}
 		m[k] = v
 	}
