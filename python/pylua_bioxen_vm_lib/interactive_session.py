@@ -42,6 +42,7 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 from . import _ffi, _packages
 from . import exceptions as exc
 from .vm import (
+    AsyncCallOrder,
     BasicLuaVM,
     Code,
     ExecResult,
@@ -222,6 +223,7 @@ class InteractiveSession:
         self.environment = vm_instance.environment or _packages.DEFAULT_ENV
         self._base_paths: Optional[tuple[str, str]] = None
         self._handle = 0
+        self._async_order = AsyncCallOrder()  # execute_interactive_async's calls, in order
         self._vm_handle = 0  # the VM engine the session was opened on
         self._closed = False
         self._lock = threading.Lock()
@@ -643,11 +645,12 @@ class InteractiveSession:
         is terminated (or its VM stopped) before or while the chunk runs."""
         data = encode_code(lua_code)
         ms = timeout_ms(timeout)
-        handle = await self._h_async()
-        call = pending_calls.new()
-        status = _ffi.session_execute_async(
-            handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, on_exec_done, call.key, ctypes.byref(call.handle)
-        )
+        async with self._async_order.turn():  # a call waiting for the start is not overtaken
+            handle = await self._h_async()
+            call = pending_calls.new()
+            status = _ffi.session_execute_async(
+                handle, data, len(data), ms, _ffi.EXEC_PRINT_RESULTS, on_exec_done, call.key, ctypes.byref(call.handle)
+            )
         if status != _ffi.OK:
             pending_calls.drop(call.key)
             self._check(status, "execute_interactive_async")

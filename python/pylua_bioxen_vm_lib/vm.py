@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence, Union
 
 from . import _ffi, _packages
 from . import exceptions as exc
@@ -128,6 +128,36 @@ class _PendingCalls:
 
 
 pending_calls = _PendingCalls()
+
+
+class AsyncCallOrder:
+    """Hands a VM's or a session's async calls to the core in the order they
+    were made. The core queues calls in the order they reach it; a call that
+    must first wait (for the engine to start, in an executor thread) would
+    let a later call overtake it ("0,2,3,4,1,5," for six calls). So each
+    call issues its chunk inside ``turn()``, which waits until the call made
+    before it on the same loop has issued its own: a chain of futures.
+    Cancelling a waiting call does not break the chain."""
+
+    def __init__(self) -> None:
+        self._tail: Optional[asyncio.Future[None]] = None
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        before = self._tail
+        if before is not None and (before.done() or before.get_loop() is not loop):
+            before = None
+        issued: asyncio.Future[None] = loop.create_future()
+        self._tail = issued
+        try:
+            if before is not None:
+                await asyncio.shield(before)  # cancelling this call does not cancel the one before
+            yield
+        finally:
+            issued.set_result(None)
+            if self._tail is issued:
+                self._tail = None  # holds no loop once the chain is through
 
 
 def _settle(future: asyncio.Future[ExecResult], outcome: Any) -> None:
@@ -554,9 +584,8 @@ class BasicLuaVM:
         self._handle = 0
         self._closed = False
         self._lock = threading.Lock()
-        # Done once the last execute_async call made so far has handed its
-        # chunk to the core (see execute_async); None before the first.
-        self._async_tail: Optional[asyncio.Future[None]] = None
+        # execute_async hands its chunks to the core in call order.
+        self._async_order = AsyncCallOrder()
         # The InteractiveSessions opened on this VM: stopping its engine
         # ends them, and stop() ends their stream_output iterators.
         self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -771,29 +800,12 @@ class BasicLuaVM:
         Ctrl-C."""
         data = encode_code(lua_code)
         ms = timeout_ms(timeout)
-        # The core queues a VM's calls in the order they reach it; a call
-        # that must first wait (for the engine to start, in an executor
-        # thread) would let a later call overtake it. So each call hands its
-        # chunk to the core only after the call made before it on this loop
-        # has: the calls form a chain of futures.
-        loop = asyncio.get_running_loop()
-        before = self._async_tail
-        if before is not None and (before.done() or before.get_loop() is not loop):
-            before = None
-        issued: asyncio.Future[None] = loop.create_future()
-        self._async_tail = issued
-        try:
-            if before is not None:
-                await asyncio.shield(before)  # cancelling this call does not cancel the one before
+        async with self._async_order.turn():
             handle = await self._running_handle_async()
             future = pending_calls.new()
             flags = _ffi.EXEC_PRINT_RESULTS
             out = ctypes.byref(future.handle)
             status = _ffi.vm_exec_async(handle, data, len(data), ms, flags, on_exec_done, future.key, out)
-        finally:
-            issued.set_result(None)
-            if self._async_tail is issued:
-                self._async_tail = None  # holds no loop once the chain is through
         if status != _ffi.OK:
             pending_calls.drop(future.key)
             raise self._error(status)

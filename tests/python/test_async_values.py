@@ -1,11 +1,11 @@
-"""Async calls, returned values and networking: regressions of review round 6."""
+"""Async calls, returned values and networking: regressions found by review (session 17)."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from pylua_bioxen_vm_lib import BasicLuaVM, create_vm
+from pylua_bioxen_vm_lib import BasicLuaVM, InteractiveSession, create_vm
 
 
 def test_async_calls_on_a_vm_not_started_run_in_call_order(engine: tuple) -> None:
@@ -22,6 +22,26 @@ def test_async_calls_on_a_vm_not_started_run_in_call_order(engine: tuple) -> Non
     for i in range(6):
         with create_vm(f"order{i}", engine=kind, lua_executable=executable, persistent=True) as vm:
             assert asyncio.run(run(vm)) == "0,1,2,3,4,5,6,7,"
+
+
+def test_async_session_calls_on_a_session_not_started_run_in_call_order(engine: tuple) -> None:
+    """execute_interactive_async started the session the same way, each
+    call in an executor thread of its own."""
+    kind, executable = engine
+
+    async def run(session: InteractiveSession) -> str:
+        calls = [session.execute_interactive_async(f"seq = (seq or '') .. '{i},' return seq") for i in range(8)]
+        results = await asyncio.wait_for(asyncio.gather(*calls), 60)
+        return results[-1]["values"][0]
+
+    for i in range(6):
+        vm = BasicLuaVM(f"sorder{i}", engine=kind, lua_executable=executable, persistent=True)
+        session = InteractiveSession(f"sorder{i}", vm)
+        try:
+            assert asyncio.run(run(session)) == "0,1,2,3,4,5,6,7,"
+        finally:
+            session.terminate()
+            vm.close()
 
 
 def test_a_cancelled_async_call_waiting_for_the_start_lets_the_next_run(engine: tuple) -> None:
