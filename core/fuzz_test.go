@@ -108,14 +108,24 @@ func FuzzValueEncoder(f *testing.F) {
 				add(top.items)
 			case 'm':
 				m := map[any]any{}
+				shared := map[Opaque]int{}
+				for _, it := range top.items {
+					if o, ok := it.([]any)[0].(Opaque); ok {
+						shared[o]++
+					}
+				}
 				for _, it := range top.items {
 					kv := it.([]any)
 					k := kv[0]
 					switch kk := k.(type) {
 					case []any, map[any]any:
-						k = Opaque{Type: "table", Text: "<table key>"}
+						k = &TableKey{Table: kk}
 					case []byte:
 						k = string(kk)
+					case Opaque:
+						if shared[kk] > 1 {
+							k = &kk
+						}
 					}
 					m[k] = kv[1]
 				}

@@ -314,7 +314,8 @@ func appendJSONString[T string | []byte](dst []byte, s T) []byte {
 
 // EncodeValues is DecodeValues's inverse: the value encoding of vals, which
 // hold what DecodeValues returns (nil, bool, int64, float64, string,
-// []byte, Opaque, []any, map[any]any). A map's pairs are written in the
+// []byte, Opaque, []any, map[any]any, and as keys *TableKey, written as
+// its table, and *Opaque). A map's pairs are written in the
 // order of their encoded keys (values break a tie of NaN keys), so equal
 // values encode to equal bytes. Any other type is an *Error with code
 // ErrInvalid.
@@ -344,6 +345,10 @@ func encodeValue(e *ValueEncoder, v any) error {
 		e.String(v)
 	case Opaque:
 		e.Opaque(v.Type, v.Text)
+	case *Opaque:
+		e.Opaque(v.Type, v.Text)
+	case *TableKey:
+		return encodeValue(e, v.Table)
 	case []any:
 		e.BeginList()
 		for _, it := range v {
@@ -397,10 +402,12 @@ func encodeValue(e *ValueEncoder, v any) error {
 }
 
 // DecodeValues turns the value encoding into Go values for Go callers:
-// nil, bool, int64 or float64, string or []byte, []any, map[any]any (keys
-// that are tables become their Opaque; a string key that is not UTF-8, a
-// []byte as a value, is a string holding its bytes, since a []byte cannot
-// be a map key), Opaque. Bytes that are not the
+// nil, bool, int64 or float64, string or []byte, []any, map[any]any (a key
+// that is a table becomes a *TableKey; keys of a table that share one
+// Opaque, functions with the same tostring text say, become *Opaque, each
+// equal only to itself; a string key that is not UTF-8, a []byte as a
+// value, is a string holding its bytes, since a []byte cannot be a map
+// key), Opaque. Bytes that are not the
 // value encoding are an *Error with code ErrGeneric.
 func DecodeValues(data []byte) ([]any, error) {
 	// One pass of encoding/json over the whole input, then a walk of the
@@ -508,7 +515,9 @@ func decodeTagged(tag map[string]any) (any, error) {
 	if !ok {
 		return nil, badValue(`an object that is no "$b", "$f", "$o" or "$t"`)
 	}
-	m := make(map[any]any, len(pairs))
+	type pair struct{ k, v any }
+	kvs := make([]pair, 0, len(pairs))
+	var opaques map[Opaque]int // how many keys share each Opaque
 	for _, p := range pairs {
 		kv, ok := p.([]any)
 		if !ok || len(kv) != 2 {
@@ -524,13 +533,38 @@ func decodeTagged(tag map[string]any) (any, error) {
 		}
 		switch kk := k.(type) {
 		case []any, map[any]any:
-			k = Opaque{Type: "table", Text: "<table key>"}
+			// Each table key is a key of its own, as in Lua: one Opaque
+			// for all of them kept one value of several.
+			k = &TableKey{Table: kk}
 		case []byte:
 			// A string key that is not UTF-8: a Go string holds its
 			// bytes (no UTF-8 string key can equal it).
 			k = string(kk)
+		case Opaque:
+			if opaques == nil {
+				opaques = make(map[Opaque]int)
+			}
+			opaques[kk]++
 		}
-		m[k] = v
+		kvs = append(kvs, pair{k, v})
+	}
+	m := make(map[any]any, len(kvs))
+	for _, kv := range kvs {
+		if o, ok := kv.k.(Opaque); ok && opaques[o] > 1 {
+			// Keys whose tostring text is the same (a __tostring, or
+			// the cut at 1024 bytes) are distinct Lua keys: each becomes
+			// an *Opaque, equal only to itself.
+			kv.k = &o
+		}
+		m[kv.k] = kv.v
 	}
 	return m, nil
+}
+
+// TableKey is a key of a decoded table that is itself a table: Table holds
+// its contents ([]any, map[any]any, or the Opaque cycle or depth marker
+// that replaced them). As a map key it equals only itself, as a table key
+// does in Lua.
+type TableKey struct {
+	Table any
 }
