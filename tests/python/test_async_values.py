@@ -3,44 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Awaitable, Callable
 
 import pytest
 from pylua_bioxen_vm_lib import BasicLuaVM, InteractiveSession, create_vm
 
 
-def test_async_calls_on_a_vm_not_started_run_in_call_order(engine: tuple) -> None:
-    """The first calls on a VM waited for its engine to start, each in an
-    executor thread of its own, and reached the core in whatever order those
-    threads finished: "0,2,3,4,1,5," instead of "0,1,2,3,4,5,"."""
+@pytest.mark.parametrize("target", ["vm", "session"])
+def test_async_calls_on_a_vm_not_started_run_in_call_order(engine: tuple, target: str) -> None:
+    """The first calls on a VM (execute_async) or a session
+    (execute_interactive_async) waited for its start, each in an executor
+    thread of its own, and reached the core in whatever order those threads
+    finished: "0,2,3,4,1,5," instead of "0,1,2,3,4,5,"."""
     kind, executable = engine
 
-    async def run(vm: BasicLuaVM) -> str:
-        calls = [vm.execute_async(f"seq = (seq or '') .. '{i},' return seq") for i in range(8)]
+    async def run(call: Callable[[str], Awaitable[Any]]) -> str:
+        calls = [call(f"seq = (seq or '') .. '{i},' return seq") for i in range(8)]
         results = await asyncio.wait_for(asyncio.gather(*calls), 60)
         return results[-1]["values"][0]
 
     for i in range(6):
-        with create_vm(f"order{i}", engine=kind, lua_executable=executable, persistent=True) as vm:
-            assert asyncio.run(run(vm)) == "0,1,2,3,4,5,6,7,"
-
-
-def test_async_session_calls_on_a_session_not_started_run_in_call_order(engine: tuple) -> None:
-    """execute_interactive_async started the session the same way, each
-    call in an executor thread of its own."""
-    kind, executable = engine
-
-    async def run(session: InteractiveSession) -> str:
-        calls = [session.execute_interactive_async(f"seq = (seq or '') .. '{i},' return seq") for i in range(8)]
-        results = await asyncio.wait_for(asyncio.gather(*calls), 60)
-        return results[-1]["values"][0]
-
-    for i in range(6):
-        vm = BasicLuaVM(f"sorder{i}", engine=kind, lua_executable=executable, persistent=True)
-        session = InteractiveSession(f"sorder{i}", vm)
+        vm = BasicLuaVM(f"order{i}", engine=kind, lua_executable=executable, persistent=True)
+        session = InteractiveSession(f"order{i}", vm) if target == "session" else None
         try:
-            assert asyncio.run(run(session)) == "0,1,2,3,4,5,6,7,"
+            call = session.execute_interactive_async if session else vm.execute_async
+            assert asyncio.run(run(call)) == "0,1,2,3,4,5,6,7,"
         finally:
-            session.terminate()
+            if session:
+                session.terminate()
             vm.close()
 
 
