@@ -235,6 +235,12 @@ test("errors are reported at the caller's line", function()
 	assert(not ok)
 	assert(string.find(msg, "test_bio_compute%.lua:%d+: bio_compute%.analyze_sequence: sequence must be a string, got nil"),
 		msg)
+	-- validate too (it once tail-called its check: no position on Lua 5.4 and LuaJIT)
+	ok, msg = pcall(function()
+		bc.validate("ACGTX")
+	end)
+	assert(not ok)
+	assert(string.find(msg, "test_bio_compute%.lua:%d+: bio_compute%.validate: invalid character 'X'"), msg)
 end)
 
 ---------------------------------------------------------------------------

@@ -429,7 +429,10 @@ end
 --- validate(seq) -> the normalised sequence: white space removed, upper case.
 -- Raises an error for a non-string or a character outside the alphabet.
 function M.validate(seq)
-	return clean(seq, "validate")
+	-- Not a tail call: Lua 5.2+ and LuaJIT keep no frame for one, and the
+	-- error level of clean would then point past the caller's line.
+	local s = clean(seq, "validate")
+	return s
 end
 
 --- base_counts(seq) -> {A=, C=, G=, T=, N=, other=}. U counts as T; other
