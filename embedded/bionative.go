@@ -179,8 +179,12 @@ func bnKmerCounts(L *lua.LState) int {
 	t := L.CreateTable(0, len(kmers))
 	tk := workTicker{L: L}
 	for i, km := range kmers {
+		// Storing a key hashes it: poll every bnStopEvery keys and
+		// every pollWork bytes of keys (long k).
 		if i%bnStopEvery == bnStopEvery-1 {
 			tk.poll()
+		} else {
+			tk.add(len(km.Seq))
 		}
 		t.RawSetString(km.Seq, lua.LNumber(km.Count))
 	}

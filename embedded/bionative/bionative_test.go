@@ -472,3 +472,20 @@ func TestKernelsInPieces(t *testing.T) {
 		}
 	}
 }
+
+// TestKmerCountsStopLongK: with a long k every window hashes k bytes, so
+// the stop function is called per bytes of k-mers, not only per windows
+// (1024 windows of k = 4 Mi ran 0.1 s between two calls).
+func TestKmerCountsStopLongK(t *testing.T) {
+	const n, k = 1 << 14, 1 << 13
+	for _, s := range []string{strings.Repeat("A", n), randomSeq(rand.New(rand.NewPCG(31, 32)), n, plain)} {
+		calls := 0
+		if _, err := KmerCounts(s, k, func() bool { calls++; return false }); err != nil {
+			t.Fatal(err)
+		}
+		// (n-k+1) windows of k bytes, one call per 64*stopInterval bytes.
+		if want := (n - k + 1) * k / (64 * stopInterval); calls < want {
+			t.Errorf("%d calls of the stop function, want at least %d", calls, want)
+		}
+	}
+}
