@@ -176,6 +176,14 @@ func bnKmerCounts(L *lua.LState) int {
 	if err != nil {
 		return bnInvalid(L, err)
 	}
+	// The keys may share the sequence's bytes (long k), but as Lua strings
+	// they hold len(kmers)*k bytes, as they do built by the Lua loops: a
+	// result over the memory limit stops the call now, not a later one.
+	if c, ok := L.Context().(*callCtx); ok && len(kmers) > 0 &&
+		!c.st.roomFor(L, int64(len(kmers))*int64(len(kmers[0].Seq))) {
+		c.stopNow(errMemLimit)
+		c.st.raiseStop(L)
+	}
 	t := L.CreateTable(0, len(kmers))
 	tk := workTicker{L: L}
 	for i, km := range kmers {

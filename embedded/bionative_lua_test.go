@@ -289,3 +289,23 @@ N = require("bio_compute.native")`
 		}
 	}
 }
+
+// TestBioNativeKmerMemoryLimit: distinct long k-mers hold len*k bytes as
+// Lua strings, as they do when the Lua loops build them: over the VM's
+// memory limit the call stops with the memory limit (it succeeded, or the
+// kernel first copied them all in one Go allocation no limit saw).
+func TestBioNativeKmerMemoryLimit(t *testing.T) {
+	vm, err := core.Open(core.Options{Engine: "embedded", PackagePath: bioPackagePath(t),
+		Limits: core.Limits{MaxMemoryBytes: 16 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	code := `local t, x = {}, 1
+for i = 1, 2^16 do x = (x * 16807) % 2147483647 t[i] = string.sub("ACGT", x % 4 + 1, x % 4 + 1) end
+local c = require("bio_compute").kmer_counts(table.concat(t), 2^15) -- 32 Ki keys of 32 KiB`
+	_, err = vm.Exec(context.Background(), []byte(code), core.ExecOptions{Timeout: time.Minute})
+	if core.CodeOf(err) != core.ErrNoMem {
+		t.Fatalf("%v, want the memory limit", err)
+	}
+}

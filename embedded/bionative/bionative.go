@@ -654,13 +654,24 @@ func kmersStrings(s string, k int, stop func() bool) ([]Kmer, error) {
 	if len(starts) == 0 {
 		return nil, nil
 	}
-	// Copy the keys into one buffer: the result must not keep s alive.
+	out := make([]Kmer, len(starts))
+	// Keys longer in total than s are substrings of s: copied they took
+	// len(starts)*k bytes, which no limit saw (a random megabyte with
+	// k = 512 Ki asked Go for 256 GiB at once and crashed the process).
+	// Shorter ones are copied into one buffer, so that a few short keys
+	// do not keep a long s alive: either way the result keeps at most
+	// as many bytes alive as its keys hold.
+	if int64(len(starts))*int64(k) > int64(len(s)) {
+		for i, p := range starts {
+			out[i] = Kmer{Seq: s[p : p+k], Count: counts[i]}
+		}
+		return out, nil
+	}
 	buf := make([]byte, 0, len(starts)*k)
 	for _, p := range starts {
 		buf = append(buf, s[p:p+k]...)
 	}
 	all := toString(buf)
-	out := make([]Kmer, len(starts))
 	for i := range out {
 		out[i] = Kmer{Seq: all[i*k : (i+1)*k], Count: counts[i]}
 	}

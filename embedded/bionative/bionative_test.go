@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"unsafe"
@@ -487,5 +488,34 @@ func TestKmerCountsStopLongK(t *testing.T) {
 		if want := (n - k + 1) * k / (64 * stopInterval); calls < want {
 			t.Errorf("%d calls of the stop function, want at least %d", calls, want)
 		}
+	}
+}
+
+// TestKmerCountsLongKMemory: distinct long k-mers are not copied out of
+// the sequence when they hold more bytes than it: a random 32 KiB with
+// k = 16 Ki has 16 Ki distinct k-mers, 256 MiB if copied (no memory limit
+// sees a kernel's Go allocations; a megabyte with k = 512 Ki crashed).
+func TestKmerCountsLongKMemory(t *testing.T) {
+	const n, k = 32 << 10, 16 << 10
+	s := randomSeq(rand.New(rand.NewPCG(41, 42)), n, plain)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	got, err := KmerCounts(s, k, nil)
+	runtime.ReadMemStats(&after)
+	if err != nil || len(got) != n-k+1 {
+		t.Fatalf("%d k-mers, %v", len(got), err)
+	}
+	for i, km := range got {
+		if km.Seq != s[i:i+k] || km.Count != 1 {
+			t.Fatalf("k-mer %d: %d bytes, count %d", i, len(km.Seq), km.Count)
+		}
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
+		t.Errorf("KmerCounts allocated %d MiB for a %d KiB sequence", alloc>>20, n>>10)
+	}
+	// Short keys are still copied: they do not keep s alive.
+	short := strings.Repeat("ACGTTGCA", 1<<12)
+	if got, _ := KmerCounts(short, 40, nil); unsafe.StringData(got[0].Seq) == unsafe.StringData(short) {
+		t.Error("a short result shares the sequence")
 	}
 }
