@@ -172,14 +172,25 @@ func bnKmerCounts(L *lua.LState) int {
 	// Counting a long sequence with a long k can take a while: it stops
 	// with the call (deadline, CPU budget, memory), as a Lua loop would.
 	// (It asked the context for a deadline or a cancellation only.)
-	kmers, err := bionative.KmerCounts(s, min(k, len(s)+1), bnStop(L))
+	// Its Go memory (100 to 200 bytes per distinct k-mer) is held to the
+	// VM's memory limit too, as the Lua loops' tables would be.
+	var room func(int64) bool
+	c, _ := L.Context().(*callCtx)
+	if c != nil {
+		room = func(n int64) bool { return c.st.roomFor(L, n) }
+	}
+	kmers, err := bionative.KmerCountsRoom(s, min(k, len(s)+1), bnStop(L), room)
+	if err == bionative.ErrNoRoom {
+		c.stopNow(errMemLimit)
+		c.st.raiseStop(L)
+	}
 	if err != nil {
 		return bnInvalid(L, err)
 	}
 	// The keys may share the sequence's bytes (long k), but as Lua strings
 	// they hold len(kmers)*k bytes, as they do built by the Lua loops: a
 	// result over the memory limit stops the call now, not a later one.
-	if c, ok := L.Context().(*callCtx); ok && len(kmers) > 0 &&
+	if c != nil && len(kmers) > 0 &&
 		!c.st.roomFor(L, int64(len(kmers))*int64(len(kmers[0].Seq))) {
 		c.stopNow(errMemLimit)
 		c.st.raiseStop(L)

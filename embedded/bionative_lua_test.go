@@ -3,6 +3,7 @@ package embedded_test
 import (
 	"context"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -307,5 +308,42 @@ local c = require("bio_compute").kmer_counts(table.concat(t), 2^15) -- 32 Ki key
 	_, err = vm.Exec(context.Background(), []byte(code), core.ExecOptions{Timeout: time.Minute})
 	if core.CodeOf(err) != core.ErrNoMem {
 		t.Fatalf("%v, want the memory limit", err)
+	}
+}
+
+// TestBioNativeKmerGoMemory: the Go memory of a native k-mer count is held
+// to the VM's memory limit: 2 MiB of random bases under a 32 MiB limit
+// stop with the memory limit before the kernel takes much more than the
+// limit (it took 400 MiB first, 200 times the sequence, under any limit).
+func TestBioNativeKmerGoMemory(t *testing.T) {
+	setup := `local four, B = {}, "ACGT"
+for i = 0, 255 do
+	local a, b, c, d = i % 4 + 1, math.floor(i / 4) % 4 + 1, math.floor(i / 16) % 4 + 1, math.floor(i / 64) + 1
+	four[i] = string.sub(B, a, a) .. string.sub(B, b, b) .. string.sub(B, c, c) .. string.sub(B, d, d)
+end
+local t, x = {}, 1
+for i = 1, 2^19 do x = (x * 16807) % 2147483647 t[i] = four[x % 256] end
+S = table.concat(t) -- 2 MiB of random bases: nearly every 20-mer distinct
+N = require("bio_compute.native")`
+	for _, k := range []string{"20", "40"} { // 2-bit codes in a map; text in a map
+		// A VM each: the memory limit resets the state.
+		vm, err := core.Open(core.Options{Engine: "embedded", Persistent: true, Limits: core.Limits{MaxMemoryBytes: 32 << 20}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer vm.Close()
+		if res, err := vm.Exec(context.Background(), []byte(setup), core.ExecOptions{}); err != nil || !res.Success {
+			t.Fatalf("setup: %v %+v", err, res)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err = vm.Exec(context.Background(), []byte("N.kmer_counts(S, "+k+")"), core.ExecOptions{Timeout: time.Minute})
+		runtime.ReadMemStats(&after)
+		if core.CodeOf(err) != core.ErrNoMem {
+			t.Fatalf("k=%s: %v, want the memory limit", k, err)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 128<<20 {
+			t.Errorf("k=%s: the call allocated %d MiB under a 32 MiB limit", k, alloc>>20)
+		}
 	}
 }

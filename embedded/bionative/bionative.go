@@ -478,6 +478,25 @@ var stopInterval = 1 << 10
 // called now and then on long inputs; when it returns true KmerCounts gives
 // up with ErrStopped.
 func KmerCounts(s string, k int, stop func() bool) ([]Kmer, error) {
+	return KmerCountsRoom(s, k, stop, nil)
+}
+
+// ErrNoRoom is returned by KmerCountsRoom when its room function reported
+// false.
+var ErrNoRoom = errors.New("not enough memory")
+
+// kmerBytes is about how many bytes of Go memory a distinct k-mer takes
+// while it is counted and in the result (map entry, slices, Kmer, key
+// spelled out), besides k itself: 8 Mi distinct 20-mers took 1.1 GiB.
+const kmerBytes = 128
+
+// KmerCountsRoom is KmerCounts with a room function (nil: no limit), which
+// it asks whether the memory its count takes (an estimate in bytes) still
+// fits, each time that has doubled since the last time it asked (from
+// 1 MiB): no memory limit sees a kernel's Go allocations, and counting
+// a string took 100 to 200 times its size. When room reports false
+// KmerCountsRoom gives up with ErrNoRoom.
+func KmerCountsRoom(s string, k int, stop func() bool, room func(bytes int64) bool) ([]Kmer, error) {
 	if k < 1 {
 		panic(fmt.Sprintf("bionative.KmerCounts: k = %d", k))
 	}
@@ -496,16 +515,46 @@ func KmerCounts(s string, k int, stop func() bool) ([]Kmer, error) {
 		if f&fU != 0 {
 			last = 'U'
 		}
+		lim := &limits{stop: stop, room: room, next: 1 << 20}
 		if k <= maxDenseK && 1<<(2*k) <= max(smallDense, 2*len(s)) {
-			return kmersDense(s, k, last, stop)
+			return kmersDense(s, k, last, lim)
 		}
-		return kmersSparse(s, k, last, stop)
+		return kmersSparse(s, k, last, lim)
 	}
 	c, err := Clean(s, false, stop)
 	if err != nil {
 		return nil, err
 	}
-	return kmersStrings(c, k, stop)
+	return kmersStrings(c, k, &limits{stop: stop, room: room, next: 1 << 20})
+}
+
+// limits are a k-mer count's stop and room functions.
+type limits struct {
+	stop func() bool
+	room func(int64) bool
+	next int64 // ask room again once the count takes this many bytes
+}
+
+// poll calls the stop function, and the room function when the count,
+// now taking about bytes, has doubled since it last did.
+func (l *limits) poll(bytes int64) error {
+	if l.stop != nil && l.stop() {
+		return ErrStopped
+	}
+	return l.fits(bytes)
+}
+
+// fits asks the room function whether bytes fit when they have doubled
+// since it last did.
+func (l *limits) fits(bytes int64) error {
+	if l.room == nil || bytes < l.next {
+		return nil
+	}
+	l.next = 2 * bytes
+	if !l.room(bytes) {
+		return ErrNoRoom
+	}
+	return nil
 }
 
 // forEachWindow calls fn with the 2-bit code of every k-mer window of s.
@@ -531,7 +580,10 @@ func forEachWindow(s string, k int, fn func(code uint64) bool) bool {
 	return true
 }
 
-func kmersDense(s string, k int, last byte, stop func() bool) ([]Kmer, error) {
+func kmersDense(s string, k int, last byte, lim *limits) ([]Kmer, error) {
+	if err := lim.fits(4 << (2 * k)); err != nil {
+		return nil, err
+	}
 	cnt := make([]uint32, 1<<(2*k))
 	var order []uint32
 	mask := uint32(1)<<(2*k) - 1
@@ -539,8 +591,10 @@ func kmersDense(s string, k int, last byte, stop func() bool) ([]Kmer, error) {
 	run := 0
 	tab := &baseCode
 	for start := 0; start < len(s); start += 64 * stopInterval {
-		if start > 0 && stop != nil && stop() {
-			return nil, ErrStopped
+		if start > 0 {
+			if err := lim.poll(4<<(2*k) + int64(len(order))*kmerBytes); err != nil {
+				return nil, err
+			}
 		}
 		for _, c := range []byte(s[start:min(len(s), start+64*stopInterval)]) {
 			b := tab[c]
@@ -562,19 +616,20 @@ func kmersDense(s string, k int, last byte, stop func() bool) ([]Kmer, error) {
 	}
 	return decode(k, last, len(order), func(i int) (uint64, int) {
 		return uint64(order[i]), int(cnt[order[i]])
-	}, stop)
+	}, lim)
 }
 
-func kmersSparse(s string, k int, last byte, stop func() bool) ([]Kmer, error) {
+func kmersSparse(s string, k int, last byte, lim *limits) ([]Kmer, error) {
 	index := map[uint64]int32{}
 	var codes []uint64
 	var counts []int
-	stopped := false
+	var err error
 	n := 0
 	forEachWindow(s, k, func(code uint64) bool {
-		if n++; n%stopInterval == 0 && stop != nil && stop() {
-			stopped = true
-			return false
+		if n++; n%stopInterval == 0 {
+			if err = lim.poll(int64(len(codes)) * kmerBytes); err != nil {
+				return false
+			}
 		}
 		if j, ok := index[code]; ok {
 			counts[j]++
@@ -585,22 +640,25 @@ func kmersSparse(s string, k int, last byte, stop func() bool) ([]Kmer, error) {
 		counts = append(counts, 1)
 		return true
 	})
-	if stopped {
-		return nil, ErrStopped
+	if err != nil {
+		return nil, err
 	}
-	return decode(k, last, len(codes), func(i int) (uint64, int) { return codes[i], counts[i] }, stop)
+	return decode(k, last, len(codes), func(i int) (uint64, int) { return codes[i], counts[i] }, lim)
 }
 
 // decode spells n codes as k-mers, all in one string.
-func decode(k int, last byte, n int, at func(i int) (uint64, int), stop func() bool) ([]Kmer, error) {
+func decode(k int, last byte, n int, at func(i int) (uint64, int), lim *limits) ([]Kmer, error) {
 	if n == 0 {
 		return nil, nil
+	}
+	if err := lim.fits(int64(n) * (kmerBytes + int64(k))); err != nil {
+		return nil, err
 	}
 	letters := [4]byte{'A', 'C', 'G', last}
 	buf := make([]byte, n*k)
 	out := make([]Kmer, n)
 	for i := range n {
-		if i%stopInterval == stopInterval-1 && stop != nil && stop() {
+		if i%stopInterval == stopInterval-1 && lim.stop != nil && lim.stop() {
 			return nil, ErrStopped
 		}
 		code, c := at(i)
@@ -620,7 +678,7 @@ func decode(k int, last byte, n int, at func(i int) (uint64, int), stop func() b
 
 // kmersStrings counts k-mers by their text: long k, or T and U both present.
 // s is clean and upper case.
-func kmersStrings(s string, k int, stop func() bool) ([]Kmer, error) {
+func kmersStrings(s string, k int, lim *limits) ([]Kmer, error) {
 	index := map[string]int32{}
 	var starts, counts []int
 	run, windows, work := 0, 0, 0
@@ -638,8 +696,8 @@ func kmersStrings(s string, k int, stop func() bool) ([]Kmer, error) {
 		windows++
 		if work += k; windows%stopInterval == 0 || work >= 64*stopInterval {
 			work = 0
-			if stop != nil && stop() {
-				return nil, ErrStopped
+			if err := lim.poll(int64(len(starts)) * kmerBytes); err != nil {
+				return nil, err
 			}
 		}
 		km := s[i+1-k : i+1]

@@ -519,3 +519,32 @@ func TestKmerCountsLongKMemory(t *testing.T) {
 		t.Error("a short result shares the sequence")
 	}
 }
+
+// TestKmerCountsRoom: the room function is asked as the count's memory
+// doubles, and a false answer ends the count with ErrNoRoom (counting a
+// string took 100 to 200 times its size in Go memory no limit saw).
+func TestKmerCountsRoom(t *testing.T) {
+	s := randomSeq(rand.New(rand.NewPCG(51, 52)), 1<<20, plain)
+	for _, k := range []int{8, 20, 40} { // dense, sparse codes, text
+		var asked []int64
+		_, err := KmerCountsRoom(s, k, nil, func(n int64) bool { asked = append(asked, n); return n < 8<<20 })
+		if k == 8 {
+			// 64 Ki entries at most: it fits.
+			if err != nil {
+				t.Errorf("k=%d: %v (asked %v)", k, err, asked)
+			}
+			continue
+		}
+		if err != ErrNoRoom || len(asked) < 2 || asked[len(asked)-1] < 8<<20 {
+			t.Errorf("k=%d: %v, asked %v", k, err, asked)
+		}
+		for i := 1; i < len(asked); i++ {
+			if asked[i] < 2*asked[i-1] {
+				t.Errorf("k=%d: asked %v: not doubling", k, asked)
+			}
+		}
+	}
+	if got, err := KmerCountsRoom(s, 20, nil, func(int64) bool { return true }); err != nil || len(got) < 1<<19 {
+		t.Errorf("%d k-mers, %v", len(got), err)
+	}
+}
