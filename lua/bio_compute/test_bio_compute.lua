@@ -284,6 +284,12 @@ test("gc_content", function()
 	eq(bc.gc_content("GCAU"), 0.5, "U as T")
 	local g = bc.gc_content("ACG")
 	assert(math.abs(g - 2 / 3) < 1e-12, tostring(g))
+	if math.type then -- Lua 5.3+: always a float (the empty case was the integer 0)
+		for _, s in ipairs({ "", "NNNN", "AATT", "GGCC" }) do
+			eq(math.type(bc.gc_content(s)), "float", s)
+			eq(math.type(bc.analyze_sequence(s).gc_content), "float", s)
+		end
+	end
 end)
 
 ---------------------------------------------------------------------------

@@ -269,7 +269,7 @@ end
 local function gc_of(c)
 	local total = c.A + c.C + c.G + c.T
 	if total == 0 then
-		return 0
+		return 0.0 -- a float, as every other result (Lua 5.3+ prints 0.0)
 	end
 	return (c.G + c.C) / total
 end
