@@ -380,3 +380,22 @@ func TestAsyncCallsRunInOrder(t *testing.T) {
 		}
 	}
 }
+
+// bioxen_session_execute with a NULL code returned BIOXEN_E_INVALID but
+// left *result_out as it was, where bioxen_vm_exec (whose rules it has)
+// sets it to NULL on every failure: a caller freeing it freed garbage.
+func TestSessionExecuteNullCodeClearsResult(t *testing.T) {
+	h, st := testOpen("", "", true)
+	if st != 0 {
+		t.Fatalf("open: %d %s", st, testErrmsg())
+	}
+	defer testClose(h)
+	s, st := testSessionOpen(h)
+	if st != 0 {
+		t.Fatalf("session: %d %s", st, testErrmsg())
+	}
+	defer testSessionClose(s)
+	if cleared, st := testSessionExecuteNull(s); st != 2 || !cleared {
+		t.Errorf("session_execute(NULL code): status %d, *result_out cleared %v", st, cleared)
+	}
+}

@@ -118,10 +118,15 @@ func bioxenGoSessionRead(h C.bioxen_session, streams C.int, timeoutMS C.int64_t,
 //export bioxenGoSessionExecute
 func bioxenGoSessionExecute(h C.bioxen_session, code *C.char, n C.size_t, timeoutMS C.int64_t, flags C.int, out **C.bioxen_result) (status C.int) {
 	defer guard(&status)
-	if out == nil || code == nil {
-		return fail(core.Errorf(core.ErrInvalid, "session_execute", "code or result_out is NULL"))
+	if out == nil {
+		return fail(core.Errorf(core.ErrInvalid, "session_execute", "result_out is NULL"))
 	}
+	// Before any other check: on every failure *result_out is NULL (a
+	// NULL code left the caller's garbage there, which it then freed).
 	*out = nil
+	if code == nil {
+		return fail(core.Errorf(core.ErrInvalid, "session_execute", "code is NULL"))
+	}
 	if err := checkFlags(flags, "session_execute"); err != nil {
 		return fail(err)
 	}

@@ -219,3 +219,13 @@ func testSessionWaitIdle(h uint64) (idle, status int) {
 
 // testOptionsSize is sizeof(bioxen_vm_options).
 func testOptionsSize() uintptr { return unsafe.Sizeof(C.bioxen_vm_options{}) }
+
+// testSessionExecuteNull calls bioxen_session_execute with code NULL and
+// *result_out set to a non-NULL sentinel; it reports whether the call
+// cleared it, and its status.
+func testSessionExecuteNull(h uint64) (cleared bool, status int) {
+	var sentinel C.bioxen_result
+	r := &sentinel
+	st := bioxenGoSessionExecute(C.bioxen_session(h), nil, 0, 0, 0, &r)
+	return r == nil, int(st)
+}
