@@ -399,3 +399,20 @@ func TestSessionExecuteNullCodeClearsResult(t *testing.T) {
 		t.Errorf("session_execute(NULL code): status %d, *result_out cleared %v", st, cleared)
 	}
 }
+
+// bioxen_packages, bioxen_remote and bioxen_vm_install_package with a NULL
+// request returned BIOXEN_E_INVALID but left *response_out and
+// *response_len as they were (every other failure clears them).
+func TestJSONCallsNullRequestClearOut(t *testing.T) {
+	h, st := testOpen("", "", false)
+	if st != 0 {
+		t.Fatalf("open: %d %s", st, testErrmsg())
+	}
+	defer testClose(h)
+	cleared, status := testJSONNullRequest(h)
+	for i, name := range []string{"bioxen_packages", "bioxen_remote", "bioxen_vm_install_package"} {
+		if status[i] != 2 || !cleared[i] {
+			t.Errorf("%s(NULL request): status %d, out-parameters cleared %v", name, status[i], cleared[i])
+		}
+	}
+}

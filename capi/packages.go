@@ -193,10 +193,10 @@ const maxRequestBytes = core.DefaultMaxSourceBytes
 // run it, and hand {"result": ...} back in C memory (freed with bioxen_free).
 // A bad request is reported without echoing it (it may hold passwords).
 func jsonCall[T any](reqJSON *C.char, n C.size_t, out **C.char, outLen *C.size_t, op string, run func(*T) (any, error)) C.int {
+	clearOut(out, outLen)
 	if reqJSON == nil || out == nil || outLen == nil {
 		return fail(core.Errorf(core.ErrInvalid, op, "NULL argument"))
 	}
-	*out, *outLen = nil, 0
 	body, err := cView(reqJSON, n, maxRequestBytes, op, "request")
 	if err != nil {
 		return fail(err)
@@ -215,4 +215,16 @@ func jsonCall[T any](reqJSON *C.char, n C.size_t, out **C.char, outLen *C.size_t
 	}
 	*out, *outLen = cbytes(data)
 	return C.BIOXEN_OK
+}
+
+// clearOut sets the response out-parameters that are not NULL to NULL and
+// 0, first thing: on every failure the caller finds no response (a NULL
+// request left its values there, which it then freed).
+func clearOut(out **C.char, outLen *C.size_t) {
+	if out != nil {
+		*out = nil
+	}
+	if outLen != nil {
+		*outLen = 0
+	}
 }

@@ -151,10 +151,10 @@ func bioxenGoRemote(reqJSON *C.char, n C.size_t, out **C.char, outLen *C.size_t)
 //export bioxenGoVMInstallPackage
 func bioxenGoVMInstallPackage(h C.bioxen_vm, reqJSON *C.char, n C.size_t, out **C.char, outLen *C.size_t) (status C.int) {
 	defer guard(&status)
+	clearOut(out, outLen)
 	if reqJSON == nil || out == nil || outLen == nil {
 		return fail(core.Errorf(core.ErrInvalid, "install_package", "NULL argument"))
 	}
-	*out, *outLen = nil, 0
 	vm, st := lookup(h)
 	if vm == nil {
 		return st

@@ -229,3 +229,25 @@ func testSessionExecuteNull(h uint64) (cleared bool, status int) {
 	st := bioxenGoSessionExecute(C.bioxen_session(h), nil, 0, 0, 0, &r)
 	return r == nil, int(st)
 }
+
+// testJSONNullRequest calls bioxen_packages, bioxen_remote and
+// bioxen_vm_install_package (on vm) with a NULL request and the
+// out-parameters set to sentinels; it reports, per call, whether both
+// were cleared, and the statuses.
+func testJSONNullRequest(vm uint64) (cleared [3]bool, status [3]int) {
+	for i := range cleared {
+		var sentinel C.char
+		out, n := &sentinel, C.size_t(77)
+		var st C.int
+		switch i {
+		case 0:
+			st = bioxenGoPackages(nil, 0, &out, &n)
+		case 1:
+			st = bioxenGoRemote(nil, 0, &out, &n)
+		case 2:
+			st = bioxenGoVMInstallPackage(C.bioxen_vm(vm), nil, 0, &out, &n)
+		}
+		cleared[i], status[i] = out == nil && n == 0, int(st)
+	}
+	return cleared, status
+}

@@ -526,7 +526,9 @@ int bioxen_set_interrupt_fd(int fd);
 ** refused. Only set it for repositories you trust.
 **
 ** On BIOXEN_OK *response_out points to *response_len bytes plus a NUL,
-** owned by the caller, freed with bioxen_free. Installs run the real
+** owned by the caller, freed with bioxen_free; on any other status
+** *response_out is NULL and *response_len 0 (those of the two pointers
+** that are not NULL; either NULL is BIOXEN_E_INVALID). Installs run the real
 ** luarocks and may take seconds. A request over 16 MiB (len may be any
 ** size_t value) is BIOXEN_E_TOOLARGE.
 */
