@@ -179,10 +179,10 @@ func bioxenGoVMOpen(o *C.bioxen_vm_options, out *C.bioxen_vm) (status C.int) {
 	*out = 0
 	var opts core.Options
 	if o != nil {
+		// size 0 (a caller that did not set it) is under the oldest
+		// layout too: read as this version's layout, it made the library
+		// read past the struct of a program built with an older header.
 		size := uintptr(o.size)
-		if size == 0 {
-			size = unsafe.Sizeof(*o) // a caller that did not set size gets this version's layout
-		}
 		if size < unsafe.Offsetof(o.max_output_bytes)+unsafe.Sizeof(o.max_output_bytes) {
 			return fail(core.Errorf(core.ErrInvalid, "open", "options size %d is smaller than the oldest layout", size))
 		}

@@ -127,7 +127,7 @@ typedef struct bioxen_vm_options {
 ** interpreter is reported here.
 **
 ** Returns: BIOXEN_OK; BIOXEN_E_INVALID (NULL vm_out, unknown engine, bad
-** size: under the oldest layout, over 4096 bytes, not the size of a
+** size: 0 (not set) or under the oldest layout, over 4096 bytes, not the size of a
 ** released layout (one that ends inside a field would drop settings), or a
 ** newer layout that sets fields this library does not know); BIOXEN_E_LUA_NOT_FOUND; BIOXEN_E_ENGINE (the interpreter started
 ** but did not speak the protocol).
