@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import collections.abc
 import contextlib
 import ctypes
 import logging
@@ -241,6 +242,9 @@ def _allowed_dirs(paths: Any) -> List[str]:
         return []
     if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]
+    elif not isinstance(paths, collections.abc.Iterable):
+        # A bare TypeError ("'int' object is not iterable") is no LuaVMError.
+        raise exc.ArgumentTypeError(f"allowed_paths must be a path or a sequence of paths, not {type(paths).__name__}")
     out = []
     for p in paths:
         if not isinstance(p, (str, bytes, os.PathLike)):

@@ -535,3 +535,11 @@ def test_a_logging_handler_that_uses_the_library_gets_an_error_not_a_hang():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "[2]\nTrue\n"
+
+
+@pytest.mark.parametrize("paths", [5, 1.5, object()])
+def test_allowed_paths_not_a_path_nor_sequence_is_argument_type_error(paths):
+    """allowed_paths=5 raised a bare TypeError ("'int' object is not
+    iterable") instead of the library's ArgumentTypeError."""
+    with pytest.raises(ArgumentTypeError, match="allowed_paths"):
+        BasicLuaVM("bad-paths", allowed_paths=paths)
