@@ -117,7 +117,9 @@ def create_vm(
     ``engine="process"`` or a ``lua_executable`` other than "lua" (e.g.
     "lua5.4", "luajit") is given. ``memory_limit`` and ``cpu_limit`` are the
     VM's limits (see :class:`BasicLuaVM`). ``vm_type="xcpng"`` gives an
-    :class:`XCPngVM` configured by ``config`` (docs/xcpng.md).
+    :class:`XCPngVM` configured by ``config`` (docs/xcpng.md); it does not
+    take ``networked``, ``engine``, ``environment``, ``memory_limit`` or
+    ``cpu_limit`` (ConfigurationError when one is given).
     """
     if not isinstance(vm_type, str) or vm_type not in VM_TYPES:
         raise exc.VMManagerError(f"unknown vm_type {vm_type!r}; valid types: {', '.join(repr(t) for t in VM_TYPES)}")
@@ -129,6 +131,27 @@ def create_vm(
         enable_debug(logging.getLogger(f"{ROOT_LOGGER}.vm.{vm_id}"))
     if vm_type == "xcpng":
         from .xcp_ng_integration import XCPngVM
+
+        # Options an XCPngVM does not apply (its guest is the isolation
+        # boundary: docs/sandbox.md, "Not covered") were dropped silently:
+        # a memory_limit or cpu_limit given for it bounded nothing.
+        ignored = [
+            f"{name}={value!r}"
+            for name, value, default in (
+                ("networked", networked, False),
+                ("environment", environment, None),
+                ("memory_limit", memory_limit, None),
+                ("cpu_limit", cpu_limit, None),
+            )
+            if value != default
+        ]
+        if engine is not None and engine != "xcpng":
+            ignored.insert(0, f"engine={engine!r}")
+        if ignored:
+            raise exc.ConfigurationError(
+                f"vm_type='xcpng' does not apply {', '.join(ignored)} (the guest VM's own vCPUs, memory and "
+                "packages bound it: docs/xcpng.md)"
+            )
 
         return XCPngVM(vm_id, config, debug_mode=debug_mode)
     if networked:

@@ -336,3 +336,26 @@ def test_code_with_a_lone_surrogate_is_invalid_argument():
         assert vm.execute_string("return '\udcff'")["values"] == [b"\xff"]
         session.send_input(memoryview(b"y = 7"))
         assert session.execute_interactive("return y")["values"] == [7]
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"memory_limit": 1 << 20},
+        {"cpu_limit": 1.0},
+        {"environment": "default"},
+        {"engine": "process"},
+        {"networked": True},
+    ],
+)
+def test_xcpng_refuses_options_it_does_not_apply(option):
+    """create_vm(vm_type="xcpng", memory_limit=...) (cpu_limit, environment,
+    engine, networked) dropped the option silently: the XCPngVM bounded
+    nothing. It is refused, by name, and the VM is not made."""
+    config = {"xcp_host": "192.0.2.1", "xcp_username": "root", "xcp_password": "pw", "template_name": "t"}
+    with pytest.raises(exc.ConfigurationError) as info:
+        create_vm("x", vm_type="xcpng", config=config, **option)
+    assert next(iter(option)) in str(info.value) and "pw" not in str(info.value)
+    # Without them (and with the manager's defaults) it is made.
+    with VMManager() as manager:
+        assert manager.create_vm("y", vm_type="xcpng", config=config).vm_type == "xcpng"
