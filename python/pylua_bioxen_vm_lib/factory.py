@@ -119,7 +119,8 @@ def create_vm(
     VM's limits (see :class:`BasicLuaVM`). ``vm_type="xcpng"`` gives an
     :class:`XCPngVM` configured by ``config`` (docs/xcpng.md); it does not
     take ``networked``, ``engine``, ``environment``, ``memory_limit`` or
-    ``cpu_limit`` (ConfigurationError when one is given).
+    ``cpu_limit`` (ConfigurationError when one is given); a ``config``
+    without ``vm_type="xcpng"`` raises ConfigurationError.
     """
     if not isinstance(vm_type, str) or vm_type not in VM_TYPES:
         raise exc.VMManagerError(f"unknown vm_type {vm_type!r}; valid types: {', '.join(repr(t) for t in VM_TYPES)}")
@@ -154,6 +155,10 @@ def create_vm(
             )
 
         return XCPngVM(vm_id, config, debug_mode=debug_mode)
+    if config is not None:
+        # A config is the XCP-ng guest's: given without vm_type="xcpng" it
+        # was ignored, and the code meant for that guest ran on this host.
+        raise exc.ConfigurationError(f"config is for vm_type='xcpng' (docs/xcpng.md); vm_type={vm_type!r} takes none")
     if networked:
         from .networking import NetworkedLuaVM
 

@@ -359,3 +359,15 @@ def test_xcpng_refuses_options_it_does_not_apply(option):
     # Without them (and with the manager's defaults) it is made.
     with VMManager() as manager:
         assert manager.create_vm("y", vm_type="xcpng", config=config).vm_type == "xcpng"
+
+
+def test_config_without_xcpng_vm_type_is_refused():
+    """create_vm("x", config=xcpng_config) without vm_type="xcpng" ignored
+    the config and made a local VM: code meant for the XCP-ng guest ran on
+    this host."""
+    config = {"xcp_host": "192.0.2.1", "xcp_username": "root", "xcp_password": "pw", "template_name": "t"}
+    with pytest.raises(exc.ConfigurationError, match="xcpng"):
+        create_vm("x", config=config)
+    with VMManager() as manager, pytest.raises(exc.ConfigurationError):
+        manager.create_vm("y", config=config)
+    assert create_vm("z", config=None).vm_type == "basic"
