@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from . import exceptions as exc
+
 ROOT_LOGGER = "pylua_bioxen_vm_lib"
 _FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 
@@ -46,8 +48,10 @@ class VMLogger:
     """A named logger for one component of an application or of the library.
 
     Parameters mirror the original: ``debug_mode`` enables DEBUG output,
-    ``component`` names the logger, ``log_dir``/``enable_file_logging``
-    add a file handler only when both are given.
+    ``component`` (a non-empty str) names the logger, ``log_dir``/``enable_file_logging``
+    add a file handler only when both are given, writing
+    ``log_dir/<component>.log`` (a component holding a path separator
+    raises InvalidArgumentError then).
     """
 
     def __init__(
@@ -57,6 +61,20 @@ class VMLogger:
         log_dir: Optional[Union[str, os.PathLike[str]]] = None,
         enable_file_logging: bool = False,
     ) -> None:
+        if not isinstance(component, str):
+            raise exc.ArgumentTypeError(f"component must be a non-empty str, not {type(component).__name__}")
+        if not component:
+            raise exc.InvalidArgumentError("component must be a non-empty str, not ''")
+        if (
+            enable_file_logging
+            and log_dir is not None
+            and any(sep and sep in component for sep in (os.sep, os.altsep, "\0"))
+        ):
+            # The log file is log_dir/<component>.log: "../x" wrote outside
+            # log_dir, "a/b" raised a bare FileNotFoundError.
+            raise exc.InvalidArgumentError(
+                f"component {component!r} names the log file {component}.log: it must not hold a path separator"
+            )
         self.component = component
         self.debug_mode = bool(debug_mode) or env_debug()
         self.logger = logging.getLogger(f"{ROOT_LOGGER}.{component}")

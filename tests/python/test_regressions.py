@@ -543,3 +543,22 @@ def test_allowed_paths_not_a_path_nor_sequence_is_argument_type_error(paths):
     iterable") instead of the library's ArgumentTypeError."""
     with pytest.raises(ArgumentTypeError, match="allowed_paths"):
         BasicLuaVM("bad-paths", allowed_paths=paths)
+
+
+def test_vmlogger_component_cannot_leave_log_dir(tmp_path):
+    """VMLogger(component="../x", log_dir=d, enable_file_logging=True) wrote
+    d/../x.log, outside log_dir; "a/b" raised a bare FileNotFoundError and a
+    non-str component (5, None) made the logger "pylua_bioxen_vm_lib.5"."""
+    from pylua_bioxen_vm_lib import VMLogger
+
+    logs = tmp_path / "logs"
+    for component in ("../escaped", "a/b"):
+        with pytest.raises(InvalidArgumentError, match="separator"):
+            VMLogger(component=component, log_dir=logs, enable_file_logging=True)
+    assert not (tmp_path / "escaped.log").exists()
+    for bad in (5, None):
+        with pytest.raises(ArgumentTypeError):
+            VMLogger(component=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        VMLogger(component="")
+    assert VMLogger(component="ok", log_dir=logs, enable_file_logging=True).log_file == logs / "ok.log"
