@@ -419,3 +419,15 @@ func TestJSONCallsNullRequestClearOut(t *testing.T) {
 		}
 	}
 }
+
+// An internal panic in an async call reaches its done callback as
+// BIOXEN_E_GENERIC with the panic's message, built where it was recovered
+// (it was read back from the OS thread's error slot by a second cgo call,
+// which the goroutine may make from another thread: then "" or another
+// call's message; found by review, not reproducible on demand).
+func TestDeliverReportsAPanic(t *testing.T) {
+	status, msg := testDeliverPanic("boom-7781")
+	if status != int(core.ErrGeneric) || !strings.Contains(msg, "internal error: boom-7781") {
+		t.Fatalf("status %d, message %q", status, msg)
+	}
+}

@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"context"
+	"runtime/debug"
 	"sync"
 	"unsafe"
 
@@ -374,7 +375,15 @@ func deliver(done C.bioxen_exec_done_fn, ud C.uintptr_t, call uint64, fn func() 
 	var res *C.bioxen_result
 	var msg *C.char
 	func() {
-		defer guard(&status)
+		defer func() {
+			// Not guard: its message goes to this OS thread's error slot,
+			// and reading it back is a second cgo call, which this
+			// goroutine may make from another thread.
+			if r := recover(); r != nil {
+				err := core.Errorf(core.ErrGeneric, "", "internal error: %v\n%s", r, debug.Stack())
+				status, msg = C.int(core.CodeOf(err)), C.CString(err.Error())
+			}
+		}()
 		r, err := fn()
 		if err != nil {
 			status = C.int(core.CodeOf(err))
@@ -383,9 +392,6 @@ func deliver(done C.bioxen_exec_done_fn, ud C.uintptr_t, call uint64, fn func() 
 		}
 		res = newResult(r)
 	}()
-	if status != C.BIOXEN_OK && msg == nil {
-		msg = C.CString(goString(C.bioxen_errmsg()))
-	}
 	dropCall(call) // before done: the handle is stale once the caller hears
 	C.bioxen__call_done(done, ud, status, res, msg)
 	if msg != nil {

@@ -1,6 +1,7 @@
 package main
 
 /*
+#include <stdio.h>
 #include <stdlib.h>
 #include "bioxen.h"
 
@@ -9,12 +10,26 @@ static void bioxen__test_done(void *ud, int status, bioxen_result *r, const char
   bioxen_result_free(r);
 }
 static bioxen_exec_done_fn bioxen__test_done_fn(void) { return bioxen__test_done; }
+
+static int bioxen__test_rec_status = -1;
+static char bioxen__test_rec_msg[256];
+static void bioxen__test_record(void *ud, int status, bioxen_result *r, const char *msg) {
+  (void)ud;
+  bioxen__test_rec_status = status;
+  snprintf(bioxen__test_rec_msg, sizeof bioxen__test_rec_msg, "%s", msg ? msg : "(null)");
+  bioxen_result_free(r);
+}
+static bioxen_exec_done_fn bioxen__test_record_fn(void) { return bioxen__test_record; }
+static int bioxen__test_rec_get_status(void) { return bioxen__test_rec_status; }
+static const char *bioxen__test_rec_get_msg(void) { return bioxen__test_rec_msg; }
 */
 import "C"
 
 import (
 	"time"
 	"unsafe"
+
+	"libbioxen/core"
 )
 
 // Go-typed entry points for capi_test.go (cgo cannot be used in _test.go
@@ -250,4 +265,11 @@ func testJSONNullRequest(vm uint64) (cleared [3]bool, status [3]int) {
 		cleared[i], status[i] = out == nil && n == 0, int(st)
 	}
 	return cleared, status
+}
+
+// testDeliverPanic runs deliver with a function that panics and returns
+// the status and message its done callback got.
+func testDeliverPanic(value string) (int, string) {
+	deliver(C.bioxen__test_record_fn(), 0, 0, func() (*core.Result, error) { panic(value) })
+	return int(C.bioxen__test_rec_get_status()), C.GoString(C.bioxen__test_rec_get_msg())
 }
