@@ -207,9 +207,16 @@ func (e *Engine) start(ctx context.Context) error {
 		os.NewFile(uintptr(pipes[2][0]), "frames-in"),
 		os.NewFile(uintptr(pipes[3][1]), "frames-out"),
 	}
+	// Every other descriptor is closed in the child: one this process
+	// holds without close-on-exec (a C host's, one inherited from the
+	// host's parent) reached the interpreter and its os.execute children,
+	// which kept the host's pipes open (a reader of one never saw EOF).
+	// A nil entry is a descriptor the child closes before exec.
+	files := append(make([]*os.File, 0, highestFD()+1), childFiles...)
+	files = files[:cap(files)]
 	process, err := startProcess(path, append([]string{e.interp}, Args(childIn, childOut)...), &os.ProcAttr{
 		Env:   childEnv(e.opts),
-		Files: childFiles,
+		Files: files,
 		// The interpreter dies with this process (see startProcess).
 		Sys: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	})

@@ -110,6 +110,28 @@ func threadCPU() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
+// fdSlack is added to the highest descriptor number found open, for
+// descriptors that another thread of the host opens while a start lists
+// them.
+const fdSlack = 64
+
+// highestFD is the highest descriptor number the child of a start must
+// close: the highest open in this process (from /proc/self/fd) plus
+// fdSlack, or 1024 when the list cannot be read.
+func highestFD() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 1024
+	}
+	high := 0
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n > high {
+			high = n
+		}
+	}
+	return high + fdSlack
+}
+
 // startProcess starts processes from one OS thread that lives as long as
 // this process. Pdeathsig kills a child when the thread that forked it
 // exits, not the process: forked from a caller's thread (a C or Python
