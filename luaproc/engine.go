@@ -400,9 +400,16 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 			fmt.Sprintf("%s: the lua interpreter was killed and a new one starts on the next call%s", what, lost), cause)
 	case errors.Is(err, errDied):
 		p := e.p
+		alive := !p.exited(exitWait)
 		e.kill()
 		msg := fmt.Sprintf("lua interpreter %q (pid %d) died during the call (%s); a new one starts on the next call%s",
 			e.interp, p.pid, p.exitText(), lost)
+		if alive {
+			// It closed its frame pipe and ran on: the SIGKILL that
+			// ended it was ours, not its death.
+			msg = fmt.Sprintf("lua interpreter %q (pid %d) closed its frame pipe during the call and kept running; it was killed and a new one starts on the next call%s",
+				e.interp, p.pid, lost)
+		}
 		code := core.ErrEngine
 		if p.signal() == syscall.SIGXCPU {
 			code = core.ErrCPULimit // the kernel's RLIMIT_CPU backstop
@@ -951,6 +958,29 @@ func (p *proc) signal() syscall.Signal {
 		}
 	}
 	return 0
+}
+
+// exitWait is how long a call whose interpreter closed its frame pipe
+// waits for the interpreter's exit before it counts it as still running:
+// a process that dies closes its descriptors a moment before its pidfd
+// becomes readable.
+const exitWait = 100 * time.Millisecond
+
+// exited waits up to d for the interpreter to exit and reports whether it
+// did; true when it cannot tell (no pidfd).
+func (p *proc) exited(d time.Duration) bool {
+	if p.waited || p.pidfd < 0 {
+		return true
+	}
+	ts := syscall.NsecToTimespec(int64(d))
+	for {
+		// ppoll leaves the time not waited in ts when interrupted.
+		n, err := ppoll([]pollFd{{fd: int32(p.pidfd), events: pollIn}}, &ts)
+		if err == syscall.EINTR {
+			continue
+		}
+		return err != nil || n > 0
+	}
 }
 
 func (p *proc) exitText() string {
