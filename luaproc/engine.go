@@ -416,7 +416,11 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 		}
 		if stderr := strings.TrimSpace(string(e.res.StderrTail(4 << 10))); stderr != "" {
 			msg += "; stderr: " + stderr
-			if strings.Contains(stderr, "not enough memory") {
+			// Out of memory: the interpreter's last words say so and it
+			// exited (LuaJIT's panic aborts). A crash by another signal
+			// after a chunk wrote the words is a crash.
+			last := stderr[strings.LastIndexByte(stderr, '\n')+1:]
+			if sig := p.signal(); strings.Contains(last, "not enough memory") && (sig == 0 || sig == syscall.SIGABRT) {
 				code = core.ErrNoMem
 			}
 		}

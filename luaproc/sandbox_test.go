@@ -390,6 +390,15 @@ func TestNoMemExact(t *testing.T) {
 		}
 		_, err := execCode(e, `error("not enough memory", 0)`, execOpts{})
 		wantCode(t, err, core.ErrNoMem)
+		// A crash after those words on stderr is a crash (found by
+		// review: it was ErrNoMem).
+		tr := openEngine(t, interp, core.Limits{})
+		_, err = execCode(tr, `io.stderr:write("db: not enough memory\n") io.stderr:flush()
+			os.execute("kill -SEGV $PPID") while true do end`, execOpts{})
+		wantCode(t, err, core.ErrEngine)
+		if !strings.Contains(err.Error(), "segmentation fault") {
+			t.Errorf("not named a crash: %v", err)
+		}
 	})
 }
 
