@@ -139,7 +139,7 @@ func Open(opts core.Options) (core.Engine, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), provisionTimeout+cfg.IPTimeout)
 	defer cancel()
 	if err := e.provision(ctx); err != nil {
-		e.teardown(true)
+		e.teardown(true, false)
 		return nil, err
 	}
 	return e, nil
@@ -159,9 +159,10 @@ func (e *Engine) provision(ctx context.Context) error {
 		return err
 	}
 	core.Logf(core.LevelInfo, "xcpng VM %q: creating %q from template %q", e.opts.Name, e.cfg.VMName, e.cfg.Template)
-	ipCtx, cancel := context.WithTimeout(ctx, e.cfg.IPTimeout)
-	defer cancel()
-	vm, err := client.Launch(ipCtx, xapi.ProvisionSpec{
+	// Provisioning and VM.start (disk copies, the guest's boot) are
+	// bounded by ctx, only the wait for the address by vm_ip_timeout. Once
+	// the VM exists it is e.vm, so Open's teardown removes it on failure.
+	vm, err := client.Provision(ctx, xapi.ProvisionSpec{
 		Template: e.cfg.Template, Name: e.cfg.VMName,
 		Description: "Lua VM of pylua_bioxen_vm_lib",
 		OtherConfig: map[string]string{"bioxen-vm-id": e.opts.Name},
@@ -170,6 +171,14 @@ func (e *Engine) provision(ctx context.Context) error {
 		return err
 	}
 	e.vm = vm
+	if err := vm.Start(ctx); err != nil {
+		return err
+	}
+	ipCtx, cancel := context.WithTimeout(ctx, e.cfg.IPTimeout)
+	defer cancel()
+	if _, err := vm.WaitIP(ipCtx); err != nil {
+		return err
+	}
 	core.Logf(core.LevelInfo, "xcpng VM %q: running at %s:%d", e.opts.Name, vm.IP, vm.SSHPort)
 	conn, err := sshsession.Dial(ctx, sshsession.Config{
 		Host: vm.IP, Port: vm.SSHPort, User: e.cfg.VMUser,
@@ -764,11 +773,15 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 // Close stops the interpreter, closes the connection, shuts the VM down and
 // destroys it (with its disks) unless it is persistent, and logs out.
 func (e *Engine) Close() error {
-	e.teardown(!e.cfg.Persistent)
+	e.teardown(!e.cfg.Persistent, true)
 	return nil
 }
 
-func (e *Engine) teardown(destroy bool) {
+// teardown stops the driver, closes the connection, shuts the VM down
+// (cleanly first when clean) and destroys it when destroy. A failed Open
+// does not shut down cleanly: Destroy's hard shutdown is enough for a VM
+// that is thrown away, as xapi.Launch's cleanup does.
+func (e *Engine) teardown(destroy, clean bool) {
 	e.dropDriver()
 	// The background kills are bounded (killTimeout); wait for them while
 	// the connection is still up, so no goroutine outlives Close.
@@ -780,8 +793,10 @@ func (e *Engine) teardown(destroy bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if e.vm != nil {
-		if err := e.vm.Shutdown(ctx, 60*time.Second); err != nil {
-			core.Logf(core.LevelWarn, "xcpng VM %q: shutdown: %v", e.opts.Name, err)
+		if clean {
+			if err := e.vm.Shutdown(ctx, 60*time.Second); err != nil {
+				core.Logf(core.LevelWarn, "xcpng VM %q: shutdown: %v", e.opts.Name, err)
+			}
 		}
 		if destroy {
 			if err := e.vm.Destroy(ctx); err != nil {

@@ -76,3 +76,45 @@ func TestEngineWithSimulator(t *testing.T) {
 		t.Errorf("leaked: %+v", got)
 	}
 }
+
+// vm_ip_timeout bounds the wait for the guest's address only, as
+// docs/xcpng.md says: cloning, provisioning and VM.start, which may rightly
+// take longer on a real host (disks are copied, the guest boots), are
+// bounded by the whole start's deadline. A VM.start of 1.5 s with
+// vm_ip_timeout 1 made start() fail with a timeout (and destroy the VM).
+func TestIPTimeoutBoundsOnlyTheAddressWait(t *testing.T) {
+	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+		t.Skip("openssh-server is not installed")
+	}
+	if _, err := exec.LookPath("lua5.4"); err != nil {
+		t.Skip("lua5.4 is not installed")
+	}
+	s, err := sim.New(sim.Options{IPDelay: 100 * time.Millisecond,
+		Faults: []sim.Fault{{Kind: sim.FaultDelay, Method: "VM.start", Delay: 1500 * time.Millisecond, Count: 1}}})
+	if err != nil {
+		t.Skip("simulator: ", err)
+	}
+	defer s.Close()
+	raw, err := json.Marshal(s.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["vm_ip_timeout"] = 1
+	cfg, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := Open(core.Options{Name: "iptimeout", EngineConfig: cfg, Limits: core.Limits{}.WithDefaults()})
+	if err != nil {
+		t.Fatalf("a VM.start longer than vm_ip_timeout: %v", err)
+	}
+	e := eng.(*Engine)
+	closeAndCheckGoroutines(t, e)
+	if got := s.Stats(); got.VMs != 0 || got.VDIs != 0 {
+		t.Errorf("leaked: %+v", got)
+	}
+}
