@@ -75,7 +75,14 @@ class XAPIClient:
             "timeout": self.timeout,
         }
         request.update(fields)
-        return _ffi.json_call(_ffi.remote, request, f"XAPI {redact_userinfo(self.host)}")
+        try:
+            return _ffi.json_call(_ffi.remote, request, f"XAPI {redact_userinfo(self.host)}")
+        except exc.VMClosedError as err:
+            if err.code != _ffi.E_BADHANDLE:
+                raise
+            # XAPI's HANDLE_INVALID/UUID_INVALID: a ref or UUID that names
+            # no object, a bad argument, not a closed library VM.
+            raise exc.InvalidArgumentError(str(err), code=err.code) from None
 
     def authenticate(self) -> bool:
         """Log in (and out); True, or a typed error (VMAuthenticationError

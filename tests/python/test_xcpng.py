@@ -297,3 +297,15 @@ def test_xapi_client_verify_ssl_must_be_a_bool(value):
 
     with pytest.raises(exc.ArgumentTypeError):
         XAPIClient("https://xcp.invalid", "root", "pw", verify_ssl=value)
+
+
+def test_xapi_client_unknown_ref_is_an_invalid_argument(config):
+    # XAPI's HANDLE_INVALID (a ref that names no VM) came out as
+    # VMClosedError, "the VM was stopped or closed": no library VM is.
+    from pylua_bioxen_vm_lib.xapi_client import XAPIClient
+
+    client = XAPIClient(config["xcp_host"], config["xcp_username"], config["xcp_password"])
+    for call in (client.get_power_state, client.stop_vm, client.delete_vm):
+        with pytest.raises(exc.InvalidArgumentError, match="HANDLE_INVALID") as info:
+            call("OpaqueRef:00000000-0000-0000-0000-000000000000")
+        assert not isinstance(info.value, exc.VMClosedError)
