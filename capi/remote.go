@@ -63,7 +63,7 @@ func (r *remoteRequest) ctx() (context.Context, context.CancelFunc) {
 
 // remoteOps are the ops runRemote knows (besides xcpng_check_config).
 var remoteOps = map[string]bool{"ssh_run": true, "xapi_login": true, "xapi_vms": true, "xapi_find_template": true,
-	"xapi_launch": true, "xapi_shutdown": true, "xapi_destroy": true, "xapi_power_state": true}
+	"xapi_launch": true, "xapi_start": true, "xapi_shutdown": true, "xapi_destroy": true, "xapi_power_state": true}
 
 func runRemote(req *remoteRequest) (any, error) {
 	if req.Op == "xcpng_check_config" {
@@ -125,6 +125,23 @@ func runRemote(req *remoteRequest) (any, error) {
 			return nil, err
 		}
 		return map[string]any{"ref": vm.Ref, "uuid": vm.UUID, "name": vm.Name, "ip": vm.IP, "ssh_port": vm.SSHPort}, nil
+	case "xapi_start":
+		// Boot a halted VM (a running one is left as it is) and wait for
+		// its address, as xapi_launch does after provisioning.
+		vm := client.VM(req.Ref)
+		st, err := vm.PowerState(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if st != "Running" {
+			if err := vm.Start(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := vm.WaitIP(ctx); err != nil {
+			return nil, err
+		}
+		return map[string]any{"ref": vm.Ref, "ip": vm.IP, "ssh_port": vm.SSHPort}, nil
 	case "xapi_shutdown":
 		return nil, client.VM(req.Ref).Shutdown(ctx, 60*time.Second)
 	case "xapi_destroy":

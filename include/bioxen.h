@@ -542,7 +542,8 @@ int bioxen_packages(const char *request_json, size_t len, char **response_out, s
 ** ops (url, username, password, ca_file | fingerprint | insecure,
 ** allow_loopback_ip, ssh_port_key, timeout): xapi_login, xapi_vms,
 ** xapi_find_template (template), xapi_launch (template, name: provision,
-** start, wait for the address), xapi_power_state (ref), xapi_shutdown (ref),
+** start, wait for the address), xapi_start (ref: boot a halted VM, wait
+** for the address), xapi_power_state (ref), xapi_shutdown (ref),
 ** xapi_destroy (ref). SSH op ssh_run (host, port, user, password |
 ** key_files, known_hosts, trust_on_first_use, command, stdin, timeout): the
 ** command runs under a remote `timeout -s KILL`; the result holds

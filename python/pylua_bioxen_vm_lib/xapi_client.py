@@ -107,6 +107,12 @@ class XAPIClient:
     def get_power_state(self, vm_ref: str) -> str:
         return self._call("xapi_power_state", ref=vm_ref)["power_state"]
 
+    def start_vm(self, vm_ref: str) -> Dict[str, Any]:
+        """Boot a halted VM (one already running is left as it is) and wait
+        for its address; ``{ref, ip, ssh_port}``. XAPI's own refusal (a
+        paused or suspended VM: VM_BAD_POWER_STATE) is a typed error."""
+        return self._call("xapi_start", ref=vm_ref)
+
     def stop_vm(self, vm_ref: str) -> None:
         """Clean shutdown, then hard shutdown after 60 s."""
         self._call("xapi_shutdown", ref=vm_ref)

@@ -181,6 +181,22 @@ def test_xapi_client_and_ssh_session_modules(config):
         out = ssh.run_command("lua5.4 -e 'print(6 * 7)'")
         assert out["exit_status"] == 0 and out["stdout"].strip() == "42"
         assert ssh.run_command("exit 3")["exit_status"] == 3
+        # The whole lifecycle: stopped, started again (XAPIClient had no
+        # start_vm), and a running VM started again is left as it is.
+        client.stop_vm(vm["ref"])
+        assert client.get_power_state(vm["ref"]) == "Halted"
+        again = client.start_vm(vm["ref"])
+        assert client.get_power_state(vm["ref"]) == "Running"
+        assert again["ref"] == vm["ref"] and again["ip"] and again["ssh_port"]
+        assert client.start_vm(vm["ref"])["ip"] == again["ip"]
+        ssh = SSHSessionManager(
+            again["ip"],
+            config["vm_username"],
+            key_file=config["vm_key_file"],
+            port=again["ssh_port"],
+            known_hosts=config["vm_known_hosts"],
+        )
+        assert ssh.run_command("echo back")["stdout"] == "back\n"
     finally:
         client.delete_vm(vm["ref"])
 
@@ -305,7 +321,7 @@ def test_xapi_client_unknown_ref_is_an_invalid_argument(config):
     from pylua_bioxen_vm_lib.xapi_client import XAPIClient
 
     client = XAPIClient(config["xcp_host"], config["xcp_username"], config["xcp_password"])
-    for call in (client.get_power_state, client.stop_vm, client.delete_vm):
+    for call in (client.get_power_state, client.start_vm, client.stop_vm, client.delete_vm):
         with pytest.raises(exc.InvalidArgumentError, match="HANDLE_INVALID") as info:
             call("OpaqueRef:00000000-0000-0000-0000-000000000000")
         assert not isinstance(info.value, exc.VMClosedError)
