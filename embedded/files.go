@@ -95,7 +95,12 @@ func (st *state) openFile(name, mode string) (*lua.LUserData, error) {
 	if st.guard != nil {
 		flags |= syscall.O_NONBLOCK // see below
 	}
-	fp, err := os.OpenFile(real, flags, 0o666)
+	var fp *os.File
+	if st.guard != nil {
+		fp, err = openResolved(real, flags, 0o666)
+	} else {
+		fp, err = os.OpenFile(real, flags, 0o666)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -201,7 +201,13 @@ func threadCPUOf(tid int32) time.Duration {
 // be a regular file: opening a FIFO waited for a writer, and reading a
 // device (/dev/zero) never ended, in one Go call no deadline stops.
 func (st *state) readSource(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	var f *os.File
+	var err error
+	if st.guard != nil {
+		f, err = openResolved(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	} else {
+		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -3,11 +3,13 @@ package embedded
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 
 	lua "github.com/yuin/gopher-lua"
+	"golang.org/x/sys/unix"
 
 	"libbioxen/core"
 )
@@ -117,6 +119,42 @@ func (g *pathGuard) resolve(p string, write bool) (string, error) {
 		return real, nil
 	}
 	return "", errOutside
+}
+
+// openResolved opens real, a path resolve returned (its symbolic links
+// resolved), following no symbolic link: a name that another process
+// swapped for a link between the check and the open (a race the chunk can
+// win by trying again and again) led out of the allowed directories, to
+// read, create or truncate the link's target. openat2's
+// RESOLVE_NO_SYMLINKS refuses a link in any component; where the kernel
+// lacks it (before Linux 5.6, or a seccomp filter refuses it) O_NOFOLLOW
+// covers the last one. A link met is reported as errOutside.
+func openResolved(real string, flags int, perm uint32) (*os.File, error) {
+	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_NO_SYMLINKS}
+	if flags&os.O_CREATE != 0 {
+		how.Mode = uint64(perm) // (openat2 refuses a mode without O_CREAT)
+	}
+	fd, err := unix.Openat2(unix.AT_FDCWD, real, &how)
+	for err == unix.EINTR {
+		fd, err = unix.Openat2(unix.AT_FDCWD, real, &how)
+	}
+	if err == nil {
+		return os.NewFile(uintptr(fd), real), nil
+	}
+	if err == unix.ENOSYS || err == unix.EPERM {
+		var f *os.File
+		f, err = os.OpenFile(real, flags|unix.O_NOFOLLOW, os.FileMode(perm))
+		if err == nil {
+			return f, nil
+		}
+	}
+	if errors.Is(err, unix.ELOOP) {
+		return nil, errOutside
+	}
+	if _, ok := err.(*os.PathError); !ok {
+		err = &os.PathError{Op: "open", Path: real, Err: err}
+	}
+	return nil, err
 }
 
 // under reports whether p is one of dirs or lies below one. The root

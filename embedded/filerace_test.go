@@ -1,0 +1,66 @@
+package embedded
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"libbioxen/core"
+)
+
+// TestFilesCheckThenOpenRace: a name in an allowed directory that another
+// process swaps between a regular file and a symbolic link to a file
+// outside. The guard resolves the name, then the file is opened: a link
+// put in place between the two was followed, and the chunk read (or, with
+// "w", truncated) the file outside. The open must not follow a link.
+func TestFilesCheckThenOpenRace(t *testing.T) {
+	allowed, outside := t.TempDir(), t.TempDir()
+	secret := filepath.Join(outside, "secret.txt")
+	if err := os.WriteFile(secret, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(allowed, "f.txt")
+	if err := os.WriteFile(name, []byte("inside"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		lnk, reg := filepath.Join(allowed, "lnk.tmp"), filepath.Join(allowed, "reg.tmp")
+		for !stop.Load() {
+			os.Remove(lnk)
+			if os.Symlink(secret, lnk) == nil {
+				os.Rename(lnk, name)
+			}
+			if os.WriteFile(reg, []byte("inside"), 0o600) == nil {
+				os.Rename(reg, name)
+			}
+		}
+	}()
+	defer func() { stop.Store(true); <-done }()
+	vm := openVM(t, core.Options{AllowedPaths: []string{allowed}})
+	code := strings.ReplaceAll(`
+		local opened = 0
+		for i = 1, 200000 do
+			local f = io.open(NAME)
+			if f then
+				opened = opened + 1
+				local s = f:read("*a")
+				f:close()
+				if s == "secret" then return "read outside", i end
+			end
+			if opened >= 20000 then break end
+		end
+		return "ok", opened`, "NAME", luaQuote(name))
+	res, err := vm.Exec(context.Background(), []byte(code), core.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(res.Values), `["ok",`) {
+		t.Errorf("%s %s", res.Values, res.ErrorMessage)
+	}
+}
