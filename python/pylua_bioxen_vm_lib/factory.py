@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Dict, Literal, Mapping, Optional, overload
+from typing import TYPE_CHECKING, Any, Dict, Literal, Mapping, Optional, Sequence, Union, overload
 
 from . import _ffi
 from . import exceptions as exc
@@ -74,6 +74,7 @@ def create_vm(
     environment: Optional[str] = None,
     memory_limit: Optional[int] = None,
     cpu_limit: Optional[float] = None,
+    allowed_paths: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], None] = None,
 ) -> XCPngVM: ...
 
 
@@ -92,6 +93,7 @@ def create_vm(
     environment: Optional[str] = None,
     memory_limit: Optional[int] = None,
     cpu_limit: Optional[float] = None,
+    allowed_paths: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], None] = None,
 ) -> BasicLuaVM: ...
 
 
@@ -109,6 +111,7 @@ def create_vm(
     environment: Optional[str] = None,
     memory_limit: Optional[int] = None,
     cpu_limit: Optional[float] = None,
+    allowed_paths: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], None] = None,
 ) -> BasicLuaVM:
     """Create a VM.
 
@@ -116,10 +119,11 @@ def create_vm(
     embedded engine by default, or a real interpreter process when
     ``engine="process"`` or a ``lua_executable`` other than "lua" (e.g.
     "lua5.4", "luajit") is given. ``memory_limit`` and ``cpu_limit`` are the
-    VM's limits (see :class:`BasicLuaVM`). ``vm_type="xcpng"`` gives an
+    VM's limits, ``allowed_paths`` the directories sandboxed code may open
+    files in (see :class:`BasicLuaVM`). ``vm_type="xcpng"`` gives an
     :class:`XCPngVM` configured by ``config`` (docs/xcpng.md); it does not
-    take ``networked``, ``engine``, ``environment``, ``memory_limit`` or
-    ``cpu_limit`` (ConfigurationError when one is given); a ``config``
+    take ``networked``, ``engine``, ``environment``, ``memory_limit``,
+    ``cpu_limit`` or ``allowed_paths`` (ConfigurationError when one is given); a ``config``
     without ``vm_type="xcpng"`` raises ConfigurationError.
     """
     if not isinstance(vm_type, str) or vm_type not in VM_TYPES:
@@ -143,6 +147,7 @@ def create_vm(
                 ("environment", environment, None),
                 ("memory_limit", memory_limit, None),
                 ("cpu_limit", cpu_limit, None),
+                ("allowed_paths", allowed_paths, None),
             )
             if value != default
         ]
@@ -172,6 +177,7 @@ def create_vm(
             environment=environment,
             memory_limit=memory_limit,
             cpu_limit=cpu_limit,
+            allowed_paths=allowed_paths,
         )
     return BasicLuaVM(
         vm_id,
@@ -183,4 +189,5 @@ def create_vm(
         environment=environment,
         memory_limit=memory_limit,
         cpu_limit=cpu_limit,
+        allowed_paths=allowed_paths,
     )

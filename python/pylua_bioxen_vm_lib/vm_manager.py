@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeoutError
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, Optional, overload
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Union, overload
 
 from . import _ffi
 from . import exceptions as exc
@@ -76,6 +77,7 @@ class VMManager:
         environment: Optional[str] = None,
         memory_limit: Optional[int] = None,
         cpu_limit: Optional[float] = None,
+        allowed_paths: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], None] = None,
     ) -> XCPngVM: ...
 
     @overload
@@ -94,6 +96,7 @@ class VMManager:
         environment: Optional[str] = None,
         memory_limit: Optional[int] = None,
         cpu_limit: Optional[float] = None,
+        allowed_paths: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], None] = None,
     ) -> BasicLuaVM: ...
 
     def create_vm(
@@ -111,6 +114,7 @@ class VMManager:
         environment: Optional[str] = None,
         memory_limit: Optional[int] = None,
         cpu_limit: Optional[float] = None,
+        allowed_paths: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], None] = None,
     ) -> BasicLuaVM:
         """Create and register a VM; its id must be new. The positional
         order is the spec's ``create_vm(vm_id, networked=False,
@@ -135,6 +139,7 @@ class VMManager:
                 environment=environment,
                 memory_limit=memory_limit,
                 cpu_limit=cpu_limit,
+                allowed_paths=allowed_paths,
             )
             self.vms[vm_id] = vm
         logger.debug("created VM %r (%s engine)", vm_id, vm.engine)
@@ -326,6 +331,7 @@ class VMManager:
         sandbox: bool = True,
         memory_limit: Optional[int] = None,
         cpu_limit: Optional[float] = None,
+        allowed_paths: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], None] = None,
     ) -> InteractiveSession:
         """Create a persistent VM with an interactive session on it. The
         session and ``execute_vm_sync`` on this id share one Lua state.
@@ -346,6 +352,7 @@ class VMManager:
                 sandbox=sandbox,
                 memory_limit=memory_limit,
                 cpu_limit=cpu_limit,
+                allowed_paths=allowed_paths,
             )
             try:
                 session = InteractiveSession(vm_id, vm, debug_mode=self.debug_mode)

@@ -346,6 +346,7 @@ def test_code_with_a_lone_surrogate_is_invalid_argument():
         {"environment": "default"},
         {"engine": "process"},
         {"networked": True},
+        {"allowed_paths": ["/tmp"]},
     ],
 )
 def test_xcpng_refuses_options_it_does_not_apply(option):
@@ -371,3 +372,25 @@ def test_config_without_xcpng_vm_type_is_refused():
     with VMManager() as manager, pytest.raises(exc.ConfigurationError):
         manager.create_vm("y", config=config)
     assert create_vm("z", config=None).vm_type == "basic"
+
+
+@pytest.mark.parametrize("maker", ["create_vm", "VMManager.create_vm", "create_interactive_vm"])
+def test_allowed_paths_through_every_factory(tmp_path, maker):
+    """create_vm, VMManager.create_vm and create_interactive_vm did not take
+    allowed_paths (a TypeError): only a BasicLuaVM made by hand could open
+    files in an allowed directory."""
+    (tmp_path / "data.txt").write_text("inside")
+    code = f"local f = assert(io.open({str(tmp_path / 'data.txt')!r})) local s = f:read('*a') f:close() return s"
+    with VMManager() as manager:
+        if maker == "create_vm":
+            vm = create_vm("ap", allowed_paths=[tmp_path])
+        elif maker == "VMManager.create_vm":
+            vm = manager.create_vm("ap", allowed_paths=str(tmp_path))
+        else:
+            vm = manager.create_interactive_vm("ap", allowed_paths=[tmp_path]).vm
+        try:
+            assert vm.execute_string(code)["values"] == ["inside"]
+            outside = vm.execute_string("return io.open('/etc/hostname')")
+            assert outside["values"][0] is None
+        finally:
+            vm.close()
