@@ -101,7 +101,7 @@ typedef uint64_t bioxen_vm;
 */
 typedef struct bioxen_vm_options {
   size_t size;                /* sizeof(bioxen_vm_options) */
-  const char *engine;         /* "embedded" (default) or "process" */
+  const char *engine;         /* "embedded" (default), "process" or "xcpng" (docs/xcpng.md) */
   const char *interpreter;    /* process engine: executable name or path; default "lua" */
   const char *name;           /* label for log lines; may be NULL */
   int persistent;             /* non-zero: globals survive across calls */
