@@ -63,3 +63,31 @@ func TestHostDescriptorsNotInherited(t *testing.T) {
 		}
 	})
 }
+
+// TestStartWithADescriptorNearTheLimit: the child's file list ran to the
+// highest open descriptor plus fdSlack, and Go's fork moves its error pipe
+// to the first number after the list: past the soft RLIMIT_NOFILE that
+// failed with EBADF, so a host with a descriptor near its limit (or
+// under valgrind, whose descriptors lie above the limit it shows: the C
+// tests failed so) could start no interpreter.
+func TestStartWithADescriptorNearTheLimit(t *testing.T) {
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	high := 200
+	if err := syscall.Dup3(0, high, syscall.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(high)
+	low := old
+	low.Cur = uint64(high + 30)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openEngine(t, interp, core.Limits{})
+		mustExec(t, e, "return 1", execOpts{})
+	})
+}

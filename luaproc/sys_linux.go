@@ -115,21 +115,35 @@ func threadCPU() time.Duration {
 // them.
 const fdSlack = 64
 
+// fdMoves is how many descriptors Go's fork moves above the child's file
+// list before it execs (its error pipe and files whose number is below
+// their slot): they must fit under the descriptor limit.
+const fdMoves = 8
+
 // highestFD is the highest descriptor number the child of a start must
 // close: the highest open in this process (from /proc/self/fd) plus
-// fdSlack, or 1024 when the list cannot be read.
+// fdSlack, or 1024 when the list cannot be read; in any case below the
+// soft RLIMIT_NOFILE less fdMoves. Go's fork moves its error pipe to the
+// first number after the list, which fails (EBADF, "cannot run lua
+// interpreter") at or past the limit: a host with a descriptor near its
+// limit, or running under valgrind (whose own descriptors lie above the
+// limit it shows), could start no interpreter.
 func highestFD() int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return 1024
-	}
-	high := 0
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil && n > high {
-			high = n
+	high := 1024
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		high = 0
+		for _, e := range ents {
+			if n, err := strconv.Atoi(e.Name()); err == nil && n > high {
+				high = n
+			}
 		}
+		high += fdSlack
 	}
-	return high + fdSlack
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(high)+fdMoves+1 {
+		high = max(int(lim.Cur)-fdMoves-1, 0)
+	}
+	return high
 }
 
 // startProcess starts processes from one OS thread that lives as long as
