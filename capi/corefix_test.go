@@ -23,16 +23,7 @@ import (
 // Go stack trace, SIZE_MAX to bioxen_vm_exec a panic. Each length is now
 // checked against the limit first (nothing past the real 8 bytes is read).
 func TestLengthsAreNotTruncated(t *testing.T) {
-	h, st := testOpen("", "", true)
-	if st != 0 {
-		t.Fatalf("open: %d %s", st, testErrmsg())
-	}
-	defer testClose(h)
-	s, st := testSessionOpen(h)
-	if st != 0 {
-		t.Fatalf("session: %d %s", st, testErrmsg())
-	}
-	defer testSessionClose(s)
+	h, s := openTestSession(t)
 	const code = "return 7"
 	calls := map[string]func(n uint64) int{
 		"bioxen_vm_exec":                  func(n uint64) int { return testExecN(h, code, n) },
@@ -252,13 +243,7 @@ func TestRemoteHugeTimeout(t *testing.T) {
 // bioxen_vm_exec, and done is not called"); it returned BIOXEN_OK and
 // reported BIOXEN_E_INVALID through done.
 func TestSessionExecuteAsyncRefusesBadCode(t *testing.T) {
-	h, _ := testOpen("", "", true)
-	defer testClose(h)
-	s, st := testSessionOpen(h)
-	if st != 0 {
-		t.Fatalf("session: %d %s", st, testErrmsg())
-	}
-	defer testSessionClose(s)
+	h, s := openTestSession(t)
 	for _, code := range []string{"", "  \n", "return 1\x00"} {
 		if st := testSessionExecuteAsyncN(s, code, uint64(len(code))); st != 2 {
 			t.Errorf("%q: status %d, want BIOXEN_E_INVALID", code, st)
@@ -388,16 +373,7 @@ func TestAsyncCallsRunInOrder(t *testing.T) {
 // left *result_out as it was, where bioxen_vm_exec (whose rules it has)
 // sets it to NULL on every failure: a caller freeing it freed garbage.
 func TestSessionExecuteNullCodeClearsResult(t *testing.T) {
-	h, st := testOpen("", "", true)
-	if st != 0 {
-		t.Fatalf("open: %d %s", st, testErrmsg())
-	}
-	defer testClose(h)
-	s, st := testSessionOpen(h)
-	if st != 0 {
-		t.Fatalf("session: %d %s", st, testErrmsg())
-	}
-	defer testSessionClose(s)
+	_, s := openTestSession(t)
 	if cleared, st := testSessionExecuteNull(s); st != 2 || !cleared {
 		t.Errorf("session_execute(NULL code): status %d, *result_out cleared %v", st, cleared)
 	}
@@ -430,4 +406,21 @@ func TestDeliverReportsAPanic(t *testing.T) {
 	if status != int(core.ErrGeneric) || !strings.Contains(msg, "internal error: boom-7781") {
 		t.Fatalf("status %d, message %q", status, msg)
 	}
+}
+
+// openTestSession opens a persistent embedded VM and a session on it, both
+// closed when the test ends.
+func openTestSession(t *testing.T) (vm, session uint64) {
+	t.Helper()
+	h, st := testOpen("", "", true)
+	if st != 0 {
+		t.Fatalf("open: %d %s", st, testErrmsg())
+	}
+	t.Cleanup(func() { testClose(h) })
+	s, st := testSessionOpen(h)
+	if st != 0 {
+		t.Fatalf("session: %d %s", st, testErrmsg())
+	}
+	t.Cleanup(func() { testSessionClose(s) })
+	return h, s
 }
