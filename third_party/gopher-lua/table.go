@@ -421,11 +421,20 @@ func growSlice(s []LValue, n int, ls *LState) []LValue {
 		return slices.Grow(s, n)
 	}
 	ns := ls.makeValues(len(s), len(s)+max(n, len(s)/4))
-	for i := 0; i < len(s); i += growPoll {
-		copy(ns[i:min(i+growPoll, len(s))], s[i:])
-		ls.PollLimits()
-	}
+	copyPolled(ns, s, ls)
 	return ns
+}
+
+// copyPolled copies src into dst in pieces of growPoll values, polling
+// ls's call limits between them (ls nil: no polls); a stop raised there
+// leaves src as it was (bioxen).
+func copyPolled(dst, src []LValue, ls *LState) {
+	for i := 0; i < len(src); i += growPoll {
+		copy(dst[i:min(i+growPoll, len(src))], src[i:])
+		if ls != nil {
+			ls.PollLimits()
+		}
+	}
 }
 
 // reserveArray makes room for n more values in the array part, in one
@@ -442,12 +451,7 @@ func (tb *LTable) reserveArray(n int, ls *LState) {
 		return
 	}
 	ns := ls.makeValues(len(s), len(s)+n)
-	for i := 0; i < len(s); i += growPoll {
-		copy(ns[i:min(i+growPoll, len(s))], s[i:])
-		if ls != nil {
-			ls.PollLimits()
-		}
-	}
+	copyPolled(ns, s, ls)
 	tb.array = ns
 }
 
