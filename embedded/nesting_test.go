@@ -84,19 +84,27 @@ func TestNestedLabelsCompileFast(t *testing.T) {
 // TestOperatorChainsCompileFast: gopher-lua folded every arithmetic node's
 // whole subtree when it compiled the node, quadratic in a chain's depth:
 // 8,000 unary minuses (16 KB) took 0.46 s to compile, and 8,000 `^` 0.6 s.
+// Linear, 9,000 (under the nesting limit of 10,000) take 10-70 ms: the
+// best of three runs must stay under 300 ms (a single run's 100 ms failed
+// once on a loaded machine).
 func TestOperatorChainsCompileFast(t *testing.T) {
+	const n = 9000
 	for _, src := range []string{
-		"return " + strings.Repeat("- ", 8000) + "a",
-		"return " + strings.Repeat("- ", 8000) + "2",
-		"return " + strings.Repeat("a^", 8000) + "a", // register overflow: compiled all the same
-		"return " + strings.Repeat("2^", 8000) + "2",
+		"return " + strings.Repeat("- ", n) + "a",
+		"return " + strings.Repeat("- ", n) + "2",
+		"return " + strings.Repeat("a^", n) + "a", // register overflow: compiled all the same
+		"return " + strings.Repeat("2^", n) + "2",
 	} {
-		start := time.Now()
-		_, err := compileSource([]byte(src), "chain")
-		took := time.Since(start)
-		t.Logf("%.20s...: %v after %v", src, err, took)
-		if took > 100*time.Millisecond && !raceEnabled {
-			t.Errorf("%.20s... compiled for %v", src, took)
+		best := time.Hour
+		var err error
+		for range 3 {
+			start := time.Now()
+			_, err = compileSource([]byte(src), "chain")
+			best = min(best, time.Since(start))
+		}
+		t.Logf("%.20s...: %v after %v", src, err, best)
+		if best > 300*time.Millisecond && !raceEnabled {
+			t.Errorf("%.20s... compiled for %v", src, best)
 		}
 	}
 	if p, err := compileSource([]byte("return - - - 2, 2^3^2, -(1 + 2) * 3"), "chain"); err != nil || len(p.Constants) == 0 {
