@@ -8,8 +8,13 @@ VENV    ?= .venv
 PKG     := python/pylua_bioxen_vm_lib
 LIB     := $(PKG)/libbioxen.so
 GOFILES := $(shell find core embedded luaproc capi xapi sshsession packages xcpng third_party -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.lua' 2>/dev/null) include/bioxen.h go.mod go.sum
+# --fair-sched=yes: valgrind runs one thread at a time, and its default
+# lock let a thread spinning in a Lua loop take it back again and again, so
+# that the Go scheduler's other threads (timers, the collector) starved: a
+# CI run hung for 20+ minutes in the test that closes a VM while another
+# thread runs a chunk without a timeout.
 VALGRIND := valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-	--show-leak-kinds=definite --suppressions=tests/c/go-runtime.supp --quiet
+	--show-leak-kinds=definite --suppressions=tests/c/go-runtime.supp --quiet --fair-sched=yes
 
 .PHONY: help build demo demo-xcpng test deps lint test-go test-c test-python test-install bench clean
 
