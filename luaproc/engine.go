@@ -410,8 +410,8 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 			msg = fmt.Sprintf("lua interpreter %q (pid %d) closed its frame pipe during the call and kept running; it was killed and a new one starts on the next call%s",
 				e.interp, p.pid, lost)
 		}
-		code := core.ErrEngine
-		if p.signal() == syscall.SIGXCPU {
+		code, sig := core.ErrEngine, p.signal()
+		if sig == syscall.SIGXCPU {
 			code = core.ErrCPULimit // the kernel's RLIMIT_CPU backstop
 		}
 		if stderr := strings.TrimSpace(string(e.res.StderrTail(4 << 10))); stderr != "" {
@@ -420,7 +420,7 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 			// exited (LuaJIT's panic aborts). A crash by another signal
 			// after a chunk wrote the words is a crash.
 			last := stderr[strings.LastIndexByte(stderr, '\n')+1:]
-			if sig := p.signal(); strings.Contains(last, "not enough memory") && (sig == 0 || sig == syscall.SIGABRT) {
+			if strings.Contains(last, "not enough memory") && (sig == 0 || sig == syscall.SIGABRT) {
 				code = core.ErrNoMem
 			}
 		}
