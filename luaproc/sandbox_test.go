@@ -649,3 +649,51 @@ func TestSandboxErrorsNameTheCallersFunction(t *testing.T) {
 		}
 	})
 }
+
+// TestGsubMatchesTheInterpreter runs 3000 generated string.gsub calls
+// (testdata/gsub_cases.lua) on the process engine and on the interpreter
+// itself: on LuaJIT most take the driver's FFI fast path for one-character
+// patterns, which must give the real gsub's results, counts and errors.
+func TestGsubMatchesTheInterpreter(t *testing.T) {
+	prog, err := os.ReadFile("testdata/gsub_cases.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eachLua(t, func(t *testing.T, interp string) {
+		script := filepath.Join(t.TempDir(), "cases.lua")
+		if err := os.WriteFile(script, append(prog, "\nio.write(run())"...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		direct, err := exec.Command(interp, script).Output()
+		if err != nil {
+			t.Fatalf("%s directly: %v", interp, err)
+		}
+		for _, trusted := range []bool{false, true} {
+			e := openSandboxed(t, interp, core.Options{Trusted: trusted})
+			r := mustExec(t, e, string(prog)+"\nreturn run()", execOpts{})
+			var got []string
+			if err := json.Unmarshal(r.Values, &got); err != nil || len(got) != 1 {
+				t.Fatalf("trusted %v: values %.200q (%v), error %s", trusted, r.Values, err, r.ErrorMessage)
+			}
+			want := strings.Split(string(direct), "\n")
+			lines := strings.Split(got[0], "\n")
+			if len(lines) != len(want) {
+				t.Fatalf("trusted %v: %d results, the interpreter gave %d", trusted, len(lines), len(want))
+			}
+			for i := range want {
+				if lines[i] != want[i] {
+					t.Fatalf("trusted %v: case %s\ninterpreter %s", trusted, lines[i], want[i])
+				}
+			}
+			// The fast path is in place on LuaJIT only (it needs the FFI).
+			r = mustExec(t, e, `return debug and debug.getinfo and debug.getinfo(string.gsub, "S").what or "sandboxed"`, execOpts{})
+			what := "C"
+			if interp == "luajit" {
+				what = "Lua"
+			}
+			if trusted && string(r.Values) != `["`+what+`"]` {
+				t.Errorf("string.gsub is %s, want %s", r.Values, what)
+			}
+		}
+	})
+}
