@@ -557,7 +557,10 @@ def run_workloads(quick: bool, reps: int) -> Tuple[bool, List[str]]:
             )
         geo = geomean_ratio(results, "proc lua5.4", "proc luajit")
         if geo is not None:
-            print(f"    (geometric mean of the workloads' speed-ups, for reference: {geo:.2f}x; the target is judged on total time)")
+            print(
+                f"    (geometric mean of the workloads' speed-ups, for reference: {geo:.2f}x; "
+                "the target is judged on total time)"
+            )
     else:
         print("  process engine luajit vs lua5.4: n/a (engine skipped or failures)")
 
