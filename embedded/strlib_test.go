@@ -125,3 +125,42 @@ func TestPatternTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestOneByteGsubStopsAtTheDeadline: gsub with a one-byte pattern and a
+// replacement of the byte alone runs its own loop (gsubOneByte), which
+// must poll the call's limits whether the bytes match or not (without
+// the polls: 185-425 ms past a 30 ms deadline).
+func TestOneByteGsubStopsAtTheDeadline(t *testing.T) {
+	vm := openVM(t, core.Options{Persistent: true})
+	if _, err := vm.Exec(context.Background(), []byte(`big = string.rep("a", 2^27)`), core.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, chunk := range []string{
+		`return (big:gsub("b", ""))`,             // no byte matches
+		`return #big:gsub(".", "b")`,             // every byte, one-byte replacement
+		`return #big:gsub("[ab]", {a = "xy"})`,   // every byte, longer replacement
+		`return select(2, big:gsub("%a", "%0"))`, // an expanded replacement
+	} {
+		var last string
+		for try := 0; try < 3; try++ {
+			start := time.Now()
+			_, err := vm.Exec(context.Background(), []byte(chunk), core.ExecOptions{Timeout: 30 * time.Millisecond})
+			elapsed := time.Since(start)
+			if core.CodeOf(err) != core.ErrTimeout {
+				t.Fatalf("%s: %v, want a timeout", chunk, err)
+			}
+			last = fmt.Sprintf("%v after %v", err, elapsed)
+			if elapsed < 80*time.Millisecond {
+				last = ""
+				break
+			}
+		}
+		if last != "" {
+			t.Errorf("%s: did not stop in time: %s", chunk, last)
+		}
+	}
+	res, err := vm.Exec(context.Background(), []byte(`return #big:gsub("b", "")`), core.ExecOptions{})
+	if err != nil || string(res.Values) != "[134217728]" {
+		t.Fatalf("without a deadline: %v %s", err, res.Values)
+	}
+}

@@ -378,6 +378,14 @@ func (p *Pattern) analyse() {
 // Anchored reports whether the pattern only matches at the start position.
 func (p *Pattern) Anchored() bool { return p.anchored }
 
+// OneByte reports whether every match of the pattern is exactly one byte,
+// wherever it stands, and every byte of its set matches: an unanchored
+// class item without quantifier ("a", ".", "%a", "[ACGT]").
+func (p *Pattern) OneByte() bool { return p.single && !p.anchored && p.items[0].rep == 0 }
+
+// HasByte reports whether c matches a OneByte pattern.
+func (p *Pattern) HasByte(c byte) bool { return p.items[0].set.has(c) }
+
 const (
 	capUnfinished = -1
 	capPosition   = -2
