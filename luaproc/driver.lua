@@ -94,6 +94,10 @@ if ffi then
     local sp = ffi_cast(u8p, s)
     local cnt = ffi_new(i32a, 256)
     for i = 0, n - 1 do local b = sp[i]; cnt[b] = cnt[b] + 1 end
+    -- Asking the real gsub costs about what 10 bytes of its loop do.
+    local distinct = 0
+    for b = 0, 255 do if cnt[b] > 0 then distinct = distinct + 1 end end
+    if distinct * 16 > n then return gsub(...) end
     -- rlen[b]: length of b's replacement, -1 where b does not match;
     -- tr[b]: b's replacement when it is one byte.
     local rep, rlen, tr = {}, ffi_new(i32a, 256), ffi_new(u8a, 256)
@@ -130,7 +134,7 @@ if ffi then
       end
       matches, outlen = lim, outlen + n - stop
     end
-    if outlen >= 2 ^ 31 - 1 then return gsub(...) end
+    if outlen > 2 ^ 30 then return gsub(...) end -- LuaJIT's strings end below 2 GiB
     local o = ffi_new(u8a, outlen)
     local j = stop
     if single then
