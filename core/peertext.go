@@ -1,7 +1,9 @@
 package core
 
 import (
+	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -43,12 +45,58 @@ func Clip(s string, n int) string {
 }
 
 // PeerText is a text a peer wrote, made fit to show: each secret
-// redacted, then clipped to MaxPeerText bytes.
+// redacted, made Printable, then clipped to MaxPeerText bytes.
 func PeerText(s string, secrets ...string) string {
 	for _, secret := range secrets {
 		s = Redact(s, secret)
 	}
-	return Clip(s, MaxPeerText)
+	return Clip(Printable(s), MaxPeerText)
+}
+
+// Printable returns s with what a terminal or a text viewer would act on
+// made visible as Go escapes: control characters other than newline and
+// tab (\x1b, \x9b), Unicode's bidirectional controls (\u202e) and bytes
+// that are not UTF-8 (\xff). A peer's text shown in an error or a log
+// line then cannot move the cursor, clear the screen, retitle the
+// terminal or reorder what a reader sees.
+func Printable(s string) string {
+	i := 0
+	for i < len(s) {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if unprintable(r, size) {
+			break
+		}
+		i += size
+	}
+	if i == len(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 16)
+	b.WriteString(s[:i])
+	for i < len(s) {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case !unprintable(r, size):
+			b.WriteString(s[i : i+size])
+		case r == utf8.RuneError || r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+		i += size
+	}
+	return b.String()
+}
+
+func unprintable(r rune, size int) bool {
+	if r == utf8.RuneError && size <= 1 {
+		return true
+	}
+	if r == '\n' || r == '\t' {
+		return false
+	}
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)
 }
 
 // PeerError is err, whose text a peer may have written, with that text

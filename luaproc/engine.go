@@ -281,7 +281,7 @@ func (e *Engine) start(ctx context.Context) error {
 	}
 	// The driver did not come up.
 	e.kill()
-	stderr := strings.TrimSpace(string(e.res.StderrTail(4 << 10)))
+	stderr := core.Printable(strings.TrimSpace(string(e.res.StderrTail(4 << 10))))
 	var msg string
 	switch {
 	case errors.Is(err, errDeadline) && hasCtxDeadline && !ctxDeadline.After(deadline):
@@ -414,7 +414,7 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 		if sig == syscall.SIGXCPU {
 			code = core.ErrCPULimit // the kernel's RLIMIT_CPU backstop
 		}
-		if stderr := strings.TrimSpace(string(e.res.StderrTail(4 << 10))); stderr != "" {
+		if stderr := core.Printable(strings.TrimSpace(string(e.res.StderrTail(4 << 10)))); stderr != "" {
 			msg += "; stderr: " + stderr
 			// Out of memory: the interpreter's last words say so and it
 			// exited (LuaJIT's panic aborts). A crash by another signal
@@ -428,7 +428,7 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	default:
 		e.kill()
 		msg := fmt.Sprintf("lua interpreter %q: %v; it was killed and a new one starts on the next call%s", e.interp, err, lost)
-		if stderr := strings.TrimSpace(string(e.res.StderrTail(4 << 10))); stderr != "" {
+		if stderr := core.Printable(strings.TrimSpace(string(e.res.StderrTail(4 << 10)))); stderr != "" {
 			msg += "; stderr: " + stderr
 		}
 		return nil, core.Errorf(core.ErrEngine, "exec", "%s", msg)

@@ -518,13 +518,14 @@ func (r *remote) settleStderr() {
 const stderrShown = 2 << 10
 
 // stderrTail is the end of the interpreter's raw stderr, for an error
-// message: redacted (the VM may echo a password), its last stderrShown
-// bytes.
+// message: redacted (the VM may echo a password), made core.Printable,
+// its last stderrShown bytes.
 func (r *remote) stderrTail() string {
 	s := strings.TrimSpace(r.stderr.String())
 	for _, secret := range r.secrets {
 		s = core.Redact(s, secret)
 	}
+	s = core.Printable(s)
 	if len(s) > stderrShown {
 		i := len(s) - stderrShown
 		for i < len(s) && !utf8.RuneStart(s[i]) {

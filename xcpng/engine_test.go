@@ -182,12 +182,12 @@ func (h *hostile) driver(ch ssh.Channel) {
 	switch h.mode {
 	case "echo-stderr": // the interpreter fails, echoing the VM's password
 		go io.Copy(io.Discard, ch)
-		ch.Stderr().Write([]byte(strings.Repeat("noise ", 100<<10) + "lua5.4: bad password " + h.pw + "\n"))
+		ch.Stderr().Write([]byte(strings.Repeat("noise ", 100<<10) + "lua5.4: bad password " + h.pw + " \x1b]0;owned\x07\n"))
 		ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{1}))
 		return
 	case "hello-echo": // a 4 MiB hello that echoes it
 		go io.Copy(io.Discard, ch)
-		ch.Write(frame('H', []byte("Lua 5.4 "+h.pw+strings.Repeat("v", 4<<20)), 1))
+		ch.Write(frame('H', []byte("Lua 5.4 \x1b[2J"+h.pw+strings.Repeat("v", 4<<20)), 1))
 		<-h.stop
 		return
 	case "bad-header": // a malformed frame in answer to a request
@@ -541,14 +541,15 @@ func TestInstallPackageIsBounded(t *testing.T) {
 	closeAndCheckGoroutines(t, e)
 }
 
-// What the VM sends is shown redacted (it may echo the passwords) and
+// What the VM sends is shown redacted (it may echo the passwords), with
+// escapes for the control characters a terminal would act on, and
 // clipped: the tail of its stderr in an error, its hello in the log.
 func TestVMTextInErrorsAndLogsIsScrubbed(t *testing.T) {
 	h := newHostile(t, "echo-stderr")
 	e := h.engine(t)
 	_, err := e.startDriver(ctxT(t, 30*time.Second))
 	// (How much of the stderr has arrived when the start fails varies.)
-	if err == nil || strings.Contains(err.Error(), h.pw) || len(err.Error()) > 4096 {
+	if err == nil || strings.Contains(err.Error(), h.pw) || strings.Contains(err.Error(), "\x1b") || len(err.Error()) > 4096 {
 		t.Errorf("start error of %d bytes: %.300v", len(fmt.Sprint(err)), err)
 	}
 	closeAndCheckGoroutines(t, e)
@@ -566,7 +567,7 @@ func TestVMTextInErrorsAndLogsIsScrubbed(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for _, l := range lines {
-		if strings.Contains(l, h.pw) || len(l) > 4096 {
+		if strings.Contains(l, h.pw) || strings.Contains(l, "\x1b") || len(l) > 4096 {
 			t.Errorf("log line of %d bytes: %.200s", len(l), l)
 		}
 	}
