@@ -511,3 +511,77 @@ func TestSimParameterCountLikeXAPI(t *testing.T) {
 	_, err = c.Call(ctx, "Async.VM.clone", "OpaqueRef:NULL")
 	want(err, "VM.clone", "2", "1")
 }
+
+// XAPI finishes a call whose client went away: a synchronous VM.clone
+// cut off by the caller's deadline still makes its VM. The simulator
+// does the same with a delayed call.
+func TestSyncCloneCutOffStillMakesItsVM(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	tmpl, err := c.FindTemplate(ctxT(t, 10*time.Second), s.Config().TemplateName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetFault(sim.Fault{Kind: sim.FaultDelay, Method: "VM.clone", Delay: 400 * time.Millisecond, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// (A clone of a template is a template until VM.provision.)
+	before := s.Stats().Templates
+	if _, err := c.Call(ctxT(t, 100*time.Millisecond), "VM.clone", tmpl, "late"); core.CodeOf(err) != core.ErrTimeout {
+		t.Fatalf("got %v, want a timeout", err)
+	}
+	s.WaitLateCalls()
+	if got := s.Stats().Templates; got != before+1 {
+		t.Errorf("%d templates after the cut-off clone, want %d", got, before+1)
+	}
+}
+
+// Provision clones as a task: when its deadline cuts the clone off, it
+// waits for the task (within CleanupTimeout) and removes the VM the task
+// made, so nothing is left behind; the task is destroyed too.
+func TestProvisionCutOffLeavesNoVM(t *testing.T) {
+	t.Parallel()
+	for _, copyTo := range []bool{false, true} {
+		s := startSim(t, sim.Options{NoSSH: true})
+		c := clientFor(t, s)
+		spec := ProvisionSpec{Template: s.Config().TemplateName, Name: "cut-off"}
+		method := "VM.clone"
+		if copyTo {
+			_, sr, err := c.DefaultSR(ctxT(t, 10*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec.SR, method = sr, "VM.copy"
+		}
+		if _, err := s.SetFault(sim.Fault{Kind: sim.FaultDelay, Method: method, Delay: 400 * time.Millisecond, Count: 1}); err != nil {
+			t.Fatal(err)
+		}
+		before := s.Stats()
+		_, err := c.Provision(ctxT(t, 100*time.Millisecond), spec)
+		if core.CodeOf(err) != core.ErrTimeout {
+			t.Fatalf("%s: got %v, want a timeout", method, err)
+		}
+		s.WaitLateCalls()
+		if got := s.Stats(); got.VMs != before.VMs || got.Templates != before.Templates || got.VDIs != before.VDIs || got.Tasks != 0 {
+			t.Errorf("%s: left %+v (before: %+v)", method, got, before)
+		}
+	}
+}
+
+// A clone that fails in its task fails Provision as the synchronous call
+// did: the XAPI failure, classified.
+func TestProvisionCloneTaskFailure(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true, Faults: []sim.Fault{{Kind: sim.FaultFail, Method: "VM.clone",
+		Error: []string{"SR_FULL", "OpaqueRef:sr", "1024", "0"}}}})
+	c := clientFor(t, s)
+	before := s.Stats()
+	_, err := c.Provision(ctxT(t, 10*time.Second), ProvisionSpec{Template: s.Config().TemplateName, Name: "full"})
+	if !IsFailure(err, "SR_FULL") || core.CodeOf(err) != core.ErrNoMem {
+		t.Fatalf("got %v (%v), want SR_FULL as ErrNoMem", err, core.CodeOf(err))
+	}
+	if got := s.Stats(); got.Tasks != 0 || got.VMs != before.VMs || got.Templates != before.Templates {
+		t.Errorf("left %+v (before: %+v)", got, before)
+	}
+}

@@ -250,7 +250,7 @@ func rewriteDisks(doc string, sr func() (string, error)) (string, bool, error) {
 
 // Provision creates a halted VM from a template, like `xe vm-install`
 // (xen-api ocaml/xapi-cli-server/cli_operations.ml vm_install_real):
-// VM.clone (VM.copy to spec.SR when one is given), name and
+// VM.clone (VM.copy to spec.SR when one is given) as a task, name and
 // other_config, every disk of the disks XML pointed at spec.SR or the
 // pool's default SR, VM.provision (which also clears is_a_template and
 // runs a template's post-install script), and a VIF on the pool network
@@ -265,17 +265,20 @@ func (c *Client) Provision(ctx context.Context, spec ProvisionSpec) (_ *VM, err 
 	if err != nil {
 		return nil, err
 	}
+	// The clone or copy runs as a task: one that the deadline cuts off
+	// is waited for and its VM removed (see runTask).
+	undo := func(cctx context.Context, ref string) { c.cleanup(cctx, &VM{c: c, Ref: ref, Name: spec.Name}) }
 	var ref string
 	if spec.SR != "" {
 		sr, err := c.callString(ctx, "SR.get_by_uuid", spec.SR)
 		if err != nil {
 			return nil, err
 		}
-		ref, err = c.callString(ctx, "VM.copy", tmpl, spec.Name, sr)
+		ref, err = c.runTask(ctx, undo, "VM.copy", tmpl, spec.Name, sr)
 		if err != nil {
 			return nil, err
 		}
-	} else if ref, err = c.callString(ctx, "VM.clone", tmpl, spec.Name); err != nil {
+	} else if ref, err = c.runTask(ctx, undo, "VM.clone", tmpl, spec.Name); err != nil {
 		return nil, err
 	}
 	vm := &VM{c: c, Ref: ref, Name: spec.Name}
@@ -318,7 +321,7 @@ func (c *Client) Provision(ctx context.Context, spec ProvisionSpec) (_ *VM, err 
 	if _, err = c.Call(ctx, "VM.set_other_config", ref, oc); err != nil {
 		return nil, err
 	}
-	if _, err = c.Call(ctx, "VM.provision", ref); err != nil {
+	if _, err = c.runTask(ctx, nil, "VM.provision", ref); err != nil {
 		return nil, err
 	}
 	v, err = c.Call(ctx, "VM.get_VIFs", ref)
@@ -375,9 +378,13 @@ func (c *Client) Launch(ctx context.Context, spec ProvisionSpec) (*VM, error) {
 	return vm, nil
 }
 
-// Start boots the VM: VM.start(vm, false, false).
+// Start boots the VM: VM.start(vm, false, false), as a task. When ctx
+// ends first, Start waits for the task to end (within CleanupTimeout)
+// before it returns ctx's error, so that the VM can then be destroyed:
+// XAPI refuses to while the start runs, and finishes a start whose
+// client went away.
 func (v *VM) Start(ctx context.Context) error {
-	_, err := v.c.Call(ctx, "VM.start", v.Ref, false, false)
+	_, err := v.c.runTask(ctx, nil, "VM.start", v.Ref, false, false)
 	return err
 }
 

@@ -216,15 +216,47 @@ func (s *Server) dispatch(ctx context.Context, wireName string, params []any) (a
 	s.mu.Lock()
 	delay := s.takeFault(FaultDelay, method)
 	s.mu.Unlock()
-	if delay != nil && (h == nil || !h.sim) {
-		select {
-		case <-time.After(delay.Delay):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-s.closing:
-			return nil, fail("INTERNAL_ERROR", "simulator shutting down")
-		}
+	if delay == nil || (h != nil && h.sim) {
+		return s.run(ctx, wireName, params, 0)
 	}
+	if async && h != nil {
+		// The task is made at once and stays pending for the delay.
+		return s.run(ctx, wireName, params, delay.Delay)
+	}
+	// Counted from here, well before a client's deadline cuts the call
+	// off, so that WaitLateCalls cannot miss it.
+	s.late.Add(1)
+	timer := time.NewTimer(delay.Delay)
+	select {
+	case <-timer.C:
+		s.late.Done()
+		return s.run(ctx, wireName, params, 0)
+	case <-ctx.Done():
+		// XAPI does not stop a call whose client went away: it still
+		// runs, once its delay is over, and its result goes unseen (a
+		// VM.clone cut off by the client's deadline leaves its VM).
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			defer s.late.Done()
+			select {
+			case <-timer.C:
+				s.run(context.Background(), wireName, params, 0)
+			case <-s.closing:
+				timer.Stop()
+			}
+		}()
+		return nil, ctx.Err()
+	case <-s.closing:
+		timer.Stop()
+		s.late.Done()
+		return nil, fail("INTERNAL_ERROR", "simulator shutting down")
+	}
+}
+
+// run performs a call; an Async. one's task waits taskDelay first.
+func (s *Server) run(ctx context.Context, wireName string, params []any, taskDelay time.Duration) (any, error) {
+	method, h, async := s.resolve(wireName)
 	if h == nil {
 		// XAPI session-checks an unknown call that carries a session.
 		if len(params) > 0 {
@@ -282,13 +314,13 @@ func (s *Server) dispatch(ctx context.Context, wireName string, params []any) (a
 		if f != nil {
 			s.logf("fault: %s fails with %v", method, f.Error)
 			if async {
-				return s.asyncTask(wireName, func() (any, error) { return nil, xerr(f.Error) })
+				return s.asyncTask(wireName, taskDelay, func() (any, error) { return nil, xerr(f.Error) })
 			}
 			return nil, xerr(f.Error)
 		}
 	}
 	if async {
-		return s.asyncTask(wireName, func() (any, error) {
+		return s.asyncTask(wireName, taskDelay, func() (any, error) {
 			c.ctx = context.Background()
 			return h.fn(c)
 		})
@@ -305,8 +337,9 @@ func (s *Server) checkSession(ref string) (*session, error) {
 	return nil, fail("SESSION_INVALID", ref)
 }
 
-// asyncTask runs fn as an XAPI task and returns the task ref at once.
-func (s *Server) asyncTask(name string, fn func() (any, error)) (any, error) {
+// asyncTask runs fn as an XAPI task, after delay, and returns the task
+// ref at once.
+func (s *Server) asyncTask(name string, delay time.Duration, fn func() (any, error)) (any, error) {
 	d := s.db
 	d.mu.Lock()
 	r := defaults("task")
@@ -316,6 +349,15 @@ func (s *Server) asyncTask(name string, fn func() (any, error)) (any, error) {
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-s.closing:
+				t.Stop()
+				return
+			}
+		}
 		v, err := fn()
 		d.mu.Lock()
 		defer d.mu.Unlock()

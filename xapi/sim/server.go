@@ -105,6 +105,7 @@ type Server struct {
 
 	closing chan struct{}
 	bg      sync.WaitGroup
+	late    sync.WaitGroup // delayed calls whose client went away (see dispatch)
 
 	poolRef, hostRef, srRef, netRef string
 }
@@ -279,6 +280,11 @@ func (s *Server) Config() Config {
 	}
 	return c
 }
+
+// WaitLateCalls returns when every delayed call whose client went away
+// before its delay was over has run (or the server closed): what such a
+// call does is then visible. For tests.
+func (s *Server) WaitLateCalls() { s.late.Wait() }
 
 // Close stops the server, every guest and its sshd, and removes the
 // temporary state dir. It is safe to call more than once.

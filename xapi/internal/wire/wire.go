@@ -631,6 +631,38 @@ func DecodeCall(r io.Reader) (string, []any, error) { return Decoder{}.DecodeCal
 // DecodeResponse decodes a <methodResponse> with a zero Decoder.
 func DecodeResponse(r io.Reader) (any, error) { return Decoder{}.DecodeResponse(r) }
 
+// DecodeValue decodes a document that is one <value> (what XAPI puts in
+// a task's result field) with a zero Decoder. An empty document (the
+// result of a void method) is "".
+func DecodeValue(doc string) (any, error) { return Decoder{}.DecodeValue(doc) }
+
+// DecodeValue decodes a document that is one <value>; an empty one is "".
+func (o Decoder) DecodeValue(doc string) (any, error) {
+	if strings.TrimSpace(doc) == "" {
+		return "", nil
+	}
+	dc := o.newDecoder(strings.NewReader(doc))
+	if err := dc.expectStart("value"); err != nil {
+		return nil, err
+	}
+	v, err := dc.value()
+	if err != nil {
+		return nil, err
+	}
+	for { // only white space may follow
+		tok, err := dc.d.Token()
+		if err == io.EOF {
+			return v, nil
+		}
+		if err != nil {
+			return nil, malformed("%s", dc.clean(err.Error(), 2*MaxQuoted))
+		}
+		if t, ok := tok.(xml.CharData); !ok || len(bytes.TrimSpace(t)) != 0 {
+			return nil, malformed("expected the end after </value>, got %s", dc.describe(tok))
+		}
+	}
+}
+
 // DecodeCall decodes a <methodCall> into its method name and parameters.
 func (o Decoder) DecodeCall(r io.Reader) (string, []any, error) {
 	dc := o.newDecoder(r)

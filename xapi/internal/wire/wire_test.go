@@ -359,3 +359,25 @@ b = "1" c='2'
 		}
 	})
 }
+
+// A task's result: one <value>, untyped as XAPI writes it, or nothing.
+func TestDecodeValue(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want any
+	}{
+		{"<value>OpaqueRef:abc</value>", "OpaqueRef:abc"},
+		{" <value><string>a&amp;b</string></value>\n", "a&b"},
+		{"", ""},
+	} {
+		got, err := DecodeValue(c.in)
+		if err != nil || got != c.want {
+			t.Errorf("DecodeValue(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	for _, in := range []string{"OpaqueRef:abc", "<value>a</value><value>b</value>", "<value>a", "<x/>"} {
+		if _, err := DecodeValue(in); err == nil {
+			t.Errorf("DecodeValue(%q) accepted", in)
+		}
+	}
+}

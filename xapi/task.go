@@ -1,0 +1,118 @@
+package xapi
+
+import (
+	"context"
+	"time"
+
+	"libbioxen/core"
+	"libbioxen/xapi/internal/wire"
+)
+
+// The interval between task.get_status polls while a task runs: it
+// starts short (a clone on a thin SR takes well under a second) and
+// doubles up to taskPollMax.
+const (
+	taskPollMin = 25 * time.Millisecond
+	taskPollMax = time.Second
+)
+
+// runTask runs method as an XAPI task (Async.<method>) and waits for it
+// within ctx, returning its result (a ref for VM.clone and VM.copy). A
+// synchronous call that ctx cuts off goes on in XAPI, which does not stop
+// a call whose client went away: a VM.clone or VM.copy still made its VM,
+// which nobody knew of. A task stays known: when ctx ends first, runTask
+// waits for the task to end, within Options.CleanupTimeout, and hands a
+// successful result to undo (which removes what the task made), then
+// returns ctx's error. The task is destroyed in every case.
+func (c *Client) runTask(ctx context.Context, undo func(context.Context, string), method string, args ...any) (string, error) {
+	task, err := c.callString(ctx, "Async."+method, args...)
+	if err != nil {
+		return "", err
+	}
+	res, err := c.waitTask(ctx, task, method)
+	if err == nil || ctx.Err() == nil {
+		c.destroyTask(ctx, task)
+		return res, err
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.CleanupTimeout)
+	defer cancel()
+	if r, werr := c.waitTask(cctx, task, method); werr == nil {
+		if undo != nil && r != "" {
+			undo(cctx, r)
+		}
+	} else if FailureOf(werr) == nil {
+		core.Logf(core.LevelWarn, "xapi: the %s task %s was not seen to end within the cleanup timeout (%v): what it makes is left",
+			method, c.quoteServer(task), werr)
+	}
+	c.destroyTask(cctx, task)
+	return "", err
+}
+
+// waitTask polls task until it ends: its result on success, its
+// error_info as a *Failure (as the synchronous call would have failed) on
+// failure.
+func (c *Client) waitTask(ctx context.Context, task, method string) (string, error) {
+	op := "xapi " + method
+	wait := taskPollMin
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for {
+		status, err := c.callString(ctx, "task.get_status", task)
+		if err != nil {
+			return "", err
+		}
+		switch status {
+		case "pending", "cancelling":
+		case "success":
+			doc, err := c.callString(ctx, "task.get_result", task)
+			if err != nil {
+				return "", err
+			}
+			v, err := wire.DecodeValue(doc)
+			if err != nil {
+				return "", core.Wrap(core.ErrEngine, op, "the task's result is not an XML-RPC value", c.serverError(err))
+			}
+			return AsString(v), nil
+		case "failure":
+			v, err := c.Call(ctx, "task.get_error_info", task)
+			if err != nil {
+				return "", err
+			}
+			f := &Failure{Code: "INTERNAL_ERROR"}
+			for i, s := range AsStrings(v) {
+				if i == 0 {
+					f.Code = s
+				} else {
+					f.Params = append(f.Params, s)
+				}
+			}
+			c.scrub(f)
+			return "", core.Wrap(CodeFor(f.Code), op, describe(f), f)
+		case "cancelled":
+			return "", core.Errorf(core.ErrEngine, op, "the task %s was cancelled", c.quoteServer(task))
+		default:
+			return "", core.Errorf(core.ErrEngine, op, "the task %s has an unknown status %s", c.quoteServer(task), c.quoteServer(status))
+		}
+		timer.Reset(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return "", core.Wrap(core.ErrTimeout, op, "the call's deadline passed while the task ran", ctx.Err())
+		}
+		wait = min(2*wait, taskPollMax)
+	}
+}
+
+// destroyTask removes a finished task's record; XAPI would keep it for a
+// while otherwise. A failure is only logged.
+func (c *Client) destroyTask(ctx context.Context, task string) {
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), c.opts.CleanupTimeout)
+		defer cancel()
+	}
+	if _, err := c.Call(ctx, "task.destroy", task); err != nil && !IsFailure(err, "HANDLE_INVALID") {
+		core.Logf(core.LevelWarn, "xapi: task.destroy %s failed: %v", c.quoteServer(task), err)
+	}
+}
