@@ -408,7 +408,7 @@ func (e *Env) checkKnown(ctx context.Context, name string) error {
 		for _, r := range repos {
 			urls = append(urls, r.display())
 		}
-		return core.Errorf(core.ErrEngine, "install", "no repository is reachable (%s); nothing was changed", strings.Join(urls, ", "))
+		return core.Errorf(core.ErrConnection, "install", "no repository is reachable (%s); nothing was changed", strings.Join(urls, ", "))
 	}
 	names := make([]string, 0, len(set))
 	for n := range set {

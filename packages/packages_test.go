@@ -162,7 +162,7 @@ func TestUnknownPackageAndUnreachableRepo(t *testing.T) {
 	before, _ := env.List(ctx)
 	bad := open(t, filepath.Join(t.TempDir(), "no-such-repo"))
 	envBad, _ := bad.Env("default", true)
-	if _, err := envBad.Install(ctx, "hello", ""); core.CodeOf(err) != core.ErrEngine || !strings.Contains(err.Error(), "reachable") {
+	if _, err := envBad.Install(ctx, "hello", ""); core.CodeOf(err) != core.ErrConnection || !strings.Contains(err.Error(), "reachable") {
 		t.Errorf("unreachable repo: %v", err)
 	}
 	after, _ := env.List(ctx)

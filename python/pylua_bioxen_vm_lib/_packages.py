@@ -77,6 +77,9 @@ def call(op: str, catalogs: Optional[Sequence[str]] = None, **fields: Any) -> An
             # the library's own class for that, as create_vm raises.
             raise exc.EnvironmentNotFoundError(str(err), code=err.code) from err
         raise
+    except exc.VMConnectionError as err:
+        # Local package operations reach no host but the repositories.
+        raise exc.RepositoryUnreachableError(str(err), code=err.code) from err
     except exc.LuaProcessError as err:
         if type(err) is not exc.LuaProcessError:
             raise  # a timeout, say: keep its own class

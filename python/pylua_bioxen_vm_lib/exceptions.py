@@ -180,6 +180,12 @@ class LuaRocksError(PackageError, LuaProcessError):
     failures raised before they became package errors."""
 
 
+class RepositoryUnreachableError(PackageError, VMConnectionError):
+    """No package repository could be reached (luarocks never ran and
+    nothing was changed). Also a VMConnectionError, the library's class for
+    a host that cannot be reached."""
+
+
 class VMManagerError(LuaVMError):
     """A VM manager operation failed."""
 
@@ -237,6 +243,7 @@ __all__ = [
     "EnvironmentNotFoundError",
     "PackageError",
     "LuaRocksError",
+    "RepositoryUnreachableError",
     "VMManagerError",
     "ProcessRegistryError",
     "VMNotFoundError",

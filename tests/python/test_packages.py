@@ -181,9 +181,11 @@ def test_unreachable_repository_changes_nothing(tmp_path):
     for repo in repos.list_repositories():
         repos.remove_repository(repo["name"])
     repos.add_repository(tmp_path / "nowhere", name="gone")
-    with pytest.raises(exc.LuaVMError) as info:
+    with pytest.raises(exc.RepositoryUnreachableError) as info:
         manager.install("seq_utils")
     assert "reachable" in str(info.value)
+    assert isinstance(info.value, exc.PackageError) and isinstance(info.value, exc.VMConnectionError)
+    assert not isinstance(info.value, exc.LuaRocksError)  # luarocks never ran
     assert manager.list_installed() == before
 
 
