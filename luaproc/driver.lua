@@ -527,7 +527,7 @@ end
 -- open (its io.open), check (path -> resolved path, or nil and message),
 -- ro and nro (the read-only directories),
 -- lua and c (its searchers), configured, configure.
-local sb = { open = io_open, ro = {}, nro = 0 }
+local sb = { open = io_open, ro = {}, nro = 0, f_lines = out.lines, f_close = out.close }
 
 function ov.io_output(f)
   if f == nil then return cur_out end
@@ -567,6 +567,27 @@ function ov.lio_lines(name, ...)
     if not r then error(err, 2) end
     name = r
     heap.files = heap.files + 1
+    if sb.nofollow then
+      -- Opened as io.open opens it (no link followed); closed at the
+      -- end, as io.lines(name) closes its file.
+      local f, oerr = sb.nofollow(name, "r")
+      if not f then error("bad argument #1 to 'lines' (" .. oerr .. ")", 2) end
+      -- At the end it returns nothing, and a call after that is an
+      -- error at the caller's line, as io.lines(name)'s iterator.
+      local it, close, closed = sb.f_lines(f, ...), sb.f_close, false
+      local function step(...)
+        if (...) == nil then
+          closed = true
+          close(f)
+          return
+        end
+        return ...
+      end
+      return function()
+        if closed then error("attempt to use a closed file", 2) end
+        return step(it())
+      end
+    end
   end
   return io_lines(name, ...)
 end
@@ -1014,6 +1035,60 @@ if ffi then
   end)
 end
 
+-- On LuaJIT with its FFI, a checked path is opened without following any
+-- symbolic link (openat2 with RESOLVE_NO_SYMLINKS, Linux 5.6+), and the
+-- FILE* comes from reopening that descriptor through /proc/self/fd, which
+-- leads to the very file opened: a name swapped for a link between the
+-- check and the open cannot lead out of the allowed directories. The
+-- flags follow glibc's reading of the mode (its first character, a "+"
+-- or an "x" among the next six); a mode glibc refuses is left to io.open,
+-- which then opens nothing. sb.nofollow stays nil when openat2 or
+-- /proc/self/fd is not usable here (a seccomp filter, an old kernel): the
+-- open is then by name (see docs/sandbox.md).
+if ffi then
+  pcall(function()
+    ffi.cdef [[
+      struct bx_open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
+      long bx_syscall(long, ...) __asm__("syscall");
+      int bx_close(int) __asm__("close");
+      char *bx_strerror(int) __asm__("strerror");
+    ]]
+    local C = ffi.C
+    local O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_CLOEXEC = 1, 2, 64, 128, 512, 1024, 524288
+    local how = ffi.new("struct bx_open_how")
+    local function open_nofollow(path, flags)
+      -- mode 0666 with O_CREAT (openat2 refuses one without); 4 is
+      -- RESOLVE_NO_SYMLINKS.
+      how.flags, how.mode, how.resolve = flags + O_CLOEXEC, floor(flags / O_CREAT) % 2 == 1 and 438 or 0, 4
+      local fd = tonumber(C.bx_syscall(437, ffi.cast("int", -100), path, how, ffi.cast("size_t", 24)))
+      if fd < 0 then return nil, ffi.errno() end
+      return fd
+    end
+    local function reopen(fd, mode)
+      local f, err, code = io_open("/proc/self/fd/" .. fd, mode)
+      C.bx_close(fd)
+      return f, err, code
+    end
+    local probe = open_nofollow("/dev/null", 0)
+    if not probe or not reopen(probe, "r") then return end
+    sb.nofollow = function(r, mode)
+      local m = mode == nil and "r" or mode
+      local c = type(m) == "string" and str_sub(m, 1, 1) or ""
+      if c ~= "r" and c ~= "w" and c ~= "a" then return io_open(r, mode) end
+      local rest = str_sub(m, 2, 7)
+      local plus = str_find(rest, "+", 1, true) ~= nil
+      local flags = plus and O_RDWR or (c == "r" and 0 or O_WRONLY)
+      if c == "w" then flags = flags + O_CREAT + O_TRUNC end
+      if c == "a" then flags = flags + O_CREAT + O_APPEND end
+      if c ~= "r" and str_find(rest, "x", 1, true) then flags = flags + O_EXCL end
+      local fd, errno = open_nofollow(r, flags)
+      if not fd then return nil, r .. ": " .. ffi.string(C.bx_strerror(errno)), errno end
+      -- Reopening truncates a "w" file again, which is still empty.
+      return reopen(fd, c .. (plus and "+" or ""))
+    end
+  end)
+end
+
 -- Without the FFI (Lua 5.1-5.4) the host resolves symbolic links: an L
 -- frame carries the path, and the host answers with one line
 -- "L <seq> <hex of the resolved path>" ("-" when it cannot say). Only with
@@ -1068,6 +1143,7 @@ local function sb_open(p, mode)
   local r, err = resolve(p, mode ~= nil and (str_find(tostring(mode), "^[wa]") or str_find(tostring(mode), "+", 1, true)) and true)
   if not r then return nil, err, 13 end
   heap.files = heap.files + 1
+  if sb.nofollow then return sb.nofollow(r, mode) end
   if mode == nil then return io_open(r) end
   return io_open(r, mode)
 end
@@ -1085,7 +1161,7 @@ end
 -- load_text compiles the file at the resolved path r as a text chunk.
 local function load_text(r, env)
   if not setfenv then return real_loadfile(r, "t", env) end
-  local f, err = io_open(r, "rb")
+  local f, err = (sb.nofollow or io_open)(r, "rb")
   if not f then return nil, "cannot open " .. r end
   local s = f_read(f, "*a")
   f_close(f)
