@@ -107,6 +107,9 @@ if ffi then
       local k = cnt[b]
       if k > 0 then
         local ok, v, m = pcall(gsub, s_char(b), p, r)
+        -- An interrupt (the interpreter's hook raises "interrupted!" at
+        -- the call) is not gsub's error: it goes on, not into the pcall.
+        if not ok and type(v) == "string" and s_find(v, "interrupted!$") then error(v, 0) end
         if not ok or type(v) ~= "string" then return gsub(...) end
         if m == 1 then
           local l = #v
