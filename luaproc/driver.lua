@@ -51,6 +51,7 @@ end
 -- the real gsub's, by a tail call: its errors and tracebacks are unchanged.
 if ffi then
   local gsub, getmetatable_, floor_ = string.gsub, debug.getmetatable, math.floor
+  local gethook, jit_status = debug.gethook, rawget(_G, "jit").status
   local s_find, s_byte, s_char = string.find, string.byte, string.char
   local ffi_new, ffi_cast, ffi_copy, ffi_str = ffi.new, ffi.cast, ffi.copy, ffi.string
   local u8p, u8a, i32a = ffi.typeof("const uint8_t *"), ffi.typeof("uint8_t[?]"), ffi.typeof("int32_t[?]")
@@ -85,6 +86,9 @@ if ffi then
       or not one_char(p) then
       return gsub(...)
     end
+    -- Interpreted (the compiler off, or a hook set: a line hook runs at
+    -- every line) its loops are many times slower than the real gsub.
+    if gethook() or not jit_status() then return gsub(...) end
     local n = #s
     if lim == nil then
       lim = n + 1
