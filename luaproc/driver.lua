@@ -1074,8 +1074,19 @@ if ffi then
       if fd < 0 then return nil, ffi.errno() end
       return fd
     end
+    -- An interrupt can come at any instruction: a descriptor it leaves
+    -- open is closed by the next reopen (set to nil before it is closed,
+    -- so that no number is ever closed twice).
+    local pending
     local function reopen(fd, mode)
+      if pending then
+        local p = pending
+        pending = nil
+        C.bx_close(p)
+      end
+      pending = fd
       local f, err, code = io_open("/proc/self/fd/" .. fd, mode)
+      pending = nil
       C.bx_close(fd)
       return f, err, code
     end
