@@ -266,8 +266,11 @@ func gsubOneByte(L *lua.LState, p *pattern.Pattern, s string, repl lua.LValue, m
 		rep  [256]string
 		m    pattern.Matcher
 	)
+	// Room for len(s) bytes is reserved once a one-byte replacement is
+	// seen, with no limit: the result is then likely as long as s (a
+	// deletion or a small limit makes far fewer). Else the builder grows
+	// by doubling, with polls.
 	b := gsubOut{tk: workTicker{L: L}}
-	growBuilder(&b.b, &b.tk, min(len(s), maxStringBytes))
 	pos, n, scanned := 0, 0, 0
 	for i := 0; i < len(s) && n < maxN; i++ {
 		if scanned++; scanned == pollWork {
@@ -288,11 +291,17 @@ func gsubOneByte(L *lua.LState, p *pattern.Pattern, s string, repl lua.LValue, m
 			one := gsubOut{tk: workTicker{L: L}}
 			addValue(L, &one, &m, s, repl)
 			rep[c], made[c] = one.String(), true
+			if len(rep[c]) == 1 && maxN > len(s) && b.b.Cap() < len(s) {
+				growBuilder(&b.b, &b.tk, min(len(s), maxStringBytes)-b.b.Len())
+			}
 		}
 		if pos < i {
 			b.write(s[pos:i])
 		}
 		if r := rep[c]; len(r) == 1 && b.b.Len() < maxStringBytes {
+			if b.b.Len() == b.b.Cap() {
+				growBuilder(&b.b, &b.tk, 1)
+			}
 			b.b.WriteByte(r[0])
 		} else {
 			b.write(r)
