@@ -34,6 +34,7 @@ type Config struct {
 	VMUser          string   // vm_username (default "root")
 	VMPassword      string   // vm_password
 	VMKeyFiles      []string // vm_key_file (string or list)
+	UseAgent        bool     // vm_use_agent: also offer the ssh-agent's keys (default: only the given ones)
 	KnownHosts      string   // vm_known_hosts
 	TrustOnFirstUse bool     // vm_trust_on_first_use
 	InsecureHostKey bool     // vm_insecure_host_key
@@ -68,7 +69,7 @@ var knownKeys = map[string]bool{
 	"xcp_password": true, "password": true, "template_name": true, "template": true,
 	"vm_name": true, "xcp_tls_fingerprint": true, "xcp_tls_ca_file": true, "xcp_insecure": true,
 	"xcp_allow_loopback_ip": true, "vm_ssh_port_key": true, "vm_username": true,
-	"vm_password": true, "vm_key_file": true, "vm_known_hosts": true, "vm_trust_on_first_use": true,
+	"vm_password": true, "vm_key_file": true, "vm_use_agent": true, "vm_known_hosts": true, "vm_trust_on_first_use": true,
 	"vm_insecure_host_key": true, "vm_lua": true, "persistent": true, "vm_ip_timeout": true,
 	"vm_session_lifetime": true, "vm_config": true, "sim_state_dir": true, "sim_pid": true,
 }
@@ -181,6 +182,7 @@ func readConfig(data []byte) (Config, []string, error) {
 		SSHPortKey:      str("vm_ssh_port_key"),
 		VMUser:          str("vm_username"),
 		VMPassword:      str("vm_password"),
+		UseAgent:        boolean("vm_use_agent"),
 		KnownHosts:      str("vm_known_hosts"),
 		TrustOnFirstUse: boolean("vm_trust_on_first_use"),
 		InsecureHostKey: boolean("vm_insecure_host_key"),

@@ -183,6 +183,9 @@ func (e *Engine) provision(ctx context.Context) error {
 	conn, err := sshsession.Dial(ctx, sshsession.Config{
 		Host: vm.IP, Port: vm.SSHPort, User: e.cfg.VMUser,
 		Password: e.cfg.VMPassword, KeyFiles: e.cfg.VMKeyFiles,
+		// The agent may hold keys for many hosts: a guest learns none
+		// of them unless asked (as ssh's IdentitiesOnly).
+		NoAgent:        !e.cfg.UseAgent,
 		KnownHostsFile: e.cfg.KnownHosts, TrustOnFirstUse: e.cfg.TrustOnFirstUse,
 		InsecureIgnoreHostKey: e.cfg.InsecureHostKey,
 	})

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"libbioxen/core"
+	"libbioxen/sshsession/sshtest"
 	"libbioxen/xapi/sim"
 )
 
@@ -115,6 +117,64 @@ func TestIPTimeoutBoundsOnlyTheAddressWait(t *testing.T) {
 	e := eng.(*Engine)
 	closeAndCheckGoroutines(t, e)
 	if got := s.Stats(); got.VMs != 0 || got.VDIs != 0 {
+		t.Errorf("leaked: %+v", got)
+	}
+}
+
+// The ssh-agent's keys are offered to the guest only with vm_use_agent:
+// with a vm_key_file the guest does not accept and the accepted key in
+// the agent, the start fails with an authentication error by default and
+// succeeds with vm_use_agent.
+func TestAgentKeysOnlyWhenAsked(t *testing.T) {
+	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+		t.Skip("openssh-server is not installed")
+	}
+	if _, err := exec.LookPath("lua5.4"); err != nil {
+		t.Skip("lua5.4 is not installed")
+	}
+	keygen, err := exec.LookPath("ssh-keygen")
+	if err != nil {
+		t.Skip("ssh-keygen is not installed")
+	}
+	s, err := sim.New(sim.Options{IPDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Skip("simulator: ", err)
+	}
+	defer s.Close()
+	t.Setenv("SSH_AUTH_SOCK", sshtest.StartAgent(t, s.Config().VMKeyFile))
+	other := filepath.Join(t.TempDir(), "other")
+	if out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-f", other).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	for _, useAgent := range []bool{false, true} {
+		raw, err := json.Marshal(s.Config())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]any{}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, "vm_password")
+		m["vm_key_file"] = other
+		if useAgent {
+			m["vm_use_agent"] = true
+		}
+		cfg, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng, err := Open(core.Options{Name: "agent", EngineConfig: cfg, Limits: core.Limits{}.WithDefaults()})
+		switch {
+		case useAgent && err != nil:
+			t.Fatalf("vm_use_agent: %v", err)
+		case useAgent:
+			closeAndCheckGoroutines(t, eng.(*Engine))
+		case core.CodeOf(err) != core.ErrAuth:
+			t.Fatalf("without vm_use_agent: %v (%v), want an authentication error", err, core.CodeOf(err))
+		}
+	}
+	if got := s.Stats(); got.VMs != 0 {
 		t.Errorf("leaked: %+v", got)
 	}
 }

@@ -47,7 +47,7 @@ class XCPngVM(BasicLuaVM):
     spec's ``xcp_host``, ``xcp_username``, ``xcp_password``,
     ``template_name``, ``vm_username``, ``vm_password``, or the alternates
     ``xapi_url``, ``username``, ``password``, ``template``, ``vm_name``;
-    plus ``vm_key_file``, ``vm_known_hosts``, ``vm_trust_on_first_use``,
+    plus ``vm_key_file``, ``vm_use_agent``, ``vm_known_hosts``, ``vm_trust_on_first_use``,
     ``xcp_tls_fingerprint``, ``xcp_tls_ca_file``, ``xcp_insecure``,
     ``vm_lua``, ``persistent`` (docs/xcpng.md lists them all)."""
 
