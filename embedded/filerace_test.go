@@ -5,10 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"libbioxen/core"
+	"libbioxen/internal/fsrace"
 )
 
 // TestFilesCheckThenOpenRace: a name in an allowed directory that another
@@ -26,22 +26,7 @@ func TestFilesCheckThenOpenRace(t *testing.T) {
 	if err := os.WriteFile(name, []byte("inside"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stop atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		lnk, reg := filepath.Join(allowed, "lnk.tmp"), filepath.Join(allowed, "reg.tmp")
-		for !stop.Load() {
-			os.Remove(lnk)
-			if os.Symlink(secret, lnk) == nil {
-				os.Rename(lnk, name)
-			}
-			if os.WriteFile(reg, []byte("inside"), 0o600) == nil {
-				os.Rename(reg, name)
-			}
-		}
-	}()
-	defer func() { stop.Store(true); <-done }()
+	defer fsrace.SwapWithLink(name, secret, []byte("inside"))()
 	vm := openVM(t, core.Options{AllowedPaths: []string{allowed}})
 	code := strings.ReplaceAll(`
 		local opened = 0

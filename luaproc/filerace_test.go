@@ -7,10 +7,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"libbioxen/core"
+	"libbioxen/internal/fsrace"
 )
 
 // TestFilesCheckThenOpenRaceLuaJIT: a name in an allowed directory that
@@ -33,22 +33,7 @@ func TestFilesCheckThenOpenRaceLuaJIT(t *testing.T) {
 	if err := os.WriteFile(name, []byte("return 'inside'"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stop atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		lnk, reg := filepath.Join(allowed, "lnk.tmp"), filepath.Join(allowed, "reg.tmp")
-		for !stop.Load() {
-			os.Remove(lnk)
-			if os.Symlink(secret, lnk) == nil {
-				os.Rename(lnk, name)
-			}
-			if os.WriteFile(reg, []byte("return 'inside'"), 0o600) == nil {
-				os.Rename(reg, name)
-			}
-		}
-	}()
-	defer func() { stop.Store(true); <-done }()
+	defer fsrace.SwapWithLink(name, secret, []byte("return 'inside'"))()
 	e := openSandboxed(t, "luajit", core.Options{AllowedPaths: []string{allowed}})
 	code := strings.ReplaceAll(`
 		local opened, loaded, wrote = 0, 0, 0

@@ -97,19 +97,7 @@ func TestIPTimeoutBoundsOnlyTheAddressWait(t *testing.T) {
 		t.Skip("simulator: ", err)
 	}
 	defer s.Close()
-	raw, err := json.Marshal(s.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[string]any{}
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	m["vm_ip_timeout"] = 1
-	cfg, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := simConfigWith(t, s, func(m map[string]any) { m["vm_ip_timeout"] = 1 })
 	eng, err := Open(core.Options{Name: "iptimeout", EngineConfig: cfg, Limits: core.Limits{}.WithDefaults()})
 	if err != nil {
 		t.Fatalf("a VM.start longer than vm_ip_timeout: %v", err)
@@ -147,23 +135,13 @@ func TestAgentKeysOnlyWhenAsked(t *testing.T) {
 		t.Fatalf("ssh-keygen: %v %s", err, out)
 	}
 	for _, useAgent := range []bool{false, true} {
-		raw, err := json.Marshal(s.Config())
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := map[string]any{}
-		if err := json.Unmarshal(raw, &m); err != nil {
-			t.Fatal(err)
-		}
-		delete(m, "vm_password")
-		m["vm_key_file"] = other
-		if useAgent {
-			m["vm_use_agent"] = true
-		}
-		cfg, err := json.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg := simConfigWith(t, s, func(m map[string]any) {
+			delete(m, "vm_password")
+			m["vm_key_file"] = other
+			if useAgent {
+				m["vm_use_agent"] = true
+			}
+		})
 		eng, err := Open(core.Options{Name: "agent", EngineConfig: cfg, Limits: core.Limits{}.WithDefaults()})
 		switch {
 		case useAgent && err != nil:
@@ -177,4 +155,23 @@ func TestAgentKeysOnlyWhenAsked(t *testing.T) {
 	if got := s.Stats(); got.VMs != 0 {
 		t.Errorf("leaked: %+v", got)
 	}
+}
+
+// simConfigWith is the simulator's config JSON as edit changes it.
+func simConfigWith(t *testing.T, s *sim.Server, edit func(map[string]any)) []byte {
+	t.Helper()
+	raw, err := json.Marshal(s.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	cfg, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
