@@ -1062,6 +1062,8 @@ if ffi then
       long bx_syscall(long, ...) __asm__("syscall");
       int bx_close(int) __asm__("close");
       char *bx_strerror(int) __asm__("strerror");
+      struct bx_nf_sigset { unsigned long val[16]; };
+      int bx_nf_sigprocmask(int, const struct bx_nf_sigset *, struct bx_nf_sigset *) __asm__("sigprocmask");
     ]]
     local C = ffi.C
     local O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_CLOEXEC = 1, 2, 64, 128, 512, 1024, 524288
@@ -1076,8 +1078,17 @@ if ffi then
     end
     -- An interrupt can come at any instruction: a descriptor it leaves
     -- open is closed by the next reopen (set to nil before it is closed,
-    -- so that no number is ever closed twice).
+    -- so that no number is ever closed twice). A SIGINT during the
+    -- openat2 raised before the number was recorded, so SIGINT is also
+    -- blocked from before the openat2 until the descriptor is closed
+    -- (sb.nf_block, sb.nf_restore): a SIGINT that comes then is taken
+    -- when the mask is restored, and raises once the FILE* is a Lua
+    -- value, which the collector closes.
     local pending
+    local sigint, oldmask = ffi.new("struct bx_nf_sigset"), ffi.new("struct bx_nf_sigset")
+    sigint.val[0] = 2 -- SIGINT (2) is bit 1
+    sb.nf_block = function() C.bx_nf_sigprocmask(0, sigint, oldmask) end -- SIG_BLOCK
+    sb.nf_restore = function() C.bx_nf_sigprocmask(2, oldmask, nil) end -- SIG_SETMASK
     local function reopen(fd, mode)
       if pending then
         local p = pending
@@ -1102,10 +1113,16 @@ if ffi then
       if c == "w" then flags = flags + O_CREAT + O_TRUNC end
       if c == "a" then flags = flags + O_CREAT + O_APPEND end
       if c ~= "r" and str_find(rest, "x", 1, true) then flags = flags + O_EXCL end
+      sb.nf_block()
       local fd, errno = open_nofollow(r, flags)
-      if not fd then return nil, r .. ": " .. ffi.string(C.bx_strerror(errno)), errno end
+      if not fd then
+        sb.nf_restore()
+        return nil, r .. ": " .. ffi.string(C.bx_strerror(errno)), errno
+      end
       -- Reopening truncates a "w" file again, which is still empty.
-      return reopen(fd, c .. (plus and "+" or ""))
+      local f, err, code = reopen(fd, c .. (plus and "+" or ""))
+      sb.nf_restore()
+      return f, err, code
     end
   end)
 end
