@@ -583,9 +583,25 @@ function ov.lio_lines(name, ...)
       local f, oerr = sb.nofollow(name, "r")
       if not f then error("bad argument #1 to 'lines' (" .. oerr .. ")", 2) end
       -- At the end it returns nothing, and a call after that is an
-      -- error at the caller's line, as io.lines(name)'s iterator.
-      local it, close, closed = sb.f_lines(f, ...), sb.f_close, false
-      local function step(...)
+      -- error at the caller's line, as io.lines(name)'s iterator. The
+      -- real iterator (and f:lines) run in pcall, and their errors are
+      -- raised again at the caller's line: called from here, they named
+      -- the driver's line. An interrupt or running out of memory is
+      -- raised as it is.
+      local close, closed = sb.f_close, false
+      local function rethrow(e)
+        if type(e) == "string" and (e == "not enough memory" or str_find(e, "interrupted!$")) or exit_code ~= nil then
+          error(e, 0)
+        end
+        error(e, 3)
+      end
+      local ok, it = pcall(sb.f_lines, f, ...)
+      if not ok then
+        close(f)
+        rethrow(it)
+      end
+      local function step(ok2, ...)
+        if not ok2 then rethrow(...) end
         if (...) == nil then
           closed = true
           close(f)
@@ -595,7 +611,7 @@ function ov.lio_lines(name, ...)
       end
       return function()
         if closed then error("attempt to use a closed file", 2) end
-        return step(it())
+        return step(pcall(it))
       end
     end
   end
