@@ -1067,8 +1067,8 @@ end
 -- leads to the very file opened: a name swapped for a link between the
 -- check and the open cannot lead out of the allowed directories. The
 -- flags follow glibc's reading of the mode (its first character, a "+"
--- or an "x" among the next six); a mode glibc refuses is left to io.open,
--- which then opens nothing. sb.nofollow stays nil when openat2 or
+-- or an "x" among the next six, before any "\0"); a mode glibc refuses
+-- is left to io.open, which then opens nothing. sb.nofollow stays nil when openat2 or
 -- /proc/self/fd is not usable here (a seccomp filter, an old kernel): the
 -- open is then by name (see docs/sandbox.md).
 if ffi then
@@ -1123,7 +1123,9 @@ if ffi then
       local m = mode == nil and "r" or mode
       local c = type(m) == "string" and str_sub(m, 1, 1) or ""
       if c ~= "r" and c ~= "w" and c ~= "a" then return io_open(r, mode) end
-      local rest = str_sub(m, 2, 7)
+      -- (glibc reads the mode up to its first "\0")
+      local rest = str_sub(m, 2, (str_find(m, "\0", 1, true) or 9) - 1)
+      rest = str_sub(rest, 1, 6)
       local plus = str_find(rest, "+", 1, true) ~= nil
       local flags = plus and O_RDWR or (c == "r" and 0 or O_WRONLY)
       if c == "w" then flags = flags + O_CREAT + O_TRUNC end

@@ -145,3 +145,45 @@ func TestFilesLinesErrorsAsTheInterpreterLuaJIT(t *testing.T) {
 		t.Errorf("sandboxed %s %q\nwant      %s %q", sandboxed.Values, sandboxed.ErrorMessage, want, trusted.ErrorMessage)
 	}
 }
+
+// TestFilesModeWithANulLuaJIT: glibc's fopen reads the mode as a C
+// string, up to its first "\0"; the LuaJIT sandbox took its flags from
+// the whole Lua string: io.open(name, "r\0+") opened the file for
+// writing too (the interpreter's is read-only), and "a\0x" refused an
+// existing file (File exists).
+func TestFilesModeWithANulLuaJIT(t *testing.T) {
+	if _, err := exec.LookPath("luajit"); err != nil {
+		t.Skip("luajit not on PATH")
+	}
+	code := `local out = {}
+		for _, m in ipairs({ "r\0+", "w\0+", "a\0x", "r+\0x" }) do
+			local name = DIR .. "/f" .. #out
+			local w = io.open(name, "w"); w:write("data"); w:close()
+			local f, err = io.open(name, m)
+			if not f then
+				out[#out + 1] = tostring(err):gsub(".*/", "")
+			else
+				local r = f:read("*a")
+				local ok = f:write("X")
+				f:close()
+				local g = io.open(name); local s = g:read("*a"); g:close()
+				out[#out + 1] = tostring(r) .. " " .. tostring(ok ~= nil) .. " " .. s
+			end
+		end
+		return table.concat(out, ",")`
+	var vals [2]string
+	for i, sandboxed := range []bool{false, true} {
+		dir := t.TempDir()
+		var e *Engine
+		if sandboxed {
+			e = openSandboxed(t, "luajit", core.Options{AllowedPaths: []string{dir}})
+		} else {
+			e = openEngine(t, "luajit", core.Limits{})
+		}
+		r := mustExec(t, e, strings.ReplaceAll(code, "DIR", strconv.Quote(dir)), execOpts{})
+		vals[i] = string(r.Values) + r.ErrorMessage
+	}
+	if vals[1] != vals[0] {
+		t.Errorf("sandboxed %s, want %s", vals[1], vals[0])
+	}
+}
