@@ -1061,16 +1061,17 @@ if ffi then
   end)
 end
 
--- On LuaJIT with its FFI, a checked path is opened without following any
--- symbolic link (openat2 with RESOLVE_NO_SYMLINKS, Linux 5.6+), and the
--- FILE* comes from reopening that descriptor through /proc/self/fd, which
--- leads to the very file opened: a name swapped for a link between the
--- check and the open cannot lead out of the allowed directories. The
--- flags follow glibc's reading of the mode (its first character, a "+"
--- or an "x" among the next six, before any "\0"); a mode glibc refuses
--- is left to io.open, which then opens nothing. sb.nofollow stays nil when openat2 or
--- /proc/self/fd is not usable here (a seccomp filter, an old kernel): the
--- open is then by name (see docs/sandbox.md).
+-- On LuaJIT with its FFI, a checked path is taken hold of without
+-- following any symbolic link (openat2 with O_PATH and
+-- RESOLVE_NO_SYMLINKS, Linux 5.6+), and the FILE* comes from opening that
+-- descriptor through /proc/self/fd, which leads to the very file: a name
+-- swapped for a link between the check and the open cannot lead out of
+-- the allowed directories. The mode is read as glibc reads it (its first
+-- character, a "+" or an "x" among the next six, before any "\0"); a
+-- mode glibc refuses is left to io.open, which then opens nothing.
+-- sb.nofollow stays nil when openat2 or /proc/self/fd is not usable here
+-- (a seccomp filter, an old kernel): the open is then by name (see
+-- docs/sandbox.md).
 if ffi then
   pcall(function()
     ffi.cdef [[
@@ -1082,7 +1083,7 @@ if ffi then
       int bx_nf_sigprocmask(int, const struct bx_nf_sigset *, struct bx_nf_sigset *) __asm__("sigprocmask");
     ]]
     local C = ffi.C
-    local O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_CLOEXEC = 1, 2, 64, 128, 512, 1024, 524288
+    local O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_CLOEXEC, O_PATH = 1, 2, 64, 128, 524288, 2097152
     local how = ffi.new("struct bx_open_how")
     local function open_nofollow(path, flags)
       -- mode 0666 with O_CREAT (openat2 refuses one without); 4 is
@@ -1117,7 +1118,7 @@ if ffi then
       C.bx_close(fd)
       return f, err, code
     end
-    local probe = open_nofollow("/dev/null", 0)
+    local probe = open_nofollow("/dev/null", O_PATH)
     if not probe or not reopen(probe, "r") then return end
     sb.nofollow = function(r, mode)
       local m = mode == nil and "r" or mode
@@ -1127,19 +1128,34 @@ if ffi then
       local rest = str_sub(m, 2, (str_find(m, "\0", 1, true) or 9) - 1)
       rest = str_sub(rest, 1, 6)
       local plus = str_find(rest, "+", 1, true) ~= nil
-      local flags = plus and O_RDWR or (c == "r" and 0 or O_WRONLY)
-      if c == "w" then flags = flags + O_CREAT + O_TRUNC end
-      if c == "a" then flags = flags + O_CREAT + O_APPEND end
-      if c ~= "r" and str_find(rest, "x", 1, true) then flags = flags + O_EXCL end
+      local excl = c ~= "r" and str_find(rest, "x", 1, true)
+      -- The file is opened once, by the reopen, with the mode (a named
+      -- pipe opened twice for reading waited for a second writer after
+      -- the first had written and gone; a device ran its open twice): the
+      -- openat2 only takes hold of it (O_PATH), or, when it does not exist
+      -- and the mode creates it, creates it (O_EXCL: a new regular file;
+      -- one made meanwhile by another process is taken hold of instead).
       sb.nf_block()
-      local fd, errno = open_nofollow(r, flags)
+      local fd, errno
+      for _ = 1, 100 do
+        fd, errno = open_nofollow(r, O_PATH)
+        if fd then
+          if excl then C.bx_close(fd); fd, errno = nil, 17 end -- EEXIST
+          break
+        end
+        if errno ~= 2 or c == "r" then break end -- ENOENT
+        fd, errno = open_nofollow(r, (plus and O_RDWR or O_WRONLY) + O_CREAT + O_EXCL)
+        if fd or errno ~= 17 or excl then break end
+      end
       if not fd then
         sb.nf_restore()
         return nil, r .. ": " .. ffi.string(C.bx_strerror(errno)), errno
       end
-      -- Reopening truncates a "w" file again, which is still empty.
+      -- Reopening truncates a "w" file, or a new one, still empty.
       local f, err, code = reopen(fd, c .. (plus and "+" or ""))
       sb.nf_restore()
+      -- (its message names /proc/self/fd/N)
+      if not f then err = r .. ": " .. ffi.string(C.bx_strerror(code)) end
       return f, err, code
     end
   end)

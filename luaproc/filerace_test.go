@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"libbioxen/core"
@@ -185,5 +186,50 @@ func TestFilesModeWithANulLuaJIT(t *testing.T) {
 	}
 	if vals[1] != vals[0] {
 		t.Errorf("sandboxed %s, want %s", vals[1], vals[0])
+	}
+}
+
+// TestFilesFIFOOpenedOnceLuaJIT: the LuaJIT sandbox opened a checked
+// path with openat2, then again through /proc/self/fd. A named pipe
+// opened twice for reading: once the writer the first open waited for
+// had written and closed, the second open waited for another writer,
+// for good (io.open(fifo):read("*a") of the interpreter returns what
+// was written). The file is opened once.
+func TestFilesFIFOOpenedOnceLuaJIT(t *testing.T) {
+	if _, err := exec.LookPath("luajit"); err != nil {
+		t.Skip("luajit not on PATH")
+	}
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := openSandboxed(t, "luajit", core.Options{AllowedPaths: []string{dir}})
+	code := strings.ReplaceAll(`local f, err = io.open(NAME) if not f then return err end
+		local s = f:read("*a") f:close() return s`, "NAME", strconv.Quote(fifo))
+	for i := 0; i < 100; i++ {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+			if err != nil {
+				return
+			}
+			w.Write([]byte("hi\n"))
+			w.Close()
+		}()
+		r, err := execCode(e, code, execOpts{timeout: 5e9})
+		if err != nil {
+			// Let the writer go.
+			if r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+				r.Close()
+			}
+			<-done
+			t.Fatalf("read %d: %v", i, err)
+		}
+		<-done
+		if string(r.Values) != `["hi\n"]` {
+			t.Fatalf("read %d: %s %q", i, r.Values, r.ErrorMessage)
+		}
 	}
 }
