@@ -225,11 +225,11 @@ func (s *Server) dispatch(ctx context.Context, wireName string, params []any) (a
 	}
 	// Counted from here, well before a client's deadline cuts the call
 	// off, so that WaitLateCalls cannot miss it.
-	s.late.Add(1)
+	s.late.add(1)
 	timer := time.NewTimer(delay.Delay)
 	select {
 	case <-timer.C:
-		s.late.Done()
+		s.late.add(-1)
 		return s.run(ctx, wireName, params, 0)
 	case <-ctx.Done():
 		// XAPI does not stop a call whose client went away: it still
@@ -238,7 +238,7 @@ func (s *Server) dispatch(ctx context.Context, wireName string, params []any) (a
 		s.bg.Add(1)
 		go func() {
 			defer s.bg.Done()
-			defer s.late.Done()
+			defer s.late.add(-1)
 			select {
 			case <-timer.C:
 				s.run(context.Background(), wireName, params, 0)
@@ -249,7 +249,7 @@ func (s *Server) dispatch(ctx context.Context, wireName string, params []any) (a
 		return nil, ctx.Err()
 	case <-s.closing:
 		timer.Stop()
-		s.late.Done()
+		s.late.add(-1)
 		return nil, fail("INTERNAL_ERROR", "simulator shutting down")
 	}
 }

@@ -105,7 +105,7 @@ type Server struct {
 
 	closing chan struct{}
 	bg      sync.WaitGroup
-	late    sync.WaitGroup // delayed calls whose client went away (see dispatch)
+	late    lateCalls // delayed calls whose client may go away (see dispatch)
 
 	poolRef, hostRef, srRef, netRef string
 }
@@ -284,7 +284,37 @@ func (s *Server) Config() Config {
 // WaitLateCalls returns when every delayed call whose client went away
 // before its delay was over has run (or the server closed): what such a
 // call does is then visible. For tests.
-func (s *Server) WaitLateCalls() { s.late.Wait() }
+func (s *Server) WaitLateCalls() { s.late.wait() }
+
+// lateCalls counts the delayed calls under way. Not a sync.WaitGroup: a
+// call comes in at any time, also while a test waits, and a WaitGroup's
+// Add from zero must not be concurrent with its Wait (the race detector
+// reported the test's WaitLateCalls against the handler's Add).
+type lateCalls struct {
+	mu   sync.Mutex
+	cond sync.Cond
+	n    int
+}
+
+func (l *lateCalls) add(delta int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n += delta
+	if l.n == 0 && l.cond.L != nil {
+		l.cond.Broadcast()
+	}
+}
+
+func (l *lateCalls) wait() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cond.L == nil {
+		l.cond.L = &l.mu
+	}
+	for l.n > 0 {
+		l.cond.Wait()
+	}
+}
 
 // Close stops the server, every guest and its sshd, and removes the
 // temporary state dir. It is safe to call more than once.
