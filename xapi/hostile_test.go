@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -574,5 +575,64 @@ func TestPickIPMemoryBounded(t *testing.T) {
 	}
 	if peak > mib<<20 {
 		t.Errorf("heap in use up by %d MiB for a %d MiB key", peak>>20, mib)
+	}
+}
+
+// taskServer is a scripted XAPI whose Async calls return the task
+// "OpaqueRef:task-<method>" and whose task.get_status answers status[task]
+// ("pending" when not listed); hang lists methods that never answer
+// (until the client goes away). Other methods answer values[method], or a
+// ref.
+func taskServer(t *testing.T, values, status map[string]string, hang ...string) *httptest.Server {
+	t.Helper()
+	method := regexp.MustCompile(`<methodName>([^<]*)</methodName>`)
+	return hostileServer(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		m := ""
+		if x := method.FindSubmatch(body); x != nil {
+			m = string(x[1])
+		}
+		for _, h := range hang {
+			if m == h {
+				<-r.Context().Done()
+				return
+			}
+		}
+		v, ok := values[m]
+		switch {
+		case ok:
+		case strings.HasPrefix(m, "Async."):
+			v = `<value>OpaqueRef:task-` + strings.TrimPrefix(m, "Async.") + `</value>`
+		case m == "task.get_status":
+			v = `<value>pending</value>`
+			for task, st := range status {
+				if strings.Contains(string(body), task+"<") {
+					v = `<value>` + st + `</value>`
+				}
+			}
+		default:
+			v = `<value>OpaqueRef:x</value>`
+		}
+		_, _ = io.WriteString(w, rpcResult(`<value><struct><member><name>Status</name><value>Success</value></member>`+
+			`<member><name>Value</name>`+v+`</member></struct></value>`))
+	})
+}
+
+// A task's result that does not decode is quoted redacted before it is
+// clipped: clipping first let the start of the password through.
+func TestTaskResultDecodingErrorScrubbed(t *testing.T) {
+	t.Parallel()
+	doc := `<value><` + strings.Repeat("a", 56) + hostilePassword + `/></value>`
+	s := taskServer(t, map[string]string{
+		"session.login_with_password": `<value>OpaqueRef:s</value>`,
+		"task.get_result":             `<value>` + html.EscapeString(doc) + `</value>`,
+	}, map[string]string{"OpaqueRef:task-VM.start": "success"})
+	err := hostileClient(t, s.URL).VM("OpaqueRef:vm").Start(ctxT(t, 10*time.Second))
+	checkHostileError(t, err, hostilePassword, 600)
+	if strings.Contains(err.Error(), hostilePassword[:6]) {
+		t.Errorf("the start of the password leaked: %v", err)
+	}
+	if !errors.Is(err, ErrMalformed) {
+		t.Errorf("got %v, want ErrMalformed", err)
 	}
 }

@@ -69,7 +69,9 @@ func (c *Client) waitTask(ctx context.Context, task, method string) (string, err
 			if err != nil {
 				return "", err
 			}
-			v, err := wire.DecodeValue(doc)
+			// Redacted before a decoding error clips what it quotes
+			// (clipping first could cut the password in two).
+			v, err := wire.Decoder{Redact: c.redact}.DecodeValue(doc)
 			if err != nil {
 				return "", core.Wrap(core.ErrEngine, op, "the task's result is not an XML-RPC value", c.serverError(err))
 			}
