@@ -101,7 +101,9 @@ type Options struct {
 	// context has no deadline. Default 60s.
 	CallTimeout time.Duration
 	// CleanupTimeout bounds the removal of a half-created VM after a failed
-	// Provision or Launch. Default 2 min.
+	// Provision or Launch, with the wait for a task that the caller's
+	// deadline cut off: together they end by CleanupTimeout past that
+	// deadline (or from the failure, when it came earlier). Default 2 min.
 	CleanupTimeout time.Duration
 	// AllowLoopbackIP makes WaitIP accept 127.0.0.0/8 guest addresses
 	// (the simulator's guests); real guests' loopback addresses are skipped.

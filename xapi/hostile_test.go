@@ -636,3 +636,44 @@ func TestTaskResultDecodingErrorScrubbed(t *testing.T) {
 		t.Errorf("got %v, want ErrMalformed", err)
 	}
 }
+
+// A task that never ends, on a server whose task.destroy never answers:
+// the client gives up by its deadline plus CleanupTimeout, not later.
+func TestTaskNeverEndingBoundedByCleanupTimeout(t *testing.T) {
+	t.Parallel()
+	s := taskServer(t, map[string]string{"session.login_with_password": `<value>OpaqueRef:s</value>`}, nil, "task.destroy")
+	c := hostileClient(t, s.URL, func(o *Options) { o.CleanupTimeout = time.Second; o.CallTimeout = 10 * time.Second })
+	start := time.Now()
+	err := c.VM("OpaqueRef:vm").Start(ctxT(t, 200*time.Millisecond))
+	if core.CodeOf(err) != core.ErrTimeout {
+		t.Fatalf("got %v, want a timeout", err)
+	}
+	if d := time.Since(start); d > 1700*time.Millisecond {
+		t.Errorf("Start returned after %v; the deadline (200ms) plus CleanupTimeout (1s) is 1.2s", d)
+	}
+}
+
+// Launch whose VM.start task never ends, on a server where the VM's
+// removal then hangs: the start's wait and the removal share
+// CleanupTimeout, counted from the deadline.
+func TestLaunchCutOffBoundedByCleanupTimeout(t *testing.T) {
+	t.Parallel()
+	s := taskServer(t, map[string]string{
+		"session.login_with_password": `<value>OpaqueRef:s</value>`,
+		"VM.get_by_name_label":        `<value><array><data><value>OpaqueRef:t</value></data></array></value>`,
+		"VM.get_record":               `<value><struct><member><name>is_a_template</name><value><boolean>1</boolean></value></member></struct></value>`,
+		"task.get_result":             `<value>&lt;value&gt;OpaqueRef:vm&lt;/value&gt;</value>`,
+		"VM.get_other_config":         `<value><struct></struct></value>`,
+		"VM.get_VIFs":                 `<value><array><data><value>OpaqueRef:vif</value></data></array></value>`,
+	}, map[string]string{"OpaqueRef:task-VM.clone": "success", "OpaqueRef:task-VM.provision": "success"},
+		"VM.get_power_state")
+	c := hostileClient(t, s.URL, func(o *Options) { o.CleanupTimeout = time.Second; o.CallTimeout = 10 * time.Second })
+	start := time.Now()
+	_, err := c.Launch(ctxT(t, 500*time.Millisecond), ProvisionSpec{Template: "t", Name: "n"})
+	if core.CodeOf(err) != core.ErrTimeout {
+		t.Fatalf("got %v, want a timeout", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Launch returned after %v; the deadline (500ms) plus CleanupTimeout (1s) is 1.5s", d)
+	}
+}

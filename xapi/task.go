@@ -21,9 +21,10 @@ const (
 // synchronous call that ctx cuts off goes on in XAPI, which does not stop
 // a call whose client went away: a VM.clone or VM.copy still made its VM,
 // which nobody knew of. A task stays known: when ctx ends first, runTask
-// waits for the task to end, within Options.CleanupTimeout, and hands a
-// successful result to undo (which removes what the task made), then
-// returns ctx's error. The task is destroyed in every case.
+// waits for the task to end, within cleanupContext(ctx), and hands a
+// successful result to undo (which removes what the task made, within
+// the context it is given), then returns ctx's error. The task is
+// destroyed in every case (within the same context when cut off).
 func (c *Client) runTask(ctx context.Context, undo func(context.Context, string), method string, args ...any) (string, error) {
 	task, err := c.callString(ctx, "Async."+method, args...)
 	if err != nil {
@@ -31,10 +32,19 @@ func (c *Client) runTask(ctx context.Context, undo func(context.Context, string)
 	}
 	res, err := c.waitTask(ctx, task, method)
 	if err == nil || ctx.Err() == nil {
-		c.destroyTask(ctx, task)
+		dctx, cancel := ctx, context.CancelFunc(func() {})
+		if ctx.Err() != nil {
+			dctx, cancel = c.cleanupContext(ctx)
+		}
+		defer cancel()
+		c.destroyTask(dctx, task)
 		return res, err
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.CleanupTimeout)
+	// The wait, undo and task.destroy share one cleanup context: each
+	// taking a CleanupTimeout of its own let a server that never ends the
+	// task and never answers task.destroy hold the caller for twice
+	// CleanupTimeout past its deadline.
+	cctx, cancel := c.cleanupContext(ctx)
 	defer cancel()
 	if r, werr := c.waitTask(cctx, task, method); werr == nil {
 		if undo != nil && r != "" {
@@ -106,14 +116,9 @@ func (c *Client) waitTask(ctx context.Context, task, method string) (string, err
 	}
 }
 
-// destroyTask removes a finished task's record; XAPI would keep it for a
-// while otherwise. A failure is only logged.
+// destroyTask removes a finished task's record, within ctx; XAPI would
+// keep it for a while otherwise. A failure is only logged.
 func (c *Client) destroyTask(ctx context.Context, task string) {
-	if ctx.Err() != nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), c.opts.CleanupTimeout)
-		defer cancel()
-	}
 	if _, err := c.Call(ctx, "task.destroy", task); err != nil && !IsFailure(err, "HANDLE_INVALID") {
 		core.Logf(core.LevelWarn, "xapi: task.destroy %s failed: %v", c.quoteServer(task), err)
 	}

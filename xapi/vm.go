@@ -267,7 +267,7 @@ func (c *Client) Provision(ctx context.Context, spec ProvisionSpec) (_ *VM, err 
 	}
 	// The clone or copy runs as a task: one that the deadline cuts off
 	// is waited for and its VM removed (see runTask).
-	undo := func(cctx context.Context, ref string) { c.cleanup(cctx, &VM{c: c, Ref: ref, Name: spec.Name}) }
+	undo := func(cctx context.Context, ref string) { c.cleanupWithin(cctx, &VM{c: c, Ref: ref, Name: spec.Name}) }
 	var ref string
 	if spec.SR != "" {
 		sr, err := c.callString(ctx, "SR.get_by_uuid", spec.SR)
@@ -349,14 +349,36 @@ func (c *Client) Provision(ctx context.Context, spec ProvisionSpec) (_ *VM, err 
 	return vm, nil
 }
 
-// cleanup removes a half-created VM with its disks, on a context that
-// outlives the caller's (which may have expired).
+// cleanup removes a half-created VM with its disks, within
+// cleanupContext(ctx): it outlives the caller's ctx (which may have
+// expired).
 func (c *Client) cleanup(ctx context.Context, vm *VM) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.CleanupTimeout)
+	cctx, cancel := c.cleanupContext(ctx)
 	defer cancel()
-	if err := vm.Destroy(cctx); err != nil && !IsFailure(err, "HANDLE_INVALID") {
+	c.cleanupWithin(cctx, vm)
+}
+
+// cleanupWithin removes a half-created VM with its disks within ctx, a
+// cleanup context already.
+func (c *Client) cleanupWithin(ctx context.Context, vm *VM) {
+	if err := vm.Destroy(ctx); err != nil && !IsFailure(err, "HANDLE_INVALID") {
 		core.Logf(core.LevelWarn, "xapi: cleanup of VM %s failed: %v", c.quoteServer(vm.Ref), err)
 	}
+}
+
+// cleanupContext is the context for cleaning up after a call on ctx
+// failed or was cut off: it outlives ctx, for CleanupTimeout from now but
+// no later than CleanupTimeout past ctx's deadline. The cleanups that
+// follow one cut-off call (the wait for a cut-off task, then the removal
+// of the VM) so end together by the deadline plus CleanupTimeout; each
+// taking a CleanupTimeout of its own, a server that never ends a task and
+// never answers held Launch for the deadline plus twice CleanupTimeout.
+func (c *Client) cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	end := time.Now().Add(c.opts.CleanupTimeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Add(c.opts.CleanupTimeout).Before(end) {
+		end = dl.Add(c.opts.CleanupTimeout)
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), end)
 }
 
 // Launch provisions a VM, starts it and waits for its IP, all bounded by
@@ -379,10 +401,10 @@ func (c *Client) Launch(ctx context.Context, spec ProvisionSpec) (*VM, error) {
 }
 
 // Start boots the VM: VM.start(vm, false, false), as a task. When ctx
-// ends first, Start waits for the task to end (within CleanupTimeout)
-// before it returns ctx's error, so that the VM can then be destroyed:
-// XAPI refuses to while the start runs, and finishes a start whose
-// client went away.
+// ends first, Start waits for the task to end (until CleanupTimeout past
+// ctx's deadline) before it returns ctx's error, so that the VM can then
+// be destroyed: XAPI refuses to while the start runs, and finishes a
+// start whose client went away.
 func (v *VM) Start(ctx context.Context) error {
 	_, err := v.c.runTask(ctx, nil, "VM.start", v.Ref, false, false)
 	return err
