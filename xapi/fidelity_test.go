@@ -585,3 +585,34 @@ func TestProvisionCloneTaskFailure(t *testing.T) {
 		t.Errorf("left %+v (before: %+v)", got, before)
 	}
 }
+
+// A task.get_status that fails once while the clone runs fails Provision,
+// but the clone's task is still known: the client waits for it and
+// removes its VM, as for a cut-off clone. It used to destroy the pending
+// task and leave the VM.
+func TestProvisionTaskPollFailureLeavesNoVM(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	spec := ProvisionSpec{Template: s.Config().TemplateName, Name: "poll-failed"}
+	if _, err := c.FindTemplate(ctxT(t, 10*time.Second), spec.Template); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats()
+	for _, f := range []sim.Fault{
+		{Kind: sim.FaultDelay, Method: "VM.clone", Delay: 300 * time.Millisecond, Count: 1},
+		{Kind: sim.FaultFail, Method: "task.get_status", Error: []string{"INTERNAL_ERROR", "flaky"}, Count: 1},
+	} {
+		if _, err := s.SetFault(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := c.Provision(ctxT(t, 10*time.Second), spec)
+	if !IsFailure(err, "INTERNAL_ERROR") {
+		t.Fatalf("got %v, want the poll's failure", err)
+	}
+	time.Sleep(600 * time.Millisecond) // the clone's task has ended
+	if got := s.Stats(); got.VMs != before.VMs || got.Templates != before.Templates || got.VDIs != before.VDIs || got.Tasks != 0 {
+		t.Errorf("left %+v (before: %+v)", got, before)
+	}
+}

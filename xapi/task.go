@@ -30,8 +30,8 @@ func (c *Client) runTask(ctx context.Context, undo func(context.Context, string)
 	if err != nil {
 		return "", err
 	}
-	res, err := c.waitTask(ctx, task, method)
-	if err == nil || ctx.Err() == nil {
+	res, ended, err := c.waitTask(ctx, task, method)
+	if ended {
 		dctx, cancel := ctx, context.CancelFunc(func() {})
 		if ctx.Err() != nil {
 			dctx, cancel = c.cleanupContext(ctx)
@@ -40,19 +40,21 @@ func (c *Client) runTask(ctx context.Context, undo func(context.Context, string)
 		c.destroyTask(dctx, task)
 		return res, err
 	}
-	// The wait, undo and task.destroy share one cleanup context: each
-	// taking a CleanupTimeout of its own let a server that never ends the
-	// task and never answers task.destroy hold the caller for twice
-	// CleanupTimeout past its deadline.
+	// The task was not seen to end: ctx ended, or a poll failed (a
+	// connection reset, a CallTimeout) while the task ran on. Either way
+	// it may still make its VM, so it is waited for and undone, not
+	// destroyed while pending and forgotten. The wait, undo and
+	// task.destroy share one cleanup context: each taking a
+	// CleanupTimeout of its own let a server that never ends the task and
+	// never answers task.destroy hold the caller for twice CleanupTimeout
+	// past its deadline.
 	cctx, cancel := c.cleanupContext(ctx)
 	defer cancel()
-	if r, werr := c.waitTask(cctx, task, method); werr == nil {
-		if undo != nil && r != "" {
-			undo(cctx, r)
-		}
-	} else if FailureOf(werr) == nil {
+	if r, ended, werr := c.waitTask(cctx, task, method); !ended {
 		core.Logf(core.LevelWarn, "xapi: the %s task %s was not seen to end within the cleanup timeout (%v): what it makes is left",
 			method, c.quoteServer(task), werr)
+	} else if werr == nil && undo != nil && r != "" {
+		undo(cctx, r)
 	}
 	c.destroyTask(cctx, task)
 	return "", err
@@ -60,8 +62,9 @@ func (c *Client) runTask(ctx context.Context, undo func(context.Context, string)
 
 // waitTask polls task until it ends: its result on success, its
 // error_info as a *Failure (as the synchronous call would have failed) on
-// failure.
-func (c *Client) waitTask(ctx context.Context, task, method string) (string, error) {
+// failure. ended says whether the task was seen to end; it is false when
+// ctx ended first or a poll failed.
+func (c *Client) waitTask(ctx context.Context, task, method string) (_ string, ended bool, _ error) {
 	op := "xapi " + method
 	wait := taskPollMin
 	timer := time.NewTimer(0)
@@ -70,26 +73,26 @@ func (c *Client) waitTask(ctx context.Context, task, method string) (string, err
 	for {
 		status, err := c.callString(ctx, "task.get_status", task)
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
 		switch status {
 		case "pending", "cancelling":
 		case "success":
 			doc, err := c.callString(ctx, "task.get_result", task)
 			if err != nil {
-				return "", err
+				return "", false, err
 			}
 			// Redacted before a decoding error clips what it quotes
 			// (clipping first could cut the password in two).
 			v, err := wire.Decoder{Redact: c.redact}.DecodeValue(doc)
 			if err != nil {
-				return "", core.Wrap(core.ErrEngine, op, "the task's result is not an XML-RPC value", c.serverError(err))
+				return "", true, core.Wrap(core.ErrEngine, op, "the task's result is not an XML-RPC value", c.serverError(err))
 			}
-			return AsString(v), nil
+			return AsString(v), true, nil
 		case "failure":
 			v, err := c.Call(ctx, "task.get_error_info", task)
 			if err != nil {
-				return "", err
+				return "", true, err
 			}
 			f := &Failure{Code: "INTERNAL_ERROR"}
 			for i, s := range AsStrings(v) {
@@ -100,17 +103,17 @@ func (c *Client) waitTask(ctx context.Context, task, method string) (string, err
 				}
 			}
 			c.scrub(f)
-			return "", core.Wrap(CodeFor(f.Code), op, describe(f), f)
+			return "", true, core.Wrap(CodeFor(f.Code), op, describe(f), f)
 		case "cancelled":
-			return "", core.Errorf(core.ErrEngine, op, "the task %s was cancelled", c.quoteServer(task))
+			return "", true, core.Errorf(core.ErrEngine, op, "the task %s was cancelled", c.quoteServer(task))
 		default:
-			return "", core.Errorf(core.ErrEngine, op, "the task %s has an unknown status %s", c.quoteServer(task), c.quoteServer(status))
+			return "", false, core.Errorf(core.ErrEngine, op, "the task %s has an unknown status %s", c.quoteServer(task), c.quoteServer(status))
 		}
 		timer.Reset(wait)
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
-			return "", core.Wrap(core.ErrTimeout, op, "the call's deadline passed while the task ran", ctx.Err())
+			return "", false, core.Wrap(core.ErrTimeout, op, "the call's deadline passed while the task ran", ctx.Err())
 		}
 		wait = min(2*wait, taskPollMax)
 	}
