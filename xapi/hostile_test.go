@@ -677,3 +677,33 @@ func TestLaunchCutOffBoundedByCleanupTimeout(t *testing.T) {
 		t.Errorf("Launch returned after %v; the deadline (500ms) plus CleanupTimeout (1s) is 1.5s", d)
 	}
 }
+
+// A task reference far longer than XAPI's 46 bytes is refused: it would
+// be sent again with every poll.
+func TestBoundedTaskAndResultRefs(t *testing.T) {
+	t.Parallel()
+	long := "OpaqueRef:" + strings.Repeat("x", 2000)
+	s := taskServer(t, map[string]string{
+		"session.login_with_password": `<value>OpaqueRef:s</value>`,
+		"Async.VM.start":              `<value>` + long + `</value>`,
+	}, nil)
+	short := func(o *Options) { o.CleanupTimeout = time.Second }
+	err := hostileClient(t, s.URL, short).VM("OpaqueRef:vm").Start(ctxT(t, 3*time.Second))
+	checkHostileError(t, err, hostilePassword, 400)
+	if core.CodeOf(err) != core.ErrEngine || !strings.Contains(err.Error(), "2010 bytes") {
+		t.Errorf("got %v, want the long task reference refused", err)
+	}
+
+	// The clone's result is the VM's ref, used in every later call.
+	s = taskServer(t, map[string]string{
+		"session.login_with_password": `<value>OpaqueRef:s</value>`,
+		"VM.get_by_name_label":        `<value><array><data><value>OpaqueRef:t</value></data></array></value>`,
+		"VM.get_record":               `<value><struct><member><name>is_a_template</name><value><boolean>1</boolean></value></member></struct></value>`,
+		"task.get_result":             `<value>&lt;value&gt;` + long + `&lt;/value&gt;</value>`,
+	}, map[string]string{"OpaqueRef:task-VM.clone": "success"})
+	_, err = hostileClient(t, s.URL, short).Provision(ctxT(t, 3*time.Second), ProvisionSpec{Template: "t", Name: "n"})
+	checkHostileError(t, err, hostilePassword, 400)
+	if core.CodeOf(err) != core.ErrEngine || !strings.Contains(err.Error(), "2010 bytes") {
+		t.Errorf("got %v, want the long VM reference refused", err)
+	}
+}

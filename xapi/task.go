@@ -2,6 +2,7 @@ package xapi
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"libbioxen/core"
@@ -30,6 +31,9 @@ func (c *Client) runTask(ctx context.Context, undo func(context.Context, string)
 	if err != nil {
 		return "", err
 	}
+	if err := checkRef("xapi Async."+method, "task", task); err != nil {
+		return "", err
+	}
 	res, ended, err := c.waitTask(ctx, task, method)
 	if ended {
 		dctx, cancel := ctx, context.CancelFunc(func() {})
@@ -53,7 +57,7 @@ func (c *Client) runTask(ctx context.Context, undo func(context.Context, string)
 	if r, ended, werr := c.waitTask(cctx, task, method); !ended {
 		core.Logf(core.LevelWarn, "xapi: the %s task %s was not seen to end within the cleanup timeout (%v): what it makes is left",
 			method, c.quoteServer(task), werr)
-	} else if werr == nil && undo != nil && r != "" {
+	} else if werr == nil && undo != nil && checkRef("", "", r) == nil {
 		undo(cctx, r)
 	}
 	c.destroyTask(cctx, task)
@@ -125,4 +129,18 @@ func (c *Client) destroyTask(ctx context.Context, task string) {
 	if _, err := c.Call(ctx, "task.destroy", task); err != nil && !IsFailure(err, "HANDLE_INVALID") {
 		core.Logf(core.LevelWarn, "xapi: task.destroy %s failed: %v", c.quoteServer(task), err)
 	}
+}
+
+// checkRef refuses what a server sent as a reference when it is not one,
+// or is far longer than XAPI's ("OpaqueRef:" and a UUID, 46 bytes): a
+// task's ref goes with every poll and a VM's with every later call (a
+// 200 MiB one was uploaded again each time).
+func checkRef(op, what, ref string) error {
+	if len(ref) > maxRefLen {
+		return core.Errorf(core.ErrEngine, op, "XAPI returned a %s reference of %d bytes (a reference is ~46)", what, len(ref))
+	}
+	if !strings.HasPrefix(ref, "OpaqueRef:") || IsNullRef(ref) {
+		return core.Errorf(core.ErrEngine, op, "XAPI returned no %s reference", what)
+	}
+	return nil
 }

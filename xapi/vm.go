@@ -281,6 +281,9 @@ func (c *Client) Provision(ctx context.Context, spec ProvisionSpec) (_ *VM, err 
 	} else if ref, err = c.runTask(ctx, undo, "VM.clone", tmpl, spec.Name); err != nil {
 		return nil, err
 	}
+	if err := checkRef(op, "VM", ref); err != nil {
+		return nil, err
+	}
 	vm := &VM{c: c, Ref: ref, Name: spec.Name}
 	defer func() {
 		if err != nil {
