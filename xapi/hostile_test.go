@@ -707,3 +707,18 @@ func TestBoundedTaskAndResultRefs(t *testing.T) {
 		t.Errorf("got %v, want the long VM reference refused", err)
 	}
 }
+
+// A task wait cut off by the caller's cancellation is classified as the
+// synchronous call's was (ErrGeneric, context.Canceled), not as a
+// timeout.
+func TestTaskWaitCancelledIsNotATimeout(t *testing.T) {
+	t.Parallel()
+	s := taskServer(t, map[string]string{"session.login_with_password": `<value>OpaqueRef:s</value>`}, nil)
+	c := hostileClient(t, s.URL, func(o *Options) { o.CleanupTimeout = 300 * time.Millisecond })
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	err := c.VM("OpaqueRef:vm").Start(ctx)
+	if core.CodeOf(err) != core.ErrGeneric || !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v (%v), want a cancellation", err, core.CodeOf(err))
+	}
+}

@@ -2,6 +2,7 @@ package xapi
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -117,6 +118,9 @@ func (c *Client) waitTask(ctx context.Context, task, method string) (_ string, e
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) { // as transportError classifies a call's
+				return "", false, core.Wrap(core.ErrGeneric, op, "call cancelled while the task ran", context.Canceled)
+			}
 			return "", false, core.Wrap(core.ErrTimeout, op, "the call's deadline passed while the task ran", ctx.Err())
 		}
 		wait = min(2*wait, taskPollMax)
