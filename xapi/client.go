@@ -371,23 +371,28 @@ func (c *Client) rpc(ctx context.Context, base *url.URL, method string, params [
 	case "Success":
 		return m["Value"], nil
 	case "Failure":
-		f := &Failure{}
-		desc, _ := m["ErrorDescription"].([]any)
-		for i, x := range desc {
-			s := AsString(x)
-			if i == 0 {
-				f.Code = s
-			} else {
-				f.Params = append(f.Params, s)
-			}
-		}
-		if f.Code == "" {
-			f.Code = "INTERNAL_ERROR"
-		}
-		c.scrub(f)
-		return nil, core.Wrap(CodeFor(f.Code), op, describe(f), f)
+		return nil, c.failure(op, m["ErrorDescription"])
 	}
 	return nil, core.Errorf(core.ErrEngine, op, "response from %s is not an XAPI result (Status %s)", base.Host, c.quoteServer(AsString(m["Status"])))
+}
+
+// failure is the error for an XAPI ErrorDescription (a failed call's,
+// or a failed task's error_info): [code, params...], an empty or missing
+// code being INTERNAL_ERROR, scrubbed and classified.
+func (c *Client) failure(op string, desc any) error {
+	f := &Failure{}
+	for i, s := range AsStrings(desc) {
+		if i == 0 {
+			f.Code = s
+		} else {
+			f.Params = append(f.Params, s)
+		}
+	}
+	if f.Code == "" {
+		f.Code = "INTERNAL_ERROR"
+	}
+	c.scrub(f)
+	return core.Wrap(CodeFor(f.Code), op, describe(f), f)
 }
 
 // Login opens a session (session.login_with_password, version "1.0"),

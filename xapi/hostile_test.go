@@ -722,3 +722,22 @@ func TestTaskWaitCancelledIsNotATimeout(t *testing.T) {
 		t.Errorf("got %v (%v), want a cancellation", err, core.CodeOf(err))
 	}
 }
+
+// A task's error_info is read as a failed call's ErrorDescription: an
+// empty code is INTERNAL_ERROR in both.
+func TestTaskFailureLikeSyncFailure(t *testing.T) {
+	t.Parallel()
+	s := hostileServer(t, answer(failureResult("", "x")))
+	c := hostileClient(t, s.URL)
+	c.session = "OpaqueRef:s"
+	_, syncErr := c.Call(ctxT(t, 10*time.Second), "VM.start", "OpaqueRef:vm", false, false)
+	s = taskServer(t, map[string]string{
+		"session.login_with_password": `<value>OpaqueRef:s</value>`,
+		"task.get_error_info":         `<value><array><data><value></value><value>x</value></data></array></value>`,
+	}, map[string]string{"OpaqueRef:task-VM.start": "failure"})
+	err := hostileClient(t, s.URL).VM("OpaqueRef:vm").Start(ctxT(t, 10*time.Second))
+	f, sf := FailureOf(err), FailureOf(syncErr)
+	if f == nil || sf == nil || f.Code != sf.Code || f.Code != "INTERNAL_ERROR" || core.CodeOf(err) != core.CodeOf(syncErr) || err.Error() != syncErr.Error() {
+		t.Errorf("task failure %v (%#v), synchronous %v (%#v)", err, f, syncErr, sf)
+	}
+}

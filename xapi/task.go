@@ -99,16 +99,7 @@ func (c *Client) waitTask(ctx context.Context, task, method string) (_ string, e
 			if err != nil {
 				return "", true, err
 			}
-			f := &Failure{Code: "INTERNAL_ERROR"}
-			for i, s := range AsStrings(v) {
-				if i == 0 {
-					f.Code = s
-				} else {
-					f.Params = append(f.Params, s)
-				}
-			}
-			c.scrub(f)
-			return "", true, core.Wrap(CodeFor(f.Code), op, describe(f), f)
+			return "", true, c.failure(op, v)
 		case "cancelled":
 			return "", true, core.Errorf(core.ErrEngine, op, "the task %s was cancelled", c.quoteServer(task))
 		default:
