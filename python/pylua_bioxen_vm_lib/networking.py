@@ -97,14 +97,20 @@ local function fail(fmt, ...)
   io.stderr:write(string.format(fmt, ...), "\n")
   os.exit(1)
 end
--- connect, retrying while the peer refuses, for up to window seconds
+-- connect, retrying while the peer refuses, for up to window seconds; each
+-- attempt is bounded too (socket.connect has no timeout: a peer that does
+-- not answer held it until the kernel gave up, minutes later)
 local function connect(host, port, window)
   local deadline = socket.gettime() + window
   while true do
-    local c, err = socket.connect(host, port)
-    if c then return c end
-    if socket.gettime() >= deadline or not tostring(err):find("refused") then
-      return nil, err
+    local c, err = socket.tcp()
+    if not c then return nil, err end
+    c:settimeout(math.max(deadline - socket.gettime(), 0.001))
+    local ok, cerr = c:connect(host, port)
+    if ok then return c end
+    c:close()
+    if socket.gettime() >= deadline or not tostring(cerr):find("refused") then
+      return nil, cerr
     end
     socket.sleep(0.05)
   end

@@ -3,6 +3,7 @@ for real: LuaSocket from Debian's lua-socket, sockets on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict
 
 import pytest
-from pylua_bioxen_vm_lib import VMManager, create_vm
+from pylua_bioxen_vm_lib import VMManager, create_vm, networking
 from pylua_bioxen_vm_lib import exceptions as exc
 from pylua_bioxen_vm_lib.networking import NetworkedLuaVM, lua_string
 
@@ -277,3 +278,58 @@ def test_close_stops_a_running_helper_and_later_ones_are_refused() -> None:
     assert not _listening(port)
     with pytest.raises(exc.VMClosedError):
         vm.start_client("127.0.0.1", port, timeout=5)
+
+
+def unanswered_port(stack: contextlib.ExitStack) -> int:
+    """A port on 127.0.0.1 whose listener's accept queue is full: the kernel
+    drops further SYNs, so a connection to it neither succeeds nor is
+    refused (as with a host that does not answer). Its sockets close with
+    stack (an ExitStack)."""
+    listener = stack.enter_context(socket.socket())
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    for _ in range(3):
+        filler = stack.enter_context(socket.socket())
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+    probe = stack.enter_context(socket.socket())
+    probe.settimeout(0.5)
+    try:
+        probe.connect(("127.0.0.1", port))
+    except socket.timeout:
+        return port
+    except OSError as e:
+        pytest.skip(f"this kernel does not leave a connection to a full accept queue unanswered: {e}")
+    pytest.skip("this kernel accepted a connection past the accept queue")
+
+
+def test_client_connect_to_a_host_that_does_not_answer_ends_within_its_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """socket.connect has no timeout: a client whose SYNs went unanswered
+    waited for the kernel to give up (over two minutes with timeout=None)
+    instead of CONNECT_WINDOW, and with a timeout raised VMTimeoutError
+    instead of the documented result with success False."""
+    monkeypatch.setattr(networking, "CONNECT_WINDOW", 1.0)
+    with contextlib.ExitStack() as stack, create_vm("client", networked=True) as vm:
+        port = unanswered_port(stack)
+        start = time.monotonic()
+        res = vm.start_client("127.0.0.1", port, timeout=20)
+        took = time.monotonic() - start
+    assert not res["success"] and res["return_code"] == 1, res
+    assert f"Failed to connect to 127.0.0.1:{port}: timeout" in res["stderr"], res
+    assert took < 10, took
+
+
+def test_p2p_peer_that_does_not_answer_does_not_hold_it_past_run_duration() -> None:
+    port = free_port()
+    with contextlib.ExitStack() as stack, create_vm("p2p", networked=True) as vm:
+        peer_port = unanswered_port(stack)
+        start = time.monotonic()
+        res = vm.start_p2p(port, "127.0.0.1", peer_port, run_duration=1, send_interval=10, timeout=20)
+        took = time.monotonic() - start
+    assert res["success"], res
+    assert f"Failed to connect to peer 127.0.0.1:{peer_port}: timeout" in res["stderr"], res
+    assert "Shutting down after 1 seconds." in res["stdout"]
+    assert took < 10, took
