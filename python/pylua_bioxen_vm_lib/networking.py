@@ -211,6 +211,11 @@ while true do
         c:send(string.format("Welcome to P2P VM on port %d!\n", local_port))
       end
     elseif peers[sock] then
+      -- Read what has come, but for 0.1 s at most: a peer that sends faster
+      -- than this loop prints must not hold it past run_duration (nor stop
+      -- the heartbeats). What is left in LuaSocket's buffer makes select
+      -- report the socket at once next time.
+      local round_end = math.min(socket.gettime() + 0.1, start + run_duration)
       while true do
         -- a line may come in pieces: keep the piece (partial) for the next read
         local line, rerr, partial = sock:receive("*l", pending[sock])
@@ -218,6 +223,7 @@ while true do
         if line then
           print("P2P VM: Received from " .. names[sock] .. ": " .. line)
           received[#received + 1] = names[sock] .. ": " .. line
+          if socket.gettime() >= round_end then break end
         elseif rerr == "timeout" and #partial <= max_line then
           pending[sock] = partial ~= "" and partial or nil
           break

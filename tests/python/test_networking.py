@@ -333,3 +333,31 @@ def test_p2p_peer_that_does_not_answer_does_not_hold_it_past_run_duration() -> N
     assert f"Failed to connect to peer 127.0.0.1:{peer_port}: timeout" in res["stderr"], res
     assert "Shutting down after 1 seconds." in res["stdout"]
     assert took < 10, took
+
+
+def test_p2p_stops_after_run_duration_while_a_peer_floods_it() -> None:
+    """The P2P VM read a peer's lines until none was left: a peer sending
+    faster than it printed them kept it in that loop past run_duration (no
+    heartbeat either) until the call's timeout killed it."""
+    port = free_port()
+    with create_vm("p2p", networked=True) as vm:
+        start = time.monotonic()
+        res = in_thread(lambda: vm.start_p2p(port, run_duration=0.5, send_interval=0.1, timeout=20))
+        while not _listening(port):
+            assert time.monotonic() - start < 30, "the P2P VM never listened"
+            assert not res.done(), res.result()
+            time.sleep(0.01)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as flood:
+            chunk = b"ATGC" * 4 + b"\n"
+            chunk *= 4096
+            flood.settimeout(1)
+            while not res.done() and time.monotonic() - start < 20:
+                try:
+                    flood.sendall(chunk)
+                except (socket.timeout, OSError):
+                    continue
+            got = res.result(timeout=30)
+        took = time.monotonic() - start
+    assert got["success"], got
+    assert got["received"] and got["received"][0].endswith(": ATGCATGCATGCATGC")
+    assert took < 5, took
