@@ -294,28 +294,34 @@ class NetworkedLuaVM(BasicLuaVM):
 
     def _probe(self, interp: str) -> bool:
         try:
-            res = self._run_helper(interp, "probe", 'return (pcall(require, "socket"))', 30.0)
+            # Without this VM's memory_limit and cpu_limit: whether the
+            # interpreter has LuaSocket is recorded for every VM, and a
+            # limit too small to load it is this VM's error, raised when the
+            # script runs under it.
+            res = self._run_helper(interp, "probe", 'return (pcall(require, "socket"))', 30.0, limits=False)
         except (exc.LuaNotFoundError, exc.VMTimeoutError) as e:
             logger.debug("no LuaSocket with %s: %s", interp, e)
             return False
         return res.get("values") == [True]
 
-    def _helper_vm(self, interp: str, what: str) -> BasicLuaVM:
+    def _helper_vm(self, interp: str, what: str, limits: bool = True) -> BasicLuaVM:
         return BasicLuaVM(
             f"{self.vm_id}.{what}",
             engine="process",
             lua_executable=interp,
             sandbox=False,
             environment=self.environment,
-            memory_limit=self.memory_limit,
-            cpu_limit=self.cpu_limit,
+            memory_limit=self.memory_limit if limits else None,
+            cpu_limit=self.cpu_limit if limits else None,
         )
 
-    def _run_helper(self, interp: str, what: str, code: str, timeout: Optional[float]) -> ExecResult:
+    def _run_helper(
+        self, interp: str, what: str, code: str, timeout: Optional[float], *, limits: bool = True
+    ) -> ExecResult:
         """Run code in a helper VM of its own, closed afterwards, or earlier
         by this VM's stop() or close() (then VMClosedError, as for a call of
-        this VM)."""
-        vm = self._helper_vm(interp, what)
+        this VM). ``limits``: with this VM's memory_limit and cpu_limit."""
+        vm = self._helper_vm(interp, what, limits)
         with self._lock:
             if self._closed:
                 raise exc.VMClosedError(f"VM {self.vm_id!r} is closed")

@@ -361,3 +361,23 @@ def test_p2p_stops_after_run_duration_while_a_peer_floods_it() -> None:
     assert got["success"], got
     assert got["received"] and got["received"][0].endswith(": ATGCATGCATGCATGC")
     assert took < 5, took
+
+
+def test_a_memory_limit_too_small_is_not_reported_as_no_luasocket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check for LuaSocket ran with the VM's memory_limit: a limit that
+    let the interpreter start but not load LuaSocket raised
+    LuaSocketNotFoundError ("install it") and recorded the interpreter as
+    having no LuaSocket for the whole process, so every later networked VM
+    using it raised that error too. The limits are the VM's, not the
+    interpreter's: the check runs without them."""
+    monkeypatch.setattr(networking, "_probed", {})
+    for limit in range(4_000_000, 6_000_001, 200_000):
+        with create_vm("small", networked=True, engine="process", lua_executable="lua5.4", memory_limit=limit) as vm:
+            try:
+                vm.start_p2p(free_port(), run_duration=0.1, send_interval=1, timeout=30)
+            except exc.LuaSocketNotFoundError as e:
+                pytest.fail(f"memory_limit={limit}: {e}")
+            except (exc.LuaMemoryError, exc.LuaProcessError):
+                pass  # the limit's own, typed error (or a failed result)
+    with create_vm("big", networked=True, engine="process", lua_executable="lua5.4") as vm:
+        assert vm.start_p2p(free_port(), run_duration=0.1, send_interval=1, timeout=30)["success"]
