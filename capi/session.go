@@ -11,6 +11,7 @@ import (
 	"context"
 	"runtime/debug"
 	"sync"
+	"time"
 	"unsafe"
 
 	"libbioxen/core"
@@ -270,16 +271,51 @@ func bioxenGoVMExecAsync(h C.bioxen_vm, code *C.char, n C.size_t, timeoutMS C.in
 		return fail(err)
 	}
 	eo := execOpts(timeoutMS, flags)
-	eo.Interrupt = &core.Interrupt{KeepEarly: true}
-	call := addCall(eo.Interrupt.Trigger)
+	in := &core.Interrupt{KeepEarly: true}
+	eo.Interrupt = in
+	// stop is closed by bioxen_call_interrupt: a call still waiting for
+	// its turn leaves the line at once, as a blocking call waiting for the
+	// VM does (it waited for the calls ahead of it, a loop's forever).
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	call := addCall(func() {
+		stopOnce.Do(func() { close(stop) })
+		in.Trigger()
+	})
 	setCallOut(callOut, call)
 	// The call's place in the VM's line is taken here, in the caller's
 	// thread: each call runs on a goroutine of its own, and those reached
 	// the VM in the scheduler's order.
+	start := time.Now()
 	turn := vmLines.enter(h)
 	go deliver(fn, ud, call, func() (*core.Result, error) {
-		<-turn
+		// The timeout bounds the whole call, the wait for the calls ahead
+		// included, as bioxen_vm_exec's covers its wait for the VM.
+		var expired <-chan time.Time
+		if eo.Timeout > 0 {
+			t := time.NewTimer(eo.Timeout)
+			defer t.Stop()
+			expired = t.C
+		}
+		select {
+		case <-turn:
+		default:
+			select {
+			case <-turn:
+			case <-expired:
+				vmLines.abandon(h, turn)
+				return nil, core.Errorf(core.ErrTimeout, "exec", "the call's timeout of %v passed while it waited for the VM's earlier async calls to finish; it did not run", eo.Timeout)
+			case <-stop:
+				vmLines.abandon(h, turn)
+				return nil, core.Errorf(core.ErrTimeout, "exec", "interrupted: the call was stopped while it waited for the VM's earlier async calls to finish; it did not run")
+			}
+		}
 		defer vmLines.leave(h) // before done: a slow done holds up nothing
+		if eo.Timeout > 0 {
+			if eo.Timeout -= time.Since(start); eo.Timeout <= 0 {
+				return nil, core.Errorf(core.ErrTimeout, "exec", "the call's timeout passed while it waited for the VM's earlier async calls to finish; it did not run")
+			}
+		}
 		return vm.Exec(context.Background(), src, eo)
 	})
 	return C.BIOXEN_OK
@@ -310,6 +346,22 @@ func (q *asyncLines) enter(h C.bioxen_vm) <-chan struct{} {
 	q.m[h] = &asyncLine{}
 	close(ch)
 	return ch
+}
+
+// abandon takes a call that gave up waiting out of h's line: its turn
+// is passed on if it came meanwhile.
+func (q *asyncLines) abandon(h C.bioxen_vm, turn <-chan struct{}) {
+	q.mu.Lock()
+	l := q.m[h]
+	for i, ch := range l.waiting {
+		if ch == turn {
+			l.waiting = append(l.waiting[:i], l.waiting[i+1:]...)
+			q.mu.Unlock()
+			return
+		}
+	}
+	q.mu.Unlock()
+	q.leave(h) // not waiting any more: the turn is its own
 }
 
 // leave ends the running call on h and gives the next one its turn.

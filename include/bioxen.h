@@ -242,6 +242,9 @@ void bioxen_result_free(bioxen_result *result);
 ** a new result that the callback (or whoever it hands it to) frees with
 ** bioxen_result_free, otherwise result is NULL and message (valid during the
 ** callback only; never NULL) says why. done must not block for long.
+** timeout_ms bounds the whole call, the wait for the VM's earlier async
+** calls included (as bioxen_vm_exec's covers its wait for the VM): a call
+** still waiting when it passes does not run (BIOXEN_E_TIMEOUT).
 ** Closing the VM (or the session) does not wait for done: a call it ends
 ** reports BIOXEN_E_CLOSED through done, usually after bioxen_vm_close has
 ** returned, so keep userdata until done has been called.
@@ -271,7 +274,9 @@ int bioxen_vm_exec_async_v2(bioxen_vm vm, const char *code, size_t code_len, int
 /*
 ** bioxen_call_interrupt stops an async call (what an asyncio task's
 ** cancellation asks for) and returns at once. A call of
-** bioxen_vm_exec_async_v2 is stopped like a blocking call at Ctrl-C
+** bioxen_vm_exec_async_v2 still waiting behind the VM's earlier async
+** calls leaves the line without running; one that runs is stopped like a
+** blocking call at Ctrl-C
 ** (bioxen_set_interrupt_fd): the engine's own interrupt keeps the VM's
 ** state, cancellation follows after 500 ms or at a second
 ** bioxen_call_interrupt. A call of bioxen_session_execute_async_v2 that is

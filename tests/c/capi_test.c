@@ -460,6 +460,58 @@ static void async_interrupt(void) {
   CHECK(bioxen_vm_close(vm) == BIOXEN_OK, "close");
 }
 
+/* A VM's async call queued behind another one (here a loop without a
+ * timeout) is bounded by its own timeout and stopped by bioxen_call_interrupt
+ * while it waits, as a blocking call waiting for the VM is: done came only
+ * when the call ahead of it ended, never for a loop. */
+static int queued_status[3] = {-1, -1, -1};
+static void on_queued(void *ud, int status, bioxen_result *r, const char *msg) {
+  (void)msg;
+  bioxen_result_free(r);
+  pthread_mutex_lock(&done_mu);
+  queued_status[(long)ud] = status;
+  pthread_cond_broadcast(&done_cv);
+  pthread_mutex_unlock(&done_mu);
+}
+
+/* Waits up to secs for queued_status[i]; returns it (-1: not called). */
+static int wait_queued(int i, int secs) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += secs;
+  pthread_mutex_lock(&done_mu);
+  while (queued_status[i] == -1 && pthread_cond_timedwait(&done_cv, &done_mu, &until) == 0) {
+  }
+  int st = queued_status[i];
+  pthread_mutex_unlock(&done_mu);
+  return st;
+}
+
+static void async_queued(void) {
+  bioxen_vm vm = 0;
+  CHECK(bioxen_vm_open(NULL, &vm) == BIOXEN_OK, "open");
+  const char *loop = "while true do end";
+  bioxen_call ahead = 0, behind = 0;
+  CHECK(bioxen_vm_exec_async_v2(vm, loop, strlen(loop), 0, 0, on_queued, (void *)0, &ahead) == BIOXEN_OK, "async loop");
+  CHECK(bioxen_vm_exec_async(vm, "return 1", 8, 100, 0, on_queued, (void *)1) == BIOXEN_OK, "async with timeout");
+  CHECK(bioxen_vm_exec_async_v2(vm, "return 2", 8, 0, 0, on_queued, (void *)2, &behind) == BIOXEN_OK, "async v2");
+  int st = wait_queued(1, 60);
+  CHECK(st == BIOXEN_E_TIMEOUT, "a queued async call's timeout: done %s (status %d)", st == -1 ? "not called" : "called", st);
+  CHECK(bioxen_call_interrupt(behind) == BIOXEN_OK, "interrupt the queued call: %s", bioxen_errmsg());
+  st = wait_queued(2, 60);
+  CHECK(st == BIOXEN_E_TIMEOUT, "an interrupted queued async call: done %s (status %d)", st == -1 ? "not called" : "called", st);
+  CHECK(queued_status[0] == -1, "the loop ahead ended: %d", queued_status[0]);
+  CHECK(bioxen_call_interrupt(ahead) == BIOXEN_OK, "interrupt the loop: %s", bioxen_errmsg());
+  st = wait_queued(0, 120);
+  CHECK(st == BIOXEN_E_TIMEOUT, "the interrupted loop: %d", st);
+  bioxen_result *r = run(vm, "return 3", 0); /* the line is free again */
+  if (r) {
+    CHECK(strcmp(r->values_json, "[3]") == 0, "after the queued calls: %s", r->values_json);
+    bioxen_result_free(r);
+  }
+  CHECK(bioxen_vm_close(vm) == BIOXEN_OK, "close");
+}
+
 static void async_exec(void) {
   bioxen_vm vm = 0;
   CHECK(bioxen_vm_open(NULL, &vm) == BIOXEN_OK, "open");
@@ -477,6 +529,7 @@ static void async_exec(void) {
   CHECK(done_ok == 20, "async results ok: %d", done_ok);
   bioxen_vm_close(vm);
   async_interrupt();
+  async_queued();
 }
 
 /* The per-VM limits: a CPU budget and a memory limit, each a typed status,
