@@ -64,10 +64,11 @@ test-go: ## Go tests with the race detector, and the timing tests without it
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run 'AtTheDeadline' ./tests/go/
 
-test-c: build ## the C host test under valgrind (fails on leaks and invalid accesses)
+test-c: build ## the C host test under valgrind (fails on leaks and invalid accesses), and README's C example
 	gcc -O1 -g -Wall -Wextra -Werror -Iinclude tests/c/capi_test.c -L$(PKG) -lbioxen -lpthread \
 		-Wl,-rpath,$(CURDIR)/$(PKG) -o tests/c/capi_test
 	$(VALGRIND) tests/c/capi_test lua5.4
+	bash tests/c/readme_example.sh
 
 test-python: build ## pytest
 	PYTHONPATH=python $(VENV)/bin/python -m pytest -q tests/python
