@@ -129,8 +129,14 @@ typedef struct bioxen_vm_options {
 ** Returns: BIOXEN_OK; BIOXEN_E_INVALID (NULL vm_out, unknown engine, bad
 ** size: 0 (not set) or under the oldest layout, over 4096 bytes, not the size of a
 ** released layout (one that ends inside a field would drop settings), or a
-** newer layout that sets fields this library does not know); BIOXEN_E_LUA_NOT_FOUND; BIOXEN_E_ENGINE (the interpreter started
-** but did not speak the protocol).
+** newer layout that sets fields this library does not know, negative
+** cpu_limit_ms, config_json that is not a JSON object or, for engine
+** "xcpng", a missing, mistyped or unknown key); BIOXEN_E_LUA_NOT_FOUND;
+** BIOXEN_E_ENGINE (the interpreter started but did not speak the
+** protocol). Engine "xcpng" logs in to XAPI, provisions and boots a VM and
+** connects to it over SSH here, so it also returns BIOXEN_E_AUTH,
+** BIOXEN_E_HOSTKEY, BIOXEN_E_CONNECTION, BIOXEN_E_TIMEOUT (a step ran past
+** its time) and BIOXEN_ERROR (XAPI refused a step: its message says which).
 */
 int bioxen_vm_open(const bioxen_vm_options *opts, bioxen_vm *vm_out);
 
@@ -149,6 +155,9 @@ int bioxen_vm_open(const bioxen_vm_options *opts, bioxen_vm *vm_out);
 ** for the running call to stop: a chunk stuck inside one long builtin that
 ** cannot be interrupted ends later, and the VM's resources are released
 ** when it does (bioxen_vm_close has returned BIOXEN_OK by then).
+**
+** Returns: BIOXEN_OK (also for 0); BIOXEN_E_BADHANDLE (closed already, or
+** never opened). The handle is closed whatever it returns.
 */
 int bioxen_vm_close(bioxen_vm vm);
 
@@ -201,7 +210,10 @@ typedef struct bioxen_result {
 ** persistent VM lost its globals); BIOXEN_E_CPU (the call used up
 ** cpu_limit_ms of CPU time; usable as after a timeout); BIOXEN_E_NOMEM (the
 ** VM went over max_memory_bytes; its Lua state was reset); BIOXEN_E_ENGINE
-** (the interpreter crashed; it restarts on the next call).
+** (the interpreter crashed; it restarts on the next call); engine "xcpng":
+** BIOXEN_E_CONNECTION (the connection to its VM broke; the next call
+** reconnects), and BIOXEN_E_AUTH or BIOXEN_E_HOSTKEY when that reconnection
+** is refused.
 */
 int bioxen_vm_exec(bioxen_vm vm, const char *code, size_t code_len,
                    int64_t timeout_ms, int flags, bioxen_result **result_out);
@@ -341,16 +353,18 @@ int bioxen_session_open(bioxen_vm vm, bioxen_session *session_out);
 ** is removed as by bioxen_session_set_listener(session, NULL, NULL).
 **
 ** DESTRUCTOR: bioxen_session
+** Returns: BIOXEN_OK; BIOXEN_E_BADHANDLE (closed already, also by closing
+** its VM, or never opened).
 */
 int bioxen_session_close(bioxen_session session);
 
 /*
 ** bioxen_session_send queues len bytes of input and returns at once. Input
 ** that does not end in a newline is completed with one, like pressing Enter.
-** The bytes are copied.
+** The bytes are copied. input may be NULL when len is 0 (an empty line).
 **
 ** METHOD: bioxen_session
-** Returns: BIOXEN_OK; BIOXEN_E_INVALID (a NUL byte); BIOXEN_E_TOOLARGE (len,
+** Returns: BIOXEN_OK; BIOXEN_E_INVALID (a NUL byte, NULL input with len > 0); BIOXEN_E_TOOLARGE (len,
 ** any size_t value, or the chunk being typed with this input and the input
 ** sent before it that has not run yet, over the VM's max_source_bytes);
 ** BIOXEN_E_BADHANDLE; BIOXEN_E_CLOSED (another thread was closing the
@@ -369,7 +383,11 @@ int bioxen_session_send(bioxen_session session, const char *input, size_t len);
 **
 ** METHOD: bioxen_session
 ** On BIOXEN_OK *data_out points to *len_out bytes plus a NUL, owned by the
-** caller, freed with bioxen_free (also when *len_out is 0).
+** caller, freed with bioxen_free (also when *len_out is 0); on any other
+** status *data_out is NULL and *len_out 0 (those of them that are not NULL).
+** A session closed meanwhile (or whose VM was) gives what was left, then "".
+** Returns: BIOXEN_OK; BIOXEN_E_INVALID (data_out or len_out NULL, streams
+** not BIOXEN_STDOUT, BIOXEN_STDERR or both); BIOXEN_E_BADHANDLE.
 */
 int bioxen_session_read(bioxen_session session, int streams, int64_t timeout_ms,
                         char **data_out, size_t *len_out);
@@ -381,7 +399,10 @@ int bioxen_session_read(bioxen_session session, int streams, int64_t timeout_ms,
 ** bioxen_session_read. timeout_ms, flags and code_len (BIOXEN_E_TOOLARGE)
 ** as bioxen_vm_exec; timeout_ms bounds the whole call, the wait for the
 ** input queued before it included: a chunk still waiting when it passes
-** does not run (BIOXEN_E_TIMEOUT).
+** does not run (BIOXEN_E_TIMEOUT). Ownership of the result and statuses as
+** bioxen_vm_exec; BIOXEN_E_CLOSED also when the session is closed before
+** or while the chunk runs, and BIOXEN_E_TIMEOUT when
+** bioxen_session_interrupt drops it.
 **
 ** METHOD: bioxen_session
 */
@@ -427,6 +448,7 @@ int bioxen_session_wait(bioxen_session session, int64_t timeout_ms, int *idle_ou
 ** Either pointer may be NULL; both are 0 on failure.
 **
 ** METHOD: bioxen_session
+** Returns: BIOXEN_OK; BIOXEN_E_BADHANDLE.
 */
 int bioxen_session_status(bioxen_session session, int *busy_out, int *pending_out);
 
@@ -441,6 +463,7 @@ int bioxen_session_status(bioxen_session session, int *busy_out, int *pending_ou
 ** call on the VM is cancelled, and that call runs on.
 **
 ** METHOD: bioxen_session
+** Returns: BIOXEN_OK (also when nothing runs); BIOXEN_E_BADHANDLE.
 */
 int bioxen_session_interrupt(bioxen_session session);
 
@@ -470,6 +493,7 @@ int bioxen_session_interrupt(bioxen_session session);
 ** for each other forever. Hand such work to another thread.
 **
 ** METHOD: bioxen_session
+** Returns: BIOXEN_OK; BIOXEN_E_BADHANDLE (also for a session being closed).
 */
 typedef void (*bioxen_output_fn)(void *userdata, int stream, const char *data, size_t len);
 int bioxen_session_set_listener(bioxen_session session, bioxen_output_fn fn, void *userdata);
@@ -607,6 +631,7 @@ int bioxen_vm_install_package(bioxen_vm vm, const char *request_json, size_t len
 ** a log line that waits for fn. Pass fn NULL to remove the callback. When
 ** bioxen_set_log_callback returns, the previous fn is no longer running on
 ** any thread and is not called again (its userdata may be freed).
+** Returns: BIOXEN_OK (BIOXEN_E_INVALID only from inside the log callback).
 */
 typedef void (*bioxen_log_fn)(void *userdata, int level, const char *message);
 int bioxen_set_log_callback(bioxen_log_fn fn, void *userdata, int min_level);

@@ -216,8 +216,22 @@ static void sessions(const char *engine, const char *interp) {
   bioxen_session_execute(s, code, strlen(code), 0, 0, &r);
   CHECK(r && strcmp(r->values_json, "[42]") == 0, "state after interrupt");
   bioxen_result_free(r);
+  /* The statuses bioxen.h lists for each session function. */
+  data = (char *)1;
+  len = 1;
+  CHECK(bioxen_session_read(s, 0, 0, &data, &len) == BIOXEN_E_INVALID && data == NULL && len == 0, "read streams 0");
+  CHECK(bioxen_session_read(s, BIOXEN_STDOUT, 0, NULL, &len) == BIOXEN_E_INVALID, "read NULL data_out");
+  CHECK(bioxen_session_send(s, NULL, 1) == BIOXEN_E_INVALID, "send NULL input");
+  CHECK(bioxen_session_send(s, NULL, 0) == BIOXEN_OK, "send an empty line: %s", bioxen_errmsg());
+  CHECK(bioxen_session_interrupt(s) == BIOXEN_OK, "interrupt an idle session");
   CHECK(bioxen_session_close(s) == BIOXEN_OK, "session close");
   CHECK(bioxen_session_close(s) == BIOXEN_E_BADHANDLE, "session double close");
+  data = (char *)1;
+  CHECK(bioxen_session_read(s, BIOXEN_STDOUT, 0, &data, &len) == BIOXEN_E_BADHANDLE && data == NULL, "read closed");
+  busy = pending = 1;
+  CHECK(bioxen_session_status(s, &busy, &pending) == BIOXEN_E_BADHANDLE && busy == 0 && pending == 0, "status closed");
+  CHECK(bioxen_session_interrupt(s) == BIOXEN_E_BADHANDLE, "interrupt closed");
+  CHECK(bioxen_session_set_listener(s, on_output, NULL) == BIOXEN_E_BADHANDLE, "set_listener closed");
   CHECK(bioxen_session_open(vm, &s) == BIOXEN_OK, "second session");
   CHECK(bioxen_vm_close(vm) == BIOXEN_OK, "close VM with a live session");
   CHECK(bioxen_session_send(s, "x", 1) == BIOXEN_E_BADHANDLE, "session closed with its VM");
@@ -747,6 +761,13 @@ int main(int argc, char **argv) {
   CHECK(bioxen_vm_open(&o, &bad) == BIOXEN_E_INVALID && bad == 0, "unknown engine");
   CHECK(strstr(bioxen_errmsg(), "embedded") != NULL, "engine list in '%s'", bioxen_errmsg());
   CHECK(bioxen_vm_open(NULL, NULL) == BIOXEN_E_INVALID, "NULL vm_out");
+  o = options_for(NULL, NULL);
+  o.cpu_limit_ms = -1;
+  CHECK(bioxen_vm_open(&o, &bad) == BIOXEN_E_INVALID && bad == 0, "negative cpu_limit_ms");
+  o = options_for(NULL, NULL);
+  o.config_json = "[1]";
+  CHECK(bioxen_vm_open(&o, &bad) == BIOXEN_E_INVALID && bad == 0, "config_json not an object");
+  o = options_for(NULL, NULL);
 
   contract("embedded", NULL);
   limits("embedded", NULL);
