@@ -44,14 +44,32 @@ def enable_debug(component_logger: Optional[logging.Logger] = None) -> None:
     _ensure_console_handler()
 
 
+def _log_dir(log_dir: Any) -> Path:
+    """log_dir as a Path: ArgumentTypeError unless a str or os.PathLike,
+    InvalidArgumentError when empty (it would mean the current directory)
+    or holding a NUL byte."""
+    if not isinstance(log_dir, (str, os.PathLike)):
+        raise exc.ArgumentTypeError(f"log_dir must be a str or os.PathLike, not {type(log_dir).__name__}")
+    path = os.fspath(log_dir)
+    if not isinstance(path, str):
+        raise exc.ArgumentTypeError(f"log_dir must be a str or os.PathLike, not a path of {type(path).__name__}")
+    if not path:
+        raise exc.InvalidArgumentError("log_dir must name a directory, not ''")
+    if "\0" in path:
+        raise exc.InvalidArgumentError(f"log_dir {path!r} holds a NUL byte")
+    return Path(path)
+
+
 class VMLogger:
     """A named logger for one component of an application or of the library.
 
     Parameters mirror the original: ``debug_mode`` enables DEBUG output,
     ``component`` (a non-empty str) names the logger, ``log_dir``/``enable_file_logging``
     add a file handler only when both are given, writing
-    ``log_dir/<component>.log`` (a component holding a path separator
-    raises InvalidArgumentError then).
+    ``log_dir/<component>.log`` (a component holding a path separator, or a
+    log_dir that is empty or cannot hold the file, raises
+    InvalidArgumentError then; a log_dir neither str nor os.PathLike,
+    ArgumentTypeError).
     """
 
     def __init__(
@@ -82,16 +100,22 @@ class VMLogger:
             enable_debug(self.logger)
         self.log_file: Optional[Path] = None
         if enable_file_logging and log_dir is not None:
-            directory = Path(log_dir)
-            directory.mkdir(parents=True, exist_ok=True)
+            directory = _log_dir(log_dir)
             self.log_file = directory / f"{component}.log"
-            if not any(
-                isinstance(h, logging.FileHandler) and Path(h.baseFilename) == self.log_file.resolve()
-                for h in self.logger.handlers
-            ):
-                handler = logging.FileHandler(self.log_file, encoding="utf-8")
-                handler.setFormatter(logging.Formatter(_FORMAT))
-                self.logger.addHandler(handler)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                if not any(
+                    isinstance(h, logging.FileHandler) and Path(h.baseFilename) == self.log_file.resolve()
+                    for h in self.logger.handlers
+                ):
+                    handler = logging.FileHandler(self.log_file, encoding="utf-8")
+                    handler.setFormatter(logging.Formatter(_FORMAT))
+                    self.logger.addHandler(handler)
+            except OSError as err:
+                # Not a bare FileExistsError, PermissionError, ...
+                raise exc.InvalidArgumentError(
+                    f"cannot write the log file {str(self.log_file)!r}: {err.strerror or err}"
+                ) from err
 
     def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
         self.logger.debug(msg, *args, **kwargs)

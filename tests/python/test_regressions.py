@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import math
 import os
 import subprocess
@@ -562,3 +563,30 @@ def test_vmlogger_component_cannot_leave_log_dir(tmp_path):
     with pytest.raises(InvalidArgumentError):
         VMLogger(component="")
     assert VMLogger(component="ok", log_dir=logs, enable_file_logging=True).log_file == logs / "ok.log"
+
+
+@pytest.mark.parametrize("log_dir", [5, 1.5, b"/tmp/logs", ["logs"]])
+def test_vmlogger_log_dir_of_the_wrong_type_is_argument_type_error(log_dir):
+    """VMLogger(log_dir=5, enable_file_logging=True) raised a bare TypeError
+    from pathlib instead of the library's ArgumentTypeError."""
+    from pylua_bioxen_vm_lib import VMLogger
+
+    with pytest.raises(ArgumentTypeError, match="log_dir"):
+        VMLogger(component="badtype", log_dir=log_dir, enable_file_logging=True)
+
+
+def test_vmlogger_unusable_log_dir_is_invalid_argument_error(tmp_path):
+    """A log_dir that cannot hold the log file raised bare OSErrors
+    (FileExistsError, NotADirectoryError, IsADirectoryError,
+    PermissionError) or ValueError (a NUL byte); log_dir="" wrote
+    <component>.log into the current directory."""
+    from pylua_bioxen_vm_lib import VMLogger
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    (tmp_path / "dirlog" / "unusable.log").mkdir(parents=True)  # the log file's name is a directory
+    for log_dir in (a_file, a_file / "sub", tmp_path / "dirlog", f"{tmp_path}/a\0b", ""):
+        with pytest.raises(InvalidArgumentError, match="log"):
+            VMLogger(component="unusable", log_dir=log_dir, enable_file_logging=True)
+    assert not Path("unusable.log").exists()
+    assert not logging.getLogger("pylua_bioxen_vm_lib.unusable").handlers
