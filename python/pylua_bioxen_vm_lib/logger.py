@@ -105,7 +105,7 @@ class VMLogger:
             try:
                 directory.mkdir(parents=True, exist_ok=True)
                 if not any(
-                    isinstance(h, logging.FileHandler) and Path(h.baseFilename) == self.log_file.resolve()
+                    isinstance(h, logging.FileHandler) and Path(h.baseFilename).resolve() == self.log_file.resolve()
                     for h in self.logger.handlers
                 ):
                     handler = logging.FileHandler(self.log_file, encoding="utf-8")

@@ -590,3 +590,28 @@ def test_vmlogger_unusable_log_dir_is_invalid_argument_error(tmp_path):
             VMLogger(component="unusable", log_dir=log_dir, enable_file_logging=True)
     assert not Path("unusable.log").exists()
     assert not logging.getLogger("pylua_bioxen_vm_lib.unusable").handlers
+
+
+def test_vmlogger_symlinked_log_dir_adds_one_file_handler(tmp_path):
+    """Each VMLogger on a log_dir reached through a symbolic link added
+    another FileHandler for the same file (the check compared the resolved
+    path with the handler's unresolved one): every line was written once
+    per VMLogger, and each kept a file open."""
+    from pylua_bioxen_vm_lib import VMLogger
+
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    for log_dir in (link, link, real):
+        log = VMLogger(component="symlinked", log_dir=log_dir, enable_file_logging=True)
+    handlers = [h for h in log.logger.handlers if isinstance(h, logging.FileHandler)]
+    try:
+        assert len(handlers) == 1
+        log.warning("one line")
+        handlers[0].flush()
+        assert (real / "symlinked.log").read_text().count("one line") == 1
+    finally:
+        for handler in handlers:
+            log.logger.removeHandler(handler)
+            handler.close()
