@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -21,6 +22,9 @@ from . import exceptions as exc
 
 ROOT_LOGGER = "pylua_bioxen_vm_lib"
 _FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+# Held while looking for a handler and adding it, so that loggers made at
+# once on several threads add each handler once (lines are not repeated).
+_handlers_lock = threading.Lock()
 
 
 def env_debug() -> bool:
@@ -30,11 +34,12 @@ def env_debug() -> bool:
 
 def _ensure_console_handler() -> None:
     root = logging.getLogger(ROOT_LOGGER)
-    if not root.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(_FORMAT))
-        handler._pylua_console = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+    with _handlers_lock:
+        if not root.handlers and not logging.getLogger().handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter(_FORMAT))
+            handler._pylua_console = True  # type: ignore[attr-defined]
+            root.addHandler(handler)
 
 
 def enable_debug(component_logger: Optional[logging.Logger] = None) -> None:
@@ -104,18 +109,23 @@ class VMLogger:
             self.log_file = directory / f"{component}.log"
             try:
                 directory.mkdir(parents=True, exist_ok=True)
-                if not any(
-                    isinstance(h, logging.FileHandler) and Path(h.baseFilename).resolve() == self.log_file.resolve()
-                    for h in self.logger.handlers
-                ):
-                    handler = logging.FileHandler(self.log_file, encoding="utf-8")
-                    handler.setFormatter(logging.Formatter(_FORMAT))
-                    self.logger.addHandler(handler)
+                self._add_file_handler(self.log_file)
             except OSError as err:
                 # Not a bare FileExistsError, PermissionError, ...
                 raise exc.InvalidArgumentError(
                     f"cannot write the log file {str(self.log_file)!r}: {err.strerror or err}"
                 ) from err
+
+    def _add_file_handler(self, log_file: Path) -> None:
+        """A FileHandler for log_file, unless the logger has one already."""
+        with _handlers_lock:
+            if not any(
+                isinstance(h, logging.FileHandler) and Path(h.baseFilename).resolve() == log_file.resolve()
+                for h in self.logger.handlers
+            ):
+                handler = logging.FileHandler(log_file, encoding="utf-8")
+                handler.setFormatter(logging.Formatter(_FORMAT))
+                self.logger.addHandler(handler)
 
     def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
         self.logger.debug(msg, *args, **kwargs)

@@ -615,3 +615,39 @@ def test_vmlogger_symlinked_log_dir_adds_one_file_handler(tmp_path):
         for handler in handlers:
             log.logger.removeHandler(handler)
             handler.close()
+
+
+def test_vmlogger_threads_creating_loggers_add_each_handler_once(tmp_path):
+    """VMLoggers made at once on several threads each found no handler yet
+    and each added one: a file handler per thread for one log file, or a
+    stderr handler per thread in debug mode, so every line was written
+    several times (and the extra files stayed open)."""
+    proc = run_script(
+        f"""
+        import logging, sys, threading
+        from pylua_bioxen_vm_lib import VMLogger
+
+        sys.setswitchinterval(1e-6)
+        root = logging.getLogger("pylua_bioxen_vm_lib")
+        duplicated = 0
+        for trial in range(20):
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            barrier = threading.Barrier(8)
+
+            def make(trial=trial, barrier=barrier):
+                barrier.wait()
+                VMLogger(component=f"t{{trial}}", log_dir={str(tmp_path)!r}, enable_file_logging=True, debug_mode=True)
+
+            threads = [threading.Thread(target=make) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            files = logging.getLogger(f"pylua_bioxen_vm_lib.t{{trial}}").handlers
+            duplicated += len(files) != 1 or len(root.handlers) != 1
+        print(duplicated)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "0\n"
