@@ -106,6 +106,14 @@ def build_commands_opt_in(allow: bool) -> Optional[bool]:
     return True if allow else None
 
 
+def check_profile(profile: Any) -> str:
+    """profile, or ArgumentTypeError unless it is a str (a list made the
+    profiles lookup raise a bare TypeError)."""
+    if not isinstance(profile, str):
+        raise exc.ArgumentTypeError(f"a profile name must be a str, not {type(profile).__name__}")
+    return profile
+
+
 def env_exists(name: str) -> bool:
     return (home() / "envs" / name).is_dir()
 

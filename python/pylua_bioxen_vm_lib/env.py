@@ -84,7 +84,7 @@ class EnvironmentManager:
     ) -> Dict[str, Any]:
         """Install every package of a profile; returns
         ``{success, profile, environment, installed, failed}``."""
-        profile = profile or self.profile
+        profile = _packages.check_profile(profile or self.profile)
         _packages.check_env_name(env_name)
         catalog = self._call("catalog")
         prof = (catalog.get("profiles") or {}).get(profile)

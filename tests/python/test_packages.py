@@ -621,3 +621,30 @@ def test_fields_of_the_wrong_type_are_argument_type_errors():
     ):
         with pytest.raises(exc.ArgumentTypeError):
             call()
+
+
+def test_profile_and_names_of_the_wrong_type_are_typed_errors():
+    """A profile or package name that is a list (unhashable) raised a bare
+    TypeError ("unhashable type: 'list'") from a dict lookup, as did
+    get_curator(["x"])."""
+    from pylua_bioxen_vm_lib.env import EnvironmentManager
+    from pylua_bioxen_vm_lib.utils.curator import (
+        Curator,
+        PackageInstaller,
+        bootstrap_lua_environment,
+        get_curator,
+    )
+
+    for call in (
+        lambda: EnvironmentManager().install_profile_packages(["bioxen-minimal"]),  # type: ignore[arg-type]
+        lambda: EnvironmentManager(profile=5).install_profile_packages(),  # type: ignore[arg-type]
+        lambda: Curator().get_profile(["bioxen-minimal"]),  # type: ignore[arg-type]
+        lambda: Curator().get_recommendations(["bioxen-minimal"]),  # type: ignore[arg-type]
+        lambda: Curator().curate_environment(["bioxen-minimal"]),  # type: ignore[arg-type]
+        lambda: bootstrap_lua_environment("boot", profile=["bioxen-minimal"]),  # type: ignore[arg-type]
+        lambda: PackageInstaller().update_package(["bio_compute"]),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(exc.ArgumentTypeError):
+            call()
+    with pytest.raises(exc.InvalidArgumentError):
+        get_curator(["default"])  # type: ignore[arg-type]

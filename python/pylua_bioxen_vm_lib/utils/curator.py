@@ -136,6 +136,7 @@ class Curator:
         return sorted(self.catalog().get("profiles") or {})
 
     def get_profile(self, profile: str) -> Dict[str, Any]:
+        _packages.check_profile(profile)
         prof = (self.catalog().get("profiles") or {}).get(profile)
         if prof is None:
             raise exc.PackageError(f"unknown profile {profile!r} (known: {', '.join(self.get_available_profiles())})")
@@ -257,6 +258,7 @@ _curators: Dict[str, Curator] = {}
 
 def get_curator(env_name: str = _packages.DEFAULT_ENV, **kwargs: Any) -> Curator:
     """A Curator for the environment (shared unless catalogs are given)."""
+    _packages.check_env_name(env_name)  # before the lookup: a list is unhashable
     if kwargs:
         return Curator(env_name=env_name, **kwargs)
     if env_name not in _curators:
@@ -323,6 +325,7 @@ class PackageInstaller:
     def update_package(self, package_name: str) -> Dict[str, Any]:
         """Update a package to the newest version the repositories have
         (installing it when missing); the result dict of install_package."""
+        _check_name(package_name)
         before = self.curator._installed()
         if package_name in before:
             self.curator.update_package(package_name)
