@@ -10,6 +10,7 @@ the ``default`` environment when it exists.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -18,6 +19,15 @@ from . import exceptions as exc
 from .logger import enable_debug
 
 logger = logging.getLogger("pylua_bioxen_vm_lib.env")
+
+
+def _path_arg(what: str, value: Any) -> str:
+    """A path argument as the core's str: ArgumentTypeError unless a str or
+    an os.PathLike of str (str() made b"x" the file name "b'x'")."""
+    path = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(path, str):
+        raise exc.ArgumentTypeError(f"{what} must be a str or os.PathLike, not {type(value).__name__}")
+    return path
 
 
 class EnvironmentManager:
@@ -34,7 +44,8 @@ class EnvironmentManager:
         debug_mode: bool = False,
     ) -> None:
         self.profile = profile
-        self.catalogs = _packages.default_catalogs() + ([str(config_path)] if config_path else [])
+        extra = [_path_arg("config_path", config_path)] if config_path is not None else []
+        self.catalogs = _packages.default_catalogs() + [c for c in extra if c]
         self.debug_mode = debug_mode
         if debug_mode:
             enable_debug(logger)
@@ -124,8 +135,9 @@ class EnvironmentManager:
     def lock(self, name: str = _packages.DEFAULT_ENV, path: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
         """The environment's lock file (every rock, version and sha256);
         written to path when given."""
-        return self._call("lock", env=name, path=str(path) if path else None)
+        target = _path_arg("path", path) if path is not None else ""
+        return self._call("lock", env=name, path=target or None)
 
     def restore(self, name: str, lock_path: Union[str, Path]) -> List[Dict[str, str]]:
         """Reproduce a lock file in an environment (created if needed)."""
-        return self._call("install_lock", env=name, path=str(lock_path))
+        return self._call("install_lock", env=name, path=_path_arg("lock_path", lock_path))

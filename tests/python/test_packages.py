@@ -648,3 +648,29 @@ def test_profile_and_names_of_the_wrong_type_are_typed_errors():
             call()
     with pytest.raises(exc.InvalidArgumentError):
         get_curator(["default"])  # type: ignore[arg-type]
+
+
+def test_environment_manager_paths_of_the_wrong_type_are_argument_type_errors(tmp_path, monkeypatch):
+    """EnvironmentManager passed config_path, lock's path and restore's
+    lock_path through str(): b"x.lock" became the file name "b'x.lock'"
+    (lock wrote it into the current directory), and a dict or an int was
+    looked for as a file (LuaFileNotFoundError "cannot read 5")."""
+    from pathlib import Path
+
+    from pylua_bioxen_vm_lib.env import EnvironmentManager
+
+    monkeypatch.chdir(tmp_path)
+    manager = EnvironmentManager()
+    manager.create_environment("default")
+    for call in (
+        lambda: EnvironmentManager(config_path=5).list_environments(),  # type: ignore[arg-type]
+        lambda: EnvironmentManager(config_path={"packages": []}),  # type: ignore[arg-type]
+        lambda: EnvironmentManager(config_path=b"catalog.json"),  # type: ignore[arg-type]
+        lambda: manager.lock("default", b"x.lock"),  # type: ignore[arg-type]
+        lambda: manager.restore("other", 5),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(exc.ArgumentTypeError):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+    manager.lock("default", Path("ok.lock"))
+    assert (tmp_path / "ok.lock").is_file()
