@@ -674,3 +674,15 @@ def test_environment_manager_paths_of_the_wrong_type_are_argument_type_errors(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
     manager.lock("default", Path("ok.lock"))
     assert (tmp_path / "ok.lock").is_file()
+
+
+def test_search_packages_limit_zero_and_negative():
+    """search_packages(q, limit=0) returned every match (0 was read as "no
+    limit") and limit=-1 every match but the last (a negative slice)."""
+    from pylua_bioxen_vm_lib.utils.curator import search_packages
+
+    assert len(search_packages("bio")) >= 2
+    assert search_packages("bio", limit=0) == []
+    assert len(search_packages("bio", limit=1)) == 1
+    with pytest.raises(exc.InvalidArgumentError, match="limit"):
+        search_packages("bio", limit=-1)

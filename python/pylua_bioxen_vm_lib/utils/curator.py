@@ -339,11 +339,14 @@ class PackageInstaller:
 
 def search_packages(query: str, limit: Optional[int] = None) -> List[Dict[str, Any]]:
     """Search the catalogs and the repositories' manifests, best first:
-    ``[{name, summary, score, source, version, tags}]``."""
+    ``[{name, summary, score, source, version, tags}]``; the first
+    ``limit`` of them (0 or more) when given."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
         raise exc.ArgumentTypeError(f"limit must be an int or None, not {type(limit).__name__}")
+    if limit is not None and limit < 0:
+        raise exc.InvalidArgumentError(f"limit must be 0 or more, not {limit}")
     matches = _packages.call("search", query=query)["matches"] or []
-    return matches[:limit] if limit else matches
+    return matches[:limit] if limit is not None else matches
 
 
 def bootstrap_lua_environment(env_name: str = _packages.DEFAULT_ENV, profile: str = "bioxen-minimal") -> Dict[str, Any]:
