@@ -686,3 +686,33 @@ def test_search_packages_limit_zero_and_negative():
     assert len(search_packages("bio", limit=1)) == 1
     with pytest.raises(exc.InvalidArgumentError, match="limit"):
         search_packages("bio", limit=-1)
+
+
+def test_get_curator_is_shared_across_threads():
+    """get_curator() called at once on several threads made a Curator per
+    thread (each found none cached), though it is documented as shared."""
+    import sys
+    import threading
+
+    from pylua_bioxen_vm_lib.utils import curator
+
+    curator._curators.pop("shared-env", None)
+    seen = []
+    barrier = threading.Barrier(8)
+
+    def get():
+        barrier.wait()
+        seen.append(curator.get_curator("shared-env"))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=get) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+        curator._curators.pop("shared-env", None)
+    assert len({id(c) for c in seen}) == 1

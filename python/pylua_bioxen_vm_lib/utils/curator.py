@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -254,6 +255,7 @@ class Curator:
 
 
 _curators: Dict[str, Curator] = {}
+_curators_lock = threading.Lock()
 
 
 def get_curator(env_name: str = _packages.DEFAULT_ENV, **kwargs: Any) -> Curator:
@@ -261,9 +263,10 @@ def get_curator(env_name: str = _packages.DEFAULT_ENV, **kwargs: Any) -> Curator
     _packages.check_env_name(env_name)  # before the lookup: a list is unhashable
     if kwargs:
         return Curator(env_name=env_name, **kwargs)
-    if env_name not in _curators:
-        _curators[env_name] = Curator(env_name=env_name)
-    return _curators[env_name]
+    with _curators_lock:  # one Curator per environment, also across threads
+        if env_name not in _curators:
+            _curators[env_name] = Curator(env_name=env_name)
+        return _curators[env_name]
 
 
 class PackageInstaller:
