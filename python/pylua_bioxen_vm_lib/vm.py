@@ -156,9 +156,17 @@ class AsyncCallOrder:
                 await asyncio.shield(before)  # cancelling this call does not cancel the one before
             yield
         finally:
-            issued.set_result(None)
-            if self._tail is issued:
-                self._tail = None  # holds no loop once the chain is through
+            if before is not None and not before.done():
+                # Cancelled while waiting: the next call still waits for the
+                # one before this one (released now, it overtook that one).
+                before.add_done_callback(lambda _: self._release(issued))
+            else:
+                self._release(issued)
+
+    def _release(self, issued: asyncio.Future[None]) -> None:
+        issued.set_result(None)
+        if self._tail is issued:
+            self._tail = None  # holds no loop once the chain is through
 
 
 def _settle(future: asyncio.Future[ExecResult], outcome: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from typing import Any, Awaitable, Callable
 
 import pytest
@@ -76,3 +77,62 @@ def test_opaque_keys_with_one_tostring_text_stay_apart(executable: str) -> None:
     # A key whose text no other key shares stays a plain LuaOpaque.
     (thread,) = [k for k in keys if k.type == "thread"]
     assert type(thread) is LuaOpaque and table[LuaOpaque("thread", thread.text)] == 3
+
+
+class _HeldExecutor(concurrent.futures.ThreadPoolExecutor):
+    """A default executor that runs nothing until release(), then runs
+    the jobs last first: a call that reached the executor later completes
+    first, as a thread may."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.jobs: list = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self.jobs.append((future, fn, args, kwargs))
+        return future
+
+    def release(self) -> None:
+        while self.jobs:
+            future, fn, args, kwargs = self.jobs.pop()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as err:
+                future.set_exception(err)
+
+
+@pytest.mark.parametrize("target", ["vm", "session"])
+def test_a_cancelled_call_in_the_middle_keeps_the_next_behind_the_one_before(target: str) -> None:
+    """Three calls on a VM not started: the first waits for the start (in
+    the executor), the second for the first, the third for the second.
+    Cancelling the second released the third at once, while the first still
+    waited for the start: the third went to the executor too and could
+    reach the core first ("attempt to concatenate global 'seq'", set by the
+    first chunk; test_a_cancelled_async_call_waiting_for_the_start_lets_the_next_run
+    failed so now and then)."""
+
+    async def run(call: Callable[[str], Awaitable[Any]]) -> list:
+        held = _HeldExecutor()
+        asyncio.get_running_loop().set_default_executor(held)
+        first = asyncio.ensure_future(call("seq = 'a' return seq"))
+        second = asyncio.ensure_future(call("seq = seq .. 'b' return seq"))
+        third = asyncio.ensure_future(call("seq = seq .. 'c' return seq"))
+        await asyncio.sleep(0)  # all three are under way
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        for _ in range(20):  # the third goes as far as it may
+            await asyncio.sleep(0)
+        held.release()
+        return [(await asyncio.wait_for(t, 60))["values"] for t in (first, third)]
+
+    vm = BasicLuaVM(f"cancel_mid_{target}", persistent=True)
+    session = InteractiveSession(f"cancel_mid_{target}", vm) if target == "session" else None
+    try:
+        call = session.execute_interactive_async if session else vm.execute_async
+        assert asyncio.run(run(call)) == [["a"], ["ac"]]
+    finally:
+        if session:
+            session.terminate()
+        vm.close()
