@@ -137,20 +137,25 @@ class AsyncCallOrder:
     must first wait (for the engine to start, in an executor thread) would
     let a later call overtake it ("0,2,3,4,1,5," for six calls). So each
     call issues its chunk inside ``turn()``, which waits until the call made
-    before it on the same loop has issued its own: a chain of futures.
-    Cancelling a waiting call does not break the chain."""
+    before it on the same loop has issued its own: a chain of futures, one
+    per event loop (a call from another loop, in another thread, neither
+    waits for this loop's calls nor cuts their chain). Cancelling a waiting
+    call does not break the chain."""
 
     def __init__(self) -> None:
-        self._tail: Optional[asyncio.Future[None]] = None
+        # Each loop's last call; only that loop's thread changes its entry.
+        self._tails: Dict[asyncio.AbstractEventLoop, asyncio.Future[None]] = {}
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        before = self._tail
-        if before is not None and (before.done() or before.get_loop() is not loop):
+        before = self._tails.get(loop)
+        if before is not None and before.done():
             before = None
         issued: asyncio.Future[None] = loop.create_future()
-        self._tail = issued
+        self._tails[loop] = issued
+        for other in [other for other in list(self._tails) if other.is_closed()]:
+            self._tails.pop(other, None)  # closed with a call in line: its chain is gone
         try:
             if before is not None:
                 await asyncio.shield(before)  # cancelling this call does not cancel the one before
@@ -159,14 +164,14 @@ class AsyncCallOrder:
             if before is not None and not before.done():
                 # Cancelled while waiting: the next call still waits for the
                 # one before this one (released now, it overtook that one).
-                before.add_done_callback(lambda _: self._release(issued))
+                before.add_done_callback(lambda _: self._release(loop, issued))
             else:
-                self._release(issued)
+                self._release(loop, issued)
 
-    def _release(self, issued: asyncio.Future[None]) -> None:
+    def _release(self, loop: asyncio.AbstractEventLoop, issued: asyncio.Future[None]) -> None:
         issued.set_result(None)
-        if self._tail is issued:
-            self._tail = None  # holds no loop once the chain is through
+        if self._tails.get(loop) is issued:
+            del self._tails[loop]  # holds no loop once its chain is through
 
 
 def _settle(future: asyncio.Future[ExecResult], outcome: Any) -> None:

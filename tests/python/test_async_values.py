@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 from typing import Any, Awaitable, Callable
 
 import pytest
@@ -135,4 +136,35 @@ def test_a_cancelled_call_in_the_middle_keeps_the_next_behind_the_one_before(tar
     finally:
         if session:
             session.terminate()
+        vm.close()
+
+
+def test_a_call_from_another_event_loop_does_not_break_the_order_on_this_one() -> None:
+    """The order of a VM's async calls was kept in one chain: a call made
+    from a second event loop (another thread) replaced the first loop's
+    tail, and the next call on the first loop no longer waited for that
+    loop's earlier calls (still waiting for the VM's start): it ran first."""
+    vm = BasicLuaVM("two_loops", persistent=True)
+
+    def other_loop() -> None:
+        assert asyncio.run(vm.execute_async("return 'other'"))["values"] == ["other"]
+
+    async def run() -> list:
+        held = _HeldExecutor()
+        asyncio.get_running_loop().set_default_executor(held)
+        first = asyncio.ensure_future(vm.execute_async("seq = 'a' return seq"))
+        second = asyncio.ensure_future(vm.execute_async("seq = seq .. 'b' return seq"))
+        await asyncio.sleep(0)  # the first waits for the start, the second for the first
+        thread = threading.Thread(target=other_loop)
+        thread.start()
+        thread.join()  # a call from another loop, in between
+        third = asyncio.ensure_future(vm.execute_async("seq = seq .. 'c' return seq"))
+        for _ in range(20):  # the third goes as far as it may
+            await asyncio.sleep(0)
+        held.release()
+        return [(await asyncio.wait_for(t, 60))["values"] for t in (first, second, third)]
+
+    try:
+        assert asyncio.run(run()) == [["a"], ["ab"], ["abc"]]
+    finally:
         vm.close()
