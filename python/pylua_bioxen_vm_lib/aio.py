@@ -21,7 +21,7 @@ import asyncio
 from typing import Any, AsyncIterator, Dict, List, Optional
 
 from .interactive_session import InteractiveSession
-from .vm import BasicLuaVM, Code, ExecResult
+from .vm import BasicLuaVM, Code, ExecResult, encode_code, timeout_ms
 from .vm_manager import VMManager
 
 
@@ -56,9 +56,23 @@ class AsyncVMManager:
         return await self.manager._vm(vm_id).execute_async(lua_code, timeout=timeout)
 
     async def execute_many(self, jobs: Dict[str, Code], timeout: Optional[float] = None) -> Dict[str, ExecResult]:
-        """Run one chunk per VM concurrently: ``{vm_id: code}`` -> ``{vm_id: result}``."""
+        """Run one chunk per VM concurrently: ``{vm_id: code}`` -> ``{vm_id: result}``.
+        Every job is checked (VM id, code, timeout) before any runs; when one
+        call fails, the others are cancelled (their chunks stopped) and its
+        exception is raised."""
+        timeout_ms(timeout)
         ids = list(jobs)
-        results = await asyncio.gather(*(self.execute(i, jobs[i], timeout) for i in ids))
+        calls = [(self.manager._vm(vm_id), encode_code(jobs[vm_id])) for vm_id in ids]
+        tasks = [asyncio.ensure_future(vm.execute_async(data, timeout=timeout)) for vm, data in calls]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            # Their outcomes are of no use now, but are taken (no "exception
+            # was never retrieved"); a cancelled call stops its chunk at once.
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         return dict(zip(ids, results))
 
     async def execute_interactive(self, vm_id: str, lua_code: Code, timeout: Optional[float] = None) -> ExecResult:

@@ -22,6 +22,8 @@ from pylua_bioxen_vm_lib.exceptions import (
     SessionAlreadyExistsError,
     SessionNotFoundError,
     SessionStateError,
+    VMClosedError,
+    VMNotFoundError,
     VMTimeoutError,
 )
 
@@ -549,6 +551,38 @@ def test_async_manager(engine):
     assert {k: v["values"] for k, v in many.items()} == {"a": [1], "b": [2]}
     assert inter["values"] == [9]
     assert streamed == "1\n2\n3\n"
+
+
+@pytest.mark.parametrize("bad", ["unknown_id", "bad_code"])
+def test_execute_many_checks_every_job_before_running_any(bad):
+    # A job with an unknown VM id (or code that is no Lua code) raised,
+    # but the jobs before it had been handed to the core already: they ran
+    # with nobody to take their results.
+    async def main():
+        async with AsyncVMManager() as manager:
+            manager.create_vm("a", persistent=True)
+            manager.create_vm("b", persistent=True)
+            jobs = {"a": "ran = true", "nope": "return 1"} if bad == "unknown_id" else {"a": "ran = true", "b": 5}
+            with pytest.raises(VMNotFoundError if bad == "unknown_id" else ArgumentTypeError):
+                await manager.execute_many(jobs)
+            return (await manager.execute("a", "return ran == true"))["values"]
+
+    assert asyncio.run(main()) == [False]
+
+
+def test_execute_many_stops_the_other_chunks_when_one_fails():
+    # One job failing (here on a closed VM) made execute_many raise while
+    # the other chunks went on running, their results and errors dropped:
+    # a VM stayed busy with a chunk nobody waited for.
+    async def main():
+        async with AsyncVMManager() as manager:
+            manager.create_vm("busy", persistent=True)
+            manager.create_vm("closed").close()
+            with pytest.raises(VMClosedError):
+                await manager.execute_many({"busy": "while true do end", "closed": "return 1"})
+            return (await manager.execute("busy", "return 'free'", timeout=20))["values"]
+
+    assert asyncio.run(main()) == ["free"]
 
 
 def test_stream_output_keeps_a_bounded_backlog(engine):
