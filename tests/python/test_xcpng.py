@@ -170,13 +170,17 @@ def test_xapi_client_and_ssh_session_modules(config):
     assert "***" in repr(client) and config["xcp_password"] not in repr(client)
     vm = client.create_vm_from_template(config["template_name"], "direct-vm")
     try:
-        ssh = SSHSessionManager(
-            vm["ip"],
-            config["vm_username"],
-            key_file=config["vm_key_file"],
-            port=vm["ssh_port"],
-            known_hosts=config["vm_known_hosts"],
-        )
+
+        def ssh_to(v: dict) -> SSHSessionManager:
+            return SSHSessionManager(
+                v["ip"],
+                config["vm_username"],
+                key_file=config["vm_key_file"],
+                port=v["ssh_port"],
+                known_hosts=config["vm_known_hosts"],
+            )
+
+        ssh = ssh_to(vm)
         assert ssh.connect()
         out = ssh.run_command("lua5.4 -e 'print(6 * 7)'")
         assert out["exit_status"] == 0 and out["stdout"].strip() == "42"
@@ -189,13 +193,7 @@ def test_xapi_client_and_ssh_session_modules(config):
         assert client.get_power_state(vm["ref"]) == "Running"
         assert again["ref"] == vm["ref"] and again["ip"] and again["ssh_port"]
         assert client.start_vm(vm["ref"])["ip"] == again["ip"]
-        ssh = SSHSessionManager(
-            again["ip"],
-            config["vm_username"],
-            key_file=config["vm_key_file"],
-            port=again["ssh_port"],
-            known_hosts=config["vm_known_hosts"],
-        )
+        ssh = ssh_to(again)
         assert ssh.run_command("echo back")["stdout"] == "back\n"
     finally:
         client.delete_vm(vm["ref"])
