@@ -1120,7 +1120,16 @@ if ffi then
     end
     local probe = open_nofollow("/dev/null", O_PATH)
     if not probe or not reopen(probe, "r") then return end
+    local gethook = debug.gethook
     sb.nofollow = function(r, mode)
+      -- An interrupt that came before SIGINT is blocked below but whose
+      -- hook has not run yet (compiled code runs no hook) would raise in
+      -- the middle, with a descriptor not yet recorded: it is raised
+      -- here, as lua.c's hook raises it, before anything is opened.
+      if gethook() then
+        sethook()
+        error("interrupted!", 0)
+      end
       local m = mode == nil and "r" or mode
       local c = type(m) == "string" and str_sub(m, 1, 1) or ""
       if c ~= "r" and c ~= "w" and c ~= "a" then return io_open(r, mode) end
