@@ -647,9 +647,11 @@ func limitTicker(L *lua.LState) func() {
 // builtin does between two polls of the call's limits.
 const pollWork = 1 << 20
 
-// pollBytes is how many bytes a byte-by-byte loop (upper, reverse, %q)
-// handles between two polls: ~0.2 ms, a few ms under the race detector.
-const pollBytes = 1 << 18
+// pollBytes is how many bytes a byte-by-byte loop (upper, reverse, %q,
+// gsub of one byte) handles between two polls: ~50 us, 2-5 ms under the
+// race detector (256 KiB overran a 30 ms deadline by up to 86 ms there,
+// on a loaded 2-core machine).
+const pollBytes = 1 << 16
 
 // inPieces calls fn on [0, n) in pieces of pollBytes, polling the call's
 // limits between two pieces (a byte-by-byte loop over a large string).

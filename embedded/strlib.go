@@ -273,7 +273,7 @@ func gsubOneByte(L *lua.LState, p *pattern.Pattern, s string, repl lua.LValue, m
 	b := gsubOut{tk: workTicker{L: L}}
 	pos, n, scanned := 0, 0, 0
 	for i := 0; i < len(s) && n < maxN; i++ {
-		if scanned++; scanned == pollWork {
+		if scanned++; scanned == pollBytes {
 			scanned = 0
 			b.tk.poll()
 		}
