@@ -14,6 +14,7 @@ const (
 	flagStream = 4  // send output frames at once (core.Request.Output)
 	flagREPL   = 8  // one input of lua -i (core.Request.REPL)
 	flagSync   = 16 // the host answers W frames (the pipe engine)
+	flagHold   = 32 // the host answers K frames: it holds files for the driver
 )
 
 // AppendRequest appends the X frame that asks the driver to run req under

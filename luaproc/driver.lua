@@ -267,8 +267,9 @@ end
 local obuf, on, osize = {}, 0, 0 -- stdout gathered for the next O frame
 local ebuf, en, esize = {}, 0, 0 -- stderr gathered for the next E frame
 local stream = false             -- X flag 4: output frames go at once
-local answered = false           -- X flag 16: the host answers W frames
-local wseq = 0                   -- the number of the last W frame
+-- The host's answers: X flag 16, it answers W and L frames; X flag 32,
+-- K frames too. seq numbers the last of those requests.
+local host = { answers = false, holds = false, seq = 0 }
 local exit_code = nil            -- set by os.exit
 -- The collector, its count (KiB) when the call started, the files the
 -- sandbox opened during the call, whether the call's environment is
@@ -352,34 +353,43 @@ end
 -- SIGINT handler is installed without SA_RESTART).
 local EINTR = 4
 
+-- host.ask sends request tag (W, L or K: "<tag> <seq> [<how>] <len>\n"
+-- and payload) and reads nothing but the host's one-line answers until the
+-- one to it. It returns the rest of that line after "<tag> <seq> ", or nil
+-- when the host is gone. An interrupt that cuts the wait short leaves the
+-- answer to be skipped here or by the worker.
+function host.ask(tag, payload, how)
+  local seq = host.seq + 1
+  host.seq = seq
+  if how then out_write(tag, " ", seq, " ", how, " ", #payload, "\n", payload)
+  else out_write(tag, " ", seq, " ", #payload, "\n", payload) end
+  out_flush()
+  while true do
+    local line, _, code = f_read(inp, "*l")
+    if line == nil then
+      if code ~= EINTR then return nil end -- the host is gone
+    else
+      local t, n, rest = str_match(line, "^([WLK]) (%d+) (.*)$")
+      n = tonumber(n)
+      if t == tag and n == seq then return rest end
+      if not n or n >= seq then
+        f_write(real_stderr, "bioxen driver: expected the answer to ", tag, ", got: ", line, "\n")
+        out_flush()
+        os_exit(1)
+      end
+    end
+  end
+end
+
 -- Before a child process starts (os.execute, io.popen): sync_out, and with
 -- X flag 16 a W frame, whose answer says that the host has taken every
 -- frame before it and the raw output written so far. Only then may the
 -- child write raw bytes: the host cannot take them for raw output that
 -- belongs before an earlier frame, or put them before a frame sent
--- earlier. A W whose wait an interrupt cut short leaves its answer to be
--- skipped here or by the worker.
+-- earlier.
 local function sync_child()
   sync_out()
-  if not answered then return end
-  local seq = wseq + 1
-  wseq = seq
-  out_write("W ", seq, " 0\n")
-  out_flush()
-  while true do
-    local line, _, code = f_read(inp, "*l")
-    if line == nil then
-      if code ~= EINTR then return end -- the host is gone
-    else
-      local n = str_match(line, "^W (%d+) 0$")
-      if not n then
-        f_write(real_stderr, "bioxen driver: expected the answer to W, got: ", line, "\n")
-        out_flush()
-        os_exit(1)
-      end
-      if tonumber(n) >= seq then return end
-    end
-  end
+  if host.answers then host.ask("W", "") end
 end
 
 -- table.pack (5.2+) takes the values where they are; the vararg function
@@ -563,6 +573,17 @@ function ov.io_input(f)
   return cur_in
 end
 
+-- sb.rethrow raises again error e of a call made in pcall, at level
+-- (as error's: 1 is the caller of rethrow, 2 its caller...): called from
+-- the driver, the error named the driver's line. An interrupt, running
+-- out of memory and os.exit are raised as they are.
+function sb.rethrow(e, level)
+  if type(e) == "string" and (e == "not enough memory" or str_find(e, "interrupted!$")) or exit_code ~= nil then
+    error(e, 0)
+  end
+  error(e, level + 1)
+end
+
 function ov.lio_lines(name, ...)
   if name == nil then
     if fakes[cur_in] then return function() return nil end end
@@ -577,31 +598,29 @@ function ov.lio_lines(name, ...)
     if not r then error(err, 2) end
     name = r
     heap.files = heap.files + 1
-    if sb.nofollow then
+    if sb.nofollow or host.holds then
       -- Opened as io.open opens it (no link followed); closed at the
       -- end, as io.lines(name) closes its file.
-      local f, oerr = sb.nofollow(name, "r")
-      if not f then error("bad argument #1 to 'lines' (" .. oerr .. ")", 2) end
+      local f, oerr = sb.openr(name, "r")
+      if not f then
+        if setfenv then error("bad argument #1 to 'lines' (" .. oerr .. ")", 2) end
+        error("cannot open file '" .. name .. "' (" .. str_sub(oerr, #name + 3) .. ")", 2) -- Lua 5.2+
+      end
       -- At the end it returns nothing, and a call after that is an
       -- error at the caller's line, as io.lines(name)'s iterator. The
       -- real iterator (and f:lines) run in pcall, and their errors are
-      -- raised again at the caller's line: called from here, they named
-      -- the driver's line. An interrupt or running out of memory is
-      -- raised as it is.
+      -- raised again at the caller's line.
       local close, closed = sb.f_close, false
-      local function rethrow(e)
-        if type(e) == "string" and (e == "not enough memory" or str_find(e, "interrupted!$")) or exit_code ~= nil then
-          error(e, 0)
-        end
-        error(e, 3)
-      end
       local ok, it = pcall(sb.f_lines, f, ...)
       if not ok then
         close(f)
-        rethrow(it)
+        sb.rethrow(it, 2)
       end
+      -- step is iter's tail call: PUC Lua 5.1 counts a "(tail call)"
+      -- level between it and the chunk.
+      local level = (setfenv and not jit_off) and 3 or 2
       local function step(ok2, ...)
-        if not ok2 then rethrow(...) end
+        if not ok2 then sb.rethrow((...), level) end
         if (...) == nil then
           closed = true
           close(f)
@@ -609,13 +628,19 @@ function ov.lio_lines(name, ...)
         end
         return ...
       end
-      return function()
-        if closed then error("attempt to use a closed file", 2) end
+      local function iter()
+        if closed then error(jit_off and "attempt to use a closed file" or "file is already closed", 2) end
         return step(pcall(it))
       end
+      -- (Lua 5.4: the file is the generic for's to-be-closed value)
+      if LUA54 then return iter, nil, nil, f end
+      return iter
     end
   end
-  return io_lines(name, ...)
+  local ok, a, b, c, d = pcall(io_lines, name, ...)
+  if not ok then sb.rethrow(a, 2) end
+  if LUA54 then return a, b, c, d end
+  return a
 end
 
 function ov.lio_close(f)
@@ -1049,7 +1074,7 @@ if ffi then
       -- A file that does not exist yet, or a dangling link (opening it
       -- would create its target): the host resolves it, following the
       -- link (core.RealPath).
-      if answered then return host_realpath(p) end
+      if host.answers then return host_realpath(p) end
       local dir, base = str_match(p, "^(.*)/([^/]+)$")
       if not dir then return nil end
       if dir == "" then dir = "/" end
@@ -1066,9 +1091,7 @@ end
 -- RESOLVE_NO_SYMLINKS, Linux 5.6+), and the FILE* comes from opening that
 -- descriptor through /proc/self/fd, which leads to the very file: a name
 -- swapped for a link between the check and the open cannot lead out of
--- the allowed directories. The mode is read as glibc reads it (its first
--- character, a "+" or an "x" among the next six, before any "\0"); a
--- mode glibc refuses is left to io.open, which then opens nothing.
+-- the allowed directories. The mode is read by sb.open_mode.
 -- sb.nofollow stays nil when openat2 or /proc/self/fd is not usable here
 -- (a seccomp filter, an old kernel): the open is then by name (see
 -- docs/sandbox.md).
@@ -1130,14 +1153,8 @@ if ffi then
         sethook()
         error("interrupted!", 0)
       end
-      local m = mode == nil and "r" or mode
-      local c = type(m) == "string" and str_sub(m, 1, 1) or ""
-      if c ~= "r" and c ~= "w" and c ~= "a" then return io_open(r, mode) end
-      -- (glibc reads the mode up to its first "\0")
-      local rest = str_sub(m, 2, (str_find(m, "\0", 1, true) or 9) - 1)
-      rest = str_sub(rest, 1, 6)
-      local plus = str_find(rest, "+", 1, true) ~= nil
-      local excl = c ~= "r" and str_find(rest, "x", 1, true)
+      local c, plus, excl = sb.open_mode(mode)
+      if not c then return io_open(r, mode) end
       -- The file is opened once, by the reopen, with the mode (a named
       -- pipe opened twice for reading waited for a second writer after
       -- the first had written and gone; a device ran its open twice): the
@@ -1170,37 +1187,48 @@ if ffi then
   end)
 end
 
+-- unhex decodes the host's hex-encoded strings.
+function host.unhex(hex)
+  return (str_gsub(hex, "%x%x", function(h) return str_char(tonumber(h, 16)) end))
+end
+
 -- Without the FFI (Lua 5.1-5.4) the host resolves symbolic links: an L
 -- frame carries the path, and the host answers with one line
 -- "L <seq> <hex of the resolved path>" ("-" when it cannot say). Only with
--- X flag 16 (a host that answers); an interrupt that cuts the wait short
--- leaves the answer to be skipped here or by the worker.
+-- X flag 16 (a host that answers).
 function host_realpath(p)
-  if not answered then return p end
+  if not host.answers then return p end
   if #p > 4096 then return nil end -- PATH_MAX: no file has such a name
-  local seq = wseq + 1
-  wseq = seq
-  out_write("L ", seq, " ", #p, "\n", p)
-  out_flush()
-  while true do
-    local line, _, code = f_read(inp, "*l")
-    if line == nil then
-      if code ~= EINTR then return nil end -- the host is gone
-    else
-      local n, hex = str_match(line, "^L (%d+) (%S+)$")
-      if not n and str_match(line, "^W %d+ 0$") then
-        n = 0 -- a stale answer to W
-      elseif not n then
-        f_write(real_stderr, "bioxen driver: expected the answer to L, got: ", line, "\n")
-        out_flush()
-        os_exit(1)
-      end
-      if tonumber(n) >= seq then
-        if hex == "-" then return nil end
-        return (str_gsub(hex, "%x%x", function(h) return str_char(tonumber(h, 16)) end))
-      end
-    end
+  local hex = host.ask("L", p)
+  if hex == nil or hex == "-" or not str_find(hex, "^%x*$") then return nil end
+  return host.unhex(hex)
+end
+
+-- With X flag 32 (Lua 5.1-5.4, and LuaJIT where its own way is not
+-- usable) the host takes hold of a checked path without following any
+-- symbolic link (openat2, RESOLVE_NO_SYMLINKS), creating it when the mode
+-- does and it does not exist: a K frame carries the path and how it will
+-- be opened (1: create, 2: update, 4: exclusive), and the host answers
+-- "K <seq> <pid> <n>", after which the file is opened, once, through
+-- /proc/<pid>/fd/<n> (which leads to the very file whatever its name has
+-- become), or "K <seq> - <errno> <hex of the message>". The host closes
+-- its descriptor when the next frame comes.
+function host.open(r, c, plus, excl)
+  local how = (c ~= "r" and 1 or 0) + (plus and 2 or 0) + (excl and 4 or 0)
+  local rest = host.ask("K", r, how)
+  if rest == nil then return nil, r .. ": the host is gone", 5 end -- EIO
+  local pid, n = str_match(rest, "^(%d+) (%d+)$")
+  if not pid then
+    local errno, hex = str_match(rest, "^%- (%d+) (%x*)$")
+    errno = tonumber(errno) or 5
+    return nil, r .. ": " .. host.unhex(hex or ""), errno
   end
+  local proc = "/proc/" .. pid .. "/fd/" .. n
+  -- Opening truncates a "w" file, or a new one, still empty.
+  local f, err, code = io_open(proc, c .. (plus and "+" or ""))
+  -- (its message names /proc/<pid>/fd/<n>)
+  if not f then err = r .. str_sub(err, #proc + 1) end
+  return f, err, code
 end
 
 -- resolve returns the absolute path of p when it lies in an allowed
@@ -1219,14 +1247,51 @@ local function resolve(p, write)
   return nil, p .. DENIED
 end
 
+-- sb.open_mode reads an io.open mode as the interpreter and the C library
+-- do: it returns the mode's first character ("r", "w" or "a"), whether it
+-- updates ("+") and whether it is exclusive ("x", glibc's), or nil for a
+-- mode that opens nothing (Lua 5.2+ raise "invalid mode" before they open
+-- anything; glibc refuses a first character other than r, w and a, and
+-- looks at six more at most, before any "\0").
+function sb.open_mode(mode)
+  local m = mode == nil and "r" or mode
+  if type(m) ~= "string" then return nil end
+  m = str_sub(m, 1, (str_find(m, "\0", 1, true) or #m + 1) - 1)
+  if not setfenv and not str_find(m, "^[rwa]%+?b*$") then return nil end
+  local c = str_sub(m, 1, 1)
+  if c ~= "r" and c ~= "w" and c ~= "a" then return nil end
+  local rest = str_sub(m, 2, 7)
+  return c, str_find(rest, "+", 1, true) ~= nil, c ~= "r" and str_find(rest, "x", 1, true) ~= nil
+end
+
+-- sb.openr opens r, a checked path, without following symbolic links
+-- where it can (sb.nofollow on LuaJIT, the host's K frames elsewhere),
+-- else by name (see docs/sandbox.md, "Not covered"). A mode that opens
+-- nothing goes to io.open, to fail as the interpreter fails.
+function sb.openr(r, mode)
+  if sb.nofollow then return sb.nofollow(r, mode) end
+  if host.holds then
+    local c, plus, excl = sb.open_mode(mode)
+    if c then return host.open(r, c, plus, excl) end
+  end
+  if mode == nil then return io_open(r) end
+  return io_open(r, mode)
+end
+
 local function sb_open(p, mode)
   p = path_arg(p, "open")
+  if mode ~= nil and not setfenv then
+    -- Lua 5.2+ check the mode before anything is opened; raised here,
+    -- it names the chunk's line, not the driver's.
+    local tm = type(mode)
+    if tm == "number" then mode = tostring(mode)
+    elseif tm ~= "string" then error("bad argument #2 to 'open' (string expected, got " .. tm .. ")", 2) end
+    if not sb.open_mode(mode) then error("bad argument #2 to 'open' (invalid mode)", 2) end
+  end
   local r, err = resolve(p, mode ~= nil and (str_find(tostring(mode), "^[wa]") or str_find(tostring(mode), "+", 1, true)) and true)
   if not r then return nil, err, 13 end
   heap.files = heap.files + 1
-  if sb.nofollow then return sb.nofollow(r, mode) end
-  if mode == nil then return io_open(r) end
-  return io_open(r, mode)
+  return sb.openr(r, mode)
 end
 
 -- strip_shebang drops a first line starting with "#", as loadfile does.
@@ -1239,14 +1304,22 @@ local function strip_shebang(s)
   return s
 end
 
--- load_text compiles the file at the resolved path r as a text chunk.
+-- load_text compiles the file at the resolved path r as a text chunk,
+-- opened by sb.openr (Lua 5.2+ without K frames: by loadfile itself).
 local function load_text(r, env)
-  if not setfenv then return real_loadfile(r, "t", env) end
-  local f, err = (sb.nofollow or io_open)(r, "rb")
-  if not f then return nil, "cannot open " .. r end
+  if not setfenv and not host.holds and not sb.nofollow then return real_loadfile(r, "t", env) end
+  local f, err = sb.openr(r, "rb")
+  if not f then return nil, "cannot open " .. err end
   local s = f_read(f, "*a")
   f_close(f)
   if type(s) ~= "string" then return nil, "cannot read " .. r end
+  if not setfenv then
+    -- as loadfile: a UTF-8 byte order mark, then a first line that
+    -- starts with "#", are skipped
+    if str_sub(s, 1, 3) == "\239\187\191" then s = str_sub(s, 4) end
+    s = strip_shebang(s)
+    return load(s, "@" .. r, "t", env)
+  end
   s = strip_shebang(s)
   if str_byte(s, 1) == 27 then return nil, BINARY end
   local fn, lerr = loadstring(s, "@" .. r)
@@ -1443,7 +1516,7 @@ function sb.lua(name)
     local file = str_gsub(template, "%?", function() return fname end)
     local r = readable_module(file)
     if r then
-      local fh = io_open(r, "r")
+      local fh = sb.openr(r, "r")
       if fh then
         f_close(fh)
         local f, lerr = load_text(r, cur_env)
@@ -1466,7 +1539,7 @@ function sb.c(name)
     local file = str_gsub(template, "%?", function() return fname end)
     local r = readable_module(file)
     if r then
-      local fh = io_open(r, "r")
+      local fh = sb.openr(r, "r")
       if fh then
         f_close(fh)
         return "\n\tmodule '" .. name .. "' is a C module (" .. file .. "): C modules are not loaded in the sandbox"
@@ -1913,7 +1986,8 @@ local function setup(flags, name, code)
   heap.start, heap.files, heap.fresh = heap.gc("count"), 0, flags % 2 == 1
   cur_out, cur_in = fake_stdout, fake_stdin
   stream = floor(flags / 4) % 2 == 1
-  answered = floor(flags / 16) % 2 == 1
+  host.answers = floor(flags / 16) % 2 == 1
+  host.holds = floor(flags / 32) % 2 == 1
   local repl = floor(flags / 8) % 2 == 1
   local env, es, pkg
   if flags % 2 == 1 then
@@ -2140,8 +2214,8 @@ local function worker_loop()
         local ok2, err = pcall(teardown, maxdepth, budget)
         if not ok2 then internal_error(err) end
       end
-    elseif tag == "W" or tag == "L" then
-      -- The answer to a W or L frame whose wait an interrupt cut short.
+    elseif tag == "W" or tag == "L" or tag == "K" then
+      -- The answer to a W, L or K frame whose wait an interrupt cut short.
     elseif tag == "A" then
       do_rearm()
     elseif tag == "Q" then

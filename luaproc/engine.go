@@ -79,8 +79,12 @@ type Engine struct {
 	awaitAck bool // the call is done; an A frame was sent to re-arm the driver
 	// The running call's CPU budget (0: none) and the interpreter's CPU
 	// clock when it started; hostCPU is the CPU time this process spent on
-	// the call's behalf (resolving its paths: L frames), which counts too.
+	// the call's behalf (resolving and holding its paths: L and K frames),
+	// which counts too.
 	cpuBudget, cpuStart, hostCPU time.Duration
+	// held: descriptors the host holds for the driver's K frame (see
+	// releaseHeld).
+	held []int
 
 	// wake is a self-pipe that a cancelled context or Interrupt writes
 	// to, so the poll loop notices them as well as deadlines.
@@ -358,7 +362,11 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 		// that call: have it re-arm before this one.
 		e.wbuf = append(e.wbuf, "A 0\n"...)
 	}
-	e.wbuf = appendRequest(e.wbuf, req, lim, flagSync)
+	flags := int64(flagSync)
+	if canHold() {
+		flags |= flagHold
+	}
+	e.wbuf = appendRequest(e.wbuf, req, lim, flags)
 	e.res.Reset(lim)
 	e.res.Output = req.Output
 	defer func() { e.res.Output = nil }()
@@ -368,6 +376,7 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	stop := e.armWake(ctx)
 	err := e.loop(ctx, deadline, false)
 	stop()
+	e.releaseHeld()
 	e.res.FlushOutput()
 	e.cpuBudget = 0
 	e.trimBuffers()
@@ -486,17 +495,27 @@ func (e *Engine) cpuLeft() (left time.Duration, ok bool) {
 	return e.cpuBudget - (used - e.cpuStart) - e.hostCPU, true
 }
 
-// resolveForCall resolves path p for the running call's L frame and
-// charges the CPU time it took to the call: a chunk could otherwise have
-// the host resolve long chains of symbolic links ("/proc/self/root"
-// repeated, milliseconds each) at next to no cost to its own budget.
-func (e *Engine) resolveForCall(p string) string {
+// forCall runs fn, work for the running call's L or K frame, and charges
+// the CPU time it took to the call: a chunk could otherwise have the host
+// resolve long chains of symbolic links ("/proc/self/root" repeated,
+// milliseconds each) at next to no cost to its own budget.
+func (e *Engine) forCall(fn func()) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	start := threadCPU()
-	r := realPath(p)
+	fn()
 	e.hostCPU += threadCPU() - start
-	return r
+}
+
+// releaseHeld closes the descriptors held for the driver's K frames. The
+// driver opens a held file right after it reads the answer, before it
+// sends anything else: any later frame, or the end of the call, means it
+// is done with them.
+func (e *Engine) releaseHeld() {
+	for _, fd := range e.held {
+		syscall.Close(fd)
+	}
+	e.held = e.held[:0]
 }
 
 // armWake makes ctx's cancellation write to the wake pipe while a call
@@ -776,6 +795,9 @@ func (e *Engine) readFrames(hello bool, slice time.Duration) (bool, error) {
 			if !ok {
 				break
 			}
+			if len(e.held) > 0 {
+				e.releaseHeld()
+			}
 			if hello {
 				if f.Tag != 'H' || len(f.Args) != 1 {
 					return false, protoErr("expected the hello frame, got %q", f.Tag)
@@ -833,7 +855,24 @@ func (e *Engine) readFrames(hello bool, slice time.Duration) (bool, error) {
 				if len(f.Args) != 1 {
 					return false, protoErr("frame %q with %d fields", f.Tag, len(f.Args)+1)
 				}
-				e.sendIn(fmt.Appendf(nil, "L %d %s\n", f.Args[0], hexPath(e.resolveForCall(string(f.Payload)))))
+				var r string
+				e.forCall(func() { r = realPath(string(f.Payload)) })
+				e.sendIn(fmt.Appendf(nil, "L %d %s\n", f.Args[0], hexPath(r)))
+				continue
+			case 'K':
+				// A sandboxed driver without the FFI asks the host to take
+				// hold of a checked path without following links (X flag
+				// 32); it opens it through /proc/<pid>/fd/<n>.
+				if len(f.Args) != 2 {
+					return false, protoErr("frame %q with %d fields", f.Tag, len(f.Args)+1)
+				}
+				var fd int
+				var err error
+				e.forCall(func() { fd, err = holdFile(string(f.Payload), f.Args[1]) })
+				if err == nil {
+					e.held = append(e.held, fd)
+				}
+				e.sendIn(heldAnswer(f.Args[0], fd, err))
 				continue
 			case 'S', 'F', 'D':
 				// Raw output written before this frame belongs before

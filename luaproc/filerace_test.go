@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,17 +16,19 @@ import (
 	"libbioxen/internal/fsrace"
 )
 
-// TestFilesCheckThenOpenRaceLuaJIT: a name in an allowed directory that
+// TestFilesCheckThenOpenRace: a name in an allowed directory that
 // another process swaps between a regular file and a symbolic link to a
 // file outside. The driver resolves the name, then opens it: by name, a
-// link put in place between the two was followed (it still is on
-// lua5.x, see docs/sandbox.md "Not covered"). On LuaJIT the open follows
-// no link (openat2 with RESOLVE_NO_SYMLINKS, then /proc/self/fd), for
-// io.open, loadfile and io.lines alike.
-func TestFilesCheckThenOpenRaceLuaJIT(t *testing.T) {
-	if _, err := exec.LookPath("luajit"); err != nil {
-		t.Skip("luajit not on PATH")
-	}
+// link put in place between the two was followed (LuaJIT: after ~900
+// tries; lua5.4: after 10-100). The open follows no link: on LuaJIT
+// openat2 with RESOLVE_NO_SYMLINKS, then /proc/self/fd; on Lua 5.1-5.4
+// the host's openat2, then /proc/<host>/fd (K frames). For io.open,
+// loadfile, require and io.lines alike.
+func TestFilesCheckThenOpenRace(t *testing.T) {
+	eachLua(t, testFilesCheckThenOpenRace)
+}
+
+func testFilesCheckThenOpenRace(t *testing.T, interp string) {
 	allowed, outside := t.TempDir(), t.TempDir()
 	secret := filepath.Join(outside, "secret.txt")
 	if err := os.WriteFile(secret, []byte("return 'secret'"), 0o600); err != nil {
@@ -36,8 +39,9 @@ func TestFilesCheckThenOpenRaceLuaJIT(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fsrace.SwapWithLink(name, secret, []byte("return 'inside'"))()
-	e := openSandboxed(t, "luajit", core.Options{AllowedPaths: []string{allowed}})
+	e := openSandboxed(t, interp, core.Options{AllowedPaths: []string{allowed}})
 	code := strings.ReplaceAll(`
+		package.path = DIR .. "/?.lua"
 		local opened, loaded, wrote = 0, 0, 0
 		for i = 1, 100000 do
 			local f = io.open(NAME)
@@ -57,10 +61,14 @@ func TestFilesCheckThenOpenRaceLuaJIT(t *testing.T) {
 				if w then wrote = wrote + 1; w:close() end
 				local ok, it = pcall(io.lines, NAME)
 				if ok and it() == "return 'secret'" then return "lines outside", i end
+				package.loaded.f = nil
+				local ok2, v = pcall(require, "f")
+				if ok2 and v == "secret" then return "required outside", i end
 			end
 			if opened >= 5000 and loaded >= 5000 then break end
 		end
 		return "ok", opened, loaded, wrote`, "NAME", strconv.Quote(name))
+	code = strings.ReplaceAll(code, "DIR", strconv.Quote(allowed))
 	r := mustExec(t, e, code, execOpts{timeout: 60e9})
 	var got []any
 	if err := json.Unmarshal(r.Values, &got); err != nil || len(got) == 0 || got[0] != "ok" {
@@ -72,30 +80,37 @@ func TestFilesCheckThenOpenRaceLuaJIT(t *testing.T) {
 	}
 }
 
-// TestFilesInterruptedOpenLeavesNoDescriptorLuaJIT: on LuaJIT the
-// sandbox's open holds a raw descriptor (openat2) until the reopen
-// through /proc/self/fd has its FILE* and the descriptor is closed. An
-// interrupt raises at the next instruction: a SIGINT that came during the
-// openat2 raised before the descriptor was recorded, and it stayed open
-// for good (about one in five interrupts of an io.open loop). Open files
-// the interrupted calls left are collected; what is open after that must
-// be what was open before.
-func TestFilesInterruptedOpenLeavesNoDescriptorLuaJIT(t *testing.T) {
-	if _, err := exec.LookPath("luajit"); err != nil {
-		t.Skip("luajit not on PATH")
-	}
+// TestFilesInterruptedOpenLeavesNoDescriptor: on LuaJIT the sandbox's
+// open holds a raw descriptor (openat2) until the reopen through
+// /proc/self/fd has its FILE* and the descriptor is closed. An interrupt
+// raises at the next instruction: a SIGINT that came during the openat2
+// raised before the descriptor was recorded, and it stayed open for good
+// (about one in five interrupts of an io.open loop). On Lua 5.1-5.4 the
+// host holds the descriptor (K frames) until the driver's next frame.
+// Open files the interrupted calls left are collected; what is open after
+// that, in the interpreter and in this process, must be what was open
+// before.
+func TestFilesInterruptedOpenLeavesNoDescriptor(t *testing.T) {
+	eachLua(t, testFilesInterruptedOpenLeavesNoDescriptor)
+}
+
+func testFilesInterruptedOpenLeavesNoDescriptor(t *testing.T, interp string) {
 	dir := t.TempDir()
 	name := filepath.Join(dir, "f.txt")
 	if err := os.WriteFile(name, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := openSandboxed(t, "luajit", core.Options{AllowedPaths: []string{dir}})
-	count := func() int {
-		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", e.Pid()))
-		if err != nil {
-			t.Fatal(err)
+	e := openSandboxed(t, interp, core.Options{AllowedPaths: []string{dir}})
+	count := func() [2]int {
+		var n [2]int
+		for i, pid := range []int{e.Pid(), os.Getpid()} {
+			fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n[i] = len(fds)
 		}
-		return len(fds)
+		return n
 	}
 	// (an io.open after the collection closes what the previous one may
 	// have left for the next to close)
@@ -105,25 +120,26 @@ func TestFilesInterruptedOpenLeavesNoDescriptorLuaJIT(t *testing.T) {
 	loop := strings.ReplaceAll(`print('start') while true do local f = io.open(NAME) if f then f:close() end end`,
 		"NAME", strconv.Quote(name))
 	for i := 0; i < 100; i++ {
-		wantInterrupted(t, execReq(t, e, interruptible("luajit", loop, e.Interrupt)))
+		wantInterrupted(t, execReq(t, e, interruptible(interp, loop, e.Interrupt)))
 	}
 	mustExec(t, e, settle, execOpts{})
 	if after := count(); after != before {
-		t.Errorf("%d descriptors open before 100 interrupted calls, %d after", before, after)
+		t.Errorf("descriptors open (interpreter, host) before 100 interrupted calls %v, after %v", before, after)
 	}
 }
 
-// TestFilesLinesErrorsAsTheInterpreterLuaJIT: io.lines(name) of the
-// LuaJIT sandbox iterates over a file opened without following links,
-// through a wrapper that closes it at the end. Errors of the iterator
-// (a read error, a bad format) and of its making (too many formats) are
-// the interpreter's, at the caller's line: they named the driver's
+// TestFilesLinesErrorsAsTheInterpreter: io.lines(name) of the sandbox
+// iterates over a file opened without following links, through a wrapper
+// that closes it at the end. Errors of the iterator (a read error, a bad
+// format) and of its making (too many formats, a missing file) are the
+// interpreter's, at the caller's line: they named the driver's
 // ("[bioxen driver]:598: Is a directory"), and the file opened for too
 // many formats was left open.
-func TestFilesLinesErrorsAsTheInterpreterLuaJIT(t *testing.T) {
-	if _, err := exec.LookPath("luajit"); err != nil {
-		t.Skip("luajit not on PATH")
-	}
+func TestFilesLinesErrorsAsTheInterpreter(t *testing.T) {
+	eachLua(t, testFilesLinesErrorsAsTheInterpreter)
+}
+
+func testFilesLinesErrorsAsTheInterpreter(t *testing.T, interp string) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("x\n12\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -133,35 +149,74 @@ func TestFilesLinesErrorsAsTheInterpreterLuaJIT(t *testing.T) {
 		try(function() for l in io.lines(DIR) do end end)
 		try(function() for l in io.lines(DIR .. "/a.txt", "*x") do end end)
 		try(function() local it = io.lines(DIR .. "/a.txt"); it(); it(); it(); it() end)
-		try(function() local t = {} for i = 1, 70 do t[i] = "*l" end io.lines(DIR .. "/a.txt", unpack(t)) end)
+		try(function() local t = {} for i = 1, 300 do t[i] = "*l" end io.lines(DIR .. "/a.txt", (unpack or table.unpack)(t)) end)
+		try(function() io.lines(DIR .. "/missing.txt") end)
 		local n = {}
 		for a, b in io.lines(DIR .. "/a.txt", 1, "*l") do n[#n + 1] = a .. "|" .. tostring(b) end
 		out[#out + 1] = table.concat(n, ",")
 		return table.concat(out, "\n")`, "DIR", strconv.Quote(dir))
-	trusted := mustExec(t, openEngine(t, "luajit", core.Limits{}), code, execOpts{})
-	sandboxed := mustExec(t, openSandboxed(t, "luajit", core.Options{AllowedPaths: []string{dir}}), code, execOpts{})
-	// (the iterator runs in a pcall: a bad argument names no function)
-	want := strings.ReplaceAll(string(trusted.Values), "'(for generator)'", "'?'")
-	if string(sandboxed.Values) != want || trusted.ErrorMessage != "" {
-		t.Errorf("sandboxed %s %q\nwant      %s %q", sandboxed.Values, sandboxed.ErrorMessage, want, trusted.ErrorMessage)
+	want := runDirectly(t, interp, code)
+	for _, sandboxed := range []bool{false, true} {
+		e := openEngine(t, interp, core.Limits{})
+		if sandboxed {
+			e = openSandboxed(t, interp, core.Options{AllowedPaths: []string{dir}})
+		}
+		r := mustExec(t, e, code, execOpts{})
+		var got []string
+		if err := json.Unmarshal(r.Values, &got); err != nil || len(got) != 1 {
+			t.Fatalf("sandboxed=%v: %s %q", sandboxed, r.Values, r.ErrorMessage)
+		}
+		if funcNames(got[0]) != funcNames(want) {
+			t.Errorf("sandboxed=%v:\n%s\nwant (the interpreter run directly):\n%s", sandboxed, got[0], want)
+		}
 	}
 }
 
-// TestFilesModeWithANulLuaJIT: glibc's fopen reads the mode as a C
+// runDirectly runs code, a chunk that returns a string, as the main chunk
+// of file "input" given to the interpreter itself, and returns that
+// string (messages name the chunk "input", as the engine's do).
+func runDirectly(t *testing.T, interp, code string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "input"), []byte("io.write((function() "+code+"\nend)())"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(interp, "input")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s input: %v", interp, err)
+	}
+	return string(out)
+}
+
+// funcNames is msg with the function names of "bad argument #n to 'f'"
+// as '?': the driver calls the interpreter's functions in pcall, which
+// names them '?', where the interpreter names them by how the chunk
+// called them ('lines', 'for iterator', 'it').
+var funcNamesRE = regexp.MustCompile(`(bad argument #\d+ to )'[^']*'`)
+
+func funcNames(msg string) string { return funcNamesRE.ReplaceAllString(msg, "$1'?'") }
+
+// TestFilesModeAsTheInterpreter: glibc's fopen reads the mode as a C
 // string, up to its first "\0"; the LuaJIT sandbox took its flags from
 // the whole Lua string: io.open(name, "r\0+") opened the file for
 // writing too (the interpreter's is read-only), and "a\0x" refused an
-// existing file (File exists).
-func TestFilesModeWithANulLuaJIT(t *testing.T) {
-	if _, err := exec.LookPath("luajit"); err != nil {
-		t.Skip("luajit not on PATH")
-	}
+// existing file (File exists). Lua 5.2+ check the mode before they open
+// ("wx" is an error there, File exists on 5.1).
+func TestFilesModeAsTheInterpreter(t *testing.T) {
+	eachLua(t, testFilesModeAsTheInterpreter)
+}
+
+func testFilesModeAsTheInterpreter(t *testing.T, interp string) {
 	code := `local out = {}
-		for _, m in ipairs({ "r\0+", "w\0+", "a\0x", "r+\0x" }) do
+		for _, m in ipairs({ "r\0+", "w\0+", "a\0x", "r+\0x", "wx", "r+b", "rb+", "a+", "q", "" }) do
 			local name = DIR .. "/f" .. #out
 			local w = io.open(name, "w"); w:write("data"); w:close()
-			local f, err = io.open(name, m)
-			if not f then
+			local ok, f, err = pcall(io.open, name, m)
+			if not ok then
+				out[#out + 1] = tostring(f)
+			elseif not f then
 				out[#out + 1] = tostring(err):gsub(".*/", "")
 			else
 				local r = f:read("*a")
@@ -177,34 +232,35 @@ func TestFilesModeWithANulLuaJIT(t *testing.T) {
 		dir := t.TempDir()
 		var e *Engine
 		if sandboxed {
-			e = openSandboxed(t, "luajit", core.Options{AllowedPaths: []string{dir}})
+			e = openSandboxed(t, interp, core.Options{AllowedPaths: []string{dir}})
 		} else {
-			e = openEngine(t, "luajit", core.Limits{})
+			e = openEngine(t, interp, core.Limits{})
 		}
 		r := mustExec(t, e, strings.ReplaceAll(code, "DIR", strconv.Quote(dir)), execOpts{})
 		vals[i] = string(r.Values) + r.ErrorMessage
 	}
-	if vals[1] != vals[0] {
+	if funcNames(vals[1]) != funcNames(vals[0]) {
 		t.Errorf("sandboxed %s, want %s", vals[1], vals[0])
 	}
 }
 
-// TestFilesFIFOOpenedOnceLuaJIT: the LuaJIT sandbox opened a checked
-// path with openat2, then again through /proc/self/fd. A named pipe
-// opened twice for reading: once the writer the first open waited for
-// had written and closed, the second open waited for another writer,
-// for good (io.open(fifo):read("*a") of the interpreter returns what
-// was written). The file is opened once.
-func TestFilesFIFOOpenedOnceLuaJIT(t *testing.T) {
-	if _, err := exec.LookPath("luajit"); err != nil {
-		t.Skip("luajit not on PATH")
-	}
+// TestFilesFIFOOpenedOnce: the LuaJIT sandbox opened a checked path with
+// openat2, then again through /proc/self/fd. A named pipe opened twice
+// for reading: once the writer the first open waited for had written and
+// closed, the second open waited for another writer, for good
+// (io.open(fifo):read("*a") of the interpreter returns what was
+// written). The file is opened once (the host's hold is O_PATH).
+func TestFilesFIFOOpenedOnce(t *testing.T) {
+	eachLua(t, testFilesFIFOOpenedOnce)
+}
+
+func testFilesFIFOOpenedOnce(t *testing.T, interp string) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := openSandboxed(t, "luajit", core.Options{AllowedPaths: []string{dir}})
+	e := openSandboxed(t, interp, core.Options{AllowedPaths: []string{dir}})
 	code := strings.ReplaceAll(`local f, err = io.open(NAME) if not f then return err end
 		local s = f:read("*a") f:close() return s`, "NAME", strconv.Quote(fifo))
 	for i := 0; i < 100; i++ {

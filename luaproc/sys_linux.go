@@ -3,7 +3,10 @@
 package luaproc
 
 import (
+	"encoding/hex"
+	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -11,10 +14,11 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
-// The few Linux calls the engine needs beyond package syscall, so the
-// module needs no dependency for them.
+// The Linux calls the engine needs beyond package syscall.
 
 type pollFd struct {
 	fd      int32
@@ -183,4 +187,107 @@ func spawner() {
 		p, err := os.StartProcess(job.path, job.argv, job.attr)
 		job.done <- spawnResult{p, err}
 	}
+}
+
+// Opens held for the driver (K frames, docs/protocol.md). A sandboxed
+// driver without the FFI (Lua 5.1-5.4) cannot open a file without
+// following symbolic links: the host takes hold of it instead, and the
+// driver opens it through /proc/<host pid>/fd/<n>, which leads to that
+// very file whatever its name has become.
+
+// holdMode says how the driver will open a file it asks the host to hold
+// (the K frame's second field): bits of holdCreate, holdUpdate, holdExcl.
+const (
+	holdCreate = 1 // the mode creates a missing file ("w", "a")
+	holdUpdate = 2 // "+": read and write
+	holdExcl   = 4 // "x" (glibc): the file must not exist
+)
+
+// holdFile takes hold of file p (absolute, its links resolved by the
+// driver's L frame and checked against the allowed directories) following
+// no symbolic link in any component (openat2, RESOLVE_NO_SYMLINKS): an
+// O_PATH descriptor, or, when p does not exist and how creates it, a new
+// regular file (O_CREAT|O_EXCL, mode 0666 less the umask; one made
+// meanwhile by another process is taken hold of instead). The descriptor
+// is close-on-exec, so no other child inherits it.
+func holdFile(p string, how int64) (int, error) {
+	if !filepath.IsAbs(p) || strings.IndexByte(p, 0) >= 0 || len(p) > 4096 {
+		return -1, unix.EINVAL
+	}
+	open := func(flags int) (int, error) {
+		oh := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_NO_SYMLINKS}
+		if flags&unix.O_CREAT != 0 {
+			oh.Mode = 0o666
+		}
+		for {
+			fd, err := unix.Openat2(unix.AT_FDCWD, p, &oh)
+			if err != unix.EINTR {
+				return fd, err
+			}
+		}
+	}
+	write := unix.O_WRONLY
+	if how&holdUpdate != 0 {
+		write = unix.O_RDWR
+	}
+	err := error(unix.EEXIST)
+	for range 100 {
+		var fd int
+		if fd, err = open(unix.O_PATH); err == nil {
+			if how&holdExcl != 0 {
+				unix.Close(fd)
+				return -1, unix.EEXIST
+			}
+			return fd, nil
+		}
+		if err != unix.ENOENT || how&holdCreate == 0 {
+			return -1, err
+		}
+		if fd, err = open(write | unix.O_CREAT | unix.O_EXCL); err == nil {
+			return fd, nil
+		}
+		if err != unix.EEXIST || how&holdExcl != 0 {
+			return -1, err
+		}
+	}
+	return -1, err
+}
+
+// canHold reports whether a driver can open what holdFile holds: openat2
+// works here (Linux 5.6+, no seccomp filter refusing it), and this process
+// is dumpable, so that its children may open /proc/<pid>/fd/<n> (a
+// process that changed its credentials is not).
+func canHold() bool {
+	if !openat2Works() {
+		return false
+	}
+	d, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
+	return err == nil && d == 1
+}
+
+var openat2Works = sync.OnceValue(func() bool {
+	fd, err := holdFile("/", 0)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	_, err = os.Stat("/proc/" + strconv.Itoa(os.Getpid()) + "/fd")
+	return err == nil
+})
+
+// heldAnswer is the host's answer to K frame seq: "K <seq> <pid> <fd>", or
+// "K <seq> - <errno> <hex of the C library's message>".
+func heldAnswer(seq int64, fd int, err error) []byte {
+	if err == nil {
+		return fmt.Appendf(nil, "K %d %d %d\n", seq, os.Getpid(), fd)
+	}
+	errno, ok := err.(unix.Errno)
+	if !ok {
+		errno = unix.EIO
+	}
+	msg := errno.Error()
+	if msg != "" {
+		msg = strings.ToUpper(msg[:1]) + msg[1:]
+	}
+	return fmt.Appendf(nil, "K %d - %d %s\n", seq, int(errno), hex.EncodeToString([]byte(msg)))
 }
