@@ -79,21 +79,27 @@ func runPackages(req *pkgRequest) (any, error) {
 		}
 		return map[string]any{"matches": matches, "warnings": warnings}, nil
 	case "repos":
-		return m.Repos(), nil
-	case "add_repo":
+		return m.ReposRedacted(), nil
+	case "add_repo", "move_repo":
 		idx := -1
 		if req.Index != nil {
 			idx = *req.Index
 		}
-		if err := m.AddRepo(req.Name, req.URL, idx); err != nil {
+		var err error
+		if req.Op == "add_repo" {
+			err = m.AddRepo(req.Name, req.URL, idx)
+		} else {
+			err = m.MoveRepo(req.Name, idx)
+		}
+		if err != nil {
 			return nil, err
 		}
-		return m.Repos(), nil
+		return m.ReposRedacted(), nil
 	case "remove_repo":
 		if err := m.RemoveRepo(req.Name); err != nil {
 			return nil, err
 		}
-		return m.Repos(), nil
+		return m.ReposRedacted(), nil
 	case "envs":
 		return m.EnvNames(), nil
 	case "create_env":

@@ -545,10 +545,12 @@ int bioxen_set_interrupt_fd(int fd);
 **    "default_repos": [{"name": "local", "url": "file:///dir"}], ...}
 **
 ** with op one of catalog, search (query), repos, add_repo (name, url,
-** index), remove_repo (name), envs, create_env (env), remove_env (env),
-** paths (env, lua_version, create), install / update (env, package,
-** version), remove (env, package), list (env), lock (env, path), install_lock
-** (env, path or lock), health (env, create). docs/packages.md describes each.
+** index), move_repo (name, index), remove_repo (name), envs, create_env
+** (env), remove_env (env), paths (env, lua_version, create), install /
+** update (env, package, version), remove (env, package), list (env), lock
+** (env, path), install_lock (env, path or lock), health (env, create).
+** docs/packages.md describes each. Repository listings show URLs without
+** their credentials.
 ** "allow_build_commands": true lets the rockspecs of an install, update or
 ** install_lock run their own build steps and hooks (the "command", "make"
 ** and "cmake" build types) as the calling user; without it they are

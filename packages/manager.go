@@ -130,6 +130,33 @@ func (m *Manager) Repos() []Repo {
 	return append([]Repo(nil), m.repos...)
 }
 
+// ReposRedacted lists the repositories in priority order, their URLs
+// without credentials ("https://***@host/"): what the C and Python APIs
+// show, so that a listing printed or logged leaks no credentials. A
+// repository is named, moved and removed by its name.
+func (m *Manager) ReposRedacted() []Repo {
+	repos := m.Repos()
+	for i := range repos {
+		repos[i].URL = repos[i].display()
+	}
+	return repos
+}
+
+// MoveRepo moves repository name to position index (0 = highest
+// priority; <0 or past the end = last), keeping its URL.
+func (m *Manager) MoveRepo(name string, index int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, r := range m.repos {
+		if r.Name != name {
+			continue
+		}
+		m.repos = insertRepo(append(m.repos[:i], m.repos[i+1:]...), r, index)
+		return m.saveRepos()
+	}
+	return core.Errorf(core.ErrInvalid, "packages", "no repository %q", core.Clip(name, 64))
+}
+
 // saveRepos writes repos.json, mode 0600 (URLs may carry credentials).
 func (m *Manager) saveRepos() error {
 	data, _ := json.MarshalIndent(m.repos, "", "  ")
@@ -174,14 +201,16 @@ func (m *Manager) AddRepo(name, rawURL string, index int) error {
 			kept = append(kept, r)
 		}
 	}
-	m.repos = kept
-	r := Repo{Name: name, URL: u}
-	if index < 0 || index >= len(m.repos) {
-		m.repos = append(m.repos, r)
-	} else {
-		m.repos = append(m.repos[:index], append([]Repo{r}, m.repos[index:]...)...)
-	}
+	m.repos = insertRepo(kept, Repo{Name: name, URL: u}, index)
 	return m.saveRepos()
+}
+
+// insertRepo puts r at position index of repos (<0 or past the end: last).
+func insertRepo(repos []Repo, r Repo, index int) []Repo {
+	if index < 0 || index >= len(repos) {
+		return append(repos, r)
+	}
+	return append(repos[:index], append([]Repo{r}, repos[index:]...)...)
 }
 
 // checkRepoName accepts a repository name of at most 256 characters of

@@ -361,6 +361,22 @@ func TestRepos(t *testing.T) {
 	if err := m.RemoveRepo("b"); err != nil || len(m.Repos()) != 1 {
 		t.Errorf("remove: %v %+v", err, m.Repos())
 	}
+	// Listings show no password; moving keeps it.
+	if err := m.AddRepo("priv", "https://alice:S3cr3t@example.invalid/rocks", 0); err != nil {
+		t.Fatal(err)
+	}
+	if rs := m.ReposRedacted(); rs[0].URL != "https://***@example.invalid/rocks" {
+		t.Errorf("redacted %+v", rs)
+	}
+	if err := m.MoveRepo("priv", -1); err != nil {
+		t.Fatal(err)
+	}
+	if rs := m.Repos(); len(rs) != 2 || rs[1].Name != "priv" || rs[1].URL != "https://alice:S3cr3t@example.invalid/rocks" {
+		t.Errorf("after the move %+v", rs)
+	}
+	if err := m.MoveRepo("nope", 0); core.CodeOf(err) != core.ErrInvalid {
+		t.Errorf("moving an unknown repository: %v", err)
+	}
 	if CompareVersions("1.10-1", "1.9-2") != 1 || CompareVersions("1.0-1", "1.0-2") != -1 {
 		t.Error("version order")
 	}

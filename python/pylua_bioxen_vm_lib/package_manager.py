@@ -19,7 +19,8 @@ class RepositoryManager:
     """The ordered list of LuaRocks repositories (first = highest priority):
     file:// directories or http(s) URLs; a plain path means a directory.
     Until one is added, the rocks repository shipped with this package is
-    used, so everything works offline."""
+    used, so everything works offline. Listings show URLs without their
+    credentials (``https://***@host/rocks``); repos.json keeps them."""
 
     def list_repositories(self) -> List[Dict[str, str]]:
         return _packages.call("repos") or []
@@ -33,12 +34,7 @@ class RepositoryManager:
         return _packages.call("remove_repo", name=name_or_url)
 
     def move_repository(self, name: str, index: int) -> List[Dict[str, str]]:
-        for repo in self.list_repositories():
-            if repo["name"] == name:
-                return _packages.call("add_repo", url=repo["url"], name=name, index=index)
-        from .exceptions import PackageError
-
-        raise PackageError(f"no repository {name!r}")
+        return _packages.call("move_repo", name=name, index=index)
 
     def search(self, query: str) -> List[Dict[str, Any]]:
         return _packages.call("search", query=query)["matches"] or []

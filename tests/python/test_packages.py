@@ -200,10 +200,28 @@ def test_repositories_order_and_search(tmp_path):
     assert [r["name"] for r in repos.list_repositories()][0] == "remote"
     repos.move_repository("remote", 5)
     assert [r["name"] for r in repos.list_repositories()][-1] == "remote"
+    with pytest.raises(exc.InvalidArgumentError):
+        repos.move_repository("nowhere", 0)
     results = search_packages("sequence")
     assert any(r["name"] == "bio_compute" for r in results)
     with pytest.raises(exc.LuaVMError):
         repos.add_repository("ftp://nope")
+
+
+def test_repository_listings_show_no_password(isolated_home):
+    from pylua_bioxen_vm_lib.package_manager import RepositoryManager
+
+    repos = RepositoryManager()
+    listed = repos.add_repository("https://alice:S3cr3t@rocks.example.invalid/r", name="priv", index=0)
+    assert listed[0] == {"name": "priv", "url": "https://***@rocks.example.invalid/r"}
+    for listing in (repos.list_repositories(), repos.move_repository("priv", 9), repr(repos.list_repositories())):
+        assert "S3cr3t" not in str(listing)
+    # The credentials are kept for the repository itself (moved by name).
+    saved = (isolated_home / "repos.json").read_text()
+    assert "alice:S3cr3t@" in saved
+    assert repos.list_repositories()[-1]["name"] == "priv"
+    repos.remove_repository("https://***@rocks.example.invalid/r")
+    assert all(r["name"] != "priv" for r in repos.list_repositories())
 
 
 def test_bad_catalog_names_file_and_line(tmp_path):
