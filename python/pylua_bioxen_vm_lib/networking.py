@@ -33,6 +33,13 @@ SOCKET_INTERPRETERS = ("lua5.4", "lua", "lua5.3", "lua5.1", "luajit")
 #: may still be starting.
 CONNECT_WINDOW = 10.0
 
+#: How many lines start_p2p keeps in ``result["received"]``, and how many
+#: bytes of them in all: a peer sending fast for run_duration would
+#: otherwise fill the VM's memory (a LuaMemoryError) and the result. The
+#: lines past either are counted in ``result["received_dropped"]``.
+P2P_RECEIVED_MAX_LINES = 100_000
+P2P_RECEIVED_MAX_BYTES = 8 << 20
+
 
 def validate_port(port: int) -> None:
     """Raise InvalidArgumentError unless port is an int in 1024-65535."""
@@ -164,6 +171,7 @@ _P2P = _Script(r"""
 local bind, local_port = @bind, @port
 local peer_host, peer_port = @peer_host, @peer_port
 local run_duration, send_interval, window = @run_duration, @send_interval, @window
+local keep_lines, keep_bytes, kept, dropped = @keep_lines, @keep_bytes, 0, 0
 local server, err = socket.bind(bind, local_port)
 if not server then fail("P2P VM: Failed to bind to local port %d: %s", local_port, tostring(err)) end
 server:settimeout(0)
@@ -222,7 +230,13 @@ while true do
         pending[sock] = nil
         if line then
           print("P2P VM: Received from " .. names[sock] .. ": " .. line)
-          received[#received + 1] = names[sock] .. ": " .. line
+          local entry = names[sock] .. ": " .. line
+          if #received < keep_lines and kept + #entry <= keep_bytes then
+            received[#received + 1] = entry
+            kept = kept + #entry
+          else
+            dropped = dropped + 1
+          end
           if socket.gettime() >= round_end then break end
         elseif rerr == "timeout" and #partial <= max_line then
           pending[sock] = partial ~= "" and partial or nil
@@ -246,7 +260,7 @@ end
 print(string.format("P2P VM: Shutting down after %g seconds.", run_duration))
 for sock in pairs(peers) do sock:close() end
 server:close()
-return received
+return received, dropped
 """)
 
 _probe_lock = threading.Lock()
@@ -415,7 +429,9 @@ class NetworkedLuaVM(BasicLuaVM):
         print every line received, and send a heartbeat to every peer every
         ``send_interval`` seconds. ``result["received"]`` lists the lines
         received, each as "ip:port: line" ([] when none came, or the port
-        could not be bound). ``timeout`` (None: run_duration
+        could not be bound): the first P2P_RECEIVED_MAX_LINES of them, up to
+        P2P_RECEIVED_MAX_BYTES in all; ``result["received_dropped"]``
+        counts the lines past that (printed, not kept). ``timeout`` (None: run_duration
         plus 30 s) bounds the call."""
         validate_port(local_port)
         validate_host(bind)
@@ -436,8 +452,12 @@ class NetworkedLuaVM(BasicLuaVM):
             run_duration=_lua_number(run),
             send_interval=_lua_number(interval),
             window=_lua_number(CONNECT_WINDOW),
+            keep_lines=P2P_RECEIVED_MAX_LINES,
+            keep_bytes=P2P_RECEIVED_MAX_BYTES,
         )
         res = self._run_script("p2p", script, timeout)
+        values = res.get("values") or []
+        res["received_dropped"] = int(values[1]) if len(values) > 1 else 0
         # Always a list: no line received is Lua's empty table, which
         # converts to {} (docs/values.md), and a failed run returns nothing.
         if not res["received"]:

@@ -335,10 +335,13 @@ def test_p2p_peer_that_does_not_answer_does_not_hold_it_past_run_duration() -> N
     assert took < 10, took
 
 
-def test_p2p_stops_after_run_duration_while_a_peer_floods_it() -> None:
+def test_p2p_stops_after_run_duration_while_a_peer_floods_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """The P2P VM read a peer's lines until none was left: a peer sending
     faster than it printed them kept it in that loop past run_duration (no
-    heartbeat either) until the call's timeout killed it."""
+    heartbeat either) until the call's timeout killed it. It keeps the
+    first lines (P2P_RECEIVED_MAX_LINES, here 50) and counts the others:
+    a fast sender filled its memory."""
+    monkeypatch.setattr(networking, "P2P_RECEIVED_MAX_LINES", 50)
     port = free_port()
     with create_vm("p2p", networked=True) as vm:
         start = time.monotonic()
@@ -359,7 +362,8 @@ def test_p2p_stops_after_run_duration_while_a_peer_floods_it() -> None:
             got = res.result(timeout=30)
         took = time.monotonic() - start
     assert got["success"], got
-    assert got["received"] and got["received"][0].endswith(": ATGCATGCATGCATGC")
+    assert len(got["received"]) == 50 and got["received"][0].endswith(": ATGCATGCATGCATGC")
+    assert got["received_dropped"] > 0
     assert took < 5, took
 
 
