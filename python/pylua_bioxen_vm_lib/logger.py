@@ -75,6 +75,11 @@ class VMLogger:
     log_dir that is empty or cannot hold the file, raises
     InvalidArgumentError then; a log_dir neither str nor os.PathLike,
     ArgumentTypeError).
+
+    ``close()`` (or leaving a ``with`` block) detaches and closes that file
+    handler once no other open VMLogger of the component writes the same
+    file: they share one handler, so that lines are not repeated. The
+    VMLogger goes on logging to the library's other handlers.
     """
 
     def __init__(
@@ -104,6 +109,7 @@ class VMLogger:
         if self.debug_mode:
             enable_debug(self.logger)
         self.log_file: Optional[Path] = None
+        self._file_handler: Optional[logging.FileHandler] = None
         if enable_file_logging and log_dir is not None:
             directory = _log_dir(log_dir)
             self.log_file = directory / f"{component}.log"
@@ -117,15 +123,37 @@ class VMLogger:
                 ) from err
 
     def _add_file_handler(self, log_file: Path) -> None:
-        """A FileHandler for log_file, unless the logger has one already."""
+        """A FileHandler for log_file, unless the logger has one already
+        (then shared: it counts its users)."""
         with _handlers_lock:
-            if not any(
-                isinstance(h, logging.FileHandler) and Path(h.baseFilename).resolve() == log_file.resolve()
-                for h in self.logger.handlers
-            ):
+            for h in self.logger.handlers:
+                if isinstance(h, logging.FileHandler) and Path(h.baseFilename).resolve() == log_file.resolve():
+                    handler = h
+                    break
+            else:
                 handler = logging.FileHandler(log_file, encoding="utf-8")
                 handler.setFormatter(logging.Formatter(_FORMAT))
                 self.logger.addHandler(handler)
+            handler._pylua_users = getattr(handler, "_pylua_users", 0) + 1  # type: ignore[attr-defined]
+            self._file_handler = handler
+
+    def close(self) -> None:
+        """Stop writing log_file (see the class); closing again does nothing."""
+        with _handlers_lock:
+            handler, self._file_handler = self._file_handler, None
+            if handler is None:
+                return
+            handler._pylua_users -= 1  # type: ignore[attr-defined]
+            if handler._pylua_users > 0:  # type: ignore[attr-defined]
+                return
+            self.logger.removeHandler(handler)
+        handler.close()
+
+    def __enter__(self) -> "VMLogger":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
         self.logger.debug(msg, *args, **kwargs)

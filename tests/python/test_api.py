@@ -299,6 +299,24 @@ def test_vmlogger_writes_no_files_by_default(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_vmlogger_close_stops_writing_its_file(tmp_path):
+    """VMLogger had no close(): its file stayed open, written, for the life
+    of the process. Two VMLoggers of a component writing one file share its
+    handler: it closes with the last."""
+    import logging
+
+    first = VMLogger(component="Closing", log_dir=tmp_path, enable_file_logging=True)
+    with VMLogger(component="Closing", log_dir=tmp_path, enable_file_logging=True) as second:
+        second.warning("line-one")
+    first.warning("line-two")  # the file is still first's
+    first.close()
+    first.close()  # again: nothing
+    first.warning("line-three")
+    text = (tmp_path / "Closing.log").read_text()
+    assert "line-one" in text and "line-two" in text and "line-three" not in text
+    assert not [h for h in logging.getLogger("pylua_bioxen_vm_lib.Closing").handlers if isinstance(h, logging.FileHandler)]
+
+
 def test_pylua_debug_environment_variable():
     code = (
         "import logging; from pylua_bioxen_vm_lib import VMLogger; "
