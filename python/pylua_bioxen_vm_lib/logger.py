@@ -149,7 +149,7 @@ class VMLogger:
             self.logger.removeHandler(handler)
         handler.close()
 
-    def __enter__(self) -> "VMLogger":
+    def __enter__(self) -> VMLogger:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -314,7 +314,8 @@ def test_vmlogger_close_stops_writing_its_file(tmp_path):
     first.warning("line-three")
     text = (tmp_path / "Closing.log").read_text()
     assert "line-one" in text and "line-two" in text and "line-three" not in text
-    assert not [h for h in logging.getLogger("pylua_bioxen_vm_lib.Closing").handlers if isinstance(h, logging.FileHandler)]
+    handlers = logging.getLogger("pylua_bioxen_vm_lib.Closing").handlers
+    assert not [h for h in handlers if isinstance(h, logging.FileHandler)]
 
 
 def test_pylua_debug_environment_variable():
