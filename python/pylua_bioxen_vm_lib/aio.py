@@ -18,8 +18,10 @@ so no Python thread is used per call or per session::
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, AsyncIterator, Dict, List, Optional
 
+from . import exceptions as exc
 from .interactive_session import InteractiveSession
 from .vm import BasicLuaVM, Code, ExecResult, encode_code, timeout_ms
 from .vm_manager import VMManager
@@ -59,7 +61,10 @@ class AsyncVMManager:
         """Run one chunk per VM concurrently: ``{vm_id: code}`` -> ``{vm_id: result}``.
         Every job is checked (VM id, code, timeout) before any runs; when one
         call fails, the others are cancelled (their chunks stopped) and its
-        exception is raised."""
+        exception is raised. ``jobs`` other than a mapping is
+        ArgumentTypeError."""
+        if not isinstance(jobs, Mapping):
+            raise exc.ArgumentTypeError(f"jobs must be a mapping of VM id to code, not {type(jobs).__name__}")
         timeout_ms(timeout)
         ids = list(jobs)
         calls = [(self.manager._vm(vm_id), encode_code(jobs[vm_id])) for vm_id in ids]

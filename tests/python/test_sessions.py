@@ -553,6 +553,19 @@ def test_async_manager(engine):
     assert streamed == "1\n2\n3\n"
 
 
+@pytest.mark.parametrize("jobs", [None, [("a", "return 1")], "a"])
+def test_execute_many_takes_a_mapping_only(jobs):
+    # None raised Python's own TypeError from list(None); a list of pairs
+    # or a string was iterated as VM ids.
+    async def main():
+        async with AsyncVMManager() as manager:
+            manager.create_vm("a")
+            with pytest.raises(ArgumentTypeError, match="mapping"):
+                await manager.execute_many(jobs)
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("bad", ["unknown_id", "bad_code"])
 def test_execute_many_checks_every_job_before_running_any(bad):
     # A job with an unknown VM id (or code that is no Lua code) raised,
