@@ -611,7 +611,6 @@ func TestProvisionTaskPollFailureLeavesNoVM(t *testing.T) {
 	if !IsFailure(err, "INTERNAL_ERROR") {
 		t.Fatalf("got %v, want the poll's failure", err)
 	}
-	time.Sleep(600 * time.Millisecond) // the clone's task has ended
 	if got := s.Stats(); got.VMs != before.VMs || got.Templates != before.Templates || got.VDIs != before.VDIs || got.Tasks != 0 {
 		t.Errorf("left %+v (before: %+v)", got, before)
 	}
