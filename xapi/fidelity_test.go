@@ -569,6 +569,58 @@ func TestProvisionCutOffLeavesNoVM(t *testing.T) {
 	}
 }
 
+// An Async.VM.clone (or copy) whose answer comes after the caller's
+// deadline (a slow network) has made its task all the same: the client
+// gave up on the answer, never saw the task's ref, and the clone's VM was
+// left. The client waits a little past the deadline for the answer, then
+// for the task, and removes the VM.
+func TestProvisionAsyncAnswerCutOffLeavesNoVM(t *testing.T) {
+	t.Parallel()
+	for _, copyTo := range []bool{false, true} {
+		s := startSim(t, sim.Options{NoSSH: true})
+		c := clientFor(t, s)
+		spec := ProvisionSpec{Template: s.Config().TemplateName, Name: "answer-lost"}
+		method := "VM.clone"
+		if copyTo {
+			_, sr, err := c.DefaultSR(ctxT(t, 10*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec.SR, method = sr, "VM.copy"
+		}
+		if _, err := s.SetFault(sim.Fault{Kind: sim.FaultReplyDelay, Method: method, Delay: 400 * time.Millisecond, Count: 1}); err != nil {
+			t.Fatal(err)
+		}
+		before := s.Stats()
+		_, err := c.Provision(ctxT(t, 100*time.Millisecond), spec)
+		if core.CodeOf(err) != core.ErrTimeout {
+			t.Fatalf("%s: got %v, want a timeout", method, err)
+		}
+		if got := s.Stats(); got.VMs != before.VMs || got.Templates != before.Templates || got.VDIs != before.VDIs || got.Tasks != 0 {
+			t.Errorf("%s: left %+v (before: %+v)", method, got, before)
+		}
+	}
+}
+
+// An Async.* answer that does not come holds the caller asyncGrace past
+// its deadline at most.
+func TestAsyncAnswerWaitIsBounded(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	if _, err := s.SetFault(sim.Fault{Kind: sim.FaultReplyDelay, Method: "VM.clone", Delay: time.Minute, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := c.Provision(ctxT(t, 100*time.Millisecond), ProvisionSpec{Template: s.Config().TemplateName, Name: "no-answer"})
+	if core.CodeOf(err) != core.ErrTimeout {
+		t.Fatalf("got %v, want a timeout", err)
+	}
+	if took := time.Since(start); took < asyncGrace || took > asyncGrace+5*time.Second {
+		t.Errorf("returned after %v, want about the deadline plus %v", took, asyncGrace)
+	}
+}
+
 // A clone that fails in its task fails Provision as the synchronous call
 // did: the XAPI failure, classified.
 func TestProvisionCloneTaskFailure(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"libbioxen/core"
@@ -18,6 +19,14 @@ const (
 	taskPollMax = time.Second
 )
 
+// asyncGrace is how long past the caller's deadline (or cancellation) an
+// Async.* call waits for its answer, the task's ref. XAPI makes the task
+// before it answers: an answer cut off on a slow network left a task,
+// and what it made, that nobody knew of. XAPI answers such a call at
+// once; a server that does not answer at all costs the caller this much
+// past its deadline.
+const asyncGrace = 5 * time.Second
+
 // runTask runs method as an XAPI task (Async.<method>) and waits for it
 // within ctx, returning its result (a ref for VM.clone and VM.copy). A
 // synchronous call that ctx cuts off goes on in XAPI, which does not stop
@@ -28,8 +37,16 @@ const (
 // the context it is given), then returns ctx's error. The task is
 // destroyed in every case (within the same context when cut off).
 func (c *Client) runTask(ctx context.Context, undo func(context.Context, string), method string, args ...any) (string, error) {
-	task, err := c.callString(ctx, "Async."+method, args...)
+	if ctx.Err() != nil {
+		return "", ctxEnded(ctx, "xapi "+method, "before the task started")
+	}
+	actx, stop := graceContext(ctx, asyncGrace)
+	task, err := c.callString(actx, "Async."+method, args...)
+	stop()
 	if err != nil {
+		if ctx.Err() != nil {
+			return "", ctxEnded(ctx, "xapi "+method, "while the task started")
+		}
 		return "", err
 	}
 	if err := checkRef("xapi Async."+method, "task", task); err != nil {
@@ -109,12 +126,44 @@ func (c *Client) waitTask(ctx context.Context, task, method string) (_ string, e
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.Canceled) { // as transportError classifies a call's
-				return "", false, core.Wrap(core.ErrGeneric, op, "call cancelled while the task ran", context.Canceled)
-			}
-			return "", false, core.Wrap(core.ErrTimeout, op, "the call's deadline passed while the task ran", ctx.Err())
+			return "", false, ctxEnded(ctx, op, "while the task ran")
 		}
 		wait = min(2*wait, taskPollMax)
+	}
+}
+
+// ctxEnded is the error of a call on ctx, which ended (when: "while the
+// task ran"), classified as transportError classifies a call's.
+func ctxEnded(ctx context.Context, op, when string) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return core.Wrap(core.ErrGeneric, op, "call cancelled "+when, context.Canceled)
+	}
+	return core.Wrap(core.ErrTimeout, op, "the call's deadline passed "+when, ctx.Err())
+}
+
+// graceContext is a context that outlives ctx by grace: it ends grace
+// after ctx ends (its deadline or a cancellation), or when stop is called.
+func graceContext(ctx context.Context, grace time.Duration) (_ context.Context, stop func()) {
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var (
+		mu    sync.Mutex
+		timer *time.Timer
+	)
+	unwatch := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if gctx.Err() == nil {
+			timer = time.AfterFunc(grace, cancel)
+		}
+	})
+	return gctx, func() {
+		unwatch()
+		cancel()
+		mu.Lock()
+		defer mu.Unlock()
+		if timer != nil {
+			timer.Stop()
+		}
 	}
 }
 

@@ -215,7 +215,29 @@ func (s *Server) dispatch(ctx context.Context, wireName string, params []any) (a
 	method, h, async := s.resolve(wireName)
 	s.mu.Lock()
 	delay := s.takeFault(FaultDelay, method)
+	replyDelay := s.takeFault(FaultReplyDelay, method)
 	s.mu.Unlock()
+	if replyDelay != nil {
+		// The call has its effect (an Async call makes its task), and its
+		// answer is lost on a slow network: a client that leaves first
+		// never sees it.
+		res, err := s.dispatchDelayed(ctx, wireName, params, h, async, delay)
+		timer := time.NewTimer(replyDelay.Delay)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			return res, err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.closing:
+			return nil, fail("INTERNAL_ERROR", "simulator shutting down")
+		}
+	}
+	return s.dispatchDelayed(ctx, wireName, params, h, async, delay)
+}
+
+// dispatchDelayed runs a call, delayed when a delay fault fired.
+func (s *Server) dispatchDelayed(ctx context.Context, wireName string, params []any, h *handler, async bool, delay *Fault) (any, error) {
 	if delay == nil || (h != nil && h.sim) {
 		return s.run(ctx, wireName, params, 0)
 	}

@@ -34,6 +34,7 @@ import (
 const (
 	FaultFail           = "fail"            // Method fails with Error
 	FaultDelay          = "delay"           // Method (or "*") is delayed by Delay
+	FaultReplyDelay     = "reply-delay"     // Method (or "*") runs at once; its answer is delayed by Delay
 	FaultNoIP           = "no-ip"           // guests started from now on never report an IP
 	FaultSSHDDown       = "sshd-down"       // guests' sshd is stopped right after it starts
 	FaultIgnoreShutdown = "ignore-shutdown" // guests ignore VM.clean_shutdown
@@ -503,9 +504,9 @@ func (s *Server) SetFault(f Fault) (int, error) {
 		if f.Method == "" || len(f.Error) == 0 || f.Error[0] == "" {
 			return 0, fmt.Errorf("xapi-sim: a fail fault needs a method and an error code")
 		}
-	case FaultDelay:
+	case FaultDelay, FaultReplyDelay:
 		if f.Method == "" || f.Delay <= 0 {
-			return 0, fmt.Errorf("xapi-sim: a delay fault needs a method (or *) and a positive delay")
+			return 0, fmt.Errorf("xapi-sim: a %s fault needs a method (or *) and a positive delay", f.Kind)
 		}
 	case FaultNoIP, FaultSSHDDown, FaultIgnoreShutdown:
 	default:
