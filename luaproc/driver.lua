@@ -1129,14 +1129,38 @@ if ffi then
     sigint.val[0] = 2 -- SIGINT (2) is bit 1
     sb.nf_block = function() C.bx_nf_sigprocmask(0, sigint, oldmask) end -- SIG_BLOCK
     sb.nf_restore = function() C.bx_nf_sigprocmask(2, oldmask, nil) end -- SIG_SETMASK
-    local function reopen(fd, mode)
+    -- A file made here under a umask that takes the owner's read or
+    -- write bit away (0277) could not be reopened for writing (the open
+    -- through /proc checks its mode, where fopen does not for a file it
+    -- creates): it is readable and writable by its owner until reopened,
+    -- then gets its mode. statx (glibc 2.28+) reads the mode the kernel
+    -- gave it (the umask, or a default ACL).
+    local owner_rw
+    pcall(function()
+      ffi.cdef [[
+        struct bx_statx { uint32_t mask, blksize; uint64_t attributes; uint32_t nlink, uid, gid; uint16_t mode, spare; uint64_t rest[28]; };
+        int bx_statx(int, const char *, int, unsigned int, struct bx_statx *) __asm__("statx");
+        int bx_fchmod(int, unsigned int) __asm__("fchmod");
+      ]]
+      local statx, fchmod, st = C.bx_statx, C.bx_fchmod, ffi.new("struct bx_statx")
+      owner_rw = function(fd)
+        -- AT_EMPTY_PATH (4096), STATX_MODE (2); the mode's permission bits
+        if statx(fd, "", 4096, 2, st) ~= 0 then return nil end
+        local m = st.mode % 4096
+        if floor(m / 128) % 4 == 3 or fchmod(fd, m - m % 512 + 384 + m % 128) ~= 0 then return nil end
+        return function() fchmod(fd, m) end
+      end
+    end)
+    local function reopen(fd, mode, made)
       if pending then
         local p = pending
         pending = nil
         C.bx_close(p)
       end
       pending = fd
+      local restore = made and owner_rw and owner_rw(fd)
       local f, err, code = io_open("/proc/self/fd/" .. fd, mode)
+      if restore then restore() end
       pending = nil
       C.bx_close(fd)
       return f, err, code
@@ -1162,7 +1186,7 @@ if ffi then
       -- and the mode creates it, creates it (O_EXCL: a new regular file;
       -- one made meanwhile by another process is taken hold of instead).
       sb.nf_block()
-      local fd, errno
+      local fd, errno, made
       for _ = 1, 100 do
         fd, errno = open_nofollow(r, O_PATH)
         if fd then
@@ -1171,6 +1195,7 @@ if ffi then
         end
         if errno ~= 2 or c == "r" then break end -- ENOENT
         fd, errno = open_nofollow(r, (plus and O_RDWR or O_WRONLY) + O_CREAT + O_EXCL)
+        made = fd ~= nil
         if fd or errno ~= 17 or excl then break end
       end
       if not fd then
@@ -1178,7 +1203,7 @@ if ffi then
         return nil, r .. ": " .. ffi.string(C.bx_strerror(errno)), errno
       end
       -- Reopening truncates a "w" file, or a new one, still empty.
-      local f, err, code = reopen(fd, c .. (plus and "+" or ""))
+      local f, err, code = reopen(fd, c .. (plus and "+" or ""), made)
       sb.nf_restore()
       -- (its message names /proc/self/fd/N)
       if not f then err = r .. ": " .. ffi.string(C.bx_strerror(code)) end

@@ -84,7 +84,7 @@ type Engine struct {
 	cpuBudget, cpuStart, hostCPU time.Duration
 	// held: descriptors the host holds for the driver's K frame (see
 	// releaseHeld).
-	held []int
+	held []heldFile
 
 	// wake is a self-pipe that a cancelled context or Interrupt writes
 	// to, so the poll loop notices them as well as deadlines.
@@ -512,8 +512,8 @@ func (e *Engine) forCall(fn func()) {
 // sends anything else: any later frame, or the end of the call, means it
 // is done with them.
 func (e *Engine) releaseHeld() {
-	for _, fd := range e.held {
-		syscall.Close(fd)
+	for _, h := range e.held {
+		h.release()
 	}
 	e.held = e.held[:0]
 }
@@ -866,13 +866,13 @@ func (e *Engine) readFrames(hello bool, slice time.Duration) (bool, error) {
 				if len(f.Args) != 2 {
 					return false, protoErr("frame %q with %d fields", f.Tag, len(f.Args)+1)
 				}
-				var fd int
+				var h heldFile
 				var err error
-				e.forCall(func() { fd, err = holdFile(string(f.Payload), f.Args[1]) })
+				e.forCall(func() { h, err = holdFile(string(f.Payload), f.Args[1]) })
 				if err == nil {
-					e.held = append(e.held, fd)
+					e.held = append(e.held, h)
 				}
-				e.sendIn(heldAnswer(f.Args[0], fd, err))
+				e.sendIn(heldAnswer(f.Args[0], h.fd, err))
 				continue
 			case 'S', 'F', 'D':
 				// Raw output written before this frame belongs before

@@ -297,3 +297,74 @@ func testFilesFIFOOpenedOnce(t *testing.T, interp string) {
 		}
 	}
 }
+
+// TestFilesCreatedUnderAUmask: under a umask that takes the owner's write
+// bit away (0277), a file the sandbox creates is written as fopen writes
+// it (the open through /proc checked the new file's mode 0400: Permission
+// denied for a user other than root, and an empty file left), and ends
+// with the mode the umask gives it.
+func TestFilesCreatedUnderAUmask(t *testing.T) {
+	if asNobody(t) {
+		return
+	}
+	eachLua(t, testFilesCreatedUnderAUmask)
+}
+
+// asNobody runs the calling test again, as user nobody, when this process
+// runs as root (whose opens no file mode refuses): a copy of the test
+// binary in a directory nobody can read. It reports whether it did.
+func asNobody(t *testing.T) bool {
+	if os.Geteuid() != 0 || os.Getenv("BIOXEN_TEST_AS_NOBODY") != "" {
+		return false
+	}
+	dir, err := os.MkdirTemp("", "bioxen-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run", "^"+t.Name()+"$", "-test.v")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "BIOXEN_TEST_AS_NOBODY=1", "TMPDIR="+dir, "HOME="+dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("as user nobody: %v\n%s", err, out)
+	}
+	return true
+}
+
+func testFilesCreatedUnderAUmask(t *testing.T, interp string) {
+	dir := t.TempDir()
+	old := syscall.Umask(0o277)
+	defer syscall.Umask(old)
+	e := openSandboxed(t, interp, core.Options{AllowedPaths: []string{dir}})
+	code := strings.ReplaceAll(`local out = {}
+		for i, m in ipairs({ "w", "a+", "w+" }) do
+			local name = DIR .. "/f" .. i
+			local f, err = io.open(name, m)
+			if not f then return err end
+			f:write(m) f:close()
+			local g = io.open(name) out[i] = g:read("*a") g:close()
+		end
+		return table.concat(out, ",")`, "DIR", strconv.Quote(dir))
+	r := mustExec(t, e, code, execOpts{})
+	if string(r.Values) != `["w,a+,w+"]` {
+		t.Fatalf("%s %q", r.Values, r.ErrorMessage)
+	}
+	for i := 1; i <= 3; i++ {
+		if fi, err := os.Stat(filepath.Join(dir, fmt.Sprint("f", i))); err != nil || fi.Mode().Perm() != 0o400 {
+			t.Errorf("f%d: %v %v, want mode 0400", i, fi.Mode(), err)
+		}
+	}
+}

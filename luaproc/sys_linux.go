@@ -203,6 +203,22 @@ const (
 	holdExcl   = 4 // "x" (glibc): the file must not exist
 )
 
+// heldFile is a descriptor held for the driver. mode, when not 0, is the
+// mode a file made for it is to have once the driver has opened it (see
+// holdFile).
+type heldFile struct {
+	fd   int
+	mode uint32
+}
+
+// release gives a file made for the driver its mode and closes fd.
+func (h heldFile) release() {
+	if h.mode != 0 {
+		unix.Fchmod(h.fd, h.mode)
+	}
+	unix.Close(h.fd)
+}
+
 // holdFile takes hold of file p (absolute, its links resolved by the
 // driver's L frame and checked against the allowed directories) following
 // no symbolic link in any component (openat2, RESOLVE_NO_SYMLINKS): an
@@ -210,9 +226,29 @@ const (
 // regular file (O_CREAT|O_EXCL, mode 0666 less the umask; one made
 // meanwhile by another process is taken hold of instead). The descriptor
 // is close-on-exec, so no other child inherits it.
-func holdFile(p string, how int64) (int, error) {
+//
+// The driver's open through /proc checks the file's mode, which fopen
+// does not for a file it creates: under a umask that takes the owner's
+// read or write bit away (0277), the new file could not be opened for
+// writing. Such a file gets them until it is released.
+func holdFile(p string, how int64) (heldFile, error) {
+	fd, made, err := holdPath(p, how)
+	if err != nil || !made {
+		return heldFile{fd: fd}, err
+	}
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil {
+		if m := st.Mode & 0o7777; m&0o600 != 0o600 && unix.Fchmod(fd, m|0o600) == nil {
+			return heldFile{fd: fd, mode: m}, nil
+		}
+	}
+	return heldFile{fd: fd}, nil
+}
+
+// holdPath is holdFile's descriptor; made says whether it made the file.
+func holdPath(p string, how int64) (fd int, made bool, err error) {
 	if !filepath.IsAbs(p) || strings.IndexByte(p, 0) >= 0 || len(p) > 4096 {
-		return -1, unix.EINVAL
+		return -1, false, unix.EINVAL
 	}
 	open := func(flags int) (int, error) {
 		oh := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_NO_SYMLINKS}
@@ -230,27 +266,26 @@ func holdFile(p string, how int64) (int, error) {
 	if how&holdUpdate != 0 {
 		write = unix.O_RDWR
 	}
-	err := error(unix.EEXIST)
+	err = unix.EEXIST
 	for range 100 {
-		var fd int
 		if fd, err = open(unix.O_PATH); err == nil {
 			if how&holdExcl != 0 {
 				unix.Close(fd)
-				return -1, unix.EEXIST
+				return -1, false, unix.EEXIST
 			}
-			return fd, nil
+			return fd, false, nil
 		}
 		if err != unix.ENOENT || how&holdCreate == 0 {
-			return -1, err
+			return -1, false, err
 		}
 		if fd, err = open(write | unix.O_CREAT | unix.O_EXCL); err == nil {
-			return fd, nil
+			return fd, true, nil
 		}
 		if err != unix.EEXIST || how&holdExcl != 0 {
-			return -1, err
+			return -1, false, err
 		}
 	}
-	return -1, err
+	return -1, false, err
 }
 
 // canHold reports whether a driver can open what holdFile holds: openat2
@@ -266,11 +301,11 @@ func canHold() bool {
 }
 
 var openat2Works = sync.OnceValue(func() bool {
-	fd, err := holdFile("/", 0)
+	h, err := holdFile("/", 0)
 	if err != nil {
 		return false
 	}
-	unix.Close(fd)
+	h.release()
 	_, err = os.Stat("/proc/" + strconv.Itoa(os.Getpid()) + "/fd")
 	return err == nil
 })
