@@ -376,7 +376,11 @@ func (e *Engine) Exec(ctx context.Context, req *core.Request) (*core.Result, err
 	stop := e.armWake(ctx)
 	err := e.loop(ctx, deadline, false)
 	stop()
-	e.releaseHeld()
+	// The descriptors held for K frames are closed when Exec returns: on
+	// an error, after the kill. The driver may have an answer it has not
+	// opened yet, and a number closed while it runs may be taken by
+	// another of this process's files before its open.
+	defer e.releaseHeld()
 	e.res.FlushOutput()
 	e.cpuBudget = 0
 	e.trimBuffers()

@@ -1,6 +1,7 @@
 package luaproc
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -8,8 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"libbioxen/core"
 )
 
 // TestHoldFileFollowsNoLink: holdFile (the host's side of a K frame)
@@ -120,4 +124,64 @@ func TestHeldAnswer(t *testing.T) {
 	if want := "K 8 - 2 " + msg + "\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
+}
+
+// TestHeldClosedAfterTheInterpreterIsGone: a call that ends without the
+// driver's next frame (past its deadline, cancelled, out of CPU time,
+// broken) may end while the driver has the answer to its K frame and has
+// not opened /proc/<pid>/fd/<n> yet. The host closed n, then killed the
+// interpreter: in between, a descriptor the host opened meanwhile (a file
+// another VM holds, one of the host's own) took number n, and the open led
+// to it. The held descriptors are closed once the interpreter is gone.
+// (Here the driver is stopped with a descriptor held for it, and the
+// output queued after an interrupt is handed to Output between the loop's
+// end and the kill.)
+func TestHeldClosedAfterTheInterpreterIsGone(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		e := openSandboxed(t, interp, core.Options{AllowedPaths: []string{t.TempDir()}})
+		mustExec(t, e, "return 1", execOpts{})
+		pid := e.Pid()
+		held := -1
+		var late []string
+		req := &core.Request{Code: []byte("print('start') while true do end"), ChunkName: "=input"}
+		req.Output = func(s core.Stream, p []byte) {
+			if held < 0 && strings.Contains(string(p), "start") {
+				fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				held = fd
+				e.held = append(e.held, heldFile{fd: fd}) // as a K frame's answer
+				unix.Kill(pid, unix.SIGSTOP)
+				e.Interrupt() // output from now on is handed on at the end
+				go func() {
+					// raw output, with no frame after the K answer
+					time.Sleep(200 * time.Millisecond)
+					if f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/1", pid), os.O_WRONLY, 0); err == nil {
+						f.WriteString("late\n")
+						f.Close()
+					}
+				}()
+				return
+			}
+			if strings.Contains(string(p), "late") {
+				late = append(late, string(p))
+				if _, err := unix.FcntlInt(uintptr(held), unix.F_GETFD, 0); err != nil && unix.Kill(pid, 0) == nil {
+					t.Errorf("the held descriptor was closed while the interpreter ran: %v", err)
+				}
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := e.Exec(ctx, req); err == nil {
+			t.Fatal("the call ended before its deadline")
+		}
+		if held < 0 || len(late) == 0 {
+			t.Fatalf("held %d, late output %q", held, late)
+		}
+		if len(e.held) != 0 {
+			t.Errorf("still held: %v", e.held)
+		}
+	})
 }
