@@ -1294,24 +1294,31 @@ end
 -- else by name (see docs/sandbox.md, "Not covered"). A mode that opens
 -- nothing goes to io.open, to fail as the interpreter fails.
 function sb.openr(r, mode)
-  if sb.nofollow then return sb.nofollow(r, mode) end
-  if host.holds then
-    local c, plus, excl = sb.open_mode(mode)
-    if c then return host.open(r, c, plus, excl) end
+  local f, err, code
+  if sb.nofollow then
+    f, err, code = sb.nofollow(r, mode)
+  elseif host.holds and sb.open_mode(mode) then
+    f, err, code = host.open(r, sb.open_mode(mode))
+  elseif mode == nil then
+    f, err, code = io_open(r)
+  else
+    f, err, code = io_open(r, mode)
   end
-  if mode == nil then return io_open(r) end
-  return io_open(r, mode)
+  -- (a file alone, as io.open returns it)
+  if f then return f end
+  return nil, err, code
 end
 
 local function sb_open(p, mode)
   p = path_arg(p, "open")
-  if mode ~= nil and not setfenv then
-    -- Lua 5.2+ check the mode before anything is opened; raised here,
-    -- it names the chunk's line, not the driver's.
+  if mode ~= nil then
+    -- The mode's type is checked (Lua 5.2+: the mode itself too) before
+    -- anything is opened; raised here, it names the chunk's line, not the
+    -- driver's.
     local tm = type(mode)
     if tm == "number" then mode = tostring(mode)
     elseif tm ~= "string" then error("bad argument #2 to 'open' (string expected, got " .. tm .. ")", 2) end
-    if not sb.open_mode(mode) then error("bad argument #2 to 'open' (invalid mode)", 2) end
+    if not setfenv and not sb.open_mode(mode) then error("bad argument #2 to 'open' (invalid mode)", 2) end
   end
   local r, err = resolve(p, mode ~= nil and (str_find(tostring(mode), "^[wa]") or str_find(tostring(mode), "+", 1, true)) and true)
   if not r then return nil, err, 13 end
@@ -1335,9 +1342,9 @@ local function load_text(r, env)
   if not setfenv and not host.holds and not sb.nofollow then return real_loadfile(r, "t", env) end
   local f, err = sb.openr(r, "rb")
   if not f then return nil, "cannot open " .. err end
-  local s = f_read(f, "*a")
+  local s, rerr = f_read(f, "*a")
   f_close(f)
-  if type(s) ~= "string" then return nil, "cannot read " .. r end
+  if type(s) ~= "string" then return nil, "cannot read " .. r .. (rerr and ": " .. tostring(rerr) or "") end
   if not setfenv then
     -- as loadfile: a UTF-8 byte order mark, then a first line that
     -- starts with "#", are skipped

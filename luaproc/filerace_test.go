@@ -368,3 +368,51 @@ func testFilesCreatedUnderAUmask(t *testing.T, interp string) {
 		}
 	}
 }
+
+// TestFilesOpenAndLoadAsTheInterpreter: what io.open and loadfile give
+// in the sandbox is what the interpreter gives. Opened through a held
+// descriptor (K frames), io.open returned the file and two nils (print
+// showed "file (0x...)  nil  nil"), and loadfile of a directory lost the
+// reason of its read error ("cannot read <dir>"): Lua 5.4 did both as
+// the interpreter before. A mode of the wrong type named the driver's
+// line on Lua 5.1.
+func TestFilesOpenAndLoadAsTheInterpreter(t *testing.T) {
+	eachLua(t, testFilesOpenAndLoadAsTheInterpreter)
+}
+
+func testFilesOpenAndLoadAsTheInterpreter(t *testing.T, interp string) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code := strings.ReplaceAll(`local out = {}
+		local function add(...)
+			local t = { select("#", ...) }
+			for i = 1, select("#", ...) do t[#t + 1] = io.type((select(i, ...))) or tostring((select(i, ...))) end
+			out[#out + 1] = table.concat(t, " ")
+		end
+		add(io.open(DIR .. "/a.txt"))
+		add(io.open(DIR .. "/a.txt", "r+"))
+		add(io.open(DIR .. "/new.txt", "w"))
+		add(io.open(DIR .. "/missing.txt"))
+		add(loadfile(DIR .. "/sub"))
+		add(pcall(io.open, DIR .. "/a.txt", {}))
+		add(pcall(function() local f = io.open(DIR .. "/a.txt", true) end))
+		return table.concat(out, "\n")`, "DIR", strconv.Quote(dir))
+	want := runDirectly(t, interp, code)
+	if err := os.Remove(filepath.Join(dir, "new.txt")); err != nil {
+		t.Fatal(err)
+	}
+	e := openSandboxed(t, interp, core.Options{AllowedPaths: []string{dir}})
+	r := mustExec(t, e, code, execOpts{})
+	var got []string
+	if err := json.Unmarshal(r.Values, &got); err != nil || len(got) != 1 {
+		t.Fatalf("%s %q", r.Values, r.ErrorMessage)
+	}
+	if funcNames(got[0]) != funcNames(want) {
+		t.Errorf("sandboxed:\n%s\nwant (the interpreter run directly):\n%s", got[0], want)
+	}
+}
