@@ -549,11 +549,19 @@ end
 -- lua and c (its searchers), configured, configure.
 local sb = { open = io_open, ro = {}, nro = 0, f_lines = out.lines, f_close = out.close }
 
+-- sb.open_error raises the error of io.input(name) or io.output(name)
+-- (what: "input", "output") that could not open it, as the interpreter
+-- words it, at the caller's line. err is "<path>: <reason>".
+function sb.open_error(what, name, err)
+  if setfenv then error("bad argument #1 to '" .. what .. "' (" .. err .. ")", 3) end
+  error("cannot open file '" .. name .. "' (" .. (str_match(err, ".*: (.-)$") or err) .. ")", 3)
+end
+
 function ov.io_output(f)
   if f == nil then return cur_out end
   if type(f) == "string" then
     local nf, err = sb.open(f, "w")
-    if not nf then error(err, 2) end
+    if not nf then sb.open_error("output", f, err) end
     cur_out = nf
   else
     cur_out = f
@@ -565,7 +573,7 @@ function ov.io_input(f)
   if f == nil then return cur_in end
   if type(f) == "string" then
     local nf, err = sb.open(f, "r")
-    if not nf then error(err, 2) end
+    if not nf then sb.open_error("input", f, err) end
     cur_in = nf
   else
     cur_in = f
@@ -883,7 +891,10 @@ local function lrequire(name)
     if s == nil then
       error("module '" .. name .. "' not found:" .. tconcat(msg, "", 1, n), 2)
     end
-    local loader, extra = s(name)
+    -- (in pcall: a searcher's error named this line, where the
+    -- interpreter's require, a C function, gives none)
+    local ok, loader, extra = pcall(s, name)
+    if not ok then error(loader, 0) end
     if type(loader) == "function" then
       local r = loader(name, extra)
       if r ~= nil then loaded[name] = r end
@@ -1377,7 +1388,7 @@ local function sb_dofile(file)
   -- (checked here: from sb_loadfile, the error named loadfile, at its line)
   if file ~= nil then file = path_arg(file, "dofile") end
   local f, err = sb_loadfile(file)
-  if not f then error(err, 2) end
+  if not f then error(err, 0) end -- as the interpreter's: no position
   return f()
 end
 

@@ -388,6 +388,9 @@ func testFilesOpenAndLoadAsTheInterpreter(t *testing.T, interp string) {
 	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "syn.lua"), []byte("return +"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	code := strings.ReplaceAll(`local out = {}
 		local function add(...)
 			local t = { select("#", ...) }
@@ -401,6 +404,15 @@ func testFilesOpenAndLoadAsTheInterpreter(t *testing.T, interp string) {
 		add(loadfile(DIR .. "/sub"))
 		add(pcall(io.open, DIR .. "/a.txt", {}))
 		add(pcall(function() local f = io.open(DIR .. "/a.txt", true) end))
+		-- errors the driver raised at its own lines, or with a position
+		-- where the interpreter gives none
+		package.path = DIR .. "/?.lua"
+		add(pcall(require, "syn"))
+		add(pcall(function() return require("syn") end))
+		add(pcall(dofile, DIR .. "/missing.lua"))
+		add(pcall(function() dofile(DIR .. "/missing.lua") end))
+		add(pcall(function() io.input(DIR .. "/missing.txt") end))
+		add(pcall(function() io.output(DIR .. "/no/such/dir") end))
 		return table.concat(out, "\n")`, "DIR", strconv.Quote(dir))
 	want := runDirectly(t, interp, code)
 	if err := os.Remove(filepath.Join(dir, "new.txt")); err != nil {
