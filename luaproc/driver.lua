@@ -1249,6 +1249,21 @@ end
 -- /proc/<pid>/fd/<n> (which leads to the very file whatever its name has
 -- become), or "K <seq> - <errno> <hex of the message>". The host closes
 -- its descriptor when the next frame comes.
+-- host.usable tells, once per interpreter, whether it may open what the
+-- host holds: a security module may refuse it /proc/<host pid>/fd. If not,
+-- X flag 32 is ignored from then on and files are opened by name, as
+-- where the host cannot hold them.
+function host.usable()
+  if host.proc_ok == nil then
+    local pid, n = str_match(host.ask("K", "/dev/null", 0) or "", "^(%d+) (%d+)$")
+    local f = pid and io_open("/proc/" .. pid .. "/fd/" .. n, "r")
+    if f then f:close() end
+    host.proc_ok = f and true or false
+  end
+  host.holds = host.proc_ok
+  return host.proc_ok
+end
+
 function host.open(r, c, plus, excl)
   local how = (c ~= "r" and 1 or 0) + (plus and 2 or 0) + (excl and 4 or 0)
   local rest = host.ask("K", r, how)
@@ -1308,7 +1323,7 @@ function sb.openr(r, mode)
   local f, err, code
   if sb.nofollow then
     f, err, code = sb.nofollow(r, mode)
-  elseif host.holds and sb.open_mode(mode) then
+  elseif host.holds and sb.open_mode(mode) and host.usable() then
     f, err, code = host.open(r, sb.open_mode(mode))
   elseif mode == nil then
     f, err, code = io_open(r)
@@ -2030,7 +2045,7 @@ local function setup(flags, name, code)
   cur_out, cur_in = fake_stdout, fake_stdin
   stream = floor(flags / 4) % 2 == 1
   host.answers = floor(flags / 16) % 2 == 1
-  host.holds = floor(flags / 32) % 2 == 1
+  host.holds = floor(flags / 32) % 2 == 1 and host.proc_ok ~= false
   local repl = floor(flags / 8) % 2 == 1
   local env, es, pkg
   if flags % 2 == 1 then

@@ -85,6 +85,9 @@ type Engine struct {
 	// held: descriptors the host holds for the driver's K frame (see
 	// releaseHeld).
 	held []heldFile
+	// holdPID, when not 0, is the pid K answers name instead of this
+	// process's (tests: an interpreter that cannot open what is held).
+	holdPID int
 
 	// wake is a self-pipe that a cancelled context or Interrupt writes
 	// to, so the poll loop notices them as well as deadlines.
@@ -876,7 +879,11 @@ func (e *Engine) readFrames(hello bool, slice time.Duration) (bool, error) {
 				if err == nil {
 					e.held = append(e.held, h)
 				}
-				e.sendIn(heldAnswer(f.Args[0], h.fd, err))
+				pid := os.Getpid()
+				if e.holdPID != 0 {
+					pid = e.holdPID
+				}
+				e.sendIn(heldAnswer(f.Args[0], pid, h.fd, err))
 				continue
 			case 'S', 'F', 'D':
 				// Raw output written before this frame belongs before

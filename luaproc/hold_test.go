@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,10 +117,10 @@ func TestHoldFileUnderAUmask(t *testing.T) {
 
 // TestHeldAnswer: the host's one-line answer to a K frame.
 func TestHeldAnswer(t *testing.T) {
-	if got, want := string(heldAnswer(7, 12, nil)), fmt.Sprintf("K 7 %d 12\n", os.Getpid()); got != want {
+	if got, want := string(heldAnswer(7, os.Getpid(), 12, nil)), fmt.Sprintf("K 7 %d 12\n", os.Getpid()); got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	got := string(heldAnswer(8, -1, unix.ENOENT))
+	got := string(heldAnswer(8, os.Getpid(), -1, unix.ENOENT))
 	msg := hex.EncodeToString([]byte("No such file or directory"))
 	if want := "K 8 - 2 " + msg + "\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
@@ -182,6 +183,37 @@ func TestHeldClosedAfterTheInterpreterIsGone(t *testing.T) {
 		}
 		if len(e.held) != 0 {
 			t.Errorf("still held: %v", e.held)
+		}
+	})
+}
+
+// TestHeldUnusableFallsBackToNames: an interpreter that may not open
+// /proc/<host pid>/fd (a security module's policy; mocked here by
+// answering with a pid that does not exist, since no such policy can be
+// set up on this machine) opens files by name, as where the host cannot
+// hold them, rather than failing every open with "Permission denied".
+func TestHeldUnusableFallsBackToNames(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		if interp == "luajit" {
+			t.Skip("LuaJIT opens through its own /proc/self/fd")
+		}
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("data"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e := openSandboxed(t, interp, core.Options{AllowedPaths: []string{dir}})
+		e.holdPID = 1<<31 - 1
+		code := strings.ReplaceAll(`local f = assert(io.open(DIR .. "/a.txt")) local s = f:read("*a") f:close()
+			local w = assert(io.open(DIR .. "/b.txt", "w")) w:write("new") w:close()
+			return s, dofile ~= nil`, "DIR", strconv.Quote(dir))
+		for i := 0; i < 2; i++ {
+			r := mustExec(t, e, code, execOpts{})
+			if string(r.Values) != `["data",true]` {
+				t.Fatalf("call %d: %s %q", i, r.Values, r.ErrorMessage)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "b.txt")); err != nil || string(b) != "new" {
+			t.Errorf("b.txt: %q %v", b, err)
 		}
 	})
 }

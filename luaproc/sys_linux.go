@@ -312,9 +312,9 @@ var openat2Works = sync.OnceValue(func() bool {
 
 // heldAnswer is the host's answer to K frame seq: "K <seq> <pid> <fd>", or
 // "K <seq> - <errno> <hex of the C library's message>".
-func heldAnswer(seq int64, fd int, err error) []byte {
+func heldAnswer(seq int64, pid, fd int, err error) []byte {
 	if err == nil {
-		return fmt.Appendf(nil, "K %d %d %d\n", seq, os.Getpid(), fd)
+		return fmt.Appendf(nil, "K %d %d %d\n", seq, pid, fd)
 	}
 	errno, ok := err.(unix.Errno)
 	if !ok {
