@@ -540,64 +540,39 @@ func TestSyncCloneCutOffStillMakesItsVM(t *testing.T) {
 // Provision clones as a task: when its deadline cuts the clone off, it
 // waits for the task (within CleanupTimeout) and removes the VM the task
 // made, so nothing is left behind; the task is destroyed too.
+//
+// An Async.VM.clone (or copy) whose answer comes after the caller's
+// deadline (reply-delay: a slow network) has made its task all the same:
+// the client gave up on the answer, never saw the task's ref, and the
+// clone's VM was left. The client waits a little past the deadline for
+// the answer, then for the task, and removes the VM.
 func TestProvisionCutOffLeavesNoVM(t *testing.T) {
 	t.Parallel()
-	for _, copyTo := range []bool{false, true} {
-		s := startSim(t, sim.Options{NoSSH: true})
-		c := clientFor(t, s)
-		spec := ProvisionSpec{Template: s.Config().TemplateName, Name: "cut-off"}
-		method := "VM.clone"
-		if copyTo {
-			_, sr, err := c.DefaultSR(ctxT(t, 10*time.Second))
-			if err != nil {
+	for _, fault := range []string{sim.FaultDelay, sim.FaultReplyDelay} {
+		for _, copyTo := range []bool{false, true} {
+			s := startSim(t, sim.Options{NoSSH: true})
+			c := clientFor(t, s)
+			spec := ProvisionSpec{Template: s.Config().TemplateName, Name: "cut-off"}
+			method := "VM.clone"
+			if copyTo {
+				_, sr, err := c.DefaultSR(ctxT(t, 10*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				spec.SR, method = sr, "VM.copy"
+			}
+			if _, err := s.SetFault(sim.Fault{Kind: fault, Method: method, Delay: 400 * time.Millisecond, Count: 1}); err != nil {
 				t.Fatal(err)
 			}
-			spec.SR, method = sr, "VM.copy"
-		}
-		if _, err := s.SetFault(sim.Fault{Kind: sim.FaultDelay, Method: method, Delay: 400 * time.Millisecond, Count: 1}); err != nil {
-			t.Fatal(err)
-		}
-		before := s.Stats()
-		_, err := c.Provision(ctxT(t, 100*time.Millisecond), spec)
-		if core.CodeOf(err) != core.ErrTimeout {
-			t.Fatalf("%s: got %v, want a timeout", method, err)
-		}
-		s.WaitLateCalls()
-		if got := s.Stats(); got.VMs != before.VMs || got.Templates != before.Templates || got.VDIs != before.VDIs || got.Tasks != 0 {
-			t.Errorf("%s: left %+v (before: %+v)", method, got, before)
-		}
-	}
-}
-
-// An Async.VM.clone (or copy) whose answer comes after the caller's
-// deadline (a slow network) has made its task all the same: the client
-// gave up on the answer, never saw the task's ref, and the clone's VM was
-// left. The client waits a little past the deadline for the answer, then
-// for the task, and removes the VM.
-func TestProvisionAsyncAnswerCutOffLeavesNoVM(t *testing.T) {
-	t.Parallel()
-	for _, copyTo := range []bool{false, true} {
-		s := startSim(t, sim.Options{NoSSH: true})
-		c := clientFor(t, s)
-		spec := ProvisionSpec{Template: s.Config().TemplateName, Name: "answer-lost"}
-		method := "VM.clone"
-		if copyTo {
-			_, sr, err := c.DefaultSR(ctxT(t, 10*time.Second))
-			if err != nil {
-				t.Fatal(err)
+			before := s.Stats()
+			_, err := c.Provision(ctxT(t, 100*time.Millisecond), spec)
+			if core.CodeOf(err) != core.ErrTimeout {
+				t.Fatalf("%s %s: got %v, want a timeout", fault, method, err)
 			}
-			spec.SR, method = sr, "VM.copy"
-		}
-		if _, err := s.SetFault(sim.Fault{Kind: sim.FaultReplyDelay, Method: method, Delay: 400 * time.Millisecond, Count: 1}); err != nil {
-			t.Fatal(err)
-		}
-		before := s.Stats()
-		_, err := c.Provision(ctxT(t, 100*time.Millisecond), spec)
-		if core.CodeOf(err) != core.ErrTimeout {
-			t.Fatalf("%s: got %v, want a timeout", method, err)
-		}
-		if got := s.Stats(); got.VMs != before.VMs || got.Templates != before.Templates || got.VDIs != before.VDIs || got.Tasks != 0 {
-			t.Errorf("%s: left %+v (before: %+v)", method, got, before)
+			s.WaitLateCalls()
+			if got := s.Stats(); got.VMs != before.VMs || got.Templates != before.Templates || got.VDIs != before.VDIs || got.Tasks != 0 {
+				t.Errorf("%s %s: left %+v (before: %+v)", fault, method, got, before)
+			}
 		}
 	}
 }
