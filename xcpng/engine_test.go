@@ -671,6 +671,21 @@ func execCode(e *Engine, code string, timeout time.Duration) (*core.Result, erro
 	return e.Exec(ctx, &core.Request{Code: []byte(code), ChunkName: "=input"})
 }
 
+// execThen runs code after a print, and calls then once that print's
+// output has come back: the chunk is running.
+func execThen(e *Engine, code string, timeout time.Duration, then func()) (*core.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var once sync.Once
+	req := &core.Request{Code: []byte("print('running') io.stdout:flush() " + code), ChunkName: "=input"}
+	req.Output = func(s core.Stream, p []byte) {
+		if s == core.Stdout && strings.Contains(string(p), "running") {
+			once.Do(then)
+		}
+	}
+	return e.Exec(ctx, req)
+}
+
 // driverProcs are the remote `timeout` process of e's driver and the
 // processes below it (the interpreter), found in /proc (the guest is local).
 func driverProcs(t *testing.T, e *Engine) []int {
@@ -700,13 +715,11 @@ func TestLostConnectionMidCallKillsTheInterpreter(t *testing.T) {
 			syscall.Kill(p, syscall.SIGKILL)
 		}
 	})
-	go func() {
-		time.Sleep(500 * time.Millisecond)
+	_, err := execThen(e, "while true do end", 20*time.Second, func() {
 		for _, p := range s.ConnectionPids() {
 			syscall.Kill(p, syscall.SIGKILL)
 		}
-	}()
-	_, err := execCode(e, "while true do end", 20*time.Second)
+	})
 	wantErr(t, err, core.ErrConnection, false)
 	res, err := execCode(e, "return 2", 20*time.Second)
 	if err != nil || string(res.Values) != "[2]" {
@@ -787,12 +800,10 @@ func TestInterpreterDeathIsAnEngineError(t *testing.T) {
 		t.Fatalf("the call after the crash: %+v %v", res, err)
 	}
 	procs := driverProcs(t, e)
-	go func() {
-		time.Sleep(300 * time.Millisecond)
+	_, err = execThen(e, "while true do end", 20*time.Second, func() {
 		// The interpreter is the deepest process of the driver's session.
 		syscall.Kill(procs[len(procs)-1], syscall.SIGSEGV)
-	}()
-	_, err = execCode(e, "while true do end", 20*time.Second)
+	})
 	wantErr(t, err, core.ErrEngine, false)
 	if !strings.Contains(err.Error(), "killed by signal segmentation fault") {
 		t.Errorf("error %v does not say the interpreter died of SIGSEGV", err)
