@@ -94,9 +94,7 @@ func Open(cfg Config) (*Manager, error) {
 			r := &m.repos[i]
 			u, err := NormalizeRepoURL(r.URL)
 			if err == nil {
-				if r.Name == "" {
-					r.Name = RedactURL(u)
-				}
+				r.Name = repoName(r.Name, u)
 				err = checkRepoName(r.Name)
 			}
 			if err != nil {
@@ -142,19 +140,30 @@ func (m *Manager) ReposRedacted() []Repo {
 	return repos
 }
 
-// MoveRepo moves repository name to position index (0 = highest
-// priority; <0 or past the end = last), keeping its URL.
-func (m *Manager) MoveRepo(name string, index int) error {
+// MoveRepo moves a repository, named by its name or URL (as RemoveRepo),
+// to position index (0 = highest priority; <0 or past the end = last),
+// keeping its URL.
+func (m *Manager) MoveRepo(nameOrURL string, index int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, r := range m.repos {
-		if r.Name != name {
+		if r.Name != nameOrURL && r.URL != nameOrURL && r.display() != nameOrURL {
 			continue
 		}
 		m.repos = insertRepo(append(m.repos[:i], m.repos[i+1:]...), r, index)
 		return m.saveRepos()
 	}
-	return core.Errorf(core.ErrInvalid, "packages", "no repository %q", core.Clip(name, 64))
+	return core.Errorf(core.ErrInvalid, "packages", "no repository %q", core.Clip(RedactURL(nameOrURL), 64))
+}
+
+// repoName is the name of the repository at URL u: name, or the URL when
+// name is empty, without credentials either way (a name is listed and
+// quoted as it is; the default name was once the URL itself).
+func repoName(name, u string) string {
+	if name == "" {
+		name = u
+	}
+	return RedactURL(name)
 }
 
 // saveRepos writes repos.json, mode 0600 (URLs may carry credentials).
@@ -186,9 +195,7 @@ func (m *Manager) AddRepo(name, rawURL string, index int) error {
 	if err != nil {
 		return err
 	}
-	if name == "" {
-		name = RedactURL(u)
-	}
+	name = repoName(name, u)
 	if err := checkRepoName(name); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package packages
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -403,5 +404,49 @@ func TestHTTPRepositoryAndCatalog(t *testing.T) {
 	lf, err := env.Lock(context.Background())
 	if err != nil || len(lf.Packages) != 2 || lf.Packages[0].Repo != srv.URL {
 		t.Fatalf("lock over http: %+v %v", lf, err)
+	}
+}
+
+// Moving a repository by a URL (as RemoveRepo takes one) found nothing and
+// quoted that URL, password included, in its error; a repository name that
+// is a URL with credentials (the default name before names were redacted,
+// or one given) showed them in every listing and search result.
+func TestRepoNamesAndMoveShowNoPassword(t *testing.T) {
+	m := open(t)
+	const secret = "https://alice:S3cr3t@example.invalid/rocks"
+	if err := m.AddRepo("", "/tmp/a", -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddRepo("priv", secret, -1); err != nil {
+		t.Fatal(err)
+	}
+	err := m.MoveRepo("https://bob:Pa55word@example.invalid/other", 0)
+	if core.CodeOf(err) != core.ErrInvalid || strings.Contains(err.Error(), "Pa55word") {
+		t.Errorf("moving an unknown URL: %v", err)
+	}
+	if err := m.MoveRepo("https://***@example.invalid/rocks", 0); err != nil {
+		t.Errorf("moving by the URL as listed: %v", err)
+	}
+	if rs := m.Repos(); rs[0].Name != "priv" || rs[0].URL != secret {
+		t.Errorf("after the move %+v", rs)
+	}
+	if err := m.AddRepo(secret, secret, -1); err != nil {
+		t.Fatal(err)
+	}
+	legacy := `[{"name": "` + secret + `", "url": "` + secret + `"}]`
+	if err := os.WriteFile(filepath.Join(m.Home(), "repos.json"), []byte(legacy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := Open(Config{Home: m.Home()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mm := range []*Manager{m, m2} {
+		if got, _ := json.Marshal(mm.ReposRedacted()); strings.Contains(string(got), "S3cr3t") {
+			t.Errorf("listing %s", got)
+		}
+		if rs := mm.Repos(); rs[len(rs)-1].URL != secret {
+			t.Errorf("the credentials are lost: %+v", rs)
+		}
 	}
 }

@@ -224,6 +224,25 @@ def test_repository_listings_show_no_password(isolated_home):
     assert all(r["name"] != "priv" for r in repos.list_repositories())
 
 
+def test_repository_moves_and_names_show_no_password(isolated_home):
+    # move_repository("https://u:pw@host/...") quoted the password in its
+    # error, and a name that is a URL with credentials (the default name
+    # once was) showed them in every listing.
+    from pylua_bioxen_vm_lib.package_manager import RepositoryManager
+
+    repos = RepositoryManager()
+    secret = "https://alice:S3cr3t@rocks.example.invalid/r"
+    repos.add_repository(secret, name="priv", index=0)
+    with pytest.raises(exc.InvalidArgumentError) as info:
+        repos.move_repository("https://bob:Pa55word@rocks.example.invalid/other", 0)
+    assert "Pa55word" not in str(info.value)
+    listed = repos.move_repository("https://***@rocks.example.invalid/r", 9)
+    assert listed[-1]["name"] == "priv"
+    listed = repos.add_repository(secret, name=secret)
+    assert "S3cr3t" not in str(listed) and "S3cr3t" not in str(repos.list_repositories())
+    assert "alice:S3cr3t@" in (isolated_home / "repos.json").read_text()
+
+
 def test_bad_catalog_names_file_and_line(tmp_path):
     from pylua_bioxen_vm_lib.utils.curator import Curator
 
