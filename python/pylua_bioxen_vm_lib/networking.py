@@ -34,9 +34,11 @@ SOCKET_INTERPRETERS = ("lua5.4", "lua", "lua5.3", "lua5.1", "luajit")
 CONNECT_WINDOW = 10.0
 
 #: How many lines start_p2p keeps in ``result["received"]``, and how many
-#: bytes of them in all: a peer sending fast for run_duration would
-#: otherwise fill the VM's memory (a LuaMemoryError) and the result. The
-#: lines past either are counted in ``result["received_dropped"]``.
+#: bytes of them in all, counted as the result encodes them (a control
+#: character takes six): a peer sending fast for run_duration would
+#: otherwise fill the VM's memory (a LuaMemoryError) and the result past
+#: its 16 MiB value limit. The lines from the first that passes either on
+#: are counted in ``result["received_dropped"]``.
 P2P_RECEIVED_MAX_LINES = 100_000
 P2P_RECEIVED_MAX_BYTES = 8 << 20
 
@@ -231,9 +233,16 @@ while true do
         if line then
           print("P2P VM: Received from " .. names[sock] .. ": " .. line)
           local entry = names[sock] .. ": " .. line
-          if #received < keep_lines and kept + #entry <= keep_bytes then
+          -- Counted as encoded in the result (docs/values.md), at most: a
+          -- JSON string with its escapes (\u00XX for a control
+          -- character), or base64 when it is not UTF-8; and its comma.
+          local n = #entry
+          local json = n + 2 + 5 * select(2, entry:gsub("[%z\1-\31\127]", ""))
+            + select(2, entry:gsub('["\\]', ""))
+          local cost = math.max(json, 4 * math.ceil(n / 3) + 9) + 1
+          if dropped == 0 and #received < keep_lines and kept + cost <= keep_bytes then
             received[#received + 1] = entry
-            kept = kept + #entry
+            kept = kept + cost
           else
             dropped = dropped + 1
           end

@@ -385,3 +385,41 @@ def test_a_memory_limit_too_small_is_not_reported_as_no_luasocket(monkeypatch: p
                 pass  # the limit's own, typed error (or a failed result)
     with create_vm("big", networked=True, engine="process", lua_executable="lua5.4") as vm:
         assert vm.start_p2p(free_port(), run_duration=0.1, send_interval=1, timeout=30)["success"]
+
+
+def _p2p_fed(lines: list, run_duration: float = 2) -> Dict[str, Any]:
+    """start_p2p's result when one peer sends lines (bytes, each without
+    its newline) at once."""
+    port = free_port()
+    with create_vm("p2p", networked=True) as vm:
+        start = time.monotonic()
+        res = in_thread(lambda: vm.start_p2p(port, run_duration=run_duration, send_interval=10, timeout=60))
+        while not _listening(port):
+            assert time.monotonic() - start < 30, "the P2P VM never listened"
+            assert not res.done(), res.result()
+            time.sleep(0.01)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as peer:
+            peer.sendall(b"".join(line + b"\n" for line in lines))
+            got: Dict[str, Any] = res.result(timeout=60)
+    assert got["success"], {k: v for k, v in got.items() if k != "received"}
+    return got
+
+
+def test_p2p_received_fits_the_result_however_escaped() -> None:
+    """The 8 MiB counted the lines' bytes, not their encoding: lines of
+    control characters (six bytes each as \\u00XX) passed the 16 MiB value
+    limit, so received ended in "<size limit>" markers and the dropped
+    count, after them, was lost (0)."""
+    got = _p2p_fed([b"\x01" * 1_000_000] * 9)
+    received = got["received"]
+    assert received and all(isinstance(r, str) and r.endswith("\x01" * 1000) for r in received), received[-1:]
+    assert len(received) + got["received_dropped"] == 9, (len(received), got["received_dropped"])
+
+
+def test_p2p_received_keeps_the_first_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """received is the first lines: once one did not fit, a shorter one
+    after it was kept all the same."""
+    monkeypatch.setattr(networking, "P2P_RECEIVED_MAX_BYTES", 1000)
+    got = _p2p_fed([b"first", b"x" * 2000, b"third"], run_duration=1)
+    assert [r.split(": ", 1)[1] for r in got["received"]] == ["first"], got["received"]
+    assert got["received_dropped"] == 2
