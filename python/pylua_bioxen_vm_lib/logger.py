@@ -12,6 +12,7 @@ one does not).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -25,6 +26,25 @@ _FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 # Held while looking for a handler and adding it, so that loggers made at
 # once on several threads add each handler once (lines are not repeated).
 _handlers_lock = threading.Lock()
+
+
+class _FileHandler(logging.FileHandler):
+    """A VMLogger's log file handler, shared by the VMLoggers of a component
+    writing that file (``users`` counts them). Once closed it writes
+    nothing: a record on its way through it (another thread took the
+    logger's handlers before close removed it) reopened the file."""
+
+    users = 0
+    _done = False
+
+    def close(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            self._done = True
+            super().close()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._done:
+            super().emit(record)
 
 
 def env_debug() -> bool:
@@ -78,8 +98,10 @@ class VMLogger:
 
     ``close()`` (or leaving a ``with`` block) detaches and closes that file
     handler once no other open VMLogger of the component writes the same
-    file: they share one handler, so that lines are not repeated. The
-    VMLogger goes on logging to the library's other handlers.
+    file: they share one handler, so that lines are not repeated (a
+    FileHandler of the application's for that file is used instead, and
+    left to the application). The VMLogger goes on logging to the
+    library's other handlers.
     """
 
     def __init__(
@@ -109,7 +131,7 @@ class VMLogger:
         if self.debug_mode:
             enable_debug(self.logger)
         self.log_file: Optional[Path] = None
-        self._file_handler: Optional[logging.FileHandler] = None
+        self._file_handler: Optional[_FileHandler] = None
         if enable_file_logging and log_dir is not None:
             directory = _log_dir(log_dir)
             self.log_file = directory / f"{component}.log"
@@ -124,17 +146,19 @@ class VMLogger:
 
     def _add_file_handler(self, log_file: Path) -> None:
         """A FileHandler for log_file, unless the logger has one already
-        (then shared: it counts its users)."""
+        (then shared: a VMLogger's counts its users; the application's own
+        is used, and left to the application)."""
         with _handlers_lock:
             for h in self.logger.handlers:
                 if isinstance(h, logging.FileHandler) and Path(h.baseFilename).resolve() == log_file.resolve():
-                    handler = h
-                    break
-            else:
-                handler = logging.FileHandler(log_file, encoding="utf-8")
-                handler.setFormatter(logging.Formatter(_FORMAT))
-                self.logger.addHandler(handler)
-            handler._pylua_users = getattr(handler, "_pylua_users", 0) + 1  # type: ignore[attr-defined]
+                    if isinstance(h, _FileHandler):
+                        h.users += 1
+                        self._file_handler = h
+                    return
+            handler = _FileHandler(log_file, encoding="utf-8")
+            handler.setFormatter(logging.Formatter(_FORMAT))
+            handler.users = 1
+            self.logger.addHandler(handler)
             self._file_handler = handler
 
     def close(self) -> None:
@@ -143,8 +167,8 @@ class VMLogger:
             handler, self._file_handler = self._file_handler, None
             if handler is None:
                 return
-            handler._pylua_users -= 1  # type: ignore[attr-defined]
-            if handler._pylua_users > 0:  # type: ignore[attr-defined]
+            handler.users -= 1
+            if handler.users > 0:
                 return
             self.logger.removeHandler(handler)
         handler.close()

@@ -318,6 +318,39 @@ def test_vmlogger_close_stops_writing_its_file(tmp_path):
     assert not [h for h in handlers if isinstance(h, logging.FileHandler)]
 
 
+def test_vmlogger_close_leaves_the_applications_own_handler(tmp_path):
+    """A FileHandler the application put on the component's logger for the
+    same file was shared as a VMLogger's own: close() removed and closed
+    the application's handler."""
+    import logging
+
+    target = logging.getLogger("pylua_bioxen_vm_lib.AppOwned")
+    own = logging.FileHandler(tmp_path / "AppOwned.log", encoding="utf-8")
+    target.addHandler(own)
+    try:
+        VMLogger(component="AppOwned", log_dir=tmp_path, enable_file_logging=True).close()
+        target.warning("still-logged")
+        assert own in target.handlers and own.stream is not None
+        assert "still-logged" in (tmp_path / "AppOwned.log").read_text()
+    finally:
+        target.removeHandler(own)
+        own.close()
+
+
+def test_vmlogger_close_is_final_for_a_record_on_its_way(tmp_path):
+    """A thread that took the logger's handlers before close() removed the
+    file handler emits through it after close(): FileHandler reopened the
+    file, wrote the line and held the file open again, unclosed."""
+    import logging
+
+    log = VMLogger(component="ClosingRace", log_dir=tmp_path, enable_file_logging=True)
+    handler = next(h for h in log.logger.handlers if isinstance(h, logging.FileHandler))
+    log.close()
+    handler.handle(logging.LogRecord("x", logging.WARNING, __file__, 1, "after-close", None, None))
+    assert handler.stream is None
+    assert "after-close" not in (tmp_path / "ClosingRace.log").read_text()
+
+
 def test_pylua_debug_environment_variable():
     code = (
         "import logging; from pylua_bioxen_vm_lib import VMLogger; "
