@@ -642,3 +642,28 @@ func TestProvisionTaskPollFailureLeavesNoVM(t *testing.T) {
 		t.Errorf("left %+v (before: %+v)", got, before)
 	}
 }
+
+// The simulator-only sim.* methods are exempt from faults: a reply-delay
+// fault on "*" delayed their answers too (sim.clear_faults could not
+// clear it at once), and a counted one was used up by them.
+func TestReplyDelayLeavesSimMethods(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	if _, err := s.SetFault(sim.Fault{Kind: sim.FaultReplyDelay, Method: "*", Delay: 3 * time.Second, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := c.CallNoSession(ctxT(t, 10*time.Second), "sim.stats"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("sim.stats answered after %v", took)
+	}
+	if fs := s.Faults(); len(fs) != 1 {
+		t.Errorf("the fault was used up by sim.stats: %+v", fs)
+	}
+	if _, err := c.CallNoSession(ctxT(t, 10*time.Second), "sim.clear_faults"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -215,7 +215,10 @@ func (s *Server) dispatch(ctx context.Context, wireName string, params []any) (a
 	method, h, async := s.resolve(wireName)
 	s.mu.Lock()
 	delay := s.takeFault(FaultDelay, method)
-	replyDelay := s.takeFault(FaultReplyDelay, method)
+	var replyDelay *Fault
+	if h == nil || !h.sim { // the sim.* methods are exempt from faults
+		replyDelay = s.takeFault(FaultReplyDelay, method)
+	}
 	s.mu.Unlock()
 	if replyDelay != nil {
 		// The call has its effect (an Async call makes its task), and its
