@@ -643,27 +643,29 @@ func TestProvisionTaskPollFailureLeavesNoVM(t *testing.T) {
 	}
 }
 
-// The simulator-only sim.* methods are exempt from faults: a reply-delay
+// The simulator-only sim.* methods are exempt from faults: a delay or reply-delay
 // fault on "*" delayed their answers too (sim.clear_faults could not
 // clear it at once), and a counted one was used up by them.
-func TestReplyDelayLeavesSimMethods(t *testing.T) {
+func TestDelayFaultsLeaveSimMethods(t *testing.T) {
 	t.Parallel()
-	s := startSim(t, sim.Options{NoSSH: true})
-	c := clientFor(t, s)
-	if _, err := s.SetFault(sim.Fault{Kind: sim.FaultReplyDelay, Method: "*", Delay: 3 * time.Second, Count: 1}); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if _, err := c.CallNoSession(ctxT(t, 10*time.Second), "sim.stats"); err != nil {
-		t.Fatal(err)
-	}
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("sim.stats answered after %v", took)
-	}
-	if fs := s.Faults(); len(fs) != 1 {
-		t.Errorf("the fault was used up by sim.stats: %+v", fs)
-	}
-	if _, err := c.CallNoSession(ctxT(t, 10*time.Second), "sim.clear_faults"); err != nil {
-		t.Fatal(err)
+	for _, kind := range []string{sim.FaultReplyDelay, sim.FaultDelay} {
+		s := startSim(t, sim.Options{NoSSH: true})
+		c := clientFor(t, s)
+		if _, err := s.SetFault(sim.Fault{Kind: kind, Method: "*", Delay: 3 * time.Second, Count: 1}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := c.CallNoSession(ctxT(t, 10*time.Second), "sim.stats"); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("%s: sim.stats answered after %v", kind, took)
+		}
+		if fs := s.Faults(); len(fs) != 1 {
+			t.Errorf("%s: the fault was used up by sim.stats: %+v", kind, fs)
+		}
+		if _, err := c.CallNoSession(ctxT(t, 10*time.Second), "sim.clear_faults"); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

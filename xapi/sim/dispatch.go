@@ -213,13 +213,13 @@ func (s *Server) resolve(wireName string) (canonical string, h *handler, async b
 
 func (s *Server) dispatch(ctx context.Context, wireName string, params []any) (any, error) {
 	method, h, async := s.resolve(wireName)
-	s.mu.Lock()
-	delay := s.takeFault(FaultDelay, method)
-	var replyDelay *Fault
-	if h == nil || !h.sim { // the sim.* methods are exempt from faults
+	var delay, replyDelay *Fault
+	if h == nil || !h.sim { // the sim.* methods are exempt from faults, and use up none
+		s.mu.Lock()
+		delay = s.takeFault(FaultDelay, method)
 		replyDelay = s.takeFault(FaultReplyDelay, method)
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	if replyDelay != nil {
 		// The call has its effect (an Async call makes its task), and its
 		// answer is lost on a slow network: a client that leaves first
@@ -241,7 +241,7 @@ func (s *Server) dispatch(ctx context.Context, wireName string, params []any) (a
 
 // dispatchDelayed runs a call, delayed when a delay fault fired.
 func (s *Server) dispatchDelayed(ctx context.Context, wireName string, params []any, h *handler, async bool, delay *Fault) (any, error) {
-	if delay == nil || (h != nil && h.sim) {
+	if delay == nil {
 		return s.run(ctx, wireName, params, 0)
 	}
 	if async && h != nil {
