@@ -545,7 +545,8 @@ int bioxen_set_interrupt_fd(int fd);
 **    "default_repos": [{"name": "local", "url": "file:///dir"}], ...}
 **
 ** with op one of catalog, search (query), repos, add_repo (name, url,
-** index), move_repo (name, index), remove_repo (name), envs, create_env
+** index), move_repo (name, index), remove_repo (name; for both, the
+** name or the URL as listed), envs, create_env
 ** (env), remove_env (env), paths (env, lua_version, create), install /
 ** update (env, package, version), remove (env, package), list (env), lock
 ** (env, path), install_lock (env, path or lock), health (env, create).
