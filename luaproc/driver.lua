@@ -547,7 +547,7 @@ end
 -- open (its io.open), check (path -> resolved path, or nil and message),
 -- ro and nro (the read-only directories),
 -- lua and c (its searchers), configured, configure.
-local sb = { open = io_open, ro = {}, nro = 0, f_lines = out.lines, f_close = out.close }
+local sb = { open = io_open, ro = {}, nro = 0, f_lines = out.lines, f_close = out.close, getinfo = debug.getinfo }
 
 -- sb.open_error raises the error of io.input(name) or io.output(name)
 -- (what: "input", "output") that could not open it, as the interpreter
@@ -1453,6 +1453,14 @@ end
 local function sb_module(name, ...)
   if type(name) ~= "string" then
     error("bad argument #1 to 'module' (string expected, got " .. (name == nil and "no value" or type(name)) .. ")", 2)
+  end
+  -- setfenv(2, t) below sets the caller's environment: called by the
+  -- driver's own code (require calling it as a loader, a function module
+  -- calls tail-calling it on LuaJIT), it changed that of a driver closure
+  -- every later call shares. Refused as the interpreter refuses a C caller.
+  local caller = sb.getinfo(2, "S")
+  if caller and (caller.what == "C" or caller.source == "=[bioxen driver]") then
+    error("'module' not called from a Lua function", 0)
   end
   local loaded = type(cur_pkg) == "table" and rawget(cur_pkg, "loaded")
   if type(loaded) ~= "table" then error("'package.loaded' must be a table", 2) end

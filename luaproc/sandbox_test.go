@@ -760,3 +760,41 @@ return ratio`
 		}
 	}
 }
+
+// TestSandboxModuleSetsNoDriverEnvironment: module(name) sets the
+// environment of the function that called it (level 2). A module called
+// by the driver's own Lua code (by a tail call on LuaJIT, from a function
+// module itself calls, or as a loader that require calls) changed the
+// environment of the driver's function, a closure every call shares: a
+// chunk gave sb_module a global rawset of its own, which later calls'
+// module() ran with their environment as argument (fresh environments
+// included).
+func TestSandboxModuleSetsNoDriverEnvironment(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		if interp == "lua5.4" {
+			t.Skip("no module")
+		}
+		e := openSandboxed(t, interp, core.Options{})
+		r := mustExec(t, e, `local G, rawget, rawset, print = _G, rawget, rawset, print
+			local ok1 = pcall(function() module("m1", function(t) return module("evil") end) end)
+			package.preload.pre = function(n) return module("evil2") end
+			local ok2 = pcall(require, "pre")
+			package.preload.pre3 = module
+			local ok3, e3 = pcall(require, "pre3")
+			for _, name in ipairs({"evil", "evil2", "pre3"}) do
+			  local m = rawget(G, name)
+			  if m then m.rawset = function(t, k, v) print("hijacked", k) return rawset(t, k, v) end end
+			end
+			return ok1, ok2, ok3, e3`, execOpts{})
+		// (Lua 5.1 itself refuses the first two: a tail call has no
+		// environment)
+		want := `[false,false,false,"'module' not called from a Lua function"]`
+		if string(r.Values) != want {
+			t.Errorf("arming: %s %s", r.Values, r.ErrorMessage)
+		}
+		r = mustExec(t, e, `module("victim") return _NAME`, execOpts{})
+		if string(r.Values) != `["victim"]` || len(r.Stdout) != 0 {
+			t.Errorf("later call: values %s stdout %q (%s)", r.Values, r.Stdout, r.ErrorMessage)
+		}
+	})
+}
