@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // maxLinks bounds the symbolic links RealPath follows (Linux's MAXSYMLINKS).
@@ -44,4 +45,18 @@ func RealPath(p string) string {
 		p = filepath.Clean(target)
 	}
 	return ""
+}
+
+// PathUnder reports whether absolute path p is one of dirs or lies below
+// one. The root directory holds every absolute path.
+func PathUnder(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		if p == d || strings.HasPrefix(p, strings.TrimSuffix(d, string(filepath.Separator))+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
 }

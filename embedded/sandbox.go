@@ -109,10 +109,10 @@ func (g *pathGuard) resolve(p string, write bool) (string, error) {
 	if real == "" {
 		return "", errOutside
 	}
-	if under(real, g.dirs) {
+	if core.PathUnder(real, g.dirs) {
 		return real, nil
 	}
-	if under(real, g.readOnly) {
+	if core.PathUnder(real, g.readOnly) {
 		if write {
 			return "", errReadOnly
 		}
@@ -155,18 +155,6 @@ func openResolved(real string, flags int, perm uint32) (*os.File, error) {
 		err = &os.PathError{Op: "open", Path: real, Err: err}
 	}
 	return nil, err
-}
-
-// under reports whether p is one of dirs or lies below one. The root
-// directory holds every absolute path (its prefix is not "//"), as in the
-// process engine's driver.
-func under(p string, dirs []string) bool {
-	for _, d := range dirs {
-		if p == d || strings.HasPrefix(p, strings.TrimSuffix(d, string(filepath.Separator))+string(filepath.Separator)) {
-			return true
-		}
-	}
-	return false
 }
 
 // envDirs turns package.path templates into the directories they search

@@ -88,6 +88,9 @@ type Engine struct {
 	// holdPID, when not 0, is the pid K answers name instead of this
 	// process's (tests: an interpreter that cannot open what is held).
 	holdPID int
+	// policy: the sandbox's directories, which K frames must stay in
+	// (nil: trusted, none).
+	policy *policy
 
 	// wake is a self-pipe that a cancelled context or Interrupt writes
 	// to, so the poll loop notices them as well as deadlines.
@@ -278,7 +281,13 @@ func (e *Engine) start(ctx context.Context) error {
 	}
 	e.res.Reset(core.Limits{MaxOutputBytes: 64 << 10})
 	e.wbuf, e.wpos = append(e.wbuf[:0], BootstrapFrame()...), 0
-	e.wbuf = append(e.wbuf, PolicyFrame(e.opts)...)
+	e.policy = nil
+	if e.opts.Trusted {
+		e.wbuf = append(e.wbuf, PolicyFrame(e.opts)...)
+	} else {
+		e.policy = newPolicy(e.opts)
+		e.wbuf = append(e.wbuf, e.policy.frame()...)
+	}
 	stop := e.armWake(ctx)
 	err = e.loop(ctx, deadline, true)
 	stop()
@@ -873,9 +882,10 @@ func (e *Engine) readFrames(hello bool, slice time.Duration) (bool, error) {
 				if len(f.Args) != 2 {
 					return false, protoErr("frame %q with %d fields", f.Tag, len(f.Args)+1)
 				}
-				var h heldFile
-				var err error
-				e.forCall(func() { h, err = holdFile(string(f.Payload), f.Args[1]) })
+				h, err := heldFile{fd: -1}, error(syscall.EACCES)
+				if e.policy.mayHold(string(f.Payload), f.Args[1]) {
+					e.forCall(func() { h, err = holdFile(string(f.Payload), f.Args[1]) })
+				}
 				if err == nil {
 					e.held = append(e.held, h)
 				}
@@ -1143,15 +1153,37 @@ func PolicyFrame(opts core.Options) []byte {
 	if opts.Trusted {
 		return AppendFrame(nil, 'P', []int64{0})
 	}
+	return newPolicy(opts).frame()
+}
+
+// frame is the P frame of a sandboxed VM with policy pol.
+func (pol *policy) frame() []byte {
 	var payload []byte
-	add := func(kind byte, p string) {
-		if p == "" || strings.IndexByte(p, 0) >= 0 {
-			return
+	add := func(kind byte, dirs ...string) {
+		for _, p := range dirs {
+			if p == "" || strings.IndexByte(p, 0) >= 0 {
+				continue
+			}
+			payload = append(payload, kind)
+			payload = append(payload, p...)
+			payload = append(payload, 0)
 		}
-		payload = append(payload, kind)
-		payload = append(payload, p...)
-		payload = append(payload, 0)
 	}
+	add('c', pol.cwd)
+	add('r', pol.readOnly...)
+	add('a', pol.allowed...)
+	add('m', pol.modules...)
+	return AppendFrame(nil, 'P', []int64{1}, payload)
+}
+
+// policy is a sandboxed VM's directories, absolute, their links resolved
+// (PolicyFrame sends them to the driver).
+type policy struct {
+	cwd                        string
+	allowed, readOnly, modules []string
+}
+
+func newPolicy(opts core.Options) *policy {
 	resolve := func(d string) string {
 		if d == "" {
 			return ""
@@ -1165,19 +1197,35 @@ func PolicyFrame(opts core.Options) []byte {
 		}
 		return abs
 	}
+	pol := &policy{}
 	if wd, err := os.Getwd(); err == nil {
-		add('c', resolve(wd))
+		pol.cwd = resolve(wd)
 	}
 	for _, d := range append(templateDirs(opts.PackagePath), templateDirs(opts.PackageCPath)...) {
-		add('r', resolve(d))
+		pol.readOnly = append(pol.readOnly, resolve(d))
 	}
 	for _, d := range opts.AllowedPaths {
-		add('a', resolve(d))
+		pol.allowed = append(pol.allowed, resolve(d))
 	}
 	for _, d := range opts.ModuleRoots {
-		add('m', resolve(d))
+		pol.modules = append(pol.modules, resolve(d))
 	}
-	return AppendFrame(nil, 'P', []int64{1}, payload)
+	return pol
+}
+
+// mayHold reports whether the driver may ask the host to hold path p
+// (how: holdCreate, holdUpdate): what the driver's own check lets it open.
+// The host checks again, so that frames forged by a chunk (were the
+// stream ever desynchronized) could not make it create files elsewhere.
+// A trusted VM's driver sends no K frame.
+func (pol *policy) mayHold(p string, how int64) bool {
+	if pol == nil {
+		return false
+	}
+	if core.PathUnder(p, pol.allowed) || p == "/dev/null" && how == 0 { // (the driver's probe: host.usable)
+		return true
+	}
+	return how&(holdCreate|holdUpdate) == 0 && (core.PathUnder(p, pol.readOnly) || core.PathUnder(p, pol.modules))
 }
 
 // templateDirs turns package.path templates into the directories they

@@ -217,3 +217,52 @@ func TestHeldUnusableFallsBackToNames(t *testing.T) {
 		}
 	})
 }
+
+// TestHostHoldsOnlyInsideThePolicy: the host takes hold of a path for a K
+// frame only where the driver's own check lets it open: a K frame that
+// did not come from that check (forged by a trusted chunk here, as a
+// desynchronized stream could let a sandboxed one) made the host create
+// a file anywhere it could write. The chunk writes the frame to the
+// driver's frame pipe itself.
+func TestHostHoldsOnlyInsideThePolicy(t *testing.T) {
+	eachLua(t, func(t *testing.T, interp string) {
+		outside := filepath.Join(t.TempDir(), "forged")
+		e := openEngine(t, interp, core.Limits{})
+		code := strings.ReplaceAll(`local p = PATH
+			local f = assert(io.open("/dev/fd/4", "w"))
+			f:write("K 999 1 ", #p, "\n", p) f:close()
+			return 1`, "PATH", strconv.Quote(outside))
+		mustExec(t, e, code, execOpts{})
+		if r := mustExec(t, e, "return 2", execOpts{}); string(r.Values) != "[2]" {
+			t.Fatalf("the call after: %s %q", r.Values, r.ErrorMessage)
+		}
+		if _, err := os.Lstat(outside); !os.IsNotExist(err) {
+			t.Errorf("the host made %s (%v)", outside, err)
+		}
+	})
+	pol := &policy{allowed: []string{"/a"}, readOnly: []string{"/r"}, modules: []string{"/m"}}
+	for _, c := range []struct {
+		path string
+		how  int64
+		want bool
+	}{
+		{"/a/x", holdCreate | holdUpdate, true},
+		{"/a", 0, true},
+		{"/ab/x", 0, false},
+		{"/r/x", 0, true},
+		{"/r/x", holdCreate, false},
+		{"/r/x", holdUpdate, false},
+		{"/m/x", 0, true},
+		{"/m/x", holdCreate, false},
+		{"/etc/passwd", 0, false},
+		{"/dev/null", 0, true}, // the driver's probe
+		{"/dev/null", holdUpdate, false},
+	} {
+		if got := pol.mayHold(c.path, c.how); got != c.want {
+			t.Errorf("mayHold(%q, %d) = %v", c.path, c.how, got)
+		}
+	}
+	if (*policy)(nil).mayHold("/a/x", 0) {
+		t.Error("a trusted VM's host held a path")
+	}
+}
