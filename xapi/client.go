@@ -594,7 +594,7 @@ func (c *Client) Call(ctx context.Context, method string, args ...any) (any, err
 			return nil, err
 		}
 		v, err := c.rpc(ctx, base, method, append([]any{sess}, args...))
-		if f := FailureOf(err); f != nil {
+		if f := FailureOf(err); f != nil && !pastGrace(ctx) {
 			switch {
 			case f.Code == "SESSION_INVALID" && !relogged:
 				relogged = true

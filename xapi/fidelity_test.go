@@ -577,6 +577,34 @@ func TestProvisionCutOffLeavesNoVM(t *testing.T) {
 	}
 }
 
+// A call on a graceContext (an Async.* call's) whose answer,
+// SESSION_INVALID, comes after the caller's context ended is not sent
+// again: the client logged in again and re-sent it within the grace,
+// starting a clone nobody waited for but the cleanup.
+func TestCallNotResentPastTheDeadline(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, sim.Options{NoSSH: true})
+	c := clientFor(t, s)
+	if _, err := c.Call(ctxT(t, 10*time.Second), "VM.get_all"); err != nil {
+		t.Fatal(err)
+	}
+	parent, cancel := context.WithCancel(context.Background())
+	gctx, stop := graceContext(parent, time.Minute)
+	defer stop()
+	cancel()
+	s.ExpireSessions()
+	if _, err := c.Call(gctx, "VM.get_all"); !IsFailure(err, "SESSION_INVALID") {
+		t.Fatalf("got %v, want SESSION_INVALID, not sent again", err)
+	}
+	if n := s.Stats().Sessions; n != 0 {
+		t.Errorf("logged in again: %d sessions", n)
+	}
+	// Within the caller's time, the client logs in again as before.
+	if _, err := c.Call(ctxT(t, 10*time.Second), "VM.get_all"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // An Async.* answer that does not come holds the caller asyncGrace past
 // its deadline at most.
 func TestAsyncAnswerWaitIsBounded(t *testing.T) {

@@ -143,8 +143,9 @@ func ctxEnded(ctx context.Context, op, when string) error {
 
 // graceContext is a context that outlives ctx by grace: it ends grace
 // after ctx ends (its deadline or a cancellation), or when stop is called.
+// A call made on it is not sent again once ctx has ended (retriedAfter).
 func graceContext(ctx context.Context, grace time.Duration) (_ context.Context, stop func()) {
-	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	gctx, cancel := context.WithCancel(context.WithValue(context.WithoutCancel(ctx), graceParent{}, ctx))
 	var (
 		mu    sync.Mutex
 		timer *time.Timer
@@ -165,6 +166,19 @@ func graceContext(ctx context.Context, grace time.Duration) (_ context.Context, 
 			timer.Stop()
 		}
 	}
+}
+
+// graceParent is the key of the context a graceContext outlives.
+type graceParent struct{}
+
+// pastGrace reports whether ctx is a graceContext whose caller's context
+// has ended: Call then sends its call no more (a new login after
+// SESSION_INVALID, a redirect after HOST_IS_SLAVE): the first attempt
+// did not run, and one after the caller's deadline would start work that
+// nobody waits for.
+func pastGrace(ctx context.Context) bool {
+	parent, _ := ctx.Value(graceParent{}).(context.Context)
+	return parent != nil && parent.Err() != nil
 }
 
 // destroyTask removes a finished task's record, within ctx; XAPI would
