@@ -13,7 +13,7 @@ const (
 	flagPrint  = 2  // print returned values
 	flagStream = 4  // send output frames at once (core.Request.Output)
 	flagREPL   = 8  // one input of lua -i (core.Request.REPL)
-	flagSync   = 16 // the host answers W frames (the pipe engine)
+	flagSync   = 16 // the host answers W and L frames (the pipe engine)
 	flagHold   = 32 // the host answers K frames: it holds files for the driver
 )
 

@@ -1061,8 +1061,8 @@ end
 
 -- On LuaJIT with its FFI, realpath(3) resolves symbolic links, so that a
 -- link inside an allowed directory cannot lead out of it; a file that does
--- not exist yet is looked for in its resolved directory. Elsewhere the
--- check is on the normalized path only (see docs/sandbox.md).
+-- not exist yet is resolved by the host (L frames, X flag 16), else looked
+-- for in its resolved directory. Elsewhere the host resolves (X flag 16).
 local realpath, host_realpath
 if ffi then
   pcall(function()
@@ -1104,8 +1104,8 @@ end
 -- swapped for a link between the check and the open cannot lead out of
 -- the allowed directories. The mode is read by sb.open_mode.
 -- sb.nofollow stays nil when openat2 or /proc/self/fd is not usable here
--- (a seccomp filter, an old kernel): the open is then by name (see
--- docs/sandbox.md).
+-- (a seccomp filter, an old kernel): the host holds the file then (K
+-- frames, X flag 32), else the open is by name (see docs/sandbox.md).
 if ffi then
   pcall(function()
     ffi.cdef [[
