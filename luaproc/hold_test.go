@@ -52,7 +52,7 @@ func TestHoldFileFollowsNoLink(t *testing.T) {
 		{"/" + strings.Repeat("a", 4096), 0, unix.EINVAL},
 	} {
 		h, err := holdFile(c.path, c.how)
-		if !errors.Is(err, c.want) || (err == nil) != (h.fd >= 0) || h.mode != 0 {
+		if !errors.Is(err, c.want) || (err == nil) != (h.fd >= 0) || h.restore {
 			t.Errorf("holdFile(%q, %d) = %+v, %v; want %v", c.path, c.how, h, err, c.want)
 		}
 		if err != nil {
@@ -101,7 +101,7 @@ func TestHoldFileUnderAUmask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := mode(made); m != 0o600 || h.mode != 0o400 {
+	if m := mode(made); m != 0o600 || !h.restore || h.mode != 0o400 {
 		t.Errorf("held: mode %o, to be %o", m, h.mode)
 	}
 	h.release()
@@ -109,10 +109,20 @@ func TestHoldFileUnderAUmask(t *testing.T) {
 		t.Errorf("released: mode %o, want 400", m)
 	}
 	h, err = holdFile(made, holdCreate)
-	if err != nil || h.mode != 0 || mode(made) != 0o400 {
+	if err != nil || h.restore || mode(made) != 0o400 {
 		t.Errorf("an existing file: %+v, %v, mode %o", h, err, mode(made))
 	}
 	h.release()
+	// Under umask 0777 the file ends with mode 0, as fopen makes it.
+	unix.Umask(0o777)
+	none := filepath.Join(dir, "none")
+	if h, err = holdFile(none, holdCreate); err != nil {
+		t.Fatal(err)
+	}
+	h.release()
+	if m := mode(none); m != 0 {
+		t.Errorf("umask 0777: mode %o, want 0", m)
+	}
 }
 
 // TestHeldAnswer: the host's one-line answer to a K frame.

@@ -195,25 +195,26 @@ func spawner() {
 // driver opens it through /proc/<host pid>/fd/<n>, which leads to that
 // very file whatever its name has become.
 
-// holdMode says how the driver will open a file it asks the host to hold
-// (the K frame's second field): bits of holdCreate, holdUpdate, holdExcl.
+// How the driver will open a file it asks the host to hold: the bits of
+// the K frame's second field.
 const (
 	holdCreate = 1 // the mode creates a missing file ("w", "a")
 	holdUpdate = 2 // "+": read and write
 	holdExcl   = 4 // "x" (glibc): the file must not exist
 )
 
-// heldFile is a descriptor held for the driver. mode, when not 0, is the
-// mode a file made for it is to have once the driver has opened it (see
-// holdFile).
+// heldFile is a descriptor held for the driver. With restore set, mode is
+// the mode a file made for it is to have once the driver has opened it
+// (see holdFile).
 type heldFile struct {
-	fd   int
-	mode uint32
+	fd      int
+	restore bool
+	mode    uint32
 }
 
 // release gives a file made for the driver its mode and closes fd.
 func (h heldFile) release() {
-	if h.mode != 0 {
+	if h.restore {
 		unix.Fchmod(h.fd, h.mode)
 	}
 	unix.Close(h.fd)
@@ -239,7 +240,7 @@ func holdFile(p string, how int64) (heldFile, error) {
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) == nil {
 		if m := st.Mode & 0o7777; m&0o600 != 0o600 && unix.Fchmod(fd, m|0o600) == nil {
-			return heldFile{fd: fd, mode: m}, nil
+			return heldFile{fd: fd, restore: true, mode: m}, nil
 		}
 	}
 	return heldFile{fd: fd}, nil
