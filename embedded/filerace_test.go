@@ -2,8 +2,6 @@ package embedded
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,16 +15,7 @@ import (
 // put in place between the two was followed, and the chunk read (or, with
 // "w", truncated) the file outside. The open must not follow a link.
 func TestFilesCheckThenOpenRace(t *testing.T) {
-	allowed, outside := t.TempDir(), t.TempDir()
-	secret := filepath.Join(outside, "secret.txt")
-	if err := os.WriteFile(secret, []byte("secret"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	name := filepath.Join(allowed, "f.txt")
-	if err := os.WriteFile(name, []byte("inside"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	defer fsrace.SwapWithLink(name, secret, []byte("inside"))()
+	allowed, name, _ := fsrace.Race(t, "f.txt", []byte("inside"), []byte("secret"))
 	vm := openVM(t, core.Options{AllowedPaths: []string{allowed}})
 	code := strings.ReplaceAll(`
 		local opened = 0

@@ -29,16 +29,7 @@ func TestFilesCheckThenOpenRace(t *testing.T) {
 }
 
 func testFilesCheckThenOpenRace(t *testing.T, interp string) {
-	allowed, outside := t.TempDir(), t.TempDir()
-	secret := filepath.Join(outside, "secret.txt")
-	if err := os.WriteFile(secret, []byte("return 'secret'"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	name := filepath.Join(allowed, "f.lua")
-	if err := os.WriteFile(name, []byte("return 'inside'"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	defer fsrace.SwapWithLink(name, secret, []byte("return 'inside'"))()
+	allowed, name, secret := fsrace.Race(t, "f.lua", []byte("return 'inside'"), []byte("return 'secret'"))
 	e := openSandboxed(t, interp, core.Options{AllowedPaths: []string{allowed}})
 	code := strings.ReplaceAll(`
 		package.path = DIR .. "/?.lua"

@@ -7,7 +7,27 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"testing"
 )
+
+// Race sets up a race for test t: a file named base in a new allowed
+// directory, holding inside, that is swapped again and again with a
+// symbolic link to a file outside it holding secret, until t ends. It
+// returns the allowed directory, the swapped name and the file outside.
+func Race(t testing.TB, base string, inside, secret []byte) (allowed, name, outside string) {
+	t.Helper()
+	allowed = t.TempDir()
+	outside = filepath.Join(t.TempDir(), "secret.txt")
+	if err := os.WriteFile(outside, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name = filepath.Join(allowed, base)
+	if err := os.WriteFile(name, inside, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(SwapWithLink(name, outside, inside))
+	return allowed, name, outside
+}
 
 // SwapWithLink makes name, again and again until the returned stop is
 // called, a regular file holding content, then a symbolic link to target
