@@ -11,6 +11,8 @@ package core
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"syscall"
 )
 
 // Code classifies an Error. The numeric values are part of the C ABI
@@ -98,4 +100,15 @@ func CodeOf(err error) Code {
 		return e.Code
 	}
 	return ErrGeneric
+}
+
+// StrError is C's strerror text for errno ("No such file or directory"),
+// as Lua's io functions report it: Go's text with its first letter
+// capitalized, which is glibc's for the common errors.
+func StrError(errno syscall.Errno) string {
+	s := errno.Error()
+	if s != "" {
+		s = strings.ToUpper(s[:1]) + s[1:]
+	}
+	return s
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	lua "github.com/yuin/gopher-lua"
+
+	"libbioxen/core"
 )
 
 // Files opened by Lua code (io.open, io.lines, io.input and io.output with
@@ -190,11 +192,7 @@ func ioErrorText(err error) (string, int) {
 	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
-		s := errno.Error()
-		if s != "" {
-			s = strings.ToUpper(s[:1]) + s[1:]
-		}
-		return s, int(errno)
+		return core.StrError(errno), int(errno)
 	}
 	return err.Error(), 0
 }

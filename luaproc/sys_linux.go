@@ -16,6 +16,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"libbioxen/core"
 )
 
 // The Linux calls the engine needs beyond package syscall.
@@ -321,9 +323,5 @@ func heldAnswer(seq int64, pid, fd int, err error) []byte {
 	if !ok {
 		errno = unix.EIO
 	}
-	msg := errno.Error()
-	if msg != "" {
-		msg = strings.ToUpper(msg[:1]) + msg[1:]
-	}
-	return fmt.Appendf(nil, "K %d - %d %s\n", seq, int(errno), hex.EncodeToString([]byte(msg)))
+	return fmt.Appendf(nil, "K %d - %d %s\n", seq, int(errno), hex.EncodeToString([]byte(core.StrError(errno))))
 }
