@@ -143,7 +143,7 @@ func ctxEnded(ctx context.Context, op, when string) error {
 
 // graceContext is a context that outlives ctx by grace: it ends grace
 // after ctx ends (its deadline or a cancellation), or when stop is called.
-// A call made on it is not sent again once ctx has ended (retriedAfter).
+// A call made on it is not sent again once ctx has ended (pastGrace).
 func graceContext(ctx context.Context, grace time.Duration) (_ context.Context, stop func()) {
 	gctx, cancel := context.WithCancel(context.WithValue(context.WithoutCancel(ctx), graceParent{}, ctx))
 	var (
